@@ -1,0 +1,511 @@
+// Package outbox is the edge's durable, append-only event log in Badger:
+// per-device sequence numbers, group-committed synced writes, the hub's ack
+// cursor, and retention of acked events.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+)
+
+// Key layout. Event keys sort by sequence number.
+const (
+	prefixEvent = "e/"
+	keyLast     = "m/last"  // highest seq ever assigned
+	keyAcked    = "m/acked" // the hub's high-water mark as last told
+	keyHLC      = "m/hlc"   // highest HLC issued, the clock's floor after restart
+)
+
+// Errors of the outbox.
+var (
+	ErrClosed = errors.New("outbox is closed")
+)
+
+// Options configure a Log.
+type Options struct {
+	Dir     string
+	Device  string
+	Profile kv.Profile
+	// Retention keeps acked events this long before deleting them, so a hub
+	// restored from an older backup can still be refilled.
+	Retention  time.Duration
+	GCInterval time.Duration // value-log GC and retention pass interval
+	MaxGroup   int           // most events per group commit
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Profile == "" {
+		o.Profile = kv.Small
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = time.Minute
+	}
+	if o.MaxGroup <= 0 {
+		o.MaxGroup = 512
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Log is the outbox. All methods are safe for concurrent use.
+type Log struct {
+	opts  Options
+	db    *badger.DB
+	clock *hlc.Clock
+	log   *slog.Logger
+
+	reqs   chan *appendReq
+	sendMu sync.RWMutex
+	notify chan struct{}
+	guard  Guard
+
+	mu      sync.Mutex
+	closed  bool
+	last    uint64 // highest committed seq
+	acked   uint64
+	pending uint64 // stored events above acked
+	commits uint64 // group commits so far
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// Guard may refuse an append before it is written, e.g. to keep a disk
+// reserve. It is called from the committer; it must be fast.
+type Guard interface {
+	Admit(kind event.Kind, size int) error
+}
+
+type appendReq struct {
+	kind event.Kind
+	body []byte
+	ev   event.Event
+	err  error
+	done chan struct{}
+}
+
+// Open opens or creates the outbox in opts.Dir and starts its committer and
+// maintenance loops.
+func Open(opts Options) (*Log, error) {
+	opts.defaults()
+	if err := event.ValidID(opts.Device); err != nil {
+		return nil, fmt.Errorf("outbox device id: %w", err)
+	}
+	db, err := kv.Open(opts.Dir, opts.Profile, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		opts:   opts,
+		db:     db,
+		log:    opts.Logger,
+		reqs:   make(chan *appendReq, opts.MaxGroup),
+		notify: make(chan struct{}, 1),
+	}
+	var floor hlc.Timestamp
+	err = db.View(func(txn *badger.Txn) error {
+		var err error
+		if l.last, err = kv.GetU64(txn, []byte(keyLast)); err != nil {
+			return err
+		}
+		if l.acked, err = kv.GetU64(txn, []byte(keyAcked)); err != nil {
+			return err
+		}
+		f, err := kv.GetU64(txn, []byte(keyHLC))
+		floor = hlc.Timestamp(f)
+		return err
+	})
+	if err == nil {
+		l.pending, err = l.countAfter(l.acked)
+	}
+	if err != nil {
+		if cerr := db.Close(); cerr != nil {
+			l.log.Error("close store after failed open", "err", cerr)
+		}
+		return nil, fmt.Errorf("read outbox state: %w", err)
+	}
+	l.clock = hlc.NewClock(opts.Now, floor)
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop = cancel
+	l.wg.Add(3)
+	go func() { defer l.wg.Done(); l.commitLoop() }()
+	go func() { defer l.wg.Done(); l.maintain(ctx) }()
+	go func() { defer l.wg.Done(); kv.RunGC(ctx, db, opts.GCInterval, l.log) }()
+	return l, nil
+}
+
+// SetGuard installs a guard consulted before every append.
+func (l *Log) SetGuard(g Guard) { l.mu.Lock(); l.guard = g; l.mu.Unlock() }
+
+// DB is the store the outbox lives in, for other edge packages that keep
+// their own key prefixes there (one Badger per process keeps memory low).
+// The outbox owns its lifecycle.
+func (l *Log) DB() *badger.DB { return l.db }
+
+// Clock is the edge's hybrid logical clock, persisted with every append.
+func (l *Log) Clock() *hlc.Clock { return l.clock }
+
+// Device is the id of the device this log belongs to.
+func (l *Log) Device() string { return l.opts.Device }
+
+// Append records body as the device's next event and returns it once it is
+// synced to disk. Concurrent appends share one commit and its fsyncs.
+func (l *Log) Append(ctx context.Context, body event.Body) (event.Event, error) {
+	if err := body.Validate(); err != nil {
+		return event.Event{}, err
+	}
+	raw, err := event.Marshal(body)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("encode %s: %w", body.Kind(), err)
+	}
+	r := &appendReq{kind: body.Kind(), body: raw, done: make(chan struct{})}
+	// The read lock keeps Close from closing reqs under a sender.
+	l.sendMu.RLock()
+	if l.isClosed() {
+		l.sendMu.RUnlock()
+		return event.Event{}, ErrClosed
+	}
+	select {
+	case l.reqs <- r:
+		l.sendMu.RUnlock()
+	case <-ctx.Done():
+		l.sendMu.RUnlock()
+		return event.Event{}, ctx.Err()
+	}
+	// Once queued the request is committed or failed by the committer;
+	// waiting for that even if ctx ends keeps the answer truthful.
+	<-r.done
+	return r.ev, r.err
+}
+
+func (l *Log) commitLoop() {
+	group := make([]*appendReq, 0, l.opts.MaxGroup)
+	for r := range l.reqs {
+		group = append(group[:0], r)
+		// Take what else is already waiting: these share the fsync.
+	drain:
+		for len(group) < l.opts.MaxGroup {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		l.commit(group)
+	}
+}
+
+func (l *Log) commit(group []*appendReq) {
+	l.mu.Lock()
+	next, guard := l.last+1, l.guard
+	l.mu.Unlock()
+
+	admitted := group[:0:0]
+	for _, r := range group {
+		if guard != nil {
+			if err := guard.Admit(r.kind, len(r.body)); err != nil {
+				r.err = err
+				close(r.done)
+				continue
+			}
+		}
+		admitted = append(admitted, r)
+	}
+	if len(admitted) == 0 {
+		return
+	}
+	txn := l.db.NewTransaction(true)
+	defer txn.Discard()
+	var err error
+	seq := next
+	for _, r := range admitted {
+		r.ev = event.Event{Device: l.opts.Device, Seq: seq, HLC: l.clock.Now(), Kind: r.kind, Body: r.body}
+		stored := r.ev
+		stored.Device = "" // implied by the store
+		var data []byte
+		if data, err = stored.Encode(); err != nil {
+			break
+		}
+		if err = txn.Set(kv.Key(prefixEvent, kv.U64(seq)), data); err != nil {
+			break
+		}
+		seq++
+	}
+	last := seq - 1
+	if err == nil {
+		err = txn.Set([]byte(keyLast), kv.U64(last))
+	}
+	if err == nil {
+		err = txn.Set([]byte(keyHLC), kv.U64(uint64(l.clock.Last())))
+	}
+	if err == nil {
+		err = txn.Commit()
+	}
+	if err != nil {
+		err = fmt.Errorf("append event: %w", err)
+		l.log.Error("outbox commit failed", "events", len(admitted), "err", err)
+		for _, r := range admitted {
+			r.ev, r.err = event.Event{}, err
+			close(r.done)
+		}
+		return
+	}
+	l.mu.Lock()
+	l.last = last
+	l.pending += uint64(len(admitted))
+	l.commits++
+	l.mu.Unlock()
+	for _, r := range admitted {
+		close(r.done)
+	}
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Log) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Notify is signalled after appends; a reader that misses a signal still
+// sees the events on its next Read.
+func (l *Log) Notify() <-chan struct{} { return l.notify }
+
+// Read returns up to maxEvents stored events with seq > after, in seq order,
+// stopping early once their encoded size reaches maxBytes (at least one
+// event is returned when any exists). Seqs may skip where telemetry was
+// dropped.
+func (l *Log) Read(after uint64, maxEvents, maxBytes int) (events []event.Event, err error) {
+	err = l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixEvent)
+		opts.PrefetchSize = min(maxEvents, 256)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		size := 0
+		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid() && len(events) < maxEvents; it.Next() {
+			var ev event.Event
+			err := it.Item().Value(func(v []byte) error {
+				size += len(v)
+				var err error
+				ev, err = event.DecodeEvent(v) // decoding copies: values die with the txn
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("read seq %d: %w", kv.ParseU64(it.Item().Key()[len(prefixEvent):]), err)
+			}
+			ev.Device = l.opts.Device
+			events = append(events, ev)
+			if size >= maxBytes {
+				break
+			}
+		}
+		return nil
+	})
+	return events, err
+}
+
+// Stats is a snapshot of the log's cursors.
+type Stats struct {
+	LastSeq  uint64
+	AckedSeq uint64
+	Pending  uint64 // stored events not yet acked by the hub
+	Commits  uint64 // synced commits since open; fewer than appends under load
+}
+
+// Stats returns the current cursors.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{LastSeq: l.last, AckedSeq: l.acked, Pending: l.pending, Commits: l.commits}
+}
+
+// OldestUnacked is the HLC of the oldest event the hub has not acked, or 0.
+func (l *Log) OldestUnacked() (hlc.Timestamp, error) {
+	l.mu.Lock()
+	acked := l.acked
+	l.mu.Unlock()
+	evs, err := l.Read(acked, 1, 1)
+	if err != nil || len(evs) == 0 {
+		return 0, err
+	}
+	return evs[0].HLC, nil
+}
+
+// Ack records that the hub holds every seq up to seq. When fromHello is set
+// the hub's word replaces the local cursor even if it is lower (the hub was
+// restored and wants events resent); otherwise acks only move forward.
+func (l *Log) Ack(seq uint64, fromHello bool) error {
+	l.mu.Lock()
+	if seq > l.last {
+		seq = l.last // the hub cannot hold what was never written here
+	}
+	if seq == l.acked || (!fromHello && seq < l.acked) {
+		l.mu.Unlock()
+		return nil
+	}
+	prev := l.acked
+	l.acked = seq
+	l.mu.Unlock()
+	if err := l.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyAcked), kv.U64(seq))
+	}); err != nil {
+		return fmt.Errorf("store ack cursor: %w", err)
+	}
+	// Keep the pending count without rescanning the backlog: count only the
+	// keys between the old and the new cursor.
+	lo, hi := min(prev, seq), max(prev, seq)
+	n, err := l.countRange(lo, hi)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if seq > prev {
+		l.pending -= min(n, l.pending)
+	} else {
+		l.pending += n
+		l.log.Warn("hub acked less than before; resending", "acked", seq, "was", prev)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// countAfter counts stored events with seq > after (keys only).
+func (l *Log) countAfter(after uint64) (uint64, error) { return l.countRange(after, ^uint64(0)) }
+
+// countRange counts stored events with after < seq <= upto (keys only).
+func (l *Log) countRange(after, upto uint64) (uint64, error) {
+	var n uint64
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixEvent)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid(); it.Next() {
+			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > upto {
+				break
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count pending events: %w", err)
+	}
+	return n, nil
+}
+
+// Prune deletes acked events older than the retention window and returns
+// how many it deleted.
+func (l *Log) Prune() (int, error) {
+	l.mu.Lock()
+	acked := l.acked
+	l.mu.Unlock()
+	cutoff := hlc.FromTime(l.opts.Now().Add(-l.opts.Retention))
+	var keys [][]byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixEvent)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			seq := kv.ParseU64(item.Key()[len(prefixEvent):])
+			if seq > acked {
+				break
+			}
+			var ts hlc.Timestamp
+			if err := item.Value(func(v []byte) error {
+				ev, err := event.DecodeEvent(v)
+				ts = ev.HLC
+				return err
+			}); err != nil {
+				return err
+			}
+			if ts > cutoff {
+				break // events are in HLC order: the rest are younger
+			}
+			keys = append(keys, item.KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("scan for pruning: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	wb := l.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, fmt.Errorf("prune: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	return len(keys), nil
+}
+
+func (l *Log) maintain(ctx context.Context) {
+	t := time.NewTicker(l.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := l.Prune(); err != nil {
+			l.log.Warn("prune acked events", "err", err)
+		} else if n > 0 {
+			l.log.Debug("pruned acked events", "count", n)
+		}
+	}
+}
+
+// Close stops the loops, fails nothing already accepted (queued appends are
+// committed first) and closes the store.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.sendMu.Lock()
+	close(l.reqs)
+	l.sendMu.Unlock()
+	l.stop()
+	l.wg.Wait()
+	if err := l.db.Close(); err != nil {
+		return fmt.Errorf("close outbox: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"linli/shared/event"
+	"linli/shared/kv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func open(t *testing.T, dir string, c *clock) *Log {
+	t.Helper()
+	opts := Options{Dir: dir, Device: "kiosk-1", Retention: time.Hour, GCInterval: time.Hour}
+	if c != nil {
+		opts.Now = c.now
+	}
+	l, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return l
+}
+
+func checkin(i int) *event.Checkin {
+	return &event.Checkin{Resident: fmt.Sprintf("R%d", i), Activity: "A7", Action: "in", Status: event.StatusRecorded}
+}
+
+func TestAppendReadReopen(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, nil)
+	ctx := context.Background()
+	for i := 1; i <= 10; i++ {
+		ev, err := l.Append(ctx, checkin(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != uint64(i) || ev.Device != "kiosk-1" || ev.HLC == 0 {
+			t.Fatalf("append %d: got %+v", i, ev)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir, nil)
+	defer l.Close()
+	if st := l.Stats(); st.LastSeq != 10 || st.Pending != 10 || st.AckedSeq != 0 {
+		t.Fatalf("after reopen Stats = %+v", st)
+	}
+	evs, err := l.Read(3, 4, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 4 || evs[0].Seq != 4 || evs[3].Seq != 7 {
+		t.Fatalf("Read(3,4) = %d events from %d", len(evs), evs[0].Seq)
+	}
+	body, err := evs[0].Decode()
+	if err != nil || body.(*event.Checkin).Resident != "R4" {
+		t.Fatalf("decode: %+v %v", body, err)
+	}
+	ev, err := l.Append(ctx, checkin(11))
+	if err != nil || ev.Seq != 11 || ev.HLC <= evs[3].HLC {
+		t.Fatalf("append after reopen: %+v %v", ev, err)
+	}
+}
+
+func TestReadByteLimit(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	for i := range 20 {
+		if _, err := l.Append(context.Background(), checkin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := l.Read(0, 100, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Read with 1 byte limit = %d events, %v; want exactly 1", len(evs), err)
+	}
+	evs, _ = l.Read(0, 100, 200)
+	if len(evs) < 2 || len(evs) > 10 {
+		t.Fatalf("Read with 200 byte limit = %d events", len(evs))
+	}
+}
+
+func TestConcurrentAppendsGroupCommit(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	const writers, each = 32, 40
+	var wg sync.WaitGroup
+	seen := make([]bool, writers*each+1)
+	var mu sync.Mutex
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				ev, err := l.Append(context.Background(), checkin(w*each+i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if ev.Seq == 0 || ev.Seq >= uint64(len(seen)) || seen[ev.Seq] {
+					mu.Unlock()
+					errs <- fmt.Errorf("seq %d out of range or given twice", ev.Seq)
+					return
+				}
+				seen[ev.Seq] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.LastSeq != writers*each || st.Pending != writers*each {
+		t.Fatalf("Stats = %+v, want %d events", st, writers*each)
+	}
+	if st.Commits >= writers*each {
+		t.Fatalf("%d commits for %d appends: concurrent writers did not share commits", st.Commits, writers*each)
+	}
+	t.Logf("%d appends in %d commits", writers*each, st.Commits)
+}
+
+func TestAckAndPending(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	for i := range 10 {
+		if _, err := l.Append(context.Background(), checkin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		seq     uint64
+		hello   bool
+		acked   uint64
+		pending uint64
+	}{
+		{4, false, 4, 6},
+		{2, false, 4, 6}, // acks never move back...
+		{2, true, 2, 8},  // ...unless the hub says so in a hello
+		{99, false, 10, 0},
+	}
+	for _, s := range steps {
+		if err := l.Ack(s.seq, s.hello); err != nil {
+			t.Fatal(err)
+		}
+		if st := l.Stats(); st.AckedSeq != s.acked || st.Pending != s.pending {
+			t.Fatalf("after Ack(%d, %v): %+v, want acked %d pending %d", s.seq, s.hello, st, s.acked, s.pending)
+		}
+	}
+	oldest, err := l.OldestUnacked()
+	if err != nil || oldest != 0 {
+		t.Fatalf("OldestUnacked with nothing pending = %v, %v", oldest, err)
+	}
+}
+
+func TestPruneKeepsUnackedAndYoung(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	l := open(t, t.TempDir(), c)
+	defer l.Close()
+	for i := range 5 {
+		if _, err := l.Append(context.Background(), checkin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.add(2 * time.Hour)
+	for i := range 5 {
+		if _, err := l.Append(context.Background(), checkin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Ack(3, false); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.Prune()
+	if err != nil || n != 3 {
+		t.Fatalf("Prune = %d, %v; want the 3 acked old events", n, err)
+	}
+	if err := l.Ack(10, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := l.Prune(); n != 2 {
+		t.Fatalf("Prune = %d; want the 2 remaining old events, not the young ones", n)
+	}
+	evs, _ := l.Read(0, 100, 1<<20)
+	if len(evs) != 5 || evs[0].Seq != 6 {
+		t.Fatalf("left %d events starting at %d, want 5 from 6", len(evs), evs[0].Seq)
+	}
+}
+
+func TestBadInputAndClosed(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, nil)
+	var fe *event.FieldError
+	if _, err := l.Append(context.Background(), &event.Checkin{Activity: "A7", Action: "in"}); !errors.As(err, &fe) {
+		t.Fatalf("Append of invalid body = %v, want FieldError", err)
+	}
+	if st := l.Stats(); st.LastSeq != 0 {
+		t.Fatalf("invalid body was stored: %+v", st)
+	}
+	if _, err := Open(Options{Dir: dir, Device: "kiosk-1"}); !errors.Is(err, kv.ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), checkin(1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestClockNeverBackAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	l := open(t, dir, c)
+	last, err := l.Append(context.Background(), checkin(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	c.add(-24 * time.Hour)
+	l = open(t, dir, c)
+	defer l.Close()
+	ev, err := l.Append(context.Background(), checkin(2))
+	if err != nil || ev.HLC <= last.HLC {
+		t.Fatalf("HLC after restart with clock 24h back = %v, want > %v (%v)", ev.HLC, last.HLC, err)
+	}
+}
