@@ -195,25 +195,33 @@ func (b *Gap) Validate() error {
 
 // NewBody returns an empty body of kind k.
 func NewBody(k Kind) (Body, error) {
-	switch k {
-	case KindCheckin:
-		return new(Checkin), nil
-	case KindReport:
-		return new(Report), nil
-	case KindVote:
-		return new(Vote), nil
-	case KindRating:
-		return new(Rating), nil
-	case KindAccess:
-		return new(Access), nil
-	case KindReading:
-		return new(Reading), nil
-	case KindAlarm:
-		return new(Alarm), nil
-	case KindGap:
-		return new(Gap), nil
+	if f, ok := factories[k]; ok {
+		return f(), nil
 	}
 	return nil, &FieldError{Field: "kind", Msg: fmt.Sprintf("unknown event kind %d", k)}
+}
+
+// factories makes empty bodies by kind; register adds to it, so each file
+// of kinds registers its own.
+var factories = map[Kind]func() Body{}
+
+func register(k Kind, name string, f func() Body) {
+	if _, dup := factories[k]; dup {
+		panic(fmt.Sprintf("event kind %d registered twice", k))
+	}
+	factories[k] = f
+	kindNames[k] = name
+}
+
+func init() {
+	register(KindCheckin, "checkin", func() Body { return new(Checkin) })
+	register(KindReport, "report", func() Body { return new(Report) })
+	register(KindVote, "vote", func() Body { return new(Vote) })
+	register(KindRating, "rating", func() Body { return new(Rating) })
+	register(KindAccess, "access", func() Body { return new(Access) })
+	register(KindReading, "reading", func() Body { return new(Reading) })
+	register(KindAlarm, "alarm", func() Body { return new(Alarm) })
+	register(KindGap, "gap", func() Body { return new(Gap) })
 }
 
 // DecodeBody decodes and validates the CBOR body of an event of kind k.

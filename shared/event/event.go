@@ -27,18 +27,14 @@ const (
 	KindReading Kind = 6 // a sensor reading (telemetry)
 	KindAlarm   Kind = 7 // a safety alarm raised or cleared at a gateway
 	KindGap     Kind = 8 // telemetry the edge dropped to protect its disk
+	// Kinds 9 to 63 are edge kinds yet to come; 64 and up are decisions the
+	// hub records about its own state (operator writes, seat grants), which
+	// never travel up from an edge.
+	FirstHubKind Kind = 64
 )
 
-var kindNames = map[Kind]string{
-	KindCheckin: "checkin",
-	KindReport:  "report",
-	KindVote:    "vote",
-	KindRating:  "rating",
-	KindAccess:  "access",
-	KindReading: "reading",
-	KindAlarm:   "alarm",
-	KindGap:     "gap",
-}
+// kindNames is filled by register.
+var kindNames = map[Kind]string{}
 
 // String is the kind's name as used in JSON and logs.
 func (k Kind) String() string {
