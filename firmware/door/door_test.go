@@ -36,7 +36,7 @@ func start(t *testing.T, cfg door.Config) (*gpiosim.Pin, <-chan door.Event) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	waitFor(t, func() bool { return pin.Edge() == gpio.BothEdges })
+	waitFor(t, pin.Listening)
 	return pin, events
 }
 
@@ -119,7 +119,7 @@ func TestSensorActiveLow(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	waitFor(t, func() bool { return pin.Edge() == gpio.BothEdges })
+	waitFor(t, pin.Listening)
 	if err := pin.Drive(ctx, gpio.Low); err != nil {
 		t.Fatal(err)
 	}

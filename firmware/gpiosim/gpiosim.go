@@ -30,6 +30,7 @@ type Pin struct {
 	mu       sync.Mutex
 	edge     gpio.Edge     // what the consumer asked for in In
 	level    gpio.Level    // what the outside world drives
+	waits    uint64        // WaitForEdge calls
 	received uint64        // edges taken by WaitForEdge
 	acked    uint64        // received as of the consumer's latest WaitForEdge call
 	changed  chan struct{} // closed and replaced when acked moves
@@ -67,6 +68,7 @@ func (p *Pin) In(pull gpio.Pull, edge gpio.Edge) error {
 // done with the previous edge.
 func (p *Pin) WaitForEdge(timeout time.Duration) bool {
 	p.mu.Lock()
+	p.waits++
 	if p.acked != p.received {
 		p.acked = p.received
 		close(p.changed)
@@ -87,6 +89,15 @@ func (p *Pin) Edge() gpio.Edge {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.edge
+}
+
+// Listening reports whether a consumer has configured edge detection and has started
+// waiting for edges: from then on it has read the line's initial level, and Drive hands
+// edges over to it.
+func (p *Pin) Listening() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.edge != gpio.NoEdge && p.waits > 0
 }
 
 // Drive sets the level of the line. When the change is an edge the consumer listens for,
