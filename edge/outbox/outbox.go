@@ -343,6 +343,12 @@ func (l *Log) Stats() Stats {
 	return Stats{LastSeq: l.last, AckedSeq: l.acked, Pending: l.pending, Commits: l.commits}
 }
 
+// Cursors is Stats in the form the uplink consumes.
+func (l *Log) Cursors() (last, acked, pending uint64) {
+	st := l.Stats()
+	return st.LastSeq, st.AckedSeq, st.Pending
+}
+
 // OldestUnacked is the HLC of the oldest event the hub has not acked, or 0.
 func (l *Log) OldestUnacked() (hlc.Timestamp, error) {
 	l.mu.Lock()

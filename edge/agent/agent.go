@@ -1,0 +1,246 @@
+// Package agent wires an edge together: config, outbox, uplink and HTTP API,
+// with one Run that stops everything it started.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"linli/edge/kiosk"
+	"linli/edge/outbox"
+	"linli/edge/uplink"
+	"linli/shared/config"
+	"linli/shared/kv"
+)
+
+var _ uplink.Log = (*outbox.Log)(nil)
+var _ kiosk.Log = (*outbox.Log)(nil)
+
+// Main runs the edge program with args and env and returns its exit code:
+// 0 after a clean stop, 2 for bad settings, 1 for failures at run time.
+func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	var cfg Config
+	set := newSet(&cfg, stdout)
+	if err := set.Load(args, env); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		return 2
+	}
+	defaultData(&cfg)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		return 2
+	}
+	level, _ := parseLevel(cfg.LogLevel) // validated above
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).
+		With("device", cfg.ID)
+	a, err := Start(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "linli-edge %s (%s) serving http://%s\n", cfg.ID, cfg.Role, a.Addr())
+	if err := a.Wait(); err != nil {
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Agent is a running edge.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	outbox *outbox.Log
+	uplink *uplink.Uplink
+	srv    *http.Server
+	ln     net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	done   chan struct{}
+}
+
+// Start opens the store, starts the uplink and serves HTTP. It returns a
+// *config.Error when a setting (the data dir, the listen address) is
+// unusable. The edge serves residents whether or not the broker is
+// reachable.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+	defaultData(&cfg)
+	if err := checkDataDir(cfg.Data); err != nil {
+		return nil, err
+	}
+	ob, err := outbox.Open(outbox.Options{
+		Dir: cfg.Data, Device: cfg.ID, Profile: kv.Profile(cfg.Profile),
+		Retention: cfg.Retention, Logger: log,
+	})
+	if err != nil {
+		if errors.Is(err, kv.ErrLocked) {
+			return nil, config.Errorf("data", "%v", err)
+		}
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		if cerr := ob.Close(); cerr != nil {
+			log.Error("close outbox", "err", cerr)
+		}
+		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
+	}
+	up := uplink.New(ob, nil, uplink.Options{
+		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,
+		Username: cfg.Username, Password: cfg.Password,
+		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
+		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
+		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"),
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerMetrics(reg, ob, up)
+	api := &kiosk.API{
+		Role: cfg.Role, Log: ob, Sync: up, Registry: reg, Logger: log.With("component", "http"),
+	}
+	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, ln: ln, done: make(chan struct{})}
+	a.srv = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := up.Run(runCtx); err != nil {
+			a.fail(fmt.Errorf("uplink: %w", err))
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.fail(fmt.Errorf("http: %w", err))
+		}
+	}()
+	go a.shutdownOnCancel(runCtx)
+	return a, nil
+}
+
+func (a *Agent) fail(err error) {
+	a.errMu.Lock()
+	if a.err == nil {
+		a.err = err
+	}
+	a.errMu.Unlock()
+	a.cancel()
+}
+
+func (a *Agent) shutdownOnCancel(ctx context.Context) {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(sctx); err != nil {
+		a.log.Warn("http shutdown", "err", err)
+	}
+	a.wg.Wait()
+	if err := a.outbox.Close(); err != nil {
+		a.fail(err)
+	}
+	a.log.Info("edge stopped")
+	close(a.done)
+}
+
+// Addr is the HTTP listen address (useful with port 0).
+func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// Outbox exposes the store for tests and tools in this module.
+func (a *Agent) Outbox() *outbox.Log { return a.outbox }
+
+// Uplink exposes the hub session.
+func (a *Agent) Uplink() *uplink.Uplink { return a.uplink }
+
+// Stop cancels the agent and waits for it.
+func (a *Agent) Stop() error {
+	a.cancel()
+	return a.Wait()
+}
+
+// Wait blocks until the agent has stopped and returns the first failure.
+func (a *Agent) Wait() error {
+	<-a.done
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.err
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink) {
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	gauge("linli_edge_backlog_events", "Events stored on the edge and not yet acked by the hub.",
+		func() float64 { return float64(ob.Stats().Pending) })
+	gauge("linli_edge_oldest_unacked_age_seconds", "Age of the oldest event the hub has not acked (0 when none).",
+		func() float64 {
+			ts, err := ob.OldestUnacked()
+			if err != nil || ts == 0 {
+				return 0
+			}
+			return max(0, time.Since(ts.Time()).Seconds())
+		})
+	gauge("linli_edge_last_seq", "Sequence number of the newest event written.", func() float64 { return float64(ob.Stats().LastSeq) })
+	gauge("linli_edge_acked_seq", "The hub's high-water mark as last acked.", func() float64 { return float64(ob.Stats().AckedSeq) })
+	gauge("linli_edge_connected", "1 while the hub session is up.", func() float64 {
+		if up.Connected() {
+			return 1
+		}
+		return 0
+	})
+	counter("linli_edge_store_commits_total", "Synced group commits of the outbox.", func() float64 { return float64(ob.Stats().Commits) })
+	for _, c := range []struct {
+		name, help string
+		f          func(uplink.Stats) uint64
+	}{
+		{"linli_edge_uplink_connects_total", "MQTT sessions established.", func(s uplink.Stats) uint64 { return s.Connects }},
+		{"linli_edge_uplink_connect_errors_total", "Failed MQTT connection attempts.", func(s uplink.Stats) uint64 { return s.ConnectErrs }},
+		{"linli_edge_uplink_batches_total", "Event batches published.", func(s uplink.Stats) uint64 { return s.Batches }},
+		{"linli_edge_uplink_events_total", "Events published, resends included.", func(s uplink.Stats) uint64 { return s.Events }},
+		{"linli_edge_uplink_bytes_total", "Batch payload bytes published.", func(s uplink.Stats) uint64 { return s.Bytes }},
+		{"linli_edge_uplink_acks_total", "End-to-end acks that advanced the cursor.", func(s uplink.Stats) uint64 { return s.Acks }},
+		{"linli_edge_uplink_resends_total", "Windows resent after acks stalled.", func(s uplink.Stats) uint64 { return s.Resends }},
+		{"linli_edge_uplink_priority_batches_total", "Alarm batches sent ahead of the backlog.", func(s uplink.Stats) uint64 { return s.Priority }},
+	} {
+		counter(c.name, c.help, func() float64 { return float64(c.f(up.Stats())) })
+	}
+}

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"linli/edge/kiosk"
+	"linli/shared/config"
+	"linli/shared/event"
+	"linli/shared/kv"
+)
+
+// Config is every setting of an edge.
+type Config struct {
+	ID       string
+	Site     string
+	Role     string
+	Data     string
+	HTTP     string
+	Broker   string
+	Building string
+	Username string
+	Password string
+
+	Retention   time.Duration
+	BatchEvents int
+	BatchBytes  int
+	Window      int
+	Compress    bool
+	KeepAlive   time.Duration
+	AckTimeout  time.Duration
+	BackoffMax  time.Duration
+	Profile     string
+	LogLevel    string
+	IdleTimeout time.Duration
+}
+
+// Version is stamped at build time with -ldflags "-X linli/edge/agent.Version=…".
+var Version = "dev"
+
+func newSet(c *Config, out io.Writer) *config.Set {
+	s := config.New("linli-edge", out)
+	s.String(&c.ID, "id", "kiosk-1", "device id: letters, digits, '-' and '_'")
+	s.String(&c.Site, "site", "site-1", "site (residential community) this edge belongs to")
+	s.String(&c.Role, "role", kiosk.RoleKiosk, "kiosk or gateway")
+	s.String(&c.Data, "data", "", "data directory (default ./data/edge/<id>)")
+	s.String(&c.HTTP, "http", "127.0.0.1:8081", "HTTP listen address")
+	s.String(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL (tcp:// or ssl://)")
+	s.String(&c.Building, "building", "", "building this edge stands in (gateways)")
+	s.String(&c.Username, "mqtt-username", "", "MQTT username (set by enrollment)")
+	s.String(&c.Password, "mqtt-password", "", "MQTT password (set by enrollment)")
+	s.Duration(&c.Retention, "retention", 24*time.Hour, "keep acked events this long before deleting them")
+	s.Int(&c.BatchEvents, "batch-events", 500, "most events per uplink batch")
+	s.Int(&c.BatchBytes, "batch-bytes", 256<<10, "most bytes per uplink batch")
+	s.Int(&c.Window, "window", 8, "uplink batches in flight")
+	s.Bool(&c.Compress, "compress", true, "zstd-compress uplink batches")
+	s.Duration(&c.KeepAlive, "keepalive", 10*time.Second, "MQTT keepalive")
+	s.Duration(&c.AckTimeout, "ack-timeout", 10*time.Second, "resend when the hub's acks stall this long")
+	s.Duration(&c.BackoffMax, "backoff-max", 10*time.Second, "longest wait between reconnect attempts")
+	s.String(&c.Profile, "profile", string(kv.Small), "store memory profile: small or server")
+	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.Duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "kiosk UI returns to the start screen after this long idle")
+	return s
+}
+
+// Validate checks settings, naming the first bad one.
+func (c *Config) Validate() error {
+	if err := event.ValidID(c.ID); err != nil {
+		return config.Errorf("id", "%v", err)
+	}
+	if err := event.ValidID(c.Site); err != nil {
+		return config.Errorf("site", "%v", err)
+	}
+	if c.ID == "all" || c.ID == "hub" {
+		return config.Errorf("id", "%q is reserved", c.ID)
+	}
+	if c.Role != kiosk.RoleKiosk && c.Role != kiosk.RoleGateway {
+		return config.Errorf("role", "%q is not kiosk or gateway", c.Role)
+	}
+	if c.Building != "" {
+		if err := event.ValidID(c.Building); err != nil {
+			return config.Errorf("building", "%v", err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		return config.Errorf("http", "%q is not host:port", c.HTTP)
+	}
+	if err := validBroker(c.Broker); err != nil {
+		return config.Errorf("broker", "%v", err)
+	}
+	if _, err := kv.ParseProfile(c.Profile); err != nil {
+		return config.Errorf("profile", "%v", err)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return config.Errorf("log-level", "%v", err)
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+		min  int
+	}{{"batch-events", c.BatchEvents, 1}, {"batch-bytes", c.BatchBytes, 1024}, {"window", c.Window, 1}} {
+		if n.v < n.min {
+			return config.Errorf(n.name, "must be at least %d", n.min)
+		}
+	}
+	if c.Window > 1024 {
+		return config.Errorf("window", "must be at most 1024")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"keepalive", c.KeepAlive}, {"ack-timeout", c.AckTimeout}, {"backoff-max", c.BackoffMax}, {"idle-timeout", c.IdleTimeout}} {
+		if d.v < 100*time.Millisecond {
+			return config.Errorf(d.name, "must be at least 100ms")
+		}
+	}
+	return nil
+}
+
+func validBroker(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts":
+	default:
+		return fmt.Errorf("%q: scheme must be tcp:// or ssl://", s)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return fmt.Errorf("%q: want scheme://host:port", s)
+	}
+	return nil
+}
+
+// checkDataDir makes sure dir exists and is writable, so a bad data dir is
+// a clear config error and not a Badger failure deep inside.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return config.Errorf("data", "cannot create %s: %v", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return config.Errorf("data", "%s is not writable: %v", dir, err)
+	}
+	name := f.Name()
+	if err := f.Close(); err != nil {
+		return config.Errorf("data", "%s: %v", dir, err)
+	}
+	if err := os.Remove(name); err != nil {
+		return config.Errorf("data", "%s: %v", dir, err)
+	}
+	return nil
+}
+
+func defaultData(c *Config) {
+	if c.Data == "" {
+		c.Data = filepath.Join("data", "edge", c.ID)
+	}
+}

@@ -1,0 +1,366 @@
+// Package kiosk serves an edge's HTTP API to residents and devices: the
+// writes of CONTRACT.md, the replica's reads, sync state, health and metrics,
+// and on kiosks the resident web UI.
+package kiosk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"linli/edge/outbox"
+	"linli/shared/event"
+	"linli/shared/httpx"
+)
+
+// Log is the durable event log writes go to.
+type Log interface {
+	// Append returns once the event is synced to disk; a *event.FieldError
+	// means bad input, outbox.ErrClosed a closed store, and any other error
+	// that nothing was acknowledged.
+	Append(ctx context.Context, body event.Body) (event.Event, error)
+	Cursors() (last, acked, pending uint64)
+}
+
+// Sync tells whether the hub session is up.
+type Sync interface {
+	Connected() bool
+	LastSync() time.Time
+}
+
+// Seats decides a check-in at once from the kiosk's share of seats and
+// records it; nil means every check-in is "recorded" for the hub to decide.
+type Seats interface {
+	Checkin(ctx context.Context, c *event.Checkin) (event.Event, error)
+}
+
+// Replica answers reads from the state last synced from the hub.
+type Replica interface {
+	Notices(now time.Time) (any, error)
+	Activities(resident string) (any, error)
+	Report(id string) (any, bool, error)
+}
+
+// Roles of an edge.
+const (
+	RoleKiosk   = "kiosk"
+	RoleGateway = "gateway"
+)
+
+// API is the edge's HTTP handler.
+type API struct {
+	Role     string
+	Log      Log
+	Sync     Sync
+	Seats    Seats   // optional
+	Replica  Replica // optional
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	UI       http.Handler // optional: the resident web UI at /
+	Health   func() error // optional: extra readiness check
+
+	requests *prometheus.CounterVec
+}
+
+// Handler builds the router.
+func (a *API) Handler() http.Handler {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
+	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "linli_edge_http_requests_total", Help: "HTTP API requests by route and status code.",
+	}, []string{"route", "code"})
+	if a.Registry != nil {
+		a.Registry.MustRegister(a.requests)
+	}
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+			if err := h(rec, r); err != nil {
+				httpx.WriteError(rec, err)
+			}
+			a.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+		})
+	}
+	handle("POST /api/v1/checkins", a.postCheckin)
+	handle("POST /api/v1/reports", a.postReport)
+	handle("POST /api/v1/reports/{id}/votes", a.postVote)
+	handle("POST /api/v1/ratings", a.postRating)
+	handle("POST /api/v1/access", a.gatewayOnly(a.postAccess))
+	handle("POST /api/v1/readings", a.gatewayOnly(a.postReading))
+	handle("GET /api/v1/notices", a.getNotices)
+	handle("GET /api/v1/activities", a.getActivities)
+	handle("GET /api/v1/reports/{id}", a.getReport)
+	handle("GET /api/v1/sync", a.getSync)
+	handle("GET /healthz", a.healthz)
+	if a.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
+	}
+	if a.UI != nil && a.Role == RoleKiosk {
+		mux.Handle("GET /", a.UI)
+	}
+	return mux
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+func (a *API) gatewayOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if a.Role != RoleGateway {
+			return &httpx.Error{Status: http.StatusNotFound, Msg: "this edge is a " + a.Role + "; " + r.URL.Path + " is served by gateways only"}
+		}
+		return h(w, r)
+	}
+}
+
+// created is the answer to a durable write.
+type created struct {
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Status string `json:"status,omitempty"`
+}
+
+// write validates body and appends it, answering 201 only after the synced
+// commit.
+func (a *API) write(w http.ResponseWriter, r *http.Request, body event.Body) error {
+	if err := body.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	ev, err := a.Log.Append(r.Context(), body)
+	if err != nil {
+		return a.storeError(err)
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
+	return nil
+}
+
+// ErrDiskReserve is what a write guard returns when the disk is too full to
+// take an event that may not be dropped.
+var ErrDiskReserve = errors.New("disk reserve reached")
+
+func (a *API) storeError(err error) error {
+	if e := httpx.FromValidation(err); e != nil {
+		return e
+	}
+	switch {
+	case errors.Is(err, ErrDiskReserve):
+		return &httpx.Error{Status: http.StatusInsufficientStorage, Msg: "this edge's disk is nearly full; the record was not saved: " + err.Error()}
+	case errors.Is(err, outbox.ErrClosed), errors.Is(err, context.Canceled):
+		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "the store is closed; the record was not saved"}
+	}
+	a.Logger.Error("store write failed", "err", err)
+	return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "could not store the record; it was not saved: " + err.Error()}
+}
+
+func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Resident string `json:"resident"`
+		Activity string `json:"activity"`
+		Action   string `json:"action"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Action == "" {
+		req.Action = "in"
+	}
+	c := &event.Checkin{Resident: req.Resident, Activity: req.Activity, Action: req.Action, Status: event.StatusRecorded}
+	if err := c.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	var ev event.Event
+	var err error
+	if a.Seats != nil {
+		ev, err = a.Seats.Checkin(r.Context(), c)
+	} else {
+		ev, err = a.Log.Append(r.Context(), c)
+	}
+	if err != nil {
+		return a.storeError(err)
+	}
+	status := event.StatusRecorded
+	if b, derr := ev.Decode(); derr == nil {
+		status = b.(*event.Checkin).Status
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Status: status})
+	return nil
+}
+
+func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Category    string `json:"category"`
+		Title       string `json:"title"`
+		Description string `json:"description"`
+		Building    string `json:"building"`
+		Unit        string `json:"unit"`
+		Resident    string `json:"resident"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
+		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: req.Unit, Resident: req.Resident})
+}
+
+func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Resident string `json:"resident"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Vote{Report: r.PathValue("id"), Resident: req.Resident})
+}
+
+func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Resident string `json:"resident"`
+		Target   string `json:"target"`
+		Score    int    `json:"score"`
+		Comment  string `json:"comment"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Rating{Resident: req.Resident, Target: req.Target, Score: req.Score,
+		Comment: strings.TrimSpace(req.Comment)})
+}
+
+func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Door       string `json:"door"`
+		Credential string `json:"credential"`
+		Result     string `json:"result"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Access{Door: req.Door, Credential: req.Credential, Result: req.Result})
+}
+
+func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Sensor string          `json:"sensor"`
+		Kind   string          `json:"kind"`
+		Value  json.RawMessage `json:"value"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	v, err := readingValue(req.Value)
+	if err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v})
+}
+
+// readingValue accepts a number, or for smoke and water a boolean.
+func readingValue(raw json.RawMessage) (float64, error) {
+	switch s := strings.TrimSpace(string(raw)); s {
+	case "", "null":
+		return 0, httpx.BadRequest("value", "value is required")
+	case "true":
+		return 1, nil
+	case "false":
+		return 0, nil
+	}
+	var v float64
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return 0, httpx.BadRequest("value", "value must be a number (or true/false for smoke and water)")
+	}
+	return v, nil
+}
+
+func (a *API) getNotices(w http.ResponseWriter, r *http.Request) error {
+	if a.Replica == nil {
+		httpx.WriteJSON(w, http.StatusOK, []any{})
+		return nil
+	}
+	v, err := a.Replica.Notices(time.Now())
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) getActivities(w http.ResponseWriter, r *http.Request) error {
+	resident := r.URL.Query().Get("resident")
+	if resident != "" {
+		if err := event.ValidID(resident); err != nil {
+			return httpx.BadRequest("resident", "resident %v", err)
+		}
+	}
+	if a.Replica == nil {
+		httpx.WriteJSON(w, http.StatusOK, []any{})
+		return nil
+	}
+	v, err := a.Replica.Activities(resident)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, _, err := event.ParseID(id); err != nil {
+		return httpx.BadRequest("id", "%v", err)
+	}
+	if a.Replica != nil {
+		v, ok, err := a.Replica.Report(id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			httpx.WriteJSON(w, http.StatusOK, v)
+			return nil
+		}
+	}
+	return &httpx.Error{Status: http.StatusNotFound, Msg: "report " + id + " is not known here yet (not synced from the hub)"}
+}
+
+func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
+	last, acked, pending := a.Log.Cursors()
+	out := struct {
+		Connected bool       `json:"connected"`
+		Pending   uint64     `json:"pending"`
+		LastSeq   uint64     `json:"last_seq"`
+		AckedSeq  uint64     `json:"acked_seq"`
+		LastSync  *time.Time `json:"last_sync"`
+	}{Pending: pending, LastSeq: last, AckedSeq: acked}
+	if a.Sync != nil {
+		out.Connected = a.Sync.Connected()
+		if t := a.Sync.LastSync(); !t.IsZero() {
+			t = t.UTC().Truncate(time.Second)
+			out.LastSync = &t
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	if a.Health != nil {
+		if err := a.Health(); err != nil {
+			return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: err.Error()}
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "role": a.Role})
+	return nil
+}

@@ -1,0 +1,465 @@
+// Package uplink is the edge's MQTT session with the hub: it says hello,
+// streams outbox events in signed-off CBOR batches with several in flight,
+// advances the outbox cursor only on the hub's end-to-end acks, and
+// reconnects with capped, jittered backoff.
+package uplink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"linli/shared/backoff"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/wire"
+)
+
+// Log is what the uplink needs of the outbox.
+type Log interface {
+	// Read returns stored events with seq > after in order, bounded by
+	// count and bytes; an error means the store failed.
+	Read(after uint64, maxEvents, maxBytes int) ([]event.Event, error)
+	// Ack records the hub's high-water mark; fromHello lets it go back.
+	Ack(seq uint64, fromHello bool) error
+	// Notify is signalled after appends.
+	Notify() <-chan struct{}
+	// Clock is the edge's HLC; the uplink observes the hub's clock.
+	Clock() *hlc.Clock
+	// Cursors reports the newest written seq, the acked seq and how many
+	// events wait.
+	Cursors() (last, acked, pending uint64)
+}
+
+// Downlink receives what the hub sends down. Handle must not block: the
+// MQTT client calls it on its own goroutine.
+type Downlink interface {
+	Cursor() uint64
+	Handle(topic string, payload []byte)
+}
+
+// Options configure an Uplink.
+type Options struct {
+	Broker   string // tcp://host:port or ssl://host:port
+	Site     string
+	Device   string
+	Role     string
+	Version  string
+	Username string
+	Password string
+
+	BatchEvents int           // most events per batch (default 500)
+	BatchBytes  int           // most encoded event bytes per batch (default 256 KiB)
+	Window      int           // batches in flight before waiting for acks (default 8)
+	Compress    bool          // zstd batches
+	AckTimeout  time.Duration // resend from the acked seq when acks stall (default 10s)
+	KeepAlive   time.Duration // MQTT keepalive (default 10s)
+	BackoffMin  time.Duration // first reconnect delay (default 250ms)
+	BackoffMax  time.Duration // reconnect delay cap (default 10s)
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.BatchEvents <= 0 {
+		o.BatchEvents = 500
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 256 << 10
+	}
+	if o.Window <= 0 {
+		o.Window = 8
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 10 * time.Second
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = 10 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 250 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Uplink runs the session. Create it with New and call Run once.
+type Uplink struct {
+	log  Log
+	down Downlink
+	opts Options
+	lg   *slog.Logger
+
+	connected atomic.Bool
+	lastSync  atomic.Int64 // unix ms of the last ack
+	stats     Stats
+	statsMu   sync.Mutex
+
+	// Set by MQTT handlers, read by the session loop; handlers never block.
+	ackSeq   atomic.Uint64
+	ackHello atomic.Bool
+	ackSig   chan struct{}
+	prioSig  chan struct{}
+	prioMu   sync.Mutex
+	prio     []event.Event
+}
+
+// Stats counts what the uplink did, for metrics.
+type Stats struct {
+	Connects    uint64
+	Batches     uint64
+	Events      uint64 // events sent, resends included
+	Bytes       uint64
+	Acks        uint64
+	Resends     uint64 // windows resent after an ack timeout
+	Priority    uint64 // priority batches (alarms)
+	ConnectErrs uint64
+}
+
+// New returns an uplink for log. down may be nil.
+func New(log Log, down Downlink, opts Options) *Uplink {
+	opts.defaults()
+	return &Uplink{log: log, down: down, opts: opts, lg: opts.Logger,
+		ackSig: make(chan struct{}, 1), prioSig: make(chan struct{}, 1)}
+}
+
+// Connected reports whether a session with the hub is up (hello answered).
+func (u *Uplink) Connected() bool { return u.connected.Load() }
+
+// LastSync is the time of the last ack from the hub, or zero.
+func (u *Uplink) LastSync() time.Time {
+	ms := u.lastSync.Load()
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// Stats returns a copy of the counters.
+func (u *Uplink) Stats() Stats {
+	u.statsMu.Lock()
+	defer u.statsMu.Unlock()
+	return u.stats
+}
+
+func (u *Uplink) count(f func(*Stats)) {
+	u.statsMu.Lock()
+	f(&u.stats)
+	u.statsMu.Unlock()
+}
+
+// SendPriority queues an event that was just appended (an alarm) to go out
+// at once in its own batch, ahead of any backlog. It never blocks.
+func (u *Uplink) SendPriority(ev event.Event) {
+	u.prioMu.Lock()
+	u.prio = append(u.prio, ev)
+	u.prioMu.Unlock()
+	select {
+	case u.prioSig <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps a session up until ctx ends. It returns nil on cancellation.
+func (u *Uplink) Run(ctx context.Context) error {
+	bo := backoff.Backoff{Min: u.opts.BackoffMin, Max: u.opts.BackoffMax}
+	for ctx.Err() == nil {
+		err := u.session(ctx)
+		u.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errSessionEnded) {
+			bo.Reset() // the session worked; reconnect quickly
+		}
+		d := bo.Next()
+		u.lg.Info("hub session ended; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+	return nil
+}
+
+var errSessionEnded = errors.New("session ended after a successful hello")
+
+func (u *Uplink) topic(leaf string) string { return wire.Topic(u.opts.Site, u.opts.Device, leaf) }
+
+func (u *Uplink) status(online bool) []byte {
+	b, err := wire.Encode(wire.Status{Online: online, Role: u.opts.Role, Version: u.opts.Version, Time: u.opts.Now().UnixMilli()})
+	if err != nil {
+		panic(fmt.Sprintf("encode status: %v", err)) // a fixed struct always encodes
+	}
+	return b
+}
+
+func (u *Uplink) session(ctx context.Context) error {
+	lost := make(chan error, 1)
+	co := mqtt.NewClientOptions().
+		AddBroker(u.opts.Broker).
+		SetClientID(u.opts.Device).
+		SetUsername(u.opts.Username).
+		SetPassword(u.opts.Password).
+		SetCleanSession(true).
+		SetAutoReconnect(false). // our loop owns reconnects, with jitter
+		SetConnectRetry(false).
+		SetKeepAlive(u.opts.KeepAlive).
+		SetPingTimeout(u.opts.KeepAlive).
+		SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	c := mqtt.NewClient(co)
+	tok := c.Connect()
+	if err := waitToken(ctx, tok, 15*time.Second); err != nil {
+		u.count(func(s *Stats) { s.ConnectErrs++ })
+		return fmt.Errorf("connect %s: %w", u.opts.Broker, err)
+	}
+	defer func() {
+		if c.IsConnectionOpen() {
+			// A clean goodbye: the will is not sent on DISCONNECT.
+			c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(false)).WaitTimeout(time.Second)
+		}
+		c.Disconnect(250)
+	}()
+	u.count(func(s *Stats) { s.Connects++ })
+
+	onAck := func(_ mqtt.Client, m mqtt.Message) {
+		a, err := wire.DecodeAck(m.Payload())
+		if err != nil {
+			u.lg.Warn("bad ack from hub", "err", err)
+			return
+		}
+		u.log.Clock().Observe(a.Clock)
+		if a.Hello {
+			u.ackHello.Store(true)
+			u.ackSeq.Store(a.Acked)
+		} else {
+			for { // keep the highest ack; handlers may race with the session
+				cur := u.ackSeq.Load()
+				if a.Acked <= cur || u.ackSeq.CompareAndSwap(cur, a.Acked) {
+					break
+				}
+			}
+		}
+		select {
+		case u.ackSig <- struct{}{}:
+		default:
+		}
+	}
+	subs := map[string]mqtt.MessageHandler{u.topic(wire.LeafAck): onAck}
+	if u.down != nil {
+		h := func(_ mqtt.Client, m mqtt.Message) { u.down.Handle(m.Topic(), m.Payload()) }
+		subs[u.topic(wire.LeafDown)] = h
+		subs[wire.SiteDown(u.opts.Site)] = h
+	}
+	for t, h := range subs {
+		if err := waitToken(ctx, c.Subscribe(t, 1, h), 10*time.Second); err != nil {
+			return fmt.Errorf("subscribe %s: %w", t, err)
+		}
+	}
+	if err := waitToken(ctx, c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(true)), 10*time.Second); err != nil {
+		return fmt.Errorf("publish status: %w", err)
+	}
+	acked, err := u.hello(ctx, c, lost)
+	if err != nil {
+		return err
+	}
+	u.connected.Store(true)
+	u.lg.Info("hub session up", "broker", u.opts.Broker, "hub_acked", acked)
+	err = u.stream(ctx, c, lost, acked)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", errSessionEnded, err)
+}
+
+// hello announces the edge and waits for the hub to say what it has.
+func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (uint64, error) {
+	u.ackHello.Store(false)
+	for attempt := 0; attempt < 3; attempt++ {
+		last, acked, pending := u.log.Cursors()
+		h := &wire.Hello{Role: u.opts.Role, Version: u.opts.Version, LastSeq: last, AckedSeq: acked,
+			Clock: u.log.Clock().Now(), Pending: pending}
+		if u.down != nil {
+			h.DownCursor = u.down.Cursor()
+		}
+		payload, err := wire.Encode(wire.Up{Hello: h})
+		if err != nil {
+			return 0, fmt.Errorf("encode hello: %w", err)
+		}
+		c.Publish(u.topic(wire.LeafUp), 1, false, payload)
+		if err := u.awaitHello(ctx, lost); err != nil {
+			return 0, err
+		}
+		if u.ackHello.Load() {
+			if err := u.log.Ack(u.ackSeq.Load(), true); err != nil {
+				return 0, err
+			}
+			u.lastSync.Store(u.opts.Now().UnixMilli())
+			_, acked, _ := u.log.Cursors()
+			return acked, nil
+		}
+	}
+	return 0, errors.New("hub did not answer hello")
+}
+
+// awaitHello waits up to AckTimeout for the hub's answer to a hello; it
+// returns nil on an answer or a timeout, and an error if the session ends.
+func (u *Uplink) awaitHello(ctx context.Context, lost <-chan error) error {
+	timer := time.NewTimer(u.opts.AckTimeout)
+	defer timer.Stop()
+	for !u.ackHello.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-lost:
+			return fmt.Errorf("connection lost during hello: %w", err)
+		case <-timer.C:
+			return nil
+		case <-u.ackSig:
+		}
+	}
+	return nil
+}
+
+type flight struct {
+	to uint64
+}
+
+// stream sends batches with a window in flight until the connection drops.
+func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, acked uint64) error {
+	sent := acked // highest seq covered by a batch sent in this session
+	var inflight []flight
+	lastProgress := time.Now()
+	tick := time.NewTicker(u.opts.AckTimeout / 4)
+	defer tick.Stop()
+	for {
+		if err := u.sendPriority(c); err != nil {
+			return err
+		}
+		for len(inflight) < u.opts.Window {
+			evs, err := u.log.Read(sent, u.opts.BatchEvents, u.opts.BatchBytes)
+			if err != nil {
+				return fmt.Errorf("read outbox: %w", err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			to := evs[len(evs)-1].Seq
+			if err := u.publishBatch(c, sent+1, to, evs, false); err != nil {
+				return err
+			}
+			if len(inflight) == 0 {
+				lastProgress = time.Now()
+			}
+			inflight = append(inflight, flight{to: to})
+			sent = to
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-lost:
+			return fmt.Errorf("connection lost: %w", err)
+		case <-u.prioSig:
+		case <-u.log.Notify():
+		case <-u.ackSig:
+			a := u.ackSeq.Load()
+			if a > acked {
+				if err := u.log.Ack(a, false); err != nil {
+					return fmt.Errorf("store ack: %w", err)
+				}
+				acked = a
+				lastProgress = time.Now()
+				u.lastSync.Store(u.opts.Now().UnixMilli())
+				u.count(func(s *Stats) { s.Acks++ })
+			}
+			i := 0
+			for i < len(inflight) && inflight[i].to <= acked {
+				i++
+			}
+			inflight = inflight[i:]
+			if sent < acked {
+				sent = acked
+			}
+		case <-tick.C:
+			if len(inflight) > 0 && time.Since(lastProgress) > u.opts.AckTimeout {
+				// The broker or the hub lost a batch (brokers drop QoS 1 under
+				// load; PUBACK is not the hub's ack): resend from the ack.
+				u.lg.Warn("acks stalled; resending", "acked", acked, "sent", sent)
+				u.count(func(s *Stats) { s.Resends++ })
+				sent, inflight, lastProgress = acked, inflight[:0], time.Now()
+			}
+		}
+	}
+}
+
+func (u *Uplink) sendPriority(c mqtt.Client) error {
+	u.prioMu.Lock()
+	evs := u.prio
+	u.prio = nil
+	u.prioMu.Unlock()
+	for _, ev := range evs {
+		if err := u.publishBatch(c, ev.Seq, ev.Seq, []event.Event{ev}, true); err != nil {
+			return err
+		}
+		u.count(func(s *Stats) { s.Priority++ })
+	}
+	return nil
+}
+
+func (u *Uplink) publishBatch(c mqtt.Client, from, to uint64, evs []event.Event, priority bool) error {
+	for i := range evs {
+		evs[i].Device = "" // the topic names the device once
+	}
+	b, err := wire.NewBatch(from, to, evs, u.opts.Compress, u.log.Clock().Now())
+	if err != nil {
+		return err
+	}
+	b.Priority = priority
+	payload, err := wire.Encode(wire.Up{Batch: b})
+	if err != nil {
+		return fmt.Errorf("encode batch: %w", err)
+	}
+	// The token is not waited on: PUBACK only says the broker has it, and
+	// paho can complete tokens with a nil error on a dropped connection.
+	// Only the hub's ack moves the cursor.
+	c.Publish(u.topic(wire.LeafUp), 1, false, payload)
+	u.count(func(s *Stats) {
+		s.Batches++
+		s.Events += uint64(len(evs))
+		s.Bytes += uint64(len(payload))
+	})
+	return nil
+}
+
+func waitToken(ctx context.Context, t mqtt.Token, timeout time.Duration) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+		return errors.New("timed out")
+	}
+}
