@@ -220,8 +220,8 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetConnectRetry(false).
 		SetKeepAlive(u.opts.KeepAlive).
 		SetPingTimeout(u.opts.KeepAlive).
-		SetConnectTimeout(10 * time.Second).
-		SetWriteTimeout(10 * time.Second).
+		SetConnectTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
 		SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {

@@ -1,0 +1,259 @@
+// Package api serves the hub's HTTP API to operators and scripts: devices,
+// events, merged reports, activities, notices, alarms, health and metrics.
+package api
+
+import (
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/httpx"
+)
+
+// Devices is the device registry.
+type Devices interface {
+	Devices() []store.DeviceRecord
+	Device(id string) (store.DeviceRecord, bool)
+}
+
+// Events reads raw stored events.
+type Events interface {
+	Events(site, device string, after uint64, limit int) ([]event.Event, error)
+	Reports(site string) ([]store.SubmittedReport, error)
+}
+
+// Authorizer decides who is calling. The zero Principal is anonymous.
+type Authorizer interface {
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Name  string
+	Admin bool
+}
+
+// TokenAuth accepts one static bearer token as admin.
+type TokenAuth struct{ Token string }
+
+// Authenticate checks the Authorization header.
+func (t TokenAuth) Authenticate(r *http.Request) (Principal, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || t.Token == "" {
+		return Principal{}, nil
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(t.Token)) == 1 {
+		return Principal{Name: "admin", Admin: true}, nil
+	}
+	return Principal{}, errBadToken
+}
+
+var errBadToken = &httpx.Error{Status: http.StatusUnauthorized, Msg: "the bearer token is not valid"}
+
+// API is the hub's HTTP handler.
+type API struct {
+	Devices  Devices
+	Events   Events
+	Auth     Authorizer
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	Health   func() error
+	// Extra mounts more routes (merge views, dashboard) on the same mux.
+	Extra func(mux *http.ServeMux, wrap func(func(http.ResponseWriter, *http.Request) error) http.HandlerFunc)
+}
+
+// Handler builds the router.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/devices", a.wrap(a.devices))
+	mux.HandleFunc("GET /api/v1/events", a.wrap(a.requireAuth(a.events)))
+	mux.HandleFunc("GET /api/v1/reports", a.wrap(a.reports))
+	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
+	if a.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
+	}
+	if a.Extra != nil {
+		a.Extra(mux, a.wrap)
+	}
+	return mux
+}
+
+func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			httpx.WriteError(w, err)
+		}
+	}
+}
+
+// Caller returns the authenticated principal of r, or an error answer.
+func (a *API) Caller(r *http.Request) (Principal, error) {
+	if a.Auth == nil {
+		return Principal{}, nil
+	}
+	return a.Auth.Authenticate(r)
+}
+
+// RequireAuth wraps h so that it runs only for an authenticated caller.
+func (a *API) RequireAuth(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return a.requireAuth(h)
+}
+
+func (a *API) requireAuth(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := a.Caller(r)
+		if err != nil {
+			return err
+		}
+		if p.Name == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="linli"`)
+			return &httpx.Error{Status: http.StatusUnauthorized, Msg: "this needs Authorization: Bearer <token> (see <data>/admin.token)"}
+		}
+		return h(w, r)
+	}
+}
+
+type deviceView struct {
+	ID       string     `json:"id"`
+	Site     string     `json:"site"`
+	Role     string     `json:"role"`
+	Version  string     `json:"version,omitempty"`
+	Online   bool       `json:"online"`
+	LastSeen *time.Time `json:"last_seen"`
+	AckedSeq uint64     `json:"acked_seq"`
+	Received uint64     `json:"received"`
+	Rejected uint64     `json:"rejected,omitempty"`
+	Backlog  uint64     `json:"backlog"`
+	LastSeq  uint64     `json:"last_seq"`
+	SkewMs   int64      `json:"clock_skew_ms"`
+}
+
+func viewDevice(d store.DeviceRecord) deviceView {
+	v := deviceView{ID: d.ID, Site: d.Site, Role: d.Role, Version: d.Version, Online: d.Online,
+		AckedSeq: d.Acked, Received: d.Received, Rejected: d.Rejected, LastSeq: max(d.LastSeq, d.Acked), SkewMs: d.SkewMs}
+	if v.LastSeq > d.Acked {
+		v.Backlog = v.LastSeq - d.Acked
+	}
+	if !d.LastSeen.IsZero() {
+		t := d.LastSeen.UTC()
+		v.LastSeen = &t
+	}
+	return v
+}
+
+func (a *API) devices(w http.ResponseWriter, r *http.Request) error {
+	site := r.URL.Query().Get("site")
+	out := []deviceView{}
+	for _, d := range a.Devices.Devices() {
+		if site == "" || d.Site == site {
+			out = append(out, viewDevice(d))
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type eventView struct {
+	Device string `json:"device"`
+	Seq    uint64 `json:"seq"`
+	Kind   string `json:"kind"`
+	HLC    uint64 `json:"hlc"`
+	Time   string `json:"time"`
+	Body   any    `json:"body"`
+}
+
+func (a *API) events(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	device := q.Get("device")
+	if err := event.ValidID(device); err != nil {
+		return httpx.BadRequest("device", "device %v", err)
+	}
+	after, err := uintParam(q.Get("after"), 0)
+	if err != nil {
+		return httpx.BadRequest("after", "after must be a sequence number")
+	}
+	limit, err := uintParam(q.Get("limit"), 100)
+	if err != nil || limit < 1 || limit > 10000 {
+		return httpx.BadRequest("limit", "limit must be 1 to 10000")
+	}
+	d, ok := a.Devices.Device(device)
+	if !ok {
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no device " + device}
+	}
+	evs, err := a.Events.Events(d.Site, device, after, int(limit))
+	if err != nil {
+		return err
+	}
+	out := make([]eventView, 0, len(evs))
+	for _, ev := range evs {
+		body, err := ev.Decode()
+		if err != nil {
+			return err
+		}
+		out = append(out, eventView{Device: ev.Device, Seq: ev.Seq, Kind: ev.Kind.String(), HLC: uint64(ev.HLC),
+			Time: ev.HLC.Time().Format(time.RFC3339Nano), Body: body})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func uintParam(s string, def uint64) (uint64, error) {
+	if s == "" {
+		return def, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// reports serves reports as submitted; the merge replaces this route when
+// it is wired in.
+func (a *API) reports(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	status, building := q.Get("status"), q.Get("building")
+	rs, err := a.Events.Reports(q.Get("site"))
+	if err != nil {
+		return err
+	}
+	type view struct {
+		ID       string    `json:"id"`
+		Site     string    `json:"site"`
+		Status   string    `json:"status"`
+		Category string    `json:"category"`
+		Title    string    `json:"title"`
+		Building string    `json:"building"`
+		Unit     string    `json:"unit,omitempty"`
+		Votes    int       `json:"votes"`
+		Created  time.Time `json:"created"`
+		Updated  time.Time `json:"updated"`
+	}
+	out := []view{}
+	for _, rep := range rs {
+		if (status != "" && status != "submitted") || (building != "" && building != rep.Body.Building) {
+			continue
+		}
+		out = append(out, view{ID: rep.ID, Site: rep.Site, Status: "submitted", Category: rep.Body.Category,
+			Title: rep.Body.Title, Building: rep.Body.Building, Unit: rep.Body.Unit, Created: rep.Created, Updated: rep.Created})
+	}
+	slices.SortFunc(out, func(x, y view) int { return x.Created.Compare(y.Created) })
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	if a.Health != nil {
+		if err := a.Health(); err != nil {
+			return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: err.Error()}
+		}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}

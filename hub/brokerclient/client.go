@@ -1,0 +1,110 @@
+// Package brokerclient connects the hub to an external MQTT broker
+// (Mosquitto, an EMQX cluster) with paho, as the ingest's transport.
+package brokerclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Options configure the connection.
+type Options struct {
+	Broker   string
+	ClientID string
+	Username string
+	Password string
+	Logger   *slog.Logger
+}
+
+// Client is the hub's session with an external broker. It resubscribes
+// after every reconnect.
+type Client struct {
+	c    mqtt.Client
+	log  *slog.Logger
+	mu   sync.Mutex
+	subs map[string]mqtt.MessageHandler
+}
+
+// Dial connects, retrying until ctx ends.
+func Dial(ctx context.Context, opts Options) (*Client, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cl := &Client{log: opts.Logger, subs: map[string]mqtt.MessageHandler{}}
+	co := mqtt.NewClientOptions().
+		AddBroker(opts.Broker).
+		SetClientID(opts.ClientID).
+		SetUsername(opts.Username).
+		SetPassword(opts.Password).
+		// A persistent session: the broker queues edges' batches for the
+		// hub while it restarts (Mosquitto: max_queued_messages permitting;
+		// anything dropped is resent by the edges after their ack timeout).
+		SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetKeepAlive(10 * time.Second).
+		// Each message gets its own goroutine, so a handler may block for
+		// backpressure; the broker's inflight window bounds how many wait.
+		SetOrderMatters(false).
+		SetOnConnectHandler(cl.resubscribe).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			opts.Logger.Warn("lost external broker; reconnecting", "err", err)
+		})
+	cl.c = mqtt.NewClient(co)
+	tok := cl.c.Connect()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return nil, fmt.Errorf("connect %s: %w", opts.Broker, err)
+		}
+	case <-ctx.Done():
+		cl.c.Disconnect(0)
+		return nil, ctx.Err()
+	}
+	return cl, nil
+}
+
+func (cl *Client) resubscribe(c mqtt.Client) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for f, h := range cl.subs {
+		// Not waited on here: this runs on paho's goroutine (paho#474).
+		c.Subscribe(f, 1, h)
+	}
+}
+
+// Subscribe calls h for every message on filter, each on its own goroutine;
+// h may block, and the broker's inflight window then holds back the rest.
+func (cl *Client) Subscribe(filter string, h func(topic string, payload []byte)) error {
+	mh := func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) }
+	cl.mu.Lock()
+	cl.subs[filter] = mh
+	cl.mu.Unlock()
+	tok := cl.c.Subscribe(filter, 1, mh)
+	if !tok.WaitTimeout(10 * time.Second) {
+		return errors.New("subscribe timed out")
+	}
+	return tok.Error()
+}
+
+// Publish sends at QoS 1 without waiting for the broker's PUBACK.
+func (cl *Client) Publish(topic string, payload []byte, retain bool) error {
+	tok := cl.c.Publish(topic, 1, retain, payload)
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	default:
+		return nil
+	}
+}
+
+// Close disconnects.
+func (cl *Client) Close() { cl.c.Disconnect(250) }

@@ -1,0 +1,538 @@
+// Package ingest receives what edges publish, decodes and deduplicates their
+// batches, commits new events to the store in group commits, and only then
+// acks each device's contiguous high-water mark.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/wire"
+)
+
+// Transport is the hub's connection to the broker: the embedded broker's
+// inline client or an MQTT client of an external broker.
+type Transport interface {
+	// Subscribe calls h for every message matching filter. h may block to
+	// apply backpressure; it must not call back into the transport.
+	Subscribe(filter string, h func(topic string, payload []byte)) error
+	// Publish sends payload at QoS 1 without waiting for delivery.
+	Publish(topic string, payload []byte, retain bool) error
+}
+
+// Applier folds committed events into the merged state inside the same
+// commit; it is optional.
+type Applier interface {
+	Apply(b *store.Batch, site string, evs []event.Event) error
+	// Committed is called after the batch is durable.
+	Committed()
+}
+
+// Options configure an Ingest.
+type Options struct {
+	Store     *store.Store
+	Transport Transport
+	Applier   Applier
+	Clock     *hlc.Clock
+	Logger    *slog.Logger
+	Sites     []string // sites this hub owns; empty means all
+	Decoders  int      // decode workers (default GOMAXPROCS)
+	MaxGroup  int      // most events in one group commit (default 20,000)
+	Now       func() time.Time
+}
+
+// Ingest is the hub's receiving pipeline.
+type Ingest struct {
+	opts Options
+	log  *slog.Logger
+
+	in     chan inbound
+	decode chan decoded
+
+	mu      sync.Mutex
+	devices map[string]*store.DeviceRecord // by device id
+	dirty   map[string]bool                // device records to persist at the next commit
+	stats   Stats
+	onEvent []func(site string, evs []event.Event)
+}
+
+// Stats counts what ingest did.
+type Stats struct {
+	Messages    uint64
+	Batches     uint64
+	Events      uint64 // new events committed
+	Duplicates  uint64
+	Rejected    uint64 // batches refused (undecodable, wrong device)
+	Quarantined uint64 // events stored aside because they failed validation
+	Commits     uint64
+	CommitNanos uint64 // time spent in commit (sync)
+}
+
+type inbound struct {
+	site, device, leaf string
+	payload            []byte
+	at                 time.Time
+}
+
+type decoded struct {
+	site, device string
+	batch        *wire.Batch
+	events       []event.Event
+	encoded      [][]byte
+	invalid      []string // per event: "" or the validation error
+}
+
+// New prepares an Ingest; Run starts it.
+func New(opts Options) (*Ingest, error) {
+	if opts.Decoders <= 0 {
+		opts.Decoders = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxGroup <= 0 {
+		opts.MaxGroup = 20_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	in := &Ingest{
+		opts: opts, log: opts.Logger,
+		in:      make(chan inbound, 256),
+		decode:  make(chan decoded, 64),
+		devices: map[string]*store.DeviceRecord{},
+		dirty:   map[string]bool{},
+	}
+	recs, err := opts.Store.Devices()
+	if err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	for i := range recs {
+		r := recs[i]
+		r.Online = false // until its status says otherwise
+		in.devices[r.ID] = &r
+	}
+	return in, nil
+}
+
+// OnEvents registers f to be called (on the committer goroutine, after the
+// commit) with every batch of new events; f must not block.
+func (in *Ingest) OnEvents(f func(site string, evs []event.Event)) {
+	in.mu.Lock()
+	in.onEvent = append(in.onEvent, f)
+	in.mu.Unlock()
+}
+
+// Run subscribes and processes messages until ctx ends.
+func (in *Ingest) Run(ctx context.Context) error {
+	filters := []string{wire.UpFilter, wire.StatusFilter}
+	if len(in.opts.Sites) > 0 {
+		filters = filters[:0]
+		for _, s := range in.opts.Sites {
+			filters = append(filters, wire.SiteFilter(s, wire.LeafUp), wire.SiteFilter(s, wire.LeafStatus))
+		}
+	}
+	for _, f := range filters {
+		if err := in.opts.Transport.Subscribe(f, func(topic string, payload []byte) {
+			in.receive(ctx, topic, payload)
+		}); err != nil {
+			return fmt.Errorf("subscribe %s: %w", f, err)
+		}
+	}
+	var wg sync.WaitGroup
+	dctx, stopDecoders := context.WithCancel(context.Background())
+	for range in.opts.Decoders {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.decodeLoop(dctx) }()
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); in.commitLoop() }()
+	<-ctx.Done()
+	// Stop in order: no new input, decoders drain, the committer commits
+	// what was decoded and acks it.
+	stopDecoders()
+	wg.Wait()
+	close(in.decode)
+	<-done
+	return nil
+}
+
+// receive runs on the broker's or MQTT client's goroutine.
+func (in *Ingest) receive(ctx context.Context, topic string, payload []byte) {
+	site, device, leaf, err := wire.ParseTopic(topic)
+	if err != nil || device == wire.AllDevices {
+		in.log.Warn("message on a bad topic dropped", "topic", topic, "err", err)
+		return
+	}
+	msg := inbound{site: site, device: device, leaf: leaf, payload: slices.Clone(payload), at: in.opts.Now()}
+	if leaf == wire.LeafStatus {
+		in.status(msg)
+		return
+	}
+	if leaf != wire.LeafUp {
+		return
+	}
+	select { // blocking here slows the sender: backpressure, not loss
+	case in.in <- msg:
+	case <-ctx.Done():
+	}
+}
+
+func (in *Ingest) status(m inbound) {
+	st, err := wire.DecodeStatus(m.payload)
+	if err != nil {
+		in.log.Warn("bad status message", "device", m.device, "err", err)
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	d := in.device(m.site, m.device)
+	if d == nil {
+		return
+	}
+	d.Online = st.Online
+	d.LastSeen = m.at
+	if st.Role != "" {
+		d.Role = st.Role
+	}
+	if st.Version != "" {
+		d.Version = st.Version
+	}
+	in.dirty[d.ID] = true
+}
+
+// device returns the record of a device, creating it on first contact;
+// nil if the device id is already registered under another site.
+// Callers hold in.mu.
+func (in *Ingest) device(site, id string) *store.DeviceRecord {
+	d, ok := in.devices[id]
+	if !ok {
+		d = &store.DeviceRecord{ID: id, Site: site, First: in.opts.Now()}
+		in.devices[id] = d
+		in.dirty[id] = true
+		return d
+	}
+	if d.Site != site {
+		in.log.Warn("device publishes under a site it does not belong to", "device", id, "site", site, "registered", d.Site)
+		return nil
+	}
+	return d
+}
+
+func (in *Ingest) decodeLoop(ctx context.Context) {
+	for {
+		var m inbound
+		select {
+		case <-ctx.Done():
+			return
+		case m = <-in.in:
+		}
+		in.count(func(s *Stats) { s.Messages++ })
+		up, err := wire.DecodeUp(m.payload)
+		if err != nil {
+			in.reject(m, err)
+			continue
+		}
+		if up.Hello != nil {
+			in.hello(m, up.Hello)
+			continue
+		}
+		evs, err := up.Batch.Open(m.device)
+		if err != nil {
+			in.reject(m, err)
+			continue
+		}
+		d := decoded{site: m.site, device: m.device, batch: up.Batch, events: evs,
+			encoded: make([][]byte, len(evs)), invalid: make([]string, len(evs))}
+		for i := range evs {
+			if err := evs[i].Validate(); err != nil {
+				d.invalid[i] = err.Error()
+			}
+			stored := evs[i]
+			stored.Device = ""
+			if d.encoded[i], err = stored.Encode(); err != nil {
+				d.invalid[i] = err.Error()
+			}
+		}
+		if up.Batch.Clock != 0 {
+			in.opts.Clock.Observe(up.Batch.Clock)
+		}
+		select {
+		case in.decode <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (in *Ingest) reject(m inbound, err error) {
+	in.count(func(s *Stats) { s.Rejected++ })
+	in.log.Warn("message refused", "site", m.site, "device", m.device, "err", err)
+}
+
+func (in *Ingest) hello(m inbound, h *wire.Hello) {
+	in.opts.Clock.Observe(h.Clock)
+	in.mu.Lock()
+	d := in.device(m.site, m.device)
+	if d == nil {
+		in.mu.Unlock()
+		return
+	}
+	d.Role, d.Version = h.Role, h.Version
+	d.Online, d.LastSeen = true, m.at
+	d.Pending, d.LastSeq = h.Pending, h.LastSeq
+	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
+	d.SkewMs = skew
+	acked := d.Acked
+	in.dirty[d.ID] = true
+	in.mu.Unlock()
+	if abs(skew) > int64(5*time.Minute/time.Millisecond) {
+		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
+	}
+	in.ack(m.site, m.device, acked, true)
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
+	payload, err := wire.Encode(wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()})
+	if err != nil {
+		in.log.Error("encode ack", "err", err)
+		return
+	}
+	if err := in.opts.Transport.Publish(wire.Topic(site, device, wire.LeafAck), payload, false); err != nil {
+		in.log.Warn("publish ack", "device", device, "err", err)
+	}
+}
+
+// commitLoop is the single writer: it groups decoded batches into one
+// synced commit, then acks.
+func (in *Ingest) commitLoop() {
+	// The ticker persists presence changes (status, hello) when no events
+	// arrive to carry them.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var group []decoded
+	for {
+		var d decoded
+		var ok bool
+		select {
+		case d, ok = <-in.decode:
+			if !ok {
+				in.flushDirty()
+				return
+			}
+		case <-tick.C:
+			in.flushDirty()
+			continue
+		}
+		group = append(group[:0], d)
+		n := len(d.events)
+	drain:
+		for n < in.opts.MaxGroup {
+			select {
+			case d, ok := <-in.decode:
+				if !ok {
+					break drain
+				}
+				group = append(group, d)
+				n += len(d.events)
+			default:
+				break drain
+			}
+		}
+		in.commit(group)
+	}
+}
+
+func (in *Ingest) flushDirty() {
+	in.mu.Lock()
+	n := len(in.dirty)
+	in.mu.Unlock()
+	if n > 0 {
+		in.commit(nil)
+	}
+}
+
+func (in *Ingest) commit(group []decoded) {
+	b := in.opts.Store.NewBatch()
+	// Work on copies of the device records: they replace the live ones only
+	// if the commit succeeds.
+	in.mu.Lock()
+	work := map[string]*store.DeviceRecord{}
+	for id := range in.dirty {
+		if d, ok := in.devices[id]; ok {
+			work[id] = copyRecord(d)
+		}
+	}
+	clear(in.dirty)
+	for _, g := range group {
+		if _, ok := work[g.device]; ok {
+			continue
+		}
+		if d := in.device(g.site, g.device); d != nil {
+			work[g.device] = copyRecord(d)
+		}
+	}
+	in.mu.Unlock()
+
+	var fresh, dups, quar uint64
+	newBySite := map[string][]event.Event{}
+	for _, g := range group {
+		d := work[g.device]
+		if d == nil {
+			in.count(func(s *Stats) { s.Rejected++ })
+			continue
+		}
+		for i := range g.events {
+			ev := &g.events[i]
+			if d.Holds(ev.Seq) {
+				dups++
+				continue
+			}
+			if g.invalid[i] != "" {
+				b.Quarantine(g.site, ev, g.encoded[i], g.invalid[i])
+				d.Rejected++
+				quar++
+			} else {
+				b.PutEvent(g.site, ev, g.encoded[i])
+				newBySite[g.site] = append(newBySite[g.site], *ev)
+				d.Received++
+				fresh++
+			}
+			if g.batch.Priority {
+				d.Cover(ev.Seq, ev.Seq)
+			}
+		}
+		if !g.batch.Priority {
+			d.Cover(g.batch.From, g.batch.To)
+		}
+	}
+	if in.opts.Applier != nil {
+		for site, evs := range newBySite {
+			if err := in.opts.Applier.Apply(b, site, evs); err != nil {
+				in.log.Error("merge failed; batch not committed", "err", err)
+				b.Discard()
+				in.requeueDirty(work)
+				return
+			}
+		}
+	}
+	for _, d := range work {
+		b.PutDevice(d)
+	}
+	start := time.Now()
+	if err := b.Commit(); err != nil {
+		// Nothing is acked; the edges resend after their ack timeout.
+		in.log.Error("commit failed; nothing acked", "err", err)
+		in.requeueDirty(work)
+		return
+	}
+	took := time.Since(start)
+	if in.opts.Applier != nil {
+		in.opts.Applier.Committed()
+	}
+	in.mu.Lock()
+	for id, d := range work {
+		live := in.devices[id]
+		// Status and hello may have changed presence fields meanwhile; keep
+		// those, take the received ranges from the commit.
+		live.Acked, live.Above, live.Received, live.Rejected = d.Acked, d.Above, d.Received, d.Rejected
+	}
+	in.stats.Batches += uint64(len(group))
+	in.stats.Events += fresh
+	in.stats.Duplicates += dups
+	in.stats.Quarantined += quar
+	in.stats.Commits++
+	in.stats.CommitNanos += uint64(took)
+	hooks := in.onEvent
+	in.mu.Unlock()
+
+	acked := map[string]bool{}
+	for _, g := range group {
+		if d := work[g.device]; d != nil && !acked[g.device] {
+			acked[g.device] = true
+			in.ack(g.site, g.device, d.Acked, false)
+		}
+	}
+	for site, evs := range newBySite {
+		for _, f := range hooks {
+			f(site, evs)
+		}
+	}
+}
+
+func copyRecord(d *store.DeviceRecord) *store.DeviceRecord {
+	c := *d
+	c.Above = slices.Clone(d.Above)
+	return &c
+}
+
+func (in *Ingest) requeueDirty(work map[string]*store.DeviceRecord) {
+	in.mu.Lock()
+	for id := range work {
+		in.dirty[id] = true
+	}
+	in.mu.Unlock()
+}
+
+func (in *Ingest) count(f func(*Stats)) {
+	in.mu.Lock()
+	f(&in.stats)
+	in.mu.Unlock()
+}
+
+// Stats returns a copy of the counters.
+func (in *Ingest) Stats() Stats {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.stats
+}
+
+// Devices returns copies of every device record, sorted by id.
+func (in *Ingest) Devices() []store.DeviceRecord {
+	in.mu.Lock()
+	out := make([]store.DeviceRecord, 0, len(in.devices))
+	for _, d := range in.devices {
+		c := *d
+		c.Above = slices.Clone(d.Above)
+		out = append(out, c)
+	}
+	in.mu.Unlock()
+	slices.SortFunc(out, func(a, b store.DeviceRecord) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Device returns a copy of one device's record.
+func (in *Ingest) Device(id string) (store.DeviceRecord, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	d, ok := in.devices[id]
+	if !ok {
+		return store.DeviceRecord{}, false
+	}
+	c := *d
+	c.Above = slices.Clone(d.Above)
+	return c, true
+}

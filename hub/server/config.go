@@ -1,0 +1,109 @@
+package server
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"strings"
+
+	"linli/shared/config"
+	"linli/shared/event"
+	"linli/shared/kv"
+)
+
+// Config is every setting of the hub.
+type Config struct {
+	Data       string
+	HTTP       string
+	MQTTListen string
+	Broker     string
+	Sites      []string
+	ID         string
+	Username   string
+	Password   string
+	Profile    string
+	LogLevel   string
+	Decoders   int
+	MaxGroup   int
+}
+
+// Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
+var Version = "dev"
+
+func newSet(c *Config, out io.Writer) *config.Set {
+	s := config.New("linli-hub", out)
+	s.String(&c.Data, "data", "./data/hub", "data directory")
+	s.String(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address (API and dashboard)")
+	s.String(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker listen address")
+	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://); when set no embedded broker starts")
+	s.List(&c.Sites, "sites", nil, "sites this hub owns, comma-separated (default all)")
+	s.String(&c.ID, "id", "hub", "this hub's id (its MQTT client id on an external broker)")
+	s.String(&c.Username, "mqtt-username", "", "username on the external broker")
+	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
+	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
+	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
+	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
+	return s
+}
+
+// Validate checks settings, naming the first bad one.
+func (c *Config) Validate() error {
+	if c.Data == "" {
+		return config.Errorf("data", "is required")
+	}
+	if err := loopbackOnly("http", c.HTTP); err != nil {
+		return err
+	}
+	if c.Broker == "" {
+		if err := loopbackOnly("mqtt-listen", c.MQTTListen); err != nil {
+			return err
+		}
+	} else {
+		u, err := url.Parse(c.Broker)
+		if err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "tls") {
+			return config.Errorf("broker", "%q: want tcp://host:port or ssl://host:port", c.Broker)
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return config.Errorf("broker", "%q: want scheme://host:port", c.Broker)
+		}
+	}
+	for _, s := range c.Sites {
+		if err := event.ValidID(s); err != nil {
+			return config.Errorf("sites", "%v", err)
+		}
+	}
+	if err := event.ValidID(c.ID); err != nil {
+		return config.Errorf("id", "%v", err)
+	}
+	if _, err := kv.ParseProfile(c.Profile); err != nil {
+		return config.Errorf("profile", "%v", err)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return config.Errorf("log-level", "%v", err)
+	}
+	if c.Decoders < 0 || c.Decoders > 64 {
+		return config.Errorf("decoders", "must be 0 to 64")
+	}
+	if c.MaxGroup < 1 {
+		return config.Errorf("max-group", "must be at least 1")
+	}
+	return nil
+}
+
+// loopbackOnly refuses listen addresses off loopback until TLS is
+// configured: plain TCP and HTTP are only for loopback (CONTRACT.md).
+func loopbackOnly(setting, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return config.Errorf(setting, "%q is not host:port", addr)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return config.Errorf(setting, "%q is not a loopback address; plain TCP/HTTP is only served on loopback (TLS listeners are not configured)", addr)
+	}
+	return nil
+}

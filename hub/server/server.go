@@ -1,0 +1,312 @@
+// Package server wires the hub together: store, broker or broker client,
+// ingest and HTTP API, with one lifecycle.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"linli/hub/api"
+	"linli/hub/broker"
+	"linli/hub/brokerclient"
+	"linli/hub/ingest"
+	"linli/hub/store"
+	"linli/shared/config"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+)
+
+// Main runs the hub program and returns its exit code: 0 after a clean
+// stop, 2 for bad settings, 1 for failures at run time.
+func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	var cfg Config
+	set := newSet(&cfg, stdout)
+	if err := set.Load(args, env); err != nil {
+		if errors.Is(err, config.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
+		return 2
+	}
+	level, err := parseLevel(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	h, err := Start(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "linli-hub serving http://%s (mqtt %s); admin token in %s\n",
+		h.HTTPAddr(), h.MQTTAddr(), filepath.Join(cfg.Data, "admin.token"))
+	if err := h.Wait(); err != nil {
+		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Hub is a running hub.
+type Hub struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	broker *broker.Broker
+	client *brokerclient.Client
+	ingest *ingest.Ingest
+	srv    *http.Server
+	ln     net.Listener
+	token  string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+	done   chan struct{}
+}
+
+// Start opens the store, starts the broker (or connects to the external
+// one), the ingest and the HTTP API.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, config.Errorf("data", "cannot create %s: %v", cfg.Data, err)
+	}
+	token, err := adminToken(cfg.Data)
+	if err != nil {
+		return nil, config.Errorf("data", "%v", err)
+	}
+	h := &Hub{cfg: cfg, log: log, token: token, done: make(chan struct{})}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	h.store, err = store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), log)
+	if err != nil {
+		if errors.Is(err, kv.ErrLocked) {
+			return nil, config.Errorf("data", "%v", err)
+		}
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { h.closeStore() })
+
+	var tr ingest.Transport
+	if cfg.Broker == "" {
+		h.broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Logger: log})
+		if err != nil {
+			return nil, config.Errorf("mqtt-listen", "%v", err)
+		}
+		cleanup = append(cleanup, func() { h.closeBroker() })
+		tr = h.broker
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		h.client, err = brokerclient.Dial(dctx, brokerclient.Options{Broker: cfg.Broker, ClientID: cfg.ID,
+			Username: cfg.Username, Password: cfg.Password, Logger: log.With("component", "brokerclient")})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("external broker: %w", err)
+		}
+		cleanup = append(cleanup, h.client.Close)
+		tr = h.client
+	}
+	clock := hlc.NewClock(nil, 0)
+	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
+		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
+	if err != nil {
+		return nil, err
+	}
+	h.ln, err = net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.registerMetrics(reg)
+	a := &api.API{Devices: h.ingest, Events: h.store, Auth: api.TokenAuth{Token: token},
+		Registry: reg, Logger: log.With("component", "http")}
+	h.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	h.cancel = cancel
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		if err := h.ingest.Run(runCtx); err != nil {
+			h.fail(fmt.Errorf("ingest: %w", err))
+		}
+	}()
+	go func() {
+		defer h.wg.Done()
+		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.fail(fmt.Errorf("http: %w", err))
+		}
+	}()
+	go h.shutdownOnCancel(runCtx)
+	return h, nil
+}
+
+func (h *Hub) closeStore() {
+	if err := h.store.Close(); err != nil {
+		h.log.Error("close store", "err", err)
+	}
+}
+
+func (h *Hub) closeBroker() {
+	if err := h.broker.Close(); err != nil {
+		h.log.Error("close broker", "err", err)
+	}
+}
+
+func (h *Hub) fail(err error) {
+	h.errMu.Lock()
+	if h.err == nil {
+		h.err = err
+	}
+	h.errMu.Unlock()
+	h.cancel()
+}
+
+func (h *Hub) shutdownOnCancel(ctx context.Context) {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(sctx); err != nil {
+		h.log.Warn("http shutdown", "err", err)
+	}
+	// Ingest commits and acks what it has decoded before it returns; the
+	// broker goes after it so those acks can still be sent.
+	h.wg.Wait()
+	if h.broker != nil {
+		h.closeBroker()
+	}
+	if h.client != nil {
+		h.client.Close()
+	}
+	h.closeStore()
+	h.log.Info("hub stopped")
+	close(h.done)
+}
+
+// HTTPAddr is the API's listen address.
+func (h *Hub) HTTPAddr() string { return h.ln.Addr().String() }
+
+// MQTTAddr is the embedded broker's address, or the external broker URL.
+func (h *Hub) MQTTAddr() string {
+	if h.broker != nil {
+		return h.broker.Addr()
+	}
+	return h.cfg.Broker
+}
+
+// AdminToken is the admin API token.
+func (h *Hub) AdminToken() string { return h.token }
+
+// Ingest exposes the pipeline (tests and tools in this module).
+func (h *Hub) Ingest() *ingest.Ingest { return h.ingest }
+
+// Stop cancels the hub and waits for it.
+func (h *Hub) Stop() error {
+	h.cancel()
+	return h.Wait()
+}
+
+// Wait blocks until the hub has stopped and returns the first failure.
+func (h *Hub) Wait() error {
+	<-h.done
+	h.errMu.Lock()
+	defer h.errMu.Unlock()
+	return h.err
+}
+
+// adminToken reads <data>/admin.token, creating it (0600) on first start.
+func adminToken(dir string) (string, error) {
+	path := filepath.Join(dir, "admin.token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 32 {
+			return "", fmt.Errorf("%s is too short to be a token; delete it to get a new one", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate admin token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("install %s: %w", path, err)
+	}
+	return tok, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (h *Hub) registerMetrics(reg *prometheus.Registry) {
+	counter := func(name, help string, f func(ingest.Stats) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(h.ingest.Stats())) }))
+	}
+	counter("linli_hub_messages_total", "MQTT messages received on up topics.", func(s ingest.Stats) uint64 { return s.Messages })
+	counter("linli_hub_batches_total", "Event batches committed.", func(s ingest.Stats) uint64 { return s.Batches })
+	counter("linli_hub_events_total", "New events committed.", func(s ingest.Stats) uint64 { return s.Events })
+	counter("linli_hub_duplicates_total", "Events received again and dropped.", func(s ingest.Stats) uint64 { return s.Duplicates })
+	counter("linli_hub_rejected_total", "Messages refused (undecodable, bad batch, wrong site).", func(s ingest.Stats) uint64 { return s.Rejected })
+	counter("linli_hub_quarantined_total", "Events stored aside because they failed validation.", func(s ingest.Stats) uint64 { return s.Quarantined })
+	counter("linli_hub_commits_total", "Synced group commits.", func(s ingest.Stats) uint64 { return s.Commits })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
+		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",
+		Help: "Devices whose status is online."}, func() float64 {
+		n := 0
+		for _, d := range h.ingest.Devices() {
+			if d.Online {
+				n++
+			}
+		}
+		return float64(n)
+	}))
+}

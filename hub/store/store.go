@@ -1,0 +1,349 @@
+// Package store keeps the hub's durable state in Badger: every edge event
+// exactly once, each device's received ranges and registry record, and the
+// indexes the API reads. Every key starts with its site, so sites can be
+// split across hubs.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/event"
+	"linli/shared/kv"
+)
+
+// Key layout.
+//
+//	d/{site}/{device}              DeviceRecord
+//	e/{site}/{device}/{seq:8}      event (CBOR, device omitted)
+//	q/{site}/{device}/{seq:8}      quarantined event that failed validation
+//	x/report/{site}/{report id}    index of report events (value: event key)
+const (
+	prefixDevice = "d/"
+	prefixEvent  = "e/"
+	prefixQuar   = "q/"
+	prefixReport = "x/report/"
+)
+
+// ErrNotFound is returned for unknown devices and events.
+var ErrNotFound = errors.New("not found")
+
+// Range is an inclusive range of sequence numbers.
+type Range struct {
+	From uint64 `cbor:"1,keyasint"`
+	To   uint64 `cbor:"2,keyasint"`
+}
+
+// DeviceRecord is what the hub knows of a device.
+type DeviceRecord struct {
+	ID       string    `cbor:"1,keyasint"`
+	Site     string    `cbor:"2,keyasint"`
+	Role     string    `cbor:"3,keyasint,omitempty"`
+	Version  string    `cbor:"4,keyasint,omitempty"`
+	Acked    uint64    `cbor:"5,keyasint"`           // every seq up to here is held
+	Above    []Range   `cbor:"6,keyasint,omitempty"` // held ranges beyond Acked, sorted, disjoint
+	Received uint64    `cbor:"7,keyasint"`           // events stored
+	Rejected uint64    `cbor:"8,keyasint,omitempty"` // events quarantined
+	First    time.Time `cbor:"9,keyasint,omitempty"`
+	LastSeen time.Time `cbor:"10,keyasint,omitempty"`
+	Online   bool      `cbor:"11,keyasint,omitempty"`
+	Pending  uint64    `cbor:"12,keyasint,omitempty"` // the edge's backlog as it last said
+	LastSeq  uint64    `cbor:"13,keyasint,omitempty"` // the edge's newest seq as it last said
+	SkewMs   int64     `cbor:"14,keyasint,omitempty"` // edge wall clock minus hub's, last hello
+}
+
+// Holds reports whether seq is already held.
+func (d *DeviceRecord) Holds(seq uint64) bool {
+	if seq <= d.Acked {
+		return true
+	}
+	for _, r := range d.Above {
+		if seq >= r.From && seq <= r.To {
+			return true
+		}
+		if r.From > seq {
+			break
+		}
+	}
+	return false
+}
+
+// Cover marks [from, to] as held and advances Acked over every range that
+// now joins it.
+func (d *DeviceRecord) Cover(from, to uint64) {
+	if to <= d.Acked {
+		return
+	}
+	from = max(from, d.Acked+1)
+	rs := append(d.Above, Range{From: from, To: to})
+	slices.SortFunc(rs, func(a, b Range) int {
+		switch {
+		case a.From < b.From:
+			return -1
+		case a.From > b.From:
+			return 1
+		}
+		return 0
+	})
+	merged := rs[:0]
+	for _, r := range rs {
+		if n := len(merged); n > 0 && r.From <= merged[n-1].To+1 {
+			merged[n-1].To = max(merged[n-1].To, r.To)
+			continue
+		}
+		merged = append(merged, r)
+	}
+	for len(merged) > 0 && merged[0].From <= d.Acked+1 {
+		d.Acked = max(d.Acked, merged[0].To)
+		merged = merged[1:]
+	}
+	d.Above = slices.Clone(merged)
+	if len(d.Above) == 0 {
+		d.Above = nil
+	}
+}
+
+// Store is the hub's Badger store.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, p kv.Profile, log *slog.Logger) (*Store, error) {
+	db, err := kv.Open(dir, p, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, log: log}, nil
+}
+
+// DB is the underlying database, for the hub packages that keep their own
+// prefixes in it.
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Close closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close hub store: %w", err)
+	}
+	return nil
+}
+
+func deviceKey(site, device string) []byte {
+	return kv.Key(prefixDevice, []byte(site+"/"+device))
+}
+
+func eventPrefix(site, device string) []byte {
+	return kv.Key(prefixEvent, []byte(site+"/"+device+"/"))
+}
+
+// EventKey is the key of one event.
+func EventKey(site, device string, seq uint64) []byte {
+	return kv.Key(prefixEvent, []byte(site+"/"+device+"/"), kv.U64(seq))
+}
+
+// Devices loads every device record.
+func (s *Store) Devices() ([]DeviceRecord, error) {
+	var out []DeviceRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixDevice)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var d DeviceRecord
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &d) }); err != nil {
+				return fmt.Errorf("device record %q: %w", it.Item().Key(), err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Events returns up to limit stored events of a device with seq > after.
+func (s *Store) Events(site, device string, after uint64, limit int) ([]event.Event, error) {
+	var out []event.Event
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = eventPrefix(site, device)
+		opts.PrefetchSize = min(limit, 100)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(EventKey(site, device, after+1)); it.Valid() && len(out) < limit; it.Next() {
+			var ev event.Event
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				ev, err = event.DecodeEvent(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("event %q: %w", it.Item().Key(), err)
+			}
+			ev.Device = device
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Batch is one commit's worth of writes, built by ingest and committed at
+// once with a single synced transaction (or a few if it is very large).
+type Batch struct {
+	s   *Store
+	txn *badger.Txn
+	err error
+	n   int
+}
+
+// NewBatch starts a commit.
+func (s *Store) NewBatch() *Batch { return &Batch{s: s, txn: s.db.NewTransaction(true)} }
+
+func (b *Batch) set(key, val []byte) {
+	if b.err != nil {
+		return
+	}
+	err := b.txn.Set(key, val)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		// Commit what we have and go on in a fresh transaction: the ack is
+		// only sent after the final Commit, so a crash in between is safe.
+		if err = b.txn.Commit(); err == nil {
+			b.txn = b.s.db.NewTransaction(true)
+			err = b.txn.Set(key, val)
+		}
+	}
+	if err != nil {
+		b.err = fmt.Errorf("store write: %w", err)
+	}
+	b.n++
+}
+
+// PutEvent stores an event under its site and device.
+func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
+	b.set(EventKey(site, ev.Device, ev.Seq), encoded)
+	if ev.Kind == event.KindReport {
+		b.set(kv.Key(prefixReport, []byte(site+"/"+ev.ID())), EventKey(site, ev.Device, ev.Seq))
+	}
+}
+
+// Quarantine stores an event that failed validation, with the reason, so
+// that nothing an edge sent is silently lost.
+func (b *Batch) Quarantine(site string, ev *event.Event, encoded []byte, reason string) {
+	q := struct {
+		Event  []byte `cbor:"1,keyasint"`
+		Reason string `cbor:"2,keyasint"`
+	}{encoded, reason}
+	val, err := event.Marshal(q)
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.set(kv.Key(prefixQuar, []byte(site+"/"+ev.Device+"/"), kv.U64(ev.Seq)), val)
+}
+
+// PutDevice stores a device record.
+func (b *Batch) PutDevice(d *DeviceRecord) {
+	val, err := event.Marshal(d)
+	if err != nil {
+		b.err = fmt.Errorf("encode device record: %w", err)
+		return
+	}
+	b.set(deviceKey(d.Site, d.ID), val)
+}
+
+// Set stores a raw key for other hub packages.
+func (b *Batch) Set(key, val []byte) { b.set(key, val) }
+
+// Len is the number of writes in the batch.
+func (b *Batch) Len() int { return b.n }
+
+// Commit syncs the batch to disk.
+func (b *Batch) Commit() error {
+	defer b.txn.Discard()
+	if b.err != nil {
+		return b.err
+	}
+	if err := b.txn.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Discard abandons the batch.
+func (b *Batch) Discard() { b.txn.Discard() }
+
+// SubmittedReport is a report as filed at a kiosk (before any merge).
+type SubmittedReport struct {
+	ID      string
+	Site    string
+	Device  string
+	Event   event.Event
+	Body    *event.Report
+	Created time.Time
+}
+
+// Reports lists reports as submitted, optionally of one site.
+func (s *Store) Reports(site string) ([]SubmittedReport, error) {
+	var out []SubmittedReport
+	prefix := []byte(prefixReport)
+	if site != "" {
+		prefix = kv.Key(prefixReport, []byte(site+"/"))
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			evKey, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			item, err := txn.Get(evKey)
+			if err != nil {
+				return fmt.Errorf("report index points to %q: %w", evKey, err)
+			}
+			var ev event.Event
+			if err := item.Value(func(v []byte) error {
+				var err error
+				ev, err = event.DecodeEvent(v)
+				return err
+			}); err != nil {
+				return err
+			}
+			site, device, err := splitEventKey(evKey)
+			if err != nil {
+				return err
+			}
+			ev.Device = device
+			body, err := ev.Decode()
+			if err != nil {
+				return fmt.Errorf("report %s: %w", ev.ID(), err)
+			}
+			out = append(out, SubmittedReport{ID: ev.ID(), Site: site, Device: device, Event: ev,
+				Body: body.(*event.Report), Created: ev.HLC.Time()})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func splitEventKey(k []byte) (site, device string, err error) {
+	rest := k[len(prefixEvent) : len(k)-8]
+	for i, c := range rest {
+		if c == '/' {
+			site = string(rest[:i])
+			device = string(rest[i+1 : len(rest)-1])
+			return site, device, nil
+		}
+	}
+	return "", "", fmt.Errorf("bad event key %q", k)
+}
