@@ -1,0 +1,177 @@
+package kiosk
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"linli/edge/outbox"
+)
+
+type offline struct{}
+
+func (offline) Connected() bool     { return false }
+func (offline) LastSync() time.Time { return time.Time{} }
+
+func newServer(t *testing.T, role string) (*httptest.Server, *outbox.Log) {
+	t.Helper()
+	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &API{Role: role, Log: ob, Sync: offline{}, Registry: prometheus.NewRegistry()}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv, ob
+}
+
+func post(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &out); err != nil {
+			t.Fatalf("answer %q is not a JSON object: %v", data, err)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
+	srv, ob := newServer(t, RoleGateway)
+	big := `{"resident":"R1","activity":"A1","action":"in"` + strings.Repeat(" ", 70<<10) + `}`
+	tests := []struct {
+		name, path, body, field string
+	}{
+		{"checkin bad json", "/api/v1/checkins", `{"resident":`, "body"},
+		{"checkin empty body", "/api/v1/checkins", ``, "body"},
+		{"checkin not an object", "/api/v1/checkins", `[1,2]`, "body"},
+		{"checkin unknown field", "/api/v1/checkins", `{"resident":"R1","activity":"A1","seat":3}`, "seat"},
+		{"checkin wrong type", "/api/v1/checkins", `{"resident":7,"activity":"A1"}`, "resident"},
+		{"checkin missing resident", "/api/v1/checkins", `{"activity":"A1"}`, "resident"},
+		{"checkin missing activity", "/api/v1/checkins", `{"resident":"R1"}`, "activity"},
+		{"checkin bad action", "/api/v1/checkins", `{"resident":"R1","activity":"A1","action":"up"}`, "action"},
+		{"checkin trailing data", "/api/v1/checkins", `{"resident":"R1","activity":"A1"} {}`, "body"},
+		{"checkin oversized", "/api/v1/checkins", big, "body"},
+		{"report bad category", "/api/v1/reports", `{"category":"ufo","title":"t","building":"B1"}`, "category"},
+		{"report missing title", "/api/v1/reports", `{"category":"noise","building":"B1"}`, "title"},
+		{"report missing building", "/api/v1/reports", `{"category":"noise","title":"t"}`, "building"},
+		{"report title too long", "/api/v1/reports", `{"category":"noise","title":"` + strings.Repeat("长", 121) + `","building":"B1"}`, "title"},
+		{"report bad resident", "/api/v1/reports", `{"category":"noise","title":"t","building":"B1","resident":"a b"}`, "resident"},
+		{"vote missing resident", "/api/v1/reports/kiosk-1.4/votes", `{}`, "resident"},
+		{"vote bad report id", "/api/v1/reports/no$such/votes", `{"resident":"R1"}`, "report"},
+		{"rating score zero", "/api/v1/ratings", `{"resident":"R1","target":"A1","score":0}`, "score"},
+		{"rating score six", "/api/v1/ratings", `{"resident":"R1","target":"A1","score":6}`, "score"},
+		{"rating score fraction", "/api/v1/ratings", `{"resident":"R1","target":"A1","score":4.5}`, "score"},
+		{"rating missing target", "/api/v1/ratings", `{"resident":"R1","score":4}`, "target"},
+		{"access bad result", "/api/v1/access", `{"door":"B3-main","credential":"C42","result":"maybe"}`, "result"},
+		{"access missing door", "/api/v1/access", `{"credential":"C42","result":"granted"}`, "door"},
+		{"reading missing value", "/api/v1/readings", `{"sensor":"s1","kind":"temperature"}`, "value"},
+		{"reading string value", "/api/v1/readings", `{"sensor":"s1","kind":"temperature","value":"hot"}`, "value"},
+		{"reading bad kind", "/api/v1/readings", `{"sensor":"s1","kind":"radon","value":1}`, "kind"},
+		{"reading implausible", "/api/v1/readings", `{"sensor":"s1","kind":"humidity","value":140}`, "value"},
+		{"reading smoke 3", "/api/v1/readings", `{"sensor":"s1","kind":"smoke","value":3}`, "value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := post(t, srv.URL+tt.path, tt.body)
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d (%v), want 400", code, out)
+			}
+			if out["field"] != tt.field || out["error"] == "" {
+				t.Fatalf("answer %v, want field %q and an error", out, tt.field)
+			}
+		})
+	}
+	if st := ob.Stats(); st.LastSeq != 0 {
+		t.Fatalf("bad input stored %d events", st.LastSeq)
+	}
+}
+
+func TestGoodWritesAnswer201(t *testing.T) {
+	srv, ob := newServer(t, RoleGateway)
+	tests := []struct {
+		path, body string
+		status     string
+	}{
+		{"/api/v1/checkins", `{"resident":"R123","activity":"A7"}`, "recorded"},
+		{"/api/v1/checkins", `{"resident":"R123","activity":"A7","action":"out"}`, "recorded"},
+		{"/api/v1/reports", `{"category":"fire_safety","title":"楼道堆放杂物","description":"三楼","building":"B3","unit":"1-402","resident":"R123"}`, ""},
+		{"/api/v1/reports/kiosk-1.4/votes", `{"resident":"R9"}`, ""},
+		{"/api/v1/ratings", `{"resident":"R123","target":"kiosk-1.4","score":5,"comment":"快"}`, ""},
+		{"/api/v1/access", `{"door":"B3-main","credential":"C42","result":"granted"}`, ""},
+		{"/api/v1/readings", `{"sensor":"B3-smoke-1","kind":"smoke","value":true}`, ""},
+		{"/api/v1/readings", `{"sensor":"B3-t-1","kind":"temperature","value":21.5}`, ""},
+	}
+	for i, tt := range tests {
+		code, out := post(t, srv.URL+tt.path, tt.body)
+		if code != http.StatusCreated {
+			t.Fatalf("POST %s: %d %v", tt.path, code, out)
+		}
+		if out["seq"] != float64(i+1) || out["id"] != "edge-1."+strconv.Itoa(i+1) {
+			t.Fatalf("POST %s answered %v, want seq %d", tt.path, out, i+1)
+		}
+		if tt.status != "" && out["status"] != tt.status {
+			t.Fatalf("POST %s status %v, want %s", tt.path, out["status"], tt.status)
+		}
+	}
+	if st := ob.Stats(); st.LastSeq != uint64(len(tests)) || st.Pending != uint64(len(tests)) {
+		t.Fatalf("stats %+v", st)
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s["pending"] != float64(len(tests)) || s["connected"] != false || s["last_sync"] != nil {
+		t.Fatalf("sync = %v", s)
+	}
+}
+
+func TestGatewayEndpointsRefusedOnKiosk(t *testing.T) {
+	srv, ob := newServer(t, RoleKiosk)
+	for _, p := range []string{"/api/v1/access", "/api/v1/readings"} {
+		code, out := post(t, srv.URL+p, `{}`)
+		if code != http.StatusNotFound || out["error"] == "" {
+			t.Errorf("POST %s on a kiosk: %d %v, want 404 with an error", p, code, out)
+		}
+	}
+	if ob.Stats().LastSeq != 0 {
+		t.Fatal("stored something")
+	}
+}
+
+func TestClosedStoreAnswers503(t *testing.T) {
+	srv, ob := newServer(t, RoleKiosk)
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out := post(t, srv.URL+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`)
+	if code != http.StatusServiceUnavailable || out["error"] == "" {
+		t.Fatalf("write to a closed store: %d %v, want 503", code, out)
+	}
+}
