@@ -1,0 +1,408 @@
+package merge
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+)
+
+// activity keeps the facts of one activity and what follows from them.
+type activity struct {
+	ID       string            `cbor:"1,keyasint"`
+	Def      *activityDef      `cbor:"2,keyasint,omitempty"` // the winning ActivitySet; nil until one arrives
+	Checkins []checkinFact     `cbor:"3,keyasint,omitempty"` // sorted by key
+	Promotes []promoteFact     `cbor:"4,keyasint,omitempty"` // sorted by key
+	Shares   map[string]*share `cbor:"5,keyasint,omitempty"` // by kiosk
+	Updated  hlc.Timestamp     `cbor:"6,keyasint,omitempty"`
+
+	// Derived from the facts above by refold.
+	Attendees []attendee `cbor:"7,keyasint,omitempty"` // by resident
+	Waitlist  []string   `cbor:"8,keyasint,omitempty"` // in key order of first check-in
+	Seated    uint32     `cbor:"9,keyasint,omitempty"`
+	Reserve   int64      `cbor:"10,keyasint,omitempty"`
+}
+
+type activityDef struct {
+	Key key               `cbor:"1,keyasint"`
+	Set event.ActivitySet `cbor:"2,keyasint"`
+}
+
+type checkinFact struct {
+	Key      key    `cbor:"1,keyasint"`
+	Resident string `cbor:"2,keyasint"`
+	Out      bool   `cbor:"3,keyasint,omitempty"`
+	Status   string `cbor:"4,keyasint,omitempty"`
+}
+
+func compareCheckin(a, b checkinFact) int { return a.Key.compare(b.Key) }
+
+type promoteFact struct {
+	Key      key    `cbor:"1,keyasint"`
+	Resident string `cbor:"2,keyasint"`
+	From     string `cbor:"3,keyasint"`
+}
+
+func comparePromote(a, b promoteFact) int { return a.Key.compare(b.Key) }
+
+// share is one kiosk's escrow account. The first four fields are grow-only
+// counters merged by max; Used and Unused are derived.
+type share struct {
+	Granted      uint32 `cbor:"1,keyasint,omitempty"` // cumulative seats granted (or seen granted by a release)
+	RecallAt     uint32 `cbor:"2,keyasint,omitempty"` // the cumulative grant the latest recall covers
+	Returned     uint32 `cbor:"3,keyasint,omitempty"` // cumulative seats the kiosk released
+	ReleasedUsed uint32 `cbor:"4,keyasint,omitempty"` // Used in the kiosk's latest release
+	Used         uint32 `cbor:"5,keyasint,omitempty"` // derived: see the package doc
+	Unused       uint32 `cbor:"6,keyasint,omitempty"` // derived
+}
+
+// recalled reports whether a recall is in force: it covers the whole
+// current grant.
+func (sh *share) recalled() bool { return sh.Granted > 0 && sh.RecallAt >= sh.Granted }
+
+// attendee is one resident's standing in an activity.
+type attendee struct {
+	Resident  string `cbor:"1,keyasint"`
+	Confirmed bool   `cbor:"2,keyasint,omitempty"`
+	Left      bool   `cbor:"3,keyasint,omitempty"` // checked out: holds no seat
+	CheckedIn bool   `cbor:"4,keyasint,omitempty"` // has a check-in ("in")
+	FirstIn   key    `cbor:"5,keyasint"`           // their first check-in, if CheckedIn
+	Millis    int64  `cbor:"6,keyasint,omitempty"` // attended time of matched in/out pairs
+}
+
+func (s *State) activity(id string) *activity {
+	a := s.activities[id]
+	if a == nil {
+		a = &activity{ID: id}
+		s.activities[id] = a
+	}
+	return a
+}
+
+func (a *activity) site() string {
+	if a.Def == nil {
+		return ""
+	}
+	return a.Def.Set.Site
+}
+
+func (a *activity) ref() []Ref { return []Ref{{Kind: RefActivity, Site: a.site(), ID: a.ID}} }
+
+func (a *activity) share(kiosk string) *share {
+	if a.Shares == nil {
+		a.Shares = map[string]*share{}
+	}
+	sh := a.Shares[kiosk]
+	if sh == nil {
+		sh = &share{}
+		a.Shares[kiosk] = sh
+	}
+	return sh
+}
+
+func (s *State) applyActivitySet(k key, b *event.ActivitySet) []Ref {
+	a := s.activity(b.ID)
+	if a.Def != nil && a.Def.Key.compare(k) >= 0 {
+		return nil
+	}
+	a.Def = &activityDef{Key: k, Set: *b}
+	s.refoldActivity(a)
+	return a.ref()
+}
+
+func (s *State) applyCheckin(k key, b *event.Checkin) []Ref {
+	a := s.activity(b.Activity)
+	f := checkinFact{Key: k, Resident: b.Resident, Out: b.Action == "out", Status: b.Status}
+	if !insertSorted(&a.Checkins, f, compareCheckin) {
+		return nil
+	}
+	s.refoldActivity(a)
+	return a.ref()
+}
+
+func (s *State) applyPromote(k key, b *event.Promote) []Ref {
+	a := s.activity(b.Activity)
+	if !insertSorted(&a.Promotes, promoteFact{Key: k, Resident: b.Resident, From: b.From}, comparePromote) {
+		return nil
+	}
+	s.refoldActivity(a)
+	return a.ref()
+}
+
+// applyShare merges a grant, recall or release into a kiosk's account;
+// update reports whether any counter grew.
+func (s *State) applyShare(activityID, kiosk string, k key, update func(*share) bool) []Ref {
+	a := s.activity(activityID)
+	_, had := a.Shares[kiosk]
+	grew := update(a.share(kiosk))
+	// Updated takes the HLC of every such fact, also of one that raised no
+	// counter (two grants of the same seats): taking it only on growth
+	// would make it depend on which of them came first.
+	if !grew && had && k.HLC <= a.Updated {
+		return nil
+	}
+	a.Updated = max(a.Updated, k.HLC)
+	s.refoldActivity(a)
+	return a.ref()
+}
+
+// refoldActivity recomputes attendance and the escrow accounts from the
+// facts. Check-ins are sorted by key, so each resident's own check-ins are
+// visited in key order.
+func (s *State) refoldActivity(a *activity) {
+	byResident := map[string]*attendee{}
+	get := func(r string) *attendee {
+		at := byResident[r]
+		if at == nil {
+			at = &attendee{Resident: r}
+			byResident[r] = at
+		}
+		return at
+	}
+	open := map[string]hlc.Timestamp{} // resident → HLC of the check-in the next check-out pairs with
+	type kioskResident struct{ kiosk, resident string }
+	confirmedAt := map[kioskResident]bool{}
+	updated := a.Updated
+	if a.Def != nil {
+		updated = max(updated, a.Def.Key.HLC)
+	}
+	for _, c := range a.Checkins {
+		updated = max(updated, c.Key.HLC)
+		at := get(c.Resident)
+		if c.Out {
+			at.Left = true
+			if in, ok := open[c.Resident]; ok {
+				at.Millis += c.Key.HLC.WallMillis() - in.WallMillis()
+				delete(open, c.Resident)
+			}
+			continue
+		}
+		open[c.Resident] = c.Key.HLC // the latest check-in counts
+		if !at.CheckedIn {
+			at.CheckedIn, at.FirstIn = true, c.Key
+		}
+		if c.Status == event.StatusConfirmed {
+			at.Confirmed = true
+			confirmedAt[kioskResident{c.Key.Device, c.Resident}] = true
+		}
+	}
+	for _, p := range a.Promotes {
+		updated = max(updated, p.Key.HLC)
+		get(p.Resident).Confirmed = true
+	}
+	if rs := s.ratings[a.ID]; rs != nil {
+		updated = max(updated, rs.Updated)
+	}
+	a.Updated = updated
+
+	a.Attendees = a.Attendees[:0]
+	a.Waitlist = a.Waitlist[:0]
+	a.Seated = 0
+	for _, at := range byResident {
+		a.Attendees = append(a.Attendees, *at)
+	}
+	slices.SortFunc(a.Attendees, func(x, y attendee) int { return strings.Compare(x.Resident, y.Resident) })
+	var waiting []attendee
+	for _, at := range a.Attendees {
+		switch {
+		case at.Confirmed && !at.Left:
+			a.Seated++
+		case !at.Confirmed && at.CheckedIn:
+			waiting = append(waiting, at)
+		}
+	}
+	slices.SortFunc(waiting, func(x, y attendee) int { return x.FirstIn.compare(y.FirstIn) })
+	for _, at := range waiting {
+		a.Waitlist = append(a.Waitlist, at.Resident)
+	}
+
+	used := map[string]uint32{}
+	for kr := range confirmedAt {
+		used[kr.kiosk]++
+	}
+	for kiosk := range used {
+		a.share(kiosk) // a kiosk that confirms without a grant still gets an account
+	}
+	var unused int64
+	for kiosk, sh := range a.Shares {
+		sh.Used = max(used[kiosk], sh.ReleasedUsed)
+		sh.Unused = uint32(max(0, int64(sh.Granted)-int64(sh.Returned)-int64(sh.Used)))
+		unused += int64(sh.Unused)
+	}
+	a.Reserve = 0
+	if a.Def != nil && a.Def.Set.Capacity > 0 {
+		a.Reserve = int64(a.Def.Set.Capacity) - int64(a.Seated) - unused
+	}
+	if len(a.Attendees) == 0 {
+		a.Attendees = nil
+	}
+	if len(a.Waitlist) == 0 {
+		a.Waitlist = nil
+	}
+}
+
+// Activity is a merged activity as the hub API serves it.
+type Activity struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	Kind     string `json:"kind"`
+	Site     string `json:"site"`
+	Start    int64  `json:"start,omitempty"` // Unix milliseconds
+	End      int64  `json:"end,omitempty"`
+	Capacity uint32 `json:"capacity"` // 0: no limit
+	// Confirmed lists every resident ever confirmed, by id; a confirmation
+	// is never revoked, also not by checking out.
+	Confirmed []string `json:"confirmed"`
+	// Waitlist lists residents with a check-in and no seat, in key order of
+	// their first check-in. Those in Left are no longer promoted.
+	Waitlist []string `json:"waitlist"`
+	// Left lists residents who checked out, by id: they hold no seat.
+	Left []string `json:"left"`
+	// Seated counts confirmed residents who have not checked out; it never
+	// exceeds Capacity.
+	Seated uint32 `json:"seated"`
+	// Attendance counts confirmed residents who checked in.
+	Attendance uint32 `json:"attendance"`
+	// Hours lists attended time per resident, by resident.
+	Hours   []Hours       `json:"hours"`
+	Kiosks  []KioskLedger `json:"kiosks"`
+	Reserve int64         `json:"reserve"` // negative after capacity was lowered below what is out
+	Rating  RatingSummary `json:"rating"`
+	Updated hlc.Timestamp `json:"updated"`
+}
+
+// Hours is a resident's attended time from matched check-in/out pairs.
+type Hours struct {
+	Resident string  `json:"resident"`
+	Millis   int64   `json:"millis"`
+	Hours    float64 `json:"hours"`
+}
+
+// KioskLedger is the hub's account of one kiosk's share.
+type KioskLedger struct {
+	Device   string `json:"device"`
+	Granted  uint32 `json:"granted"`  // cumulative
+	Returned uint32 `json:"returned"` // cumulative, from the kiosk's releases
+	Used     uint32 `json:"used"`
+	Unused   uint32 `json:"unused"` // seats the kiosk may still confirm with, as far as the hub knows
+	Recalled bool   `json:"recalled"`
+}
+
+// Activity returns the merged activity, or ErrNotFound before its
+// ActivitySet arrived.
+func (s *State) Activity(id string) (Activity, error) {
+	a := s.activities[id]
+	if a == nil || a.Def == nil {
+		return Activity{}, fmt.Errorf("activity %s: %w", id, ErrNotFound)
+	}
+	d := &a.Def.Set
+	out := Activity{
+		ID: a.ID, Title: d.Title, Kind: d.Type, Site: d.Site, Start: d.Start, End: d.End, Capacity: d.Capacity,
+		Confirmed: []string{}, Waitlist: append([]string{}, a.Waitlist...), Left: []string{}, Hours: []Hours{},
+		Kiosks: []KioskLedger{}, Seated: a.Seated, Reserve: a.Reserve, Rating: s.Rating(id), Updated: a.Updated,
+	}
+	for _, at := range a.Attendees {
+		if at.Confirmed {
+			out.Confirmed = append(out.Confirmed, at.Resident)
+			if at.CheckedIn {
+				out.Attendance++
+			}
+		}
+		if at.Left {
+			out.Left = append(out.Left, at.Resident)
+		}
+		if at.Millis > 0 {
+			out.Hours = append(out.Hours, Hours{Resident: at.Resident, Millis: at.Millis, Hours: float64(at.Millis) / 3.6e6})
+		}
+	}
+	for _, kiosk := range sortedKeys(a.Shares) {
+		sh := a.Shares[kiosk]
+		out.Kiosks = append(out.Kiosks, KioskLedger{Device: kiosk, Granted: sh.Granted, Returned: sh.Returned,
+			Used: sh.Used, Unused: sh.Unused, Recalled: sh.recalled()})
+	}
+	return out, nil
+}
+
+// Activities lists the activities of a site ("" for every site) by id.
+func (s *State) Activities(site string) []Activity {
+	out := []Activity{}
+	for _, id := range sortedKeys(s.activities) {
+		if a := s.activities[id]; a.Def != nil && (site == "" || a.site() == site) {
+			act, _ := s.Activity(id) // cannot fail: defined
+			out = append(out, act)
+		}
+	}
+	return out
+}
+
+// Outcome is a resident's standing in an activity: event.StatusConfirmed,
+// event.StatusWaitlisted, or "" without a check-in or promotion.
+func (s *State) Outcome(activityID, resident string) string {
+	a := s.activities[activityID]
+	if a == nil {
+		return ""
+	}
+	switch at := a.attendee(resident); {
+	case at == nil:
+		return ""
+	case at.Confirmed:
+		return event.StatusConfirmed
+	case at.CheckedIn:
+		return event.StatusWaitlisted
+	}
+	return ""
+}
+
+// ActivityView is what a kiosk holds of an activity: enough to show it and
+// to answer check-ins from its own share (see Ledger.Sync).
+type ActivityView struct {
+	ID        string        `cbor:"1,keyasint" json:"id"`
+	Title     string        `cbor:"2,keyasint" json:"title"`
+	Kind      string        `cbor:"3,keyasint" json:"kind"`
+	Site      string        `cbor:"4,keyasint" json:"site"`
+	Start     int64         `cbor:"5,keyasint,omitempty" json:"start,omitempty"`
+	End       int64         `cbor:"6,keyasint,omitempty" json:"end,omitempty"`
+	Capacity  uint32        `cbor:"7,keyasint" json:"capacity"`
+	Confirmed []string      `cbor:"8,keyasint" json:"confirmed"` // by resident id
+	Waitlist  []string      `cbor:"9,keyasint" json:"waitlist"`  // in queue order
+	SeatsLeft uint32        `cbor:"10,keyasint" json:"seats_left"`
+	Kiosks    []KioskShare  `cbor:"11,keyasint" json:"kiosks"` // by device
+	Updated   hlc.Timestamp `cbor:"12,keyasint" json:"updated"`
+}
+
+// KioskShare is a kiosk's share as the hub sends it down.
+type KioskShare struct {
+	Device   string `cbor:"1,keyasint" json:"device"`
+	Granted  uint32 `cbor:"2,keyasint" json:"granted"`  // cumulative
+	Recalled bool   `cbor:"3,keyasint" json:"recalled"` // give unused seats back and confirm no more from this grant
+}
+
+// ActivityView returns the downlink view of an activity, or ErrNotFound.
+func (s *State) ActivityView(id string) (ActivityView, error) {
+	act, err := s.Activity(id)
+	if err != nil {
+		return ActivityView{}, err
+	}
+	v := ActivityView{ID: act.ID, Title: act.Title, Kind: act.Kind, Site: act.Site, Start: act.Start, End: act.End,
+		Capacity: act.Capacity, Confirmed: act.Confirmed, Waitlist: act.Waitlist, Kiosks: []KioskShare{}, Updated: act.Updated}
+	if act.Capacity > act.Seated {
+		v.SeatsLeft = act.Capacity - act.Seated
+	}
+	for _, k := range act.Kiosks {
+		if k.Granted > 0 {
+			v.Kiosks = append(v.Kiosks, KioskShare{Device: k.Device, Granted: k.Granted, Recalled: k.Recalled})
+		}
+	}
+	return v, nil
+}
+
+// Share is the kiosk's entry of the view (zero when it has none).
+func (v *ActivityView) Share(kiosk string) KioskShare {
+	i, ok := slices.BinarySearchFunc(v.Kiosks, kiosk, func(k KioskShare, d string) int { return strings.Compare(k.Device, d) })
+	if !ok {
+		return KioskShare{Device: kiosk}
+	}
+	return v.Kiosks[i]
+}

@@ -1,0 +1,109 @@
+package merge
+
+import (
+	"slices"
+	"strings"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+)
+
+// Policy is how the hub splits an activity's seats between its kiosks and
+// its own reserve.
+type Policy struct {
+	// KioskShare is the percentage of capacity split evenly among the
+	// site's kiosks at their first grant; the rest is the hub's reserve,
+	// from which it promotes residents waitlisted at kiosks whose share ran
+	// out. Values above 100 count as 100.
+	KioskShare uint32
+}
+
+// DefaultPolicy gives kiosks 80% of the seats and keeps 20% in reserve:
+// most residents get an answer at once, offline too, and the hub can still
+// serve a crowd at one kiosk from its reserve without waiting for recalls.
+var DefaultPolicy = Policy{KioskShare: 80}
+
+// Decide runs DefaultPolicy; see Policy.Decide.
+func (s *State) Decide(site string, kiosks []string, now hlc.Timestamp) []event.Body {
+	return DefaultPolicy.Decide(s, site, kiosks, now)
+}
+
+// Decide returns the new decisions the hub should record for the
+// activities of site, given the site's kiosks: Promote, Recall and Grant
+// bodies in a deterministic order (see the package doc for the rules).
+// Activities that ended before now are left alone. Decide does not change
+// the state: the hub records each decision as an event and applies it, and
+// must do so before it calls Decide again, or it would decide twice.
+func (p Policy) Decide(s *State, site string, kiosks []string, now hlc.Timestamp) []event.Body {
+	ks := make([]string, 0, len(kiosks))
+	for _, k := range kiosks {
+		if event.ValidID(k) == nil {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	ks = slices.Compact(ks)
+	var out []event.Body
+	for _, id := range sortedKeys(s.activities) {
+		a := s.activities[id]
+		if a.Def == nil || a.Def.Set.Site != site || a.Def.Set.End > 0 && now.WallMillis() >= a.Def.Set.End {
+			continue
+		}
+		out = p.decideActivity(a, ks, out)
+	}
+	return out
+}
+
+func (p Policy) decideActivity(a *activity, kiosks []string, out []event.Body) []event.Body {
+	capacity := a.Def.Set.Capacity
+	reserve := a.Reserve
+	waiting := 0
+	for _, r := range a.Waitlist {
+		at := a.attendee(r)
+		if at.Left {
+			continue // gave up their place in the queue
+		}
+		if capacity > 0 && reserve <= 0 {
+			waiting++
+			continue
+		}
+		out = append(out, &event.Promote{Activity: a.ID, Resident: r, From: at.FirstIn.id()})
+		reserve--
+	}
+	if capacity == 0 {
+		return out // no limit: nothing to grant or recall
+	}
+	if waiting > 0 || reserve < 0 {
+		for _, kiosk := range sortedKeys(a.Shares) {
+			if sh := a.Shares[kiosk]; sh.Unused > 0 && !sh.recalled() {
+				out = append(out, &event.Recall{Activity: a.ID, Kiosk: kiosk, Granted: sh.Granted})
+			}
+		}
+		return out
+	}
+	if len(kiosks) == 0 {
+		return out
+	}
+	per := int64(capacity) * int64(min(p.KioskShare, 100)) / 100 / int64(len(kiosks))
+	for _, kiosk := range kiosks {
+		if reserve <= 0 || per == 0 {
+			break
+		}
+		if sh := a.Shares[kiosk]; sh != nil && sh.Granted > 0 {
+			continue
+		}
+		g := min(per, reserve)
+		out = append(out, &event.Grant{Activity: a.ID, Kiosk: kiosk, Seats: uint32(g)})
+		reserve -= g
+	}
+	return out
+}
+
+// attendee finds a resident's standing, or nil.
+func (a *activity) attendee(resident string) *attendee {
+	i, ok := slices.BinarySearchFunc(a.Attendees, resident, func(at attendee, r string) int { return strings.Compare(at.Resident, r) })
+	if !ok {
+		return nil
+	}
+	return &a.Attendees[i]
+}

@@ -1,0 +1,218 @@
+package merge_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"linli/shared/event"
+	"linli/shared/merge"
+)
+
+// genFacts draws a set of facts from three kiosks, a gateway and two hub
+// ids, over few residents, activities and milliseconds so that ties and
+// collisions are common.
+func genFacts(t *rapid.T) []merge.Fact {
+	seqs := map[string]uint64{}
+	var reports []string
+	var facts []merge.Fact
+	kiosks := []string{"k1", "k2", "k3"}
+	resident := rapid.SampledFrom([]string{"R1", "R2", "R3", "R4", "R5"})
+	activity := rapid.SampledFrom([]string{"A1", "A2"})
+	ms := rapid.Int64Range(0, 40)
+	add := func(device string, body event.Body) {
+		seqs[device]++
+		ev, err := event.NewEvent(device, seqs[device], at(ms.Draw(t, "ms")), body)
+		if err != nil {
+			t.Fatalf("new event: %v", err)
+		}
+		facts = append(facts, merge.Fact{Site: site, Event: ev})
+		if body.Kind() == event.KindReport {
+			reports = append(reports, ev.ID())
+		}
+	}
+	reportID := func() string {
+		if len(reports) == 0 || rapid.IntRange(0, 5).Draw(t, "stray") == 0 {
+			return "k9.1" // a report that never arrives
+		}
+		return rapid.SampledFrom(reports).Draw(t, "report")
+	}
+	kiosk := rapid.SampledFrom(kiosks)
+	hub := rapid.SampledFrom([]string{"hub", "hub-b"})
+	n := rapid.IntRange(1, 40).Draw(t, "n")
+	for range n {
+		switch rapid.IntRange(0, 15).Draw(t, "kind") {
+		case 0:
+			add(kiosk.Draw(t, "dev"), &event.Report{Category: "noise", Title: "t", Building: "B1",
+				Resident: rapid.SampledFrom([]string{"", "R1", "R2"}).Draw(t, "reporter")})
+		case 1:
+			add(kiosk.Draw(t, "dev"), &event.Vote{Report: reportID(), Resident: resident.Draw(t, "res")})
+		case 2:
+			target := activity.Draw(t, "act")
+			if rapid.Bool().Draw(t, "report target") {
+				target = reportID()
+			}
+			add(kiosk.Draw(t, "dev"), &event.Rating{Resident: resident.Draw(t, "res"), Target: target,
+				Score: rapid.IntRange(1, 5).Draw(t, "score")})
+		case 3, 4, 5:
+			add(kiosk.Draw(t, "dev"), &event.Checkin{Resident: resident.Draw(t, "res"), Activity: activity.Draw(t, "act"),
+				Action: rapid.SampledFrom([]string{"in", "in", "out"}).Draw(t, "action"),
+				Status: rapid.SampledFrom([]string{"", "confirmed", "waitlisted", "recorded"}).Draw(t, "status")})
+		case 6:
+			g := rapid.Uint32Range(1, 4).Draw(t, "granted")
+			u := rapid.Uint32Range(0, 4).Draw(t, "used")
+			add(kiosk.Draw(t, "dev"), &event.Release{Activity: activity.Draw(t, "act"), Granted: g, Used: u,
+				Returned: g - min(g, u)})
+		case 7:
+			add(hub.Draw(t, "dev"), &event.ActivitySet{ID: activity.Draw(t, "act"), Title: "t", Type: "activity", Site: site,
+				Capacity: rapid.Uint32Range(0, 5).Draw(t, "capacity")})
+		case 8:
+			add(hub.Draw(t, "dev"), &event.Grant{Activity: activity.Draw(t, "act"), Kiosk: kiosk.Draw(t, "kiosk"),
+				Seats: rapid.Uint32Range(1, 4).Draw(t, "seats")})
+		case 9:
+			add(hub.Draw(t, "dev"), &event.Recall{Activity: activity.Draw(t, "act"), Kiosk: kiosk.Draw(t, "kiosk"),
+				Granted: rapid.Uint32Range(1, 4).Draw(t, "granted")})
+		case 10:
+			add(hub.Draw(t, "dev"), &event.Promote{Activity: activity.Draw(t, "act"), Resident: resident.Draw(t, "res"),
+				From: event.PromoteReserve})
+		case 11:
+			add(hub.Draw(t, "dev"), &event.ReportPatch{Report: reportID(), Who: "op",
+				Status:   rapid.SampledFrom(append([]string{""}, event.ReportStatuses...)).Draw(t, "status"),
+				Note:     rapid.SampledFrom([]string{"", "n1", "n2"}).Draw(t, "note"),
+				Assignee: rapid.SampledFrom([]string{"a", "b"}).Draw(t, "assignee")})
+		case 12:
+			add(hub.Draw(t, "dev"), &event.NoticeSet{ID: rapid.SampledFrom([]string{"N1", "N2"}).Draw(t, "notice"), Site: site,
+				Title: rapid.SampledFrom([]string{"x", "y"}).Draw(t, "title"), Category: "safety",
+				Expires: rapid.Int64Range(0, 2).Draw(t, "expires") * (base + 20)})
+		case 13:
+			add("g1", &event.Alarm{Sensor: "s1", Type: "smoke", Active: rapid.Bool().Draw(t, "active"),
+				Building: rapid.SampledFrom([]string{"", "B1", "B2"}).Draw(t, "building")})
+		case 14:
+			add("g1", &event.Access{Door: "s1", Result: rapid.SampledFrom(event.AccessResults).Draw(t, "result")})
+		case 15:
+			ack := &event.AlarmAck{Site: site, Source: "s1", Type: rapid.SampledFrom([]string{"smoke", "forced"}).Draw(t, "type"), Who: "op"}
+			if rapid.Bool().Draw(t, "clear") {
+				add(hub.Draw(t, "dev"), (*event.AlarmClear)(ack))
+			} else {
+				add(hub.Draw(t, "dev"), ack)
+			}
+		}
+	}
+	return facts
+}
+
+// reshuffle draws another delivery of the same facts: a permutation, cut
+// into batches delivered in any order, with some facts (and whole batches)
+// delivered again.
+func reshuffle(t *rapid.T, facts []merge.Fact) []merge.Fact {
+	perm := rapid.Permutation(facts).Draw(t, "perm")
+	var batches [][]merge.Fact
+	for len(perm) > 0 {
+		n := rapid.IntRange(1, len(perm)).Draw(t, "batch")
+		batches = append(batches, perm[:n])
+		perm = perm[n:]
+	}
+	for range rapid.IntRange(0, 3).Draw(t, "resends") {
+		batches = append(batches, rapid.SampledFrom(batches).Draw(t, "resend"))
+	}
+	batches = rapid.Permutation(batches).Draw(t, "batch order")
+	var out []merge.Fact
+	for _, b := range batches {
+		out = append(out, b...)
+		if rapid.Bool().Draw(t, "dup") {
+			out = append(out, rapid.SampledFrom(b).Draw(t, "dup fact"))
+		}
+	}
+	return out
+}
+
+// queries renders everything the hub API reads from a state.
+func queries(t tb, s *merge.State) []byte {
+	t.Helper()
+	var views []any
+	for _, r := range s.Reports("") {
+		v, _ := s.ReportView(r.ID)
+		views = append(views, r, v)
+	}
+	for _, a := range s.Activities("") {
+		v, _ := s.ActivityView(a.ID)
+		views = append(views, a, v)
+	}
+	views = append(views, s.OpenAlarms(""), s.Notices("", at(0)))
+	data, err := json.Marshal(views)
+	if err != nil {
+		t.Fatalf("render queries: %v", err)
+	}
+	return data
+}
+
+// TestConvergence is the merge's main property: any permutation,
+// duplication and regrouping of the same facts gives byte-identical
+// state, and the same answers to every query.
+func TestConvergence(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		facts := genFacts(t)
+		want := build(t, facts...)
+		wantBytes, wantQueries := encode(t, want), queries(t, want)
+
+		got := merge.New()
+		prev := encode(t, got)
+		for _, f := range reshuffle(t, facts) {
+			refs, err := got.Apply(f)
+			if err != nil {
+				t.Fatalf("apply %s: %v", f.Event.ID(), err)
+			}
+			// Every change is reported, so the hub never misses one to
+			// send down.
+			now := encode(t, got)
+			if !bytes.Equal(now, prev) && len(refs) == 0 {
+				t.Fatalf("apply %s %s changed the state but returned no refs", f.Event.Kind, f.Event.ID())
+			}
+			prev = now
+		}
+		if !bytes.Equal(prev, wantBytes) {
+			t.Fatalf("states differ:\n%x\n%x", prev, wantBytes)
+		}
+		if q := queries(t, got); !bytes.Equal(q, wantQueries) {
+			t.Fatalf("queries differ:\n%s\n%s", q, wantQueries)
+		}
+	})
+}
+
+// TestEscrowSafetyUnderAnyFacts: whatever the facts, a state that respects
+// the escrow never shows a seat counted twice: Seated equals the confirmed
+// residents who have not left.
+func TestActivityAccounting(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := build(t, genFacts(t)...)
+		for _, a := range s.Activities("") {
+			left := map[string]bool{}
+			for _, r := range a.Left {
+				left[r] = true
+			}
+			var seated uint32
+			for _, r := range a.Confirmed {
+				if !left[r] {
+					seated++
+				}
+				if s.Outcome(a.ID, r) != event.StatusConfirmed {
+					t.Fatalf("%s: %s confirmed but outcome %q", a.ID, r, s.Outcome(a.ID, r))
+				}
+			}
+			if seated != a.Seated {
+				t.Fatalf("%s: seated %d, want %d (%+v)", a.ID, a.Seated, seated, a)
+			}
+			for _, r := range a.Waitlist {
+				if s.Outcome(a.ID, r) != event.StatusWaitlisted {
+					t.Fatalf("%s: %s waitlisted but outcome %q", a.ID, r, s.Outcome(a.ID, r))
+				}
+			}
+			if fmt.Sprint(a.Confirmed) == fmt.Sprint(a.Waitlist) && len(a.Confirmed) > 0 {
+				t.Fatalf("%s: a resident both confirmed and waitlisted", a.ID)
+			}
+		}
+	})
+}

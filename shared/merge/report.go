@@ -1,0 +1,350 @@
+package merge
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+)
+
+// report keeps the facts of one report and what follows from them.
+type report struct {
+	ID      string         `cbor:"1,keyasint"`
+	Site    string         `cbor:"2,keyasint,omitempty"`
+	Filed   *filedReport   `cbor:"3,keyasint,omitempty"` // nil until the report event arrives
+	Patches []patchFact    `cbor:"4,keyasint,omitempty"` // sorted by key
+	Voters  map[string]key `cbor:"5,keyasint,omitempty"` // resident → their first vote
+
+	// Derived from the facts above by refold.
+	Status   string         `cbor:"6,keyasint,omitempty"`
+	Note     string         `cbor:"7,keyasint,omitempty"`
+	Assignee string         `cbor:"8,keyasint,omitempty"`
+	Votes    uint32         `cbor:"9,keyasint,omitempty"`
+	Updated  hlc.Timestamp  `cbor:"10,keyasint,omitempty"`
+	History  []HistoryEntry `cbor:"11,keyasint,omitempty"`
+}
+
+type filedReport struct {
+	Key  key          `cbor:"1,keyasint"`
+	Body event.Report `cbor:"2,keyasint"`
+}
+
+type patchFact struct {
+	Key   key               `cbor:"1,keyasint"`
+	Patch event.ReportPatch `cbor:"2,keyasint"`
+}
+
+func comparePatch(a, b patchFact) int { return a.Key.compare(b.Key) }
+
+// History event names.
+const (
+	HistoryCreated = "created"
+	HistoryPatched = "patched"
+)
+
+// HistoryEntry is one step of a report's history, in key order.
+type HistoryEntry struct {
+	Event    string        `cbor:"1,keyasint" json:"event"` // HistoryCreated or HistoryPatched
+	HLC      hlc.Timestamp `cbor:"2,keyasint" json:"hlc"`
+	Device   string        `cbor:"3,keyasint" json:"device"`
+	Seq      uint64        `cbor:"4,keyasint" json:"seq"`
+	Status   string        `cbor:"5,keyasint,omitempty" json:"status,omitempty"` // the status it set, if it changed
+	Note     string        `cbor:"6,keyasint,omitempty" json:"note,omitempty"`
+	Assignee string        `cbor:"7,keyasint,omitempty" json:"assignee,omitempty"`
+	Who      string        `cbor:"8,keyasint,omitempty" json:"who,omitempty"` // the operator, or the resident who filed
+}
+
+func (s *State) report(id string) *report {
+	r := s.reports[id]
+	if r == nil {
+		r = &report{ID: id}
+		s.reports[id] = r
+	}
+	return r
+}
+
+func (r *report) ref() []Ref { return []Ref{{Kind: RefReport, Site: r.Site, ID: r.ID}} }
+
+func (s *State) applyReport(site string, k key, b *event.Report) []Ref {
+	id := k.id()
+	r := s.report(id)
+	if r.Filed != nil {
+		return nil
+	}
+	r.Site = site
+	r.Filed = &filedReport{Key: k, Body: *b}
+	s.refoldReport(r)
+	return r.ref()
+}
+
+func (s *State) applyVote(k key, b *event.Vote) []Ref {
+	r := s.report(b.Report)
+	// The earliest vote of a resident is the one that counted them.
+	if old, ok := r.Voters[b.Resident]; ok && old.compare(k) <= 0 {
+		return nil
+	}
+	if r.Voters == nil {
+		r.Voters = map[string]key{}
+	}
+	r.Voters[b.Resident] = k
+	s.refoldReport(r)
+	return r.ref()
+}
+
+func (s *State) applyPatch(k key, b *event.ReportPatch) []Ref {
+	r := s.report(b.Report)
+	if !insertSorted(&r.Patches, patchFact{Key: k, Patch: *b}, comparePatch) {
+		return nil
+	}
+	s.refoldReport(r)
+	return r.ref()
+}
+
+// statusRank orders the forward lifecycle; rejected ends it from any
+// open status.
+var statusRank = map[string]int{
+	event.ReportSubmitted:  0,
+	event.ReportAccepted:   1,
+	event.ReportInProgress: 2,
+	event.ReportResolved:   3,
+}
+
+// transition reports whether a report may move from one status to another:
+// forward along the lifecycle (skipping steps is allowed), or to rejected
+// while still open. Resolved and rejected are final.
+func transition(from, to string) bool {
+	switch {
+	case from == event.ReportResolved || from == event.ReportRejected:
+		return false
+	case to == event.ReportRejected:
+		return true
+	}
+	rt, ok := statusRank[to]
+	return ok && rt > statusRank[from]
+}
+
+// refoldReport recomputes the derived fields from the facts, in key order,
+// so the result does not depend on the order facts arrived in.
+func (s *State) refoldReport(r *report) {
+	r.Status, r.Note, r.Assignee, r.Updated = event.ReportSubmitted, "", "", 0
+	r.History = r.History[:0]
+	created := func() {
+		f := r.Filed
+		r.History = append(r.History, HistoryEntry{Event: HistoryCreated, HLC: f.Key.HLC, Device: f.Key.Device,
+			Seq: f.Key.Seq, Status: event.ReportSubmitted, Who: f.Body.Resident})
+		r.Updated = max(r.Updated, f.Key.HLC)
+	}
+	pending := r.Filed != nil
+	for _, p := range r.Patches {
+		if pending && r.Filed.Key.compare(p.Key) < 0 {
+			created()
+			pending = false
+		}
+		h := HistoryEntry{Event: HistoryPatched, HLC: p.Key.HLC, Device: p.Key.Device, Seq: p.Key.Seq, Who: p.Patch.Who}
+		changed := false
+		if st := p.Patch.Status; st != "" && st != r.Status && transition(r.Status, st) {
+			r.Status, h.Status, changed = st, st, true
+		}
+		if p.Patch.Note != "" {
+			r.Note, h.Note, changed = p.Patch.Note, p.Patch.Note, true
+		}
+		if p.Patch.Assignee != "" {
+			r.Assignee, h.Assignee, changed = p.Patch.Assignee, p.Patch.Assignee, true
+		}
+		if changed {
+			r.History = append(r.History, h)
+			r.Updated = max(r.Updated, p.Key.HLC)
+		}
+	}
+	if pending {
+		created()
+	}
+	if len(r.History) == 0 {
+		r.History = nil // so a report that lost nothing encodes like a fresh one
+	}
+	r.Votes = 0
+	reporter := ""
+	if r.Filed != nil {
+		reporter = r.Filed.Body.Resident
+	}
+	for resident, k := range r.Voters {
+		if resident != reporter {
+			r.Votes++
+			r.Updated = max(r.Updated, k.HLC)
+		}
+	}
+	if rs := s.ratings[r.ID]; rs != nil {
+		r.Updated = max(r.Updated, rs.Updated)
+	}
+}
+
+// CheckPatch tells the hub API whether an operator's patch may be recorded
+// now: the report must exist and the status change must be legal from its
+// current status. Apply itself accepts any patch, in any order.
+func (s *State) CheckPatch(p *event.ReportPatch) error {
+	r := s.reports[p.Report]
+	if r == nil || r.Filed == nil {
+		return fmt.Errorf("patch report %s: %w", p.Report, ErrNotFound)
+	}
+	if p.Status != "" && p.Status != r.Status && !transition(r.Status, p.Status) {
+		return fmt.Errorf("patch report %s from %s to %s: %w", p.Report, r.Status, p.Status, ErrBadTransition)
+	}
+	return nil
+}
+
+// Report is a merged report as the hub API serves it.
+type Report struct {
+	ID          string         `json:"id"`
+	Site        string         `json:"site"`
+	Status      string         `json:"status"`
+	Category    string         `json:"category"`
+	Title       string         `json:"title"`
+	Description string         `json:"description,omitempty"`
+	Building    string         `json:"building"`
+	Unit        string         `json:"unit,omitempty"`
+	Resident    string         `json:"resident,omitempty"` // empty: filed anonymously
+	Votes       uint32         `json:"votes"`
+	Created     hlc.Timestamp  `json:"created"`
+	Updated     hlc.Timestamp  `json:"updated"`
+	Note        string         `json:"note,omitempty"`
+	Assignee    string         `json:"assignee,omitempty"`
+	History     []HistoryEntry `json:"history"`
+	Rating      RatingSummary  `json:"rating"`
+}
+
+// Report returns the merged report with this id, or ErrNotFound when its
+// report event has not arrived.
+func (s *State) Report(id string) (Report, error) {
+	r := s.reports[id]
+	if r == nil || r.Filed == nil {
+		return Report{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
+	}
+	b := &r.Filed.Body
+	return Report{
+		ID: r.ID, Site: r.Site, Status: r.Status, Category: b.Category, Title: b.Title,
+		Description: b.Description, Building: b.Building, Unit: b.Unit, Resident: b.Resident,
+		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, Assignee: r.Assignee,
+		History: slices.Clone(r.History), Rating: s.Rating(id),
+	}, nil
+}
+
+// Reports lists the reports of a site ("" for every site) by id.
+func (s *State) Reports(site string) []Report {
+	out := []Report{}
+	for _, id := range sortedKeys(s.reports) {
+		r := s.reports[id]
+		if r.Filed != nil && (site == "" || r.Site == site) {
+			rep, _ := s.Report(id) // cannot fail: filed
+			out = append(out, rep)
+		}
+	}
+	return out
+}
+
+// ReportView is what a kiosk shows of a report.
+type ReportView struct {
+	ID       string        `cbor:"1,keyasint" json:"id"`
+	Status   string        `cbor:"2,keyasint" json:"status"`
+	Category string        `cbor:"3,keyasint" json:"category"`
+	Title    string        `cbor:"4,keyasint" json:"title"`
+	Building string        `cbor:"5,keyasint" json:"building"`
+	Unit     string        `cbor:"6,keyasint,omitempty" json:"unit,omitempty"`
+	Votes    uint32        `cbor:"7,keyasint" json:"votes"`
+	Updated  hlc.Timestamp `cbor:"8,keyasint" json:"updated"`
+	Note     string        `cbor:"9,keyasint,omitempty" json:"note,omitempty"`
+}
+
+// ReportView returns the downlink view of a report, or ErrNotFound.
+func (s *State) ReportView(id string) (ReportView, error) {
+	r := s.reports[id]
+	if r == nil || r.Filed == nil {
+		return ReportView{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
+	}
+	b := &r.Filed.Body
+	return ReportView{ID: r.ID, Status: r.Status, Category: b.Category, Title: b.Title, Building: b.Building,
+		Unit: b.Unit, Votes: r.Votes, Updated: r.Updated, Note: r.Note}, nil
+}
+
+// ratings keeps, per target, each resident's rating with the greatest key.
+type ratings struct {
+	Latest map[string]ratingFact `cbor:"1,keyasint,omitempty"` // by resident
+
+	// Derived.
+	Count   uint32        `cbor:"2,keyasint,omitempty"`
+	Sum     uint32        `cbor:"3,keyasint,omitempty"`
+	Updated hlc.Timestamp `cbor:"4,keyasint,omitempty"`
+}
+
+type ratingFact struct {
+	Key     key    `cbor:"1,keyasint"`
+	Score   int    `cbor:"2,keyasint"`
+	Comment string `cbor:"3,keyasint,omitempty"`
+}
+
+// RatingSummary is the count and mean of the residents' latest ratings.
+type RatingSummary struct {
+	Count uint32  `cbor:"1,keyasint" json:"count"`
+	Sum   uint32  `cbor:"2,keyasint" json:"sum"`
+	Mean  float64 `cbor:"3,keyasint" json:"mean"` // 0 without ratings
+}
+
+// RatingEntry is one resident's latest rating of a target.
+type RatingEntry struct {
+	Resident string        `json:"resident"`
+	Score    int           `json:"score"`
+	Comment  string        `json:"comment,omitempty"`
+	HLC      hlc.Timestamp `json:"hlc"`
+}
+
+// isReportID tells report targets (DEVICE.SEQ) from activity ids, which
+// cannot hold a dot.
+func isReportID(target string) bool { return strings.Contains(target, ".") }
+
+func (s *State) applyRating(k key, b *event.Rating) []Ref {
+	rs := s.ratings[b.Target]
+	if rs == nil {
+		rs = &ratings{Latest: map[string]ratingFact{}}
+		s.ratings[b.Target] = rs
+	}
+	if old, ok := rs.Latest[b.Resident]; ok && old.Key.compare(k) >= 0 {
+		return nil
+	}
+	rs.Latest[b.Resident] = ratingFact{Key: k, Score: b.Score, Comment: b.Comment}
+	rs.Count, rs.Sum, rs.Updated = 0, 0, 0
+	for _, f := range rs.Latest {
+		rs.Count++
+		rs.Sum += uint32(f.Score)
+		rs.Updated = max(rs.Updated, f.Key.HLC)
+	}
+	if isReportID(b.Target) {
+		r := s.report(b.Target)
+		s.refoldReport(r)
+		return r.ref()
+	}
+	a := s.activity(b.Target)
+	a.Updated = max(a.Updated, k.HLC)
+	return a.ref()
+}
+
+// Rating summarises the latest ratings of a report or activity.
+func (s *State) Rating(target string) RatingSummary {
+	rs := s.ratings[target]
+	if rs == nil || rs.Count == 0 {
+		return RatingSummary{}
+	}
+	return RatingSummary{Count: rs.Count, Sum: rs.Sum, Mean: float64(rs.Sum) / float64(rs.Count)}
+}
+
+// Ratings lists the residents' latest ratings of a target by resident.
+func (s *State) Ratings(target string) []RatingEntry {
+	out := []RatingEntry{}
+	if rs := s.ratings[target]; rs != nil {
+		for _, res := range sortedKeys(rs.Latest) {
+			f := rs.Latest[res]
+			out = append(out, RatingEntry{Resident: res, Score: f.Score, Comment: f.Comment, HLC: f.Key.HLC})
+		}
+	}
+	return out
+}
