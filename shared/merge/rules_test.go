@@ -270,7 +270,7 @@ func TestAttendancePairs(t *testing.T) {
 		{"out without in", []merge.Fact{out("k1", 1, 0), in("k1", 2, hour), out("k1", 3, 2*hour)}, hour},
 		{"second out ignored", []merge.Fact{in("k1", 1, 0), out("k1", 2, hour), out("k2", 1, 2*hour)}, hour},
 		{"open in counts nothing", []merge.Fact{in("k1", 1, 0)}, 0},
-		{"out at another kiosk", []merge.Fact{in("k1", 1, 0), out("k2", 1, hour / 2)}, hour / 2},
+		{"out at another kiosk", []merge.Fact{in("k1", 1, 0), out("k2", 1, hour/2)}, hour / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
