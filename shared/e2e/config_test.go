@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"linli/shared/testkit"
+)
+
+// A bad flag, environment variable, config file or data dir ends the
+// program with exit code 2 and one line on stderr naming the setting.
+func TestBadSettingsExit2NamingTheSetting(t *testing.T) {
+	t.Parallel()
+	hub, edge := testkit.Binaries(t)
+	dir := t.TempDir()
+	badYAML := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badYAML, []byte("http: 127.0.0.1:1\nwindw: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		bin     string
+		args    []string
+		env     []string
+		setting string
+	}{
+		{"edge unknown flag", edge, []string{"--colour", "red"}, nil, `"colour"`},
+		{"edge bad http", edge, []string{"--http", "nowhere"}, nil, `"http"`},
+		{"edge bad role", edge, []string{"--role", "toaster"}, nil, `"role"`},
+		{"edge bad id", edge, []string{"--id", "a/b"}, nil, `"id"`},
+		{"edge bad broker", edge, []string{"--broker", "http://x"}, nil, `"broker"`},
+		{"edge bad env", edge, nil, []string{"LINLI_WINDOW=many"}, `"window"`},
+		{"edge bad yaml key", edge, []string{"--config", badYAML}, nil, `"windw"`},
+		{"edge missing config", edge, []string{"--config", filepath.Join(dir, "none.yaml")}, nil, `"config"`},
+		{"edge data is a file", edge, []string{"--data", filepath.Join(notDir, "x")}, nil, `"data"`},
+		{"hub bad http", hub, []string{"--http", "x"}, nil, `"http"`},
+		{"hub public http without tls", hub, []string{"--http", "0.0.0.0:8080"}, nil, `"http"`},
+		{"hub bad broker", hub, []string{"--broker", "ftp://x:1"}, nil, `"broker"`},
+		{"hub bad sites", hub, []string{"--sites", "a,b c"}, nil, `"sites"`},
+		{"hub data is a file", hub, []string{"--data", notDir}, nil, `"data"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(tt.bin, tt.args...)
+			cmd.Env = append(os.Environ(), tt.env...)
+			cmd.Dir = dir
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want code 2 (stderr %q)", err, stderr.String())
+			}
+			out := strings.TrimSpace(stderr.String())
+			if strings.Count(out, "\n") != 0 || !strings.Contains(out, tt.setting) || strings.Contains(out, "panic") {
+				t.Fatalf("stderr %q: want one line naming %s", out, tt.setting)
+			}
+		})
+	}
+}
