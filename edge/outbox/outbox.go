@@ -93,12 +93,20 @@ type Guard interface {
 }
 
 type appendReq struct {
-	kind event.Kind
-	body []byte
-	ev   event.Event
-	err  error
-	done chan struct{}
+	kind  event.Kind
+	body  []byte
+	build Builder
+	ev    event.Event
+	err   error
+	done  chan struct{}
 }
+
+// Builder makes an event's body inside the commit's transaction, so that a
+// decision it takes from stored state (a seat from the kiosk's share) is
+// atomic with the event that records it. It may read and write txn, and
+// must write nothing when it returns an error; that error fails only its
+// own append.
+type Builder func(txn *badger.Txn) (event.Body, error)
 
 // Open opens or creates the outbox in opts.Dir and starts its committer and
 // maintenance loops.
@@ -174,7 +182,10 @@ func (l *Log) Append(ctx context.Context, body event.Body) (event.Event, error) 
 	if err != nil {
 		return event.Event{}, fmt.Errorf("encode %s: %w", body.Kind(), err)
 	}
-	r := &appendReq{kind: body.Kind(), body: raw, done: make(chan struct{})}
+	return l.enqueue(ctx, &appendReq{kind: body.Kind(), body: raw, done: make(chan struct{})})
+}
+
+func (l *Log) enqueue(ctx context.Context, r *appendReq) (event.Event, error) {
 	// The read lock keeps Close from closing reqs under a sender.
 	l.sendMu.RLock()
 	if l.isClosed() {
@@ -192,6 +203,30 @@ func (l *Log) Append(ctx context.Context, body event.Body) (event.Event, error) 
 	// waiting for that even if ctx ends keeps the answer truthful.
 	<-r.done
 	return r.ev, r.err
+}
+
+// AppendFunc is Append with the body built by build inside the commit; kind
+// is what build will return (the disk guard decides on it beforehand).
+func (l *Log) AppendFunc(ctx context.Context, kind event.Kind, build Builder) (event.Event, error) {
+	return l.enqueue(ctx, &appendReq{kind: kind, build: build, done: make(chan struct{})})
+}
+
+func (l *Log) runBuilder(txn *badger.Txn, r *appendReq) error {
+	body, err := r.build(txn)
+	if err != nil {
+		return err
+	}
+	if body.Kind() != r.kind {
+		return fmt.Errorf("append: builder made a %s, announced a %s", body.Kind(), r.kind)
+	}
+	if err := body.Validate(); err != nil {
+		return err
+	}
+	r.body, err = event.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", body.Kind(), err)
+	}
+	return nil
 }
 
 func (l *Log) commitLoop() {
@@ -238,7 +273,16 @@ func (l *Log) commit(group []*appendReq) {
 	defer txn.Discard()
 	var err error
 	seq := next
+	built := admitted[:0:0]
 	for _, r := range admitted {
+		if r.build != nil {
+			if berr := l.runBuilder(txn, r); berr != nil {
+				r.err = berr
+				close(r.done)
+				continue
+			}
+		}
+		built = append(built, r)
 		r.ev = event.Event{Device: l.opts.Device, Seq: seq, HLC: l.clock.Now(), Kind: r.kind, Body: r.body}
 		stored := r.ev
 		stored.Device = "" // implied by the store
@@ -250,6 +294,10 @@ func (l *Log) commit(group []*appendReq) {
 			break
 		}
 		seq++
+	}
+	admitted = built
+	if len(admitted) == 0 {
+		return
 	}
 	last := seq - 1
 	if err == nil {

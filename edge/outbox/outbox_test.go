@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/goleak"
 
 	"linli/shared/event"
@@ -244,5 +245,63 @@ func TestClockNeverBackAfterRestart(t *testing.T) {
 	ev, err := l.Append(context.Background(), checkin(2))
 	if err != nil || ev.HLC <= last.HLC {
 		t.Fatalf("HLC after restart with clock 24h back = %v, want > %v (%v)", ev.HLC, last.HLC, err)
+	}
+}
+
+// Decisions taken by builders are serialised and atomic with their events:
+// concurrent builders each see the writes of those before them.
+func TestAppendFuncDecidesAtomically(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	key := []byte("x/seats-used")
+	const n, seats = 60, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev, err := l.AppendFunc(context.Background(), event.KindCheckin, func(txn *badger.Txn) (event.Body, error) {
+				used, err := kv.GetU64(txn, key)
+				if err != nil {
+					return nil, err
+				}
+				c := checkin(i)
+				c.Status = event.StatusWaitlisted
+				if used < seats {
+					c.Status = event.StatusConfirmed
+					if err := txn.Set(key, kv.U64(used+1)); err != nil {
+						return nil, err
+					}
+				}
+				return c, nil
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, err := ev.Decode()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			outcomes[b.(*event.Checkin).Status]++
+			mu.Unlock()
+		}()
+	}
+	// A builder that fails takes only itself down.
+	if _, err := l.AppendFunc(context.Background(), event.KindCheckin, func(*badger.Txn) (event.Body, error) {
+		return nil, errors.New("no")
+	}); err == nil {
+		t.Error("failing builder: want its error")
+	}
+	wg.Wait()
+	if outcomes[event.StatusConfirmed] != seats || outcomes[event.StatusWaitlisted] != n-seats {
+		t.Fatalf("outcomes %v, want %d confirmed and %d waitlisted", outcomes, seats, n-seats)
+	}
+	if st := l.Stats(); st.LastSeq != n {
+		t.Fatalf("last seq %d, want %d (no gap for the failed builder)", st.LastSeq, n)
 	}
 }
