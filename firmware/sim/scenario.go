@@ -348,7 +348,7 @@ func (sc *Scenario) Validate() error {
 		switch {
 		case s.Swipe != nil:
 			err = ref(w, "readers", s.Swipe.Reader)
-			if _, perr := wiegand.ParseCredential(s.Swipe.Card); perr != nil && err == nil {
+			if _, perr := cardBits(s.Swipe.Card); perr != nil && err == nil {
 				err = bad("%s: card: %v", w, perr)
 			}
 		case s.Bits != nil:
@@ -439,7 +439,7 @@ func (sc *Scenario) validateVisit(w string, v *Visit, ref func(where, list, n st
 			return bad("visit with a reader has no cards")
 		}
 		for j, c := range v.Cards {
-			if _, err := wiegand.ParseCredential(c); err != nil {
+			if _, err := cardBits(c); err != nil {
 				return bad("cards[%d]: %v", j, err)
 			}
 		}
@@ -478,6 +478,15 @@ func count(bs ...bool) int {
 		}
 	}
 	return n
+}
+
+// cardBits is the frame a reader sends for a card written "26:123:45678".
+func cardBits(card string) ([]byte, error) {
+	c, err := wiegand.ParseCredential(card)
+	if err != nil {
+		return nil, err
+	}
+	return wiegand.Encode(c)
 }
 
 // frameBits turns "1011" into bits for a reader.

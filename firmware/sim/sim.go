@@ -15,7 +15,6 @@ import (
 	"linli/firmware/board"
 	"linli/firmware/gpiosim"
 	"linli/firmware/sht3x"
-	"linli/firmware/wiegand"
 )
 
 // Sim is the simulated hardware of one gateway. It implements board.Hardware; Run plays
@@ -185,7 +184,10 @@ func (r *run) schedule(at time.Duration, name string, do func(context.Context) e
 func (s *Sim) Run(ctx context.Context) error {
 	r := &run{Sim: s, rng: rand.New(rand.NewPCG(s.sc.Seed, s.sc.Seed^0x9e3779b97f4a7c15))}
 	for _, st := range s.sc.Steps {
-		name, do := r.step(st)
+		name, do, err := r.step(st)
+		if err != nil {
+			return fmt.Errorf("sim: %s: %w", name, err)
+		}
 		r.schedule(time.Duration(st.At), name, do)
 	}
 	for _, g := range s.sc.Generators {
@@ -213,7 +215,7 @@ func (s *Sim) Run(ctx context.Context) error {
 		}
 		s.clock.stop(next.at)
 		r.now = next.at
-		s.log.Info("sim", "at", next.at, "action", next.name)
+		s.log.Info("sim action", "at", next.at, "what", next.name)
 		if err := next.do(ctx); err != nil {
 			s.clock.start(-1)
 			if ctx.Err() != nil {
@@ -242,19 +244,21 @@ func (r *run) wait(ctx context.Context, timer *time.Timer, limit time.Duration) 
 }
 
 // step returns the action of a scripted step.
-func (r *run) step(st Step) (string, func(context.Context) error) {
+// Validate has checked the step, so errors here are not expected.
+func (r *run) step(st Step) (string, func(context.Context) error, error) {
 	switch {
 	case st.Swipe != nil:
-		c, _ := wiegand.ParseCredential(st.Swipe.Card) // checked by Validate
-		bits, _ := wiegand.Encode(c)
-		return "swipe " + st.Swipe.Card + " at " + st.Swipe.Reader, r.swipe(st.Swipe.Reader, bits)
+		name := "swipe " + st.Swipe.Card + " at " + st.Swipe.Reader
+		bits, err := cardBits(st.Swipe.Card)
+		return name, r.swipe(st.Swipe.Reader, bits), err
 	case st.Bits != nil:
-		bits, _ := frameBits(st.Bits.Frame) // checked by Validate
-		return "bits " + st.Bits.Frame + " at " + st.Bits.Reader, r.swipe(st.Bits.Reader, bits)
+		name := "bits " + st.Bits.Frame + " at " + st.Bits.Reader
+		bits, err := frameBits(st.Bits.Frame)
+		return name, r.swipe(st.Bits.Reader, bits), err
 	case st.Door != nil:
-		return "door " + st.Door.Name + " " + st.Door.State, r.door(st.Door.Name, st.Door.State == "open")
+		return "door " + st.Door.Name + " " + st.Door.State, r.door(st.Door.Name, st.Door.State == "open"), nil
 	case st.Contact != nil:
-		return "contact " + st.Contact.Name + " " + st.Contact.State, r.contact(st.Contact.Name, st.Contact.State == "alarm")
+		return "contact " + st.Contact.Name + " " + st.Contact.State, r.contact(st.Contact.Name, st.Contact.State == "alarm"), nil
 	default:
 		cl := *st.Climate
 		sn := r.sensors[cl.Sensor]
@@ -268,7 +272,7 @@ func (r *run) step(st Step) (string, func(context.Context) error) {
 				}
 			})
 			return nil
-		}
+		}, nil
 	}
 }
 
@@ -319,7 +323,9 @@ func (r *run) generator(g Generator) func(context.Context) error {
 		now := r.now
 		switch {
 		case g.Visit != nil:
-			r.visit(now, g.Visit)
+			if err := r.visit(now, g.Visit); err != nil {
+				return err
+			}
 		case g.Drift != nil:
 			r.drift(g.Drift)
 		case g.Alarm != nil:
@@ -336,15 +342,17 @@ func (r *run) generator(g Generator) func(context.Context) error {
 	return fire
 }
 
-func (r *run) visit(now time.Duration, v *Visit) {
+func (r *run) visit(now time.Duration, v *Visit) error {
 	if v.Reader != "" {
 		card := v.Cards[r.rng.IntN(len(v.Cards))]
-		c, _ := wiegand.ParseCredential(card) // checked by Validate
-		bits, _ := wiegand.Encode(c)
+		bits, err := cardBits(card) // checked by Validate, so not expected to fail
+		if err != nil {
+			return err
+		}
 		r.schedule(now, "swipe "+card+" at "+v.Reader, r.swipe(v.Reader, bits))
 	}
 	if v.Door == "" {
-		return
+		return nil
 	}
 	hold := time.Duration(v.Hold)
 	if v.HeldOpenChance > 0 && r.rng.Float64() < v.HeldOpenChance {
@@ -353,6 +361,7 @@ func (r *run) visit(now time.Duration, v *Visit) {
 	open := now + time.Duration(v.OpenAfter)
 	r.schedule(open, "door "+v.Door+" open", r.door(v.Door, true))
 	r.schedule(open+hold, "door "+v.Door+" closed", r.door(v.Door, false))
+	return nil
 }
 
 func (r *run) drift(d *Drift) {

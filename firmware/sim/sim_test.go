@@ -17,6 +17,7 @@ import (
 	"linli/firmware/board"
 	"linli/firmware/contact"
 	"linli/firmware/door"
+	"linli/firmware/gpiosim"
 	"linli/firmware/relay"
 	"linli/firmware/sht3x"
 	"linli/firmware/sim"
@@ -137,10 +138,7 @@ func TestScenarioThroughDrivers(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 
 	for _, name := range []string{"B3-main-contact", "B3-main-d0", "B3-main-d1", "B3-smoke-1", "B3-water-1"} {
-		p, err := s.Pin(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := mustPin(t, s, name)
 		for deadline := time.Now().Add(5 * time.Second); !p.Listening(); {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: no driver listening within 5s", name)
@@ -181,7 +179,7 @@ func TestScenarioThroughDrivers(t *testing.T) {
 	if err := rl.Hold(true); err != nil {
 		t.Fatal(err)
 	}
-	if sp, _ := s.Pin("B3-main-strike"); sp.Read() != gpio.High {
+	if mustPin(t, s, "B3-main-strike").Read() != gpio.High {
 		t.Error("strike line not High while the relay holds")
 	}
 
@@ -230,7 +228,7 @@ func TestScenarioThroughDrivers(t *testing.T) {
 	if err := rl.Hold(false); err != nil {
 		t.Fatal(err)
 	}
-	if sp, _ := s.Pin("B3-main-strike"); sp.Read() != gpio.Low {
+	if mustPin(t, s, "B3-main-strike").Read() != gpio.Low {
 		t.Error("strike line not Low after the hold")
 	}
 }
@@ -284,7 +282,10 @@ func runGenerated(t *testing.T, seed int) (string, sht3x.Reading) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := bus.Reading(0x44)
+	r, ok := bus.Reading(0x44)
+	if !ok {
+		t.Fatal("no sensor at 0x44")
+	}
 	return buf.String(), r
 }
 
@@ -321,7 +322,7 @@ func TestRunCancelled(t *testing.T) {
 	if err := s.Run(ctx); err != nil {
 		t.Errorf("Run = %v, want nil after cancel", err)
 	}
-	if p, _ := s.Pin("p"); p.Read() != gpio.Low {
+	if mustPin(t, s, "p").Read() != gpio.Low {
 		t.Error("a step ran after cancel")
 	}
 }
@@ -348,7 +349,10 @@ func TestLookups(t *testing.T) {
 		t.Error("PinOut of an input succeeded")
 	}
 	// A sensor address with nothing on it fails as on a real bus.
-	bus, _ := s.I2C("i2c-1")
+	bus, err := s.I2C("i2c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dev, err := sht3x.New(bus, sht3x.Config{Addr: sht3x.AltAddr, Sleep: func(context.Context, time.Duration) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -360,4 +364,13 @@ func TestLookups(t *testing.T) {
 	if err := bus.Tx(0x44, nil, make([]byte, 6)); err == nil {
 		t.Error("read without a measurement command succeeded")
 	}
+}
+
+func mustPin(t *testing.T, s *sim.Sim, name string) *gpiosim.Pin {
+	t.Helper()
+	p, err := s.Pin(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -102,9 +102,9 @@ func (r *Reader) Run(ctx context.Context, out chan<- Swipe) error {
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	bits := make(chan timedBit)
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
 	for bit, p := range []gpio.PinIn{r.d0, r.d1} {
 		wg.Add(1)
 		go func() {
@@ -112,7 +112,6 @@ func (r *Reader) Run(ctx context.Context, out chan<- Swipe) error {
 			r.watch(ctx, p, byte(bit), bits)
 		}()
 	}
-	defer wg.Wait()
 
 	framer := NewFramer(r.cfg.Gap)
 	timer := time.NewTimer(time.Hour)
