@@ -37,11 +37,15 @@ type Log interface {
 	Cursors() (last, acked, pending uint64)
 }
 
-// Downlink receives what the hub sends down. Handle must not block: the
-// MQTT client calls it on its own goroutine.
+// Downlink receives what the hub sends down. Handle and Head must not
+// block: the MQTT client calls them on its own goroutine.
 type Downlink interface {
 	Cursor() uint64
 	Handle(topic string, payload []byte)
+	// Head tells the downlink the head of the hub's change log.
+	Head(head uint64)
+	// Acks delivers cursor reports to send to the hub.
+	Acks() <-chan wire.DownAck
 }
 
 // Options configure an Uplink.
@@ -251,6 +255,9 @@ func (u *Uplink) session(ctx context.Context) error {
 			return
 		}
 		u.log.Clock().Observe(a.Clock)
+		if u.down != nil && a.DownHead > 0 {
+			u.down.Head(a.DownHead)
+		}
 		if a.Hello {
 			u.ackHello.Store(true)
 			u.ackSeq.Store(a.Acked)
@@ -354,6 +361,10 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 	lastProgress := time.Now()
 	tick := time.NewTicker(u.opts.AckTimeout / 4)
 	defer tick.Stop()
+	var downAcks <-chan wire.DownAck
+	if u.down != nil {
+		downAcks = u.down.Acks()
+	}
 	for {
 		if err := u.sendPriority(c); err != nil {
 			return err
@@ -383,6 +394,12 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 			return fmt.Errorf("connection lost: %w", err)
 		case <-u.prioSig:
 		case <-u.log.Notify():
+		case a := <-downAcks:
+			payload, err := wire.Encode(wire.Up{DownAck: &a})
+			if err != nil {
+				return fmt.Errorf("encode down ack: %w", err)
+			}
+			c.Publish(u.topic(wire.LeafUp), 1, false, payload)
 		case <-u.ackSig:
 			a := u.ackSeq.Load()
 			if a > acked {

@@ -36,11 +36,20 @@ type Applier interface {
 	Committed()
 }
 
+// Downlink is the site change log edges mirror.
+type Downlink interface {
+	// Head is the last change seq of a site.
+	Head(site string) uint64
+	// CatchUp sends a device the changes after cursor.
+	CatchUp(site, device string, cursor uint64) error
+}
+
 // Options configure an Ingest.
 type Options struct {
 	Store     *store.Store
 	Transport Transport
 	Applier   Applier
+	Downlink  Downlink
 	Clock     *hlc.Clock
 	Logger    *slog.Logger
 	Sites     []string // sites this hub owns; empty means all
@@ -245,6 +254,10 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			in.hello(m, up.Hello)
 			continue
 		}
+		if up.DownAck != nil {
+			in.downAck(m, up.DownAck)
+			continue
+		}
 		evs, err := up.Batch.Open(m.device)
 		if err != nil {
 			in.reject(m, err)
@@ -291,6 +304,7 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	d.Pending, d.LastSeq = h.Pending, h.LastSeq
 	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
 	d.SkewMs = skew
+	d.Down = h.DownCursor
 	acked := d.Acked
 	in.dirty[d.ID] = true
 	in.mu.Unlock()
@@ -298,6 +312,33 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
 	in.ack(m.site, m.device, acked, true)
+	in.catchUp(m.site, m.device, h.DownCursor, false)
+}
+
+func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
+	in.mu.Lock()
+	d := in.device(m.site, m.device)
+	if d == nil {
+		in.mu.Unlock()
+		return
+	}
+	d.Down, d.LastSeen = a.Cursor, m.at
+	in.dirty[d.ID] = true
+	in.mu.Unlock()
+	in.catchUp(m.site, m.device, a.Cursor, a.CatchUp)
+}
+
+// catchUp sends a device what it misses of its site's downlink.
+func (in *Ingest) catchUp(site, device string, cursor uint64, asked bool) {
+	if in.opts.Downlink == nil {
+		return
+	}
+	if !asked && cursor == in.opts.Downlink.Head(site) {
+		return
+	}
+	if err := in.opts.Downlink.CatchUp(site, device, cursor); err != nil {
+		in.log.Warn("downlink catch-up", "device", device, "err", err)
+	}
 }
 
 func abs(n int64) int64 {
@@ -308,7 +349,11 @@ func abs(n int64) int64 {
 }
 
 func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
-	payload, err := wire.Encode(wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()})
+	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()}
+	if in.opts.Downlink != nil {
+		a.DownHead = in.opts.Downlink.Head(site)
+	}
+	payload, err := wire.Encode(a)
 	if err != nil {
 		in.log.Error("encode ack", "err", err)
 		return

@@ -55,6 +55,7 @@ type DeviceRecord struct {
 	Pending  uint64    `cbor:"12,keyasint,omitempty"` // the edge's backlog as it last said
 	LastSeq  uint64    `cbor:"13,keyasint,omitempty"` // the edge's newest seq as it last said
 	SkewMs   int64     `cbor:"14,keyasint,omitempty"` // edge wall clock minus hub's, last hello
+	Down     uint64    `cbor:"15,keyasint,omitempty"` // downlink changes applied, as the edge last said
 }
 
 // Holds reports whether seq is already held.
@@ -261,6 +262,37 @@ func (b *Batch) PutDevice(d *DeviceRecord) {
 
 // Set stores a raw key for other hub packages.
 func (b *Batch) Set(key, val []byte) { b.set(key, val) }
+
+// Delete removes a raw key.
+func (b *Batch) Delete(key []byte) {
+	if b.err != nil {
+		return
+	}
+	err := b.txn.Delete(key)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = b.txn.Commit(); err == nil {
+			b.txn = b.s.db.NewTransaction(true)
+			err = b.txn.Delete(key)
+		}
+	}
+	if err != nil {
+		b.err = fmt.Errorf("store delete: %w", err)
+	}
+	b.n++
+}
+
+// Get reads a key as of the batch (its own writes included); a missing key
+// is nil.
+func (b *Batch) Get(key []byte) ([]byte, error) {
+	item, err := b.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
 
 // Len is the number of writes in the batch.
 func (b *Batch) Len() int { return b.n }

@@ -11,11 +11,19 @@ import (
 	"linli/shared/hlc"
 )
 
-// Up is what an edge publishes on its up topic: exactly one of Hello or
-// Batch.
+// Up is what an edge publishes on its up topic: exactly one of Hello,
+// Batch or DownAck.
 type Up struct {
-	Hello *Hello `cbor:"1,keyasint,omitempty"`
-	Batch *Batch `cbor:"2,keyasint,omitempty"`
+	Hello   *Hello   `cbor:"1,keyasint,omitempty"`
+	Batch   *Batch   `cbor:"2,keyasint,omitempty"`
+	DownAck *DownAck `cbor:"3,keyasint,omitempty"`
+}
+
+// DownAck reports the edge's downlink cursor: every change up to Cursor is
+// applied. CatchUp asks the hub to send what follows it.
+type DownAck struct {
+	Cursor  uint64 `cbor:"1,keyasint"`
+	CatchUp bool   `cbor:"2,keyasint,omitempty"`
 }
 
 // Hello opens every session: the edge says who it is and how far it got,
@@ -58,9 +66,9 @@ type Ack struct {
 	Acked uint64        `cbor:"1,keyasint"`
 	Hello bool          `cbor:"2,keyasint,omitempty"` // answers a hello: resend from Acked+1
 	Clock hlc.Timestamp `cbor:"3,keyasint,omitempty"`
-	// Have lists seqs above Acked that the hub already holds (out of order
-	// delivery), so the edge need not resend them. Optional.
-	Have []uint64 `cbor:"4,keyasint,omitempty"`
+	// DownHead is the head of the site's downlink log; an edge whose cursor
+	// is behind asks for a catch-up.
+	DownHead uint64 `cbor:"4,keyasint,omitempty"`
 }
 
 // Status is the retained online/offline state of a device, also its last
@@ -175,8 +183,14 @@ func DecodeUp(data []byte) (Up, error) {
 	if err := event.Unmarshal(data, &u); err != nil {
 		return Up{}, fmt.Errorf("decode up message: %w", err)
 	}
-	if (u.Hello == nil) == (u.Batch == nil) {
-		return Up{}, errors.New("decode up message: want exactly one of hello and batch")
+	n := 0
+	for _, set := range []bool{u.Hello != nil, u.Batch != nil, u.DownAck != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return Up{}, errors.New("decode up message: want exactly one of hello, batch and down ack")
 	}
 	return u, nil
 }

@@ -1,0 +1,293 @@
+// Package replica mirrors on an edge what the hub sends down — notices,
+// activities with this kiosk's share of seats, report statuses, alarms,
+// access lists — so the edge shows the last synced state while offline.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/event"
+	"linli/shared/kv"
+	"linli/shared/wire"
+)
+
+// Key layout inside the edge's store (shared with the outbox):
+//
+//	r/cursor                 last applied change seq of the site log
+//	r/e/{entity}/{id}        the newest wire.Change of the entity
+const (
+	keyCursor    = "r/cursor"
+	prefixEntity = "r/e/"
+)
+
+// Replica is the edge's mirror of hub state.
+type Replica struct {
+	db     *badger.DB
+	site   string
+	device string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	cursor   uint64
+	lastAsk  time.Time
+	hooks    []func(txn *badger.Txn, c wire.Change) error
+	after    []func([]wire.Change)
+	in       chan []byte
+	acks     chan wire.DownAck
+	applied  uint64
+	catchUps uint64
+}
+
+// Open loads the cursor from db.
+func Open(db *badger.DB, site, device string, log *slog.Logger) (*Replica, error) {
+	r := &Replica{db: db, site: site, device: device, log: log,
+		in: make(chan []byte, 64), acks: make(chan wire.DownAck, 1)}
+	err := db.View(func(txn *badger.Txn) error {
+		var err error
+		r.cursor, err = kv.GetU64(txn, []byte(keyCursor))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read replica cursor: %w", err)
+	}
+	return r, nil
+}
+
+// OnApply registers f to run inside the transaction that applies each
+// change (e.g. to keep a derived index); an error fails the whole message,
+// which is then retried on the next catch-up.
+func (r *Replica) OnApply(f func(txn *badger.Txn, c wire.Change) error) {
+	r.mu.Lock()
+	r.hooks = append(r.hooks, f)
+	r.mu.Unlock()
+}
+
+// AfterApply registers f to run after changes are durable (e.g. to give
+// back recalled seats). f runs on the replica's goroutine.
+func (r *Replica) AfterApply(f func([]wire.Change)) {
+	r.mu.Lock()
+	r.after = append(r.after, f)
+	r.mu.Unlock()
+}
+
+// Cursor is the last change applied.
+func (r *Replica) Cursor() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cursor
+}
+
+// Handle queues a message from the hub; it never blocks (the MQTT client
+// calls it). A message dropped because the queue is full is fetched again
+// by the next catch-up.
+func (r *Replica) Handle(topic string, payload []byte) {
+	select {
+	case r.in <- payload:
+	default:
+		r.log.Warn("downlink queue full; will catch up", "topic", topic)
+	}
+}
+
+// Acks delivers the cursor reports the uplink sends to the hub.
+func (r *Replica) Acks() <-chan wire.DownAck { return r.acks }
+
+// Head tells the replica the head of the hub's log (from an ack); if the
+// replica is behind, it asks for a catch-up, at most every few seconds.
+func (r *Replica) Head(head uint64) {
+	r.mu.Lock()
+	behind := head != r.cursor && time.Since(r.lastAsk) > 3*time.Second
+	if behind {
+		r.lastAsk = time.Now()
+	}
+	cur := r.cursor
+	r.mu.Unlock()
+	if behind {
+		r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
+	}
+}
+
+func (r *Replica) ack(a wire.DownAck) {
+	for { // keep only the newest report
+		select {
+		case r.acks <- a:
+			return
+		default:
+		}
+		select {
+		case <-r.acks:
+		default:
+		}
+	}
+}
+
+// Run applies queued messages until ctx ends.
+func (r *Replica) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case payload := <-r.in:
+			d, err := wire.DecodeDown(payload)
+			if err != nil {
+				r.log.Warn("bad downlink message", "err", err)
+				continue
+			}
+			if err := r.Apply(d); err != nil {
+				r.log.Error("apply downlink", "err", err)
+			}
+		}
+	}
+}
+
+// ErrOtherSite is returned for a message of another site.
+var ErrOtherSite = errors.New("downlink message for another site")
+
+// Apply applies a Down message in one transaction and reports the new
+// cursor to the hub. A message that does not follow the cursor asks for a
+// catch-up instead; a message already applied changes nothing.
+func (r *Replica) Apply(d wire.Down) error {
+	if d.Site != r.site {
+		return fmt.Errorf("%w: %s", ErrOtherSite, d.Site)
+	}
+	r.mu.Lock()
+	cur, hooks, after := r.cursor, r.hooks, r.after
+	r.mu.Unlock()
+	if !d.Snapshot && d.Last <= cur {
+		return nil // seen already
+	}
+	if !d.Snapshot && d.Prev > cur {
+		r.mu.Lock()
+		r.catchUps++
+		r.lastAsk = time.Now()
+		r.mu.Unlock()
+		r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
+		return nil
+	}
+	var applied []wire.Change
+	err := r.db.Update(func(txn *badger.Txn) error {
+		if d.Snapshot {
+			if err := dropPrefix(txn, []byte(prefixEntity)); err != nil {
+				return err
+			}
+		}
+		for _, c := range d.Changes {
+			if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
+				continue
+			}
+			key := entityKey(c.Entity, c.ID)
+			var err error
+			if c.Deleted {
+				err = txn.Delete(key)
+			} else {
+				var val []byte
+				if val, err = event.Marshal(c); err == nil {
+					err = txn.Set(key, val)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			for _, h := range hooks {
+				if err := h(txn, c); err != nil {
+					return fmt.Errorf("apply %s %s: %w", c.Entity, c.ID, err)
+				}
+			}
+			applied = append(applied, c)
+		}
+		return txn.Set([]byte(keyCursor), kv.U64(d.Last))
+	})
+	if err != nil {
+		return fmt.Errorf("apply downlink (%d, %d]: %w", d.Prev, d.Last, err)
+	}
+	r.mu.Lock()
+	r.cursor = d.Last
+	r.applied += uint64(len(applied))
+	r.mu.Unlock()
+	r.ack(wire.DownAck{Cursor: d.Last})
+	if len(applied) > 0 {
+		for _, f := range after {
+			f(applied)
+		}
+	}
+	return nil
+}
+
+func dropPrefix(txn *badger.Txn, p []byte) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = p
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func entityKey(entity, id string) []byte { return []byte(prefixEntity + entity + "/" + id) }
+
+// Get returns the newest change of one entity.
+func (r *Replica) Get(entity, id string) (wire.Change, bool, error) {
+	var c wire.Change
+	found := false
+	err := r.db.View(func(txn *badger.Txn) error {
+		var err error
+		c, found, err = GetTxn(txn, entity, id)
+		return err
+	})
+	return c, found, err
+}
+
+// GetTxn is Get inside a caller's transaction (an outbox Builder).
+func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
+	var c wire.Change
+	item, err := txn.Get(entityKey(entity, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, err
+	}
+	err = item.Value(func(v []byte) error { return event.Unmarshal(v, &c) })
+	return c, err == nil, err
+}
+
+// List returns every entity of a kind.
+func (r *Replica) List(entity string) ([]wire.Change, error) {
+	var out []wire.Change
+	err := r.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixEntity + entity + "/")
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c wire.Change
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Stats counts applied changes and catch-up requests.
+func (r *Replica) Stats() (cursor, applied, catchUps uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cursor, r.applied, r.catchUps
+}

@@ -1,0 +1,273 @@
+// Package downlink keeps each site's change log on the hub — the newest
+// snapshot of every entity edges mirror (notices, activities, reports,
+// alarms, access lists) — publishes new changes to the site's edges and
+// answers their catch-up requests.
+package downlink
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+	"linli/shared/wire"
+)
+
+// Key layout: l/{site}/{seq:8} → wire.Change. Only the newest change of
+// each entity is kept (the log is compacted as it grows), so a catch-up
+// from any cursor is bounded by the number of entities, not of changes.
+const prefix = "l/"
+
+// Publisher sends messages to edges.
+type Publisher interface {
+	Publish(topic string, payload []byte, retain bool) error
+}
+
+// Limits of one Down message.
+const (
+	maxChanges = 500
+	maxBytes   = 512 << 10
+)
+
+// Log is the hub's downlink. Append and Commit/Abort are called by the
+// single committer; CatchUp and Head from anywhere.
+type Log struct {
+	db    *badger.DB
+	pub   Publisher
+	clock *hlc.Clock
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	heads map[string]uint64            // site → last seq
+	index map[string]map[string]uint64 // site → entity/id → seq of its newest change
+
+	staged *staged
+}
+
+type staged struct {
+	downs map[string]*wire.Down // site → what the pending commit adds
+	heads map[string]uint64
+	index map[string]map[string]uint64
+}
+
+// Open loads the heads and the entity index from db.
+func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, log *slog.Logger) (*Log, error) {
+	l := &Log{db: db, pub: pub, clock: clock, log: log,
+		heads: map[string]uint64{}, index: map[string]map[string]uint64{}}
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c wire.Change
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+				return fmt.Errorf("change %q: %w", it.Item().Key(), err)
+			}
+			site := siteOf(it.Item().Key())
+			l.heads[site] = max(l.heads[site], c.Seq)
+			if l.index[site] == nil {
+				l.index[site] = map[string]uint64{}
+			}
+			l.index[site][entityKey(c.Entity, c.ID, c.Device)] = c.Seq
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load downlink log: %w", err)
+	}
+	return l, nil
+}
+
+func siteOf(key []byte) string {
+	rest := key[len(prefix):]
+	return string(rest[:len(rest)-9]) // "/" + 8-byte seq
+}
+
+func changeKey(site string, seq uint64) []byte {
+	return kv.Key(prefix, []byte(site+"/"), kv.U64(seq))
+}
+
+func entityKey(entity, id, device string) string { return entity + "/" + id + "/" + device }
+
+// Head is the last seq of a site's log.
+func (l *Log) Head(site string) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.heads[site]
+}
+
+// Append adds changes for site to the pending commit b: each gets the next
+// seq, and the change it supersedes is deleted. Call Commit after b is
+// durable or Abort if it failed.
+func (l *Log) Append(b *store.Batch, site string, changes []wire.Change) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.staged == nil {
+		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{}}
+	}
+	st := l.staged
+	head, ok := st.heads[site]
+	if !ok {
+		head = l.heads[site]
+	}
+	d := st.downs[site]
+	if d == nil {
+		d = &wire.Down{Site: site, Prev: head, Last: head}
+		st.downs[site] = d
+	}
+	if st.index[site] == nil {
+		st.index[site] = map[string]uint64{}
+	}
+	for _, c := range changes {
+		head++
+		c.Seq = head
+		if c.HLC == 0 {
+			c.HLC = l.clock.Now()
+		}
+		val, err := event.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("encode change: %w", err)
+		}
+		ek := entityKey(c.Entity, c.ID, c.Device)
+		old, staged := st.index[site][ek]
+		if !staged {
+			old = l.index[site][ek]
+		}
+		if old != 0 {
+			b.Delete(changeKey(site, old))
+			// A change superseded within this same commit is dropped from the
+			// message too.
+			d.Changes = dropSeq(d.Changes, old)
+		}
+		b.Set(changeKey(site, c.Seq), val)
+		st.index[site][ek] = c.Seq
+		d.Changes = append(d.Changes, c)
+	}
+	d.Last = head
+	st.heads[site] = head
+	return nil
+}
+
+func dropSeq(cs []wire.Change, seq uint64) []wire.Change {
+	for i, c := range cs {
+		if c.Seq == seq {
+			return append(cs[:i], cs[i+1:]...)
+		}
+	}
+	return cs
+}
+
+// Commit makes the staged changes live and publishes them to each site's
+// edges.
+func (l *Log) Commit() {
+	l.mu.Lock()
+	st := l.staged
+	l.staged = nil
+	if st == nil {
+		l.mu.Unlock()
+		return
+	}
+	for site, h := range st.heads {
+		l.heads[site] = h
+	}
+	for site, idx := range st.index {
+		if l.index[site] == nil {
+			l.index[site] = map[string]uint64{}
+		}
+		for k, v := range idx {
+			l.index[site][k] = v
+		}
+	}
+	l.mu.Unlock()
+	for site, d := range st.downs {
+		d.Clock = l.clock.Now()
+		l.publish(wire.SiteDown(site), d)
+	}
+}
+
+// Abort drops the staged changes (the commit failed).
+func (l *Log) Abort() {
+	l.mu.Lock()
+	l.staged = nil
+	l.mu.Unlock()
+}
+
+func (l *Log) publish(topic string, d *wire.Down) {
+	for _, part := range split(d) {
+		payload, err := wire.Encode(part)
+		if err != nil {
+			l.log.Error("encode down", "err", err)
+			return
+		}
+		if err := l.pub.Publish(topic, payload, false); err != nil {
+			l.log.Warn("publish down", "topic", topic, "err", err)
+			return
+		}
+	}
+}
+
+// split cuts a Down into messages of bounded size, each continuing the
+// previous one.
+func split(d *wire.Down) []*wire.Down {
+	var out []*wire.Down
+	cur := &wire.Down{Site: d.Site, Prev: d.Prev, Clock: d.Clock, Snapshot: d.Snapshot}
+	size := 0
+	for _, c := range d.Changes {
+		if len(cur.Changes) > 0 && (len(cur.Changes) >= maxChanges || size+len(c.Body) > maxBytes) {
+			cur.Last = cur.Changes[len(cur.Changes)-1].Seq
+			out = append(out, cur)
+			cur = &wire.Down{Site: d.Site, Prev: cur.Last, Clock: d.Clock}
+			size = 0
+		}
+		cur.Changes = append(cur.Changes, c)
+		size += len(c.Body) + 64
+	}
+	cur.Last = d.Last
+	return append(out, cur)
+}
+
+// CatchUp sends device everything of its site's log after cursor on the
+// device's own down topic. A cursor ahead of the log (the hub was restored
+// or wiped) gets a snapshot from the start.
+func (l *Log) CatchUp(site, device string, cursor uint64) error {
+	head := l.Head(site)
+	if cursor == head {
+		return nil
+	}
+	d := &wire.Down{Site: site, Prev: cursor}
+	if cursor > head {
+		d.Prev, d.Snapshot = 0, true
+	}
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = kv.Key(prefix, []byte(site+"/"))
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(changeKey(site, d.Prev+1)); it.Valid(); it.Next() {
+			var c wire.Change
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+				return err
+			}
+			if c.Seq > head {
+				break // committed after we read the head; the live message carries it
+			}
+			if c.Device == "" || c.Device == device {
+				d.Changes = append(d.Changes, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read downlink log: %w", err)
+	}
+	d.Last = head
+	d.Clock = l.clock.Now()
+	l.publish(wire.Topic(site, device, wire.LeafDown), d)
+	return nil
+}

@@ -1,0 +1,88 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+)
+
+// Entity kinds carried down to edges. Each change is a full snapshot of one
+// entity, so applying the newest change of every entity gives the hub's
+// state, whatever was missed in between.
+const (
+	EntityNotice     = "notice"
+	EntityActivity   = "activity"
+	EntityReport     = "report"
+	EntityAlarm      = "alarm"
+	EntityAccessList = "access"
+	EntityResident   = "resident" // erasure of a resident's records
+)
+
+// Change is one entry of a site's downlink change log.
+type Change struct {
+	Seq     uint64          `cbor:"1,keyasint"`
+	Entity  string          `cbor:"2,keyasint"`
+	ID      string          `cbor:"3,keyasint"`
+	Device  string          `cbor:"4,keyasint,omitempty"` // only this device applies it; empty: all of the site
+	HLC     hlc.Timestamp   `cbor:"5,keyasint"`
+	Body    cbor.RawMessage `cbor:"6,keyasint,omitempty"`
+	Deleted bool            `cbor:"7,keyasint,omitempty"`
+}
+
+// Down carries changes (Prev, Last] of a site's log. An edge whose cursor
+// is at least Prev applies the changes above its cursor and moves to Last;
+// an edge further behind asks for a catch-up instead. The log is compacted
+// (only the newest change of each entity is kept), so seqs inside the
+// range may be missing: that is not a gap.
+type Down struct {
+	Site    string        `cbor:"1,keyasint"`
+	Prev    uint64        `cbor:"2,keyasint"`
+	Last    uint64        `cbor:"3,keyasint"`
+	Changes []Change      `cbor:"4,keyasint,omitempty"`
+	Clock   hlc.Timestamp `cbor:"5,keyasint,omitempty"`
+	// Snapshot marks a catch-up from the start: the edge drops the entities
+	// the hub no longer has before applying.
+	Snapshot bool `cbor:"6,keyasint,omitempty"`
+}
+
+// Validate checks a Down's shape.
+func (d *Down) Validate() error {
+	if err := event.ValidID(d.Site); err != nil {
+		return fmt.Errorf("down: site %w", err)
+	}
+	if d.Last < d.Prev {
+		return fmt.Errorf("down: range (%d, %d]", d.Prev, d.Last)
+	}
+	var prev uint64
+	for _, c := range d.Changes {
+		if c.Seq <= d.Prev || c.Seq > d.Last || c.Seq <= prev {
+			return fmt.Errorf("down: change %d outside (%d, %d] or out of order", c.Seq, d.Prev, d.Last)
+		}
+		prev = c.Seq
+		if c.Entity == "" || c.ID == "" {
+			return errors.New("down: change without entity or id")
+		}
+		if c.Device != "" {
+			if err := event.ValidID(c.Device); err != nil {
+				return fmt.Errorf("down: change device %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// DecodeDown decodes and validates a Down message.
+func DecodeDown(data []byte) (Down, error) {
+	var d Down
+	if err := event.Unmarshal(data, &d); err != nil {
+		return Down{}, fmt.Errorf("decode down: %w", err)
+	}
+	if err := d.Validate(); err != nil {
+		return Down{}, err
+	}
+	return d, nil
+}
