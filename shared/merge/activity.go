@@ -53,9 +53,9 @@ type share struct {
 	Granted      uint32 `cbor:"1,keyasint,omitempty"` // cumulative seats granted (or seen granted by a release)
 	RecallAt     uint32 `cbor:"2,keyasint,omitempty"` // the cumulative grant the latest recall covers
 	Returned     uint32 `cbor:"3,keyasint,omitempty"` // cumulative seats the kiosk released
-	ReleasedUsed uint32 `cbor:"4,keyasint,omitempty"` // Used in the kiosk's latest release
-	Used         uint32 `cbor:"5,keyasint,omitempty"` // derived: see the package doc
-	Unused       uint32 `cbor:"6,keyasint,omitempty"` // derived
+	ReleasedUsed uint32 `cbor:"4,keyasint,omitempty"` // Used in the kiosk's latest release: shown, not counted
+	Used         uint32 `cbor:"5,keyasint,omitempty"` // derived: confirmations from this kiosk the hub holds
+	Unused       uint32 `cbor:"6,keyasint,omitempty"` // derived: held seats without such a confirmation
 }
 
 // recalled reports whether a recall is in force: it covers the whole
@@ -227,7 +227,10 @@ func (s *State) refoldActivity(a *activity) {
 	}
 	var unused int64
 	for kiosk, sh := range a.Shares {
-		sh.Used = max(used[kiosk], sh.ReleasedUsed)
+		// Only confirmations the hub holds count as used. A release may
+		// report more, but those residents are seated nowhere in this
+		// state yet: counting them as used would free their seats twice.
+		sh.Used = used[kiosk]
 		sh.Unused = uint32(max(0, int64(sh.Granted)-int64(sh.Returned)-int64(sh.Used)))
 		unused += int64(sh.Unused)
 	}
@@ -285,8 +288,12 @@ type KioskLedger struct {
 	Device   string `json:"device"`
 	Granted  uint32 `json:"granted"`  // cumulative
 	Returned uint32 `json:"returned"` // cumulative, from the kiosk's releases
-	Used     uint32 `json:"used"`
-	Unused   uint32 `json:"unused"` // seats the kiosk may still confirm with, as far as the hub knows
+	Used     uint32 `json:"used"`     // distinct residents confirmed there, as far as the hub has received
+	Reported uint32 `json:"reported"` // the Used of the kiosk's latest release
+	// Unused counts held seats without a confirmation the hub has
+	// received: free at the kiosk, or taken by check-ins still on their
+	// way. The reserve leaves them out.
+	Unused   uint32 `json:"unused"`
 	Recalled bool   `json:"recalled"`
 }
 
@@ -320,7 +327,7 @@ func (s *State) Activity(id string) (Activity, error) {
 	for _, kiosk := range sortedKeys(a.Shares) {
 		sh := a.Shares[kiosk]
 		out.Kiosks = append(out.Kiosks, KioskLedger{Device: kiosk, Granted: sh.Granted, Returned: sh.Returned,
-			Used: sh.Used, Unused: sh.Unused, Recalled: sh.recalled()})
+			Used: sh.Used, Reported: sh.ReleasedUsed, Unused: sh.Unused, Recalled: sh.recalled()})
 	}
 	return out, nil
 }

@@ -10,7 +10,8 @@ import (
 // the kiosk side of the escrow, pure like the rest of this package.
 //
 // The kiosk answers a check-in with Decide, records the check-in event
-// durably with that status, and only then folds it in with Record; after a
+// durably with the status Decide gave, and only then folds it in with
+// Record; after a
 // restart it rebuilds the ledger by recording its own check-ins and
 // releases again (Record is idempotent) and syncing the last view. When it
 // receives a new ActivityView it calls Sync, and records the release Sync
@@ -25,8 +26,8 @@ type Ledger struct {
 	Known    bool   `cbor:"2,keyasint,omitempty" json:"known"`
 	Capacity uint32 `cbor:"3,keyasint,omitempty" json:"capacity"` // as last synced; 0 = no limit
 	Granted  uint32 `cbor:"4,keyasint,omitempty" json:"granted"`  // cumulative
-	// Used counts the distinct residents this kiosk answered confirmed,
-	// exactly as the hub counts them from its check-ins.
+	// Used counts the distinct residents this kiosk recorded as confirmed
+	// (seats of its share), exactly as the hub counts them.
 	Used     uint32 `cbor:"5,keyasint,omitempty" json:"used"`
 	Returned uint32 `cbor:"6,keyasint,omitempty" json:"returned"` // cumulative, in releases recorded
 	// Recalled is set while a recall covers the whole current grant: the
@@ -53,26 +54,33 @@ func (l *Ledger) confirmedHere(resident string) bool {
 	return ok
 }
 
-// Decide is the kiosk's answer to a check-in of resident, without changing
-// the ledger: event.StatusRecorded before the kiosk knows the activity,
-// event.StatusConfirmed for a resident confirmed here before, for an
-// activity with no limit, for a resident the hub has confirmed (hubConfirmed,
-// from the kiosk's replica; a confirmation is never taken back) or while
-// the share lasts, and event.StatusWaitlisted otherwise.
+// Decide answers a check-in of resident without changing the ledger. It
+// returns what to tell the resident and the status to record in the
+// check-in event:
 //
-// A confirmation of a resident new to this kiosk consumes a seat of the
-// share when one is left, even when the hub had confirmed them already:
-// the hub then sees the resident hold two seats and frees one to its
-// reserve. This keeps Used equal to what the hub counts, which the escrow's
-// safety rests on.
-func (l *Ledger) Decide(resident string, hubConfirmed bool) string {
+//   - before the kiosk knows the activity: recorded, recorded;
+//   - a resident the hub has confirmed (hubConfirmed, from the kiosk's
+//     replica) and not this kiosk: confirmed, "" — the kiosk decided
+//     nothing and used no seat, and the hub already holds the confirmation;
+//   - a resident this kiosk confirmed before, an activity with no limit, or
+//     while the share lasts: confirmed, confirmed;
+//   - otherwise: waitlisted, waitlisted.
+//
+// So an event's status "confirmed" always means a seat of this kiosk's
+// share (or a repeat of one), which is what the hub counts in used_k; a
+// confirmation is never taken back.
+func (l *Ledger) Decide(resident string, hubConfirmed bool) (answer, status string) {
 	switch {
 	case !l.Known:
-		return event.StatusRecorded
-	case l.confirmedHere(resident), l.Capacity == 0, hubConfirmed, l.Available() > 0:
-		return event.StatusConfirmed
+		return event.StatusRecorded, event.StatusRecorded
+	case l.confirmedHere(resident), l.Capacity == 0:
+		return event.StatusConfirmed, event.StatusConfirmed
+	case hubConfirmed:
+		return event.StatusConfirmed, ""
+	case l.Available() > 0:
+		return event.StatusConfirmed, event.StatusConfirmed
 	}
-	return event.StatusWaitlisted
+	return event.StatusWaitlisted, event.StatusWaitlisted
 }
 
 // Record folds in an event the kiosk recorded itself: a check-in of this

@@ -56,22 +56,23 @@
 //
 // The hub counts, per activity:
 //
-//	seated  = residents confirmed and not checked out
-//	used_k  = distinct residents kiosk k answered "confirmed" (or the Used
-//	          of its latest release, whichever is greater)
-//	held_k  = granted_k - returned_k (returned from the kiosk's releases)
+//	seated   = residents confirmed and not checked out
+//	used_k   = distinct residents with a "confirmed" check-in from kiosk k
+//	held_k   = granted_k - returned_k (returned: from the kiosk's releases)
 //	unused_k = max(0, held_k - used_k)
-//	reserve = C - seated - Σ unused_k
+//	reserve  = C - seated - Σ unused_k
 //
 // The hub only hands out seats from a positive reserve. Everything the hub
 // does not know yet errs on the safe side: a kiosk's undelivered
-// confirmations still count as unused seats of that kiosk, and an
-// undelivered release still counts as held, so the reserve never promises a
-// seat a kiosk may still give away and seated never exceeds C. The formula
-// also frees seats where the ledgers over-count: a resident confirmed at
-// two kiosks holds one seat (both kiosks' used_k count them, seated counts
-// them once), and a resident who checks out gives their seat up for good
-// (they stay confirmed, and a later check-in of theirs takes no seat).
+// confirmations still count as unused seats of that kiosk (a release's own
+// Used is shown but never counted, or those seats would be freed while
+// their residents are on their way), and an undelivered release still
+// counts as held, so the reserve never promises a seat a kiosk may still
+// give away and seated never exceeds C. The formula also frees seats where
+// the ledgers over-count: a resident confirmed at two kiosks holds one seat
+// (both kiosks' used_k count them, seated counts them once), and a
+// resident who checks out gives their seat up for good (they stay
+// confirmed, and a later check-in of theirs takes no seat).
 //
 // Decide is the hub's policy, a pure function of the state. Per activity of
 // the site, not yet ended:
