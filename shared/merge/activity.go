@@ -11,6 +11,8 @@ import (
 
 // activity keeps the facts of one activity and what follows from them.
 type activity struct {
+	dirty bool // waits for refold at the end of a batch
+
 	ID       string            `cbor:"1,keyasint"`
 	Def      *activityDef      `cbor:"2,keyasint,omitempty"` // the winning ActivitySet; nil until one arrives
 	Checkins []checkinFact     `cbor:"3,keyasint,omitempty"` // sorted by key
@@ -108,7 +110,7 @@ func (s *State) applyActivitySet(k key, b *event.ActivitySet) []Ref {
 		return nil
 	}
 	a.Def = &activityDef{Key: k, Set: *b}
-	s.refoldActivity(a)
+	s.touchActivity(a)
 	return a.ref()
 }
 
@@ -118,7 +120,7 @@ func (s *State) applyCheckin(k key, b *event.Checkin) []Ref {
 	if !insertSorted(&a.Checkins, f, compareCheckin) {
 		return nil
 	}
-	s.refoldActivity(a)
+	s.touchActivity(a)
 	return a.ref()
 }
 
@@ -127,7 +129,7 @@ func (s *State) applyPromote(k key, b *event.Promote) []Ref {
 	if !insertSorted(&a.Promotes, promoteFact{Key: k, Resident: b.Resident, From: b.From}, comparePromote) {
 		return nil
 	}
-	s.refoldActivity(a)
+	s.touchActivity(a)
 	return a.ref()
 }
 
@@ -144,7 +146,7 @@ func (s *State) applyShare(activityID, kiosk string, k key, update func(*share) 
 		return nil
 	}
 	a.Updated = max(a.Updated, k.HLC)
-	s.refoldActivity(a)
+	s.touchActivity(a)
 	return a.ref()
 }
 
@@ -152,76 +154,93 @@ func (s *State) applyShare(activityID, kiosk string, k key, update func(*share) 
 // facts. Check-ins are sorted by key, so each resident's own check-ins are
 // visited in key order.
 func (s *State) refoldActivity(a *activity) {
-	byResident := map[string]*attendee{}
-	get := func(r string) *attendee {
-		at := byResident[r]
-		if at == nil {
-			at = &attendee{Resident: r}
-			byResident[r] = at
+	// Built afresh in place of the old attendees; one map lookup and no
+	// allocation per check-in keeps a busy activity's refold cheap.
+	atts := a.Attendees[:0]
+	index := make(map[string]int, len(a.Attendees)+1)
+	var openIn []int64 // per attendee: wall ms of the check-in the next check-out pairs with, or -1
+	get := func(r string) int {
+		i, ok := index[r]
+		if !ok {
+			i = len(atts)
+			index[r] = i
+			atts = append(atts, attendee{Resident: r})
+			openIn = append(openIn, -1)
 		}
-		return at
+		return i
 	}
-	open := map[string]hlc.Timestamp{} // resident → HLC of the check-in the next check-out pairs with
-	type kioskResident struct{ kiosk, resident string }
-	confirmedAt := map[kioskResident]bool{}
+	type kioskResident struct {
+		kiosk    string
+		resident int
+	}
+	var confirmedAt []kioskResident
 	updated := a.Updated
 	if a.Def != nil {
 		updated = max(updated, a.Def.Key.HLC)
 	}
 	for _, c := range a.Checkins {
 		updated = max(updated, c.Key.HLC)
-		at := get(c.Resident)
+		i := get(c.Resident)
+		at := &atts[i]
 		if c.Out {
 			at.Left = true
-			if in, ok := open[c.Resident]; ok {
-				at.Millis += c.Key.HLC.WallMillis() - in.WallMillis()
-				delete(open, c.Resident)
+			if openIn[i] >= 0 {
+				at.Millis += c.Key.HLC.WallMillis() - openIn[i]
+				openIn[i] = -1
 			}
 			continue
 		}
-		open[c.Resident] = c.Key.HLC // the latest check-in counts
+		openIn[i] = c.Key.HLC.WallMillis() // the latest check-in counts
 		if !at.CheckedIn {
 			at.CheckedIn, at.FirstIn = true, c.Key
 		}
 		if c.Status == event.StatusConfirmed {
 			at.Confirmed = true
-			confirmedAt[kioskResident{c.Key.Device, c.Resident}] = true
+			confirmedAt = append(confirmedAt, kioskResident{c.Key.Device, i})
 		}
 	}
 	for _, p := range a.Promotes {
 		updated = max(updated, p.Key.HLC)
-		get(p.Resident).Confirmed = true
+		atts[get(p.Resident)].Confirmed = true
 	}
 	if rs := s.ratings[a.ID]; rs != nil {
 		updated = max(updated, rs.Updated)
 	}
 	a.Updated = updated
 
-	a.Attendees = a.Attendees[:0]
-	a.Waitlist = a.Waitlist[:0]
-	a.Seated = 0
-	for _, at := range byResident {
-		a.Attendees = append(a.Attendees, *at)
+	// used_k: distinct residents per kiosk, counted before atts is sorted
+	// (the pairs hold indices into it).
+	slices.SortFunc(confirmedAt, func(x, y kioskResident) int {
+		if c := strings.Compare(x.kiosk, y.kiosk); c != 0 {
+			return c
+		}
+		return x.resident - y.resident
+	})
+	used := map[string]uint32{}
+	for i, kr := range confirmedAt {
+		if i == 0 || kr != confirmedAt[i-1] {
+			used[kr.kiosk]++
+		}
 	}
-	slices.SortFunc(a.Attendees, func(x, y attendee) int { return strings.Compare(x.Resident, y.Resident) })
-	var waiting []attendee
-	for _, at := range a.Attendees {
+
+	slices.SortFunc(atts, func(x, y attendee) int { return strings.Compare(x.Resident, y.Resident) })
+	a.Seated = 0
+	var waiting []int
+	for i, at := range atts {
 		switch {
 		case at.Confirmed && !at.Left:
 			a.Seated++
 		case !at.Confirmed && at.CheckedIn:
-			waiting = append(waiting, at)
+			waiting = append(waiting, i)
 		}
 	}
-	slices.SortFunc(waiting, func(x, y attendee) int { return x.FirstIn.compare(y.FirstIn) })
-	for _, at := range waiting {
-		a.Waitlist = append(a.Waitlist, at.Resident)
+	slices.SortFunc(waiting, func(x, y int) int { return atts[x].FirstIn.compare(atts[y].FirstIn) })
+	a.Waitlist = a.Waitlist[:0]
+	for _, i := range waiting {
+		a.Waitlist = append(a.Waitlist, atts[i].Resident)
 	}
+	a.Attendees = atts
 
-	used := map[string]uint32{}
-	for kr := range confirmedAt {
-		used[kr.kiosk]++
-	}
 	for kiosk := range used {
 		a.share(kiosk) // a kiosk that confirms without a grant still gets an account
 	}

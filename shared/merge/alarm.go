@@ -16,6 +16,8 @@ const (
 // alarm keeps every raise, clear and acknowledgement of one alarm, so its
 // state can be refolded in key order whatever order they arrived in.
 type alarm struct {
+	dirty bool // waits for refold at the end of a batch
+
 	ID     string      `cbor:"1,keyasint"`
 	Site   string      `cbor:"2,keyasint"`
 	Source string      `cbor:"3,keyasint"`
@@ -57,7 +59,7 @@ func (s *State) applyAlarm(site, source, kind string, f alarmFact) []Ref {
 	if !insertSorted(&a.Facts, f, compareAlarmFact) {
 		return nil
 	}
-	a.refold()
+	s.touchAlarm(a)
 	return []Ref{{Kind: RefAlarm, Site: site, ID: id}}
 }
 

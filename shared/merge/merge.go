@@ -1,96 +1,3 @@
-// Package merge folds edge events and hub decisions into one community state, order-free.
-//
-// # Facts and state
-//
-// The hub's merged state is a pure function of a set of facts: edge events
-// (tagged with the site of the device that sent them) and the hub's own
-// decision events (kinds >= event.FirstHubKind). State.Apply folds one fact
-// in and is commutative, associative and idempotent: any permutation,
-// duplication or regrouping of the same facts gives byte-identical
-// State.Encode output. To get there every entity keeps the facts it depends
-// on in canonical form (sorted slices, maps with sortable keys, or the
-// winner of a register) and recomputes its derived fields from them alone;
-// nothing depends on arrival order. A fact is identified by (device, seq):
-// the hub's ingest deduplicates and never passes two different facts under
-// one id.
-//
-// Facts are ordered, where order matters, by their key (HLC, device, seq):
-// HLC first, ties by device id, then by sequence number.
-//
-// # Merge rules
-//
-//   - Reports are created by a report event (id = the event's id). Status
-//     moves submitted → accepted → in_progress → resolved, or to rejected,
-//     only by ReportPatch decisions folded in key order; a patch that is not
-//     a legal transition from the status reached so far leaves the status
-//     alone (its note and assignee still count). Note and assignee are
-//     last-writer-wins registers by key; an empty field in a patch leaves
-//     the register as it is. Patches and votes that arrive before their
-//     report are kept and count once it arrives.
-//   - Votes ("me too") are a grow-only set of residents per report. The
-//     reporter's own vote is not counted: filing the report already says
-//     "me too", so Votes counts the other residents who agree.
-//   - Ratings: per (target, resident) the rating with the greatest key
-//     counts; a target keeps their count, sum and mean.
-//   - Alarms, keyed by site, source (sensor or door) and kind, fold their
-//     raises (alarm events with active=true, access events with result
-//     "forced"), clears (active=false, AlarmClear) and acknowledgements in
-//     key order: a raise opens an episode (first raised), a clear later in
-//     key order closes it, an AlarmAck marks the open episode acknowledged.
-//   - Notices are last-writer-wins by key per notice id; expiry is data and
-//     queries take now as a parameter.
-//   - Attendance: check-ins are a grow-only set. Per (activity, resident),
-//     in key order, each check-out pairs with the latest check-in since the
-//     previous check-out (a repeated tap restarts the clock); a check-out
-//     with no open check-in and a check-in never closed add nothing. Hours
-//     are the sum of those pairs' wall-clock spans in milliseconds.
-//
-// # Seats: escrow
-//
-// An activity with capacity C is a bounded counter split into escrow. The
-// hub grants each kiosk of the site a share (Grant, cumulative per kiosk)
-// and keeps the rest as its reserve. A kiosk (see Ledger) confirms at once,
-// offline too, while its share lasts and waitlists the rest; its answer is
-// the check-in's Status. A confirmation, by a kiosk or by the hub's
-// Promote, is a fact and is never revoked.
-//
-// The hub counts, per activity:
-//
-//	seated   = residents confirmed and not checked out
-//	used_k   = distinct residents with a "confirmed" check-in from kiosk k
-//	held_k   = granted_k - returned_k (returned: from the kiosk's releases)
-//	unused_k = max(0, held_k - used_k)
-//	reserve  = C - seated - Σ unused_k
-//
-// The hub only hands out seats from a positive reserve. Everything the hub
-// does not know yet errs on the safe side: a kiosk's undelivered
-// confirmations still count as unused seats of that kiosk (a release's own
-// Used is shown but never counted, or those seats would be freed while
-// their residents are on their way), and an undelivered release still
-// counts as held, so the reserve never promises a seat a kiosk may still
-// give away and seated never exceeds C. The formula also frees seats where
-// the ledgers over-count: a resident confirmed at two kiosks holds one seat
-// (both kiosks' used_k count them, seated counts them once), and a
-// resident who checks out gives their seat up for good (they stay
-// confirmed, and a later check-in of theirs takes no seat).
-//
-// Decide is the hub's policy, a pure function of the state. Per activity of
-// the site, not yet ended:
-//
-//  1. Promote waitlisted and recorded residents who have not checked out,
-//     in key order of their first check-in, while the reserve is positive.
-//  2. If residents are still waiting (or capacity was lowered below what is
-//     out), Recall every kiosk still holding unused seats; each answers
-//     with a release (see Ledger.Sync) that moves them to the reserve, and
-//     the next Decide promotes from there.
-//  3. Otherwise Grant each listed kiosk that has no grant yet
-//     floor(C*KioskShare/100)/n seats (n kiosks listed), bounded by the
-//     reserve. Kiosks are never granted again after their first grant.
-//
-// An activity with capacity 0 has no limit: kiosks confirm everyone and the
-// hub promotes every recorded check-in. The hub records each decision as an
-// event and applies it before it calls Decide again; replaying facts never
-// decides anything.
 package merge
 
 import (
@@ -182,6 +89,123 @@ type State struct {
 	notices    map[string]*notice
 	alarms     map[string]*alarm
 	ratings    map[string]*ratings // by target: report or activity id
+
+	// batch collects the entities ApplyBatch has changed, to recompute
+	// each once at its end; nil outside ApplyBatch.
+	batch *batch
+}
+
+type batch struct {
+	reports    []*report
+	activities []*activity
+	alarms     []*alarm
+}
+
+// touchReport recomputes a changed report now, or at the end of the batch.
+func (s *State) touchReport(r *report) {
+	switch {
+	case s.batch == nil:
+		s.refoldReport(r)
+	case !r.dirty:
+		r.dirty = true
+		s.batch.reports = append(s.batch.reports, r)
+	}
+}
+
+// touchActivity recomputes a changed activity now, or at the end of the
+// batch.
+func (s *State) touchActivity(a *activity) {
+	switch {
+	case s.batch == nil:
+		s.refoldActivity(a)
+	case !a.dirty:
+		a.dirty = true
+		s.batch.activities = append(s.batch.activities, a)
+	}
+}
+
+// touchAlarm recomputes a changed alarm now, or at the end of the batch.
+func (s *State) touchAlarm(a *alarm) {
+	switch {
+	case s.batch == nil:
+		a.refold()
+	case !a.dirty:
+		a.dirty = true
+		s.batch.alarms = append(s.batch.alarms, a)
+	}
+}
+
+// ApplyBatch applies facts like Apply, one after the other, but recomputes
+// each changed entity once at the end rather than after every fact: a
+// catch-up of thousands of check-ins into one activity costs linear, not
+// quadratic, time. It returns each changed entity once, in the order of
+// its first change, and the errors of the facts it skipped as invalid
+// (joined; each wraps ErrInvalid). The result is the same as applying the
+// facts one by one.
+func (s *State) ApplyBatch(facts []Fact) ([]Ref, error) {
+	s.batch = &batch{}
+	var (
+		refs []Ref
+		errs []error
+		seen = map[Ref]bool{}
+	)
+	for i := range facts {
+		got, err := s.Apply(facts[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range got {
+			id := Ref{Kind: r.Kind, ID: r.ID}
+			if !seen[id] {
+				seen[id] = true
+				refs = append(refs, id)
+			}
+		}
+	}
+	b := s.batch
+	s.batch = nil
+	for _, r := range b.reports {
+		r.dirty = false
+		s.refoldReport(r)
+	}
+	for _, a := range b.activities {
+		a.dirty = false
+		s.refoldActivity(a)
+	}
+	for _, a := range b.alarms {
+		a.dirty = false
+		a.refold()
+	}
+	// An entity's site may have become known during the batch (a vote
+	// before its report), so refs take it from the entity at the end.
+	for i := range refs {
+		refs[i].Site = s.site(refs[i])
+	}
+	return refs, errors.Join(errs...)
+}
+
+// site is the site of the entity ref names, or "" while unknown.
+func (s *State) site(ref Ref) string {
+	switch ref.Kind {
+	case RefReport:
+		if r := s.reports[ref.ID]; r != nil {
+			return r.Site
+		}
+	case RefActivity:
+		if a := s.activities[ref.ID]; a != nil {
+			return a.site()
+		}
+	case RefNotice:
+		if n := s.notices[ref.ID]; n != nil {
+			return n.Set.Site
+		}
+	case RefAlarm:
+		if a := s.alarms[ref.ID]; a != nil {
+			return a.Site
+		}
+	}
+	return ""
 }
 
 // New returns an empty state.

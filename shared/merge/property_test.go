@@ -107,7 +107,7 @@ func genFacts(t *rapid.T) []merge.Fact {
 // reshuffle draws another delivery of the same facts: a permutation, cut
 // into batches delivered in any order, with some facts (and whole batches)
 // delivered again.
-func reshuffle(t *rapid.T, facts []merge.Fact) []merge.Fact {
+func reshuffle(t *rapid.T, facts []merge.Fact) [][]merge.Fact {
 	perm := rapid.Permutation(facts).Draw(t, "perm")
 	var batches [][]merge.Fact
 	for len(perm) > 0 {
@@ -119,14 +119,12 @@ func reshuffle(t *rapid.T, facts []merge.Fact) []merge.Fact {
 		batches = append(batches, rapid.SampledFrom(batches).Draw(t, "resend"))
 	}
 	batches = rapid.Permutation(batches).Draw(t, "batch order")
-	var out []merge.Fact
-	for _, b := range batches {
-		out = append(out, b...)
+	for i, b := range batches {
 		if rapid.Bool().Draw(t, "dup") {
-			out = append(out, rapid.SampledFrom(b).Draw(t, "dup fact"))
+			batches[i] = append(b[:len(b):len(b)], rapid.SampledFrom(b).Draw(t, "dup fact"))
 		}
 	}
-	return out
+	return batches
 }
 
 // queries renders everything the hub API reads from a state.
@@ -158,26 +156,41 @@ func TestConvergence(t *testing.T) {
 		want := build(t, facts...)
 		wantBytes, wantQueries := encode(t, want), queries(t, want)
 
-		got := merge.New()
-		prev := encode(t, got)
-		for _, f := range reshuffle(t, facts) {
-			refs, err := got.Apply(f)
+		// The same batches, once fact by fact and once batch by batch.
+		batches := reshuffle(t, facts)
+		got, batched := merge.New(), merge.New()
+		prev, prevBatched := encode(t, got), encode(t, batched)
+		for _, b := range batches {
+			for _, f := range b {
+				refs, err := got.Apply(f)
+				if err != nil {
+					t.Fatalf("apply %s: %v", f.Event.ID(), err)
+				}
+				// Every change is reported, so the hub never misses one
+				// to send down.
+				now := encode(t, got)
+				if !bytes.Equal(now, prev) && len(refs) == 0 {
+					t.Fatalf("apply %s %s changed the state but returned no refs", f.Event.Kind, f.Event.ID())
+				}
+				prev = now
+			}
+			refs, err := batched.ApplyBatch(b)
 			if err != nil {
-				t.Fatalf("apply %s: %v", f.Event.ID(), err)
+				t.Fatalf("apply batch: %v", err)
 			}
-			// Every change is reported, so the hub never misses one to
-			// send down.
-			now := encode(t, got)
-			if !bytes.Equal(now, prev) && len(refs) == 0 {
-				t.Fatalf("apply %s %s changed the state but returned no refs", f.Event.Kind, f.Event.ID())
+			now := encode(t, batched)
+			if !bytes.Equal(now, prevBatched) && len(refs) == 0 {
+				t.Fatal("a batch changed the state but returned no refs")
 			}
-			prev = now
+			prevBatched = now
 		}
-		if !bytes.Equal(prev, wantBytes) {
-			t.Fatalf("states differ:\n%x\n%x", prev, wantBytes)
-		}
-		if q := queries(t, got); !bytes.Equal(q, wantQueries) {
-			t.Fatalf("queries differ:\n%s\n%s", q, wantQueries)
+		for name, s := range map[string]*merge.State{"fact by fact": got, "batch by batch": batched} {
+			if data := encode(t, s); !bytes.Equal(data, wantBytes) {
+				t.Fatalf("%s: states differ:\n%x\n%x", name, data, wantBytes)
+			}
+			if q := queries(t, s); !bytes.Equal(q, wantQueries) {
+				t.Fatalf("%s: queries differ:\n%s\n%s", name, q, wantQueries)
+			}
 		}
 	})
 }

@@ -11,6 +11,8 @@ import (
 
 // report keeps the facts of one report and what follows from them.
 type report struct {
+	dirty bool // waits for refold at the end of a batch
+
 	ID      string         `cbor:"1,keyasint"`
 	Site    string         `cbor:"2,keyasint,omitempty"`
 	Filed   *filedReport   `cbor:"3,keyasint,omitempty"` // nil until the report event arrives
@@ -75,7 +77,7 @@ func (s *State) applyReport(site string, k key, b *event.Report) []Ref {
 	}
 	r.Site = site
 	r.Filed = &filedReport{Key: k, Body: *b}
-	s.refoldReport(r)
+	s.touchReport(r)
 	return r.ref()
 }
 
@@ -89,7 +91,7 @@ func (s *State) applyVote(k key, b *event.Vote) []Ref {
 		r.Voters = map[string]key{}
 	}
 	r.Voters[b.Resident] = k
-	s.refoldReport(r)
+	s.touchReport(r)
 	return r.ref()
 }
 
@@ -98,7 +100,7 @@ func (s *State) applyPatch(k key, b *event.ReportPatch) []Ref {
 	if !insertSorted(&r.Patches, patchFact{Key: k, Patch: *b}, comparePatch) {
 		return nil
 	}
-	s.refoldReport(r)
+	s.touchReport(r)
 	return r.ref()
 }
 
@@ -320,7 +322,7 @@ func (s *State) applyRating(k key, b *event.Rating) []Ref {
 	}
 	if isReportID(b.Target) {
 		r := s.report(b.Target)
-		s.refoldReport(r)
+		s.touchReport(r)
 		return r.ref()
 	}
 	a := s.activity(b.Target)

@@ -434,3 +434,34 @@ func TestViews(t *testing.T) {
 		t.Fatal("View of an unknown kind")
 	}
 }
+
+func TestApplyBatch(t *testing.T) {
+	bad := fact(t, "k1", 9, 0, fire)
+	bad.Site = ""
+	facts := []merge.Fact{
+		fact(t, "k2", 1, 5, &event.Vote{Report: "k1.1", Resident: "R2"}), // before its report
+		fact(t, "k1", 1, 0, fire),
+		bad,
+		fact(t, "k2", 2, 6, &event.Vote{Report: "k1.1", Resident: "R3"}),
+		fact(t, "g1", 1, 7, &event.Alarm{Sensor: "s1", Type: "water", Active: true}),
+	}
+	s := merge.New()
+	refs, err := s.ApplyBatch(facts)
+	if !errors.Is(err, merge.ErrInvalid) {
+		t.Fatalf("ApplyBatch error %v, want the bad fact's ErrInvalid", err)
+	}
+	want := []merge.Ref{{Kind: merge.RefReport, Site: site, ID: "k1.1"}, {Kind: merge.RefAlarm, Site: site, ID: merge.AlarmID(site, "s1", "water")}}
+	if !slices.Equal(refs, want) {
+		t.Fatalf("refs %v, want %v", refs, want)
+	}
+	one := merge.New()
+	for _, f := range facts {
+		_, _ = one.Apply(f) // the bad fact fails here too
+	}
+	if !slices.Equal(encode(t, s), encode(t, one)) {
+		t.Fatal("ApplyBatch and Apply disagree")
+	}
+	if r, _ := s.Report("k1.1"); r.Votes != 2 {
+		t.Fatalf("votes %d after the batch, want 2", r.Votes)
+	}
+}
