@@ -363,6 +363,15 @@ func (s *State) Activities(site string) []Activity {
 	return out
 }
 
+// attendee finds a resident's standing, or nil.
+func (a *activity) attendee(resident string) *attendee {
+	i, ok := slices.BinarySearchFunc(a.Attendees, resident, func(at attendee, r string) int { return strings.Compare(at.Resident, r) })
+	if !ok {
+		return nil
+	}
+	return &a.Attendees[i]
+}
+
 // Outcome is a resident's standing in an activity: event.StatusConfirmed,
 // event.StatusWaitlisted, or "" without a check-in or promotion.
 func (s *State) Outcome(activityID, resident string) string {

@@ -2,7 +2,6 @@ package merge
 
 import (
 	"slices"
-	"strings"
 
 	"linli/shared/event"
 	"linli/shared/hlc"
@@ -97,13 +96,4 @@ func (p Policy) decideActivity(a *activity, kiosks []string, out []event.Body) [
 		reserve -= g
 	}
 	return out
-}
-
-// attendee finds a resident's standing, or nil.
-func (a *activity) attendee(resident string) *attendee {
-	i, ok := slices.BinarySearchFunc(a.Attendees, resident, func(at attendee, r string) int { return strings.Compare(at.Resident, r) })
-	if !ok {
-		return nil
-	}
-	return &a.Attendees[i]
 }

@@ -1,6 +1,7 @@
 package merge_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"testing"
@@ -157,38 +158,14 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// render shows decisions readably in failure messages.
 func render(bodies []event.Body) string {
-	out := "["
+	out := ""
 	for _, b := range bodies {
-		data, _ := event.Marshal(b)
-		var m map[int]any
-		_ = event.Unmarshal(data, &m)
-		out += b.Kind().String() + " " + renderMap(m) + "; "
+		data, _ := json.Marshal(b)
+		out += b.Kind().String() + string(data) + " "
 	}
-	return out + "]"
-}
-
-func renderMap(m map[int]any) string {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := "{"
-	for _, k := range keys {
-		out += " " + string(rune('0'+k)) + ":" + toString(m[k])
-	}
-	return out + " }"
-}
-
-func toString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	default:
-		data, _ := event.Marshal(v)
-		return string(rune('#')) + string(data)
-	}
+	return "[" + out + "]"
 }
 
 func TestReserveAccounting(t *testing.T) {
