@@ -17,8 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"linli/edge/diskguard"
 	"linli/edge/kiosk"
 	"linli/edge/outbox"
+	"linli/edge/replica"
+	"linli/edge/seats"
 	"linli/edge/uplink"
 	"linli/shared/config"
 	"linli/shared/kv"
@@ -44,6 +47,10 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
 		return 2
 	}
+	if err := testKnobs(&cfg, env); err != nil {
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		return 2
+	}
 	level, _ := parseLevel(cfg.LogLevel) // validated above
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).
 		With("device", cfg.ID)
@@ -66,12 +73,15 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 
 // Agent is a running edge.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	outbox *outbox.Log
-	uplink *uplink.Uplink
-	srv    *http.Server
-	ln     net.Listener
+	cfg     Config
+	log     *slog.Logger
+	outbox  *outbox.Log
+	uplink  *uplink.Uplink
+	replica *replica.Replica
+	seats   *seats.Seats
+	guard   *diskguard.Guard
+	srv     *http.Server
+	ln      net.Listener
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -89,9 +99,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if err := checkDataDir(cfg.Data); err != nil {
 		return nil, err
 	}
+	guard, err := newGuard(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if off := cfg.clockOffset; off != 0 {
+		now = func() time.Time { return time.Now().Add(off) }
+		log.Warn("test-only wall clock offset in force", "offset", off)
+	}
+	if cfg.unsafeNoSync {
+		log.Warn("test-only: Badger SyncWrites is OFF; a 2xx no longer means the event is on disk")
+	}
 	ob, err := outbox.Open(outbox.Options{
 		Dir: cfg.Data, Device: cfg.ID, Profile: kv.Profile(cfg.Profile),
-		Retention: cfg.Retention, Logger: log,
+		Retention: cfg.Retention, GCInterval: cfg.GCInterval, Now: now, Logger: log,
+		UnsafeNoSync: cfg.unsafeNoSync,
 	})
 	if err != nil {
 		if errors.Is(err, kv.ErrLocked) {
@@ -99,6 +122,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
+	ob.SetGuard(guard)
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		if cerr := ob.Close(); cerr != nil {
@@ -106,20 +130,35 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
-	up := uplink.New(ob, nil, uplink.Options{
+	rep, err := replica.Open(ob.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
+	if err != nil {
+		if cerr := ob.Close(); cerr != nil {
+			log.Error("close outbox", "err", cerr)
+		}
+		if cerr := ln.Close(); cerr != nil {
+			log.Error("close listener", "err", cerr)
+		}
+		return nil, err
+	}
+	up := uplink.New(ob, rep, uplink.Options{
 		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,
 		Username: cfg.Username, Password: cfg.Password,
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
 		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
-		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"),
+		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: now,
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerMetrics(reg, ob, up)
+	registerMetrics(reg, ob, up, guard)
+	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
 	api := &kiosk.API{
-		Role: cfg.Role, Log: ob, Sync: up, Registry: reg, Logger: log.With("component", "http"),
+		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
 	}
-	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, ln: ln, done: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
+	if cfg.Role == kiosk.RoleKiosk {
+		a.seats = seats.New(ob, rep, log.With("component", "seats"))
+		api.Seats, mirror.Mine = a.seats, a.seats
+	}
 	a.srv = &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -130,13 +169,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		if err := up.Run(runCtx); err != nil {
 			a.fail(fmt.Errorf("uplink: %w", err))
 		}
 	}()
+	go func() {
+		defer a.wg.Done()
+		if err := guard.Run(runCtx, ob); err != nil {
+			a.fail(fmt.Errorf("disk guard: %w", err))
+		}
+	}()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); rep.Run(runCtx) }()
+	if a.seats != nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.seats.Run(runCtx) }()
+	}
 	go func() {
 		defer a.wg.Done()
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -194,6 +245,28 @@ func (a *Agent) Wait() error {
 	return a.err
 }
 
+// newGuard builds the disk guard from the validated settings; a reserve
+// the data disk cannot hold is a bad setting.
+func newGuard(cfg Config, log *slog.Logger) (*diskguard.Guard, error) {
+	reserve, err := diskguard.ParseSize(cfg.DiskReserve)
+	if err != nil {
+		return nil, config.Errorf("disk-reserve", "%v", err)
+	}
+	telem, err := diskguard.ParseSize(cfg.DiskTelemetryReserve)
+	if err != nil {
+		return nil, config.Errorf("disk-telemetry-reserve", "%v", err)
+	}
+	g, err := diskguard.New(diskguard.Options{Dir: cfg.Data, Reserve: reserve, TelemetryReserve: telem,
+		Logger: log.With("component", "diskguard")})
+	if errors.Is(err, diskguard.ErrReserveTooLarge) {
+		return nil, config.Errorf("disk-reserve", "%v", err)
+	}
+	if err != nil {
+		return nil, config.Errorf("data", "%v", err)
+	}
+	return g, nil
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
@@ -202,7 +275,7 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink) {
+func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink, g *diskguard.Guard) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
@@ -228,6 +301,9 @@ func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink
 		return 0
 	})
 	counter("linli_edge_store_commits_total", "Synced group commits of the outbox.", func() float64 { return float64(ob.Stats().Commits) })
+	gauge("linli_edge_disk_free_bytes", "Free space on the data disk at the disk guard's last reading.", func() float64 { return float64(g.Stats().Free) })
+	counter("linli_edge_disk_refused_total", "Writes refused (507) to keep the disk reserve.", func() float64 { return float64(g.Stats().Refused) })
+	counter("linli_edge_telemetry_dropped_total", "Unacked telemetry events dropped to protect the disk (each drop recorded by a gap event).", func() float64 { return float64(g.Stats().Dropped) })
 	for _, c := range []struct {
 		name, help string
 		f          func(uplink.Stats) uint64

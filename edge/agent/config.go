@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"linli/edge/diskguard"
 	"linli/edge/kiosk"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -38,6 +40,15 @@ type Config struct {
 	Profile     string
 	LogLevel    string
 	IdleTimeout time.Duration
+	GCInterval  time.Duration
+
+	DiskReserve          string // parsed by diskguard.ParseSize
+	DiskTelemetryReserve string
+
+	// Test-only knobs, set by Main from LINLI_TEST_* variables and by no
+	// flag, file key or documented setting (see testKnobs).
+	unsafeNoSync bool
+	clockOffset  time.Duration
 }
 
 // Version is stamped at build time with -ldflags "-X linli/edge/agent.Version=…".
@@ -65,6 +76,9 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Profile, "profile", string(kv.Small), "store memory profile: small or server")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s.Duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "kiosk UI returns to the start screen after this long idle")
+	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
+	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
+	s.String(&c.DiskTelemetryReserve, "disk-telemetry-reserve", "128MiB", "below this much free space the oldest unacked telemetry (readings) is dropped and a gap event records it (bytes or a percentage; at least disk-reserve)")
 	return s
 }
 
@@ -111,10 +125,21 @@ func (c *Config) Validate() error {
 	if c.Window > 1024 {
 		return config.Errorf("window", "must be at most 1024")
 	}
+	reserve, err := diskguard.ParseSize(c.DiskReserve)
+	if err != nil {
+		return config.Errorf("disk-reserve", "%v", err)
+	}
+	telem, err := diskguard.ParseSize(c.DiskTelemetryReserve)
+	if err != nil {
+		return config.Errorf("disk-telemetry-reserve", "%v", err)
+	}
+	if (reserve.Percent > 0) == (telem.Percent > 0) && telem.Of(100) < reserve.Of(100) {
+		return config.Errorf("disk-telemetry-reserve", "%s is below disk-reserve %s", telem, reserve)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"keepalive", c.KeepAlive}, {"ack-timeout", c.AckTimeout}, {"backoff-max", c.BackoffMax}, {"idle-timeout", c.IdleTimeout}} {
+	}{{"keepalive", c.KeepAlive}, {"ack-timeout", c.AckTimeout}, {"backoff-max", c.BackoffMax}, {"idle-timeout", c.IdleTimeout}, {"gc-interval", c.GCInterval}} {
 		if d.v < 100*time.Millisecond {
 			return config.Errorf(d.name, "must be at least 100ms")
 		}
@@ -162,4 +187,29 @@ func defaultData(c *Config) {
 	if c.Data == "" {
 		c.Data = filepath.Join("data", "edge", c.ID)
 	}
+}
+
+// testKnobs reads the fault suite's test-only switches from env. They are
+// deliberately not settings: no flag, file key, help text or README line
+// reaches them, and each one only weakens or bends the edge for a test.
+//
+//	LINLI_TEST_UNSAFE_NO_SYNC=1     Badger SyncWrites off (the power-cut
+//	                                test's negative control)
+//	LINLI_TEST_CLOCK_OFFSET=-24h    added to the wall clock the outbox's HLC
+//	                                and the uplink read (clock chaos)
+func testKnobs(c *Config, env []string) error {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "LINLI_TEST_UNSAFE_NO_SYNC":
+			c.unsafeNoSync = v == "1"
+		case "LINLI_TEST_CLOCK_OFFSET":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %v", k, err)
+			}
+			c.clockOffset = d
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,8 @@ type Sync interface {
 // Seats decides a check-in at once from the kiosk's share of seats and
 // records it; nil means every check-in is "recorded" for the hub to decide.
 type Seats interface {
-	Checkin(ctx context.Context, c *event.Checkin) (event.Event, error)
+	// Checkin records c and returns the answer for the resident.
+	Checkin(ctx context.Context, c *event.Checkin) (event.Event, string, error)
 }
 
 // Replica answers reads from the state last synced from the hub.
@@ -47,6 +49,7 @@ type Replica interface {
 	Notices(now time.Time) (any, error)
 	Activities(resident string) (any, error)
 	Report(id string) (any, bool, error)
+	Reports(category, building string, open bool) (any, error)
 }
 
 // Roles of an edge.
@@ -100,6 +103,7 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/notices", a.getNotices)
 	handle("GET /api/v1/activities", a.getActivities)
 	handle("GET /api/v1/reports/{id}", a.getReport)
+	handle("GET /api/v1/reports", a.getReports)
 	handle("GET /api/v1/sync", a.getSync)
 	handle("GET /healthz", a.healthz)
 	if a.Registry != nil {
@@ -184,17 +188,14 @@ func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ev event.Event
 	var err error
+	status := event.StatusRecorded
 	if a.Seats != nil {
-		ev, err = a.Seats.Checkin(r.Context(), c)
+		ev, status, err = a.Seats.Checkin(r.Context(), c)
 	} else {
 		ev, err = a.Log.Append(r.Context(), c)
 	}
 	if err != nil {
 		return a.storeError(err)
-	}
-	status := event.StatusRecorded
-	if b, derr := ev.Decode(); derr == nil {
-		status = b.(*event.Checkin).Status
 	}
 	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Status: status})
 	return nil
@@ -333,6 +334,32 @@ func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return &httpx.Error{Status: http.StatusNotFound, Msg: "report " + id + " is not known here yet (not synced from the hub)"}
+}
+
+// getReports lists synced reports (?category=&building=&open=true): the
+// kiosk suggests open reports of the same kind in the same building before
+// a resident files a duplicate.
+func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	category, building := q.Get("category"), q.Get("building")
+	if category != "" && !slices.Contains(event.Categories, category) {
+		return httpx.BadRequest("category", "category %q is not one of %v", category, event.Categories)
+	}
+	if building != "" {
+		if err := event.ValidID(building); err != nil {
+			return httpx.BadRequest("building", "building %v", err)
+		}
+	}
+	if a.Replica == nil {
+		httpx.WriteJSON(w, http.StatusOK, []any{})
+		return nil
+	}
+	v, err := a.Replica.Reports(category, building, q.Get("open") == "true")
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+	return nil
 }
 
 func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {

@@ -43,6 +43,11 @@ type Options struct {
 	MaxGroup   int           // most events per group commit
 	Now        func() time.Time
 	Logger     *slog.Logger
+	// UnsafeNoSync turns Badger's SyncWrites off. Test-only: the fault
+	// suite's negative control uses it to show that its power-cut check
+	// does catch a 2xx given before the data is on disk. Never set it in
+	// production; no flag or setting reaches it.
+	UnsafeNoSync bool
 }
 
 func (o *Options) defaults() {
@@ -115,7 +120,7 @@ func Open(opts Options) (*Log, error) {
 	if err := event.ValidID(opts.Device); err != nil {
 		return nil, fmt.Errorf("outbox device id: %w", err)
 	}
-	db, err := kv.Open(opts.Dir, opts.Profile, opts.Logger)
+	db, err := kv.OpenWith(kv.Options(opts.Dir, opts.Profile, opts.Logger).WithSyncWrites(!opts.UnsafeNoSync))
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,7 @@ func (r *Replica) Cursor() uint64 {
 // calls it). A message dropped because the queue is full is fetched again
 // by the next catch-up.
 func (r *Replica) Handle(topic string, payload []byte) {
+	r.log.Debug("downlink message", "topic", topic, "bytes", len(payload))
 	select {
 	case r.in <- payload:
 	default:
@@ -139,6 +140,7 @@ func (r *Replica) Run(ctx context.Context) {
 				r.log.Warn("bad downlink message", "err", err)
 				continue
 			}
+			r.log.Debug("downlink apply", "prev", d.Prev, "last", d.Last, "changes", len(d.Changes), "snapshot", d.Snapshot, "cursor", r.Cursor())
 			if err := r.Apply(d); err != nil {
 				r.log.Error("apply downlink", "err", err)
 			}

@@ -68,8 +68,11 @@ type API struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Health   func() error
-	// Extra mounts more routes (merge views, dashboard) on the same mux.
-	Extra func(mux *http.ServeMux, wrap func(func(http.ResponseWriter, *http.Request) error) http.HandlerFunc)
+	// State serves merged reports, activities, notices and alarms; without
+	// it reports are listed as submitted.
+	State State
+	// Extra mounts more routes (the dashboard) on the same mux.
+	Extra func(mux *http.ServeMux)
 }
 
 // Handler builds the router.
@@ -77,13 +80,17 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/devices", a.wrap(a.devices))
 	mux.HandleFunc("GET /api/v1/events", a.wrap(a.requireAuth(a.events)))
-	mux.HandleFunc("GET /api/v1/reports", a.wrap(a.reports))
+	if a.State != nil {
+		a.mountMerged(mux)
+	} else {
+		mux.HandleFunc("GET /api/v1/reports", a.wrap(a.reports))
+	}
 	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
 	if a.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	}
 	if a.Extra != nil {
-		a.Extra(mux, a.wrap)
+		a.Extra(mux)
 	}
 	return mux
 }

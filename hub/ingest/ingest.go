@@ -28,12 +28,13 @@ type Transport interface {
 	Publish(topic string, payload []byte, retain bool) error
 }
 
-// Applier folds committed events into the merged state inside the same
-// commit; it is optional.
+// Applier folds new events into the merged state inside the same commit;
+// it is optional. Every Apply is followed by exactly one of Committed (the
+// batch is durable) or Aborted (it is not; undo what Apply did).
 type Applier interface {
-	Apply(b *store.Batch, site string, evs []event.Event) error
-	// Committed is called after the batch is durable.
+	Apply(b *store.Batch, bySite map[string][]event.Event) error
 	Committed()
+	Aborted()
 }
 
 // Downlink is the site change log edges mirror.
@@ -266,7 +267,9 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 		d := decoded{site: m.site, device: m.device, batch: up.Batch, events: evs,
 			encoded: make([][]byte, len(evs)), invalid: make([]string, len(evs))}
 		for i := range evs {
-			if err := evs[i].Validate(); err != nil {
+			if evs[i].Kind.IsHub() {
+				d.invalid[i] = "kind " + evs[i].Kind.String() + " is the hub's own; edges never send it"
+			} else if err := evs[i].Validate(); err != nil {
 				d.invalid[i] = err.Error()
 			}
 			stored := evs[i]
@@ -466,14 +469,14 @@ func (in *Ingest) commit(group []decoded) {
 			d.Cover(g.batch.From, g.batch.To)
 		}
 	}
-	if in.opts.Applier != nil {
-		for site, evs := range newBySite {
-			if err := in.opts.Applier.Apply(b, site, evs); err != nil {
-				in.log.Error("merge failed; batch not committed", "err", err)
-				b.Discard()
-				in.requeueDirty(work)
-				return
-			}
+	applied := in.opts.Applier != nil && len(newBySite) > 0
+	if applied {
+		if err := in.opts.Applier.Apply(b, newBySite); err != nil {
+			in.log.Error("merge failed; batch not committed", "err", err)
+			in.opts.Applier.Aborted()
+			b.Discard()
+			in.requeueDirty(work)
+			return
 		}
 	}
 	for _, d := range work {
@@ -483,11 +486,14 @@ func (in *Ingest) commit(group []decoded) {
 	if err := b.Commit(); err != nil {
 		// Nothing is acked; the edges resend after their ack timeout.
 		in.log.Error("commit failed; nothing acked", "err", err)
+		if applied {
+			in.opts.Applier.Aborted()
+		}
 		in.requeueDirty(work)
 		return
 	}
 	took := time.Since(start)
-	if in.opts.Applier != nil {
+	if applied {
 		in.opts.Applier.Committed()
 	}
 	in.mu.Lock()

@@ -24,7 +24,9 @@ import (
 	"linli/hub/api"
 	"linli/hub/broker"
 	"linli/hub/brokerclient"
+	"linli/hub/downlink"
 	"linli/hub/ingest"
+	"linli/hub/state"
 	"linli/hub/store"
 	"linli/shared/config"
 	"linli/shared/hlc"
@@ -79,6 +81,8 @@ type Hub struct {
 	broker *broker.Broker
 	client *brokerclient.Client
 	ingest *ingest.Ingest
+	down   *downlink.Log
+	state  *state.State
 	srv    *http.Server
 	ln     net.Listener
 	token  string
@@ -138,7 +142,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		tr = h.client
 	}
 	clock := hlc.NewClock(nil, 0)
+	h.down, err = downlink.Open(h.store.DB(), tr, clock, log.With("component", "downlink"))
+	if err != nil {
+		return nil, err
+	}
+	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
+		Kiosks: h.kiosks, Logger: log.With("component", "state")})
+	if err != nil {
+		return nil, err
+	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
+		Applier: h.state, Downlink: h.down,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
 		return nil, err
@@ -150,7 +164,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registerMetrics(reg)
-	a := &api.API{Devices: h.ingest, Events: h.store, Auth: api.TokenAuth{Token: token},
+	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: api.TokenAuth{Token: token},
 		Registry: reg, Logger: log.With("component", "http")}
 	h.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -158,13 +172,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
-	h.wg.Add(2)
+	h.wg.Add(3)
 	go func() {
 		defer h.wg.Done()
 		if err := h.ingest.Run(runCtx); err != nil {
 			h.fail(fmt.Errorf("ingest: %w", err))
 		}
 	}()
+	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
 	go func() {
 		defer h.wg.Done()
 		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -215,6 +230,17 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	h.closeStore()
 	h.log.Info("hub stopped")
 	close(h.done)
+}
+
+// kiosks lists the kiosks of a site that the hub has heard from.
+func (h *Hub) kiosks(site string) []string {
+	var out []string
+	for _, d := range h.ingest.Devices() {
+		if d.Site == site && d.Role == "kiosk" {
+			out = append(out, d.ID)
+		}
+	}
+	return out
 }
 
 // HTTPAddr is the API's listen address.

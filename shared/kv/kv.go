@@ -75,10 +75,16 @@ var ErrLocked = errors.New("data directory is in use by another process")
 
 // Open opens (creating if needed) the Badger directory dir.
 func Open(dir string, p Profile, log *slog.Logger) (*badger.DB, error) {
+	return OpenWith(Options(dir, p, log))
+}
+
+// OpenWith is Open with options built by Options and then adjusted.
+func OpenWith(o badger.Options) (*badger.DB, error) {
+	dir := o.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := badger.Open(Options(dir, p, log))
+	db, err := badger.Open(o)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)

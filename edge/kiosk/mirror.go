@@ -1,0 +1,239 @@
+package kiosk
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"linli/edge/replica"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/merge"
+	"linli/shared/wire"
+)
+
+// LocalAnswers tells what this kiosk answered a resident itself (a check-in
+// the hub may not have seen yet).
+type LocalAnswers interface {
+	Mine(activity, resident string) (string, error)
+}
+
+// OwnEvents reads events this edge recorded and still holds.
+type OwnEvents interface {
+	Device() string
+	Read(after uint64, maxEvents, maxBytes int) ([]event.Event, error)
+}
+
+// Mirror answers the API's reads from the replica: what the hub last sent
+// down, plus what this kiosk did itself since.
+type Mirror struct {
+	Rep      *replica.Replica
+	Mine     LocalAnswers // optional
+	Own      OwnEvents    // optional
+	Building string       // notices for other buildings are not shown here
+}
+
+var _ Replica = (*Mirror)(nil)
+
+func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
+	cs, err := rep.List(entity)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(cs))
+	for _, c := range cs {
+		var v T
+		if err := event.Unmarshal(c.Body, &v); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", entity, c.ID, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// NoticeOut is a notice as the kiosk serves it.
+type NoticeOut struct {
+	merge.NoticeView
+	Alarm   bool       `json:"alarm"`
+	Expires *time.Time `json:"expires_at,omitempty"`
+	Time    time.Time  `json:"time"`
+}
+
+// Notices lists the notices in force for this kiosk's building, safety
+// first (alarms before other safety notices), then newest first.
+func (m *Mirror) Notices(now time.Time) (any, error) {
+	all, err := decodeAll[merge.NoticeView](m.Rep, wire.EntityNotice)
+	if err != nil {
+		return nil, err
+	}
+	ts := hlc.FromTime(now)
+	out := []NoticeOut{}
+	for _, n := range all {
+		if !n.InForce(ts) || (m.Building != "" && len(n.Buildings) > 0 && !slices.Contains(n.Buildings, m.Building)) {
+			continue
+		}
+		o := NoticeOut{NoticeView: n, Alarm: len(n.ID) > 6 && n.ID[:6] == "alarm-", Time: n.Updated.Time()}
+		if n.Expires != 0 {
+			t := time.UnixMilli(n.Expires).UTC()
+			o.Expires = &t
+		}
+		out = append(out, o)
+	}
+	rank := func(n NoticeOut) int {
+		switch {
+		case n.Alarm:
+			return 0
+		case n.Category == "safety":
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(out, func(a, b NoticeOut) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Updated, a.Updated)
+	})
+	return out, nil
+}
+
+// ActivityOut is an activity as the kiosk serves it, with the asking
+// resident's standing.
+type ActivityOut struct {
+	ID        string     `json:"id"`
+	Title     string     `json:"title"`
+	Kind      string     `json:"kind"`
+	Start     *time.Time `json:"start,omitempty"`
+	End       *time.Time `json:"end,omitempty"`
+	Capacity  uint32     `json:"capacity"`
+	SeatsLeft uint32     `json:"seats_left"`
+	Confirmed int        `json:"confirmed"`
+	Waitlist  int        `json:"waitlisted"`
+	// Status is the resident's state: confirmed, waitlisted, recorded (the
+	// hub will decide) or "" (not checked in). Synced is false while it is
+	// only this kiosk's answer.
+	Status string `json:"status,omitempty"`
+	Synced bool   `json:"synced,omitempty"`
+}
+
+// Activities lists the activities last synced, with resident's standing
+// when resident is set.
+func (m *Mirror) Activities(resident string) (any, error) {
+	all, err := decodeAll[merge.ActivityView](m.Rep, wire.EntityActivity)
+	if err != nil {
+		return nil, err
+	}
+	out := []ActivityOut{}
+	for _, v := range all {
+		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
+			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist)}
+		if v.Start != 0 {
+			t := time.UnixMilli(v.Start).UTC()
+			o.Start = &t
+		}
+		if v.End != 0 {
+			t := time.UnixMilli(v.End).UTC()
+			o.End = &t
+		}
+		if resident != "" {
+			switch {
+			case slices.Contains(v.Confirmed, resident):
+				o.Status, o.Synced = event.StatusConfirmed, true
+			case slices.Contains(v.Waitlist, resident):
+				o.Status, o.Synced = event.StatusWaitlisted, true
+			case m.Mine != nil:
+				if o.Status, err = m.Mine.Mine(v.ID, resident); err != nil {
+					return nil, err
+				}
+			}
+			// A confirmation given here stands even before the hub lists it.
+			if o.Status == event.StatusWaitlisted && m.Mine != nil {
+				if mine, err := m.Mine.Mine(v.ID, resident); err == nil && mine == event.StatusConfirmed {
+					o.Status, o.Synced = event.StatusConfirmed, false
+				}
+			}
+		}
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b ActivityOut) int {
+		as, bs := time.Time{}, time.Time{}
+		if a.Start != nil {
+			as = *a.Start
+		}
+		if b.Start != nil {
+			bs = *b.Start
+		}
+		if c := as.Compare(bs); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// ReportOut is a report as the kiosk serves it.
+type ReportOut struct {
+	merge.ReportView
+	Synced  bool      `json:"synced"`
+	Updated time.Time `json:"updated_at"`
+}
+
+// Report returns a report as last synced, or one filed here that the hub
+// has not answered for yet (status submitted, synced false).
+func (m *Mirror) Report(id string) (any, bool, error) {
+	c, ok, err := m.Rep.Get(wire.EntityReport, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if ok {
+		var v merge.ReportView
+		if err := event.Unmarshal(c.Body, &v); err != nil {
+			return nil, false, err
+		}
+		return ReportOut{ReportView: v, Synced: true, Updated: v.Updated.Time()}, true, nil
+	}
+	device, seq, err := event.ParseID(id)
+	if err != nil || m.Own == nil || device != m.Own.Device() {
+		return nil, false, nil
+	}
+	evs, err := m.Own.Read(seq-1, 1, 1)
+	if err != nil || len(evs) == 0 || evs[0].Seq != seq || evs[0].Kind != event.KindReport {
+		return nil, false, err
+	}
+	b, err := evs[0].Decode()
+	if err != nil {
+		return nil, false, err
+	}
+	r := b.(*event.Report)
+	v := merge.ReportView{ID: id, Status: event.ReportSubmitted, Category: r.Category, Title: r.Title,
+		Building: r.Building, Unit: r.Unit, Updated: evs[0].HLC}
+	return ReportOut{ReportView: v, Updated: evs[0].HLC.Time()}, true, nil
+}
+
+// Reports lists synced reports, filtered by category and building, and by
+// openness (not resolved or rejected) when open is set: what a resident
+// is shown before filing a duplicate.
+func (m *Mirror) Reports(category, building string, open bool) (any, error) {
+	all, err := decodeAll[merge.ReportView](m.Rep, wire.EntityReport)
+	if err != nil {
+		return nil, err
+	}
+	out := []ReportOut{}
+	for _, v := range all {
+		if (category != "" && v.Category != category) || (building != "" && v.Building != building) {
+			continue
+		}
+		if open && (v.Status == event.ReportResolved || v.Status == event.ReportRejected) {
+			continue
+		}
+		out = append(out, ReportOut{ReportView: v, Synced: true, Updated: v.Updated.Time()})
+	}
+	slices.SortFunc(out, func(a, b ReportOut) int {
+		if c := cmp.Compare(b.Votes, a.Votes); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ReportView.Updated, a.ReportView.Updated)
+	})
+	return out, nil
+}

@@ -1,0 +1,259 @@
+// Package seats is a kiosk's side of the activity escrow: it answers a
+// check-in at once from the kiosk's share of seats, offline too, and gives
+// unused seats back when the hub recalls them. Each answer is decided in
+// the same transaction that records the check-in, so a confirmation given
+// is a confirmation stored.
+package seats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/edge/outbox"
+	"linli/edge/replica"
+	"linli/shared/event"
+	"linli/shared/merge"
+	"linli/shared/wire"
+)
+
+// Key layout in the edge store:
+//
+//	s/ledger/{activity}              merge.Ledger
+//	s/mine/{activity}/{resident}     the last answer this kiosk gave (status)
+const (
+	prefixLedger = "s/ledger/"
+	prefixMine   = "s/mine/"
+)
+
+// Seats decides check-ins for one kiosk.
+type Seats struct {
+	log    *outbox.Log
+	rep    *replica.Replica
+	device string
+	lg     *slog.Logger
+	// pending is signalled when an applied change may call for a release.
+	pending chan struct{}
+}
+
+// New wires the kiosk's seats to its outbox and replica: ledgers follow
+// every activity the replica applies.
+func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
+	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1)}
+	rep.OnApply(s.onApply)
+	rep.AfterApply(func(cs []wire.Change) {
+		for _, c := range cs {
+			if c.Entity == wire.EntityActivity {
+				s.poke()
+				return
+			}
+		}
+	})
+	return s
+}
+
+func (s *Seats) poke() {
+	select {
+	case s.pending <- struct{}{}:
+	default:
+	}
+}
+
+// Run answers recalls (records releases) until ctx ends; it also checks
+// once at start, for a recall applied just before a crash.
+func (s *Seats) Run(ctx context.Context) {
+	s.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.pending:
+			if err := s.releaseAll(ctx); err != nil && ctx.Err() == nil {
+				s.lg.Error("release recalled seats", "err", err)
+			}
+		}
+	}
+}
+
+func ledgerKey(activity string) []byte { return []byte(prefixLedger + activity) }
+
+func mineKey(activity, resident string) []byte {
+	return []byte(prefixMine + activity + "/" + resident)
+}
+
+func loadLedger(txn *badger.Txn, activity string) (*merge.Ledger, error) {
+	item, err := txn.Get(ledgerKey(activity))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return merge.NewLedger(activity), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := new(merge.Ledger)
+	if err := item.Value(func(v []byte) error { return event.Unmarshal(v, l) }); err != nil {
+		return nil, fmt.Errorf("ledger of %s: %w", activity, err)
+	}
+	return l, nil
+}
+
+func storeLedger(txn *badger.Txn, l *merge.Ledger) error {
+	val, err := event.Marshal(l)
+	if err != nil {
+		return err
+	}
+	return txn.Set(ledgerKey(l.Activity), val)
+}
+
+// view reads the activity as last synced.
+func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
+	c, ok, err := replica.GetTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok {
+		return nil, err
+	}
+	v := new(merge.ActivityView)
+	if err := event.Unmarshal(c.Body, v); err != nil {
+		return nil, fmt.Errorf("activity view %s: %w", activity, err)
+	}
+	return v, nil
+}
+
+// onApply keeps the ledger in step with each activity view the replica
+// applies (grants, recalls, capacity), inside the replica's transaction.
+func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
+	if c.Entity != wire.EntityActivity || c.Deleted {
+		return nil
+	}
+	v := new(merge.ActivityView)
+	if err := event.Unmarshal(c.Body, v); err != nil {
+		return fmt.Errorf("activity view %s: %w", c.ID, err)
+	}
+	l, err := loadLedger(txn, c.ID)
+	if err != nil {
+		return err
+	}
+	l.Sync(v, s.device) // a release, if due, is recorded by Run
+	return storeLedger(txn, l)
+}
+
+// Checkin decides and records a check-in and returns the answer for the
+// resident: confirmed while the kiosk's share lasts (or the hub confirmed
+// the resident), waitlisted when it is used up, recorded when the kiosk
+// does not know the activity (the hub decides) and for check-outs.
+func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, string, error) {
+	answer := event.StatusRecorded
+	ev, err := s.log.AppendFunc(ctx, event.KindCheckin, func(txn *badger.Txn) (event.Body, error) {
+		b := *c
+		b.Status = event.StatusRecorded
+		answer = event.StatusRecorded
+		if b.Action != "in" {
+			return &b, nil
+		}
+		v, err := view(txn, b.Activity)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			return &b, nil
+		}
+		l, err := loadLedger(txn, b.Activity)
+		if err != nil {
+			return nil, err
+		}
+		if !l.Known {
+			l.Sync(v, s.device)
+		}
+		_, hubConfirmed := slices.BinarySearch(v.Confirmed, b.Resident) // sorted by the hub
+		// The status recorded may be empty where the answer is "confirmed":
+		// a resident the hub confirmed already takes no seat of this share.
+		answer, b.Status = l.Decide(b.Resident, hubConfirmed)
+		l.Record(&b)
+		if err := storeLedger(txn, l); err != nil {
+			return nil, err
+		}
+		if err := txn.Set(mineKey(b.Activity, b.Resident), []byte(answer)); err != nil {
+			return nil, err
+		}
+		return &b, nil
+	})
+	return ev, answer, err
+}
+
+var errNoRelease = errors.New("no release due")
+
+// releaseAll records a release for every activity whose ledger says a
+// recall is in force and unanswered.
+func (s *Seats) releaseAll(ctx context.Context) error {
+	var due []string
+	err := s.log.DB().View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixLedger)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var l merge.Ledger
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &l) }); err != nil {
+				return err
+			}
+			if l.Recalled && l.Released < l.Granted {
+				due = append(due, l.Activity)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range due {
+		_, err := s.log.AppendFunc(ctx, event.KindRelease, func(txn *badger.Txn) (event.Body, error) {
+			l, err := loadLedger(txn, a)
+			if err != nil {
+				return nil, err
+			}
+			v, err := view(txn, a)
+			if err != nil {
+				return nil, err
+			}
+			if v == nil {
+				return nil, errNoRelease
+			}
+			rel := l.Sync(v, s.device)
+			if rel == nil {
+				return nil, errNoRelease
+			}
+			l.Record(rel)
+			if err := storeLedger(txn, l); err != nil {
+				return nil, err
+			}
+			return rel, nil
+		})
+		if err != nil && !errors.Is(err, errNoRelease) {
+			return fmt.Errorf("release %s: %w", a, err)
+		}
+		if err == nil {
+			s.lg.Info("gave recalled seats back", "activity", a)
+		}
+	}
+	return nil
+}
+
+// Mine is this kiosk's last answer to resident for activity ("" if none).
+func (s *Seats) Mine(activity, resident string) (string, error) {
+	var st string
+	err := s.log.DB().View(func(txn *badger.Txn) error {
+		item, err := txn.Get(mineKey(activity, resident))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		st = string(v)
+		return err
+	})
+	return st, err
+}

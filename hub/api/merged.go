@@ -1,0 +1,392 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/httpx"
+	"linli/shared/merge"
+)
+
+// State is the merged community state and the way to record operator
+// decisions.
+type State interface {
+	// Read runs f with the state under a read lock.
+	Read(f func(m *merge.State))
+	// Record validates, stores, merges and publishes operator decisions; a
+	// *event.FieldError means bad input.
+	Record(bodies ...event.Body) ([]event.Event, error)
+}
+
+func (a *API) mountMerged(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/reports", a.wrap(a.listReports))
+	mux.HandleFunc("GET /api/v1/reports/{id}", a.wrap(a.getReport))
+	mux.HandleFunc("PATCH /api/v1/reports/{id}", a.wrap(a.requireAuth(a.patchReport)))
+	mux.HandleFunc("POST /api/v1/activities", a.wrap(a.requireAuth(a.postActivity)))
+	mux.HandleFunc("GET /api/v1/activities", a.wrap(a.requireAuth(a.listActivities)))
+	mux.HandleFunc("GET /api/v1/activities/{id}", a.wrap(a.requireAuth(a.getActivity)))
+	mux.HandleFunc("POST /api/v1/notices", a.wrap(a.requireAuth(a.postNotice)))
+	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
+	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
+}
+
+// reportSummary is a report in lists (CONTRACT.md: id, status, category,
+// building, votes, created, updated).
+type reportSummary struct {
+	ID       string    `json:"id"`
+	Site     string    `json:"site"`
+	Status   string    `json:"status"`
+	Category string    `json:"category"`
+	Title    string    `json:"title"`
+	Building string    `json:"building"`
+	Unit     string    `json:"unit,omitempty"`
+	Votes    uint32    `json:"votes"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Assignee string    `json:"assignee,omitempty"`
+	Rating   float64   `json:"rating,omitempty"`
+}
+
+func summarize(r merge.Report) reportSummary {
+	return reportSummary{ID: r.ID, Site: r.Site, Status: r.Status, Category: r.Category, Title: r.Title,
+		Building: r.Building, Unit: r.Unit, Votes: r.Votes, Created: r.Created.Time(), Updated: r.Updated.Time(),
+		Assignee: r.Assignee, Rating: r.Rating.Mean}
+}
+
+func (a *API) listReports(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	status, building, category, site := q.Get("status"), q.Get("building"), q.Get("category"), q.Get("site")
+	if status != "" && !slices.Contains(event.ReportStatuses, status) {
+		return httpx.BadRequest("status", "status %q is not one of %v", status, event.ReportStatuses)
+	}
+	if category != "" && !slices.Contains(event.Categories, category) {
+		return httpx.BadRequest("category", "category %q is not one of %v", category, event.Categories)
+	}
+	out := []reportSummary{}
+	a.State.Read(func(m *merge.State) {
+		for _, s := range []string{site} { // "" is every site
+			for _, rep := range m.Reports(s) {
+				if (status == "" || rep.Status == status) && (building == "" || rep.Building == building) &&
+					(category == "" || rep.Category == category) {
+					out = append(out, summarize(rep))
+				}
+			}
+		}
+	})
+	slices.SortFunc(out, func(x, y reportSummary) int { return x.Created.Compare(y.Created) })
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type historyView struct {
+	Event    string    `json:"event"`
+	Time     time.Time `json:"time"`
+	Device   string    `json:"device"`
+	Seq      uint64    `json:"seq"`
+	Status   string    `json:"status,omitempty"`
+	Note     string    `json:"note,omitempty"`
+	Assignee string    `json:"assignee,omitempty"`
+	Who      string    `json:"who,omitempty"`
+}
+
+type reportDetail struct {
+	reportSummary
+	Description string              `json:"description,omitempty"`
+	Resident    string              `json:"resident,omitempty"`
+	Note        string              `json:"note,omitempty"`
+	RatingInfo  merge.RatingSummary `json:"ratings"`
+	History     []historyView       `json:"history"`
+}
+
+func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, _, err := event.ParseID(id); err != nil {
+		return httpx.BadRequest("id", "%v", err)
+	}
+	p, err := a.Caller(r)
+	if err != nil {
+		return err
+	}
+	var rep merge.Report
+	var rerr error
+	a.State.Read(func(m *merge.State) { rep, rerr = m.Report(id) })
+	if errors.Is(rerr, merge.ErrNotFound) {
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no report " + id}
+	}
+	if rerr != nil {
+		return rerr
+	}
+	d := reportDetail{reportSummary: summarize(rep), Description: rep.Description, Note: rep.Note,
+		RatingInfo: rep.Rating, History: []historyView{}}
+	authed := p.Name != ""
+	if authed {
+		d.Resident = rep.Resident // personal data: only for operators
+	}
+	for _, h := range rep.History {
+		hv := historyView{Event: h.Event, Time: h.HLC.Time(), Device: h.Device, Seq: h.Seq, Status: h.Status,
+			Note: h.Note, Assignee: h.Assignee}
+		if authed {
+			hv.Who = h.Who
+		}
+		d.History = append(d.History, hv)
+	}
+	httpx.WriteJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (a *API) patchReport(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, _, err := event.ParseID(id); err != nil {
+		return httpx.BadRequest("id", "%v", err)
+	}
+	var req struct {
+		Status   string `json:"status"`
+		Note     string `json:"note"`
+		Assignee string `json:"assignee"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	p, _ := a.Caller(r) // requireAuth has checked it
+	patch := &event.ReportPatch{Report: id, Status: req.Status, Note: strings.TrimSpace(req.Note),
+		Assignee: strings.TrimSpace(req.Assignee), Who: p.Name}
+	if err := patch.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	var cerr error
+	a.State.Read(func(m *merge.State) { cerr = m.CheckPatch(patch) })
+	switch {
+	case errors.Is(cerr, merge.ErrNotFound):
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no report " + id}
+	case errors.Is(cerr, merge.ErrBadTransition):
+		return httpx.BadRequest("status", "%v", cerr)
+	case cerr != nil:
+		return cerr
+	}
+	if _, err := a.State.Record(patch); err != nil {
+		return a.recordError(err)
+	}
+	return a.getReport(w, r)
+}
+
+func (a *API) recordError(err error) error {
+	if e := httpx.FromValidation(err); e != nil {
+		return e
+	}
+	a.Logger.Error("record operator decision", "err", err)
+	return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "could not store the change: " + err.Error()}
+}
+
+// parseTime accepts RFC 3339 or empty (zero).
+func parseTime(field, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return 0, httpx.BadRequest(field, "%s must be an RFC 3339 time such as 2026-12-01T09:00:00+08:00", field)
+	}
+	return t.UnixMilli(), nil
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		ID       string `json:"id"`
+		Title    string `json:"title"`
+		Kind     string `json:"kind"`
+		Site     string `json:"site"`
+		Start    string `json:"start"`
+		End      string `json:"end"`
+		Capacity *int   `json:"capacity"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		req.ID = newID("A")
+	}
+	if req.Kind == "" {
+		req.Kind = "activity"
+	}
+	start, err := parseTime("start", req.Start)
+	if err != nil {
+		return err
+	}
+	end, err := parseTime("end", req.End)
+	if err != nil {
+		return err
+	}
+	if end != 0 && start != 0 && end <= start {
+		return httpx.BadRequest("end", "end must be after start")
+	}
+	if req.Capacity == nil {
+		return httpx.BadRequest("capacity", "capacity is required (0 for no limit)")
+	}
+	if *req.Capacity < 0 || *req.Capacity > 100000 {
+		return httpx.BadRequest("capacity", "capacity must be 0 to 100000")
+	}
+	set := &event.ActivitySet{ID: req.ID, Title: strings.TrimSpace(req.Title), Type: req.Kind, Site: req.Site,
+		Start: start, End: end, Capacity: uint32(*req.Capacity)}
+	if err := set.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	existed := false
+	a.State.Read(func(m *merge.State) { _, err := m.Activity(req.ID); existed = err == nil })
+	if _, err := a.State.Record(set); err != nil {
+		return a.recordError(err)
+	}
+	code := http.StatusCreated
+	if existed {
+		code = http.StatusOK
+	}
+	return a.writeActivity(w, req.ID, code)
+}
+
+type activityDetail struct {
+	merge.Activity
+	StartTime *time.Time `json:"start_time,omitempty"`
+	EndTime   *time.Time `json:"end_time,omitempty"`
+	SeatsLeft uint32     `json:"seats_left"`
+}
+
+func detailActivity(act merge.Activity) activityDetail {
+	d := activityDetail{Activity: act}
+	if act.Start != 0 {
+		t := time.UnixMilli(act.Start).UTC()
+		d.StartTime = &t
+	}
+	if act.End != 0 {
+		t := time.UnixMilli(act.End).UTC()
+		d.EndTime = &t
+	}
+	if act.Capacity > act.Seated {
+		d.SeatsLeft = act.Capacity - act.Seated
+	}
+	return d
+}
+
+func (a *API) writeActivity(w http.ResponseWriter, id string, code int) error {
+	var act merge.Activity
+	var err error
+	a.State.Read(func(m *merge.State) { act, err = m.Activity(id) })
+	if errors.Is(err, merge.ErrNotFound) {
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no activity " + id}
+	}
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, code, detailActivity(act))
+	return nil
+}
+
+func (a *API) getActivity(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := event.ValidID(id); err != nil {
+		return httpx.BadRequest("id", "id %v", err)
+	}
+	return a.writeActivity(w, id, http.StatusOK)
+}
+
+func (a *API) listActivities(w http.ResponseWriter, r *http.Request) error {
+	site := r.URL.Query().Get("site")
+	out := []activityDetail{}
+	a.State.Read(func(m *merge.State) {
+		for _, s := range []string{site} { // "" is every site
+			for _, act := range m.Activities(s) {
+				out = append(out, detailActivity(act))
+			}
+		}
+	})
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		ID        string   `json:"id"`
+		Site      string   `json:"site"`
+		Buildings []string `json:"buildings"`
+		Title     string   `json:"title"`
+		Body      string   `json:"body"`
+		Category  string   `json:"category"`
+		Expires   string   `json:"expires"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		req.ID = newID("N")
+	}
+	if req.Category == "" {
+		req.Category = "announcement"
+	}
+	exp, err := parseTime("expires", req.Expires)
+	if err != nil {
+		return err
+	}
+	if exp != 0 && exp <= time.Now().UnixMilli() {
+		return httpx.BadRequest("expires", "expires is in the past")
+	}
+	set := &event.NoticeSet{ID: req.ID, Site: req.Site, Buildings: req.Buildings, Title: strings.TrimSpace(req.Title),
+		Body: strings.TrimSpace(req.Body), Category: req.Category, Expires: exp}
+	if err := set.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	if _, err := a.State.Record(set); err != nil {
+		return a.recordError(err)
+	}
+	var n merge.NoticeView
+	a.State.Read(func(m *merge.State) { n, err = m.Notice(req.ID) })
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusCreated, n)
+	return nil
+}
+
+func (a *API) listNotices(w http.ResponseWriter, r *http.Request) error {
+	site := r.URL.Query().Get("site")
+	out := []merge.NoticeView{}
+	now := hlc.FromTime(time.Now())
+	a.State.Read(func(m *merge.State) {
+		for _, s := range []string{site} { // "" is every site
+			out = append(out, m.Notices(s, now)...)
+		}
+	})
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+type alarmView struct {
+	merge.AlarmView
+	Since time.Time `json:"since"`
+}
+
+func (a *API) listAlarms(w http.ResponseWriter, r *http.Request) error {
+	site := r.URL.Query().Get("site")
+	out := []alarmView{}
+	a.State.Read(func(m *merge.State) {
+		for _, s := range []string{site} { // "" is every site
+			for _, al := range m.OpenAlarms(s) {
+				out = append(out, alarmView{AlarmView: al, Since: al.First.Time()})
+			}
+		}
+	})
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}

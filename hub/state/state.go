@@ -1,0 +1,476 @@
+// Package state holds the hub's merged community state: it folds committed
+// edge events and the hub's own decisions through shared/merge, keeps the
+// facts it needs to rebuild after a restart, sends changed entities down
+// through the downlink, and runs the seat policy.
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/hub/downlink"
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+	"linli/shared/merge"
+	"linli/shared/wire"
+)
+
+// Key layout:
+//
+//	f/{site}/{device}/{seq:8}   a fact the merge folds: {site, event}
+//	h/seq                       the hub's own event counter
+const (
+	prefixFact = "f/"
+	keyHubSeq  = "h/seq"
+)
+
+// Kiosks lists the kiosk devices of a site (for seat grants).
+type Kiosks func(site string) []string
+
+// Options configure a State.
+type Options struct {
+	Store    *store.Store
+	Downlink *downlink.Log
+	Clock    *hlc.Clock
+	HubID    string // device id of the hub's own events
+	Kiosks   Kiosks
+	Policy   merge.Policy
+	Logger   *slog.Logger
+	// DecideEvery runs the seat policy for every site this often, so new
+	// kiosks get shares without waiting for an event (default 2s).
+	DecideEvery time.Duration
+}
+
+// State is the hub's merged state. Reads are safe from any goroutine;
+// writes are serialised (one commit at a time).
+type State struct {
+	opts Options
+	log  *slog.Logger
+
+	// writeMu is held from Apply to Committed/Aborted and around every
+	// operator write, so the merged state and the store move together.
+	writeMu sync.Mutex
+
+	mu     sync.RWMutex
+	merged *merge.State
+	hubSeq uint64
+	sites  map[string]bool
+
+	pendingSites map[string]bool
+	pendingSeq   uint64
+}
+
+// Errors.
+var (
+	ErrNotFound = merge.ErrNotFound
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Open rebuilds the merged state from the stored facts.
+func Open(opts Options) (*State, error) {
+	if opts.Policy == (merge.Policy{}) {
+		opts.Policy = merge.DefaultPolicy
+	}
+	if opts.DecideEvery <= 0 {
+		opts.DecideEvery = 2 * time.Second
+	}
+	s := &State{opts: opts, log: opts.Logger, sites: map[string]bool{}}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type storedFact struct {
+	Site  string `cbor:"1,keyasint"`
+	Event []byte `cbor:"2,keyasint"`
+}
+
+// load replays every stored fact into a fresh merge state.
+func (s *State) load() error {
+	m := merge.New()
+	sites := map[string]bool{}
+	var hubSeq uint64
+	start := time.Now()
+	n := 0
+	err := s.opts.Store.DB().View(func(txn *badger.Txn) error {
+		var err error
+		if hubSeq, err = kv.GetU64(txn, []byte(keyHubSeq)); err != nil {
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixFact)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		batch := make([]merge.Fact, 0, 4096)
+		flush := func() {
+			if _, err := m.ApplyBatch(batch); err != nil {
+				s.log.Warn("stored facts the merge refused", "err", err)
+			}
+			batch = batch[:0]
+		}
+		for it.Rewind(); it.Valid(); it.Next() {
+			var sf storedFact
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &sf) }); err != nil {
+				return fmt.Errorf("fact %q: %w", it.Item().Key(), err)
+			}
+			ev, err := event.DecodeEvent(sf.Event)
+			if err != nil {
+				return fmt.Errorf("fact %q: %w", it.Item().Key(), err)
+			}
+			batch = append(batch, merge.Fact{Site: sf.Site, Event: ev})
+			sites[sf.Site] = true
+			n++
+			if len(batch) == cap(batch) {
+				flush()
+			}
+		}
+		flush()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load merged state: %w", err)
+	}
+	s.mu.Lock()
+	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
+	s.mu.Unlock()
+	s.log.Info("merged state loaded", "facts", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// isFact says whether the merge needs an event kept as a fact. Telemetry
+// (readings, gaps, ordinary door decisions) is stored by ingest but never
+// folded.
+func isFact(ev *event.Event) bool {
+	switch ev.Kind {
+	case event.KindReading, event.KindGap:
+		return false
+	case event.KindAccess:
+		b, err := ev.Decode()
+		return err == nil && b.(*event.Access).Result == "forced"
+	}
+	return true
+}
+
+func factKey(site, device string, seq uint64) []byte {
+	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
+}
+
+// Apply folds new edge events into the state inside ingest's commit.
+// It holds the write lock until Committed or Aborted.
+func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
+	s.writeMu.Lock()
+	var facts []merge.Fact
+	for _, site := range sortedKeys(bySite) {
+		for i := range bySite[site] {
+			ev := &bySite[site][i]
+			if !isFact(ev) {
+				continue
+			}
+			if err := s.putFact(b, site, ev); err != nil {
+				return err
+			}
+			facts = append(facts, merge.Fact{Site: site, Event: *ev})
+		}
+	}
+	return s.fold(b, facts)
+}
+
+func (s *State) putFact(b *store.Batch, site string, ev *event.Event) error {
+	data, err := ev.Encode()
+	if err != nil {
+		return fmt.Errorf("encode fact: %w", err)
+	}
+	val, err := event.Marshal(storedFact{Site: site, Event: data})
+	if err != nil {
+		return fmt.Errorf("encode fact: %w", err)
+	}
+	b.Set(factKey(site, ev.Device, ev.Seq), val)
+	return nil
+}
+
+// fold applies facts in memory and stages the changed entities' views in
+// the downlink. Callers hold writeMu and commit b afterwards.
+func (s *State) fold(b *store.Batch, facts []merge.Fact) error {
+	if len(facts) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	refs, err := s.merged.ApplyBatch(facts)
+	for _, f := range facts {
+		if f.Site != "" {
+			s.sites[f.Site] = true
+		}
+	}
+	changes := map[string][]wire.Change{}
+	for _, r := range refs {
+		if r.Site == "" {
+			continue // not placed yet (a vote before its report)
+		}
+		changes[r.Site] = append(changes[r.Site], s.changesFor(r)...)
+	}
+	if s.pendingSites == nil {
+		s.pendingSites = map[string]bool{}
+	}
+	for _, r := range refs {
+		if r.Kind == merge.RefActivity && r.Site != "" {
+			s.pendingSites[r.Site] = true
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("facts the merge refused", "err", err)
+	}
+	for _, site := range sortedKeys(changes) {
+		if err := s.opts.Downlink.Append(b, site, changes[site]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changesFor builds the downlink changes of one entity. Callers hold mu.
+func (s *State) changesFor(r merge.Ref) []wire.Change {
+	entity := map[string]string{merge.RefReport: wire.EntityReport, merge.RefActivity: wire.EntityActivity,
+		merge.RefNotice: wire.EntityNotice, merge.RefAlarm: wire.EntityAlarm}[r.Kind]
+	if entity == "" {
+		return nil
+	}
+	v, ok := s.merged.View(r)
+	c := wire.Change{Entity: entity, ID: r.ID, Deleted: !ok}
+	if ok {
+		body, err := event.Marshal(v)
+		if err != nil {
+			s.log.Error("encode view", "ref", r, "err", err)
+			return nil
+		}
+		c.Body = body
+	}
+	out := []wire.Change{c}
+	if a, isAlarm := v.(merge.AlarmView); isAlarm {
+		// Alarms reach every kiosk of the site as safety notices (mutual
+		// aid: 公共安全互助), shown first.
+		out = append(out, alarmNotice(a))
+	}
+	return out
+}
+
+// AlarmNoticePrefix starts the id of the safety notice an alarm becomes.
+const AlarmNoticePrefix = "alarm-"
+
+var alarmTitles = map[string]string{
+	"smoke":  "烟雾报警 Smoke alarm",
+	"heat":   "高温报警 Heat alarm",
+	"water":  "漏水报警 Water leak",
+	"forced": "门被强行打开 Door forced open",
+}
+
+func alarmNotice(a merge.AlarmView) wire.Change {
+	id := AlarmNoticePrefix + a.ID
+	if !a.Active {
+		return wire.Change{Entity: wire.EntityNotice, ID: id, Deleted: true}
+	}
+	n := merge.NoticeView{ID: id, Site: a.Site, Title: alarmTitles[a.Kind], Category: "safety", Updated: a.Last,
+		Body: fmt.Sprintf("%s %s · %s", a.Building, a.Source, a.First.Time().Local().Format("15:04"))}
+	if a.Building != "" {
+		n.Buildings = []string{a.Building}
+	}
+	body, err := event.Marshal(n)
+	if err != nil {
+		return wire.Change{Entity: wire.EntityNotice, ID: id, Deleted: true}
+	}
+	return wire.Change{Entity: wire.EntityNotice, ID: id, Body: body}
+}
+
+// Committed publishes what the commit changed and runs the seat policy for
+// the sites whose activities moved.
+func (s *State) Committed() {
+	defer s.writeMu.Unlock()
+	s.opts.Downlink.Commit()
+	s.mu.Lock()
+	sites := sortedKeys(s.pendingSites)
+	s.pendingSites = nil
+	s.mu.Unlock()
+	s.decide(sites)
+}
+
+// Aborted undoes an Apply whose commit failed by rebuilding the state from
+// what is on disk.
+func (s *State) Aborted() {
+	defer s.writeMu.Unlock()
+	s.opts.Downlink.Abort()
+	s.mu.Lock()
+	s.pendingSites = nil
+	s.mu.Unlock()
+	if err := s.load(); err != nil {
+		s.log.Error("reload merged state after a failed commit", "err", err)
+	}
+}
+
+// Run runs the seat policy for every site periodically until ctx ends.
+func (s *State) Run(ctx context.Context) {
+	t := time.NewTicker(s.opts.DecideEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		sites := sortedKeys(s.sites)
+		s.mu.RUnlock()
+		s.writeMu.Lock()
+		s.decide(sites)
+		s.writeMu.Unlock()
+	}
+}
+
+// decide runs the policy until it has nothing more to decide (bounded), and
+// records each round's decisions. Callers hold writeMu.
+func (s *State) decide(sites []string) {
+	for _, site := range sites {
+		for round := 0; round < 8; round++ {
+			s.mu.RLock()
+			bodies := s.merged.Decide(site, s.opts.Kiosks(site), s.opts.Clock.Now())
+			s.mu.RUnlock()
+			if len(bodies) == 0 {
+				break
+			}
+			if _, err := s.record(bodies); err != nil {
+				s.log.Error("record seat decisions", "site", site, "err", err)
+				return
+			}
+		}
+	}
+}
+
+// record stores hub decisions as facts, folds them in and commits, then
+// publishes. Callers hold writeMu.
+func (s *State) record(bodies []event.Body) ([]event.Event, error) {
+	b := s.opts.Store.NewBatch()
+	s.mu.Lock()
+	seq := s.hubSeq
+	s.mu.Unlock()
+	var facts []merge.Fact
+	var evs []event.Event
+	for _, body := range bodies {
+		seq++
+		ev, err := event.NewEvent(s.opts.HubID, seq, s.opts.Clock.Now(), body)
+		if err != nil {
+			b.Discard()
+			return nil, err
+		}
+		site := s.siteOf(body)
+		if err := s.putFact(b, site, &ev); err != nil {
+			b.Discard()
+			return nil, err
+		}
+		facts = append(facts, merge.Fact{Site: site, Event: ev})
+		evs = append(evs, ev)
+	}
+	b.Set([]byte(keyHubSeq), kv.U64(seq))
+	if err := s.fold(b, facts); err != nil {
+		b.Discard()
+		s.opts.Downlink.Abort()
+		return nil, err
+	}
+	if err := b.Commit(); err != nil {
+		s.opts.Downlink.Abort()
+		if lerr := s.load(); lerr != nil {
+			s.log.Error("reload merged state after a failed commit", "err", lerr)
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	s.hubSeq = seq
+	s.pendingSites = nil
+	s.mu.Unlock()
+	s.opts.Downlink.Commit()
+	return evs, nil
+}
+
+// siteOf is the site a hub decision belongs to, for its fact key (every
+// hub key starts with its site).
+func (s *State) siteOf(b event.Body) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	activitySite := func(id string) string {
+		if a, err := s.merged.Activity(id); err == nil {
+			return a.Site
+		}
+		return ""
+	}
+	switch b := b.(type) {
+	case *event.ActivitySet:
+		return b.Site
+	case *event.NoticeSet:
+		return b.Site
+	case *event.AlarmAck:
+		return b.Site
+	case *event.AlarmClear:
+		return b.Site
+	case *event.Grant:
+		return activitySite(b.Activity)
+	case *event.Recall:
+		return activitySite(b.Activity)
+	case *event.Promote:
+		return activitySite(b.Activity)
+	case *event.ReportPatch:
+		if r, err := s.merged.Report(b.Report); err == nil {
+			return r.Site
+		}
+	}
+	return ""
+}
+
+// Record stores operator decisions (activities, notices, report patches,
+// alarm acks), folds them in, commits, publishes them down, and runs the
+// seat policy.
+func (s *State) Record(bodies ...event.Body) ([]event.Event, error) {
+	for _, b := range bodies {
+		if err := b.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	evs, err := s.record(bodies)
+	if err != nil {
+		return nil, err
+	}
+	var sites []string
+	for _, b := range bodies {
+		if a, ok := b.(*event.ActivitySet); ok {
+			sites = append(sites, a.Site)
+		}
+	}
+	s.decide(sites)
+	return evs, nil
+}
+
+// Read runs f with the merged state under a read lock; f must not keep
+// references into it.
+func (s *State) Read(f func(m *merge.State)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	f(s.merged)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
