@@ -1,0 +1,530 @@
+// Package lazyfs is a FUSE passthrough file system for fault tests: it keeps
+// what each file had at its last fsync so that a simulated power cut can
+// throw away every write since (the model of LazyFS), it can fail the Nth
+// write or fsync with EIO, and it can hold fsyncs to show who waits on them.
+//
+// Writes go through to a directory on the host at once; for every file
+// touched since its last fsync the layer keeps an undo record (its size and
+// the original content of each page overwritten). Crash unmounts the layer
+// and applies the undo records, so the directory holds exactly what was
+// fsynced. Directory entries (create, rename, unlink) are not modelled: they
+// survive a cut, as in LazyFS. Memory-mapped writes reach the layer as the
+// kernel writes dirty pages back, and msync(MS_SYNC) reaches it as an fsync,
+// so Badger's mmapped WAL and value log run on it unchanged.
+//
+// Mounting needs root (mount(2) with /dev/fuse); the process serving the
+// layer must not itself use files under the mount point while it is being
+// cut.
+package lazyfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+const pageSize = 4096
+
+// Op is a file operation the layer can fail.
+type Op int
+
+// Operations that can be made to fail.
+const (
+	OpWrite Op = iota + 1
+	OpFsync
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpWrite:
+		return "write"
+	case OpFsync:
+		return "fsync"
+	}
+	return fmt.Sprintf("op(%d)", int(o))
+}
+
+// Fault makes the Nth operation of a kind (counted from when it is set)
+// fail with EIO; Persistent makes every later one fail too.
+type Fault struct {
+	Op         Op
+	N          int
+	Persistent bool
+}
+
+// Stats counts what the layer saw.
+type Stats struct {
+	Writes      int   // write requests (write(2) and mmap writeback)
+	WriteBytes  int64 // bytes written
+	Fsyncs      int   // file fsyncs (fsync, fdatasync, msync)
+	Failed      int   // operations failed by a Fault
+	CutFiles    int   // files rolled back by the last Crash
+	CutBytes    int64 // unsynced bytes thrown away by the last Crash (pages and growth)
+	UndoPending int   // files with unsynced changes right now
+}
+
+// FS is a mounted layer.
+type FS struct {
+	dir, mnt string
+	server   *fuse.Server
+
+	mu      sync.Mutex
+	undo    map[uint64]*undo // by inode number in dir
+	stats   Stats
+	fault   *Fault
+	counts  map[Op]int
+	hold    chan struct{} // non-nil while fsyncs are held
+	holding int           // fsyncs waiting on hold
+}
+
+// undo is what a file held at its last fsync.
+type undo struct {
+	size  int64
+	pages map[int64][]byte // page index → content at last fsync (pages below size)
+}
+
+// Mount serves dir at mnt (both must exist) until Unmount or Crash.
+func Mount(dir, mnt string) (*FS, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &FS{dir: dir, mnt: mnt, undo: map[uint64]*undo{}, counts: map[Op]int{}}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return nil, fmt.Errorf("lazyfs: %w", err)
+	}
+	root := &gofs.LoopbackRoot{Path: dir, Dev: uint64(st.Dev)}
+	root.NewNode = func(r *gofs.LoopbackRoot, _ *gofs.Inode, _ string, _ *syscall.Stat_t) gofs.InodeEmbedder {
+		return &node{LoopbackNode: gofs.LoopbackNode{RootData: r}, l: l}
+	}
+	rootNode := root.NewNode(root, nil, "", &st)
+	root.RootNode = rootNode
+	zero := time.Duration(0)
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMountStrict: true, // root: mount(2) itself, no fusermount here
+			FsName:            "lazyfs:" + dir,
+			Name:              "lazyfs",
+			DisableXAttrs:     true,
+			MaxBackground:     64,
+		},
+		// The cut changes files behind the kernel's back only while
+		// unmounted, but keep metadata fresh anyway: sizes matter here.
+		AttrTimeout:  &zero,
+		EntryTimeout: &zero,
+	}
+	l.server, err = gofs.Mount(mnt, rootNode, opts)
+	if err != nil {
+		return nil, fmt.Errorf("lazyfs: mount %s on %s: %w", dir, mnt, err)
+	}
+	return l, nil
+}
+
+// Dir is the host directory behind the mount.
+func (l *FS) Dir() string { return l.dir }
+
+// Unmount detaches the layer and keeps every write, synced or not (a clean
+// shutdown: the host's page cache reaches its disk).
+func (l *FS) Unmount() error {
+	if l.server == nil {
+		return nil
+	}
+	l.ReleaseFsyncs()
+	err := l.server.Unmount()
+	if err != nil {
+		// Something still has files open: detach lazily so the test's
+		// cleanup cannot hang, then report.
+		if derr := syscall.Unmount(l.mnt, syscall.MNT_DETACH); derr == nil {
+			l.server.Wait()
+		}
+		l.server = nil
+		return fmt.Errorf("lazyfs: unmount %s: %w", l.mnt, err)
+	}
+	l.server.Wait()
+	l.server = nil
+	return nil
+}
+
+// Crash is a power cut: it detaches the layer (the writers must be dead,
+// e.g. SIGKILLed) and rolls every file back to its content at its last
+// fsync. It returns what it threw away.
+func (l *FS) Crash() (Stats, error) {
+	if err := l.Unmount(); err != nil {
+		return Stats{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	files, discarded := 0, int64(0)
+	err := filepath.WalkDir(l.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			return err
+		}
+		u, ok := l.undo[st.Ino]
+		if !ok {
+			return nil
+		}
+		delete(l.undo, st.Ino)
+		n, err := u.apply(path, st.Size)
+		files++
+		discarded += n
+		return err
+	})
+	clear(l.undo)
+	l.stats.CutFiles, l.stats.CutBytes = files, discarded
+	if err != nil {
+		return l.stats, fmt.Errorf("lazyfs: cut: %w", err)
+	}
+	return l.stats, nil
+}
+
+func (u *undo) apply(path string, cur int64) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	var lost int64
+	for idx, page := range u.pages {
+		if _, err := f.WriteAt(page, idx*pageSize); err != nil {
+			f.Close()
+			return lost, err
+		}
+		lost += int64(len(page))
+	}
+	if cur > u.size {
+		lost += cur - u.size
+	}
+	if err := f.Truncate(u.size); err != nil {
+		f.Close()
+		return lost, err
+	}
+	return lost, f.Close()
+}
+
+// SetFault arms a fault (nil disarms); counting starts now.
+func (l *FS) SetFault(f *Fault) {
+	l.mu.Lock()
+	l.fault = f
+	clear(l.counts)
+	l.mu.Unlock()
+}
+
+// Stats returns the counters.
+func (l *FS) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.stats
+	s.UndoPending = len(l.undo)
+	return s
+}
+
+// HoldFsyncs makes every fsync wait until ReleaseFsyncs.
+func (l *FS) HoldFsyncs() {
+	l.mu.Lock()
+	if l.hold == nil {
+		l.hold = make(chan struct{})
+	}
+	l.mu.Unlock()
+}
+
+// ReleaseFsyncs lets held fsyncs go on.
+func (l *FS) ReleaseFsyncs() {
+	l.mu.Lock()
+	if l.hold != nil {
+		close(l.hold)
+		l.hold = nil
+	}
+	l.mu.Unlock()
+}
+
+// HeldFsyncs is how many fsyncs are waiting on HoldFsyncs.
+func (l *FS) HeldFsyncs() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.holding
+}
+
+// fail counts an operation and says whether the armed fault fails it.
+// Callers hold l.mu.
+func (l *FS) fail(op Op) bool {
+	l.counts[op]++
+	f := l.fault
+	if f == nil || f.Op != op {
+		return false
+	}
+	n := l.counts[op]
+	if n == f.N || (f.Persistent && n > f.N) {
+		l.stats.Failed++
+		return true
+	}
+	return false
+}
+
+// touch records fd's state before a change of [off, end) or of its size to
+// newSize (end < 0). Callers hold l.mu.
+func (l *FS) touch(fd int, off, end int64) error {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return err
+	}
+	u, ok := l.undo[st.Ino]
+	if !ok {
+		u = &undo{size: st.Size, pages: map[int64][]byte{}}
+		l.undo[st.Ino] = u
+	}
+	end = min(end, u.size)
+	for idx := off / pageSize; idx*pageSize < end; idx++ {
+		if _, saved := u.pages[idx]; saved {
+			continue
+		}
+		n := min(pageSize, u.size-idx*pageSize)
+		buf := make([]byte, n)
+		got, err := syscall.Pread(fd, buf, idx*pageSize)
+		if err != nil {
+			return err
+		}
+		// A file shrunk since its last sync reads short: the part past
+		// its current end was already saved or is zeros to restore.
+		u.pages[idx] = buf[:max(got, 0)]
+		if int64(got) < n {
+			u.pages[idx] = append(u.pages[idx], make([]byte, n-int64(got))...)
+		}
+	}
+	return nil
+}
+
+func (l *FS) synced(fd int) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil {
+		delete(l.undo, st.Ino)
+	}
+}
+
+func (l *FS) forget(path string) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err == nil && st.Nlink <= 1 {
+		l.mu.Lock()
+		delete(l.undo, st.Ino)
+		l.mu.Unlock()
+	}
+}
+
+// node wraps the loopback node so that files it opens go through file.
+type node struct {
+	gofs.LoopbackNode
+	l *FS
+}
+
+var (
+	_ gofs.NodeOpener    = (*node)(nil)
+	_ gofs.NodeCreater   = (*node)(nil)
+	_ gofs.NodeSetattrer = (*node)(nil)
+	_ gofs.NodeUnlinker  = (*node)(nil)
+)
+
+func (n *node) hostPath(name string) string {
+	return filepath.Join(n.RootData.Path, n.Path(n.Root()), name)
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_TRUNC != 0 {
+		if errno := n.recordTruncate(0); errno != 0 {
+			return nil, 0, errno
+		}
+	}
+	fh, ff, errno := n.LoopbackNode.Open(ctx, flags)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return &file{lf: fh.(*gofs.LoopbackFile), l: n.l}, ff, 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ino, fh, ff, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	f := &file{lf: fh.(*gofs.LoopbackFile), l: n.l}
+	// A new file has nothing synced: it is empty after a cut.
+	n.l.mu.Lock()
+	f.withFd(func(fd int) { _ = n.l.touch(fd, 0, 0) })
+	n.l.mu.Unlock()
+	return ino, f, ff, 0
+}
+
+func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if lf, ok := f.(*file); ok {
+		return lf.Setattr(ctx, in, out)
+	}
+	if sz, ok := in.GetSize(); ok {
+		if errno := n.recordTruncate(int64(sz)); errno != 0 {
+			return errno
+		}
+	}
+	return n.LoopbackNode.Setattr(ctx, f, in, out)
+}
+
+// recordTruncate saves what a truncation by path to size cuts off.
+func (n *node) recordTruncate(size int64) syscall.Errno {
+	fd, err := syscall.Open(n.hostPath(""), syscall.O_RDONLY, 0)
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	defer syscall.Close(fd)
+	n.l.mu.Lock()
+	defer n.l.mu.Unlock()
+	return gofs.ToErrno(n.l.touch(fd, size, 1<<62))
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	n.l.forget(n.hostPath(name))
+	return n.LoopbackNode.Unlink(ctx, name)
+}
+
+// file is an open file of the layer.
+type file struct {
+	lf *gofs.LoopbackFile
+	l  *FS
+}
+
+var (
+	_ gofs.FileReader    = (*file)(nil)
+	_ gofs.FileWriter    = (*file)(nil)
+	_ gofs.FileWritever  = (*file)(nil)
+	_ gofs.FileFsyncer   = (*file)(nil)
+	_ gofs.FileFlusher   = (*file)(nil)
+	_ gofs.FileReleaser  = (*file)(nil)
+	_ gofs.FileGetattrer = (*file)(nil)
+	_ gofs.FileSetattrer = (*file)(nil)
+	_ gofs.FileLseeker   = (*file)(nil)
+	_ gofs.FileAllocater = (*file)(nil)
+)
+
+func (f *file) withFd(fn func(fd int)) {
+	// PassthroughFd only reads the descriptor; the file is not handed to
+	// the kernel (file does not implement FilePassthroughFder).
+	if fd, ok := f.lf.PassthroughFd(); ok {
+		fn(fd)
+	}
+}
+
+func (f *file) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return f.lf.Read(ctx, buf, off)
+}
+
+func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	f.l.mu.Lock()
+	if f.l.fail(OpWrite) {
+		f.l.mu.Unlock()
+		return 0, syscall.EIO
+	}
+	var err error
+	f.withFd(func(fd int) { err = f.l.touch(fd, off, off+int64(len(data))) })
+	f.l.stats.Writes++
+	f.l.stats.WriteBytes += int64(len(data))
+	if err != nil {
+		f.l.mu.Unlock()
+		return 0, gofs.ToErrno(err)
+	}
+	// The write happens under the lock so a concurrent cut or fsync sees
+	// undo records and data agree.
+	n, errno := f.lf.Write(ctx, data, off)
+	f.l.mu.Unlock()
+	return n, errno
+}
+
+func (f *file) Writev(ctx context.Context, data [][]byte, off int64) (uint32, syscall.Errno) {
+	var buf []byte
+	for _, d := range data {
+		buf = append(buf, d...)
+	}
+	return f.Write(ctx, buf, off)
+}
+
+func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	f.l.mu.Lock()
+	hold := f.l.hold
+	if hold != nil {
+		f.l.holding++
+	}
+	f.l.mu.Unlock()
+	if hold != nil {
+		<-hold
+		f.l.mu.Lock()
+		f.l.holding--
+		f.l.mu.Unlock()
+	}
+	f.l.mu.Lock()
+	defer f.l.mu.Unlock()
+	if f.l.fail(OpFsync) {
+		return syscall.EIO
+	}
+	f.l.stats.Fsyncs++
+	// The host's own durability is not what is modelled: skip its fsync.
+	f.withFd(func(fd int) { f.l.synced(fd) })
+	return 0
+}
+
+func (f *file) Flush(ctx context.Context) syscall.Errno   { return f.lf.Flush(ctx) }
+func (f *file) Release(ctx context.Context) syscall.Errno { return f.lf.Release(ctx) }
+func (f *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	return f.lf.Getattr(ctx, out)
+}
+
+func (f *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok {
+		f.l.mu.Lock()
+		var err error
+		f.withFd(func(fd int) { err = f.l.touch(fd, int64(sz), 1<<62) })
+		if err != nil {
+			f.l.mu.Unlock()
+			return gofs.ToErrno(err)
+		}
+		errno := f.lf.Setattr(ctx, in, out)
+		f.l.mu.Unlock()
+		return errno
+	}
+	return f.lf.Setattr(ctx, in, out)
+}
+
+func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	return f.lf.Lseek(ctx, off, whence)
+}
+
+func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	f.l.mu.Lock()
+	defer f.l.mu.Unlock()
+	var err error
+	f.withFd(func(fd int) { err = f.l.touch(fd, int64(off), int64(off+size)) })
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	return f.lf.Allocate(ctx, off, size, mode)
+}
+
+// ErrNotRoot is returned by Available when mounting is impossible here.
+var ErrNotRoot = errors.New("lazyfs needs root and /dev/fuse")
+
+// Available reports whether this process can mount the layer.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotRoot, err)
+	}
+	return nil
+}

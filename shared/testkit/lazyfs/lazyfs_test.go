@@ -1,0 +1,209 @@
+package lazyfs
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func mount(t *testing.T) (*FS, string) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Fatalf("fault tests need root and /dev/fuse: %v", err)
+	}
+	dir, mnt := t.TempDir(), t.TempDir()
+	l, err := Mount(dir, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Unmount(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l, mnt
+}
+
+func remount(t *testing.T, l *FS, mnt string) *FS {
+	t.Helper()
+	l2, err := Mount(l.Dir(), mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l2.Unmount(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l2
+}
+
+func TestCrashKeepsOnlySyncedData(t *testing.T) {
+	l, mnt := mount(t)
+	path := filepath.Join(mnt, "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := bytes.Repeat([]byte("s"), 10000)
+	if _, err := f.Write(synced); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite inside the synced part and grow past it, then never sync.
+	if _, err := f.WriteAt([]byte("XXXX"), 5000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte("u"), 9000), 10000); err != nil {
+		t.Fatal(err)
+	}
+	never, err := os.Create(filepath.Join(mnt, "never-synced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := never.Write([]byte("gone")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	never.Close()
+	st, err := l.Crash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CutFiles != 2 {
+		t.Errorf("cut files = %d, want 2", st.CutFiles)
+	}
+	got, err := os.ReadFile(filepath.Join(l.Dir(), "f"))
+	if err != nil || !bytes.Equal(got, synced) {
+		t.Fatalf("after the cut f has %d bytes (%v), want the 10000 synced ones", len(got), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Dir(), "never-synced")); err != nil || len(b) != 0 {
+		t.Fatalf("never-synced after the cut: %q %v, want empty", b, err)
+	}
+}
+
+// Badger writes its WAL through a shared mmap and syncs it with msync:
+// that must reach the layer as writes and an fsync.
+func TestMmapWritesAndMsync(t *testing.T) {
+	l, mnt := mount(t)
+	path := filepath.Join(mnt, "wal")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("shared writable mmap on the layer: %v", err)
+	}
+	copy(m[0:], "first")
+	if err := msync(m); err != nil {
+		t.Fatal(err)
+	}
+	if l.Stats().Fsyncs == 0 {
+		t.Fatal("msync did not reach the layer as an fsync")
+	}
+	copy(m[8192:], "second")
+	if err := syscall.Munmap(m); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := l.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(l.Dir(), "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1<<20 || string(got[:5]) != "first" || got[8192] != 0 {
+		t.Fatalf("after the cut: %d bytes, %q at 0, %q at 8192; want 1 MiB, first, zeros", len(got), got[:5], got[8192:8198])
+	}
+}
+
+func msync(b []byte) error { return unix.Msync(b, unix.MS_SYNC) }
+
+func TestFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault Fault
+		want  []bool // per write+fsync pair: does the pair fail
+	}{
+		{"second write once", Fault{Op: OpWrite, N: 2}, []bool{false, true, false, false}},
+		{"second write on", Fault{Op: OpWrite, N: 2, Persistent: true}, []bool{false, true, true, true}},
+		{"third fsync once", Fault{Op: OpFsync, N: 3}, []bool{false, false, true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, mnt := mount(t)
+			f, err := os.Create(filepath.Join(mnt, "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			l.SetFault(&tc.fault)
+			for i, wantFail := range tc.want {
+				_, werr := f.Write([]byte("data"))
+				serr := f.Sync()
+				failed := werr != nil || serr != nil
+				if failed != wantFail {
+					t.Errorf("pair %d: write %v, fsync %v; want failure %v", i+1, werr, serr, wantFail)
+				}
+				if failed && !errors.Is(errors.Join(werr, serr), syscall.EIO) {
+					t.Errorf("pair %d: %v %v, want EIO", i+1, werr, serr)
+				}
+			}
+		})
+	}
+}
+
+func TestHoldFsyncs(t *testing.T) {
+	l, mnt := mount(t)
+	f, err := os.Create(filepath.Join(mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l.HoldFsyncs()
+	done := make(chan error, 1)
+	go func() { done <- f.Sync() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.HeldFsyncs() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("fsync never reached the layer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("fsync returned while held: %v", err)
+	default:
+	}
+	l.ReleaseFsyncs()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemountSeesCutState(t *testing.T) {
+	l, mnt := mount(t)
+	if err := os.WriteFile(filepath.Join(mnt, "a"), []byte("unsynced"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	remount(t, l, mnt)
+	b, err := os.ReadFile(filepath.Join(mnt, "a"))
+	if err != nil || len(b) != 0 {
+		t.Fatalf("after cut and remount: %q %v, want an empty file", b, err)
+	}
+}
