@@ -28,6 +28,16 @@ wait_http() { # url, name
 mkdir -p data
 "$bin/linli-hub" --config configs/hub.yaml & pids+=($!)
 wait_http http://127.0.0.1:8080/healthz hub
+# Enroll the demo devices once: each gets its own key and broker
+# credentials, and signs everything it sends.
+enroll() { # id site role data
+	if [ ! -f "$4/identity/identity.json" ]; then
+		token=$("$bin/linli-hub" device add --hub http://127.0.0.1:8080 --data ./data/hub --id "$1" --site "$2" --role "$3" | tail -n 1)
+		"$bin/linli-edge" enroll --hub http://127.0.0.1:8080 --token "$token" --data "$4"
+	fi
+}
+enroll kiosk-b1 xiangyang kiosk ./data/edge/kiosk-b1
+enroll gw-b3 xiangyang gateway ./data/edge/gw-b3
 "$bin/linli-edge" --config configs/kiosk.yaml & pids+=($!)
 "$bin/linli-edge" --config configs/gateway.yaml & pids+=($!)
 wait_http http://127.0.0.1:8081/healthz kiosk

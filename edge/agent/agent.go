@@ -12,18 +12,21 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"linli/edge/diskguard"
+	"linli/edge/enroll"
 	"linli/edge/kiosk"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
 	"linli/edge/uplink"
 	"linli/shared/config"
+	"linli/shared/identity"
 	"linli/shared/kv"
 )
 
@@ -33,6 +36,9 @@ var _ kiosk.Log = (*outbox.Log)(nil)
 // Main runs the edge program with args and env and returns its exit code:
 // 0 after a clean stop, 2 for bad settings, 1 for failures at run time.
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "enroll" {
+		return enroll.Main(ctx, args[1:], stdout, stderr)
+	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
 	if err := set.Load(args, env); err != nil {
@@ -43,6 +49,10 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	defaultData(&cfg)
+	if err := adoptIdentity(&cfg, set); err != nil {
+		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
+		return 2
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
 		return 2
@@ -117,7 +127,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		UnsafeNoSync: cfg.unsafeNoSync,
 	})
 	if err != nil {
-		if errors.Is(err, kv.ErrLocked) {
+		if errors.Is(err, kv.ErrLocked) || errors.Is(err, outbox.ErrDeviceMismatch) {
 			return nil, config.Errorf("data", "%v", err)
 		}
 		return nil, fmt.Errorf("open outbox: %w", err)
@@ -140,7 +150,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 		return nil, err
 	}
+	ident := new(atomic.Pointer[enroll.Identity])
+	if id, err := enroll.Load(cfg.Data); err == nil {
+		ident.Store(id)
+	} else if !errors.Is(err, enroll.ErrNotEnrolled) {
+		log.Error("identity unreadable; running unenrolled", "err", err)
+	}
+	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
 	up := uplink.New(ob, rep, uplink.Options{
+		Creds:  func() uplink.Creds { return creds(ident.Load(), log) },
 		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,
 		Username: cfg.Username, Password: cfg.Password,
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
@@ -184,6 +202,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}()
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); rep.Run(runCtx) }()
+	if ident.Load() == nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.awaitEnrollment(runCtx, ident) }()
+	}
 	if a.seats != nil {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.seats.Run(runCtx) }()
@@ -220,6 +242,88 @@ func (a *Agent) shutdownOnCancel(ctx context.Context) {
 	}
 	a.log.Info("edge stopped")
 	close(a.done)
+}
+
+// adoptIdentity takes id, site and role from the data dir's identity when
+// the edge is enrolled; a setting given explicitly that disagrees is an
+// error, not silently overridden.
+func adoptIdentity(cfg *Config, set *config.Set) error {
+	id, err := enroll.Load(cfg.Data)
+	if errors.Is(err, enroll.ErrNotEnrolled) {
+		return nil
+	}
+	if err != nil {
+		return config.Errorf("data", "%v", err)
+	}
+	for _, f := range []struct {
+		name     string
+		cur      *string
+		enrolled string
+	}{{"id", &cfg.ID, id.ID}, {"site", &cfg.Site, id.Site}, {"role", &cfg.Role, id.Role}} {
+		if set.IsSet(f.name) && *f.cur != f.enrolled {
+			return config.Errorf(f.name, "%q, but the data dir %s is enrolled as %s %q", *f.cur, cfg.Data, f.name, f.enrolled)
+		}
+		*f.cur = f.enrolled
+	}
+	return nil
+}
+
+// creds are the session credentials of an enrolled edge, or none.
+func creds(id *enroll.Identity, log *slog.Logger) uplink.Creds {
+	if id == nil {
+		return uplink.Creds{}
+	}
+	tlsConf, err := id.TLSConfig()
+	if err != nil {
+		log.Error("identity TLS settings", "err", err)
+	}
+	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf,
+		Sign: func(p []byte) ([]byte, error) { return identity.Sign(id.Key, id.ID, p) }}
+}
+
+// verifyDown checks the hub's signature on a downlink message. An edge not
+// enrolled yet has no hub key: it reads the message as unverified.
+func verifyDown(id *enroll.Identity, payload []byte) ([]byte, bool, error) {
+	if id == nil {
+		if identity.IsSigned(payload) {
+			p, err := identity.Payload(payload)
+			return p, false, err
+		}
+		return payload, false, nil
+	}
+	p, err := identity.Open(payload, id.HubPub, id.HubID)
+	return p, err == nil, err
+}
+
+// awaitEnrollment notices an identity written by `linli-edge enroll` while
+// the edge runs, and restarts the hub session with it.
+func (a *Agent) awaitEnrollment(ctx context.Context, ident *atomic.Pointer[enroll.Identity]) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		id, err := enroll.Load(a.cfg.Data)
+		if errors.Is(err, enroll.ErrNotEnrolled) {
+			continue
+		}
+		if err != nil {
+			a.log.Warn("identity unreadable", "err", err)
+			continue
+		}
+		if id.ID != a.cfg.ID || id.Site != a.cfg.Site {
+			a.log.Error("enrolled as another device than this data dir holds; restart the edge to see why",
+				"enrolled", id.ID, "running", a.cfg.ID)
+			return
+		}
+		ident.Store(id)
+		a.log.Info("enrolled; reconnecting with the new identity", "site", id.Site)
+		a.uplink.Reconnect()
+		return
+	}
 }
 
 // Addr is the HTTP listen address (useful with port 0).

@@ -21,14 +21,17 @@ import (
 // Key layout. Event keys sort by sequence number.
 const (
 	prefixEvent = "e/"
-	keyLast     = "m/last"  // highest seq ever assigned
-	keyAcked    = "m/acked" // the hub's high-water mark as last told
-	keyHLC      = "m/hlc"   // highest HLC issued, the clock's floor after restart
+	keyLast     = "m/last"   // highest seq ever assigned
+	keyAcked    = "m/acked"  // the hub's high-water mark as last told
+	keyHLC      = "m/hlc"    // highest HLC issued, the clock's floor after restart
+	keyDevice   = "m/device" // the device the log belongs to
 )
 
 // Errors of the outbox.
 var (
 	ErrClosed = errors.New("outbox is closed")
+	// ErrDeviceMismatch means the data dir holds another device's log.
+	ErrDeviceMismatch = errors.New("data dir belongs to another device")
 )
 
 // Options configure a Log.
@@ -132,8 +135,26 @@ func Open(opts Options) (*Log, error) {
 		notify: make(chan struct{}, 1),
 	}
 	var floor hlc.Timestamp
-	err = db.View(func(txn *badger.Txn) error {
-		var err error
+	err = db.Update(func(txn *badger.Txn) error {
+		// Sequence numbers mean something only for one device: a data dir is
+		// bound to the first device that opens it.
+		item, err := txn.Get([]byte(keyDevice))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			if err := txn.Set([]byte(keyDevice), []byte(opts.Device)); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			owner, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if string(owner) != opts.Device {
+				return fmt.Errorf("%w: it holds %s's events, not %s's", ErrDeviceMismatch, owner, opts.Device)
+			}
+		}
 		if l.last, err = kv.GetU64(txn, []byte(keyLast)); err != nil {
 			return err
 		}

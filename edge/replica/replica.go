@@ -43,6 +43,17 @@ type Replica struct {
 	acks     chan wire.DownAck
 	applied  uint64
 	catchUps uint64
+	refused  uint64
+	verify   func(payload []byte) (data []byte, verified bool, err error)
+}
+
+// SetVerifier installs the check of the hub's signature. verify returns
+// the signed payload and whether it was verified (false only for an edge
+// that has no hub key yet); an error refuses the message.
+func (r *Replica) SetVerifier(verify func(payload []byte) ([]byte, bool, error)) {
+	r.mu.Lock()
+	r.verify = verify
+	r.mu.Unlock()
 }
 
 // Open loads the cursor from db.
@@ -135,13 +146,27 @@ func (r *Replica) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case payload := <-r.in:
+			r.mu.Lock()
+			verify := r.verify
+			r.mu.Unlock()
+			verified := true
+			if verify != nil {
+				var err error
+				if payload, verified, err = verify(payload); err != nil {
+					r.mu.Lock()
+					r.refused++
+					r.mu.Unlock()
+					r.log.Warn("downlink message refused", "err", err)
+					continue
+				}
+			}
 			d, err := wire.DecodeDown(payload)
 			if err != nil {
 				r.log.Warn("bad downlink message", "err", err)
 				continue
 			}
 			r.log.Debug("downlink apply", "prev", d.Prev, "last", d.Last, "changes", len(d.Changes), "snapshot", d.Snapshot, "cursor", r.Cursor())
-			if err := r.Apply(d); err != nil {
+			if err := r.apply(d, verified); err != nil {
 				r.log.Error("apply downlink", "err", err)
 			}
 		}
@@ -151,10 +176,14 @@ func (r *Replica) Run(ctx context.Context) {
 // ErrOtherSite is returned for a message of another site.
 var ErrOtherSite = errors.New("downlink message for another site")
 
-// Apply applies a Down message in one transaction and reports the new
-// cursor to the hub. A message that does not follow the cursor asks for a
-// catch-up instead; a message already applied changes nothing.
-func (r *Replica) Apply(d wire.Down) error {
+// Apply applies a verified Down message in one transaction and reports the
+// new cursor to the hub. A message that does not follow the cursor asks for
+// a catch-up instead; a message already applied changes nothing.
+func (r *Replica) Apply(d wire.Down) error { return r.apply(d, true) }
+
+// apply applies d; from an unverified message it never takes an access
+// list, which opens doors.
+func (r *Replica) apply(d wire.Down, verified bool) error {
 	if d.Site != r.site {
 		return fmt.Errorf("%w: %s", ErrOtherSite, d.Site)
 	}
@@ -181,6 +210,10 @@ func (r *Replica) Apply(d wire.Down) error {
 		}
 		for _, c := range d.Changes {
 			if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
+				continue
+			}
+			if !verified && c.Entity == wire.EntityAccessList {
+				r.log.Warn("access list in an unverified message ignored (enroll this edge)", "id", c.ID)
 				continue
 			}
 			key := entityKey(c.Entity, c.ID)
@@ -287,9 +320,10 @@ func (r *Replica) List(entity string) ([]wire.Change, error) {
 	return out, err
 }
 
-// Stats counts applied changes and catch-up requests.
-func (r *Replica) Stats() (cursor, applied, catchUps uint64) {
+// Stats counts applied changes, catch-up requests and messages refused for
+// their signature.
+func (r *Replica) Stats() (cursor, applied, catchUps, refused uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.cursor, r.applied, r.catchUps
+	return r.cursor, r.applied, r.catchUps, r.refused
 }

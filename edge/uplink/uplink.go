@@ -6,6 +6,7 @@ package uplink
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,18 @@ type Options struct {
 	BackoffMax  time.Duration // reconnect delay cap (default 10s)
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Creds, when set, is asked at every connect for the credentials of
+	// the session (they appear when the edge enrolls while running).
+	Creds func() Creds
+}
+
+// Creds are an enrolled edge's credentials.
+type Creds struct {
+	Username, Password string
+	// Sign wraps each up message in the device's signature; nil sends
+	// unsigned (an edge that has not enrolled, on a loopback demo hub).
+	Sign func(payload []byte) ([]byte, error)
+	TLS  *tls.Config
 }
 
 func (o *Options) defaults() {
@@ -117,6 +130,8 @@ type Uplink struct {
 	ackHello atomic.Bool
 	ackSig   chan struct{}
 	prioSig  chan struct{}
+	kick     chan struct{}
+	sign     func([]byte) ([]byte, error) // of the current session
 	prioMu   sync.Mutex
 	prio     []event.Event
 }
@@ -137,7 +152,36 @@ type Stats struct {
 func New(log Log, down Downlink, opts Options) *Uplink {
 	opts.defaults()
 	return &Uplink{log: log, down: down, opts: opts, lg: opts.Logger,
-		ackSig: make(chan struct{}, 1), prioSig: make(chan struct{}, 1)}
+		ackSig: make(chan struct{}, 1), prioSig: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
+}
+
+// Reconnect ends the current session so the next one uses fresh
+// credentials; it never blocks.
+func (u *Uplink) Reconnect() {
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+var errKicked = errors.New("reconnect requested")
+
+// publishUp encodes, signs and publishes an up message.
+func (u *Uplink) publishUp(c mqtt.Client, up wire.Up) (int, error) {
+	payload, err := wire.Encode(up)
+	if err != nil {
+		return 0, fmt.Errorf("encode up message: %w", err)
+	}
+	if u.sign != nil {
+		if payload, err = u.sign(payload); err != nil {
+			return 0, fmt.Errorf("sign up message: %w", err)
+		}
+	}
+	// The token is not waited on: PUBACK only says the broker has it, and
+	// paho can complete tokens with a nil error on a dropped connection.
+	// Only the hub's ack moves the cursor.
+	c.Publish(u.topic(wire.LeafUp), 1, false, payload)
+	return len(payload), nil
 }
 
 // Connected reports whether a session with the hub is up (hello answered).
@@ -213,12 +257,22 @@ func (u *Uplink) status(online bool) []byte {
 }
 
 func (u *Uplink) session(ctx context.Context) error {
+	select { // a kick from before this session is already served
+	case <-u.kick:
+	default:
+	}
+	creds := Creds{Username: u.opts.Username, Password: u.opts.Password}
+	if u.opts.Creds != nil {
+		creds = u.opts.Creds()
+	}
+	u.sign = creds.Sign
 	lost := make(chan error, 1)
 	co := mqtt.NewClientOptions().
 		AddBroker(u.opts.Broker).
 		SetClientID(u.opts.Device).
-		SetUsername(u.opts.Username).
-		SetPassword(u.opts.Password).
+		SetUsername(creds.Username).
+		SetPassword(creds.Password).
+		SetTLSConfig(creds.TLS).
 		SetCleanSession(true).
 		SetAutoReconnect(false). // our loop owns reconnects, with jitter
 		SetConnectRetry(false).
@@ -311,11 +365,9 @@ func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (u
 		if u.down != nil {
 			h.DownCursor = u.down.Cursor()
 		}
-		payload, err := wire.Encode(wire.Up{Hello: h})
-		if err != nil {
-			return 0, fmt.Errorf("encode hello: %w", err)
+		if _, err := u.publishUp(c, wire.Up{Hello: h}); err != nil {
+			return 0, err
 		}
-		c.Publish(u.topic(wire.LeafUp), 1, false, payload)
 		if err := u.awaitHello(ctx, lost); err != nil {
 			return 0, err
 		}
@@ -342,6 +394,8 @@ func (u *Uplink) awaitHello(ctx context.Context, lost <-chan error) error {
 			return ctx.Err()
 		case err := <-lost:
 			return fmt.Errorf("connection lost during hello: %w", err)
+		case <-u.kick:
+			return errKicked
 		case <-timer.C:
 			return nil
 		case <-u.ackSig:
@@ -394,12 +448,12 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 			return fmt.Errorf("connection lost: %w", err)
 		case <-u.prioSig:
 		case <-u.log.Notify():
+		case <-u.kick:
+			return errKicked
 		case a := <-downAcks:
-			payload, err := wire.Encode(wire.Up{DownAck: &a})
-			if err != nil {
-				return fmt.Errorf("encode down ack: %w", err)
+			if _, err := u.publishUp(c, wire.Up{DownAck: &a}); err != nil {
+				return err
 			}
-			c.Publish(u.topic(wire.LeafUp), 1, false, payload)
 		case <-u.ackSig:
 			a := u.ackSeq.Load()
 			if a > acked {
@@ -454,18 +508,14 @@ func (u *Uplink) publishBatch(c mqtt.Client, from, to uint64, evs []event.Event,
 		return err
 	}
 	b.Priority = priority
-	payload, err := wire.Encode(wire.Up{Batch: b})
+	n, err := u.publishUp(c, wire.Up{Batch: b})
 	if err != nil {
-		return fmt.Errorf("encode batch: %w", err)
+		return err
 	}
-	// The token is not waited on: PUBACK only says the broker has it, and
-	// paho can complete tokens with a nil error on a dropped connection.
-	// Only the hub's ack moves the cursor.
-	c.Publish(u.topic(wire.LeafUp), 1, false, payload)
 	u.count(func(s *Stats) {
 		s.Batches++
 		s.Events += uint64(len(evs))
-		s.Bytes += uint64(len(payload))
+		s.Bytes += uint64(n)
 	})
 	return nil
 }

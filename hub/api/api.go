@@ -71,6 +71,10 @@ type API struct {
 	// State serves merged reports, activities, notices and alarms; without
 	// it reports are listed as submitted.
 	State State
+	// Registry and Hub enable enrollment; without them devices only
+	// appear as they connect.
+	Enrollment Registry
+	Hub        HubInfo
 	// Extra mounts more routes (the dashboard) on the same mux.
 	Extra func(mux *http.ServeMux)
 }
@@ -80,6 +84,9 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/devices", a.wrap(a.devices))
 	mux.HandleFunc("GET /api/v1/events", a.wrap(a.requireAuth(a.events)))
+	if a.Enrollment != nil {
+		a.mountDevices(mux)
+	}
 	if a.State != nil {
 		a.mountMerged(mux)
 	} else {
@@ -143,11 +150,15 @@ type deviceView struct {
 	Backlog  uint64     `json:"backlog"`
 	LastSeq  uint64     `json:"last_seq"`
 	SkewMs   int64      `json:"clock_skew_ms"`
+	Down     uint64     `json:"down_cursor"`
+	Enrolled bool       `json:"enrolled"`
+	Revoked  bool       `json:"revoked,omitempty"`
 }
 
 func viewDevice(d store.DeviceRecord) deviceView {
 	v := deviceView{ID: d.ID, Site: d.Site, Role: d.Role, Version: d.Version, Online: d.Online,
-		AckedSeq: d.Acked, Received: d.Received, Rejected: d.Rejected, LastSeq: max(d.LastSeq, d.Acked), SkewMs: d.SkewMs}
+		AckedSeq: d.Acked, Received: d.Received, Rejected: d.Rejected, LastSeq: max(d.LastSeq, d.Acked), SkewMs: d.SkewMs,
+		Down: d.Down}
 	if v.LastSeq > d.Acked {
 		v.Backlog = v.LastSeq - d.Acked
 	}
@@ -162,11 +173,17 @@ func (a *API) devices(w http.ResponseWriter, r *http.Request) error {
 	site := r.URL.Query().Get("site")
 	out := []deviceView{}
 	for _, d := range a.Devices.Devices() {
+		out = append(out, viewDevice(d))
+	}
+	out = a.enrolledView(out)
+	filtered := out[:0]
+	for _, d := range out {
 		if site == "" || d.Site == site {
-			out = append(out, viewDevice(d))
+			filtered = append(filtered, d)
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	slices.SortFunc(filtered, func(x, y deviceView) int { return strings.Compare(x.ID, y.ID) })
+	httpx.WriteJSON(w, http.StatusOK, filtered)
 	return nil
 }
 

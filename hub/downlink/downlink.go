@@ -41,6 +41,7 @@ type Log struct {
 	pub   Publisher
 	clock *hlc.Clock
 	log   *slog.Logger
+	sign  func([]byte) ([]byte, error)
 
 	mu    sync.Mutex
 	heads map[string]uint64            // site → last seq
@@ -55,9 +56,10 @@ type staged struct {
 	index map[string]map[string]uint64
 }
 
-// Open loads the heads and the entity index from db.
-func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, log *slog.Logger) (*Log, error) {
-	l := &Log{db: db, pub: pub, clock: clock, log: log,
+// Open loads the heads and the entity index from db. sign, when set,
+// signs every message (edges verify it with the hub's key).
+func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]byte, error), log *slog.Logger) (*Log, error) {
+	l := &Log{db: db, pub: pub, clock: clock, log: log, sign: sign,
 		heads: map[string]uint64{}, index: map[string]map[string]uint64{}}
 	err := db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -201,6 +203,9 @@ func (l *Log) Abort() {
 func (l *Log) publish(topic string, d *wire.Down) {
 	for _, part := range split(d) {
 		payload, err := wire.Encode(part)
+		if err == nil && l.sign != nil {
+			payload, err = l.sign(payload)
+		}
 		if err != nil {
 			l.log.Error("encode down", "err", err)
 			return

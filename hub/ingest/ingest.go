@@ -5,6 +5,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -15,6 +17,7 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/identity"
 	"linli/shared/wire"
 )
 
@@ -45,18 +48,29 @@ type Downlink interface {
 	CatchUp(site, device string, cursor uint64) error
 }
 
+// Keys knows enrolled devices' keys.
+type Keys interface {
+	// Key returns an enrolled device's public key and site. known is false
+	// for an id that never enrolled; err is set for a revoked device.
+	Key(id string) (pub ed25519.PublicKey, site string, known bool, err error)
+}
+
 // Options configure an Ingest.
 type Options struct {
 	Store     *store.Store
 	Transport Transport
 	Applier   Applier
 	Downlink  Downlink
-	Clock     *hlc.Clock
-	Logger    *slog.Logger
-	Sites     []string // sites this hub owns; empty means all
-	Decoders  int      // decode workers (default GOMAXPROCS)
-	MaxGroup  int      // most events in one group commit (default 20,000)
-	Now       func() time.Time
+	Keys      Keys
+	// AllowUnsigned accepts unsigned messages from devices that never
+	// enrolled (loopback demo mode); enrolled devices must always sign.
+	AllowUnsigned bool
+	Clock         *hlc.Clock
+	Logger        *slog.Logger
+	Sites         []string // sites this hub owns; empty means all
+	Decoders      int      // decode workers (default GOMAXPROCS)
+	MaxGroup      int      // most events in one group commit (default 20,000)
+	Now           func() time.Time
 }
 
 // Ingest is the hub's receiving pipeline.
@@ -80,7 +94,8 @@ type Stats struct {
 	Batches     uint64
 	Events      uint64 // new events committed
 	Duplicates  uint64
-	Rejected    uint64 // batches refused (undecodable, wrong device)
+	Rejected    uint64 // messages refused (undecodable, wrong device, bad signature)
+	Forged      uint64 // of those, refused for their signature or sender
 	Quarantined uint64 // events stored aside because they failed validation
 	Commits     uint64
 	CommitNanos uint64 // time spent in commit (sync)
@@ -246,7 +261,13 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 		case m = <-in.in:
 		}
 		in.count(func(s *Stats) { s.Messages++ })
-		up, err := wire.DecodeUp(m.payload)
+		payload, err := in.verify(m)
+		if err != nil {
+			in.count(func(s *Stats) { s.Forged++ })
+			in.reject(m, err)
+			continue
+		}
+		up, err := wire.DecodeUp(payload)
 		if err != nil {
 			in.reject(m, err)
 			continue
@@ -287,6 +308,39 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// verify checks the signature of a message against the sender's enrolled
+// key and returns the signed payload. Nothing unverified reaches the merge.
+func (in *Ingest) verify(m inbound) ([]byte, error) {
+	var (
+		pub   ed25519.PublicKey
+		site  string
+		known bool
+		err   error
+	)
+	if in.opts.Keys != nil {
+		pub, site, known, err = in.opts.Keys.Key(m.device)
+	}
+	if known {
+		if err != nil {
+			return nil, err // revoked
+		}
+		if site != m.site {
+			return nil, fmt.Errorf("device is enrolled in site %s, not %s", site, m.site)
+		}
+		if !identity.IsSigned(m.payload) {
+			return nil, errors.New("unsigned message from an enrolled device")
+		}
+		return identity.Open(m.payload, pub, m.device)
+	}
+	if !in.opts.AllowUnsigned {
+		return nil, errors.New("device is not enrolled")
+	}
+	if identity.IsSigned(m.payload) {
+		return nil, errors.New("signed message from a device that is not enrolled")
+	}
+	return m.payload, nil
 }
 
 func (in *Ingest) reject(m inbound, err error) {

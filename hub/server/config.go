@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"linli/shared/config"
 	"linli/shared/event"
@@ -25,6 +26,9 @@ type Config struct {
 	LogLevel   string
 	Decoders   int
 	MaxGroup   int
+
+	AllowUnenrolled bool
+	TokenTTL        time.Duration
 }
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
@@ -44,6 +48,8 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
 	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
+	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
+	s.Duration(&c.TokenTTL, "token-ttl", 24*time.Hour, "how long an enrollment token stays valid")
 	return s
 }
 
@@ -87,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxGroup < 1 {
 		return config.Errorf("max-group", "must be at least 1")
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
+		return config.Errorf("token-ttl", "must be 1m to 720h")
 	}
 	return nil
 }

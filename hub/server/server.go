@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -26,16 +27,21 @@ import (
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
 	"linli/hub/ingest"
+	"linli/hub/registry"
 	"linli/hub/state"
 	"linli/hub/store"
 	"linli/shared/config"
 	"linli/shared/hlc"
+	"linli/shared/identity"
 	"linli/shared/kv"
 )
 
 // Main runs the hub program and returns its exit code: 0 after a clean
 // stop, 2 for bad settings, 1 for failures at run time.
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "device" {
+		return deviceMain(ctx, args[1:], stdout, stderr)
+	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
 	if err := set.Load(args, env); err != nil {
@@ -75,17 +81,19 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 
 // Hub is a running hub.
 type Hub struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store.Store
-	broker *broker.Broker
-	client *brokerclient.Client
-	ingest *ingest.Ingest
-	down   *downlink.Log
-	state  *state.State
-	srv    *http.Server
-	ln     net.Listener
-	token  string
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	broker   *broker.Broker
+	client   *brokerclient.Client
+	ingest   *ingest.Ingest
+	down     *downlink.Log
+	state    *state.State
+	registry *registry.Registry
+	key      ed25519.PrivateKey
+	srv      *http.Server
+	ln       net.Listener
+	token    string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -122,9 +130,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}
 	cleanup = append(cleanup, func() { h.closeStore() })
 
+	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
+	if err != nil {
+		return nil, config.Errorf("data", "hub key: %v", err)
+	}
+	h.registry, err = registry.Open(h.store.DB(), log.With("component", "registry"))
+	if err != nil {
+		return nil, err
+	}
 	var tr ingest.Transport
 	if cfg.Broker == "" {
-		h.broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Logger: log})
+		h.broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Logger: log,
+			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}})
 		if err != nil {
 			return nil, config.Errorf("mqtt-listen", "%v", err)
 		}
@@ -142,7 +159,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		tr = h.client
 	}
 	clock := hlc.NewClock(nil, 0)
-	h.down, err = downlink.Open(h.store.DB(), tr, clock, log.With("component", "downlink"))
+	h.registry.OnChange(func(d registry.Device) {
+		if !d.Revoked.IsZero() && h.broker != nil {
+			h.broker.Disconnect(d.ID) // refused from its next connect on
+		}
+	})
+	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
+	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +175,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, err
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
-		Applier: h.state, Downlink: h.down,
+		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
 		return nil, err
@@ -165,6 +188,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registerMetrics(reg)
 	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: api.TokenAuth{Token: token},
+		Enrollment: h.registry, Hub: api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey),
+			Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL},
 		Registry: reg, Logger: log.With("component", "http")}
 	h.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -241,6 +266,43 @@ func (h *Hub) kiosks(site string) []string {
 		}
 	}
 	return out
+}
+
+// brokerURL is what edges are told to connect to.
+func (h *Hub) brokerURL() string {
+	if h.broker != nil {
+		return "tcp://" + h.broker.Addr()
+	}
+	return h.cfg.Broker
+}
+
+// deviceAuth lets enrolled devices in with their credentials and, in open
+// mode, devices that never enrolled without any.
+type deviceAuth struct {
+	reg  *registry.Registry
+	open bool
+}
+
+func (a deviceAuth) Authenticate(clientID, username string, password []byte) (string, error) {
+	site, err := a.reg.Authenticate(clientID, username, password)
+	if errors.Is(err, registry.ErrUnknown) && a.open && username == "" {
+		return "", nil // unbound: its site comes from its topics
+	}
+	return site, err
+}
+
+// deviceKeys adapts the registry to ingest's signature checks.
+type deviceKeys struct{ reg *registry.Registry }
+
+func (k deviceKeys) Key(id string) (ed25519.PublicKey, string, bool, error) {
+	d, ok := k.reg.Get(id)
+	if !ok || len(d.PublicKey) == 0 {
+		return nil, "", false, nil
+	}
+	if !d.Revoked.IsZero() {
+		return nil, d.Site, true, registry.ErrRevoked
+	}
+	return ed25519.PublicKey(d.PublicKey), d.Site, true, nil
 }
 
 // HTTPAddr is the API's listen address.
@@ -323,6 +385,21 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	counter("linli_hub_rejected_total", "Messages refused (undecodable, bad batch, wrong site).", func(s ingest.Stats) uint64 { return s.Rejected })
 	counter("linli_hub_quarantined_total", "Events stored aside because they failed validation.", func(s ingest.Stats) uint64 { return s.Quarantined })
 	counter("linli_hub_commits_total", "Synced group commits.", func(s ingest.Stats) uint64 { return s.Commits })
+	counter("linli_hub_forged_total", "Messages refused for their signature or sender (unsigned from an enrolled device, another key, revoked).", func(s ingest.Stats) uint64 { return s.Forged })
+	if h.broker != nil {
+		for _, k := range []struct {
+			what string
+			f    func(c, p, s uint64) uint64
+		}{
+			{"connect", func(c, _, _ uint64) uint64 { return c }},
+			{"publish", func(_, p, _ uint64) uint64 { return p }},
+			{"subscribe", func(_, _, s uint64) uint64 { return s }},
+		} {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_acl_refused_total",
+				Help: "Connections, publishes and subscriptions the embedded broker refused.", ConstLabels: prometheus.Labels{"what": k.what}},
+				func() float64 { return float64(k.f(h.broker.Refused())) }))
+		}
+	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",

@@ -62,6 +62,7 @@ type Set struct {
 	sections map[string]any
 	config   string
 	out      io.Writer
+	set      map[string]bool // settings given by file, env or flag
 }
 
 // New starts an empty set for program (used in messages).
@@ -72,6 +73,7 @@ func New(program string, usageOut io.Writer) *Set {
 		settings: map[string]*setting{},
 		sections: map[string]any{},
 		out:      usageOut,
+		set:      map[string]bool{},
 	}
 	s.fs.SetOutput(io.Discard)
 	s.fs.StringVar(&s.config, "config", "", "YAML config file (env LINLI_CONFIG)")
@@ -79,7 +81,13 @@ func New(program string, usageOut io.Writer) *Set {
 }
 
 func (s *Set) add(name, def, usage string, set func(string) error) {
-	s.settings[name] = &setting{name: name, usage: usage, def: def, set: set}
+	s.settings[name] = &setting{name: name, usage: usage, def: def, set: func(v string) error {
+		if err := set(v); err != nil {
+			return err
+		}
+		s.set[name] = true
+		return nil
+	}}
 	s.order = append(s.order, name)
 	// Flags go through a string sink: values are applied in precedence
 	// order by Load, not as the flag package parses them.
@@ -163,6 +171,10 @@ func (s *Set) List(p *[]string, name string, def []string, usage string) {
 // list under key), decoded strictly into target. Sections have no flag or
 // environment form.
 func (s *Set) Section(key string, target any) { s.sections[key] = target }
+
+// IsSet reports whether a setting was given (file, environment or flag)
+// rather than left at its default.
+func (s *Set) IsSet(name string) bool { return s.set[name] }
 
 // ConfigFile is the config file Load used, if any.
 func (s *Set) ConfigFile() string { return s.config }

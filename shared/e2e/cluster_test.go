@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,4 +164,36 @@ func verify(t *testing.T, h *hubProc, e *edgeProc, ledger *testkit.Ledger) testk
 	}
 	t.Logf("%s", v)
 	return v
+}
+
+// enrollEdge issues a token at the hub (as `linli-hub device add` does) and
+// enrolls a fresh data dir with `linli-edge enroll`; it returns the dir.
+func enrollEdge(t *testing.T, h *hubProc, id, site, role string) string {
+	t.Helper()
+	var tok struct{ Token string }
+	if code := h.do(t, "POST", "/api/v1/devices", map[string]string{"id": id, "site": site, "role": role}, &tok); code != 201 {
+		t.Fatalf("issue token for %s: %d", id, code)
+	}
+	_, edgeBin := testkit.Binaries(t)
+	data := filepath.Join(t.TempDir(), id)
+	out, err := exec.Command(edgeBin, "enroll", "--hub", h.URL, "--token", tok.Token, "--data", data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("enroll %s: %v\n%s", id, err, out)
+	}
+	return data
+}
+
+// startEnrolledEdge enrolls an edge and runs it; id, site and role come
+// from its identity.
+func startEnrolledEdge(t *testing.T, h *hubProc, id, site, role string, extra ...string) *edgeProc {
+	t.Helper()
+	data := enrollEdge(t, h, id, site, role)
+	_, edgeBin := testkit.Binaries(t)
+	httpAddr := testkit.FreePort(t)
+	args := []string{"--data", data, "--http", httpAddr, "--broker", h.MQTT,
+		"--backoff-max", "500ms", "--ack-timeout", "2s", "--keepalive", "2s"}
+	e := &edgeProc{ID: id, URL: "http://" + httpAddr, Data: data}
+	e.Proc = testkit.Start(t, id, edgeBin, append(args, extra...))
+	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
+	return e
 }

@@ -1,0 +1,144 @@
+package api
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"net/http"
+	"time"
+
+	"linli/hub/registry"
+	"linli/shared/httpx"
+	"linli/shared/identity"
+)
+
+// Registry enrolls and revokes devices.
+type Registry interface {
+	Issue(id, site, role, fingerprint string, ttl time.Duration) (identity.Token, time.Time, error)
+	Enroll(token string, pub ed25519.PublicKey) (registry.Device, string, error)
+	Revoke(id string) (registry.Device, error)
+	List() []registry.Device
+	Get(id string) (registry.Device, bool)
+}
+
+// HubInfo is what enrollment hands to a new edge about the hub.
+type HubInfo struct {
+	ID          string
+	Key         ed25519.PublicKey
+	CAPEM       string // "" without TLS
+	Fingerprint string // of the CA, carried in tokens
+	Broker      string // the broker URL edges should use
+	TokenTTL    time.Duration
+}
+
+func (a *API) mountDevices(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/devices", a.wrap(a.requireAdmin(a.addDevice)))
+	mux.HandleFunc("DELETE /api/v1/devices/{id}", a.wrap(a.requireAdmin(a.revokeDevice)))
+	mux.HandleFunc("POST /api/v1/enroll", a.wrap(a.enroll))
+	mux.HandleFunc("GET /api/v1/ca.pem", a.wrap(a.caPEM))
+}
+
+func (a *API) requireAdmin(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return a.requireAuth(func(w http.ResponseWriter, r *http.Request) error {
+		p, err := a.Caller(r)
+		if err != nil {
+			return err
+		}
+		if !p.Admin {
+			return &httpx.Error{Status: http.StatusForbidden, Msg: "this needs an admin"}
+		}
+		return h(w, r)
+	})
+}
+
+func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		ID   string `json:"id"`
+		Site string `json:"site"`
+		Role string `json:"role"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	ttl := a.Hub.TokenTTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	tok, exp, err := a.Enrollment.Issue(req.ID, req.Site, req.Role, a.Hub.Fingerprint, ttl)
+	if err != nil {
+		if e := httpx.FromValidation(err); e != nil {
+			return e
+		}
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"id": req.ID, "site": req.Site, "role": req.Role,
+		"token": tok.String(), "expires": exp.Format(time.RFC3339)})
+	return nil
+}
+
+func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	d, err := a.Enrollment.Revoke(id)
+	if errors.Is(err, registry.ErrUnknown) {
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no enrolled device " + id}
+	}
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"id": d.ID, "revoked": d.Revoked.Format(time.RFC3339)})
+	return nil
+}
+
+func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
+	var req identity.EnrollRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if _, err := identity.ParseToken(req.Token); err != nil {
+		return httpx.BadRequest("token", "%v", err)
+	}
+	pub, err := identity.DecodePublic(req.PublicKey)
+	if err != nil {
+		return httpx.BadRequest("public_key", "%v", err)
+	}
+	d, password, err := a.Enrollment.Enroll(req.Token, pub)
+	switch {
+	case errors.Is(err, registry.ErrTokenUnknown), errors.Is(err, registry.ErrTokenExpired):
+		return &httpx.Error{Status: http.StatusForbidden, Field: "token", Msg: err.Error()}
+	case err != nil:
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
+		MQTTUsername: d.ID, MQTTPassword: password, HubID: a.Hub.ID, HubKey: identity.EncodePublic(a.Hub.Key),
+		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker})
+	return nil
+}
+
+func (a *API) caPEM(w http.ResponseWriter, r *http.Request) error {
+	if a.Hub.CAPEM == "" {
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "this hub serves plain HTTP on loopback; it has no CA"}
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err := w.Write([]byte(a.Hub.CAPEM))
+	return err
+}
+
+// enrolledView adds what the registry knows to the device list.
+func (a *API) enrolledView(out []deviceView) []deviceView {
+	if a.Enrollment == nil {
+		return out
+	}
+	have := map[string]int{}
+	for i, d := range out {
+		have[d.ID] = i
+	}
+	for _, d := range a.Enrollment.List() {
+		i, ok := have[d.ID]
+		if !ok {
+			out = append(out, deviceView{ID: d.ID, Site: d.Site, Role: d.Role})
+			i = len(out) - 1
+		}
+		out[i].Enrolled = d.Active() || !d.Revoked.IsZero()
+		out[i].Revoked = !d.Revoked.IsZero()
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+// Package registry is the hub's list of enrolled devices: one-time
+// enrollment tokens, each device's public key and broker credentials,
+// revocation, and the broker's authentication of devices.
+package registry
+
+import (
+	"crypto/ed25519"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/event"
+	"linli/shared/identity"
+)
+
+// Key layout (global: device ids are unique per hub):
+//
+//	v/dev/{id}             Device
+//	v/tok/{sha256(secret)} pending enrollment
+const (
+	prefixDevice = "v/dev/"
+	prefixToken  = "v/tok/"
+)
+
+// Errors of enrollment and authentication.
+var (
+	ErrTokenUnknown = errors.New("enrollment token is unknown or already used")
+	ErrTokenExpired = errors.New("enrollment token has expired")
+	ErrRevoked      = errors.New("device is revoked")
+	ErrUnknown      = errors.New("device is not enrolled")
+	ErrCredentials  = errors.New("bad credentials")
+)
+
+// Roles a device may have.
+var Roles = []string{"kiosk", "gateway"}
+
+// Device is an enrolled device.
+type Device struct {
+	ID        string    `cbor:"1,keyasint" json:"id"`
+	Site      string    `cbor:"2,keyasint" json:"site"`
+	Role      string    `cbor:"3,keyasint" json:"role"`
+	PublicKey []byte    `cbor:"4,keyasint,omitempty" json:"-"`
+	PassSalt  []byte    `cbor:"5,keyasint,omitempty" json:"-"`
+	PassHash  []byte    `cbor:"6,keyasint,omitempty" json:"-"`
+	Mosquitto string    `cbor:"7,keyasint,omitempty" json:"-"` // the password in mosquitto_passwd's $7$ form
+	Enrolled  time.Time `cbor:"8,keyasint,omitempty" json:"enrolled,omitzero"`
+	Revoked   time.Time `cbor:"9,keyasint,omitempty" json:"revoked,omitzero"`
+}
+
+// Active reports whether the device is enrolled and not revoked.
+func (d *Device) Active() bool { return len(d.PublicKey) > 0 && d.Revoked.IsZero() }
+
+type pending struct {
+	ID      string    `cbor:"1,keyasint"`
+	Site    string    `cbor:"2,keyasint"`
+	Role    string    `cbor:"3,keyasint"`
+	Expires time.Time `cbor:"4,keyasint"`
+}
+
+// Registry is safe for concurrent use.
+type Registry struct {
+	db  *badger.DB
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.RWMutex
+	devices map[string]*Device
+	// OnChange is called after a device is enrolled or revoked (to rewrite
+	// a Mosquitto password file, to disconnect a revoked device).
+	onChange []func(d Device)
+}
+
+// Open loads the registry from db.
+func Open(db *badger.DB, log *slog.Logger) (*Registry, error) {
+	r := &Registry{db: db, log: log, now: time.Now, devices: map[string]*Device{}}
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixDevice)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			d := new(Device)
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, d) }); err != nil {
+				return fmt.Errorf("device %q: %w", it.Item().Key(), err)
+			}
+			r.devices[d.ID] = d
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load registry: %w", err)
+	}
+	return r, nil
+}
+
+// OnChange registers f to be called after every enrollment or revocation.
+func (r *Registry) OnChange(f func(d Device)) {
+	r.mu.Lock()
+	r.onChange = append(r.onChange, f)
+	r.mu.Unlock()
+}
+
+func tokenKey(secret string) []byte {
+	sum := sha256.Sum256([]byte(secret))
+	return []byte(prefixToken + hex.EncodeToString(sum[:]))
+}
+
+// Issue creates a one-time enrollment token for a device, valid for ttl.
+// Issuing again for an enrolled device lets it re-enroll (a replaced or
+// wiped edge); its old key stays valid until then.
+func (r *Registry) Issue(id, site, role, fingerprint string, ttl time.Duration) (identity.Token, time.Time, error) {
+	if err := event.ValidID(id); err != nil {
+		return identity.Token{}, time.Time{}, &event.FieldError{Field: "id", Msg: err.Error()}
+	}
+	if id == "all" || id == "hub" || len(id) > 3 && id[:4] == "hub-" {
+		return identity.Token{}, time.Time{}, &event.FieldError{Field: "id", Msg: fmt.Sprintf("%q is reserved", id)}
+	}
+	if err := event.ValidID(site); err != nil {
+		return identity.Token{}, time.Time{}, &event.FieldError{Field: "site", Msg: err.Error()}
+	}
+	if !slices.Contains(Roles, role) {
+		return identity.Token{}, time.Time{}, &event.FieldError{Field: "role", Msg: fmt.Sprintf("%q is not one of %v", role, Roles)}
+	}
+	r.mu.RLock()
+	existing, ok := r.devices[id]
+	r.mu.RUnlock()
+	if ok && existing.Site != site {
+		return identity.Token{}, time.Time{}, &event.FieldError{Field: "site", Msg: fmt.Sprintf("device %s is enrolled in site %s", id, existing.Site)}
+	}
+	tok, err := identity.NewToken(fingerprint)
+	if err != nil {
+		return identity.Token{}, time.Time{}, err
+	}
+	exp := r.now().Add(ttl).UTC().Truncate(time.Second)
+	val, err := event.Marshal(pending{ID: id, Site: site, Role: role, Expires: exp})
+	if err != nil {
+		return identity.Token{}, time.Time{}, err
+	}
+	err = r.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(tokenKey(tok.Secret), val).WithTTL(ttl + time.Hour))
+	})
+	if err != nil {
+		return identity.Token{}, time.Time{}, fmt.Errorf("store enrollment token: %w", err)
+	}
+	return tok, exp, nil
+}
+
+// Enroll consumes a token and registers pub as the device's key, with
+// fresh broker credentials. It returns the device and its broker password
+// (shown once; the hub keeps only hashes).
+func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, error) {
+	tok, err := identity.ParseToken(token)
+	if err != nil {
+		return Device{}, "", err
+	}
+	var p pending
+	var d *Device
+	password := randomString(24)
+	err = r.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(tokenKey(tok.Secret))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrTokenUnknown
+		}
+		if err != nil {
+			return err
+		}
+		if err := item.Value(func(v []byte) error { return event.Unmarshal(v, &p) }); err != nil {
+			return err
+		}
+		// One use only, expired or not.
+		if err := txn.Delete(tokenKey(tok.Secret)); err != nil {
+			return err
+		}
+		if r.now().After(p.Expires) {
+			return ErrTokenExpired
+		}
+		salt := make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return err
+		}
+		d = &Device{ID: p.ID, Site: p.Site, Role: p.Role, PublicKey: pub, PassSalt: salt,
+			PassHash: hashPassword(salt, password), Mosquitto: mosquittoHash(password), Enrolled: r.now().UTC()}
+		val, err := event.Marshal(d)
+		if err != nil {
+			return err
+		}
+		return txn.Set([]byte(prefixDevice+d.ID), val)
+	})
+	if errors.Is(err, ErrTokenExpired) {
+		return Device{}, "", err // the token is spent either way
+	}
+	if err != nil {
+		return Device{}, "", err
+	}
+	r.mu.Lock()
+	r.devices[d.ID] = d
+	hooks := r.onChange
+	r.mu.Unlock()
+	for _, f := range hooks {
+		f(*d)
+	}
+	r.log.Info("device enrolled", "device", d.ID, "site", d.Site, "role", d.Role)
+	return *d, password, nil
+}
+
+// Revoke revokes a device: its next connection and every message it signs
+// from now on are refused.
+func (r *Registry) Revoke(id string) (Device, error) {
+	r.mu.Lock()
+	d, ok := r.devices[id]
+	if !ok {
+		r.mu.Unlock()
+		return Device{}, ErrUnknown
+	}
+	c := *d
+	if c.Revoked.IsZero() {
+		c.Revoked = r.now().UTC()
+	}
+	r.mu.Unlock()
+	val, err := event.Marshal(&c)
+	if err != nil {
+		return Device{}, err
+	}
+	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(prefixDevice+id), val) }); err != nil {
+		return Device{}, fmt.Errorf("store revocation: %w", err)
+	}
+	r.mu.Lock()
+	r.devices[id] = &c
+	hooks := r.onChange
+	r.mu.Unlock()
+	for _, f := range hooks {
+		f(c)
+	}
+	r.log.Warn("device revoked", "device", id)
+	return c, nil
+}
+
+// Get returns a device's record.
+func (r *Registry) Get(id string) (Device, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.devices[id]
+	if !ok {
+		return Device{}, false
+	}
+	return *d, true
+}
+
+// List returns every device, sorted by id.
+func (r *Registry) List() []Device {
+	r.mu.RLock()
+	out := make([]Device, 0, len(r.devices))
+	for _, d := range r.devices {
+		out = append(out, *d)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Device) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Key returns the public key of an active device. known is true when the
+// device id is enrolled at all (revoked or not): such a device must sign.
+func (r *Registry) Key(id string) (pub ed25519.PublicKey, known bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.devices[id]
+	if !ok {
+		return nil, false, ErrUnknown
+	}
+	if !d.Revoked.IsZero() {
+		return nil, true, ErrRevoked
+	}
+	return ed25519.PublicKey(d.PublicKey), true, nil
+}
+
+// Authenticate checks a device's broker login and returns its site. Open
+// (unenrolled) ids are the caller's business: this answers ErrUnknown.
+func (r *Registry) Authenticate(clientID, username string, password []byte) (string, error) {
+	r.mu.RLock()
+	d, ok := r.devices[clientID]
+	r.mu.RUnlock()
+	if !ok {
+		return "", ErrUnknown
+	}
+	if !d.Revoked.IsZero() {
+		return "", ErrRevoked
+	}
+	if username != clientID || subtle.ConstantTimeCompare(hashPassword(d.PassSalt, string(password)), d.PassHash) != 1 {
+		return "", ErrCredentials
+	}
+	return d.Site, nil
+}
+
+func hashPassword(salt []byte, password string) []byte {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write([]byte(password))
+	return h.Sum(nil)
+}
+
+// mosquittoHash is mosquitto_passwd's PBKDF2-SHA512 form ($7$), so the hub
+// can write a password file for an external Mosquitto.
+func mosquittoHash(password string) string {
+	salt := make([]byte, 12)
+	if _, err := rand.Read(salt); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	const iterations = 101
+	key, err := pbkdf2.Key(sha512.New, password, salt, iterations, 64)
+	if err != nil {
+		panic(err) // only for invalid parameters, which these are not
+	}
+	return fmt.Sprintf("$7$%d$%s$%s", iterations, base64.StdEncoding.EncodeToString(salt), base64.StdEncoding.EncodeToString(key))
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,308 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"linli/shared/event"
+	"linli/shared/identity"
+	"linli/shared/testkit"
+	"linli/shared/wire"
+)
+
+type stolen struct {
+	ID           string `json:"id"`
+	Site         string `json:"site"`
+	MQTTUsername string `json:"mqtt_username"`
+	MQTTPassword string `json:"mqtt_password"`
+}
+
+func readIdentity(t *testing.T, data string) (stolen, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "identity", "identity.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s stolen
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s, b
+}
+
+func dial(t *testing.T, broker, clientID, user, pass string) (mqtt.Client, error) {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(clientID).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second))
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	if tok.Error() != nil {
+		return nil, tok.Error()
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return c, nil
+}
+
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			var v float64
+			if _, err := fmt.Sscan(strings.TrimPrefix(line, name+" "), &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// Nobody impersonates a device or reads another's topics; forged and
+// replayed data changes nothing; revoked devices stay out.
+func TestDeviceSecurity(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	k1 := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
+	k2 := startEnrolledEdge(t, h, "kiosk-2", "s2", "kiosk")
+	for _, k := range []*edgeProc{k1, k2} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, k.ID + " not connected" })
+	}
+	connects := metric(t, k1.URL, "linli_edge_uplink_connects_total")
+
+	t.Run("impersonation is refused and the real device stays connected", func(t *testing.T) {
+		for _, creds := range [][2]string{{"", ""}, {"kiosk-1", "guess"}, {"kiosk-2", readPassword(t, k2.Data)}} {
+			if _, err := dial(t, h.MQTT, "kiosk-1", creds[0], creds[1]); err == nil {
+				t.Fatalf("connected as kiosk-1 with %q/%q", creds[0], creds[1])
+			}
+		}
+		if !k1.sync(t).Connected || metric(t, k1.URL, "linli_edge_uplink_connects_total") != connects {
+			t.Fatal("the real kiosk-1 was disconnected by an impersonation attempt")
+		}
+	})
+
+	id1, _ := readIdentity(t, k1.Data)
+	// A stolen but valid login of kiosk-2, used to try everything else.
+	id2, _ := readIdentity(t, k2.Data)
+	c, err := dial(t, h.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("subscriptions beyond the device's own are denied", func(t *testing.T) {
+		got := make(chan string, 16)
+		for _, f := range []string{"#", "linli/v1/+/+/up", "linli/v1/s1/kiosk-1/ack", "linli/v1/s1/all/down", "linli/v1/s1/kiosk-1/down", "$SYS/#"} {
+			tok := c.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Topic() })
+			tok.WaitTimeout(5 * time.Second)
+			st, _ := tok.(*mqtt.SubscribeToken)
+			if tok.Error() == nil && st != nil && st.Result()[f] != 0x80 {
+				t.Errorf("subscribe %q granted (%v)", f, st.Result())
+			}
+		}
+		// Activity on kiosk-1 produces acks and downlink for s1: none may
+		// reach kiosk-2's login.
+		if code := k1.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R1", "activity": "A1"}, nil); code != 201 {
+			t.Fatal(code)
+		}
+		drained(t, k1, 20*time.Second)
+		select {
+		case topic := <-got:
+			t.Fatalf("a message on %s was delivered to another device", topic)
+		default:
+		}
+	})
+
+	t.Run("publishing under another device is rejected and counted", func(t *testing.T) {
+		before := metric(t, h.URL, `linli_hub_acl_refused_total{what="publish"}`)
+		c.Publish("linli/v1/s1/kiosk-1/up", 1, false, []byte("x")).WaitTimeout(2 * time.Second)
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			n := metric(t, h.URL, `linli_hub_acl_refused_total{what="publish"}`)
+			return n > before, fmt.Sprintf("refused publishes %v", n)
+		})
+	})
+
+	// kiosk-1's own key, stolen from its data dir, to craft batches with.
+	key, err := identity.LoadKey(filepath.Join(k1.Data, "identity", "device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k1.Stop(); err != nil { // the attacker takes kiosk-1's place
+		t.Fatal(err)
+	}
+	evil, err := dial(t, h.MQTT, "kiosk-1", id1.MQTTUsername, id1.MQTTPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(seq uint64, title string) []byte {
+		ev, err := event.NewEvent("", seq, 1<<40, &event.Report{Category: "noise", Title: title, Building: "B1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := wire.NewBatch(seq, seq, []event.Event{ev}, false, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := wire.Encode(wire.Up{Batch: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	publish := func(payload []byte) {
+		tok := evil.Publish("linli/v1/s1/kiosk-1/up", 1, false, payload)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	forged := metric(t, h.URL, "linli_hub_forged_total")
+
+	t.Run("flipped bits, foreign keys and unsigned batches are rejected", func(t *testing.T) {
+		signed, err := identity.Sign(key, "kiosk-1", batch(2, "forged"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		flipped := append([]byte(nil), signed...)
+		flipped[len(flipped)/2] ^= 0x04
+		byOther, err := identity.Sign(other, "kiosk-1", batch(2, "forged"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range [][]byte{flipped, byOther, batch(2, "unsigned")} {
+			publish(p)
+		}
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			n := metric(t, h.URL, "linli_hub_forged_total")
+			return n >= forged+3, fmt.Sprintf("forged count %v, want %v", n, forged+3)
+		})
+		evs, err := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Fatalf("hub holds %d events of kiosk-1, want only the real check-in", len(evs))
+		}
+	})
+
+	t.Run("a replayed batch changes nothing", func(t *testing.T) {
+		evs, _ := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
+		first := evs[0]
+		// The real seq 1 again, as if recorded and replayed hours later,
+		// with other content: the hub keeps what it has.
+		replay, err := identity.Sign(key, "kiosk-1", batch(1, "replayed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := metric(t, h.URL, "linli_hub_duplicates_total")
+		publish(replay)
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			return metric(t, h.URL, "linli_hub_duplicates_total") > before, "duplicate not counted"
+		})
+		after, _ := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
+		if len(after) != 1 || after[0].Kind != first.Kind || after[0].HLC != first.HLC {
+			t.Fatalf("replay changed the hub: %+v", after)
+		}
+	})
+
+	t.Run("a revoked device is refused", func(t *testing.T) {
+		if code := h.do(t, "DELETE", "/api/v1/devices/kiosk-2", nil, nil); code != 200 {
+			t.Fatalf("revoke: %d", code)
+		}
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			return !k2.sync(t).Connected, "kiosk-2 still connected after revocation"
+		})
+		if _, err := dial(t, h.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword); err == nil {
+			t.Fatal("revoked kiosk-2 connected again")
+		}
+		if code := h.do(t, "DELETE", "/api/v1/devices/nobody", nil, nil); code != 404 {
+			t.Fatalf("revoke unknown: %d, want 404", code)
+		}
+	})
+}
+
+func readPassword(t *testing.T, data string) string {
+	s, _ := readIdentity(t, data)
+	return s.MQTTPassword
+}
+
+// Enrollment tokens are one-time and refused clearly when bad.
+func TestEnrollment(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	_, edgeBin := testkit.Binaries(t)
+	var tok struct{ Token, Expires string }
+	if code := h.do(t, "POST", "/api/v1/devices", map[string]string{"id": "gw-1", "site": "s1", "role": "gateway"}, &tok); code != 201 {
+		t.Fatal(code)
+	}
+	if _, err := time.Parse(time.RFC3339, tok.Expires); err != nil {
+		t.Fatalf("expires %q: %v", tok.Expires, err)
+	}
+	enroll := func(token string) (string, error) {
+		out, err := exec.Command(edgeBin, "enroll", "--hub", h.URL, "--token", token, "--data", filepath.Join(t.TempDir(), "e")).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := enroll(tok.Token); err != nil {
+		t.Fatalf("enroll: %v %s", err, out)
+	}
+	out, err := enroll(tok.Token)
+	if err == nil || !strings.Contains(out, "already used") {
+		t.Fatalf("second use of a token: %v %q", err, out)
+	}
+	if out, err := enroll("lt1.AAAAAAAAAAAAAAAAAAAAAAAA"); err == nil || !strings.Contains(out, "refused") {
+		t.Fatalf("unknown token: %v %q", err, out)
+	}
+	if out, err := enroll("nonsense"); err == nil || !strings.Contains(out, "token") {
+		t.Fatalf("malformed token: %v %q", err, out)
+	}
+	// The command-line way prints the token on its last line.
+	hubBin, _ := testkit.Binaries(t)
+	cmd := exec.Command(hubBin, "device", "add", "--hub", h.URL, "--data", h.Data, "--id", "kiosk-9", "--site", "s1", "--role", "kiosk")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if out, err := enroll(lines[len(lines)-1]); err != nil {
+		t.Fatalf("enroll with the CLI's token: %v %s", err, out)
+	}
+	var bad struct{ Field string }
+	if code := h.do(t, "POST", "/api/v1/devices", map[string]string{"id": "a/b", "site": "s1", "role": "kiosk"}, &bad); code != 400 || bad.Field != "id" {
+		t.Fatalf("bad id: %d %+v", code, bad)
+	}
+	if code, _ := testkit.Do(context.Background(), "POST", h.URL+"/api/v1/devices", "", map[string]string{"id": "x", "site": "s1", "role": "kiosk"}, nil); code != 401 {
+		t.Fatalf("token issue without auth: %d, want 401", code)
+	}
+}
