@@ -1,0 +1,146 @@
+package replica
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/goleak"
+
+	"linli/shared/event"
+	"linli/shared/identity"
+	"linli/shared/kv"
+	"linli/shared/testkit"
+	"linli/shared/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func open(t *testing.T) *Replica {
+	t.Helper()
+	db, err := kv.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	r, err := Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func change(seq uint64, entity, id, body string) wire.Change {
+	b, _ := event.Marshal(body)
+	return wire.Change{Seq: seq, Entity: entity, ID: id, Body: b}
+}
+
+func TestApplyFollowsTheCursor(t *testing.T) {
+	r := open(t)
+	steps := []struct {
+		name    string
+		down    wire.Down
+		cursor  uint64
+		catchUp bool
+		notices int
+	}{
+		{"first", wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{change(1, "notice", "n1", "a"), change(2, "notice", "n2", "b")}}, 2, false, 2},
+		{"old again", wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{change(1, "notice", "n1", "a")}}, 2, false, 2},
+		{"a gap", wire.Down{Site: "s1", Prev: 5, Last: 6, Changes: []wire.Change{change(6, "notice", "n6", "x")}}, 2, true, 2},
+		{"follows, compacted", wire.Down{Site: "s1", Prev: 2, Last: 9, Changes: []wire.Change{change(7, "notice", "n1", "a2"), {Seq: 9, Entity: "notice", ID: "n2", Deleted: true}}}, 9, false, 1},
+		{"for another device", wire.Down{Site: "s1", Prev: 9, Last: 10, Changes: []wire.Change{{Seq: 10, Entity: "notice", ID: "mine-not", Device: "kiosk-2", Body: []byte{0x60}}}}, 10, false, 1},
+		{"snapshot resets", wire.Down{Site: "s1", Prev: 0, Last: 3, Snapshot: true, Changes: []wire.Change{change(3, "notice", "n3", "c")}}, 3, false, 1},
+	}
+	for _, s := range steps {
+		if err := r.Apply(s.down); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := r.Cursor(); got != s.cursor {
+			t.Fatalf("%s: cursor %d, want %d", s.name, got, s.cursor)
+		}
+		var asked bool
+		select {
+		case a := <-r.Acks():
+			asked = a.CatchUp
+		default:
+		}
+		if asked != s.catchUp {
+			t.Fatalf("%s: catch-up asked %v, want %v", s.name, asked, s.catchUp)
+		}
+		list, err := r.List("notice")
+		if err != nil || len(list) != s.notices {
+			t.Fatalf("%s: %d notices (%v), want %d", s.name, len(list), err, s.notices)
+		}
+	}
+	if err := r.Apply(wire.Down{Site: "s2", Last: 20}); err == nil {
+		t.Fatal("applied another site's message")
+	}
+}
+
+// Only the hub's key opens the downlink; an access list never comes from
+// an unverified message.
+func TestVerifiedDownlink(t *testing.T) {
+	r := open(t)
+	hubKey, _ := identity.NewKey()
+	forger, _ := identity.NewKey()
+	r.SetVerifier(func(p []byte) ([]byte, bool, error) {
+		out, err := identity.Open(p, hubKey.Public().(ed25519.PublicKey), "hub")
+		return out, err == nil, err
+	})
+	hooked := 0
+	r.OnApply(func(_ *badger.Txn, c wire.Change) error { hooked++; return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	msg := func(key []byte, seq uint64) []byte {
+		d := wire.Down{Site: "s1", Prev: seq - 1, Last: seq, Changes: []wire.Change{change(seq, wire.EntityAccessList, "B3", "cards")}}
+		p, err := wire.Encode(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := identity.Sign(key, "hub", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	r.Handle("t", msg(forger, 1))
+	p, _ := wire.Encode(wire.Down{Site: "s1", Prev: 0, Last: 1, Changes: []wire.Change{change(1, wire.EntityAccessList, "B3", "unsigned")}})
+	r.Handle("t", p)
+	r.Handle("t", msg(hubKey, 1))
+	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, _, _, refused := r.Stats()
+		return r.Cursor() == 1 && refused == 2, "forged or unsigned message not refused, or the real one not applied"
+	})
+	c, ok, err := r.Get(wire.EntityAccessList, "B3")
+	var body string
+	if err == nil && ok {
+		err = event.Unmarshal(c.Body, &body)
+	}
+	if !ok || body != "cards" || hooked != 1 {
+		t.Fatalf("access list %q (%v, %v), hooks %d; want the hub's only", body, ok, err, hooked)
+	}
+}
+
+func TestUnverifiedMessagesCarryNoAccessList(t *testing.T) {
+	r := open(t)
+	d := wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{change(1, wire.EntityAccessList, "B3", "cards"), change(2, "notice", "n", "x")}}
+	if err := r.apply(d, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := r.Get(wire.EntityAccessList, "B3"); ok {
+		t.Fatal("an unverified message installed an access list")
+	}
+	if _, ok, _ := r.Get("notice", "n"); !ok {
+		t.Fatal("the rest of the message was not applied")
+	}
+}
