@@ -22,7 +22,7 @@ type Body interface {
 var (
 	Categories     = []string{"fire_safety", "public_safety", "facilities", "sanitation", "noise", "elevator", "other"}
 	CheckinActions = []string{"in", "out"}
-	AccessResults  = []string{"granted", "denied", "forced", "held_open"}
+	AccessResults  = []string{"granted", "denied", "forced", "held_open", "open", "close", "bad_read"}
 	ReadingKinds   = []string{"smoke", "temperature", "humidity", "water"}
 	AlarmKinds     = []string{"smoke", "heat", "water", "forced"}
 )
@@ -69,12 +69,16 @@ type Rating struct {
 	Comment  string `cbor:"4,keyasint,omitempty" json:"comment,omitempty"`
 }
 
-// Access is a door decision or a door state change at a gateway.
+// Access is a door decision (granted, denied, or bad_read for a frame that
+// is not a card) or a door state change (open, close, held_open, forced)
+// at a gateway. A gateway names the card by its keyed pseudonym (see
+// shared/accesslist), never in clear; Reason says why (AccessReasons).
 type Access struct {
 	Door       string `cbor:"1,keyasint" json:"door"`
 	Credential string `cbor:"2,keyasint,omitempty" json:"credential,omitempty"`
 	Result     string `cbor:"3,keyasint" json:"result"`
 	Building   string `cbor:"4,keyasint,omitempty" json:"building,omitempty"`
+	Reason     string `cbor:"5,keyasint,omitempty" json:"reason,omitempty"`
 }
 
 // Reading is one sample of a sensor. Smoke and water are 0 or 1.
@@ -156,6 +160,7 @@ func (b *Access) Validate() error {
 		optional(b.Credential, func() error { return refField("credential", b.Credential) }),
 		oneOf("result", b.Result, AccessResults, true),
 		optional(b.Building, func() error { return idField("building", b.Building) }),
+		oneOf("reason", b.Reason, AccessReasons, false),
 	)
 }
 

@@ -39,6 +39,9 @@
 //     key order closes it, an AlarmAck marks the open episode acknowledged.
 //   - Notices are last-writer-wins by key per notice id; expiry is data and
 //     queries take now as a parameter.
+//   - Access lists are last-writer-wins by key per (site, building), as a
+//     whole: an operator sends a building's whole list each time. Cards are
+//     keyed hashes (shared/accesslist); the merge never sees one in clear.
 //   - Attendance: check-ins are a grow-only set. Per (activity, resident),
 //     in key order, each check-out pairs with the latest check-in since the
 //     previous check-out (a repeated tap restarts the clock); a check-out

@@ -88,7 +88,8 @@ type State struct {
 	activities map[string]*activity
 	notices    map[string]*notice
 	alarms     map[string]*alarm
-	ratings    map[string]*ratings // by target: report or activity id
+	ratings    map[string]*ratings    // by target: report or activity id
+	access     map[string]*accessList // by accesslist.ID(site, building)
 
 	// batch collects the entities ApplyBatch has changed, to recompute
 	// each once at its end; nil outside ApplyBatch.
@@ -204,6 +205,10 @@ func (s *State) site(ref Ref) string {
 		if a := s.alarms[ref.ID]; a != nil {
 			return a.Site
 		}
+	case RefAccess:
+		if l := s.access[ref.ID]; l != nil {
+			return l.Set.Site
+		}
 	}
 	return ""
 }
@@ -216,6 +221,7 @@ func New() *State {
 		notices:    map[string]*notice{},
 		alarms:     map[string]*alarm{},
 		ratings:    map[string]*ratings{},
+		access:     map[string]*accessList{},
 	}
 }
 
@@ -283,6 +289,8 @@ func (s *State) Apply(f Fact) ([]Ref, error) {
 		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opAck, Who: b.Who, Note: b.Note}), nil
 	case *event.AlarmClear:
 		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opClear, Who: b.Who, Note: b.Note}), nil
+	case *event.AccessListSet:
+		return s.applyAccessList(k, b), nil
 	}
 	// Readings, gaps and kinds this version does not merge: facts the hub
 	// keeps in its event log, with no merged state of their own.
@@ -301,17 +309,18 @@ func raise(dst *uint32, v uint32) bool {
 // wire is the encoded form of State. Maps have string keys, which core
 // deterministic CBOR sorts, so the bytes depend only on the contents.
 type wire struct {
-	Reports    map[string]*report   `cbor:"1,keyasint,omitempty"`
-	Activities map[string]*activity `cbor:"2,keyasint,omitempty"`
-	Notices    map[string]*notice   `cbor:"3,keyasint,omitempty"`
-	Alarms     map[string]*alarm    `cbor:"4,keyasint,omitempty"`
-	Ratings    map[string]*ratings  `cbor:"5,keyasint,omitempty"`
+	Reports    map[string]*report     `cbor:"1,keyasint,omitempty"`
+	Activities map[string]*activity   `cbor:"2,keyasint,omitempty"`
+	Notices    map[string]*notice     `cbor:"3,keyasint,omitempty"`
+	Alarms     map[string]*alarm      `cbor:"4,keyasint,omitempty"`
+	Ratings    map[string]*ratings    `cbor:"5,keyasint,omitempty"`
+	Access     map[string]*accessList `cbor:"6,keyasint,omitempty"`
 }
 
 // Encode is the state as deterministic CBOR: equal states give equal
 // bytes, whatever the order their facts were applied in.
 func (s *State) Encode() ([]byte, error) {
-	data, err := event.Marshal(wire{s.reports, s.activities, s.notices, s.alarms, s.ratings})
+	data, err := event.Marshal(wire{s.reports, s.activities, s.notices, s.alarms, s.ratings, s.access})
 	if err != nil {
 		return nil, fmt.Errorf("encode merged state: %w", err)
 	}
@@ -348,11 +357,12 @@ func Decode(data []byte) (*State, error) {
 	maps.Copy(s.notices, w.Notices)
 	maps.Copy(s.alarms, w.Alarms)
 	maps.Copy(s.ratings, w.Ratings)
+	maps.Copy(s.access, w.Access)
 	return s, nil
 }
 
 // View returns the downlink view of the entity ref names: a ReportView,
-// ActivityView, NoticeView or AlarmView. It is false for entities that do
+// ActivityView, NoticeView, AlarmView or accesslist.List. It is false for entities that do
 // not exist yet (a vote's report that has not arrived).
 func (s *State) View(ref Ref) (any, bool) {
 	var (
@@ -368,6 +378,8 @@ func (s *State) View(ref Ref) (any, bool) {
 		v, err = s.Notice(ref.ID)
 	case RefAlarm:
 		v, err = s.Alarm(ref.ID)
+	case RefAccess:
+		v, err = s.AccessList(ref.ID)
 	default:
 		return nil, false
 	}

@@ -44,7 +44,7 @@ func genFacts(t *rapid.T) []merge.Fact {
 	hub := rapid.SampledFrom([]string{"hub", "hub-b"})
 	n := rapid.IntRange(1, 40).Draw(t, "n")
 	for range n {
-		switch rapid.IntRange(0, 15).Draw(t, "kind") {
+		switch rapid.IntRange(0, 16).Draw(t, "kind") {
 		case 0:
 			add(kiosk.Draw(t, "dev"), &event.Report{Category: "noise", Title: "t", Building: "B1",
 				Resident: rapid.SampledFrom([]string{"", "R1", "R2"}).Draw(t, "reporter")})
@@ -99,6 +99,12 @@ func genFacts(t *rapid.T) []merge.Fact {
 			} else {
 				add(hub.Draw(t, "dev"), ack)
 			}
+		case 16:
+			// Two keys and two card sets: ties by HLC and device decide which
+			// list of a building wins, and which key the site reuses.
+			add(hub.Draw(t, "dev"), &event.AccessListSet{Site: site, Building: rapid.SampledFrom([]string{"B1", "B2"}).Draw(t, "building"),
+				Key: bytes.Repeat([]byte{rapid.ByteRange(1, 2).Draw(t, "key")}, event.AccessKeySize), Who: "op",
+				Doors: []event.AccessDoor{{Door: "D1", Cards: [][]byte{bytes.Repeat([]byte{rapid.ByteRange(1, 3).Draw(t, "card")}, event.CardHashSize)}}}})
 		}
 	}
 	return facts
