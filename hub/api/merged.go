@@ -35,6 +35,7 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/notices", a.wrap(a.requireAuth(a.postNotice)))
 	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
 	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
+	a.mountAccess(mux)
 }
 
 // reportSummary is a report in lists (CONTRACT.md: id, status, category,

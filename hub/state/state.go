@@ -241,7 +241,7 @@ func (s *State) fold(b *store.Batch, facts []merge.Fact) error {
 // changesFor builds the downlink changes of one entity. Callers hold mu.
 func (s *State) changesFor(r merge.Ref) []wire.Change {
 	entity := map[string]string{merge.RefReport: wire.EntityReport, merge.RefActivity: wire.EntityActivity,
-		merge.RefNotice: wire.EntityNotice, merge.RefAlarm: wire.EntityAlarm}[r.Kind]
+		merge.RefNotice: wire.EntityNotice, merge.RefAlarm: wire.EntityAlarm, merge.RefAccess: wire.EntityAccessList}[r.Kind]
 	if entity == "" {
 		return nil
 	}
@@ -418,6 +418,8 @@ func (s *State) siteOf(b event.Body) string {
 	case *event.AlarmAck:
 		return b.Site
 	case *event.AlarmClear:
+		return b.Site
+	case *event.AccessListSet:
 		return b.Site
 	case *event.Grant:
 		return activitySite(b.Activity)

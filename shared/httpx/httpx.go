@@ -33,7 +33,13 @@ func BadRequest(field, format string, args ...any) *Error {
 // Decode reads one JSON object from r's body into v: at most MaxBody bytes,
 // no unknown fields, nothing after the object. Errors name the field.
 func Decode(w http.ResponseWriter, r *http.Request, v any) *Error {
-	body := http.MaxBytesReader(w, r.Body, MaxBody)
+	return DecodeLimit(w, r, v, MaxBody)
+}
+
+// DecodeLimit is Decode with another size limit, for the few bulk writes
+// (a building's access list) that outgrow MaxBody.
+func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -57,7 +63,7 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) *Error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return BadRequest("body", "body is larger than %d KiB", MaxBody>>10)
+		return BadRequest("body", "body is larger than %d KiB", limit>>10)
 	case errors.Is(err, io.EOF):
 		return BadRequest("body", "body is required: a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
