@@ -265,6 +265,9 @@ func adoptIdentity(cfg *Config, set *config.Set) error {
 		}
 		*f.cur = f.enrolled
 	}
+	if !set.IsSet("broker") && id.Broker != "" {
+		cfg.Broker = id.Broker // the hub said where its broker is
+	}
 	return nil
 }
 

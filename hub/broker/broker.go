@@ -6,6 +6,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,8 @@ type Authenticator interface {
 
 // Options configure the broker.
 type Options struct {
-	Listen string // host:port
+	Listen string      // host:port
+	TLS    *tls.Config // serve MQTT over TLS when set
 	Auth   Authenticator
 	Logger *slog.Logger
 }
@@ -65,7 +67,7 @@ func Start(opts Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen})
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen, TLSConfig: opts.TLS})
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
 	}

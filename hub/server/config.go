@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -29,6 +30,12 @@ type Config struct {
 
 	AllowUnenrolled bool
 	TokenTTL        time.Duration
+
+	TLS      string
+	TLSCert  string
+	TLSKey   string
+	TLSCA    string
+	TLSHosts []string
 }
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
@@ -50,6 +57,11 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
 	s.Duration(&c.TokenTTL, "token-ttl", 24*time.Hour, "how long an enrollment token stays valid")
+	s.String(&c.TLS, "tls", "auto", "auto: TLS on every listener off loopback (plain TCP/HTTP only on loopback); on: TLS everywhere")
+	s.String(&c.TLSCert, "tls-cert", "", "server certificate (PEM); default: one issued by a site CA the hub creates in <data>/pki")
+	s.String(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
+	s.String(&c.TLSCA, "tls-ca", "", "CA that issued --tls-cert, pinned by edges (default: the certificate itself)")
+	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
 	return s
 }
 
@@ -58,12 +70,16 @@ func (c *Config) Validate() error {
 	if c.Data == "" {
 		return config.Errorf("data", "is required")
 	}
-	if err := loopbackOnly("http", c.HTTP); err != nil {
-		return err
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		return config.Errorf("http", "%q is not host:port", c.HTTP)
 	}
 	if c.Broker == "" {
-		if err := loopbackOnly("mqtt-listen", c.MQTTListen); err != nil {
-			return err
+		if _, _, err := net.SplitHostPort(c.MQTTListen); err != nil {
+			return config.Errorf("mqtt-listen", "%q is not host:port", c.MQTTListen)
+		}
+		if c.AllowUnenrolled && !isLoopback(c.MQTTListen) {
+			// Anonymous devices are a loopback demo convenience only.
+			c.AllowUnenrolled = false
 		}
 	} else {
 		u, err := url.Parse(c.Broker)
@@ -94,25 +110,36 @@ func (c *Config) Validate() error {
 	if c.MaxGroup < 1 {
 		return config.Errorf("max-group", "must be at least 1")
 	}
+	if c.TLS != "auto" && c.TLS != "on" {
+		return config.Errorf("tls", "%q is not auto or on (plain TCP/HTTP is only for loopback)", c.TLS)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return config.Errorf("tls-cert", "give both --tls-cert and --tls-key, or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}, {"tls-ca", c.TLSCA}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return config.Errorf(f.name, "%v", err)
+		}
+	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")
 	}
 	return nil
 }
 
-// loopbackOnly refuses listen addresses off loopback until TLS is
-// configured: plain TCP and HTTP are only for loopback (CONTRACT.md).
-func loopbackOnly(setting, addr string) error {
+// isLoopback reports whether a listen address is on loopback, where plain
+// TCP and HTTP are allowed (CONTRACT.md); anything else gets TLS.
+func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return config.Errorf(setting, "%q is not host:port", addr)
+		return false
 	}
 	if strings.EqualFold(host, "localhost") {
-		return nil
+		return true
 	}
 	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return config.Errorf(setting, "%q is not a loopback address; plain TCP/HTTP is only served on loopback (TLS listeners are not configured)", addr)
-	}
-	return nil
+	return ip != nil && ip.IsLoopback()
 }

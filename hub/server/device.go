@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -67,8 +69,15 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
+	client := http.DefaultClient
+	if caPEM, err := os.ReadFile(filepath.Join(*data, "pki", "ca.pem")); err == nil {
+		// The hub's own site CA, for an https:// hub.
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
 	var out json.RawMessage
-	code, err := call(ctx, method, strings.TrimRight(*hub, "/")+path, tok, body, &out)
+	code, err := call(ctx, client, method, strings.TrimRight(*hub, "/")+path, tok, body, &out)
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-hub device %s: %v\n", verb, err)
 		return 1
@@ -104,7 +113,7 @@ func envOr(key, def string) string {
 	return def
 }
 
-func call(ctx context.Context, method, url, token string, body, out any) (int, error) {
+func call(ctx context.Context, client *http.Client, method, url, token string, body, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -121,7 +130,7 @@ func call(ctx context.Context, method, url, token string, body, out any) (int, e
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}

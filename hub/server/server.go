@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,7 @@ import (
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
 	"linli/hub/ingest"
+	"linli/hub/pki"
 	"linli/hub/registry"
 	"linli/hub/state"
 	"linli/hub/store"
@@ -70,8 +73,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "linli-hub serving http://%s (mqtt %s); admin token in %s\n",
-		h.HTTPAddr(), h.MQTTAddr(), filepath.Join(cfg.Data, "admin.token"))
+	fmt.Fprintf(stdout, "linli-hub serving %s (mqtt %s); admin token in %s\n",
+		h.HTTPURL(), h.brokerURL(), filepath.Join(cfg.Data, "admin.token"))
 	if err := h.Wait(); err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		return 1
@@ -91,6 +94,9 @@ type Hub struct {
 	state    *state.State
 	registry *registry.Registry
 	key      ed25519.PrivateKey
+	tls      *pki.Bundle
+	httpTLS  bool
+	mqttTLS  bool
 	srv      *http.Server
 	ln       net.Listener
 	token    string
@@ -138,10 +144,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
+	h.httpTLS = cfg.TLS == "on" || !isLoopback(cfg.HTTP)
+	h.mqttTLS = cfg.Broker == "" && (cfg.TLS == "on" || !isLoopback(cfg.MQTTListen))
+	if h.httpTLS || h.mqttTLS {
+		if h.tls, err = loadTLS(cfg); err != nil {
+			return nil, config.Errorf("tls", "%v", err)
+		}
+	}
 	var tr ingest.Transport
 	if cfg.Broker == "" {
-		h.broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Logger: log,
-			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}})
+		bo := broker.Options{Listen: cfg.MQTTListen, Logger: log,
+			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}}
+		if h.mqttTLS {
+			bo.TLS = h.tls.ServerConfig()
+		}
+		h.broker, err = broker.Start(bo)
 		if err != nil {
 			return nil, config.Errorf("mqtt-listen", "%v", err)
 		}
@@ -184,12 +201,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
+	if h.httpTLS {
+		h.ln = tls.NewListener(h.ln, h.tls.ServerConfig())
+	}
+	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL}
+	if h.tls != nil {
+		hubInfo.CAPEM, hubInfo.Fingerprint = string(h.tls.CAPEM), h.tls.Fingerprint
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registerMetrics(reg)
 	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: api.TokenAuth{Token: token},
-		Enrollment: h.registry, Hub: api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey),
-			Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL},
+		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http")}
 	h.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -270,10 +293,45 @@ func (h *Hub) kiosks(site string) []string {
 
 // brokerURL is what edges are told to connect to.
 func (h *Hub) brokerURL() string {
-	if h.broker != nil {
+	switch {
+	case h.broker != nil && h.mqttTLS:
+		return "ssl://" + h.broker.Addr()
+	case h.broker != nil:
 		return "tcp://" + h.broker.Addr()
 	}
 	return h.cfg.Broker
+}
+
+// loadTLS loads the configured certificate, or the site CA's, issued for
+// the listen addresses, the machine's name and its addresses.
+func loadTLS(cfg Config) (*pki.Bundle, error) {
+	if cfg.TLSCert != "" {
+		return pki.FromFiles(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+	}
+	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, cfg.TLSHosts...)
+	for _, addr := range []string{cfg.HTTP, cfg.MQTTListen} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			// Listening everywhere: name every address the machine has.
+			if addrs, err := net.InterfaceAddrs(); err == nil {
+				for _, a := range addrs {
+					if n, ok := a.(*net.IPNet); ok {
+						hosts = append(hosts, n.IP.String())
+					}
+				}
+			}
+			continue
+		}
+		hosts = append(hosts, host)
+	}
+	if name, err := os.Hostname(); err == nil {
+		hosts = append(hosts, name)
+	}
+	slices.Sort(hosts)
+	return pki.Ensure(filepath.Join(cfg.Data, "pki"), slices.Compact(hosts), time.Now())
 }
 
 // deviceAuth lets enrolled devices in with their credentials and, in open
@@ -303,6 +361,14 @@ func (k deviceKeys) Key(id string) (ed25519.PublicKey, string, bool, error) {
 		return nil, d.Site, true, registry.ErrRevoked
 	}
 	return ed25519.PublicKey(d.PublicKey), d.Site, true, nil
+}
+
+// HTTPURL is the API's base URL.
+func (h *Hub) HTTPURL() string {
+	if h.httpTLS {
+		return "https://" + h.HTTPAddr()
+	}
+	return "http://" + h.HTTPAddr()
 }
 
 // HTTPAddr is the API's listen address.
