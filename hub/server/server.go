@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -165,9 +166,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		cleanup = append(cleanup, func() { h.closeBroker() })
 		tr = h.broker
 	} else {
+		user, pass := cfg.Username, cfg.Password
+		if cfg.MosquittoFiles {
+			if user, pass, err = h.mosquittoFiles(); err != nil {
+				return nil, config.Errorf("mosquitto-files", "%v", err)
+			}
+		}
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		h.client, err = brokerclient.Dial(dctx, brokerclient.Options{Broker: cfg.Broker, ClientID: cfg.ID,
-			Username: cfg.Username, Password: cfg.Password, Logger: log.With("component", "brokerclient")})
+			Username: user, Password: pass, Logger: log.With("component", "brokerclient")})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("external broker: %w", err)
@@ -289,6 +296,37 @@ func (h *Hub) kiosks(site string) []string {
 		}
 	}
 	return out
+}
+
+// mosquittoFiles writes the external Mosquitto's password file and ACL now
+// and after every enrollment or revocation, and returns the hub's login.
+func (h *Hub) mosquittoFiles() (user, pass string, err error) {
+	dir := filepath.Join(h.cfg.Data, "mosquitto")
+	if pass, err = registry.HubPassword(dir); err != nil {
+		return "", "", err
+	}
+	user = h.cfg.ID
+	write := func() error {
+		if err := h.registry.WriteMosquitto(dir, user, pass); err != nil {
+			return err
+		}
+		if h.cfg.MosquittoReload != "" {
+			cmd := exec.Command("/bin/sh", "-c", h.cfg.MosquittoReload)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				h.log.Warn("mosquitto reload command failed", "err", err, "output", strings.TrimSpace(string(out)))
+			}
+		}
+		return nil
+	}
+	if err := write(); err != nil {
+		return "", "", err
+	}
+	h.registry.OnChange(func(registry.Device) {
+		if err := write(); err != nil {
+			h.log.Error("rewrite mosquitto files", "err", err)
+		}
+	})
+	return user, pass, nil
 }
 
 // brokerURL is what edges are told to connect to.

@@ -94,6 +94,13 @@ func (s *Set) add(name, def, usage string, set func(string) error) {
 	s.fs.String(name, def, usage)
 }
 
+// boolSink lets a bool setting be given as a bare --name (true).
+type boolSink struct{ v string }
+
+func (b *boolSink) String() string     { return b.v }
+func (b *boolSink) Set(v string) error { b.v = v; return nil }
+func (b *boolSink) IsBoolFlag() bool   { return true }
+
 // String registers a string setting.
 func (s *Set) String(p *string, name, def, usage string) {
 	*p = def
@@ -129,14 +136,23 @@ func (s *Set) Float(p *float64, name string, def float64, usage string) {
 // Bool registers a boolean setting.
 func (s *Set) Bool(p *bool, name string, def bool, usage string) {
 	*p = def
-	s.add(name, strconv.FormatBool(def), usage, func(v string) error {
+	set := func(v string) error {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
 			return fmt.Errorf("%q is not true or false", v)
 		}
 		*p = b
 		return nil
-	})
+	}
+	s.settings[name] = &setting{name: name, usage: usage, def: strconv.FormatBool(def), set: func(v string) error {
+		if err := set(v); err != nil {
+			return err
+		}
+		s.set[name] = true
+		return nil
+	}}
+	s.order = append(s.order, name)
+	s.fs.Var(&boolSink{v: strconv.FormatBool(def)}, name, usage)
 }
 
 // Duration registers a duration setting ("90s", "5m").

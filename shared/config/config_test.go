@@ -63,6 +63,17 @@ func TestPrecedence(t *testing.T) {
 	}
 }
 
+func TestBareBoolFlag(t *testing.T) {
+	var c testConfig
+	if err := newSet(&c).Load([]string{"--debug"}, nil); err != nil || !c.Debug {
+		t.Fatalf("--debug: %v, debug=%v", err, c.Debug)
+	}
+	c = testConfig{}
+	if err := newSet(&c).Load([]string{"--debug=false"}, []string{"LINLI_DEBUG=true"}); err != nil || c.Debug {
+		t.Fatalf("--debug=false over env true: %v, debug=%v", err, c.Debug)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	var c testConfig
 	if err := newSet(&c).Load(nil, nil); err != nil {

@@ -197,3 +197,5 @@ func startEnrolledEdge(t *testing.T, h *hubProc, id, site, role string, extra ..
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
 	return e
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -18,29 +18,45 @@ const MosquittoBin = "/usr/sbin/mosquitto"
 // appended to the config. The broker stops at the end of the test.
 func Mosquitto(t testing.TB, extra ...string) (url string, proc *Proc) {
 	t.Helper()
+	return MosquittoConf(t, FreePort(t), "mosquitto.conf", extra...)
+}
+
+// MosquittoConf starts Mosquitto on addr with configs/<conf>, its listener
+// moved to addr, and extra lines appended (which override earlier ones).
+func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string, proc *Proc) {
+	t.Helper()
 	if _, err := os.Stat(MosquittoBin); err != nil {
 		t.Fatalf("mosquitto is not installed (%v): run `apt-get install -y mosquitto` (make test does)", err)
 	}
-	base, err := os.ReadFile(filepath.Join(Root(), "configs", "mosquitto.conf"))
+	base, err := os.ReadFile(filepath.Join(Root(), "configs", conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := FreePort(t)
 	_, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
-	var conf strings.Builder
-	for _, line := range strings.Split(string(base), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "listener ") {
-			line = "listener " + port + " 127.0.0.1"
-		}
-		conf.WriteString(line + "\n")
-	}
-	fmt.Fprintf(&conf, "persistence_location %s/\n", dir)
+	var confText strings.Builder
+	overridden := map[string]bool{}
 	for _, l := range extra {
-		conf.WriteString(l + "\n")
+		if f := strings.Fields(l); len(f) > 0 {
+			overridden[f[0]] = true
+		}
+	}
+	for _, line := range strings.Split(string(base), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "listener":
+			line = "listener " + port + " 127.0.0.1"
+		case len(f) > 0 && overridden[f[0]]:
+			continue
+		}
+		confText.WriteString(line + "\n")
+	}
+	fmt.Fprintf(&confText, "persistence_location %s/\n", dir)
+	for _, l := range extra {
+		confText.WriteString(l + "\n")
 	}
 	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(confText.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
