@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
 APT_PKGS := mosquitto chromium
 
-.PHONY: all build run test deps vet bench clean
+.PHONY: all build run test deps vet bench clean fuzz
 
 all: build
 
@@ -33,6 +33,12 @@ vet:
 
 test: deps vet
 	$(GO) test -race -timeout 9m ./...
+	@./.ci/fuzz 2s
+
+# Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
+FUZZTIME ?= 60s
+fuzz:
+	@./.ci/fuzz $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN) dist

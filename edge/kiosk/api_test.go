@@ -20,7 +20,7 @@ type offline struct{}
 func (offline) Connected() bool     { return false }
 func (offline) LastSync() time.Time { return time.Time{} }
 
-func newServer(t *testing.T, role string) (*httptest.Server, *outbox.Log) {
+func newServer(t testing.TB, role string) (*httptest.Server, *outbox.Log) {
 	t.Helper()
 	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
 	if err != nil {
@@ -174,4 +174,40 @@ func TestClosedStoreAnswers503(t *testing.T) {
 	if code != http.StatusServiceUnavailable || out["error"] == "" {
 		t.Fatalf("write to a closed store: %d %v, want 503", code, out)
 	}
+}
+
+// FuzzWriteBodies throws arbitrary bodies at every write: the answer is a
+// 201 or a 400 naming a field, and a 400 stores nothing.
+func FuzzWriteBodies(f *testing.F) {
+	for _, s := range []string{`{"resident":"R1","activity":"A1"}`, `{"category":"noise","title":"t","building":"B1"}`,
+		`{"resident":"R1","target":"A1","score":3}`, `{"sensor":"s","kind":"smoke","value":true}`, `{`, `[]`, `null`} {
+		f.Add(0, s)
+	}
+	srv, ob := newServer(f, RoleGateway)
+	paths := []string{"/api/v1/checkins", "/api/v1/reports", "/api/v1/reports/k.1/votes", "/api/v1/ratings", "/api/v1/access", "/api/v1/readings"}
+	f.Fuzz(func(t *testing.T, which int, body string) {
+		path := paths[uint(which)%uint(len(paths))]
+		before := ob.Stats().LastSeq
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s answered non-JSON: %v", path, err)
+		}
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			if ob.Stats().LastSeq != before+1 {
+				t.Fatalf("201 without exactly one stored event")
+			}
+		case http.StatusBadRequest:
+			if out["field"] == nil || out["error"] == nil || ob.Stats().LastSeq != before {
+				t.Fatalf("400 %v: want error and field, nothing stored", out)
+			}
+		default:
+			t.Fatalf("%s %q: status %d", path, body, resp.StatusCode)
+		}
+	})
 }

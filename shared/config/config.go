@@ -267,6 +267,9 @@ func (s *Set) loadFile(path string) error {
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		k, v := doc.Content[i], doc.Content[i+1]
 		where := fmt.Sprintf("%s:%d", path, k.Line)
+		if k.Kind != yaml.ScalarNode || strings.TrimSpace(k.Value) == "" {
+			return &Error{Setting: "config", Where: where, Err: errors.New("a setting name must be a plain, non-empty word")}
+		}
 		name := strings.ReplaceAll(k.Value, "_", "-")
 		if st, ok := s.settings[name]; ok {
 			val, err := scalar(v)

@@ -150,3 +150,27 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("usage lacks env names: %q", out.String())
 	}
 }
+
+func FuzzConfigFile(f *testing.F) {
+	f.Add("http: 127.0.0.1:1\ndoors:\n  - name: B3-main\n    escape: true\n")
+	f.Add("retry_max: 3s\nsites: [a, b]\n")
+	f.Add("- a\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		if len(body) > 1<<16 {
+			return
+		}
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var c testConfig
+		err := newSet(&c).Load([]string{"--config", p}, nil)
+		if err == nil {
+			return
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Setting == "" || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("config error %q does not name its setting on one line", err)
+		}
+	})
+}

@@ -78,6 +78,9 @@ func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Er
 		return BadRequest(field, "%s must be of type %s, not %s", field, jsonType(ute.Type.Kind().String()), ute.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if field == "" {
+			return BadRequest("body", "unknown field with an empty name")
+		}
 		return BadRequest(field, "unknown field %q", field)
 	}
 	return BadRequest("body", "bad JSON: %v", err)

@@ -130,7 +130,29 @@ func FuzzDecodeUp(f *testing.F) {
 			if e.Seq < up.Batch.From || e.Seq > up.Batch.To || e.Device != "k1" {
 				t.Fatalf("Open let through %+v for [%d,%d]", e, up.Batch.From, up.Batch.To)
 			}
-			_ = e.Validate() // must not panic
+			if err := e.Validate(); err != nil {
+				continue // refused cleanly: that is all a bad body may do
+			}
+		}
+	})
+}
+
+func FuzzDecodeDown(f *testing.F) {
+	ok, _ := Encode(Down{Site: "s1", Prev: 1, Last: 3, Changes: []Change{{Seq: 2, Entity: EntityNotice, ID: "n1", Body: []byte{0x60}}}})
+	f.Add(ok)
+	f.Add([]byte{0xa0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := DecodeDown(data)
+		if err != nil {
+			return
+		}
+		// What decodes is well formed: changes inside (Prev, Last], ordered.
+		var prev uint64
+		for _, c := range d.Changes {
+			if c.Seq <= d.Prev || c.Seq > d.Last || c.Seq <= prev || c.Entity == "" || c.ID == "" {
+				t.Fatalf("DecodeDown let through %+v in (%d, %d]", c, d.Prev, d.Last)
+			}
+			prev = c.Seq
 		}
 	})
 }
