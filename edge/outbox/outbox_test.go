@@ -305,3 +305,42 @@ func TestAppendFuncDecidesAtomically(t *testing.T) {
 		t.Fatalf("last seq %d, want %d (no gap for the failed builder)", st.LastSeq, n)
 	}
 }
+
+func TestRewriteAnonymises(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	for i := range 1200 { // more than one rewrite chunk
+		who := "R1"
+		if i%3 == 0 {
+			who = "R2"
+		}
+		if _, err := l.Append(context.Background(), &event.Checkin{Resident: who, Activity: "A1", Action: "in"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := l.Rewrite(func(ev *event.Event) (event.Body, bool) {
+		b, err := ev.Decode()
+		if err != nil {
+			return nil, false
+		}
+		return event.Anonymise(b, "R2", "erased-x")
+	})
+	if err != nil || n != 400 {
+		t.Fatalf("Rewrite = %d, %v; want 400", n, err)
+	}
+	evs, err := l.Read(0, 2000, 1<<30)
+	if err != nil || len(evs) != 1200 {
+		t.Fatalf("read back %d, %v", len(evs), err)
+	}
+	for i, ev := range evs {
+		b, _ := ev.Decode()
+		got := b.(*event.Checkin).Resident
+		want := "R1"
+		if i%3 == 0 {
+			want = "erased-x"
+		}
+		if got != want || ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d: resident %q seq %d, want %q", i, got, ev.Seq, want)
+		}
+	}
+}

@@ -257,3 +257,52 @@ func (s *Seats) Mine(activity, resident string) (string, error) {
 	})
 	return st, err
 }
+
+// Erase forgets a resident after a deletion request: this kiosk's answers
+// to them go, and the ledgers count them under token instead (a seat they
+// took stays taken).
+func (s *Seats) Erase(resident, token string) error {
+	return s.log.DB().Update(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixMine)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		var drop [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().KeyCopy(nil); len(k) > len(resident) && string(k[len(k)-len(resident)-1:]) == "/"+resident {
+				drop = append(drop, k)
+			}
+		}
+		it.Close()
+		for _, k := range drop {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		opts = badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixLedger)
+		it = txn.NewIterator(opts)
+		var ledgers []*merge.Ledger
+		for it.Rewind(); it.Valid(); it.Next() {
+			l := new(merge.Ledger)
+			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, l) }); err != nil {
+				it.Close()
+				return err
+			}
+			if i, ok := slices.BinarySearch(l.Residents, resident); ok {
+				l.Residents = slices.Delete(l.Residents, i, i+1)
+				if j, dup := slices.BinarySearch(l.Residents, token); !dup {
+					l.Residents = slices.Insert(l.Residents, j, token)
+				}
+				ledgers = append(ledgers, l)
+			}
+		}
+		it.Close()
+		for _, l := range ledgers {
+			if err := storeLedger(txn, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

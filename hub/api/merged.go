@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"linli/hub/state"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/httpx"
@@ -25,6 +26,12 @@ type State interface {
 	Record(bodies ...event.Body) ([]event.Event, error)
 }
 
+// Eraser answers deletion requests; a State that is one gets the route.
+type Eraser interface {
+	// Erase anonymises a resident of a site on the hub and its edges.
+	Erase(site, resident string) (state.Erasure, error)
+}
+
 func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/reports", a.wrap(a.listReports))
 	mux.HandleFunc("GET /api/v1/reports/{id}", a.wrap(a.getReport))
@@ -35,6 +42,9 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/notices", a.wrap(a.requireAuth(a.postNotice)))
 	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
 	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
+	if _, ok := a.State.(Eraser); ok {
+		mux.HandleFunc("DELETE /api/v1/residents/{id}", a.wrap(a.requireAdmin(a.eraseResident)))
+	}
 	a.mountAccess(mux)
 }
 
@@ -389,5 +399,24 @@ func (a *API) listAlarms(w http.ResponseWriter, r *http.Request) error {
 		}
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// eraseResident answers a deletion request: the resident's records are
+// anonymised on the hub and, through the downlink, on every edge of the
+// site.
+func (a *API) eraseResident(w http.ResponseWriter, r *http.Request) error {
+	site := r.URL.Query().Get("site")
+	if site == "" {
+		return httpx.BadRequest("site", "site is required (?site=…)")
+	}
+	e, err := a.State.(Eraser).Erase(site, r.PathValue("id"))
+	if err != nil {
+		if fe := httpx.FromValidation(err); fe != nil {
+			return fe
+		}
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, e)
 	return nil
 }

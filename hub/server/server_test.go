@@ -20,7 +20,7 @@ import (
 func startHub(t *testing.T) *Hub {
 	t.Helper()
 	cfg := Config{Data: t.TempDir(), HTTP: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", ID: "hub",
-		Profile: "small", LogLevel: "info", MaxGroup: 20000}
+		Profile: "small", LogLevel: "info", MaxGroup: 20000, AllowUnenrolled: true, TokenTTL: time.Hour, TLS: "auto"}
 	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

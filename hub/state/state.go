@@ -67,6 +67,7 @@ type State struct {
 
 	pendingSites map[string]bool
 	pendingSeq   uint64
+	erased       map[string]string // site/resident → token
 }
 
 // Errors.
@@ -107,6 +108,13 @@ func (s *State) load() error {
 		if hubSeq, err = kv.GetU64(txn, []byte(keyHubSeq)); err != nil {
 			return err
 		}
+		erased, err := loadErased(txn)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.erased = erased
+		s.mu.Unlock()
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixFact)
 		it := txn.NewIterator(opts)
@@ -175,6 +183,9 @@ func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
 			ev := &bySite[site][i]
 			if !isFact(ev) {
 				continue
+			}
+			if err := s.scrubArrivals(b, site, ev); err != nil {
+				return err
 			}
 			if err := s.putFact(b, site, ev); err != nil {
 				return err
