@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"linli/edge/diskguard"
+	"linli/edge/gateway"
 	"linli/edge/enroll"
 	"linli/edge/kiosk"
 	"linli/edge/outbox"
@@ -89,6 +90,7 @@ type Agent struct {
 	uplink  *uplink.Uplink
 	replica *replica.Replica
 	seats   *seats.Seats
+	gateway *gateway.Gateway // gateways only
 	guard   *diskguard.Guard
 	srv     *http.Server
 	ln      net.Listener
@@ -177,8 +179,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))
 		api.Seats, mirror.Mine = a.seats, a.seats
 	}
+	if cfg.Role == kiosk.RoleGateway {
+		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
+			Log: ob, Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
+		if err != nil {
+			if cerr := ob.Close(); cerr != nil {
+				log.Error("close outbox", "err", cerr)
+			}
+			if cerr := ln.Close(); cerr != nil {
+				log.Error("close listener", "err", cerr)
+			}
+			return nil, err
+		}
+	}
 	a.srv = &http.Server{
-		Handler:           api.Handler(),
+		Handler:           a.handler(api),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -210,6 +225,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.seats.Run(runCtx) }()
 	}
+	if a.gateway != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.gateway.Run(runCtx); err != nil {
+				a.fail(fmt.Errorf("gateway: %w", err))
+			}
+		}()
+	}
 	go func() {
 		defer a.wg.Done()
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -218,6 +242,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}()
 	go a.shutdownOnCancel(runCtx)
 	return a, nil
+}
+
+// handler is the edge's HTTP API; a gateway adds its doors, list, alarms
+// and sensors to it.
+func (a *Agent) handler(api *kiosk.API) http.Handler {
+	if a.gateway == nil {
+		return api.Handler()
+	}
+	return a.gateway.Routes(api.Handler())
 }
 
 func (a *Agent) fail(err error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"linli/edge/diskguard"
+	"linli/edge/gateway"
 	"linli/edge/kiosk"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -44,6 +45,9 @@ type Config struct {
 
 	DiskReserve          string // parsed by diskguard.ParseSize
 	DiskTelemetryReserve string
+
+	// Gateway is the hardware and rules of a gateway (role gateway).
+	Gateway gateway.Config
 
 	// Test-only knobs, set by Main from LINLI_TEST_* variables and by no
 	// flag, file key or documented setting (see testKnobs).
@@ -79,6 +83,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
 	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
 	s.String(&c.DiskTelemetryReserve, "disk-telemetry-reserve", "128MiB", "below this much free space the oldest unacked telemetry (readings) is dropped and a gap event records it (bytes or a percentage; at least disk-reserve)")
+	c.Gateway.Register(s)
 	return s
 }
 
@@ -143,6 +148,9 @@ func (c *Config) Validate() error {
 		if d.v < 100*time.Millisecond {
 			return config.Errorf(d.name, "must be at least 100ms")
 		}
+	}
+	if err := c.Gateway.Validate(c.Role, c.Building); err != nil {
+		return err
 	}
 	return nil
 }

@@ -133,8 +133,20 @@ type Uplink struct {
 	kick     chan struct{}
 	sign     func([]byte) ([]byte, error) // of the current session
 	prioMu   sync.Mutex
-	prio     []event.Event
+	prio     []prioEvent // kept until the hub acks them
+	sessions atomic.Uint64
 }
+
+// prioEvent is an alarm on the priority path and the session that last
+// sent it (0: none yet).
+type prioEvent struct {
+	ev   event.Event
+	sent uint64
+}
+
+// maxPrio bounds the events kept on the priority path while the hub is
+// away; older ones still reach it with the backlog.
+const maxPrio = 1024
 
 // Stats counts what the uplink did, for metrics.
 type Stats struct {
@@ -210,10 +222,16 @@ func (u *Uplink) count(f func(*Stats)) {
 }
 
 // SendPriority queues an event that was just appended (an alarm) to go out
-// at once in its own batch, ahead of any backlog. It never blocks.
+// at once in its own batch, ahead of any backlog: now if a session is up,
+// else first thing in the next one. It is sent again in every new session
+// until the hub acks it, since a dropped connection may lose a publish.
+// It never blocks.
 func (u *Uplink) SendPriority(ev event.Event) {
 	u.prioMu.Lock()
-	u.prio = append(u.prio, ev)
+	u.prio = append(u.prio, prioEvent{ev: ev})
+	if n := len(u.prio); n > maxPrio {
+		u.prio = append([]prioEvent(nil), u.prio[n-maxPrio:]...)
+	}
 	u.prioMu.Unlock()
 	select {
 	case u.prioSig <- struct{}{}:
@@ -224,6 +242,7 @@ func (u *Uplink) SendPriority(ev event.Event) {
 // Run keeps a session up until ctx ends. It returns nil on cancellation.
 func (u *Uplink) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: u.opts.BackoffMin, Max: u.opts.BackoffMax}
+	failures := 0
 	for ctx.Err() == nil {
 		err := u.session(ctx)
 		u.connected.Store(false)
@@ -234,7 +253,17 @@ func (u *Uplink) Run(ctx context.Context) error {
 			bo.Reset() // the session worked; reconnect quickly
 		}
 		d := bo.Next()
-		u.lg.Info("hub session ended; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+		// Say it once per outage; a building offline for days must not fill
+		// its disk with the same line.
+		if errors.Is(err, errSessionEnded) || failures == 0 {
+			u.lg.Warn("hub unreachable; serving offline and retrying", "err", err, "in", d.Round(time.Millisecond))
+		} else {
+			u.lg.Debug("hub still unreachable", "err", err, "in", d.Round(time.Millisecond))
+		}
+		failures++
+		if errors.Is(err, errSessionEnded) {
+			failures = 1
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -419,8 +448,11 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 	if u.down != nil {
 		downAcks = u.down.Acks()
 	}
+	session := u.sessions.Add(1)
 	for {
-		if err := u.sendPriority(c); err != nil {
+		// Alarms first: before the backlog on the first turn of a session,
+		// and between batches of the window after that.
+		if err := u.sendPriority(c, session, acked); err != nil {
 			return err
 		}
 		for len(inflight) < u.opts.Window {
@@ -485,12 +517,28 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 	}
 }
 
-func (u *Uplink) sendPriority(c mqtt.Client) error {
+// sendPriority publishes, each in a batch of its own, the priority events
+// that session has not sent yet, and forgets those the hub has acked. The
+// hub acks only its contiguous high-water mark, so an alarm ahead of a
+// backlog stays here, and is resent by each new session, until the
+// backlog before it has drained.
+func (u *Uplink) sendPriority(c mqtt.Client, session, acked uint64) error {
 	u.prioMu.Lock()
-	evs := u.prio
-	u.prio = nil
+	var due []event.Event
+	keep := u.prio[:0]
+	for _, p := range u.prio {
+		if p.ev.Seq <= acked {
+			continue
+		}
+		if p.sent != session {
+			p.sent = session
+			due = append(due, p.ev)
+		}
+		keep = append(keep, p)
+	}
+	u.prio = keep
 	u.prioMu.Unlock()
-	for _, ev := range evs {
+	for _, ev := range due {
 		if err := u.publishBatch(c, ev.Seq, ev.Seq, []event.Event{ev}, true); err != nil {
 			return err
 		}
