@@ -300,6 +300,12 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 	if len(alarms) != 1 || alarms[0].Kind != "forced" {
 		t.Errorf("hub alarms %+v, want one forced door", alarms)
 	}
+	// A kiosk that joins later (or was wiped) catches up from the start.
+	late := startEdge(t, "kiosk-a3", "site-a", "kiosk", broker)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		return hasNotice(late, func(x kioskNotice) bool { return x.ID == n.ID }) &&
+			hasNotice(late, func(x kioskNotice) bool { return x.Alarm }), "the late kiosk did not catch up"
+	})
 	// The other site's kiosk has seen the hub (it is connected) and shows
 	// none of this.
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return there.sync(t).Connected, "kiosk-b1 not connected" })

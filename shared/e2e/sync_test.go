@@ -132,3 +132,42 @@ func TestHubRestartMidSyncMosquitto(t *testing.T) {
 		testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
 	})
 }
+
+// An edge that dies without a goodbye is shown offline by its last will;
+// one that stops cleanly says so itself.
+func TestOnlineStatusAndLastWill(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	crash := startEdge(t, "kiosk-crash", "s1", "kiosk", "tcp://"+mqttAddr)
+	clean := startEdge(t, "kiosk-clean", "s1", "kiosk", "tcp://"+mqttAddr)
+	online := func(id string) (bool, bool) {
+		var devs []struct {
+			ID     string `json:"id"`
+			Online bool   `json:"online"`
+		}
+		h.do(t, "GET", "/api/v1/devices", nil, &devs)
+		for _, d := range devs {
+			if d.ID == id {
+				return d.Online, true
+			}
+		}
+		return false, false
+	}
+	for _, id := range []string{"kiosk-crash", "kiosk-clean"} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			on, _ := online(id)
+			return on, id + " not online"
+		})
+	}
+	crash.Kill() // no DISCONNECT: the broker publishes the will after the keepalive (2s) lapses
+	if err := clean.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"kiosk-crash", "kiosk-clean"} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			on, known := online(id)
+			return known && !on, id + " still shown online"
+		})
+	}
+}
