@@ -144,15 +144,23 @@ func (a *API) getAccessList(w http.ResponseWriter, r *http.Request) error {
 	if err := event.ValidID(building); err != nil {
 		return httpx.BadRequest("building", "building %v", err)
 	}
+	if err := a.CheckSite(r, site); err != nil {
+		return err
+	}
 	return a.writeAccessList(w, accesslist.ID(site, building))
 }
 
 func (a *API) listAccessLists(w http.ResponseWriter, r *http.Request) error {
-	site := r.URL.Query().Get("site")
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
 	out := []accessListOut{}
 	a.State.Read(func(m *merge.State) {
-		for _, l := range m.AccessLists(site) { // "" is every site
-			out = append(out, summarizeAccess(l))
+		for _, site := range sites { // "" is every site
+			for _, l := range m.AccessLists(site) {
+				out = append(out, summarizeAccess(l))
+			}
 		}
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)

@@ -40,7 +40,36 @@ type Authorizer interface {
 type Principal struct {
 	Name  string
 	Admin bool
+	// Role is RoleViewer, RoleOperator or RoleAdmin. Empty means operator
+	// (admin when Admin is set), so Authorizers that predate roles keep
+	// their meaning.
+	Role string
+	// Sites limits what the caller may see and change; empty is every site.
+	Sites []string
+	// Via says how the caller proved who they are (ViaAdminToken,
+	// ViaToken, ViaSession), for the audit log.
+	Via string
 }
+
+// Operator roles, from least to most allowed.
+const (
+	RoleViewer   = "viewer"   // reads everything in scope, changes nothing
+	RoleOperator = "operator" // also triages, publishes, acknowledges
+	RoleAdmin    = "admin"    // also enrolls devices, sets access lists, manages accounts
+)
+
+// How a principal authenticated.
+const (
+	ViaAdminToken = "admin-token"
+	ViaToken      = "token"
+	ViaSession    = "session"
+)
+
+// CanWrite reports whether p may change anything: every role but viewer.
+func (p Principal) CanWrite() bool { return p.Admin || p.Role != RoleViewer }
+
+// Sees reports whether site is within p's scope.
+func (p Principal) Sees(site string) bool { return len(p.Sites) == 0 || slices.Contains(p.Sites, site) }
 
 // TokenAuth accepts one static bearer token as admin.
 type TokenAuth struct{ Token string }
@@ -53,7 +82,7 @@ func (t TokenAuth) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, nil
 	}
 	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(t.Token)) == 1 {
-		return Principal{Name: "admin", Admin: true}, nil
+		return Principal{Name: "admin", Admin: true, Role: RoleAdmin, Via: ViaAdminToken}, nil
 	}
 	return Principal{}, errBadToken
 }
@@ -133,8 +162,56 @@ func (a *API) requireAuth(h func(http.ResponseWriter, *http.Request) error) func
 			w.Header().Set("WWW-Authenticate", `Bearer realm="linli"`)
 			return &httpx.Error{Status: http.StatusUnauthorized, Msg: "this needs Authorization: Bearer <token> (see <data>/admin.token)"}
 		}
+		if !safeMethod(r.Method) && !p.CanWrite() {
+			return &httpx.Error{Status: http.StatusForbidden, Msg: "a viewer cannot change anything"}
+		}
 		return h(w, r)
 	}
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// errOutOfScope answers a caller who asks for a site outside their scope.
+func errOutOfScope(site string) error {
+	return &httpx.Error{Status: http.StatusForbidden, Field: "site", Msg: "site " + site + " is outside your scope"}
+}
+
+// Scope returns the sites a read of site should cover for the caller of r,
+// in the form the list handlers loop over: []string{""} (every site) for
+// an unscoped or anonymous caller asking for every site, the caller's own
+// sites for a scoped one, and []string{site} when site is named and in
+// scope. A named site outside the caller's scope is a 403. Credentials
+// that do not check out count as anonymous here: the routes that call
+// Scope are open reads (CONTRACT.md), which must not start failing for a
+// stale token.
+func (a *API) Scope(r *http.Request, site string) ([]string, error) {
+	p, err := a.Caller(r)
+	if err != nil {
+		p = Principal{}
+	}
+	switch {
+	case site != "" && !p.Sees(site):
+		return nil, errOutOfScope(site)
+	case site != "":
+		return []string{site}, nil
+	case len(p.Sites) > 0:
+		return slices.Clone(p.Sites), nil
+	}
+	return []string{""}, nil
+}
+
+// CheckSite answers 403 unless the caller of r may act on site.
+func (a *API) CheckSite(r *http.Request, site string) error {
+	p, err := a.Caller(r)
+	if err != nil {
+		return err
+	}
+	if !p.Sees(site) {
+		return errOutOfScope(site)
+	}
+	return nil
 }
 
 type deviceView struct {
@@ -153,6 +230,9 @@ type deviceView struct {
 	Down     uint64     `json:"down_cursor"`
 	Enrolled bool       `json:"enrolled"`
 	Revoked  bool       `json:"revoked,omitempty"`
+	// Oldest is the time of the oldest event the edge had not got acked
+	// when it last said hello, shown while a backlog remains.
+	Oldest *time.Time `json:"oldest_unsynced,omitempty"`
 }
 
 func viewDevice(d store.DeviceRecord) deviceView {
@@ -166,11 +246,18 @@ func viewDevice(d store.DeviceRecord) deviceView {
 		t := d.LastSeen.UTC()
 		v.LastSeen = &t
 	}
+	if !d.Oldest.IsZero() && v.Backlog > 0 {
+		t := d.Oldest.UTC()
+		v.Oldest = &t
+	}
 	return v
 }
 
 func (a *API) devices(w http.ResponseWriter, r *http.Request) error {
-	site := r.URL.Query().Get("site")
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
 	out := []deviceView{}
 	for _, d := range a.Devices.Devices() {
 		out = append(out, viewDevice(d))
@@ -178,7 +265,7 @@ func (a *API) devices(w http.ResponseWriter, r *http.Request) error {
 	out = a.enrolledView(out)
 	filtered := out[:0]
 	for _, d := range out {
-		if site == "" || d.Site == site {
+		if sites[0] == "" || slices.Contains(sites, d.Site) {
 			filtered = append(filtered, d)
 		}
 	}
@@ -213,6 +300,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 	d, ok := a.Devices.Device(device)
 	if !ok {
 		return &httpx.Error{Status: http.StatusNotFound, Msg: "no device " + device}
+	}
+	if err := a.CheckSite(r, d.Site); err != nil {
+		return err
 	}
 	evs, err := a.Events.Events(d.Site, device, after, int(limit))
 	if err != nil {

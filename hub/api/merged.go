@@ -80,9 +80,13 @@ func (a *API) listReports(w http.ResponseWriter, r *http.Request) error {
 	if category != "" && !slices.Contains(event.Categories, category) {
 		return httpx.BadRequest("category", "category %q is not one of %v", category, event.Categories)
 	}
+	sites, err := a.Scope(r, site)
+	if err != nil {
+		return err
+	}
 	out := []reportSummary{}
 	a.State.Read(func(m *merge.State) {
-		for _, s := range []string{site} { // "" is every site
+		for _, s := range sites { // "" is every site
 			for _, rep := range m.Reports(s) {
 				if (status == "" || rep.Status == status) && (building == "" || rep.Building == building) &&
 					(category == "" || rep.Category == category) {
@@ -134,6 +138,9 @@ func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
 	if rerr != nil {
 		return rerr
 	}
+	if !p.Sees(rep.Site) {
+		return errOutOfScope(rep.Site)
+	}
 	d := reportDetail{reportSummary: summarize(rep), Description: rep.Description, Note: rep.Note,
 		RatingInfo: rep.Rating, History: []historyView{}}
 	authed := p.Name != ""
@@ -181,10 +188,24 @@ func (a *API) patchReport(w http.ResponseWriter, r *http.Request) error {
 	case cerr != nil:
 		return cerr
 	}
+	if err := a.CheckSite(r, a.reportSite(id)); err != nil {
+		return err
+	}
 	if _, err := a.State.Record(patch); err != nil {
 		return a.recordError(err)
 	}
 	return a.getReport(w, r)
+}
+
+// reportSite is the site of a merged report, or "" when there is none.
+func (a *API) reportSite(id string) string {
+	site := ""
+	a.State.Read(func(m *merge.State) {
+		if rep, err := m.Report(id); err == nil {
+			site = rep.Site
+		}
+	})
+	return site
 }
 
 func (a *API) recordError(err error) error {
@@ -256,6 +277,9 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 	if err := set.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
+	if err := a.CheckSite(r, set.Site); err != nil {
+		return err
+	}
 	existed := false
 	a.State.Read(func(m *merge.State) { _, err := m.Activity(req.ID); existed = err == nil })
 	if _, err := a.State.Record(set); err != nil {
@@ -310,14 +334,28 @@ func (a *API) getActivity(w http.ResponseWriter, r *http.Request) error {
 	if err := event.ValidID(id); err != nil {
 		return httpx.BadRequest("id", "id %v", err)
 	}
+	var site string
+	a.State.Read(func(m *merge.State) {
+		if act, err := m.Activity(id); err == nil {
+			site = act.Site
+		}
+	})
+	if site != "" {
+		if err := a.CheckSite(r, site); err != nil {
+			return err
+		}
+	}
 	return a.writeActivity(w, id, http.StatusOK)
 }
 
 func (a *API) listActivities(w http.ResponseWriter, r *http.Request) error {
-	site := r.URL.Query().Get("site")
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
 	out := []activityDetail{}
 	a.State.Read(func(m *merge.State) {
-		for _, s := range []string{site} { // "" is every site
+		for _, s := range sites { // "" is every site
 			for _, act := range m.Activities(s) {
 				out = append(out, detailActivity(act))
 			}
@@ -358,6 +396,9 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 	if err := set.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
+	if err := a.CheckSite(r, set.Site); err != nil {
+		return err
+	}
 	if _, err := a.State.Record(set); err != nil {
 		return a.recordError(err)
 	}
@@ -371,11 +412,14 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listNotices(w http.ResponseWriter, r *http.Request) error {
-	site := r.URL.Query().Get("site")
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
 	out := []merge.NoticeView{}
 	now := hlc.FromTime(time.Now())
 	a.State.Read(func(m *merge.State) {
-		for _, s := range []string{site} { // "" is every site
+		for _, s := range sites { // "" is every site
 			out = append(out, m.Notices(s, now)...)
 		}
 	})
@@ -389,10 +433,13 @@ type alarmView struct {
 }
 
 func (a *API) listAlarms(w http.ResponseWriter, r *http.Request) error {
-	site := r.URL.Query().Get("site")
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
 	out := []alarmView{}
 	a.State.Read(func(m *merge.State) {
-		for _, s := range []string{site} { // "" is every site
+		for _, s := range sites { // "" is every site
 			for _, al := range m.OpenAlarms(s) {
 				out = append(out, alarmView{AlarmView: al, Since: al.First.Time()})
 			}

@@ -359,6 +359,10 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	d.Role, d.Version = h.Role, h.Version
 	d.Online, d.LastSeen = true, m.at
 	d.Pending, d.LastSeq = h.Pending, h.LastSeq
+	d.Oldest = time.Time{}
+	if h.Oldest != 0 {
+		d.Oldest = h.Oldest.Time()
+	}
 	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
 	d.SkewMs = skew
 	d.Down = h.DownCursor

@@ -56,6 +56,7 @@ type DeviceRecord struct {
 	LastSeq  uint64    `cbor:"13,keyasint,omitempty"` // the edge's newest seq as it last said
 	SkewMs   int64     `cbor:"14,keyasint,omitempty"` // edge wall clock minus hub's, last hello
 	Down     uint64    `cbor:"15,keyasint,omitempty"` // downlink changes applied, as the edge last said
+	Oldest   time.Time `cbor:"16,keyasint,omitempty"` // the edge's oldest unacked event, as it last said
 }
 
 // Holds reports whether seq is already held.
