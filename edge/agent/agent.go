@@ -171,6 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMetrics(reg, ob, up, guard)
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
+	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
 		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
 	}
@@ -178,6 +179,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Role == kiosk.RoleKiosk {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))
 		api.Seats, mirror.Mine = a.seats, a.seats
+		// The resident web UI, its settings and the index of what each
+		// resident did here.
+		var ui *kiosk.UI
+		idx, err = kiosk.NewIndex(ob.DB(), ob, log.With("component", "index"))
+		if err == nil {
+			ui, err = kiosk.NewUI()
+		}
+		if err != nil {
+			for _, c := range []io.Closer{ob, ln} {
+				if cerr := c.Close(); cerr != nil {
+					log.Error("close after failed start", "err", cerr)
+				}
+			}
+			return nil, err
+		}
+		api.UI, api.Residents = ui, idx
+		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version}
 	}
 	if cfg.Role == kiosk.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
@@ -233,6 +251,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 				a.fail(fmt.Errorf("gateway: %w", err))
 			}
 		}()
+	}
+	if idx != nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); idx.Run(runCtx) }()
 	}
 	go func() {
 		defer a.wg.Done()

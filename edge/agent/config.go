@@ -66,7 +66,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Data, "data", "", "data directory (default ./data/edge/<id>)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8081", "HTTP listen address")
 	s.String(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL (tcp:// or ssl://)")
-	s.String(&c.Building, "building", "", "building this edge stands in (gateways)")
+	s.String(&c.Building, "building", "", "building this edge stands in: gateways tag their events with it; a kiosk shows its notices and offers it for reports")
 	s.String(&c.Username, "mqtt-username", "", "MQTT username (set by enrollment)")
 	s.String(&c.Password, "mqtt-password", "", "MQTT password (set by enrollment)")
 	s.Duration(&c.Retention, "retention", 24*time.Hour, "keep acked events this long before deleting them")

@@ -70,6 +70,10 @@ type API struct {
 	UI       http.Handler // optional: the resident web UI at /
 	Health   func() error // optional: extra readiness check
 
+	// Kiosks only: the settings the UI reads and what residents did here.
+	Kiosk     *Info     // optional
+	Residents Residents // optional
+
 	requests *prometheus.CounterVec
 }
 
@@ -105,6 +109,9 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/reports/{id}", a.getReport)
 	handle("GET /api/v1/reports", a.getReports)
 	handle("GET /api/v1/sync", a.getSync)
+	handle("GET /api/v1/kiosk", a.kioskOnly(a.getKiosk))
+	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
+	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
 	if a.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
@@ -338,7 +345,8 @@ func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
 
 // getReports lists synced reports (?category=&building=&open=true): the
 // kiosk suggests open reports of the same kind in the same building before
-// a resident files a duplicate.
+// a resident files a duplicate. With ?resident= it lists instead the
+// reports that resident filed or said "me too" to at this kiosk.
 func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	category, building := q.Get("category"), q.Get("building")
@@ -349,6 +357,15 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 		if err := event.ValidID(building); err != nil {
 			return httpx.BadRequest("building", "building %v", err)
 		}
+	}
+	if q.Has("resident") {
+		resident, err := residentParam(r)
+		if err != nil {
+			return err
+		}
+		return a.kioskOnly(func(w http.ResponseWriter, r *http.Request) error {
+			return a.getResidentReports(w, resident, category, building, q.Get("open") == "true")
+		})(w, r)
 	}
 	if a.Replica == nil {
 		httpx.WriteJSON(w, http.StatusOK, []any{})

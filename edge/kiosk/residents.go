@@ -1,0 +1,169 @@
+package kiosk
+
+import (
+	"net/http"
+	"time"
+
+	"linli/shared/event"
+	"linli/shared/httpx"
+)
+
+// Info is what the kiosk UI needs to know about the kiosk it runs on.
+type Info struct {
+	Device      string
+	Site        string
+	Building    string        // the lobby's building: the default of a report's building
+	IdleTimeout time.Duration // the UI forgets the resident after this long idle
+	Version     string
+}
+
+// Residents answers what one resident did at this kiosk (see Index).
+type Residents interface {
+	// Reports, Checkins and Ratings list resident's entries newest first;
+	// an error means the store could not be read.
+	Reports(resident string) ([]IndexedReport, error)
+	Checkins(resident string) ([]IndexedCheckin, error)
+	Ratings(resident string) ([]IndexedRating, error)
+}
+
+var _ Residents = (*Index)(nil)
+
+// maxMine bounds a resident's listings: a kiosk screen shows a few dozen
+// at most, and the oldest matter least.
+const maxMine = 50
+
+func (a *API) kioskOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if a.Role != RoleKiosk {
+			return &httpx.Error{Status: http.StatusNotFound, Msg: "this edge is a " + a.Role + "; " + r.URL.Path + " is served by kiosks only"}
+		}
+		return h(w, r)
+	}
+}
+
+// getKiosk answers the kiosk's own settings, so the UI needs no
+// configuration of its own.
+func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
+	info := a.Kiosk
+	if info == nil {
+		info = &Info{IdleTimeout: 60 * time.Second}
+	}
+	httpx.WriteJSON(w, http.StatusOK, struct {
+		Device        string   `json:"device"`
+		Site          string   `json:"site"`
+		Building      string   `json:"building"`
+		IdleTimeoutMS int64    `json:"idle_timeout_ms"`
+		Version       string   `json:"version"`
+		Categories    []string `json:"categories"`
+	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories})
+	return nil
+}
+
+// residentParam reads the required ?resident=.
+func residentParam(r *http.Request) (string, error) {
+	resident := r.URL.Query().Get("resident")
+	if err := event.ValidID(resident); err != nil {
+		return "", httpx.BadRequest("resident", "resident %v", err)
+	}
+	return resident, nil
+}
+
+func (a *API) residents() (Residents, error) {
+	if a.Residents == nil {
+		return nil, &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "this kiosk keeps no resident index"}
+	}
+	return a.Residents, nil
+}
+
+// MyReport is a report as the kiosk shows it to the resident who filed it
+// here ("filed") or said "me too" to it ("voted").
+type MyReport struct {
+	ReportOut
+	Mine string `json:"mine"`
+}
+
+// getResidentReports lists the reports resident filed or voted for here,
+// newest first, each as last synced (or as filed, before the hub answered),
+// filtered like the other report listing.
+func (a *API) getResidentReports(w http.ResponseWriter, resident, category, building string, open bool) error {
+	idx, err := a.residents()
+	if err != nil {
+		return err
+	}
+	refs, err := idx.Reports(resident)
+	if err != nil {
+		return err
+	}
+	out := []MyReport{}
+	for _, ref := range refs {
+		if len(out) == maxMine || a.Replica == nil {
+			break
+		}
+		v, ok, err := a.Replica.Report(ref.ID)
+		if err != nil {
+			return err
+		}
+		ro, isOut := v.(ReportOut)
+		if !ok || !isOut {
+			continue // voted for a report this kiosk no longer holds
+		}
+		if (category != "" && ro.Category != category) || (building != "" && ro.Building != building) ||
+			(open && (ro.Status == event.ReportResolved || ro.Status == event.ReportRejected)) {
+			continue
+		}
+		mine := "filed"
+		if ref.Voted {
+			mine = "voted"
+		}
+		out = append(out, MyReport{ReportOut: ro, Mine: mine})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// getCheckins lists ?resident='s last check-in or -out per activity here.
+func (a *API) getCheckins(w http.ResponseWriter, r *http.Request) error {
+	resident, err := residentParam(r)
+	if err != nil {
+		return err
+	}
+	idx, err := a.residents()
+	if err != nil {
+		return err
+	}
+	v, err := idx.Checkins(resident)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, nonNil(v))
+	return nil
+}
+
+// getRatings lists ?resident='s latest rating per target here.
+func (a *API) getRatings(w http.ResponseWriter, r *http.Request) error {
+	resident, err := residentParam(r)
+	if err != nil {
+		return err
+	}
+	idx, err := a.residents()
+	if err != nil {
+		return err
+	}
+	v, err := idx.Ratings(resident)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, nonNil(v))
+	return nil
+}
+
+// nonNil makes an empty listing [] rather than null.
+func nonNil[T any](v []T) []T {
+	if len(v) > maxMine {
+		v = v[:maxMine]
+	}
+	if v == nil {
+		return []T{}
+	}
+	return v
+}

@@ -1,0 +1,945 @@
+// Linli lobby kiosk: the resident-facing touch UI, served by the kiosk edge
+// itself. Plain JavaScript with no framework and no request to anywhere but
+// this edge, so it works the same with or without a network. Every string
+// comes from i18n/<lang>.json; data from the API is only ever set as text,
+// never parsed as HTML.
+'use strict';
+(() => {
+  // A card reader acting as a keyboard types a whole number within ~100 ms;
+  // 600 ms also lets a person type one on a hardware keyboard, and a longer
+  // pause starts a new number, so stray keys never prefix a later card.
+  const KEY_GAP_MS = 600;
+  const POLL_SYNC_MS = 3000;
+  const POLL_NOTICES_MS = 15000;
+  // The identified resident's activities: a move up from the waitlist shows
+  // within this long.
+  const POLL_MINE_MS = 4000;
+  const READ_TIMEOUT_MS = 10000;
+  // Writes wait for the edge's fsync, which a busy disk can slow down.
+  const WRITE_TIMEOUT_MS = 20000;
+  const DEFAULT_LANG = 'zh-CN';
+  const OTHER_LANG = { 'zh-CN': 'en', en: 'zh-CN' };
+  const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+  const CATEGORIES = ['fire_safety', 'public_safety', 'facilities', 'sanitation', 'noise', 'elevator', 'other'];
+  const FIELDS = ['resident', 'activity', 'action', 'category', 'title', 'description', 'building', 'unit',
+    'score', 'comment', 'target', 'report', 'body', 'id'];
+
+  // Everything about the person at the screen lives here and in the DOM of
+  // the current screen; reset() drops both. Nothing is ever written to
+  // localStorage, sessionStorage or cookies.
+  const S = {
+    lang: DEFAULT_LANG,
+    kiosk: { building: '', idle_timeout_ms: 60000, categories: CATEGORIES },
+    sync: undefined, // last GET /api/v1/sync; null when the edge did not answer
+    notices: [],
+    resident: null,
+    screen: 'start',
+    arg: null,
+    gen: 0, // bumped on every reset: answers for an earlier person are dropped
+    draft: {}, // form contents by screen, kept across a language switch
+    acts: null, // the resident's activities as last polled
+    prevStatus: {}, // activity → status, to notice a move up from the waitlist
+    movedUp: new Set(),
+    sessionReports: [], // ids filed in this session, anonymous ones included
+    lastInput: Date.now(),
+  };
+  const cats = {};
+  const $ = (id) => document.getElementById(id);
+
+  // ---- strings ------------------------------------------------------------
+
+  function has(key) { return cats[S.lang] && Object.prototype.hasOwnProperty.call(cats[S.lang], key); }
+  function t(key, vars) {
+    let s = has(key) ? cats[S.lang][key] : (cats[DEFAULT_LANG] || {})[key];
+    if (s === undefined) return key;
+    return s.replace(/\{(\w+)\}/g, (m, k) => (vars && vars[k] !== undefined ? String(vars[k]) : m));
+  }
+
+  async function loadLang(lang) {
+    if (cats[lang]) return true;
+    const r = await api('GET', 'i18n/' + lang + '.json');
+    if (r.status !== 200 || !r.data) return false;
+    cats[lang] = r.data;
+    return true;
+  }
+
+  async function setLang(lang, rerender) {
+    if (!(await loadLang(lang))) { toast(t('err.network'), 'err'); return; }
+    S.lang = lang;
+    applyStatic();
+    if (rerender) render();
+  }
+
+  // Static parts of the page: marked with data-i18n in index.html.
+  function applyStatic() {
+    document.documentElement.lang = S.lang;
+    document.title = t('app.title');
+    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+    const lang = $('lang');
+    lang.textContent = t('lang.other');
+    lang.setAttribute('lang', OTHER_LANG[S.lang]);
+    lang.setAttribute('aria-label', t('lang.switch'));
+    $('where').textContent = S.kiosk.building ? t('app.where', { building: S.kiosk.building }) : t('app.where_none');
+    renderSync();
+    renderAlarm();
+    tickClock();
+  }
+
+  // ---- DOM helpers --------------------------------------------------------
+
+  function h(tag, props, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of kids.flat()) {
+      if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+    }
+    return el;
+  }
+
+  const SVG = 'http://www.w3.org/2000/svg';
+  // 24×24 stroked line icons; '|' separates paths.
+  const ICONS = {
+    fire_safety: 'M12 3c1 4 5 5.5 5 10a5 5 0 0 1-10 0c0-2.5 1.5-3.5 2-5 .8 1.5 1.6 2 2.5 2C11 7.5 11.5 5 12 3z',
+    public_safety: 'M12 3l7 3v5c0 5-3.5 8.5-7 10-3.5-1.5-7-5-7-10V6z|M9 12l2 2 4-4',
+    facilities: 'M14.7 6.3a4 4 0 0 0-5.4 5.4L4 17l3 3 5.3-5.3a4 4 0 0 0 5.4-5.4l-2.6 2.6-2.8-.6-.6-2.8z',
+    sanitation: 'M4 7h16|M9 7V4h6v3|M6 7l1 13h10l1-13|M10 11v6|M14 11v6',
+    noise: 'M4 9v6h4l5 4V5L8 9z|M16 9a4 4 0 0 1 0 6|M19 6a8 8 0 0 1 0 12',
+    elevator: 'M5 3h14v18H5z|M9 10l3-3 3 3|M9 14l3 3 3-3',
+    other: 'M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18z|M8 12h.01|M12 12h.01|M16 12h.01',
+    activities: 'M4 5h16v16H4z|M4 9h16|M8 3v4|M16 3v4|M9 15l2 2 4-4',
+    report: 'M5 21V4|M5 4h11l-2 4 2 4H5',
+    mine: 'M9 3h6v3H9z|M7 4H5v17h14V4h-2|M8 11h8|M8 15h8',
+    rate: 'M12 3l2.8 5.7 6.2.9-4.5 4.4 1 6.2L12 17.3 6.5 20.2l1-6.2L3 9.6l6.2-.9z',
+    notices: 'M6 8a6 6 0 0 1 12 0c0 7 3 8 3 8H3s3-1 3-8|M10 20a2 2 0 0 0 4 0',
+    card: 'M3 5h18v14H3z|M7 10h4|M7 14h6|M15 9h3v4h-3z',
+    exit: 'M10 4H5v16h5|M14 8l4 4-4 4|M18 12H9',
+    alarm: 'M12 3L2 20h20z|M12 9v5|M12 17h.01',
+    back: 'M15 5l-7 7 7 7',
+  };
+  function icon(name) {
+    const s = document.createElementNS(SVG, 'svg');
+    s.setAttribute('viewBox', '0 0 24 24');
+    s.setAttribute('aria-hidden', 'true');
+    s.setAttribute('class', 'icon');
+    for (const d of ICONS[name].split('|')) {
+      const p = document.createElementNS(SVG, 'path');
+      p.setAttribute('d', d);
+      s.append(p);
+    }
+    return s;
+  }
+
+  function fmtTime(iso, withDate) {
+    if (!iso) return '';
+    const d = new Date(iso);
+    if (isNaN(d)) return '';
+    const o = { hour: '2-digit', minute: '2-digit' };
+    if (withDate !== false) Object.assign(o, { month: 'numeric', day: 'numeric' });
+    try { return new Intl.DateTimeFormat(S.lang, o).format(d); } catch (e) { return d.toLocaleString(); }
+  }
+
+  // Show the resident id only in part: the screen is public.
+  function masked(id) {
+    if (id.length <= 4) return id;
+    return id.slice(0, 1) + '•'.repeat(Math.min(id.length - 3, 6)) + id.slice(-2);
+  }
+
+  function chars(s) { return [...s].length; }
+
+  // ---- API ----------------------------------------------------------------
+
+  async function api(method, path, body) {
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), method === 'GET' ? READ_TIMEOUT_MS : WRITE_TIMEOUT_MS);
+    try {
+      const opts = { method, cache: 'no-store', signal: ctrl.signal, headers: {} };
+      if (body !== undefined) {
+        opts.headers['Content-Type'] = 'application/json';
+        opts.body = JSON.stringify(body);
+      }
+      const res = await fetch(path, opts);
+      let data = null;
+      try { data = await res.json(); } catch (e) { data = null; }
+      return { status: res.status, data };
+    } catch (e) {
+      return { status: 0, data: null }; // no answer: the edge is down or slow
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // errText says what went wrong in the resident's words. For a write
+  // without an answer the record may or may not be on the kiosk, so it says
+  // exactly that instead of claiming either.
+  function errText(r, write) {
+    if (r.status === 0) return t(write ? 'err.network_write' : 'err.network');
+    if (r.status === 400) {
+      const f = r.data && r.data.field;
+      return FIELDS.includes(f) && has('err.field.' + f) ? t('err.field.' + f) : t('err.bad_input');
+    }
+    if (r.status === 404) return t('err.not_found');
+    if (r.status === 507) return t('err.disk_full');
+    if (r.status === 503) return t('err.unavailable');
+    return t('err.server', { code: r.status });
+  }
+
+  // post is a write: done only when the edge answered 201, which means the
+  // record is on the kiosk's disk.
+  async function post(path, body) {
+    const r = await api('POST', path, body);
+    return { ok: r.status === 201, status: r.status, data: r.data, error: r.status === 201 ? '' : errText(r, true) };
+  }
+
+  // Run a write from a button: busy while it runs, the answer in msg.
+  async function busy(btn, msg, fn) {
+    const label = btn.textContent;
+    btn.disabled = true;
+    btn.setAttribute('aria-busy', 'true');
+    btn.textContent = t('common.saving');
+    if (msg) { msg.textContent = ''; msg.className = 'msg'; }
+    const gen = S.gen;
+    try {
+      return await fn();
+    } finally {
+      if (gen === S.gen && btn.isConnected) {
+        btn.disabled = false;
+        btn.removeAttribute('aria-busy');
+        btn.textContent = label;
+      }
+    }
+  }
+
+  function showErr(msg, text) {
+    msg.textContent = text;
+    msg.className = 'msg err';
+  }
+
+  // ---- chrome: sync state, alarms, clock, toast -----------------------------
+
+  async function pollSync() {
+    const r = await api('GET', 'api/v1/sync');
+    S.sync = r.status === 200 ? r.data : null;
+    renderSync();
+    setTimeout(pollSync, POLL_SYNC_MS);
+  }
+
+  // Waiting records are a normal state of an offline-first kiosk, shown
+  // calmly; only an edge that does not answer is an error.
+  function renderSync() {
+    const box = $('sync');
+    const s = S.sync;
+    let state, text, sub = '';
+    if (s === undefined) {
+      state = 'unknown';
+      text = '';
+    } else if (!s) {
+      state = 'down';
+      text = t('sync.down');
+    } else if (s.connected) {
+      state = 'online';
+      text = s.pending > 0 ? t('sync.online_sending', { n: s.pending }) : t('sync.online_all');
+    } else {
+      state = 'offline';
+      text = s.pending > 0 ? t('sync.offline_saved', { n: s.pending }) : t('sync.offline_none');
+    }
+    if (s && s.last_sync) sub = t('sync.last', { time: fmtTime(s.last_sync) });
+    else if (s) sub = t('sync.never');
+    box.dataset.state = state;
+    box.dataset.pending = s ? String(s.pending) : '';
+    $('sync-text').textContent = text;
+    $('sync-sub').textContent = sub;
+  }
+
+  async function pollNotices() {
+    const r = await api('GET', 'api/v1/notices');
+    if (r.status === 200 && Array.isArray(r.data)) {
+      const changed = JSON.stringify(r.data) !== JSON.stringify(S.notices);
+      S.notices = r.data;
+      if (changed) {
+        renderAlarm();
+        if (S.screen === 'notices' || S.screen === 'start') refreshList();
+      }
+    }
+    setTimeout(pollNotices, POLL_NOTICES_MS);
+  }
+
+  function renderAlarm() {
+    const box = $('alarm');
+    const alarms = S.notices.filter((n) => n.alarm);
+    if (!alarms.length || S.screen === 'notices') { box.hidden = true; box.replaceChildren(); return; }
+    box.replaceChildren(icon('alarm'), h('span', { class: 'alarm-text' },
+      h('strong', { text: t('alarm.label') + ' ' }), alarms[0].title,
+      alarms.length > 1 ? ' ' + t('alarm.more', { n: alarms.length - 1 }) : ''),
+    h('button', { type: 'button', class: 'on-dark', onclick: () => go('notices') }, t('alarm.show')));
+    box.hidden = false;
+  }
+
+  function tickClock() {
+    const d = new Date();
+    try {
+      $('clock').textContent = new Intl.DateTimeFormat(S.lang, { month: 'numeric', day: 'numeric', weekday: 'short', hour: '2-digit', minute: '2-digit' }).format(d);
+    } catch (e) { $('clock').textContent = d.toLocaleString(); }
+  }
+
+  let toastTimer = 0;
+  function toast(text, kind) {
+    const el = $('toast');
+    el.textContent = text;
+    el.className = 'toast ' + (kind || '');
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.hidden = true; }, 8000);
+  }
+  function clearToast() { clearTimeout(toastTimer); $('toast').hidden = true; $('toast').textContent = ''; }
+
+  // ---- idle: forget the resident --------------------------------------------
+
+  function idleMs() { return Math.max(1000, Number(S.kiosk.idle_timeout_ms) || 60000); }
+  // A countdown shows for the last 10 s, or the last quarter of a short timeout.
+  function warnMs() { return Math.min(10000, idleMs() / 4); }
+  function touched() {
+    S.lastInput = Date.now();
+    if (!$('idle').hidden) $('idle').hidden = true;
+  }
+  function hasSession() {
+    return S.resident !== null || S.screen !== 'start' || S.lang !== DEFAULT_LANG || Object.keys(S.draft).length > 0;
+  }
+  function idleTick() {
+    const idle = Date.now() - S.lastInput;
+    if (!hasSession()) {
+      $('idle').hidden = true;
+    } else if (idle >= idleMs()) {
+      reset();
+    } else if (idle >= idleMs() - warnMs()) {
+      const left = Math.ceil((idleMs() - idle) / 1000);
+      $('idle-text').textContent = t('idle.text', { n: left });
+      if ($('idle').hidden) {
+        $('idle').hidden = false;
+        $('idle-stay').focus();
+      }
+    }
+  }
+
+  // reset returns to the start screen as if nobody had been here: the
+  // resident, their forms, lists and messages, and the language go.
+  function reset() {
+    S.gen++;
+    S.resident = null;
+    S.draft = {};
+    S.acts = null;
+    S.prevStatus = {};
+    S.movedUp = new Set();
+    S.sessionReports = [];
+    S.lastResult = null;
+    keyBuf = '';
+    $('idle').hidden = true;
+    clearToast();
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+    if (S.lang !== DEFAULT_LANG) {
+      S.lang = DEFAULT_LANG;
+      applyStatic();
+    }
+    S.lastInput = Date.now();
+    go('start');
+  }
+
+  // ---- identification ---------------------------------------------------------
+
+  // A card reader types digits and Enter into whatever has focus. Outside
+  // text fields those keys collect here, so a card works on every screen
+  // with nothing focused; inside a field they are ordinary typing.
+  let keyBuf = '';
+  let keyAt = 0;
+  function editable(el) {
+    return el && (el.isContentEditable || el.tagName === 'TEXTAREA' ||
+      (el.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit'].includes(el.type)));
+  }
+  function onKey(e) {
+    touched();
+    if (e.key === 'Escape') {
+      keyBuf = '';
+      if (!$('idle').hidden) return;
+      back();
+      return;
+    }
+    if (e.ctrlKey || e.altKey || e.metaKey || editable(e.target)) return;
+    const now = performance.now();
+    if (now - keyAt > KEY_GAP_MS) keyBuf = '';
+    keyAt = now;
+    if (e.key === 'Enter') {
+      if (keyBuf && ID_RE.test(keyBuf)) {
+        e.preventDefault(); // the number, not the focused button, answers Enter
+        const id = keyBuf;
+        keyBuf = '';
+        identify(id);
+      }
+      keyBuf = '';
+      return;
+    }
+    if (e.key.length === 1 && /[A-Za-z0-9_-]/.test(e.key)) keyBuf = (keyBuf + e.key).slice(-64);
+  }
+
+  function identify(id) {
+    id = id.trim();
+    if (!ID_RE.test(id)) return false;
+    const fresh = S.resident !== id;
+    if (fresh) {
+      // A different card: the previous person's session ends here. Someone
+      // who only chose a language or began an anonymous report keeps it.
+      if (S.resident !== null) reset();
+      S.resident = id;
+    }
+    toast(t('id.welcome', { who: masked(id) }), 'ok');
+    go('home');
+    if (fresh) pollMine();
+    return true;
+  }
+
+  // ---- navigation ----------------------------------------------------------------
+
+  const SCREENS = {};
+  let listRefresh = null; // the current screen's list re-render, for polls
+
+  // Screens about one resident; without one they fall back to the start.
+  const NEEDS_ID = ['home', 'activities', 'rate'];
+
+  function go(screen, arg) {
+    if (NEEDS_ID.includes(screen) && !S.resident) screen = 'start';
+    S.screen = screen;
+    S.arg = arg === undefined ? null : arg;
+    render();
+  }
+
+  function back() {
+    if (S.screen === 'start' || S.screen === 'home') return;
+    go(S.resident ? 'home' : 'start');
+  }
+
+  function render() {
+    listRefresh = null;
+    const root = h('section', { class: 'screen', 'data-screen': S.screen, 'aria-labelledby': 'screen-title' });
+    SCREENS[S.screen](root, S.arg);
+    $('main').replaceChildren(root);
+    renderAlarm();
+    window.scrollTo(0, 0);
+    // Move focus to the new screen's title, so keyboard and screen reader
+    // users start there (no field is focused: a card read still works).
+    const title = root.querySelector('#screen-title');
+    if (title) { title.tabIndex = -1; title.focus({ preventScroll: true }); }
+  }
+
+  function refreshList() { if (listRefresh) listRefresh(); }
+
+  // Replace a list's content and keep focus on the same control, so a poll
+  // never throws a keyboard user back to the top.
+  function swap(box, kids) {
+    const key = document.activeElement && box.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+    box.replaceChildren(...kids);
+    if (key) {
+      const el = box.querySelector('[data-key="' + CSS.escape(key) + '"]');
+      if (el) el.focus({ preventScroll: true });
+    }
+  }
+
+  function topbar(titleKey, vars) {
+    const kids = [];
+    if (S.screen !== 'start') {
+      kids.push(h('button', { type: 'button', class: 'nav-back', onclick: back }, icon('back'), t('nav.back')));
+    }
+    kids.push(h('h1', { id: 'screen-title', text: t(titleKey, vars) }));
+    if (S.resident) {
+      kids.push(h('button', { type: 'button', class: 'nav-exit', onclick: reset }, icon('exit'), t('nav.exit')));
+    }
+    return h('div', { class: 'topbar' }, kids);
+  }
+
+  function offlineNote() {
+    if (S.sync && !S.sync.connected) return h('p', { class: 'note calm', text: t('offline.last_synced') });
+    return null;
+  }
+
+  // ---- screens -------------------------------------------------------------------
+
+  SCREENS.start = (root) => {
+    root.append(
+      h('div', { class: 'hero' },
+        h('h1', { id: 'screen-title', text: t('start.title') }),
+        h('p', { class: 'lead', text: t('start.lead') })),
+      h('button', { type: 'button', class: 'primary huge', id: 'go-identify', onclick: () => go('identify') },
+        icon('card'), h('span', {}, t('start.identify'), h('small', { text: t('start.identify_hint') }))),
+      h('div', { class: 'tiles two' },
+        tile('notices', 'start.notices', () => go('notices')),
+        tile('report', 'start.report_anon', () => go('report', 'new'))));
+    const box = h('div', { class: 'preview', 'aria-live': 'off' });
+    root.append(h('h2', { class: 'sec', text: t('start.latest') }), box);
+    listRefresh = () => swap(box, S.notices.length ? S.notices.slice(0, 3).map((n) => noticeCard(n, true)) :
+      [h('p', { class: 'note', text: t('notices.none') })]);
+    listRefresh();
+  };
+
+  function tile(iconName, key, onclick, extra) {
+    return h('button', Object.assign({ type: 'button', class: 'tile', 'data-go': iconName, onclick }, extra || {}), icon(iconName), h('span', { text: t(key) }));
+  }
+
+  SCREENS.identify = (root) => {
+    const input = h('input', { id: 'rid', name: 'resident', type: 'text', inputmode: 'none', autocomplete: 'off',
+      autocapitalize: 'characters', spellcheck: 'false', maxlength: '64', class: 'rid', 'aria-describedby': 'rid-msg' });
+    const msg = h('p', { id: 'rid-msg', class: 'msg', role: 'alert' });
+    const submit = () => {
+      const v = input.value.trim();
+      if (!identify(v)) showErr(msg, t(v ? 'id.invalid' : 'id.empty'));
+    };
+    const press = (k) => {
+      if (k === 'del') input.value = input.value.slice(0, -1);
+      else if (k === 'clr') input.value = '';
+      else input.value = (input.value + k).slice(0, 64);
+      msg.textContent = '';
+    };
+    const keys = ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'clr', '0', 'del'].map((k) =>
+      h('button', { type: 'button', class: 'key' + (k.length > 1 ? ' fn' : ''), 'data-key': k, onclick: () => press(k),
+        'aria-label': k === 'del' ? t('id.del') : k === 'clr' ? t('id.clear') : null },
+      k === 'del' ? '⌫' : k === 'clr' ? t('id.clear_short') : k));
+    root.append(topbar('id.title'),
+      h('p', { class: 'lead', text: t('id.lead') }),
+      h('form', { class: 'identify', novalidate: true, onsubmit: (e) => { e.preventDefault(); submit(); } },
+        h('label', { for: 'rid', text: t('id.label') }), input, msg,
+        h('div', { class: 'keypad', role: 'group', 'aria-label': t('id.keypad') }, keys),
+        h('button', { type: 'submit', class: 'primary big', id: 'rid-ok' }, t('id.ok'))));
+  };
+
+  SCREENS.home = (root) => {
+    root.append(topbar('home.title', { who: masked(S.resident) }),
+      h('p', { class: 'lead', text: t('home.lead') }),
+      h('div', { class: 'tiles' },
+        tile('activities', 'home.activities', () => go('activities')),
+        tile('report', 'home.report', () => go('report', 'new')),
+        tile('mine', 'home.mine', () => go('mine')),
+        tile('rate', 'home.rate', () => go('rate')),
+        tile('notices', 'home.notices', () => go('notices')),
+        tile('exit', 'home.exit', reset, { class: 'tile quiet' })));
+  };
+
+  // ---- activities -------------------------------------------------------------------
+
+  async function fetchMine() {
+    const r = encodeURIComponent(S.resident);
+    const [a, c] = await Promise.all([api('GET', 'api/v1/activities?resident=' + r), api('GET', 'api/v1/checkins?resident=' + r)]);
+    if (a.status !== 200 || !Array.isArray(a.data)) return { error: errText(a) };
+    const last = {};
+    if (c.status === 200 && Array.isArray(c.data)) for (const x of c.data) last[x.activity] = x;
+    return { acts: a.data, last };
+  }
+
+  // pollMine follows the identified resident's standing, to tell them at
+  // once when the hub moved them up from the waitlist.
+  async function pollMine() {
+    const gen = S.gen;
+    if (!S.resident) return;
+    const m = await fetchMine();
+    if (gen !== S.gen) return;
+    if (!m.error) {
+      for (const a of m.acts) {
+        if (S.prevStatus[a.id] === 'waitlisted' && a.status === 'confirmed') {
+          S.movedUp.add(a.id);
+          toast(t('act.moved_up', { title: a.title }), 'ok');
+        }
+        S.prevStatus[a.id] = a.status || '';
+      }
+      const changed = JSON.stringify(m) !== JSON.stringify(S.acts);
+      S.acts = m;
+      if (changed && S.screen === 'activities') refreshList();
+    }
+    setTimeout(() => { if (gen === S.gen) pollMine(); }, POLL_MINE_MS);
+  }
+
+  SCREENS.activities = (root) => {
+    const list = h('div', { class: 'cards', id: 'activity-list', 'aria-live': 'polite' });
+    const msg = h('p', { class: 'msg', role: 'alert' });
+    root.append(topbar('act.title'), h('p', { class: 'lead', text: t('act.lead') }), offlineNote() || '', msg, list);
+    listRefresh = () => {
+      const m = S.acts;
+      if (!m) { swap(list, [h('p', { class: 'note', text: t('common.loading') })]); return; }
+      if (m.error) { showErr(msg, m.error); return; }
+      msg.textContent = '';
+      swap(list, m.acts.length ? m.acts.map((a) => activityCard(a, m.last[a.id], msg)) :
+        [h('p', { class: 'note', text: t('act.none') })]);
+    };
+    listRefresh();
+    const gen = S.gen;
+    fetchMine().then((m) => { if (gen === S.gen && S.screen === 'activities') { S.acts = m; listRefresh(); } });
+  };
+
+  function activityCard(a, last, msg) {
+    const left = last && last.action === 'out';
+    const st = left ? 'left' : a.status || 'none';
+    const seats = a.capacity > 0 ?
+      (a.seats_left > 0 ? t('act.seats_left', { n: a.seats_left, cap: a.capacity }) : t('act.full', { cap: a.capacity })) :
+      t('act.no_limit');
+    const when = a.start ? (fmtTime(a.start) + (a.end ? ' – ' + fmtTime(a.end, false) : '')) : '';
+    const actions = [];
+    const checkin = (action) => async (e) => {
+      const btn = e.currentTarget;
+      const gen = S.gen;
+      await busy(btn, msg, async () => {
+        const r = await post('api/v1/checkins', { resident: S.resident, activity: a.id, action });
+        if (gen !== S.gen) return;
+        if (!r.ok) { showErr(msg, r.error); return; }
+        const res = action === 'out' ? 'out' : r.data.status;
+        S.prevStatus[a.id] = action === 'out' ? S.prevStatus[a.id] : res;
+        S.lastResult = { id: a.id, result: res };
+        toast(t('act.result.' + res, { title: a.title }), res === 'waitlisted' ? 'calm' : 'ok');
+        S.acts = await fetchMine();
+        if (gen === S.gen && S.screen === 'activities') refreshList();
+      });
+    };
+    if (st === 'none') actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') }, t('act.checkin')));
+    else if (!left) actions.push(h('button', { type: 'button', 'data-key': 'out-' + a.id, onclick: checkin('out') }, t(st === 'waitlisted' ? 'act.leave_waitlist' : 'act.checkout')));
+    if (a.status === 'confirmed') {
+      actions.push(h('button', { type: 'button', 'data-key': 'rate-' + a.id, onclick: () => rateAgain({ target: a.id, title: a.title, kind: 'activity' }) }, t('act.rate')));
+    }
+    // The answer to the last tap on this card, while it still holds (a move
+    // up from the waitlist supersedes "waitlisted").
+    let result = S.lastResult && S.lastResult.id === a.id ? S.lastResult.result : '';
+    if (result && (result === 'out' ? !left : result !== a.status)) result = '';
+    return h('article', { class: 'card act', 'data-id': a.id, 'data-status': st, 'data-result': result || null },
+      h('div', { class: 'card-head' }, h('span', { class: 'badge kind-' + a.kind, text: t('kind.' + a.kind) }),
+        h('span', { class: 'badge st-' + st, text: t('act.status.' + st) })),
+      h('h3', { text: a.title || a.id }),
+      when ? h('p', { class: 'meta', text: when }) : '',
+      h('p', { class: 'seats' + (a.capacity > 0 && a.seats_left === 0 ? ' full' : ''), text: seats }),
+      S.movedUp.has(a.id) && a.status === 'confirmed' ? h('p', { class: 'good', text: t('act.moved_up_note') }) : '',
+      result ? h('p', { class: 'result r-' + result, text: t('act.result.' + result, { title: a.title }) }) : '',
+      a.status && !a.synced ? h('p', { class: 'note', text: t('act.unsynced') }) : '',
+      last && !left && last.time ? h('p', { class: 'meta', text: t('act.in_since', { time: fmtTime(last.time) }) }) : '',
+      actions.length ? h('div', { class: 'actions' }, actions) : '');
+  }
+
+  // ---- reports ------------------------------------------------------------------------
+
+  function reportDraft() {
+    if (!S.draft.report) {
+      S.draft.report = { step: 'category', category: '', building: S.kiosk.building || '', unit: '', title: '', desc: '', anon: !S.resident };
+    }
+    return S.draft.report;
+  }
+
+  SCREENS.report = (root, arg) => {
+    // A new visit starts over once the last report was sent; otherwise the
+    // draft is kept (a language switch, a look at the notices).
+    if (arg === 'new') {
+      S.arg = null; // once: re-renders of this visit keep the draft
+      if (S.draft.report && S.draft.report.step === 'done') delete S.draft.report;
+    }
+    const d = reportDraft();
+    if (d.step === 'category') {
+      root.append(topbar('rep.title'), h('p', { class: 'lead', text: t('rep.pick') }),
+        h('div', { class: 'tiles cats', role: 'group', 'aria-label': t('rep.category') },
+          CATEGORIES.filter((c) => (S.kiosk.categories || CATEGORIES).includes(c)).map((c) =>
+            h('button', { type: 'button', class: 'tile cat cat-' + c, 'data-category': c, 'aria-pressed': String(d.category === c),
+              onclick: () => { d.category = c; d.step = 'form'; render(); } }, icon(c), h('span', { text: t('cat.' + c) })))));
+      return;
+    }
+    if (d.step === 'done') return reportDone(root, d);
+    reportForm(root, d);
+  };
+
+  function field(id, labelKey, el, hintKey) {
+    el.id = id;
+    if (hintKey) el.setAttribute('aria-describedby', id + '-hint');
+    return h('div', { class: 'field' }, h('label', { for: id, text: t(labelKey) }), el,
+      hintKey ? h('small', { id: id + '-hint', text: t(hintKey) }) : '');
+  }
+
+  function reportForm(root, d) {
+    const msg = h('p', { class: 'msg', role: 'alert', id: 'rep-msg' });
+    const dupBox = h('div', { class: 'dups', id: 'dups', 'aria-live': 'polite' });
+    const bind = (key) => (e) => { d[key] = e.target.type === 'checkbox' ? e.target.checked : e.target.value; };
+    const building = h('input', { type: 'text', value: d.building, maxlength: '64', autocomplete: 'off', oninput: bind('building'),
+      onchange: () => loadDups() });
+    const unit = h('input', { type: 'text', value: d.unit, maxlength: '64', autocomplete: 'off', oninput: bind('unit') });
+    const title = h('input', { type: 'text', value: d.title, maxlength: '120', autocomplete: 'off', required: true, oninput: bind('title') });
+    const desc = h('textarea', { rows: '3', maxlength: '500', oninput: bind('desc') });
+    desc.value = d.desc;
+    const anon = h('input', { type: 'checkbox', id: 'rep-anon', onchange: bind('anon') });
+    anon.checked = d.anon || !S.resident;
+    anon.disabled = !S.resident;
+    const submit = h('button', { type: 'submit', class: 'primary big', id: 'rep-submit' }, t('rep.submit'));
+
+    const loadDups = async () => {
+      const b = d.building.trim();
+      if (!ID_RE.test(b)) { dupBox.replaceChildren(); return; }
+      const gen = S.gen;
+      const r = await api('GET', 'api/v1/reports?open=true&category=' + encodeURIComponent(d.category) + '&building=' + encodeURIComponent(b));
+      if (gen !== S.gen || !dupBox.isConnected || r.status !== 200 || !Array.isArray(r.data)) return;
+      if (!r.data.length) { dupBox.replaceChildren(); return; }
+      const mine = await mineIds();
+      if (gen !== S.gen || !dupBox.isConnected) return;
+      dupBox.replaceChildren(h('h2', { class: 'sec', id: 'dups-title', text: t('rep.dups', { n: r.data.length }) }),
+        h('p', { class: 'note', text: t('rep.dups_hint') }),
+        ...r.data.slice(0, 5).map((x) => dupCard(x, mine, d)));
+    };
+
+    const onSubmit = async (e) => {
+      e.preventDefault();
+      const b = d.building.trim(), u = d.unit.trim(), ti = d.title.trim();
+      if (!ID_RE.test(b)) { showErr(msg, t('err.field.building')); building.focus(); return; }
+      if (u && !ID_RE.test(u)) { showErr(msg, t('err.field.unit')); unit.focus(); return; }
+      if (!ti || chars(ti) > 120) { showErr(msg, t('err.field.title')); title.focus(); return; }
+      const body = { category: d.category, title: ti, description: d.desc.trim(), building: b, unit: u };
+      if (S.resident && !d.anon) body.resident = S.resident;
+      const gen = S.gen;
+      await busy(submit, msg, async () => {
+        const r = await post('api/v1/reports', body);
+        if (gen !== S.gen) return;
+        if (!r.ok) { showErr(msg, r.error); return; }
+        S.sessionReports.push(r.data.id);
+        d.step = 'done';
+        d.done = { id: r.data.id, voted: false, title: ti, anon: !body.resident };
+        render();
+      });
+    };
+
+    root.append(topbar('rep.title'),
+      h('div', { class: 'chosen' }, icon(d.category), h('strong', { text: t('cat.' + d.category) }),
+        h('button', { type: 'button', onclick: () => { d.step = 'category'; render(); } }, t('rep.change'))),
+      dupBox,
+      h('form', { class: 'form', novalidate: true, onsubmit: onSubmit, 'aria-labelledby': 'screen-title' },
+        h('div', { class: 'row' }, field('rep-building', 'rep.building', building), field('rep-unit', 'rep.unit', unit, 'rep.unit_hint')),
+        field('rep-title', 'rep.what', title, 'rep.what_hint'),
+        field('rep-desc', 'rep.details', desc, 'rep.details_hint'),
+        h('div', { class: 'check' }, anon, h('label', { for: 'rep-anon', text: t('rep.anon') }),
+          h('small', { text: t(S.resident ? 'rep.anon_hint' : 'rep.anon_forced') })),
+        msg, submit));
+    loadDups();
+  }
+
+  async function mineIds() {
+    const out = new Map();
+    if (!S.resident) return out;
+    const r = await api('GET', 'api/v1/reports?resident=' + encodeURIComponent(S.resident));
+    if (r.status === 200 && Array.isArray(r.data)) for (const x of r.data) out.set(x.id, x.mine);
+    return out;
+  }
+
+  function dupCard(x, mine, d) {
+    const msg = h('p', { class: 'msg', role: 'alert' });
+    let act;
+    if (mine.get(x.id) === 'filed') act = h('p', { class: 'note', text: t('rep.dup_yours') });
+    else if (mine.get(x.id) === 'voted') act = h('p', { class: 'note', text: t('rep.dup_voted') });
+    else if (!S.resident) act = h('p', { class: 'note', text: t('rep.vote_needs_id') });
+    else {
+      act = h('button', { type: 'button', class: 'primary', 'data-key': 'vote-' + x.id, 'data-vote': x.id, onclick: async (e) => {
+        const gen = S.gen;
+        await busy(e.currentTarget, msg, async () => {
+          const r = await post('api/v1/reports/' + encodeURIComponent(x.id) + '/votes', { resident: S.resident });
+          if (gen !== S.gen) return;
+          if (!r.ok) { showErr(msg, r.error); return; }
+          d.step = 'done';
+          d.done = { id: x.id, voted: true, title: x.title };
+          render();
+        });
+      } }, t('rep.metoo'));
+    }
+    return h('article', { class: 'card dup', 'data-id': x.id },
+      h('h3', { text: x.title }),
+      h('p', { class: 'meta', text: [x.building + (x.unit ? ' ' + x.unit : ''), t('status.' + x.status), t('rep.votes', { n: x.votes })].join(' · ') }),
+      act, msg);
+  }
+
+  function reportDone(root, d) {
+    const box = h('div', { class: 'status-box', id: 'rep-status', 'aria-live': 'polite' });
+    root.append(topbar(d.done.voted ? 'rep.voted_title' : 'rep.done_title'),
+      h('div', { class: 'done' }, h('p', { class: 'big-ok', text: t(d.done.voted ? 'rep.voted' : 'rep.done') }),
+        h('p', { text: d.done.title }),
+        d.done.voted ? '' : h('p', { class: 'meta', text: t('rep.number', { id: d.done.id }) }),
+        d.done.anon ? h('p', { class: 'note', text: t('rep.anon_note') }) : '',
+        box,
+        h('div', { class: 'actions' },
+          S.resident ? h('button', { type: 'button', class: 'primary', onclick: () => go('mine') }, t('rep.see_mine')) : '',
+          h('button', { type: 'button', onclick: () => { delete S.draft.report; go(S.resident ? 'home' : 'start'); } }, t('common.done')))));
+    const gen = S.gen;
+    const follow = async () => {
+      if (gen !== S.gen || !box.isConnected) return;
+      const r = await api('GET', 'api/v1/reports/' + encodeURIComponent(d.done.id));
+      if (gen !== S.gen || !box.isConnected) return;
+      if (r.status === 200 && r.data) box.replaceChildren(reportStatus(r.data));
+      setTimeout(follow, POLL_SYNC_MS);
+    };
+    queueMicrotask(follow); // once the screen is in the page
+  }
+
+  // reportStatus is a report's state as last synced, in words.
+  function reportStatus(x) {
+    return h('p', { class: 'status st-' + x.status, 'data-status': x.status, 'data-synced': String(!!x.synced) },
+      h('strong', { text: t('status.' + x.status) }), ' · ',
+      x.synced ? t('rep.synced', { time: fmtTime(x.updated_at) }) : t('rep.not_synced'));
+  }
+
+  SCREENS.mine = (root) => {
+    const list = h('div', { class: 'cards', id: 'mine-list', 'aria-live': 'polite' });
+    const msg = h('p', { class: 'msg', role: 'alert' });
+    root.append(topbar('mine.title'), offlineNote() || '', msg, list);
+    const gen = S.gen;
+    const load = async () => {
+      const items = [];
+      if (S.resident) {
+        const r = await api('GET', 'api/v1/reports?resident=' + encodeURIComponent(S.resident));
+        if (gen !== S.gen) return;
+        if (r.status !== 200 || !Array.isArray(r.data)) { showErr(msg, errText(r)); return; }
+        items.push(...r.data);
+      }
+      for (const id of S.sessionReports) {
+        if (items.some((x) => x.id === id)) continue;
+        const r = await api('GET', 'api/v1/reports/' + encodeURIComponent(id));
+        if (gen !== S.gen) return;
+        if (r.status === 200 && r.data) items.push(Object.assign(r.data, { mine: 'anon' }));
+      }
+      msg.textContent = '';
+      swap(list, items.length ? items.map(mineCard) : [h('p', { class: 'note', text: t('mine.none') })]);
+    };
+    listRefresh = load;
+    swap(list, [h('p', { class: 'note', text: t('common.loading') })]);
+    load();
+  };
+
+  function mineCard(x) {
+    const rateable = x.status === 'resolved' && S.resident;
+    return h('article', { class: 'card report', 'data-id': x.id, 'data-status': x.status },
+      h('div', { class: 'card-head' }, h('span', { class: 'badge', text: t('cat.' + x.category) }),
+        h('span', { class: 'badge rel', text: t('mine.rel.' + x.mine) })),
+      h('h3', { text: x.title }),
+      h('p', { class: 'meta', text: [x.building + (x.unit ? ' ' + x.unit : ''), t('rep.votes', { n: x.votes })].join(' · ') }),
+      reportStatus(x),
+      x.note ? h('p', { class: 'op-note' }, h('strong', { text: t('mine.note') + ' ' }), x.note) : '',
+      rateable ? h('div', { class: 'actions' }, h('button', { type: 'button', 'data-key': 'rate-' + x.id,
+        onclick: () => rateAgain({ target: x.id, title: x.title, kind: 'report' }) }, t('mine.rate'))) : '');
+  }
+
+  // ---- ratings --------------------------------------------------------------------------
+
+  SCREENS.rate = (root, arg) => {
+    if (arg && arg.target) return rateForm(root, arg);
+    const list = h('div', { class: 'cards', id: 'rate-list' });
+    const msg = h('p', { class: 'msg', role: 'alert' });
+    root.append(topbar('rate.title'), h('p', { class: 'lead', text: t('rate.lead') }), msg, list);
+    swap(list, [h('p', { class: 'note', text: t('common.loading') })]);
+    const gen = S.gen;
+    (async () => {
+      const r = encodeURIComponent(S.resident);
+      const [reps, acts, rated] = await Promise.all([api('GET', 'api/v1/reports?resident=' + r),
+        api('GET', 'api/v1/activities?resident=' + r), api('GET', 'api/v1/ratings?resident=' + r)]);
+      if (gen !== S.gen || !list.isConnected) return;
+      if (reps.status !== 200 || acts.status !== 200) { showErr(msg, errText(reps.status !== 200 ? reps : acts)); list.replaceChildren(); return; }
+      const prior = {};
+      if (rated.status === 200 && Array.isArray(rated.data)) for (const x of rated.data) prior[x.target] = x.score;
+      const targets = [
+        ...reps.data.filter((x) => x.status === 'resolved').map((x) => ({ target: x.id, title: x.title, kind: 'report' })),
+        ...acts.data.filter((x) => x.status === 'confirmed').map((x) => ({ target: x.id, title: x.title, kind: 'activity' })),
+      ];
+      swap(list, targets.length ? targets.map((x) => h('article', { class: 'card', 'data-id': x.target },
+        h('div', { class: 'card-head' }, h('span', { class: 'badge', text: t('rate.kind.' + x.kind) })),
+        h('h3', { text: x.title }),
+        prior[x.target] ? h('p', { class: 'meta', text: t('rate.prior', { n: prior[x.target] }) }) : '',
+        h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', 'data-key': 'rate-' + x.target,
+          onclick: () => rateAgain(x) }, t(prior[x.target] ? 'rate.again' : 'rate.go'))))) :
+        [h('p', { class: 'note', text: t('rate.none') })]);
+    })();
+  };
+
+  // rateAgain opens the rating form, afresh once a rating was sent.
+  function rateAgain(x) {
+    const d = S.draft['rate:' + x.target];
+    if (d && d.done) delete S.draft['rate:' + x.target];
+    go('rate', x);
+  }
+
+  function rateForm(root, arg) {
+    const key = 'rate:' + arg.target;
+    const d = S.draft[key] || (S.draft[key] = { score: 0, comment: '', done: false });
+    if (d.done) {
+      root.append(topbar('rate.title'), h('div', { class: 'done' }, h('p', { class: 'big-ok', id: 'rate-done', text: t('rate.thanks') }),
+        h('p', { text: arg.title }), h('p', { class: 'meta', text: t('rate.given', { n: d.score }) }),
+        h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => { delete S.draft[key]; go('home'); } }, t('common.done')))));
+      return;
+    }
+    const msg = h('p', { class: 'msg', role: 'alert', id: 'rate-msg' });
+    const stars = [1, 2, 3, 4, 5].map((n) => {
+      const input = h('input', { type: 'radio', name: 'score', id: 'score-' + n, value: String(n),
+        onchange: () => { d.score = n; } });
+      input.checked = d.score === n;
+      return h('div', { class: 'star' }, input, h('label', { for: 'score-' + n },
+        h('span', { class: 'n', 'aria-hidden': 'true', text: '★'.repeat(n) }), h('span', { text: t('rate.s' + n) })));
+    });
+    const comment = h('textarea', { rows: '3', maxlength: '500', oninput: (e) => { d.comment = e.target.value; } });
+    comment.value = d.comment;
+    const submit = h('button', { type: 'submit', class: 'primary big', id: 'rate-submit' }, t('rate.submit'));
+    const onSubmit = async (e) => {
+      e.preventDefault();
+      if (!d.score) { showErr(msg, t('rate.need_score')); return; }
+      const gen = S.gen;
+      await busy(submit, msg, async () => {
+        const r = await post('api/v1/ratings', { resident: S.resident, target: arg.target, score: d.score, comment: d.comment.trim() });
+        if (gen !== S.gen) return;
+        if (!r.ok) { showErr(msg, r.error); return; }
+        d.done = true;
+        render();
+      });
+    };
+    root.append(topbar('rate.title'),
+      h('p', { class: 'lead' }, h('span', { class: 'badge', text: t('rate.kind.' + arg.kind) }), ' ', h('strong', { text: arg.title })),
+      h('form', { class: 'form', novalidate: true, onsubmit: onSubmit },
+        h('fieldset', { class: 'stars' }, h('legend', { text: t('rate.score') }), stars),
+        field('rate-comment', 'rate.comment', comment, 'rate.comment_hint'),
+        msg, submit));
+  }
+
+  // ---- notices ----------------------------------------------------------------------------
+
+  function noticeCard(n, short) {
+    const kind = n.alarm ? 'alarm' : n.category;
+    return h('article', { class: 'card notice n-' + kind, 'data-id': n.id, 'data-alarm': String(!!n.alarm) },
+      h('div', { class: 'card-head' }, n.alarm ? icon('alarm') : '',
+        h('span', { class: 'badge', text: n.alarm ? t('alarm.label') : t('ncat.' + n.category) }),
+        h('span', { class: 'meta', text: fmtTime(n.time) })),
+      h('h3', { text: n.title }),
+      short ? '' : h('p', { class: 'body', text: n.body }),
+      !short && n.expires_at ? h('p', { class: 'meta', text: t('notices.until', { time: fmtTime(n.expires_at) }) }) : '');
+  }
+
+  SCREENS.notices = (root) => {
+    const list = h('div', { class: 'cards one', id: 'notice-list' });
+    root.append(topbar('notices.title'), h('p', { class: 'lead', text: t('notices.lead') }), offlineNote() || '', list);
+    listRefresh = () => swap(list, S.notices.length ? S.notices.map((n) => noticeCard(n, false)) :
+      [h('p', { class: 'note', text: t('notices.none') })]);
+    listRefresh();
+  };
+
+  // ---- start -------------------------------------------------------------------------------
+
+  async function boot() {
+    // The page came from this edge, so the catalogue will come too; retry
+    // rather than show a page without words.
+    while (!(await loadLang(DEFAULT_LANG))) await new Promise((r) => setTimeout(r, 2000));
+    const k = await api('GET', 'api/v1/kiosk');
+    if (k.status === 200 && k.data) S.kiosk = k.data;
+    applyStatic();
+    $('lang').addEventListener('click', () => setLang(OTHER_LANG[S.lang], true));
+    $('idle-stay').addEventListener('click', touched);
+    for (const ev of ['pointerdown', 'touchstart', 'input', 'wheel']) document.addEventListener(ev, touched, { passive: true, capture: true });
+    document.addEventListener('keydown', onKey, true);
+    go('start');
+    setInterval(idleTick, 250);
+    setInterval(tickClock, 15000);
+    pollSync();
+    pollNotices();
+    document.body.dataset.ready = 'true';
+  }
+
+  boot();
+})();

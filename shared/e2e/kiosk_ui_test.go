@@ -1,0 +1,415 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"linli/shared/testkit"
+	"linli/shared/testkit/browser"
+)
+
+// The kiosk UI, driven in headless Chromium against the real binaries. The
+// tests know the UI only as a browser does: through its pages, the DOM
+// hooks it keeps stable (ids, data-* attributes) and its string catalogues,
+// which they read from the source tree to check what a resident is shown.
+
+// uiWait bounds every wait for the page; the machine is shared with other
+// test processes, so it is generous.
+const uiWait = 30 * time.Second
+
+func catalogue(t *testing.T, lang string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testkit.Root(), "edge", "kiosk", "web", "i18n", lang+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]string
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatalf("catalogue %s: %v", lang, err)
+	}
+	return c
+}
+
+// fill replaces {name} placeholders the way the UI does.
+func fill(s string, kv ...any) string {
+	for i := 0; i+1 < len(kv); i += 2 {
+		s = strings.ReplaceAll(s, "{"+kv[i].(string)+"}", fmt.Sprint(kv[i+1]))
+	}
+	return s
+}
+
+type kioskPage struct {
+	*browser.Page
+	zh, en map[string]string
+}
+
+// openKiosk loads the kiosk UI at url in a width×height tab and waits for
+// the start screen.
+func openKiosk(t *testing.T, b *browser.Browser, url string, width, height int64) *kioskPage {
+	t.Helper()
+	k := &kioskPage{Page: b.Page(t, width, height), zh: catalogue(t, "zh-CN"), en: catalogue(t, "en")}
+	k.Do(chromedp.Navigate(url))
+	k.waitScreen("start")
+	t.Cleanup(func() {
+		if p := k.Problems(); len(p) > 0 {
+			t.Errorf("the page had script errors or CSP violations: %q", p)
+		}
+	})
+	return k
+}
+
+func js(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+func (k *kioskPage) waitScreen(name string) {
+	k.T.Helper()
+	k.Wait(uiWait, "screen "+name, `document.body.dataset.ready === 'true' && !!document.querySelector('[data-screen=`+js(name)+`]')`)
+}
+
+func (k *kioskPage) click(css string) {
+	k.T.Helper()
+	k.Wait(uiWait, css+" to be clickable", `(() => { const e = document.querySelector(`+js(css)+`); return e && !e.disabled && e.offsetParent !== null; })()`)
+	k.Do(chromedp.Click(chromedp.CSS(css)))
+}
+
+func (k *kioskPage) text(css string) string {
+	k.T.Helper()
+	return browser.Eval[string](k.Page, `(() => { const e = document.querySelector(`+js(css)+`); return e ? e.textContent : ''; })()`)
+}
+
+// waitText waits until the element's text contains want.
+func (k *kioskPage) waitText(css, want string) {
+	k.T.Helper()
+	k.Wait(uiWait, fmt.Sprintf("%s to show %q", css, want),
+		`(() => { const e = document.querySelector(`+js(css)+`); return !!e && e.textContent.includes(`+js(want)+`); })()`)
+}
+
+// typeField types into a form field as a person would (key by key).
+func (k *kioskPage) typeField(css, s string) {
+	k.T.Helper()
+	k.Do(chromedp.Click(chromedp.CSS(css)), chromedp.SendKeys(chromedp.CSS(css), s))
+}
+
+// card types a resident number and Enter with no field focused, as a card
+// reader acting as a keyboard does.
+func (k *kioskPage) card(number string) {
+	k.T.Helper()
+	focused := browser.Eval[string](k.Page, `(() => { document.activeElement && document.activeElement.blur(); const a = document.activeElement; return a ? a.tagName : ''; })()`)
+	if focused != "BODY" {
+		k.T.Fatalf("focus is on %s, want nothing focused before the card read", focused)
+	}
+	k.Do(chromedp.KeyEvent(number + "\r"))
+}
+
+func (k *kioskPage) syncState() (state string, pending int) {
+	k.T.Helper()
+	v := browser.Eval[[]string](k.Page, `[document.getElementById('sync').dataset.state, document.getElementById('sync').dataset.pending]`)
+	n, _ := strconv.Atoi(v[1])
+	return v[0], n
+}
+
+func (k *kioskPage) home() {
+	k.T.Helper()
+	k.click(".nav-back")
+	k.waitScreen("home")
+}
+
+// kioskSite is a hub and one kiosk edge of site s1 in building B1.
+type kioskSite struct {
+	hub   *hubProc
+	kiosk *edgeProc
+}
+
+func startKioskSite(t *testing.T, id string, extra ...string) *kioskSite {
+	t.Helper()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	k := startEdge(t, id, "s1", "kiosk", "tcp://"+mqttAddr, append([]string{"--building", "B1"}, extra...)...)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, id + " not connected" })
+	return &kioskSite{hub: h, kiosk: k}
+}
+
+// activity creates an activity at the hub and waits until the kiosk holds
+// it with its share of seats (for a capacity large enough to share).
+func (s *kioskSite) activity(t *testing.T, id, title, kind string, capacity int, shared bool) {
+	t.Helper()
+	if code := s.hub.do(t, "POST", "/api/v1/activities", map[string]any{"id": id, "title": title, "kind": kind, "site": "s1",
+		"start": time.Now().Add(time.Hour).Format(time.RFC3339), "end": time.Now().Add(3 * time.Hour).Format(time.RFC3339),
+		"capacity": capacity}, nil); code != 201 {
+		t.Fatalf("create activity %s: %d", id, code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var a activityState
+		s.hub.do(t, "GET", "/api/v1/activities/"+id, nil, &a)
+		_, ok := s.kiosk.activity(t, id, "")
+		return ok && (!shared || len(a.Kiosks) == 1), fmt.Sprintf("kiosk has %s: %v; shares %+v", id, ok, a.Kiosks)
+	})
+}
+
+func (s *kioskSite) notice(t *testing.T, title, body, category string) {
+	t.Helper()
+	if code := s.hub.do(t, "POST", "/api/v1/notices", map[string]string{"site": "s1", "title": title, "body": body,
+		"category": category, "expires": time.Now().Add(72 * time.Hour).Format(time.RFC3339)}, nil); code != 201 {
+		t.Fatalf("publish notice: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var list []kioskNotice
+		s.kiosk.do(t, "GET", "/api/v1/notices", nil, &list)
+		return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.Title == title }), "kiosk lacks notice " + title
+	})
+}
+
+// report files a report at the kiosk's API (a neighbour, not the browser)
+// and waits until the kiosk has it back from the hub, synced.
+func (s *kioskSite) report(t *testing.T, resident, category, title string) string {
+	t.Helper()
+	var c created
+	if code := s.kiosk.do(t, "POST", "/api/v1/reports", map[string]string{"category": category, "title": title,
+		"building": "B1", "unit": "2-101", "resident": resident}, &c); code != 201 {
+		t.Fatalf("file report: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var r kioskReport
+		code := s.kiosk.do(t, "GET", "/api/v1/reports/"+c.ID, nil, &r)
+		return code == 200 && r.Synced, fmt.Sprintf("report %s on the kiosk: %d %+v", c.ID, code, r)
+	})
+	return c.ID
+}
+
+// A resident identifies with a card read (digits and Enter, nothing
+// focused), checks in, says "me too" to a suggested duplicate, files a
+// report, rates and reads the notices — with the hub up, and again with
+// the hub down, when the kiosk answers from its share of seats and keeps
+// everything on its disk. When the hub returns, every record is at the hub
+// exactly as the kiosk showed it. A move up from the waitlist reaches the
+// resident's screen on its own.
+func TestKioskResidentJourney(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	s := startKioskSite(t, "kiosk-ui", "--idle-timeout", "10m")
+	s.activity(t, "A1", "社区义诊", "activity", 20, true)
+	s.activity(t, "V1", "楼道清洁志愿服务", "volunteer", 10, true)
+	s.activity(t, "C1", "剪纸非遗课", "culture", 1, false)
+	s.notice(t, "停水通知", "周六 9:00-12:00 停水检修", "announcement")
+	s.notice(t, "消防通道禁止停车", "请勿在消防通道停放车辆", "safety")
+	neighbour := s.report(t, "R-N1", "elevator", "电梯异响")
+	// Another resident takes C1's only seat first (the hub decides it: a
+	// one-seat activity leaves the kiosk no share).
+	var other created
+	if code := s.kiosk.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-N2", "activity": "C1"}, &other); code != 201 {
+		t.Fatalf("neighbour check-in: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var a activityState
+		s.hub.do(t, "GET", "/api/v1/activities/C1", nil, &a)
+		return slices.Contains(a.Confirmed, "R-N2"), fmt.Sprintf("C1 at the hub: %+v", a)
+	})
+	setup := time.Since(began)
+
+	b := browser.New(t)
+	for _, f := range browser.Flags {
+		if !slices.Contains(b.Args(), f) {
+			t.Fatalf("browser started without %s: %q", f, b.Args())
+		}
+	}
+	k := openKiosk(t, b, s.kiosk.URL, 1080, 1920)
+	const resident = "20240001"
+	zh := k.zh
+	k.Wait(uiWait, "online state", `document.getElementById('sync').dataset.state === 'online'`)
+
+	// Identify with the card reader, no field focused.
+	k.card(resident)
+	k.waitScreen("home")
+	if got, want := k.text("#screen-title"), fill(zh["home.title"], "who", "2•••••01"); got != want {
+		t.Fatalf("greeting %q, want %q", got, want)
+	}
+
+	// Check in: confirmed from the kiosk's share; waitlisted for C1.
+	k.click(`[data-go="activities"]`)
+	k.waitScreen("activities")
+	k.click(`[data-id="A1"] button.primary`)
+	k.Wait(uiWait, "A1 confirmed", `document.querySelector('[data-id="A1"]').dataset.result === 'confirmed'`)
+	k.waitText(`[data-id="A1"] .badge.st-confirmed`, zh["act.status.confirmed"])
+	k.click(`[data-id="C1"] button.primary`)
+	k.Wait(uiWait, "C1 waitlisted", `document.querySelector('[data-id="C1"]').dataset.result === 'waitlisted'`)
+	k.waitText(`[data-id="C1"] .result`, fill(zh["act.result.waitlisted"], "title", "剪纸非遗课"))
+
+	// The neighbour leaves C1: the hub moves this resident up, and the
+	// screen says so without anyone touching it.
+	if code := s.kiosk.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-N2", "activity": "C1", "action": "out"}, nil); code != 201 {
+		t.Fatalf("neighbour check-out: %d", code)
+	}
+	k.waitText("#toast", fill(zh["act.moved_up"], "title", "剪纸非遗课"))
+	k.Wait(uiWait, "C1 confirmed on the card", `document.querySelector('[data-id="C1"]').dataset.status === 'confirmed'`)
+
+	// Report: the elevator problem is already open in B1, so the kiosk
+	// suggests it and the resident says "me too" instead of filing again.
+	k.home()
+	k.click(`[data-go="report"]`)
+	k.waitScreen("report")
+	k.click(`[data-category="elevator"]`)
+	k.waitText("#dups-title", fill(zh["rep.dups"], "n", 1))
+	k.click(`[data-vote="` + neighbour + `"]`)
+	k.waitText("#screen-title", zh["rep.voted_title"])
+	k.click(".done .actions button:last-child")
+	k.waitScreen("home")
+
+	// A new report: fire safety, not anonymous.
+	_ = fileReport(k, "fire_safety", "楼道堆放杂物", "三楼楼道堆满纸箱", false)
+
+	// Rate the activity attended.
+	rate(k, "A1", 4, "很好")
+
+	// Notices: safety first.
+	readNotices(k, "消防通道禁止停车", "停水通知")
+
+	// The hub goes away; the kiosk keeps working.
+	s.hub.Kill()
+	k.Wait(uiWait, "offline state", `document.getElementById('sync').dataset.state === 'offline'`)
+	k.home()
+	k.click(`[data-go="activities"]`)
+	k.waitScreen("activities")
+	k.waitText(".note.calm", zh["offline.last_synced"])
+	k.click(`[data-id="V1"] button.primary`)
+	k.Wait(uiWait, "V1 confirmed offline", `document.querySelector('[data-id="V1"]').dataset.result === 'confirmed'`)
+	k.waitText(`[data-id="V1"] .note`, zh["act.unsynced"])
+	k.home()
+	offline := fileReport(k, "noise", "夜间装修噪音", "", false)
+	k.waitText("#rep-status", zh["rep.not_synced"])
+	k.click(".done .actions button:last-child")
+	rate(k, "C1", 5, "")
+	readNotices(k, "消防通道禁止停车", "停水通知")
+	// Waiting records are shown as the normal state they are.
+	k.Wait(uiWait, "3 records pending", `+document.getElementById('sync').dataset.pending >= 3`)
+	state, pending := k.syncState()
+	if want := fill(zh["sync.offline_saved"], "n", pending); state != "offline" || k.text("#sync-text") != want {
+		t.Fatalf("status bar %s %q, want offline %q", state, k.text("#sync-text"), want)
+	}
+	k.click(`[data-go="mine"]`)
+	k.waitScreen("mine")
+	k.Wait(uiWait, "the offline report, not synced", `!!document.querySelector('[data-id="`+offline+`"] .status[data-synced="false"]')`)
+	if n := browser.Eval[int](k.Page, `document.querySelectorAll('#mine-list .card').length`); n != 3 {
+		t.Fatalf("my reports lists %d, want 3 (two filed, one me too)", n)
+	}
+
+	// The hub returns: everything the kiosk kept reaches it, exactly once.
+	s.hub.Restart()
+	testkit.WaitHTTP(t, s.hub.URL+"/healthz", 20*time.Second)
+	k.Wait(uiWait, "online, nothing pending", `document.getElementById('sync').dataset.state === 'online' && document.getElementById('sync').dataset.pending === '0'`)
+	k.home()
+	k.click(`[data-go="mine"]`)
+	k.Wait(uiWait, "the offline report, synced", `!!document.querySelector('[data-id="`+offline+`"] .status[data-synced="true"]')`)
+
+	evs, err := testkit.FetchEvents(t.Context(), s.hub.URL, s.hub.token(t), "kiosk-ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range evs {
+		b := e.Body
+		if b["resident"] != resident {
+			continue
+		}
+		switch e.Kind {
+		case "checkin":
+			seen[fmt.Sprintf("checkin %v %v %v", b["activity"], b["action"], b["status"])]++
+		case "report":
+			seen[fmt.Sprintf("report %v %v", b["category"], b["title"])]++
+		case "vote":
+			seen[fmt.Sprintf("vote %v", b["report"])]++
+		case "rating":
+			seen[fmt.Sprintf("rating %v %v", b["target"], b["score"])]++
+		}
+	}
+	want := map[string]int{
+		"checkin A1 in confirmed": 1, "checkin C1 in waitlisted": 1, "checkin V1 in confirmed": 1,
+		"report fire_safety 楼道堆放杂物": 1, "report noise 夜间装修噪音": 1,
+		"vote " + neighbour: 1, "rating A1 4": 1, "rating C1 5": 1,
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("the hub holds the resident's records %v, want exactly %v", seen, want)
+	}
+	for _, id := range []string{"V1", "C1", "A1"} {
+		var a activityState
+		s.hub.do(t, "GET", "/api/v1/activities/"+id, nil, &a)
+		if !slices.Contains(a.Confirmed, resident) {
+			t.Errorf("hub activity %s confirmed %v, want %s", id, a.Confirmed, resident)
+		}
+	}
+	var rep struct {
+		Status   string `json:"status"`
+		Category string `json:"category"`
+	}
+	if code := s.hub.do(t, "GET", "/api/v1/reports/"+offline, nil, &rep); code != 200 || rep.Category != "noise" {
+		t.Fatalf("hub report %s: %d %+v", offline, code, rep)
+	}
+	t.Logf("setup %v; the journey, hub up and down, %v", setup, time.Since(began)-setup)
+}
+
+// fileReport files a report from the home screen and returns its id as the
+// done screen shows it.
+func fileReport(k *kioskPage, category, title, details string, anonymous bool) string {
+	k.T.Helper()
+	k.waitScreen("home")
+	k.click(`[data-go="report"]`)
+	k.waitScreen("report")
+	k.click(`[data-category="` + category + `"]`)
+	k.Wait(uiWait, "the report form", `!!document.getElementById('rep-title')`)
+	if got := browser.Eval[string](k.Page, `document.getElementById('rep-building').value`); got != "B1" {
+		k.T.Fatalf("building prefilled %q, want B1 (the kiosk's)", got)
+	}
+	k.typeField("#rep-unit", "3-302")
+	k.typeField("#rep-title", title)
+	if details != "" {
+		k.typeField("#rep-desc", details)
+	}
+	if anonymous {
+		k.click("#rep-anon")
+	}
+	k.click("#rep-submit")
+	k.waitText("#screen-title", k.zh["rep.done_title"])
+	m := regexp.MustCompile(`[A-Za-z0-9_-]+\.\d+`).FindString(k.text(".done .meta"))
+	if m == "" {
+		k.T.Fatalf("done screen shows no report number: %q", k.text(".done"))
+	}
+	return m
+}
+
+func rate(k *kioskPage, target string, score int, comment string) {
+	k.T.Helper()
+	if browser.Eval[string](k.Page, `document.querySelector('[data-screen]').dataset.screen`) != "home" {
+		k.home()
+	}
+	k.click(`[data-go="rate"]`)
+	k.waitScreen("rate")
+	k.click(`[data-id="` + target + `"] button.primary`)
+	k.click(fmt.Sprintf(`label[for="score-%d"]`, score))
+	if comment != "" {
+		k.typeField("#rate-comment", comment)
+	}
+	k.click("#rate-submit")
+	k.waitText("#rate-done", k.zh["rate.thanks"])
+	k.click(".done .actions button")
+	k.waitScreen("home")
+}
+
+func readNotices(k *kioskPage, titles ...string) {
+	k.T.Helper()
+	k.click(`[data-go="notices"]`)
+	k.waitScreen("notices")
+	k.Wait(uiWait, "notices listed", fmt.Sprintf(`document.querySelectorAll('#notice-list .notice').length >= %d`, len(titles)))
+	got := browser.Eval[[]string](k.Page, `[...document.querySelectorAll('#notice-list .notice h3')].map(e => e.textContent)`)
+	if len(got) < len(titles) || !slices.Equal(got[:len(titles)], titles) {
+		k.T.Fatalf("notices in order %q, want %q first", got, titles)
+	}
+	k.home()
+}
