@@ -18,6 +18,7 @@ import (
 	"linli/firmware/contact"
 	"linli/firmware/door"
 	"linli/firmware/sht3x"
+	"linli/firmware/sim"
 	"linli/firmware/wiegand"
 	"linli/shared/accesslist"
 	"linli/shared/event"
@@ -67,9 +68,11 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is the wall clock that access lists age by; nil means time.Now.
 	Now func() time.Time
-	// Hardware replaces what Config.Hardware names (tests); a *sim.Sim
-	// also gets the simulator's control routes.
+	// Hardware replaces what Config.Hardware names (tests). Sim is the
+	// simulator behind it, if any: the gateway runs its scenario and serves
+	// its control routes.
 	Hardware board.Hardware
+	Sim      *sim.Sim
 }
 
 // Keys of the gateway's own state in the edge's store.
@@ -159,7 +162,7 @@ func New(opts Options) (*Gateway, error) {
 		}
 		g.sensors[s.Name] = &sensorStatus{Sensor: s.Name, Kind: s.Kind}
 	}
-	hw, sm, speed := opts.Hardware, g.simOf(opts.Hardware), 1.0
+	hw, sm, speed := opts.Hardware, opts.Sim, 1.0
 	if hw == nil {
 		var err error
 		if hw, sm, speed, err = openHardware(&cfg, opts.Logger); err != nil {

@@ -9,8 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"periph.io/x/conn/v3/gpio"
 
-	"linli/firmware/board"
-	"linli/firmware/sim"
 	"linli/firmware/wiegand"
 	"linli/shared/httpx"
 )
@@ -147,11 +145,6 @@ func (g *Gateway) Sensors() []sensorStatus {
 		out = append(out, *g.sensors[name])
 	}
 	return out
-}
-
-func (g *Gateway) simOf(hw board.Hardware) *sim.Sim {
-	s, _ := hw.(*sim.Sim)
-	return s
 }
 
 // drive sets a simulated line, waiting (bounded) for its driver to take
