@@ -79,9 +79,13 @@ type fakeUplink struct {
 	prio []event.Event
 }
 
-func (u *fakeUplink) SendPriority(ev event.Event) { u.mu.Lock(); u.prio = append(u.prio, ev); u.mu.Unlock() }
-func (u *fakeUplink) Connected() bool             { return false }
-func (u *fakeUplink) LastSync() time.Time         { return time.Time{} }
+func (u *fakeUplink) SendPriority(ev event.Event) {
+	u.mu.Lock()
+	u.prio = append(u.prio, ev)
+	u.mu.Unlock()
+}
+func (u *fakeUplink) Connected() bool     { return false }
+func (u *fakeUplink) LastSync() time.Time { return time.Time{} }
 func (u *fakeUplink) kinds() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -105,7 +109,11 @@ type fakeReplica struct {
 	hooks []func([]wire.Change)
 }
 
-func (r *fakeReplica) AfterApply(f func([]wire.Change)) { r.mu.Lock(); r.hooks = append(r.hooks, f); r.mu.Unlock() }
+func (r *fakeReplica) AfterApply(f func([]wire.Change)) {
+	r.mu.Lock()
+	r.hooks = append(r.hooks, f)
+	r.mu.Unlock()
+}
 func (r *fakeReplica) Get(string, string) (wire.Change, bool, error) {
 	return wire.Change{}, false, nil
 }
