@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
 APT_PKGS := mosquitto chromium
 
-.PHONY: all build run test deps vet bench clean fuzz
+.PHONY: all build run test deps vet bench clean fuzz dist
 
 all: build
 
@@ -15,6 +15,15 @@ build:
 
 run: build
 	@./configs/demo.sh
+
+# Static binaries of both programs for Raspberry Pi-class boards (64-bit
+# and 32-bit ARMv7), no cgo: copy one directory to the board and run.
+DIST := dist
+dist:
+	rm -rf $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/linux-arm64/ ./hub/cmd/linli-hub ./edge/cmd/linli-edge
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/linux-armv7/ ./hub/cmd/linli-hub ./edge/cmd/linli-edge
+	@cd $(DIST) && sha256sum */linli-* > SHA256SUMS && ls -l */linli-*
 
 # Install what tests need from Debian when it is missing (CI runs as root).
 deps:
