@@ -30,6 +30,7 @@ import (
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
 	"linli/hub/ingest"
+	"linli/hub/operators"
 	"linli/hub/pki"
 	"linli/hub/registry"
 	"linli/hub/state"
@@ -218,10 +219,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registerMetrics(reg)
-	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: api.TokenAuth{Token: token},
+	// Operators: the admin token, operator API tokens and dashboard
+	// sessions all authenticate the one API; every write is audited.
+	ops, err := operators.Open(h.store.DB(), operators.Options{AdminToken: token, Logger: log.With("component", "operators")})
+	if err != nil {
+		return nil, err
+	}
+	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
-		Registry: reg, Logger: log.With("component", "http")}
-	h.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		Registry: reg, Logger: log.With("component", "http"),
+		Extra: func(mux *http.ServeMux) { ops.Mount(mux) }}
+	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 

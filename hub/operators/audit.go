@@ -1,0 +1,213 @@
+package operators
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/kv"
+)
+
+// Entry is one operator write in the audit log.
+type Entry struct {
+	Seq    uint64          `json:"seq"`
+	Time   time.Time       `json:"time"`
+	Who    string          `json:"who"` // "" for credentials that did not check out
+	Role   string          `json:"role,omitempty"`
+	Via    string          `json:"via,omitempty"`
+	Method string          `json:"method"`
+	Path   string          `json:"path"`
+	Status int             `json:"status"`
+	Client string          `json:"client,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"` // the request, secrets redacted
+	Note   string          `json:"note,omitempty"`
+}
+
+// auditBody bounds what is read ahead of a handler and kept of a body.
+const (
+	auditRead = 1<<20 + 1 // the largest API body (an access list) and one byte
+	auditKeep = 2048
+)
+
+// secretKeys are request fields never written to the audit log.
+var secretKeys = map[string]bool{"password": true, "old": true, "new": true, "token": true, "api_key": true,
+	"doors": true, "credential": true, "secret": true}
+
+// Audit wraps the API so that every write (any method but GET, HEAD,
+// OPTIONS) made with credentials is logged with who, when, what and the
+// answer's status — refused ones too, which is how probing shows up.
+// Anonymous writes (device enrollment, logins, which log themselves) are
+// not operator writes and pass through.
+func (s *Service) Audit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || !hasCredentials(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var body []byte
+		if r.Body != nil {
+			var err error
+			body, err = io.ReadAll(io.LimitReader(r.Body, auditRead))
+			if err != nil {
+				http.Error(w, `{"error":"could not read the request"}`, http.StatusBadRequest)
+				return
+			}
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		}
+		p, authErr := s.Authenticate(r)
+		if p.Name == "" && authErr == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		e := Entry{Who: p.Name, Role: p.Role, Via: p.Via, Method: r.Method, Path: r.URL.Path, Status: rec.code,
+			Client: clientAddr(r), Body: redact(r.Header.Get("Content-Type"), body)}
+		if authErr != nil {
+			e.Note = authErr.Error()
+		}
+		if err := s.Record(e); err != nil {
+			s.log.Error("audit log", "err", err, "who", e.Who, "path", e.Path)
+		}
+	})
+}
+
+func hasCredentials(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return true
+	}
+	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
+		return true
+	}
+	return strings.HasPrefix(r.URL.Path, "/open311/")
+}
+
+// Record appends an entry, numbering and timing it.
+func (s *Service) Record(e Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.auditSeq++
+	e.Seq = s.auditSeq
+	if e.Time.IsZero() {
+		e.Time = s.opts.Now().UTC()
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return putJSON(txn, string(kv.Key(prefixAudit, kv.U64(e.Seq))), e)
+	}); err != nil {
+		s.auditSeq--
+		return fmt.Errorf("append audit entry: %w", err)
+	}
+	return nil
+}
+
+// AuditLog returns up to limit entries before seq (0: the newest), newest
+// first, of who ("" for everyone).
+func (s *Service) AuditLog(who string, before uint64, limit int) ([]Entry, error) {
+	out := []Entry{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix, o.Reverse = []byte(prefixAudit), true
+		it := txn.NewIterator(o)
+		defer it.Close()
+		start := append([]byte(prefixAudit), 0xff)
+		if before > 0 {
+			start = kv.Key(prefixAudit, kv.U64(before-1))
+		}
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			var e Entry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if who == "" || e.Who == who {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return out, nil
+}
+
+// redact keeps a JSON object's or form's fields but the secret ones, and
+// bounds the result; anything else is summarised by its size.
+func redact(ctype string, body []byte) json.RawMessage {
+	if len(body) == 0 {
+		return nil
+	}
+	var fields map[string]any
+	if strings.HasPrefix(ctype, "application/x-www-form-urlencoded") {
+		vals, err := url.ParseQuery(string(body))
+		if err == nil {
+			fields = map[string]any{}
+			for k, v := range vals {
+				fields[k] = strings.Join(v, ",")
+			}
+		}
+	} else if err := json.Unmarshal(body, &fields); err != nil {
+		fields = nil
+	}
+	if fields == nil {
+		return mustJSON(map[string]int{"bytes": len(body)})
+	}
+	for k := range fields {
+		if secretKeys[strings.ToLower(k)] {
+			fields[k] = "[redacted]"
+		}
+	}
+	out := mustJSON(fields)
+	if len(out) > auditKeep {
+		return mustJSON(map[string]any{"bytes": len(body), "truncated": string(out[:auditKeep])})
+	}
+	return out
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil // maps of strings and numbers always marshal
+	}
+	return b
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// statusWriter remembers the status of an answer. It unwraps, so
+// http.ResponseController still reaches the connection's Flusher.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
