@@ -413,3 +413,142 @@ func readNotices(k *kioskPage, titles ...string) {
 	}
 	k.home()
 }
+
+// TestKioskScreenshots saves a PNG of each main screen, in portrait and
+// landscape where both matter, into the folder LINLI_SCREENSHOTS names
+// (`make screenshots` sets edge/kiosk/screenshots). It needs that variable
+// and skips without it: it documents the UI, and the other kiosk tests
+// check it.
+func TestKioskScreenshots(t *testing.T) {
+	dir := os.Getenv("LINLI_SCREENSHOTS")
+	if dir == "" {
+		t.Skip("LINLI_SCREENSHOTS is not set (run `make screenshots`)")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := startKioskSite(t, "kiosk-b1")
+	s.activity(t, "A1", "社区义诊：血压血糖免费测", "activity", 20, true)
+	s.activity(t, "V1", "楼道清洁志愿服务", "volunteer", 10, true)
+	s.activity(t, "C1", "剪纸非遗课", "culture", 1, false)
+	s.activity(t, "A2", "重阳节敬老茶话会", "activity", 0, false)
+	s.notice(t, "停水通知", "因管道检修，本周六 9:00–12:00 B1、B2 栋停水，请提前储水。", "announcement")
+	s.notice(t, "2024年第三季度公共收益公示", "广告位与停车场收益共计 86,420 元，明细见居委会公告栏。", "finance")
+	s.notice(t, "第十届业主委员会选举公示", "候选人名单已公示，投票时间为下周一至周三。", "election")
+	s.notice(t, "消防通道禁止停车", "消防通道是生命通道，请勿占用。", "safety")
+	gw := startEdge(t, "gw-b1", "s1", "gateway", s.hub.MQTT, "--building", "B1")
+	if code := gw.do(t, "POST", "/api/v1/access", map[string]any{"door": "B1-main", "result": "forced"}, nil); code != 201 {
+		t.Fatalf("forced door: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var list []kioskNotice
+		s.kiosk.do(t, "GET", "/api/v1/notices", nil, &list)
+		return len(list) > 0 && list[0].Alarm, "no alarm on the kiosk yet"
+	})
+	s.report(t, "R-N1", "elevator", "3号电梯运行时有异响")
+	lamp := s.report(t, "20240001", "facilities", "楼道感应灯不亮")
+	for _, st := range []string{"accepted", "resolved"} {
+		if code := s.hub.do(t, "PATCH", "/api/v1/reports/"+lamp, map[string]string{"status": st, "note": "已更换灯泡", "assignee": "王师傅"}, nil); code != 200 {
+			t.Fatalf("patch: %d", code)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var r kioskReport
+		s.kiosk.do(t, "GET", "/api/v1/reports/"+lamp, nil, &r)
+		return r.Status == "resolved", fmt.Sprintf("kiosk shows %+v", r)
+	})
+	s.report(t, "20240001", "noise", "夜间装修噪音")
+	if code := s.kiosk.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-N2", "activity": "C1"}, nil); code != 201 {
+		t.Fatalf("check-in: %d", code)
+	}
+
+	b := browser.New(t)
+	shot := func(k *kioskPage, name string) {
+		t.Helper()
+		// Let transitions, fonts and polls settle before the picture.
+		k.Wait(uiWait, "fonts", `document.fonts.status === 'loaded'`)
+		path := filepath.Join(dir, name+".png")
+		if err := os.WriteFile(path, k.Screenshot(0.5), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("saved %s", path)
+	}
+	portrait := openKiosk(t, b, s.kiosk.URL, 1080, 1920)
+	landscape := openKiosk(t, b, s.kiosk.URL, 1920, 1080)
+	for _, k := range []*kioskPage{portrait, landscape} {
+		k.Wait(uiWait, "the alarm banner", `!document.getElementById('alarm').hidden`)
+		k.Wait(uiWait, "online", `document.getElementById('sync').dataset.state === 'online'`)
+	}
+	shot(portrait, "start-portrait")
+	shot(landscape, "start-landscape")
+
+	portrait.click("#go-identify")
+	portrait.waitScreen("identify")
+	for _, d := range "2024" {
+		portrait.click(`.key[data-key="` + string(d) + `"]`)
+	}
+	shot(portrait, "identify-portrait")
+
+	for _, k := range []*kioskPage{portrait, landscape} {
+		k.card("20240001")
+		k.waitScreen("home")
+		k.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('toast').hidden = true`))
+	}
+	shot(landscape, "home-landscape")
+	landscape.click(`[data-go="activities"]`)
+	landscape.waitScreen("activities")
+	landscape.click(`[data-id="A1"] button.primary`)
+	landscape.Wait(uiWait, "A1 confirmed", `document.querySelector('[data-id="A1"]').dataset.result === 'confirmed'`)
+	landscape.click(`[data-id="C1"] button.primary`)
+	landscape.Wait(uiWait, "C1 waitlisted", `document.querySelector('[data-id="C1"]').dataset.result === 'waitlisted'`)
+	landscape.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('toast').hidden = true`))
+	shot(landscape, "activities-landscape")
+	portrait.click(`[data-go="activities"]`)
+	portrait.waitScreen("activities")
+	portrait.Wait(uiWait, "the list", `document.querySelectorAll('#activity-list .card').length === 4`)
+	shot(portrait, "activities-portrait")
+
+	portrait.home()
+	portrait.click(`[data-go="report"]`)
+	portrait.waitScreen("report")
+	shot(portrait, "report-category-portrait")
+	portrait.click(`[data-category="elevator"]`)
+	portrait.Wait(uiWait, "a duplicate suggestion", `!!document.querySelector('[data-vote]')`)
+	portrait.typeField("#rep-unit", "2-301")
+	portrait.typeField("#rep-title", "电梯按钮失灵")
+	shot(portrait, "report-form-portrait")
+	landscape.home()
+	landscape.click(`[data-go="mine"]`)
+	landscape.Wait(uiWait, "my reports", `document.querySelectorAll('#mine-list .card').length === 2`)
+	shot(landscape, "my-reports-landscape")
+
+	portrait.home()
+	portrait.click(`[data-go="rate"]`)
+	portrait.waitScreen("rate")
+	portrait.click(`[data-id="` + lamp + `"] button.primary`)
+	portrait.click(`label[for="score-5"]`)
+	portrait.typeField("#rate-comment", "修得很及时，谢谢王师傅！")
+	shot(portrait, "rating-portrait")
+
+	portrait.home()
+	portrait.click(`[data-go="notices"]`)
+	portrait.waitScreen("notices")
+	shot(portrait, "notices-portrait")
+
+	// The hub goes away: calm, not alarming.
+	s.hub.Kill()
+	landscape.home()
+	landscape.Wait(uiWait, "offline", `document.getElementById('sync').dataset.state === 'offline'`)
+	landscape.click(`[data-go="activities"]`)
+	landscape.click(`[data-id="V1"] button.primary`)
+	landscape.Wait(uiWait, "V1 confirmed", `document.querySelector('[data-id="V1"]').dataset.result === 'confirmed'`)
+	landscape.Wait(uiWait, "pending", `document.getElementById('sync').dataset.pending !== '0'`)
+	landscape.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('toast').hidden = true`))
+	shot(landscape, "activities-offline-landscape")
+
+	landscape.click(".nav-exit")
+	landscape.waitScreen("start")
+	landscape.click("#lang")
+	landscape.Wait(uiWait, "English", `document.documentElement.lang === 'en'`)
+	shot(landscape, "start-landscape-en")
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -121,6 +122,8 @@ type Page struct {
 	// Timeout bounds each step run through Do and Run.
 	Timeout time.Duration
 
+	width, height int64 // of the viewport
+
 	mu       sync.Mutex
 	problems []string // uncaught exceptions and CSP violations
 	bytes    map[network.RequestID]float64
@@ -179,6 +182,7 @@ func (p *Page) Viewport(width, height int64) {
 		orient = chromedp.EmulatePortrait
 	}
 	p.Do(chromedp.EmulateViewport(width, height, orient))
+	p.width, p.height = width, height
 }
 
 // Do runs steps within the page's timeout and fails the test on error,
@@ -260,8 +264,20 @@ func (p *Page) ResetTransferred() {
 	p.mu.Unlock()
 }
 
-// Screenshot captures the viewport as PNG.
-func (p *Page) Screenshot() []byte {
+// Screenshot captures what the viewport shows as PNG, scaled by scale (0.5
+// halves both sides).
+func (p *Page) Screenshot(scale float64) []byte {
 	p.T.Helper()
-	return Run(p, chromedp.CaptureScreenshot())
+	at := Eval[[]float64](p, `[window.scrollX, window.scrollY]`)
+	ctx, cancel := context.WithTimeout(p.Ctx, p.Timeout)
+	defer cancel()
+	fromSurface := true
+	r, err := chromedp.Call(ctx, page.CaptureScreenshot, page.CaptureScreenshotParams{
+		Format: page.CaptureScreenshotFormatPng, FromSurface: &fromSurface,
+		Clip: &page.Viewport{X: at[0], Y: at[1], Width: float64(p.width), Height: float64(p.height), Scale: scale},
+	})
+	if err != nil {
+		p.fail(fmt.Errorf("screenshot: %w", err))
+	}
+	return r.Data
 }
