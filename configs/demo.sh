@@ -38,6 +38,13 @@ enroll() { # id site role data
 }
 enroll kiosk-b1 xiangyang kiosk ./data/edge/kiosk-b1
 enroll gw-b3 xiangyang gateway ./data/edge/gw-b3
+# Building B3's access list, once: the simulator's residents' cards (the
+# hub keeps only their keyed hashes; 26:99:1 stays a stranger).
+if [ ! -f data/hub/.demo-access-list ]; then
+	curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $(cat data/hub/admin.token)" \
+		--data @configs/access-list-demo.json http://127.0.0.1:8080/api/v1/access-lists/xiangyang/B3
+	touch data/hub/.demo-access-list
+fi
 "$bin/linli-edge" --config configs/kiosk.yaml & pids+=($!)
 "$bin/linli-edge" --config configs/gateway.yaml & pids+=($!)
 wait_http http://127.0.0.1:8081/healthz kiosk
@@ -48,7 +55,7 @@ cat <<MSG
 Linli demo is running (Ctrl-C stops it):
   hub dashboard and API  http://127.0.0.1:8080/   (admin token: ./data/hub/admin.token)
   kiosk (building B1)    http://127.0.0.1:8081/
-  gateway (building B3)  http://127.0.0.1:8082/api/v1/sync
+  gateway (building B3)  http://127.0.0.1:8082/api/v1/doors   (simulated doors, cards, smoke)
   MQTT (embedded)        tcp://127.0.0.1:1883
 
 MSG

@@ -12,6 +12,7 @@ import (
 type Machine struct {
 	deb      debounce.Debouncer
 	heldOpen time.Duration
+	open     bool      // the debounced state as of the change being handled
 	openedAt time.Time // start of the current opening
 	heldSent bool      // HeldOpen already emitted for the current opening
 	changes  []debounce.Change
@@ -24,6 +25,7 @@ func NewMachine(open bool, now time.Time, debounceDelay, heldOpen time.Duration)
 	return &Machine{
 		deb:      debounce.New(open, debounceDelay),
 		heldOpen: heldOpen,
+		open:     open,
 		openedAt: now,
 	}
 }
@@ -36,8 +38,12 @@ func (m *Machine) Open() bool { return m.deb.Active() }
 func (m *Machine) Step(dst []Event, open bool, now time.Time) []Event {
 	m.changes = m.deb.Update(m.changes[:0], open, now)
 	for _, c := range m.changes {
-		// An opening that lasted past the limit is held open even if it is over by now.
+		// An opening that lasted past the limit is held open even if it is
+		// over by now. This looks at the state before c: the debouncer
+		// already holds the state after it, and a door that was shut has no
+		// opening to time (the last one may have ended long ago).
 		dst = m.held(dst, c.At)
+		m.open = c.Active
 		if c.Active {
 			m.openedAt, m.heldSent = c.At, false
 			dst = append(dst, Event{Kind: Open, At: c.At})
@@ -62,7 +68,7 @@ func (m *Machine) held(dst []Event, t time.Time) []Event {
 // contact reads closed since before that time, the debouncer has yet to decide whether
 // it was a bounce; until then there is no held-open deadline, only the debounce one.
 func (m *Machine) heldDeadline() (time.Time, bool) {
-	if !m.deb.Active() || m.heldSent || m.heldOpen <= 0 {
+	if !m.open || m.heldSent || m.heldOpen <= 0 {
 		return time.Time{}, false
 	}
 	deadline := m.openedAt.Add(m.heldOpen)
