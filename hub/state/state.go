@@ -442,6 +442,12 @@ func (s *State) siteOf(b event.Body) string {
 		if r, err := s.merged.Report(b.Report); err == nil {
 			return r.Site
 		}
+	case *event.ReportMerge:
+		if r, err := s.merged.Report(b.Report); err == nil {
+			return r.Site
+		}
+	case *event.ReportFile:
+		return b.Site
 	}
 	return ""
 }

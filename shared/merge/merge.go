@@ -94,6 +94,9 @@ type State struct {
 	// batch collects the entities ApplyBatch has changed, to recompute
 	// each once at its end; nil outside ApplyBatch.
 	batch *batch
+	// merges is the derived merge graph of reports (reportmerge.go); nil
+	// until needed, never encoded.
+	merges *mergeIndex
 }
 
 type batch struct {
@@ -248,11 +251,15 @@ func (s *State) Apply(f Fact) ([]Ref, error) {
 	k := keyOf(ev)
 	switch b := body.(type) {
 	case *event.Report:
-		return s.applyReport(f.Site, k, b), nil
+		return s.groupRefs(s.applyReport(f.Site, k, b)), nil
 	case *event.Vote:
-		return s.applyVote(k, b), nil
+		return s.groupRefs(s.applyVote(k, b)), nil
 	case *event.ReportPatch:
-		return s.applyPatch(k, b), nil
+		return s.groupRefs(s.applyPatch(k, b)), nil
+	case *event.ReportMerge:
+		return s.applyReportMerge(k, b), nil
+	case *event.ReportFile:
+		return s.applyReportFile(k, b), nil
 	case *event.Rating:
 		return s.applyRating(k, b), nil
 	case *event.Checkin:

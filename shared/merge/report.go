@@ -26,6 +26,8 @@ type report struct {
 	Votes    uint32         `cbor:"9,keyasint,omitempty"`
 	Updated  hlc.Timestamp  `cbor:"10,keyasint,omitempty"`
 	History  []HistoryEntry `cbor:"11,keyasint,omitempty"`
+
+	Merges []mergeFact `cbor:"12,keyasint,omitempty"` // sorted by key; see reportmerge.go
 }
 
 type filedReport struct {
@@ -190,6 +192,9 @@ func (s *State) CheckPatch(p *event.ReportPatch) error {
 	if r == nil || r.Filed == nil {
 		return fmt.Errorf("patch report %s: %w", p.Report, ErrNotFound)
 	}
+	if into := s.mergedInto(p.Report); into != "" {
+		return fmt.Errorf("patch report %s: it is merged into %s; change that one: %w", p.Report, into, ErrBadTransition)
+	}
 	if p.Status != "" && p.Status != r.Status && !transition(r.Status, p.Status) {
 		return fmt.Errorf("patch report %s from %s to %s: %w", p.Report, r.Status, p.Status, ErrBadTransition)
 	}
@@ -214,6 +219,12 @@ type Report struct {
 	Assignee    string         `json:"assignee,omitempty"`
 	History     []HistoryEntry `json:"history"`
 	Rating      RatingSummary  `json:"rating"`
+	// MergedInto is the report this one is a duplicate of; it then shows
+	// that report's status, note and votes.
+	MergedInto string `json:"merged_into,omitempty"`
+	// Duplicates lists the reports merged into this one (or into its
+	// canonical report).
+	Duplicates []string `json:"duplicates,omitempty"`
 }
 
 // Report returns the merged report with this id, or ErrNotFound when its
@@ -224,12 +235,14 @@ func (s *State) Report(id string) (Report, error) {
 		return Report{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
 	}
 	b := &r.Filed.Body
-	return Report{
+	rep := Report{
 		ID: r.ID, Site: r.Site, Status: r.Status, Category: b.Category, Title: b.Title,
 		Description: b.Description, Building: b.Building, Unit: b.Unit, Resident: b.Resident,
 		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, Assignee: r.Assignee,
 		History: slices.Clone(r.History), Rating: s.Rating(id),
-	}, nil
+	}
+	s.applyGroup(&rep)
+	return rep, nil
 }
 
 // Reports lists the reports of a site ("" for every site) by id.
@@ -256,6 +269,8 @@ type ReportView struct {
 	Votes    uint32        `cbor:"7,keyasint" json:"votes"`
 	Updated  hlc.Timestamp `cbor:"8,keyasint" json:"updated"`
 	Note     string        `cbor:"9,keyasint,omitempty" json:"note,omitempty"`
+	// MergedInto names the report this duplicate follows (reportmerge.go).
+	MergedInto string `cbor:"10,keyasint,omitempty" json:"merged_into,omitempty"`
 }
 
 // ReportView returns the downlink view of a report, or ErrNotFound.
@@ -265,8 +280,10 @@ func (s *State) ReportView(id string) (ReportView, error) {
 		return ReportView{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
 	}
 	b := &r.Filed.Body
-	return ReportView{ID: r.ID, Status: r.Status, Category: b.Category, Title: b.Title, Building: b.Building,
-		Unit: b.Unit, Votes: r.Votes, Updated: r.Updated, Note: r.Note}, nil
+	v := ReportView{ID: r.ID, Status: r.Status, Category: b.Category, Title: b.Title, Building: b.Building,
+		Unit: b.Unit, Votes: r.Votes, Updated: r.Updated, Note: r.Note}
+	s.applyGroupView(&v)
+	return v, nil
 }
 
 // ratings keeps, per target, each resident's rating with the greatest key.
