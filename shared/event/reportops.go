@@ -81,7 +81,6 @@ func ClientReportID(site, clientID string) string {
 	return FormatID(ClientReportDevice, seq)
 }
 
-
 func init() {
 	register(KindReportMerge, "report_merge", func() Body { return new(ReportMerge) })
 	register(KindReportFile, "report_file", func() Body { return new(ReportFile) })

@@ -56,7 +56,9 @@ func TestMergeCarriesVotesAndTheDuplicateFollows(t *testing.T) {
 	if err != nil || v.MergedInto != c || v.Status != event.ReportResolved {
 		t.Fatalf("D's kiosk view %+v (%v): want merged into %s and resolved", v, err, c)
 	}
-	if !slices.ContainsFunc(rc.History, func(h merge.HistoryEntry) bool { return h.Event == merge.HistoryMerged && h.Note == d && h.Who == "op1" }) {
+	if !slices.ContainsFunc(rc.History, func(h merge.HistoryEntry) bool {
+		return h.Event == merge.HistoryMerged && h.Note == d && h.Who == "op1"
+	}) {
 		t.Fatalf("C's history %+v lacks the merge of %s", rc.History, d)
 	}
 	if !slices.ContainsFunc(rd.History, func(h merge.HistoryEntry) bool { return h.Event == merge.HistoryMergedInto && h.Note == c }) {
