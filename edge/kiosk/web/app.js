@@ -577,7 +577,9 @@
 
   function activityCard(a, last, msg) {
     const left = last && last.action === 'out';
-    const st = left ? 'left' : a.status || 'none';
+    // The replica's standing, else this kiosk's own record of a check-in
+    // the hub has not answered yet.
+    const st = left ? 'left' : a.status || (last && last.action === 'in' ? last.status || 'recorded' : 'none');
     const seats = a.capacity > 0 ?
       (a.seats_left > 0 ? t('act.seats_left', { n: a.seats_left, cap: a.capacity }) : t('act.full', { cap: a.capacity })) :
       t('act.no_limit');
@@ -606,7 +608,7 @@
     // The answer to the last tap on this card, while it still holds (a move
     // up from the waitlist supersedes "waitlisted").
     let result = S.lastResult && S.lastResult.id === a.id ? S.lastResult.result : '';
-    if (result && (result === 'out' ? !left : result !== a.status)) result = '';
+    if (result && (result === 'out' ? !left : a.status && result !== a.status)) result = '';
     return h('article', { class: 'card act', 'data-id': a.id, 'data-status': st, 'data-result': result || null },
       h('div', { class: 'card-head' }, h('span', { class: 'badge kind-' + a.kind, text: t('kind.' + a.kind) }),
         h('span', { class: 'badge st-' + st, text: t('act.status.' + st) })),
