@@ -104,6 +104,7 @@ type Gateway struct {
 	sensors   map[string]*sensorStatus
 	settleAt  time.Time
 	settled   bool
+	decisions uint64
 	counts    counts
 
 	records chan Record
@@ -586,7 +587,8 @@ func (g *Gateway) note(recs []Record, at time.Time) []Record {
 		if a, ok := r.Body.(*event.Access); ok {
 			g.metrics.WithLabelValues(a.Result).Inc()
 			if a.Result == "granted" || a.Result == "denied" || a.Result == "bad_read" || a.Result == "forced" {
-				g.last[a.Door] = decisionOut{Result: a.Result, Credential: a.Credential, Reason: a.Reason, At: at}
+				g.decisions++
+				g.last[a.Door] = decisionOut{N: g.decisions, Result: a.Result, Credential: a.Credential, Reason: a.Reason, At: at}
 			}
 		}
 	}

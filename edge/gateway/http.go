@@ -15,6 +15,7 @@ import (
 
 // decisionOut is the last decision at a door.
 type decisionOut struct {
+	N          uint64    `json:"n"` // counts the gateway's decisions: a script sees when a new one is made
 	Result     string    `json:"result"`
 	Credential string    `json:"credential,omitempty"` // the card's pseudonym
 	Reason     string    `json:"reason,omitempty"`
