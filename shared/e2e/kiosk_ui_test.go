@@ -552,3 +552,104 @@ func TestKioskScreenshots(t *testing.T) {
 	landscape.Wait(uiWait, "English", `document.documentElement.lang === 'en'`)
 	shot(landscape, "start-landscape-en")
 }
+
+// After the idle timeout the kiosk forgets the resident: the start screen
+// in the default language, nothing of theirs on it or behind it, their
+// draft gone. A tap on "keep going" during the countdown keeps them.
+func TestKioskIdleForgetsResident(t *testing.T) {
+	t.Parallel()
+	e := startEdge(t, "kiosk-idle", "s1", "kiosk", "tcp://"+testkit.FreePort(t), "--building", "B1", "--idle-timeout", "6s")
+	const resident = "77001234"
+	if code := e.do(t, "POST", "/api/v1/reports", map[string]string{"category": "facilities", "title": "阳台漏水",
+		"building": "B1", "resident": resident}, nil); code != 201 {
+		t.Fatalf("file report: %d", code)
+	}
+	k := openKiosk(t, browser.New(t), e.URL, 1080, 1920)
+	k.card(resident)
+	k.waitScreen("home")
+	k.click(`[data-go="mine"]`)
+	k.waitText("#mine-list", "阳台漏水")
+	k.home()
+	k.click(`[data-go="report"]`)
+	k.click(`[data-category="other"]`)
+	k.typeField("#rep-title", "草稿内容")
+	k.click("#lang")
+	k.Wait(uiWait, "English", `document.documentElement.lang === 'en'`)
+
+	// The countdown, and a tap that keeps the session.
+	k.Wait(uiWait, "the idle countdown", `!document.getElementById('idle').hidden`)
+	k.waitText("#idle-title", k.en["idle.title"])
+	k.click("#idle-stay")
+	k.Wait(uiWait, "the countdown gone", `document.getElementById('idle').hidden`)
+	if v := browser.Eval[string](k.Page, `document.getElementById('rep-title').value`); v != "草稿内容" {
+		t.Fatalf("after 'keep going' the draft reads %q", v)
+	}
+
+	// Then nobody touches it.
+	k.waitScreen("start")
+	k.Wait(uiWait, "the default language", `document.documentElement.lang === 'zh-CN'`)
+	text := browser.Eval[string](k.Page, `document.body.innerText + ' ' + [...document.querySelectorAll('input, textarea')].map(e => e.value).join(' ')`)
+	for _, secret := range []string{resident, "7•••••34", "阳台漏水", "草稿内容"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("after the idle timeout the screen still holds %q:\n%s", secret, text)
+		}
+	}
+	stored := browser.Eval[string](k.Page, `localStorage.length + '/' + sessionStorage.length + '/' + document.cookie`)
+	if stored != "0/0/" {
+		t.Errorf("the page kept something in the browser: %s", stored)
+	}
+	// Nothing of theirs behind the start screen either: a new report starts
+	// from the categories, anonymous.
+	k.click(`[data-go="report"]`)
+	k.waitScreen("report")
+	if browser.Eval[bool](k.Page, `!!document.getElementById('rep-title') || !document.querySelector('[data-category]')`) {
+		t.Fatal("the next person sees the previous person's report draft")
+	}
+}
+
+// zh-CN by default; the toggle switches every string to English and back,
+// across screens and identification.
+func TestKioskLanguageToggle(t *testing.T) {
+	t.Parallel()
+	e := startEdge(t, "kiosk-lang", "s1", "kiosk", "tcp://"+testkit.FreePort(t), "--building", "B2")
+	k := openKiosk(t, browser.New(t), e.URL, 1920, 1080)
+	zh, en := k.zh, k.en
+	if lang := browser.Eval[string](k.Page, `document.documentElement.lang`); lang != "zh-CN" {
+		t.Fatalf("default language %q", lang)
+	}
+	k.waitText("#screen-title", zh["start.title"])
+	k.waitText("#lang", zh["lang.other"])
+	k.waitText("#where", fill(zh["app.where"], "building", "B2"))
+
+	k.click("#lang")
+	k.Wait(uiWait, "English", `document.documentElement.lang === 'en'`)
+	k.waitText("#screen-title", en["start.title"])
+	k.waitText("#lang", en["lang.other"])
+	k.waitText("#where", fill(en["app.where"], "building", "B2"))
+	if title := browser.Eval[string](k.Page, `document.title`); title != en["app.title"] {
+		t.Errorf("document title %q, want %q", title, en["app.title"])
+	}
+	// Nothing Chinese is left on the English screen but the way back
+	// (the toggle) and the logo mark.
+	han := browser.Eval[string](k.Page, `(() => {
+		const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+		let out = '';
+		while (w.nextNode()) {
+			const n = w.currentNode;
+			if (n.parentElement.closest('#lang, .logo, [hidden]')) continue;
+			if (/\p{Script=Han}/u.test(n.textContent)) out += n.textContent + '|';
+		}
+		return out;
+	})()`)
+	if han != "" {
+		t.Errorf("untranslated text on the English start screen: %q", han)
+	}
+	k.card("55")
+	k.waitScreen("home")
+	k.waitText("#screen-title", fill(en["home.title"], "who", "55"))
+	k.click(`[data-go="activities"]`)
+	k.waitText("#screen-title", en["act.title"])
+	k.click("#lang")
+	k.Wait(uiWait, "Chinese", `document.documentElement.lang === 'zh-CN'`)
+	k.waitText("#screen-title", zh["act.title"])
+}
