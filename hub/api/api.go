@@ -106,6 +106,13 @@ type API struct {
 	Hub        HubInfo
 	// Extra mounts more routes (the dashboard) on the same mux.
 	Extra func(mux *http.ServeMux)
+
+	// For the dashboard, each optional: the live event stream, site plans
+	// by site, door and sensor states, and downlink delivery.
+	Stream    *Stream
+	Plans     map[string]SitePlan
+	Telemetry *Telemetry
+	Delivery  Delivery
 }
 
 // Handler builds the router.
@@ -118,6 +125,8 @@ func (a *API) Handler() http.Handler {
 	}
 	if a.State != nil {
 		a.mountMerged(mux)
+		a.mountDashboard(mux)
+		a.mountOpen311(mux)
 	} else {
 		mux.HandleFunc("GET /api/v1/reports", a.wrap(a.reports))
 	}

@@ -63,12 +63,16 @@ type reportSummary struct {
 	Updated  time.Time `json:"updated"`
 	Assignee string    `json:"assignee,omitempty"`
 	Rating   float64   `json:"rating,omitempty"`
+	// MergedInto and Duplicates describe merged duplicates (see
+	// POST /api/v1/reports/{id}/merge).
+	MergedInto string   `json:"merged_into,omitempty"`
+	Duplicates []string `json:"duplicates,omitempty"`
 }
 
 func summarize(r merge.Report) reportSummary {
 	return reportSummary{ID: r.ID, Site: r.Site, Status: r.Status, Category: r.Category, Title: r.Title,
 		Building: r.Building, Unit: r.Unit, Votes: r.Votes, Created: r.Created.Time(), Updated: r.Updated.Time(),
-		Assignee: r.Assignee, Rating: r.Rating.Mean}
+		Assignee: r.Assignee, Rating: r.Rating.Mean, MergedInto: r.MergedInto, Duplicates: r.Duplicates}
 }
 
 func (a *API) listReports(w http.ResponseWriter, r *http.Request) error {

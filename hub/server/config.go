@@ -39,6 +39,8 @@ type Config struct {
 	TLSKey   string
 	TLSCA    string
 	TLSHosts []string
+
+	SitePlans []string
 }
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
@@ -67,6 +69,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	s.String(&c.TLSCA, "tls-ca", "", "CA that issued --tls-cert, pinned by edges (default: the certificate itself)")
 	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
+	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	return s
 }
 

@@ -225,13 +225,26 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
-	a := &api.API{Devices: h.ingest, Events: h.store, State: h.state, Auth: ops,
+	plans, err := api.LoadPlans(cfg.SitePlans)
+	if err != nil {
+		return nil, config.Errorf("site-plans", "%v", err)
+	}
+	// The dashboard's live view: what ingest commits and what operators
+	// decide goes out on the stream; doors and sensors are tracked as
+	// they report.
+	stream, telemetry := api.NewStream(), api.NewTelemetry()
+	h.ingest.OnEvents(stream.Publish)
+	h.ingest.OnEvents(telemetry.Observe)
+	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: stream}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
+		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux) }}
 	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Live streams never end by themselves; shutdown ends them.
+	h.srv.RegisterOnShutdown(stream.Close)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel

@@ -1,0 +1,116 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+
+	"linli/shared/event"
+)
+
+// SitePlan is a site's map for the governance map (社区治理地图): its
+// buildings as rectangles or polygons in plan units (any scale; the
+// dashboard fits Width×Height to the screen), with the doors, sensors and
+// devices each holds, and background features. configs/site-xiangyang.yaml
+// is an example.
+type SitePlan struct {
+	Site      string         `yaml:"site" json:"site"`
+	Name      string         `yaml:"name" json:"name,omitempty"`
+	NameEn    string         `yaml:"name_en" json:"name_en,omitempty"`
+	Width     float64        `yaml:"width" json:"width"`
+	Height    float64        `yaml:"height" json:"height"`
+	Buildings []PlanBuilding `yaml:"buildings" json:"buildings"`
+	Features  []PlanFeature  `yaml:"features" json:"features,omitempty"`
+}
+
+// PlanBuilding is one building: a rectangle (X, Y, W, H) or a polygon.
+type PlanBuilding struct {
+	ID      string       `yaml:"id" json:"id"`
+	Name    string       `yaml:"name" json:"name,omitempty"`
+	NameEn  string       `yaml:"name_en" json:"name_en,omitempty"`
+	X       float64      `yaml:"x" json:"x,omitempty"`
+	Y       float64      `yaml:"y" json:"y,omitempty"`
+	W       float64      `yaml:"w" json:"w,omitempty"`
+	H       float64      `yaml:"h" json:"h,omitempty"`
+	Points  [][2]float64 `yaml:"points" json:"points,omitempty"`
+	Doors   []string     `yaml:"doors" json:"doors,omitempty"`
+	Sensors []string     `yaml:"sensors" json:"sensors,omitempty"`
+	Devices []string     `yaml:"devices" json:"devices,omitempty"`
+}
+
+// PlanFeature is scenery: a road, a green, a gate, a square.
+type PlanFeature struct {
+	Kind    string       `yaml:"kind" json:"kind"` // road, green, water, gate, square
+	Label   string       `yaml:"label" json:"label,omitempty"`
+	LabelEn string       `yaml:"label_en" json:"label_en,omitempty"`
+	X       float64      `yaml:"x" json:"x,omitempty"`
+	Y       float64      `yaml:"y" json:"y,omitempty"`
+	W       float64      `yaml:"w" json:"w,omitempty"`
+	H       float64      `yaml:"h" json:"h,omitempty"`
+	Points  [][2]float64 `yaml:"points" json:"points,omitempty"`
+}
+
+// Building finds a building by id.
+func (p *SitePlan) Building(id string) (PlanBuilding, bool) {
+	for _, b := range p.Buildings {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return PlanBuilding{}, false
+}
+
+// Validate checks a plan, naming the first bad field.
+func (p *SitePlan) Validate() error {
+	if err := event.ValidID(p.Site); err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	if p.Width <= 0 || p.Height <= 0 {
+		return errors.New("width and height must be positive")
+	}
+	seen := map[string]bool{}
+	for i, b := range p.Buildings {
+		if err := event.ValidID(b.ID); err != nil {
+			return fmt.Errorf("buildings[%d].id: %w", i, err)
+		}
+		if seen[b.ID] {
+			return fmt.Errorf("buildings[%d].id: %s twice", i, b.ID)
+		}
+		seen[b.ID] = true
+		if len(b.Points) == 0 && (b.W <= 0 || b.H <= 0) {
+			return fmt.Errorf("buildings[%d] (%s): give w and h, or at least 3 points", i, b.ID)
+		}
+		if len(b.Points) > 0 && len(b.Points) < 3 {
+			return fmt.Errorf("buildings[%d] (%s): a polygon needs at least 3 points", i, b.ID)
+		}
+	}
+	return nil
+}
+
+// LoadPlans reads site plan files; two plans of one site are an error.
+func LoadPlans(paths []string) (map[string]SitePlan, error) {
+	out := map[string]SitePlan{}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("site plan: %w", err)
+		}
+		var p SitePlan
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("site plan %s: %w", path, err)
+		}
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("site plan %s: %w", path, err)
+		}
+		if _, dup := out[p.Site]; dup {
+			return nil, fmt.Errorf("site plan %s: site %s has a plan already", path, p.Site)
+		}
+		out[p.Site] = p
+	}
+	return out, nil
+}
