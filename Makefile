@@ -4,9 +4,9 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
-APT_PKGS := mosquitto chromium
+APT_PKGS := mosquitto chromium fonts-wqy-microhei
 
-.PHONY: all build run test deps vet bench clean fuzz dist
+.PHONY: all build run test deps vet bench clean screenshots fuzz dist
 
 all: build
 
@@ -30,6 +30,7 @@ deps:
 	@missing=""; \
 	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -43,6 +44,14 @@ vet:
 test: deps vet
 	$(GO) test -race -timeout 9m ./...
 	@./.ci/fuzz 2s
+
+# A PNG of each main kiosk screen (portrait and landscape) into
+# edge/kiosk/screenshots/, which the README shows: real hub, kiosk and
+# gateway binaries, headless Chromium. The CJK font from deps renders the
+# Chinese text.
+screenshots: deps
+	LINLI_SCREENSHOTS=$(CURDIR)/edge/kiosk/screenshots $(GO) test -count=1 -run '^TestKioskScreenshots$$' ./shared/e2e
+	@ls edge/kiosk/screenshots/*.png
 
 # Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s

@@ -195,6 +195,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 		api.UI, api.Residents = ui, idx
+		rep.AfterApply(idx.Forget) // the hub's deletion requests
 		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version}
 	}
 	if cfg.Role == kiosk.RoleGateway {

@@ -15,6 +15,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/wire"
 )
 
 // Key layout of the resident index inside the edge store (shared with the
@@ -128,6 +129,10 @@ const indexPage = 512
 func (x *Index) CatchUp() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.catchUp()
+}
+
+func (x *Index) catchUp() error {
 	for {
 		last, _, _ := x.tail.Cursors()
 		if x.cursor >= last {
@@ -189,6 +194,53 @@ func indexEvent(txn *badger.Txn, ev *event.Event) error {
 		return put(txn, prefixRatings, b.Resident, b.Target, IndexedRating{Target: b.Target, Score: b.Score, HLC: ev.HLC})
 	}
 	return nil
+}
+
+// Erase forgets everything the index holds about resident. It first
+// indexes what the outbox holds, under the same lock, so that no event of
+// the resident written before the erasure can be indexed after it.
+func (x *Index) Erase(resident string) error {
+	if err := event.ValidID(resident); err != nil {
+		return fmt.Errorf("resident %w", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.catchUp(); err != nil {
+		return err
+	}
+	return x.db.Update(func(txn *badger.Txn) error {
+		var keys [][]byte
+		for _, prefix := range []string{prefixReports, prefixCheckins, prefixRatings} {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte(prefix + resident + "/")
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			for it.Rewind(); it.Valid(); it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+		}
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Forget carries out the erasures the hub sends down: for each resident
+// change (wire.EntityResident, the hub's deletion request) the resident's
+// entries leave the index. It suits the replica's AfterApply.
+func (x *Index) Forget(cs []wire.Change) {
+	for _, c := range cs {
+		if c.Entity != wire.EntityResident || c.Deleted {
+			continue
+		}
+		if err := x.Erase(c.ID); err != nil {
+			x.log.Error("erase a resident from the kiosk index", "err", err)
+		}
+	}
 }
 
 func indexKey(prefix, resident, id string) []byte {

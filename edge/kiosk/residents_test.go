@@ -14,6 +14,7 @@ import (
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
+	"linli/shared/wire"
 )
 
 // newKioskServer is a kiosk API over a real outbox, replica and index.
@@ -202,5 +203,48 @@ func TestKioskSettingsForTheUI(t *testing.T) {
 	}
 	if k.Device != "kiosk-1" || k.Site != "s1" || k.Building != "B1" || k.IdleTimeoutMS != 45000 || k.Version != "v-test" || len(k.Categories) != 7 {
 		t.Fatalf("kiosk settings %+v", k)
+	}
+}
+
+// A deletion request from the hub takes the resident out of the index, and
+// no one else.
+func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
+	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ob.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	idx, err := NewIndex(ob.DB(), ob, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []event.Body{
+		&event.Report{Category: "other", Title: "一", Building: "B1", Resident: "R1"},
+		&event.Report{Category: "other", Title: "二", Building: "B1", Resident: "R2"},
+		&event.Vote{Report: "kiosk-1.2", Resident: "R1"},
+		&event.Checkin{Resident: "R1", Activity: "A1", Action: "in"},
+		&event.Rating{Resident: "R1", Target: "A1", Score: 4},
+		&event.Rating{Resident: "R2", Target: "A1", Score: 2},
+	} {
+		if _, err := ob.Append(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The erasure arrives before the index caught up: it still takes all.
+	idx.Forget([]wire.Change{{Entity: wire.EntityResident, ID: "R1"}, {Entity: wire.EntityNotice, ID: "R2"}})
+	r1, _ := idx.Reports("R1")
+	c1, _ := idx.Checkins("R1")
+	s1, _ := idx.Ratings("R1")
+	if len(r1)+len(c1)+len(s1) != 0 {
+		t.Errorf("R1 after erasure: %v %v %v", r1, c1, s1)
+	}
+	r2, _ := idx.Reports("R2")
+	s2, _ := idx.Ratings("R2")
+	if len(r2) != 1 || len(s2) != 1 {
+		t.Errorf("R2 lost entries: %v %v", r2, s2)
 	}
 }

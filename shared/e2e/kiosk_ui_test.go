@@ -119,6 +119,9 @@ func (k *kioskPage) syncState() (state string, pending int) {
 
 func (k *kioskPage) home() {
 	k.T.Helper()
+	if browser.Eval[string](k.Page, `document.querySelector('[data-screen]').dataset.screen`) == "home" {
+		return
+	}
 	k.click(".nav-back")
 	k.waitScreen("home")
 }
@@ -386,9 +389,7 @@ func fileReport(k *kioskPage, category, title, details string, anonymous bool) s
 
 func rate(k *kioskPage, target string, score int, comment string) {
 	k.T.Helper()
-	if browser.Eval[string](k.Page, `document.querySelector('[data-screen]').dataset.screen`) != "home" {
-		k.home()
-	}
+	k.home()
 	k.click(`[data-go="rate"]`)
 	k.waitScreen("rate")
 	k.click(`[data-id="` + target + `"] button.primary`)

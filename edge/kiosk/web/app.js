@@ -449,7 +449,7 @@
 
   function topbar(titleKey, vars) {
     const kids = [];
-    if (S.screen !== 'start') {
+    if (S.screen !== 'start' && S.screen !== 'home') {
       kids.push(h('button', { type: 'button', class: 'nav-back', onclick: back }, icon('back'), t('nav.back')));
     }
     kids.push(h('h1', { id: 'screen-title', text: t(titleKey, vars) }));
