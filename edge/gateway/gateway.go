@@ -545,6 +545,9 @@ func (g *Gateway) onTick() []Record {
 		if g.contacts[name] {
 			v = 1
 		}
+		if st := g.sensors[name]; st.Value == nil {
+			st.Value, st.At = &v, hwNow // at rest until the contact says otherwise
+		}
 		out = append(out, g.tele.Sample(name, g.contactOf[name], v, hwNow)...) // the first value, then heartbeats
 	}
 	return g.note(out, hwNow)

@@ -91,12 +91,12 @@ func (u *fakeUplink) kinds() string {
 	defer u.mu.Unlock()
 	var out []string
 	for _, ev := range u.prio {
-		out = append(out, render(t0ev(ev)))
+		out = append(out, render(decode(ev)))
 	}
 	return strings.Join(out, ", ")
 }
 
-func t0ev(ev event.Event) event.Body {
+func decode(ev event.Event) event.Body {
 	b, err := ev.Decode()
 	if err != nil {
 		panic(err)
