@@ -44,8 +44,9 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 		if err != nil {
 			return nil, err
 		}
+		// Only committed events: not this group's, not a failed commit's.
 		l.mu.Lock()
-		acked = max(acked, l.acked)
+		acked, last := max(acked, l.acked), l.last
 		l.mu.Unlock()
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixEvent)
@@ -53,6 +54,10 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 		scanned := 0
 		for it.Seek(kv.Key(prefixEvent, kv.U64(acked+1))); it.Valid() && len(dropped) < limit && scanned < dropScanLimit; it.Next() {
 			scanned++
+			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+			if seq > last {
+				break
+			}
 			var kind event.Kind
 			if err := it.Item().Value(func(v []byte) error {
 				e, err := event.DecodeEvent(v)
@@ -63,7 +68,7 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 				return nil, fmt.Errorf("scan for telemetry: %w", err)
 			}
 			if Droppable(kind) {
-				dropped = append(dropped, kv.ParseU64(it.Item().Key()[len(prefixEvent):]))
+				dropped = append(dropped, seq)
 			}
 		}
 		it.Close()

@@ -166,7 +166,7 @@ func Open(opts Options) (*Log, error) {
 		return err
 	})
 	if err == nil {
-		l.pending, err = l.countAfter(l.acked)
+		l.pending, err = l.countRange(l.acked, l.last) // ghosts of failed commits above last do not wait
 	}
 	if err != nil {
 		if cerr := db.Close(); cerr != nil {
@@ -373,6 +373,14 @@ func (l *Log) Notify() <-chan struct{} { return l.notify }
 // event is returned when any exists). Seqs may skip where telemetry was
 // dropped.
 func (l *Log) Read(after uint64, maxEvents, maxBytes int) (events []event.Event, err error) {
+	// Only what a commit reported durable: Badger applies a transaction
+	// to the memtable before syncing its WAL, so a commit that failed on
+	// an I/O error stays readable and its seqs are assigned again by the
+	// next commit. Sending such a ghost would make the hub drop the real
+	// event later written under the same seq (found by the fault suite).
+	l.mu.Lock()
+	last := l.last
+	l.mu.Unlock()
 	err = l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixEvent)
@@ -381,6 +389,9 @@ func (l *Log) Read(after uint64, maxEvents, maxBytes int) (events []event.Event,
 		defer it.Close()
 		size := 0
 		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid() && len(events) < maxEvents; it.Next() {
+			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > last {
+				break
+			}
 			var ev event.Event
 			err := it.Item().Value(func(v []byte) error {
 				size += len(v)
@@ -472,9 +483,6 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 	l.mu.Unlock()
 	return nil
 }
-
-// countAfter counts stored events with seq > after (keys only).
-func (l *Log) countAfter(after uint64) (uint64, error) { return l.countRange(after, ^uint64(0)) }
 
 // countRange counts stored events with after < seq <= upto (keys only).
 func (l *Log) countRange(after, upto uint64) (uint64, error) {

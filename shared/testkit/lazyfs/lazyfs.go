@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,11 +55,13 @@ func (o Op) String() string {
 }
 
 // Fault makes the Nth operation of a kind (counted from when it is set)
-// fail with EIO; Persistent makes every later one fail too.
+// fail with EIO; Persistent makes every later one fail too. With Suffix
+// set, only operations on files whose name ends with it count and fail.
 type Fault struct {
 	Op         Op
 	N          int
 	Persistent bool
+	Suffix     string
 }
 
 // Stats counts what the layer saw.
@@ -68,7 +71,7 @@ type Stats struct {
 	Fsyncs      int   // file fsyncs (fsync, fdatasync, msync)
 	Failed      int   // operations failed by a Fault
 	CutFiles    int   // files rolled back by the last Crash
-	CutBytes    int64 // unsynced bytes thrown away by the last Crash (pages and growth)
+	CutBytes    int64 // bytes written since their file's last fsync, thrown away by the last Crash
 	UndoPending int   // files with unsynced changes right now
 }
 
@@ -77,8 +80,13 @@ type FS struct {
 	dir, mnt string
 	server   *fuse.Server
 
-	mu      sync.Mutex
-	undo    map[uint64]*undo // by inode number in dir
+	mu   sync.Mutex
+	undo map[uint64]*undo // by inode number in dir
+	// lost holds, by inode, pages written before an fsync that failed and
+	// not written since: as on Linux, whose failed writeback marks them
+	// clean, no later fsync makes them durable. The value is the page at
+	// the last good sync (nil: it was past the end, zeros after a cut).
+	lost    map[uint64]map[int64][]byte
 	stats   Stats
 	fault   *Fault
 	counts  map[Op]int
@@ -88,8 +96,10 @@ type FS struct {
 
 // undo is what a file held at its last fsync.
 type undo struct {
-	size  int64
-	pages map[int64][]byte // page index → content at last fsync (pages below size)
+	size    int64
+	pages   map[int64][]byte // page index → content at last fsync (pages below size)
+	dirty   map[int64]bool   // pages written since the last fsync
+	written int64            // bytes written since the last fsync
 }
 
 // Mount serves dir at mnt (both must exist) until Unmount or Crash.
@@ -98,7 +108,7 @@ func Mount(dir, mnt string) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &FS{dir: dir, mnt: mnt, undo: map[uint64]*undo{}, counts: map[Op]int{}}
+	l := &FS{dir: dir, mnt: mnt, undo: map[uint64]*undo{}, lost: map[uint64]map[int64][]byte{}, counts: map[Op]int{}}
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return nil, fmt.Errorf("lazyfs: %w", err)
@@ -143,12 +153,13 @@ func (l *FS) Unmount() error {
 	err := l.server.Unmount()
 	if err != nil {
 		// Something still has files open: detach lazily so the test's
-		// cleanup cannot hang, then report.
-		if derr := syscall.Unmount(l.mnt, syscall.MNT_DETACH); derr == nil {
-			l.server.Wait()
+		// cleanup cannot hang, and report. The server keeps answering
+		// until the last file is closed, so it is not waited for.
+		if derr := syscall.Unmount(l.mnt, syscall.MNT_DETACH); derr != nil {
+			err = errors.Join(err, derr)
 		}
 		l.server = nil
-		return fmt.Errorf("lazyfs: unmount %s: %w", l.mnt, err)
+		return fmt.Errorf("lazyfs: unmount %s (files still open?): %w", l.mnt, err)
 	}
 	l.server.Wait()
 	l.server = nil
@@ -174,16 +185,25 @@ func (l *FS) Crash() (Stats, error) {
 			return err
 		}
 		u, ok := l.undo[st.Ino]
-		if !ok {
+		lost := l.lost[st.Ino]
+		if !ok && lost == nil {
 			return nil
 		}
 		delete(l.undo, st.Ino)
-		n, err := u.apply(path, st.Size)
+		delete(l.lost, st.Ino)
 		files++
-		discarded += n
-		return err
+		size := st.Size
+		if ok {
+			discarded += u.written
+			if err := u.apply(path); err != nil {
+				return err
+			}
+			size = u.size
+		}
+		return applyLost(path, size, lost)
 	})
 	clear(l.undo)
+	clear(l.lost)
 	l.stats.CutFiles, l.stats.CutBytes = files, discarded
 	if err != nil {
 		return l.stats, fmt.Errorf("lazyfs: cut: %w", err)
@@ -191,27 +211,47 @@ func (l *FS) Crash() (Stats, error) {
 	return l.stats, nil
 }
 
-func (u *undo) apply(path string, cur int64) (int64, error) {
+func (u *undo) apply(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var lost int64
 	for idx, page := range u.pages {
 		if _, err := f.WriteAt(page, idx*pageSize); err != nil {
 			f.Close()
-			return lost, err
+			return err
 		}
-		lost += int64(len(page))
-	}
-	if cur > u.size {
-		lost += cur - u.size
 	}
 	if err := f.Truncate(u.size); err != nil {
 		f.Close()
-		return lost, err
+		return err
 	}
-	return lost, f.Close()
+	return f.Close()
+}
+
+// applyLost puts back pages whose writeback failed.
+func applyLost(path string, size int64, lost map[int64][]byte) error {
+	if len(lost) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	for idx, page := range lost {
+		off := idx * pageSize
+		if off >= size {
+			continue
+		}
+		if page == nil {
+			page = make([]byte, min(pageSize, size-off))
+		}
+		if _, err := f.WriteAt(page[:min(int64(len(page)), size-off)], off); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // SetFault arms a fault (nil disarms); counting starts now.
@@ -257,14 +297,14 @@ func (l *FS) HeldFsyncs() int {
 	return l.holding
 }
 
-// fail counts an operation and says whether the armed fault fails it.
-// Callers hold l.mu.
-func (l *FS) fail(op Op) bool {
-	l.counts[op]++
+// fail counts an operation on file name and says whether the armed fault
+// fails it. Callers hold l.mu.
+func (l *FS) fail(op Op, name string) bool {
 	f := l.fault
-	if f == nil || f.Op != op {
+	if f == nil || f.Op != op || !strings.HasSuffix(name, f.Suffix) {
 		return false
 	}
+	l.counts[op]++
 	n := l.counts[op]
 	if n == f.N || (f.Persistent && n > f.N) {
 		l.stats.Failed++
@@ -273,16 +313,16 @@ func (l *FS) fail(op Op) bool {
 	return false
 }
 
-// touch records fd's state before a change of [off, end) or of its size to
-// newSize (end < 0). Callers hold l.mu.
-func (l *FS) touch(fd int, off, end int64) error {
+// touch records fd's state before a change of [off, end) (a truncation to
+// off when end is past the file). Callers hold l.mu.
+func (l *FS) touch(fd int, off, end int64) (*undo, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return err
+		return nil, err
 	}
 	u, ok := l.undo[st.Ino]
 	if !ok {
-		u = &undo{size: st.Size, pages: map[int64][]byte{}}
+		u = &undo{size: st.Size, pages: map[int64][]byte{}, dirty: map[int64]bool{}}
 		l.undo[st.Ino] = u
 	}
 	end = min(end, u.size)
@@ -294,7 +334,7 @@ func (l *FS) touch(fd int, off, end int64) error {
 		buf := make([]byte, n)
 		got, err := syscall.Pread(fd, buf, idx*pageSize)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// A file shrunk since its last sync reads short: the part past
 		// its current end was already saved or is zeros to restore.
@@ -303,7 +343,7 @@ func (l *FS) touch(fd int, off, end int64) error {
 			u.pages[idx] = append(u.pages[idx], make([]byte, n-int64(got))...)
 		}
 	}
-	return nil
+	return u, nil
 }
 
 func (l *FS) synced(fd int) {
@@ -313,11 +353,33 @@ func (l *FS) synced(fd int) {
 	}
 }
 
+// syncFailed records the pages a failed fsync leaves behind for good.
+func (l *FS) syncFailed(fd int) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return
+	}
+	u, ok := l.undo[st.Ino]
+	if !ok {
+		return
+	}
+	lost := l.lost[st.Ino]
+	if lost == nil {
+		lost = map[int64][]byte{}
+		l.lost[st.Ino] = lost
+	}
+	for idx := range u.dirty {
+		lost[idx] = u.pages[idx] // nil past the synced size
+	}
+	clear(u.dirty)
+}
+
 func (l *FS) forget(path string) {
 	var st syscall.Stat_t
 	if err := syscall.Lstat(path, &st); err == nil && st.Nlink <= 1 {
 		l.mu.Lock()
 		delete(l.undo, st.Ino)
+		delete(l.lost, st.Ino)
 		l.mu.Unlock()
 	}
 }
@@ -349,7 +411,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return &file{lf: fh.(*gofs.LoopbackFile), l: n.l}, ff, 0
+	return &file{lf: fh.(*gofs.LoopbackFile), l: n.l, name: n.Path(n.Root())}, ff, 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
@@ -357,10 +419,10 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	f := &file{lf: fh.(*gofs.LoopbackFile), l: n.l}
+	f := &file{lf: fh.(*gofs.LoopbackFile), l: n.l, name: filepath.Join(n.Path(n.Root()), name)}
 	// A new file has nothing synced: it is empty after a cut.
 	n.l.mu.Lock()
-	f.withFd(func(fd int) { _ = n.l.touch(fd, 0, 0) })
+	f.withFd(func(fd int) { _, _ = n.l.touch(fd, 0, 0) })
 	n.l.mu.Unlock()
 	return ino, f, ff, 0
 }
@@ -386,7 +448,8 @@ func (n *node) recordTruncate(size int64) syscall.Errno {
 	defer syscall.Close(fd)
 	n.l.mu.Lock()
 	defer n.l.mu.Unlock()
-	return gofs.ToErrno(n.l.touch(fd, size, 1<<62))
+	_, err = n.l.touch(fd, size, 1<<62)
+	return gofs.ToErrno(err)
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -396,8 +459,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 
 // file is an open file of the layer.
 type file struct {
-	lf *gofs.LoopbackFile
-	l  *FS
+	lf   *gofs.LoopbackFile
+	l    *FS
+	name string // path inside the mount when opened
 }
 
 var (
@@ -427,12 +491,26 @@ func (f *file) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult
 
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	f.l.mu.Lock()
-	if f.l.fail(OpWrite) {
+	if f.l.fail(OpWrite, f.name) {
 		f.l.mu.Unlock()
 		return 0, syscall.EIO
 	}
 	var err error
-	f.withFd(func(fd int) { err = f.l.touch(fd, off, off+int64(len(data))) })
+	f.withFd(func(fd int) {
+		var u *undo
+		if u, err = f.l.touch(fd, off, off+int64(len(data))); err == nil {
+			u.written += int64(len(data))
+			var st syscall.Stat_t
+			lost := map[int64][]byte(nil)
+			if syscall.Fstat(fd, &st) == nil {
+				lost = f.l.lost[st.Ino]
+			}
+			for idx := off / pageSize; idx*pageSize < off+int64(len(data)); idx++ {
+				u.dirty[idx] = true
+				delete(lost, idx) // written again: its next sync counts
+			}
+		}
+	})
 	f.l.stats.Writes++
 	f.l.stats.WriteBytes += int64(len(data))
 	if err != nil {
@@ -469,7 +547,8 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	}
 	f.l.mu.Lock()
 	defer f.l.mu.Unlock()
-	if f.l.fail(OpFsync) {
+	if f.l.fail(OpFsync, f.name) {
+		f.withFd(func(fd int) { f.l.syncFailed(fd) })
 		return syscall.EIO
 	}
 	f.l.stats.Fsyncs++
@@ -488,7 +567,7 @@ func (f *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if sz, ok := in.GetSize(); ok {
 		f.l.mu.Lock()
 		var err error
-		f.withFd(func(fd int) { err = f.l.touch(fd, int64(sz), 1<<62) })
+		f.withFd(func(fd int) { _, err = f.l.touch(fd, int64(sz), 1<<62) })
 		if err != nil {
 			f.l.mu.Unlock()
 			return gofs.ToErrno(err)
@@ -508,7 +587,7 @@ func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) sysc
 	f.l.mu.Lock()
 	defer f.l.mu.Unlock()
 	var err error
-	f.withFd(func(fd int) { err = f.l.touch(fd, int64(off), int64(off+size)) })
+	f.withFd(func(fd int) { _, err = f.l.touch(fd, int64(off), int64(off+size)) })
 	if err != nil {
 		return gofs.ToErrno(err)
 	}

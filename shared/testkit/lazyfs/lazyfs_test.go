@@ -165,6 +165,67 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// As on Linux, a page whose writeback failed is not made durable by a
+// later fsync that succeeds, unless it was written again.
+func TestFailedFsyncLosesItsPages(t *testing.T) {
+	l, mnt := mount(t)
+	f, err := os.Create(filepath.Join(mnt, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(bytes.Repeat([]byte("a"), 3*pageSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte("b"), 2*pageSize), 0); err != nil { // pages 0 and 1
+		t.Fatal(err)
+	}
+	l.SetFault(&Fault{Op: OpFsync, N: 1, Suffix: "f"})
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("armed fsync: %v, want EIO", err)
+	}
+	if _, err := f.WriteAt([]byte("c"), pageSize); err != nil { // page 1 written again
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := l.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(l.Dir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 'a' || got[pageSize] != 'c' || got[pageSize+1] != 'b' || got[2*pageSize] != 'a' {
+		t.Fatalf("after the cut: page 0 starts %q, page 1 %q, page 2 %q; want a (lost), cb (rewritten), a", got[0], got[pageSize:pageSize+2], got[2*pageSize])
+	}
+}
+
+func TestFaultSuffix(t *testing.T) {
+	l, mnt := mount(t)
+	a, err := os.Create(filepath.Join(mnt, "x.mem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := os.Create(filepath.Join(mnt, "x.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	l.SetFault(&Fault{Op: OpFsync, N: 1, Suffix: ".mem"})
+	if err := b.Sync(); err != nil {
+		t.Fatalf("fsync of a file the fault does not name: %v", err)
+	}
+	if err := a.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("first fsync of a .mem file: %v, want EIO", err)
+	}
+}
+
 func TestHoldFsyncs(t *testing.T) {
 	l, mnt := mount(t)
 	f, err := os.Create(filepath.Join(mnt, "f"))
