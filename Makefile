@@ -46,12 +46,14 @@ test: deps vet
 	@./.ci/fuzz 2s
 
 # A PNG of each main kiosk screen (portrait and landscape) into
-# edge/kiosk/screenshots/, which the README shows: real hub, kiosk and
+# edge/kiosk/screenshots/ and of the operator dashboard into
+# hub/web/screenshots/, which the README shows: real hub, kiosk and
 # gateway binaries, headless Chromium. The CJK font from deps renders the
 # Chinese text.
 screenshots: deps
 	LINLI_SCREENSHOTS=$(CURDIR)/edge/kiosk/screenshots $(GO) test -count=1 -run '^TestKioskScreenshots$$' ./shared/e2e
-	@ls edge/kiosk/screenshots/*.png
+	LINLI_SCREENSHOTS_HUB=$(CURDIR)/hub/web/screenshots $(GO) test -count=1 -run '^TestDashboard$$' ./shared/e2e
+	@ls edge/kiosk/screenshots/*.png hub/web/screenshots/*.png
 
 # Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s

@@ -31,8 +31,8 @@ type PlanBuilding struct {
 	ID      string       `yaml:"id" json:"id"`
 	Name    string       `yaml:"name" json:"name,omitempty"`
 	NameEn  string       `yaml:"name_en" json:"name_en,omitempty"`
-	X       float64      `yaml:"x" json:"x,omitempty"`
-	Y       float64      `yaml:"y" json:"y,omitempty"`
+	X       float64      `yaml:"x" json:"x"`
+	Y       float64      `yaml:"y" json:"y"`
 	W       float64      `yaml:"w" json:"w,omitempty"`
 	H       float64      `yaml:"h" json:"h,omitempty"`
 	Points  [][2]float64 `yaml:"points" json:"points,omitempty"`
@@ -46,8 +46,8 @@ type PlanFeature struct {
 	Kind    string       `yaml:"kind" json:"kind"` // road, green, water, gate, square
 	Label   string       `yaml:"label" json:"label,omitempty"`
 	LabelEn string       `yaml:"label_en" json:"label_en,omitempty"`
-	X       float64      `yaml:"x" json:"x,omitempty"`
-	Y       float64      `yaml:"y" json:"y,omitempty"`
+	X       float64      `yaml:"x" json:"x"`
+	Y       float64      `yaml:"y" json:"y"`
 	W       float64      `yaml:"w" json:"w,omitempty"`
 	H       float64      `yaml:"h" json:"h,omitempty"`
 	Points  [][2]float64 `yaml:"points" json:"points,omitempty"`

@@ -35,6 +35,7 @@ import (
 	"linli/hub/registry"
 	"linli/hub/state"
 	"linli/hub/store"
+	"linli/hub/web"
 	"linli/shared/config"
 	"linli/shared/hlc"
 	"linli/shared/identity"
@@ -239,7 +240,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
 		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
-		Extra: func(mux *http.ServeMux) { ops.Mount(mux) }}
+		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

@@ -1,0 +1,667 @@
+// Linli operator dashboard: one page over the hub's API. No framework, no
+// build step, nothing from outside the hub. DOM ids and data-* attributes
+// are stable hooks for the browser tests (shared/e2e/dashboard_test.go).
+'use strict';
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+const S = {
+  lang: localStorage.getItem('linli.lang') || 'zh-CN',
+  cat: {},
+  me: null,
+  csrf: '',
+  sites: [],
+  site: '',
+  view: 'map',
+  reports: [],
+  alarms: [],
+  devices: [],
+  notices: [],
+  activities: [],
+  building: '',
+  report: '',
+  es: null,
+  known: new Set(), // alarm ids seen, to sound only new ones
+};
+
+// ---- i18n -------------------------------------------------------------
+async function loadLang(lang) {
+  const r = await fetch(`/static/i18n/${lang}.json`);
+  S.cat = await r.json();
+  S.lang = lang;
+  localStorage.setItem('linli.lang', lang);
+  document.documentElement.lang = lang;
+  $$('[data-i18n]').forEach(e => { e.textContent = t(e.dataset.i18n); });
+  $$('[data-i18n-placeholder]').forEach(e => { e.placeholder = t(e.dataset.i18nPlaceholder); });
+  const other = lang === 'zh-CN' ? 'English' : '中文';
+  $('#lang').textContent = other;
+  $('#lang-login').textContent = other;
+  document.title = t('app.title');
+}
+function t(key, vars = {}) {
+  let s = S.cat[key] ?? key;
+  for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, String(v));
+  return s;
+}
+const locale = () => (S.lang === 'zh-CN' ? 'zh-CN' : 'en-GB');
+const fmtTime = ts => ts ? new Date(ts).toLocaleString(locale(), { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }) : '—';
+function ago(ts) {
+  const s = Math.max(0, (Date.now() - new Date(ts).getTime()) / 1000);
+  if (s < 60) return t('ago.s', { n: Math.floor(s) });
+  if (s < 3600) return t('ago.m', { n: Math.floor(s / 60) });
+  if (s < 86400) return t('ago.h', { n: Math.floor(s / 3600) });
+  return t('ago.d', { n: Math.floor(s / 86400) });
+}
+// hlcTime turns a hybrid logical clock (wall ms << 16 | logical) into ms.
+const hlcTime = h => Math.floor(Number(h) / 65536);
+
+// el builds an element; text is always set as text, never as markup.
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) e.append(kid instanceof Node ? kid : String(kid));
+  return e;
+}
+const SVG = 'http://www.w3.org/2000/svg';
+function sv(tag, attrs = {}, ...kids) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) e.setAttribute(k, v);
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) e.append(kid instanceof Node ? kid : String(kid));
+  return e;
+}
+
+function toast(msg, err = false) {
+  const e = $('#toast');
+  e.textContent = msg;
+  e.className = err ? 'err' : '';
+  e.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { e.hidden = true; }, err ? 6000 : 2500);
+}
+
+// ---- API --------------------------------------------------------------
+class APIError extends Error { constructor(status, msg) { super(msg); this.status = status; } }
+
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: 'same-origin' };
+  if (method !== 'GET') opts.headers['X-CSRF-Token'] = S.csrf;
+  if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
+  const r = await fetch(path, opts);
+  if (r.status === 204) return null;
+  const ct = r.headers.get('Content-Type') || '';
+  const data = ct.includes('json') ? await r.json() : await r.text();
+  if (!r.ok) {
+    if (r.status === 401 && path !== '/api/v1/login') showLogin();
+    throw new APIError(r.status, (data && data.error) || r.statusText);
+  }
+  return data;
+}
+// write runs an operator action and says how it went.
+async function write(fn, okMsg) {
+  try {
+    const out = await fn();
+    if (okMsg) toast(okMsg);
+    return out;
+  } catch (e) {
+    toast(e.status === 403 ? t('error.forbidden', { msg: e.message }) : t('error.generic', { msg: e.message }), true);
+    throw e;
+  }
+}
+const q = (path, params) => {
+  const u = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== '' && v !== undefined));
+  return u.toString() ? `${path}?${u}` : path;
+};
+
+// ---- login ------------------------------------------------------------
+function showLogin() {
+  if (S.es) { S.es.close(); S.es = null; }
+  Object.values(pending).forEach(clearTimeout);
+  S.me = null;
+  $('#me').textContent = '';
+  $('#app').hidden = true;
+  $('#login-screen').hidden = false;
+  document.body.dataset.view = 'login';
+  document.body.dataset.ready = 'true';
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  const token = $('#login-token').value.trim();
+  const body = token ? { token } : { name: $('#login-name').value.trim(), password: $('#login-password').value };
+  $('#login-error').textContent = '';
+  try {
+    const me = await api('POST', '/api/v1/login', body);
+    $('#login-password').value = '';
+    $('#login-token').value = '';
+    await start(me);
+  } catch (e) {
+    $('#login-error').textContent = t('login.failed', { msg: e.message });
+  }
+}
+
+async function start(me) {
+  document.body.dataset.ready = 'false';
+  S.me = me;
+  S.csrf = me.csrf || S.csrf;
+  document.body.classList.toggle('viewer', me.role === 'viewer');
+  $$('[data-admin]').forEach(e => { e.hidden = !me.admin; });
+  $('#login-screen').hidden = true;
+  $('#app').hidden = false;
+  S.sites = await api('GET', '/api/v1/sites');
+  const sel = $('#site');
+  sel.replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s))));
+  const saved = localStorage.getItem('linli.site');
+  S.site = S.sites.some(s => s.id === saved) ? saved : (S.sites[0] || {}).id || '';
+  sel.value = S.site;
+  await refreshAll();
+  connectStream();
+  go(location.hash.slice(1) || 'map');
+  $('#me').textContent = `${me.name} · ${t('role.' + me.role)}`;
+  document.body.dataset.ready = 'true';
+}
+const siteName = s => (S.lang === 'en' ? s.name_en || s.name : s.name) || s.id;
+const plan = () => (S.sites.find(s => s.id === S.site) || {}).plan;
+
+// ---- navigation -------------------------------------------------------
+function go(view) {
+  if (!$(`section[data-view="${view}"]`)) view = 'map';
+  S.view = view;
+  $$('section[data-view]').forEach(s => { s.hidden = s.dataset.view !== view; });
+  $$('[data-nav]').forEach(b => { b.setAttribute('aria-current', b.dataset.nav === view ? 'page' : 'false'); });
+  document.body.dataset.view = view;
+  if (location.hash !== '#' + view) history.replaceState(null, '', '#' + view);
+  ({ ratings: loadRatings, admin: loadAdmin, activities: loadActivities, notices: loadNotices }[view] || (() => {}))();
+}
+
+async function refreshAll() {
+  await Promise.all([loadReports(), loadAlarms(), loadDevices(), loadNotices(), loadActivities()]);
+}
+
+// ---- data -------------------------------------------------------------
+async function loadReports() {
+  S.reports = await api('GET', q('/api/v1/reports', { site: S.site }));
+  renderMap();
+  renderTriage();
+  if (S.report) loadReport(S.report);
+  if (S.building) loadBuilding(S.building);
+}
+async function loadAlarms() {
+  S.alarms = await api('GET', q('/api/v1/alarms', { site: S.site }));
+  const fresh = S.alarms.filter(a => !S.known.has(a.id + a.since));
+  S.alarms.forEach(a => S.known.add(a.id + a.since));
+  renderAlarms();
+  renderMap();
+  if (fresh.length && !fresh.every(a => a.acked)) cue();
+  if (S.building) loadBuilding(S.building);
+}
+async function loadDevices() {
+  S.devices = await api('GET', q('/api/v1/devices', { site: S.site }));
+  renderHealth();
+  renderFleet();
+  renderMap();
+}
+
+// ---- sound and visual cue for a new alarm -------------------------------
+let audio;
+function cue() {
+  const b = $('#alarm-banner');
+  b.classList.remove('flash');
+  void b.offsetWidth; // restart the animation
+  b.classList.add('flash');
+  try {
+    audio = audio || new AudioContext();
+    const now = audio.currentTime;
+    for (let i = 0; i < 3; i++) {
+      const o = audio.createOscillator();
+      const g = audio.createGain();
+      o.frequency.value = 880;
+      g.gain.setValueAtTime(0.2, now + i * 0.35);
+      g.gain.setValueAtTime(0, now + i * 0.35 + 0.2);
+      o.connect(g).connect(audio.destination);
+      o.start(now + i * 0.35);
+      o.stop(now + i * 0.35 + 0.22);
+    }
+  } catch { /* no audio device: the banner still flashes */ }
+  document.body.dataset.cue = String(Date.now());
+}
+
+// ---- map --------------------------------------------------------------
+function buildingIDs() {
+  const p = plan();
+  if (p) return p.buildings.map(b => b.id);
+  const ids = new Set([...S.reports.map(r => r.building), ...S.alarms.map(a => a.building).filter(Boolean)]);
+  return [...ids].sort();
+}
+function layout() {
+  const p = plan();
+  if (p) return p;
+  // No plan: a grid, three buildings a row.
+  const ids = buildingIDs();
+  return { width: 900, height: Math.max(1, Math.ceil(ids.length / 3)) * 160 + 40, features: [],
+    buildings: ids.map((id, i) => ({ id, name: id, x: 40 + (i % 3) * 290, y: 40 + Math.floor(i / 3) * 160, w: 240, h: 110 })) };
+}
+const isOpen = r => !r.merged_into && (r.status === 'submitted' || r.status === 'accepted' || r.status === 'in_progress');
+
+function renderMap() {
+  const svg = $('#map');
+  const L = layout();
+  svg.setAttribute('viewBox', `0 0 ${L.width} ${L.height}`);
+  const kids = [];
+  for (const f of L.features || []) {
+    kids.push(shape(f, { class: 'feature-' + f.kind }));
+    const label = S.lang === 'en' ? f.label_en || f.label : f.label;
+    if (label) { const c = centre(f); kids.push(sv('text', { class: 'feature-label', x: c[0], y: c[1], 'text-anchor': 'middle', 'dominant-baseline': 'middle' }, label)); }
+  }
+  for (const b of L.buildings) {
+    const open = S.reports.filter(r => r.building === b.id && isOpen(r)).length;
+    const alarms = S.alarms.filter(a => a.building === b.id);
+    const acked = alarms.length > 0 && alarms.every(a => a.acked);
+    const c = centre(b);
+    const name = (S.lang === 'en' ? b.name_en || b.name : b.name) || b.id;
+    const sub = [open ? t('map.open_reports', { n: open }) : '', alarms.length ? t('map.alarms', { n: alarms.length }) : ''].filter(Boolean).join(' · ');
+    const g = sv('g', { class: 'building' + (S.building === b.id ? ' sel' : ''), 'data-building': b.id, 'data-open': open,
+      'data-alarm': alarms.length ? 1 : 0, 'data-acked': acked ? 1 : 0, tabindex: 0, role: 'button' },
+      shape(b, {}), sv('text', { x: c[0], y: c[1] - 6, 'text-anchor': 'middle' }, name),
+      sv('text', { class: 'sub', x: c[0], y: c[1] + 14, 'text-anchor': 'middle' }, sub));
+    g.addEventListener('click', () => pickBuilding(b.id));
+    g.addEventListener('keydown', e => { if (e.key === 'Enter') pickBuilding(b.id); });
+    kids.push(g);
+    // Device health icons of the building's devices.
+    (b.devices || []).forEach((id, i) => {
+      const d = S.devices.find(x => x.id === id);
+      const cls = d ? health(d).cls : 'off';
+      const x = (b.points ? Math.min(...b.points.map(p => p[0])) : b.x) + 14 + i * 22;
+      const y = (b.points ? Math.min(...b.points.map(p => p[1])) : b.y) + 14;
+      kids.push(sv('g', { class: 'dev ' + cls, 'data-device': id }, sv('circle', { cx: x, cy: y, r: 8 }), sv('title', {}, d ? `${id}: ${health(d).text}` : id)));
+    });
+  }
+  svg.replaceChildren(...kids);
+  if (!plan()) svg.setAttribute('aria-label', t('map.no_plan'));
+}
+function shape(s, attrs) {
+  if (s.points && s.points.length) return sv('polygon', { ...attrs, points: s.points.map(p => p.join(',')).join(' ') });
+  return sv('rect', { ...attrs, x: s.x, y: s.y, width: s.w, height: s.h, rx: 6 });
+}
+function centre(s) {
+  if (s.points && s.points.length) {
+    const xs = s.points.map(p => p[0]), ys = s.points.map(p => p[1]);
+    return [(Math.min(...xs) + Math.max(...xs)) / 2, (Math.min(...ys) + Math.max(...ys)) / 2];
+  }
+  return [s.x + s.w / 2, s.y + s.h / 2];
+}
+
+function pickBuilding(id) {
+  S.building = id;
+  renderMap();
+  loadBuilding(id);
+}
+async function loadBuilding(id) {
+  const b = await api('GET', `/api/v1/sites/${encodeURIComponent(S.site)}/buildings/${encodeURIComponent(id)}`);
+  const none = el('p', { class: 'muted' }, t('bld.none'));
+  const p = $('#building-panel');
+  p.dataset.building = id;
+  const name = b.plan ? ((S.lang === 'en' ? b.plan.name_en || b.plan.name : b.plan.name) || id) : id;
+  const doors = new Map((b.plan?.doors || []).map(d => [d, null]));
+  b.doors.forEach(d => doors.set(d.door, d));
+  const sensors = new Map((b.plan?.sensors || []).map(s => [s, null]));
+  b.sensors.forEach(s => sensors.set(s.sensor, s));
+  p.replaceChildren(
+    el('h2', {}, name),
+    el('h3', {}, t('bld.alarms')),
+    b.alarms.length ? el('ul', { class: 'list' }, b.alarms.map(alarmItem)) : none.cloneNode(true),
+    el('h3', {}, t('bld.reports')),
+    b.reports.filter(r => !r.merged_into).length ? el('ul', { class: 'list' }, b.reports.filter(r => !r.merged_into).map(r =>
+      el('li', { 'data-report': r.id }, el('span', { class: 'badge st-' + r.status }, t('st.' + r.status)),
+        el('button', { class: 'link', onclick: () => { go('triage'); openReport(r.id); } }, r.title), el('span', { class: 'muted' }, `${t('cat.' + r.category)} · +${r.votes}`)))) : none.cloneNode(true),
+    el('h3', {}, t('bld.doors')),
+    doors.size ? el('ul', { class: 'list' }, [...doors].map(([d, s]) => el('li', { 'data-door': d }, el('strong', {}, d),
+      s ? el('span', { class: 'badge' + (s.result === 'forced' ? ' off' : '') }, s.result) : '', s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
+    el('h3', {}, t('bld.sensors')),
+    sensors.size ? el('ul', { class: 'list' }, [...sensors].map(([n, s]) => el('li', { 'data-sensor': n }, el('strong', {}, n),
+      s ? el('span', { class: 'badge' + (s.alarm ? ' off' : '') }, `${s.kind} ${s.value}`) : '', s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
+    el('h3', {}, t('bld.devices')),
+    el('div', { class: 'health' }, (b.plan?.devices || []).map(id => devCard(S.devices.find(d => d.id === id) || { id, role: '' }))),
+  );
+}
+
+// ---- device health ----------------------------------------------------
+function health(d) {
+  if (d.online) {
+    if (d.backlog > 0) return { cls: 'lag', text: t('health.online') + ' · ' + t('health.backlog', { n: d.backlog }) };
+    return { cls: 'on', text: t('health.online') };
+  }
+  return { cls: 'off', text: d.last_seen ? t('health.offline_since', { t: fmtTime(d.last_seen) }) : t('health.never') };
+}
+function devCard(d) {
+  const h = health(d);
+  return el('div', { class: 'dev-card ' + h.cls, 'data-device': d.id, 'data-online': d.online ? 1 : 0 },
+    el('span', { class: 'icon' }), el('strong', {}, d.id), el('small', {}, `${d.role ? t('role.' + d.role) : ''} ${d.version || ''}`),
+    el('small', {}, h.text),
+    d.backlog ? el('small', {}, t('health.backlog', { n: d.backlog })) : null,
+    d.oldest_unsynced ? el('small', {}, t('health.oldest', { age: ago(d.oldest_unsynced) })) : null);
+}
+function renderHealth() { $('#health').replaceChildren(...S.devices.map(devCard)); }
+
+function renderFleet() {
+  $('#fleet tbody').replaceChildren(...S.devices.map(d => {
+    const h = health(d);
+    return el('tr', { 'data-device': d.id }, el('td', {}, d.id), el('td', {}, d.role ? t('role.' + d.role) : '—'), el('td', {}, d.site),
+      el('td', {}, d.version || '—'), el('td', {}, el('span', { class: 'badge ' + (d.online ? 'on' : 'off') }, h.text)),
+      el('td', {}, fmtTime(d.last_seen)), el('td', {}, d.acked_seq), el('td', {}, d.backlog),
+      el('td', {}, d.oldest_unsynced ? ago(d.oldest_unsynced) : '—'), el('td', {}, d.down_cursor));
+  }));
+}
+
+// ---- alarms -----------------------------------------------------------
+function alarmItem(a) {
+  const kind = t('alarm.kind.' + a.kind);
+  return el('li', { class: 'alarm', 'data-alarm-id': a.id, 'data-acked': a.acked ? 1 : 0 },
+    el('strong', {}, `${kind} · ${a.building || ''} ${a.source}`),
+    el('span', {}, t('alarm.since', { t: fmtTime(a.since) })),
+    a.acked ? el('span', {}, t('alarm.acked_by', { who: a.acked_by })) :
+      el('button', { class: 'write', 'data-ack': a.id, onclick: () => alarmAction(a.id, 'ack') }, t('alarm.ack')),
+    el('button', { class: 'write', 'data-clear': a.id, onclick: () => alarmAction(a.id, 'clear') }, t('alarm.clear')));
+}
+function renderAlarms() {
+  const b = $('#alarm-banner');
+  b.replaceChildren(...S.alarms.map(alarmItem));
+  b.hidden = S.alarms.length === 0;
+  $('#alarm-list').replaceChildren(...(S.alarms.length ? S.alarms.map(alarmItem) : [el('li', { class: 'muted' }, t('alarm.none'))]));
+}
+async function alarmAction(id, what) {
+  await write(() => api('POST', `/api/v1/alarms/${encodeURIComponent(id)}/${what}`, {}));
+  await loadAlarms();
+}
+
+// ---- live stream ------------------------------------------------------
+function connectStream() {
+  if (S.es) S.es.close();
+  const es = new EventSource(q('/api/v1/stream', { site: S.site }));
+  S.es = es;
+  const state = $('#stream-state');
+  es.onopen = () => { state.textContent = t('live.connected'); state.className = 'badge on'; };
+  es.onerror = () => { state.textContent = t('live.disconnected'); state.className = 'badge off'; };
+  const onEvent = m => {
+    const e = JSON.parse(m.data);
+    streamLine(e);
+    react(e.kind);
+  };
+  for (const k of ['alarm', 'access', 'reading', 'report', 'vote', 'rating', 'checkin', 'release', 'gap', 'report_patch', 'report_merge',
+    'report_file', 'notice_set', 'activity_set', 'alarm_ack', 'alarm_clear', 'access_list_set']) es.addEventListener(k, onEvent);
+  es.addEventListener('lagged', m => streamLine({ kind: 'lagged', time: new Date().toISOString(), body: JSON.parse(m.data) }));
+}
+const pending = {};
+function later(name, f, ms = 250) { clearTimeout(pending[name]); pending[name] = setTimeout(f, ms); }
+function react(kind) {
+  if (['alarm', 'access', 'alarm_ack', 'alarm_clear'].includes(kind)) loadAlarms(); // at once: alarms must show within a second
+  if (['report', 'vote', 'report_patch', 'report_merge', 'report_file', 'rating'].includes(kind)) later('reports', loadReports);
+  if (kind === 'notice_set') later('notices', loadNotices);
+  if (['checkin', 'activity_set', 'rating'].includes(kind)) later('activities', loadActivities);
+  if (kind === 'rating' && S.view === 'ratings') later('ratings', loadRatings);
+}
+function streamLine(e) {
+  const kind = $('#stream-kind').value, b = $('#stream-building').value.trim(), d = $('#stream-device').value.trim();
+  if ((kind && e.kind !== kind) || (b && e.building !== b) || (d && e.device !== d)) return;
+  const list = $('#stream');
+  const body = JSON.stringify(e.body);
+  list.prepend(el('li', { class: 'k-' + e.kind, 'data-kind': e.kind },
+    `${fmtTime(e.time)}  ${e.device || ''}${e.seq ? '.' + e.seq : ''}  ${e.kind}  ${e.building || ''}  ${body.length > 160 ? body.slice(0, 160) + '…' : body}`));
+  while (list.children.length > 300) list.lastChild.remove();
+}
+
+// ---- triage -----------------------------------------------------------
+function fillSelect(sel, values, label) {
+  const keep = sel.value;
+  const first = sel.firstElementChild;
+  sel.replaceChildren(first, ...values.map(v => el('option', { value: v }, label(v))));
+  sel.value = values.includes(keep) || keep === '' ? keep : '';
+}
+const STATUSES = ['submitted', 'accepted', 'in_progress', 'resolved', 'rejected'];
+const CATEGORIES = ['fire_safety', 'public_safety', 'facilities', 'sanitation', 'noise', 'elevator', 'other'];
+function renderTriage() {
+  const fs = $('#f-status');
+  if (fs.children.length < 3) STATUSES.forEach(s => fs.append(el('option', { value: s }, t('st.' + s))));
+  fillSelect($('#f-category'), CATEGORIES, c => t('cat.' + c));
+  fillSelect($('#f-building'), buildingIDs(), b => b);
+  const st = fs.value, cat = $('#f-category').value, bld = $('#f-building').value, sort = $('#f-sort').value;
+  let rows = S.reports.filter(r => !r.merged_into &&
+    (st === '' ? isOpen(r) : st === 'all' || r.status === st) && (!cat || r.category === cat) && (!bld || r.building === bld));
+  rows.sort(sort === 'votes' ? (a, b) => b.votes - a.votes || a.created.localeCompare(b.created) : (a, b) => a.created.localeCompare(b.created));
+  $('#triage tbody').replaceChildren(...(rows.length ? rows.map(r => el('tr', { 'data-report': r.id, 'data-status': r.status, class: S.report === r.id ? 'sel' : '', onclick: () => openReport(r.id) },
+    el('td', {}, el('strong', {}, r.title), el('br'), el('small', { class: 'muted' }, r.id)), el('td', {}, t('cat.' + r.category)), el('td', {}, `${r.building} ${r.unit || ''}`),
+    el('td', {}, el('span', { class: 'badge st-' + r.status }, t('st.' + r.status))), el('td', { 'data-votes': r.votes }, r.votes),
+    el('td', {}, ago(r.created)), el('td', {}, r.assignee || '—'))) : [el('tr', {}, el('td', { colspan: 7, class: 'muted' }, t('triage.empty')))]));
+}
+function openReport(id) {
+  S.report = id;
+  renderTriage();
+  loadReport(id);
+}
+async function loadReport(id) {
+  const r = await api('GET', `/api/v1/reports/${encodeURIComponent(id)}`);
+  const p = $('#report-detail');
+  p.hidden = false;
+  p.dataset.report = r.id;
+  p.dataset.status = r.status;
+  const next = STATUSES.filter(s => s !== r.status);
+  const hist = el('ol', { class: 'history', id: 'rd-history' }, r.history.map(h => el('li', { 'data-event': h.event, 'data-status': h.status || '' },
+    el('strong', {}, h.event === 'created' ? t('hist.created') : h.event === 'patched' ? t('hist.patched') : t('hist.' + h.event, { note: h.note || '' })),
+    ' ', h.status && h.event !== 'created' ? el('span', { class: 'badge st-' + h.status }, t('st.' + h.status)) : '',
+    ' ', el('span', { class: 'muted' }, `${fmtTime(h.time)}${h.who ? ' · ' + h.who : ''}`),
+    h.note && h.event === 'patched' ? el('div', {}, h.note) : null, h.assignee ? el('div', { class: 'muted' }, '→ ' + h.assignee) : null)));
+  const merged = !!r.merged_into;
+  const final = r.status === 'resolved' || r.status === 'rejected';
+  p.replaceChildren(...[
+    el('h2', {}, `${r.title}`), el('p', { class: 'muted' }, `${t('rd.title', { id: r.id })} · ${t('cat.' + r.category)} · ${t('rd.filed', { building: r.building, unit: r.unit || '', t: fmtTime(r.created) })}`),
+    r.description ? el('p', {}, r.description) : null,
+    el('p', {}, el('span', { class: 'badge st-' + r.status, id: 'rd-status-badge' }, t('st.' + r.status)), ` +${r.votes} ${t('triage.votes')}`,
+      r.assignee ? ` · ${t('triage.assignee')}: ${r.assignee}` : ''),
+    merged ? el('p', { class: 'muted' }, t('rd.merged_into', { id: r.merged_into })) : null,
+    r.duplicates ? el('p', { class: 'muted', id: 'rd-duplicates' }, t('rd.duplicates', { ids: r.duplicates.join(', ') })) : null,
+    merged || final ? null : el('form', { class: 'actions write', id: 'rd-form', onsubmit: ev => { ev.preventDefault(); patchReport(r.id); } },
+      el('label', {}, t('rd.action'), el('select', { id: 'rd-status' }, el('option', { value: '' }, '—'), next.map(s => el('option', { value: s }, t('st.' + s))))),
+      el('label', {}, t('rd.assignee'), el('input', { id: 'rd-assignee', size: 10, value: r.assignee || '' })),
+      el('label', {}, t('rd.note'), el('input', { id: 'rd-note', size: 24 })),
+      el('button', { class: 'primary', id: 'rd-apply', type: 'submit' }, t('rd.apply'))),
+    merged ? null : el('form', { class: 'actions write', id: 'rd-merge-form', onsubmit: ev => { ev.preventDefault(); mergeReport(r.id); } },
+      el('label', {}, t('rd.merge_into'), el('input', { id: 'rd-merge-into', size: 14 })),
+      el('button', { id: 'rd-merge', type: 'submit' }, t('rd.merge_do'))),
+    el('h3', {}, t('rd.history')), hist].filter(Boolean));
+}
+async function patchReport(id) {
+  const body = { status: $('#rd-status').value, assignee: $('#rd-assignee').value.trim(), note: $('#rd-note').value.trim() };
+  const old = S.reports.find(r => r.id === id);
+  if (old && body.assignee === (old.assignee || '')) delete body.assignee;
+  Object.keys(body).forEach(k => { if (!body[k]) delete body[k]; });
+  await write(() => api('PATCH', `/api/v1/reports/${encodeURIComponent(id)}`, body), t('rd.saved'));
+  await loadReports();
+}
+async function mergeReport(id) {
+  const into = $('#rd-merge-into').value.trim();
+  const r = await write(() => api('POST', `/api/v1/reports/${encodeURIComponent(id)}/merge`, { into }), t('rd.saved'));
+  S.report = r.id;
+  await loadReports();
+}
+
+// ---- notices ----------------------------------------------------------
+async function loadNotices() {
+  S.notices = (await api('GET', q('/api/v1/notices', { site: S.site }))).filter(n => !n.id.startsWith('alarm-'));
+  const list = $('#notice-list');
+  if (!S.notices.length) { list.replaceChildren(el('p', { class: 'muted' }, t('notices.none'))); return; }
+  const items = await Promise.all(S.notices.map(async n => {
+    let d = null;
+    try { d = await api('GET', `/api/v1/notices/${encodeURIComponent(n.id)}/delivery`); } catch { /* shown without delivery */ }
+    const total = d ? d.kiosks.length : 0, got = d ? d.received : 0;
+    return el('div', { class: 'notice', 'data-notice': n.id },
+      el('h3', {}, n.title), el('p', {}, n.body),
+      el('p', { class: 'muted' }, `${t('ncat.' + n.category)} · ${n.buildings.length ? n.buildings.join(', ') : t('notices.whole_site')}` +
+        (n.expires ? ' · ' + t('notices.expires_at', { t: fmtTime(n.expires) }) : '')),
+      d ? el('p', { class: 'delivery ' + (got === total ? 'all' : 'some'), 'data-received': got, 'data-total': total,
+        title: d.kiosks.map(k => `${k.device}: ${k.received ? '✓' : '…'}`).join('\n') }, t('notices.delivery', { got, total }),
+      ' ', d.kiosks.map(k => el('span', { class: 'badge ' + (k.received ? 'on' : 'off'), 'data-kiosk': k.device, 'data-got': k.received ? 1 : 0 }, k.device))) : null);
+  }));
+  list.replaceChildren(...items);
+}
+async function publishNotice(ev) {
+  ev.preventDefault();
+  const exp = $('#nf-expires').value;
+  const body = { site: S.site, title: $('#nf-title').value.trim(), body: $('#nf-body').value.trim(), category: $('#nf-category').value,
+    buildings: $('#nf-buildings').value.split(/[,\s，]+/).filter(Boolean) };
+  if (exp) body.expires = new Date(exp).toISOString().replace(/\.\d+Z$/, 'Z');
+  await write(() => api('POST', '/api/v1/notices', body), t('notices.published'));
+  $('#notice-form').reset();
+  await loadNotices();
+}
+
+// ---- activities -------------------------------------------------------
+async function loadActivities() {
+  S.activities = await api('GET', q('/api/v1/activities', { site: S.site }));
+  const list = $('#activity-list');
+  if (!S.activities.length) { list.replaceChildren(el('p', { class: 'muted' }, t('act.none'))); return; }
+  list.replaceChildren(...S.activities.map(a => {
+    const hours = a.hours.reduce((s, h) => s + h.hours, 0);
+    return el('div', { class: 'act', 'data-activity': a.id },
+      el('h3', {}, `${a.title} `, el('span', { class: 'badge' }, t('act.kind.' + a.kind))),
+      el('p', { class: 'muted' }, [a.start_time ? fmtTime(a.start_time) : '', a.end_time ? '– ' + fmtTime(a.end_time) : ''].join(' ')),
+      el('p', {}, t('act.summary', { confirmed: a.confirmed.length, capacity: a.capacity || '∞', waitlist: a.waitlist.length, attendance: a.attendance, hours: hours.toFixed(1) })),
+      a.waitlist.length ? el('p', { class: 'muted' }, a.waitlist.join(', ')) : null,
+      el('a', { href: `/api/v1/activities/${encodeURIComponent(a.id)}/attendance.csv`, download: `attendance-${a.id}.csv`, 'data-csv': a.id }, t('act.csv')));
+  }));
+}
+async function createActivity(ev) {
+  ev.preventDefault();
+  const iso = v => v ? new Date(v).toISOString().replace(/\.\d+Z$/, 'Z') : '';
+  const body = { title: $('#af-title').value.trim(), kind: $('#af-kind').value, site: S.site, start: iso($('#af-start').value),
+    end: iso($('#af-end').value), capacity: Number($('#af-capacity').value || 0) };
+  await write(() => api('POST', '/api/v1/activities', body), t('act.created'));
+  $('#activity-form').reset();
+  await loadActivities();
+}
+
+// ---- ratings (inline SVG charts) ----------------------------------------
+async function loadRatings() {
+  const r = await api('GET', q('/api/v1/ratings', { site: S.site, bucket: $('#r-bucket').value }));
+  $('#r-overall').textContent = r.overall.count ? t('ratings.overall', { n: r.overall.count, mean: r.overall.mean }) : t('ratings.none');
+  $('#chart-category').replaceChildren(bars(r.by_category.map(g => ({ label: t('cat.' + g.key), value: g.mean, n: g.count }))));
+  $('#chart-activity').replaceChildren(bars(r.by_activity.map(g => ({ label: g.title || g.key, value: g.mean, n: g.count }))));
+  $('#chart-time').replaceChildren(line(r.over_time.map(g => ({ label: g.key.slice(5), value: g.mean, n: g.count }))));
+  $('#r-recent').replaceChildren(...r.recent.map(p => el('li', {}, el('span', { class: 'badge' }, '★'.repeat(p.score)),
+    el('span', {}, p.title || p.target), p.comment ? el('span', { class: 'muted' }, `“${p.comment}”`) : null, el('span', { class: 'muted' }, fmtTime(hlcTime(p.hlc))))));
+}
+function bars(data) {
+  const W = 320, row = 28, H = Math.max(1, data.length) * row + 8;
+  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-bars' });
+  if (!data.length) g.append(sv('text', { x: 0, y: 20 }, t('ratings.none')));
+  data.forEach((d, i) => {
+    const y = 4 + i * row, w = (d.value / 5) * (W - 150);
+    g.append(sv('text', { x: 0, y: y + 16 }, d.label.length > 10 ? d.label.slice(0, 10) + '…' : d.label),
+      sv('rect', { class: 'bar', x: 100, y: y + 4, width: Math.max(2, w), height: 16, rx: 3 }),
+      sv('text', { x: 104 + w, y: y + 16 }, `${d.value.toFixed(1)} (${d.n})`));
+  });
+  return el('div', { class: 'chart' }, g);
+}
+function line(data) {
+  const W = 320, H = 160, pad = 24;
+  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-line' });
+  if (!data.length) { g.append(sv('text', { x: 0, y: 20 }, t('ratings.none'))); return el('div', { class: 'chart' }, g); }
+  const x = i => pad + (data.length === 1 ? (W - 2 * pad) / 2 : i * (W - 2 * pad) / (data.length - 1));
+  const y = v => H - pad - (v - 1) / 4 * (H - 2 * pad);
+  [1, 3, 5].forEach(v => g.append(sv('text', { x: 0, y: y(v) + 4 }, v)));
+  g.append(sv('polyline', { class: 'line', points: data.map((d, i) => `${x(i)},${y(d.value)}`).join(' ') }));
+  data.forEach((d, i) => g.append(sv('circle', { class: 'dot', cx: x(i), cy: y(d.value), r: 4 }, sv('title', {}, `${d.label}: ${d.value} (${d.n})`)),
+    sv('text', { x: x(i) - 14, y: H - 4 }, d.label)));
+  return el('div', { class: 'chart' }, g);
+}
+
+// ---- account: tokens, operators, audit ---------------------------------
+async function loadAdmin() {
+  const tokens = await api('GET', '/api/v1/tokens');
+  $('#token-list').replaceChildren(...tokens.map(k => el('li', { 'data-token': k.id }, el('strong', {}, k.name), el('span', { class: 'muted' }, `${k.owner} · ${k.role || ''} · ${fmtTime(k.created)}`),
+    el('button', { class: 'link', onclick: async () => { await write(() => api('DELETE', `/api/v1/tokens/${k.id}`)); loadAdmin(); } }, t('tokens.revoke')))));
+  if (!S.me.admin) return;
+  const ops = await api('GET', '/api/v1/operators');
+  $('#operators tbody').replaceChildren(...ops.map(o => el('tr', { 'data-operator': o.name }, el('td', {}, o.name), el('td', {}, o.display || ''),
+    el('td', {}, t('role.' + o.role)), el('td', {}, o.sites.join(', ') || t('all')),
+    el('td', {}, el('button', { class: 'link', onclick: async () => { await write(() => api('PATCH', `/api/v1/operators/${o.name}`, { disabled: !o.disabled })); loadAdmin(); } },
+      o.disabled ? t('admin.enable') : t('admin.disable'))))));
+  const audit = await api('GET', '/api/v1/audit?limit=100');
+  $('#audit tbody').replaceChildren(...audit.map(e => el('tr', { 'data-seq': e.seq }, el('td', {}, fmtTime(e.time)), el('td', {}, e.who || '?'),
+    el('td', {}, `${e.method} ${e.path}`), el('td', {}, e.status), el('td', { class: 'muted' }, e.body ? JSON.stringify(e.body).slice(0, 80) : e.note || ''))));
+}
+async function createOperator(ev) {
+  ev.preventDefault();
+  const body = { name: $('#of-name').value.trim(), display: $('#of-display').value.trim(), password: $('#of-password').value,
+    role: $('#of-role').value, sites: $('#of-sites').value.split(/[,\s，]+/).filter(Boolean) };
+  await write(() => api('POST', '/api/v1/operators', body), t('admin.created'));
+  $('#operator-form').reset();
+  loadAdmin();
+}
+async function createToken(ev) {
+  ev.preventDefault();
+  const body = { name: $('#tk-name').value.trim() };
+  if ($('#tk-role').value) body.role = $('#tk-role').value;
+  const k = await write(() => api('POST', '/api/v1/tokens', body));
+  const p = $('#tk-secret');
+  p.textContent = `${t('tokens.shown_once')} ${k.token}`;
+  p.hidden = false;
+  $('#token-form').reset();
+  loadAdmin();
+}
+
+// ---- wiring -----------------------------------------------------------
+// An API refusal the page did not handle where it happened (a refresh
+// racing a logout, a write already reported by write()) is shown, not
+// thrown at the console: it is the server's answer, not a page fault.
+window.addEventListener('unhandledrejection', e => {
+  if (!(e.reason instanceof APIError)) return;
+  e.preventDefault();
+  if (e.reason.status !== 401 && S.me) toast(t('error.generic', { msg: e.reason.message }), true);
+});
+
+async function init() {
+  await loadLang(S.lang);
+  $('#nf-category').replaceChildren(...['announcement', 'finance', 'election', 'safety'].map(c => el('option', { value: c }, t('ncat.' + c))));
+  $('#login').addEventListener('submit', login);
+  const toggle = async () => {
+    await loadLang(S.lang === 'zh-CN' ? 'en' : 'zh-CN');
+    $('#nf-category').replaceChildren(...['announcement', 'finance', 'election', 'safety'].map(c => el('option', { value: c }, t('ncat.' + c))));
+    if (S.me) { $('#me').textContent = `${S.me.name} · ${t('role.' + S.me.role)}`; $('#site').replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s)))); $('#site').value = S.site; refreshAll(); go(S.view); }
+  };
+  $('#lang').addEventListener('click', toggle);
+  $('#lang-login').addEventListener('click', toggle);
+  $('#logout').addEventListener('click', async () => { await api('POST', '/api/v1/logout').catch(() => {}); S.me = null; showLogin(); });
+  $$('[data-nav]').forEach(b => b.addEventListener('click', () => go(b.dataset.nav)));
+  $('#site').addEventListener('change', async e => {
+    S.site = e.target.value; S.building = ''; S.report = '';
+    localStorage.setItem('linli.site', S.site);
+    $('#report-detail').hidden = true;
+    $('#building-panel').replaceChildren(el('p', { class: 'muted' }, t('map.pick')));
+    await refreshAll(); connectStream(); go(S.view);
+  });
+  ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
+  $('#r-bucket').addEventListener('change', loadRatings);
+  $('#notice-form').addEventListener('submit', publishNotice);
+  $('#activity-form').addEventListener('submit', createActivity);
+  $('#operator-form').addEventListener('submit', createOperator);
+  $('#token-form').addEventListener('submit', createToken);
+  // Presence is not an event: poll the fleet; ages on the page move on.
+  setInterval(() => {
+    if (!S.me) return;
+    loadDevices().catch(() => {});
+    if (S.view === 'notices') loadNotices().catch(() => {}); // delivery moves as kiosks ack
+  }, 3000);
+  setInterval(() => { if (S.me && S.view === 'triage') renderTriage(); }, 60000);
+  try {
+    const me = await api('GET', '/api/v1/session');
+    await start(me);
+  } catch {
+    showLogin();
+  }
+}
+init();

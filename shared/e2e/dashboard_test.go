@@ -1,0 +1,298 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"linli/shared/testkit"
+	"linli/shared/testkit/browser"
+)
+
+// The operator dashboard (hub/web) driven in headless Chromium against
+// real hub, kiosk and gateway binaries. It knows the page only through its
+// stable DOM hooks (ids, data-* attributes), as the kiosk tests do.
+
+type dashPage struct {
+	*browser.Page
+	url string
+}
+
+func (d *dashPage) click(css string) {
+	d.T.Helper()
+	d.Wait(uiWait, css+" to be clickable", `(() => { const e = document.querySelector(`+js(css)+`); return e && !e.disabled && e.getClientRects().length > 0; })()`)
+	d.Do(chromedp.Click(chromedp.CSS(css)))
+}
+
+func (d *dashPage) fill(css, value string) {
+	d.T.Helper()
+	d.Wait(uiWait, css+" to be there", `!!document.querySelector(`+js(css)+`)`)
+	d.Do(chromedp.SetValue(chromedp.CSS(css), value))
+}
+
+func (d *dashPage) selectValue(css, value string) {
+	d.T.Helper()
+	d.Do(chromedp.SetValue(chromedp.CSS(css), value))
+}
+
+// login logs in from the login screen, with a password or the admin token.
+func (d *dashPage) login(name, secret string) {
+	d.T.Helper()
+	d.Wait(uiWait, "the login screen", `document.body.dataset.view === 'login' && !document.getElementById('login-screen').hidden`)
+	if name == "" {
+		d.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('login-first').open = true`))
+		d.fill("#login-token", secret)
+	} else {
+		d.fill("#login-name", name)
+		d.fill("#login-password", secret)
+	}
+	d.click("#login-submit")
+	who := name
+	if who == "" {
+		who = "admin"
+	}
+	d.Wait(uiWait, "the dashboard after login", `document.body.dataset.ready === 'true' && !document.getElementById('app').hidden && document.getElementById('me').textContent.startsWith(`+js(who+" ")+`)`)
+}
+
+func (d *dashPage) logout() {
+	d.T.Helper()
+	d.click("#logout")
+	d.Wait(uiWait, "the login screen", `!document.getElementById('login-screen').hidden`)
+}
+
+func (d *dashPage) nav(view string) {
+	d.T.Helper()
+	d.click(`[data-nav="` + view + `"]`)
+	d.Wait(uiWait, "view "+view, `document.body.dataset.view === `+js(view))
+}
+
+// fetchStatus runs a same-origin API call from the page, with the page's
+// session cookie and CSRF token, and returns the HTTP status.
+func (d *dashPage) fetchStatus(method, path, body string) int {
+	d.T.Helper()
+	expr := fmt.Sprintf(`fetch(%s, {method: %s, headers: {'X-CSRF-Token': S.csrf, 'Content-Type': 'application/json'}%s}).then(r => r.status)`,
+		js(path), js(method), map[bool]string{true: ", body: " + js(body), false: ""}[body != ""])
+	return browser.Run(d.Page, chromedp.Evaluate[int](expr, chromedp.EvalAwaitPromise))
+}
+
+func (d *dashPage) shot(dir, name string) {
+	d.T.Helper()
+	if dir == "" {
+		return
+	}
+	// Let charts and lists settle after the last render.
+	d.Wait(uiWait, "fonts", `document.fonts.status === 'loaded'`)
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), d.Screenshot(0.75), 0o644); err != nil {
+		d.T.Fatal(err)
+	}
+}
+
+// One hub with the 向阳社区 plan, two kiosks and a simulated gateway in
+// building B3. The admin logs in with the admin token and creates an
+// operator in the UI; the operator sees a smoke alarm raised on the
+// gateway on the map within 2 s and acknowledges it, triages a report filed
+// at a kiosk to resolved (the kiosk shows it), and publishes a notice that
+// reaches both kiosks. A viewer can change nothing (403), and an operator
+// of another site sees nothing of this one. With LINLI_SCREENSHOTS_HUB set
+// the map, triage, notices and fleet views are saved there as PNGs.
+func TestDashboard(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	shots := os.Getenv("LINLI_SCREENSHOTS_HUB")
+	mqttAddr := testkit.FreePort(t)
+	plan := filepath.Join(testkit.Root(), "configs", "site-xiangyang.yaml")
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "", "--site-plans", plan)
+	broker := "tcp://" + mqttAddr
+	k1 := startEdge(t, "kiosk-b1", "xiangyang", "kiosk", broker, "--building", "B1")
+	k2 := startEdge(t, "kiosk-b2", "xiangyang", "kiosk", broker, "--building", "B2")
+	gw := startEdge(t, "gw-b3", "xiangyang", "gateway", broker, "--config", gatewayConfig(t, ""))
+	for _, e := range []*edgeProc{k1, k2, gw} {
+		testkit.Eventually(t, 30*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
+	}
+	admin := h.token(t)
+	// A report already waiting, so the map starts with work on it.
+	var early created
+	if code := k1.do(t, "POST", "/api/v1/reports", map[string]string{"category": "sanitation", "title": "垃圾桶满了",
+		"building": "B1", "unit": "1-101", "resident": "R-1"}, &early); code != 201 {
+		t.Fatalf("early report: %d", code)
+	}
+	for _, acct := range []map[string]any{
+		{"name": "viewer1", "password": "viewer-password-1", "role": "viewer", "sites": []string{"xiangyang"}},
+		{"name": "op2", "password": "operator-two-pw", "role": "operator", "sites": []string{"s2"}},
+	} {
+		if code := h.do(t, "POST", "/api/v1/operators", acct, nil); code != 201 {
+			t.Fatalf("create %v: %d", acct["name"], code)
+		}
+	}
+	setup := time.Since(began)
+
+	b := browser.New(t)
+	d := &dashPage{Page: b.Page(t, 1366, 900), url: h.URL}
+	t.Cleanup(func() {
+		if p := d.Problems(); len(p) > 0 {
+			t.Errorf("the page had script errors or CSP violations: %q", p)
+		}
+	})
+	d.Do(chromedp.Navigate(h.URL + "/"))
+
+	// First login: the admin token; the admin creates an operator.
+	d.login("", admin)
+	if got := d.text("#me"); !strings.HasPrefix(got, "admin") {
+		t.Fatalf("logged in as %q, want admin", got)
+	}
+	d.nav("admin")
+	d.fill("#of-name", "op1")
+	d.fill("#of-display", "王芳")
+	d.fill("#of-password", "operator-one-pw")
+	d.selectValue("#of-role", "operator")
+	d.fill("#of-sites", "xiangyang")
+	d.click("#of-submit")
+	d.Wait(uiWait, "op1 listed", `!!document.querySelector('#operators tr[data-operator="op1"]')`)
+	d.Wait(uiWait, "the account creation audited", `[...document.querySelectorAll('#audit td')].some(td => td.textContent === 'POST /api/v1/operators')`)
+	d.logout()
+
+	// The operator logs in with a password and sees the governance map.
+	d.login("op1", "operator-one-pw")
+	d.nav("map")
+	d.Wait(uiWait, "six buildings on the map", `document.querySelectorAll('#map .building').length === 6`)
+	d.Wait(uiWait, "B1 coloured by its open report", `document.querySelector('#map [data-building="B1"]').dataset.open === '1'`)
+	d.Wait(uiWait, "the gateway's health icon", `!!document.querySelector('#map .dev[data-device="gw-b3"].on, #map .dev[data-device="gw-b3"].lag')`)
+	if got := d.text(`#map [data-building="B3"]`); !strings.Contains(got, "3号楼") {
+		t.Fatalf("B3 on the map reads %q", got)
+	}
+
+	// A smoke alarm on the simulated gateway: on the map within 2 s.
+	raised := time.Now()
+	gw.sim(t, "contact", map[string]string{"sensor": "B3-smoke-1", "state": "alarm"})
+	d.Wait(2*time.Second, "B3 alarmed on the map within 2s", `document.querySelector('#map [data-building="B3"]').dataset.alarm === '1'`)
+	latency := time.Since(raised)
+	if latency > 2*time.Second {
+		t.Fatalf("the alarm took %v to reach the map, want at most 2s", latency)
+	}
+	d.Wait(uiWait, "the alarm banner", `!document.getElementById('alarm-banner').hidden && document.body.dataset.cue !== undefined`)
+	d.shot(shots, "map-alarm")
+	d.click(`#alarm-banner [data-ack]`)
+	d.Wait(uiWait, "the alarm acknowledged", `document.querySelector('#map [data-building="B3"]').dataset.acked === '1'`)
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		var as []struct {
+			Source  string `json:"source"`
+			AckedBy string `json:"acked_by"`
+		}
+		h.do(t, "GET", "/api/v1/alarms?site=xiangyang", nil, &as)
+		return len(as) == 1 && as[0].AckedBy == "op1", fmt.Sprintf("alarms at the hub: %+v", as)
+	})
+	// The building view lists the alarm and the sensor.
+	d.click(`#map [data-building="B3"]`)
+	d.Wait(uiWait, "B3's panel", `document.getElementById('building-panel').dataset.building === 'B3' && !!document.querySelector('#building-panel [data-alarm-id]') && !!document.querySelector('#building-panel [data-sensor="B3-smoke-1"]')`)
+
+	// A report filed at a kiosk reaches the triage queue live and is
+	// triaged to resolved; the kiosk then shows it resolved.
+	d.nav("triage")
+	var rep created
+	if code := k2.do(t, "POST", "/api/v1/reports", map[string]string{"category": "elevator", "title": "电梯异响",
+		"description": "2号楼电梯运行时有异响", "building": "B2", "unit": "2-501", "resident": "R-2"}, &rep); code != 201 {
+		t.Fatalf("file report: %d", code)
+	}
+	row := `#triage tr[data-report="` + rep.ID + `"]`
+	d.Wait(uiWait, "the report in the queue", `!!document.querySelector(`+js(row)+`)`)
+	d.click(row)
+	for _, step := range []struct{ status, assignee, note string }{
+		{"accepted", "wang", "已受理，安排检修"},
+		{"in_progress", "", "维修人员已到场"},
+		{"resolved", "", "已更换导轨，运行正常"},
+	} {
+		d.Wait(uiWait, "the report's form", `document.getElementById('report-detail').dataset.report === `+js(rep.ID)+` && !!document.getElementById('rd-status')`)
+		d.selectValue("#rd-status", step.status)
+		if step.assignee != "" {
+			d.fill("#rd-assignee", step.assignee)
+		}
+		d.fill("#rd-note", step.note)
+		d.click("#rd-apply")
+		d.Wait(uiWait, "status "+step.status, `document.getElementById('report-detail').dataset.status === `+js(step.status))
+	}
+	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#rd-history li').length`); n != 4 {
+		t.Fatalf("history shows %d steps, want 4 (filed, accepted, in progress, resolved)", n)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var r kioskReport
+		code := k2.do(t, "GET", "/api/v1/reports/"+rep.ID, nil, &r)
+		return code == 200 && r.Status == "resolved", fmt.Sprintf("kiosk shows %d %+v", code, r)
+	})
+	d.selectValue("#f-status", "all")
+	d.Do(chromedp.Evaluate[chromedp.Void](`renderTriage()`))
+	d.shot(shots, "triage")
+
+	// A notice for the whole site reaches both kiosks, and the dashboard
+	// says so.
+	d.nav("notices")
+	d.fill("#nf-title", "电梯维修通知")
+	d.fill("#nf-body", "本周六 9:00-12:00 2号楼电梯停用检修，请走楼梯。")
+	d.selectValue("#nf-category", "announcement")
+	d.click("#nf-submit")
+	d.Wait(uiWait, "the notice listed", `[...document.querySelectorAll('#notice-list .notice h3')].some(h => h.textContent === '电梯维修通知')`)
+	for _, k := range []*edgeProc{k1, k2} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			var list []kioskNotice
+			k.do(t, "GET", "/api/v1/notices", nil, &list)
+			return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.Title == "电梯维修通知" }), k.ID + " lacks the notice"
+		})
+	}
+	d.Wait(uiWait, "delivery to both kiosks shown", `(() => { const n = [...document.querySelectorAll('#notice-list .notice')].find(n => n.querySelector('h3').textContent === '电梯维修通知'); const d = n && n.querySelector('.delivery'); return !!d && d.dataset.total === '2' && d.dataset.received === '2'; })()`)
+	d.shot(shots, "notices")
+	d.nav("fleet")
+	d.Wait(uiWait, "three devices in the fleet", `document.querySelectorAll('#fleet tr[data-device]').length === 3`)
+	d.shot(shots, "fleet")
+	d.logout()
+
+	// A viewer sees everything and can change nothing.
+	d.login("viewer1", "viewer-password-1")
+	d.nav("triage")
+	d.selectValue("#f-status", "all")
+	d.Do(chromedp.Evaluate[chromedp.Void](`renderTriage()`))
+	d.click(`#triage tr[data-report="` + early.ID + `"]`)
+	d.Wait(uiWait, "the viewer's report view", `document.getElementById('report-detail').dataset.report === `+js(early.ID))
+	if vis := browser.Eval[bool](d.Page, `(() => { const f = document.getElementById('rd-form'); return !!f && f.getClientRects().length > 0; })()`); vis {
+		t.Fatal("the viewer is offered the triage form")
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"PATCH", "/api/v1/reports/" + early.ID, `{"status":"rejected"}`},
+		{"POST", "/api/v1/notices", `{"site":"xiangyang","title":"x"}`},
+		{"POST", "/api/v1/activities", `{"title":"x","site":"xiangyang","capacity":1}`},
+		{"POST", "/api/v1/reports/" + early.ID + "/merge", `{"into":"` + rep.ID + `"}`},
+	} {
+		if code := d.fetchStatus(c.method, c.path, c.body); code != 403 {
+			t.Errorf("viewer %s %s: %d, want 403", c.method, c.path, code)
+		}
+	}
+	d.logout()
+
+	// An operator of another site sees nothing of this one.
+	d.login("op2", "operator-two-pw")
+	if sites := browser.Eval[[]string](d.Page, `[...document.querySelectorAll('#site option')].map(o => o.value)`); !slices.Equal(sites, []string{"s2"}) {
+		t.Fatalf("op2's site switcher offers %v, want only s2", sites)
+	}
+	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#triage tr[data-report]').length`); n != 0 {
+		t.Fatalf("op2's queue shows %d reports of another site", n)
+	}
+	for _, path := range []string{"/api/v1/reports?site=xiangyang", "/api/v1/reports/" + rep.ID, "/api/v1/alarms?site=xiangyang",
+		"/api/v1/sites/xiangyang/buildings/B3", "/api/v1/stream?site=xiangyang"} {
+		if code := d.fetchStatus("GET", path, ""); code != 403 {
+			t.Errorf("op2 GET %s: %d, want 403", path, code)
+		}
+	}
+	if code := d.fetchStatus("PATCH", "/api/v1/reports/"+early.ID, `{"status":"rejected"}`); code != 403 {
+		t.Errorf("op2 PATCH a xiangyang report: %d, want 403", code)
+	}
+	t.Logf("setup %v; alarm on the map after %v; whole test %v", setup, latency, time.Since(began))
+}
+
+func (d *dashPage) text(css string) string {
+	d.T.Helper()
+	return browser.Eval[string](d.Page, `(() => { const e = document.querySelector(`+js(css)+`); return e ? e.textContent : ''; })()`)
+}
