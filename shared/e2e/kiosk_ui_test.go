@@ -251,7 +251,8 @@ func TestKioskResidentJourney(t *testing.T) {
 	if code := s.kiosk.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-N2", "activity": "C1", "action": "out"}, nil); code != 201 {
 		t.Fatalf("neighbour check-out: %d", code)
 	}
-	k.waitText("#toast", fill(zh["act.moved_up"], "title", "剪纸非遗课"))
+	// (The toast says so for 8 s; the card keeps saying it.)
+	k.waitText(`[data-id="C1"] .good`, zh["act.moved_up_note"])
 	k.Wait(uiWait, "C1 confirmed on the card", `document.querySelector('[data-id="C1"]').dataset.status === 'confirmed'`)
 
 	// Report: the elevator problem is already open in B1, so the kiosk

@@ -802,12 +802,14 @@
         if (gen !== S.gen) return;
         if (r.status === 200 && r.data) items.push(Object.assign(r.data, { mine: 'anon' }));
       }
+      if (gen !== S.gen || !list.isConnected) return;
       msg.textContent = '';
       swap(list, items.length ? items.map(mineCard) : [h('p', { class: 'note', text: t('mine.none') })]);
+      // Statuses change as the kiosk syncs: follow them while shown.
+      setTimeout(() => { if (gen === S.gen && list.isConnected) load(); }, POLL_MINE_MS);
     };
-    listRefresh = load;
     swap(list, [h('p', { class: 'note', text: t('common.loading') })]);
-    load();
+    queueMicrotask(load); // once the screen is in the page
   };
 
   function mineCard(x) {
