@@ -560,7 +560,7 @@ func TestKioskScreenshots(t *testing.T) {
 // draft gone. A tap on "keep going" during the countdown keeps them.
 func TestKioskIdleForgetsResident(t *testing.T) {
 	t.Parallel()
-	e := startEdge(t, "kiosk-idle", "s1", "kiosk", "tcp://"+testkit.FreePort(t), "--building", "B1", "--idle-timeout", "6s")
+	e := startEdge(t, "kiosk-idle", "s1", "kiosk", "tcp://"+testkit.FreePort(t), "--building", "B1", "--idle-timeout", "8s")
 	const resident = "77001234"
 	if code := e.do(t, "POST", "/api/v1/reports", map[string]string{"category": "facilities", "title": "阳台漏水",
 		"building": "B1", "resident": resident}, nil); code != 201 {
