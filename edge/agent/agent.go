@@ -19,16 +19,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"linli/edge/diskguard"
-	"linli/edge/gateway"
 	"linli/edge/enroll"
+	"linli/edge/gateway"
 	"linli/edge/kiosk"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
 	"linli/edge/uplink"
 	"linli/shared/config"
+	"linli/shared/event"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/wire"
 )
 
 var _ uplink.Log = (*outbox.Log)(nil)
@@ -244,6 +246,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.seats.Run(runCtx) }()
 	}
+	rep.AfterApply(a.eraseResidents)
 	if a.gateway != nil {
 		a.wg.Add(1)
 		go func() {
@@ -298,6 +301,38 @@ func (a *Agent) shutdownOnCancel(ctx context.Context) {
 	}
 	a.log.Info("edge stopped")
 	close(a.done)
+}
+
+// eraseResidents carries out deletion requests from the hub: the
+// resident's records in the outbox and the kiosk's own indexes are
+// anonymised with the hub's token.
+func (a *Agent) eraseResidents(cs []wire.Change) {
+	for _, c := range cs {
+		if c.Entity != wire.EntityResident || c.Deleted {
+			continue
+		}
+		var token string
+		if err := event.Unmarshal(c.Body, &token); err != nil || !strings.HasPrefix(token, event.ErasedPrefix) {
+			a.log.Error("bad erasure from the hub", "err", err)
+			continue
+		}
+		n, err := a.outbox.Rewrite(func(ev *event.Event) (event.Body, bool) {
+			b, err := ev.Decode()
+			if err != nil {
+				return nil, false
+			}
+			return event.Anonymise(b, c.ID, token)
+		})
+		if err != nil {
+			a.log.Error("erase resident from the outbox", "err", err)
+		}
+		if a.seats != nil {
+			if err := a.seats.Erase(c.ID, token); err != nil {
+				a.log.Error("erase resident from seat ledgers", "err", err)
+			}
+		}
+		a.log.Info("resident erased on request of the hub", "events", n)
+	}
 }
 
 // adoptIdentity takes id, site and role from the data dir's identity when
