@@ -471,3 +471,12 @@ func (a *API) eraseResident(w http.ResponseWriter, r *http.Request) error {
 	httpx.WriteJSON(w, http.StatusOK, e)
 	return nil
 }
+
+// Erase forwards a deletion request through the live-stream wrapper.
+func (s StreamingState) Erase(site, resident string) (state.Erasure, error) {
+	e, ok := s.State.(Eraser)
+	if !ok {
+		return state.Erasure{}, errors.New("this hub's state cannot erase residents")
+	}
+	return e.Erase(site, resident)
+}
