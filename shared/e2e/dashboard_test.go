@@ -260,6 +260,21 @@ func TestDashboard(t *testing.T) {
 	d.nav("fleet")
 	d.Wait(uiWait, "three devices in the fleet", `document.querySelectorAll('#fleet tr[data-device]').length === 3`)
 	d.shot(shots, "fleet")
+	// On a tablet, portrait and landscape, every view fits the width (wide
+	// tables scroll inside their cards) and the map stays usable.
+	for _, size := range [][2]int64{{768, 1024}, {1024, 768}} {
+		d.Viewport(size[0], size[1])
+		for _, view := range []string{"map", "triage", "notices", "fleet"} {
+			d.nav(view)
+			if over := browser.Eval[int](d.Page, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+				t.Errorf("%dx%d: view %s is %dpx wider than the screen", size[0], size[1], view, over)
+			}
+			if w := browser.Eval[float64](d.Page, `document.querySelector('#map').getBoundingClientRect().width`); view == "map" && w < 0.5*float64(size[0]) {
+				t.Errorf("%dx%d: the map is %vpx wide", size[0], size[1], w)
+			}
+		}
+	}
+	d.Viewport(1366, 900)
 	d.logout()
 
 	// A viewer sees everything and can change nothing.
