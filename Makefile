@@ -55,6 +55,19 @@ screenshots: deps
 	LINLI_SCREENSHOTS_HUB=$(CURDIR)/hub/web/screenshots $(GO) test -count=1 -run '^TestDashboard$$' ./shared/e2e
 	@ls edge/kiosk/screenshots/*.png hub/web/screenshots/*.png
 
+# The benchmark harness (edge/bench): real binaries on loopback, each
+# figure against a baseline measured in the same run; prints the table and
+# writes edge/bench/results.md. Not part of `make test`. bench-long: the
+# 1,000,000-event backlog and longer steady loads.
+.PHONY: bench-long
+bench: deps build
+	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
+	$(BIN)/linli-bench --bin $(BIN) $(BENCHFLAGS)
+
+bench-long: deps build
+	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
+	$(BIN)/linli-bench --bin $(BIN) --long $(BENCHFLAGS)
+
 # Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s
 fuzz:
