@@ -26,8 +26,7 @@ type dashPage struct {
 
 func (d *dashPage) click(css string) {
 	d.T.Helper()
-	d.Wait(uiWait, css+" to be clickable", `(() => { const e = document.querySelector(`+js(css)+`); return e && !e.disabled && e.getClientRects().length > 0; })()`)
-	d.Do(chromedp.Click(chromedp.CSS(css)))
+	d.Click(css)
 }
 
 func (d *dashPage) fill(css, value string) {

@@ -77,8 +77,7 @@ func (k *kioskPage) waitScreen(name string) {
 
 func (k *kioskPage) click(css string) {
 	k.T.Helper()
-	k.Wait(uiWait, css+" to be clickable", `(() => { const e = document.querySelector(`+js(css)+`); return e && !e.disabled && e.offsetParent !== null; })()`)
-	k.Do(chromedp.Click(chromedp.CSS(css)))
+	k.Click(css)
 }
 
 func (k *kioskPage) text(css string) string {

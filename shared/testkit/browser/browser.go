@@ -6,6 +6,7 @@ package browser
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -193,6 +194,34 @@ func (p *Page) Do(steps ...chromedp.Action[chromedp.Void]) {
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		p.fail(err)
+	}
+}
+
+// Click clicks what css selects once it is shown and enabled. A live page
+// may redraw the element between finding and clicking it; that click is
+// tried again on the new element, within the page's timeout.
+func (p *Page) Click(css string) {
+	p.T.Helper()
+	sel, err := json.Marshal(css)
+	if err != nil {
+		p.fail(err)
+	}
+	clickable := `(() => { const e = document.querySelector(` + string(sel) + `); return !!e && !e.disabled && e.getClientRects().length > 0; })()`
+	deadline := time.Now().Add(p.Timeout)
+	for {
+		p.Wait(p.Timeout, css+" to be clickable", clickable)
+		ctx, cancel := context.WithTimeout(p.Ctx, p.Timeout)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(css)))
+		cancel()
+		if err == nil {
+			return
+		}
+		redrawn := strings.Contains(err.Error(), "Could not find node") || strings.Contains(err.Error(), "detached") ||
+			strings.Contains(err.Error(), "No node with given id")
+		if !redrawn || time.Now().After(deadline) {
+			p.fail(fmt.Errorf("click %s: %w", css, err))
+			return
+		}
 	}
 }
 
