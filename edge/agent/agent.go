@@ -176,6 +176,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
 		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
+		// A site that pseudonymises: residents are recorded by the site's
+		// keyed hash from the moment this edge is enrolled.
+		Pseudonym: func(resident string) string {
+			if f := ident.Load().Pseudonym(); f != nil {
+				return f(resident)
+			}
+			return resident
+		},
 	}
 	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
 	if cfg.Role == kiosk.RoleKiosk {

@@ -10,6 +10,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -50,6 +51,8 @@ type Identity struct {
 	HubKey       string `json:"hub_key"`
 	CAPEM        string `json:"ca_pem,omitempty"`
 	Broker       string `json:"broker,omitempty"`
+	Pseudonymize bool   `json:"pseudonymize,omitempty"`
+	ResidentKey  string `json:"resident_key,omitempty"`
 	Enrolled     string `json:"enrolled"`
 
 	Key    ed25519.PrivateKey `json:"-"`
@@ -80,6 +83,19 @@ func Load(dataDir string) (*Identity, error) {
 		return nil, fmt.Errorf("identity file: hub key: %w", err)
 	}
 	return id, nil
+}
+
+// Pseudonym returns how this kiosk records a resident: by the site's keyed
+// hash when the hub pseudonymises, else as given.
+func (id *Identity) Pseudonym() func(string) string {
+	if id == nil || !id.Pseudonymize {
+		return nil
+	}
+	key, err := base64.RawURLEncoding.DecodeString(id.ResidentKey)
+	if err != nil || len(key) == 0 {
+		return nil
+	}
+	return func(resident string) string { return identity.ResidentPseudonym(key, resident) }
 }
 
 // TLSConfig trusts only the hub's site CA, when it has one.
@@ -190,6 +206,7 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 	}
 	id := &Identity{ID: er.ID, Site: er.Site, Role: er.Role, Hub: o.Hub, MQTTUsername: er.MQTTUsername,
 		MQTTPassword: er.MQTTPassword, HubID: er.HubID, HubKey: er.HubKey, CAPEM: er.CAPEM, Broker: er.Broker,
+		Pseudonymize: er.Pseudonymize, ResidentKey: er.ResidentKey,
 		Enrolled: time.Now().UTC().Format(time.RFC3339), Key: key}
 	if id.HubPub, err = identity.DecodePublic(er.HubKey); err != nil {
 		return nil, fmt.Errorf("enroll answer: hub key: %w", err)

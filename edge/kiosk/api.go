@@ -70,6 +70,11 @@ type API struct {
 	UI       http.Handler // optional: the resident web UI at /
 	Health   func() error // optional: extra readiness check
 
+	// Pseudonym, when set, replaces every resident id before it is stored,
+	// sent or looked up (a site that treats resident numbers as personal
+	// data); nil keeps ids as given.
+	Pseudonym func(resident string) string
+
 	// Kiosks only: the settings the UI reads and what residents did here.
 	Kiosk     *Info     // optional
 	Residents Residents // optional
@@ -138,6 +143,16 @@ func (a *API) gatewayOnly(h func(http.ResponseWriter, *http.Request) error) func
 	}
 }
 
+// who is a resident id as the kiosk records it: its pseudonym when the
+// site pseudonymises, else as given. Bad ids pass through unchanged, for
+// validation to name.
+func (a *API) who(resident string) string {
+	if a.Pseudonym == nil || event.ValidID(resident) != nil {
+		return resident
+	}
+	return a.Pseudonym(resident)
+}
+
 // created is the answer to a durable write.
 type created struct {
 	ID     string `json:"id"`
@@ -189,7 +204,7 @@ func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
 	if req.Action == "" {
 		req.Action = "in"
 	}
-	c := &event.Checkin{Resident: req.Resident, Activity: req.Activity, Action: req.Action, Status: event.StatusRecorded}
+	c := &event.Checkin{Resident: a.who(req.Resident), Activity: req.Activity, Action: req.Action, Status: event.StatusRecorded}
 	if err := c.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
@@ -221,7 +236,7 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return a.write(w, r, &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
-		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: req.Unit, Resident: req.Resident})
+		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: req.Unit, Resident: a.who(req.Resident)})
 }
 
 func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {
@@ -231,7 +246,7 @@ func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Vote{Report: r.PathValue("id"), Resident: req.Resident})
+	return a.write(w, r, &event.Vote{Report: r.PathValue("id"), Resident: a.who(req.Resident)})
 }
 
 func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
@@ -244,7 +259,7 @@ func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Rating{Resident: req.Resident, Target: req.Target, Score: req.Score,
+	return a.write(w, r, &event.Rating{Resident: a.who(req.Resident), Target: req.Target, Score: req.Score,
 		Comment: strings.TrimSpace(req.Comment)})
 }
 
@@ -317,7 +332,7 @@ func (a *API) getActivities(w http.ResponseWriter, r *http.Request) error {
 		httpx.WriteJSON(w, http.StatusOK, []any{})
 		return nil
 	}
-	v, err := a.Replica.Activities(resident)
+	v, err := a.Replica.Activities(a.who(resident))
 	if err != nil {
 		return err
 	}
@@ -359,7 +374,7 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if q.Has("resident") {
-		resident, err := residentParam(r)
+		resident, err := a.residentParam(r)
 		if err != nil {
 			return err
 		}

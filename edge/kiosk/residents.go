@@ -59,13 +59,13 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// residentParam reads the required ?resident=.
-func residentParam(r *http.Request) (string, error) {
+// residentParam reads the required ?resident=, as the kiosk records it.
+func (a *API) residentParam(r *http.Request) (string, error) {
 	resident := r.URL.Query().Get("resident")
 	if err := event.ValidID(resident); err != nil {
 		return "", httpx.BadRequest("resident", "resident %v", err)
 	}
-	return resident, nil
+	return a.who(resident), nil
 }
 
 func (a *API) residents() (Residents, error) {
@@ -123,7 +123,7 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 
 // getCheckins lists ?resident='s last check-in or -out per activity here.
 func (a *API) getCheckins(w http.ResponseWriter, r *http.Request) error {
-	resident, err := residentParam(r)
+	resident, err := a.residentParam(r)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (a *API) getCheckins(w http.ResponseWriter, r *http.Request) error {
 
 // getRatings lists ?resident='s latest rating per target here.
 func (a *API) getRatings(w http.ResponseWriter, r *http.Request) error {
-	resident, err := residentParam(r)
+	resident, err := a.residentParam(r)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"time"
@@ -28,6 +29,21 @@ type HubInfo struct {
 	Fingerprint string // of the CA, carried in tokens
 	Broker      string // the broker URL edges should use
 	TokenTTL    time.Duration
+	// ResidentKey, when set, is the site's pseudonym key: kiosks then record
+	// residents by pseudonym, and operators' resident ids are hashed alike.
+	ResidentKey func(site string) ([]byte, error)
+}
+
+// resident is the id the hub knows a resident of site by.
+func (h HubInfo) resident(site, id string) (string, error) {
+	if h.ResidentKey == nil {
+		return id, nil
+	}
+	key, err := h.ResidentKey(site)
+	if err != nil {
+		return "", err
+	}
+	return identity.ResidentPseudonym(key, id), nil
 }
 
 func (a *API) mountDevices(mux *http.ServeMux) {
@@ -107,9 +123,17 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
+	resp := identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
 		MQTTUsername: d.ID, MQTTPassword: password, HubID: a.Hub.ID, HubKey: identity.EncodePublic(a.Hub.Key),
-		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker})
+		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker}
+	if a.Hub.ResidentKey != nil {
+		key, err := a.Hub.ResidentKey(d.Site)
+		if err != nil {
+			return err
+		}
+		resp.Pseudonymize, resp.ResidentKey = true, base64.RawURLEncoding.EncodeToString(key)
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 

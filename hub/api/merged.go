@@ -461,13 +461,22 @@ func (a *API) eraseResident(w http.ResponseWriter, r *http.Request) error {
 	if site == "" {
 		return httpx.BadRequest("site", "site is required (?site=…)")
 	}
-	e, err := a.State.(Eraser).Erase(site, r.PathValue("id"))
+	id := r.PathValue("id")
+	if err := event.ValidID(id); err != nil {
+		return httpx.BadRequest("resident", "resident %v", err)
+	}
+	who, err := a.Hub.resident(site, id)
+	if err != nil {
+		return err
+	}
+	e, err := a.State.(Eraser).Erase(site, who)
 	if err != nil {
 		if fe := httpx.FromValidation(err); fe != nil {
 			return fe
 		}
 		return err
 	}
+	e.Resident = id // the caller's id, not its pseudonym
 	httpx.WriteJSON(w, http.StatusOK, e)
 	return nil
 }

@@ -32,6 +32,7 @@ import (
 const (
 	prefixDevice = "v/dev/"
 	prefixToken  = "v/tok/"
+	prefixRKey   = "v/rkey/" // a site's resident pseudonym key
 )
 
 // Errors of enrollment and authentication.
@@ -339,4 +340,29 @@ func randomString(n int) string {
 		panic(err) // crypto/rand does not fail on Linux
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ResidentKey returns a site's key for resident pseudonyms, creating it on
+// first use.
+func (r *Registry) ResidentKey(site string) ([]byte, error) {
+	var key []byte
+	err := r.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(prefixRKey + site))
+		if err == nil {
+			key, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		return txn.Set([]byte(prefixRKey+site), key)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resident key of %s: %w", site, err)
+	}
+	return key, nil
 }

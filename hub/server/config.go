@@ -31,6 +31,7 @@ type Config struct {
 	AllowUnenrolled bool
 	TokenTTL        time.Duration
 
+	Pseudonymize    bool
 	MosquittoFiles  bool
 	MosquittoReload string
 
@@ -62,6 +63,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
 	s.Duration(&c.TokenTTL, "token-ttl", 24*time.Hour, "how long an enrollment token stays valid")
+	s.Bool(&c.Pseudonymize, "pseudonymize", false, "kiosks enrolled from now on record residents by a keyed hash per site instead of their number")
 	s.Bool(&c.MosquittoFiles, "mosquitto-files", false, "with --broker: write Mosquitto password and ACL files for enrolled devices into <data>/mosquitto (configs/mosquitto-secure.conf)")
 	s.String(&c.MosquittoReload, "mosquitto-reload", "", "command run after those files change, e.g. \"pkill -HUP mosquitto\"")
 	s.String(&c.TLS, "tls", "auto", "auto: TLS on every listener off loopback (plain TCP/HTTP only on loopback); on: TLS everywhere")

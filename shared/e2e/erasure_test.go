@@ -106,3 +106,46 @@ func TestResidentErasure(t *testing.T) {
 		t.Fatal("after restart: " + m)
 	}
 }
+
+// A hub that pseudonymises: kiosks record residents by the site's keyed
+// hash, the hub never sees their numbers, and residents and operators
+// still use the numbers.
+func TestPseudonymisedResidents(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "", "--pseudonymize")
+	k := startEnrolledEdge(t, h, "kiosk-p", "s1", "kiosk")
+	if code := h.do(t, "POST", "/api/v1/activities", map[string]any{"id": "A1", "title": "书法班", "site": "s1", "capacity": 5}, nil); code != 201 {
+		t.Fatal(code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		a, ok := k.activity(t, "A1", "")
+		return ok && a.Capacity == 5, "kiosk lacks the activity"
+	})
+	var c created
+	if code := k.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R900", "activity": "A1"}, &c); code != 201 || c.Status != "confirmed" {
+		t.Fatalf("check-in: %d %+v", code, c)
+	}
+	drained(t, k, 20*time.Second)
+	if a, _ := k.activity(t, "A1", "R900"); a.Status != "confirmed" {
+		t.Fatalf("the kiosk shows R900 as %q", a.Status)
+	}
+	evs, err := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-p")
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("hub events %v %v", evs, err)
+	}
+	who, _ := evs[0].Body["resident"].(string)
+	if who == "R900" || !strings.HasPrefix(who, "p-") {
+		t.Fatalf("the hub holds resident %q, want a pseudonym", who)
+	}
+	var a activityState
+	h.do(t, "GET", "/api/v1/activities/A1", nil, &a)
+	if !slices.Contains(a.Confirmed, who) {
+		t.Fatalf("confirmed %v lacks %s", a.Confirmed, who)
+	}
+	// An operator erases by the resident's number.
+	var e struct{ Facts int }
+	if code := h.do(t, "DELETE", "/api/v1/residents/R900?site=s1", nil, &e); code != 200 || e.Facts != 1 {
+		t.Fatalf("erase by number: %d %+v", code, e)
+	}
+}

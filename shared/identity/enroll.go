@@ -1,7 +1,9 @@
 package identity
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -26,6 +28,10 @@ type EnrollResponse struct {
 	HubKey       string `json:"hub_key"`          // EncodePublic form
 	CAPEM        string `json:"ca_pem,omitempty"` // the site CA, when the hub uses TLS
 	Broker       string `json:"broker,omitempty"` // the hub's broker URL as it knows it
+	// Pseudonymize tells kiosks to record residents by ResidentPseudonym
+	// with ResidentKey (base64url), the site's key.
+	Pseudonymize bool   `json:"pseudonymize,omitempty"`
+	ResidentKey  string `json:"resident_key,omitempty"`
 }
 
 // Token is a parsed enrollment token: a one-time secret and, when the hub
@@ -74,4 +80,13 @@ func ParseToken(s string) (Token, error) {
 		}
 	}
 	return Token{Secret: secret, Fingerprint: fp}, nil
+}
+
+// ResidentPseudonym is the id a site that pseudonymises records instead of
+// a resident's number: a keyed hash with the site's key, the same on every
+// kiosk of the site, unreadable without the key. It is a valid id itself.
+func ResidentPseudonym(key []byte, resident string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("resident:" + resident))
+	return "p-" + hex.EncodeToString(m.Sum(nil)[:8])
 }
