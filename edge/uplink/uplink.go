@@ -456,16 +456,12 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 			return err
 		}
 		for len(inflight) < u.opts.Window {
-			evs, err := u.log.Read(sent, u.opts.BatchEvents, u.opts.BatchBytes)
+			to, n, err := u.sendNext(c, sent)
 			if err != nil {
-				return fmt.Errorf("read outbox: %w", err)
-			}
-			if len(evs) == 0 {
-				break
-			}
-			to := evs[len(evs)-1].Seq
-			if err := u.publishBatch(c, sent+1, to, evs, false); err != nil {
 				return err
+			}
+			if n == 0 {
+				break
 			}
 			if len(inflight) == 0 {
 				lastProgress = time.Now()
@@ -517,6 +513,43 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 	}
 }
 
+// RawLog is a Log that can also hand out stored events still encoded,
+// which spares the uplink a decode and an encode per event (the outbox).
+type RawLog interface {
+	// ReadRaw appends to dst the stored encodings of up to maxEvents
+	// events with seq > after, as Read bounds them, and returns them with
+	// their count and the last seq.
+	ReadRaw(after uint64, maxEvents, maxBytes int, dst []byte) (raw []byte, n int, last uint64, err error)
+}
+
+// sendNext publishes the next batch after seq sent and returns the last
+// seq it covers and how many events it carries (0: nothing to send).
+func (u *Uplink) sendNext(c mqtt.Client, sent uint64) (to uint64, n int, err error) {
+	if rl, ok := u.log.(RawLog); ok {
+		raw, n, to, err := rl.ReadRaw(sent, u.opts.BatchEvents, u.opts.BatchBytes, nil)
+		if err != nil {
+			return 0, 0, fmt.Errorf("read outbox: %w", err)
+		}
+		if n == 0 {
+			return 0, 0, nil
+		}
+		b, err := wire.NewBatchRaw(sent+1, to, n, raw, u.opts.Compress, u.log.Clock().Now())
+		if err != nil {
+			return 0, 0, err
+		}
+		return to, n, u.publish(c, b, n)
+	}
+	evs, err := u.log.Read(sent, u.opts.BatchEvents, u.opts.BatchBytes)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(evs) == 0 {
+		return 0, 0, nil
+	}
+	to = evs[len(evs)-1].Seq
+	return to, len(evs), u.publishBatch(c, sent+1, to, evs, false)
+}
+
 // sendPriority publishes, each in a batch of its own, the priority events
 // that session has not sent yet, and forgets those the hub has acked. The
 // hub acks only its contiguous high-water mark, so an alarm ahead of a
@@ -556,13 +589,18 @@ func (u *Uplink) publishBatch(c mqtt.Client, from, to uint64, evs []event.Event,
 		return err
 	}
 	b.Priority = priority
+	return u.publish(c, b, len(evs))
+}
+
+// publish sends a batch of events events and counts it.
+func (u *Uplink) publish(c mqtt.Client, b *wire.Batch, events int) error {
 	n, err := u.publishUp(c, wire.Up{Batch: b})
 	if err != nil {
 		return err
 	}
 	u.count(func(s *Stats) {
 		s.Batches++
-		s.Events += uint64(len(evs))
+		s.Events += uint64(events)
 		s.Bytes += uint64(n)
 	})
 	return nil

@@ -128,6 +128,51 @@ func NewBatch(from, to uint64, events []event.Event, compress bool, clock hlc.Ti
 	return b, nil
 }
 
+// NewBatchRaw is NewBatch for events already encoded: raw is the
+// concatenation of n events' deterministic CBOR encodings with Device
+// left empty, as the edge's outbox stores them. A compressed batch is then
+// built without decoding and encoding every event again; its bytes are
+// those NewBatch would give for the same events.
+func NewBatchRaw(from, to uint64, n int, raw []byte, compress bool, clock hlc.Timestamp) (*Batch, error) {
+	arr := make([]byte, 0, 9+len(raw))
+	arr = appendArrayHeader(arr, n)
+	arr = append(arr, raw...)
+	if !compress || n < 4 {
+		var events []event.Event
+		if err := event.Unmarshal(arr, &events); err != nil {
+			return nil, fmt.Errorf("decode stored events: %w", err)
+		}
+		if len(events) != n {
+			return nil, fmt.Errorf("decode stored events: got %d, want %d", len(events), n)
+		}
+		return NewBatch(from, to, events, compress, clock)
+	}
+	enc, _, err := zstdCodecs()
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	return &Batch{From: from, To: to, Clock: clock, Codec: CodecZstd,
+		Payload: enc.EncodeAll(arr, make([]byte, 0, len(arr)/3))}, nil
+}
+
+// appendArrayHeader appends the head of a CBOR array of n items in its
+// shortest form, as deterministic encoding writes it.
+func appendArrayHeader(b []byte, n int) []byte {
+	const array = 4 << 5
+	switch {
+	case n < 24:
+		return append(b, array|byte(n))
+	case n <= 0xff:
+		return append(b, array|24, byte(n))
+	case n <= 0xffff:
+		return append(b, array|25, byte(n>>8), byte(n))
+	case uint64(n) <= 0xffffffff:
+		return append(b, array|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, array|27, byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
+		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
 // Open returns the batch's events after checking the batch's shape: the
 // range is sane, every event lies inside it, seqs strictly increase and no
 // event names another device. Event bodies are not validated here.

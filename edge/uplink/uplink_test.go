@@ -1,0 +1,173 @@
+package uplink_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"linli/edge/outbox"
+	"linli/edge/uplink"
+	"linli/shared/event"
+	"linli/shared/wire"
+)
+
+var _ uplink.RawLog = (*outbox.Log)(nil)
+
+type allowAll struct{ mochi.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+}
+func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+func broker(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return "tcp://" + addr
+}
+
+// fakeHub answers hellos and acks every batch's range, collecting events.
+type fakeHub struct {
+	mu      sync.Mutex
+	events  []event.Event
+	batches int
+	zstd    int
+}
+
+func (h *fakeHub) run(t *testing.T, url, site, device string) {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("hub-test").SetCleanSession(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	ackTopic := wire.Topic(site, device, wire.LeafAck)
+	var acked uint64
+	tok := c.Subscribe(wire.Topic(site, device, wire.LeafUp), 1, func(c paho.Client, m paho.Message) {
+		up, err := wire.DecodeUp(m.Payload())
+		if err != nil {
+			t.Errorf("decode up: %v", err)
+			return
+		}
+		var a wire.Ack
+		h.mu.Lock()
+		switch {
+		case up.Hello != nil:
+			a = wire.Ack{Acked: acked, Hello: true}
+		case up.Batch != nil:
+			evs, err := up.Batch.Open(device)
+			if err != nil {
+				t.Errorf("open batch: %v", err)
+				h.mu.Unlock()
+				return
+			}
+			if up.Batch.From == acked+1 {
+				h.events = append(h.events, evs...)
+				h.batches++
+				if up.Batch.Codec == wire.CodecZstd {
+					h.zstd++
+				}
+				acked = up.Batch.To
+			}
+			a = wire.Ack{Acked: acked}
+		}
+		h.mu.Unlock()
+		payload, err := wire.Encode(a)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c.Publish(ackTopic, 1, false, payload) // never wait inside a handler
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+}
+
+// The uplink streams a backlog from the outbox as batches built from the
+// stored encodings; the hub gets every event exactly as stored, in order.
+func TestStreamsBacklogFromStoredEncodings(t *testing.T) {
+	url := broker(t)
+	const site, device, n = "s1", "gw-1", 1203
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device, Retention: time.Hour, GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := range n {
+		var body event.Body = &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Status: event.StatusRecorded}
+		if i%3 == 0 {
+			body = &event.Access{Door: "B1-main", Credential: "h:0011223344556677", Result: "granted"}
+		}
+		if _, err := l.Append(ctx, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := &fakeHub{}
+	hub.run(t, url, site, device)
+	up := uplink.New(l, nil, uplink.Options{Broker: url, Site: site, Device: device, Role: "gateway",
+		BatchEvents: 500, Window: 2, Compress: true, AckTimeout: 5 * time.Second})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- up.Run(rctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, acked, pending := l.Cursors(); acked == n && pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v", l.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want, err := l.Read(0, n+1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if len(hub.events) != n || hub.batches != 3 || hub.zstd != 3 {
+		t.Fatalf("hub got %d events in %d batches (%d zstd), want %d in 3 compressed", len(hub.events), hub.batches, hub.zstd, n)
+	}
+	for i := range want {
+		g, w := hub.events[i], want[i]
+		if g.Device != w.Device || g.Seq != w.Seq || g.HLC != w.HLC || g.Kind != w.Kind || !bytes.Equal(g.Body, w.Body) {
+			t.Fatalf("event %d: hub got %+v, stored %+v", i, g, w)
+		}
+	}
+	if st := up.Stats(); st.Events != n || st.Batches != 3 {
+		t.Fatalf("uplink stats %+v", st)
+	}
+}

@@ -1,0 +1,76 @@
+package wire
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"linli/shared/event"
+)
+
+// A batch built from stored encodings is byte for byte the batch built
+// from the decoded events, for every size class of the CBOR array head.
+func TestNewBatchRawMatchesNewBatch(t *testing.T) {
+	for _, n := range []int{1, 3, 4, 23, 24, 255, 256, 500, 65535, 65536} {
+		evs := sampleEvents(t, 1, n)
+		var raw []byte
+		for i := range evs {
+			data, err := evs[i].Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, data...)
+		}
+		for _, compress := range []bool{false, true} {
+			want, err := NewBatch(1, uint64(n), evs, compress, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := NewBatchRaw(1, uint64(n), n, raw, compress, 7)
+			if err != nil {
+				t.Fatalf("n=%d compress=%v: %v", n, compress, err)
+			}
+			wantMsg, err1 := Encode(Up{Batch: want})
+			gotMsg, err2 := Encode(Up{Batch: got})
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if !bytes.Equal(gotMsg, wantMsg) {
+				t.Fatalf("n=%d compress=%v: raw batch differs from NewBatch's (%d vs %d bytes)", n, compress, len(gotMsg), len(wantMsg))
+			}
+			opened, err := got.Open("gw-1")
+			if err != nil || len(opened) != n {
+				t.Fatalf("n=%d compress=%v: Open = %d events, %v", n, compress, len(opened), err)
+			}
+		}
+	}
+}
+
+func TestAppendArrayHeader(t *testing.T) {
+	for _, n := range []int{0, 1, 23, 24, 255, 256, 65535, 65536, 1 << 20} {
+		want, err := event.Marshal(make([]struct{}, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := appendArrayHeader(nil, n)
+		if !reflect.DeepEqual(got, want[:len(got)]) {
+			t.Errorf("appendArrayHeader(%d) = %x, want %x", n, got, want[:len(got)])
+		}
+	}
+}
+
+// A count that does not match the encodings is refused, not sent.
+func TestNewBatchRawCountMismatch(t *testing.T) {
+	evs := sampleEvents(t, 1, 2)
+	var raw []byte
+	for i := range evs {
+		data, err := evs[i].Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, data...)
+	}
+	if _, err := NewBatchRaw(1, 2, 3, raw, false, 0); err == nil {
+		t.Fatal("3 announced, 2 encoded: want an error")
+	}
+}
