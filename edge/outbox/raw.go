@@ -25,7 +25,9 @@ func (l *Log) ReadRaw(after uint64, maxEvents, maxBytes int, dst []byte) (raw []
 	err = l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixEvent)
-		opts.PrefetchSize = min(maxEvents, 256)
+		// Values below the value threshold live in the tree and are read
+		// with their keys; prefetching would spawn a goroutine per item.
+		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		start := len(raw)
