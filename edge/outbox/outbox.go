@@ -44,8 +44,11 @@ type Options struct {
 	Retention  time.Duration
 	GCInterval time.Duration // value-log GC and retention pass interval
 	MaxGroup   int           // most events per group commit
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// Linger is how long a group commit may wait for concurrent writers
+	// the previous commit just answered (default 500µs; negative: never).
+	Linger time.Duration
+	Now    func() time.Time
+	Logger *slog.Logger
 	// UnsafeNoSync turns Badger's SyncWrites off. Test-only: the fault
 	// suite's negative control uses it to show that its power-cut check
 	// does catch a 2xx given before the data is on disk. Never set it in
@@ -62,6 +65,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 512
+	}
+	if o.Linger == 0 {
+		o.Linger = 500 * time.Microsecond
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -257,23 +263,56 @@ func (l *Log) runBuilder(txn *badger.Txn, r *appendReq) error {
 
 func (l *Log) commitLoop() {
 	group := make([]*appendReq, 0, l.opts.MaxGroup)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	writers := 0 // appends outstanding when the last commit ended
 	for r := range l.reqs {
 		group = append(group[:0], r)
 		// Take what else is already waiting: these share the fsync.
-	drain:
-		for len(group) < l.opts.MaxGroup {
+		group, open := l.take(group, l.opts.MaxGroup, nil)
+		// Writers answered by the last commit come back together; a commit
+		// that left without them would split the writers into two cohorts
+		// that alternate in half-sized groups, each paying its own fsync.
+		// So while more writers were active than are waiting, wait briefly
+		// for them. A lone writer never waits.
+		if open && len(group) < writers && l.opts.Linger > 0 {
+			linger.Reset(l.opts.Linger)
+			group, _ = l.take(group, min(writers, l.opts.MaxGroup), linger.C)
+			linger.Stop()
+		}
+		l.commit(group)
+		writers = len(group) + len(l.reqs)
+	}
+}
+
+// take adds waiting requests to group until it holds n. With wait nil it
+// takes only what is queued; otherwise it waits for more until wait fires.
+// It reports whether reqs is still open.
+func (l *Log) take(group []*appendReq, n int, wait <-chan time.Time) ([]*appendReq, bool) {
+	for len(group) < n {
+		if wait == nil {
 			select {
 			case r, ok := <-l.reqs:
 				if !ok {
-					break drain
+					return group, false
 				}
 				group = append(group, r)
+				continue
 			default:
-				break drain
+				return group, true
 			}
 		}
-		l.commit(group)
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				return group, false
+			}
+			group = append(group, r)
+		case <-wait:
+			return group, true
+		}
 	}
+	return group, true
 }
 
 func (l *Log) commit(group []*appendReq) {
