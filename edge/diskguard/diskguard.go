@@ -97,7 +97,7 @@ func human(b uint64) string {
 // Shedder is what the guard needs of the outbox to make room.
 type Shedder interface {
 	// ReclaimAcked deletes every acked event now, whatever the retention.
-	ReclaimAcked() (int, error)
+	ReclaimAcked(ctx context.Context) (int, error)
 	// DropTelemetry drops up to limit of the oldest unacked telemetry
 	// events and records a gap event; outbox.ErrNothingToDrop when there
 	// is none.
@@ -308,7 +308,7 @@ func (g *Guard) Run(ctx context.Context, s Shedder) error {
 }
 
 func (g *Guard) shed(ctx context.Context, s Shedder, free uint64) {
-	n, err := s.ReclaimAcked()
+	n, err := s.ReclaimAcked(ctx)
 	if err != nil {
 		g.log.Error("disk low: deleting acked events failed", "err", err)
 	} else if n > 0 {

@@ -159,7 +159,7 @@ type shedder struct {
 	left     int // readings left to drop
 }
 
-func (s *shedder) ReclaimAcked() (int, error) {
+func (s *shedder) ReclaimAcked(context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reclaims++

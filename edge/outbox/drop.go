@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/event"
+	"linli/shared/hlc"
 	"linli/shared/kv"
 )
 
@@ -34,6 +35,8 @@ func Droppable(k event.Kind) bool { return k == event.KindReading }
 // telemetry is stored; any other error means nothing was dropped.
 func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (event.Event, *event.Gap, error) {
 	limit = max(limit, 1)
+	l.pendMu.Lock() // the ack cursor stays put: what is dropped is unacked
+	defer l.pendMu.Unlock()
 	var (
 		gap     *event.Gap
 		dropped []uint64
@@ -88,16 +91,9 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 		return event.Event{}, nil, err
 	}
 	// The dropped events no longer wait; the gap event (counted by the
-	// commit) does. Count only what is still above the ack cursor: an ack
-	// that raced past them has already discounted them.
+	// commit) does.
 	l.mu.Lock()
-	var n uint64
-	for _, seq := range dropped {
-		if seq > l.acked {
-			n++
-		}
-	}
-	l.pending -= min(n, l.pending)
+	l.pending -= min(uint64(len(dropped)), l.pending)
 	l.mu.Unlock()
 	l.log.Warn("dropped unacked telemetry to protect the disk", "dropped", gap.Dropped,
 		"first_seq", gap.FirstSeq, "last_seq", gap.LastSeq, "gap_seq", ev.Seq, "reason", reason)
@@ -106,12 +102,150 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 
 // ReclaimAcked deletes every event the hub has acked now, whatever the
 // retention window: under disk pressure the window's insurance (refilling
-// a hub restored from an old backup) is worth less than the room. It
-// returns how many events it deleted.
-func (l *Log) ReclaimAcked() (int, error) {
+// a hub restored from an old backup) is worth less than the room. Whole
+// blocks of acked seqs go at once with their tables (see dropBlocks); the
+// rest get deleted. It returns how many events it removed.
+func (l *Log) ReclaimAcked(ctx context.Context) (int, error) {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
 	l.mu.Lock()
 	acked := l.acked
 	l.mu.Unlock()
+	dropped, err := l.dropBlocks(ctx, acked)
+	if err != nil {
+		return 0, err
+	}
+	n, err := l.deleteUpTo(acked)
+	return dropped + n, err
+}
+
+// ReclaimExpired removes, by whole blocks, acked events older than the
+// retention window, so that their space comes back at once; Prune deletes
+// the rest one by one. The maintenance loop calls it before Prune.
+func (l *Log) ReclaimExpired(ctx context.Context) (int, error) {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
+	upto, err := l.expiredUpTo(hlc.FromTime(l.opts.Now().Add(-l.opts.Retention)))
+	if err != nil || upto == 0 {
+		return 0, err
+	}
+	return l.dropBlocks(ctx, upto)
+}
+
+// blockBits sizes the blocks dropBlocks works on: the 65,536 seqs whose
+// keys share every byte but the last two. A multiple of 8; tests shrink it.
+var blockBits uint64 = 16
+
+func blockPrefix(b uint64) []byte { return kv.Key(prefixEvent, kv.U64(b << blockBits)[:8-blockBits/8]) }
+
+// errBlocksDropped ends the builder that runs a drop: it writes no event.
+var errBlocksDropped = errors.New("blocks dropped")
+
+// dropBlocks removes every block of seqs that lies wholly at or below upto
+// with Badger's DropPrefix, which flushes the memtable and deletes or
+// rewrites the tables holding those keys, and returns how many events it
+// removed. Plain deletes only add tombstones: their space comes back when
+// compaction brings them down to the data, which an edge that has gone
+// quiet after draining a backlog never triggers (found by the fault
+// suite's long-outage test: the data dir did not shrink at all). upto must
+// be acked; callers hold l.pendMu. DropPrefix refuses writes while it runs, so it runs in the
+// committer, inside a builder that writes nothing: appends wait instead of
+// failing.
+func (l *Log) dropBlocks(ctx context.Context, upto uint64) (int, error) {
+	first, err := l.firstSeq()
+	if err != nil || first == 0 {
+		return 0, err
+	}
+	var prefixes [][]byte
+	for b := first >> blockBits; (b+1)<<blockBits-1 <= upto; b++ {
+		prefixes = append(prefixes, blockPrefix(b))
+	}
+	if len(prefixes) == 0 {
+		return 0, nil
+	}
+	before, err := l.countRange(0, upto)
+	if err != nil {
+		return 0, err
+	}
+	_, err = l.AppendFunc(ctx, event.KindGap, func(*badger.Txn) (event.Body, error) {
+		if err := l.db.DropPrefix(prefixes...); err != nil {
+			return nil, fmt.Errorf("drop acked blocks: %w", err)
+		}
+		return nil, errBlocksDropped
+	})
+	if !errors.Is(err, errBlocksDropped) {
+		return 0, err
+	}
+	after, err := l.countRange(0, upto)
+	if err != nil {
+		return 0, err
+	}
+	l.log.Debug("dropped acked blocks", "blocks", len(prefixes), "events", before-after)
+	return int(before - after), nil
+}
+
+// firstSeq is the lowest stored seq, or 0.
+func (l *Log) firstSeq() (uint64, error) {
+	var first uint64
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixEvent)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		if it.Rewind(); it.Valid() {
+			first = kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+		}
+		return nil
+	})
+	return first, err
+}
+
+// expiredUpTo is a seq up to which every stored event is acked and older
+// than cutoff, found a block at a time (seqs and HLCs rise together): the
+// last seq before the first block boundary whose next event fails either
+// test. 0 when none.
+func (l *Log) expiredUpTo(cutoff hlc.Timestamp) (uint64, error) {
+	l.mu.Lock()
+	acked := l.acked
+	l.mu.Unlock()
+	first, err := l.firstSeq()
+	if err != nil || first == 0 {
+		return 0, err
+	}
+	var upto uint64
+	err = l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixEvent)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for b := first >> blockBits; ; b++ {
+			it.Seek(kv.Key(prefixEvent, kv.U64((b+1)<<blockBits)))
+			if !it.Valid() {
+				return nil
+			}
+			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+			var ts hlc.Timestamp
+			if err := it.Item().Value(func(v []byte) error {
+				ev, err := event.DecodeEvent(v)
+				ts = ev.HLC
+				return err
+			}); err != nil {
+				return err
+			}
+			if seq > acked || ts > cutoff {
+				return nil
+			}
+			upto = seq - 1
+			b = (seq >> blockBits) - 1 // skip blocks that hold nothing
+		}
+	})
+	return upto, err
+}
+
+// deleteUpTo deletes every stored event with seq <= upto.
+func (l *Log) deleteUpTo(upto uint64) (int, error) {
 	var keys [][]byte
 	err := l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -120,7 +254,7 @@ func (l *Log) ReclaimAcked() (int, error) {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > acked {
+			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > upto {
 				break
 			}
 			keys = append(keys, it.Item().KeyCopy(nil))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"linli/shared/event"
 )
@@ -120,7 +122,7 @@ func TestReclaimAckedIgnoresRetention(t *testing.T) {
 	if n, err := l.Prune(); err != nil || n != 0 {
 		t.Fatalf("Prune inside retention = %d, %v; want 0", n, err)
 	}
-	n, err := l.ReclaimAcked()
+	n, err := l.ReclaimAcked(context.Background())
 	if err != nil || n != 3 {
 		t.Fatalf("ReclaimAcked = %d, %v; want 3", n, err)
 	}
@@ -156,5 +158,139 @@ func TestGuardRefusalWritesNothing(t *testing.T) {
 	}
 	if st := l.Stats(); st.LastSeq != 3 || st.Pending != 1 {
 		t.Fatalf("stats = %+v, want the gap alone at seq 3", st)
+	}
+}
+
+func appendMany(t *testing.T, l *Log, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				if _, err := l.Append(context.Background(), checkin(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func storedSeqs(t *testing.T, l *Log) []uint64 {
+	t.Helper()
+	evs, err := l.Read(0, 1<<20, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([]uint64, len(evs))
+	for i, e := range evs {
+		seqs[i] = e.Seq
+	}
+	return seqs
+}
+
+// Whole blocks of acked, expired events go by DropPrefix; nothing unacked
+// or inside the retention window is touched.
+func TestReclaimExpiredDropsWholeBlocks(t *testing.T) {
+	blockBits = 8 // blocks of 256 seqs
+	defer func() { blockBits = 16 }()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := open(t, t.TempDir(), c) // retention: one hour
+	defer l.Close()
+	appendMany(t, l, 600)
+	if err := l.Ack(550, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.ReclaimExpired(context.Background()); err != nil || n != 0 {
+		t.Fatalf("inside the retention window ReclaimExpired = %d, %v; want 0", n, err)
+	}
+	c.add(2 * time.Hour)
+	n, err := l.ReclaimExpired(context.Background())
+	if err != nil || n != 511 {
+		t.Fatalf("ReclaimExpired = %d, %v; want blocks 0 and 1 (seqs 1..511)", n, err)
+	}
+	if seqs := storedSeqs(t, l); len(seqs) != 89 || seqs[0] != 512 {
+		t.Fatalf("after the drop %d events from %v, want 89 from 512", len(seqs), seqs[:1])
+	}
+	if n, err := l.Prune(); err != nil || n != 39 {
+		t.Fatalf("Prune after the drop = %d, %v; want the 39 acked left (512..550)", n, err)
+	}
+	if st := l.Stats(); st.Pending != 50 || st.LastSeq != 600 {
+		t.Fatalf("stats %+v, want 50 pending", st)
+	}
+	if ev, err := l.Append(context.Background(), checkin(601)); err != nil || ev.Seq != 601 {
+		t.Fatalf("append after the drop: %+v %v", ev, err)
+	}
+}
+
+func TestReclaimAckedDropsBlocksAndTheRest(t *testing.T) {
+	blockBits = 8
+	defer func() { blockBits = 16 }()
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	appendMany(t, l, 600)
+	if err := l.Ack(590, false); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.ReclaimAcked(context.Background())
+	if err != nil || n != 590 {
+		t.Fatalf("ReclaimAcked = %d, %v; want 590", n, err)
+	}
+	if seqs := storedSeqs(t, l); len(seqs) != 10 || seqs[0] != 591 {
+		t.Fatalf("left %v, want 591..600", seqs)
+	}
+}
+
+// Regression (fault suite, long outage): deletions racing the ack cursor
+// must not leave the pending count above zero once everything is acked.
+func TestPendingExactWhileAckingAndReclaiming(t *testing.T) {
+	blockBits = 8
+	defer func() { blockBits = 16 }()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := open(t, t.TempDir(), c)
+	defer l.Close()
+	appendMany(t, l, 3000)
+	c.add(2 * time.Hour) // everything is past retention once acked
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := l.ReclaimExpired(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := l.Prune(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for seq := uint64(7); seq <= 3000; seq += 7 {
+		if err := l.Ack(min(seq, 3000), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Ack(3000, false); err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	wg.Wait()
+	if st := l.Stats(); st.Pending != 0 || st.AckedSeq != 3000 {
+		t.Fatalf("after acking everything while reclaiming: %+v, want 0 pending", st)
 	}
 }

@@ -96,6 +96,13 @@ type Log struct {
 	pending uint64 // stored events above acked
 	commits uint64 // group commits so far
 
+	// pendMu orders changes of the ack cursor with deletions of stored
+	// events, so the pending count is kept right: Ack counts the events it
+	// acks after they may have been deleted by Prune, a block drop or a
+	// telemetry drop, never while (found by the fault suite: a drain that
+	// raced retention left pending above zero for good).
+	pendMu sync.Mutex
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -489,6 +496,8 @@ func (l *Log) OldestUnacked() (hlc.Timestamp, error) {
 // the hub's word replaces the local cursor even if it is lower (the hub was
 // restored and wants events resent); otherwise acks only move forward.
 func (l *Log) Ack(seq uint64, fromHello bool) error {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
 	l.mu.Lock()
 	if seq > l.last {
 		seq = l.last // the hub cannot hold what was never written here
@@ -556,6 +565,8 @@ func (l *Log) countRange(after, upto uint64) (uint64, error) {
 // Prune deletes acked events older than the retention window and returns
 // how many it deleted.
 func (l *Log) Prune() (int, error) {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
 	l.mu.Lock()
 	acked := l.acked
 	l.mu.Unlock()
@@ -614,6 +625,11 @@ func (l *Log) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if n, err := l.ReclaimExpired(ctx); err != nil {
+			l.log.Warn("drop expired blocks of acked events", "err", err)
+		} else if n > 0 {
+			l.log.Debug("dropped expired acked events", "count", n)
 		}
 		if n, err := l.Prune(); err != nil {
 			l.log.Warn("prune acked events", "err", err)

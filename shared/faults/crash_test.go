@@ -61,8 +61,9 @@ func TestHubKillLoopDuringDrain(t *testing.T) {
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-hubkill", Broker: "tcp://" + mqttAddr,
 		Args: []string{"--batch-events", "200", "--window", "4"}})
 	ledger := testkit.NewLedger()
-	fill := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 16, Max: int64(backlog), Prefix: "B"})
-	fill.Wait()
+	if ok := testkit.RunLoadgen(t, e, ledger, "checkin", "B", int64(backlog), 16); ok != int64(backlog) {
+		t.Fatalf("%d of %d backlog writes acked", ok, backlog)
+	}
 	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: mqttAddr})
 	load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 2, Pause: 5 * time.Millisecond})
 	midDrain := 0

@@ -2,10 +2,14 @@ package testkit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -210,7 +214,7 @@ func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i
 		Seq   uint64 `json:"seq"`
 		Error string `json:"error"`
 	}
-	code, err := Do(ctx, "POST", e.URL+path, "", body, &ans)
+	code, err := post(ctx, e.URL+path, body, &ans)
 	w := Written{Code: code, Seq: ans.Seq, Marker: marker, Body: ans.Error}
 	if err != nil {
 		return w, err
@@ -219,6 +223,39 @@ func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i
 		ledger.Acked(e.ID, ans.Seq, marker)
 	}
 	return w, nil
+}
+
+// loadClient keeps a connection per load worker alive (the default
+// transport keeps two, and re-dialling costs more than the write).
+var loadClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}}
+
+// post sends a JSON body and decodes a JSON answer into out.
+func post(ctx context.Context, url string, body, out any) (int, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := loadClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode POST %s answer %q: %w", url, raw, err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 // Marker picks the load generator's marker out of a hub event body.
