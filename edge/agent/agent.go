@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,10 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
 		return 2
 	}
+	// The store's profile sizes the heap too; GOMEMLIMIT, when set, wins.
+	if lim := kv.Profile(cfg.Profile).MemoryLimit(); lim > 0 && !hasEnv(env, "GOMEMLIMIT") {
+		debug.SetMemoryLimit(lim)
+	}
 	level, _ := parseLevel(cfg.LogLevel) // validated above
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).
 		With("device", cfg.ID)
@@ -82,6 +87,15 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
+}
+
+func hasEnv(env []string, name string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // Agent is a running edge.
