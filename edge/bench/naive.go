@@ -20,7 +20,7 @@ import (
 // naiveMax bounds the naive baseline's events.
 const naiveMax = 100_000
 
-func naiveDur(e *runEnv) time.Duration { return e.pickDur(5*time.Second, 15*time.Second) }
+func naiveDur(e *runEnv) time.Duration { return e.pickDur(3*time.Second, 10*time.Second) }
 
 // naiveBaseline is catch-up baseline (b): one JSON message per event,
 // QoS 1, each publish waiting for its PUBACK, to a subscriber that stores

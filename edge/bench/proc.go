@@ -105,33 +105,67 @@ func (p *proc) tail(n int) string {
 
 // memory reads the process's peak (VmHWM) and current (VmRSS) resident set.
 func (p *proc) memory() (peak, cur uint64, err error) {
+	m, err := p.status()
+	return m["VmHWM"], m["VmRSS"], err
+}
+
+// status reads the memory lines (in bytes) of /proc/<pid>/status: VmHWM,
+// VmRSS, RssAnon, RssFile, RssShmem.
+func (p *proc) status() (map[string]uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer f.Close()
+	out := map[string]uint64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmHWM" && k != "VmRSS") {
+		if !ok || !(strings.HasPrefix(k, "Vm") || strings.HasPrefix(k, "Rss")) {
 			continue
 		}
 		fs := strings.Fields(v)
 		if len(fs) != 2 || fs[1] != "kB" {
-			return 0, 0, fmt.Errorf("unexpected %s line %q", k, sc.Text())
+			continue
 		}
 		n, err := strconv.ParseUint(fs[0], 10, 64)
 		if err != nil {
-			return 0, 0, err
+			return nil, err
 		}
-		if k == "VmHWM" {
-			peak = n << 10
-		} else {
-			cur = n << 10
-		}
+		out[k] = n << 10
 	}
-	return peak, cur, sc.Err()
+	return out, sc.Err()
 }
+
+// memPeaks follows a process's anonymous and file-backed resident memory
+// while it runs; VmHWM only gives their peak sum.
+type memPeaks struct {
+	anon, file uint64
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func watchMemory(p *proc, every time.Duration) *memPeaks {
+	m := &memPeaks{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if st, err := p.status(); err == nil {
+				m.anon, m.file = max(m.anon, st["RssAnon"]), max(m.file, st["RssFile"]+st["RssShmem"])
+			}
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *memPeaks) end() { close(m.stop); <-m.done }
 
 // freeAddr returns a loopback address whose port was free a moment ago.
 func freeAddr() (string, error) {
