@@ -163,6 +163,7 @@ type Results struct {
 	Notes      []string // how each baseline was run, caveats
 	GoRows     []GoBench
 	GoPrev     string // when the previous Go numbers were taken
+	GoSpeed    string // the calibration of both runs
 	goCount    int
 	LoadStart  string // one-minute load average when the run started
 	LoadEnd    string

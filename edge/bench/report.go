@@ -28,7 +28,7 @@ func (r *Results) Text() string {
 		fmt.Fprintf(&b, "render: %v\n", err)
 	}
 	if len(r.GoRows) > 0 {
-		b.WriteString("\nGo benchmarks (best of " + fmt.Sprint(r.goCount) + " runs; previous: " + r.GoPrev + ")\n")
+		b.WriteString("\nGo benchmarks (best of " + fmt.Sprint(r.goCount) + " runs; previous: " + r.GoPrev + "; " + r.GoSpeed + ")\n")
 		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(goHeader, "\t"))
 		for _, g := range r.GoRows {
@@ -59,7 +59,9 @@ func (r *Results) Markdown() string {
 	if len(r.GoRows) > 0 {
 		b.WriteString("\n## Go benchmarks\n\n")
 		b.WriteString("`go test -run '^$' -bench . -benchmem` on the merge and codec hot paths, best of " +
-			fmt.Sprint(r.goCount) + " runs; compared with the previous run (" + r.GoPrev + "); a slowdown or more allocations beyond 10 % is flagged.\n\n")
+			fmt.Sprint(r.goCount) + " runs; compared with the previous run (" + r.GoPrev + "); a slowdown or more allocations beyond 10 % is flagged. " +
+			"Times are compared after dividing each by a fixed standard-library workload (JSON, SHA-256, sorting) timed in the same run (" + r.GoSpeed + "), " +
+			"so that a machine busier than last time does not pass for a regression; a slowdown is flagged when it shows both raw and calibrated.\n\n")
 		b.WriteString("| " + strings.Join(goHeader, " | ") + " |\n")
 		b.WriteString("|" + strings.Repeat(" --- |", len(goHeader)) + "\n")
 		for _, g := range r.GoRows {
