@@ -11,6 +11,8 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +42,7 @@ type GoBench struct {
 
 	prev    *GoBench
 	speed   float64 // this run's calibration over the previous run's
+	ab      string  // what running the previous code in turns showed
 	verdict Verdict
 }
 
@@ -53,6 +56,9 @@ func (g GoBench) cells() []string {
 	v := g.verdict.String()
 	if g.verdict == Fail {
 		v = "REGRESSION"
+	}
+	if g.ab != "" {
+		v += " (" + g.ab + ")"
 	}
 	return []string{g.Name, fmtNs(g.NsOp), prev, change, strconv.FormatFloat(g.BytesOp, 'f', -1, 64),
 		strconv.FormatFloat(g.AllocsOp, 'f', -1, 64), prevAllocs, v}
@@ -157,7 +163,7 @@ func goBench(ctx context.Context, e *runEnv) error {
 	if prev.Calibration > 0 {
 		speed = cal / prev.Calibration
 	}
-	regressed := 0
+	var suspects []*GoBench
 	for i := range results {
 		g := &results[i]
 		g.verdict = Info
@@ -168,16 +174,29 @@ func goBench(ctx context.Context, e *runEnv) error {
 			}
 			g.prev = &prev.Results[j]
 			g.verdict = Pass
-			// Allocation counts are means truncated to integers: one more
-			// is not a regression unless it is also more than 10 %.
-			// A slowdown counts when it shows both in time and relative to
-			// the calibration: between two runs of the same code on this
-			// shared machine each alone moved by up to ±15 %.
+			// A slowdown is suspected when it shows both in time and
+			// relative to the calibration; more allocations, see moreAllocs.
 			slower := g.NsOp > g.prev.NsOp*regression && g.NsOp/speed > g.prev.NsOp*regression
-			if slower || g.AllocsOp > max(g.prev.AllocsOp*regression, g.prev.AllocsOp+1) {
-				g.verdict = Fail
-				regressed++
+			if slower || moreAllocs(g.AllocsOp, g.prev.AllocsOp) {
+				suspects = append(suspects, g)
 			}
+		}
+	}
+	// Numbers from another hour of a shared machine moved by ±15 % and
+	// more for the same code; a suspected slowdown is confirmed (or not)
+	// by running the previous run's code and this one in turns, now.
+	if len(suspects) > 0 {
+		if err := e.confirm(ctx, suspects, prev.Commit); err != nil {
+			e.log.Warn("could not compare with the previous run's code; keeping the suspected slowdowns", "err", err)
+			for _, g := range suspects {
+				g.verdict = Fail
+			}
+		}
+	}
+	regressed := 0
+	for i := range results {
+		if results[i].verdict == Fail {
+			regressed++
 		}
 	}
 	e.res.GoSpeed = fmt.Sprintf("calibration workload %s now, %s in the previous run", fmtNs(cal), fmtNs(prev.Calibration))
@@ -259,3 +278,69 @@ func parseGoBench(out []byte) ([]GoBench, error) {
 	slices.SortStableFunc(out2, func(a, b GoBench) int { return strings.Compare(a.Name, b.Name) })
 	return out2, nil
 }
+
+// confirm runs each suspected benchmark of the previous run's commit and
+// of this tree in turns and keeps as a regression only a slowdown that
+// shows there too.
+func (e *runEnv) confirm(ctx context.Context, suspects []*GoBench, prevCommit string) error {
+	commit := strings.TrimSuffix(prevCommit, "-dirty")
+	root := e.cfg.Root
+	if err := exec.CommandContext(ctx, "git", "-C", root, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
+		return fmt.Errorf("previous commit %q: %w", commit, err)
+	}
+	old := e.dir("gobench-previous")
+	archive := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf("git -C %q archive %s | tar -x -C %q", root, commit, old))
+	if out, err := archive.CombinedOutput(); err != nil {
+		return fmt.Errorf("git archive %s: %v: %s", commit, err, oneLine(string(out)))
+	}
+	bins := map[string][2]string{} // package → old, new test binary
+	for _, g := range suspects {
+		pkg, _, _ := strings.Cut(g.Name, ".")
+		if _, ok := bins[pkg]; ok {
+			continue
+		}
+		name := strings.ReplaceAll(pkg, "/", "-")
+		pair := [2]string{filepath.Join(old, name+".old.test"), filepath.Join(old, name+".new.test")}
+		for i, dir := range []string{old, root} {
+			cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", pair[i], "./"+pkg)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("build %s test binary in %s: %v: %s", pkg, dir, err, oneLine(string(out)))
+			}
+		}
+		bins[pkg] = pair
+	}
+	for _, g := range suspects {
+		pkg, bench, _ := strings.Cut(g.Name, ".")
+		pair := bins[pkg]
+		best := [2]float64{math.Inf(1), math.Inf(1)}
+		allocs := [2]float64{math.Inf(1), math.Inf(1)}
+		for range 5 {
+			for i, bin := range pair {
+				out, err := exec.CommandContext(ctx, bin, "-test.run", "^$", "-test.bench", "^Benchmark"+regexp.QuoteMeta(bench)+"$",
+					"-test.benchtime", "300ms", "-test.benchmem").Output()
+				if err != nil {
+					return fmt.Errorf("%s: %w", bin, err)
+				}
+				rs, err := parseGoBench(out)
+				if err != nil {
+					return fmt.Errorf("%s: %w", bin, err)
+				}
+				best[i] = min(best[i], rs[0].NsOp)
+				allocs[i] = min(allocs[i], rs[0].AllocsOp)
+			}
+		}
+		ratio := best[1] / best[0]
+		g.ab = fmt.Sprintf("in turns with %s: %+.1f %%, allocs %g → %g", commit, (ratio-1)*100, allocs[0], allocs[1])
+		if ratio > regression || moreAllocs(allocs[1], allocs[0]) {
+			g.verdict = Fail
+		}
+	}
+	return nil
+}
+
+// moreAllocs reports an increase in allocations per op beyond 10 % and
+// beyond one: the counts are means truncated to integers, and for
+// benchmarks that cycle over several inputs they move by one or two
+// between runs of the same code.
+func moreAllocs(now, before float64) bool { return now > max(before*regression, before+1) }
