@@ -110,6 +110,9 @@ type ActivityOut struct {
 	SeatsLeft uint32     `json:"seats_left"`
 	Confirmed int        `json:"confirmed"`
 	Waitlist  int        `json:"waitlisted"`
+	// Share is the seats the hub has given this kiosk to confirm with on
+	// its own (cumulative); 0 until the grant arrives.
+	Share uint32 `json:"share"`
 	// Status is the resident's state: confirmed, waitlisted, recorded (the
 	// hub will decide) or "" (not checked in). Synced is false while it is
 	// only this kiosk's answer.
@@ -128,6 +131,9 @@ func (m *Mirror) Activities(resident string) (any, error) {
 	for _, v := range all {
 		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
 			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist)}
+		if m.Own != nil {
+			o.Share = v.Share(m.Own.Device()).Granted
+		}
 		if v.Start != 0 {
 			t := time.UnixMilli(v.Start).UTC()
 			o.Start = &t

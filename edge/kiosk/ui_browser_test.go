@@ -139,8 +139,7 @@ func (p *uiPage) screen(name string) {
 
 func (p *uiPage) click(css string) {
 	p.T.Helper()
-	p.Wait(20*time.Second, css, `(() => { const e = document.querySelector(`+jsq(css)+`); return !!e && !e.disabled; })()`)
-	p.Do(chromedp.Click(chromedp.CSS(css)))
+	p.Click(css)
 }
 
 func (p *uiPage) textIs(css, want string) {
