@@ -51,7 +51,8 @@ func (l *Log) Rewrite(f func(ev *event.Event) (event.Body, bool)) (int, error) {
 				if err != nil {
 					return err
 				}
-				ev.Body, ev.Device = raw, ""
+				ev.SetBody(raw)
+				ev.Device = ""
 				val, err := ev.Encode()
 				if err != nil {
 					return err

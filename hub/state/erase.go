@@ -145,7 +145,7 @@ func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, res
 	if err != nil {
 		return false, err
 	}
-	ev.Body = raw
+	ev.SetBody(raw)
 	if err := s.putFact(b, site, ev); err != nil {
 		return false, err
 	}

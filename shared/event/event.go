@@ -65,6 +65,11 @@ type Event struct {
 	HLC    hlc.Timestamp   `cbor:"3,keyasint"`
 	Kind   Kind            `cbor:"4,keyasint"`
 	Body   cbor.RawMessage `cbor:"5,keyasint"`
+
+	// decoded caches Decode's result, so the hub's validation, merge and
+	// hooks parse a body once. Copies of the event share it; SetBody
+	// drops it. Not encoded.
+	decoded Body
 }
 
 // ID is the event's global id: device, a dot, and the sequence number.
@@ -101,8 +106,25 @@ func NewEvent(device string, seq uint64, ts hlc.Timestamp, body Body) (Event, er
 	return Event{Device: device, Seq: seq, HLC: ts, Kind: body.Kind(), Body: raw}, nil
 }
 
-// Decode decodes and validates the event's body.
-func (e *Event) Decode() (Body, error) { return DecodeBody(e.Kind, e.Body) }
+// Decode decodes and validates the event's body, once: the result is kept
+// with the event (and its later copies). Not safe for concurrent use on
+// one Event; bodies must be treated as read-only.
+func (e *Event) Decode() (Body, error) {
+	if e.decoded != nil {
+		return e.decoded, nil
+	}
+	b, err := DecodeBody(e.Kind, e.Body)
+	if err == nil {
+		e.decoded = b
+	}
+	return b, err
+}
+
+// SetBody replaces the encoded body (an erasure) and forgets the decoded
+// one.
+func (e *Event) SetBody(raw cbor.RawMessage) {
+	e.Body, e.decoded = raw, nil
+}
 
 // Validate checks the envelope and its body.
 func (e *Event) Validate() error {
