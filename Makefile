@@ -68,6 +68,16 @@ bench-long: deps build
 	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
 	$(BIN)/linli-bench --bin $(BIN) --long $(BENCHFLAGS)
 
+# The fault suite in its long form (`make test` runs the short form): the
+# edge SIGKILLed 300 times, 120 power cuts through a FUSE layer, the Nth
+# write/fsync failing for N = 1..12, a full disk, a 1,000,000-event outage,
+# 60 network cuts, broker and hub kills, clock jumps; every scenario checks
+# exactly-once delivery of what was answered 2xx. Mounts FUSE and tmpfs:
+# run as root. Each scenario prints a RESULT line with its figures.
+.PHONY: faults
+faults: deps
+	LINLI_FAULTS=long $(GO) test -count=1 -timeout 90m -v ./shared/faults/
+
 # Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s
 fuzz:

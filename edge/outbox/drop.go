@@ -279,3 +279,43 @@ func (l *Log) deleteUpTo(upto uint64) (int, error) {
 	}
 	return len(keys), nil
 }
+
+// ErrInDoubt wraps the error of a failed attempt to settle the store after
+// a failed commit: until one succeeds, appends are refused.
+var ErrInDoubt = errors.New("the store is in doubt after an I/O error")
+
+// keySettle is written and dropped at once to make DropPrefix flush the
+// memtables when no ghost is left to drop.
+const keySettle = "m/settle"
+
+// settle makes the store's durable state agree with what the outbox
+// answered after one of its writes failed. Badger applies a transaction to
+// its memtable before it syncs the WAL, so a commit whose sync failed is
+// readable (a ghost) though its writers were told it failed; worse, the
+// kernel may have dropped the WAL pages that failed to sync, and a power
+// cut then ends the WAL's replay at that hole, losing every later commit
+// even though each of them synced (the fault suite's I/O-error test lost
+// acked events so). settle drops the ghosts' keys with DropPrefix, which
+// also flushes every memtable into a new, synced table: from then on
+// nothing depends on the old WAL. Until that succeeds no append is taken.
+// It runs in the committer.
+func (l *Log) settle() error {
+	l.mu.Lock()
+	doubt, keys := l.doubt, l.unsettled
+	l.mu.Unlock()
+	if !doubt {
+		return nil
+	}
+	// DropPrefix flushes only when one of its prefixes has live keys.
+	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySettle), nil) }); err != nil {
+		return fmt.Errorf("%w: %v", ErrInDoubt, err)
+	}
+	if err := l.db.DropPrefix(append(keys, []byte(keySettle))...); err != nil {
+		return fmt.Errorf("%w: %v", ErrInDoubt, err)
+	}
+	l.log.Warn("store settled after a failed write: failed commits dropped, memtables flushed", "events", len(keys))
+	l.mu.Lock()
+	l.doubt, l.unsettled = false, nil
+	l.mu.Unlock()
+	return nil
+}

@@ -95,3 +95,57 @@ func TestGhostOfFailedCommitIsNotRead(t *testing.T) {
 		t.Fatalf("after acking everything committed: %+v, want 0 pending", st)
 	}
 }
+
+// Regression (fault suite, I/O errors under concurrent writers): after a
+// failed commit the next append first settles the store — the ghost's keys
+// dropped, the memtables flushed into a synced table — so no later commit
+// depends on a WAL that may have a hole where the failed sync was.
+func TestSettleAfterFailedCommit(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	appendAll(t, l, checkin(1), checkin(2))
+	putGhost(t, l, 3)
+	if n := len(l.DB().Tables()); n != 0 {
+		t.Fatalf("%d tables before the failed commit, want everything in the memtable", n)
+	}
+	l.mu.Lock() // as commit records a failed commit
+	l.doubt, l.unsettled = true, [][]byte{kv.Key(prefixEvent, kv.U64(3))}
+	l.mu.Unlock()
+	ev, err := l.Append(context.Background(), checkin(3))
+	if err != nil || ev.Seq != 3 {
+		t.Fatalf("append after the failed commit: %+v %v", ev, err)
+	}
+	if len(l.DB().Tables()) == 0 {
+		t.Fatal("the memtables were not flushed into a table before the next commit")
+	}
+	evs, err := l.Read(0, 10, 1<<20)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("Read = %d events, %v; want 3", len(evs), err)
+	}
+	if b, err := evs[2].Decode(); err != nil || b.(*event.Checkin).Resident != "R3" {
+		t.Fatalf("seq 3 = %+v %v, want the acked R3", b, err)
+	}
+}
+
+// A failed ack-cursor write also leaves the WAL in doubt: the next commit
+// flushes first, though there is no ghost event to drop.
+func TestSettleAfterFailedAckWrite(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	appendAll(t, l, checkin(1))
+	l.mu.Lock()
+	l.doubt = true
+	l.mu.Unlock()
+	appendAll(t, l, checkin(2))
+	if len(l.DB().Tables()) == 0 {
+		t.Fatal("no flush before the commit that followed a failed write")
+	}
+	if err := l.DB().View(func(txn *badger.Txn) error {
+		if _, err := txn.Get([]byte(keySettle)); err == nil {
+			t.Error("the settle marker was left in the store")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

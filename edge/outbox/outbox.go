@@ -103,6 +103,12 @@ type Log struct {
 	// raced retention left pending above zero for good).
 	pendMu sync.Mutex
 
+	// doubt is set by a write of the outbox that failed after Badger may
+	// have applied it, unsettled holds the event keys of such commits (see
+	// settle); both guarded by mu.
+	doubt     bool
+	unsettled [][]byte
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -341,6 +347,13 @@ func (l *Log) commit(group []*appendReq) {
 	if len(admitted) == 0 {
 		return
 	}
+	if err := l.settle(); err != nil {
+		for _, r := range admitted {
+			r.err = err
+			close(r.done)
+		}
+		return
+	}
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
 	var err error
@@ -387,6 +400,15 @@ func (l *Log) commit(group []*appendReq) {
 		for _, r := range admitted {
 			r.ev, r.err = event.Event{}, err
 			close(r.done)
+		}
+		l.mu.Lock()
+		l.doubt = true
+		for s := next; s <= last; s++ {
+			l.unsettled = append(l.unsettled, kv.Key(prefixEvent, kv.U64(s)))
+		}
+		l.mu.Unlock()
+		if serr := l.settle(); serr != nil {
+			l.log.Error("store left in doubt by a failed commit; writes are refused until it settles", "err", serr)
 		}
 		return
 	}
@@ -516,6 +538,9 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 	if err := l.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(keyAcked), kv.U64(seq))
 	}); err != nil {
+		l.mu.Lock()
+		l.doubt = true // the next commit settles the store first
+		l.mu.Unlock()
 		return fmt.Errorf("store ack cursor: %w", err)
 	}
 	// Keep the pending count without rescanning the backlog: count only the

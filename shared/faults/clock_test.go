@@ -27,7 +27,7 @@ func TestClockChaos(t *testing.T) {
 	t.Parallel()
 	const id = "kiosk-clock"
 	perPhase := scale(200, 2000)
-	mqttAddr := testkit.FreePort(t)
+	mqttAddr := testkit.StablePort(t)
 	data := filepath.Join(t.TempDir(), id)
 	ledger := testkit.NewLedger()
 	ctx := context.Background()

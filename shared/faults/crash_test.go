@@ -57,7 +57,7 @@ func TestHubKillLoopDuringDrain(t *testing.T) {
 	kills := scale(12, 60)
 	backlog := scale(20_000, 100_000)
 	r := newRand(t)
-	mqttAddr := testkit.FreePort(t)
+	mqttAddr := testkit.StablePort(t)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-hubkill", Broker: "tcp://" + mqttAddr,
 		Args: []string{"--batch-events", "200", "--window", "4"}})
 	ledger := testkit.NewLedger()

@@ -3,10 +3,12 @@ package faults
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,8 +110,16 @@ func TestDiskFull(t *testing.T) {
 	t.Parallel()
 	disk := tmpfs(t, 128<<20)
 	data := filepath.Join(disk, "edge")
-	mqttAddr := testkit.FreePort(t)
+	mqttAddr := testkit.StablePort(t)
 	const id = "gw-full"
+	// A reserve the disk cannot hold is a bad setting: exit 2, named.
+	_, edgeBin := testkit.Binaries(t)
+	out, err := exec.Command(edgeBin, "--id", id, "--data", data, "--http", testkit.StablePort(t),
+		"--disk-reserve", "1GiB", "--disk-telemetry-reserve", "2GiB").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), `"disk-reserve"`) {
+		t.Fatalf("a 1 GiB reserve on a 128 MiB disk: %v, %q; want exit 2 naming disk-reserve", err, out)
+	}
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: id, Role: "gateway", Data: data, Broker: "tcp://" + mqttAddr,
 		Args: []string{"--disk-reserve", "32MiB", "--disk-telemetry-reserve", "48MiB"}})
 	ledger := testkit.NewLedger()

@@ -51,5 +51,5 @@ func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 // embeddedHub starts a hub with its embedded broker on a fresh port.
 func embeddedHub(t *testing.T) *testkit.Hub {
 	t.Helper()
-	return testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: testkit.FreePort(t)})
+	return testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: testkit.StablePort(t)})
 }

@@ -104,7 +104,7 @@ func ioRound(t *testing.T, h *testkit.Hub, ledger *testkit.Ledger, fault lazyfs.
 		d.fs.SetFault(&fault)
 		var codes []string
 		firstFail := -1
-		for i := 10; i < 20; i++ {
+		for i := 10; i < 10+max(10, fault.N+3); i++ {
 			w, err := e.Write(ctx, ledger, kind, "I", int64(i))
 			switch {
 			case err != nil:

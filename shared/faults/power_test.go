@@ -79,7 +79,7 @@ func (d *disk) data() string { return filepath.Join(d.mnt, "edge") }
 func powerCuts(t *testing.T, cycles int, env []string) (testkit.Verdict, *disk, error) {
 	r := newRand(t)
 	d := newDisk(t)
-	mqttAddr := testkit.FreePort(t)
+	mqttAddr := testkit.StablePort(t)
 	ledger := testkit.NewLedger()
 	id := "kiosk-power"
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: id, Broker: "tcp://" + mqttAddr, Data: d.data(), Env: env})
@@ -197,7 +197,7 @@ func TestPowerCutNegativeControl(t *testing.T) {
 func TestNoAnswerBeforeFsync(t *testing.T) {
 	t.Parallel()
 	d := newDisk(t)
-	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-hold", Broker: "tcp://" + testkit.FreePort(t), Data: d.data()})
+	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-hold", Broker: "tcp://" + testkit.StablePort(t), Data: d.data()})
 	ledger := testkit.NewLedger()
 	if w, err := e.Write(context.Background(), ledger, testkit.WriteCheckin, "H", 0); err != nil || w.Code != 201 {
 		t.Fatalf("first write: %+v %v", w, err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,36 @@ import (
 	"testing"
 	"time"
 )
+
+// StablePort returns a loopback address free a moment ago whose port lies
+// below the kernel's ephemeral range. A server that is killed and restarted
+// on a FreePort port can find it taken meanwhile by some outgoing
+// connection's source port (or by a client that connected to itself while
+// nothing listened there); ports below the range are never handed out so.
+func StablePort(t testing.TB) string {
+	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				lo = n
+			}
+		}
+	}
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(lo-10000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
+}
 
 // Hub is a linli-hub process under test.
 type Hub struct {
@@ -42,7 +73,7 @@ type HubConfig struct {
 func StartHub(t testing.TB, c HubConfig) *Hub {
 	t.Helper()
 	hubBin, _ := Binaries(t)
-	httpAddr := FreePort(t)
+	httpAddr := StablePort(t)
 	args := []string{"--data", c.Data, "--http", httpAddr, "--log-level", "info"}
 	h := &Hub{URL: "http://" + httpAddr, Data: c.Data}
 	if c.Broker != "" {
@@ -116,7 +147,7 @@ type EdgeConfig struct {
 func StartEdge(t testing.TB, c EdgeConfig) *Edge {
 	t.Helper()
 	_, edgeBin := Binaries(t)
-	httpAddr := FreePort(t)
+	httpAddr := StablePort(t)
 	if c.Data == "" {
 		c.Data = filepath.Join(t.TempDir(), c.ID)
 	}
@@ -220,7 +251,7 @@ func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i
 		return w, err
 	}
 	if code/100 == 2 && ledger != nil {
-		ledger.Acked(e.ID, ans.Seq, marker)
+		ledger.ackChecked(e.ID, ans.Seq, marker)
 	}
 	return w, nil
 }
@@ -378,6 +409,9 @@ func Verify(t testing.TB, h *Hub, e *Edge, ledger *Ledger) Verdict {
 	if !v.OK() {
 		t.Fatalf("exactly-once violated: %s", v)
 	}
+	if r := ledger.Reused(e.ID); len(r) > 0 {
+		t.Fatalf("%d seqs were answered 2xx for two different events (the first write is lost): %s", len(r), strings.Join(r[:min(5, len(r))], "; "))
+	}
 	return v
 }
 
@@ -424,6 +458,43 @@ func DiskUsage(dir string) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+// reuses records, per ledger, seqs answered 2xx twice with different
+// events: the second answer silently replaces the first in the Ledger,
+// which would hide the first write's loss from Check.
+var reuses sync.Map // *Ledger → *reuseLog
+
+type reuseLog struct {
+	mu    sync.Mutex
+	lines map[string][]string // device → "seq: first, then second"
+}
+
+// ackChecked is Acked that notes a seq acked before for another event.
+func (l *Ledger) ackChecked(device string, seq uint64, marker string) {
+	l.mu.Lock()
+	prev, seen := l.acked[device][seq]
+	l.mu.Unlock()
+	if seen && prev != marker {
+		v, _ := reuses.LoadOrStore(l, &reuseLog{lines: map[string][]string{}})
+		r := v.(*reuseLog)
+		r.mu.Lock()
+		r.lines[device] = append(r.lines[device], fmt.Sprintf("seq %d: %s, then %s", seq, prev, marker))
+		r.mu.Unlock()
+	}
+	l.Acked(device, seq, marker)
+}
+
+// Reused lists seqs of device answered 2xx for two different events.
+func (l *Ledger) Reused(device string) []string {
+	v, ok := reuses.Load(l)
+	if !ok {
+		return nil
+	}
+	r := v.(*reuseLog)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines[device]...)
 }
 
 // MaxSeq is the highest seq acked for device (0 if none).

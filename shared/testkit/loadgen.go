@@ -19,7 +19,8 @@ var (
 	loadgenErr  error
 )
 
-// RunLoadgen makes n writes of kind ("checkin" or "reading") to e from
+// RunLoadgen makes n writes of kind ("checkin", "reading", "access" or
+// "mix" of access events and readings) to e from
 // workers goroutines of a separate, uninstrumented process (cmd loadgen),
 // records every 201 in ledger and returns how many there were. Tests built
 // with -race use it for bulk load: an instrumented HTTP client is several
@@ -59,7 +60,7 @@ func RunLoadgen(t testing.TB, e *Edge, ledger *Ledger, kind, prefix string, n in
 			t.Fatalf("loadgen printed %q", sc.Text())
 		}
 		ledger.Tried(e.ID)
-		ledger.Acked(e.ID, seq, marker)
+		ledger.ackChecked(e.ID, seq, marker)
 		ok++
 	}
 	if s := stderr.String(); s != "" {

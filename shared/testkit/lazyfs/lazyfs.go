@@ -12,9 +12,10 @@
 // kernel writes dirty pages back, and msync(MS_SYNC) reaches it as an fsync,
 // so Badger's mmapped WAL and value log run on it unchanged.
 //
-// Mounting needs root (mount(2) with /dev/fuse); the process serving the
-// layer must not itself use files under the mount point while it is being
-// cut.
+// Mounting needs root (mount(2) with /dev/fuse). The process serving the
+// layer must not memory-map files under the mount itself (a page fault it
+// must serve can deadlock with Go's stop-the-world); run such writers, like
+// the edge, in another process.
 package lazyfs
 
 import (

@@ -3,7 +3,9 @@ package lazyfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -90,34 +92,57 @@ func TestCrashKeepsOnlySyncedData(t *testing.T) {
 	}
 }
 
+// mmapChild is set in the child process of TestMmapWritesAndMsync.
+const mmapChild = "LAZYFS_TEST_MMAP_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(mmapChild); path != "" {
+		if err := mmapWrites(path); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// mmapWrites writes "first" through a shared mapping and msyncs it, then
+// writes "second" and does not. It runs in a child process: a page fault
+// on the layer, served by the faulting process itself, can deadlock with
+// Go's stop-the-world (the faulting thread is at no safe point).
+func mmapWrites(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(1 << 20); err != nil {
+		return err
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("shared writable mmap on the layer: %w", err)
+	}
+	copy(m[0:], "first")
+	if err := unix.Msync(m, unix.MS_SYNC); err != nil {
+		return err
+	}
+	copy(m[8192:], "second")
+	return syscall.Munmap(m)
+}
+
 // Badger writes its WAL through a shared mmap and syncs it with msync:
 // that must reach the layer as writes and an fsync.
 func TestMmapWritesAndMsync(t *testing.T) {
 	l, mnt := mount(t)
-	path := filepath.Join(mnt, "wal")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(1 << 20); err != nil {
-		t.Fatal(err)
-	}
-	m, err := syscall.Mmap(int(f.Fd()), 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		t.Fatalf("shared writable mmap on the layer: %v", err)
-	}
-	copy(m[0:], "first")
-	if err := msync(m); err != nil {
-		t.Fatal(err)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mmapChild+"="+filepath.Join(mnt, "wal"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 	if l.Stats().Fsyncs == 0 {
 		t.Fatal("msync did not reach the layer as an fsync")
 	}
-	copy(m[8192:], "second")
-	if err := syscall.Munmap(m); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	if _, err := l.Crash(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +154,6 @@ func TestMmapWritesAndMsync(t *testing.T) {
 		t.Fatalf("after the cut: %d bytes, %q at 0, %q at 8192; want 1 MiB, first, zeros", len(got), got[:5], got[8192:8198])
 	}
 }
-
-func msync(b []byte) error { return unix.Msync(b, unix.MS_SYNC) }
 
 func TestFaults(t *testing.T) {
 	for _, tc := range []struct {

@@ -22,7 +22,7 @@ import (
 
 func main() {
 	url := flag.String("url", "", "edge base URL")
-	kind := flag.String("kind", "checkin", "checkin or reading")
+	kind := flag.String("kind", "checkin", "checkin, reading, access or mix (access events and readings in turn)")
 	n := flag.Int64("n", 1000, "writes to make")
 	workers := flag.Int("workers", 16, "concurrent writers")
 	prefix := flag.String("prefix", "L", "marker prefix")
@@ -34,9 +34,9 @@ func main() {
 }
 
 func run(url, kind, prefix string, n int64, workers int) error {
-	path := map[string]string{"checkin": "/api/v1/checkins", "reading": "/api/v1/readings"}[kind]
-	if path == "" || url == "" {
-		return fmt.Errorf("want -url and -kind checkin or reading")
+	paths := map[string]string{"checkin": "/api/v1/checkins", "reading": "/api/v1/readings", "access": "/api/v1/access", "mix": ""}
+	if _, ok := paths[kind]; !ok || url == "" {
+		return fmt.Errorf("want -url and -kind checkin, reading, access or mix")
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: workers, MaxIdleConnsPerHost: workers}}
@@ -54,11 +54,20 @@ func run(url, kind, prefix string, n int64, workers int) error {
 					return
 				}
 				marker := prefix + strconv.FormatInt(i, 10)
-				var body any = map[string]string{"resident": marker, "activity": "A1"}
-				if kind == "reading" {
-					body = map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
+				k := kind
+				if k == "mix" {
+					k = []string{"access", "reading"}[i%2]
 				}
-				seq, err := post(context.Background(), client, url+path, body)
+				var body any
+				switch k {
+				case "checkin":
+					body = map[string]string{"resident": marker, "activity": "A1"}
+				case "reading":
+					body = map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
+				case "access":
+					body = map[string]string{"door": "B1-main", "credential": marker, "result": "granted"}
+				}
+				seq, err := post(context.Background(), client, url+paths[k], body)
 				if err != nil {
 					failed.Add(1)
 					continue
