@@ -293,16 +293,40 @@ func (l *Log) commitLoop() {
 			group, _ = l.take(group, min(writers, l.opts.MaxGroup), linger.C)
 			linger.Stop()
 		}
-		l.commit(group)
-		writers = len(group) + len(l.reqs)
+		// Writers active = those this commit answered plus those already
+		// waiting before it answered them; counting the queue after the
+		// answers would count a lone writer's next append as a second
+		// writer and make it wait for nobody.
+		writers = len(group) + l.commit(group)
 	}
+}
+
+// maxGroupBytes bounds the encoded events of one group commit, far under
+// Badger's largest transaction for the small profile (15 % of an 8 MiB
+// memtable): a group of long reports must not fail whole as too big.
+const maxGroupBytes = 256 << 10
+
+// builtSize is what a builder's body is counted as before it is built.
+const builtSize = 512
+
+func groupBytes(group []*appendReq) int {
+	n := 0
+	for _, r := range group {
+		if r.build != nil {
+			n += builtSize
+		} else {
+			n += len(r.body)
+		}
+	}
+	return n
 }
 
 // take adds waiting requests to group until it holds n. With wait nil it
 // takes only what is queued; otherwise it waits for more until wait fires.
 // It reports whether reqs is still open.
 func (l *Log) take(group []*appendReq, n int, wait <-chan time.Time) ([]*appendReq, bool) {
-	for len(group) < n {
+	size := groupBytes(group)
+	for len(group) < n && size < maxGroupBytes {
 		if wait == nil {
 			select {
 			case r, ok := <-l.reqs:
@@ -310,6 +334,7 @@ func (l *Log) take(group []*appendReq, n int, wait <-chan time.Time) ([]*appendR
 					return group, false
 				}
 				group = append(group, r)
+				size += groupBytes(group[len(group)-1:])
 				continue
 			default:
 				return group, true
@@ -321,6 +346,7 @@ func (l *Log) take(group []*appendReq, n int, wait <-chan time.Time) ([]*appendR
 				return group, false
 			}
 			group = append(group, r)
+			size += groupBytes(group[len(group)-1:])
 		case <-wait:
 			return group, true
 		}
@@ -328,11 +354,14 @@ func (l *Log) take(group []*appendReq, n int, wait <-chan time.Time) ([]*appendR
 	return group, true
 }
 
-func (l *Log) commit(group []*appendReq) {
+// commit writes group in one synced transaction and answers each append.
+// It returns how many appends were queued just before the answers went out.
+func (l *Log) commit(group []*appendReq) (queued int) {
 	l.mu.Lock()
 	next, guard := l.last+1, l.guard
 	l.mu.Unlock()
 
+	queued = len(l.reqs)
 	admitted := group[:0:0]
 	for _, r := range group {
 		if guard != nil {
@@ -345,21 +374,22 @@ func (l *Log) commit(group []*appendReq) {
 		admitted = append(admitted, r)
 	}
 	if len(admitted) == 0 {
-		return
+		return queued
 	}
 	if err := l.settle(); err != nil {
 		for _, r := range admitted {
 			r.err = err
 			close(r.done)
 		}
-		return
+		return queued
 	}
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
 	var err error
 	seq := next
 	built := admitted[:0:0]
-	for _, r := range admitted {
+	var unreached []*appendReq // admitted appends after a write error stopped the loop
+	for i, r := range admitted {
 		if r.build != nil {
 			if berr := l.runBuilder(txn, r); berr != nil {
 				r.err = berr
@@ -372,17 +402,18 @@ func (l *Log) commit(group []*appendReq) {
 		stored := r.ev
 		stored.Device = "" // implied by the store
 		var data []byte
-		if data, err = stored.Encode(); err != nil {
-			break
+		if data, err = stored.Encode(); err == nil {
+			err = txn.Set(kv.Key(prefixEvent, kv.U64(seq)), data)
 		}
-		if err = txn.Set(kv.Key(prefixEvent, kv.U64(seq)), data); err != nil {
+		if err != nil {
+			unreached = admitted[i+1:]
 			break
 		}
 		seq++
 	}
 	admitted = built
 	if len(admitted) == 0 {
-		return
+		return queued
 	}
 	last := seq - 1
 	if err == nil {
@@ -397,7 +428,9 @@ func (l *Log) commit(group []*appendReq) {
 	if err != nil {
 		err = fmt.Errorf("append event: %w", err)
 		l.log.Error("outbox commit failed", "events", len(admitted), "err", err)
-		for _, r := range admitted {
+		// Every append of the group gets the answer, also those the loop
+		// never reached: a waiter left without one would hang for good.
+		for _, r := range append(admitted, unreached...) {
 			r.ev, r.err = event.Event{}, err
 			close(r.done)
 		}
@@ -410,8 +443,9 @@ func (l *Log) commit(group []*appendReq) {
 		if serr := l.settle(); serr != nil {
 			l.log.Error("store left in doubt by a failed commit; writes are refused until it settles", "err", serr)
 		}
-		return
+		return queued
 	}
+	queued = len(l.reqs) // after the fsync: whoever waited through it
 	l.mu.Lock()
 	l.last = last
 	l.pending += uint64(len(admitted))
@@ -424,6 +458,7 @@ func (l *Log) commit(group []*appendReq) {
 	case l.notify <- struct{}{}:
 	default:
 	}
+	return queued
 }
 
 func (l *Log) isClosed() bool {

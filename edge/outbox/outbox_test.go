@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,5 +343,35 @@ func TestRewriteAnonymises(t *testing.T) {
 		if got != want || ev.Seq != uint64(i+1) {
 			t.Fatalf("event %d: resident %q seq %d, want %q", i, got, ev.Seq, want)
 		}
+	}
+}
+
+// Many long reports at once split into groups that fit one transaction;
+// none fails as too big.
+func TestLongReportsShareCommitsWithoutFailing(t *testing.T) {
+	l := open(t, t.TempDir(), nil)
+	defer l.Close()
+	desc := strings.Repeat("楼", 2000) // 6 KB of UTF-8
+	var wg sync.WaitGroup
+	errs := make(chan error, 1024)
+	for w := range 512 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2 {
+				_, err := l.Append(context.Background(), &event.Report{Category: "noise", Title: fmt.Sprintf("r%d-%d", w, i), Description: desc, Building: "B1"})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.LastSeq != 1024 {
+		t.Fatalf("stored %d of 1024 long reports", st.LastSeq)
 	}
 }
