@@ -280,18 +280,21 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			in.downAck(m, up.DownAck)
 			continue
 		}
-		evs, err := up.Batch.Open(m.device)
+		evs, encoded, err := up.Batch.OpenRaw(m.device)
 		if err != nil {
 			in.reject(m, err)
 			continue
 		}
 		d := decoded{site: m.site, device: m.device, batch: up.Batch, events: evs,
-			encoded: make([][]byte, len(evs)), invalid: make([]string, len(evs))}
+			encoded: encoded, invalid: make([]string, len(evs))}
 		for i := range evs {
 			if evs[i].Kind.IsHub() {
 				d.invalid[i] = "kind " + evs[i].Kind.String() + " is the hub's own; edges never send it"
 			} else if err := evs[i].Validate(); err != nil {
 				d.invalid[i] = err.Error()
+			}
+			if d.encoded[i] != nil {
+				continue // stored as it came: the edge's own stored form
 			}
 			stored := evs[i]
 			stored.Device = ""

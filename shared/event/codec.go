@@ -53,3 +53,55 @@ func Unmarshal(data []byte, v any) error {
 	}
 	return decMode.Unmarshal(data, v)
 }
+
+// UnmarshalArray decodes a CBOR array of events, returning each event's
+// own encoding alongside (sub-slices of data, not copies) for callers that
+// store events as they came.
+func UnmarshalArray(data []byte) ([]Event, [][]byte, error) {
+	if len(data) > MaxMessage {
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	n, rest, err := arrayHead(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > 1<<17 {
+		return nil, nil, fmt.Errorf("cbor array of %d items: too many", n)
+	}
+	evs := make([]Event, n)
+	raws := make([][]byte, n)
+	for i := range evs {
+		left, err := decMode.UnmarshalFirst(rest, &evs[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		raws[i] = rest[:len(rest)-len(left)]
+		rest = left
+	}
+	if len(rest) != 0 {
+		return nil, nil, errors.New("extra data after the events array")
+	}
+	return evs, raws, nil
+}
+
+// arrayHead reads the head of a definite-length CBOR array.
+func arrayHead(data []byte) (n uint64, rest []byte, err error) {
+	if len(data) == 0 || data[0]>>5 != 4 {
+		return 0, nil, errors.New("not a cbor array")
+	}
+	info := data[0] & 0x1f
+	switch {
+	case info < 24:
+		return uint64(info), data[1:], nil
+	case info >= 24 && info <= 27:
+		size := 1 << (info - 24)
+		if len(data) < 1+size {
+			return 0, nil, errors.New("truncated cbor array head")
+		}
+		for _, b := range data[1 : 1+size] {
+			n = n<<8 | uint64(b)
+		}
+		return n, data[1+size:], nil
+	}
+	return 0, nil, errors.New("indefinite or malformed cbor array head")
+}

@@ -177,46 +177,60 @@ func appendArrayHeader(b []byte, n int) []byte {
 // range is sane, every event lies inside it, seqs strictly increase and no
 // event names another device. Event bodies are not validated here.
 func (b *Batch) Open(device string) ([]event.Event, error) {
+	evs, _, err := b.OpenRaw(device)
+	return evs, err
+}
+
+// OpenRaw is Open that also returns each event's encoding as it came, with
+// its device left out as stores keep it (nil where it must be encoded
+// again: an uncompressed batch, or an event that named its device), so a
+// hub stores events without encoding them a second time.
+func (b *Batch) OpenRaw(device string) ([]event.Event, [][]byte, error) {
 	if b.From == 0 || b.To < b.From {
-		return nil, fmt.Errorf("%w: range [%d, %d]", ErrBadBatch, b.From, b.To)
+		return nil, nil, fmt.Errorf("%w: range [%d, %d]", ErrBadBatch, b.From, b.To)
 	}
 	events := b.Events
+	var raws [][]byte
 	switch b.Codec {
 	case CodecCBOR:
 	case CodecZstd:
 		if len(b.Events) != 0 {
-			return nil, fmt.Errorf("%w: both events and payload", ErrBadBatch)
+			return nil, nil, fmt.Errorf("%w: both events and payload", ErrBadBatch)
 		}
 		_, dec, err := zstdCodecs()
 		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
+			return nil, nil, fmt.Errorf("zstd: %w", err)
 		}
 		raw, err := dec.DecodeAll(b.Payload, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: decompress: %v", ErrBadBatch, err)
+			return nil, nil, fmt.Errorf("%w: decompress: %v", ErrBadBatch, err)
 		}
-		if err := event.Unmarshal(raw, &events); err != nil {
-			return nil, fmt.Errorf("%w: decode events: %v", ErrBadBatch, err)
+		if events, raws, err = event.UnmarshalArray(raw); err != nil {
+			return nil, nil, fmt.Errorf("%w: decode events: %v", ErrBadBatch, err)
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown codec %d", ErrBadBatch, b.Codec)
+		return nil, nil, fmt.Errorf("%w: unknown codec %d", ErrBadBatch, b.Codec)
 	}
+	encoded := make([][]byte, len(events))
 	var prev uint64
 	for i := range events {
 		e := &events[i]
 		if e.Device != "" && e.Device != device {
-			return nil, fmt.Errorf("%w: event of device %q in a batch of %q", ErrBadBatch, e.Device, device)
+			return nil, nil, fmt.Errorf("%w: event of device %q in a batch of %q", ErrBadBatch, e.Device, device)
+		}
+		if e.Device == "" && raws != nil {
+			encoded[i] = raws[i]
 		}
 		e.Device = device
 		if e.Seq < b.From || e.Seq > b.To || e.Seq <= prev {
-			return nil, fmt.Errorf("%w: seq %d out of order or outside [%d, %d]", ErrBadBatch, e.Seq, b.From, b.To)
+			return nil, nil, fmt.Errorf("%w: seq %d out of order or outside [%d, %d]", ErrBadBatch, e.Seq, b.From, b.To)
 		}
 		prev = e.Seq
 	}
 	if b.Priority && uint64(len(events)) != b.To-b.From+1 {
-		return nil, fmt.Errorf("%w: priority batch must carry every seq it covers", ErrBadBatch)
+		return nil, nil, fmt.Errorf("%w: priority batch must carry every seq it covers", ErrBadBatch)
 	}
-	return events, nil
+	return events, encoded, nil
 }
 
 // Encode marshals any wire message.

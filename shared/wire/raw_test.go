@@ -74,3 +74,65 @@ func TestNewBatchRawCountMismatch(t *testing.T) {
 		t.Fatal("3 announced, 2 encoded: want an error")
 	}
 }
+
+// OpenRaw hands back, for a compressed batch, each event's encoding as the
+// edge stored it, so the hub keeps exactly the signed bytes; an
+// uncompressed batch leaves them for the caller to encode.
+func TestOpenRawKeepsStoredEncodings(t *testing.T) {
+	for _, n := range []int{1, 24, 300} { // 1: too small to compress
+		for _, compress := range []bool{false, true} {
+			evs := sampleEvents(t, 1, n) // fresh: Open names the device in place
+			b, err := NewBatch(1, uint64(n), evs, compress, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, encoded, err := b.OpenRaw("kiosk-1")
+			if err != nil || len(got) != n || len(encoded) != n {
+				t.Fatalf("n=%d compress=%v: OpenRaw = %d events, %d encodings, %v", n, compress, len(got), len(encoded), err)
+			}
+			for i := range got {
+				if b.Codec != CodecZstd {
+					if encoded[i] != nil {
+						t.Fatalf("uncompressed batch returned an encoding for event %d", i)
+					}
+					continue
+				}
+				stored := got[i]
+				stored.Device = ""
+				want, err := stored.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(encoded[i], want) {
+					t.Fatalf("n=%d event %d: encoding %x, want %x", n, i, encoded[i], want)
+				}
+			}
+		}
+	}
+}
+
+func TestUnmarshalArrayRejects(t *testing.T) {
+	one, err := sampleEvents(t, 1, 1)[0].Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"not an array", one},
+		{"short array", append([]byte{0x82}, one...)},
+		{"trailing bytes", append(append([]byte{0x81}, one...), 0x00)},
+		{"truncated head", []byte{0x99, 0x01}},
+		{"indefinite", append(append([]byte{0x9f}, one...), 0xff)},
+		{"huge count", []byte{0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := event.UnmarshalArray(tt.data); err == nil {
+				t.Fatal("UnmarshalArray accepted it")
+			}
+		})
+	}
+}

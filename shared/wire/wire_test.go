@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -122,11 +123,18 @@ func FuzzDecodeUp(f *testing.F) {
 		if err != nil || up.Batch == nil {
 			return
 		}
-		evs, err := up.Batch.Open("k1")
+		evs, encoded, err := up.Batch.OpenRaw("k1")
 		if err != nil {
 			return
 		}
-		for _, e := range evs {
+		for i, e := range evs {
+			if encoded[i] != nil {
+				// What the hub stores must read back as the event it merged.
+				var back event.Event
+				if err := event.Unmarshal(encoded[i], &back); err != nil || back.Seq != e.Seq || back.Kind != e.Kind || !bytes.Equal(back.Body, e.Body) {
+					t.Fatalf("stored encoding %x reads back as %+v (%v), want %+v", encoded[i], back, err, e)
+				}
+			}
 			if e.Seq < up.Batch.From || e.Seq > up.Batch.To || e.Device != "k1" {
 				t.Fatalf("Open let through %+v for [%d,%d]", e, up.Batch.From, up.Batch.To)
 			}
