@@ -389,7 +389,14 @@ func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
 	d.Down, d.LastSeen = a.Cursor, m.at
 	in.dirty[d.ID] = true
 	in.mu.Unlock()
-	in.catchUp(m.site, m.device, a.Cursor, a.CatchUp)
+	// A plain report only moves the cursor. Under a steady stream the
+	// cursor always trails the head by the messages in flight, and sending
+	// everything after it again on every report sent the site's stream
+	// twice (and read it back from disk each time). An edge asks when it
+	// sees a gap or learns from an ack that it is behind.
+	if a.CatchUp {
+		in.catchUp(m.site, m.device, a.Cursor, true)
+	}
 }
 
 // catchUp sends a device what it misses of its site's downlink.
