@@ -84,6 +84,9 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 				return nil, fmt.Errorf("drop seq %d: %w", seq, err)
 			}
 		}
+		if err := txn.Set([]byte(keyHoles), kv.U64(1)); err != nil {
+			return nil, fmt.Errorf("mark holes: %w", err)
+		}
 		gap = &event.Gap{Dropped: uint64(len(dropped)), FirstSeq: dropped[0], LastSeq: dropped[len(dropped)-1], Reason: reason}
 		return gap, nil
 	})

@@ -25,6 +25,11 @@ const (
 	keyAcked    = "m/acked"  // the hub's high-water mark as last told
 	keyHLC      = "m/hlc"    // highest HLC issued, the clock's floor after restart
 	keyDevice   = "m/device" // the device the log belongs to
+	// keyHoles is 1 when seqs above the ack cursor may be missing (dropped
+	// telemetry, or a hub that lowered the cursor below deleted events),
+	// 0 when every seq in (acked, last] is stored: Open then knows the
+	// backlog's size without counting it (40 ms per 200,000 events).
+	keyHoles = "m/holes"
 )
 
 // Errors of the outbox.
@@ -185,7 +190,7 @@ func Open(opts Options) (*Log, error) {
 		return err
 	})
 	if err == nil {
-		l.pending, err = l.countRange(l.acked, l.last) // ghosts of failed commits above last do not wait
+		l.pending, err = l.openPending()
 	}
 	if err != nil {
 		if cerr := db.Close(); cerr != nil {
@@ -568,9 +573,23 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 	// there; while none was, an ack forward discounts exactly its span and
 	// the keys need no counting (a catch-up acks hundreds of times a second).
 	solid := seq > prev && l.pending == l.last-prev
+	caughtUp := seq == l.last
 	l.acked = seq
 	l.mu.Unlock()
 	if err := l.db.Update(func(txn *badger.Txn) error {
+		switch {
+		case seq < prev:
+			// Deleted acked events (retention, reclaim) may lie in (seq, prev].
+			if err := txn.Set([]byte(keyHoles), kv.U64(1)); err != nil {
+				return err
+			}
+		case caughtUp && !solid:
+			// Nothing is above the cursor, so no hole is either; appends
+			// from here on are dense again.
+			if err := txn.Set([]byte(keyHoles), kv.U64(0)); err != nil {
+				return err
+			}
+		}
 		return txn.Set([]byte(keyAcked), kv.U64(seq))
 	}); err != nil {
 		l.mu.Lock()
@@ -600,6 +619,46 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 }
 
 // countRange counts stored events with after < seq <= upto (keys only).
+// openPending sizes the backlog at Open. Seqs are assigned densely and a
+// failed commit's are reused, so (acked, last] holds every seq unless
+// keyHoles says some were deleted; only then are the keys counted. A store
+// written before keyHoles existed is counted once and gets the key.
+func (l *Log) openPending() (uint64, error) {
+	var holes uint64
+	known := true
+	err := l.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(keyHoles))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			known = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		holes, err = kv.GetU64(txn, []byte(keyHoles))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read holes flag: %w", err)
+	}
+	if known && holes == 0 {
+		return l.last - l.acked, nil
+	}
+	n, err := l.countRange(l.acked, l.last) // ghosts of failed commits above last do not wait
+	if err != nil || known {
+		return n, err
+	}
+	if n == l.last-l.acked {
+		holes = 0
+	} else {
+		holes = 1
+	}
+	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyHoles), kv.U64(holes)) }); err != nil {
+		return 0, fmt.Errorf("store holes flag: %w", err)
+	}
+	return n, nil
+}
+
 func (l *Log) countRange(after, upto uint64) (uint64, error) {
 	var n uint64
 	err := l.db.View(func(txn *badger.Txn) error {
