@@ -51,7 +51,13 @@ func BenchmarkNewBatch(b *testing.B) {
 
 // BenchmarkBatchOpen decodes an up message holding a compressed batch of
 // 500 events and opens it (the hub, per batch).
-func BenchmarkBatchOpen(b *testing.B) {
+func BenchmarkBatchOpen(b *testing.B) { benchOpen(b, false) }
+
+// BenchmarkBatchOpenRaw is the hub's path: the events and their stored
+// encodings.
+func BenchmarkBatchOpenRaw(b *testing.B) { benchOpen(b, true) }
+
+func benchOpen(b *testing.B, raw bool) {
 	bt, err := NewBatch(1, 500, benchBatch(b), true, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -66,7 +72,12 @@ func BenchmarkBatchOpen(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := up.Batch.Open("gw-1"); err != nil {
+		if raw {
+			_, _, err = up.Batch.OpenRaw("gw-1")
+		} else {
+			_, err = up.Batch.Open("gw-1")
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -177,7 +177,7 @@ func appendArrayHeader(b []byte, n int) []byte {
 // range is sane, every event lies inside it, seqs strictly increase and no
 // event names another device. Event bodies are not validated here.
 func (b *Batch) Open(device string) ([]event.Event, error) {
-	evs, _, err := b.OpenRaw(device)
+	evs, _, err := b.open(device, false)
 	return evs, err
 }
 
@@ -186,6 +186,10 @@ func (b *Batch) Open(device string) ([]event.Event, error) {
 // again: an uncompressed batch, or an event that named its device), so a
 // hub stores events without encoding them a second time.
 func (b *Batch) OpenRaw(device string) ([]event.Event, [][]byte, error) {
+	return b.open(device, true)
+}
+
+func (b *Batch) open(device string, withRaw bool) ([]event.Event, [][]byte, error) {
 	if b.From == 0 || b.To < b.From {
 		return nil, nil, fmt.Errorf("%w: range [%d, %d]", ErrBadBatch, b.From, b.To)
 	}
@@ -201,17 +205,25 @@ func (b *Batch) OpenRaw(device string) ([]event.Event, [][]byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("zstd: %w", err)
 		}
-		raw, err := dec.DecodeAll(b.Payload, nil)
+		data, err := dec.DecodeAll(b.Payload, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: decompress: %v", ErrBadBatch, err)
 		}
-		if events, raws, err = event.UnmarshalArray(raw); err != nil {
+		if withRaw {
+			events, raws, err = event.UnmarshalArray(data)
+		} else {
+			err = event.Unmarshal(data, &events)
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("%w: decode events: %v", ErrBadBatch, err)
 		}
 	default:
 		return nil, nil, fmt.Errorf("%w: unknown codec %d", ErrBadBatch, b.Codec)
 	}
-	encoded := make([][]byte, len(events))
+	var encoded [][]byte
+	if withRaw {
+		encoded = make([][]byte, len(events))
+	}
 	var prev uint64
 	for i := range events {
 		e := &events[i]
