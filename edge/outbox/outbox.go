@@ -54,6 +54,10 @@ type Options struct {
 	Linger time.Duration
 	Now    func() time.Time
 	Logger *slog.Logger
+	// TrimInterval is how often, while events are being written or acked,
+	// the pages of Badger's tables this process has mapped are given back
+	// (kv.TrimMapped; default 250ms, negative: never).
+	TrimInterval time.Duration
 	// UnsafeNoSync turns Badger's SyncWrites off. Test-only: the fault
 	// suite's negative control uses it to show that its power-cut check
 	// does catch a 2xx given before the data is on disk. Never set it in
@@ -76,6 +80,9 @@ func (o *Options) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.TrimInterval == 0 {
+		o.TrimInterval = 250 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -201,9 +208,10 @@ func Open(opts Options) (*Log, error) {
 	l.clock = hlc.NewClock(opts.Now, floor)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stop = cancel
-	l.wg.Add(3)
+	l.wg.Add(4)
 	go func() { defer l.wg.Done(); l.commitLoop() }()
 	go func() { defer l.wg.Done(); l.maintain(ctx) }()
+	go func() { defer l.wg.Done(); l.trimMapped(ctx) }()
 	go func() { defer l.wg.Done(); kv.RunGC(ctx, db, opts.GCInterval, l.log) }()
 	return l, nil
 }
@@ -754,6 +762,36 @@ func (l *Log) maintain(ctx context.Context) {
 			l.log.Warn("prune acked events", "err", err)
 		} else if n > 0 {
 			l.log.Debug("pruned acked events", "count", n)
+		}
+	}
+}
+
+// trimMapped gives back the mapped table pages a busy outbox has touched
+// (see kv.TrimMapped): a drain reads a backlog's tables once, and without
+// this every page it read stayed in RSS. Idle, it does nothing.
+func (l *Log) trimMapped(ctx context.Context) {
+	if l.opts.TrimInterval < 0 {
+		return
+	}
+	t := time.NewTicker(l.opts.TrimInterval)
+	defer t.Stop()
+	var seen [2]uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		now := [2]uint64{l.commits, l.acked}
+		l.mu.Unlock()
+		if now == seen {
+			continue
+		}
+		seen = now
+		if _, err := kv.TrimMapped(l.opts.Dir); err != nil {
+			l.log.Info("not trimming mapped tables", "err", err)
+			return
 		}
 	}
 }

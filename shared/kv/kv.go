@@ -20,6 +20,10 @@ import (
 // Profile sizes Badger's memory for the machine it runs on.
 type Profile string
 
+// ErrTrimUnsupported is returned by TrimMapped where the system cannot
+// page out mapped files.
+var ErrTrimUnsupported = errors.New("paging out mapped tables is not supported here")
+
 // Profiles. Small fits a Raspberry Pi-class gateway or kiosk (the edge's
 // 64 MiB target); Server is for the hub.
 const (

@@ -1,0 +1,115 @@
+package kv
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// mappedTableRSS sums the resident kB of this process's mappings of .sst
+// files under dir, from /proc/self/smaps.
+func mappedTableRSS(t *testing.T, dir string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, inTable := 0, false
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			inTable = len(f) >= 6 && strings.HasPrefix(f[5], dir) && strings.HasSuffix(f[5], ".sst")
+		case inTable && len(f) >= 2 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			total += n
+		}
+	}
+	return total
+}
+
+// Tables read through Badger's maps count in RSS until trimmed; after
+// TrimMapped they do not, and the store still reads every value.
+func TestTrimMappedGivesBackTablePages(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	db, err := Open(dir, Small, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100_000
+	val := bytes.Repeat([]byte("linli "), 20)
+	for i := 0; i < n; i += 1000 {
+		err := db.Update(func(txn *badger.Txn) error {
+			for j := i; j < i+1000; j++ {
+				if err := txn.Set(fmt.Appendf(nil, "k/%08d", j), fmt.Appendf(val[:len(val):len(val)], "%d", j)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil { // flushes the memtables into tables
+		t.Fatal(err)
+	}
+	if db, err = Open(dir, Small, log); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	readAll := func() {
+		t.Helper()
+		seen := 0
+		err := db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.DefaultIteratorOptions)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				want := fmt.Appendf(val[:len(val):len(val)], "%d", seen)
+				if err := it.Item().Value(func(v []byte) error {
+					if !bytes.Equal(v, want) {
+						return fmt.Errorf("key %s: value %q", it.Item().Key(), v)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				seen++
+			}
+			return nil
+		})
+		if err != nil || seen != n {
+			t.Fatalf("read %d of %d values: %v", seen, n, err)
+		}
+	}
+	readAll()
+	before := mappedTableRSS(t, dir)
+	if before < 1024 {
+		t.Fatalf("only %d kB of tables resident after reading %d values; the test measures nothing", before, n)
+	}
+	mapped, err := TrimMapped(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := mappedTableRSS(t, dir)
+	if mapped == 0 || after > before/4 {
+		t.Fatalf("tables resident %d kB before, %d kB after trimming %d bytes of mappings", before, after, mapped)
+	}
+	t.Logf("tables resident: %d kB before, %d kB after trimming", before, after)
+	readAll() // the pages come back from the file
+}
+
+func TestTrimMappedNoTables(t *testing.T) {
+	if n, err := TrimMapped(t.TempDir()); err != nil || n != 0 {
+		t.Fatalf("TrimMapped of a dir with no tables = %d, %v; want 0, nil", n, err)
+	}
+}
