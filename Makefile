@@ -58,7 +58,8 @@ screenshots: deps
 # The benchmark harness (edge/bench): real binaries on loopback, each
 # figure against a baseline measured in the same run; prints the table and
 # writes edge/bench/results.md. Not part of `make test`. bench-long: the
-# 1,000,000-event backlog and longer steady loads.
+# 1,000,000-event backlog and longer steady loads, written to
+# edge/bench/results-long.md.
 .PHONY: bench-long
 bench: deps build
 	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
@@ -66,7 +67,7 @@ bench: deps build
 
 bench-long: deps build
 	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
-	$(BIN)/linli-bench --bin $(BIN) --long $(BENCHFLAGS)
+	$(BIN)/linli-bench --bin $(BIN) --long --out edge/bench/results-long.md $(BENCHFLAGS)
 
 # The fault suite in its long form (`make test` runs the short form): the
 # edge SIGKILLed 300 times, 120 power cuts through a FUSE layer, the Nth

@@ -120,7 +120,7 @@ func catchUp(ctx context.Context, e *runEnv) error {
 		ratioA := func(r *drainResult) float64 { return r.rate / r.limit.rate }
 		ratioB := func(r *drainResult) float64 { return r.rate / r.naive.rate }
 		slices.SortFunc(runs, func(x, y *drainResult) int { return cmp.Compare(ratioA(x), ratioA(y)) })
-		r := runs[len(runs)/2]
+		r := runs[(len(runs)-1)/2] // of an even count, the lower middle: never the flattering one
 		spread := func(f func(*drainResult) float64, format func(float64) string) string {
 			lo, hi := f(runs[0]), f(runs[0])
 			for _, x := range runs {
