@@ -446,6 +446,10 @@ function openReport(id) {
 async function loadReport(id) {
   const r = await api('GET', `/api/v1/reports/${encodeURIComponent(id)}`);
   const p = $('#report-detail');
+  // A live update redraws the panel: what the operator has chosen or typed
+  // for this report stays (it was lost, and a note typed meanwhile with it).
+  const kept = p.dataset.report === r.id ? ['#rd-status', '#rd-assignee', '#rd-note', '#rd-merge-into']
+    .map(sel => [sel, $(sel) && $(sel).value]).filter(([, v]) => v) : [];
   p.hidden = false;
   p.dataset.report = r.id;
   p.dataset.status = r.status;
@@ -473,6 +477,10 @@ async function loadReport(id) {
       el('label', {}, t('rd.merge_into'), el('input', { id: 'rd-merge-into', size: 14 })),
       el('button', { id: 'rd-merge', type: 'submit' }, t('rd.merge_do'))),
     el('h3', {}, t('rd.history')), hist].filter(Boolean));
+  for (const [sel, v] of kept) {
+    const f = $(sel);
+    if (f && (f.tagName !== 'SELECT' || [...f.options].some(o => o.value === v))) f.value = v;
+  }
 }
 async function patchReport(id) {
   const body = { status: $('#rd-status').value, assignee: $('#rd-assignee').value.trim(), note: $('#rd-note').value.trim() };
@@ -480,6 +488,7 @@ async function patchReport(id) {
   if (old && body.assignee === (old.assignee || '')) delete body.assignee;
   Object.keys(body).forEach(k => { if (!body[k]) delete body[k]; });
   await write(() => api('PATCH', `/api/v1/reports/${encodeURIComponent(id)}`, body), t('rd.saved'));
+  $('#rd-form')?.reset(); // applied: the redraw starts from the new state
   await loadReports();
 }
 async function mergeReport(id) {
