@@ -591,7 +591,7 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 			if err := txn.Set([]byte(keyHoles), kv.U64(1)); err != nil {
 				return err
 			}
-		case caughtUp && !solid:
+		case caughtUp:
 			// Nothing is above the cursor, so no hole is either; appends
 			// from here on are dense again.
 			if err := txn.Set([]byte(keyHoles), kv.U64(0)); err != nil {
@@ -626,7 +626,6 @@ func (l *Log) Ack(seq uint64, fromHello bool) error {
 	return nil
 }
 
-// countRange counts stored events with after < seq <= upto (keys only).
 // openPending sizes the backlog at Open. Seqs are assigned densely and a
 // failed commit's are reused, so (acked, last] holds every seq unless
 // keyHoles says some were deleted; only then are the keys counted. A store
@@ -667,6 +666,7 @@ func (l *Log) openPending() (uint64, error) {
 	return n, nil
 }
 
+// countRange counts stored events with after < seq <= upto (keys only).
 func (l *Log) countRange(after, upto uint64) (uint64, error) {
 	var n uint64
 	err := l.db.View(func(txn *badger.Txn) error {
