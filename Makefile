@@ -41,8 +41,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# -count=1: the process tests (shared/e2e, shared/faults) build and run the
+# binaries themselves, which Go's test cache cannot see, so a cached pass
+# could hide a change to the edge or the hub.
 test: deps vet
-	$(GO) test -race -timeout 9m ./...
+	$(GO) test -race -count=1 -timeout 9m ./...
 	@./.ci/fuzz 2s
 
 # A PNG of each main kiosk screen (portrait and landscape) into
