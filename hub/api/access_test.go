@@ -7,49 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"linli/shared/accesslist"
-	"linli/shared/event"
-	"linli/shared/hlc"
 	"linli/shared/merge"
+	"linli/shared/testkit"
 )
-
-// fakeState records decisions straight into a merge state, as the hub's
-// state does without the store and the downlink.
-type fakeState struct {
-	mu  sync.Mutex
-	m   *merge.State
-	seq uint64
-}
-
-func (f *fakeState) Read(fn func(m *merge.State)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f.m)
-}
-
-func (f *fakeState) Record(bodies ...event.Body) ([]event.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []event.Event
-	for _, b := range bodies {
-		if err := b.Validate(); err != nil {
-			return nil, err
-		}
-		f.seq++
-		ev, err := event.NewEvent("hub", f.seq, hlc.New(1_750_000_000_000+int64(f.seq), 0), b)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := f.m.Apply(merge.Fact{Event: ev}); err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
 
 // roles maps bearer tokens to principals.
 type roles map[string]Principal
@@ -59,7 +22,7 @@ func (r roles) Authenticate(req *http.Request) (Principal, error) {
 }
 
 func TestAccessListRoutes(t *testing.T) {
-	st := &fakeState{m: merge.New()}
+	st := testkit.NewMemState()
 	srv := httptest.NewServer((&API{State: st, Auth: roles{"admin": {Name: "admin", Admin: true}, "op": {Name: "op1"}}}).Handler())
 	defer srv.Close()
 	do := func(method, path, token, body string) (int, string) {

@@ -18,6 +18,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
+	"linli/shared/testkit"
 	"linli/shared/wire"
 )
 
@@ -53,7 +54,7 @@ func (f *fakeDelivery) set(key string, seq uint64) {
 
 type dash struct {
 	srv      *httptest.Server
-	state    *fakeState
+	state    *testkit.MemState
 	stream   *Stream
 	delivery *fakeDelivery
 }
@@ -65,9 +66,7 @@ func (d *dash) edgeFact(t *testing.T, device string, seq uint64, ms int64, body 
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.state.mu.Lock()
-	defer d.state.mu.Unlock()
-	if _, err := d.state.m.Apply(merge.Fact{Site: "s1", Event: ev}); err != nil {
+	if err := d.state.Apply("s1", ev); err != nil {
 		t.Fatal(err)
 	}
 	return ev
@@ -75,7 +74,7 @@ func (d *dash) edgeFact(t *testing.T, device string, seq uint64, ms int64, body 
 
 func newDash(t *testing.T) *dash {
 	t.Helper()
-	st := &fakeState{m: merge.New()}
+	st := testkit.NewMemState()
 	stream := NewStream()
 	del := &fakeDelivery{seqs: map[string]uint64{}}
 	a := &API{State: StreamingState{State: st, Stream: stream}, Stream: stream, Telemetry: NewTelemetry(),

@@ -19,53 +19,21 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/merge"
+	"linli/shared/testkit"
 )
 
 const adminToken = "0123456789abcdef0123456789abcdef0123456789abcdef"
 
-// fakeState is the merged state without store or downlink.
-type fakeState struct {
-	mu  sync.Mutex
-	m   *merge.State
-	seq uint64
-}
-
-func (f *fakeState) Read(fn func(m *merge.State)) { f.mu.Lock(); defer f.mu.Unlock(); fn(f.m) }
-
-func (f *fakeState) Record(bodies ...event.Body) ([]event.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []event.Event
-	for _, b := range bodies {
-		if err := b.Validate(); err != nil {
-			return nil, err
-		}
-		f.seq++
-		ev, err := event.NewEvent("hub", f.seq, hlc.New(1_750_000_000_000+int64(f.seq), 0), b)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := f.m.Apply(merge.Fact{Event: ev}); err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
-}
-
-// file adds a report filed at a kiosk of site and returns its id.
-func (f *fakeState) file(t *testing.T, device, site, building string) string {
+// file adds a report filed at a kiosk of site as the kiosk's seq-th event
+// and returns its id.
+func file(t *testing.T, st *testkit.MemState, seq uint64, device, site, building string) string {
 	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.seq++
-	ev, err := event.NewEvent(device, f.seq, hlc.New(1_740_000_000_000+int64(f.seq), 0),
+	ev, err := event.NewEvent(device, seq, hlc.New(1_740_000_000_000+int64(seq), 0),
 		&event.Report{Category: "facilities", Title: "路灯坏了", Building: building, Resident: "R1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.m.Apply(merge.Fact{Site: site, Event: ev}); err != nil {
+	if err := st.Apply(site, ev); err != nil {
 		t.Fatal(err)
 	}
 	return ev.ID()
@@ -82,7 +50,7 @@ func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 type fixture struct {
 	svc   *Service
 	srv   *httptest.Server
-	state *fakeState
+	state *testkit.MemState
 	clock *clock
 	r1    string // a report of site s1
 	r2    string // a report of site s2
@@ -104,10 +72,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &fakeState{m: merge.New()}
+	st := testkit.NewMemState()
 	f := &fixture{svc: svc, state: st, clock: c}
-	f.r1 = st.file(t, "k1", "s1", "B1")
-	f.r2 = st.file(t, "k2", "s2", "B9")
+	f.r1 = file(t, st, 1, "k1", "s1", "B1")
+	f.r2 = file(t, st, 2, "k2", "s2", "B9")
 	a := &api.API{Auth: svc, State: st, Devices: noDevices{}, Extra: svc.Mount}
 	f.srv = httptest.NewServer(svc.Audit(a.Handler()))
 	t.Cleanup(f.srv.Close)
