@@ -267,6 +267,12 @@ func (l *Log) deleteUpTo(upto uint64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("scan acked events: %w", err)
 	}
+	return l.deleteKeys(keys, "reclaim acked events")
+}
+
+// deleteKeys deletes keys in one write batch and returns how many; what
+// names the operation in its errors.
+func (l *Log) deleteKeys(keys [][]byte, what string) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
@@ -274,11 +280,11 @@ func (l *Log) deleteUpTo(upto uint64) (int, error) {
 	defer wb.Cancel()
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("reclaim acked events: %w", err)
+			return 0, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		return 0, fmt.Errorf("reclaim acked events: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	return len(keys), nil
 }

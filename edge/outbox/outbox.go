@@ -728,20 +728,7 @@ func (l *Log) Prune() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("scan for pruning: %w", err)
 	}
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	wb := l.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("prune: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return 0, fmt.Errorf("prune: %w", err)
-	}
-	return len(keys), nil
+	return l.deleteKeys(keys, "prune")
 }
 
 func (l *Log) maintain(ctx context.Context) {
