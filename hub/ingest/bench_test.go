@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,45 +17,6 @@ import (
 	"linli/shared/kv"
 	"linli/shared/wire"
 )
-
-// loopback is an in-process transport: the benchmark calls the ingest's
-// handler as the broker would, and acks come back on a channel.
-type loopback struct {
-	mu       sync.Mutex
-	handlers []func(topic string, payload []byte)
-	acks     chan wire.Ack
-}
-
-func (l *loopback) Subscribe(_ string, h func(string, []byte)) error {
-	l.mu.Lock()
-	l.handlers = append(l.handlers, h)
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *loopback) Publish(topic string, payload []byte, _ bool) error {
-	if _, _, leaf, err := wire.ParseTopic(topic); err != nil || leaf != wire.LeafAck {
-		return nil // downlink changes: nobody listens here
-	}
-	a, err := wire.DecodeAck(payload)
-	if err != nil {
-		return err
-	}
-	select {
-	case l.acks <- a:
-	default: // the benchmark only waits for the last
-	}
-	return nil
-}
-
-func (l *loopback) deliver(topic string, payload []byte) {
-	l.mu.Lock()
-	hs := l.handlers
-	l.mu.Unlock()
-	for _, h := range hs {
-		h(topic, payload)
-	}
-}
 
 // benchBatches encodes n events of a gateway's and kiosk's mix (door
 // decisions, readings, check-ins, reports and votes) as compressed up
@@ -124,7 +84,7 @@ func benchIngest(b *testing.B, merged bool) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	tr := &loopback{acks: make(chan wire.Ack, 1)}
+	tr := newTransport(false, make(chan wire.Ack, 1))
 	clock := hlc.NewClock(nil, 0)
 	opts := ingest.Options{Store: st, Transport: tr, Clock: clock, AllowUnsigned: true, Logger: log}
 	if merged {
@@ -152,15 +112,7 @@ func benchIngest(b *testing.B, merged bool) {
 			b.Error(err)
 		}
 	}()
-	for {
-		tr.mu.Lock()
-		n := len(tr.handlers)
-		tr.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	tr.subscribed(b)
 	const device = "gw-1"
 	msgs := benchBatches(b, device, b.N, 500)
 	topic := wire.Topic("s1", device, wire.LeafUp)

@@ -3,10 +3,7 @@ package ingest_test
 import (
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"linli/hub/downlink"
 	"linli/hub/ingest"
@@ -17,58 +14,6 @@ import (
 	"linli/shared/kv"
 	"linli/shared/wire"
 )
-
-// recorder is an in-process transport that keeps what the hub publishes,
-// by topic.
-type recorder struct {
-	mu        sync.Mutex
-	handlers  map[string]func(topic string, payload []byte) // by filter's leaf
-	published map[string][][]byte
-}
-
-func (r *recorder) Subscribe(filter string, h func(string, []byte)) error {
-	r.mu.Lock()
-	r.handlers[filter[strings.LastIndexByte(filter, '/')+1:]] = h
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recorder) Publish(topic string, payload []byte, _ bool) error {
-	r.mu.Lock()
-	r.published[topic] = append(r.published[topic], payload)
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recorder) count(topic string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.published[topic])
-}
-
-func (r *recorder) deliver(t *testing.T, topic string, up wire.Up) {
-	t.Helper()
-	payload, err := wire.Encode(up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	h := r.handlers[topic[strings.LastIndexByte(topic, '/')+1:]]
-	r.mu.Unlock()
-	h(topic, payload)
-}
-
-// waitFor polls until cond holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // An edge's plain downlink cursor report only moves its cursor: the
 // changes after it are already on their way on the site topic, and sending
@@ -81,7 +26,7 @@ func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	tr := &recorder{handlers: map[string]func(string, []byte){}, published: map[string][][]byte{}}
+	tr := newTransport(true, nil)
 	clock := hlc.NewClock(nil, 0)
 	down, err := downlink.Open(st.DB(), tr, clock, nil, log)
 	if err != nil {
@@ -106,16 +51,12 @@ func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, "the ingest to subscribe", func() bool {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		return len(tr.handlers) > 0
-	})
+	tr.subscribed(t)
 
 	const site, device = "s1", "k1"
 	up, ack := wire.Topic(site, device, wire.LeafUp), wire.Topic(site, device, wire.LeafAck)
 	own, all := wire.Topic(site, device, wire.LeafDown), wire.SiteDown(site)
-	tr.deliver(t, up, wire.Up{Hello: &wire.Hello{Role: "kiosk", Clock: clock.Now()}})
+	tr.deliverUp(t, up, wire.Up{Hello: &wire.Hello{Role: "kiosk", Clock: clock.Now()}})
 	waitFor(t, "the hello's ack", func() bool { return tr.count(ack) == 1 })
 
 	ev, err := event.NewEvent("", 1, clock.Now(), &event.Report{Category: "facilities", Title: "楼道灯不亮", Building: "B1", Unit: "1-502"})
@@ -126,14 +67,14 @@ func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.deliver(t, up, wire.Up{Batch: b})
+	tr.deliverUp(t, up, wire.Up{Batch: b})
 	waitFor(t, "the report's change on the site topic", func() bool { return tr.count(all) > 0 })
 	if down.Head(site) == 0 {
 		t.Fatal("a report left the downlink log empty")
 	}
 
-	tr.deliver(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0}})
-	tr.deliver(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0, CatchUp: true}})
+	tr.deliverUp(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0}})
+	tr.deliverUp(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0, CatchUp: true}})
 	waitFor(t, "the asked-for catch-up", func() bool { return tr.count(own) > 0 })
 	// With one decoder the plain report was handled before the asked one:
 	// exactly one catch-up went out.
