@@ -123,24 +123,16 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 
 // getCheckins lists ?resident='s last check-in or -out per activity here.
 func (a *API) getCheckins(w http.ResponseWriter, r *http.Request) error {
-	resident, err := a.residentParam(r)
-	if err != nil {
-		return err
-	}
-	idx, err := a.residents()
-	if err != nil {
-		return err
-	}
-	v, err := idx.Checkins(resident)
-	if err != nil {
-		return err
-	}
-	httpx.WriteJSON(w, http.StatusOK, nonNil(v))
-	return nil
+	return listMine(a, w, r, Residents.Checkins)
 }
 
 // getRatings lists ?resident='s latest rating per target here.
 func (a *API) getRatings(w http.ResponseWriter, r *http.Request) error {
+	return listMine(a, w, r, Residents.Ratings)
+}
+
+// listMine answers with what list gives for ?resident= from the index.
+func listMine[T any](a *API, w http.ResponseWriter, r *http.Request, list func(Residents, string) ([]T, error)) error {
 	resident, err := a.residentParam(r)
 	if err != nil {
 		return err
@@ -149,7 +141,7 @@ func (a *API) getRatings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := idx.Ratings(resident)
+	v, err := list(idx, resident)
 	if err != nil {
 		return err
 	}
