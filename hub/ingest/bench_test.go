@@ -1,20 +1,13 @@
 package ingest_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"syscall"
 	"testing"
 	"time"
 
-	"linli/hub/downlink"
-	"linli/hub/ingest"
-	"linli/hub/state"
-	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/kv"
 	"linli/shared/wire"
 )
 
@@ -78,41 +71,8 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, merged bool) {
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(b.TempDir(), kv.Server, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
 	tr := newTransport(false, make(chan wire.Ack, 1))
-	clock := hlc.NewClock(nil, 0)
-	opts := ingest.Options{Store: st, Transport: tr, Clock: clock, AllowUnsigned: true, Logger: log}
-	if merged {
-		down, err := downlink.Open(st.DB(), tr, clock, nil, log)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := state.Open(state.Options{Store: st, Downlink: down, Clock: clock, HubID: "hub",
-			Kiosks: func(string) []string { return nil }, Logger: log})
-		if err != nil {
-			b.Fatal(err)
-		}
-		opts.Applier, opts.Downlink = s, down
-	}
-	in, err := ingest.New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	tr.subscribed(b)
+	runIngest(b, tr, merged, 0)
 	const device = "gw-1"
 	msgs := benchBatches(b, device, b.N, 500)
 	topic := wire.Topic("s1", device, wire.LeafUp)

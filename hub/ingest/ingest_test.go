@@ -1,17 +1,9 @@
 package ingest_test
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 
-	"linli/hub/downlink"
-	"linli/hub/ingest"
-	"linli/hub/state"
-	"linli/hub/store"
 	"linli/shared/event"
-	"linli/shared/hlc"
-	"linli/shared/kv"
 	"linli/shared/wire"
 )
 
@@ -20,38 +12,9 @@ import (
 // them again on the device's own topic doubled the stream under load. A
 // report that asks for a catch-up (the edge saw a gap) gets one.
 func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(t.TempDir(), kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	tr := newTransport(true, nil)
-	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), tr, clock, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := state.Open(state.Options{Store: st, Downlink: down, Clock: clock, HubID: "hub",
-		Kiosks: func(string) []string { return nil }, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := ingest.New(ingest.Options{Store: st, Transport: tr, Clock: clock, AllowUnsigned: true, Logger: log,
-		Applier: s, Downlink: down, Decoders: 1}) // one decoder: messages handled in the order sent
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	tr.subscribed(t)
+	h := runIngest(t, tr, true, 1) // one decoder: messages handled in the order sent
+	clock, down := h.clock, h.down
 
 	const site, device = "s1", "k1"
 	up, ack := wire.Topic(site, device, wire.LeafUp), wire.Topic(site, device, wire.LeafAck)

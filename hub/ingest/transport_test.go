@@ -1,11 +1,19 @@
 package ingest_test
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"linli/hub/downlink"
+	"linli/hub/ingest"
+	"linli/hub/state"
+	"linli/hub/store"
+	"linli/shared/hlc"
+	"linli/shared/kv"
 	"linli/shared/wire"
 )
 
@@ -102,4 +110,51 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// hub is an ingest running over tr on a real Badger in a temp dir.
+type hub struct {
+	clock *hlc.Clock
+	down  *downlink.Log // nil without the merged state
+}
+
+// runIngest starts an ingest over tr, with the merged state and its
+// downlink when merged is set, and with decoders decode workers (0: the
+// default); it is stopped, and its error checked, when t ends.
+func runIngest(t testing.TB, tr *transport, merged bool, decoders int) hub {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(t.TempDir(), kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := hub{clock: hlc.NewClock(nil, 0)}
+	opts := ingest.Options{Store: st, Transport: tr, Clock: h.clock, AllowUnsigned: true, Logger: log, Decoders: decoders}
+	if merged {
+		if h.down, err = downlink.Open(st.DB(), tr, h.clock, nil, log); err != nil {
+			t.Fatal(err)
+		}
+		s, err := state.Open(state.Options{Store: st, Downlink: h.down, Clock: h.clock, HubID: "hub",
+			Kiosks: func(string) []string { return nil }, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Applier, opts.Downlink = s, h.down
+	}
+	in, err := ingest.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	tr.subscribed(t)
+	return h
 }
