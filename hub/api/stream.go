@@ -228,7 +228,7 @@ func (s StreamingState) Record(bodies ...event.Body) ([]event.Event, error) {
 	s.State.Read(func(m *merge.State) {
 		for i, b := range bodies {
 			if i < len(evs) {
-				site := decisionSite(m, b)
+				site := m.DecisionSite(b)
 				bySite[site] = append(bySite[site], evs[i])
 			}
 		}
@@ -237,31 +237,4 @@ func (s StreamingState) Record(bodies ...event.Body) ([]event.Event, error) {
 		s.Stream.Publish(site, es)
 	}
 	return evs, nil
-}
-
-// decisionSite is the site an operator decision concerns.
-func decisionSite(m *merge.State, b event.Body) string {
-	switch b := b.(type) {
-	case *event.ActivitySet:
-		return b.Site
-	case *event.NoticeSet:
-		return b.Site
-	case *event.AlarmAck:
-		return b.Site
-	case *event.AlarmClear:
-		return b.Site
-	case *event.AccessListSet:
-		return b.Site
-	case *event.ReportFile:
-		return b.Site
-	case *event.ReportPatch:
-		if r, err := m.Report(b.Report); err == nil {
-			return r.Site
-		}
-	case *event.ReportMerge:
-		if r, err := m.Report(b.Report); err == nil {
-			return r.Site
-		}
-	}
-	return ""
 }

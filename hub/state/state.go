@@ -424,41 +424,7 @@ func (s *State) record(bodies []event.Body) ([]event.Event, error) {
 func (s *State) siteOf(b event.Body) string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	activitySite := func(id string) string {
-		if a, err := s.merged.Activity(id); err == nil {
-			return a.Site
-		}
-		return ""
-	}
-	switch b := b.(type) {
-	case *event.ActivitySet:
-		return b.Site
-	case *event.NoticeSet:
-		return b.Site
-	case *event.AlarmAck:
-		return b.Site
-	case *event.AlarmClear:
-		return b.Site
-	case *event.AccessListSet:
-		return b.Site
-	case *event.Grant:
-		return activitySite(b.Activity)
-	case *event.Recall:
-		return activitySite(b.Activity)
-	case *event.Promote:
-		return activitySite(b.Activity)
-	case *event.ReportPatch:
-		if r, err := s.merged.Report(b.Report); err == nil {
-			return r.Site
-		}
-	case *event.ReportMerge:
-		if r, err := s.merged.Report(b.Report); err == nil {
-			return r.Site
-		}
-	case *event.ReportFile:
-		return b.Site
-	}
-	return ""
+	return s.merged.DecisionSite(b)
 }
 
 // Record stores operator decisions (activities, notices, report patches,

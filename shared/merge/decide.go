@@ -97,3 +97,46 @@ func (p Policy) decideActivity(a *activity, kiosks []string, out []event.Body) [
 	}
 	return out
 }
+
+// DecisionSite is the site a hub decision concerns: named in it, or that
+// of the activity or report it acts on ("" when that is not known here).
+// The hub keys a decision's fact by it and streams it to that site.
+func (s *State) DecisionSite(b event.Body) string {
+	activitySite := func(id string) string {
+		if a, err := s.Activity(id); err == nil {
+			return a.Site
+		}
+		return ""
+	}
+	reportSite := func(id string) string {
+		if r, err := s.Report(id); err == nil {
+			return r.Site
+		}
+		return ""
+	}
+	switch b := b.(type) {
+	case *event.ActivitySet:
+		return b.Site
+	case *event.NoticeSet:
+		return b.Site
+	case *event.AlarmAck:
+		return b.Site
+	case *event.AlarmClear:
+		return b.Site
+	case *event.AccessListSet:
+		return b.Site
+	case *event.ReportFile:
+		return b.Site
+	case *event.Grant:
+		return activitySite(b.Activity)
+	case *event.Recall:
+		return activitySite(b.Activity)
+	case *event.Promote:
+		return activitySite(b.Activity)
+	case *event.ReportPatch:
+		return reportSite(b.Report)
+	case *event.ReportMerge:
+		return reportSite(b.Report)
+	}
+	return ""
+}

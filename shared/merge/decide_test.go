@@ -292,3 +292,28 @@ func TestLedger(t *testing.T) {
 		t.Fatalf("rebuilt ledger %+v", l4)
 	}
 }
+
+// A decision's site is named in it or is that of what it acts on.
+func TestDecisionSite(t *testing.T) {
+	rep := fact(t, "k1", 1, 0, &event.Report{Category: "facilities", Title: "灯坏了", Building: "B1"})
+	s := build(t, fact(t, "hub", 1, 0, &event.ActivitySet{ID: "A1", Title: "t", Type: "activity", Site: site, Capacity: 3}), rep)
+	tests := []struct {
+		name string
+		body event.Body
+		want string
+	}{
+		{"names its site", &event.NoticeSet{ID: "N1", Site: "s9"}, "s9"},
+		{"grant of a known activity", &event.Grant{Activity: "A1", Kiosk: "k1", Seats: 1}, site},
+		{"promote in an unknown activity", &event.Promote{Activity: "A9", Resident: "R1"}, ""},
+		{"patch of a known report", &event.ReportPatch{Report: rep.Event.ID(), Status: "accepted"}, site},
+		{"patch of an unknown report", &event.ReportPatch{Report: "k9.1"}, ""},
+		{"an edge's event", &event.Checkin{Resident: "R1", Activity: "A1"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.DecisionSite(tt.body); got != tt.want {
+				t.Fatalf("DecisionSite = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
