@@ -153,19 +153,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	ob.SetGuard(guard)
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		if cerr := ob.Close(); cerr != nil {
-			log.Error("close outbox", "err", cerr)
-		}
+		closeAfterFailedStart(log, ob)
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
 	rep, err := replica.Open(ob.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
 	if err != nil {
-		if cerr := ob.Close(); cerr != nil {
-			log.Error("close outbox", "err", cerr)
-		}
-		if cerr := ln.Close(); cerr != nil {
-			log.Error("close listener", "err", cerr)
-		}
+		closeAfterFailedStart(log, ob, ln)
 		return nil, err
 	}
 	ident := new(atomic.Pointer[enroll.Identity])
@@ -211,11 +204,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			ui, err = kiosk.NewUI()
 		}
 		if err != nil {
-			for _, c := range []io.Closer{ob, ln} {
-				if cerr := c.Close(); cerr != nil {
-					log.Error("close after failed start", "err", cerr)
-				}
-			}
+			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
 		api.UI, api.Residents = ui, idx
@@ -226,12 +215,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
 			Log: ob, Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
 		if err != nil {
-			if cerr := ob.Close(); cerr != nil {
-				log.Error("close outbox", "err", cerr)
-			}
-			if cerr := ln.Close(); cerr != nil {
-				log.Error("close listener", "err", cerr)
-			}
+			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
 	}
@@ -290,6 +274,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}()
 	go a.shutdownOnCancel(runCtx)
 	return a, nil
+}
+
+// closeAfterFailedStart closes what Start had opened before it failed.
+func closeAfterFailedStart(log *slog.Logger, cs ...io.Closer) {
+	for _, c := range cs {
+		if err := c.Close(); err != nil {
+			log.Error("close after failed start", "err", err)
+		}
+	}
 }
 
 // handler is the edge's HTTP API; a gateway adds its doors, list, alarms

@@ -67,12 +67,9 @@ func summarizeAccess(l accesslist.List) accessListOut {
 // them with the site's key at once and keeps only the hashes. A door left
 // out (or given no cards) opens for nobody.
 func (a *API) putAccessList(w http.ResponseWriter, r *http.Request) error {
-	site, building := r.PathValue("site"), r.PathValue("building")
-	if err := event.ValidID(site); err != nil {
-		return httpx.BadRequest("site", "site %v", err)
-	}
-	if err := event.ValidID(building); err != nil {
-		return httpx.BadRequest("building", "building %v", err)
+	site, building, err := siteBuilding(r)
+	if err != nil {
+		return err
 	}
 	var req struct {
 		Doors map[string][]string `json:"doors"`
@@ -137,12 +134,9 @@ func (a *API) writeAccessList(w http.ResponseWriter, id string) error {
 }
 
 func (a *API) getAccessList(w http.ResponseWriter, r *http.Request) error {
-	site, building := r.PathValue("site"), r.PathValue("building")
-	if err := event.ValidID(site); err != nil {
-		return httpx.BadRequest("site", "site %v", err)
-	}
-	if err := event.ValidID(building); err != nil {
-		return httpx.BadRequest("building", "building %v", err)
+	site, building, err := siteBuilding(r)
+	if err != nil {
+		return err
 	}
 	if err := a.CheckSite(r, site); err != nil {
 		return err
@@ -165,4 +159,16 @@ func (a *API) listAccessLists(w http.ResponseWriter, r *http.Request) error {
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// siteBuilding reads and checks the {site} and {building} of a path.
+func siteBuilding(r *http.Request) (site, building string, err error) {
+	site, building = r.PathValue("site"), r.PathValue("building")
+	if err := event.ValidID(site); err != nil {
+		return "", "", httpx.BadRequest("site", "site %v", err)
+	}
+	if err := event.ValidID(building); err != nil {
+		return "", "", httpx.BadRequest("building", "building %v", err)
+	}
+	return site, building, nil
 }

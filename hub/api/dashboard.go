@@ -210,12 +210,9 @@ type buildingOut struct {
 }
 
 func (a *API) building(w http.ResponseWriter, r *http.Request) error {
-	site, building := r.PathValue("site"), r.PathValue("building")
-	if err := event.ValidID(site); err != nil {
-		return httpx.BadRequest("site", "site %v", err)
-	}
-	if err := event.ValidID(building); err != nil {
-		return httpx.BadRequest("building", "building %v", err)
+	site, building, err := siteBuilding(r)
+	if err != nil {
+		return err
 	}
 	if err := a.CheckSite(r, site); err != nil {
 		return err
