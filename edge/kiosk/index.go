@@ -209,19 +209,8 @@ func (x *Index) Erase(resident string) error {
 		return err
 	}
 	return x.db.Update(func(txn *badger.Txn) error {
-		var keys [][]byte
 		for _, prefix := range []string{prefixReports, prefixCheckins, prefixRatings} {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = []byte(prefix + resident + "/")
-			opts.PrefetchValues = false
-			it := txn.NewIterator(opts)
-			for it.Rewind(); it.Valid(); it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
-			it.Close()
-		}
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
+			if err := kv.DeletePrefix(txn, []byte(prefix+resident+"/")); err != nil {
 				return err
 			}
 		}

@@ -204,7 +204,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	var applied []wire.Change
 	err := r.db.Update(func(txn *badger.Txn) error {
 		if d.Snapshot {
-			if err := dropPrefix(txn, []byte(prefixEntity)); err != nil {
+			if err := kv.DeletePrefix(txn, []byte(prefixEntity)); err != nil {
 				return err
 			}
 		}
@@ -249,24 +249,6 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	if len(applied) > 0 {
 		for _, f := range after {
 			f(applied)
-		}
-	}
-	return nil
-}
-
-func dropPrefix(txn *badger.Txn, p []byte) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = p
-	opts.PrefetchValues = false
-	it := txn.NewIterator(opts)
-	var keys [][]byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
-	}
-	it.Close()
-	for _, k := range keys {
-		if err := txn.Delete(k); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -233,3 +233,25 @@ func GetU64(txn *badger.Txn, key []byte) (uint64, error) {
 	err = item.Value(func(v []byte) error { n = ParseU64(v); return nil })
 	return n, err
 }
+
+// DeletePrefix deletes, inside txn, every key that starts with prefix
+// (keys only are read). Unlike DB.DropPrefix it is part of the caller's
+// transaction, so it suits small sets that must change atomically with
+// other writes.
+func DeletePrefix(txn *badger.Txn, prefix []byte) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

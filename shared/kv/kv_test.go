@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -58,5 +59,43 @@ func TestOpenAfterEmptyMemtable(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// DeletePrefix removes exactly the keys under its prefix, within the
+// caller's transaction.
+func TestDeletePrefix(t *testing.T) {
+	db, err := Open(t.TempDir(), Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys := []string{"a/1", "a/2", "ab/1", "b/1"}
+	if err := db.Update(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Set([]byte(k), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return DeletePrefix(txn, []byte("a/")) }); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	if err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			left = append(left, string(it.Item().Key()))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(left, " ") != "ab/1 b/1" {
+		t.Fatalf("left %v, want [ab/1 b/1]", left)
 	}
 }
