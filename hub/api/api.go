@@ -28,7 +28,6 @@ type Devices interface {
 // Events reads raw stored events.
 type Events interface {
 	Events(site, device string, after uint64, limit int) ([]event.Event, error)
-	Reports(site string) ([]store.SubmittedReport, error)
 }
 
 // Authorizer decides who is calling. The zero Principal is anonymous.
@@ -127,8 +126,6 @@ func (a *API) Handler() http.Handler {
 		a.mountMerged(mux)
 		a.mountDashboard(mux)
 		a.mountOpen311(mux)
-	} else {
-		mux.HandleFunc("GET /api/v1/reports", a.wrap(a.reports))
 	}
 	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
 	if a.Registry != nil {
@@ -335,40 +332,6 @@ func uintParam(s string, def uint64) (uint64, error) {
 		return def, nil
 	}
 	return strconv.ParseUint(s, 10, 64)
-}
-
-// reports serves reports as submitted; the merge replaces this route when
-// it is wired in.
-func (a *API) reports(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	status, building := q.Get("status"), q.Get("building")
-	rs, err := a.Events.Reports(q.Get("site"))
-	if err != nil {
-		return err
-	}
-	type view struct {
-		ID       string    `json:"id"`
-		Site     string    `json:"site"`
-		Status   string    `json:"status"`
-		Category string    `json:"category"`
-		Title    string    `json:"title"`
-		Building string    `json:"building"`
-		Unit     string    `json:"unit,omitempty"`
-		Votes    int       `json:"votes"`
-		Created  time.Time `json:"created"`
-		Updated  time.Time `json:"updated"`
-	}
-	out := []view{}
-	for _, rep := range rs {
-		if (status != "" && status != "submitted") || (building != "" && building != rep.Body.Building) {
-			continue
-		}
-		out = append(out, view{ID: rep.ID, Site: rep.Site, Status: "submitted", Category: rep.Body.Category,
-			Title: rep.Body.Title, Building: rep.Body.Building, Unit: rep.Body.Unit, Created: rep.Created, Updated: rep.Created})
-	}
-	slices.SortFunc(out, func(x, y view) int { return x.Created.Compare(y.Created) })
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {

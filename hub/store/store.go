@@ -22,12 +22,12 @@ import (
 //	d/{site}/{device}              DeviceRecord
 //	e/{site}/{device}/{seq:8}      event (CBOR, device omitted)
 //	q/{site}/{device}/{seq:8}      quarantined event that failed validation
-//	x/report/{site}/{report id}    index of report events (value: event key)
+//	x/report/{site}/{report id}    unused: an index of report events that
+//	                               older hubs wrote and nothing reads
 const (
 	prefixDevice = "d/"
 	prefixEvent  = "e/"
 	prefixQuar   = "q/"
-	prefixReport = "x/report/"
 )
 
 // ErrNotFound is returned for unknown devices and events.
@@ -231,9 +231,6 @@ func (b *Batch) set(key, val []byte) {
 // PutEvent stores an event under its site and device.
 func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
 	b.set(EventKey(site, ev.Device, ev.Seq), encoded)
-	if ev.Kind == event.KindReport {
-		b.set(kv.Key(prefixReport, []byte(site+"/"+ev.ID())), EventKey(site, ev.Device, ev.Seq))
-	}
 }
 
 // Quarantine stores an event that failed validation, with the reason, so
@@ -312,71 +309,3 @@ func (b *Batch) Commit() error {
 
 // Discard abandons the batch.
 func (b *Batch) Discard() { b.txn.Discard() }
-
-// SubmittedReport is a report as filed at a kiosk (before any merge).
-type SubmittedReport struct {
-	ID      string
-	Site    string
-	Device  string
-	Event   event.Event
-	Body    *event.Report
-	Created time.Time
-}
-
-// Reports lists reports as submitted, optionally of one site.
-func (s *Store) Reports(site string) ([]SubmittedReport, error) {
-	var out []SubmittedReport
-	prefix := []byte(prefixReport)
-	if site != "" {
-		prefix = kv.Key(prefixReport, []byte(site+"/"))
-	}
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			evKey, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			item, err := txn.Get(evKey)
-			if err != nil {
-				return fmt.Errorf("report index points to %q: %w", evKey, err)
-			}
-			var ev event.Event
-			if err := item.Value(func(v []byte) error {
-				var err error
-				ev, err = event.DecodeEvent(v)
-				return err
-			}); err != nil {
-				return err
-			}
-			site, device, err := splitEventKey(evKey)
-			if err != nil {
-				return err
-			}
-			ev.Device = device
-			body, err := ev.Decode()
-			if err != nil {
-				return fmt.Errorf("report %s: %w", ev.ID(), err)
-			}
-			out = append(out, SubmittedReport{ID: ev.ID(), Site: site, Device: device, Event: ev,
-				Body: body.(*event.Report), Created: ev.HLC.Time()})
-		}
-		return nil
-	})
-	return out, err
-}
-
-func splitEventKey(k []byte) (site, device string, err error) {
-	rest := k[len(prefixEvent) : len(k)-8]
-	for i, c := range rest {
-		if c == '/' {
-			site = string(rest[:i])
-			device = string(rest[i+1 : len(rest)-1])
-			return site, device, nil
-		}
-	}
-	return "", "", fmt.Errorf("bad event key %q", k)
-}
