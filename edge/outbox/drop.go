@@ -61,16 +61,12 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 			if seq > last {
 				break
 			}
-			var kind event.Kind
-			if err := it.Item().Value(func(v []byte) error {
-				e, err := event.DecodeEvent(v)
-				kind = e.Kind
-				return err
-			}); err != nil {
+			e, _, err := storedEvent(it.Item())
+			if err != nil {
 				it.Close()
 				return nil, fmt.Errorf("scan for telemetry: %w", err)
 			}
-			if Droppable(kind) {
+			if Droppable(e.Kind) {
 				dropped = append(dropped, seq)
 			}
 		}
@@ -229,15 +225,11 @@ func (l *Log) expiredUpTo(cutoff hlc.Timestamp) (uint64, error) {
 				return nil
 			}
 			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
-			var ts hlc.Timestamp
-			if err := it.Item().Value(func(v []byte) error {
-				ev, err := event.DecodeEvent(v)
-				ts = ev.HLC
-				return err
-			}); err != nil {
+			ev, _, err := storedEvent(it.Item())
+			if err != nil {
 				return err
 			}
-			if seq > acked || ts > cutoff {
+			if seq > acked || ev.HLC > cutoff {
 				return nil
 			}
 			upto = seq - 1

@@ -508,13 +508,8 @@ func (l *Log) Read(after uint64, maxEvents, maxBytes int) (events []event.Event,
 			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > last {
 				break
 			}
-			var ev event.Event
-			err := it.Item().Value(func(v []byte) error {
-				size += len(v)
-				var err error
-				ev, err = event.DecodeEvent(v) // decoding copies: values die with the txn
-				return err
-			})
+			ev, n, err := storedEvent(it.Item())
+			size += n
 			if err != nil {
 				return fmt.Errorf("read seq %d: %w", kv.ParseU64(it.Item().Key()[len(prefixEvent):]), err)
 			}
@@ -666,6 +661,18 @@ func (l *Log) openPending() (uint64, error) {
 	return n, nil
 }
 
+// storedEvent decodes the event an iterator item holds (its device left
+// empty, as stored) and says how many bytes it took. Decoding copies:
+// values die with the transaction.
+func storedEvent(item *badger.Item) (ev event.Event, size int, err error) {
+	err = item.Value(func(v []byte) error {
+		size = len(v)
+		ev, err = event.DecodeEvent(v)
+		return err
+	})
+	return ev, size, err
+}
+
 // countRange counts stored events with after < seq <= upto (keys only).
 func (l *Log) countRange(after, upto uint64) (uint64, error) {
 	var n uint64
@@ -710,15 +717,11 @@ func (l *Log) Prune() (int, error) {
 			if seq > acked {
 				break
 			}
-			var ts hlc.Timestamp
-			if err := item.Value(func(v []byte) error {
-				ev, err := event.DecodeEvent(v)
-				ts = ev.HLC
-				return err
-			}); err != nil {
+			ev, _, err := storedEvent(item)
+			if err != nil {
 				return err
 			}
-			if ts > cutoff {
+			if ev.HLC > cutoff {
 				break // events are in HLC order: the rest are younger
 			}
 			keys = append(keys, item.KeyCopy(nil))

@@ -34,12 +34,8 @@ func (l *Log) Rewrite(f func(ev *event.Event) (event.Body, bool)) (int, error) {
 				seen++
 				item := it.Item()
 				last = kv.ParseU64(item.Key()[len(prefixEvent):])
-				var ev event.Event
-				if err := item.Value(func(v []byte) error {
-					var err error
-					ev, err = event.DecodeEvent(v)
-					return err
-				}); err != nil {
+				ev, _, err := storedEvent(item)
+				if err != nil {
 					return err
 				}
 				ev.Device = l.opts.Device
