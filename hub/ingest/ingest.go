@@ -4,6 +4,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -631,15 +632,7 @@ func (in *Ingest) Devices() []store.DeviceRecord {
 		out = append(out, c)
 	}
 	in.mu.Unlock()
-	slices.SortFunc(out, func(a, b store.DeviceRecord) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b store.DeviceRecord) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -4,6 +4,7 @@
 package registry
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/pbkdf2"
 	"crypto/rand"
@@ -267,15 +268,7 @@ func (r *Registry) List() []Device {
 		out = append(out, *d)
 	}
 	r.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Device) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Device) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
