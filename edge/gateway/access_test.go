@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ var (
 func makeList(t *testing.T, issued time.Time, cards map[string][]string) accesslist.List {
 	t.Helper()
 	l := accesslist.List{Site: "S1", Building: "B3", Issued: hlc.FromTime(issued), Key: siteKey}
-	for _, door := range sortedKeys(cards) {
+	for _, door := range slices.Sorted(maps.Keys(cards)) {
 		d := accesslist.Door{Name: door}
 		for _, c := range cards[door] {
 			d.Cards = append(d.Cards, accesslist.Hash(siteKey, c))

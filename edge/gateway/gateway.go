@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -522,7 +523,7 @@ func (g *Gateway) onTick() []Record {
 	defer g.mu.Unlock()
 	hwNow, now := g.dev.hw.Now(), g.opts.Now()
 	var out []Record
-	for _, name := range sortedKeys(g.doors) {
+	for _, name := range slices.Sorted(maps.Keys(g.doors)) {
 		out = append(out, g.doors[name].Tick(hwNow)...)
 	}
 	// In touch with the hub, the list in force is its current one: it
@@ -540,7 +541,7 @@ func (g *Gateway) onTick() []Record {
 		out = append(out, g.fire.Settle()...)
 		out = append(out, g.applyRelease(hwNow)...)
 	}
-	for _, name := range sortedKeys(g.contactOf) {
+	for _, name := range slices.Sorted(maps.Keys(g.contactOf)) {
 		v := 0.0
 		if g.contacts[name] {
 			v = 1
@@ -562,7 +563,7 @@ func (g *Gateway) applyRelease(at time.Time) []Record {
 	}
 	g.releasing = rel
 	var out []Record
-	for _, name := range sortedKeys(g.doorCfg) {
+	for _, name := range slices.Sorted(maps.Keys(g.doorCfg)) {
 		dc := g.doorCfg[name]
 		if !dc.Escape {
 			continue
@@ -630,13 +631,4 @@ func (g *Gateway) write(ctx context.Context, r Record) (event.Event, error) {
 		}
 		return a, txn.Delete(key)
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +61,7 @@ func (g *Gateway) Doors() []doorOut {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := []doorOut{}
-	for _, name := range sortedKeys(g.doorCfg) {
+	for _, name := range slices.Sorted(maps.Keys(g.doorCfg)) {
 		dc, d := g.doorCfg[name], g.doors[name]
 		o := doorOut{Door: name, Open: d.Open(), Released: d.Holding(), Escape: dc.Escape, Fallback: dc.Fallback, Reader: dc.Reader}
 		if g.dev != nil {
@@ -142,7 +144,7 @@ func (g *Gateway) Sensors() []sensorStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := []sensorStatus{}
-	for _, name := range sortedKeys(g.sensors) {
+	for _, name := range slices.Sorted(maps.Keys(g.sensors)) {
 		out = append(out, *g.sensors[name])
 	}
 	return out

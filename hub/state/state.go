@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -187,7 +188,7 @@ func factKey(site, device string, seq uint64) []byte {
 func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
 	s.writeMu.Lock()
 	var facts []merge.Fact
-	for _, site := range sortedKeys(bySite) {
+	for _, site := range slices.Sorted(maps.Keys(bySite)) {
 		for i := range bySite[site] {
 			ev := &bySite[site][i]
 			if !isFact(ev) {
@@ -250,7 +251,7 @@ func (s *State) fold(b *store.Batch, facts []merge.Fact) error {
 	if err != nil {
 		s.log.Warn("facts the merge refused", "err", err)
 	}
-	for _, site := range sortedKeys(changes) {
+	for _, site := range slices.Sorted(maps.Keys(changes)) {
 		if err := s.opts.Downlink.Append(b, site, changes[site]); err != nil {
 			return err
 		}
@@ -317,7 +318,7 @@ func (s *State) Committed() {
 	defer s.writeMu.Unlock()
 	s.opts.Downlink.Commit()
 	s.mu.Lock()
-	sites := sortedKeys(s.pendingSites)
+	sites := slices.Sorted(maps.Keys(s.pendingSites))
 	s.pendingSites = nil
 	s.mu.Unlock()
 	s.decide(sites)
@@ -347,7 +348,7 @@ func (s *State) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		s.mu.RLock()
-		sites := sortedKeys(s.sites)
+		sites := slices.Sorted(maps.Keys(s.sites))
 		s.mu.RUnlock()
 		s.writeMu.Lock()
 		s.decide(sites)
@@ -458,13 +459,4 @@ func (s *State) Read(f func(m *merge.State)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	f(s.merged)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
