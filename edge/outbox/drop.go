@@ -51,13 +51,11 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 		l.mu.Lock()
 		acked, last := max(acked, l.acked), l.last
 		l.mu.Unlock()
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		scanned := 0
-		for it.Seek(kv.Key(prefixEvent, kv.U64(acked+1))); it.Valid() && len(dropped) < limit && scanned < dropScanLimit; it.Next() {
+		for it.Seek(eventKey(acked + 1)); it.Valid() && len(dropped) < limit && scanned < dropScanLimit; it.Next() {
 			scanned++
-			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+			seq := seqOf(it.Item().Key())
 			if seq > last {
 				break
 			}
@@ -76,7 +74,7 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 		}
 		// Decide first, write after: a builder that fails writes nothing.
 		for _, seq := range dropped {
-			if err := txn.Delete(kv.Key(prefixEvent, kv.U64(seq))); err != nil {
+			if err := txn.Delete(eventKey(seq)); err != nil {
 				return nil, fmt.Errorf("drop seq %d: %w", seq, err)
 			}
 		}
@@ -187,13 +185,10 @@ func (l *Log) dropBlocks(ctx context.Context, upto uint64) (int, error) {
 func (l *Log) firstSeq() (uint64, error) {
 	var first uint64
 	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefixEvent)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		if it.Rewind(); it.Valid() {
-			first = kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+			first = seqOf(it.Item().Key())
 		}
 		return nil
 	})
@@ -214,17 +209,14 @@ func (l *Log) expiredUpTo(cutoff hlc.Timestamp) (uint64, error) {
 	}
 	var upto uint64
 	err = l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		for b := first >> blockBits; ; b++ {
-			it.Seek(kv.Key(prefixEvent, kv.U64((b+1)<<blockBits)))
+			it.Seek(eventKey((b + 1) << blockBits))
 			if !it.Valid() {
 				return nil
 			}
-			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+			seq := seqOf(it.Item().Key())
 			ev, _, err := storedEvent(it.Item())
 			if err != nil {
 				return err
@@ -243,13 +235,10 @@ func (l *Log) expiredUpTo(cutoff hlc.Timestamp) (uint64, error) {
 func (l *Log) deleteUpTo(upto uint64) (int, error) {
 	var keys [][]byte
 	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefixEvent)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > upto {
+			if seqOf(it.Item().Key()) > upto {
 				break
 			}
 			keys = append(keys, it.Item().KeyCopy(nil))

@@ -416,7 +416,7 @@ func (l *Log) commit(group []*appendReq) (queued int) {
 		stored.Device = "" // implied by the store
 		var data []byte
 		if data, err = stored.Encode(); err == nil {
-			err = txn.Set(kv.Key(prefixEvent, kv.U64(seq)), data)
+			err = txn.Set(eventKey(seq), data)
 		}
 		if err != nil {
 			unreached = admitted[i+1:]
@@ -450,7 +450,7 @@ func (l *Log) commit(group []*appendReq) (queued int) {
 		l.mu.Lock()
 		l.doubt = true
 		for s := next; s <= last; s++ {
-			l.unsettled = append(l.unsettled, kv.Key(prefixEvent, kv.U64(s)))
+			l.unsettled = append(l.unsettled, eventKey(s))
 		}
 		l.mu.Unlock()
 		if serr := l.settle(); serr != nil {
@@ -498,20 +498,17 @@ func (l *Log) Read(after uint64, maxEvents, maxBytes int) (events []event.Event,
 	last := l.last
 	l.mu.Unlock()
 	err = l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		opts.PrefetchSize = min(maxEvents, 256)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		size := 0
-		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid() && len(events) < maxEvents; it.Next() {
-			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > last {
+		for it.Seek(eventKey(after + 1)); it.Valid() && len(events) < maxEvents; it.Next() {
+			if seqOf(it.Item().Key()) > last {
 				break
 			}
 			ev, n, err := storedEvent(it.Item())
 			size += n
 			if err != nil {
-				return fmt.Errorf("read seq %d: %w", kv.ParseU64(it.Item().Key()[len(prefixEvent):]), err)
+				return fmt.Errorf("read seq %d: %w", seqOf(it.Item().Key()), err)
 			}
 			ev.Device = l.opts.Device
 			events = append(events, ev)
@@ -661,6 +658,22 @@ func (l *Log) openPending() (uint64, error) {
 	return n, nil
 }
 
+// eventKey is the key of the event of seq.
+func eventKey(seq uint64) []byte { return kv.Key(prefixEvent, kv.U64(seq)) }
+
+// seqOf is the seq of an event key.
+func seqOf(key []byte) uint64 { return kv.ParseU64(key[len(prefixEvent):]) }
+
+// eventIterator iterates over the stored events in seq order. Values live
+// in the tree (see kv's value threshold) and are read with their keys, so
+// Badger's prefetching would only spawn a goroutine per item.
+func eventIterator(txn *badger.Txn) *badger.Iterator {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte(prefixEvent)
+	opts.PrefetchValues = false
+	return txn.NewIterator(opts)
+}
+
 // storedEvent decodes the event an iterator item holds (its device left
 // empty, as stored) and says how many bytes it took. Decoding copies:
 // values die with the transaction.
@@ -677,13 +690,10 @@ func storedEvent(item *badger.Item) (ev event.Event, size int, err error) {
 func (l *Log) countRange(after, upto uint64) (uint64, error) {
 	var n uint64
 	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefixEvent)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
-		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid(); it.Next() {
-			if kv.ParseU64(it.Item().Key()[len(prefixEvent):]) > upto {
+		for it.Seek(eventKey(after + 1)); it.Valid(); it.Next() {
+			if seqOf(it.Item().Key()) > upto {
 				break
 			}
 			n++
@@ -707,13 +717,11 @@ func (l *Log) Prune() (int, error) {
 	cutoff := hlc.FromTime(l.opts.Now().Add(-l.opts.Retention))
 	var keys [][]byte
 	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			seq := kv.ParseU64(item.Key()[len(prefixEvent):])
+			seq := seqOf(item.Key())
 			if seq > acked {
 				break
 			}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"linli/shared/kv"
 )
 
 // ReadRaw is Read for the uplink's hot path: it appends the stored
@@ -23,16 +21,11 @@ func (l *Log) ReadRaw(after uint64, maxEvents, maxBytes int, dst []byte) (raw []
 	l.mu.Unlock()
 	raw = dst
 	err = l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		// Values below the value threshold live in the tree and are read
-		// with their keys; prefetching would spawn a goroutine per item.
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
+		it := eventIterator(txn)
 		defer it.Close()
 		start := len(raw)
-		for it.Seek(kv.Key(prefixEvent, kv.U64(after+1))); it.Valid() && n < maxEvents; it.Next() {
-			seq := kv.ParseU64(it.Item().Key()[len(prefixEvent):])
+		for it.Seek(eventKey(after + 1)); it.Valid() && n < maxEvents; it.Next() {
+			seq := seqOf(it.Item().Key())
 			if seq > durable {
 				break
 			}

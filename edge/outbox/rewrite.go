@@ -7,7 +7,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/event"
-	"linli/shared/kv"
 )
 
 // Rewrite replaces the body of every stored event that f changes — a
@@ -26,14 +25,12 @@ func (l *Log) Rewrite(f func(ev *event.Event) (event.Body, bool)) (int, error) {
 		var last uint64
 		seen := 0
 		err := l.db.View(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = []byte(prefixEvent)
-			it := txn.NewIterator(opts)
+			it := eventIterator(txn)
 			defer it.Close()
-			for it.Seek(kv.Key(prefixEvent, kv.U64(from))); it.Valid() && seen < chunk; it.Next() {
+			for it.Seek(eventKey(from)); it.Valid() && seen < chunk; it.Next() {
 				seen++
 				item := it.Item()
-				last = kv.ParseU64(item.Key()[len(prefixEvent):])
+				last = seqOf(item.Key())
 				ev, _, err := storedEvent(item)
 				if err != nil {
 					return err
