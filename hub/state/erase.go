@@ -108,16 +108,14 @@ func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int,
 		opts.Prefix = kv.Key(prefixFact, []byte(site+"/"))
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		events := newFactReader(txn)
+		defer events.close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var sf storedFact
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &sf) }); err != nil {
-				return err
-			}
-			ev, err := event.DecodeEvent(sf.Event)
+			f, err := events.fact(it.Item())
 			if err != nil {
 				return err
 			}
-			changed, err := s.anonymiseEvent(b, site, &ev, resident, token)
+			changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token)
 			if err != nil {
 				return err
 			}

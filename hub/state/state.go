@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +29,11 @@ import (
 
 // Key layout:
 //
-//	f/{site}/{device}/{seq:8}   a fact the merge folds: {site, event}
+//	f/{site}/{device}/{seq:8}   a fact the merge folds: empty for an edge's
+//	                            event (the event is stored once, by ingest,
+//	                            under the same site, device and seq), or
+//	                            {site, event} for the hub's own decisions
+//	                            (and for every fact of older hubs)
 //	h/seq                       the hub's own event counter
 const (
 	prefixFact = "f/"
@@ -128,17 +133,15 @@ func (s *State) load() error {
 			}
 			batch = batch[:0]
 		}
+		events := newFactReader(txn)
+		defer events.close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var sf storedFact
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &sf) }); err != nil {
-				return fmt.Errorf("fact %q: %w", it.Item().Key(), err)
-			}
-			ev, err := event.DecodeEvent(sf.Event)
+			f, err := events.fact(it.Item())
 			if err != nil {
-				return fmt.Errorf("fact %q: %w", it.Item().Key(), err)
+				return err
 			}
-			batch = append(batch, merge.Fact{Site: sf.Site, Event: ev})
-			sites[sf.Site] = true
+			batch = append(batch, f)
+			sites[f.Site] = true
 			n++
 			if len(batch) == cap(batch) {
 				flush()
@@ -183,6 +186,78 @@ func factKey(site, device string, seq uint64) []byte {
 	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
 }
 
+// parseFactKey splits a fact key into its site, device and seq. Site and
+// device ids never hold a slash (they are MQTT topic levels).
+func parseFactKey(key []byte) (site, device string, seq uint64, ok bool) {
+	rest := key[len(prefixFact):]
+	if len(rest) < 8+4 || rest[len(rest)-9] != '/' {
+		return "", "", 0, false
+	}
+	site, device, ok = strings.Cut(string(rest[:len(rest)-9]), "/")
+	if !ok || site == "" || device == "" {
+		return "", "", 0, false
+	}
+	return site, device, kv.ParseU64(rest[len(rest)-8:]), true
+}
+
+// factReader reads stored facts, finding an edge event's fact in the event
+// store with one iterator (facts and events sort alike, so its seeks move
+// forward through the tables).
+type factReader struct {
+	txn *badger.Txn
+	it  *badger.Iterator
+}
+
+func newFactReader(txn *badger.Txn) *factReader { return &factReader{txn: txn} }
+
+func (r *factReader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
+}
+
+// fact decodes the fact stored at item.
+func (r *factReader) fact(item *badger.Item) (merge.Fact, error) {
+	key := item.KeyCopy(nil)
+	if item.ValueSize() > 0 {
+		var sf storedFact
+		if err := item.Value(func(v []byte) error { return event.Unmarshal(v, &sf) }); err != nil {
+			return merge.Fact{}, fmt.Errorf("fact %q: %w", key, err)
+		}
+		ev, err := event.DecodeEvent(sf.Event)
+		if err != nil {
+			return merge.Fact{}, fmt.Errorf("fact %q: %w", key, err)
+		}
+		return merge.Fact{Site: sf.Site, Event: ev}, nil
+	}
+	site, device, seq, ok := parseFactKey(key)
+	if !ok {
+		return merge.Fact{}, fmt.Errorf("fact %q: malformed key", key)
+	}
+	if r.it == nil {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(store.EventPrefix)
+		r.it = r.txn.NewIterator(opts)
+	}
+	want := store.EventKey(site, device, seq)
+	r.it.Seek(want)
+	if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
+		return merge.Fact{}, fmt.Errorf("fact %q: its event is not in the store", key)
+	}
+	var ev event.Event
+	err := r.it.Item().Value(func(v []byte) error {
+		var err error
+		ev, err = event.DecodeEvent(v)
+		return err
+	})
+	if err != nil {
+		return merge.Fact{}, fmt.Errorf("fact %q: event: %w", key, err)
+	}
+	ev.Device = device
+	return merge.Fact{Site: site, Event: ev}, nil
+}
+
 // Apply folds new edge events into the state inside ingest's commit.
 // It holds the write lock until Committed or Aborted.
 func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
@@ -206,7 +281,17 @@ func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
 	return s.fold(b, facts)
 }
 
+// putFact records ev as a fact. An edge's event is already in b under the
+// same site, device and seq (ingest stores it before Apply; an erasure
+// rewrites both), so its fact is only the key: a third of a catch-up's
+// events are facts, and a second copy of each was a fifth of the hub's
+// writes. The hub's own decisions are stored nowhere else and keep their
+// event in the fact.
 func (s *State) putFact(b *store.Batch, site string, ev *event.Event) error {
+	if ev.Device != s.opts.HubID {
+		b.Set(factKey(site, ev.Device, ev.Seq), nil)
+		return nil
+	}
 	data, err := ev.Encode()
 	if err != nil {
 		return fmt.Errorf("encode fact: %w", err)

@@ -30,6 +30,9 @@ const (
 	prefixQuar   = "q/"
 )
 
+// EventPrefix starts every stored event's key.
+const EventPrefix = prefixEvent
+
 // ErrNotFound is returned for unknown devices and events.
 var ErrNotFound = errors.New("not found")
 

@@ -1,0 +1,232 @@
+package state
+
+import (
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"linli/hub/downlink"
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+	"linli/shared/merge"
+)
+
+type discardPub struct{}
+
+func (discardPub) Publish(string, []byte, bool) error { return nil }
+
+const testSite = "s1"
+
+// openState opens the merged state over the store in dir.
+func openState(t *testing.T, st *store.Store) *State {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	clock := hlc.NewClock(nil, 0)
+	down, err := downlink.Open(st.DB(), discardPub{}, clock, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Store: st, Downlink: down, Clock: clock, HubID: "hub",
+		Kiosks: func(string) []string { return nil }, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// ingestEvents commits edge events the way ingest does: each stored as the
+// edge encoded it, then folded in the same commit.
+func ingestEvents(t *testing.T, st *store.Store, s *State, evs []event.Event) {
+	t.Helper()
+	b := st.NewBatch()
+	for i := range evs {
+		stored := evs[i]
+		stored.Device = ""
+		enc, err := stored.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.PutEvent(testSite, &evs[i], enc)
+	}
+	if err := s.Apply(b, map[string][]event.Event{testSite: evs}); err != nil {
+		s.Aborted()
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		s.Aborted()
+		t.Fatal(err)
+	}
+	s.Committed()
+}
+
+func edgeEvent(t *testing.T, device string, seq uint64, body event.Body) event.Event {
+	t.Helper()
+	ev, err := event.NewEvent(device, seq, hlc.Timestamp(1_000_000+seq), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+type snapshot struct {
+	Activities []merge.Activity
+	Reports    []merge.Report
+}
+
+func views(s *State) snapshot {
+	var out snapshot
+	s.Read(func(m *merge.State) {
+		out.Activities = m.Activities(testSite)
+		out.Reports = m.Reports(testSite)
+	})
+	return out
+}
+
+// factValue reads the stored value of one fact key.
+func factValue(t *testing.T, st *store.Store, device string, seq uint64) []byte {
+	t.Helper()
+	var v []byte
+	err := st.DB().View(func(txn *badger.Txn) error {
+		item, err := txn.Get(factKey(testSite, device, seq))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("fact %s/%d: %v", device, seq, err)
+	}
+	return v
+}
+
+// An edge event's fact is only its key (the event is stored once, by
+// ingest); a hub decision keeps its event in the fact. Both, and a fact in
+// the form older hubs wrote, rebuild the same state after a restart, and
+// an erasure rewrites the one stored copy.
+func TestFactsRebuildAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(dir, kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openState(t, st)
+	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "太极拳 Tai chi", Type: "activity", Site: testSite, Capacity: 10}); err != nil {
+		t.Fatal(err)
+	}
+	ingestEvents(t, st, s, []event.Event{
+		edgeEvent(t, "k1", 1, &event.Checkin{Resident: "R1", Activity: "A1", Action: "in"}),
+		edgeEvent(t, "k1", 2, &event.Report{Category: event.Categories[0], Title: "楼道灯不亮", Building: "B1", Resident: "R2"}),
+		edgeEvent(t, "k1", 3, &event.Reading{Sensor: "t1", Type: "temperature", Value: 21}), // not a fact
+	})
+	// A fact as older hubs stored it: the whole event beside the key.
+	old := edgeEvent(t, "k2", 7, &event.Checkin{Resident: "R3", Activity: "A1", Action: "in"})
+	b := st.NewBatch()
+	enc, err := old.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := event.Marshal(storedFact{Site: testSite, Event: enc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Set(factKey(testSite, old.Device, old.Seq), val)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	if v := factValue(t, st, "k1", 1); len(v) != 0 {
+		t.Errorf("an edge event's fact holds %d bytes, want only its key", len(v))
+	}
+	if v := factValue(t, st, "hub", 1); len(v) == 0 {
+		t.Error("a hub decision's fact is empty; nothing else stores the decision")
+	}
+
+	s2 := openState(t, st) // a restart: the state rebuilt from the store
+	got := views(s2)
+	if len(got.Activities) != 1 || len(got.Reports) != 1 {
+		t.Fatalf("after restart: %d activities, %d reports, want 1 and 1", len(got.Activities), len(got.Reports))
+	}
+	residents := map[string]bool{}
+	for _, c := range append(got.Activities[0].Confirmed, got.Activities[0].Waitlist...) {
+		residents[c] = true
+	}
+	if !residents["R1"] || !residents["R3"] {
+		t.Errorf("after restart the activity holds %v, want R1 (key-only fact) and R3 (older full fact)", residents)
+	}
+	if want := views(s); !reflect.DeepEqual(got.Reports, want.Reports) {
+		t.Errorf("reports after restart differ:\n got %+v\nwant %+v", got.Reports, want.Reports)
+	}
+
+	e, err := s2.Erase(testSite, "R1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Facts != 2 { // R1's check-in (key-only) and the hub's promotion of R1 (full)
+		t.Errorf("erasure rewrote %d facts, want 2", e.Facts)
+	}
+	evs, err := st.Events(testSite, "k1", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := evs[0].Decode(); err != nil || body.(*event.Checkin).Resident != e.Token {
+		t.Errorf("stored event after erasure: %+v, %v; want resident %s", body, err, e.Token)
+	}
+	s3 := openState(t, st)
+	a := views(s3).Activities[0]
+	for _, c := range append(a.Confirmed, a.Waitlist...) {
+		if c == "R1" {
+			t.Error("the erased resident is back after a restart")
+		}
+	}
+}
+
+// A fact key whose event is missing is reported, not folded as garbage.
+func TestFactWithoutEventFailsLoad(t *testing.T) {
+	st, err := store.Open(t.TempDir(), kv.Server, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := st.NewBatch()
+	b.Set(factKey(testSite, "k1", 9), nil)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	clock := hlc.NewClock(nil, 0)
+	down, err := downlink.Open(st.DB(), discardPub{}, clock, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(Options{Store: st, Downlink: down, Clock: clock, HubID: "hub", Kiosks: func(string) []string { return nil }, Logger: log})
+	if err == nil || !strings.Contains(err.Error(), "not in the store") {
+		t.Fatalf("open with a dangling fact: %v, want an error naming the missing event", err)
+	}
+}
+
+func TestParseFactKey(t *testing.T) {
+	tests := []struct {
+		key          []byte
+		site, device string
+		seq          uint64
+		ok           bool
+	}{
+		{factKey("s1", "kiosk-1", 42), "s1", "kiosk-1", 42, true},
+		{factKey("s1", "k", 1<<40), "s1", "k", 1 << 40, true},
+		{[]byte("f/s1/k1/"), "", "", 0, false},
+		{kv.Key(prefixFact, []byte("s1k1/"), kv.U64(1)), "", "", 0, false},
+		{kv.Key(prefixFact, []byte("s1/k1x"), kv.U64(1)), "", "", 0, false},
+	}
+	for _, tt := range tests {
+		site, device, seq, ok := parseFactKey(tt.key)
+		if site != tt.site || device != tt.device || seq != tt.seq || ok != tt.ok {
+			t.Errorf("parseFactKey(%q) = %q, %q, %d, %v; want %q, %q, %d, %v", tt.key, site, device, seq, ok, tt.site, tt.device, tt.seq, tt.ok)
+		}
+	}
+}
