@@ -111,16 +111,18 @@ func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int,
 		events := newFactReader(txn)
 		defer events.close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			f, err := events.fact(it.Item())
+			fs, err := events.facts(it.Item())
 			if err != nil {
 				return err
 			}
-			changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token)
-			if err != nil {
-				return err
-			}
-			if changed {
-				n++
+			for _, f := range fs {
+				changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token)
+				if err != nil {
+					return err
+				}
+				if changed {
+					n++
+				}
 			}
 		}
 		return nil

@@ -29,11 +29,12 @@ import (
 
 // Key layout:
 //
-//	f/{site}/{device}/{seq:8}   a fact the merge folds: empty for an edge's
-//	                            event (the event is stored once, by ingest,
-//	                            under the same site, device and seq), or
-//	                            {site, event} for the hub's own decisions
-//	                            (and for every fact of older hubs)
+//	f/{site}/{device}/{seq:8}   facts the merge folds. For an edge's events,
+//	                            the seqs (a CBOR array, from seq on) of the
+//	                            device's facts in one commit: the events are
+//	                            stored once, by ingest, under the same site
+//	                            and device. For the hub's own decisions (and
+//	                            every fact of older hubs) {site, event}.
 //	h/seq                       the hub's own event counter
 const (
 	prefixFact = "f/"
@@ -136,15 +137,17 @@ func (s *State) load() error {
 		events := newFactReader(txn)
 		defer events.close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			f, err := events.fact(it.Item())
+			fs, err := events.facts(it.Item())
 			if err != nil {
 				return err
 			}
-			batch = append(batch, f)
-			sites[f.Site] = true
-			n++
-			if len(batch) == cap(batch) {
-				flush()
+			for _, f := range fs {
+				batch = append(batch, f)
+				sites[f.Site] = true
+				n++
+				if len(batch) == cap(batch) {
+					flush()
+				}
 			}
 		}
 		flush()
@@ -200,8 +203,8 @@ func parseFactKey(key []byte) (site, device string, seq uint64, ok bool) {
 	return site, device, kv.ParseU64(rest[len(rest)-8:]), true
 }
 
-// factReader reads stored facts, finding an edge event's fact in the event
-// store with one iterator (facts and events sort alike, so its seeks move
+// factReader reads stored facts, finding edge events in the event store
+// with one iterator (facts and events sort alike, so its seeks move
 // forward through the tables).
 type factReader struct {
 	txn *badger.Txn
@@ -216,23 +219,34 @@ func (r *factReader) close() {
 	}
 }
 
-// fact decodes the fact stored at item.
-func (r *factReader) fact(item *badger.Item) (merge.Fact, error) {
+// facts decodes the facts stored at item: the hub's decision it holds, or
+// the edge events it refers to.
+func (r *factReader) facts(item *badger.Item) ([]merge.Fact, error) {
 	key := item.KeyCopy(nil)
-	if item.ValueSize() > 0 {
+	site, device, seq, ok := parseFactKey(key)
+	if !ok {
+		return nil, fmt.Errorf("fact %q: malformed key", key)
+	}
+	val, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, fmt.Errorf("fact %q: %w", key, err)
+	}
+	seqs := []uint64{seq} // an empty value refers to the key's own seq
+	switch {
+	case len(val) > 0 && val[0]>>5 == 4: // a CBOR array: seqs of the device's events
+		if err := event.Unmarshal(val, &seqs); err != nil {
+			return nil, fmt.Errorf("fact %q: %w", key, err)
+		}
+	case len(val) > 0: // {site, event}
 		var sf storedFact
-		if err := item.Value(func(v []byte) error { return event.Unmarshal(v, &sf) }); err != nil {
-			return merge.Fact{}, fmt.Errorf("fact %q: %w", key, err)
+		if err := event.Unmarshal(val, &sf); err != nil {
+			return nil, fmt.Errorf("fact %q: %w", key, err)
 		}
 		ev, err := event.DecodeEvent(sf.Event)
 		if err != nil {
-			return merge.Fact{}, fmt.Errorf("fact %q: %w", key, err)
+			return nil, fmt.Errorf("fact %q: %w", key, err)
 		}
-		return merge.Fact{Site: sf.Site, Event: ev}, nil
-	}
-	site, device, seq, ok := parseFactKey(key)
-	if !ok {
-		return merge.Fact{}, fmt.Errorf("fact %q: malformed key", key)
+		return []merge.Fact{{Site: sf.Site, Event: ev}}, nil
 	}
 	if r.it == nil {
 		opts := badger.DefaultIteratorOptions
@@ -240,22 +254,26 @@ func (r *factReader) fact(item *badger.Item) (merge.Fact, error) {
 		opts.Prefix = []byte(store.EventPrefix)
 		r.it = r.txn.NewIterator(opts)
 	}
-	want := store.EventKey(site, device, seq)
-	r.it.Seek(want)
-	if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
-		return merge.Fact{}, fmt.Errorf("fact %q: its event is not in the store", key)
+	out := make([]merge.Fact, 0, len(seqs))
+	for _, seq := range seqs {
+		want := store.EventKey(site, device, seq)
+		r.it.Seek(want)
+		if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
+			return nil, fmt.Errorf("fact %q: event %s.%d is not in the store", key, device, seq)
+		}
+		var ev event.Event
+		err := r.it.Item().Value(func(v []byte) error {
+			var err error
+			ev, err = event.DecodeEvent(v)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fact %q: event %s.%d: %w", key, device, seq, err)
+		}
+		ev.Device = device
+		out = append(out, merge.Fact{Site: site, Event: ev})
 	}
-	var ev event.Event
-	err := r.it.Item().Value(func(v []byte) error {
-		var err error
-		ev, err = event.DecodeEvent(v)
-		return err
-	})
-	if err != nil {
-		return merge.Fact{}, fmt.Errorf("fact %q: event: %w", key, err)
-	}
-	ev.Device = device
-	return merge.Fact{Site: site, Event: ev}, nil
+	return out, nil
 }
 
 // Apply folds new edge events into the state inside ingest's commit.
@@ -272,24 +290,43 @@ func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
 			if err := s.scrubArrivals(b, site, ev); err != nil {
 				return err
 			}
-			if err := s.putFact(b, site, ev); err != nil {
-				return err
-			}
 			facts = append(facts, merge.Fact{Site: site, Event: *ev})
 		}
+	}
+	if err := putEdgeFacts(b, facts); err != nil {
+		return err
 	}
 	return s.fold(b, facts)
 }
 
-// putFact records ev as a fact. An edge's event is already in b under the
+// putEdgeFacts records edge events as facts: one key per device and
+// commit listing their seqs, since each event is already in b under the
 // same site, device and seq (ingest stores it before Apply; an erasure
-// rewrites both), so its fact is only the key: a third of a catch-up's
-// events are facts, and a second copy of each was a fifth of the hub's
-// writes. The hub's own decisions are stored nowhere else and keep their
-// event in the fact.
+// rewrites it in place). A third of a catch-up's events are facts: a copy
+// of each was a fifth of the hub's writes, and a key of each a quarter of
+// its Badger inserts. facts are in site, device, seq order.
+func putEdgeFacts(b *store.Batch, facts []merge.Fact) error {
+	for i := 0; i < len(facts); {
+		j := i
+		var seqs []uint64
+		for ; j < len(facts) && facts[j].Site == facts[i].Site && facts[j].Event.Device == facts[i].Event.Device; j++ {
+			seqs = append(seqs, facts[j].Event.Seq)
+		}
+		val, err := event.Marshal(seqs)
+		if err != nil {
+			return fmt.Errorf("encode facts: %w", err)
+		}
+		b.Set(factKey(facts[i].Site, facts[i].Event.Device, seqs[0]), val)
+		i = j
+	}
+	return nil
+}
+
+// putFact records a hub decision as a fact, the event with it: the hub's
+// own events are stored nowhere else. An edge event needs nothing here:
+// its fact refers to it where ingest stored it (putEdgeFacts).
 func (s *State) putFact(b *store.Batch, site string, ev *event.Event) error {
 	if ev.Device != s.opts.HubID {
-		b.Set(factKey(site, ev.Device, ev.Seq), nil)
 		return nil
 	}
 	data, err := ev.Encode()

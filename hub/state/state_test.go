@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -105,10 +106,12 @@ func factValue(t *testing.T, st *store.Store, device string, seq uint64) []byte 
 	return v
 }
 
-// An edge event's fact is only its key (the event is stored once, by
-// ingest); a hub decision keeps its event in the fact. Both, and a fact in
-// the form older hubs wrote, rebuild the same state after a restart, and
-// an erasure rewrites the one stored copy.
+// An edge event's fact is a reference (the event is stored once, by
+// ingest): one key per device and commit lists the seqs; a hub decision
+// keeps its event in the fact. Both, and facts in the forms older hubs
+// wrote (the whole event; an empty value for the key's own seq), rebuild
+// the same state after a restart, and an erasure rewrites the one stored
+// copy.
 func TestFactsRebuildAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
@@ -137,12 +140,28 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Set(factKey(testSite, old.Device, old.Seq), val)
+	// A fact that is only a key, referring to the event stored under it.
+	ref := edgeEvent(t, "k3", 4, &event.Checkin{Resident: "R4", Activity: "A1", Action: "in"})
+	stored := ref
+	stored.Device = ""
+	if enc, err = stored.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	b.PutEvent(testSite, &ref, enc)
+	b.Set(factKey(testSite, ref.Device, ref.Seq), nil)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
 
-	if v := factValue(t, st, "k1", 1); len(v) != 0 {
-		t.Errorf("an edge event's fact holds %d bytes, want only its key", len(v))
+	var seqs []uint64
+	if err := event.Unmarshal(factValue(t, st, "k1", 1), &seqs); err != nil || !reflect.DeepEqual(seqs, []uint64{1, 2}) {
+		t.Errorf("k1's facts of the commit: %v, %v; want one key listing seqs 1 and 2 (3 is a reading)", seqs, err)
+	}
+	if err := st.DB().View(func(txn *badger.Txn) error {
+		_, err := txn.Get(factKey(testSite, "k1", 2))
+		return err
+	}); !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Errorf("a second fact key for k1 in one commit: %v", err)
 	}
 	if v := factValue(t, st, "hub", 1); len(v) == 0 {
 		t.Error("a hub decision's fact is empty; nothing else stores the decision")
@@ -157,8 +176,8 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 	for _, c := range append(got.Activities[0].Confirmed, got.Activities[0].Waitlist...) {
 		residents[c] = true
 	}
-	if !residents["R1"] || !residents["R3"] {
-		t.Errorf("after restart the activity holds %v, want R1 (key-only fact) and R3 (older full fact)", residents)
+	if !residents["R1"] || !residents["R3"] || !residents["R4"] {
+		t.Errorf("after restart the activity holds %v, want R1 (listed seqs), R3 (whole event) and R4 (key only)", residents)
 	}
 	if want := views(s); !reflect.DeepEqual(got.Reports, want.Reports) {
 		t.Errorf("reports after restart differ:\n got %+v\nwant %+v", got.Reports, want.Reports)
@@ -168,7 +187,7 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Facts != 2 { // R1's check-in (key-only) and the hub's promotion of R1 (full)
+	if e.Facts != 2 { // R1's check-in (listed) and the hub's promotion of R1 (whole)
 		t.Errorf("erasure rewrote %d facts, want 2", e.Facts)
 	}
 	evs, err := st.Events(testSite, "k1", 0, 10)
