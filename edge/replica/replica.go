@@ -201,13 +201,19 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
 		return nil
 	}
+	if d.Snapshot {
+		// A snapshot replaces everything held. The old entities go first,
+		// in as many transactions as that takes: a site's thousands of
+		// reports are more deletes than one transaction holds. A crash in
+		// between leaves the old cursor, ahead of the restored hub's head,
+		// so the hub sends the snapshot again (which already spans
+		// several messages, each applied on its own).
+		if _, err := kv.DeleteAll(r.db, []byte(prefixEntity)); err != nil {
+			return fmt.Errorf("apply snapshot: clear the replica: %w", err)
+		}
+	}
 	var applied []wire.Change
 	err := r.db.Update(func(txn *badger.Txn) error {
-		if d.Snapshot {
-			if err := kv.DeletePrefix(txn, []byte(prefixEntity)); err != nil {
-				return err
-			}
-		}
 		for _, c := range d.Changes {
 			if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
 				continue

@@ -255,3 +255,36 @@ func DeletePrefix(txn *badger.Txn, prefix []byte) error {
 	}
 	return nil
 }
+
+// DeleteAll deletes every key under prefix, in as many transactions as
+// that takes (DeletePrefix's one transaction holds only ~13,000 deletes
+// with the small profile), and returns how many it deleted. It is not
+// atomic: a crash part-way leaves some of the keys.
+func DeleteAll(db *badger.DB, prefix []byte) (int, error) {
+	var keys [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, err
+	}
+	return len(keys), nil
+}
