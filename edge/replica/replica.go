@@ -21,11 +21,33 @@ import (
 // Key layout inside the edge's store (shared with the outbox):
 //
 //	r/cursor                 last applied change seq of the site log
-//	r/e/{entity}/{id}        the newest wire.Change of the entity
+//	r/e/{entity}/{id}        the newest wire.Change of the entity, or for a
+//	                         large one a CBOR array [seq, parts] naming
+//	                         where its encoding is kept:
+//	r/p/{seq:8}/{part:4}     consecutive pieces of a large change
 const (
 	keyCursor    = "r/cursor"
 	prefixEntity = "r/e/"
+	prefixPart   = "r/p/"
 )
+
+// partSize bounds every value the replica writes. A change larger than
+// this (an access list or a busy activity's view can be megabytes) is
+// kept in pieces, written before the transaction that applies the
+// message: one Badger transaction holds only 15 % of a memtable, and the
+// small profile's memtables are kept small for the edge's memory.
+const partSize = 128 << 10
+
+func partKey(seq uint64, part uint32) []byte {
+	return kv.Key(prefixPart, kv.U64(seq), []byte{byte(part >> 24), byte(part >> 16), byte(part >> 8), byte(part)})
+}
+
+// pointer is what an entity key holds for a change kept in pieces.
+type pointer struct {
+	_     struct{} `cbor:",toarray"`
+	Seq   uint64
+	Parts uint32
+}
 
 // Replica is the edge's mirror of hub state.
 type Replica struct {
@@ -68,7 +90,49 @@ func Open(db *badger.DB, site, device string, log *slog.Logger) (*Replica, error
 	if err != nil {
 		return nil, fmt.Errorf("read replica cursor: %w", err)
 	}
+	if err := r.dropUnappliedParts(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// dropUnappliedParts deletes the pieces of large changes whose message
+// never got applied (the edge stopped between writing them and applying
+// it): their seqs are above the cursor.
+func (r *Replica) dropUnappliedParts() error {
+	var keys [][]byte
+	err := r.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixPart)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(partKey(r.cursor+1, 0)); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err == nil {
+		err = deleteKeys(r.db, keys)
+	}
+	if err != nil {
+		return fmt.Errorf("drop pieces of unapplied changes: %w", err)
+	}
+	return nil
+}
+
+func deleteKeys(db *badger.DB, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }
 
 // OnApply registers f to run inside the transaction that applies each
@@ -208,13 +272,52 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		// between leaves the old cursor, ahead of the restored hub's head,
 		// so the hub sends the snapshot again (which already spans
 		// several messages, each applied on its own).
-		if _, err := kv.DeleteAll(r.db, []byte(prefixEntity)); err != nil {
-			return fmt.Errorf("apply snapshot: clear the replica: %w", err)
+		for _, prefix := range []string{prefixEntity, prefixPart} {
+			if _, err := kv.DeleteAll(r.db, []byte(prefix)); err != nil {
+				return fmt.Errorf("apply snapshot: clear the replica: %w", err)
+			}
+		}
+	}
+	// Encode first, and write large changes in pieces before the
+	// transaction that applies the message (see partSize).
+	vals := make([][]byte, len(d.Changes))
+	var pieces [][]byte // keys written, dropped again if the apply fails
+	wb := r.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i, c := range d.Changes {
+		if c.Deleted || (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) ||
+			(!verified && c.Entity == wire.EntityAccessList) {
+			continue
+		}
+		val, err := event.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("apply downlink (%d, %d]: encode %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+		}
+		if len(val) > partSize {
+			var p pointer
+			p.Seq = c.Seq
+			for off := 0; off < len(val); off += partSize {
+				k := partKey(c.Seq, p.Parts)
+				if err := wb.Set(k, val[off:min(off+partSize, len(val))]); err != nil {
+					return fmt.Errorf("apply downlink (%d, %d]: store %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+				}
+				pieces = append(pieces, k)
+				p.Parts++
+			}
+			if val, err = event.Marshal(p); err != nil {
+				return err
+			}
+		}
+		vals[i] = val
+	}
+	if len(pieces) > 0 {
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("apply downlink (%d, %d]: store large changes: %w", d.Prev, d.Last, err)
 		}
 	}
 	var applied []wire.Change
 	err := r.db.Update(func(txn *badger.Txn) error {
-		for _, c := range d.Changes {
+		for i, c := range d.Changes {
 			if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
 				continue
 			}
@@ -223,14 +326,14 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 				continue
 			}
 			key := entityKey(c.Entity, c.ID)
+			if err := dropPieces(txn, key); err != nil {
+				return err
+			}
 			var err error
 			if c.Deleted {
 				err = txn.Delete(key)
 			} else {
-				var val []byte
-				if val, err = event.Marshal(c); err == nil {
-					err = txn.Set(key, val)
-				}
+				err = txn.Set(key, vals[i])
 			}
 			if err != nil {
 				return err
@@ -245,6 +348,9 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		return txn.Set([]byte(keyCursor), kv.U64(d.Last))
 	})
 	if err != nil {
+		if derr := deleteKeys(r.db, pieces); derr != nil {
+			r.log.Warn("drop pieces of a change not applied", "err", derr) // Open drops them too
+		}
 		return fmt.Errorf("apply downlink (%d, %d]: %w", d.Prev, d.Last, err)
 	}
 	r.mu.Lock()
@@ -276,16 +382,68 @@ func (r *Replica) Get(entity, id string) (wire.Change, bool, error) {
 
 // GetTxn is Get inside a caller's transaction (an outbox Builder).
 func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
-	var c wire.Change
 	item, err := txn.Get(entityKey(entity, id))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return c, false, nil
+		return wire.Change{}, false, nil
 	}
 	if err != nil {
-		return c, false, err
+		return wire.Change{}, false, err
 	}
-	err = item.Value(func(v []byte) error { return event.Unmarshal(v, &c) })
+	c, err := decodeItem(txn, item)
 	return c, err == nil, err
+}
+
+// isPointer tells a pointer (a CBOR array) from a change (a CBOR map).
+func isPointer(v []byte) bool { return len(v) > 0 && v[0]>>5 == 4 }
+
+// decodeItem reads the change stored at an entity key, putting a large
+// one's pieces back together.
+func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
+	var c wire.Change
+	var p pointer
+	err := item.Value(func(v []byte) error {
+		if isPointer(v) {
+			return event.Unmarshal(v, &p)
+		}
+		return event.Unmarshal(v, &c)
+	})
+	if err != nil || p.Parts == 0 {
+		return c, err
+	}
+	var whole []byte
+	for i := range p.Parts {
+		part, err := txn.Get(partKey(p.Seq, i))
+		if err != nil {
+			return c, fmt.Errorf("change %s: piece %d of %d: %w", item.Key(), i+1, p.Parts, err)
+		}
+		if err := part.Value(func(v []byte) error { whole = append(whole, v...); return nil }); err != nil {
+			return c, err
+		}
+	}
+	return c, event.Unmarshal(whole, &c)
+}
+
+// dropPieces deletes the pieces of the change stored at key, if it is a
+// large one, inside the transaction that replaces it.
+func dropPieces(txn *badger.Txn, key []byte) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var p pointer
+	err = item.Value(func(v []byte) error {
+		if isPointer(v) {
+			return event.Unmarshal(v, &p)
+		}
+		return nil
+	})
+	for i := uint32(0); err == nil && i < p.Parts; i++ {
+		err = txn.Delete(partKey(p.Seq, i))
+	}
+	return err
 }
 
 // List returns every entity of a kind.
@@ -297,8 +455,8 @@ func (r *Replica) List(entity string) ([]wire.Change, error) {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var c wire.Change
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+			c, err := decodeItem(txn, it.Item())
+			if err != nil {
 				return err
 			}
 			out = append(out, c)

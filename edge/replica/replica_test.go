@@ -184,3 +184,96 @@ func TestSnapshotReplacesManyEntities(t *testing.T) {
 		t.Fatalf("cursor %d after the snapshot, want 2", r.Cursor())
 	}
 }
+
+// countParts counts the stored pieces of large changes.
+func countParts(t *testing.T, db *badger.DB) int {
+	t.Helper()
+	n := 0
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefixPart)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A change larger than a Badger transaction holds (a busy activity's view,
+// a big access list) is kept in pieces and reads back whole; replacing or
+// deleting it drops its pieces, and pieces of a message that was never
+// applied are dropped when the replica opens.
+func TestLargeChangesInPieces(t *testing.T) {
+	db, err := kv.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, err := Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 3<<20) // more than one transaction of the small profile
+	for i := range big {
+		big[i] = byte('a' + i%26)
+	}
+	large := change(1, "activity", "a1", string(big))
+	if err := r.Apply(wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{large, change(2, "notice", "n1", "small")}}); err != nil {
+		t.Fatalf("apply a %d-byte change: %v", len(big), err)
+	}
+	if n := countParts(t, db); n < 2 {
+		t.Fatalf("%d pieces stored for a %d-byte change", n, len(big))
+	}
+	got, ok, err := r.Get("activity", "a1")
+	if err != nil || !ok {
+		t.Fatalf("get the large change: %v, %v", ok, err)
+	}
+	var body string
+	if err := event.Unmarshal(got.Body, &body); err != nil || body != string(big) || got.Seq != 1 {
+		t.Fatalf("large change read back: seq %d, %d bytes, %v; want seq 1, %d bytes equal", got.Seq, len(body), err, len(big))
+	}
+	listed, err := r.List("activity")
+	if err != nil || len(listed) != 1 || len(listed[0].Body) != len(got.Body) {
+		t.Fatalf("list: %d changes, %v", len(listed), err)
+	}
+
+	// Replaced by a small change: the pieces go with the old one.
+	if err := r.Apply(wire.Down{Site: "s1", Prev: 2, Last: 3, Changes: []wire.Change{change(3, "activity", "a1", "small now")}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countParts(t, db); n != 0 {
+		t.Fatalf("%d pieces left after the large change was replaced", n)
+	}
+	// Large again, then deleted.
+	if err := r.Apply(wire.Down{Site: "s1", Prev: 3, Last: 4, Changes: []wire.Change{change(4, "activity", "a1", string(big))}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{{Seq: 5, Entity: "activity", ID: "a1", Deleted: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countParts(t, db); n != 0 {
+		t.Fatalf("%d pieces left after the large change was deleted", n)
+	}
+	if _, ok, err := r.Get("activity", "a1"); err != nil || ok {
+		t.Fatalf("deleted change still read: %v, %v", ok, err)
+	}
+
+	// Pieces written for a message the edge stopped before applying.
+	if err := db.Update(func(txn *badger.Txn) error {
+		return txn.Set(partKey(9, 0), []byte("never applied"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countParts(t, db); n != 0 {
+		t.Fatalf("%d pieces of an unapplied message left after open", n)
+	}
+}
