@@ -351,6 +351,15 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		if derr := deleteKeys(r.db, pieces); derr != nil {
 			r.log.Warn("drop pieces of a change not applied", "err", derr) // Open drops them too
 		}
+		if errors.Is(err, badger.ErrTxnTooBig) && len(d.Changes) > 1 {
+			// More than one transaction holds (with the hooks' writes):
+			// apply it in two halves, each moving the cursor to its end.
+			first, rest := halves(d)
+			if err := r.apply(first, verified); err != nil {
+				return err
+			}
+			return r.apply(rest, verified)
+		}
 		return fmt.Errorf("apply downlink (%d, %d]: %w", d.Prev, d.Last, err)
 	}
 	r.mu.Lock()
@@ -364,6 +373,15 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 	}
 	return nil
+}
+
+// halves splits a message in two that follow each other: the first ends
+// at the seq of its last change, where the second continues.
+func halves(d wire.Down) (first, rest wire.Down) {
+	mid := len(d.Changes) / 2
+	first = wire.Down{Site: d.Site, Prev: d.Prev, Last: d.Changes[mid-1].Seq, Clock: d.Clock, Snapshot: d.Snapshot, Changes: d.Changes[:mid]}
+	rest = wire.Down{Site: d.Site, Prev: first.Last, Last: d.Last, Clock: d.Clock, Changes: d.Changes[mid:]}
+	return first, rest
 }
 
 func entityKey(entity, id string) []byte { return []byte(prefixEntity + entity + "/" + id) }

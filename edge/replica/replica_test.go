@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -275,5 +276,25 @@ func TestLargeChangesInPieces(t *testing.T) {
 	}
 	if n := countParts(t, db); n != 0 {
 		t.Fatalf("%d pieces of an unapplied message left after open", n)
+	}
+}
+
+// A message whose changes together are more than one transaction holds
+// is applied in parts, each moving the cursor to its end.
+func TestMessageLargerThanATransaction(t *testing.T) {
+	r := open(t)
+	body := strings.Repeat("公示 notice text ", 256) // ~4 KiB each
+	d := wire.Down{Site: "s1", Prev: 0, Last: 700}
+	for seq := uint64(1); seq <= 600; seq++ {
+		d.Changes = append(d.Changes, change(seq, "notice", "n"+strconv.FormatUint(seq, 10), body))
+	}
+	if err := r.Apply(d); err != nil {
+		t.Fatalf("apply %d changes of %d bytes: %v", len(d.Changes), len(body), err)
+	}
+	if got, err := r.List("notice"); err != nil || len(got) != 600 {
+		t.Fatalf("%d notices after the apply, %v; want 600", len(got), err)
+	}
+	if r.Cursor() != 700 {
+		t.Fatalf("cursor %d, want 700", r.Cursor())
 	}
 }
