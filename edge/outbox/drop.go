@@ -254,17 +254,7 @@ func (l *Log) deleteUpTo(upto uint64) (int, error) {
 // deleteKeys deletes keys in one write batch and returns how many; what
 // names the operation in its errors.
 func (l *Log) deleteKeys(keys [][]byte, what string) (int, error) {
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	wb := l.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("%s: %w", what, err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
+	if err := kv.DeleteKeys(l.db, keys); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	return len(keys), nil

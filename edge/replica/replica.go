@@ -113,26 +113,12 @@ func (r *Replica) dropUnappliedParts() error {
 		return nil
 	})
 	if err == nil {
-		err = deleteKeys(r.db, keys)
+		err = kv.DeleteKeys(r.db, keys)
 	}
 	if err != nil {
 		return fmt.Errorf("drop pieces of unapplied changes: %w", err)
 	}
 	return nil
-}
-
-func deleteKeys(db *badger.DB, keys [][]byte) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return err
-		}
-	}
-	return wb.Flush()
 }
 
 // OnApply registers f to run inside the transaction that applies each
@@ -348,7 +334,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		return txn.Set([]byte(keyCursor), kv.U64(d.Last))
 	})
 	if err != nil {
-		if derr := deleteKeys(r.db, pieces); derr != nil {
+		if derr := kv.DeleteKeys(r.db, pieces); derr != nil {
 			r.log.Warn("drop pieces of a change not applied", "err", derr) // Open drops them too
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) && len(d.Changes) > 1 {

@@ -273,18 +273,24 @@ func DeleteAll(db *badger.DB, prefix []byte) (int, error) {
 		}
 		return nil
 	})
-	if err != nil || len(keys) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	return len(keys), DeleteKeys(db, keys)
+}
+
+// DeleteKeys deletes keys in as many transactions as that takes (a Badger
+// write batch), synced. It is not atomic.
+func DeleteKeys(db *badger.DB, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
 	}
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	if err := wb.Flush(); err != nil {
-		return 0, err
-	}
-	return len(keys), nil
+	return wb.Flush()
 }

@@ -37,6 +37,25 @@ func mappedRSS(t *testing.T, dir, suffix string) int {
 	return total
 }
 
+// writeValues stores keys k/00000000… with val and their number appended,
+// a thousand per transaction.
+func writeValues(t *testing.T, db *badger.DB, n int, val []byte) {
+	t.Helper()
+	for i := 0; i < n; i += 1000 {
+		err := db.Update(func(txn *badger.Txn) error {
+			for j := i; j < min(i+1000, n); j++ {
+				if err := txn.Set(fmt.Appendf(nil, "k/%08d", j), fmt.Appendf(val[:len(val):len(val)], "%d", j)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Tables read through Badger's maps count in RSS until trimmed; after
 // TrimMapped they do not, and the store still reads every value.
 func TestTrimMappedGivesBackTablePages(t *testing.T) {
@@ -48,19 +67,7 @@ func TestTrimMappedGivesBackTablePages(t *testing.T) {
 	}
 	const n = 100_000
 	val := bytes.Repeat([]byte("linli "), 20)
-	for i := 0; i < n; i += 1000 {
-		err := db.Update(func(txn *badger.Txn) error {
-			for j := i; j < i+1000; j++ {
-				if err := txn.Set(fmt.Appendf(nil, "k/%08d", j), fmt.Appendf(val[:len(val):len(val)], "%d", j)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeValues(t, db, n, val)
 	if err := db.Close(); err != nil { // flushes the memtables into tables
 		t.Fatal(err)
 	}
@@ -131,19 +138,7 @@ func TestTrimMappedGivesBackLogPages(t *testing.T) {
 	}
 	const n = 20_000 // about 3 MiB: stays in the memtable and its log
 	val := bytes.Repeat([]byte("邻里 "), 20)
-	for i := 0; i < n; i += 1000 {
-		err := db.Update(func(txn *badger.Txn) error {
-			for j := i; j < i+1000; j++ {
-				if err := txn.Set(fmt.Appendf(nil, "k/%08d", j), fmt.Appendf(val[:len(val):len(val)], "%d", j)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeValues(t, db, n, val)
 	before := mappedRSS(t, dir, ".mem")
 	if before < 1024 {
 		t.Fatalf("only %d kB of the log resident after writing %d values; the test measures nothing", before, n)
