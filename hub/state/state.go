@@ -213,6 +213,22 @@ type factReader struct {
 
 func newFactReader(txn *badger.Txn) *factReader { return &factReader{txn: txn} }
 
+// seek moves the event iterator to want. A device's facts are a third of
+// its events, so the next one is mostly a few keys ahead: stepping there is
+// cheaper than a seek, which starts over in every level of the tree (the
+// state loaded twice as slowly with a seek per fact).
+func (r *factReader) seek(want []byte) {
+	for range 16 {
+		if !r.it.Valid() || bytes.Compare(r.it.Item().Key(), want) >= 0 {
+			break
+		}
+		r.it.Next()
+	}
+	if !r.it.Valid() || bytes.Compare(r.it.Item().Key(), want) != 0 {
+		r.it.Seek(want)
+	}
+}
+
 func (r *factReader) close() {
 	if r.it != nil {
 		r.it.Close()
@@ -257,7 +273,7 @@ func (r *factReader) facts(item *badger.Item) ([]merge.Fact, error) {
 	out := make([]merge.Fact, 0, len(seqs))
 	for _, seq := range seqs {
 		want := store.EventKey(site, device, seq)
-		r.it.Seek(want)
+		r.seek(want)
 		if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
 			return nil, fmt.Errorf("fact %q: event %s.%d is not in the store", key, device, seq)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -128,6 +129,17 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 		edgeEvent(t, "k1", 2, &event.Report{Category: event.Categories[0], Title: "楼道灯不亮", Building: "B1", Resident: "R2"}),
 		edgeEvent(t, "k1", 3, &event.Reading{Sensor: "t1", Type: "temperature", Value: 21}), // not a fact
 	})
+	// Facts far apart among a device's other events (the load steps to the
+	// next one or seeks when it is far).
+	var k5 []event.Event
+	for seq := uint64(1); seq <= 40; seq++ {
+		var body event.Body = &event.Reading{Sensor: "t1", Type: "temperature", Value: 20}
+		if seq == 1 || seq == 5 || seq == 40 {
+			body = &event.Checkin{Resident: "R5" + strconv.FormatUint(seq, 10), Activity: "A1", Action: "in"}
+		}
+		k5 = append(k5, edgeEvent(t, "k5", seq, body))
+	}
+	ingestEvents(t, st, s, k5)
 	// A fact as older hubs stored it: the whole event beside the key.
 	old := edgeEvent(t, "k2", 7, &event.Checkin{Resident: "R3", Activity: "A1", Action: "in"})
 	b := st.NewBatch()
@@ -175,6 +187,9 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 	residents := map[string]bool{}
 	for _, c := range append(got.Activities[0].Confirmed, got.Activities[0].Waitlist...) {
 		residents[c] = true
+	}
+	if !residents["R51"] || !residents["R55"] || !residents["R540"] {
+		t.Errorf("after restart the activity holds %v, want R51, R55 and R540 (facts among 40 events of k5)", residents)
 	}
 	if !residents["R1"] || !residents["R3"] || !residents["R4"] {
 		t.Errorf("after restart the activity holds %v, want R1 (listed seqs), R3 (whole event) and R4 (key only)", residents)
