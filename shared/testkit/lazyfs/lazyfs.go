@@ -151,7 +151,15 @@ func (l *FS) Unmount() error {
 		return nil
 	}
 	l.ReleaseFsyncs()
+	// A process that has just been killed may still hold the mount for a
+	// moment: the kernel drops the last references of the files it had
+	// mapped (Badger maps its tables and logs) after the exit is reported,
+	// from a work queue. So a busy mount is given a few seconds.
 	err := l.server.Unmount()
+	for deadline := time.Now().Add(5 * time.Second); err != nil && errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		err = l.server.Unmount()
+	}
 	if err != nil {
 		// Something still has files open: detach lazily so the test's
 		// cleanup cannot hang, and report. The server keeps answering
