@@ -34,8 +34,8 @@ const (
 // partSize bounds every value the replica writes. A change larger than
 // this (an access list or a busy activity's view can be megabytes) is
 // kept in pieces, written before the transaction that applies the
-// message: one Badger transaction holds only 15 % of a memtable, and the
-// small profile's memtables are kept small for the edge's memory.
+// message: one Badger transaction holds only 15 % of a memtable (1.2 MiB
+// with the small profile), with every other change of the message.
 const partSize = 128 << 10
 
 func partKey(seq uint64, part uint32) []byte {
@@ -268,8 +268,12 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	// transaction that applies the message (see partSize).
 	vals := make([][]byte, len(d.Changes))
 	var pieces [][]byte // keys written, dropped again if the apply fails
-	wb := r.db.NewWriteBatch()
-	defer wb.Cancel()
+	var wb *badger.WriteBatch
+	defer func() {
+		if wb != nil {
+			wb.Cancel()
+		}
+	}()
 	for i, c := range d.Changes {
 		if c.Deleted || (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) ||
 			(!verified && c.Entity == wire.EntityAccessList) {
@@ -280,6 +284,9 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			return fmt.Errorf("apply downlink (%d, %d]: encode %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
 		}
 		if len(val) > partSize {
+			if wb == nil {
+				wb = r.db.NewWriteBatch()
+			}
 			var p pointer
 			p.Seq = c.Seq
 			for off := 0; off < len(val); off += partSize {
@@ -296,7 +303,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 		vals[i] = val
 	}
-	if len(pieces) > 0 {
+	if wb != nil {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("apply downlink (%d, %d]: store large changes: %w", d.Prev, d.Last, err)
 		}
