@@ -239,21 +239,26 @@ func GetU64(txn *badger.Txn, key []byte) (uint64, error) {
 // transaction, so it suits small sets that must change atomically with
 // other writes.
 func DeletePrefix(txn *badger.Txn, prefix []byte) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	opts.PrefetchValues = false
-	it := txn.NewIterator(opts)
-	var keys [][]byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
-	}
-	it.Close()
-	for _, k := range keys {
+	for _, k := range prefixKeys(txn, prefix) {
 		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// prefixKeys lists the keys under prefix (keys only are read).
+func prefixKeys(txn *badger.Txn, prefix []byte) [][]byte {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	return keys
 }
 
 // DeleteAll deletes every key under prefix, in as many transactions as
@@ -262,18 +267,7 @@ func DeletePrefix(txn *badger.Txn, prefix []byte) error {
 // atomic: a crash part-way leaves some of the keys.
 func DeleteAll(db *badger.DB, prefix []byte) (int, error) {
 	var keys [][]byte
-	err := db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		return nil
-	})
-	if err != nil {
+	if err := db.View(func(txn *badger.Txn) error { keys = prefixKeys(txn, prefix); return nil }); err != nil {
 		return 0, err
 	}
 	return len(keys), DeleteKeys(db, keys)
