@@ -404,17 +404,15 @@ func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
 	return c, err == nil, err
 }
 
-// isPointer tells a pointer (a CBOR array) from a change (a CBOR map).
-func isPointer(v []byte) bool { return len(v) > 0 && v[0]>>5 == 4 }
-
 // decodeItem reads the change stored at an entity key, putting a large
 // one's pieces back together.
 func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
 	var c wire.Change
 	var p pointer
 	err := item.Value(func(v []byte) error {
-		if isPointer(v) {
-			return event.Unmarshal(v, &p)
+		var err error
+		if p, err = pointerIn(v); err != nil || p.Parts > 0 {
+			return err
 		}
 		return event.Unmarshal(v, &c)
 	})
@@ -434,6 +432,16 @@ func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
 	return c, event.Unmarshal(whole, &c)
 }
 
+// pointerIn decodes the pointer an entity value holds; a change (a CBOR
+// map, not an array) gives the zero pointer, with no parts.
+func pointerIn(v []byte) (pointer, error) {
+	var p pointer
+	if !event.IsArray(v) {
+		return p, nil
+	}
+	return p, event.Unmarshal(v, &p)
+}
+
 // dropPieces deletes the pieces of the change stored at key, if it is a
 // large one, inside the transaction that replaces it.
 func dropPieces(txn *badger.Txn, key []byte) error {
@@ -446,10 +454,9 @@ func dropPieces(txn *badger.Txn, key []byte) error {
 	}
 	var p pointer
 	err = item.Value(func(v []byte) error {
-		if isPointer(v) {
-			return event.Unmarshal(v, &p)
-		}
-		return nil
+		var perr error
+		p, perr = pointerIn(v)
+		return perr
 	})
 	for i := uint32(0); err == nil && i < p.Parts; i++ {
 		err = txn.Delete(partKey(p.Seq, i))

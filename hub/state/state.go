@@ -249,7 +249,7 @@ func (r *factReader) facts(item *badger.Item) ([]merge.Fact, error) {
 	}
 	seqs := []uint64{seq} // an empty value refers to the key's own seq
 	switch {
-	case len(val) > 0 && val[0]>>5 == 4: // a CBOR array: seqs of the device's events
+	case event.IsArray(val): // seqs of the device's events
 		if err := event.Unmarshal(val, &seqs); err != nil {
 			return nil, fmt.Errorf("fact %q: %w", key, err)
 		}

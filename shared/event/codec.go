@@ -84,9 +84,13 @@ func UnmarshalArray(data []byte) ([]Event, [][]byte, error) {
 	return evs, raws, nil
 }
 
+// IsArray reports whether data starts a CBOR array (major type 4), which
+// tells a value stored as an array from one stored as a map or struct.
+func IsArray(data []byte) bool { return len(data) > 0 && data[0]>>5 == 4 }
+
 // arrayHead reads the head of a definite-length CBOR array.
 func arrayHead(data []byte) (n uint64, rest []byte, err error) {
-	if len(data) == 0 || data[0]>>5 != 4 {
+	if !IsArray(data) {
 		return 0, nil, errors.New("not a cbor array")
 	}
 	info := data[0] & 0x1f
