@@ -264,8 +264,10 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			}
 		}
 	}
-	// Encode first, and write large changes in pieces before the
-	// transaction that applies the message (see partSize).
+	// Decide which changes this edge takes and encode them first, writing
+	// large ones in pieces before the transaction that applies the message
+	// (see partSize).
+	take := make([]bool, len(d.Changes))
 	vals := make([][]byte, len(d.Changes))
 	var pieces [][]byte // keys written, dropped again if the apply fails
 	var wb *badger.WriteBatch
@@ -275,8 +277,15 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 	}()
 	for i, c := range d.Changes {
-		if c.Deleted || (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) ||
-			(!verified && c.Entity == wire.EntityAccessList) {
+		if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
+			continue
+		}
+		if !verified && c.Entity == wire.EntityAccessList {
+			r.log.Warn("access list in an unverified message ignored (enroll this edge)", "id", c.ID)
+			continue
+		}
+		take[i] = true
+		if c.Deleted {
 			continue
 		}
 		val, err := event.Marshal(c)
@@ -311,11 +320,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	var applied []wire.Change
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for i, c := range d.Changes {
-			if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
-				continue
-			}
-			if !verified && c.Entity == wire.EntityAccessList {
-				r.log.Warn("access list in an unverified message ignored (enroll this edge)", "id", c.ID)
+			if !take[i] {
 				continue
 			}
 			key := entityKey(c.Entity, c.ID)
