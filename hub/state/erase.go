@@ -108,10 +108,10 @@ func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int,
 		opts.Prefix = kv.Key(prefixFact, []byte(site+"/"))
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		events := newFactReader(txn)
-		defer events.close()
+		events := store.NewEventReader(txn)
+		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			fs, err := events.facts(it.Item())
+			fs, err := readFacts(events, it.Item())
 			if err != nil {
 				return err
 			}

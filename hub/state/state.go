@@ -134,10 +134,10 @@ func (s *State) load() error {
 			}
 			batch = batch[:0]
 		}
-		events := newFactReader(txn)
-		defer events.close()
+		events := store.NewEventReader(txn)
+		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			fs, err := events.facts(it.Item())
+			fs, err := readFacts(events, it.Item())
 			if err != nil {
 				return err
 			}
@@ -203,41 +203,10 @@ func parseFactKey(key []byte) (site, device string, seq uint64, ok bool) {
 	return site, device, kv.ParseU64(rest[len(rest)-8:]), true
 }
 
-// factReader reads stored facts, finding edge events in the event store
-// with one iterator (facts and events sort alike, so its seeks move
-// forward through the tables).
-type factReader struct {
-	txn *badger.Txn
-	it  *badger.Iterator
-}
-
-func newFactReader(txn *badger.Txn) *factReader { return &factReader{txn: txn} }
-
-// seek moves the event iterator to want. A device's facts are a third of
-// its events, so the next one is mostly a few keys ahead: stepping there is
-// cheaper than a seek, which starts over in every level of the tree (the
-// state loaded twice as slowly with a seek per fact).
-func (r *factReader) seek(want []byte) {
-	for range 16 {
-		if !r.it.Valid() || bytes.Compare(r.it.Item().Key(), want) >= 0 {
-			break
-		}
-		r.it.Next()
-	}
-	if !r.it.Valid() || bytes.Compare(r.it.Item().Key(), want) != 0 {
-		r.it.Seek(want)
-	}
-}
-
-func (r *factReader) close() {
-	if r.it != nil {
-		r.it.Close()
-	}
-}
-
-// facts decodes the facts stored at item: the hub's decision it holds, or
-// the edge events it refers to.
-func (r *factReader) facts(item *badger.Item) ([]merge.Fact, error) {
+// readFacts decodes the facts stored at item: the hub's decision it holds,
+// or the edge events it refers to, found with events (one reader for a
+// whole scan: facts and events sort alike).
+func readFacts(events *store.EventReader, item *badger.Item) ([]merge.Fact, error) {
 	key := item.KeyCopy(nil)
 	site, device, seq, ok := parseFactKey(key)
 	if !ok {
@@ -264,29 +233,15 @@ func (r *factReader) facts(item *badger.Item) ([]merge.Fact, error) {
 		}
 		return []merge.Fact{{Site: sf.Site, Event: ev}}, nil
 	}
-	if r.it == nil {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(store.EventPrefix)
-		r.it = r.txn.NewIterator(opts)
-	}
 	out := make([]merge.Fact, 0, len(seqs))
 	for _, seq := range seqs {
-		want := store.EventKey(site, device, seq)
-		r.seek(want)
-		if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
+		ev, err := events.Event(site, device, seq)
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("fact %q: event %s.%d is not in the store", key, device, seq)
 		}
-		var ev event.Event
-		err := r.it.Item().Value(func(v []byte) error {
-			var err error
-			ev, err = event.DecodeEvent(v)
-			return err
-		})
 		if err != nil {
-			return nil, fmt.Errorf("fact %q: event %s.%d: %w", key, device, seq, err)
+			return nil, fmt.Errorf("fact %q: %w", key, err)
 		}
-		ev.Device = device
 		out = append(out, merge.Fact{Site: site, Event: ev})
 	}
 	return out, nil

@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,9 +30,6 @@ const (
 	prefixEvent  = "e/"
 	prefixQuar   = "q/"
 )
-
-// EventPrefix starts every stored event's key.
-const EventPrefix = prefixEvent
 
 // ErrNotFound is returned for unknown devices and events.
 var ErrNotFound = errors.New("not found")
@@ -183,21 +181,74 @@ func (s *Store) Events(site, device string, after uint64, limit int) ([]event.Ev
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(EventKey(site, device, after+1)); it.Valid() && len(out) < limit; it.Next() {
-			var ev event.Event
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				ev, err = event.DecodeEvent(v)
-				return err
-			})
+			ev, err := storedEvent(it.Item(), device)
 			if err != nil {
-				return fmt.Errorf("event %q: %w", it.Item().Key(), err)
+				return err
 			}
-			ev.Device = device
 			out = append(out, ev)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// storedEvent decodes the event stored at item, of device (stored events
+// leave their device out).
+func storedEvent(item *badger.Item, device string) (event.Event, error) {
+	var ev event.Event
+	err := item.Value(func(v []byte) error {
+		var err error
+		ev, err = event.DecodeEvent(v)
+		return err
+	})
+	if err != nil {
+		return ev, fmt.Errorf("event %q: %w", item.Key(), err)
+	}
+	ev.Device = device
+	return ev, nil
+}
+
+// EventReader reads single stored events inside a caller's transaction
+// with one iterator. Read in key order (as the hub's facts refer to
+// them) the next event is mostly a few keys ahead, and it steps there:
+// a seek starts over in every level of the tree, and the merged state
+// loaded twice as slowly with a seek per event.
+type EventReader struct {
+	txn *badger.Txn
+	it  *badger.Iterator // opened at the first read
+}
+
+// NewEventReader reads events in txn; Close it before the transaction ends.
+func NewEventReader(txn *badger.Txn) *EventReader { return &EventReader{txn: txn} }
+
+// Close releases the iterator.
+func (r *EventReader) Close() {
+	if r.it != nil {
+		r.it.Close()
+	}
+}
+
+// Event returns the stored event of device with seq, or ErrNotFound.
+func (r *EventReader) Event(site, device string, seq uint64) (event.Event, error) {
+	if r.it == nil {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixEvent)
+		r.it = r.txn.NewIterator(opts)
+	}
+	want := EventKey(site, device, seq)
+	for range 16 {
+		if !r.it.Valid() || bytes.Compare(r.it.Item().Key(), want) >= 0 {
+			break
+		}
+		r.it.Next()
+	}
+	if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
+		if r.it.Seek(want); !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
+			return event.Event{}, ErrNotFound
+		}
+	}
+	return storedEvent(r.it.Item(), device)
 }
 
 // Batch is one commit's worth of writes, built by ingest and committed at
