@@ -17,11 +17,15 @@ type Ledger struct {
 	acked   map[string]map[uint64]string // device → seq → marker
 	tried   map[string]int
 	markers map[string]map[string]bool // device → marker → acked
+	// reused notes seqs answered 2xx twice with different events (see
+	// ackChecked): device → "seq: first, then second".
+	reused map[string][]string
 }
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{acked: map[string]map[uint64]string{}, tried: map[string]int{}, markers: map[string]map[string]bool{}}
+	return &Ledger{acked: map[string]map[uint64]string{}, tried: map[string]int{}, markers: map[string]map[string]bool{},
+		reused: map[string][]string{}}
 }
 
 // Tried counts an attempted write.
@@ -35,6 +39,10 @@ func (l *Ledger) Tried(device string) {
 func (l *Ledger) Acked(device string, seq uint64, marker string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.ackLocked(device, seq, marker)
+}
+
+func (l *Ledger) ackLocked(device string, seq uint64, marker string) {
 	if l.acked[device] == nil {
 		l.acked[device] = map[uint64]string{}
 		l.markers[device] = map[string]bool{}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -460,41 +461,23 @@ func DiskUsage(dir string) (int64, error) {
 	return n, err
 }
 
-// reuses records, per ledger, seqs answered 2xx twice with different
-// events: the second answer silently replaces the first in the Ledger,
-// which would hide the first write's loss from Check.
-var reuses sync.Map // *Ledger → *reuseLog
-
-type reuseLog struct {
-	mu    sync.Mutex
-	lines map[string][]string // device → "seq: first, then second"
-}
-
-// ackChecked is Acked that notes a seq acked before for another event.
+// ackChecked is Acked that notes a seq acked before for another event:
+// the second answer silently replaces the first in the ledger, which would
+// hide the first write's loss from Check.
 func (l *Ledger) ackChecked(device string, seq uint64, marker string) {
 	l.mu.Lock()
-	prev, seen := l.acked[device][seq]
-	l.mu.Unlock()
-	if seen && prev != marker {
-		v, _ := reuses.LoadOrStore(l, &reuseLog{lines: map[string][]string{}})
-		r := v.(*reuseLog)
-		r.mu.Lock()
-		r.lines[device] = append(r.lines[device], fmt.Sprintf("seq %d: %s, then %s", seq, prev, marker))
-		r.mu.Unlock()
+	defer l.mu.Unlock()
+	if prev, seen := l.acked[device][seq]; seen && prev != marker {
+		l.reused[device] = append(l.reused[device], fmt.Sprintf("seq %d: %s, then %s", seq, prev, marker))
 	}
-	l.Acked(device, seq, marker)
+	l.ackLocked(device, seq, marker)
 }
 
 // Reused lists seqs of device answered 2xx for two different events.
 func (l *Ledger) Reused(device string) []string {
-	v, ok := reuses.Load(l)
-	if !ok {
-		return nil
-	}
-	r := v.(*reuseLog)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.lines[device]...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reused[device])
 }
 
 // MaxSeq is the highest seq acked for device (0 if none).
