@@ -628,7 +628,7 @@ func (l *Log) openPending() (uint64, error) {
 	var holes uint64
 	known := true
 	err := l.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(keyHoles))
+		item, err := txn.Get([]byte(keyHoles))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			known = false
 			return nil
@@ -636,8 +636,7 @@ func (l *Log) openPending() (uint64, error) {
 		if err != nil {
 			return err
 		}
-		holes, err = kv.GetU64(txn, []byte(keyHoles))
-		return err
+		return item.Value(func(v []byte) error { holes = kv.ParseU64(v); return nil })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read holes flag: %w", err)
