@@ -56,6 +56,32 @@ func writeValues(t *testing.T, db *badger.DB, n int, val []byte) {
 	}
 }
 
+// trimToQuarter trims dir's mappings until at most a quarter of the before
+// kB of its suffix files stays resident. MADV_PAGEOUT is a hint: a page
+// still under writeback is skipped and taken by a later call, as the
+// outbox's loop makes them.
+func trimToQuarter(t *testing.T, dir, suffix string, before int) {
+	t.Helper()
+	var mapped int64
+	after := before
+	for deadline := time.Now().Add(10 * time.Second); after > before/4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s resident %d kB before, %d kB after trimming %d bytes of mappings", suffix, before, after, mapped)
+		}
+		var err error
+		if mapped, err = TrimMapped(dir); err != nil {
+			t.Fatal(err)
+		}
+		if mapped == 0 {
+			t.Fatal("TrimMapped found no mapped files")
+		}
+		if after = mappedRSS(t, dir, suffix); after > before/4 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("%s resident: %d kB before, %d kB after trimming", suffix, before, after)
+}
+
 // Tables read through Badger's maps count in RSS until trimmed; after
 // TrimMapped they do not, and the store still reads every value.
 func TestTrimMappedGivesBackTablePages(t *testing.T) {
@@ -104,26 +130,7 @@ func TestTrimMappedGivesBackTablePages(t *testing.T) {
 	if before < 1024 {
 		t.Fatalf("only %d kB of tables resident after reading %d values; the test measures nothing", before, n)
 	}
-	// MADV_PAGEOUT is a hint: a page still under writeback is skipped
-	// and taken by a later call, as the outbox's loop makes them.
-	var mapped int64
-	after := before
-	for deadline := time.Now().Add(10 * time.Second); after > before/4; {
-		if time.Now().After(deadline) {
-			t.Fatalf("tables resident %d kB before, %d kB after trimming %d bytes of mappings", before, after, mapped)
-		}
-		if mapped, err = TrimMapped(dir); err != nil {
-			t.Fatal(err)
-		}
-		if mapped == 0 {
-			t.Fatal("TrimMapped found no mapped tables")
-		}
-		after = mappedRSS(t, dir, ".sst")
-		if after > before/4 {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	t.Logf("tables resident: %d kB before, %d kB after trimming", before, after)
+	trimToQuarter(t, dir, ".sst", before)
 	readAll() // the pages come back from the file
 }
 
@@ -143,19 +150,7 @@ func TestTrimMappedGivesBackLogPages(t *testing.T) {
 	if before < 1024 {
 		t.Fatalf("only %d kB of the log resident after writing %d values; the test measures nothing", before, n)
 	}
-	after := before
-	for deadline := time.Now().Add(10 * time.Second); after > before/4; {
-		if time.Now().After(deadline) {
-			t.Fatalf("log resident %d kB before, %d kB after trimming", before, after)
-		}
-		if _, err := TrimMapped(dir); err != nil {
-			t.Fatal(err)
-		}
-		if after = mappedRSS(t, dir, ".mem"); after > before/4 {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	t.Logf("log resident: %d kB before, %d kB after trimming", before, after)
+	trimToQuarter(t, dir, ".mem", before)
 	// Writes after a trim land in the log as before.
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k/last"), []byte("after trim")) }); err != nil {
 		t.Fatal(err)
