@@ -765,9 +765,9 @@ func (l *Log) maintain(ctx context.Context) {
 	}
 }
 
-// trimMapped gives back the mapped table pages a busy outbox has touched
-// (see kv.TrimMapped): a drain reads a backlog's tables once, and without
-// this every page it read stayed in RSS. Idle, it does nothing.
+// trimMapped gives back the mapped table and log pages a busy outbox has
+// touched (see kv.TrimMapped): a drain reads a backlog's tables once, and
+// without this every page it read stayed in RSS. Idle, it does nothing.
 func (l *Log) trimMapped(ctx context.Context) {
 	if l.opts.TrimInterval < 0 {
 		return
