@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,14 +99,31 @@ func (noResidents) Reports(string) ([]IndexedReport, error)   { return nil, nil 
 func (noResidents) Checkins(string) ([]IndexedCheckin, error) { return nil, nil }
 func (noResidents) Ratings(string) ([]IndexedRating, error)   { return nil, nil }
 
+// changingReplica is fixedReplica whose activity's free seats the test
+// sets, as a sync from the hub would change them.
+type changingReplica struct {
+	fixedReplica
+	seats atomic.Uint32
+}
+
+func (r *changingReplica) Activities(string) (any, error) {
+	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: r.seats.Load()}}, nil
+}
+
 func scriptedKiosk(t *testing.T) (*httptest.Server, *scriptedLog) {
+	t.Helper()
+	return scriptedKioskWith(t, fixedReplica{})
+}
+
+// scriptedKioskWith is scriptedKiosk over the given replica.
+func scriptedKioskWith(t *testing.T, rep Replica) (*httptest.Server, *scriptedLog) {
 	t.Helper()
 	ui, err := NewUI()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := &scriptedLog{}
-	api := &API{Role: RoleKiosk, Log: log, Sync: offline{}, Replica: fixedReplica{}, UI: ui, Residents: noResidents{},
+	api := &API{Role: RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui, Residents: noResidents{},
 		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
@@ -223,6 +241,36 @@ func TestUIShowsFailuresInResidentsLanguage(t *testing.T) {
 	p.textIs("[data-screen=activities] .msg", zh["err.network_write"])
 	p.Wait(20*time.Second, "the down state", `document.getElementById('sync').dataset.state === 'down'`)
 	p.textIs("#sync-text", zh["sync.down"])
+}
+
+// The answer to a tap stays while the list under it refreshes: a sync
+// that changes the activities must not wipe "not saved" before the
+// resident has read it.
+func TestUIKeepsTheAnswerToATapAcrossRefreshes(t *testing.T) {
+	rep := &changingReplica{}
+	rep.seats.Store(4)
+	srv, log := scriptedKioskWith(t, rep)
+	p := openUI(t, browser.New(t), srv.URL, 1080, 1920)
+	zh := p.zh
+	p.click("#go-identify")
+	p.screen("identify")
+	for _, k := range []string{"4", "2"} {
+		p.click(`.key[data-key="` + k + `"]`)
+	}
+	p.click("#rid-ok")
+	p.screen("home")
+	p.click(`[data-go="activities"]`)
+	p.Wait(20*time.Second, "the activity", `!!document.querySelector('[data-id="A1"] button.primary')`)
+
+	log.set(outbox.ErrClosed, nil)
+	p.click(`[data-id="A1"] button.primary`)
+	p.textIs("[data-screen=activities] .msg", zh["err.unavailable"])
+	rep.seats.Store(3) // the resident's standing poll sees the list change
+	seats := strings.NewReplacer("{n}", "3", "{cap}", "10").Replace(zh["act.seats_left"])
+	p.Wait(20*time.Second, "the refreshed list", `document.querySelector('[data-id="A1"]').textContent.includes(`+jsq(seats)+`)`)
+	if got := browser.Eval[string](p.Page, `document.querySelector('[data-screen=activities] .msg').textContent.trim()`); got != zh["err.unavailable"] {
+		t.Fatalf("after the list refreshed the message reads %q, want %q", got, zh["err.unavailable"])
+	}
 }
 
 // At 1080×1920 and 1920×1080 every main screen fits the width, has touch

@@ -202,7 +202,7 @@
     btn.disabled = true;
     btn.setAttribute('aria-busy', 'true');
     btn.textContent = t('common.saving');
-    if (msg) { msg.textContent = ''; msg.className = 'msg'; }
+    if (msg) { msg.textContent = ''; msg.className = 'msg'; delete msg.dataset.list; }
     const gen = S.gen;
     try {
       return await fn();
@@ -565,8 +565,14 @@
     listRefresh = () => {
       const m = S.acts;
       if (!m) { swap(list, [h('p', { class: 'note', text: t('common.loading') })]); return; }
-      if (m.error) { showErr(msg, m.error); return; }
-      msg.textContent = '';
+      // The list's own error comes and goes with the list; the answer to
+      // a tap (a card's) stays until the next tap, whatever a refresh finds.
+      const tapAnswer = msg.textContent && !msg.dataset.list;
+      if (m.error) {
+        if (!tapAnswer) { showErr(msg, m.error); msg.dataset.list = '1'; }
+        return;
+      }
+      if (msg.dataset.list) { msg.textContent = ''; msg.className = 'msg'; delete msg.dataset.list; }
       swap(list, m.acts.length ? m.acts.map((a) => activityCard(a, m.last[a.id], msg)) :
         [h('p', { class: 'note', text: t('act.none') })]);
     };
