@@ -578,7 +578,14 @@
     };
     listRefresh();
     const gen = S.gen;
-    fetchMine().then((m) => { if (gen === S.gen && S.screen === 'activities') { S.acts = m; listRefresh(); } });
+    fetchMine().then((m) => {
+      if (gen !== S.gen || S.screen !== 'activities') return;
+      // Redraw only what changed: a redraw replaces the cards, and a tap
+      // landing on one as it is replaced is lost.
+      const changed = JSON.stringify(m) !== JSON.stringify(S.acts);
+      S.acts = m;
+      if (changed) listRefresh();
+    });
   };
 
   function activityCard(a, last, msg) {
