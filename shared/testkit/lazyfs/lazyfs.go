@@ -19,6 +19,7 @@
 package lazyfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -154,25 +155,76 @@ func (l *FS) Unmount() error {
 	// A process that has just been killed may still hold the mount for a
 	// moment: the kernel drops the last references of the files it had
 	// mapped (Badger maps its tables and logs) after the exit is reported,
-	// from a work queue. So a busy mount is given a few seconds.
+	// from a work queue, and writes their dirty pages back through the
+	// layer as it does. So a busy mount is detached lazily and the layer
+	// keeps serving until the kernel has let go of the last file — only
+	// then does the connection end, and only then may a cut roll files
+	// back. A process still holding files after a minute is an error.
 	err := l.server.Unmount()
-	for deadline := time.Now().Add(5 * time.Second); err != nil && errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		err = l.server.Unmount()
+	if err != nil && errors.Is(err, syscall.EBUSY) {
+		if err = syscall.Unmount(l.mnt, syscall.MNT_DETACH); err == nil {
+			served := make(chan struct{})
+			go func() { l.server.Wait(); close(served) }()
+			select {
+			case <-served:
+				l.server = nil
+				return nil
+			case <-time.After(time.Minute):
+				l.server = nil
+				return fmt.Errorf("lazyfs: %s detached but still in use a minute later (held by: %s)", l.mnt, Holders(l.mnt))
+			}
+		}
 	}
 	if err != nil {
-		// Something still has files open: detach lazily so the test's
-		// cleanup cannot hang, and report. The server keeps answering
-		// until the last file is closed, so it is not waited for.
-		if derr := syscall.Unmount(l.mnt, syscall.MNT_DETACH); derr != nil {
-			err = errors.Join(err, derr)
-		}
 		l.server = nil
-		return fmt.Errorf("lazyfs: unmount %s (files still open?): %w", l.mnt, err)
+		return fmt.Errorf("lazyfs: unmount %s (held by: %s): %w", l.mnt, Holders(l.mnt), err)
 	}
 	l.server.Wait()
 	l.server = nil
 	return nil
+}
+
+// Holders names the processes that hold something under mnt open, mapped,
+// or as their working directory, from /proc ("none found" if none does:
+// the kernel itself may still be releasing a dead process's files).
+func Holders(mnt string) string {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	under := func(p string) bool { return p == mnt || strings.HasPrefix(p, mnt+"/") }
+	var found []string
+	for _, proc := range procs {
+		var what []string
+		for _, link := range []string{"cwd", "root"} {
+			if t, err := os.Readlink(filepath.Join(proc, link)); err == nil && under(t) {
+				what = append(what, link)
+			}
+		}
+		fds, _ := filepath.Glob(filepath.Join(proc, "fd", "*"))
+		for _, fd := range fds {
+			if t, err := os.Readlink(fd); err == nil && under(t) {
+				what = append(what, "fd "+filepath.Base(t))
+			}
+		}
+		if maps, err := os.ReadFile(filepath.Join(proc, "maps")); err == nil {
+			for _, line := range strings.Split(string(maps), "\n") {
+				if i := strings.Index(line, mnt); i >= 0 && under(strings.TrimSuffix(line[i:], " (deleted)")) {
+					what = append(what, "map "+filepath.Base(line[i:]))
+				}
+			}
+		}
+		if len(what) > 0 {
+			comm, _ := os.ReadFile(filepath.Join(proc, "comm"))
+			stat, _ := os.ReadFile(filepath.Join(proc, "stat"))
+			state := ""
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 {
+				state = f[0]
+			}
+			found = append(found, fmt.Sprintf("pid %s %s state %s: %s", filepath.Base(proc), strings.TrimSpace(string(comm)), state, strings.Join(what, ", ")))
+		}
+	}
+	if len(found) == 0 {
+		return "none found"
+	}
+	return strings.Join(found, "; ")
 }
 
 // Crash is a power cut: it detaches the layer (the writers must be dead,

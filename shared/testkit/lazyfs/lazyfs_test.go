@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -290,4 +291,84 @@ func TestRemountSeesCutState(t *testing.T) {
 	if err != nil || len(b) != 0 {
 		t.Fatalf("after cut and remount: %q %v, want an empty file", b, err)
 	}
+}
+
+// A cut while a file is still open (as a killed process's mapped files
+// are, until the kernel lets go of them) waits for it to be closed: the
+// mount is detached at once, writes through the open file still reach the
+// layer, and only then are files rolled back to their last fsync.
+func TestCrashWaitsForOpenFiles(t *testing.T) {
+	l, mnt := mount(t)
+	path := filepath.Join(mnt, "f")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("synced")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(" unsynced")); err != nil {
+		t.Fatal(err)
+	}
+	if h, want := Holders(mnt), fmt.Sprintf("pid %d ", os.Getpid()); !strings.Contains(h, want) || !strings.Contains(h, "fd f") {
+		t.Fatalf("Holders = %q, want %q holding fd f", h, want)
+	}
+	type result struct {
+		st  Stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { st, err := l.Crash(); done <- result{st, err} }()
+	for deadline := time.Now().Add(10 * time.Second); mounted(t, mnt); {
+		if time.Now().After(deadline) {
+			t.Fatal("the busy mount was not detached")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the cut returned while a file was still open: %+v %v", r.st, r.err)
+	default:
+	}
+	if _, err := f.Write([]byte(" late")); err != nil {
+		t.Fatalf("a write through the detached layer: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cut did not end after the last file was closed")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.st.CutBytes != int64(len(" unsynced late")) {
+		t.Errorf("cut %d bytes, want %d (both writes after the fsync)", r.st.CutBytes, len(" unsynced late"))
+	}
+	got, err := os.ReadFile(filepath.Join(l.Dir(), "f"))
+	if err != nil || string(got) != "synced" {
+		t.Fatalf("after the cut the file holds %q (%v), want %q", got, err, "synced")
+	}
+}
+
+// mounted reports whether mnt is a mount point in this process's namespace.
+func mounted(t *testing.T, mnt string) bool {
+	t.Helper()
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == mnt {
+			return true
+		}
+	}
+	return false
 }
