@@ -50,6 +50,13 @@ var allScenarios = []string{ScIngest, ScCatchup, ScOnline, ScFanin, ScGo}
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	if addr := bareAddr(env); addr != "" {
+		if err := serveBare(ctx, addr, stdout); err != nil {
+			fmt.Fprintf(stderr, "linli-bench: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	var c Config
 	set := config.New("linli-bench", stdout)
 	set.String(&c.Bin, "bin", "bin", "directory with the linli-hub and linli-edge binaries")

@@ -294,3 +294,30 @@ func cpuTime(pid int) (time.Duration, error) {
 
 // cpu is the process's CPU time so far.
 func (p *proc) cpu() (time.Duration, error) { return cpuTime(p.cmd.Process.Pid) }
+
+// machineTicks reads the whole machine's idle (idle + iowait) and busy
+// CPU ticks from /proc/stat.
+func machineTicks() (idle, busy uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("unexpected /proc/stat: %q", line)
+	}
+	// user nice system idle iowait irq softirq steal …
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		if i == 3 || i == 4 {
+			idle += n
+		} else {
+			busy += n
+		}
+	}
+	return idle, busy, nil
+}
