@@ -213,20 +213,58 @@ func TestDashboard(t *testing.T) {
 	row := `#triage tr[data-report="` + rep.ID + `"]`
 	d.Wait(uiWait, "the report in the queue", `!!document.querySelector(`+js(row)+`)`)
 	d.click(row)
-	for _, step := range []struct{ status, assignee, note string }{
+	steps := []struct{ status, assignee, note string }{
 		{"accepted", "wang", "已受理，安排检修"},
 		{"in_progress", "", "维修人员已到场"},
 		{"resolved", "", "已更换导轨，运行正常"},
-	} {
+	}
+	form := func(status, assignee, note string) {
 		d.Wait(uiWait, "the report's form", `document.getElementById('report-detail').dataset.report === `+js(rep.ID)+` && !!document.getElementById('rd-status')`)
-		d.selectValue("#rd-status", step.status)
-		if step.assignee != "" {
-			d.fill("#rd-assignee", step.assignee)
+		d.selectValue("#rd-status", status)
+		if assignee != "" {
+			d.fill("#rd-assignee", assignee)
 		}
-		d.fill("#rd-note", step.note)
+		d.fill("#rd-note", note)
+	}
+	for i, step := range steps {
+		if i == 2 {
+			break // filled while the answer to step 1 was on its way
+		}
+		form(step.status, step.assignee, step.note)
+		if i == 1 {
+			// The operator starts on the next step while the answer to
+			// this one is still on its way (held here for 1.5 s), after
+			// the live update has redrawn the panel: what they chose and
+			// typed stays when the answer comes (a reset of the form
+			// threw it away, and the step was lost).
+			d.Do(chromedp.Evaluate[chromedp.Void](`(() => {
+				window.__fetch = window.fetch;
+				window.__afterPatch = -1;
+				window.fetch = async (url, opts) => {
+					if (window.__afterPatch >= 0 && String(url).startsWith('/api/v1/reports?')) window.__afterPatch++;
+					const r = await window.__fetch(url, opts);
+					if (opts && opts.method === 'PATCH' && window.__afterPatch < 0) {
+						const body = await r.text();
+						await new Promise(ok => setTimeout(ok, 1500));
+						window.__afterPatch = 0;
+						return new Response(body, { status: r.status, statusText: r.statusText, headers: r.headers });
+					}
+					return r;
+				};
+			})()`))
+		}
 		d.click("#rd-apply")
 		d.Wait(uiWait, "status "+step.status, `document.getElementById('report-detail').dataset.status === `+js(step.status))
 	}
+	next := steps[2]
+	form(next.status, next.assignee, next.note)
+	d.Wait(uiWait, "the held answer and the reload after it", `window.__afterPatch >= 1`)
+	if got := browser.Eval[string](d.Page, `document.getElementById('rd-status').value + '|' + document.getElementById('rd-note').value`); got != next.status+"|"+next.note {
+		t.Fatalf("after the answer to the last step the form holds %q, want %q", got, next.status+"|"+next.note)
+	}
+	d.Do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
+	d.click("#rd-apply")
+	d.Wait(uiWait, "status "+next.status, `document.getElementById('report-detail').dataset.status === `+js(next.status))
 	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#rd-history li').length`); n != 4 {
 		t.Fatalf("history shows %d steps, want 4 (filed, accepted, in progress, resolved)", n)
 	}

@@ -443,8 +443,14 @@ function openReport(id) {
   renderTriage();
   loadReport(id);
 }
+let reportLoads = 0;
 async function loadReport(id) {
+  const n = ++reportLoads;
   const r = await api('GET', `/api/v1/reports/${encodeURIComponent(id)}`);
+  // Loads overlap (a live update, the answer to an action): an answer that
+  // comes back after a later load started is older, and must not redraw
+  // the panel back to a status it has left.
+  if (n !== reportLoads) return;
   const p = $('#report-detail');
   // A live update redraws the panel: what the operator has chosen or typed
   // for this report stays (it was lost, and a note typed meanwhile with it).
@@ -483,12 +489,19 @@ async function loadReport(id) {
   }
 }
 async function patchReport(id) {
-  const body = { status: $('#rd-status').value, assignee: $('#rd-assignee').value.trim(), note: $('#rd-note').value.trim() };
+  const sent = { status: $('#rd-status').value, note: $('#rd-note').value.trim() };
+  const body = { ...sent, assignee: $('#rd-assignee').value.trim() };
   const old = S.reports.find(r => r.id === id);
   if (old && body.assignee === (old.assignee || '')) delete body.assignee;
   Object.keys(body).forEach(k => { if (!body[k]) delete body[k]; });
   await write(() => api('PATCH', `/api/v1/reports/${encodeURIComponent(id)}`, body), t('rd.saved'));
-  $('#rd-form')?.reset(); // applied: the redraw starts from the new state
+  // Applied: clear what was sent. Only that — the live update can redraw
+  // the form before this answer arrives, and the operator may already have
+  // chosen and typed the next step, which a reset of the form threw away.
+  if ($('#report-detail').dataset.report === id) {
+    if ($('#rd-status')?.value === sent.status) $('#rd-status').value = '';
+    if ($('#rd-note') && $('#rd-note').value.trim() === sent.note) $('#rd-note').value = '';
+  }
   await loadReports();
 }
 async function mergeReport(id) {
