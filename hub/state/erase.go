@@ -111,12 +111,12 @@ func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int,
 		events := store.NewEventReader(txn)
 		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			fs, err := readFacts(events, it.Item())
+			fs, embedded, err := readFacts(events, it.Item())
 			if err != nil {
 				return err
 			}
 			for _, f := range fs {
-				changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token)
+				changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token, embedded)
 				if err != nil {
 					return err
 				}
@@ -130,9 +130,9 @@ func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int,
 	return n, err
 }
 
-// anonymiseEvent rewrites one event's fact and raw copy in b if it names
-// resident.
-func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, resident, token string) (bool, error) {
+// anonymiseEvent rewrites an event in b if it names resident: its stored
+// copy (an edge event's), and with embedded set the fact that holds it.
+func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, resident, token string, embedded bool) (bool, error) {
 	body, err := ev.Decode()
 	if err != nil {
 		return false, nil // not ours to judge here: quarantined elsewhere
@@ -146,8 +146,10 @@ func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, res
 		return false, err
 	}
 	ev.SetBody(raw)
-	if err := s.putFact(b, site, ev); err != nil {
-		return false, err
+	if embedded {
+		if err := s.putFact(b, site, ev); err != nil {
+			return false, err
+		}
 	}
 	if !ev.Kind.IsHub() {
 		stored := *ev
@@ -193,7 +195,7 @@ func (s *State) scrubArrivals(b *store.Batch, site string, ev *event.Event) erro
 	}
 	for _, who := range event.Residents(body) {
 		if token, ok := erased[site+"/"+who]; ok {
-			if _, err := s.anonymiseEvent(b, site, ev, who, token); err != nil {
+			if _, err := s.anonymiseEvent(b, site, ev, who, token, false); err != nil { // its fact will be a reference
 				return err
 			}
 		}

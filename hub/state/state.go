@@ -137,7 +137,7 @@ func (s *State) load() error {
 		events := store.NewEventReader(txn)
 		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			fs, err := readFacts(events, it.Item())
+			fs, _, err := readFacts(events, it.Item())
 			if err != nil {
 				return err
 			}
@@ -205,46 +205,48 @@ func parseFactKey(key []byte) (site, device string, seq uint64, ok bool) {
 
 // readFacts decodes the facts stored at item: the hub's decision it holds,
 // or the edge events it refers to, found with events (one reader for a
-// whole scan: facts and events sort alike).
-func readFacts(events *store.EventReader, item *badger.Item) ([]merge.Fact, error) {
+// whole scan: facts and events sort alike). embedded says the fact holds
+// its event itself (a hub decision, or an edge event's fact as older hubs
+// wrote it), so a rewrite of the event must rewrite the fact too.
+func readFacts(events *store.EventReader, item *badger.Item) (facts []merge.Fact, embedded bool, err error) {
 	key := item.KeyCopy(nil)
 	site, device, seq, ok := parseFactKey(key)
 	if !ok {
-		return nil, fmt.Errorf("fact %q: malformed key", key)
+		return nil, false, fmt.Errorf("fact %q: malformed key", key)
 	}
 	val, err := item.ValueCopy(nil)
 	if err != nil {
-		return nil, fmt.Errorf("fact %q: %w", key, err)
+		return nil, false, fmt.Errorf("fact %q: %w", key, err)
 	}
 	seqs := []uint64{seq} // an empty value refers to the key's own seq
 	switch {
 	case event.IsArray(val): // seqs of the device's events
 		if err := event.Unmarshal(val, &seqs); err != nil {
-			return nil, fmt.Errorf("fact %q: %w", key, err)
+			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
 	case len(val) > 0: // {site, event}
 		var sf storedFact
 		if err := event.Unmarshal(val, &sf); err != nil {
-			return nil, fmt.Errorf("fact %q: %w", key, err)
+			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
 		ev, err := event.DecodeEvent(sf.Event)
 		if err != nil {
-			return nil, fmt.Errorf("fact %q: %w", key, err)
+			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
-		return []merge.Fact{{Site: sf.Site, Event: ev}}, nil
+		return []merge.Fact{{Site: sf.Site, Event: ev}}, true, nil
 	}
 	out := make([]merge.Fact, 0, len(seqs))
 	for _, seq := range seqs {
 		ev, err := events.Event(site, device, seq)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("fact %q: event %s.%d is not in the store", key, device, seq)
+			return nil, false, fmt.Errorf("fact %q: event %s.%d is not in the store", key, device, seq)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fact %q: %w", key, err)
+			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
 		out = append(out, merge.Fact{Site: site, Event: ev})
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // Apply folds new edge events into the state inside ingest's commit.
@@ -293,13 +295,10 @@ func putEdgeFacts(b *store.Batch, facts []merge.Fact) error {
 	return nil
 }
 
-// putFact records a hub decision as a fact, the event with it: the hub's
-// own events are stored nowhere else. An edge event needs nothing here:
-// its fact refers to it where ingest stored it (putEdgeFacts).
+// putFact records a fact with its event in it: the hub's decisions, which
+// are stored nowhere else. An edge event's fact refers to the event where
+// ingest stored it instead (putEdgeFacts).
 func (s *State) putFact(b *store.Batch, site string, ev *event.Event) error {
-	if ev.Device != s.opts.HubID {
-		return nil
-	}
 	data, err := ev.Encode()
 	if err != nil {
 		return fmt.Errorf("encode fact: %w", err)
