@@ -181,9 +181,9 @@ func catchUp(ctx context.Context, e *runEnv) error {
 	e.res.note("**3 wire size**: MQTT payload bytes the edge published for batches (its `linli_edge_uplink_bytes_total`, resends included) " +
 		"divided by the events acked, against the mean size of the same events as JSON documents (`device`, `seq`, `kind`, `hlc`, `body`, " +
 		"as `GET /api/v1/events` renders them); MQTT headers and topics are left out on both sides.")
-	e.res.note("**5 edge memory**: VmHWM of the edge process (from /proc) read after the backlog has drained: the peak over opening the store " +
-		"with the whole backlog and sending it; the anonymous and file-backed parts (RssAnon, RssFile) are sampled every 20 ms. Small store profile " +
-		"(`--profile small`), which comes with a 48 MiB soft Go heap limit the edge sets itself; the harness sets no GOMEMLIMIT.")
+	e.res.note("**5 edge memory**: VmHWM of the edge process (from /proc) read after the backlog has drained: the peak over opening the store "+
+		"with the whole backlog and sending it; the anonymous and file-backed parts (RssAnon, RssFile) are sampled every 20 ms. Small store profile "+
+		"(`--profile small`), which comes with a %d MiB soft Go heap limit the edge sets itself; the harness sets no GOMEMLIMIT.", kv.Small.MemoryLimit()>>20)
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"linli/firmware/wiegand"
 	"linli/shared/accesslist"
 	"linli/shared/event"
+	"linli/shared/kv"
 	"linli/shared/wire"
 )
 
@@ -78,7 +79,7 @@ type Options struct {
 
 // Keys of the gateway's own state in the edge's store.
 const (
-	keyList     = "g/acl"    // the access list in force (accesslist.List CBOR)
+	keyList     = "g/acl"    // the access list in force (accesslist.List CBOR, kv.PutLarge)
 	prefixAlarm = "g/alarm/" // {sensor}/{kind} of each alarm in force
 )
 
@@ -204,15 +205,9 @@ func (g *Gateway) restore() error {
 		alarms []AlarmKey
 	)
 	err := g.opts.Log.DB().View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyList))
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
+		var err error
+		if own, _, err = kv.GetLarge(txn, []byte(keyList)); err != nil {
 			return err
-		default:
-			if own, err = item.ValueCopy(nil); err != nil {
-				return err
-			}
 		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix, opts.PrefetchValues = []byte(prefixAlarm), false
@@ -288,7 +283,9 @@ func (g *Gateway) installList(body []byte, from string) {
 		return
 	}
 	if from != "store" {
-		if err := g.opts.Log.DB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyList), body) }); err != nil {
+		// In pieces when large: a list can be 1 MiB, more than one
+		// transaction of the small store profile holds.
+		if err := kv.PutLarge(g.opts.Log.DB(), []byte(keyList), body); err != nil {
 			g.log.Error("keep access list", "err", err)
 		}
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/goleak"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/i2c"
@@ -22,6 +24,7 @@ import (
 	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/kv"
 	"linli/shared/wire"
 )
 
@@ -556,4 +559,71 @@ func TestGatewayConfigErrors(t *testing.T) {
 	if _, err := New(Options{Config: cfg, Site: "S1", Building: "B3", Log: ob}); err == nil || !strings.Contains(err.Error(), "sim-scenario") {
 		t.Errorf("missing scenario: %v, want an error naming sim-scenario", err)
 	}
+}
+
+// A building's list at the size limit (50,000 cards, ~850 KB) is kept in
+// the store in pieces the small profile holds inline, and is in force again
+// after a restart even when the replica no longer has it (the hub dropped
+// it: the last list stays in force).
+func TestLargeListSurvivesRestart(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	dir := t.TempDir()
+	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRig(t, ob)
+	r.waitListening(t)
+	key := bytes.Repeat([]byte{7}, accesslist.KeySize)
+	cards := [][]byte{accesslist.Hash(key, "26:123:45678")}
+	for i := range event.MaxAccessCards - 1 {
+		cards = append(cards, accesslist.Hash(key, fmt.Sprintf("26:%d:%d", i/60000, i%60000+1)))
+	}
+	slices.SortFunc(cards, bytes.Compare)
+	cards = slices.CompactFunc(cards, bytes.Equal)
+	list := accesslist.List{Site: "S1", Building: "B3", Issued: hlc.FromTime(time.Now()), Key: key,
+		Doors: []accesslist.Door{{Name: "D1", Cards: cards}}}
+	body, err := event.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) <= kv.SmallInline {
+		t.Fatalf("list of %d bytes: the test needs one over the inline threshold %d", len(body), kv.SmallInline)
+	}
+	r.rep.apply(wire.Change{Entity: wire.EntityAccessList, ID: "S1:B3", Body: body})
+	if st := r.g.ListState(); !st.Present || st.Doors["D1"] != len(cards) {
+		t.Fatalf("list state %+v, want %d cards at D1", st, len(cards))
+	}
+	r.stop()
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ob, err = outbox.Open(outbox.Options{Dir: dir, Device: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	// Every value stays under the threshold above which Badger would keep
+	// it in its value log, whose failed syncs it ignores.
+	if err := ob.DB().View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if n := it.Item().ValueSize(); n >= kv.SmallInline {
+				t.Errorf("%q holds %d bytes, over the inline threshold", it.Item().Key(), n)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := startRig(t, ob) // an empty replica
+	defer r2.stop()
+	r2.waitListening(t)
+	if st := r2.g.ListState(); !st.Present || st.Doors["D1"] != len(cards) {
+		t.Fatalf("after the restart: list state %+v, want %d cards at D1", st, len(cards))
+	}
+	r2.swipe(t, "26:123:45678")
+	r2.await(t, "access D1 granted")
 }

@@ -317,8 +317,8 @@ func (l *Log) commitLoop() {
 }
 
 // maxGroupBytes bounds the encoded events of one group commit, far under
-// Badger's largest transaction for the small profile (15 % of an 8 MiB
-// memtable): a group of long reports must not fail whole as too big.
+// Badger's largest transaction for the small profile (15 % of a 4 MiB
+// memtable, 614 KiB): a group of long reports must not fail whole as too big.
 const maxGroupBytes = 256 << 10
 
 // builtSize is what a builder's body is counted as before it is built.

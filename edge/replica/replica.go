@@ -34,7 +34,7 @@ const (
 // partSize bounds every value the replica writes. A change larger than
 // this (an access list or a busy activity's view can be megabytes) is
 // kept in pieces, written before the transaction that applies the
-// message: one Badger transaction holds only 15 % of a memtable (1.2 MiB
+// message: one Badger transaction holds only 15 % of a memtable (614 KiB
 // with the small profile), with every other change of the message.
 const partSize = 128 << 10
 

@@ -42,25 +42,35 @@ func ParseProfile(s string) (Profile, error) {
 
 // MemoryLimit is the soft limit for the Go heap (debug.SetMemoryLimit) a
 // process with this profile should run with, or 0 for none. A small board's
-// edge keeps its heap near what it uses: a memtable flush briefly holds a
-// few times the memtable in table-builder buffers, and with only the
+// edge keeps its heap near what it uses: a memtable flush or a compaction
+// briefly holds a few times a table in builder buffers, and with only the
 // default GC target the heap grew to twice that around every flush
 // (measured draining a 1,000,000-event backlog: 103 MiB anonymous peak
-// without the limit, 38 MiB with it, at the same drain speed).
+// without the limit, 38 MiB with a 48 MiB one). With the small profile's
+// tables (see Options) the live heap stays near 25 MiB, and 48 MiB still
+// let it double: peaks of 56 and 63 MiB RSS against 47 and 55 MiB with 32.
 func (p Profile) MemoryLimit() int64 {
 	if p == Small {
-		return 48 << 20
+		return 32 << 20
 	}
 	return 0
 }
 
-// inlineValues is the value threshold of every profile, Badger's own default
-// and maximum: values up to 1 MiB stay in the LSM tree and its WAL. Badger
-// logs and ignores a failed sync of its value log (valueLog.write), so a
-// commit whose value went there could succeed with the value not on disk;
-// a failed WAL sync does fail the commit. Found by the fault suite's I/O
-// error test: an acked report was lost and the edge could not sync again.
+// inlineValues is the server profile's value threshold, Badger's own
+// default and maximum: values up to 1 MiB stay in the LSM tree and its WAL.
+// Badger logs and ignores a failed sync of its value log (valueLog.write),
+// so a commit whose value went there could succeed with the value not on
+// disk; a failed WAL sync does fail the commit. Found by the fault suite's
+// I/O error test: an acked report was lost and the edge could not sync
+// again.
 const inlineValues = 1 << 20
+
+// SmallInline is the small profile's value threshold. Badger requires it
+// under its largest transaction (15 % of the 4 MiB memtable, 614 KiB), and
+// every value an edge writes stays below it: events (64 KiB bodies at
+// most), the replica's pieces, PutLarge's pieces. A value at or above it
+// would go to the value log, whose failed syncs Badger ignores.
+const SmallInline = 512 << 10
 
 // Options builds Badger options for dir. SyncWrites is always on: a kiosk
 // loses power without warning, and a 2xx promises the event is on disk.
@@ -79,11 +89,17 @@ func Options(dir string, p Profile, log *slog.Logger) badger.Options {
 			WithNumMemtables(3).
 			WithValueThreshold(inlineValues)
 	default:
-		// Measured here: defaults peak near 390 MiB; these sizes keep an edge
-		// with a million-event backlog well under 64 MiB of heap. Values stay
-		// inline (see inlineValues): 1 MiB is below the 1.2 MiB Badger
-		// allows with 8 MiB memtables.
-		o = o.WithMemTableSize(8 << 20).
+		// Measured here: defaults peak near 390 MiB. An edge draining a
+		// million-event backlog peaked at 57-82 MiB RSS with 8 MiB memtables
+		// and tables doubling per level; heap profiles at the peaks held a
+		// memtable flush's table builder (20-28 MiB for one 8 MiB memtable:
+		// Badger's builder buffers double from twice the table size and
+		// keep room for each block's compressed copy) or, with 4 MiB
+		// memtables, a compaction's builders for 4-8 MiB tables of the lower
+		// levels. 4 MiB memtables and 2 MiB tables on every level
+		// (TableSizeMultiplier 1) bound both: 47-55 MiB. Values stay inline
+		// (see SmallInline).
+		o = o.WithMemTableSize(4 << 20).
 			WithBlockCacheSize(4 << 20).
 			WithIndexCacheSize(4 << 20).
 			WithValueLogFileSize(16 << 20).
@@ -92,8 +108,9 @@ func Options(dir string, p Profile, log *slog.Logger) badger.Options {
 			WithNumLevelZeroTablesStall(6).
 			WithBaseTableSize(2 << 20).
 			WithNumCompactors(2).
-			WithValueThreshold(inlineValues).
+			WithValueThreshold(SmallInline).
 			WithValueLogMaxEntries(100_000)
+		o.TableSizeMultiplier = 1
 	}
 	return o
 }
@@ -262,7 +279,7 @@ func prefixKeys(txn *badger.Txn, prefix []byte) [][]byte {
 }
 
 // DeleteAll deletes every key under prefix, in as many transactions as
-// that takes (DeletePrefix's one transaction holds only ~13,000 deletes
+// that takes (DeletePrefix's one transaction holds only ~6,500 deletes
 // with the small profile), and returns how many it deleted. It is not
 // atomic: a crash part-way leaves some of the keys.
 func DeleteAll(db *badger.DB, prefix []byte) (int, error) {

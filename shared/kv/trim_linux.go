@@ -24,7 +24,7 @@ import (
 // little (a table read again is read from disk again). A write-ahead log is
 // written through its map and only read again to replay it after a crash,
 // yet each written page stayed resident until the memtable was flushed:
-// up to 8 MiB per memtable on a small board.
+// up to 4 MiB per memtable on a small board.
 //
 // MADV_PAGEOUT is only a hint and never loses data: a clean file page is
 // dropped, a dirty one written back first, and if the range was unmapped
