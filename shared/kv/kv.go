@@ -47,11 +47,15 @@ func ParseProfile(s string) (Profile, error) {
 // default GC target the heap grew to twice that around every flush
 // (measured draining a 1,000,000-event backlog: 103 MiB anonymous peak
 // without the limit, 38 MiB with a 48 MiB one). With the small profile's
-// tables (see Options) the live heap stays near 25 MiB, and 48 MiB still
-// let it double: peaks of 56 and 63 MiB RSS against 47 and 55 MiB with 32.
+// tables (see Options) the live heap stays lower, and the limit came down
+// with it; measured in alternating runs (1,000,000-event drain, peak RSS
+// highest of 3; edge CPU per HTTP write): 48 MiB 56-63 MiB; 40 MiB 53-61
+// MiB, 27-29 µs; 32 MiB 47-56 MiB, but 38-40 µs (the heap sits at the
+// limit while memtables flush under load and the GC runs all the time) and
+// the drain slower.
 func (p Profile) MemoryLimit() int64 {
 	if p == Small {
-		return 32 << 20
+		return 40 << 20
 	}
 	return 0
 }
@@ -97,7 +101,8 @@ func Options(dir string, p Profile, log *slog.Logger) badger.Options {
 		// keep room for each block's compressed copy) or, with 4 MiB
 		// memtables, a compaction's builders for 4-8 MiB tables of the lower
 		// levels. 4 MiB memtables and 2 MiB tables on every level
-		// (TableSizeMultiplier 1) bound both: 47-55 MiB. Values stay inline
+		// (TableSizeMultiplier 1) bound both: 53-61 MiB (with MemoryLimit),
+		// at the same drain speed and HTTP write cost. Values stay inline
 		// (see SmallInline).
 		o = o.WithMemTableSize(4 << 20).
 			WithBlockCacheSize(4 << 20).
