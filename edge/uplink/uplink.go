@@ -138,7 +138,12 @@ type Uplink struct {
 	prioMu   sync.Mutex
 	prio     []prioEvent // kept until the hub acks them
 	sessions atomic.Uint64
+	rawBuf   []byte // sendNext's batch buffer, reused (the session loop only)
 }
+
+// maxRawBuf bounds the batch buffer kept between batches: a batch's bytes
+// (Options.BatchBytes) plus one event over, for the defaults.
+const maxRawBuf = 1 << 20
 
 // prioEvent is an alarm on the priority path and the session that last
 // sent it (0: none yet).
@@ -529,7 +534,17 @@ type RawLog interface {
 // seq it covers and how many events it carries (0: nothing to send).
 func (u *Uplink) sendNext(c mqtt.Client, sent uint64) (to uint64, n int, err error) {
 	if rl, ok := u.log.(RawLog); ok {
-		raw, n, to, err := rl.ReadRaw(sent, u.opts.BatchEvents, u.opts.BatchBytes, nil)
+		// One buffer for every batch: a drain reads gigabytes through it,
+		// and a new one per batch (grown as it filled, then copied behind
+		// the batch head) was most of what the edge allocated, so the GC
+		// ran often under the small profile's heap limit.
+		if cap(u.rawBuf) < wire.BatchRawRoom {
+			u.rawBuf = make([]byte, 0, 64<<10)
+		}
+		raw, n, to, err := rl.ReadRaw(sent, u.opts.BatchEvents, u.opts.BatchBytes, u.rawBuf[:wire.BatchRawRoom])
+		if cap(raw) <= maxRawBuf {
+			u.rawBuf = raw[:0]
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("read outbox: %w", err)
 		}

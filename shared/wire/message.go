@@ -128,15 +128,26 @@ func NewBatch(from, to uint64, events []event.Event, compress bool, clock hlc.Ti
 	return b, nil
 }
 
-// NewBatchRaw is NewBatch for events already encoded: raw is the
-// concatenation of n events' deterministic CBOR encodings with Device
-// left empty, as the edge's outbox stores them. A compressed batch is then
-// built without decoding and encoding every event again; its bytes are
-// those NewBatch would give for the same events.
-func NewBatchRaw(from, to uint64, n int, raw []byte, compress bool, clock hlc.Timestamp) (*Batch, error) {
-	arr := make([]byte, 0, 9+len(raw))
-	arr = appendArrayHeader(arr, n)
-	arr = append(arr, raw...)
+// BatchRawRoom is the room NewBatchRaw needs in its buffer before the
+// events: it writes the batch's CBOR array head there, in place, instead of
+// copying every event behind a new head.
+const BatchRawRoom = 9
+
+// NewBatchRaw is NewBatch for events already encoded: buf holds
+// BatchRawRoom spare bytes and then the concatenation of n events'
+// deterministic CBOR encodings with Device left empty, as the edge's outbox
+// stores them. A compressed batch is then built without decoding and
+// encoding every event again; its bytes are those NewBatch would give for
+// the same events. It writes into buf's spare bytes and keeps no reference
+// to buf, so the caller can reuse buf for the next batch.
+func NewBatchRaw(from, to uint64, n int, buf []byte, compress bool, clock hlc.Timestamp) (*Batch, error) {
+	if len(buf) < BatchRawRoom {
+		return nil, fmt.Errorf("raw batch buffer of %d bytes: want %d spare bytes before the events", len(buf), BatchRawRoom)
+	}
+	var head [BatchRawRoom]byte
+	h := appendArrayHeader(head[:0], n)
+	arr := buf[BatchRawRoom-len(h):]
+	copy(arr, h)
 	if !compress || n < 4 {
 		var events []event.Event
 		if err := event.Unmarshal(arr, &events); err != nil {

@@ -13,7 +13,7 @@ import (
 func TestNewBatchRawMatchesNewBatch(t *testing.T) {
 	for _, n := range []int{1, 3, 4, 23, 24, 255, 256, 500, 65535, 65536} {
 		evs := sampleEvents(t, 1, n)
-		var raw []byte
+		raw := make([]byte, BatchRawRoom)
 		for i := range evs {
 			data, err := evs[i].Encode()
 			if err != nil {
@@ -62,7 +62,7 @@ func TestAppendArrayHeader(t *testing.T) {
 // A count that does not match the encodings is refused, not sent.
 func TestNewBatchRawCountMismatch(t *testing.T) {
 	evs := sampleEvents(t, 1, 2)
-	var raw []byte
+	raw := make([]byte, BatchRawRoom)
 	for i := range evs {
 		data, err := evs[i].Encode()
 		if err != nil {
@@ -72,6 +72,46 @@ func TestNewBatchRawCountMismatch(t *testing.T) {
 	}
 	if _, err := NewBatchRaw(1, 2, 3, raw, false, 0); err == nil {
 		t.Fatal("3 announced, 2 encoded: want an error")
+	}
+	if _, err := NewBatchRaw(1, 2, 2, raw[BatchRawRoom-1:], false, 0); err == nil {
+		t.Fatal("no room for the array head: want an error")
+	}
+}
+
+// The caller may reuse the buffer at once: a batch keeps no reference to
+// it, compressed or not.
+func TestNewBatchRawKeepsNoBuffer(t *testing.T) {
+	for _, n := range []int{2, 300} { // 2: too small to compress
+		evs := sampleEvents(t, 1, n)
+		buf := make([]byte, BatchRawRoom)
+		for i := range evs {
+			data, err := evs[i].Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf = append(buf, data...)
+		}
+		b, err := NewBatchRaw(1, uint64(n), n, buf, true, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := Encode(Up{Batch: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range buf {
+			buf[i] = 0xff
+		}
+		after, err := Encode(Up{Batch: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(before, after) {
+			t.Fatalf("n=%d: the batch changed when its buffer was reused", n)
+		}
+		if got, err := b.Open("gw-1"); err != nil || len(got) != n {
+			t.Fatalf("n=%d: Open after reuse = %d events, %v", n, len(got), err)
+		}
 	}
 }
 
