@@ -48,14 +48,16 @@ func ParseProfile(s string) (Profile, error) {
 // (measured draining a 1,000,000-event backlog: 103 MiB anonymous peak
 // without the limit, 38 MiB with a 48 MiB one). With the small profile's
 // tables (see Options) the live heap stays lower, and the limit came down
-// with it; measured in alternating runs (1,000,000-event drain, peak RSS
-// highest of 3; edge CPU per HTTP write): 48 MiB 56-63 MiB; 40 MiB 53-61
-// MiB, 27-29 µs; 32 MiB 47-56 MiB, but 38-40 µs (the heap sits at the
-// limit while memtables flush under load and the GC runs all the time) and
-// the drain slower.
+// with it. Measured in alternating runs (1,000,000-event drain, peak RSS
+// highest of 3; edge CPU per HTTP write and per drained event), Snappy
+// tables: 48 MiB 56-63 MiB; 40 MiB 53-62 MiB, 27-38 µs, 1.1-3.1 µs; 32 MiB
+// 47-56 MiB, but 38-40 µs (the heap sits at the limit while memtables flush
+// under load and the GC runs all the time). Uncompressed tables allocate
+// far less (no block is decompressed into a new buffer): 36 MiB 52-58 MiB,
+// 26-29 µs, 1.2 µs; 32 MiB 57 MiB, 33 µs, 2.4 µs.
 func (p Profile) MemoryLimit() int64 {
 	if p == Small {
-		return 40 << 20
+		return 36 << 20
 	}
 	return 0
 }
@@ -101,9 +103,17 @@ func Options(dir string, p Profile, log *slog.Logger) badger.Options {
 		// keep room for each block's compressed copy) or, with 4 MiB
 		// memtables, a compaction's builders for 4-8 MiB tables of the lower
 		// levels. 4 MiB memtables and 2 MiB tables on every level
-		// (TableSizeMultiplier 1) bound both: 53-61 MiB (with MemoryLimit),
-		// at the same drain speed and HTTP write cost. Values stay inline
-		// (see SmallInline).
+		// (TableSizeMultiplier 1) bound both: 53-62 MiB (with MemoryLimit).
+		// Tables are not compressed: a builder then needs no room for
+		// compressed blocks (its first buffer holds a whole table), and a
+		// read maps a block instead of decompressing it into a new buffer,
+		// which made the GC run often under the heap limit (21 % of the
+		// edge's CPU in a drain). The drain costs 1.2 µs/event steadily
+		// instead of 1.1-3.1, the peak is 52-58 MiB (mapped files 21 -> 31
+		// MiB, the heap 35-43 -> 26-29 MiB), and the store takes about twice
+		// the disk (~76 MiB for 1,000,000 events). Badger records each
+		// table's compression, so stores written with Snappy still open.
+		// Values stay inline (see SmallInline).
 		o = o.WithMemTableSize(4 << 20).
 			WithBlockCacheSize(4 << 20).
 			WithIndexCacheSize(4 << 20).
@@ -116,6 +126,7 @@ func Options(dir string, p Profile, log *slog.Logger) badger.Options {
 			WithValueThreshold(SmallInline).
 			WithValueLogMaxEntries(100_000)
 		o.TableSizeMultiplier = 1
+		o.Compression = options.None
 	}
 	return o
 }

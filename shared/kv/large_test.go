@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 func openSmall(t *testing.T) *badger.DB {
@@ -196,5 +197,67 @@ func TestGetLargeBadManifest(t *testing.T) {
 	}
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		t.Fatalf("error %v, want one naming the manifest", err)
+	}
+}
+
+// A store an older edge wrote (8 MiB memtables, Snappy tables, 1 MiB
+// inline values) opens with today's small profile and reads back whole:
+// Badger keeps each table's compression in its manifest.
+func TestSmallProfileOpensOlderStore(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	old := Options(dir, Small, log).WithMemTableSize(8 << 20).WithCompression(options.Snappy).WithValueThreshold(1 << 20)
+	old.TableSizeMultiplier = 2
+	db, err := OpenWith(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	for i := range 20 {
+		wb := db.NewWriteBatch()
+		for j := range 2000 {
+			k := fmt.Sprintf("k%02d/%05d", i, j)
+			v := bytes.Repeat([]byte(k), 8) // compressible: Snappy does work
+			want[k] = v
+			if err := wb.Set([]byte(k), v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flatten(1); err != nil { // tables on disk, not only in the log
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir, Small, log)
+	if err != nil {
+		t.Fatalf("open an older store with today's profile: %v", err)
+	}
+	defer db.Close()
+	got := 0
+	if err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(v, want[k]) {
+				t.Fatalf("%s = %q, want %q", k, v, want[k])
+			}
+			got++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got != len(want) {
+		t.Fatalf("read %d keys back, want %d", got, len(want))
 	}
 }
