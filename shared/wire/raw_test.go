@@ -8,19 +8,27 @@ import (
 	"linli/shared/event"
 )
 
+// rawBuffer is what the uplink hands NewBatchRaw: BatchRawRoom spare bytes,
+// then the events' stored encodings.
+func rawBuffer(t *testing.T, evs []event.Event) []byte {
+	t.Helper()
+	raw := make([]byte, BatchRawRoom)
+	for i := range evs {
+		data, err := evs[i].Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, data...)
+	}
+	return raw
+}
+
 // A batch built from stored encodings is byte for byte the batch built
 // from the decoded events, for every size class of the CBOR array head.
 func TestNewBatchRawMatchesNewBatch(t *testing.T) {
 	for _, n := range []int{1, 3, 4, 23, 24, 255, 256, 500, 65535, 65536} {
 		evs := sampleEvents(t, 1, n)
-		raw := make([]byte, BatchRawRoom)
-		for i := range evs {
-			data, err := evs[i].Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw = append(raw, data...)
-		}
+		raw := rawBuffer(t, evs)
 		for _, compress := range []bool{false, true} {
 			want, err := NewBatch(1, uint64(n), evs, compress, 7)
 			if err != nil {
@@ -62,14 +70,7 @@ func TestAppendArrayHeader(t *testing.T) {
 // A count that does not match the encodings is refused, not sent.
 func TestNewBatchRawCountMismatch(t *testing.T) {
 	evs := sampleEvents(t, 1, 2)
-	raw := make([]byte, BatchRawRoom)
-	for i := range evs {
-		data, err := evs[i].Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append(raw, data...)
-	}
+	raw := rawBuffer(t, evs)
 	if _, err := NewBatchRaw(1, 2, 3, raw, false, 0); err == nil {
 		t.Fatal("3 announced, 2 encoded: want an error")
 	}
@@ -83,14 +84,7 @@ func TestNewBatchRawCountMismatch(t *testing.T) {
 func TestNewBatchRawKeepsNoBuffer(t *testing.T) {
 	for _, n := range []int{2, 300} { // 2: too small to compress
 		evs := sampleEvents(t, 1, n)
-		buf := make([]byte, BatchRawRoom)
-		for i := range evs {
-			data, err := evs[i].Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			buf = append(buf, data...)
-		}
+		buf := rawBuffer(t, evs)
 		b, err := NewBatchRaw(1, uint64(n), n, buf, true, 7)
 		if err != nil {
 			t.Fatal(err)
