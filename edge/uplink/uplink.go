@@ -293,6 +293,16 @@ func (u *Uplink) status(online bool) []byte {
 	return b
 }
 
+// connectTimeout bounds one connection attempt, CONNACK included: two
+// keepalives, 1 to 10 s. A connection the network black-holed after the
+// handshake gets no reset and would otherwise be waited on for the full
+// timeout; a broker that has not answered within two keepalives is as
+// gone as one that misses its pings. (The fault suite's flapping network
+// once took 9.3 s, the old fixed 10 s, to resume after a 1 s cut.)
+func connectTimeout(keepAlive time.Duration) time.Duration {
+	return min(max(2*keepAlive, time.Second), 10*time.Second)
+}
+
 func (u *Uplink) session(ctx context.Context) error {
 	select { // a kick from before this session is already served
 	case <-u.kick:
@@ -315,7 +325,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetConnectRetry(false).
 		SetKeepAlive(u.opts.KeepAlive).
 		SetPingTimeout(u.opts.KeepAlive).
-		SetConnectTimeout(10*time.Second).
+		SetConnectTimeout(connectTimeout(u.opts.KeepAlive)).
 		SetWriteTimeout(10*time.Second).
 		SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {

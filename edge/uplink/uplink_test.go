@@ -171,3 +171,75 @@ func TestStreamsBacklogFromStoredEncodings(t *testing.T) {
 		t.Fatalf("uplink stats %+v", st)
 	}
 }
+
+// A broker that accepts the connection and never answers CONNECT (a black
+// hole after the handshake: no reset ever comes) is given up on after two
+// keepalives, not the old fixed 10 s, and the uplink tries again.
+func TestConnectGivesUpOnSilentBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		accepted []time.Time
+		conns    []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, time.Now())
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	up := uplink.New(l, nil, uplink.Options{Broker: "tcp://" + ln.Addr().String(), Site: "s1", Device: "gw-1", Role: "gateway",
+		KeepAlive: 500 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- up.Run(ctx) }()
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		mu.Lock()
+		n := len(accepted)
+		var gap time.Duration
+		if n >= 2 {
+			gap = accepted[1].Sub(accepted[0])
+		}
+		mu.Unlock()
+		if n >= 2 {
+			if gap > 3*time.Second {
+				t.Fatalf("second attempt %v after the first, want about two keepalives (1 s)", gap)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection attempts in 6 s against a silent broker: the first was never given up", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := up.Stats(); st.ConnectErrs == 0 {
+		t.Fatalf("stats %+v: want the silent attempt counted as a connect error", st)
+	}
+}
