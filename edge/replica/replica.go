@@ -35,8 +35,9 @@ const (
 // this (an access list or a busy activity's view can be megabytes) is
 // kept in pieces, written before the transaction that applies the
 // message: one Badger transaction holds only 15 % of a memtable (614 KiB
-// with the small profile), with every other change of the message.
-const partSize = 128 << 10
+// with the small profile), with every other change of the message. It is
+// kv.PieceSize, the bound every large value on the edge is kept in.
+const partSize = kv.PieceSize
 
 func partKey(seq uint64, part uint32) []byte {
 	return kv.Key(prefixPart, kv.U64(seq), []byte{byte(part >> 24), byte(part >> 16), byte(part >> 8), byte(part)})

@@ -97,9 +97,7 @@ func PutLarge(db *badger.DB, key, val []byte) error {
 	}); err != nil {
 		return fmt.Errorf("store %s: %w", key, err)
 	}
-	keep := old // the generation in force afterwards; 0 = none
 	if len(val) <= PieceSize {
-		keep = 0
 		if err := db.Update(func(txn *badger.Txn) error {
 			if err := txn.Delete(manifestKey(key)); err != nil {
 				return err
@@ -109,12 +107,12 @@ func PutLarge(db *badger.DB, key, val []byte) error {
 			return fmt.Errorf("store %s: %w", key, err)
 		}
 	} else {
-		keep = old + 1
+		gen := old + 1
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
 		n := uint32(0)
 		for off := 0; off < len(val); off += PieceSize {
-			if err := wb.Set(pieceKey(key, keep, n), val[off:min(off+PieceSize, len(val))]); err != nil {
+			if err := wb.Set(pieceKey(key, gen, n), val[off:min(off+PieceSize, len(val))]); err != nil {
 				return fmt.Errorf("store %s: piece %d: %w", key, n, err)
 			}
 			n++
@@ -122,7 +120,7 @@ func PutLarge(db *badger.DB, key, val []byte) error {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("store %s: pieces: %w", key, err)
 		}
-		m := binary.BigEndian.AppendUint32(U64(keep), n)
+		m := binary.BigEndian.AppendUint32(U64(gen), n)
 		if err := db.Update(func(txn *badger.Txn) error {
 			if err := txn.Delete(key); err != nil {
 				return err
@@ -136,15 +134,16 @@ func PutLarge(db *badger.DB, key, val []byte) error {
 	// crash cut short (which may share a generation number with this one
 	// only if it never came into force, and then this write overwrote the
 	// pieces it reused and drops the rest here).
-	if err := dropPieces(db, key, keep); err != nil {
+	if err := dropPieces(db, key); err != nil {
 		return fmt.Errorf("store %s: drop old pieces: %w", key, err)
 	}
 	return nil
 }
 
-// dropPieces deletes key's pieces that are not of generation keep, and,
-// of generation keep, those past the count in force.
-func dropPieces(db *badger.DB, key []byte, keep uint64) error {
+// dropPieces deletes key's pieces that its manifest does not name: all of
+// them when the value is kept whole, else those of other generations and
+// those past the count in force.
+func dropPieces(db *badger.DB, key []byte) error {
 	var drop [][]byte
 	err := db.View(func(txn *badger.Txn) error {
 		gen, n, pieced, err := manifest(txn, key)
@@ -157,7 +156,7 @@ func dropPieces(db *badger.DB, key []byte, keep uint64) error {
 				continue // another key that only shares the prefix
 			}
 			g, i := binary.BigEndian.Uint64(k[base:]), binary.BigEndian.Uint32(k[base+8:])
-			if !pieced || g != gen || g != keep || i >= n {
+			if !pieced || g != gen || i >= n {
 				drop = append(drop, k)
 			}
 		}
