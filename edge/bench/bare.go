@@ -89,7 +89,7 @@ func startBare(ctx context.Context, dir string) (*proc, string, error) {
 	}
 	url := "http://" + addr
 	if err := waitHTTP(ctx, url+"/", p); err != nil {
-		p.kill()
+		p.Kill()
 		return nil, "", fmt.Errorf("bare http: %w", err)
 	}
 	return p, url, nil

@@ -47,12 +47,12 @@ func (e *runEnv) startHub(ctx context.Context, dir, broker string, extra ...stri
 		return nil, err
 	}
 	if err := waitHTTP(ctx, h.url+"/healthz", h.proc); err != nil {
-		h.kill()
+		h.Kill()
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	tok, err := os.ReadFile(filepath.Join(h.data, "admin.token"))
 	if err != nil {
-		h.kill()
+		h.Kill()
 		return nil, err
 	}
 	h.token = strings.TrimSpace(string(tok))
@@ -106,7 +106,7 @@ func (e *runEnv) startEdgeEnv(ctx context.Context, dir, id, data, broker string,
 		return nil, err
 	}
 	if err := waitHTTP(ctx, ed.url+"/healthz", ed.proc); err != nil {
-		ed.kill()
+		ed.Kill()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	return ed, nil
@@ -161,7 +161,7 @@ func (e *runEnv) startMosquitto(ctx context.Context, dir string) (url string, p 
 		return true, c.Close()
 	}, p)
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return "", nil, fmt.Errorf("mosquitto: %w", err)
 	}
 	return "tcp://" + addr, p, nil
@@ -173,8 +173,8 @@ func (e *runEnv) stopAll(ps ...*proc) {
 		if p == nil {
 			continue
 		}
-		if err := p.stop(); err != nil {
-			e.log.Warn("stop", "proc", p.name, "err", err)
+		if err := p.Stop(); err != nil {
+			e.log.Warn("stop", "proc", p.Name, "err", err)
 		}
 	}
 }

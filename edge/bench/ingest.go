@@ -22,6 +22,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/process"
 )
 
 const ingestClients = 32
@@ -73,14 +74,14 @@ func edgeIngest(ctx context.Context, e *runEnv) error {
 			return fmt.Errorf("baseline: %w", err)
 		}
 		e0, err1 := ed.cpu()
-		s0, err2 := cpuTime(0)
+		s0, err2 := process.CPUTime(0)
 		i0, b0, err5 := machineTicks()
 		l, err := httpLoad(ctx, ed.url, ingestClients, slice, 0)
 		if err != nil {
 			return err
 		}
 		e1, err3 := ed.cpu()
-		s1, err4 := cpuTime(0)
+		s1, err4 := process.CPUTime(0)
 		i1, b1, err6 := machineTicks()
 		if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 			return err

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,130 +10,46 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"linli/shared/process"
 )
 
 // proc is a child process of the harness: a hub, an edge or Mosquitto.
-type proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-}
+type proc struct{ *process.Proc }
 
 // startProc runs bin with args; its output goes to <dir>/<name>.log.
 func startProc(dir, name, bin string, args []string, env ...string) (*proc, error) {
-	p := &proc{name: name, logPath: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	p, err := process.Start(name, filepath.Join(dir, name+".log"), bin, args, env...)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(f, "---- %s %s\n", bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p.cmd = cmd
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM and waits up to 15 s, then kills.
-func (p *proc) stop() error {
-	select {
-	case <-p.exited:
-		return p.waitErr
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-p.exited:
-		return p.waitErr
-	case <-time.After(15 * time.Second):
-		p.kill()
-		return fmt.Errorf("%s did not stop within 15s of SIGTERM", p.name)
-	}
-}
-
-func (p *proc) kill() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill() // it may have exited meanwhile; we wait below either way
-	<-p.exited
+	return &proc{p}, nil
 }
 
 // alive fails when the process has exited, quoting the end of its log.
 func (p *proc) alive() error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("%s exited (%v): %s", p.name, p.waitErr, p.tail(600))
-	default:
-		return nil
+	if p.Exited() {
+		return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), p.tail(600))
 	}
+	return nil
 }
 
 func (p *proc) tail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
+	b := p.Log()
 	if len(b) > n {
 		b = b[len(b)-n:]
 	}
-	return oneLine(string(b))
+	return oneLine(b)
 }
 
 // memory reads the process's peak (VmHWM) and current (VmRSS) resident set.
 func (p *proc) memory() (peak, cur uint64, err error) {
-	m, err := p.status()
+	m, err := process.Memory(p.PID())
 	return m["VmHWM"], m["VmRSS"], err
-}
-
-// status reads the memory lines (in bytes) of /proc/<pid>/status: VmHWM,
-// VmRSS, RssAnon, RssFile, RssShmem.
-func (p *proc) status() (map[string]uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]uint64{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !(strings.HasPrefix(k, "Vm") || strings.HasPrefix(k, "Rss")) {
-			continue
-		}
-		fs := strings.Fields(v)
-		if len(fs) != 2 || fs[1] != "kB" {
-			continue
-		}
-		n, err := strconv.ParseUint(fs[0], 10, 64)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = n << 10
-	}
-	return out, sc.Err()
 }
 
 // memPeaks follows a process's anonymous and file-backed resident memory
@@ -152,7 +67,7 @@ func watchMemory(p *proc, every time.Duration) *memPeaks {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if st, err := p.status(); err == nil {
+			if st, err := process.Memory(p.PID()); err == nil {
 				m.anon, m.file = max(m.anon, st["RssAnon"]), max(m.file, st["RssFile"]+st["RssShmem"])
 			}
 			select {
@@ -264,36 +179,8 @@ func waitHTTP(ctx context.Context, url string, p *proc) error {
 	}, p)
 }
 
-// cpuTime is the user+system CPU time process pid has used (0: self).
-func cpuTime(pid int) (time.Duration, error) {
-	path := "/proc/self/stat"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/stat", pid)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command (which may hold spaces) start after ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("unexpected %s", path)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected %s", path)
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz, nil
-}
-
 // cpu is the process's CPU time so far.
-func (p *proc) cpu() (time.Duration, error) { return cpuTime(p.cmd.Process.Pid) }
+func (p *proc) cpu() (time.Duration, error) { return process.CPUTime(p.PID()) }
 
 // machineTicks reads the whole machine's idle (idle + iowait) and busy
 // CPU ticks from /proc/stat.

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"linli/shared/process"
 )
 
 // StablePort returns a loopback address free a moment ago whose port lies
@@ -416,30 +417,18 @@ func Verify(t testing.TB, h *Hub, e *Edge, ledger *Ledger) Verdict {
 	return v
 }
 
-// PID is the process id of the running process (0 if none).
-func (p *Proc) PID() int {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
-// ProcStatus reads a field in kB from /proc/PID/status (VmHWM, VmRSS)
-// and returns it in bytes.
+// ProcStatus reads one memory field of /proc/PID/status (VmHWM, VmRSS,
+// RssAnon) in bytes.
 func ProcStatus(pid int, field string) (uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := process.Memory(pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
+	v, ok := m[field]
+	if !ok {
+		return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	return v, nil
 }
 
 // DiskUsage is what du reports for dir: allocated bytes of its files.

@@ -17,9 +17,10 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"linli/shared/process"
 )
 
 // Eventually polls cond every 20 ms until it returns true or timeout
@@ -92,24 +93,19 @@ func Binaries(t testing.TB) (hub, edge string) {
 
 // Proc is a child process under test.
 type Proc struct {
-	t       testing.TB
-	Name    string
-	bin     string
-	args    []string
-	env     []string
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	*process.Proc
+	t testing.TB
 }
 
 // Start runs bin with args; its output goes to a log file that is printed
 // if the test fails. The process is killed at the end of the test.
 func Start(t testing.TB, name, bin string, args []string, env ...string) *Proc {
 	t.Helper()
-	p := &Proc{t: t, Name: name, bin: bin, args: args, env: env,
-		logPath: filepath.Join(t.TempDir(), name+".log")}
-	p.start()
+	pp, err := process.Start(name, filepath.Join(t.TempDir(), name+".log"), bin, args, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Proc: pp, t: t}
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
@@ -119,88 +115,13 @@ func Start(t testing.TB, name, bin string, args []string, env ...string) *Proc {
 	return p
 }
 
-func (p *Proc) start() {
-	p.t.Helper()
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	fmt.Fprintf(f, "---- start %s %s\n", p.bin, strings.Join(p.args, " "))
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		p.t.Fatalf("start %s: %v", p.Name, err)
-	}
-	p.cmd = cmd
-	p.exited = make(chan struct{})
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.exited)
-	}()
-}
-
-// Restart starts the process again with the same arguments.
+// Restart starts the process again with the same arguments once it has
+// ended.
 func (p *Proc) Restart() {
 	p.t.Helper()
-	<-p.exited
-	p.start()
-}
-
-// Stop sends SIGTERM and waits up to 15 s for a clean exit, returning the
-// exit error (nil for exit code 0).
-func (p *Proc) Stop() error {
-	if p.cmd == nil {
-		return nil
+	if err := p.Proc.Restart(); err != nil {
+		p.t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-p.exited:
-		return p.waitErr
-	case <-time.After(15 * time.Second):
-		p.Kill()
-		return fmt.Errorf("%s did not stop within 15s of SIGTERM", p.Name)
-	}
-}
-
-// Kill sends SIGKILL (a crash, a power cut of the process) and waits.
-func (p *Proc) Kill() {
-	if p.cmd == nil {
-		return
-	}
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	if err := p.cmd.Process.Kill(); err != nil {
-		p.t.Logf("kill %s: %v", p.Name, err)
-	}
-	<-p.exited
-}
-
-// Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// Log returns what the process has printed so far.
-func (p *Proc) Log() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	return string(b)
 }
 
 func (p *Proc) dumpLog() {
