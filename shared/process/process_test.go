@@ -1,4 +1,4 @@
-package process
+package process_test
 
 import (
 	"errors"
@@ -8,23 +8,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"linli/shared/process"
+	"linli/shared/testkit"
 )
 
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
 }
 
-func start(t *testing.T, script string, env ...string) *Proc {
+func start(t *testing.T, script string, env ...string) *process.Proc {
 	t.Helper()
-	p, err := Start("sh", filepath.Join(t.TempDir(), "sh.log"), "/bin/sh", []string{"-c", script}, env...)
+	p, err := process.Start("sh", filepath.Join(t.TempDir(), "sh.log"), "/bin/sh", []string{"-c", script}, env...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +78,7 @@ func TestStartErrors(t *testing.T) {
 		{"no log dir", "/nonexistent/dir/x.log", "/bin/true"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := Start("edge-1", c.log, c.bin, nil)
+			p, err := process.Start("edge-1", c.log, c.bin, nil)
 			if err == nil || p != nil || !strings.Contains(err.Error(), "start edge-1") {
 				t.Fatalf("Start: %v, %v; want an error naming the process", p, err)
 			}
@@ -94,25 +91,25 @@ func TestMemoryAndCPU(t *testing.T) {
 	// one the script does not spell out.
 	p := start(t, `i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo counted $i; sleep 30`)
 	waitFor(t, "the child's busy loop", func() bool { return strings.Contains(p.Log(), "counted 200000") })
-	m, err := Memory(p.PID())
+	m, err := process.Memory(p.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m["VmRSS"] == 0 || m["VmHWM"] < m["VmRSS"] || m["RssAnon"] == 0 {
 		t.Fatalf("memory of a running shell: %v", m)
 	}
-	cpu, err := CPUTime(p.PID())
+	cpu, err := process.CPUTime(p.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cpu <= 0 {
 		t.Fatalf("a shell that counted to 200,000 used %v of CPU", cpu)
 	}
-	if _, err := CPUTime(0); err != nil {
+	if _, err := process.CPUTime(0); err != nil {
 		t.Fatal(err)
 	}
 	p.Kill()
-	if _, err := Memory(p.PID()); err == nil {
+	if _, err := process.Memory(p.PID()); err == nil {
 		t.Fatal("memory of an ended process: want an error")
 	}
 }
