@@ -9,10 +9,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -36,12 +41,16 @@ type Options struct {
 	TLS    *tls.Config // serve MQTT over TLS when set
 	Auth   Authenticator
 	Logger *slog.Logger
+	// ConnectTimeout bounds the time from accept to CONNECT, the TLS
+	// handshake included (default DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 }
 
 // Broker is a running embedded broker.
 type Broker struct {
 	srv    *mqtt.Server
-	tcp    *listeners.TCP
+	tcp    *listeners.Net
+	ln     *listener
 	log    *slog.Logger
 	subID  atomic.Int32
 	hook   *aclHook
@@ -61,20 +70,34 @@ func Start(opts Options) (*Broker, error) {
 		InlineClient: true,
 		Capabilities: caps,
 		// mochi logs every connect at info; keep it to warnings.
-		Logger: slog.New(minLevel{opts.Logger.Handler(), slog.LevelWarn}).With("component", "broker"),
+		Logger: slog.New(mochiLog{opts.Logger.Handler(), slog.LevelWarn}).With("component", "broker"),
 	})
 	h := &aclHook{auth: opts.Auth, log: opts.Logger, sites: map[string]string{}}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen, TLSConfig: opts.TLS})
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	raw, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
+	}
+	ln := newListener(raw, opts.ConnectTimeout, opts.Logger.With("component", "broker"))
+	var served net.Listener = ln
+	if opts.TLS != nil {
+		served = tls.NewListener(ln, opts.TLS)
+	}
+	tcp := listeners.NewNet("tcp", served)
 	if err := srv.AddListener(tcp); err != nil {
+		_ = raw.Close()
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
 	}
 	if err := srv.Serve(); err != nil {
+		_ = raw.Close()
 		return nil, fmt.Errorf("broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, log: opts.Logger, hook: h}, nil
+	return &Broker{srv: srv, tcp: tcp, ln: ln, log: opts.Logger, hook: h}, nil
 }
 
 // Addr is the address the broker listens on.
@@ -108,10 +131,30 @@ func (b *Broker) Refused() (connects, publishes, subscribes uint64) {
 	return b.hook.refusedConnects.Load(), b.hook.refusedPublishes.Load(), b.hook.refusedSubscribes.Load()
 }
 
+// closeGrace is how long Close lets mochi end its connections before it
+// closes those still open itself.
+const closeGrace = time.Second
+
 // Close stops the broker and disconnects everyone.
 func (b *Broker) Close() error {
 	var err error
-	b.closed.Do(func() { err = b.srv.Close() })
+	b.closed.Do(func() {
+		b.ln.quiesce(closeGrace)
+		done := make(chan error, 1)
+		go func() { done <- b.srv.Close() }()
+		select {
+		case err = <-done:
+		case <-time.After(closeGrace):
+			// mochi's Close waits for connections it has not taken in yet
+			// (no CONNECT so far), which it cannot close.
+			n := b.ln.closeAll()
+			b.log.Info("broker closed connections that had not sent CONNECT", "connections", n)
+			err = <-done
+		}
+		// A connection accepted as mochi closed can start after its wait,
+		// with nobody left to end it.
+		b.ln.closeAll()
+	})
 	return err
 }
 
@@ -156,7 +199,15 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	return true
 }
 
-func (h *aclHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {}
+// OnDisconnect says which device left and why: mochi's own line for it
+// names neither (see mochiLog).
+func (h *aclHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if err != nil {
+		h.log.Info("mqtt client disconnected", "client", cl.ID, "reason", err)
+		return
+	}
+	h.log.Info("mqtt client disconnected", "client", cl.ID)
+}
 
 // OnACLCheck allows a device to publish only to its own up and status
 // topics and to read only its own ack and down topics and its site's
@@ -204,17 +255,61 @@ func validClientID(id string) error {
 	return nil
 }
 
-// minLevel drops records below a level before they reach the handler.
-type minLevel struct {
+// mochiLog passes mochi's records of at least min to the hub's log. mochi's
+// listener logs the end of every connection that ended with an error as a
+// warning with an empty message and the error alone: at every hub stop one
+// per connected edge ("use of closed network connection"), and one per
+// network cut. Ends a device causes or suffers (EOF, reset, closed, its
+// keepalive lapsing, a refusal the ACL hook has logged) drop below the
+// floor — OnDisconnect logs them with the device's id — and the rest (a TLS
+// handshake that failed, a protocol violation) stay warnings, with a
+// message.
+type mochiLog struct {
 	slog.Handler
 	min slog.Level
 }
 
-func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.Handler.Enabled(ctx, l)
 }
 
-func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{m.Handler.WithAttrs(a), m.min}
+func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" {
+		var cause error
+		r.Attrs(func(a slog.Attr) bool {
+			if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+				cause = err
+				return false
+			}
+			return true
+		})
+		level, msg := slog.LevelWarn, "mqtt connection failed"
+		if connectionEnded(cause) {
+			level, msg = slog.LevelDebug, "mqtt connection ended"
+		}
+		if level < m.min {
+			return nil
+		}
+		nr := slog.NewRecord(r.Time, level, msg, r.PC)
+		r.Attrs(func(a slog.Attr) bool { nr.AddAttrs(a); return true })
+		r = nr
+	}
+	return m.Handler.Handle(ctx, r)
 }
-func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
+
+func (m mochiLog) WithAttrs(a []slog.Attr) slog.Handler {
+	return mochiLog{m.Handler.WithAttrs(a), m.min}
+}
+func (m mochiLog) WithGroup(g string) slog.Handler { return mochiLog{m.Handler.WithGroup(g), m.min} }
+
+// connectionEnded tells the ordinary ends of a connection from failures.
+func connectionEnded(err error) bool {
+	var code packets.Code
+	if errors.As(err, &code) {
+		return code == packets.ErrBadUsernameOrPassword || code == packets.ErrNotAuthorized ||
+			code == packets.ErrKeepAliveTimeout || code == packets.ErrSessionTakenOver ||
+			code == packets.CodeDisconnect || code == packets.ErrServerShuttingDown
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded)
+}
