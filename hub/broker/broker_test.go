@@ -18,6 +18,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"linli/shared/testkit"
 )
 
 // syncBuffer is a log sink the broker's goroutines may write concurrently.
@@ -50,13 +52,7 @@ func (s *syncBuffer) records(t *testing.T) []map[string]any {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
 }
 
 // TestConnectionEndsAreLoggedWithTheirDevice: the ordinary end of a
