@@ -327,7 +327,7 @@ func (a *Agent) eraseResidents(cs []wire.Change) {
 			continue
 		}
 		var token string
-		if err := event.Unmarshal(c.Body, &token); err != nil || !strings.HasPrefix(token, event.ErasedPrefix) {
+		if err := event.UnmarshalOwn(c.Body, &token); err != nil || !strings.HasPrefix(token, event.ErasedPrefix) {
 			a.log.Error("bad erasure from the hub", "err", err)
 			continue
 		}

@@ -261,7 +261,7 @@ func scan[T any](x *Index, prefix, resident string) ([]T, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var v T
-			if err := it.Item().Value(func(b []byte) error { return event.Unmarshal(b, &v) }); err != nil {
+			if err := it.Item().Value(func(b []byte) error { return event.UnmarshalOwn(b, &v) }); err != nil {
 				return fmt.Errorf("index entry %s: %w", it.Item().Key(), err)
 			}
 			out = append(out, v)

@@ -44,7 +44,7 @@ func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
 	out := make([]T, 0, len(cs))
 	for _, c := range cs {
 		var v T
-		if err := event.Unmarshal(c.Body, &v); err != nil {
+		if err := event.UnmarshalOwn(c.Body, &v); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", entity, c.ID, err)
 		}
 		out = append(out, v)
@@ -194,7 +194,7 @@ func (m *Mirror) Report(id string) (any, bool, error) {
 	}
 	if ok {
 		var v merge.ReportView
-		if err := event.Unmarshal(c.Body, &v); err != nil {
+		if err := event.UnmarshalOwn(c.Body, &v); err != nil {
 			return nil, false, err
 		}
 		return ReportOut{ReportView: v, Synced: true, Updated: v.Updated.Time()}, true, nil

@@ -420,7 +420,7 @@ func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
 		if p, err = pointerIn(v); err != nil || p.Parts > 0 {
 			return err
 		}
-		return event.Unmarshal(v, &c)
+		return event.UnmarshalOwn(v, &c)
 	})
 	if err != nil || p.Parts == 0 {
 		return c, err
@@ -435,7 +435,7 @@ func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
 			return c, err
 		}
 	}
-	return c, event.Unmarshal(whole, &c)
+	return c, event.UnmarshalOwn(whole, &c)
 }
 
 // pointerIn decodes the pointer an entity value holds; a change (a CBOR
@@ -445,7 +445,7 @@ func pointerIn(v []byte) (pointer, error) {
 	if !event.IsArray(v) {
 		return p, nil
 	}
-	return p, event.Unmarshal(v, &p)
+	return p, event.UnmarshalOwn(v, &p)
 }
 
 // dropPieces deletes the pieces of the change stored at key, if it is a

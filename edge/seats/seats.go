@@ -94,7 +94,7 @@ func loadLedger(txn *badger.Txn, activity string) (*merge.Ledger, error) {
 		return nil, err
 	}
 	l := new(merge.Ledger)
-	if err := item.Value(func(v []byte) error { return event.Unmarshal(v, l) }); err != nil {
+	if err := item.Value(func(v []byte) error { return event.UnmarshalOwn(v, l) }); err != nil {
 		return nil, fmt.Errorf("ledger of %s: %w", activity, err)
 	}
 	return l, nil
@@ -115,7 +115,7 @@ func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
 		return nil, err
 	}
 	v := new(merge.ActivityView)
-	if err := event.Unmarshal(c.Body, v); err != nil {
+	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return nil, fmt.Errorf("activity view %s: %w", activity, err)
 	}
 	return v, nil
@@ -128,7 +128,7 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 		return nil
 	}
 	v := new(merge.ActivityView)
-	if err := event.Unmarshal(c.Body, v); err != nil {
+	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return fmt.Errorf("activity view %s: %w", c.ID, err)
 	}
 	l, err := loadLedger(txn, c.ID)
@@ -195,7 +195,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var l merge.Ledger
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &l) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &l) }); err != nil {
 				return err
 			}
 			if l.Recalled && l.Released < l.Granted {
@@ -285,7 +285,7 @@ func (s *Seats) Erase(resident, token string) error {
 		var ledgers []*merge.Ledger
 		for it.Rewind(); it.Valid(); it.Next() {
 			l := new(merge.Ledger)
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, l) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, l) }); err != nil {
 				it.Close()
 				return err
 			}

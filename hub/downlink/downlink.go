@@ -68,7 +68,7 @@ func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]b
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var c wire.Change
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) }); err != nil {
 				return fmt.Errorf("change %q: %w", it.Item().Key(), err)
 			}
 			site := siteOf(it.Item().Key())
@@ -256,7 +256,7 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 		defer it.Close()
 		for it.Seek(changeKey(site, d.Prev+1)); it.Valid(); it.Next() {
 			var c wire.Change
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &c) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) }); err != nil {
 				return err
 			}
 			if c.Seq > head {

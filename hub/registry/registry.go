@@ -94,7 +94,7 @@ func Open(db *badger.DB, log *slog.Logger) (*Registry, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			d := new(Device)
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, d) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, d) }); err != nil {
 				return fmt.Errorf("device %q: %w", it.Item().Key(), err)
 			}
 			r.devices[d.ID] = d
@@ -178,7 +178,7 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 		if err != nil {
 			return err
 		}
-		if err := item.Value(func(v []byte) error { return event.Unmarshal(v, &p) }); err != nil {
+		if err := item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &p) }); err != nil {
 			return err
 		}
 		// One use only, expired or not.

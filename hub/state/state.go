@@ -221,12 +221,12 @@ func readFacts(events *store.EventReader, item *badger.Item) (facts []merge.Fact
 	seqs := []uint64{seq} // an empty value refers to the key's own seq
 	switch {
 	case event.IsArray(val): // seqs of the device's events
-		if err := event.Unmarshal(val, &seqs); err != nil {
+		if err := event.UnmarshalOwn(val, &seqs); err != nil {
 			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
 	case len(val) > 0: // {site, event}
 		var sf storedFact
-		if err := event.Unmarshal(val, &sf); err != nil {
+		if err := event.UnmarshalOwn(val, &sf); err != nil {
 			return nil, false, fmt.Errorf("fact %q: %w", key, err)
 		}
 		ev, err := event.DecodeEvent(sf.Event)
@@ -351,6 +351,13 @@ func (s *State) fold(b *store.Batch, facts []merge.Fact) error {
 	return nil
 }
 
+// MaxViewBytes is the largest encoded view sent down: a message of one
+// change, its envelope and signature must stay under event.MaxMessage
+// (several hundred thousand residents on one activity's lists).
+const MaxViewBytes = event.MaxMessage - 64<<10
+
+var maxViewBytes = MaxViewBytes // lowered by a test
+
 // changesFor builds the downlink changes of one entity. Callers hold mu.
 func (s *State) changesFor(r merge.Ref) []wire.Change {
 	entity := map[string]string{merge.RefReport: wire.EntityReport, merge.RefActivity: wire.EntityActivity,
@@ -364,6 +371,14 @@ func (s *State) changesFor(r merge.Ref) []wire.Change {
 		body, err := event.Marshal(v)
 		if err != nil {
 			s.log.Error("encode view", "ref", r, "err", err)
+			return nil
+		}
+		if len(body) > maxViewBytes {
+			// A downlink message holds at least one whole change, and an
+			// edge refuses a message over event.MaxMessage: sent, this
+			// view would stop the site's whole downlink there. Edges keep
+			// the entity's last view instead.
+			s.log.Error("view too large to send down; edges keep its last version", "ref", r, "bytes", len(body), "max", maxViewBytes)
 			return nil
 		}
 		c.Body = body

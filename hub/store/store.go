@@ -161,7 +161,7 @@ func (s *Store) Devices() ([]DeviceRecord, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var d DeviceRecord
-			if err := it.Item().Value(func(v []byte) error { return event.Unmarshal(v, &d) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &d) }); err != nil {
 				return fmt.Errorf("device record %q: %w", it.Item().Key(), err)
 			}
 			out = append(out, d)

@@ -144,7 +144,7 @@ func ID(site, building string) string { return site + ":" + building }
 // Decode decodes and validates a list from a downlink change body.
 func Decode(body []byte) (List, error) {
 	var l List
-	if err := event.Unmarshal(body, &l); err != nil {
+	if err := event.UnmarshalOwn(body, &l); err != nil {
 		return List{}, fmt.Errorf("decode access list: %w", err)
 	}
 	if err := l.Validate(); err != nil {

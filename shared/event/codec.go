@@ -14,9 +14,13 @@ const MaxMessage = 8 << 20
 // ErrTooLarge is returned for input over MaxMessage.
 var ErrTooLarge = errors.New("cbor message too large")
 
+// maxItems bounds the elements of an array in outside input.
+const maxItems = 1 << 17
+
 var (
 	encMode cbor.EncMode
 	decMode cbor.DecMode
+	ownMode cbor.DecMode // see UnmarshalOwn
 )
 
 func init() {
@@ -27,19 +31,26 @@ func init() {
 		panic(fmt.Sprintf("cbor enc mode: %v", err))
 	}
 	encMode = em
-	dm, err := cbor.DecOptions{
+	opts := cbor.DecOptions{
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 		MaxNestedLevels:  16,
-		MaxArrayElements: 1 << 17,
+		MaxArrayElements: maxItems,
 		MaxMapPairs:      1 << 14,
 		IndefLength:      cbor.IndefLengthForbidden,
 		TagsMd:           cbor.TagsForbidden,
 		UTF8:             cbor.UTF8RejectInvalid,
-	}.DecMode()
+	}
+	dm, err := opts.DecMode()
 	if err != nil {
 		panic(fmt.Sprintf("cbor dec mode: %v", err))
 	}
 	decMode = dm
+	// Every element takes at least a byte, so within MaxMessage these
+	// bound nothing the size does not.
+	opts.MaxArrayElements, opts.MaxMapPairs = MaxMessage, MaxMessage/2
+	if ownMode, err = opts.DecMode(); err != nil {
+		panic(fmt.Sprintf("cbor dec mode: %v", err))
+	}
 }
 
 // Marshal encodes v as deterministic CBOR.
@@ -54,6 +65,21 @@ func Unmarshal(data []byte, v any) error {
 	return decMode.Unmarshal(data, v)
 }
 
+// UnmarshalOwn decodes CBOR that Linli made itself: what its stores hold,
+// and the hub's downlink messages and the views in them (signed by the hub
+// for an enrolled edge). Their only bound is MaxMessage. The element
+// limits of Unmarshal keep an edge's batch from swelling in the hub's
+// memory, but the hub's own views outgrow them: an activity's waitlist
+// of more than 131,072 residents was a downlink message every edge of the
+// site refused, and a change the hub could not read back at its next
+// start.
+func UnmarshalOwn(data []byte, v any) error {
+	if len(data) > MaxMessage {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	return ownMode.Unmarshal(data, v)
+}
+
 // UnmarshalArray decodes a CBOR array of events, returning each event's
 // own encoding alongside (sub-slices of data, not copies) for callers that
 // store events as they came.
@@ -65,7 +91,7 @@ func UnmarshalArray(data []byte) ([]Event, [][]byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if n > 1<<17 {
+	if n > maxItems {
 		return nil, nil, fmt.Errorf("cbor array of %d items: too many", n)
 	}
 	evs := make([]Event, n)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -194,4 +195,37 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("round trip changed the event: %+v vs %+v (%v)", back, ev, err)
 		}
 	})
+}
+
+// Outside input keeps its element limits; Linli's own data (stores, the
+// hub's downlink) is bounded by MaxMessage alone.
+func TestUnmarshalLimits(t *testing.T) {
+	big := make([]string, 1<<17+1)
+	for i := range big {
+		big[i] = "R" + strconv.Itoa(i)
+	}
+	data, err := Marshal(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tooLarge := make([]byte, MaxMessage+1)
+	for _, c := range []struct {
+		name     string
+		decode   func([]byte, any) error
+		data     []byte
+		wantErr  bool
+		wantSize int
+	}{
+		{"outside input: 131,073 elements", Unmarshal, data, true, 0},
+		{"own data: 131,073 elements", UnmarshalOwn, data, false, len(big)},
+		{"own data over MaxMessage", UnmarshalOwn, tooLarge, true, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			err := c.decode(c.data, &got)
+			if (err != nil) != c.wantErr || len(got) != c.wantSize {
+				t.Fatalf("decoded %d elements, err %v; want %d, error %v", len(got), err, c.wantSize, c.wantErr)
+			}
+		})
+	}
 }

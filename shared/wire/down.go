@@ -78,7 +78,7 @@ func (d *Down) Validate() error {
 // DecodeDown decodes and validates a Down message.
 func DecodeDown(data []byte) (Down, error) {
 	var d Down
-	if err := event.Unmarshal(data, &d); err != nil {
+	if err := event.UnmarshalOwn(data, &d); err != nil {
 		return Down{}, fmt.Errorf("decode down: %w", err)
 	}
 	if err := d.Validate(); err != nil {

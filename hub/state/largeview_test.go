@@ -1,0 +1,179 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"linli/hub/downlink"
+	"linli/hub/store"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+	"linli/shared/merge"
+	"linli/shared/wire"
+)
+
+// capturePub keeps what the downlink publishes.
+type capturePub struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func (c *capturePub) Publish(_ string, payload []byte, _ bool) error {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, payload)
+	c.mu.Unlock()
+	return nil
+}
+
+// activityViews decodes every published message as an edge does and
+// returns the views of activity id in order.
+func (c *capturePub) activityViews(t *testing.T, id string) []merge.ActivityView {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []merge.ActivityView
+	for _, m := range c.msgs {
+		d, err := wire.DecodeDown(m)
+		if err != nil {
+			t.Fatalf("an edge refuses a downlink message of %d bytes: %v", len(m), err)
+		}
+		for _, ch := range d.Changes {
+			if ch.Entity == wire.EntityActivity && ch.ID == id && !ch.Deleted {
+				var v merge.ActivityView
+				if err := event.UnmarshalOwn(ch.Body, &v); err != nil {
+					t.Fatalf("activity view: %v", err)
+				}
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+func openStateWith(t *testing.T, st *store.Store, pub downlink.Publisher, log *slog.Logger) (*State, *downlink.Log) {
+	t.Helper()
+	clock := hlc.NewClock(nil, 0)
+	down, err := downlink.Open(st.DB(), pub, clock, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Store: st, Downlink: down, Clock: clock, HubID: "hub",
+		Kiosks: func(string) []string { return nil }, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, down
+}
+
+// checkins folds n check-ins of distinct residents to activity, from seq
+// first on, in commits of 5,000.
+func checkins(t *testing.T, st *store.Store, s *State, activity string, first, n int) {
+	t.Helper()
+	for i := 0; i < n; i += 5000 {
+		var evs []event.Event
+		for j := i; j < min(i+5000, n); j++ {
+			seq := uint64(first + j)
+			evs = append(evs, edgeEvent(t, "k1", seq, &event.Checkin{Resident: fmt.Sprintf("R%d", seq), Activity: activity, Action: "in"}))
+		}
+		ingestEvents(t, st, s, evs)
+	}
+}
+
+// An activity whose waitlist outgrows the element limit of outside input
+// (131,072) still goes down in a message edges accept, and the hub reads
+// its downlink log back at its next start and in a catch-up. Before, every
+// edge of the site refused the message, and so every later one, and the
+// hub could not restart.
+func TestLargeViewCrossesTheDownlink(t *testing.T) {
+	const n = 140_000
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(dir, kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &capturePub{}
+	s, _ := openStateWith(t, st, pub, log)
+	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "义诊 Clinic", Type: "activity", Site: testSite, Capacity: 10}); err != nil {
+		t.Fatal(err)
+	}
+	checkins(t, st, s, "A1", 1, n)
+	vs := pub.activityViews(t, "A1")
+	if len(vs) == 0 {
+		t.Fatal("no view of A1 sent down")
+	}
+	if last := vs[len(vs)-1]; len(last.Confirmed)+len(last.Waitlist) != n || len(last.Waitlist) <= 1<<17 {
+		t.Fatalf("last view sent: %d confirmed, %d waitlisted; want %d in all, over 131,072 waitlisted", len(last.Confirmed), len(last.Waitlist), n)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The hub's next start reads the stored change back, and a kiosk that
+	// asks for everything gets it.
+	st, err = store.Open(dir, kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	again := &capturePub{}
+	_, down := openStateWith(t, st, again, log)
+	if err := down.CatchUp(testSite, "k1", 0); err != nil {
+		t.Fatalf("catch-up: %v", err)
+	}
+	if vs := again.activityViews(t, "A1"); len(vs) != 1 || len(vs[0].Waitlist) != n-10 {
+		t.Fatalf("catch-up sent %d views of A1; want one with %d waitlisted", len(vs), n-10)
+	}
+}
+
+// A view too large for any downlink message is not sent (edges keep its
+// last version, and the site's other changes still go down); the hub logs
+// it.
+func TestOversizedViewIsNotSent(t *testing.T) {
+	old := maxViewBytes
+	maxViewBytes = 4 << 10
+	t.Cleanup(func() { maxViewBytes = old })
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	st, err := store.Open(t.TempDir(), kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub := &capturePub{}
+	s, _ := openStateWith(t, st, pub, log)
+	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "x", Type: "activity", Site: testSite, Capacity: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	checkins(t, st, s, "A1", 1, 100) // ~600 bytes of residents: sent
+	small := pub.activityViews(t, "A1")
+	checkins(t, st, s, "A1", 101, 1000) // over 4 KiB: not sent
+	if _, err := s.Record(&event.ActivitySet{ID: "A2", Title: "y", Type: "activity", Site: testSite, Capacity: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if vs := pub.activityViews(t, "A1"); len(vs) != len(small) || len(vs[len(vs)-1].Confirmed) != 100 {
+		t.Fatalf("views of A1 sent: %d (had %d before it outgrew the limit)", len(vs), len(small))
+	}
+	if vs := pub.activityViews(t, "A2"); len(vs) != 1 {
+		t.Fatalf("views of A2 sent after A1 outgrew the limit: %d, want 1", len(vs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "view too large to send down") {
+		t.Fatalf("no error logged:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
