@@ -27,17 +27,7 @@ const testSite = "s1"
 // openState opens the merged state over the store in dir.
 func openState(t *testing.T, st *store.Store) *State {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), discardPub{}, clock, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(Options{Store: st, Downlink: down, Clock: clock, HubID: "hub",
-		Kiosks: func(string) []string { return nil }, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openStateWith(t, st, discardPub{}, slog.New(slog.DiscardHandler))
 	return s
 }
 
