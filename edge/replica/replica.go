@@ -57,6 +57,8 @@ type Replica struct {
 	device string
 	log    *slog.Logger
 
+	now func() time.Time // time.Now; a test's clock
+
 	mu       sync.Mutex
 	cursor   uint64
 	lastAsk  time.Time
@@ -81,7 +83,7 @@ func (r *Replica) SetVerifier(verify func(payload []byte) ([]byte, bool, error))
 
 // Open loads the cursor from db.
 func Open(db *badger.DB, site, device string, log *slog.Logger) (*Replica, error) {
-	r := &Replica{db: db, site: site, device: device, log: log,
+	r := &Replica{db: db, site: site, device: device, log: log, now: time.Now,
 		in: make(chan []byte, 64), acks: make(chan wire.DownAck, 1)}
 	err := db.View(func(txn *badger.Txn) error {
 		var err error
@@ -165,9 +167,9 @@ func (r *Replica) Acks() <-chan wire.DownAck { return r.acks }
 // replica is behind, it asks for a catch-up, at most every few seconds.
 func (r *Replica) Head(head uint64) {
 	r.mu.Lock()
-	behind := head != r.cursor && time.Since(r.lastAsk) > 3*time.Second
+	behind := head != r.cursor && r.now().Sub(r.lastAsk) > 3*time.Second
 	if behind {
-		r.lastAsk = time.Now()
+		r.lastAsk = r.now()
 	}
 	cur := r.cursor
 	r.mu.Unlock()
@@ -224,6 +226,10 @@ func (r *Replica) Run(ctx context.Context) {
 	}
 }
 
+// askAgain is the least time between two catch-up requests of a message
+// that does not follow the cursor.
+const askAgain = time.Second
+
 // ErrOtherSite is returned for a message of another site.
 var ErrOtherSite = errors.New("downlink message for another site")
 
@@ -245,11 +251,20 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		return nil // seen already
 	}
 	if !d.Snapshot && d.Prev > cur {
+		// Ask again only after askAgain: until the catch-up arrives, every
+		// live message shows the same gap, and a message this edge cannot
+		// take made each part of each catch-up ask for the next one (~35
+		// asks a second, each a resend of everything after the cursor).
 		r.mu.Lock()
-		r.catchUps++
-		r.lastAsk = time.Now()
+		ask := r.now().Sub(r.lastAsk) >= askAgain
+		if ask {
+			r.catchUps++
+			r.lastAsk = r.now()
+		}
 		r.mu.Unlock()
-		r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
+		if ask {
+			r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
+		}
 		return nil
 	}
 	if d.Snapshot {

@@ -298,3 +298,53 @@ func TestMessageLargerThanATransaction(t *testing.T) {
 		t.Fatalf("cursor %d, want 700", r.Cursor())
 	}
 }
+
+// Messages that do not follow the cursor ask for one catch-up per second
+// at most: until it arrives each live message shows the same gap, and an
+// edge that cannot take a message would otherwise ask again for every part
+// of every catch-up.
+func TestCatchUpAskedOncePerSecond(t *testing.T) {
+	r := open(t)
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	r.now = func() time.Time { return now }
+	asks := func() int {
+		n := 0
+		for {
+			select {
+			case a := <-r.Acks():
+				if a.CatchUp {
+					n++
+				}
+			default:
+				return n
+			}
+		}
+	}
+	gap := func(seq uint64) {
+		t.Helper()
+		if err := r.Apply(wire.Down{Site: "s1", Prev: seq - 1, Last: seq, Changes: []wire.Change{change(seq, "notice", "n", "x")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []struct {
+		name    string
+		advance time.Duration
+		gaps    int
+		want    int
+	}{
+		{"first gap asks", 0, 1, 1},
+		{"20 more within the second", 900 * time.Millisecond, 20, 0},
+		{"a second later, asks again", 100 * time.Millisecond, 5, 1},
+	} {
+		now = now.Add(step.advance)
+		for i := range step.gaps {
+			gap(uint64(10 + i))
+			if got := asks(); i == 0 && got != step.want || i > 0 && got != 0 {
+				t.Fatalf("%s: gap %d asked %d times", step.name, i, got)
+			}
+		}
+	}
+	if _, _, catchUps, _ := r.Stats(); catchUps != 2 {
+		t.Fatalf("%d catch-ups asked, want 2", catchUps)
+	}
+}
