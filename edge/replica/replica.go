@@ -167,9 +167,10 @@ func (r *Replica) Acks() <-chan wire.DownAck { return r.acks }
 // replica is behind, it asks for a catch-up, at most every few seconds.
 func (r *Replica) Head(head uint64) {
 	r.mu.Lock()
-	behind := head != r.cursor && r.now().Sub(r.lastAsk) > 3*time.Second
+	now := r.now()
+	behind := head != r.cursor && now.Sub(r.lastAsk) > 3*time.Second
 	if behind {
-		r.lastAsk = r.now()
+		r.lastAsk = now
 	}
 	cur := r.cursor
 	r.mu.Unlock()
@@ -255,11 +256,12 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		// live message shows the same gap, and a message this edge cannot
 		// take made each part of each catch-up ask for the next one (~35
 		// asks a second, each a resend of everything after the cursor).
+		now := r.now()
 		r.mu.Lock()
-		ask := r.now().Sub(r.lastAsk) >= askAgain
+		ask := now.Sub(r.lastAsk) >= askAgain
 		if ask {
 			r.catchUps++
-			r.lastAsk = r.now()
+			r.lastAsk = now
 		}
 		r.mu.Unlock()
 		if ask {

@@ -351,12 +351,11 @@ func (s *State) fold(b *store.Batch, facts []merge.Fact) error {
 	return nil
 }
 
-// MaxViewBytes is the largest encoded view sent down: a message of one
+// maxViewBytes is the largest encoded view sent down: a message of one
 // change, its envelope and signature must stay under event.MaxMessage
-// (several hundred thousand residents on one activity's lists).
-const MaxViewBytes = event.MaxMessage - 64<<10
-
-var maxViewBytes = MaxViewBytes // lowered by a test
+// (several hundred thousand residents on one activity's lists). A var so
+// that a test can lower it.
+var maxViewBytes = event.MaxMessage - 64<<10
 
 // changesFor builds the downlink changes of one entity. Callers hold mu.
 func (s *State) changesFor(r merge.Ref) []wire.Change {
