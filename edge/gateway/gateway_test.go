@@ -25,6 +25,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/testkit"
 	"linli/shared/wire"
 )
 
@@ -255,13 +256,7 @@ func (r *rig) await(t *testing.T, want ...string) {
 
 func (r *rig) eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, what, cond)
 }
 
 func (r *rig) drive(t *testing.T, line string, l gpio.Level) {

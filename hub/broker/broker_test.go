@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,25 +20,11 @@ import (
 	"linli/shared/testkit"
 )
 
-// syncBuffer is a log sink the broker's goroutines may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// records are the JSON log lines so far.
-func (s *syncBuffer) records(t *testing.T) []map[string]any {
+// records are the JSON log lines written to logs so far.
+func records(t *testing.T, logs *testkit.SyncBuffer) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for line := range strings.Lines(s.b.String()) {
+	for line := range strings.Lines(logs.String()) {
 		var r map[string]any
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -50,17 +34,12 @@ func (s *syncBuffer) records(t *testing.T) []map[string]any {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
-}
-
 // TestConnectionEndsAreLoggedWithTheirDevice: the ordinary end of a
 // device's connection is an info line naming the device, a hub stop with
 // devices connected logs no warning, and a connection that fails for
 // another reason is a warning that says so (mochi gives it no message).
 func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	b, err := Start(Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +54,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 		return c
 	}
 	disconnected := func(id string) bool {
-		for _, r := range logs.records(t) {
+		for _, r := range records(t, logs) {
 			if r["msg"] == "mqtt client disconnected" && r["client"] == id && r["level"] == "INFO" {
 				return true
 			}
@@ -84,7 +63,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	}
 
 	connect("kiosk-b1").Disconnect(100) // a clean DISCONNECT
-	waitFor(t, "kiosk-b1's disconnect logged", func() bool { return disconnected("kiosk-b1") })
+	testkit.WaitFor(t, "kiosk-b1's disconnect logged", func() bool { return disconnected("kiosk-b1") })
 
 	// A cut connection: the client's socket closes under it.
 	raw, err := net.Dial("tcp", b.Addr())
@@ -106,7 +85,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	if err := raw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gw-b3's cut logged", func() bool { return disconnected("gw-b3") })
+	testkit.WaitFor(t, "gw-b3's cut logged", func() bool { return disconnected("gw-b3") })
 
 	// Not MQTT at all: a failure worth a warning, with a message.
 	junk, err := net.Dial("tcp", b.Addr())
@@ -116,8 +95,8 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	if _, err := junk.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the junk connection's warning", func() bool {
-		for _, r := range logs.records(t) {
+	testkit.WaitFor(t, "the junk connection's warning", func() bool {
+		for _, r := range records(t, logs) {
 			if r["msg"] == "mqtt connection failed" && r["level"] == "WARN" && r["component"] == "broker" && r["error"] != nil {
 				return true
 			}
@@ -127,18 +106,18 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	junk.Close()
 
 	// A stop with a device connected ends its connection: no warning.
-	before := len(logs.records(t))
+	before := len(records(t, logs))
 	connect("kiosk-b2")
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "kiosk-b2's disconnect at the stop logged", func() bool { return disconnected("kiosk-b2") })
-	for _, r := range logs.records(t)[before:] {
+	testkit.WaitFor(t, "kiosk-b2's disconnect at the stop logged", func() bool { return disconnected("kiosk-b2") })
+	for _, r := range records(t, logs)[before:] {
 		if r["level"] == "WARN" || r["level"] == "ERROR" || r["msg"] == "" {
 			t.Errorf("at the broker's stop: %v", r)
 		}
 	}
-	for _, r := range logs.records(t) {
+	for _, r := range records(t, logs) {
 		if r["msg"] == "" {
 			t.Errorf("a log line without a message: %v", r)
 		}

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/kv"
 	"linli/shared/merge"
+	"linli/shared/testkit"
 	"linli/shared/wire"
 )
 
@@ -138,13 +138,8 @@ func TestOversizedViewIsNotSent(t *testing.T) {
 	old := maxViewBytes
 	maxViewBytes = 4 << 10
 	t.Cleanup(func() { maxViewBytes = old })
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.Write(p)
-	}), nil))
+	logs := &testkit.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	st, err := store.Open(t.TempDir(), kv.Server, log)
 	if err != nil {
 		t.Fatal(err)
@@ -167,13 +162,7 @@ func TestOversizedViewIsNotSent(t *testing.T) {
 	if vs := pub.activityViews(t, "A2"); len(vs) != 1 {
 		t.Fatalf("views of A2 sent after A1 outgrew the limit: %d, want 1", len(vs))
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "view too large to send down") {
 		t.Fatalf("no error logged:\n%s", logs.String())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -42,6 +42,32 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 	}
 }
 
+// WaitFor is Eventually for a condition with nothing to report: it waits
+// up to 10 s and fails the test naming what it waited for.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
+}
+
+// SyncBuffer is a log sink that goroutines may write concurrently.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is what has been written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // FreePort returns a loopback address with a port that was free a moment
 // ago.
 func FreePort(t testing.TB) string {
