@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -36,10 +35,6 @@ const (
 	auditRead = 1<<20 + 1 // the largest API body (an access list) and one byte
 	auditKeep = 2048
 )
-
-// secretKeys are request fields never written to the audit log.
-var secretKeys = map[string]bool{"password": true, "old": true, "new": true, "token": true, "api_key": true,
-	"doors": true, "credential": true, "secret": true}
 
 // Audit wraps the API so that every write (any method but GET, HEAD,
 // OPTIONS) made with credentials is logged with who, when, what and the
@@ -139,39 +134,6 @@ func (s *Service) AuditLog(who string, before uint64, limit int) ([]Entry, error
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	return out, nil
-}
-
-// redact keeps a JSON object's or form's fields but the secret ones, and
-// bounds the result; anything else is summarised by its size.
-func redact(ctype string, body []byte) json.RawMessage {
-	if len(body) == 0 {
-		return nil
-	}
-	var fields map[string]any
-	if strings.HasPrefix(ctype, "application/x-www-form-urlencoded") {
-		vals, err := url.ParseQuery(string(body))
-		if err == nil {
-			fields = map[string]any{}
-			for k, v := range vals {
-				fields[k] = strings.Join(v, ",")
-			}
-		}
-	} else if err := json.Unmarshal(body, &fields); err != nil {
-		fields = nil
-	}
-	if fields == nil {
-		return mustJSON(map[string]int{"bytes": len(body)})
-	}
-	for k := range fields {
-		if secretKeys[strings.ToLower(k)] {
-			fields[k] = "[redacted]"
-		}
-	}
-	out := mustJSON(fields)
-	if len(out) > auditKeep {
-		return mustJSON(map[string]any{"bytes": len(body), "truncated": string(out[:auditKeep])})
-	}
-	return out
 }
 
 func mustJSON(v any) json.RawMessage {

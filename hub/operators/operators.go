@@ -105,7 +105,8 @@ type Service struct {
 
 var _ api.Authorizer = (*Service)(nil)
 
-// Open loads the audit counter and prepares the service.
+// Open loads the audit counter, redacts audit entries an older hub
+// stored with secrets in clear, and prepares the service.
 func Open(db *badger.DB, opts Options) (*Service, error) {
 	if opts.Cost == 0 {
 		opts.Cost = bcrypt.DefaultCost + 1
@@ -149,6 +150,13 @@ func Open(db *badger.DB, opts Options) (*Service, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("operators: load audit log: %w", err)
+	}
+	n, err := RedactStoredAudit(db)
+	if err != nil {
+		return nil, fmt.Errorf("operators: %w", err)
+	}
+	if n > 0 {
+		s.log.Warn("audit entries stored with secrets in clear were redacted", "entries", n)
 	}
 	return s, nil
 }
