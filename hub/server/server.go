@@ -138,6 +138,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { h.closeStore() })
+	// Audit entries an older hub stored with secrets in clear are
+	// rewritten here, before anything else reads the store, and the old
+	// values purged from its files.
+	if n, err := operators.RedactStoredAudit(h.store.DB()); err != nil {
+		return nil, err
+	} else if n > 0 {
+		if err := h.store.Purge(); err != nil {
+			return nil, err
+		}
+		log.Warn("audit entries stored with secrets in clear were redacted and purged from the store's files", "entries", n)
+	}
 
 	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
 	if err != nil {

@@ -113,8 +113,10 @@ func (d *DeviceRecord) Cover(from, to uint64) {
 
 // Store is the hub's Badger store.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
+	db      *badger.DB
+	log     *slog.Logger
+	dir     string
+	profile kv.Profile
 }
 
 // Open opens or creates the store in dir.
@@ -123,7 +125,28 @@ func Open(dir string, p kv.Profile, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, log: log}, nil
+	return &Store{db: db, log: log, dir: dir, profile: p}, nil
+}
+
+// Purge makes overwritten values leave the store's files: Badger keeps
+// an old version in its write-ahead log and tables until a compaction
+// drops it, so closing (which writes the memtable to a table) and
+// flattening every table into one level rewrites them without it. It is
+// for a one-off rewrite of data that must not linger (secrets an older
+// version stored), before anyone else holds DB.
+func (s *Store) Purge() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("purge store: close: %w", err)
+	}
+	db, err := kv.Open(s.dir, s.profile, s.log)
+	if err != nil {
+		return fmt.Errorf("purge store: %w", err)
+	}
+	s.db = db
+	if err := db.Flatten(1); err != nil {
+		return fmt.Errorf("purge store: flatten: %w", err)
+	}
+	return nil
 }
 
 // DB is the underlying database, for the hub packages that keep their own
