@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -68,7 +67,7 @@ func (s *Service) Audit(next http.Handler) http.Handler {
 		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		e := Entry{Who: p.Name, Role: p.Role, Via: p.Via, Method: r.Method, Path: r.URL.Path, Status: rec.code,
-			Client: clientAddr(r), Body: redact(r.Header.Get("Content-Type"), body)}
+			Client: s.clientAddr(r), Body: redact(r.Header.Get("Content-Type"), body)}
 		if authErr != nil {
 			e.Note = authErr.Error()
 		}
@@ -142,14 +141,6 @@ func mustJSON(v any) json.RawMessage {
 		return nil // maps of strings and numbers always marshal
 	}
 	return b
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // statusWriter remembers the status of an answer. It unwraps, so

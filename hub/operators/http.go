@@ -104,7 +104,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	name, client := strings.TrimSpace(req.Name), clientAddr(r)
+	name, client := strings.TrimSpace(req.Name), s.clientAddr(r)
 	if req.Token != "" {
 		name = AdminName
 	}
@@ -155,7 +155,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 // middleware would recognise, so they log themselves.
 func (s *Service) logLogin(r *http.Request, name string, status int, note string) {
 	if err := s.Record(Entry{Who: name, Via: api.ViaSession, Method: r.Method, Path: r.URL.Path, Status: status,
-		Client: clientAddr(r), Note: note}); err != nil {
+		Client: s.clientAddr(r), Note: note}); err != nil {
 		s.log.Error("audit log", "err", err)
 	}
 }
@@ -207,12 +207,12 @@ func (s *Service) password(w http.ResponseWriter, r *http.Request) error {
 	if p.Name == AdminName {
 		return httpx.BadRequest("name", "the admin token is not a password; replace <data>/admin.token to change it")
 	}
-	if wait := s.limiter.wait(p.Name, clientAddr(r)); wait > 0 {
+	if wait := s.limiter.wait(p.Name, s.clientAddr(r)); wait > 0 {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Msg: "too many failed attempts; try later"}
 	}
 	if err := s.SetPassword(p.Name, req.Old, req.New); err != nil {
 		if errors.Is(err, ErrPassword) {
-			s.limiter.fail(p.Name, clientAddr(r))
+			s.limiter.fail(p.Name, s.clientAddr(r))
 			return &httpx.Error{Status: http.StatusForbidden, Field: "old", Msg: "the old password is wrong"}
 		}
 		return fieldErr(err)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -83,8 +84,12 @@ type Options struct {
 	SessionTTL time.Duration
 	// Limits bound failed logins (default DefaultLimits).
 	Limits Limits
-	Logger *slog.Logger
-	Now    func() time.Time
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For or
+	// X-Real-IP name the client (for the login limits and the audit log);
+	// from any other peer those headers are ignored.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Service is the operator registry and the API's Authorizer.

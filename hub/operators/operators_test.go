@@ -56,7 +56,7 @@ type fixture struct {
 	r2    string // a report of site s2
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	if err != nil {
@@ -68,7 +68,11 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	c := &clock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}
-	svc, err := Open(db, Options{AdminToken: adminToken, Cost: bcrypt.MinCost, Now: c.now})
+	o := Options{AdminToken: adminToken, Cost: bcrypt.MinCost, Now: c.now}
+	for _, f := range opts {
+		f(&o)
+	}
+	svc, err := Open(db, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,3 +198,35 @@ func TestHubPurgesSecretsAnOlderHubStored(t *testing.T) {
 		t.Fatalf("secrets left in the store's files after the rewrite: %v", hits)
 	}
 }
+
+// The hub started with a trusted proxy takes the client from
+// X-Forwarded-For for the audit log; without one it keeps the peer.
+func TestHubTrustedProxiesNameTheClient(t *testing.T) {
+	for _, tc := range []struct {
+		proxies []string
+		want    string
+	}{
+		{[]string{"127.0.0.1"}, "198.51.100.4"},
+		{nil, "127.0.0.1"},
+	} {
+		cfg := hubConfig(t.TempDir())
+		cfg.TrustedProxies = tc.proxies
+		h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, "POST", h.HTTPURL()+"/api/v1/login", map[string]string{"X-Forwarded-For": "198.51.100.4"},
+			`{"name":"nobody","password":"wrong-password"}`)
+		resp, out := send(t, "GET", h.HTTPURL()+"/api/v1/audit", map[string]string{"Authorization": "Bearer " + h.AdminToken()}, "")
+		if err := h.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		var es []struct{ Who, Client string }
+		if err := json.Unmarshal(out, &es); err != nil || resp.StatusCode != 200 || len(es) != 1 {
+			t.Fatalf("audit: %d %s (%v)", resp.StatusCode, out, err)
+		}
+		if es[0].Who != "nobody" || es[0].Client != tc.want {
+			t.Errorf("trusted %v: the failed login logged from %q, want %q", tc.proxies, es[0].Client, tc.want)
+		}
+	}
+}

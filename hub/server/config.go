@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"linli/hub/operators"
 	"linli/shared/config"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -42,6 +43,8 @@ type Config struct {
 	TLSHosts []string
 
 	SitePlans []string
+
+	TrustedProxies []string
 }
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
@@ -71,6 +74,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	s.String(&c.TLSCA, "tls-ca", "", "CA that issued --tls-cert, pinned by edges (default: the certificate itself)")
 	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
+	s.List(&c.TrustedProxies, "trusted-proxies", nil, "reverse proxies (CIDR prefixes or addresses, comma-separated) whose X-Forwarded-For or X-Real-IP names the client for login limits and the audit log")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	return s
 }
@@ -133,6 +137,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(f.path); err != nil {
 			return config.Errorf(f.name, "%v", err)
 		}
+	}
+	if _, err := operators.ParseProxies(c.TrustedProxies); err != nil {
+		return config.Errorf("trusted-proxies", "%v", err)
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")

@@ -236,7 +236,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	h.registerMetrics(reg)
 	// Operators: the admin token, operator API tokens and dashboard
 	// sessions all authenticate the one API; every write is audited.
-	ops, err := operators.Open(h.store.DB(), operators.Options{AdminToken: token, Logger: log.With("component", "operators")})
+	proxies, err := operators.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, config.Errorf("trusted-proxies", "%v", err)
+	}
+	ops, err := operators.Open(h.store.DB(), operators.Options{AdminToken: token, TrustedProxies: proxies,
+		Logger: log.With("component", "operators")})
 	if err != nil {
 		return nil, err
 	}

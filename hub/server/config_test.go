@@ -1,0 +1,54 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"linli/shared/config"
+)
+
+// trusted-proxies is set like every other setting: flag, LINLI_ variable
+// or config key, and a bad entry is refused naming the setting.
+func TestTrustedProxiesSetting(t *testing.T) {
+	yaml := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(yaml, []byte("trusted_proxies: [10.0.0.0/8, 192.0.2.7]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		args, env []string
+		want      []string
+		bad       bool
+	}{
+		{"default", nil, nil, nil, false},
+		{"flag", []string{"--trusted-proxies", "10.0.0.0/8,fd00::/8"}, nil, []string{"10.0.0.0/8", "fd00::/8"}, false},
+		{"env", nil, []string{"LINLI_TRUSTED_PROXIES=192.0.2.7"}, []string{"192.0.2.7"}, false},
+		{"file", []string{"--config", yaml}, nil, []string{"10.0.0.0/8", "192.0.2.7"}, false},
+		{"bad", []string{"--trusted-proxies", "10.0.0.0/8,proxy.example"}, nil, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			var ce *config.Error
+			if tc.bad {
+				if !errors.As(err, &ce) || ce.Setting != "trusted-proxies" {
+					t.Fatalf("error %v, want one naming trusted-proxies", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.TrustedProxies, tc.want) {
+				t.Fatalf("trusted proxies %q, want %q", c.TrustedProxies, tc.want)
+			}
+		})
+	}
+}
