@@ -493,7 +493,7 @@ func (a *API) site311(p Principal, id string) (string, error) {
 		return id, a.jurisdiction311(id)
 	}
 	if len(p.Sites) == 1 {
-		return p.Sites[0], nil
+		return p.Sites[0], a.jurisdiction311(p.Sites[0])
 	}
 	if known := a.knownSites(); len(known) == 1 && len(p.Sites) == 0 {
 		for s := range known {

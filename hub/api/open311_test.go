@@ -379,9 +379,13 @@ func TestOpen311UnknownJurisdiction(t *testing.T) {
 			t.Errorf("%s: %d %s", path, code, body)
 		}
 	}
-	code, body := d.call(t, "op", "POST", "/open311/v2/requests.json", formType,
-		url.Values{"service_code": {"noise"}, "description": {"x"}, "address_id": {"B1"}}.Encode())
+	noSite := url.Values{"service_code": {"noise"}, "description": {"x"}, "address_id": {"B1"}}.Encode()
+	code, body := d.call(t, "op", "POST", "/open311/v2/requests.json", formType, noSite)
 	if code != 201 || !strings.Contains(body, "service_request_id") {
 		t.Fatalf("POST without jurisdiction_id at a one-site hub: %d %s", code, body)
+	}
+	// An operator of s2 defaults to s2, which this hub does not know.
+	if code, body := d.call(t, "s2", "POST", "/open311/v2/requests.json", formType, noSite); code != 404 || !strings.Contains(body, `jurisdiction_id \"s2\"`) {
+		t.Fatalf("POST defaulting to an unknown site: %d %s, want 404 naming jurisdiction_id", code, body)
 	}
 }
