@@ -29,6 +29,7 @@ import (
 	"linli/edge/uplink"
 	"linli/shared/config"
 	"linli/shared/event"
+	"linli/shared/httpx"
 	"linli/shared/identity"
 	"linli/shared/kv"
 	"linli/shared/wire"
@@ -179,6 +180,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMetrics(reg, ob, up, guard)
+	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_edge_http_panics_total",
+		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
+	reg.MustRegister(panics)
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
 	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
@@ -220,7 +224,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	a.srv = &http.Server{
-		Handler:           a.handler(api),
+		Handler:           httpx.Recover(a.handler(api), log.With("component", "http"), panics.Inc),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

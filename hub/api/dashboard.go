@@ -158,13 +158,9 @@ type siteOut struct {
 	Plan   *SitePlan `json:"plan,omitempty"` // nil: the dashboard lays buildings out itself
 }
 
-// listSites names every site the caller may see: those with a plan, those
-// the merged state holds, those devices belong to.
-func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.Caller(r)
-	if err != nil {
-		return err
-	}
+// knownSites is every site this hub knows of: those with a plan, those
+// the merged state holds, those devices belong to (enrolled or seen).
+func (a *API) knownSites() map[string]bool {
 	seen := map[string]bool{}
 	for id := range a.Plans {
 		seen[id] = true
@@ -179,6 +175,23 @@ func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
 			seen[d.Site] = true
 		}
 	}
+	if a.Enrollment != nil {
+		for _, d := range a.Enrollment.List() {
+			seen[d.Site] = true
+		}
+	}
+	delete(seen, "")
+	return seen
+}
+
+// listSites names every site the caller may see: those with a plan, those
+// the merged state holds, those devices belong to.
+func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.Caller(r)
+	if err != nil {
+		return err
+	}
+	seen := a.knownSites()
 	for _, s := range p.Sites {
 		seen[s] = true // a scoped operator sees their sites even before anything happened there
 	}

@@ -72,7 +72,7 @@ func (d *dash) edgeFact(t *testing.T, device string, seq uint64, ms int64, body 
 	return ev
 }
 
-func newDash(t *testing.T) *dash {
+func newDash(t *testing.T, opts ...func(*API)) *dash {
 	t.Helper()
 	st := testkit.NewMemState()
 	stream := NewStream()
@@ -90,6 +90,9 @@ func newDash(t *testing.T) *dash {
 			"viewer": {Name: "v1", Role: RoleViewer},
 			"s2":     {Name: "op2", Role: RoleOperator, Sites: []string{"s2"}},
 		}}
+	for _, o := range opts {
+		o(a)
+	}
 	d := &dash{state: st, stream: stream, delivery: del}
 	d.srv = httptest.NewServer(a.Handler())
 	t.Cleanup(d.srv.Close)

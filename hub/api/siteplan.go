@@ -17,9 +17,13 @@ import (
 // devices each holds, and background features. configs/site-xiangyang.yaml
 // is an example.
 type SitePlan struct {
-	Site      string         `yaml:"site" json:"site"`
-	Name      string         `yaml:"name" json:"name,omitempty"`
-	NameEn    string         `yaml:"name_en" json:"name_en,omitempty"`
+	Site   string `yaml:"site" json:"site"`
+	Name   string `yaml:"name" json:"name,omitempty"`
+	NameEn string `yaml:"name_en" json:"name_en,omitempty"`
+	// Agency is the organisation that answers the site's reports (its
+	// residents' committee, 居委会), named to Open311 clients as
+	// agency_responsible; Name stands in when it is empty.
+	Agency    string         `yaml:"agency" json:"agency,omitempty"`
 	Width     float64        `yaml:"width" json:"width"`
 	Height    float64        `yaml:"height" json:"height"`
 	Buildings []PlanBuilding `yaml:"buildings" json:"buildings"`

@@ -38,6 +38,7 @@ import (
 	"linli/hub/web"
 	"linli/shared/config"
 	"linli/shared/hlc"
+	"linli/shared/httpx"
 	"linli/shared/identity"
 	"linli/shared/kv"
 )
@@ -260,7 +261,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Registry: reg, Logger: log.With("component", "http"),
 		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
-	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
+	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_hub_http_panics_total",
+		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
+	reg.MustRegister(panics)
+	handler := httpx.Recover(ops.Audit(a.Handler()), log.With("component", "http"), panics.Inc)
+	h.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	// Live streams never end by themselves; shutdown ends them.

@@ -53,6 +53,26 @@ type Report struct {
 	Building    string `cbor:"4,keyasint" json:"building"`
 	Unit        string `cbor:"5,keyasint,omitempty" json:"unit,omitempty"`
 	Resident    string `cbor:"6,keyasint,omitempty" json:"resident,omitempty"`
+	// Location is where the problem is, when the client knows it (an
+	// Open311 app's lat/long); a located report needs no building.
+	Location *GeoPoint `cbor:"7,keyasint,omitempty" json:"location,omitempty"`
+}
+
+// GeoPoint is a WGS 84 position in decimal degrees.
+type GeoPoint struct {
+	Lat  float64 `cbor:"1,keyasint" json:"lat"`
+	Long float64 `cbor:"2,keyasint" json:"long"`
+}
+
+// Validate checks that p is a position on the globe.
+func (p *GeoPoint) Validate() error {
+	switch {
+	case math.IsNaN(p.Lat) || p.Lat < -90 || p.Lat > 90:
+		return &FieldError{Field: "lat", Msg: "must be a latitude from -90 to 90"}
+	case math.IsNaN(p.Long) || p.Long < -180 || p.Long > 180:
+		return &FieldError{Field: "long", Msg: "must be a longitude from -180 to 180"}
+	}
+	return nil
 }
 
 // Vote is a resident's "me too" on a report.
@@ -133,10 +153,23 @@ func (b *Report) Validate() error {
 		oneOf("category", b.Category, Categories, true),
 		text("title", b.Title, 1, 120),
 		text("description", b.Description, 0, 2000),
-		idField("building", b.Building),
+		b.validPlace(),
 		optional(b.Unit, func() error { return idField("unit", b.Unit) }),
 		optional(b.Resident, func() error { return idField("resident", b.Resident) }),
 	)
+}
+
+// validPlace asks for a building, or a location instead of one.
+func (b *Report) validPlace() error {
+	if b.Location != nil {
+		if err := b.Location.Validate(); err != nil {
+			return err
+		}
+		if b.Building == "" {
+			return nil
+		}
+	}
+	return idField("building", b.Building)
 }
 
 // Validate checks a vote.

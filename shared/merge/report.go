@@ -203,22 +203,23 @@ func (s *State) CheckPatch(p *event.ReportPatch) error {
 
 // Report is a merged report as the hub API serves it.
 type Report struct {
-	ID          string         `json:"id"`
-	Site        string         `json:"site"`
-	Status      string         `json:"status"`
-	Category    string         `json:"category"`
-	Title       string         `json:"title"`
-	Description string         `json:"description,omitempty"`
-	Building    string         `json:"building"`
-	Unit        string         `json:"unit,omitempty"`
-	Resident    string         `json:"resident,omitempty"` // empty: filed anonymously
-	Votes       uint32         `json:"votes"`
-	Created     hlc.Timestamp  `json:"created"`
-	Updated     hlc.Timestamp  `json:"updated"`
-	Note        string         `json:"note,omitempty"`
-	Assignee    string         `json:"assignee,omitempty"`
-	History     []HistoryEntry `json:"history"`
-	Rating      RatingSummary  `json:"rating"`
+	ID          string          `json:"id"`
+	Site        string          `json:"site"`
+	Status      string          `json:"status"`
+	Category    string          `json:"category"`
+	Title       string          `json:"title"`
+	Description string          `json:"description,omitempty"`
+	Building    string          `json:"building"`
+	Unit        string          `json:"unit,omitempty"`
+	Location    *event.GeoPoint `json:"location,omitempty"`
+	Resident    string          `json:"resident,omitempty"` // empty: filed anonymously
+	Votes       uint32          `json:"votes"`
+	Created     hlc.Timestamp   `json:"created"`
+	Updated     hlc.Timestamp   `json:"updated"`
+	Note        string          `json:"note,omitempty"`
+	Assignee    string          `json:"assignee,omitempty"`
+	History     []HistoryEntry  `json:"history"`
+	Rating      RatingSummary   `json:"rating"`
 	// MergedInto is the report this one is a duplicate of; it then shows
 	// that report's status, note and votes.
 	MergedInto string `json:"merged_into,omitempty"`
@@ -240,6 +241,10 @@ func (s *State) Report(id string) (Report, error) {
 		Description: b.Description, Building: b.Building, Unit: b.Unit, Resident: b.Resident,
 		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, Assignee: r.Assignee,
 		History: slices.Clone(r.History), Rating: s.Rating(id),
+	}
+	if b.Location != nil {
+		loc := *b.Location // the caller's copy, not the state's
+		rep.Location = &loc
 	}
 	s.applyGroup(&rep)
 	return rep, nil

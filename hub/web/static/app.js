@@ -235,7 +235,7 @@ function cue() {
 function buildingIDs() {
   const p = plan();
   if (p) return p.buildings.map(b => b.id);
-  const ids = new Set([...S.reports.map(r => r.building), ...S.alarms.map(a => a.building).filter(Boolean)]);
+  const ids = new Set([...S.reports.map(r => r.building).filter(Boolean), ...S.alarms.map(a => a.building).filter(Boolean)]);
   return [...ids].sort();
 }
 function layout() {
