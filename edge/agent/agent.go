@@ -218,6 +218,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
+		api.CardKey = a.gateway.CardKey
 	}
 	a.srv = &http.Server{
 		Handler:           a.handler(api),
