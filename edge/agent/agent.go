@@ -222,6 +222,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
+		api.CardKey = a.gateway.CardKey
 	}
 	a.srv = &http.Server{
 		Handler:           httpx.Recover(a.handler(api), log.With("component", "http"), panics.Inc),

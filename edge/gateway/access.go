@@ -72,6 +72,14 @@ func (a *Access) List() (accesslist.List, bool) {
 	return *a.list, true
 }
 
+// Key is the site's card key from the list in force; nil without a list.
+func (a *Access) Key() []byte {
+	if a.list == nil {
+		return nil
+	}
+	return a.list.Key
+}
+
 // Confirm records that at t the gateway was in touch with the hub, which
 // sends every new list at once: the list in force was current then.
 func (a *Access) Confirm(t time.Time) {

@@ -91,6 +91,16 @@ func (g *Gateway) ListState() listOut {
 	return out
 }
 
+// CardKey is the site's card key from the access list in force (nil
+// before the first list): what the edge's HTTP API hashes a posted card
+// with, so a card named in a posted access event gets the same pseudonym
+// as when this gateway's reader reads it.
+func (g *Gateway) CardKey() []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.access.Key()
+}
+
 // Alarms lists the alarms in force.
 func (g *Gateway) Alarms() []alarmOut {
 	g.mu.Lock()

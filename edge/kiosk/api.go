@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"linli/edge/outbox"
+	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/httpx"
 )
@@ -74,6 +76,13 @@ type API struct {
 	// sent or looked up (a site that treats resident numbers as personal
 	// data); nil keeps ids as given.
 	Pseudonym func(resident string) string
+
+	// CardKey, on gateways, returns the site's card key from the access
+	// list in force (nil before the first list). A card named in a posted
+	// access event is stored only as its keyed pseudonym, as the
+	// gateway's reader records it; without a key a card in clear is
+	// refused, never stored.
+	CardKey func() []byte
 
 	// Kiosks only: the settings the UI reads and what residents did here.
 	Kiosk     *Info     // optional
@@ -155,23 +164,47 @@ func (a *API) who(resident string) string {
 
 // created is the answer to a durable write.
 type created struct {
-	ID     string `json:"id"`
-	Seq    uint64 `json:"seq"`
-	Status string `json:"status,omitempty"`
+	ID         string `json:"id"`
+	Seq        uint64 `json:"seq"`
+	Status     string `json:"status,omitempty"`
+	Credential string `json:"credential,omitempty"` // access: the card's pseudonym as stored
 }
 
 // write validates body and appends it, answering 201 only after the synced
 // commit.
 func (a *API) write(w http.ResponseWriter, r *http.Request, body event.Body) error {
-	if err := body.Validate(); err != nil {
-		return httpx.FromValidation(err)
-	}
-	ev, err := a.Log.Append(r.Context(), body)
+	ev, err := a.append(r.Context(), body)
 	if err != nil {
-		return a.storeError(err)
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
 	return nil
+}
+
+func (a *API) append(ctx context.Context, body event.Body) (event.Event, error) {
+	if err := body.Validate(); err != nil {
+		return event.Event{}, httpx.FromValidation(err)
+	}
+	ev, err := a.Log.Append(ctx, body)
+	if err != nil {
+		return event.Event{}, a.storeError(err)
+	}
+	return ev, nil
+}
+
+// screenText checks the fields of a write that screens show to everyone.
+func screenText(fields ...screenField) error {
+	for _, f := range fields {
+		if err := event.ScreenText(f.name, f.value, f.multiline); err != nil {
+			return httpx.FromValidation(err)
+		}
+	}
+	return nil
+}
+
+type screenField struct {
+	name, value string
+	multiline   bool
 }
 
 // ErrDiskReserve is what a write guard returns when the disk is too full to
@@ -235,6 +268,9 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
+	if err := screenText(screenField{"title", req.Title, false}, screenField{"description", req.Description, true}); err != nil {
+		return err
+	}
 	return a.write(w, r, &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
 		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: req.Unit, Resident: a.who(req.Resident)})
 }
@@ -253,13 +289,21 @@ func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Resident string `json:"resident"`
 		Target   string `json:"target"`
-		Score    int    `json:"score"`
-		Comment  string `json:"comment"`
+		// A number of any kind, so 3.5 is refused in the words of the
+		// score's rule rather than of Go's int.
+		Score   float64 `json:"score"`
+		Comment string  `json:"comment"`
 	}
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Rating{Resident: a.who(req.Resident), Target: req.Target, Score: req.Score,
+	if req.Score != math.Trunc(req.Score) || req.Score < 1 || req.Score > 5 {
+		return httpx.BadRequest("score", "score: must be a whole number from 1 to 5")
+	}
+	if err := screenText(screenField{"comment", req.Comment, true}); err != nil {
+		return err
+	}
+	return a.write(w, r, &event.Rating{Resident: a.who(req.Resident), Target: req.Target, Score: int(req.Score),
 		Comment: strings.TrimSpace(req.Comment)})
 }
 
@@ -272,7 +316,37 @@ func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Access{Door: req.Door, Credential: req.Credential, Result: req.Result})
+	card, err := a.card(req.Credential)
+	if err != nil {
+		return err
+	}
+	ev, err := a.append(r.Context(), &event.Access{Door: req.Door, Credential: card, Result: req.Result})
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Credential: card})
+	return nil
+}
+
+// card is how an access event names the credential it was posted with:
+// only ever by the card's keyed pseudonym (see accesslist.PseudonymFor).
+func (a *API) card(credential string) (string, error) {
+	if credential == "" {
+		return "", nil
+	}
+	var key []byte
+	if a.CardKey != nil {
+		key = a.CardKey()
+	}
+	p, err := accesslist.PseudonymFor(key, credential)
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, accesslist.ErrNoKey):
+		return "", &httpx.Error{Status: http.StatusConflict, Field: "credential",
+			Msg: "credential: this gateway has no access list from the hub yet, so it has no key to pseudonymise cards with, and a card is never stored in clear; the record was not saved (send the card's h:… pseudonym, or retry once the list has arrived)"}
+	}
+	return "", httpx.BadRequest("credential", "credential: must be a card number, a Wiegand card such as 26:123:45678, or a card pseudonym h:…: %v", err)
 }
 
 func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {

@@ -24,8 +24,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"linli/firmware/wiegand"
 	"linli/shared/event"
@@ -71,6 +73,78 @@ func Hash(key []byte, credential string) []byte {
 // its hash in hex. It is stable for as long as the site keeps its key.
 func Pseudonym(hash []byte) string {
 	return PseudonymPrefix + hex.EncodeToString(hash[:min(len(hash), pseudonymBytes)])
+}
+
+// ErrNoKey: a card in clear cannot be pseudonymised before the site's key
+// has arrived with an access list.
+var ErrNoKey = errors.New("no access list yet, so no key to pseudonymise cards with")
+
+// ErrPseudonym: a value that starts like a pseudonym is not one.
+var ErrPseudonym = errors.New("not a card pseudonym")
+
+// ValidPseudonym reports whether s is a card pseudonym as Pseudonym makes
+// it: PseudonymPrefix and 16 lowercase hex digits. Errors wrap ErrPseudonym.
+func ValidPseudonym(s string) error {
+	hexPart, ok := strings.CutPrefix(s, PseudonymPrefix)
+	if !ok || len(hexPart) != 2*pseudonymBytes || strings.ToLower(hexPart) != hexPart {
+		return fmt.Errorf("%w: %q (want %s and %d lowercase hex digits)", ErrPseudonym, s, PseudonymPrefix, 2*pseudonymBytes)
+	}
+	if _, err := hex.DecodeString(hexPart); err != nil {
+		return fmt.Errorf("%w: %q (want %s and %d lowercase hex digits)", ErrPseudonym, s, PseudonymPrefix, 2*pseudonymBytes)
+	}
+	return nil
+}
+
+// PseudonymFor names a credential that enters an edge by any path other
+// than its own reader (a driver or a script posting an access event) the
+// way events name cards, so no card is ever stored or sent in clear:
+//
+//   - a pseudonym (PseudonymPrefix…) is checked and kept as it is;
+//   - a Wiegand card ("26:0123:45678") is hashed in its canonical form, so
+//     the same card gets the same pseudonym as when it is read at a door;
+//   - any other card number ("C42") is hashed as given.
+//
+// Without the site's key (no list yet) a clear credential gets ErrNoKey.
+// A credential shaped like a Wiegand card whose numbers do not fit gets an
+// error wrapping wiegand.ErrCredential, one with characters outside
+// letters, digits and '-', '_', '.', ':' an error naming them.
+func PseudonymFor(key []byte, credential string) (string, error) {
+	if strings.HasPrefix(credential, PseudonymPrefix) {
+		if err := ValidPseudonym(credential); err != nil {
+			return "", err
+		}
+		return credential, nil
+	}
+	if err := event.ValidRef(credential); err != nil {
+		return "", err
+	}
+	canon := credential
+	if wiegandShaped(credential) {
+		c, err := Canonical(credential)
+		if err != nil {
+			return "", err
+		}
+		canon = c
+	}
+	if len(key) == 0 {
+		return "", ErrNoKey
+	}
+	return Pseudonym(Hash(key, canon)), nil
+}
+
+// wiegandShaped reports whether s is three decimal numbers joined by ':',
+// the shape of a Wiegand card whatever its numbers.
+func wiegandShaped(s string) bool {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Door is one door of a list with the hashes of the cards that open it,

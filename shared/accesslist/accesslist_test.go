@@ -136,3 +136,48 @@ func TestDecode(t *testing.T) {
 		t.Error("garbage decoded")
 	}
 }
+
+// A credential from any path gets the pseudonym the reader path gives the
+// same card; a pseudonym is kept; nothing in clear comes out.
+func TestPseudonymFor(t *testing.T) {
+	card := accesslist.Pseudonym(accesslist.Hash(key, "26:123:45678"))
+	tests := []struct {
+		in, want string
+		err      error // nil: want is the answer
+		noKey    bool
+	}{
+		{in: "26:123:45678", want: card},
+		{in: "26:0123:045678", want: card},
+		{in: "C42", want: accesslist.Pseudonym(accesslist.Hash(key, "C42"))},
+		{in: "h:00112233aabbccdd", want: "h:00112233aabbccdd"},
+		{in: "h:00112233aabbccdd", want: "h:00112233aabbccdd", noKey: true},
+		{in: "26:123:45678", err: accesslist.ErrNoKey, noKey: true},
+		{in: "C42", err: accesslist.ErrNoKey, noKey: true},
+		{in: "26:256:1", err: wiegand.ErrCredential},
+		{in: "h:", err: accesslist.ErrPseudonym},
+		{in: "h:00112233AABBCCDD", err: accesslist.ErrPseudonym},
+		{in: "h:00112233aabbccdd00", err: accesslist.ErrPseudonym},
+		{in: "h:00112233aabbccdz", err: accesslist.ErrPseudonym},
+	}
+	for _, tt := range tests {
+		k := key
+		if tt.noKey {
+			k = nil
+		}
+		got, err := accesslist.PseudonymFor(k, tt.in)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) || got != "" {
+				t.Errorf("PseudonymFor(%q, key %v) = %q, %v; want %v", tt.in, !tt.noKey, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want || accesslist.ValidPseudonym(got) != nil {
+			t.Errorf("PseudonymFor(%q, key %v) = %q, %v; want %q", tt.in, !tt.noKey, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "C 42", "C42\n", strings.Repeat("9", 97)} {
+		if got, err := accesslist.PseudonymFor(key, bad); err == nil {
+			t.Errorf("PseudonymFor(%q) = %q, want an error", bad, got)
+		}
+	}
+}

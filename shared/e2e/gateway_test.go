@@ -456,3 +456,66 @@ func TestGatewayStaleAndForgedAccessList(t *testing.T) {
 		}
 	})
 }
+
+// A card posted to the gateway's access API travels like a card read at
+// its door: only as the site's keyed pseudonym, the same one for the same
+// card, in the gateway's answer, over MQTT and at the hub. Before the
+// gateway has a list (and so the key) a card in clear is refused.
+func TestGatewayPostedCardReachesHubOnlyAsPseudonym(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	gw := startEnrolledEdge(t, h, "gw-4", "s1", "gateway", "--config", gatewayConfig(t, ""))
+	post := func(credential, result string) (int, map[string]any) {
+		t.Helper()
+		var out map[string]any
+		code := gw.do(t, "POST", "/api/v1/access", map[string]string{"door": "B3-main", "credential": credential, "result": result}, &out)
+		return code, out
+	}
+	if code, out := post("26:123:45678", "granted"); code != 409 || out["field"] != "credential" {
+		t.Fatalf("a card in clear before any list: %d %v, want 409 naming credential", code, out)
+	}
+
+	h.putAccessList(t, "s1", "B3", map[string][]string{"B3-main": {"26:123:45678"}})
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		l := gw.accessList(t)
+		return l.Present && l.Doors["B3-main"] == 1, fmt.Sprintf("gateway list %+v", l)
+	})
+	result, _, reader := gw.decision(t, "R-main", "B3-main", "26:123:45678")
+	if result != "granted" || !strings.HasPrefix(reader, accesslist.PseudonymPrefix) {
+		t.Fatalf("listed card at the reader: %s as %q", result, reader)
+	}
+	code, out := post("26:0123:45678", "granted")
+	if code != 201 || out["credential"] != reader {
+		t.Fatalf("the same card posted: %d %v, want 201 under the reader's %s", code, out, reader)
+	}
+	code, out = post("C42", "denied")
+	c42, _ := out["credential"].(string)
+	if code != 201 || !strings.HasPrefix(c42, accesslist.PseudonymPrefix) || c42 == reader {
+		t.Fatalf("C42 posted: %d %v, want 201 under its own pseudonym", code, out)
+	}
+	if code, out := post(reader, "granted"); code != 201 || out["credential"] != reader {
+		t.Fatalf("a pseudonym posted: %d %v, want it kept", code, out)
+	}
+
+	drained(t, gw, 30*time.Second)
+	evs, err := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "gw-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.Kind != "access" {
+			continue
+		}
+		b, _ := json.Marshal(ev.Body)
+		if strings.Contains(string(b), "45678") || strings.Contains(string(b), "C42") {
+			t.Fatalf("a card in clear at the hub: %s", b)
+		}
+		got = append(got, fmt.Sprintf("%v %v", ev.Body["result"], ev.Body["credential"]))
+	}
+	want := []string{"granted " + reader, "granted " + reader, "denied " + c42, "granted " + reader}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("access events at the hub %q, want %q", got, want)
+	}
+}

@@ -181,7 +181,7 @@ func (b *Vote) Validate() error {
 func (b *Rating) Validate() error {
 	err := first(idField("resident", b.Resident), refField("target", b.Target))
 	if err == nil && (b.Score < 1 || b.Score > 5) {
-		err = &FieldError{Field: "score", Msg: "must be 1 to 5"}
+		err = &FieldError{Field: "score", Msg: "must be a whole number from 1 to 5"}
 	}
 	return first(err, text("comment", b.Comment, 0, 500))
 }
@@ -307,6 +307,10 @@ func ValidID(s string) error {
 	return nil
 }
 
+// ValidRef reports whether s can be a reference to a report (DEVICE.SEQ)
+// or a card credential: 1 to 96 letters, digits, '-', '_', '.' or ':'.
+func ValidRef(s string) error { return validRef(s) }
+
 // validRef is ValidID widened for references to reports (DEVICE.SEQ) and
 // card credentials (FORMAT:FACILITY:CARD).
 func validRef(s string) error {
@@ -372,6 +376,42 @@ func text(name, v string, minLen, maxLen int) error {
 		}
 	}
 	return nil
+}
+
+// ScreenText checks text residents type that kiosks and dashboards show
+// to everyone (a report's title and description, a rating's comment):
+// valid UTF-8, no control characters (C0, C1, DEL) but a line break where
+// multiline, no line or paragraph separators, and no bidirectional
+// controls, which can make text on a public screen read other than it is
+// stored (U+202E shows the rest of a line backwards). The stricter rules
+// apply where input enters an edge; stored events keep the wider text
+// rules, so nothing already recorded is refused on its way to the hub.
+func ScreenText(name, v string, multiline bool) error {
+	if !utf8.ValidString(v) {
+		return &FieldError{Field: name, Msg: "is not valid UTF-8"}
+	}
+	for _, r := range v {
+		switch {
+		case r == '\n' && multiline:
+		case r == '\n', r == '\r', r == '\u2028', r == '\u2029':
+			if multiline {
+				return &FieldError{Field: name, Msg: fmt.Sprintf("contains a line break other than \\n (U+%04X)", r)}
+			}
+			return &FieldError{Field: name, Msg: "must be one line (no line breaks)"}
+		case unicode.IsControl(r):
+			return &FieldError{Field: name, Msg: fmt.Sprintf("contains a control character (U+%04X)", r)}
+		case isBidiControl(r):
+			return &FieldError{Field: name, Msg: fmt.Sprintf("contains a bidirectional control character (U+%04X), which can disguise text on public screens", r)}
+		}
+	}
+	return nil
+}
+
+// isBidiControl reports the invisible characters that change the direction
+// text is shown in: the marks ALM, LRM and RLM, the embeddings and
+// overrides U+202A–U+202E and the isolates U+2066–U+2069.
+func isBidiControl(r rune) bool {
+	return r == '\u061C' || r == '\u200E' || r == '\u200F' || r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069'
 }
 
 func optional(v string, check func() error) error {

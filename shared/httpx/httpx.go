@@ -3,11 +3,13 @@
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"linli/shared/event"
@@ -31,39 +33,54 @@ func BadRequest(field, format string, args ...any) *Error {
 }
 
 // Decode reads one JSON object from r's body into v: at most MaxBody bytes,
-// no unknown fields, nothing after the object. Errors name the field.
+// no unknown fields, no key given twice, only valid UTF-8, nothing after
+// the object. Errors name the field.
 func Decode(w http.ResponseWriter, r *http.Request, v any) *Error {
 	return DecodeLimit(w, r, v, MaxBody)
+}
+
+// TooLarge is the answer to a body over limit bytes: 400 naming the body,
+// as the edge API has always answered an oversized body (clients rely on
+// it), whether the length was declared or found while reading.
+func TooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusBadRequest, Field: "body", Msg: fmt.Sprintf("body is larger than %d KiB", limit>>10)}
 }
 
 // DecodeLimit is Decode with another size limit, for the few bulk writes
 // (a building's access list) that outgrow MaxBody.
 func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Error {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(body)
+	// A declared length over the limit is refused before the body is
+	// touched: net/http sends "100 Continue" on the first read, and a
+	// client that waited for it would then send the whole body only to be
+	// cut off.
+	if r.ContentLength > limit {
+		return TooLarge(limit)
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return TooLarge(limit)
+		}
+		return BadRequest("body", "could not read the body: %v", err)
+	}
+	if e := checkStrict(data, reflect.TypeOf(v)); e != nil {
+		return e
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			var mbe *http.MaxBytesError
-			if errors.As(terr, &mbe) {
-				err = terr
-			} else {
-				return BadRequest("body", "unexpected data after the JSON object")
-			}
+			return BadRequest("body", "unexpected data after the JSON object")
 		}
-	}
-	if err == nil {
 		return nil
 	}
 	var (
-		mbe *http.MaxBytesError
 		se  *json.SyntaxError
 		ute *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.As(err, &mbe):
-		return BadRequest("body", "body is larger than %d KiB", limit>>10)
 	case errors.Is(err, io.EOF):
 		return BadRequest("body", "body is required: a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -75,7 +92,14 @@ func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Er
 		if field == "" {
 			return BadRequest("body", "body must be a JSON object")
 		}
-		return BadRequest(field, "%s must be of type %s, not %s", field, jsonType(ute.Type.Kind().String()), ute.Value)
+		want := jsonType(ute.Type.Kind())
+		if num, ok := strings.CutPrefix(ute.Value, "number "); ok && want == "number" {
+			if isInt(ute.Type.Kind()) && strings.ContainsAny(num, ".eE") {
+				return BadRequest(field, "%s must be a whole number, not %s", field, num)
+			}
+			return BadRequest(field, "%s: %s is out of range", field, num)
+		}
+		return BadRequest(field, "%s must be of type %s, not %s", field, want, ute.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		if field == "" {
@@ -86,15 +110,24 @@ func DecodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Er
 	return BadRequest("body", "bad JSON: %v", err)
 }
 
-func jsonType(goKind string) string {
-	switch goKind {
-	case "string":
+func isInt(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+func jsonType(k reflect.Kind) string {
+	switch {
+	case k == reflect.String:
 		return "string"
-	case "int", "int64", "uint64", "float64", "uint32", "int32":
+	case isInt(k), k == reflect.Float32, k == reflect.Float64:
 		return "number"
-	case "bool":
+	case k == reflect.Bool:
 		return "boolean"
-	case "slice":
+	case k == reflect.Slice, k == reflect.Array:
 		return "array"
 	}
 	return "object"
