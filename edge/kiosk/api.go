@@ -343,8 +343,11 @@ func (a *API) card(credential string) (string, error) {
 	case err == nil:
 		return p, nil
 	case errors.Is(err, accesslist.ErrNoKey):
-		return "", &httpx.Error{Status: http.StatusConflict, Field: "credential",
-			Msg: "credential: this gateway has no access list from the hub yet, so it has no key to pseudonymise cards with, and a card is never stored in clear; the record was not saved (send the card's h:… pseudonym, or retry once the list has arrived)"}
+		// No list yet, so no key: the event is kept without its card, as
+		// the reader keeps a swipe before the first list. The door's
+		// decision is still a record the contract answers 201 for, and a
+		// card is never stored in clear.
+		return "", nil
 	}
 	return "", httpx.BadRequest("credential", "credential: must be a card number, a Wiegand card such as 26:123:45678, or a card pseudonym h:…: %v", err)
 }
