@@ -66,12 +66,15 @@ type Options struct {
 	// AllowUnsigned accepts unsigned messages from devices that never
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
-	Clock         *hlc.Clock
-	Logger        *slog.Logger
-	Sites         []string // sites this hub owns; empty means all
-	Decoders      int      // decode workers (default GOMAXPROCS)
-	MaxGroup      int      // most events in one group commit (default 20,000)
-	Now           func() time.Time
+	// Sign signs every ack with the hub's key, as the downlink is signed:
+	// edges ignore acks they cannot verify.
+	Sign     func(payload []byte) ([]byte, error)
+	Clock    *hlc.Clock
+	Logger   *slog.Logger
+	Sites    []string // sites this hub owns; empty means all
+	Decoders int      // decode workers (default GOMAXPROCS)
+	MaxGroup int      // most events in one group commit (default 20,000)
+	Now      func() time.Time
 }
 
 // Ingest is the hub's receiving pipeline.
@@ -421,11 +424,14 @@ func abs(n int64) int64 {
 }
 
 func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
-	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()}
+	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device}
 	if in.opts.Downlink != nil {
 		a.DownHead = in.opts.Downlink.Head(site)
 	}
 	payload, err := wire.Encode(a)
+	if err == nil && in.opts.Sign != nil {
+		payload, err = in.opts.Sign(payload)
+	}
 	if err != nil {
 		in.log.Error("encode ack", "err", err)
 		return
