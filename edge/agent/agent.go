@@ -168,6 +168,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		log.Error("identity unreadable; running unenrolled", "err", err)
 	}
 	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
+	rep.SetRole(cfg.Role)
 	up := uplink.New(ob, rep, uplink.Options{
 		Creds:  func() uplink.Creds { return creds(ident.Load(), log) },
 		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,

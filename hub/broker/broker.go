@@ -29,7 +29,8 @@ import (
 
 // Authenticator checks a device's credentials at CONNECT and says which
 // site it belongs to. Nil means open mode: any well-formed device id may
-// connect and its site is taken from its topics.
+// connect, its site is taken from its topics, and no site's all/down may
+// be read.
 type Authenticator interface {
 	// Authenticate returns the device's site, or an error to refuse it.
 	Authenticate(clientID, username string, password []byte) (site string, err error)
@@ -213,8 +214,8 @@ func (h *aclHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 // OnACLCheck allows a device to publish only to its own up and status
-// topics and to read only its own ack and down topics and its site's
-// all/down. Everything else is refused, and said once per client every
+// topics and to read only its own ack and down topics and, if it is bound
+// to its site, the site's all/down. Everything else is refused, and said once per client every
 // logEvery (a client can repeat a refused publish as fast as it likes).
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	ok := h.allowed(cl.ID, topic, write)
@@ -243,8 +244,12 @@ func (h *aclHook) allowed(id, topic string, write bool) bool {
 	if write {
 		return device == id && (leaf == wire.LeafUp || leaf == wire.LeafStatus)
 	}
+	// A site's downlink (rosters, access lists) is for its enrolled
+	// devices: a client the authenticator did not bind to a site (an
+	// unenrolled device on a loopback demo hub, any id at all) syncs up
+	// only.
 	return (device == id && (leaf == wire.LeafAck || leaf == wire.LeafDown)) ||
-		(device == wire.AllDevices && leaf == wire.LeafDown)
+		(device == wire.AllDevices && leaf == wire.LeafDown && bound != "")
 }
 
 var errReservedID = errors.New("reserved client id")

@@ -380,7 +380,21 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
 	in.ack(m.site, m.device, acked, true)
-	in.catchUp(m.site, m.device, h.DownCursor, false)
+	if in.enrolled(m.device) {
+		in.catchUp(m.site, m.device, h.DownCursor, false)
+	}
+}
+
+// enrolled reports whether a device may have its site's downlink. A device
+// that never enrolled (loopback demo mode) is any id anyone picks: it
+// syncs up only, and nothing of the site is sent to it. Without Keys (a
+// hub with no registry) every device is taken as the site's.
+func (in *Ingest) enrolled(device string) bool {
+	if in.opts.Keys == nil {
+		return true
+	}
+	_, _, known, err := in.opts.Keys.Key(device)
+	return known && err == nil
 }
 
 func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
@@ -398,7 +412,7 @@ func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
 	// everything after it again on every report sent the site's stream
 	// twice (and read it back from disk each time). An edge asks when it
 	// sees a gap or learns from an ack that it is behind.
-	if a.CatchUp {
+	if a.CatchUp && in.enrolled(m.device) {
 		in.catchUp(m.site, m.device, a.Cursor, true)
 	}
 }
@@ -425,7 +439,7 @@ func abs(n int64) int64 {
 
 func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
 	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device}
-	if in.opts.Downlink != nil {
+	if in.opts.Downlink != nil && in.enrolled(device) {
 		a.DownHead = in.opts.Downlink.Head(site)
 	}
 	payload, err := wire.Encode(a)
