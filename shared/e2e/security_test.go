@@ -448,3 +448,73 @@ func TestSiteDownlinkOnlyToItsDevices(t *testing.T) {
 	default:
 	}
 }
+
+// An edge ignores acks that are not the hub's. Through a broker on which
+// any client may publish anywhere (Mosquitto's open demo config), a client
+// sends an enrolled kiosk forged acks far above its newest seq — unsigned,
+// and signed by another key under the hub's id: the kiosk keeps syncing,
+// every event reaches the hub, and the refusals are counted. (One such ack
+// used to stop the kiosk's uplink until it was restarted.)
+func TestForgedAcksChangeNothing(t *testing.T) {
+	t.Parallel()
+	url, _ := testkit.Mosquitto(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), "", url)
+	k := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
+	posted := 0
+	post := func(n int) {
+		for range n {
+			posted++
+			if code := k.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": fmt.Sprintf("R%d", posted), "activity": "A1"}, nil); code != 201 {
+				t.Fatalf("check-in: %d", code)
+			}
+		}
+	}
+	post(5)
+	drained(t, k, 20*time.Second)
+
+	me, raw := readIdentity(t, k.Data)
+	var id struct {
+		HubID string `json:"hub_id"`
+	}
+	if err := json.Unmarshal(raw, &id); err != nil || id.HubID == "" {
+		t.Fatalf("hub id in the kiosk's identity: %v", err)
+	}
+	other, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := func(sign bool) []byte {
+		p, err := wire.Encode(wire.Ack{Acked: 1 << 40, Device: me.ID, Clock: 1 << 60})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sign {
+			if p, err = identity.Sign(other, id.HubID, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	attacker, err := dial(t, url, "attacker", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][]byte{forged(false), forged(true)} {
+		if tok := attacker.Publish(wire.Topic("s1", "kiosk-1", wire.LeafAck), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := metric(t, k.URL, "linli_edge_acks_refused_total")
+		return n == 2, fmt.Sprintf("%v acks refused, want 2", n)
+	})
+	post(5)
+	drained(t, k, 20*time.Second)
+	evs, err := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != posted {
+		t.Fatalf("hub has %d events of kiosk-1, want %d", len(evs), posted)
+	}
+}
