@@ -169,6 +169,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		log.Error("identity unreadable; running unenrolled", "err", err)
 	}
 	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
+	rep.SetRole(cfg.Role)
 	up := uplink.New(ob, rep, uplink.Options{
 		Creds:  func() uplink.Creds { return creds(ident.Load(), log) },
 		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,
@@ -392,7 +393,8 @@ func creds(id *enroll.Identity, log *slog.Logger) uplink.Creds {
 		log.Error("identity TLS settings", "err", err)
 	}
 	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf,
-		Sign: func(p []byte) ([]byte, error) { return identity.Sign(id.Key, id.ID, p) }}
+		Sign:   func(p []byte) ([]byte, error) { return identity.Sign(id.Key, id.ID, p) },
+		Verify: func(p []byte) ([]byte, error) { return identity.Open(p, id.HubPub, id.HubID) }}
 }
 
 // verifyDown checks the hub's signature on a downlink message. An edge not
@@ -534,6 +536,7 @@ func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink
 		{"linli_edge_uplink_acks_total", "End-to-end acks that advanced the cursor.", func(s uplink.Stats) uint64 { return s.Acks }},
 		{"linli_edge_uplink_resends_total", "Windows resent after acks stalled.", func(s uplink.Stats) uint64 { return s.Resends }},
 		{"linli_edge_uplink_priority_batches_total", "Alarm batches sent ahead of the backlog.", func(s uplink.Stats) uint64 { return s.Priority }},
+		{"linli_edge_acks_refused_total", "Acks ignored: not signed by the hub, for another device, or naming a seq never written here.", func(s uplink.Stats) uint64 { return s.AcksRefused }},
 	} {
 		counter(c.name, c.help, func() float64 { return float64(c.f(up.Stats())) })
 	}

@@ -55,6 +55,7 @@ type Replica struct {
 	db     *badger.DB
 	site   string
 	device string
+	role   string // for changes meant for one role only (wire.Change.Role)
 	log    *slog.Logger
 
 	now func() time.Time // time.Now; a test's clock
@@ -78,6 +79,14 @@ type Replica struct {
 func (r *Replica) SetVerifier(verify func(payload []byte) ([]byte, bool, error)) {
 	r.mu.Lock()
 	r.verify = verify
+	r.mu.Unlock()
+}
+
+// SetRole says this edge's role; changes for another role are skipped.
+// Call it before Run.
+func (r *Replica) SetRole(role string) {
+	r.mu.Lock()
+	r.role = role
 	r.mu.Unlock()
 }
 
@@ -269,6 +278,19 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 		return nil
 	}
+	// A change for this edge that the site's topic carried without its
+	// body ends what this message can give: apply what comes before it
+	// and wait for the whole message on this edge's own topic (a lost one
+	// is caught up when an ack shows the cursor behind the head).
+	for i, c := range d.Changes {
+		if c.Withheld && c.Seq > cur && r.mine(c) {
+			if c.Seq-1 <= cur {
+				return nil
+			}
+			d.Changes, d.Last = d.Changes[:i], c.Seq-1
+			break
+		}
+	}
 	if d.Snapshot {
 		// A snapshot replaces everything held. The old entities go first,
 		// in as many transactions as that takes: a site's thousands of
@@ -295,7 +317,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 	}()
 	for i, c := range d.Changes {
-		if (!d.Snapshot && c.Seq <= cur) || (c.Device != "" && c.Device != r.device) {
+		if (!d.Snapshot && c.Seq <= cur) || !r.mine(c) || c.Withheld {
 			continue
 		}
 		if !verified && c.Entity == wire.EntityAccessList {
@@ -389,6 +411,15 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 	}
 	return nil
+}
+
+// mine reports whether a change is for this edge: for the whole site, for
+// this device, or for this edge's role.
+func (r *Replica) mine(c wire.Change) bool {
+	r.mu.Lock()
+	role := r.role
+	r.mu.Unlock()
+	return (c.Device == "" || c.Device == r.device) && (c.Role == "" || c.Role == role)
 }
 
 // halves splits a message in two that follow each other: the first ends

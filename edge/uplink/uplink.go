@@ -19,6 +19,7 @@ import (
 	"linli/shared/backoff"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/identity"
 	"linli/shared/wire"
 )
 
@@ -80,7 +81,11 @@ type Creds struct {
 	// Sign wraps each up message in the device's signature; nil sends
 	// unsigned (an edge that has not enrolled, on a loopback demo hub).
 	Sign func(payload []byte) ([]byte, error)
-	TLS  *tls.Config
+	// Verify checks the hub's signature on an ack and returns the signed
+	// payload, or an error for an ack the hub did not sign. Nil: the edge
+	// has no hub key yet (not enrolled) and reads acks unverified.
+	Verify func(envelope []byte) ([]byte, error)
+	TLS    *tls.Config
 }
 
 func (o *Options) defaults() {
@@ -139,6 +144,8 @@ type Uplink struct {
 	prio     []prioEvent // kept until the hub acks them
 	sessions atomic.Uint64
 	rawBuf   []byte // sendNext's batch buffer, reused (the session loop only)
+
+	refusedLogged atomic.Int64 // unix ms of the last refused-ack line
 }
 
 // maxRawBuf bounds the batch buffer kept between batches: a batch's bytes
@@ -166,6 +173,9 @@ type Stats struct {
 	Resends     uint64 // windows resent after an ack timeout
 	Priority    uint64 // priority batches (alarms)
 	ConnectErrs uint64
+	// AcksRefused counts acks ignored: not signed by the hub, for another
+	// device, undecodable, or naming a seq this edge never wrote.
+	AcksRefused uint64
 }
 
 // New returns an uplink for log. down may be nil.
@@ -349,10 +359,11 @@ func (u *Uplink) session(ctx context.Context) error {
 	}()
 	u.count(func(s *Stats) { s.Connects++ })
 
+	verify := creds.Verify
 	onAck := func(_ mqtt.Client, m mqtt.Message) {
-		a, err := wire.DecodeAck(m.Payload())
+		a, err := u.checkAck(verify, m.Payload())
 		if err != nil {
-			u.lg.Warn("bad ack from hub", "err", err)
+			u.refuseAck(err)
 			return
 		}
 		u.log.Clock().Observe(a.Clock)
@@ -400,6 +411,60 @@ func (u *Uplink) session(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %v", errSessionEnded, err)
+}
+
+// Why an ack is refused.
+var (
+	ErrAckDevice = errors.New("ack for another device")
+	ErrAckSeq    = errors.New("ack names a seq this edge never wrote")
+)
+
+// checkAck opens an ack from the hub. Anyone who can publish on the ack
+// topic could otherwise move the edge's cursor: one ack above the newest
+// seq once made the session wait for good for acks that could never come
+// (nothing sent, nothing logged), and one below it would drop events the
+// hub never got. So an ack must carry the hub's signature (when the edge
+// has the hub's key), name this device and name a seq written here; its
+// clock and downlink head are read only after that.
+func (u *Uplink) checkAck(verify func([]byte) ([]byte, error), payload []byte) (wire.Ack, error) {
+	var err error
+	switch {
+	case verify != nil:
+		payload, err = verify(payload)
+	case identity.IsSigned(payload):
+		payload, err = identity.Payload(payload) // no hub key to check it with yet
+	}
+	if err != nil {
+		return wire.Ack{}, fmt.Errorf("ack signature: %w", err)
+	}
+	a, err := wire.DecodeAck(payload)
+	if err != nil {
+		return wire.Ack{}, err
+	}
+	if a.Device != u.opts.Device {
+		return wire.Ack{}, fmt.Errorf("%w: %q", ErrAckDevice, a.Device)
+	}
+	if last, _, _ := u.log.Cursors(); a.Acked > last {
+		return wire.Ack{}, fmt.Errorf("%w: %d, newest written %d", ErrAckSeq, a.Acked, last)
+	}
+	return a, nil
+}
+
+// refusedLogEvery is the most often a refused ack is logged: whoever sends
+// them can send them fast, and the count is in the metrics.
+const refusedLogEvery = time.Minute
+
+// refuseAck counts an ack ignored and says so at most once a minute; it
+// never ends the session (the real hub's acks keep coming).
+func (u *Uplink) refuseAck(err error) {
+	var n uint64
+	u.count(func(s *Stats) { s.AcksRefused++; n = s.AcksRefused })
+	now := u.opts.Now().UnixMilli()
+	last := u.refusedLogged.Load()
+	if last != 0 && now-last < refusedLogEvery.Milliseconds() || !u.refusedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	u.lg.Warn("ack refused; ignored (not from the hub, or impossible)", "err", err, "refused_total", n)
 }
 
 // hello announces the edge and waits for the hub to say what it has.

@@ -2,9 +2,13 @@ package uplink_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +21,8 @@ import (
 	"linli/edge/outbox"
 	"linli/edge/uplink"
 	"linli/shared/event"
+	"linli/shared/identity"
+	"linli/shared/testkit"
 	"linli/shared/wire"
 )
 
@@ -54,7 +60,9 @@ func broker(t *testing.T) string {
 }
 
 // fakeHub answers hellos and acks every batch's range, collecting events.
+// With sign set it signs its acks, as the hub does.
 type fakeHub struct {
+	sign    func([]byte) ([]byte, error)
 	mu      sync.Mutex
 	events  []event.Event
 	batches int
@@ -80,7 +88,7 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 		h.mu.Lock()
 		switch {
 		case up.Hello != nil:
-			a = wire.Ack{Acked: acked, Hello: true}
+			a = wire.Ack{Acked: acked, Hello: true, Device: device}
 		case up.Batch != nil:
 			evs, err := up.Batch.Open(device)
 			if err != nil {
@@ -96,10 +104,13 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 				}
 				acked = up.Batch.To
 			}
-			a = wire.Ack{Acked: acked}
+			a = wire.Ack{Acked: acked, Device: device}
 		}
 		h.mu.Unlock()
 		payload, err := wire.Encode(a)
+		if err == nil && h.sign != nil {
+			payload, err = h.sign(payload)
+		}
 		if err != nil {
 			t.Error(err)
 			return
@@ -241,5 +252,134 @@ func TestConnectGivesUpOnSilentBroker(t *testing.T) {
 	}
 	if st := up.Stats(); st.ConnectErrs == 0 {
 		t.Fatalf("stats %+v: want the silent attempt counted as a connect error", st)
+	}
+}
+
+// TestForgedAcksAreIgnored: acks that are not the hub's — unsigned, signed
+// by another key, for another device, or naming a seq the edge never wrote —
+// published on the edge's ack topic by another client change nothing: the
+// edge keeps sending and every event reaches the hub, and each is counted.
+// One ack above the newest seq used to stop the uplink for good.
+func TestForgedAcksAreIgnored(t *testing.T) {
+	hubKey, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signHub := func(p []byte) ([]byte, error) { return identity.Sign(hubKey, "hub", p) }
+	verify := func(p []byte) ([]byte, error) { return identity.Open(p, hubKey.Public().(ed25519.PublicKey), "hub") }
+	const site, device = "s1", "kiosk-1"
+	encode := func(a wire.Ack, sign func([]byte) ([]byte, error)) []byte {
+		a.Device = cmp.Or(a.Device, device)
+		p, err := wire.Encode(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sign != nil {
+			if p, err = sign(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	signOther := func(p []byte) ([]byte, error) { return identity.Sign(otherKey, "hub", p) }
+	const far = 1 << 40
+	for _, c := range []struct {
+		name     string
+		enrolled bool // the edge holds the hub's key
+		forged   [][]byte
+	}{
+		{"enrolled", true, [][]byte{
+			encode(wire.Ack{Acked: far}, nil),                      // unsigned
+			encode(wire.Ack{Acked: far}, signOther),                // another key
+			encode(wire.Ack{Acked: 3}, signOther),                  // another key, a plausible seq
+			encode(wire.Ack{Acked: 0, Hello: true}, signOther),     // "resend everything"
+			encode(wire.Ack{Acked: far}, signHub),                  // the hub's key, a seq never written
+			encode(wire.Ack{Acked: 3, Device: "kiosk-2"}, signHub), // the hub's, for another device
+			[]byte("junk"),
+		}},
+		{"unenrolled", false, [][]byte{
+			encode(wire.Ack{Acked: far}, nil),
+			encode(wire.Ack{Acked: far, Hello: true}, nil),
+			encode(wire.Ack{Acked: far}, signOther),
+			encode(wire.Ack{Acked: 3, Device: "kiosk-2"}, nil),
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			url := broker(t)
+			l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device, Retention: time.Hour, GCInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ctx := context.Background()
+			appendN := func(n int) {
+				for range n {
+					if _, err := l.Append(ctx, &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Status: event.StatusRecorded}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			hub := &fakeHub{sign: signHub}
+			hub.run(t, url, site, device)
+			creds := uplink.Creds{}
+			if c.enrolled {
+				creds.Verify = verify
+			}
+			logs := &testkit.SyncBuffer{}
+			up := uplink.New(l, nil, uplink.Options{Broker: url, Site: site, Device: device, Role: "kiosk",
+				BatchEvents: 10, AckTimeout: 30 * time.Second, Creds: func() uplink.Creds { return creds },
+				Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			rctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- up.Run(rctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			drained := func(n uint64) func() (bool, string) {
+				return func() (bool, string) {
+					_, acked, pending := l.Cursors()
+					hub.mu.Lock()
+					got := len(hub.events)
+					hub.mu.Unlock()
+					return acked == n && pending == 0 && got == int(n), fmt.Sprintf("acked %d pending %d, hub has %d of %d", acked, pending, got, n)
+				}
+			}
+			appendN(25)
+			testkit.Eventually(t, 20*time.Second, drained(25))
+
+			attacker := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("attacker"))
+			if tok := attacker.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			defer attacker.Disconnect(100)
+			for _, f := range c.forged {
+				if tok := attacker.Publish(wire.Topic(site, device, wire.LeafAck), 1, false, f); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Fatal(tok.Error())
+				}
+			}
+			testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+				n := up.Stats().AcksRefused
+				return n == uint64(len(c.forged)), fmt.Sprintf("%d acks refused, want %d", n, len(c.forged))
+			})
+			appendN(25) // the edge goes on sending
+			testkit.Eventually(t, 20*time.Second, drained(50))
+			hub.mu.Lock()
+			for i, e := range hub.events {
+				if e.Seq != uint64(i+1) {
+					t.Errorf("hub event %d has seq %d", i, e.Seq)
+				}
+			}
+			hub.mu.Unlock()
+			if n := strings.Count(logs.String(), "ack refused"); n != 1 {
+				t.Errorf("%d refused acks logged %d times, want once:\n%s", len(c.forged), n, logs.String())
+			}
+		})
 	}
 }

@@ -29,7 +29,8 @@ import (
 
 // Authenticator checks a device's credentials at CONNECT and says which
 // site it belongs to. Nil means open mode: any well-formed device id may
-// connect and its site is taken from its topics.
+// connect, its site is taken from its topics, and no site's all/down may
+// be read.
 type Authenticator interface {
 	// Authenticate returns the device's site, or an error to refuse it.
 	Authenticate(clientID, username string, password []byte) (site string, err error)
@@ -62,6 +63,7 @@ func Start(opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	lim := newLimiter() // the hook's lines and mochi's, per client
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = event.MaxMessage + 4096
 	caps.MaximumSessionExpiryInterval = 3600
@@ -70,9 +72,9 @@ func Start(opts Options) (*Broker, error) {
 		InlineClient: true,
 		Capabilities: caps,
 		// mochi logs every connect at info; keep it to warnings.
-		Logger: slog.New(mochiLog{opts.Logger.Handler(), slog.LevelWarn}).With("component", "broker"),
+		Logger: slog.New(mochiLog{opts.Logger.Handler(), slog.LevelWarn, lim}).With("component", "broker"),
 	})
-	h := &aclHook{auth: opts.Auth, log: opts.Logger, sites: map[string]string{}}
+	h := &aclHook{auth: opts.Auth, log: opts.Logger, lim: lim, sites: map[string]string{}}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker hook: %w", err)
 	}
@@ -163,6 +165,7 @@ type aclHook struct {
 	mqtt.HookBase
 	auth Authenticator
 	log  *slog.Logger
+	lim  *limiter
 
 	mu    sync.Mutex
 	sites map[string]string // client id → site, set at CONNECT when known
@@ -180,7 +183,7 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	id := cl.ID
 	if err := validClientID(id); err != nil {
 		h.refusedConnects.Add(1)
-		h.log.Warn("broker refused connect", "client", id, "err", err)
+		logLimited(h.log, h.lim, slog.LevelWarn, truncate(id), "broker refused connect", "err", err)
 		return false
 	}
 	site := ""
@@ -188,7 +191,7 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 		s, err := h.auth.Authenticate(id, string(pk.Connect.Username), pk.Connect.Password)
 		if err != nil {
 			h.refusedConnects.Add(1)
-			h.log.Warn("broker refused connect", "client", id, "err", err)
+			logLimited(h.log, h.lim, slog.LevelWarn, id, "broker refused connect", "err", err)
 			return false
 		}
 		site = s
@@ -200,18 +203,20 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 }
 
 // OnDisconnect says which device left and why: mochi's own line for it
-// names neither (see mochiLog).
+// names neither (see mochiLog). A client that reconnects in a loop gets
+// one line per logEvery.
 func (h *aclHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if err != nil {
-		h.log.Info("mqtt client disconnected", "client", cl.ID, "reason", err)
+		logLimited(h.log, h.lim, slog.LevelInfo, cl.ID, "mqtt client disconnected", "reason", err)
 		return
 	}
-	h.log.Info("mqtt client disconnected", "client", cl.ID)
+	logLimited(h.log, h.lim, slog.LevelInfo, cl.ID, "mqtt client disconnected")
 }
 
 // OnACLCheck allows a device to publish only to its own up and status
-// topics and to read only its own ack and down topics and its site's
-// all/down. Everything else is refused.
+// topics and to read only its own ack and down topics and, if it is bound
+// to its site, the site's all/down. Everything else is refused, and said once per client every
+// logEvery (a client can repeat a refused publish as fast as it likes).
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	ok := h.allowed(cl.ID, topic, write)
 	if !ok {
@@ -220,7 +225,7 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		} else {
 			h.refusedSubscribes.Add(1)
 		}
-		h.log.Warn("broker ACL refused", "client", cl.ID, "topic", topic, "write", write)
+		logLimited(h.log, h.lim, slog.LevelWarn, cl.ID, "broker ACL refused", "topic", truncate(topic), "write", write)
 	}
 	return ok
 }
@@ -239,8 +244,12 @@ func (h *aclHook) allowed(id, topic string, write bool) bool {
 	if write {
 		return device == id && (leaf == wire.LeafUp || leaf == wire.LeafStatus)
 	}
+	// A site's downlink (rosters, access lists) is for its enrolled
+	// devices: a client the authenticator did not bind to a site (an
+	// unenrolled device on a loopback demo hub, any id at all) syncs up
+	// only.
 	return (device == id && (leaf == wire.LeafAck || leaf == wire.LeafDown)) ||
-		(device == wire.AllDevices && leaf == wire.LeafDown)
+		(device == wire.AllDevices && leaf == wire.LeafDown && bound != "")
 }
 
 var errReservedID = errors.New("reserved client id")
@@ -264,9 +273,15 @@ func validClientID(id string) error {
 // floor — OnDisconnect logs them with the device's id — and the rest (a TLS
 // handshake that failed, a protocol violation) stay warnings, with a
 // message.
+//
+// mochi's lines about a packet carry the whole packet, payload included
+// (a refused 1 MB publish was 10 MB of log): every line is rewritten to
+// bounded attributes (boundAttr) and written at most once per client and
+// message every logEvery, with the count of lines held back.
 type mochiLog struct {
 	slog.Handler
 	min slog.Level
+	lim *limiter
 }
 
 func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
@@ -274,7 +289,8 @@ func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "" {
+	level, msg := r.Level, r.Message
+	if msg == "" {
 		var cause error
 		r.Attrs(func(a slog.Attr) bool {
 			if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
@@ -283,24 +299,39 @@ func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
 			}
 			return true
 		})
-		level, msg := slog.LevelWarn, "mqtt connection failed"
+		level, msg = slog.LevelWarn, "mqtt connection failed"
 		if connectionEnded(cause) {
 			level, msg = slog.LevelDebug, "mqtt connection ended"
 		}
 		if level < m.min {
 			return nil
 		}
-		nr := slog.NewRecord(r.Time, level, msg, r.PC)
-		r.Attrs(func(a slog.Attr) bool { nr.AddAttrs(a); return true })
-		r = nr
 	}
-	return m.Handler.Handle(ctx, r)
+	nr := slog.NewRecord(r.Time, level, msg, r.PC)
+	client := ""
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "client" || (a.Key == "remote" && client == "") {
+			client = a.Value.String()
+		}
+		nr.AddAttrs(boundAttr(a)...)
+		return true
+	})
+	ok, suppressed := m.lim.allow(truncate(client), msg)
+	if !ok {
+		return nil
+	}
+	if suppressed > 0 {
+		nr.AddAttrs(slog.Uint64("suppressed", suppressed))
+	}
+	return m.Handler.Handle(ctx, nr)
 }
 
 func (m mochiLog) WithAttrs(a []slog.Attr) slog.Handler {
-	return mochiLog{m.Handler.WithAttrs(a), m.min}
+	return mochiLog{m.Handler.WithAttrs(a), m.min, m.lim}
 }
-func (m mochiLog) WithGroup(g string) slog.Handler { return mochiLog{m.Handler.WithGroup(g), m.min} }
+func (m mochiLog) WithGroup(g string) slog.Handler {
+	return mochiLog{m.Handler.WithGroup(g), m.min, m.lim}
+}
 
 // connectionEnded tells the ordinary ends of a connection from failures.
 func connectionEnded(err error) bool {

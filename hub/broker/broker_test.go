@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -247,5 +248,88 @@ func TestAcceptSurvivesErrors(t *testing.T) {
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept on a closed listener: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestRefusedPublishesDoNotFillTheLog: a client publishing a refused 1 MB
+// payload again and again leaves a few lines naming it and the topic, never
+// the payload (mochi's own line carried the whole packet, 10 MB of text
+// per refusal).
+func TestRefusedPublishesDoNotFillTheLog(t *testing.T) {
+	logs := &testkit.SyncBuffer{}
+	b, err := Start(Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const topic = "linli/v1/s1/kiosk-b2/up" // another device's: refused
+	payload := make([]byte, 1<<20)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	const rounds = 50
+	for i := range rounds {
+		// At QoS 1 mochi disconnects an MQTT 3.1.1 client whose publish is
+		// refused, and logs the packet: a fresh connection each round.
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("kiosk-x").
+			SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect: %v", tok.Error())
+		}
+		c.Publish(topic, 1, false, payload)
+		testkit.WaitFor(t, "the publish refused", func() bool {
+			_, pubs, _ := b.Refused()
+			return pubs >= uint64(i+1)
+		})
+		c.Disconnect(0)
+	}
+	testkit.WaitFor(t, "the refusal logged", func() bool {
+		return strings.Contains(logs.String(), `"client":"kiosk-x"`) && strings.Contains(logs.String(), topic)
+	})
+	if n := len(logs.String()); n > 8<<10 {
+		t.Fatalf("%d refused 1 MB publishes wrote %d bytes of log, want at most 8 KiB; first 2 KiB:\n%.2048s", rounds, n, logs.String())
+	}
+	for _, r := range records(t, logs) {
+		for k, v := range r {
+			if s := fmt.Sprint(v); len(s) > 512 {
+				t.Errorf("log attribute %s of %d bytes in %q", k, len(s), r["msg"])
+			}
+		}
+	}
+}
+
+// TestLimiter: one line per client and message per logEvery; the next line
+// after a quiet spell says how many were held back.
+func TestLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newLimiter()
+	l.now = func() time.Time { return now }
+	steps := []struct {
+		advance        time.Duration
+		client, msg    string
+		ok             bool
+		wantSuppressed uint64
+	}{
+		{0, "a", "refused", true, 0},
+		{time.Second, "a", "refused", false, 0},
+		{time.Second, "a", "refused", false, 0},
+		{0, "a", "disconnected", true, 0}, // another message
+		{0, "b", "refused", true, 0},      // another client
+		{logEvery, "a", "refused", true, 2},
+		{0, "a", "refused", false, 0},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		ok, n := l.allow(s.client, s.msg)
+		if ok != s.ok || n != s.wantSuppressed {
+			t.Errorf("step %d (%s %s): got %v, %d; want %v, %d", i, s.client, s.msg, ok, n, s.ok, s.wantSuppressed)
+		}
+	}
+	// A flood of ids shares one allowance instead of growing the map.
+	for i := range 2 * maxLimited {
+		l.allow(fmt.Sprintf("id-%d", i), "refused")
+	}
+	if len(l.lines) > maxLimited+1 {
+		t.Errorf("limiter tracks %d keys, want at most %d", len(l.lines), maxLimited+1)
 	}
 }

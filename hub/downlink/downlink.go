@@ -34,14 +34,24 @@ const (
 	maxBytes   = 512 << 10
 )
 
+// Devices knows the enrolled devices of each site and their roles, for
+// changes that only devices of one role may have (wire.Change.Role).
+type Devices interface {
+	// Role is the role of an enrolled, unrevoked device of site, or "".
+	Role(site, device string) string
+	// OfRole lists the enrolled, unrevoked devices of site with role.
+	OfRole(site, role string) []string
+}
+
 // Log is the hub's downlink. Append and Commit/Abort are called by the
 // single committer; CatchUp and Head from anywhere.
 type Log struct {
-	db    *badger.DB
-	pub   Publisher
-	clock *hlc.Clock
-	log   *slog.Logger
-	sign  func([]byte) ([]byte, error)
+	db      *badger.DB
+	pub     Publisher
+	clock   *hlc.Clock
+	log     *slog.Logger
+	sign    func([]byte) ([]byte, error)
+	devices Devices // nil: restricted changes reach nobody
 
 	mu    sync.Mutex
 	heads map[string]uint64            // site → last seq
@@ -85,6 +95,10 @@ func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]b
 	}
 	return l, nil
 }
+
+// SetDevices says which devices may have restricted changes; call it
+// before the first Commit or CatchUp.
+func (l *Log) SetDevices(d Devices) { l.devices = d }
 
 func siteOf(key []byte) string {
 	rest := key[len(prefix):]
@@ -189,7 +203,46 @@ func (l *Log) Commit() {
 	l.mu.Unlock()
 	for site, d := range st.downs {
 		d.Clock = l.clock.Now()
-		l.publish(wire.SiteDown(site), d)
+		l.publishLive(site, d)
+	}
+}
+
+// publishLive sends a commit's changes of site: on the site's topic with
+// every restricted change withheld (no body), and, to each device a
+// restricted change is for, the whole message on its own down topic. Both
+// cover the same range, so whichever a device applies first, the other
+// changes nothing; a device that meets a change withheld from it waits
+// for its own copy (or, if that is lost, catches up).
+func (l *Log) publishLive(site string, d *wire.Down) {
+	shared := *d
+	shared.Changes = make([]wire.Change, len(d.Changes))
+	roles := map[string]bool{}
+	for i, c := range d.Changes {
+		if c.Restricted() {
+			roles[c.Role] = true
+			c.Body, c.Deleted, c.Withheld = nil, false, true
+		}
+		shared.Changes[i] = c
+	}
+	l.publish(wire.SiteDown(site), &shared)
+	if len(roles) == 0 {
+		return
+	}
+	if l.devices == nil {
+		l.log.Warn("restricted downlink changes and no device registry: sent to nobody", "site", site)
+		return
+	}
+	for role := range roles {
+		for _, dev := range l.devices.OfRole(site, role) {
+			own := *d
+			own.Changes = nil
+			for _, c := range d.Changes {
+				if !c.Restricted() || c.Role == role {
+					own.Changes = append(own.Changes, c)
+				}
+			}
+			l.publish(wire.Topic(site, dev, wire.LeafDown), &own)
+		}
 	}
 }
 
@@ -249,6 +302,10 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 	if cursor > head {
 		d.Prev, d.Snapshot = 0, true
 	}
+	role := ""
+	if l.devices != nil {
+		role = l.devices.Role(site, device)
+	}
 	err := l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = kv.Key(prefix, []byte(site+"/"))
@@ -262,7 +319,7 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 			if c.Seq > head {
 				break // committed after we read the head; the live message carries it
 			}
-			if c.Device == "" || c.Device == device {
+			if (c.Device == "" || c.Device == device) && (c.Role == "" || c.Role == role) {
 				d.Changes = append(d.Changes, c)
 			}
 		}

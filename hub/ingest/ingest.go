@@ -66,12 +66,15 @@ type Options struct {
 	// AllowUnsigned accepts unsigned messages from devices that never
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
-	Clock         *hlc.Clock
-	Logger        *slog.Logger
-	Sites         []string // sites this hub owns; empty means all
-	Decoders      int      // decode workers (default GOMAXPROCS)
-	MaxGroup      int      // most events in one group commit (default 20,000)
-	Now           func() time.Time
+	// Sign signs every ack with the hub's key, as the downlink is signed:
+	// edges ignore acks they cannot verify.
+	Sign     func(payload []byte) ([]byte, error)
+	Clock    *hlc.Clock
+	Logger   *slog.Logger
+	Sites    []string // sites this hub owns; empty means all
+	Decoders int      // decode workers (default GOMAXPROCS)
+	MaxGroup int      // most events in one group commit (default 20,000)
+	Now      func() time.Time
 }
 
 // Ingest is the hub's receiving pipeline.
@@ -377,7 +380,21 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
 	in.ack(m.site, m.device, acked, true)
-	in.catchUp(m.site, m.device, h.DownCursor, false)
+	if in.enrolled(m.device) {
+		in.catchUp(m.site, m.device, h.DownCursor, false)
+	}
+}
+
+// enrolled reports whether a device may have its site's downlink. A device
+// that never enrolled (loopback demo mode) is any id anyone picks: it
+// syncs up only, and nothing of the site is sent to it. Without Keys (a
+// hub with no registry) every device is taken as the site's.
+func (in *Ingest) enrolled(device string) bool {
+	if in.opts.Keys == nil {
+		return true
+	}
+	_, _, known, err := in.opts.Keys.Key(device)
+	return known && err == nil
 }
 
 func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
@@ -395,7 +412,7 @@ func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
 	// everything after it again on every report sent the site's stream
 	// twice (and read it back from disk each time). An edge asks when it
 	// sees a gap or learns from an ack that it is behind.
-	if a.CatchUp {
+	if a.CatchUp && in.enrolled(m.device) {
 		in.catchUp(m.site, m.device, a.Cursor, true)
 	}
 }
@@ -421,11 +438,14 @@ func abs(n int64) int64 {
 }
 
 func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
-	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()}
-	if in.opts.Downlink != nil {
+	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device}
+	if in.opts.Downlink != nil && in.enrolled(device) {
 		a.DownHead = in.opts.Downlink.Head(site)
 	}
 	payload, err := wire.Encode(a)
+	if err == nil && in.opts.Sign != nil {
+		payload, err = in.opts.Sign(payload)
+	}
 	if err != nil {
 		in.log.Error("encode ack", "err", err)
 		return

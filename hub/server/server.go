@@ -207,13 +207,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
+	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
 		Kiosks: h.kiosks, Logger: log.With("component", "state")})
 	if err != nil {
 		return nil, err
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
-		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled,
+		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
 		return nil, err
@@ -333,11 +334,13 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	close(h.done)
 }
 
-// kiosks lists the kiosks of a site that the hub has heard from.
+// kiosks lists the enrolled kiosks of a site that the hub has heard from:
+// only they receive the site's downlink, so only they get a share of
+// seats.
 func (h *Hub) kiosks(site string) []string {
 	var out []string
 	for _, d := range h.ingest.Devices() {
-		if d.Site == site && d.Role == "kiosk" {
+		if r, ok := h.registry.Get(d.ID); d.Site == site && d.Role == "kiosk" && ok && r.Active() && r.Site == site {
 			out = append(out, d.ID)
 		}
 	}
@@ -431,6 +434,27 @@ func (a deviceAuth) Authenticate(clientID, username string, password []byte) (st
 		return "", nil // unbound: its site comes from its topics
 	}
 	return site, err
+}
+
+// siteDevices adapts the registry to the downlink's restricted changes:
+// only enrolled, unrevoked devices have a role.
+type siteDevices struct{ reg *registry.Registry }
+
+func (s siteDevices) Role(site, device string) string {
+	if d, ok := s.reg.Get(device); ok && d.Active() && d.Site == site {
+		return d.Role
+	}
+	return ""
+}
+
+func (s siteDevices) OfRole(site, role string) []string {
+	var out []string
+	for _, d := range s.reg.List() {
+		if d.Active() && d.Site == site && d.Role == role {
+			out = append(out, d.ID)
+		}
+	}
+	return out
 }
 
 // deviceKeys adapts the registry to ingest's signature checks.

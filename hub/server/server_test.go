@@ -13,6 +13,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/identity"
 	"linli/shared/testkit"
 	"linli/shared/wire"
 )
@@ -52,7 +53,12 @@ func dialEdge(t *testing.T, broker, site, id string) *fakeEdge {
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	tok := c.Subscribe(wire.Topic(site, id, wire.LeafAck), 1, func(_ mqtt.Client, m mqtt.Message) {
-		a, err := wire.DecodeAck(m.Payload())
+		payload, err := identity.Payload(m.Payload()) // signed by the hub
+		if err != nil {
+			t.Errorf("ack not signed: %v", err)
+			return
+		}
+		a, err := wire.DecodeAck(payload)
 		if err != nil {
 			t.Errorf("bad ack: %v", err)
 			return

@@ -366,6 +366,9 @@ func (s *State) changesFor(r merge.Ref) []wire.Change {
 	}
 	v, ok := s.merged.View(r)
 	c := wire.Change{Entity: entity, ID: r.ID, Deleted: !ok}
+	if entity == wire.EntityAccessList {
+		c.Role = wire.RoleGateway // its key inverts the card hashes: gateways only
+	}
 	if ok {
 		body, err := event.Marshal(v)
 		if err != nil {

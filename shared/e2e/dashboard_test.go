@@ -107,10 +107,9 @@ func TestDashboard(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	plan := filepath.Join(testkit.Root(), "configs", "site-xiangyang.yaml")
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "", "--site-plans", plan)
-	broker := "tcp://" + mqttAddr
-	k1 := startEdge(t, "kiosk-b1", "xiangyang", "kiosk", broker, "--building", "B1")
-	k2 := startEdge(t, "kiosk-b2", "xiangyang", "kiosk", broker, "--building", "B2")
-	gw := startEdge(t, "gw-b3", "xiangyang", "gateway", broker, "--config", gatewayConfig(t, ""))
+	k1 := startEnrolledEdge(t, h, "kiosk-b1", "xiangyang", "kiosk", "--building", "B1")
+	k2 := startEnrolledEdge(t, h, "kiosk-b2", "xiangyang", "kiosk", "--building", "B2")
+	gw := startEnrolledEdge(t, h, "gw-b3", "xiangyang", "gateway", "--config", gatewayConfig(t, ""))
 	for _, e := range []*edgeProc{k1, k2, gw} {
 		testkit.Eventually(t, 30*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
 	}

@@ -135,7 +135,7 @@ func startKioskSite(t *testing.T, id string, extra ...string) *kioskSite {
 	t.Helper()
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	k := startEdge(t, id, "s1", "kiosk", "tcp://"+mqttAddr, append([]string{"--building", "B1"}, extra...)...)
+	k := startEnrolledEdge(t, h, id, "s1", "kiosk", append([]string{"--building", "B1"}, extra...)...)
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, id + " not connected" })
 	return &kioskSite{hub: h, kiosk: k}
 }

@@ -72,12 +72,11 @@ func (e *edgeProc) activity(t *testing.T, id, resident string) (kioskActivity, b
 func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 	t.Parallel()
 	mqttAddr := testkit.FreePort(t)
-	broker := "tcp://" + mqttAddr
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	kiosks := []*edgeProc{
-		startEdge(t, "kiosk-1", "s1", "kiosk", broker),
-		startEdge(t, "kiosk-2", "s1", "kiosk", broker),
-		startEdge(t, "kiosk-3", "s1", "kiosk", broker),
+		startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk"),
+		startEnrolledEdge(t, h, "kiosk-2", "s1", "kiosk"),
+		startEnrolledEdge(t, h, "kiosk-3", "s1", "kiosk"),
 	}
 	for _, k := range kiosks {
 		testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, k.ID + " not connected" })
@@ -184,10 +183,9 @@ type kioskReport struct {
 func TestReportResolvedWhileKioskOffline(t *testing.T) {
 	t.Parallel()
 	mqttAddr := testkit.FreePort(t)
-	broker := "tcp://" + mqttAddr
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	k := startEdge(t, "kiosk-r", "s1", "kiosk", broker)
-	other := startEdge(t, "kiosk-o", "s1", "kiosk", broker)
+	k := startEnrolledEdge(t, h, "kiosk-r", "s1", "kiosk")
+	other := startEnrolledEdge(t, h, "kiosk-o", "s1", "kiosk")
 	var rep created
 	if code := k.do(t, "POST", "/api/v1/reports", map[string]string{"category": "elevator", "title": "电梯异响",
 		"building": "B2", "unit": "2-301", "resident": "R1"}, &rep); code != 201 {
@@ -255,8 +253,8 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	broker := "tcp://" + mqttAddr
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	here := []*edgeProc{startEdge(t, "kiosk-a1", "site-a", "kiosk", broker), startEdge(t, "kiosk-a2", "site-a", "kiosk", broker)}
-	there := startEdge(t, "kiosk-b1", "site-b", "kiosk", broker)
+	here := []*edgeProc{startEnrolledEdge(t, h, "kiosk-a1", "site-a", "kiosk"), startEnrolledEdge(t, h, "kiosk-a2", "site-a", "kiosk")}
+	there := startEnrolledEdge(t, h, "kiosk-b1", "site-b", "kiosk")
 	gw := startEdge(t, "gw-a", "site-a", "gateway", broker, "--building", "B3")
 	var n struct{ ID string }
 	if code := h.do(t, "POST", "/api/v1/notices", map[string]string{"site": "site-a", "title": "停水通知",
@@ -300,7 +298,7 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 		t.Errorf("hub alarms %+v, want one forced door", alarms)
 	}
 	// A kiosk that joins later (or was wiped) catches up from the start.
-	late := startEdge(t, "kiosk-a3", "site-a", "kiosk", broker)
+	late := startEnrolledEdge(t, h, "kiosk-a3", "site-a", "kiosk")
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
 		return hasNotice(late, func(x kioskNotice) bool { return x.ID == n.ID }) &&
 			hasNotice(late, func(x kioskNotice) bool { return x.Alarm }), "the late kiosk did not catch up"

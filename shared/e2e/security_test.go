@@ -306,3 +306,215 @@ func TestEnrollment(t *testing.T) {
 		t.Fatalf("token issue without auth: %d, want 401", code)
 	}
 }
+
+// A site's downlink goes to its enrolled devices only, and access lists
+// (with the key that inverts their card hashes) to its gateways only: a
+// client that never enrolled gets nothing of the site, neither on all/down
+// nor by saying hello under a new id; a kiosk's login sees notices but never
+// an access list's body; the gateway gets its list and checks cards.
+func TestSiteDownlinkOnlyToItsDevices(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	k := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
+	gw := startEnrolledEdge(t, h, "gw-1", "s1", "gateway", "--config", gatewayConfig(t, ""))
+
+	// Never enrolled: reads what it may (its own ack and down) and tries
+	// the site's all/down.
+	anon, err := dial(t, h.MQTT, "snoop", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaked := make(chan string, 64)
+	if tok := anon.Subscribe(wire.SiteDown("s1"), 1, func(_ mqtt.Client, m mqtt.Message) { leaked <- m.Topic() }); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+		if st, _ := tok.(*mqtt.SubscribeToken); st == nil || st.Result()[wire.SiteDown("s1")] != 0x80 {
+			t.Errorf("an unenrolled client's subscription to all/down was granted")
+		}
+	}
+	if tok := anon.Subscribe(wire.Topic("s1", "snoop", wire.LeafDown), 1, func(_ mqtt.Client, m mqtt.Message) { leaked <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	anonAcks := make(chan wire.Ack, 16)
+	if tok := anon.Subscribe(wire.Topic("s1", "snoop", wire.LeafAck), 1, func(_ mqtt.Client, m mqtt.Message) {
+		if p, err := identity.Payload(m.Payload()); err == nil {
+			if a, err := wire.DecodeAck(p); err == nil {
+				anonAcks <- a
+			}
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+
+	// A kiosk's own login (enrolled, not running): what any kiosk of the
+	// site receives.
+	kioskData := enrollEdge(t, h, "kiosk-2", "s1", "kiosk")
+	id2, _ := readIdentity(t, kioskData)
+	key2, err := identity.LoadKey(filepath.Join(kioskData, "identity", "device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy, err := dial(t, h.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan wire.Down, 256)
+	for _, topic := range []string{wire.SiteDown("s1"), wire.Topic("s1", id2.ID, wire.LeafDown)} {
+		if tok := spy.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+			p, err := identity.Payload(m.Payload())
+			if err != nil {
+				t.Errorf("downlink on %s not signed: %v", m.Topic(), err)
+				return
+			}
+			d, err := wire.DecodeDown(p)
+			if err != nil {
+				t.Errorf("downlink on %s: %v", m.Topic(), err)
+				return
+			}
+			seen <- d
+		}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+
+	h.putAccessList(t, "s1", "B3", map[string][]string{"B3-main": {"26:123:45678"}})
+	var n struct{ ID string }
+	if code := h.do(t, "POST", "/api/v1/notices", map[string]string{"site": "s1", "title": "停水通知",
+		"body": "周六9:00-12:00", "category": "announcement", "expires": time.Now().Add(48 * time.Hour).Format(time.RFC3339)}, &n); code != 201 {
+		t.Fatalf("publish notice: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var list []kioskNotice
+		k.do(t, "GET", "/api/v1/notices", nil, &list)
+		return len(list) == 1 && list[0].ID == n.ID, fmt.Sprintf("kiosk notices %+v", list)
+	})
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		l := gw.accessList(t)
+		return l.Present && l.Doors["B3-main"] == 1, fmt.Sprintf("gateway list %+v", l)
+	})
+	if result, reason, _ := gw.decision(t, "R-main", "B3-main", "26:123:45678"); result != "granted" {
+		t.Fatalf("listed card at the gateway: %s (%s), want granted", result, reason)
+	}
+
+	// Both ask for everything from the start: the hub answers the
+	// unenrolled one's hello with an ack and nothing else.
+	hello := func(c mqtt.Client, id string, sign bool) {
+		p, err := wire.Encode(wire.Up{Hello: &wire.Hello{Role: "kiosk", Clock: 1 << 40}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sign {
+			if p, err = identity.Sign(key2, id, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tok := c.Publish(wire.Topic("s1", id, wire.LeafUp), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	hello(anon, "snoop", false)
+	hello(spy, id2.ID, true)
+	select {
+	case a := <-anonAcks:
+		if a.DownHead != 0 {
+			t.Errorf("the unenrolled client was told the site's downlink head %d", a.DownHead)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer to the unenrolled client's hello")
+	}
+	var caughtUp, withheld bool
+	deadline := time.After(20 * time.Second)
+	for !caughtUp || !withheld {
+		select {
+		case d := <-seen:
+			for _, c := range d.Changes {
+				switch {
+				case c.Entity == wire.EntityAccessList && (len(c.Body) > 0 || !c.Withheld):
+					t.Fatalf("a kiosk's login received access list %s whole (%d bytes of body)", c.ID, len(c.Body))
+				case c.Entity == wire.EntityAccessList:
+					withheld = true // live, on all/down, without its body
+				case c.Entity == wire.EntityNotice && c.ID == n.ID && d.Prev == 0:
+					caughtUp = true // the catch-up from the start: the list is not in it
+				}
+			}
+		case <-deadline:
+			t.Fatalf("the kiosk's login saw its catch-up: %v, the withheld list: %v", caughtUp, withheld)
+		}
+	}
+	// The catch-up answering the kiosk's hello has come; anything for the
+	// unenrolled client, whose hello went first, would have by now.
+	select {
+	case topic := <-leaked:
+		t.Fatalf("the unenrolled client received a message on %s", topic)
+	default:
+	}
+}
+
+// An edge ignores acks that are not the hub's. Through a broker on which
+// any client may publish anywhere (Mosquitto's open demo config), a client
+// sends an enrolled kiosk forged acks far above its newest seq — unsigned,
+// and signed by another key under the hub's id: the kiosk keeps syncing,
+// every event reaches the hub, and the refusals are counted. (One such ack
+// used to stop the kiosk's uplink until it was restarted.)
+func TestForgedAcksChangeNothing(t *testing.T) {
+	t.Parallel()
+	url, _ := testkit.Mosquitto(t)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), "", url)
+	k := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
+	posted := 0
+	post := func(n int) {
+		for range n {
+			posted++
+			if code := k.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": fmt.Sprintf("R%d", posted), "activity": "A1"}, nil); code != 201 {
+				t.Fatalf("check-in: %d", code)
+			}
+		}
+	}
+	post(5)
+	drained(t, k, 20*time.Second)
+
+	me, raw := readIdentity(t, k.Data)
+	var id struct {
+		HubID string `json:"hub_id"`
+	}
+	if err := json.Unmarshal(raw, &id); err != nil || id.HubID == "" {
+		t.Fatalf("hub id in the kiosk's identity: %v", err)
+	}
+	other, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := func(sign bool) []byte {
+		p, err := wire.Encode(wire.Ack{Acked: 1 << 40, Device: me.ID, Clock: 1 << 60})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sign {
+			if p, err = identity.Sign(other, id.HubID, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	attacker, err := dial(t, url, "attacker", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][]byte{forged(false), forged(true)} {
+		if tok := attacker.Publish(wire.Topic("s1", "kiosk-1", wire.LeafAck), 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		n := metric(t, k.URL, "linli_edge_acks_refused_total")
+		return n == 2, fmt.Sprintf("%v acks refused, want 2", n)
+	})
+	post(5)
+	drained(t, k, 20*time.Second)
+	evs, err := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != posted {
+		t.Fatalf("hub has %d events of kiosk-1, want %d", len(evs), posted)
+	}
+}

@@ -31,7 +31,23 @@ type Change struct {
 	HLC     hlc.Timestamp   `cbor:"5,keyasint"`
 	Body    cbor.RawMessage `cbor:"6,keyasint,omitempty"`
 	Deleted bool            `cbor:"7,keyasint,omitempty"`
+	// Role: only devices of this role apply it; empty: every role. Such a
+	// change never travels whole on the site's topic (an access list
+	// carries the key that inverts its card hashes, which kiosks must
+	// never hold): there it is Withheld, and each device of the role gets
+	// it on its own down topic.
+	Role string `cbor:"8,keyasint,omitempty"`
+	// Withheld marks a change sent without its body: a device it is for
+	// applies nothing from it on and waits for the change on its own
+	// topic.
+	Withheld bool `cbor:"9,keyasint,omitempty"`
 }
+
+// RoleGateway is the role of the devices that take access lists.
+const RoleGateway = "gateway"
+
+// Restricted reports whether c is for some devices only (by role).
+func (c *Change) Restricted() bool { return c.Role != "" }
 
 // Down carries changes (Prev, Last] of a site's log. An edge whose cursor
 // is at least Prev applies the changes above its cursor and moves to Last;

@@ -61,7 +61,7 @@ type Batch struct {
 }
 
 // Ack is the hub's end-to-end answer: every seq up to Acked of this device
-// is committed on the hub's disk.
+// is committed on the hub's disk. The hub signs it like the downlink.
 type Ack struct {
 	Acked uint64        `cbor:"1,keyasint"`
 	Hello bool          `cbor:"2,keyasint,omitempty"` // answers a hello: resend from Acked+1
@@ -69,6 +69,9 @@ type Ack struct {
 	// DownHead is the head of the site's downlink log; an edge whose cursor
 	// is behind asks for a catch-up.
 	DownHead uint64 `cbor:"4,keyasint,omitempty"`
+	// Device is the device acked: the hub signs acks, and an ack signed for
+	// one device must not move another's cursor.
+	Device string `cbor:"5,keyasint,omitempty"`
 }
 
 // Status is the retained online/offline state of a device, also its last
