@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -121,6 +123,9 @@ type Store struct {
 
 // Open opens or creates the store in dir.
 func Open(dir string, p kv.Profile, log *slog.Logger) (*Store, error) {
+	if err := finishPurge(dir); err != nil {
+		return nil, err
+	}
 	db, err := kv.Open(dir, p, log)
 	if err != nil {
 		return nil, err
@@ -128,25 +133,113 @@ func Open(dir string, p kv.Profile, log *slog.Logger) (*Store, error) {
 	return &Store{db: db, log: log, dir: dir, profile: p}, nil
 }
 
-// Purge makes overwritten values leave the store's files: Badger keeps
-// an old version in its write-ahead log and tables until a compaction
-// drops it, so closing (which writes the memtable to a table) and
-// flattening every table into one level rewrites them without it. It is
-// for a one-off rewrite of data that must not linger (secrets an older
-// version stored), before anyone else holds DB.
+// Purge makes overwritten values leave the store's files: Badger keeps old
+// versions in its write-ahead log, value log and tables until a compaction
+// happens to drop them, which no call forces (Flatten does nothing when the
+// tables already sit on one level). So the latest version of every key is
+// copied into a fresh directory, synced, and swapped in for the old one,
+// which is then deleted. It is for a one-off rewrite of data that must not
+// linger (secrets an older version stored), before anyone else holds DB.
+// A crash midway leaves either the old directory (the rewrite runs again at
+// the next start) or the new one complete beside a ".purged" marker.
 func (s *Store) Purge() error {
+	fresh := s.dir + ".purge"
+	old := s.dir + ".purged"
+	if err := os.RemoveAll(fresh); err != nil {
+		return fmt.Errorf("purge store: %w", err)
+	}
+	dst, err := kv.Open(fresh, s.profile, s.log)
+	if err != nil {
+		return fmt.Errorf("purge store: open copy: %w", err)
+	}
+	if err := copyLatest(s.db, dst); err != nil {
+		return errors.Join(fmt.Errorf("purge store: copy: %w", err), dst.Close())
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("purge store: close copy: %w", err)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("purge store: close: %w", err)
 	}
-	db, err := kv.Open(s.dir, s.profile, s.log)
-	if err != nil {
+	if err := os.Rename(s.dir, old); err != nil {
 		return fmt.Errorf("purge store: %w", err)
 	}
+	if err := os.Rename(fresh, s.dir); err != nil {
+		return fmt.Errorf("purge store: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.dir)); err != nil {
+		return fmt.Errorf("purge store: %w", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("purge store: remove old files: %w", err)
+	}
+	db, err := kv.Open(s.dir, s.profile, s.log)
+	if err != nil {
+		return fmt.Errorf("purge store: reopen: %w", err)
+	}
 	s.db = db
-	if err := db.Flatten(1); err != nil {
-		return fmt.Errorf("purge store: flatten: %w", err)
+	return nil
+}
+
+// copyLatest writes the newest version of every live key of src into dst
+// (a write batch, flushed and synced by dst's close).
+func copyLatest(src, dst *badger.DB) error {
+	wb := dst.NewWriteBatch()
+	defer wb.Cancel()
+	err := src.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			e := badger.NewEntry(item.KeyCopy(nil), v).WithMeta(item.UserMeta())
+			if exp := item.ExpiresAt(); exp != 0 {
+				e.ExpiresAt = exp
+			}
+			if err := wb.SetEntry(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return wb.Flush()
+}
+
+// finishPurge settles a Purge that a crash interrupted: with the new
+// directory in place the old one is deleted; without it the old one is put
+// back (its rewrite runs again).
+func finishPurge(dir string) error {
+	old := dir + ".purged"
+	if _, err := os.Stat(old); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("finish store purge: %w", err)
+		}
+		return nil
+	}
+	if err := os.RemoveAll(dir + ".purge"); err != nil {
+		return fmt.Errorf("finish store purge: %w", err)
+	}
+	if err := os.Rename(old, dir); err != nil {
+		return fmt.Errorf("finish store purge: put the old store back: %w", err)
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // DB is the underlying database, for the hub packages that keep their own

@@ -219,7 +219,7 @@ type Written struct {
 
 // Write posts one event of kind to the edge with a unique marker built
 // from prefix and i (a check-in's resident, a reading's sensor, an access
-// event's credential, a report's unit) and records it in ledger when it is
+// event's door — its card is stored only as a pseudonym — a report's unit) and records it in ledger when it is
 // answered 2xx (ledger may be nil).
 func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i int64) (Written, error) {
 	marker := prefix + strconv.FormatInt(i, 10)
@@ -231,7 +231,7 @@ func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i
 	case WriteReading:
 		path, body = "/api/v1/readings", map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
 	case WriteAccess:
-		path, body = "/api/v1/access", map[string]string{"door": "B1-main", "credential": marker, "result": "granted"}
+		path, body = "/api/v1/access", map[string]string{"door": marker, "credential": "C" + strconv.FormatInt(i, 10), "result": "granted"}
 	case WriteReport:
 		path, body = "/api/v1/reports", map[string]string{"category": "facilities", "title": "lamp out", "building": "B1", "unit": marker}
 	case WriteLargeReport:
@@ -293,7 +293,7 @@ func post(ctx context.Context, url string, body, out any) (int, error) {
 
 // Marker picks the load generator's marker out of a hub event body.
 func Marker(body map[string]any) string {
-	for _, k := range []string{"resident", "sensor", "credential", "unit"} {
+	for _, k := range []string{"resident", "sensor", "door", "unit"} {
 		if s, ok := body[k].(string); ok {
 			return s
 		}
