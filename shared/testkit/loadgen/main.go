@@ -65,7 +65,8 @@ func run(url, kind, prefix string, n int64, workers int) error {
 				case "reading":
 					body = map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
 				case "access":
-					body = map[string]string{"door": "B1-main", "credential": marker, "result": "granted"}
+					// The door carries the marker: a posted card is stored only as its pseudonym.
+					body = map[string]string{"door": marker, "credential": "C" + strconv.FormatInt(i, 10), "result": "granted"}
 				}
 				seq, err := post(context.Background(), client, url+paths[k], body)
 				if err != nil {
