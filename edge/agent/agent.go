@@ -31,6 +31,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/ready"
 	"linli/shared/wire"
 )
 
@@ -183,6 +184,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
 		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
+		Ready: ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
 		Pseudonym: func(resident string) string {
@@ -274,6 +276,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}()
 	go a.shutdownOnCancel(runCtx)
 	return a, nil
+}
+
+// diskReady: an edge whose disk guard refuses writes cannot take what
+// residents record.
+func diskReady(g *diskguard.Guard) ready.Check {
+	return func() ready.Result {
+		if err := g.Refusing(); err != nil {
+			return ready.Result{Reason: "disk: " + err.Error()}
+		}
+		return ready.Result{}
+	}
+}
+
+// uplinkReady: an edge without its hub session still serves residents and
+// records durably, so offline is a warning, not a reason.
+func uplinkReady(up *uplink.Uplink) ready.Check {
+	return func() ready.Result {
+		if !up.Connected() {
+			return ready.Result{Warning: "offline: no session with the hub's broker; writes are kept on this edge's disk and sent when it is back"}
+		}
+		return ready.Result{}
+	}
 }
 
 // closeAfterFailedStart closes what Start had opened before it failed.

@@ -67,8 +67,9 @@ type API struct {
 	Replica  Replica // optional
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	UI       http.Handler // optional: the resident web UI at /
-	Health   func() error // optional: extra readiness check
+	UI       http.Handler     // optional: the resident web UI at /
+	Health   func() error     // optional: extra liveness check
+	Ready    http.HandlerFunc // optional: GET /readyz
 
 	// Pseudonym, when set, replaces every resident id before it is stored,
 	// sent or looked up (a site that treats resident numbers as personal
@@ -118,6 +119,9 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
 	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
+	if a.Ready != nil {
+		mux.HandleFunc("GET /readyz", a.Ready)
+	}
 	if a.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	}

@@ -40,6 +40,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/ready"
 )
 
 // Main runs the hub program and returns its exit code: 0 after a clean
@@ -259,6 +260,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
 		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
+		Ready: ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -284,6 +286,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}()
 	go h.shutdownOnCancel(runCtx)
 	return h, nil
+}
+
+// syncReady is the broker half of readiness: the hub syncs only while
+// its broker takes devices in (embedded) or its session is up (external)
+// and ingest holds its subscriptions.
+func (h *Hub) syncReady() ready.Result {
+	switch {
+	case h.broker != nil && !h.broker.Listening():
+		return ready.Result{Reason: "broker: the embedded MQTT broker is not listening on " + h.broker.Addr()}
+	case h.client != nil && !h.client.Connected():
+		return ready.Result{Reason: "broker: not connected to the external broker " + h.cfg.Broker}
+	case !h.ingest.Subscribed():
+		return ready.Result{Reason: "ingest: not subscribed to the devices' topics"}
+	}
+	return ready.Result{}
 }
 
 func (h *Hub) closeStore() {
