@@ -36,11 +36,12 @@ type Config struct {
 	MosquittoFiles  bool
 	MosquittoReload string
 
-	TLS      string
-	TLSCert  string
-	TLSKey   string
-	TLSCA    string
-	TLSHosts []string
+	TLS       string
+	TLSCert   string
+	TLSKey    string
+	TLSCA     string
+	TLSHosts  []string
+	TLSReload time.Duration
 
 	SitePlans []string
 
@@ -74,6 +75,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	s.String(&c.TLSCA, "tls-ca", "", "CA that issued --tls-cert, pinned by edges (default: the certificate itself)")
 	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
+	s.Duration(&c.TLSReload, "tls-reload", 5*time.Second, "how often the TLS certificate files are checked for changes (a changed certificate is served from the next handshake; SIGHUP reloads at once)")
 	s.List(&c.TrustedProxies, "trusted-proxies", nil, "reverse proxies (CIDR prefixes or addresses, comma-separated) whose X-Forwarded-For or X-Real-IP names the client for login limits and the audit log")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	return s
@@ -140,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := operators.ParseProxies(c.TrustedProxies); err != nil {
 		return config.Errorf("trusted-proxies", "%v", err)
+	}
+	if c.TLSReload < 100*time.Millisecond {
+		return config.Errorf("tls-reload", "must be at least 100ms")
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")

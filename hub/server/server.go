@@ -16,10 +16,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +81,22 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "linli-hub serving %s (mqtt %s); admin token in %s\n",
 		h.HTTPURL(), h.brokerURL(), filepath.Join(cfg.Data, "admin.token"))
+	// SIGHUP reloads the TLS certificate (systemctl reload linli-hub).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-hup:
+				if err := h.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: TLS certificate not reloaded; still serving the previous one", "err", err)
+				}
+			}
+		}
+	}()
 	if err := h.Wait(); err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		return 1
@@ -99,6 +117,7 @@ type Hub struct {
 	registry *registry.Registry
 	key      ed25519.PrivateKey
 	tls      *pki.Bundle
+	certs    *pki.Holder // the server certificate in service, reloaded as its files change
 	httpTLS  bool
 	mqttTLS  bool
 	srv      *http.Server
@@ -165,13 +184,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		if h.tls, err = loadTLS(cfg); err != nil {
 			return nil, config.Errorf("tls", "%v", err)
 		}
+		load, files := certSource(cfg)
+		if h.certs, err = pki.NewHolder(load, files, log.With("component", "tls")); err != nil {
+			return nil, config.Errorf("tls-cert", "%v", err)
+		}
 	}
 	var tr ingest.Transport
 	if cfg.Broker == "" {
 		bo := broker.Options{Listen: cfg.MQTTListen, Logger: log,
 			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}}
 		if h.mqttTLS {
-			bo.TLS = h.tls.ServerConfig()
+			bo.TLS = h.certs.ServerConfig()
 		}
 		h.broker, err = broker.Start(bo)
 		if err != nil {
@@ -223,7 +246,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
 	if h.httpTLS {
-		h.ln = tls.NewListener(h.ln, h.tls.ServerConfig())
+		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
 	}
 	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL}
 	if h.tls != nil {
@@ -284,8 +307,40 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 			h.fail(fmt.Errorf("http: %w", err))
 		}
 	}()
+	if h.certs != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); h.certs.Watch(runCtx, cfg.TLSReload) }()
+	}
 	go h.shutdownOnCancel(runCtx)
 	return h, nil
+}
+
+// ReloadTLS loads the server certificate again from its files (SIGHUP).
+// On failure the certificate in service stays and the error says why.
+func (h *Hub) ReloadTLS() error {
+	if h.certs == nil {
+		return nil // plain loopback listeners: nothing to reload
+	}
+	return h.certs.Reload()
+}
+
+// certSource is how the server certificate is read again on reload: the
+// configured files, or the site CA's files in <data>/pki, which Ensure
+// also renews as they near their end.
+func certSource(cfg Config) (func() (tls.Certificate, error), []string) {
+	if cfg.TLSCert != "" {
+		return func() (tls.Certificate, error) { return tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey) },
+			[]string{cfg.TLSCert, cfg.TLSKey}
+	}
+	dir := filepath.Join(cfg.Data, "pki")
+	return func() (tls.Certificate, error) {
+			b, err := loadTLS(cfg)
+			if err != nil {
+				return tls.Certificate{}, err
+			}
+			return b.Cert, nil
+		},
+		[]string{filepath.Join(dir, pki.ServerCertFile), filepath.Join(dir, pki.ServerKeyFile)}
 }
 
 // syncReady is the broker half of readiness: the hub syncs only while
@@ -564,6 +619,11 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
+	if h.certs != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",
+			Help: "End of the TLS server certificate's validity (Unix time)."},
+			func() float64 { return float64(h.certs.NotAfter().Unix()) }))
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",
 		Help: "Devices whose status is online."}, func() float64 {
 		n := 0
