@@ -70,6 +70,8 @@ type API struct {
 	UI       http.Handler     // optional: the resident web UI at /
 	Health   func() error     // optional: extra liveness check
 	Ready    http.HandlerFunc // optional: GET /readyz
+	// Detail adds what status tools read to GET /api/v1/sync; optional.
+	Detail func() SyncDetail
 
 	// Pseudonym, when set, replaces every resident id before it is stored,
 	// sent or looked up (a site that treats resident numbers as personal
@@ -398,6 +400,16 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// SyncDetail is what GET /api/v1/sync tells beyond the cursors, for
+// status tools: the oldest record the hub has not acked and the disk
+// guard's state.
+type SyncDetail struct {
+	OldestPending    time.Time // zero when nothing is pending
+	DiskFreeBytes    uint64
+	DiskReserveBytes uint64
+	DiskRefusing     string // why writes are refused; "" when they are not
+}
+
 func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 	last, acked, pending := a.Log.Cursors()
 	out := struct {
@@ -406,7 +418,20 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 		LastSeq   uint64     `json:"last_seq"`
 		AckedSeq  uint64     `json:"acked_seq"`
 		LastSync  *time.Time `json:"last_sync"`
+		// Extensions: absent when the edge does not know them.
+		OldestPending    *time.Time `json:"oldest_pending,omitempty"`
+		DiskFreeBytes    *uint64    `json:"disk_free_bytes,omitempty"`
+		DiskReserveBytes *uint64    `json:"disk_reserve_bytes,omitempty"`
+		DiskRefusing     *string    `json:"disk_refusing,omitempty"`
 	}{Pending: pending, LastSeq: last, AckedSeq: acked}
+	if a.Detail != nil {
+		d := a.Detail()
+		if !d.OldestPending.IsZero() {
+			t := d.OldestPending.UTC().Truncate(time.Second)
+			out.OldestPending = &t
+		}
+		out.DiskFreeBytes, out.DiskReserveBytes, out.DiskRefusing = &d.DiskFreeBytes, &d.DiskReserveBytes, &d.DiskRefusing
+	}
 	if a.Sync != nil {
 		out.Connected = a.Sync.Connected()
 		if t := a.Sync.LastSync(); !t.IsZero() {

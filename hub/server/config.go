@@ -26,6 +26,7 @@ type Config struct {
 	Password   string
 	Profile    string
 	LogLevel   string
+	LogFormat  string
 	Decoders   int
 	MaxGroup   int
 
@@ -63,6 +64,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
 	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
 	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
@@ -119,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return config.Errorf("log-level", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return config.Errorf("log-format", "%q is not text or json", c.LogFormat)
 	}
 	if c.Decoders < 0 || c.Decoders > 64 {
 		return config.Errorf("decoders", "must be 0 to 64")

@@ -69,7 +69,7 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(stderr, cfg.LogFormat, level))
 	h, err := Start(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
@@ -582,6 +582,14 @@ func adminToken(dir string) (string, error) {
 	return tok, nil
 }
 
+// logHandler writes log lines as text (key=value) or one JSON object each.
+func logHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	if format == "json" {
+		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
@@ -619,6 +627,7 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
+	reg.MustRegister(deviceCollector{devices: h.ingest.Devices, now: time.Now})
 	if h.certs != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",
 			Help: "End of the TLS server certificate's validity (Unix time)."},
