@@ -44,6 +44,9 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	if len(args) > 0 && args[0] == "enroll" {
 		return enroll.Main(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "status" {
+		return statusMain(ctx, args[1:], stdout, stderr)
+	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
 	if err := set.Load(args, env); err != nil {
