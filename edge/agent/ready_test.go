@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -84,4 +85,40 @@ func TestEdgeReadyzDiskGuardRefusing(t *testing.T) {
 		return r.code == 503 && strings.HasPrefix(r.reasons, "disk: ") && strings.HasPrefix(r.warnings, "offline:"),
 			r.reasons + " / " + r.warnings
 	})
+}
+
+// GET /api/v1/sync keeps its fields and adds the oldest unacked record and
+// the disk guard's state.
+func TestSyncAddsOldestPendingAndDisk(t *testing.T) {
+	a := startEdge(t, "--broker", "tcp://"+testkit.FreePort(t))
+	before := time.Now().Add(-time.Second)
+	resp, err := http.Post("http://"+a.Addr()+"/api/v1/checkins", "application/json", strings.NewReader(`{"resident":"R1","activity":"A1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("check-in: %d", resp.StatusCode)
+	}
+	resp, err = http.Get("http://" + a.Addr() + "/api/v1/sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"connected", "pending", "last_seq", "acked_seq", "last_sync", "oldest_pending", "disk_free_bytes", "disk_reserve_bytes", "disk_refusing"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no %q in %v", k, got)
+		}
+	}
+	oldest, err := time.Parse(time.RFC3339, fmt.Sprint(got["oldest_pending"]))
+	if err != nil || oldest.Before(before.Truncate(time.Second)) || oldest.After(time.Now()) {
+		t.Errorf("oldest_pending %v (%v), want about now", got["oldest_pending"], err)
+	}
+	if got["pending"] != 1.0 || got["disk_refusing"] != "" || got["disk_reserve_bytes"] != float64(64<<20) {
+		t.Errorf("sync %v", got)
+	}
 }
