@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
-APT_PKGS := mosquitto chromium fonts-wqy-microhei
+APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus
 
 .PHONY: all build run test deps vet bench clean screenshots fuzz dist
 
@@ -30,6 +30,7 @@ deps:
 	@missing=""; \
 	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

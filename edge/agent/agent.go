@@ -32,6 +32,7 @@ import (
 	"linli/shared/httpx"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/ready"
 	"linli/shared/wire"
 )
 
@@ -43,6 +44,9 @@ var _ kiosk.Log = (*outbox.Log)(nil)
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "enroll" {
 		return enroll.Main(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return statusMain(ctx, args[1:], stdout, stderr)
 	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
@@ -71,8 +75,7 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		debug.SetMemoryLimit(lim)
 	}
 	level, _ := parseLevel(cfg.LogLevel) // validated above
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).
-		With("device", cfg.ID)
+	log := slog.New(logHandler(stderr, cfg.LogFormat, level)).With("device", cfg.ID)
 	a, err := Start(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-edge: %v\n", err)
@@ -188,6 +191,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
 		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
+		Ready:  ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
+		Detail: func() kiosk.SyncDetail { return syncDetail(ob, guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
 		Pseudonym: func(resident string) string {
@@ -280,6 +285,44 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}()
 	go a.shutdownOnCancel(runCtx)
 	return a, nil
+}
+
+// syncDetail is the oldest unacked record and the disk guard's state.
+func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) kiosk.SyncDetail {
+	var d kiosk.SyncDetail
+	if ts, err := ob.OldestUnacked(); err != nil {
+		log.Warn("read the oldest unacked event", "err", err)
+	} else if ts != 0 {
+		d.OldestPending = ts.Time()
+	}
+	st := g.Stats()
+	d.DiskFreeBytes, d.DiskReserveBytes = st.Free, st.Reserve
+	if err := g.Refusing(); err != nil {
+		d.DiskRefusing = err.Error()
+	}
+	return d
+}
+
+// diskReady: an edge whose disk guard refuses writes cannot take what
+// residents record.
+func diskReady(g *diskguard.Guard) ready.Check {
+	return func() ready.Result {
+		if err := g.Refusing(); err != nil {
+			return ready.Result{Reason: "disk: " + err.Error()}
+		}
+		return ready.Result{}
+	}
+}
+
+// uplinkReady: an edge without its hub session still serves residents and
+// records durably, so offline is a warning, not a reason.
+func uplinkReady(up *uplink.Uplink) ready.Check {
+	return func() ready.Result {
+		if !up.Connected() {
+			return ready.Result{Warning: "offline: no session with the hub's broker; writes are kept on this edge's disk and sent when it is back"}
+		}
+		return ready.Result{}
+	}
 }
 
 // closeAfterFailedStart closes what Start had opened before it failed.
@@ -487,6 +530,14 @@ func newGuard(cfg Config, log *slog.Logger) (*diskguard.Guard, error) {
 	return g, nil
 }
 
+// logHandler writes log lines as text (key=value) or one JSON object each.
+func logHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	if format == "json" {
+		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
@@ -522,6 +573,19 @@ func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink
 	})
 	counter("linli_edge_store_commits_total", "Synced group commits of the outbox.", func() float64 { return float64(ob.Stats().Commits) })
 	gauge("linli_edge_disk_free_bytes", "Free space on the data disk at the disk guard's last reading.", func() float64 { return float64(g.Stats().Free) })
+	gauge("linli_edge_disk_reserve_bytes", "Free space kept back on the data disk: below it writes are refused.", func() float64 { return float64(g.Stats().Reserve) })
+	gauge("linli_edge_disk_refusing", "1 while the disk guard refuses writes (free space below the reserve).", func() float64 {
+		if g.Refusing() != nil {
+			return 1
+		}
+		return 0
+	})
+	gauge("linli_edge_last_sync_timestamp_seconds", "When the hub last acked (Unix time; 0 before the first ack).", func() float64 {
+		if t := up.LastSync(); !t.IsZero() {
+			return float64(t.UnixNano()) / 1e9
+		}
+		return 0
+	})
 	counter("linli_edge_disk_refused_total", "Writes refused (507) to keep the disk reserve.", func() float64 { return float64(g.Stats().Refused) })
 	counter("linli_edge_telemetry_dropped_total", "Unacked telemetry events dropped to protect the disk (each drop recorded by a gap event).", func() float64 { return float64(g.Stats().Dropped) })
 	for _, c := range []struct {

@@ -40,6 +40,7 @@ type Config struct {
 	BackoffMax  time.Duration
 	Profile     string
 	LogLevel    string
+	LogFormat   string
 	IdleTimeout time.Duration
 	GCInterval  time.Duration
 
@@ -79,6 +80,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.BackoffMax, "backoff-max", 10*time.Second, "longest wait between reconnect attempts")
 	s.String(&c.Profile, "profile", string(kv.Small), "store memory profile: small or server")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "kiosk UI returns to the start screen after this long idle")
 	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
 	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
@@ -117,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return config.Errorf("log-level", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return config.Errorf("log-format", "%q is not text or json", c.LogFormat)
 	}
 	for _, n := range []struct {
 		name string

@@ -260,6 +260,17 @@ func (g *Guard) Admit(kind event.Kind, size int) error {
 	return nil
 }
 
+// Refusing returns why writes are refused now (free space below the
+// reserve at the last reading, less what was admitted since), or nil.
+func (g *Guard) Refusing() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if free := g.free - min(g.free, g.admitted); free < g.reserve {
+		return fmt.Errorf("%s free on the data disk, below the %s reserve: writes are refused", human(free), human(g.reserve))
+	}
+	return nil
+}
+
 func (g *Guard) signal() {
 	select {
 	case g.wake <- struct{}{}:

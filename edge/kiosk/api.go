@@ -69,8 +69,11 @@ type API struct {
 	Replica  Replica // optional
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	UI       http.Handler // optional: the resident web UI at /
-	Health   func() error // optional: extra readiness check
+	UI       http.Handler     // optional: the resident web UI at /
+	Health   func() error     // optional: extra liveness check
+	Ready    http.HandlerFunc // optional: GET /readyz
+	// Detail adds what status tools read to GET /api/v1/sync; optional.
+	Detail func() SyncDetail
 
 	// Pseudonym, when set, replaces every resident id before it is stored,
 	// sent or looked up (a site that treats resident numbers as personal
@@ -127,6 +130,9 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
 	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
+	if a.Ready != nil {
+		mux.HandleFunc("GET /readyz", a.Ready)
+	}
 	if a.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	}
@@ -471,6 +477,16 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// SyncDetail is what GET /api/v1/sync tells beyond the cursors, for
+// status tools: the oldest record the hub has not acked and the disk
+// guard's state.
+type SyncDetail struct {
+	OldestPending    time.Time // zero when nothing is pending
+	DiskFreeBytes    uint64
+	DiskReserveBytes uint64
+	DiskRefusing     string // why writes are refused; "" when they are not
+}
+
 func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 	last, acked, pending := a.Log.Cursors()
 	out := struct {
@@ -479,7 +495,20 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 		LastSeq   uint64     `json:"last_seq"`
 		AckedSeq  uint64     `json:"acked_seq"`
 		LastSync  *time.Time `json:"last_sync"`
+		// Extensions: absent when the edge does not know them.
+		OldestPending    *time.Time `json:"oldest_pending,omitempty"`
+		DiskFreeBytes    *uint64    `json:"disk_free_bytes,omitempty"`
+		DiskReserveBytes *uint64    `json:"disk_reserve_bytes,omitempty"`
+		DiskRefusing     *string    `json:"disk_refusing,omitempty"`
 	}{Pending: pending, LastSeq: last, AckedSeq: acked}
+	if a.Detail != nil {
+		d := a.Detail()
+		if !d.OldestPending.IsZero() {
+			t := d.OldestPending.UTC().Truncate(time.Second)
+			out.OldestPending = &t
+		}
+		out.DiskFreeBytes, out.DiskReserveBytes, out.DiskRefusing = &d.DiskFreeBytes, &d.DiskReserveBytes, &d.DiskRefusing
+	}
 	if a.Sync != nil {
 		out.Connected = a.Sync.Connected()
 		if t := a.Sync.LastSync(); !t.IsZero() {

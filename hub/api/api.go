@@ -96,6 +96,8 @@ type API struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Health   func() error
+	// Ready answers GET /readyz; without it /readyz is not served.
+	Ready http.HandlerFunc
 	// State serves merged reports, activities, notices and alarms; without
 	// it reports are listed as submitted.
 	State State
@@ -128,6 +130,9 @@ func (a *API) Handler() http.Handler {
 		a.mountOpen311(mux)
 	}
 	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
+	if a.Ready != nil {
+		mux.HandleFunc("GET /readyz", a.Ready)
+	}
 	if a.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{}))
 	}

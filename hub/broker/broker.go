@@ -56,6 +56,7 @@ type Broker struct {
 	subID  atomic.Int32
 	hook   *aclHook
 	closed sync.Once
+	down   atomic.Bool // Close has begun: no new device gets in
 }
 
 // Start listens on opts.Listen and serves.
@@ -137,10 +138,15 @@ func (b *Broker) Refused() (connects, publishes, subscribes uint64) {
 // closes those still open itself.
 const closeGrace = time.Second
 
+// Listening reports whether the broker still takes devices in (Close
+// has not begun).
+func (b *Broker) Listening() bool { return !b.down.Load() }
+
 // Close stops the broker and disconnects everyone.
 func (b *Broker) Close() error {
 	var err error
 	b.closed.Do(func() {
+		b.down.Store(true)
 		b.ln.quiesce(closeGrace)
 		done := make(chan error, 1)
 		go func() { done <- b.srv.Close() }()

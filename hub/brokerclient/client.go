@@ -106,5 +106,9 @@ func (cl *Client) Publish(topic string, payload []byte, retain bool) error {
 	}
 }
 
+// Connected reports whether the session with the broker is up (paho
+// reconnects by itself when it is not).
+func (cl *Client) Connected() bool { return cl.c.IsConnectionOpen() }
+
 // Close disconnects.
 func (cl *Client) Close() { cl.c.Disconnect(250) }

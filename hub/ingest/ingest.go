@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"linli/hub/store"
@@ -90,6 +91,8 @@ type Ingest struct {
 	dirty   map[string]bool                // device records to persist at the next commit
 	stats   Stats
 	onEvent []func(site string, evs []event.Event)
+
+	subscribed atomic.Bool
 }
 
 // Stats counts what ingest did.
@@ -160,6 +163,10 @@ func (in *Ingest) OnEvents(f func(site string, evs []event.Event)) {
 	in.mu.Unlock()
 }
 
+// Subscribed reports whether Run holds its subscriptions: from when they
+// are all made until Run returns.
+func (in *Ingest) Subscribed() bool { return in.subscribed.Load() }
+
 // Run subscribes and processes messages until ctx ends.
 func (in *Ingest) Run(ctx context.Context) error {
 	filters := []string{wire.UpFilter, wire.StatusFilter}
@@ -176,6 +183,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", f, err)
 		}
 	}
+	in.subscribed.Store(true)
+	defer in.subscribed.Store(false)
 	var wg sync.WaitGroup
 	dctx, stopDecoders := context.WithCancel(context.Background())
 	for range in.opts.Decoders {

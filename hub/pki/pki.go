@@ -28,8 +28,14 @@ import (
 const (
 	caCert     = "ca.pem"
 	caKey      = "ca.key"
-	serverCert = "server.pem"
-	serverKey  = "server.key"
+	serverCert = ServerCertFile
+	serverKey  = ServerKeyFile
+)
+
+// The server certificate and key Ensure keeps in its dir.
+const (
+	ServerCertFile = "server.pem"
+	ServerKeyFile  = "server.key"
 )
 
 // Bundle is what the hub serves TLS with.

@@ -26,6 +26,7 @@ type Config struct {
 	Password   string
 	Profile    string
 	LogLevel   string
+	LogFormat  string
 	Decoders   int
 	MaxGroup   int
 
@@ -36,11 +37,12 @@ type Config struct {
 	MosquittoFiles  bool
 	MosquittoReload string
 
-	TLS      string
-	TLSCert  string
-	TLSKey   string
-	TLSCA    string
-	TLSHosts []string
+	TLS       string
+	TLSCert   string
+	TLSKey    string
+	TLSCA     string
+	TLSHosts  []string
+	TLSReload time.Duration
 
 	SitePlans []string
 
@@ -62,6 +64,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
 	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
 	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
@@ -74,6 +77,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 	s.String(&c.TLSCA, "tls-ca", "", "CA that issued --tls-cert, pinned by edges (default: the certificate itself)")
 	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
+	s.Duration(&c.TLSReload, "tls-reload", 5*time.Second, "how often the TLS certificate files are checked for changes (a changed certificate is served from the next handshake; SIGHUP reloads at once)")
 	s.List(&c.TrustedProxies, "trusted-proxies", nil, "reverse proxies (CIDR prefixes or addresses, comma-separated) whose X-Forwarded-For or X-Real-IP names the client for login limits and the audit log")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	return s
@@ -118,6 +122,9 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return config.Errorf("log-level", "%v", err)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return config.Errorf("log-format", "%q is not text or json", c.LogFormat)
+	}
 	if c.Decoders < 0 || c.Decoders > 64 {
 		return config.Errorf("decoders", "must be 0 to 64")
 	}
@@ -140,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := operators.ParseProxies(c.TrustedProxies); err != nil {
 		return config.Errorf("trusted-proxies", "%v", err)
+	}
+	if c.TLSReload < 100*time.Millisecond {
+		return config.Errorf("tls-reload", "must be at least 100ms")
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")

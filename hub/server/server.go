@@ -16,10 +16,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +43,7 @@ import (
 	"linli/shared/httpx"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/ready"
 )
 
 // Main runs the hub program and returns its exit code: 0 after a clean
@@ -48,6 +51,9 @@ import (
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "device" {
 		return deviceMain(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return statusMain(ctx, args[1:], stdout, stderr)
 	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
@@ -67,7 +73,7 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(stderr, cfg.LogFormat, level))
 	h, err := Start(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
@@ -79,6 +85,22 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "linli-hub serving %s (mqtt %s); admin token in %s\n",
 		h.HTTPURL(), h.brokerURL(), filepath.Join(cfg.Data, "admin.token"))
+	// SIGHUP reloads the TLS certificate (systemctl reload linli-hub).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-hup:
+				if err := h.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: TLS certificate not reloaded; still serving the previous one", "err", err)
+				}
+			}
+		}
+	}()
 	if err := h.Wait(); err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		return 1
@@ -99,6 +121,7 @@ type Hub struct {
 	registry *registry.Registry
 	key      ed25519.PrivateKey
 	tls      *pki.Bundle
+	certs    *pki.Holder // the server certificate in service, reloaded as its files change
 	httpTLS  bool
 	mqttTLS  bool
 	srv      *http.Server
@@ -165,13 +188,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		if h.tls, err = loadTLS(cfg); err != nil {
 			return nil, config.Errorf("tls", "%v", err)
 		}
+		load, files := certSource(cfg)
+		if h.certs, err = pki.NewHolder(load, files, log.With("component", "tls")); err != nil {
+			return nil, config.Errorf("tls-cert", "%v", err)
+		}
 	}
 	var tr ingest.Transport
 	if cfg.Broker == "" {
 		bo := broker.Options{Listen: cfg.MQTTListen, Logger: log,
 			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}}
 		if h.mqttTLS {
-			bo.TLS = h.tls.ServerConfig()
+			bo.TLS = h.certs.ServerConfig()
 		}
 		h.broker, err = broker.Start(bo)
 		if err != nil {
@@ -224,7 +251,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
 	if h.httpTLS {
-		h.ln = tls.NewListener(h.ln, h.tls.ServerConfig())
+		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
 	}
 	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL}
 	if h.tls != nil {
@@ -261,6 +288,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
 		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
+		Ready: ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_hub_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
@@ -288,8 +316,55 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 			h.fail(fmt.Errorf("http: %w", err))
 		}
 	}()
+	if h.certs != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); h.certs.Watch(runCtx, cfg.TLSReload) }()
+	}
 	go h.shutdownOnCancel(runCtx)
 	return h, nil
+}
+
+// ReloadTLS loads the server certificate again from its files (SIGHUP).
+// On failure the certificate in service stays and the error says why.
+func (h *Hub) ReloadTLS() error {
+	if h.certs == nil {
+		return nil // plain loopback listeners: nothing to reload
+	}
+	return h.certs.Reload()
+}
+
+// certSource is how the server certificate is read again on reload: the
+// configured files, or the site CA's files in <data>/pki, which Ensure
+// also renews as they near their end.
+func certSource(cfg Config) (func() (tls.Certificate, error), []string) {
+	if cfg.TLSCert != "" {
+		return func() (tls.Certificate, error) { return tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey) },
+			[]string{cfg.TLSCert, cfg.TLSKey}
+	}
+	dir := filepath.Join(cfg.Data, "pki")
+	return func() (tls.Certificate, error) {
+			b, err := loadTLS(cfg)
+			if err != nil {
+				return tls.Certificate{}, err
+			}
+			return b.Cert, nil
+		},
+		[]string{filepath.Join(dir, pki.ServerCertFile), filepath.Join(dir, pki.ServerKeyFile)}
+}
+
+// syncReady is the broker half of readiness: the hub syncs only while
+// its broker takes devices in (embedded) or its session is up (external)
+// and ingest holds its subscriptions.
+func (h *Hub) syncReady() ready.Result {
+	switch {
+	case h.broker != nil && !h.broker.Listening():
+		return ready.Result{Reason: "broker: the embedded MQTT broker is not listening on " + h.broker.Addr()}
+	case h.client != nil && !h.client.Connected():
+		return ready.Result{Reason: "broker: not connected to the external broker " + h.cfg.Broker}
+	case !h.ingest.Subscribed():
+		return ready.Result{Reason: "ingest: not subscribed to the devices' topics"}
+	}
+	return ready.Result{}
 }
 
 func (h *Hub) closeStore() {
@@ -539,6 +614,14 @@ func adminToken(dir string) (string, error) {
 	return tok, nil
 }
 
+// logHandler writes log lines as text (key=value) or one JSON object each.
+func logHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	if format == "json" {
+		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
@@ -576,6 +659,12 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
+	reg.MustRegister(deviceCollector{devices: h.ingest.Devices, now: time.Now})
+	if h.certs != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",
+			Help: "End of the TLS server certificate's validity (Unix time)."},
+			func() float64 { return float64(h.certs.NotAfter().Unix()) }))
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",
 		Help: "Devices whose status is online."}, func() float64 {
 		n := 0

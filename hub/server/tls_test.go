@@ -1,0 +1,141 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"linli/hub/pki"
+	"linli/shared/testkit"
+)
+
+// issue writes a fresh CA and server certificate for 127.0.0.1 into a new
+// dir and returns the certificate's and key's paths and its serial.
+func issue(t *testing.T, now time.Time) (cert, key string, serial *big.Int) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := pki.Ensure(dir, []string{"127.0.0.1"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(b.Cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, pki.ServerCertFile), filepath.Join(dir, pki.ServerKeyFile), leaf.SerialNumber
+}
+
+// served is the serial of the certificate a new TLS handshake presents.
+func served(t *testing.T, addr string) *big.Int {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // the serial is the point, not trust
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to+".tmp", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(to+".tmp", to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Rewriting the certificate files makes the next handshake, on the HTTP
+// and the MQTT listener, present the new certificate; the expiry metric
+// follows.
+func TestTLSCertificateReloadsOnFileChange(t *testing.T) {
+	oldCert, oldKey, oldSerial := issue(t, time.Now())
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "hub.pem"), filepath.Join(dir, "hub.key")
+	copyFile(t, oldCert, cert)
+	copyFile(t, oldKey, key)
+	cfg := Config{Data: t.TempDir(), HTTP: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", ID: "hub",
+		Profile: "small", LogLevel: "info", MaxGroup: 20000, TokenTTL: time.Hour, TLS: "on",
+		TLSCert: cert, TLSKey: key, TLSReload: 50 * time.Millisecond}
+	h, err := Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, addr := range []string{h.HTTPAddr(), h.MQTTAddr()} {
+		if got := served(t, addr); got.Cmp(oldSerial) != 0 {
+			t.Fatalf("%s serves %v, want %v", addr, got, oldSerial)
+		}
+	}
+	// A renewal a year on: a later NotAfter, another key.
+	newCert, newKey, newSerial := issue(t, time.Now().AddDate(1, 0, 0))
+	copyFile(t, newKey, key)
+	copyFile(t, newCert, cert)
+	for _, addr := range []string{h.HTTPAddr(), h.MQTTAddr()} {
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			got := served(t, addr)
+			return got.Cmp(newSerial) == 0, addr + " still serves " + got.String()
+		})
+	}
+	newLeaf, _ := tls.LoadX509KeyPair(newCert, newKey)
+	leaf, err := x509.ParseCertificate(newLeaf.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "linli_hub_tls_cert_expiry_timestamp_seconds " + formatFloat(float64(leaf.NotAfter.Unix()))
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		m := metricsText(t, h.HTTPURL())
+		return strings.Contains(m, want), "metrics lack " + want
+	})
+}
+
+// A certificate within 30 days of its end is warned about in the log.
+func TestTLSCertificateExpiryWarning(t *testing.T) {
+	// Issued two years less 10 days ago: 10 days left.
+	cert, key, _ := issue(t, time.Now().AddDate(-2, 0, 10))
+	var logs testkit.SyncBuffer
+	_, err := pki.NewHolder(func() (tls.Certificate, error) { return tls.LoadX509KeyPair(cert, key) },
+		[]string{cert, key}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"TLS server certificate expires soon") {
+		t.Errorf("no expiry warning in %q", logs.String())
+	}
+}
+
+func metricsText(t *testing.T, base string) string {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// formatFloat is how the Prometheus text format writes a gauge value.
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
