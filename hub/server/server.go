@@ -71,7 +71,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		var ce *config.Error
-		if errors.As(err, &ce) {
+		var tn *store.TooNewError
+		if errors.As(err, &ce) || errors.As(err, &tn) {
 			return 2
 		}
 		return 1
@@ -138,16 +139,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { h.closeStore() })
-	// Audit entries an older hub stored with secrets in clear are
-	// rewritten here, before anything else reads the store, and the old
-	// values purged from its files.
-	if n, err := operators.RedactStoredAudit(h.store.DB()); err != nil {
+	// The store's layout is brought up to this binary's before anything
+	// else reads it (audit entries an older hub stored with secrets in
+	// clear are rewritten and purged from its files, for one).
+	if err := h.store.Upgrade(migrations); err != nil {
 		return nil, err
-	} else if n > 0 {
-		if err := h.store.Purge(); err != nil {
-			return nil, err
-		}
-		log.Warn("audit entries stored with secrets in clear were redacted and purged from the store's files", "entries", n)
 	}
 
 	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
