@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"linli/hub/api"
+	"linli/hub/backup"
 	"linli/hub/broker"
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
@@ -47,6 +48,9 @@ import (
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "device" {
 		return deviceMain(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "restore" {
+		return restoreMain(args[1:], stdout, stderr)
 	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
@@ -104,6 +108,13 @@ type Hub struct {
 	srv      *http.Server
 	ln       net.Listener
 	token    string
+	backups  *backup.Scheduler // nil without --backup-dir
+
+	// takes are backups reading the store on demand; the store closes
+	// after them.
+	takeMu  sync.Mutex
+	closing bool
+	takes   sync.WaitGroup
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -227,6 +238,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if cfg.Pseudonymize {
 		hubInfo.ResidentKey = h.registry.ResidentKey
 	}
+	if cfg.BackupDir != "" {
+		dir, err := filepath.Abs(cfg.BackupDir)
+		if err != nil {
+			return nil, config.Errorf("backup-dir", "%v", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, config.Errorf("backup-dir", "%v", err)
+		}
+		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
+			Source: h.backupSource(dir), Logger: log.With("component", "backup")}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registerMetrics(reg)
@@ -254,7 +276,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: stream}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
-		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
+		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down, Backups: snapshots{h},
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	h.srv = &http.Server{Handler: ops.Audit(a.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -272,6 +294,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		}
 	}()
 	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
+	if h.backups != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); h.backups.Run(runCtx) }()
+	}
 	go func() {
 		defer h.wg.Done()
 		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -319,6 +345,10 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	if h.client != nil {
 		h.client.Close()
 	}
+	h.takeMu.Lock()
+	h.closing = true
+	h.takeMu.Unlock()
+	h.takes.Wait()
 	h.closeStore()
 	h.log.Info("hub stopped")
 	close(h.done)
@@ -515,6 +545,24 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 func (h *Hub) registerMetrics(reg *prometheus.Registry) {
+	if h.backups != nil {
+		gauge := func(name, help string, f func(backup.Stats) float64) {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+				func() float64 { return f(h.backups.Stats()) }))
+		}
+		gauge("linli_hub_backup_last_success_timestamp_seconds", "When the last scheduled backup was written and checked (Unix time; 0: none yet).",
+			func(s backup.Stats) float64 {
+				if s.LastSuccess.IsZero() {
+					return 0
+				}
+				return float64(s.LastSuccess.UnixNano()) / 1e9
+			})
+		gauge("linli_hub_backup_last_size_bytes", "Size of the last scheduled backup.", func(s backup.Stats) float64 { return float64(s.LastSize) })
+		gauge("linli_hub_backup_last_duration_seconds", "How long the last scheduled backup took, writing and checking.",
+			func(s backup.Stats) float64 { return s.LastDuration.Seconds() })
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_backup_failures_total",
+			Help: "Scheduled backups that failed (see the hub's log)."}, func() float64 { return float64(h.backups.Stats().Failures) }))
+	}
 	counter := func(name, help string, f func(ingest.Stats) uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(h.ingest.Stats())) }))
