@@ -218,7 +218,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
-	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
+	// After a restore every edge takes one downlink snapshot (see
+	// store.Resync).
+	resync, err := h.store.Resync()
+	if err != nil {
+		return nil, err
+	}
+	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock, Resync: resync,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"linli/shared/kv"
 )
 
 // Keys the store keeps about itself:
@@ -127,6 +129,11 @@ func (s *Store) RecordRestore(r Restore) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
+	}
+	// Marks of devices resynced after an earlier restore, which the
+	// backup may hold, no longer count: every device resyncs again.
+	if _, err := kv.DeleteAll(s.db, []byte(prefixResynced)); err != nil {
+		return fmt.Errorf("record restore: %w", err)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyRestore), b) }); err != nil {
 		return fmt.Errorf("record restore: %w", err)

@@ -143,3 +143,46 @@ func TestRecordRestore(t *testing.T) {
 		t.Fatalf("LastRestore %+v %v, want %+v", got, err, want)
 	}
 }
+
+// After a restore every device needs one snapshot until it has taken
+// it; the marks survive a restart, and a later restore clears them.
+func TestResyncAfterRestore(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	r, err := s.Resync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Needs("s1", "k1") {
+		t.Fatal("a store never restored needs no resync")
+	}
+	if err := s.RecordRestore(Restore{Hub: "hub"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = s.Resync(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Needs("s1", "k1") || !r.Needs("s1", "k2") {
+		t.Fatal("after a restore every device needs a resync")
+	}
+	if err := r.Done("s1", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if r.Needs("s1", "k1") || !r.Needs("s1", "k2") {
+		t.Fatal("k1 resynced, k2 not")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	if r, err = s.Resync(); err != nil || r.Needs("s1", "k1") || !r.Needs("s1", "k2") {
+		t.Fatalf("after a restart: k1 needs %v, k2 needs %v (%v)", r.Needs("s1", "k1"), r.Needs("s1", "k2"), err)
+	}
+	if err := s.RecordRestore(Restore{Hub: "hub"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = s.Resync(); err != nil || !r.Needs("s1", "k1") {
+		t.Fatalf("a second restore: k1 needs %v (%v)", r.Needs("s1", "k1"), err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,31 @@ func downloadBackup(t *testing.T, url, token, path string) *http.Response {
 	return resp
 }
 
+// notice publishes a site-wide notice at the hub.
+func notice(t *testing.T, h *hubProc, token, title string) {
+	t.Helper()
+	code, err := testkit.Do(context.Background(), "POST", h.URL+"/api/v1/notices", token, map[string]string{"site": "s1", "title": title,
+		"body": "b", "category": "announcement", "expires": time.Now().Add(24 * time.Hour).Format(time.RFC3339)}, nil)
+	if err != nil || code/100 != 2 {
+		t.Fatalf("notice %s: %d %v", title, code, err)
+	}
+}
+
+// kioskNotices is the titles of the notices the kiosk shows.
+func kioskNotices(t *testing.T, e *edgeProc) string {
+	t.Helper()
+	var list []struct{ Title string }
+	if code, err := testkit.Do(context.Background(), "GET", e.URL+"/api/v1/notices", "", nil, &list); err != nil || code != 200 {
+		t.Fatalf("kiosk notices: %d %v", code, err)
+	}
+	var titles []string
+	for _, n := range list {
+		titles = append(titles, n.Title)
+	}
+	slices.Sort(titles)
+	return strings.Join(titles, ",")
+}
+
 // A hub syncs N events, is backed up online, syncs M more, loses its data
 // and is restored from the backup: the edge, which still holds the M
 // events (acked, within its retention), resends what the restored hub
@@ -93,6 +119,8 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	ledger := testkit.NewLedger()
 	load(context.Background(), t, e, ledger, n, 4, false)
 	drained(t, e, 60*time.Second)
+	notice(t, h, token, "before")
+	testkit.WaitFor(t, "the first notice at the kiosk", func() bool { return kioskNotices(t, e) == "before" })
 
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hub.tar")
@@ -117,6 +145,16 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 		ledger.Acked(e.ID, c.Seq, marker)
 	}
 	drained(t, e, 60*time.Second)
+	// A notice the backup lacks: the kiosk's downlink cursor is now ahead
+	// of the head the restored hub will have.
+	notice(t, h, token, "lost")
+	testkit.WaitFor(t, "the second notice at the kiosk", func() bool { return kioskNotices(t, e) == "before,lost" })
+	// The kiosk stays away until the restored hub has published again, so
+	// that the hub's head has come back to the kiosk's cursor: only the
+	// restore tells the two timelines apart.
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +194,9 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	if h.token(t) != token {
 		t.Fatal("the restored hub has another admin token")
 	}
+	notice(t, h, token, "after")
+	e.Restart()
+	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
 	// The edge is drained already by its own count: what moves is the
 	// restored hub's, from the backup's n up to n+m as the edge resends.
 	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
@@ -169,6 +210,11 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	if v := verify(t, h, e, ledger); v.Present != n+m || v.HubCount != n+m {
 		t.Fatalf("after the restore: %s, want all %d once", v, n+m)
 	}
+	// The kiosk's downlink follows the restored hub: the notice the backup
+	// lacked goes, the one published since arrives, and so do later ones.
+	testkit.WaitFor(t, "the kiosk to show the restored hub's notices", func() bool { return kioskNotices(t, e) == "after,before" })
+	notice(t, h, token, "later")
+	testkit.WaitFor(t, "a later notice at the kiosk", func() bool { return kioskNotices(t, e) == "after,before,later" })
 }
 
 // A store written by a newer hub is refused, exit 2 and one line, and
