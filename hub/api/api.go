@@ -114,6 +114,9 @@ type API struct {
 	Plans     map[string]SitePlan
 	Telemetry *Telemetry
 	Delivery  Delivery
+
+	// Backups serves GET /api/v1/backup (an embedded-store hub).
+	Backups Backups
 }
 
 // Handler builds the router.
@@ -128,6 +131,9 @@ func (a *API) Handler() http.Handler {
 		a.mountMerged(mux)
 		a.mountDashboard(mux)
 		a.mountOpen311(mux)
+	}
+	if a.Backups != nil {
+		a.mountBackup(mux)
 	}
 	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
 	if a.Ready != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -50,6 +51,17 @@ type Downlink interface {
 	CatchUp(site, device string, cursor uint64) error
 }
 
+// Resync says which devices get a downlink snapshot at their next hello
+// whatever cursor they report (after the hub's store was restored, a
+// cursor may count changes this hub never had), and records that one
+// took it.
+type Resync interface {
+	Needs(site, device string) bool
+	// Done records the device as resynced; an error leaves it to resync
+	// again at its next hello.
+	Done(site, device string) error
+}
+
 // Keys knows enrolled devices' keys.
 type Keys interface {
 	// Key returns an enrolled device's public key and site. known is false
@@ -64,6 +76,7 @@ type Options struct {
 	Applier   Applier
 	Downlink  Downlink
 	Keys      Keys
+	Resync    Resync // optional
 	// AllowUnsigned accepts unsigned messages from devices that never
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
@@ -93,6 +106,9 @@ type Ingest struct {
 	onEvent []func(site string, evs []event.Event)
 
 	subscribed atomic.Bool
+	// resyncing holds, by device, the head of the snapshot a device was
+	// sent for Resync and has not reported applying yet.
+	resyncing map[string]uint64
 }
 
 // Stats counts what ingest did.
@@ -142,6 +158,8 @@ func New(opts Options) (*Ingest, error) {
 		decode:  make(chan decoded, 64),
 		devices: map[string]*store.DeviceRecord{},
 		dirty:   map[string]bool{},
+
+		resyncing: map[string]uint64{},
 	}
 	recs, err := opts.Store.Devices()
 	if err != nil {
@@ -389,9 +407,20 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
 	in.ack(m.site, m.device, acked, true)
-	if in.enrolled(m.device) {
-		in.catchUp(m.site, m.device, h.DownCursor, false)
+	if !in.enrolled(m.device) {
+		return
 	}
+	if in.opts.Resync != nil && in.opts.Downlink != nil && in.opts.Resync.Needs(m.site, m.device) {
+		head := in.opts.Downlink.Head(m.site)
+		in.mu.Lock()
+		in.resyncing[m.device] = head
+		in.mu.Unlock()
+		in.log.Info("device resyncs its downlink after the hub's restore", "device", m.device, "cursor", h.DownCursor, "head", head)
+		// A cursor beyond the head asks for a snapshot.
+		in.catchUp(m.site, m.device, math.MaxUint64, true)
+		return
+	}
+	in.catchUp(m.site, m.device, h.DownCursor, false)
 }
 
 // enrolled reports whether a device may have its site's downlink. A device
@@ -415,7 +444,19 @@ func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
 	}
 	d.Down, d.LastSeen = a.Cursor, m.at
 	in.dirty[d.ID] = true
+	// A report of a cursor at or past the snapshot's head, made after
+	// applying (not asking), says the resync snapshot was taken.
+	head, resyncing := in.resyncing[d.ID]
+	resynced := resyncing && !a.CatchUp && a.Cursor >= head
+	if resynced {
+		delete(in.resyncing, d.ID)
+	}
 	in.mu.Unlock()
+	if resynced {
+		if err := in.opts.Resync.Done(m.site, m.device); err != nil {
+			in.log.Warn("record downlink resync", "device", m.device, "err", err)
+		}
+	}
 	// A plain report only moves the cursor. Under a steady stream the
 	// cursor always trails the head by the messages in flight, and sending
 	// everything after it again on every report sent the site's stream

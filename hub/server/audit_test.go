@@ -16,6 +16,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"linli/hub/operators"
 	"linli/shared/kv"
 )
 
@@ -196,6 +197,43 @@ func TestHubPurgesSecretsAnOlderHubStored(t *testing.T) {
 	}
 	if hits := grepDir(t, storeDir, auditPW, auditCard); len(hits) > 0 {
 		t.Fatalf("secrets left in the store's files after the rewrite: %v", hits)
+	}
+}
+
+// An older hub that rewrote the audit entries and crashed before it
+// purged the old values: the rewrite finds nothing more to do, yet the
+// old values are still in the store's tables. The migration flattens the
+// store whatever the rewrite found, so the next start removes them.
+func TestHubPurgesSecretsAfterACrashBeforeThePurge(t *testing.T) {
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	db, err := kv.Open(storeDir, kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"seq":1,"time":"2026-11-01T09:00:00Z","who":"op1","method":"POST","path":"/api/v1/session/password","status":204,` +
+		`"body":{"{\"old\":\"first-password-1\",\"new\":\"` + auditPW + `\"}":""}}`
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(kv.Key("op/audit/", kv.U64(1)), []byte(old)) }); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := operators.RedactStoredAudit(db); err != nil || n != 1 {
+		t.Fatalf("rewrite: %d %v", n, err)
+	}
+	if err := db.Close(); err != nil { // the crash: no purge
+		t.Fatal(err)
+	}
+	if hits := grepDir(t, storeDir, auditPW); len(hits) == 0 {
+		t.Fatal("the old value should still be in the store's files")
+	}
+	h, err := Start(context.Background(), hubConfig(dir), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepDir(t, storeDir, auditPW); len(hits) > 0 {
+		t.Fatalf("secrets left in the store's files: %v", hits)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -47,6 +48,10 @@ type Config struct {
 	SitePlans []string
 
 	TrustedProxies []string
+
+	BackupDir   string
+	BackupEvery time.Duration
+	BackupKeep  int
 }
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
@@ -79,6 +84,9 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.List(&c.TLSHosts, "tls-hosts", nil, "extra DNS names and IPs for the generated server certificate")
 	s.Duration(&c.TLSReload, "tls-reload", 5*time.Second, "how often the TLS certificate files are checked for changes (a changed certificate is served from the next handshake; SIGHUP reloads at once)")
 	s.List(&c.TrustedProxies, "trusted-proxies", nil, "reverse proxies (CIDR prefixes or addresses, comma-separated) whose X-Forwarded-For or X-Real-IP names the client for login limits and the audit log")
+	s.String(&c.BackupDir, "backup-dir", "", "write a backup of the hub into this dir every --backup-every (off when empty)")
+	s.Duration(&c.BackupEvery, "backup-every", time.Hour, "how often a scheduled backup is written (1m to 720h)")
+	s.Int(&c.BackupKeep, "backup-keep", 48, "how many scheduled backups to keep; older ones are deleted")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	return s
 }
@@ -150,6 +158,20 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSReload < 100*time.Millisecond {
 		return config.Errorf("tls-reload", "must be at least 100ms")
+	}
+	if c.BackupDir != "" {
+		if info, err := os.Stat(c.BackupDir); err == nil && !info.IsDir() {
+			return config.Errorf("backup-dir", "%s is not a directory", c.BackupDir)
+		}
+		if filepath.Clean(c.BackupDir) == filepath.Join(filepath.Clean(c.Data), "store") {
+			return config.Errorf("backup-dir", "must not be the store's own directory")
+		}
+	}
+	if c.BackupEvery < time.Minute || c.BackupEvery > 30*24*time.Hour {
+		return config.Errorf("backup-every", "must be 1m to 720h")
+	}
+	if c.BackupKeep < 1 || c.BackupKeep > 100000 {
+		return config.Errorf("backup-keep", "must be 1 to 100000")
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")

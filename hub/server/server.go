@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"linli/hub/api"
+	"linli/hub/backup"
 	"linli/hub/broker"
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
@@ -55,6 +56,9 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	if len(args) > 0 && args[0] == "status" {
 		return statusMain(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "restore" {
+		return restoreMain(args[1:], stdout, stderr)
+	}
 	var cfg Config
 	set := newSet(&cfg, stdout)
 	if err := set.Load(args, env); err != nil {
@@ -78,7 +82,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-hub: %v\n", err)
 		var ce *config.Error
-		if errors.As(err, &ce) {
+		var tn *store.TooNewError
+		if errors.As(err, &ce) || errors.As(err, &tn) {
 			return 2
 		}
 		return 1
@@ -127,6 +132,13 @@ type Hub struct {
 	srv      *http.Server
 	ln       net.Listener
 	token    string
+	backups  *backup.Scheduler // nil without --backup-dir
+
+	// takes are backups reading the store on demand; the store closes
+	// after them.
+	takeMu  sync.Mutex
+	closing bool
+	takes   sync.WaitGroup
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -162,16 +174,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { h.closeStore() })
-	// Audit entries an older hub stored with secrets in clear are
-	// rewritten here, before anything else reads the store, and the old
-	// values purged from its files.
-	if n, err := operators.RedactStoredAudit(h.store.DB()); err != nil {
+	// The store's layout is brought up to this binary's before anything
+	// else reads it (audit entries an older hub stored with secrets in
+	// clear are rewritten and purged from its files, for one).
+	if err := h.store.Upgrade(migrations); err != nil {
 		return nil, err
-	} else if n > 0 {
-		if err := h.store.Purge(); err != nil {
-			return nil, err
-		}
-		log.Warn("audit entries stored with secrets in clear were redacted and purged from the store's files", "entries", n)
 	}
 
 	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
@@ -240,7 +247,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
-	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
+	// After a restore every edge takes one downlink snapshot (see
+	// store.Resync).
+	resync, err := h.store.Resync()
+	if err != nil {
+		return nil, err
+	}
+	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock, Resync: resync,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
@@ -259,6 +272,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}
 	if cfg.Pseudonymize {
 		hubInfo.ResidentKey = h.registry.ResidentKey
+	}
+	if cfg.BackupDir != "" {
+		dir, err := filepath.Abs(cfg.BackupDir)
+		if err != nil {
+			return nil, config.Errorf("backup-dir", "%v", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, config.Errorf("backup-dir", "%v", err)
+		}
+		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
+			Source: h.backupSource(dir), Logger: log.With("component", "backup")}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -287,7 +311,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: stream}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
-		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down,
+		Stream: stream, Telemetry: telemetry, Plans: plans, Delivery: h.down, Backups: snapshots{h},
 		Ready: ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_hub_http_panics_total",
@@ -310,6 +334,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		}
 	}()
 	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
+	if h.backups != nil {
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); h.backups.Run(runCtx) }()
+	}
 	go func() {
 		defer h.wg.Done()
 		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -404,6 +432,10 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	if h.client != nil {
 		h.client.Close()
 	}
+	h.takeMu.Lock()
+	h.closing = true
+	h.takeMu.Unlock()
+	h.takes.Wait()
 	h.closeStore()
 	h.log.Info("hub stopped")
 	close(h.done)
@@ -631,6 +663,24 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 func (h *Hub) registerMetrics(reg *prometheus.Registry) {
+	if h.backups != nil {
+		gauge := func(name, help string, f func(backup.Stats) float64) {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+				func() float64 { return f(h.backups.Stats()) }))
+		}
+		gauge("linli_hub_backup_last_success_timestamp_seconds", "When the last scheduled backup was written and checked (Unix time; 0: none yet).",
+			func(s backup.Stats) float64 {
+				if s.LastSuccess.IsZero() {
+					return 0
+				}
+				return float64(s.LastSuccess.UnixNano()) / 1e9
+			})
+		gauge("linli_hub_backup_last_size_bytes", "Size of the last scheduled backup.", func(s backup.Stats) float64 { return float64(s.LastSize) })
+		gauge("linli_hub_backup_last_duration_seconds", "How long the last scheduled backup took, writing and checking.",
+			func(s backup.Stats) float64 { return s.LastDuration.Seconds() })
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_backup_failures_total",
+			Help: "Scheduled backups that failed (see the hub's log)."}, func() float64 { return float64(h.backups.Stats().Failures) }))
+	}
 	counter := func(name, help string, f func(ingest.Stats) uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(f(h.ingest.Stats())) }))

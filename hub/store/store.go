@@ -119,6 +119,7 @@ type Store struct {
 	log     *slog.Logger
 	dir     string
 	profile kv.Profile
+	empty   bool // nothing was stored when it opened: a new store
 }
 
 // Open opens or creates the store in dir.
@@ -130,7 +131,20 @@ func Open(dir string, p kv.Profile, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, log: log, dir: dir, profile: p}, nil
+	empty := true
+	err = db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.PrefetchValues = false
+		it := txn.NewIterator(o)
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open hub store: %w", err), db.Close())
+	}
+	return &Store{db: db, log: log, dir: dir, profile: p, empty: empty}, nil
 }
 
 // Purge makes overwritten values leave the store's files: Badger keeps old
@@ -245,6 +259,9 @@ func syncDir(dir string) error {
 // DB is the underlying database, for the hub packages that keep their own
 // prefixes in it.
 func (s *Store) DB() *badger.DB { return s.db }
+
+// Logger is the store's logger, for migrations.
+func (s *Store) Logger() *slog.Logger { return s.log }
 
 // Close closes the store.
 func (s *Store) Close() error {
