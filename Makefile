@@ -5,6 +5,7 @@ BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
 APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus
+AXE := shared/testkit/browser/axe
 
 .PHONY: all build run test deps vet bench clean screenshots fuzz dist
 
@@ -36,6 +37,15 @@ deps:
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# axe-core for the browser tests' accessibility check, at the version
+	@# package-lock.json pins (npm from Debian when the machine lacks it).
+	@if [ ! -f $(AXE)/node_modules/axe-core/axe.min.js ]; then \
+		if ! command -v npm >/dev/null; then \
+			if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+			$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; \
+		fi; \
+		npm ci --prefix $(AXE) --no-audit --no-fund --loglevel=error; \
 	fi
 
 vet:

@@ -261,3 +261,18 @@ func TestStartScreenWeight(t *testing.T) {
 		t.Errorf("start screen files take %d bytes gzipped; the budget is 40 KiB (100 KB with API answers and headers)", n)
 	}
 }
+
+// The page names its own icon, served from the kiosk: the browser asks for
+// nothing that is not there and loads nothing from outside.
+func TestUIFavicon(t *testing.T) {
+	srv := newUIServer(t, RoleKiosk)
+	m := regexp.MustCompile(`<link rel="icon" href="([^"]+)" type="image/svg\+xml">`).FindSubmatch(readWeb(t, "index.html"))
+	if m == nil {
+		t.Fatal("index.html links no SVG icon")
+	}
+	resp := get(t, srv.URL+"/"+string(m[1]))
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/svg+xml" || !bytes.Contains(body, []byte("<svg")) {
+		t.Fatalf("GET /%s: %d %q, %d bytes", m[1], resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+}

@@ -397,8 +397,12 @@ func rate(k *kioskPage, target string, score int, comment string) {
 	if comment != "" {
 		k.typeField("#rate-comment", comment)
 	}
+	// The rating form is reached only with a confirmed activity or a
+	// resolved report, which the scripted kiosk test has not: checked here.
+	k.CheckAccessible("the rating form for " + target)
 	k.click("#rate-submit")
 	k.waitText("#rate-done", k.zh["rate.thanks"])
+	k.CheckAccessible("the rating sent for " + target)
 	k.click(".done .actions button")
 	k.waitScreen("home")
 }

@@ -34,6 +34,7 @@ async function loadLang(lang) {
   document.documentElement.lang = lang;
   $$('[data-i18n]').forEach(e => { e.textContent = t(e.dataset.i18n); });
   $$('[data-i18n-placeholder]').forEach(e => { e.placeholder = t(e.dataset.i18nPlaceholder); });
+  $$('[data-i18n-aria-label]').forEach(e => { e.setAttribute('aria-label', t(e.dataset.i18nAriaLabel)); });
   const other = lang === 'zh-CN' ? 'English' : '中文';
   $('#lang').textContent = other;
   $('#lang-login').textContent = other;
@@ -176,6 +177,7 @@ function go(view) {
   $$('[data-nav]').forEach(b => { b.setAttribute('aria-current', b.dataset.nav === view ? 'page' : 'false'); });
   document.body.dataset.view = view;
   if (location.hash !== '#' + view) history.replaceState(null, '', '#' + view);
+  if (view === 'map') renderMap(); // labels are fitted to their shapes only while shown
   ({ ratings: loadRatings, admin: loadAdmin, activities: loadActivities, notices: loadNotices }[view] || (() => {}))();
 }
 
@@ -252,25 +254,38 @@ function renderMap() {
   const svg = $('#map');
   const L = layout();
   svg.setAttribute('viewBox', `0 0 ${L.width} ${L.height}`);
-  const kids = [];
+  svg.setAttribute('aria-label', plan() ? `${t('map.title')}: ${siteName(S.sites.find(s => s.id === S.site) || {})}` : t('map.no_plan'));
+  const roads = (L.features || []).filter(f => f.kind === 'road');
+  const kids = [], fits = [];
   for (const f of L.features || []) {
-    kids.push(shape(f, { class: 'feature-' + f.kind }));
+    kids.push(shape(f, { class: 'feature-' + f.kind, 'aria-hidden': 'true' }));
     const label = S.lang === 'en' ? f.label_en || f.label : f.label;
-    if (label) { const c = centre(f); kids.push(sv('text', { class: 'feature-label', x: c[0], y: c[1], 'text-anchor': 'middle', 'dominant-baseline': 'middle' }, label)); }
+    if (label) {
+      const c = centre(f), box = bounds(f);
+      const tx = sv('text', { class: 'feature-label', x: c[0], y: c[1], 'text-anchor': 'middle', 'dominant-baseline': 'middle' }, label);
+      kids.push(tx);
+      fits.push([tx, box.w - 4, 8]);
+    }
   }
   for (const b of L.buildings) {
     const open = S.reports.filter(r => r.building === b.id && isOpen(r)).length;
     const alarms = S.alarms.filter(a => a.building === b.id);
     const acked = alarms.length > 0 && alarms.every(a => a.acked);
-    const c = centre(b);
+    const box = labelBox(b, roads);
+    const c = [box.x + box.w / 2, box.y + box.h / 2];
     const name = (S.lang === 'en' ? b.name_en || b.name : b.name) || b.id;
     const sub = [open ? t('map.open_reports', { n: open }) : '', alarms.length ? t('map.alarms', { n: alarms.length }) : ''].filter(Boolean).join(' · ');
+    const title = sv('text', { x: c[0], y: c[1] - 6, 'text-anchor': 'middle' }, name);
+    const subt = sv('text', { class: 'sub', x: c[0], y: c[1] + 14, 'text-anchor': 'middle' }, sub);
+    // A button named by its text (the building and what is open there),
+    // so what a screen reader says is what is shown.
     const g = sv('g', { class: 'building' + (S.building === b.id ? ' sel' : ''), 'data-building': b.id, 'data-open': open,
-      'data-alarm': alarms.length ? 1 : 0, 'data-acked': acked ? 1 : 0, tabindex: 0, role: 'button' },
-      shape(b, {}), sv('text', { x: c[0], y: c[1] - 6, 'text-anchor': 'middle' }, name),
-      sv('text', { class: 'sub', x: c[0], y: c[1] + 14, 'text-anchor': 'middle' }, sub));
+      'data-alarm': alarms.length ? 1 : 0, 'data-acked': acked ? 1 : 0, tabindex: 0, role: 'button',
+      'aria-pressed': S.building === b.id ? 'true' : 'false' },
+      shape(b, {}), title, subt);
+    fits.push([title, box.w - 12], [subt, box.w - 12]);
     g.addEventListener('click', () => pickBuilding(b.id));
-    g.addEventListener('keydown', e => { if (e.key === 'Enter') pickBuilding(b.id); });
+    g.addEventListener('keydown', e => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pickBuilding(b.id); } });
     kids.push(g);
     // Device health icons of the building's devices.
     (b.devices || []).forEach((id, i) => {
@@ -278,12 +293,67 @@ function renderMap() {
       const cls = d ? health(d).cls : 'off';
       const x = (b.points ? Math.min(...b.points.map(p => p[0])) : b.x) + 14 + i * 22;
       const y = (b.points ? Math.min(...b.points.map(p => p[1])) : b.y) + 14;
-      kids.push(sv('g', { class: 'dev ' + cls, 'data-device': id }, sv('circle', { cx: x, cy: y, r: 8 }), sv('title', {}, d ? `${id}: ${health(d).text}` : id)));
+      kids.push(sv('g', { class: 'dev ' + cls, 'data-device': id, role: 'img', 'aria-label': d ? `${id}: ${health(d).text}` : id },
+        sv('circle', { cx: x, cy: y, r: 8 }), sv('title', {}, d ? `${id}: ${health(d).text}` : id)));
     });
   }
   svg.replaceChildren(...kids);
-  if (!plan()) svg.setAttribute('aria-label', t('map.no_plan'));
+  for (const [tx, w, min] of fits) fitText(tx, w, min);
 }
+// fitText shrinks a label until it fits width (plan units), down to min
+// units, then cuts it with an ellipsis: a long English name must not run
+// out of its building over a road. Only a drawn map can be measured.
+function fitText(tx, width, min = 9) {
+  const full = tx.textContent;
+  let len = tx.getComputedTextLength();
+  if (!full || !len || len <= width) return;
+  const size = parseFloat(getComputedStyle(tx).fontSize);
+  const to = Math.max(min, Math.floor(size * width / len * 10) / 10);
+  tx.style.fontSize = to + 'px';
+  for (let n = full.length - 1; n > 0 && tx.getComputedTextLength() > width; n--) tx.textContent = full.slice(0, n) + '…';
+}
+function bounds(s) {
+  if (s.points && s.points.length) {
+    const xs = s.points.map(p => p[0]), ys = s.points.map(p => p[1]);
+    return { x: Math.min(...xs), y: Math.min(...ys), w: Math.max(...xs) - Math.min(...xs), h: Math.max(...ys) - Math.min(...ys) };
+  }
+  return { x: s.x, y: s.y, w: s.w, h: s.h };
+}
+function inShape(s, x, y) {
+  if (!s.points || !s.points.length) return x > s.x && x < s.x + s.w && y > s.y && y < s.y + s.h;
+  let inside = false; // even-odd ray cast
+  for (let i = 0, j = s.points.length - 1; i < s.points.length; j = i++) {
+    const [xi, yi] = s.points[i], [xj, yj] = s.points[j];
+    if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+// labelBox is the widest rectangle inside a building and clear of roads
+// (at least two lines high where one is), on the grid of the building's
+// and the roads' edges: the centre of an L-shaped block's bounding box can
+// lie outside it, or on a road that passes under it.
+function labelBox(b, roads) {
+  const bb = bounds(b);
+  const edges = (pick, lo, hi) => [...new Set([...(b.points || []).map(pick), lo, hi,
+    ...roads.flatMap(r => { const rb = bounds(r); return pick === X ? [rb.x, rb.x + rb.w] : [rb.y, rb.y + rb.h]; })])]
+    .filter(v => v >= lo && v <= hi).sort((p, q) => p - q);
+  const xs = edges(X, bb.x, bb.x + bb.w), ys = edges(Y, bb.y, bb.y + bb.h);
+  const free = xs.slice(1).map((x, i) => ys.slice(1).map((y, j) => {
+    const cx = (xs[i] + x) / 2, cy = (ys[j] + y) / 2;
+    return inShape(b, cx, cy) && !roads.some(r => inShape(r, cx, cy));
+  }));
+  let best = null, score = null;
+  for (let i1 = 0; i1 < xs.length - 1; i1++) for (let i2 = i1 + 1; i2 < xs.length; i2++)
+    for (let j1 = 0; j1 < ys.length - 1; j1++) for (let j2 = j1 + 1; j2 < ys.length; j2++) {
+      let ok = true;
+      for (let i = i1; ok && i < i2; i++) for (let j = j1; ok && j < j2; j++) ok = free[i][j];
+      if (!ok) continue;
+      const w = xs[i2] - xs[i1], h = ys[j2] - ys[j1], sc = [h >= 48 ? 1 : 0, w, h];
+      if (!score || sc[0] > score[0] || (sc[0] === score[0] && (sc[1] > score[1] || (sc[1] === score[1] && sc[2] > score[2])))) { best = { x: xs[i1], y: ys[j1], w, h }; score = sc; }
+    }
+  return best || bb;
+}
+const X = p => p[0], Y = p => p[1];
 function shape(s, attrs) {
   if (s.points && s.points.length) return sv('polygon', { ...attrs, points: s.points.map(p => p.join(',')).join(' ') });
   return sv('rect', { ...attrs, x: s.x, y: s.y, width: s.w, height: s.h, rx: 6 });
@@ -576,9 +646,11 @@ async function loadRatings() {
   $('#r-recent').replaceChildren(...r.recent.map(p => el('li', {}, el('span', { class: 'badge' }, '★'.repeat(p.score)),
     el('span', {}, p.title || p.target), p.comment ? el('span', { class: 'muted' }, `“${p.comment}”`) : null, el('span', { class: 'muted' }, fmtTime(hlcTime(p.hlc))))));
 }
+// chartText is a chart's content as words, its name for screen readers.
+const chartText = data => data.length ? data.map(d => `${d.label}: ${d.value.toFixed(1)} (${d.n})`).join('; ') : t('ratings.none');
 function bars(data) {
   const W = 320, row = 28, H = Math.max(1, data.length) * row + 8;
-  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-bars' });
+  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-bars', 'aria-label': chartText(data) });
   if (!data.length) g.append(sv('text', { x: 0, y: 20 }, t('ratings.none')));
   data.forEach((d, i) => {
     const y = 4 + i * row, w = (d.value / 5) * (W - 150);
@@ -590,7 +662,7 @@ function bars(data) {
 }
 function line(data) {
   const W = 320, H = 160, pad = 24;
-  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-line' });
+  const g = sv('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', class: 'chart-line', 'aria-label': chartText(data) });
   if (!data.length) { g.append(sv('text', { x: 0, y: 20 }, t('ratings.none'))); return el('div', { class: 'chart' }, g); }
   const x = i => pad + (data.length === 1 ? (W - 2 * pad) / 2 : i * (W - 2 * pad) / (data.length - 1));
   const y = v => H - pad - (v - 1) / 4 * (H - 2 * pad);
