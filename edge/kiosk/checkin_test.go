@@ -193,6 +193,28 @@ func TestCheckinBeforeInsideAfterTheWindow(t *testing.T) {
 	}
 }
 
+// TestSeatsLeftCountsSignupsHere: a seat given at this kiosk (offline,
+// before the hub lists it) lowers the seats left the kiosk shows at once;
+// it did not change until the hub's next view.
+func TestSeatsLeftCountsSignupsHere(t *testing.T) {
+	k := newSeatsKiosk(t, actStart.Add(-48*time.Hour))
+	k.view(t, windowView(10, 4, 10))
+	if code, out := post(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`); code != 201 || out["status"] != "confirmed" {
+		t.Fatalf("sign-up: %d %v", code, out)
+	}
+	var list []ActivityOut
+	if code := getJSON(t, k.url+"/api/v1/activities", &list); code != 200 || len(list) != 1 || list[0].SeatsLeft != 9 {
+		t.Fatalf("after a sign-up here: %d %+v, want 9 seats left", code, list)
+	}
+	// The hub's view lists R1 now: counted once, not twice.
+	v := windowView(10, 4, 9)
+	v.Confirmed = []string{"R1"}
+	k.view(t, v)
+	if code := getJSON(t, k.url+"/api/v1/activities", &list); code != 200 || list[0].SeatsLeft != 9 {
+		t.Fatalf("after the hub's view: %+v, want 9 seats left", list)
+	}
+}
+
 // TestNoShareAnswersRecordedWhileTheHubHasSeats: a kiosk with no share of
 // a one-seat activity told the first resident "full, waitlisted" while the
 // hub still had the seat; it answers recorded (awaiting confirmation), and

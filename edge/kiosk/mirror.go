@@ -18,6 +18,8 @@ import (
 type LocalAnswers interface {
 	Mine(activity, resident string) (string, error)
 	Attended(activity, resident string) (known, attended bool, err error)
+	// Unseen counts seats this kiosk gave that v does not list yet.
+	Unseen(v *merge.ActivityView) (uint32, error)
 }
 
 // OwnEvents reads events this edge recorded and still holds.
@@ -151,6 +153,14 @@ func (m *Mirror) Activities(resident string) (any, error) {
 		if v.CheckinOpens != 0 {
 			t := time.UnixMilli(v.CheckinOpens).UTC()
 			o.CheckinOpens = &t
+		}
+		if m.Mine != nil && v.Capacity > 0 {
+			// A seat given here, offline too, is gone before the hub says so.
+			n, err := m.Mine.Unseen(&v)
+			if err != nil {
+				return nil, err
+			}
+			o.SeatsLeft -= min(n, o.SeatsLeft)
 		}
 		if m.Own != nil {
 			o.Share = v.Share(m.Own.Device()).Granted

@@ -292,6 +292,26 @@ func (s *Seats) Mine(activity, resident string) (string, error) {
 	return st, err
 }
 
+// Unseen counts the residents this kiosk confirmed for v's activity whom
+// v does not list yet: seats taken here, offline too, that the hub's
+// seats-left figure does not know of.
+func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
+	var n uint32
+	err := s.log.DB().View(func(txn *badger.Txn) error {
+		l, err := loadLedger(txn, v.ID)
+		if err != nil {
+			return err
+		}
+		for _, r := range l.Residents {
+			if _, ok := slices.BinarySearch(v.Confirmed, r); !ok {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
 // Attended tells whether resident attended activity as far as this kiosk
 // knows (the hub's view, or a check-in here inside the window); known is
 // false when the kiosk does not know the activity.
