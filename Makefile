@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Vers
 APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus
 AXE := shared/testkit/browser/axe
 
-.PHONY: all build run test deps vet bench clean screenshots fuzz dist
+.PHONY: all build run hub-stop hub-start test deps vet bench clean screenshots fuzz dist
 
 all: build
 
@@ -16,6 +16,14 @@ build:
 
 run: build
 	@./configs/demo.sh
+
+# While `make run` runs: stop only the hub (the kiosk and the gateway keep
+# working offline), and start it again (they catch up).
+hub-stop:
+	@./configs/demo.sh hub-stop
+
+hub-start:
+	@./configs/demo.sh hub-start
 
 # Static binaries of both programs for Raspberry Pi-class boards (64-bit
 # and 32-bit ARMv7), no cgo: copy one directory to the board and run.

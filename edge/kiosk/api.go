@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"linli/edge/outbox"
+	"linli/edge/seats"
 	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/httpx"
@@ -42,8 +43,12 @@ type Sync interface {
 // Seats decides a check-in at once from the kiosk's share of seats and
 // records it; nil means every check-in is "recorded" for the hub to decide.
 type Seats interface {
-	// Checkin records c and returns the answer for the resident.
-	Checkin(ctx context.Context, c *event.Checkin) (event.Event, string, error)
+	// Checkin records c and returns the answer for the resident;
+	// seats.ErrEnded when the activity is over (nothing stored).
+	Checkin(ctx context.Context, c *event.Checkin) (event.Event, seats.Answer, error)
+	// Attended tells whether resident attended activity, as far as the
+	// kiosk knows; known is false when it does not know the activity.
+	Attended(activity, resident string) (known, attended bool, err error)
 }
 
 // Replica answers reads from the state last synced from the hub.
@@ -173,6 +178,7 @@ type created struct {
 	ID         string `json:"id"`
 	Seq        uint64 `json:"seq"`
 	Status     string `json:"status,omitempty"`
+	Act        string `json:"act,omitempty"`        // check-ins: signup or attendance, when the kiosk knows the activity
 	Credential string `json:"credential,omitempty"` // access: the card's pseudonym as stored
 }
 
@@ -249,16 +255,20 @@ func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ev event.Event
 	var err error
-	status := event.StatusRecorded
+	answer := seats.Answer{Status: event.StatusRecorded}
 	if a.Seats != nil {
-		ev, status, err = a.Seats.Checkin(r.Context(), c)
+		ev, answer, err = a.Seats.Checkin(r.Context(), c)
 	} else {
 		ev, err = a.Log.Append(r.Context(), c)
+	}
+	if errors.Is(err, seats.ErrEnded) {
+		return &httpx.Error{Status: http.StatusConflict, Field: "activity",
+			Msg: "activity " + c.Activity + " has ended: there is nothing left to sign up or check in to"}
 	}
 	if err != nil {
 		return a.storeError(err)
 	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Status: status})
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Status: answer.Status, Act: answer.Act})
 	return nil
 }
 
@@ -309,8 +319,30 @@ func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
 	if err := screenText(screenField{"comment", req.Comment, true}); err != nil {
 		return err
 	}
+	if err := a.mayRate(req.Target, a.who(req.Resident)); err != nil {
+		return err
+	}
 	return a.write(w, r, &event.Rating{Resident: a.who(req.Resident), Target: req.Target, Score: int(req.Score),
 		Comment: strings.TrimSpace(req.Comment)})
+}
+
+// mayRate refuses a rating of an activity the kiosk knows by a resident who
+// did not attend it: signing up is not taking part. Reports, and
+// activities the kiosk does not know, are left to the hub, which counts
+// only attendees' ratings of an activity.
+func (a *API) mayRate(target, resident string) error {
+	if a.Seats == nil || event.ValidID(target) != nil || event.ValidID(resident) != nil {
+		return nil // a report (DEVICE.SEQ), or bad input for validation to name
+	}
+	known, attended, err := a.Seats.Attended(target, resident)
+	if err != nil {
+		return a.storeError(err)
+	}
+	if known && !attended {
+		return &httpx.Error{Status: http.StatusConflict, Field: "target",
+			Msg: "only residents who checked in at " + target + " can rate it"}
+	}
+	return nil
 }
 
 func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {

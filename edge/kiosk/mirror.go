@@ -17,6 +17,9 @@ import (
 // the hub may not have seen yet).
 type LocalAnswers interface {
 	Mine(activity, resident string) (string, error)
+	Attended(activity, resident string) (known, attended bool, err error)
+	// Unseen counts seats this kiosk gave that v does not list yet.
+	Unseen(v *merge.ActivityView) (uint32, error)
 }
 
 // OwnEvents reads events this edge recorded and still holds.
@@ -32,6 +35,9 @@ type Mirror struct {
 	Mine     LocalAnswers // optional
 	Own      OwnEvents    // optional
 	Building string       // notices for other buildings are not shown here
+	// Now is the kiosk's clock for what a check-in is now (sign-up,
+	// attendance, ended); nil is time.Now.
+	Now func() time.Time
 }
 
 var _ Replica = (*Mirror)(nil)
@@ -118,6 +124,14 @@ type ActivityOut struct {
 	// only this kiosk's answer.
 	Status string `json:"status,omitempty"`
 	Synced bool   `json:"synced,omitempty"`
+	// Act is what a check-in now would be: signup (报名) before the
+	// check-in window, attendance (签到) inside it, ended after the end.
+	Act string `json:"act"`
+	// CheckinOpens is when attendance check-in opens.
+	CheckinOpens *time.Time `json:"checkin_opens,omitempty"`
+	// Attended: the resident checked in inside the window (they may rate
+	// the activity).
+	Attended bool `json:"attended,omitempty"`
 }
 
 // Activities lists the activities last synced, with resident's standing
@@ -127,10 +141,27 @@ func (m *Mirror) Activities(resident string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	at := now().UnixMilli()
 	out := []ActivityOut{}
 	for _, v := range all {
 		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
-			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist)}
+			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist), Act: v.Window().Act(at)}
+		if v.CheckinOpens != 0 {
+			t := time.UnixMilli(v.CheckinOpens).UTC()
+			o.CheckinOpens = &t
+		}
+		if m.Mine != nil && v.Capacity > 0 {
+			// A seat given here, offline too, is gone before the hub says so.
+			n, err := m.Mine.Unseen(&v)
+			if err != nil {
+				return nil, err
+			}
+			o.SeatsLeft -= min(n, o.SeatsLeft)
+		}
 		if m.Own != nil {
 			o.Share = v.Share(m.Own.Device()).Granted
 		}
@@ -158,6 +189,13 @@ func (m *Mirror) Activities(resident string) (any, error) {
 				if mine, err := m.Mine.Mine(v.ID, resident); err == nil && mine == event.StatusConfirmed {
 					o.Status, o.Synced = event.StatusConfirmed, false
 				}
+			}
+			if m.Mine != nil {
+				if _, o.Attended, err = m.Mine.Attended(v.ID, resident); err != nil {
+					return nil, err
+				}
+			} else {
+				_, o.Attended = slices.BinarySearch(v.Attended, resident)
 			}
 		}
 		out = append(out, o)

@@ -25,10 +25,26 @@ import (
 //
 //	s/ledger/{activity}              merge.Ledger
 //	s/mine/{activity}/{resident}     the last answer this kiosk gave (status)
+//	s/came/{activity}/{resident}     the resident checked in here inside the window
 const (
 	prefixLedger = "s/ledger/"
 	prefixMine   = "s/mine/"
+	prefixCame   = "s/came/"
 )
+
+// ErrEnded is the answer to a check-in for an activity that has ended.
+var ErrEnded = errors.New("the activity has ended")
+
+// Answer is what the kiosk tells a resident who checks in.
+type Answer struct {
+	// Status is confirmed, waitlisted or recorded (the hub decides:
+	// the kiosk does not know the activity, or its share is used up while
+	// the hub may still have a seat).
+	Status string
+	// Act is event.ActSignup or event.ActAttendance by the activity's
+	// window; "" when the kiosk does not know the activity.
+	Act string
+}
 
 // Seats decides check-ins for one kiosk.
 type Seats struct {
@@ -83,6 +99,10 @@ func ledgerKey(activity string) []byte { return []byte(prefixLedger + activity) 
 
 func mineKey(activity, resident string) []byte {
 	return []byte(prefixMine + activity + "/" + resident)
+}
+
+func cameKey(activity, resident string) []byte {
+	return []byte(prefixCame + activity + "/" + resident)
 }
 
 func loadLedger(txn *badger.Txn, activity string) (*merge.Ledger, error) {
@@ -140,15 +160,19 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 }
 
 // Checkin decides and records a check-in and returns the answer for the
-// resident: confirmed while the kiosk's share lasts (or the hub confirmed
-// the resident), waitlisted when it is used up, recorded when the kiosk
-// does not know the activity (the hub decides) and for check-outs.
-func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, string, error) {
-	answer := event.StatusRecorded
+// resident. By the activity's window (the kiosk's clock, which stamps the
+// event too) an "in" is a sign-up before it opens and attendance inside
+// it; after the end it is refused with ErrEnded and nothing is stored.
+// Either takes a seat: confirmed while the kiosk's share lasts (or the hub
+// confirmed the resident), recorded when the share is used up but the hub
+// may still have one, waitlisted when none is left; recorded when the
+// kiosk does not know the activity (the hub decides) and for check-outs.
+func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Answer, error) {
+	var answer Answer
 	ev, err := s.log.AppendFunc(ctx, event.KindCheckin, func(txn *badger.Txn) (event.Body, error) {
 		b := *c
-		b.Status = event.StatusRecorded
-		answer = event.StatusRecorded
+		b.Status, b.Act = event.StatusRecorded, ""
+		answer = Answer{Status: event.StatusRecorded}
 		if b.Action != "in" {
 			return &b, nil
 		}
@@ -158,6 +182,16 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, str
 		}
 		if v == nil {
 			return &b, nil
+		}
+		b.Act = v.Window().Act(s.log.Clock().Now().WallMillis())
+		if b.Act == event.ActEnded {
+			return nil, ErrEnded
+		}
+		answer.Act = b.Act
+		if b.Act == event.ActAttendance {
+			if err := txn.Set(cameKey(b.Activity, b.Resident), nil); err != nil {
+				return nil, err
+			}
 		}
 		l, err := loadLedger(txn, b.Activity)
 		if err != nil {
@@ -169,12 +203,12 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, str
 		_, hubConfirmed := slices.BinarySearch(v.Confirmed, b.Resident) // sorted by the hub
 		// The status recorded may be empty where the answer is "confirmed":
 		// a resident the hub confirmed already takes no seat of this share.
-		answer, b.Status = l.Decide(b.Resident, hubConfirmed)
+		answer.Status, b.Status = l.Decide(b.Resident, hubConfirmed, l.HubMaySeat(v))
 		l.Record(&b)
 		if err := storeLedger(txn, l); err != nil {
 			return nil, err
 		}
-		if err := txn.Set(mineKey(b.Activity, b.Resident), []byte(answer)); err != nil {
+		if err := txn.Set(mineKey(b.Activity, b.Resident), []byte(answer.Status)); err != nil {
 			return nil, err
 		}
 		return &b, nil
@@ -258,30 +292,85 @@ func (s *Seats) Mine(activity, resident string) (string, error) {
 	return st, err
 }
 
+// Unseen counts the residents this kiosk confirmed for v's activity whom
+// v does not list yet: seats taken here, offline too, that the hub's
+// seats-left figure does not know of.
+func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
+	var n uint32
+	err := s.log.DB().View(func(txn *badger.Txn) error {
+		l, err := loadLedger(txn, v.ID)
+		if err != nil {
+			return err
+		}
+		for _, r := range l.Residents {
+			if _, ok := slices.BinarySearch(v.Confirmed, r); !ok {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Attended tells whether resident attended activity as far as this kiosk
+// knows (the hub's view, or a check-in here inside the window); known is
+// false when the kiosk does not know the activity.
+func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
+	err = s.log.DB().View(func(txn *badger.Txn) error {
+		v, err := view(txn, activity)
+		if err != nil || v == nil {
+			return err
+		}
+		known = true
+		if _, ok := slices.BinarySearch(v.Attended, resident); ok {
+			attended = true
+			return nil
+		}
+		_, err = txn.Get(cameKey(activity, resident))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		attended = err == nil
+		return err
+	})
+	return known, attended, err
+}
+
 // Erase forgets a resident after a deletion request: this kiosk's answers
 // to them go, and the ledgers count them under token instead (a seat they
 // took stays taken).
 func (s *Seats) Erase(resident, token string) error {
 	return s.log.DB().Update(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixMine)
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		var drop [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			if k := it.Item().KeyCopy(nil); len(k) > len(resident) && string(k[len(k)-len(resident)-1:]) == "/"+resident {
-				drop = append(drop, k)
+		var drop, keep [][]byte
+		for _, prefix := range []string{prefixMine, prefixCame} {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte(prefix)
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			for it.Rewind(); it.Valid(); it.Next() {
+				if k := it.Item().KeyCopy(nil); len(k) > len(resident) && string(k[len(k)-len(resident)-1:]) == "/"+resident {
+					drop = append(drop, k)
+					if prefix == prefixCame {
+						// Attendance stays a fact, under the token.
+						keep = append(keep, append([]byte(nil), k[:len(k)-len(resident)]...))
+					}
+				}
 			}
+			it.Close()
 		}
-		it.Close()
 		for _, k := range drop {
 			if err := txn.Delete(k); err != nil {
 				return err
 			}
 		}
-		opts = badger.DefaultIteratorOptions
+		for _, k := range keep {
+			if err := txn.Set(append(k, token...), nil); err != nil {
+				return err
+			}
+		}
+		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixLedger)
-		it = txn.NewIterator(opts)
+		it := txn.NewIterator(opts)
 		var ledgers []*merge.Ledger
 		for it.Rewind(); it.Valid(); it.Next() {
 			l := new(merge.Ledger)

@@ -372,7 +372,9 @@ func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	cw := csv.NewWriter(w)
-	rec := [][]string{{"activity", "title", "resident", "status", "waitlist_place", "checked_in", "first_in", "checked_out", "hours"}}
+	// checked_in is attendance inside the check-in window (到场签到);
+	// signed_up a check-in before it (报名), which is not attendance.
+	rec := [][]string{{"activity", "title", "resident", "status", "waitlist_place", "checked_in", "first_in", "checked_out", "hours", "signed_up"}}
 	for _, row := range rows {
 		status := "waitlisted"
 		if row.Confirmed {
@@ -388,8 +390,9 @@ func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
 		if row.Waitlist > 0 {
 			place = strconv.Itoa(row.Waitlist)
 		}
-		rec = append(rec, []string{act.ID, act.Title, row.Resident, status, place, strconv.FormatBool(row.CheckedIn),
-			first, strconv.FormatBool(row.Left), strconv.FormatFloat(float64(row.Millis)/3.6e6, 'f', 2, 64)})
+		rec = append(rec, []string{act.ID, act.Title, row.Resident, status, place, strconv.FormatBool(row.Attended),
+			first, strconv.FormatBool(row.Left), strconv.FormatFloat(float64(row.Millis)/3.6e6, 'f', 2, 64),
+			strconv.FormatBool(row.SignedUp)})
 	}
 	if err := cw.WriteAll(rec); err != nil {
 		a.Logger.Warn("write attendance csv", "err", err)

@@ -284,11 +284,35 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	d.edgeFact(t, "k1", 3, 1000+90*60_000, &event.Checkin{Resident: "R5", Activity: "V1", Action: "out"})
 	d.edgeFact(t, "k1", 4, 2000, &event.Checkin{Resident: "R6", Activity: "V1", Action: "in"})
 	code, body = d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv", "", "")
-	want := "\ufeffactivity,title,resident,status,waitlist_place,checked_in,first_in,checked_out,hours\n" +
-		"V1,楼道清洁,R5,confirmed,,true," + time.UnixMilli(1_740_000_001_000).UTC().Format(time.RFC3339) + ",true,1.50\n" +
-		"V1,楼道清洁,R6,waitlisted,1,true," + time.UnixMilli(1_740_000_002_000).UTC().Format(time.RFC3339) + ",false,0.00\n"
+	want := "\ufeffactivity,title,resident,status,waitlist_place,checked_in,first_in,checked_out,hours,signed_up\n" +
+		"V1,楼道清洁,R5,confirmed,,true," + time.UnixMilli(1_740_000_001_000).UTC().Format(time.RFC3339) + ",true,1.50,false\n" +
+		"V1,楼道清洁,R6,waitlisted,1,true," + time.UnixMilli(1_740_000_002_000).UTC().Format(time.RFC3339) + ",false,0.00,false\n"
 	if code != 200 || body != want {
 		t.Fatalf("attendance.csv: %d\n got %q\nwant %q", code, body, want)
+	}
+	// A sign-up two days ahead (a seat) is not attendance: checked_in
+	// false, signed_up true, and the activity counts it apart.
+	start := time.UnixMilli(1_740_000_000_000 + 2*24*3_600_000).UTC().Format(time.RFC3339)
+	if code, body := d.call(t, "op", "POST", "/api/v1/activities", "", `{"id":"V2","title":"义诊","kind":"volunteer","site":"s1","capacity":5,"start":"`+start+`"}`); code != 201 ||
+		!strings.Contains(body, `"checkin_opens_time":"`) {
+		t.Fatalf("activity with a start: %d %s", code, body)
+	}
+	d.edgeFact(t, "k1", 5, 3000, &event.Checkin{Resident: "R7", Activity: "V2", Action: "in", Status: event.StatusConfirmed, Act: event.ActSignup})
+	d.edgeFact(t, "k1", 6, 4000, &event.Checkin{Resident: "R8", Activity: "V2", Action: "in", Status: event.StatusRecorded})
+	code, body = d.call(t, "op", "GET", "/api/v1/activities/V2/attendance.csv", "", "")
+	if code != 200 || !strings.Contains(body, "V2,义诊,R7,confirmed,,false,"+time.UnixMilli(1_740_000_003_000).UTC().Format(time.RFC3339)+",false,0.00,true\n") ||
+		!strings.Contains(body, ",R8,waitlisted,1,false,") {
+		t.Fatalf("attendance.csv of sign-ups: %d %q", code, body)
+	}
+	code, body = d.call(t, "op", "GET", "/api/v1/activities/V2", "", "")
+	if code != 200 || !strings.Contains(body, `"attendance":0`) || !strings.Contains(body, `"signups":2`) {
+		t.Fatalf("activity with two sign-ups: %d %s", code, body)
+	}
+	for _, bad := range []string{`-1`, `100000`, `"x"`} {
+		code, body := d.call(t, "op", "POST", "/api/v1/activities", "", `{"id":"V3","title":"x","site":"s1","capacity":1,"checkin_opens":`+bad+`}`)
+		if code != 400 || !strings.Contains(body, `"field":"checkin_opens"`) {
+			t.Fatalf("checkin_opens %s: %d %s", bad, code, body)
+		}
 	}
 	if code, _ := d.call(t, "", "GET", "/api/v1/activities/V1/attendance.csv", "", ""); code != 401 {
 		t.Fatalf("anonymous CSV (personal data): %d, want 401", code)

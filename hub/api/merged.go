@@ -249,6 +249,9 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 		Start    string `json:"start"`
 		End      string `json:"end"`
 		Capacity *int   `json:"capacity"`
+		// Minutes before start that attendance check-in opens; before
+		// that a check-in is a sign-up. Absent: an hour.
+		CheckinOpens *int `json:"checkin_opens"`
 	}
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
@@ -278,6 +281,13 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 	}
 	set := &event.ActivitySet{ID: req.ID, Title: strings.TrimSpace(req.Title), Type: req.Kind, Site: req.Site,
 		Start: start, End: end, Capacity: uint32(*req.Capacity)}
+	if req.CheckinOpens != nil {
+		if *req.CheckinOpens < 0 || *req.CheckinOpens > event.MaxCheckinOpens {
+			return httpx.BadRequest("checkin_opens", "checkin_opens must be 0 to %d minutes before start", event.MaxCheckinOpens)
+		}
+		m := uint32(*req.CheckinOpens)
+		set.CheckinOpens = &m
+	}
 	if err := set.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
@@ -300,7 +310,9 @@ type activityDetail struct {
 	merge.Activity
 	StartTime *time.Time `json:"start_time,omitempty"`
 	EndTime   *time.Time `json:"end_time,omitempty"`
-	SeatsLeft uint32     `json:"seats_left"`
+	// CheckinOpensTime is when attendance check-in opens.
+	CheckinOpensTime *time.Time `json:"checkin_opens_time,omitempty"`
+	SeatsLeft        uint32     `json:"seats_left"`
 }
 
 func detailActivity(act merge.Activity) activityDetail {
@@ -312,6 +324,10 @@ func detailActivity(act merge.Activity) activityDetail {
 	if act.End != 0 {
 		t := time.UnixMilli(act.End).UTC()
 		d.EndTime = &t
+	}
+	if act.CheckinOpens != 0 {
+		t := time.UnixMilli(act.CheckinOpens).UTC()
+		d.CheckinOpensTime = &t
 	}
 	if act.Capacity > act.Seated {
 		d.SeatsLeft = act.Capacity - act.Seated

@@ -114,8 +114,11 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 			if code := k.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": resident, "activity": "A30"}, &c); code != 201 {
 				t.Fatalf("check-in %s at %s: %d", resident, k.ID, code)
 			}
-			if c.Status != "confirmed" && c.Status != "waitlisted" {
-				t.Fatalf("check-in %s at %s answered %q, want confirmed or waitlisted from the share", resident, k.ID, c.Status)
+			// Recorded once the share is used up while the hub's view still
+			// shows seats it does not hold (its reserve); waitlisted only
+			// when none are left.
+			if c.Status != "confirmed" && c.Status != "waitlisted" && c.Status != "recorded" {
+				t.Fatalf("check-in %s at %s answered %q, want confirmed, recorded or waitlisted from the share", resident, k.ID, c.Status)
 			}
 			told[resident] = c.Status
 		}
@@ -126,7 +129,7 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 			confirmedAtOnce++
 		}
 	}
-	t.Logf("answered offline: %d confirmed, %d waitlisted", confirmedAtOnce, len(told)-confirmedAtOnce)
+	t.Logf("answered offline: %d confirmed, %d recorded or waitlisted", confirmedAtOnce, len(told)-confirmedAtOnce)
 	if confirmedAtOnce > 30 {
 		t.Fatalf("kiosks confirmed %d > capacity offline", confirmedAtOnce)
 	}

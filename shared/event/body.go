@@ -42,6 +42,10 @@ type Checkin struct {
 	Activity string `cbor:"2,keyasint" json:"activity"`
 	Action   string `cbor:"3,keyasint" json:"action"`
 	Status   string `cbor:"4,keyasint,omitempty" json:"status,omitempty"`
+	// Act is what the kiosk took an "in" to be by the activity's window:
+	// ActSignup or ActAttendance; empty when it did not know the activity
+	// (the hub then judges by the event's time).
+	Act string `cbor:"5,keyasint,omitempty" json:"act,omitempty"`
 }
 
 // Report is a neighbourhood problem filed at a kiosk; its id is the id of
@@ -144,6 +148,7 @@ func (b *Checkin) Validate() error {
 		idField("activity", b.Activity),
 		oneOf("action", b.Action, CheckinActions, true),
 		oneOf("status", b.Status, []string{StatusConfirmed, StatusWaitlisted, StatusRecorded}, false),
+		oneOf("act", b.Act, CheckinActs, false),
 	)
 }
 

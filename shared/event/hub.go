@@ -56,6 +56,10 @@ type ActivitySet struct {
 	Start    int64  `cbor:"5,keyasint,omitempty" json:"start,omitempty"` // Unix milliseconds
 	End      int64  `cbor:"6,keyasint,omitempty" json:"end,omitempty"`   // Unix milliseconds; 0 = open-ended
 	Capacity uint32 `cbor:"7,keyasint,omitempty" json:"capacity"`
+	// CheckinOpens is how many minutes before Start attendance check-in
+	// opens; nil means DefaultCheckinOpens. Before that a check-in is a
+	// sign-up.
+	CheckinOpens *uint32 `cbor:"8,keyasint,omitempty" json:"checkin_opens,omitempty"`
 }
 
 // NoticeSet publishes or updates a notice; the latest by (HLC, device, seq)
@@ -145,6 +149,8 @@ func (b *ActivitySet) Validate() error {
 		err = &FieldError{Field: "end", Msg: "must not be before start"}
 	case b.Capacity > maxCapacity:
 		err = &FieldError{Field: "capacity", Msg: fmt.Sprintf("must be at most %d", maxCapacity)}
+	case b.CheckinOpens != nil && *b.CheckinOpens > MaxCheckinOpens:
+		err = &FieldError{Field: "checkin_opens", Msg: fmt.Sprintf("must be 0 to %d minutes before start", MaxCheckinOpens)}
 	}
 	return err
 }

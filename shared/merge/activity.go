@@ -37,6 +37,7 @@ type checkinFact struct {
 	Resident string `cbor:"2,keyasint"`
 	Out      bool   `cbor:"3,keyasint,omitempty"`
 	Status   string `cbor:"4,keyasint,omitempty"`
+	Act      string `cbor:"5,keyasint,omitempty"` // as the kiosk judged it; "" when it did not know the activity
 }
 
 func compareCheckin(a, b checkinFact) int { return a.Key.compare(b.Key) }
@@ -72,6 +73,8 @@ type attendee struct {
 	CheckedIn bool   `cbor:"4,keyasint,omitempty"` // has a check-in ("in")
 	FirstIn   key    `cbor:"5,keyasint"`           // their first check-in, if CheckedIn
 	Millis    int64  `cbor:"6,keyasint,omitempty"` // attended time of matched in/out pairs
+	SignedUp  bool   `cbor:"7,keyasint,omitempty"` // has a check-in before the window (报名)
+	Attended  bool   `cbor:"8,keyasint,omitempty"` // has a check-in inside the window (到场签到)
 }
 
 func (s *State) activity(id string) *activity {
@@ -116,7 +119,7 @@ func (s *State) applyActivitySet(k key, b *event.ActivitySet) []Ref {
 
 func (s *State) applyCheckin(k key, b *event.Checkin) []Ref {
 	a := s.activity(b.Activity)
-	f := checkinFact{Key: k, Resident: b.Resident, Out: b.Action == "out", Status: b.Status}
+	f := checkinFact{Key: k, Resident: b.Resident, Out: b.Action == "out", Status: b.Status, Act: b.Act}
 	if !insertSorted(&a.Checkins, f, compareCheckin) {
 		return nil
 	}
@@ -175,27 +178,53 @@ func (s *State) refoldActivity(a *activity) {
 	}
 	var confirmedAt []kioskResident
 	updated := a.Updated
+	var win event.Window // no definition yet: everything is attendance until it comes
 	if a.Def != nil {
 		updated = max(updated, a.Def.Key.HLC)
+		win = a.Def.Set.Window()
 	}
 	for _, c := range a.Checkins {
 		updated = max(updated, c.Key.HLC)
+		at := c.Key.HLC.WallMillis()
+		act := c.Act
+		if act == "" || c.Out {
+			// A kiosk that did not know the activity left the act to
+			// the hub: the event's own time decides, as a kiosk would
+			// have. A kiosk's own judgement stands (the activity may have
+			// moved since), so the fold depends on the facts alone.
+			act = win.Act(at)
+		}
+		if !c.Out && act == event.ActEnded {
+			if c.Status == event.StatusConfirmed {
+				// The kiosk's account exists whatever the window says
+				// (it may move), so the set of accounts depends on the
+				// facts alone.
+				a.share(c.Key.Device)
+			}
+			continue // after the end: no seat, no attendance
+		}
 		i := get(c.Resident)
-		at := &atts[i]
+		res := &atts[i]
 		if c.Out {
-			at.Left = true
+			res.Left = true
 			if openIn[i] >= 0 {
-				at.Millis += c.Key.HLC.WallMillis() - openIn[i]
+				// Hours only from attendance, and only inside the window.
+				res.Millis += win.Clamp(openIn[i], at)
 				openIn[i] = -1
 			}
 			continue
 		}
-		openIn[i] = c.Key.HLC.WallMillis() // the latest check-in counts
-		if !at.CheckedIn {
-			at.CheckedIn, at.FirstIn = true, c.Key
+		if act == event.ActSignup {
+			res.SignedUp = true
+		} else {
+			res.Attended = true
+			openIn[i] = at // the latest check-in counts
+		}
+		if !res.CheckedIn {
+			res.CheckedIn, res.FirstIn = true, c.Key
 		}
 		if c.Status == event.StatusConfirmed {
-			at.Confirmed = true
+			res.Confirmed = true
 			confirmedAt = append(confirmedAt, kioskResident{c.Key.Device, i})
 		}
 	}
@@ -240,6 +269,7 @@ func (s *State) refoldActivity(a *activity) {
 		a.Waitlist = append(a.Waitlist, atts[i].Resident)
 	}
 	a.Attendees = atts
+	s.countActivityRatings(a)
 
 	for kiosk := range used {
 		a.share(kiosk) // a kiosk that confirms without a grant still gets an account
@@ -265,6 +295,26 @@ func (s *State) refoldActivity(a *activity) {
 	}
 }
 
+// countActivityRatings counts the ratings of an activity by residents who
+// attended it; the others are kept (a check-in may still arrive) but
+// counted as ignored. Called from the refold, so the counts follow the
+// attendance whatever order ratings and check-ins arrive in.
+func (s *State) countActivityRatings(a *activity) {
+	rs := s.ratings[a.ID]
+	if rs == nil {
+		return
+	}
+	rs.Count, rs.Sum, rs.Ignored = 0, 0, 0
+	for res, f := range rs.Latest {
+		if at := a.attendee(res); at == nil || !at.Attended {
+			rs.Ignored++
+			continue
+		}
+		rs.Count++
+		rs.Sum += uint32(f.Score)
+	}
+}
+
 // Activity is a merged activity as the hub API serves it.
 type Activity struct {
 	ID       string `json:"id"`
@@ -285,8 +335,17 @@ type Activity struct {
 	// Seated counts confirmed residents who have not checked out; it never
 	// exceeds Capacity.
 	Seated uint32 `json:"seated"`
-	// Attendance counts confirmed residents who checked in.
+	// Attendance counts confirmed residents who checked in inside the
+	// check-in window (到场签到); a sign-up ahead of it is not attendance.
 	Attendance uint32 `json:"attendance"`
+	// Signups counts residents who signed up before the window (报名),
+	// whether they came or not.
+	Signups uint32 `json:"signups"`
+	// Attended lists residents who checked in inside the window, by id.
+	Attended []string `json:"attended"`
+	// CheckinOpens is the start of the attendance window (Unix
+	// milliseconds; absent without a start).
+	CheckinOpens int64 `json:"checkin_opens,omitempty"`
 	// Hours lists attended time per resident, by resident.
 	Hours   []Hours       `json:"hours"`
 	Kiosks  []KioskLedger `json:"kiosks"`
@@ -328,13 +387,20 @@ func (s *State) Activity(id string) (Activity, error) {
 		ID: a.ID, Title: d.Title, Kind: d.Type, Site: d.Site, Start: d.Start, End: d.End, Capacity: d.Capacity,
 		Confirmed: []string{}, Waitlist: append([]string{}, a.Waitlist...), Left: []string{}, Hours: []Hours{},
 		Kiosks: []KioskLedger{}, Seated: a.Seated, Reserve: a.Reserve, Rating: s.Rating(id), Updated: a.Updated,
+		Attended: []string{}, CheckinOpens: d.Window().Opens,
 	}
 	for _, at := range a.Attendees {
 		if at.Confirmed {
 			out.Confirmed = append(out.Confirmed, at.Resident)
-			if at.CheckedIn {
+			if at.Attended {
 				out.Attendance++
 			}
+		}
+		if at.SignedUp {
+			out.Signups++
+		}
+		if at.Attended {
+			out.Attended = append(out.Attended, at.Resident)
 		}
 		if at.Left {
 			out.Left = append(out.Left, at.Resident)
@@ -405,7 +471,16 @@ type ActivityView struct {
 	SeatsLeft uint32        `cbor:"10,keyasint" json:"seats_left"`
 	Kiosks    []KioskShare  `cbor:"11,keyasint" json:"kiosks"` // by device
 	Updated   hlc.Timestamp `cbor:"12,keyasint" json:"updated"`
+	// CheckinOpens is when attendance check-in opens (Unix milliseconds;
+	// 0: from the first moment): before it a check-in is a sign-up.
+	CheckinOpens int64 `cbor:"13,keyasint,omitempty" json:"checkin_opens,omitempty"`
+	// Attended lists residents who checked in inside the window, sorted:
+	// only they may rate the activity.
+	Attended []string `cbor:"14,keyasint,omitempty" json:"attended,omitempty"`
 }
+
+// Window is the attendance window of the activity the view shows.
+func (v *ActivityView) Window() event.Window { return event.Window{Opens: v.CheckinOpens, End: v.End} }
 
 // KioskShare is a kiosk's share as the hub sends it down.
 type KioskShare struct {
@@ -421,7 +496,11 @@ func (s *State) ActivityView(id string) (ActivityView, error) {
 		return ActivityView{}, err
 	}
 	v := ActivityView{ID: act.ID, Title: act.Title, Kind: act.Kind, Site: act.Site, Start: act.Start, End: act.End,
-		Capacity: act.Capacity, Confirmed: act.Confirmed, Waitlist: act.Waitlist, Kiosks: []KioskShare{}, Updated: act.Updated}
+		Capacity: act.Capacity, Confirmed: act.Confirmed, Waitlist: act.Waitlist, Kiosks: []KioskShare{}, Updated: act.Updated,
+		CheckinOpens: act.CheckinOpens, Attended: act.Attended}
+	if len(v.Attended) == 0 {
+		v.Attended = nil
+	}
 	if act.Capacity > act.Seated {
 		v.SeatsLeft = act.Capacity - act.Seated
 	}

@@ -14,7 +14,9 @@ type AttendanceRow struct {
 	Resident  string        `json:"resident"`
 	Confirmed bool          `json:"confirmed"`
 	Waitlist  int           `json:"waitlist,omitempty"` // 1-based place on the waitlist, 0 if not on it
-	CheckedIn bool          `json:"checked_in"`
+	CheckedIn bool          `json:"checked_in"`         // signed up or attended
+	SignedUp  bool          `json:"signed_up"`          // checked in before the window (报名)
+	Attended  bool          `json:"attended"`           // checked in inside the window (到场签到)
 	FirstIn   hlc.Timestamp `json:"first_in,omitempty"`
 	Left      bool          `json:"left"`
 	Millis    int64         `json:"millis"` // attended time of matched in/out pairs
@@ -33,7 +35,7 @@ func (s *State) Attendance(id string) ([]AttendanceRow, error) {
 	out := make([]AttendanceRow, 0, len(a.Attendees))
 	for _, at := range a.Attendees {
 		row := AttendanceRow{Resident: at.Resident, Confirmed: at.Confirmed, Waitlist: place[at.Resident],
-			CheckedIn: at.CheckedIn, Left: at.Left, Millis: at.Millis}
+			CheckedIn: at.CheckedIn, SignedUp: at.SignedUp, Attended: at.Attended, Left: at.Left, Millis: at.Millis}
 		if at.CheckedIn {
 			row.FirstIn = at.FirstIn.HLC
 		}
@@ -79,6 +81,9 @@ func (s *State) RatingPoints(site string) []RatingPoint {
 		}
 		rs := s.ratings[target]
 		for _, res := range sortedKeys(rs.Latest) {
+			if s.ratingIgnored(target, res) {
+				continue // not an attendee's: the summaries leave it out too
+			}
 			f := rs.Latest[res]
 			q := p
 			q.Score, q.Comment, q.HLC = f.Score, f.Comment, f.Key.HLC

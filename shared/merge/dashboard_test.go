@@ -24,8 +24,8 @@ func TestAttendanceAndRatingPoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []merge.AttendanceRow{
-		{Resident: "R1", Confirmed: true, CheckedIn: true, FirstIn: at(10), Left: true, Millis: 3_600_000},
-		{Resident: "R2", Waitlist: 1, CheckedIn: true, FirstIn: at(20)},
+		{Resident: "R1", Confirmed: true, CheckedIn: true, Attended: true, FirstIn: at(10), Left: true, Millis: 3_600_000},
+		{Resident: "R2", Waitlist: 1, CheckedIn: true, Attended: true, FirstIn: at(20)},
 	}
 	if !slices.Equal(rows, want) {
 		t.Fatalf("attendance\n got %+v\nwant %+v", rows, want)

@@ -217,7 +217,7 @@ func TestLedger(t *testing.T) {
 		return &merge.ActivityView{ID: act, Capacity: capacity, Kiosks: []merge.KioskShare{{Device: "k1", Granted: granted, Recalled: recalled}}}
 	}
 	confirm := func(l *merge.Ledger, r string, hubConfirmed bool) string {
-		answer, status := l.Decide(r, hubConfirmed)
+		answer, status := l.Decide(r, hubConfirmed, false)
 		l.Record(checkin(r, "in", status))
 		return answer
 	}
@@ -247,7 +247,7 @@ func TestLedger(t *testing.T) {
 	if l.Used != 2 || l.Available() != 0 {
 		t.Fatalf("used %d available %d, want 2 and 0", l.Used, l.Available())
 	}
-	if _, status := l.Decide("R4", true); status != "" {
+	if _, status := l.Decide("R4", true, false); status != "" {
 		t.Fatalf("a check-in of a resident the hub confirmed records status %q, want none", status)
 	}
 	// A stale view changes nothing; a recall asks for what is left.
@@ -313,6 +313,44 @@ func TestDecisionSite(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := s.DecisionSite(tt.body); got != tt.want {
 				t.Fatalf("DecisionSite = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestLedgerFullOnlyWhenTheHubIsToo: a kiosk whose share is used up (or
+// was never granted) answers "recorded" while the hub's view shows seats
+// it does not hold, and "waitlisted" (full) only when none are left; a
+// first resident at a kiosk with no share was told "full" and confirmed
+// from the reserve moments later.
+func TestLedgerFullOnlyWhenTheHubIsToo(t *testing.T) {
+	tests := []struct {
+		name          string
+		view          merge.ActivityView
+		confirmedHere []string
+		want          string
+	}{
+		{"no share, one seat at the hub", merge.ActivityView{ID: act, Capacity: 1, SeatsLeft: 1}, nil, event.StatusRecorded},
+		{"no share, nothing left", merge.ActivityView{ID: act, Capacity: 1, SeatsLeft: 0}, nil, event.StatusWaitlisted},
+		{"share used, the view has not seen ours yet", merge.ActivityView{ID: act, Capacity: 2, SeatsLeft: 1,
+			Kiosks: []merge.KioskShare{{Device: "k1", Granted: 1}}}, []string{"R9"}, event.StatusWaitlisted},
+		{"share used and seen, one more at the hub", merge.ActivityView{ID: act, Capacity: 3, SeatsLeft: 2, Confirmed: []string{"R9"},
+			Kiosks: []merge.KioskShare{{Device: "k1", Granted: 1}}}, []string{"R9"}, event.StatusRecorded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := merge.NewLedger(act)
+			l.Sync(&tt.view, "k1")
+			for _, r := range tt.confirmedHere {
+				a, st := l.Decide(r, false, false)
+				if a != event.StatusConfirmed {
+					t.Fatalf("setup: %s answered %s", r, a)
+				}
+				l.Record(checkin(r, "in", st))
+			}
+			answer, status := l.Decide("R1", false, l.HubMaySeat(&tt.view))
+			if answer != tt.want || status != tt.want {
+				t.Fatalf("answer %s status %s, want %s", answer, status, tt.want)
 			}
 		})
 	}

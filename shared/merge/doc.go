@@ -42,11 +42,18 @@
 //   - Access lists are last-writer-wins by key per (site, building), as a
 //     whole: an operator sends a building's whole list each time. Cards are
 //     keyed hashes (shared/accesslist); the merge never sees one in clear.
-//   - Attendance: check-ins are a grow-only set. Per (activity, resident),
-//     in key order, each check-out pairs with the latest check-in since the
+//   - Attendance: check-ins are a grow-only set. An activity's check-in
+//     window runs from CheckinOpens minutes before its start to its end. A
+//     check-in is what its kiosk judged it (Act), or else what its HLC time
+//     says against the window of the winning ActivitySet: a sign-up before
+//     the window (takes a seat, is not attendance), attendance inside it,
+//     and nothing after the end. Per (activity, resident), in key order,
+//     each check-out pairs with the latest attendance check-in since the
 //     previous check-out (a repeated tap restarts the clock); a check-out
 //     with no open check-in and a check-in never closed add nothing. Hours
-//     are the sum of those pairs' wall-clock spans in milliseconds.
+//     are the sum of those pairs' wall-clock spans, clamped to the window,
+//     in milliseconds. An activity's ratings count only from residents who
+//     attended; the others are kept and counted as ignored.
 //
 // # Seats: escrow
 //

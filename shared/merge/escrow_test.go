@@ -114,7 +114,11 @@ func (s *escrowSim) apply(ev event.Event) {
 // once when send is set (otherwise it sits in the outbox for a while).
 func (s *escrowSim) checkin(k *kioskSim, resident string, send bool) string {
 	hubConfirmed := k.view != nil && slices.Contains(k.view.Confirmed, resident)
-	answer, status := k.ledger.Decide(resident, hubConfirmed)
+	hubMaySeat := k.view != nil && k.ledger.HubMaySeat(k.view)
+	answer, status := k.ledger.Decide(resident, hubConfirmed, hubMaySeat)
+	if answer == event.StatusWaitlisted && k.view != nil && int64(k.view.SeatsLeft) > int64(len(k.ledger.Residents))+int64(k.ledger.Available()) {
+		s.t.Fatalf("kiosk %s told %s full while its view shows %d seats left", k.id, resident, k.view.SeatsLeft)
+	}
 	if hubConfirmed && answer != event.StatusConfirmed {
 		s.t.Fatalf("kiosk %s told %s %q, but its replica shows them confirmed", k.id, resident, answer)
 	}

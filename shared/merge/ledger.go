@@ -69,7 +69,12 @@ func (l *Ledger) confirmedHere(resident string) bool {
 // So an event's status "confirmed" always means a seat of this kiosk's
 // share (or a repeat of one), which is what the hub counts in used_k; a
 // confirmation is never taken back.
-func (l *Ledger) Decide(resident string, hubConfirmed bool) (answer, status string) {
+//
+// When the share is used up but the hub may still have a seat (hubMaySeat:
+// its view shows seats neither seated nor held here), the answer is
+// recorded, recorded: the hub confirms from its reserve or after a recall,
+// and telling the resident "full" would be untrue.
+func (l *Ledger) Decide(resident string, hubConfirmed, hubMaySeat bool) (answer, status string) {
 	switch {
 	case !l.Known:
 		return event.StatusRecorded, event.StatusRecorded
@@ -79,8 +84,28 @@ func (l *Ledger) Decide(resident string, hubConfirmed bool) (answer, status stri
 		return event.StatusConfirmed, ""
 	case l.Available() > 0:
 		return event.StatusConfirmed, event.StatusConfirmed
+	case hubMaySeat:
+		return event.StatusRecorded, event.StatusRecorded
 	}
 	return event.StatusWaitlisted, event.StatusWaitlisted
+}
+
+// HubMaySeat tells whether the hub may still have a seat beyond this
+// kiosk's share, by the last view: seats not seated there, less those this
+// kiosk confirmed that the view does not list yet and those still free
+// here. Those seats are in the hub's reserve or unused at other kiosks,
+// which a recall brings back.
+func (l *Ledger) HubMaySeat(v *ActivityView) bool {
+	if v.Capacity == 0 {
+		return true
+	}
+	var unseen int64
+	for _, r := range l.Residents {
+		if _, ok := slices.BinarySearch(v.Confirmed, r); !ok {
+			unseen++
+		}
+	}
+	return int64(v.SeatsLeft)-unseen-int64(l.Available()) > 0
 }
 
 // Record folds in an event the kiosk recorded itself: a check-in of this

@@ -365,6 +365,13 @@ func Decode(data []byte) (*State, error) {
 	maps.Copy(s.alarms, w.Alarms)
 	maps.Copy(s.ratings, w.Ratings)
 	maps.Copy(s.access, w.Access)
+	// Derived fields are recomputed from the facts: a snapshot written
+	// before a derived field existed (sign-up and attendance, ratings
+	// counted from attendees) reads as the facts say. The fold is pure, so
+	// a current snapshot is unchanged by it.
+	for _, id := range sortedKeys(s.activities) {
+		s.refoldActivity(s.activities[id])
+	}
 	return s, nil
 }
 

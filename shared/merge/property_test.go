@@ -60,15 +60,26 @@ func genFacts(t *rapid.T) []merge.Fact {
 		case 3, 4, 5:
 			add(kiosk.Draw(t, "dev"), &event.Checkin{Resident: resident.Draw(t, "res"), Activity: activity.Draw(t, "act"),
 				Action: rapid.SampledFrom([]string{"in", "in", "out"}).Draw(t, "action"),
-				Status: rapid.SampledFrom([]string{"", "confirmed", "waitlisted", "recorded"}).Draw(t, "status")})
+				Status: rapid.SampledFrom([]string{"", "confirmed", "waitlisted", "recorded"}).Draw(t, "status"),
+				// "" leaves the act to the hub (the event's time against
+				// the window); a kiosk's own judgement stands.
+				Act: rapid.SampledFrom([]string{"", "", event.ActSignup, event.ActAttendance}).Draw(t, "check-in act")})
 		case 6:
 			g := rapid.Uint32Range(1, 4).Draw(t, "granted")
 			u := rapid.Uint32Range(0, 4).Draw(t, "used")
 			add(kiosk.Draw(t, "dev"), &event.Release{Activity: activity.Draw(t, "act"), Granted: g, Used: u,
 				Returned: g - min(g, u)})
 		case 7:
-			add(hub.Draw(t, "dev"), &event.ActivitySet{ID: activity.Draw(t, "act"), Title: "t", Type: "activity", Site: site,
-				Capacity: rapid.Uint32Range(0, 5).Draw(t, "capacity")})
+			// Windows that open and end amid the facts' times (0–40 ms):
+			// sign-ups, attendance and check-ins after the end all occur.
+			set := &event.ActivitySet{ID: activity.Draw(t, "act"), Title: "t", Type: "activity", Site: site,
+				Capacity: rapid.Uint32Range(0, 5).Draw(t, "capacity")}
+			if start := rapid.SampledFrom([]int64{0, 10, 20}).Draw(t, "start"); start > 0 {
+				zero := uint32(0)
+				set.Start, set.CheckinOpens = base+start, &zero
+				set.End = rapid.SampledFrom([]int64{0, set.Start + 10}).Draw(t, "end")
+			}
+			add(hub.Draw(t, "dev"), set)
 		case 8:
 			add(hub.Draw(t, "dev"), &event.Grant{Activity: activity.Draw(t, "act"), Kiosk: kiosk.Draw(t, "kiosk"),
 				Seats: rapid.Uint32Range(1, 4).Draw(t, "seats")})
@@ -208,6 +219,26 @@ func TestActivityAccounting(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := build(t, genFacts(t)...)
 		for _, a := range s.Activities("") {
+			// Only attendance counts: hours, the attendance figure and
+			// ratings come from residents who checked in inside the
+			// window, never from a sign-up alone.
+			for _, h := range a.Hours {
+				if !slices.Contains(a.Attended, h.Resident) {
+					t.Fatalf("%s: %s has hours but did not attend (%+v)", a.ID, h.Resident, a)
+				}
+			}
+			if int(a.Attendance) > len(a.Attended) {
+				t.Fatalf("%s: attendance %d of %d attended", a.ID, a.Attendance, len(a.Attended))
+			}
+			rs := s.Ratings(a.ID)
+			if n := a.Rating.Count + a.Rating.Ignored; int(n) != len(rs) {
+				t.Fatalf("%s: %d ratings counted or ignored of %d", a.ID, n, len(rs))
+			}
+			for _, r := range rs {
+				if r.Ignored == slices.Contains(a.Attended, r.Resident) {
+					t.Fatalf("%s: rating by %s ignored=%v, attended %v", a.ID, r.Resident, r.Ignored, a.Attended)
+				}
+			}
 			left := map[string]bool{}
 			for _, r := range a.Left {
 				left[r] = true

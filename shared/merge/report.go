@@ -299,6 +299,9 @@ type ratings struct {
 	Count   uint32        `cbor:"2,keyasint,omitempty"`
 	Sum     uint32        `cbor:"3,keyasint,omitempty"`
 	Updated hlc.Timestamp `cbor:"4,keyasint,omitempty"`
+	// Ignored counts activity ratings by residents who did not attend:
+	// kept, but not in Count and Sum.
+	Ignored uint32 `cbor:"5,keyasint,omitempty"`
 }
 
 type ratingFact struct {
@@ -312,6 +315,9 @@ type RatingSummary struct {
 	Count uint32  `cbor:"1,keyasint" json:"count"`
 	Sum   uint32  `cbor:"2,keyasint" json:"sum"`
 	Mean  float64 `cbor:"3,keyasint" json:"mean"` // 0 without ratings
+	// Ignored counts ratings of an activity by residents who did not
+	// attend it: the merge leaves them out of the count and the mean.
+	Ignored uint32 `cbor:"4,keyasint,omitempty" json:"ignored,omitempty"`
 }
 
 // RatingEntry is one resident's latest rating of a target.
@@ -320,6 +326,9 @@ type RatingEntry struct {
 	Score    int           `json:"score"`
 	Comment  string        `json:"comment,omitempty"`
 	HLC      hlc.Timestamp `json:"hlc"`
+	// Ignored is set on a rating of an activity by a resident who did not
+	// attend it: not counted.
+	Ignored bool `json:"ignored,omitempty"`
 }
 
 // isReportID tells report targets (DEVICE.SEQ) from activity ids, which
@@ -349,16 +358,34 @@ func (s *State) applyRating(k key, b *event.Rating) []Ref {
 	}
 	a := s.activity(b.Target)
 	a.Updated = max(a.Updated, k.HLC)
+	s.touchActivity(a) // counts only attendees' ratings
 	return a.ref()
+}
+
+// ratingIgnored tells whether resident's rating of target is left out: an
+// activity they did not attend.
+func (s *State) ratingIgnored(target, resident string) bool {
+	if isReportID(target) {
+		return false
+	}
+	a := s.activities[target]
+	if a == nil {
+		return true
+	}
+	at := a.attendee(resident)
+	return at == nil || !at.Attended
 }
 
 // Rating summarises the latest ratings of a report or activity.
 func (s *State) Rating(target string) RatingSummary {
 	rs := s.ratings[target]
-	if rs == nil || rs.Count == 0 {
+	if rs == nil {
 		return RatingSummary{}
 	}
-	return RatingSummary{Count: rs.Count, Sum: rs.Sum, Mean: float64(rs.Sum) / float64(rs.Count)}
+	if rs.Count == 0 {
+		return RatingSummary{Ignored: rs.Ignored}
+	}
+	return RatingSummary{Count: rs.Count, Sum: rs.Sum, Mean: float64(rs.Sum) / float64(rs.Count), Ignored: rs.Ignored}
 }
 
 // Ratings lists the residents' latest ratings of a target by resident.
@@ -367,7 +394,8 @@ func (s *State) Ratings(target string) []RatingEntry {
 	if rs := s.ratings[target]; rs != nil {
 		for _, res := range sortedKeys(rs.Latest) {
 			f := rs.Latest[res]
-			out = append(out, RatingEntry{Resident: res, Score: f.Score, Comment: f.Comment, HLC: f.Key.HLC})
+			out = append(out, RatingEntry{Resident: res, Score: f.Score, Comment: f.Comment, HLC: f.Key.HLC,
+				Ignored: s.ratingIgnored(target, res)})
 		}
 	}
 	return out

@@ -183,8 +183,9 @@ func TestRatingLatestWins(t *testing.T) {
 			}
 		})
 	}
-	// Activities are rated too; their id has no dot.
-	s := build(t, fact(t, "k1", 1, 0, &event.Rating{Resident: "R1", Target: "A7", Score: 3}))
+	// Activities are rated too, by those who attended; their id has no dot.
+	s := build(t, fact(t, "k1", 1, 0, &event.Rating{Resident: "R1", Target: "A7", Score: 3}),
+		fact(t, "k1", 2, 0, &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Act: event.ActAttendance}))
 	if got := s.Rating("A7"); got.Count != 1 || got.Sum != 3 {
 		t.Fatalf("activity rating %+v", got)
 	}

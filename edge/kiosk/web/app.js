@@ -548,6 +548,10 @@
         if (S.prevStatus[a.id] === 'waitlisted' && a.status === 'confirmed') {
           S.movedUp.add(a.id);
           toast(t('act.moved_up', { title: a.title }), 'ok');
+        } else if (S.prevStatus[a.id] === 'recorded' && a.status === 'confirmed') {
+          // Recorded, awaiting the hub: now confirmed, which is no move
+          // up from a waitlist the resident was never told of.
+          toast(t('act.confirmed_later', { title: a.title }), 'ok');
         }
         S.prevStatus[a.id] = a.status || '';
       }
@@ -593,8 +597,10 @@
     // The replica's standing, else this kiosk's own record of a check-in
     // the hub has not answered yet.
     const st = left ? 'left' : a.status || (last && last.action === 'in' ? last.status || 'recorded' : 'none');
+    // "Full" is never shown to a resident who holds a seat.
     const seats = a.capacity > 0 ?
-      (a.seats_left > 0 ? t('act.seats_left', { n: a.seats_left, cap: a.capacity }) : t('act.full', { cap: a.capacity })) :
+      (a.seats_left > 0 ? t('act.seats_left', { n: a.seats_left, cap: a.capacity }) :
+        t(st === 'confirmed' ? 'act.full_yours' : 'act.full', { cap: a.capacity })) :
       t('act.no_limit');
     const when = a.start ? (fmtTime(a.start) + (a.end ? ' – ' + fmtTime(a.end, false) : '')) : '';
     const actions = [];
@@ -605,28 +611,45 @@
         const r = await post('api/v1/checkins', { resident: S.resident, activity: a.id, action });
         if (gen !== S.gen) return;
         if (!r.ok) { showErr(msg, r.error); return; }
-        const res = action === 'out' ? 'out' : r.data.status;
-        S.prevStatus[a.id] = action === 'out' ? S.prevStatus[a.id] : res;
+        // The standing first, then one answer that agrees with it: the hub
+        // may have confirmed the resident already, and "full" next to
+        // "seat confirmed" is two answers to one tap.
+        S.acts = await fetchMine();
+        if (gen !== S.gen) return;
+        const now = S.acts && S.acts.acts ? S.acts.acts.find((x) => x.id === a.id) : null;
+        let res = action === 'out' ? 'out' : r.data.status;
+        if (res !== 'out' && now && now.status === 'confirmed') res = 'confirmed';
+        if (res === 'recorded' && r.data.act) res = 'pending'; // known here, awaiting the hub's seat
+        if (res === 'confirmed' && r.data.act === 'signup') res = 'signup';
+        if (action !== 'out') S.prevStatus[a.id] = (now && now.status) || r.data.status;
         S.lastResult = { id: a.id, result: res };
         toast(t('act.result.' + res, { title: a.title }), res === 'waitlisted' ? 'calm' : 'ok');
-        S.acts = await fetchMine();
-        if (gen === S.gen && S.screen === 'activities') refreshList();
+        if (S.screen === 'activities') refreshList();
       });
     };
-    if (st === 'none') actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') }, t('act.checkin')));
-    else if (!left) actions.push(h('button', { type: 'button', 'data-key': 'out-' + a.id, onclick: checkin('out') }, t(st === 'waitlisted' ? 'act.leave_waitlist' : 'act.checkout')));
-    if (a.status === 'confirmed') {
+    // Before the check-in window a check-in is a sign-up, inside it
+    // attendance: one who signed up checks in again on the day.
+    const ended = a.act === 'ended';
+    if (!ended && !left && (st === 'none' || (a.act === 'attendance' && !a.attended))) {
+      actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') },
+        t(a.act === 'signup' ? 'act.signup' : 'act.checkin')));
+    }
+    if (st !== 'none' && !left && !ended) actions.push(h('button', { type: 'button', 'data-key': 'out-' + a.id, onclick: checkin('out') }, t(st === 'waitlisted' ? 'act.leave_waitlist' : 'act.checkout')));
+    if (a.attended) {
       actions.push(h('button', { type: 'button', 'data-key': 'rate-' + a.id, onclick: () => rateAgain({ target: a.id, title: a.title, kind: 'activity' }) }, t('act.rate')));
     }
     // The answer to the last tap on this card, while it still holds (a move
     // up from the waitlist supersedes "waitlisted").
     let result = S.lastResult && S.lastResult.id === a.id ? S.lastResult.result : '';
-    if (result && (result === 'out' ? !left : a.status && result !== a.status)) result = '';
+    const resultStatus = { signup: 'confirmed', pending: 'recorded' }[result] || result;
+    if (result && (result === 'out' ? !left : a.status && resultStatus !== a.status)) result = '';
     return h('article', { class: 'card act', 'data-id': a.id, 'data-status': st, 'data-result': result || null },
       h('div', { class: 'card-head' }, h('span', { class: 'badge kind-' + a.kind, text: t('kind.' + a.kind) }),
         h('span', { class: 'badge st-' + st, text: t('act.status.' + st) })),
       h('h3', { text: a.title || a.id }),
       when ? h('p', { class: 'meta', text: when }) : '',
+      ended ? h('p', { class: 'note', text: t('act.ended') }) :
+        a.act === 'signup' && a.checkin_opens ? h('p', { class: 'meta', text: t('act.opens', { time: fmtTime(a.checkin_opens) }) }) : '',
       h('p', { class: 'seats' + (a.capacity > 0 && a.seats_left === 0 ? ' full' : ''), text: seats }),
       S.movedUp.has(a.id) && a.status === 'confirmed' ? h('p', { class: 'good', text: t('act.moved_up_note') }) : '',
       result ? h('p', { class: 'result r-' + result, text: t('act.result.' + result, { title: a.title }) }) : '',
@@ -857,7 +880,7 @@
       if (rated.status === 200 && Array.isArray(rated.data)) for (const x of rated.data) prior[x.target] = x.score;
       const targets = [
         ...reps.data.filter((x) => x.status === 'resolved').map((x) => ({ target: x.id, title: x.title, kind: 'report' })),
-        ...acts.data.filter((x) => x.status === 'confirmed').map((x) => ({ target: x.id, title: x.title, kind: 'activity' })),
+        ...acts.data.filter((x) => x.attended).map((x) => ({ target: x.id, title: x.title, kind: 'activity' })),
       ];
       swap(list, targets.length ? targets.map((x) => h('article', { class: 'card', 'data-id': x.target },
         h('div', { class: 'card-head' }, h('span', { class: 'badge', text: t('rate.kind.' + x.kind) })),

@@ -621,7 +621,7 @@ async function loadActivities() {
     return el('div', { class: 'act', 'data-activity': a.id },
       el('h3', {}, `${a.title} `, el('span', { class: 'badge' }, t('act.kind.' + a.kind))),
       el('p', { class: 'muted' }, [a.start_time ? fmtTime(a.start_time) : '', a.end_time ? '– ' + fmtTime(a.end_time) : ''].join(' ')),
-      el('p', {}, t('act.summary', { confirmed: a.confirmed.length, capacity: a.capacity || '∞', waitlist: a.waitlist.length, attendance: a.attendance, hours: hours.toFixed(1) })),
+      el('p', {}, t('act.summary', { confirmed: a.confirmed.length, capacity: a.capacity || '∞', waitlist: a.waitlist.length, attendance: a.attendance, signups: a.signups || 0, hours: hours.toFixed(1) })),
       a.waitlist.length ? el('p', { class: 'muted' }, a.waitlist.join(', ')) : null,
       el('a', { href: `/api/v1/activities/${encodeURIComponent(a.id)}/attendance.csv`, download: `attendance-${a.id}.csv`, 'data-csv': a.id }, t('act.csv')));
   }));
