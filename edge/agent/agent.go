@@ -218,6 +218,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
+		api.Gateway, api.Building = a.gateway, cfg.Building
 	}
 	a.srv = &http.Server{
 		Handler:           a.handler(api),

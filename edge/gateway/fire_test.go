@@ -73,7 +73,7 @@ func TestFireRules(t *testing.T) {
 					}
 					recs = append(recs, f.Temperature("T", v, at)...)
 				case "settle":
-					recs = append(recs, f.Settle()...)
+					recs = append(recs, f.Settle(func(string) bool { return true })...)
 				}
 			}
 			if got := alarms(recs); got != tt.want {

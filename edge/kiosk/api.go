@@ -52,6 +52,13 @@ type Replica interface {
 	Reports(category, building string, open bool) (any, error)
 }
 
+// Gateway applies a gateway's rules to what is posted to it.
+type Gateway interface {
+	// Reading records a reading after raising or clearing the alarm it
+	// implies, as for a wired sensor; errors as Log.Append.
+	Reading(ctx context.Context, r *event.Reading) (event.Event, error)
+}
+
 // Roles of an edge.
 const (
 	RoleKiosk   = "kiosk"
@@ -74,6 +81,11 @@ type API struct {
 	// sent or looked up (a site that treats resident numbers as personal
 	// data); nil keeps ids as given.
 	Pseudonym func(resident string) string
+
+	// Gateways only: the rules readings go through (nil records them as
+	// plain telemetry), and the building access events happen in.
+	Gateway  Gateway
+	Building string
 
 	// Kiosks only: the settings the UI reads and what residents did here.
 	Kiosk     *Info     // optional
@@ -272,7 +284,7 @@ func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Access{Door: req.Door, Credential: req.Credential, Result: req.Result})
+	return a.write(w, r, &event.Access{Door: req.Door, Credential: req.Credential, Result: req.Result, Building: a.Building})
 }
 
 func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {
@@ -288,7 +300,19 @@ func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v})
+	rd := &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v}
+	if a.Gateway == nil {
+		return a.write(w, r, rd)
+	}
+	if err := rd.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	ev, err := a.Gateway.Reading(r.Context(), rd)
+	if err != nil {
+		return a.storeError(err)
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
+	return nil
 }
 
 // readingValue accepts a number, or for smoke and water a boolean.

@@ -172,18 +172,23 @@ func isFact(ev *event.Event) bool {
 		return false
 	case event.KindAccess:
 		// Most access events are plain door decisions: a body without the
-		// text "forced" anywhere cannot hold that result, and needs no
-		// decoding to tell (a catch-up brings hundreds of thousands).
-		if !bytes.Contains(ev.Body, forced) {
+		// text "forced" or "held_open" anywhere cannot hold those results,
+		// and needs no decoding to tell (a catch-up brings hundreds of
+		// thousands).
+		if !bytes.Contains(ev.Body, forced) && !bytes.Contains(ev.Body, heldOpen) {
 			return false
 		}
 		b, err := ev.Decode()
-		return err == nil && b.(*event.Access).Result == "forced"
+		if err != nil {
+			return false
+		}
+		r := b.(*event.Access).Result
+		return r == "forced" || r == "held_open"
 	}
 	return true
 }
 
-var forced = []byte("forced")
+var forced, heldOpen = []byte("forced"), []byte("held_open")
 
 func factKey(site, device string, seq uint64) []byte {
 	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
