@@ -88,8 +88,9 @@ type API struct {
 	Building string
 
 	// Kiosks only: the settings the UI reads and what residents did here.
-	Kiosk     *Info     // optional
-	Residents Residents // optional
+	Kiosk     *Info      // optional
+	Residents Residents  // optional
+	Alarms    *AlarmFeed // optional: the alarms residents see, pushed
 
 	requests *prometheus.CounterVec
 }
@@ -127,6 +128,8 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/reports", a.getReports)
 	handle("GET /api/v1/sync", a.getSync)
 	handle("GET /api/v1/kiosk", a.kioskOnly(a.getKiosk))
+	handle("GET /api/v1/alarms", a.kioskOnly(a.getAlarms))
+	handle("GET /api/v1/alarms/stream", a.kioskOnly(a.streamAlarms))
 	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
 	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
@@ -145,6 +148,10 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (flushes and
+// deadlines of the alarm stream).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (a *API) gatewayOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
