@@ -531,6 +531,7 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
+	reg.MustRegister(alarmCollector{read: h.state.Read, now: time.Now})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",
 		Help: "Devices whose status is online."}, func() float64 {
 		n := 0
