@@ -219,6 +219,12 @@ func TestDashboard(t *testing.T) {
 	d.click(`#map [data-building="B3"]`)
 	d.Wait(uiWait, "B3's panel", `document.getElementById('building-panel').dataset.building === 'B3' && !!document.querySelector('#building-panel [data-alarm-id]') && !!document.querySelector('#building-panel [data-sensor="B3-smoke-1"]')`)
 
+	// The alarm's history: raised, acknowledged by op1 (the refused clear
+	// left no trace).
+	d.nav("live")
+	d.click(`#hist-search`)
+	d.Wait(uiWait, "the alarm's history", `!!document.querySelector('#hist-list [data-open="1"] [data-what="raised"]') && !!document.querySelector('#hist-list [data-what="acked"]') && !document.querySelector('#hist-list [data-what="cleared"]')`)
+
 	// A report filed at a kiosk reaches the triage queue live and is
 	// triaged to resolved; the kiosk then shows it resolved.
 	d.nav("triage")

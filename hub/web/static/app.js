@@ -409,6 +409,20 @@ async function alarmAction(a, what) {
   }
   await loadAlarms();
 }
+// History: every alarm of the site, closed ones too, with its transitions,
+// narrowed by building, kind and days (local midnight to midnight).
+async function loadHistory() {
+  const day = (v, end) => v ? new Date(v + (end ? 'T23:59:59' : 'T00:00:00')).toISOString() : '';
+  const list = await api('GET', q('/api/v1/alarms/history', { site: S.site, building: $('#hist-building').value.trim(),
+    kind: $('#hist-kind').value, from: day($('#hist-from').value, false), to: day($('#hist-to').value, true) }));
+  $('#hist-list').replaceChildren(...(list.length ? list.map(a => el('li', { class: 'alarm-hist', 'data-alarm-id': a.id, 'data-open': a.open ? 1 : 0 },
+    el('span', { class: 'badge sev' }, t('alarm.sev.' + a.severity)),
+    el('strong', {}, `${t('alarm.kind.' + a.kind)} · ${where(a)}`),
+    el('span', { class: 'badge ' + (a.open ? 'off' : 'on') }, t(a.open ? 'hist.open' : 'hist.closed')),
+    el('ol', { class: 'transitions' }, a.transitions.map(tr => el('li', { 'data-what': tr.what },
+      `${fmtTime(tr.at)} ${t('hist.what.' + tr.what)}${tr.who ? ' · ' + tr.who : ''}${tr.note ? ' · ' + tr.note : ''}`))))) :
+    [el('li', { class: 'muted' }, t('hist.none'))]));
+}
 // An unacknowledged fire alarm keeps sounding until someone acknowledges it.
 setInterval(() => {
   if (S.alarms.some(a => !a.acked && a.severity === 'critical')) cue();
@@ -703,6 +717,7 @@ async function init() {
   });
   ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
   $('#alarm-sort').addEventListener('change', renderAlarms);
+  $('#hist-form').addEventListener('submit', e => { e.preventDefault(); loadHistory().catch(err => toast(t('error.generic', { msg: err.message }), true)); });
   $('#r-bucket').addEventListener('change', loadRatings);
   $('#notice-form').addEventListener('submit', publishNotice);
   $('#activity-form').addEventListener('submit', createActivity);
