@@ -156,6 +156,7 @@ func New(opts Options) (*Gateway, error) {
 		d = d.withDefaults()
 		g.doorCfg[d.Name] = d
 		g.doors[d.Name] = NewDoor(d.Name, opts.Building, d.Unlock, cfg.ForcedGrace)
+		g.doors[d.Name].place = cfg.Places[d.Name]
 		if d.Reader != "" {
 			g.readerDoor[d.Reader] = d.Name
 		}

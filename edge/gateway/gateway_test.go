@@ -149,7 +149,7 @@ func rigConfig() Config {
 		Readers: []ReaderConfig{{Name: "R1", D0: "r1-d0", D1: "r1-d1"}},
 		Sensors: []SensorConfig{{Name: "smoke", Kind: SensorSmoke, Pin: "smoke-pin"}, {Name: "water", Kind: SensorWater, Pin: "water-pin"},
 			{Name: "env", Kind: SensorSHT3x, Bus: "env-bus"}},
-		Places: map[string]string{"bridge-smoke": "3号楼 1单元 楼道烟感"},
+		Places: map[string]string{"bridge-smoke": "3号楼 1单元 楼道烟感", "D1": "3号楼 东门"},
 	}
 }
 
@@ -397,6 +397,13 @@ func TestGatewayOnSimulator(t *testing.T) {
 		r.drive(t, "d1-contact", gpio.Low)
 		r.await(t, "access D1 close")
 		r.eventually(t, "forced sent on the priority path", func() bool { return strings.Contains(r.up.kinds(), "access D1 forced") })
+		for _, b := range r.all(t) {
+			if a, ok := b.(*event.Access); ok && a.Door == "D1" {
+				if want := map[bool]string{true: "3号楼 东门", false: ""}[a.Result == "forced"]; a.Place != want || a.Building != "B3" {
+					t.Errorf("%s at D1: place %q building %q, want place %q (alarms only) and B3", a.Result, a.Place, a.Building, want)
+				}
+			}
+		}
 	})
 	t.Run("a bounce is not a door event", func(t *testing.T) {
 		r.drive(t, "d1-contact", gpio.High)

@@ -79,6 +79,9 @@ type Access struct {
 	Result     string `cbor:"3,keyasint" json:"result"`
 	Building   string `cbor:"4,keyasint,omitempty" json:"building,omitempty"`
 	Reason     string `cbor:"5,keyasint,omitempty" json:"reason,omitempty"`
+	// Place is where the door is in words people use, on the alarms
+	// (forced, held_open) only: they open an alarm that shows it.
+	Place string `cbor:"6,keyasint,omitempty" json:"place,omitempty"`
 }
 
 // Reading is one sample of a sensor. Smoke and water are 0 or 1.
@@ -164,6 +167,7 @@ func (b *Access) Validate() error {
 		oneOf("result", b.Result, AccessResults, true),
 		optional(b.Building, func() error { return idField("building", b.Building) }),
 		oneOf("reason", b.Reason, AccessReasons, false),
+		text("place", b.Place, 0, 100),
 	)
 }
 

@@ -293,7 +293,7 @@ func (s *State) Apply(f Fact) ([]Ref, error) {
 		}
 		// The door's log says it happened; whether the door is still open is
 		// the gateway's to report (an alarm event), so this raise is momentary.
-		return s.applyAlarm(f.Site, b.Door, b.Result, alarmFact{Key: k, Op: opRaise, Building: b.Building, Momentary: true}), nil
+		return s.applyAlarm(f.Site, b.Door, b.Result, alarmFact{Key: k, Op: opRaise, Building: b.Building, Place: b.Place, Momentary: true}), nil
 	case *event.AlarmAck:
 		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opAck, Who: b.Who, Note: b.Note}), nil
 	case *event.AlarmClear:

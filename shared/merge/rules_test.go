@@ -288,10 +288,10 @@ func TestAlarmSeverityOrder(t *testing.T) {
 func TestForcedDoor(t *testing.T) {
 	s := sameBothWays(t,
 		fact(t, "g1", 1, 10, &event.Access{Door: "B3-main", Result: "granted", Credential: "C1", Building: "B3"}),
-		fact(t, "g1", 2, 20, &event.Access{Door: "B3-main", Result: "forced", Building: "B3"}),
+		fact(t, "g1", 2, 20, &event.Access{Door: "B3-main", Result: "forced", Building: "B3", Place: "3号楼 正门"}),
 	)
 	open := s.OpenAlarms(site)
-	if len(open) != 1 || open[0].Kind != "forced" || open[0].Source != "B3-main" || open[0].First != at(20) {
+	if len(open) != 1 || open[0].Kind != "forced" || open[0].Source != "B3-main" || open[0].First != at(20) || open[0].Place != "3号楼 正门" {
 		t.Fatalf("open alarms %+v, want one forced door", open)
 	}
 	// A forced opening is an event: no source stays active, so an
