@@ -45,6 +45,12 @@ func alarmLatency(ctx context.Context, e *runEnv) error {
 				lat latencies
 			}{"kiosk screen: full-screen alert in headless Chromium", r.screen})
 		}
+		if r.dscreen != nil {
+			figures = append(figures, struct {
+				to  string
+				lat latencies
+			}{"dashboard screen: active alarm in the banner, headless Chromium", r.dscreen})
+		}
 		for _, f := range figures {
 			p50, p99 := f.lat.pct(0.5), f.lat.pct(0.99)
 			e.res.add(Row{Scenario: "8 alarm latency (" + br + ")", Figure: fmt.Sprintf("smoke reading at the gateway → %s, %d alarms", f.to, len(f.lat)),
@@ -56,43 +62,45 @@ func alarmLatency(ctx context.Context, e *runEnv) error {
 		"holds the kiosk's `GET /api/v1/alarms/stream` open, as its page does; the time is when the list with the active alarm arrives "+
 		"(the page then draws it: TestKioskAlarmAlert sees the alert on screen 10–20 ms after the hub lists it). Dashboard: a client holds "+
 		"the hub's `GET /api/v1/stream` open and, on the `alarm` event, asks `GET /api/v1/alarms` as the dashboard does; the time is "+
-		"when that list shows the alarm active. Screen (when Chromium is installed): the kiosk's page in headless Chromium notes "+
-		"(Date.now(), same clock) each time its full-screen alert appears.", alarmRounds)
+		"when that list shows the alarm active. Screens (when Chromium is installed): the kiosk's page, and the dashboard logged in "+
+		"with the admin token, in headless Chromium note (Date.now(), same clock) each time the full-screen alert, or an active "+
+		"alarm in the dashboard's banner, appears.", alarmRounds)
 	return nil
 }
 
-// alarmResult is one run's latencies; screen is nil without Chromium.
-type alarmResult struct{ kiosk, dash, screen latencies }
+// alarmResult is one run's latencies; the screens' are nil without
+// Chromium.
+type alarmResult struct{ kiosk, dash, screen, dscreen latencies }
 
 func (e *runEnv) alarmRun(ctx context.Context, broker string) (res alarmResult, err error) {
-	kiosk, dash, screen, err := e.alarmRounds(ctx, broker)
-	return alarmResult{kiosk, dash, screen}, err
+	kiosk, dash, screen, dscreen, err := e.alarmRounds(ctx, broker)
+	return alarmResult{kiosk, dash, screen, dscreen}, err
 }
 
-func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, screen latencies, err error) {
+func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, screen, dscreen latencies, err error) {
 	dir := e.dir("alarm-" + broker)
 	var brokerURL string
 	if broker == "mosquitto" {
 		url, mosq, err := e.startMosquitto(ctx, dir)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		defer e.stopAll(mosq)
 		brokerURL = url
 	}
 	h, err := e.startHub(ctx, dir, brokerURL)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer e.stopAll(h.proc)
 	gw, err := e.startEdge(ctx, dir, "gw-alarm", filepath.Join(dir, "gw"), h.mqtt, "--building", "B3")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer e.stopAll(gw.proc)
 	k, err := e.startEdge(ctx, dir, "kiosk-alarm", filepath.Join(dir, "kiosk"), h.mqtt, "--role", "kiosk", "--building", "B1")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer e.stopAll(k.proc)
 	for _, ed := range []*edgeProc{gw, k} {
@@ -100,7 +108,7 @@ func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, s
 			s, err := ed.sync(ctx)
 			return err == nil && s.Connected, err
 		}, ed.proc, h.proc); err != nil {
-			return nil, nil, nil, fmt.Errorf("%s never connected: %w", ed.id, err)
+			return nil, nil, nil, nil, fmt.Errorf("%s never connected: %w", ed.id, err)
 		}
 	}
 
@@ -169,13 +177,18 @@ func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, s
 		}
 	}
 	if _, err := await(kioskSees, false); err != nil { // the stream is open
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	page, closePage, err := openAlarmPage(ctx, k.url)
+	page, closePage, err := openScreen(ctx, k.url, kioskAlarmOn, kioskSetup()...)
 	if err != nil {
 		e.log.Warn("alarm latency: no kiosk screen figure", "err", err)
 	}
 	defer closePage()
+	dpage, closeDash, err := openScreen(ctx, h.url+"/", dashAlarmOn, dashSetup(h.token)...)
+	if err != nil {
+		e.log.Warn("alarm latency: no dashboard screen figure", "err", err)
+	}
+	defer closeDash()
 	client := &http.Client{Timeout: 10 * time.Second}
 	post := func(v int) (time.Time, error) {
 		body := fmt.Appendf(nil, `{"sensor":"B3-smoke-bench","kind":"smoke","value":%d}`, v)
@@ -189,52 +202,73 @@ func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, s
 	for range alarmRounds {
 		start, err := post(1)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		kAt, err := await(kioskSees, true)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("kiosk: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("kiosk: %w", err)
 		}
 		dAt, err := await(dashSees, true)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("dashboard: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("dashboard: %w", err)
 		}
 		kiosk, dash = append(kiosk, kAt.Sub(start)), append(dash, dAt.Sub(start))
 		if page != nil {
 			at, err := page.shown(len(screen))
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("kiosk screen: %w", err)
+				return nil, nil, nil, nil, fmt.Errorf("kiosk screen: %w", err)
 			}
 			screen = append(screen, at.Sub(start))
 		}
+		if dpage != nil {
+			at, err := dpage.shown(len(dscreen))
+			if err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("dashboard screen: %w", err)
+			}
+			dscreen = append(dscreen, at.Sub(start))
+		}
 		if _, err := post(0); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		if _, err := await(kioskSees, false); err != nil {
-			return nil, nil, nil, fmt.Errorf("kiosk after the clear: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("kiosk after the clear: %w", err)
 		}
 		if _, err := await(dashSees, false); err != nil {
-			return nil, nil, nil, fmt.Errorf("dashboard after the clear: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("dashboard after the clear: %w", err)
 		}
-		if page != nil {
-			if err := page.hidden(); err != nil {
-				return nil, nil, nil, fmt.Errorf("kiosk screen after the clear: %w", err)
+		for _, p := range []*screenPage{page, dpage} {
+			if p != nil {
+				if err := p.gone(); err != nil {
+					return nil, nil, nil, nil, fmt.Errorf("screen after the clear: %w", err)
+				}
 			}
 		}
 	}
 	kiosk.sort()
 	dash.sort()
 	screen.sort()
-	return kiosk, dash, screen, nil
+	dscreen.sort()
+	return kiosk, dash, screen, dscreen, nil
 }
 
-// alarmPage is a kiosk's page in headless Chromium that notes when its
-// full-screen alert appears.
-type alarmPage struct{ ctx context.Context }
+// screenPage is a page in headless Chromium that notes (Date.now(), the
+// machine's clock) each time an alarm appears on it: when the JavaScript
+// expression on turns true.
+type screenPage struct {
+	ctx context.Context
+	on  string
+}
 
-// openAlarmPage opens url in headless Chromium; without Chromium it
-// returns a nil page, the error, and a no-op close.
-func openAlarmPage(ctx context.Context, url string) (*alarmPage, func(), error) {
+// Expressions true while an alarm is on screen.
+const (
+	kioskAlarmOn = `!document.getElementById('alert').hidden`
+	dashAlarmOn  = `!!document.querySelector('#alarm-banner [data-active="1"]')`
+)
+
+// openScreen opens url in headless Chromium, runs setup (a login), and
+// starts noting. Without Chromium it returns a nil page, the error, and a
+// no-op close.
+func openScreen(ctx context.Context, url, on string, setup ...chromedp.Action[chromedp.Void]) (*screenPage, func(), error) {
 	path, err := browser.Path()
 	if err != nil {
 		return nil, func() {}, err
@@ -254,21 +288,41 @@ func openAlarmPage(ctx context.Context, url string) (*alarmPage, func(), error) 
 	}
 	tctx, tcancel := context.WithTimeout(bctx, 60*time.Second)
 	defer tcancel()
-	err = chromedp.Do(tctx, chromedp.Navigate(url),
-		chromedp.Poll[chromedp.Void](`document.body.dataset.ready === 'true'`, chromedp.WithPollingInterval(20*time.Millisecond)),
-		chromedp.Evaluate[chromedp.Void](`window.shownAt = []; new MutationObserver(() => {
-			const visible = !document.getElementById('alert').hidden;
-			if (visible !== !!window.alertVisible) { window.alertVisible = visible; if (visible) window.shownAt.push(Date.now()); }
-		}).observe(document.getElementById('alert'), { attributes: true })`))
-	if err != nil {
+	steps := append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(url)}, setup...)
+	steps = append(steps, chromedp.Evaluate[chromedp.Void](`window.shownAt = []; window.alarmOn = false;
+		new MutationObserver(() => {
+			const on = `+on+`;
+			if (on !== window.alarmOn) { window.alarmOn = on; if (on) window.shownAt.push(Date.now()); }
+		}).observe(document.body, { attributes: true, childList: true, subtree: true })`))
+	if err := chromedp.Do(tctx, steps...); err != nil {
 		closePage()
-		return nil, func() {}, fmt.Errorf("kiosk page in %s: %w", path, err)
+		return nil, func() {}, fmt.Errorf("page %s in %s: %w", url, path, err)
 	}
-	return &alarmPage{ctx: bctx}, closePage, nil
+	return &screenPage{ctx: bctx, on: on}, closePage, nil
 }
 
-// shown waits for the alert's i-th appearance and returns when it was.
-func (p *alarmPage) shown(i int) (time.Time, error) {
+// kioskSetup waits for the kiosk's page to be ready.
+func kioskSetup() []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Poll[chromedp.Void](`document.body.dataset.ready === 'true'`, chromedp.WithPollingInterval(20*time.Millisecond)),
+	}
+}
+
+// dashSetup logs in to the dashboard with the hub's admin token and waits
+// for the map.
+func dashSetup(token string) []chromedp.Action[chromedp.Void] {
+	tok, _ := json.Marshal(token) // a string always marshals
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Poll[chromedp.Void](`document.body.dataset.view === 'login'`, chromedp.WithPollingInterval(20*time.Millisecond)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('login-first').open = true;
+			document.getElementById('login-token').value = ` + string(tok) + `;
+			document.getElementById('login-submit').click()`),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.view === 'map'`, chromedp.WithPollingInterval(20*time.Millisecond)),
+	}
+}
+
+// shown waits for the alarm's i-th appearance and returns when it was.
+func (p *screenPage) shown(i int) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](fmt.Sprintf(`window.shownAt.length > %d`, i), chromedp.WithPollingInterval(5*time.Millisecond))); err != nil {
@@ -278,11 +332,11 @@ func (p *alarmPage) shown(i int) (time.Time, error) {
 	return time.UnixMilli(ms), err
 }
 
-// hidden waits until the alert is gone.
-func (p *alarmPage) hidden() error {
+// gone waits until the alarm has left the screen.
+func (p *screenPage) gone() error {
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	return chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`document.getElementById('alert').hidden`, chromedp.WithPollingInterval(5*time.Millisecond)))
+	return chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`!(`+p.on+`)`, chromedp.WithPollingInterval(5*time.Millisecond)))
 }
 
 // seen is one side's view of the alarm at a moment.
