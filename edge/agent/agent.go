@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // a board's OS may lack the zone database; the site's zone must still load
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -218,8 +219,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 		api.UI, api.Residents = ui, idx
-		rep.AfterApply(idx.Forget) // the hub's deletion requests
-		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version}
+		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
+		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
+		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
+			TimeZone: cfg.TimeZone}
+		mirror.AlarmKinds = kinds
+		api.Alarms = kiosk.NewAlarmFeed(mirror)
+		rep.AfterApply(api.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied
 	}
 	if cfg.Role == kiosk.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
@@ -229,6 +235,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil, err
 		}
 		api.CardKey = a.gateway.CardKey
+		api.Gateway, api.Building = a.gateway, cfg.Building
 	}
 	a.srv = &http.Server{
 		Handler:           httpx.Recover(a.handler(api), log.With("component", "http"), panics.Inc),
@@ -237,6 +244,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if api.Alarms != nil {
+		a.srv.RegisterOnShutdown(api.Alarms.Close) // Shutdown waits for streams otherwise
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel

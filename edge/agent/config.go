@@ -43,6 +43,10 @@ type Config struct {
 	LogFormat   string
 	IdleTimeout time.Duration
 	GCInterval  time.Duration
+	// The site's time zone (kiosks show alarm times in it) and the alarm
+	// kinds residents see on kiosks.
+	TimeZone       string
+	ResidentAlarms string
 
 	DiskReserve          string // parsed by diskguard.ParseSize
 	DiskTelemetryReserve string
@@ -82,6 +86,8 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "kiosk UI returns to the start screen after this long idle")
+	s.String(&c.TimeZone, "time-zone", "Asia/Shanghai", "the site's time zone (IANA name): kiosks show alarm times in it whatever their own clock's zone")
+	s.String(&c.ResidentAlarms, "resident-alarms", "fire,water", "alarm kinds residents see on kiosks, comma-separated: fire (smoke and heat), water, forced, held_open")
 	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
 	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
 	s.String(&c.DiskTelemetryReserve, "disk-telemetry-reserve", "128MiB", "below this much free space the oldest unacked telemetry (readings) is dropped and a gap event records it (bytes or a percentage; at least disk-reserve)")
@@ -153,6 +159,12 @@ func (c *Config) Validate() error {
 		if d.v < 100*time.Millisecond {
 			return config.Errorf(d.name, "must be at least 100ms")
 		}
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" || c.TimeZone == "Local" {
+		return config.Errorf("time-zone", "%q is not an IANA time zone such as Asia/Shanghai", c.TimeZone)
+	}
+	if _, err := kiosk.ParseAlarmKinds(c.ResidentAlarms); err != nil {
+		return config.Errorf("resident-alarms", "%v", err)
 	}
 	if err := c.Gateway.Validate(c.Role, c.Building); err != nil {
 		return err

@@ -42,10 +42,11 @@ const (
 	ScCatchup = "catchup"
 	ScOnline  = "online"
 	ScFanin   = "fanin"
+	ScAlarm   = "alarm"
 	ScGo      = "go"
 )
 
-var allScenarios = []string{ScIngest, ScCatchup, ScOnline, ScFanin, ScGo}
+var allScenarios = []string{ScIngest, ScCatchup, ScOnline, ScFanin, ScAlarm, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
@@ -218,6 +219,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		{ScCatchup, catchUp},
 		{ScOnline, online},
 		{ScFanin, fanIn},
+		{ScAlarm, alarmLatency},
 		{ScGo, goBench},
 	}
 	for _, s := range steps {

@@ -43,6 +43,10 @@ type Config struct {
 	Readers []ReaderConfig    `yaml:"readers"`
 	Sensors []SensorConfig    `yaml:"sensors"`
 	Pins    map[string]string `yaml:"pins"` // config name → board name (host hardware)
+	// Places names where each sensor or door is, in the words residents
+	// and operators use ("3号楼 1单元 楼道烟感"); sensors that report over
+	// HTTP are named here too. Alarms carry it.
+	Places map[string]string `yaml:"places"`
 }
 
 // DoorConfig is one door: its contact, strike, reader and rules.
@@ -108,6 +112,7 @@ func (c *Config) Register(s *config.Set) {
 	s.Section("readers", &c.Readers)
 	s.Section("sensors", &c.Sensors)
 	s.Section("pins", &c.Pins)
+	s.Section("places", &c.Places)
 }
 
 // Validate checks the gateway settings of an edge in role at building,
@@ -154,6 +159,14 @@ func (c *Config) Validate(role, building string) error {
 	}
 	if devices > 0 && building == "" {
 		return config.Errorf("building", "a gateway with doors or sensors needs its building (access lists are per building)")
+	}
+	for name, place := range c.Places {
+		if err := event.ValidID(name); err != nil {
+			return config.Errorf("places", "%q: name %v", name, err)
+		}
+		if err := (&event.Alarm{Sensor: name, Type: AlarmSmoke, Place: place}).Validate(); err != nil {
+			return config.Errorf("places", "%s: %v", name, err)
+		}
 	}
 	return c.validateDevices()
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +57,12 @@ func TestConfigValidate(t *testing.T) {
 		{"sht3x without bus", "gateway", "B3", func(c *Config) { c.Sensors[2].Bus = "" }, "sensors"},
 		{"sht3x bad address", "gateway", "B3", func(c *Config) { c.Sensors[2].Addr = 0x40 }, "sensors"},
 		{"sensor twice", "gateway", "B3", func(c *Config) { c.Sensors[1].Name = "smoke" }, "sensors"},
+		{"places", "gateway", "B3", func(c *Config) {
+			c.Places = map[string]string{"smoke": "3号楼 1单元 楼道烟感", "bridge-7": "地下车库"}
+		}, ""},
+		{"place of a bad name", "gateway", "B3", func(c *Config) { c.Places = map[string]string{"B3 smoke": "楼道"} }, "places"},
+		{"place with a control character", "gateway", "B3", func(c *Config) { c.Places = map[string]string{"smoke": "楼道\x07"} }, "places"},
+		{"place too long", "gateway", "B3", func(c *Config) { c.Places = map[string]string{"smoke": strings.Repeat("楼", 101)} }, "places"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

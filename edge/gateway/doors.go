@@ -27,6 +27,7 @@ type span struct{ from, to time.Time }
 // makes it a normal opening.
 type Door struct {
 	name, building string
+	place          string // where it is, carried by its alarms
 	unlock, grace  time.Duration
 
 	open       bool
@@ -66,7 +67,11 @@ func (d *Door) Holding() bool {
 }
 
 func (d *Door) access(result string) Record {
-	return Record{Body: &event.Access{Door: d.name, Result: result, Building: d.building}, Priority: result == "forced"}
+	a := &event.Access{Door: d.name, Result: result, Building: d.building}
+	if result == "forced" || result == "held_open" {
+		a.Place = d.place // an alarm: people must know which door
+	}
+	return Record{Body: a, Priority: result == "forced"}
 }
 
 // Grant records a granted card at at: the strike is released until

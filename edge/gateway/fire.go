@@ -39,6 +39,7 @@ type Fire struct {
 
 	active   map[AlarmKey]ActiveAlarm
 	restored map[AlarmKey]bool // active before a restart, not seen again yet
+	places   map[string]string // sensor → where it is, in words
 }
 
 // NewFire returns the fire rules of building: heat alarms at or above
@@ -47,6 +48,13 @@ type Fire struct {
 func NewFire(building string, threshold, hysteresis float64) *Fire {
 	return &Fire{building: building, threshold: threshold, hysteresis: hysteresis,
 		active: map[AlarmKey]ActiveAlarm{}, restored: map[AlarmKey]bool{}}
+}
+
+// WithPlaces names where each sensor is ("3号楼 1单元 楼道烟感"); every
+// alarm carries its sensor's place so no screen has to show a sensor id.
+func (f *Fire) WithPlaces(places map[string]string) *Fire {
+	f.places = places
+	return f
 }
 
 // Restore marks alarms that were active when the gateway last stopped.
@@ -62,11 +70,17 @@ func (f *Fire) Restore(keys []AlarmKey, at time.Time) {
 	}
 }
 
-// Settle clears every restored alarm that its sensor has not confirmed
-// since the restart; call it once the sensors have had time to report.
-func (f *Fire) Settle() []Record {
+// Settle clears every restored alarm of a sensor the gateway polls itself
+// (polled reports whether it does) that has not confirmed it since the
+// restart; call it once those sensors have had time to report. An alarm of
+// a sensor that reports over HTTP stays until that sensor clears it: the
+// gateway cannot know when such a sensor will next speak.
+func (f *Fire) Settle(polled func(sensor string) bool) []Record {
 	var out []Record
 	for _, k := range sortedAlarmKeys(f.restored) {
+		if !polled(k.Sensor) {
+			continue
+		}
 		delete(f.restored, k)
 		out = append(out, f.set(k, false, 0, time.Time{})...)
 	}
@@ -114,7 +128,18 @@ func (f *Fire) set(k AlarmKey, on bool, value float64, at time.Time) []Record {
 		delete(f.active, k)
 	}
 	return []Record{{Priority: true, Body: &event.Alarm{Sensor: k.Sensor, Type: k.Kind, Active: on,
-		Building: f.building, Value: value}}}
+		Building: f.building, Value: value, Place: f.places[k.Sensor]}}}
+}
+
+// Undo reverts the change a that set just returned, when it could not be
+// recorded, so the sensor's next report raises (or clears) it again.
+func (f *Fire) Undo(a *event.Alarm, at time.Time) {
+	k := AlarmKey{Sensor: a.Sensor, Kind: a.Type}
+	if a.Active {
+		delete(f.active, k)
+	} else {
+		f.active[k] = ActiveAlarm{AlarmKey: k, Since: at, Value: a.Value}
+	}
 }
 
 // Releasing reports whether escape doors must be released: a smoke or heat

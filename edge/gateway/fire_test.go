@@ -73,7 +73,7 @@ func TestFireRules(t *testing.T) {
 					}
 					recs = append(recs, f.Temperature("T", v, at)...)
 				case "settle":
-					recs = append(recs, f.Settle()...)
+					recs = append(recs, f.Settle(func(string) bool { return true })...)
 				}
 			}
 			if got := alarms(recs); got != tt.want {
@@ -98,5 +98,24 @@ func TestFireActive(t *testing.T) {
 	got := f.Active()
 	if len(got) != 2 || got[0].Sensor != "T" || got[0].Value != 61.5 || got[1].Sensor != "W" || !got[1].Since.Equal(t0) {
 		t.Fatalf("active %+v", got)
+	}
+}
+
+// After a restart, settling clears a restored alarm of a sensor the
+// gateway polls and has not heard again, but keeps one of a sensor that
+// reports over HTTP (it may not post again for a long time): its escape
+// doors stay released until it posts 0.
+func TestSettleKeepsAlarmsOfSensorsThatPost(t *testing.T) {
+	f := NewFire("B3", 57, 2)
+	f.Restore([]AlarmKey{{Sensor: "wired", Kind: AlarmSmoke}, {Sensor: "bridge", Kind: AlarmSmoke}}, t0)
+	recs := f.Settle(func(sensor string) bool { return sensor == "wired" })
+	if len(recs) != 1 || recs[0].Body.(*event.Alarm).Sensor != "wired" || recs[0].Body.(*event.Alarm).Active {
+		t.Fatalf("settle recorded %+v, want the wired alarm cleared alone", recs)
+	}
+	if got := f.Active(); len(got) != 1 || got[0].Sensor != "bridge" || !f.Releasing() {
+		t.Fatalf("after settling: active %+v releasing %v, want the posted alarm kept and doors released", got, f.Releasing())
+	}
+	if recs := f.Contact("bridge", AlarmSmoke, false, t0.Add(time.Minute)); len(recs) != 1 || f.Releasing() {
+		t.Fatalf("the bridge posts 0: %+v releasing %v", recs, f.Releasing())
 	}
 }

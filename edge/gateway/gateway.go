@@ -95,6 +95,7 @@ type Gateway struct {
 	readerDoor map[string]string     // reader → door
 	contactOf  map[string]string     // smoke or water sensor → its kind
 
+	httpMu    sync.Mutex // orders readings posted over HTTP from decision to disk
 	mu        sync.Mutex // the rules and the status below
 	access    *Access
 	doors     map[string]*Door
@@ -143,7 +144,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{opts: opts, cfg: cfg, log: opts.Logger, listID: accesslist.ID(opts.Site, opts.Building),
 		doorCfg: map[string]DoorConfig{}, readerDoor: map[string]string{}, contactOf: map[string]string{},
 		access: NewAccess(opts.Site, opts.Building, cfg.AccessMaxAge), doors: map[string]*Door{},
-		fire: NewFire(opts.Building, cfg.HeatThreshold, cfg.HeatHyst),
+		fire: NewFire(opts.Building, cfg.HeatThreshold, cfg.HeatHyst).WithPlaces(cfg.Places),
 		tele: NewTelemetry(opts.Building, map[string]float64{"temperature": cfg.DeadbandTemp, "humidity": cfg.DeadbandHum,
 			"smoke": 0.5, "water": 0.5}, cfg.Heartbeat),
 		contacts: map[string]bool{}, last: map[string]decisionOut{}, sensors: map[string]*sensorStatus{},
@@ -155,6 +156,7 @@ func New(opts Options) (*Gateway, error) {
 		d = d.withDefaults()
 		g.doorCfg[d.Name] = d
 		g.doors[d.Name] = NewDoor(d.Name, opts.Building, d.Unlock, cfg.ForcedGrace)
+		g.doors[d.Name].place = cfg.Places[d.Name]
 		if d.Reader != "" {
 			g.readerDoor[d.Reader] = d.Name
 		}
@@ -535,7 +537,7 @@ func (g *Gateway) onTick() []Record {
 	}
 	if !g.settled && !now.Before(g.settleAt) {
 		g.settled = true
-		out = append(out, g.fire.Settle()...)
+		out = append(out, g.fire.Settle(func(sensor string) bool { _, ok := g.sensors[sensor]; return ok })...)
 		out = append(out, g.applyRelease(hwNow)...)
 	}
 	for _, name := range slices.Sorted(maps.Keys(g.contactOf)) {
@@ -565,7 +567,7 @@ func (g *Gateway) applyRelease(at time.Time) []Record {
 		if !dc.Escape {
 			continue
 		}
-		if r := g.dev.strikes[name]; r != nil {
+		if r := g.strike(name); r != nil {
 			if err := r.Hold(rel); err != nil {
 				g.counts.relayErrors++
 				g.log.Error("escape door release", "door", name, "hold", rel, "err", err)

@@ -149,6 +149,7 @@ func rigConfig() Config {
 		Readers: []ReaderConfig{{Name: "R1", D0: "r1-d0", D1: "r1-d1"}},
 		Sensors: []SensorConfig{{Name: "smoke", Kind: SensorSmoke, Pin: "smoke-pin"}, {Name: "water", Kind: SensorWater, Pin: "water-pin"},
 			{Name: "env", Kind: SensorSHT3x, Bus: "env-bus"}},
+		Places: map[string]string{"bridge-smoke": "3号楼 1单元 楼道烟感", "D1": "3号楼 东门"},
 	}
 }
 
@@ -396,6 +397,13 @@ func TestGatewayOnSimulator(t *testing.T) {
 		r.drive(t, "d1-contact", gpio.Low)
 		r.await(t, "access D1 close")
 		r.eventually(t, "forced sent on the priority path", func() bool { return strings.Contains(r.up.kinds(), "access D1 forced") })
+		for _, b := range r.all(t) {
+			if a, ok := b.(*event.Access); ok && a.Door == "D1" {
+				if want := map[bool]string{true: "3号楼 东门", false: ""}[a.Result == "forced"]; a.Place != want || a.Building != "B3" {
+					t.Errorf("%s at D1: place %q building %q, want place %q (alarms only) and B3", a.Result, a.Place, a.Building, want)
+				}
+			}
+		}
 	})
 	t.Run("a bounce is not a door event", func(t *testing.T) {
 		r.drive(t, "d1-contact", gpio.High)
@@ -455,6 +463,58 @@ func TestGatewayOnSimulator(t *testing.T) {
 		r.await(t, "alarm env heat off")
 		r.eventually(t, "escape door locked after the heat", func() bool { return !r.door(t, "D2").Relay })
 	})
+	t.Run("a reading posted over HTTP raises the same alarm", func(t *testing.T) {
+		ctx := context.Background()
+		tests := []struct {
+			sensor, kind string
+			on, band     float64 // band: a value that changes nothing
+			off          float64
+			alarm        string
+			release      bool
+		}{
+			{"bridge-smoke", "smoke", 1, 1, 0, "smoke", true},
+			{"bridge-water", "water", 1, 1, 0, "water", false},
+			{"bridge-t", "temperature", 57, 55.5, 54.9, "heat", true},
+		}
+		for _, tt := range tests {
+			post := func(v float64) {
+				t.Helper()
+				ev, err := r.g.Reading(ctx, &event.Reading{Sensor: tt.sensor, Type: tt.kind, Value: v})
+				if err != nil || ev.Seq == 0 {
+					t.Fatalf("%s %v: %v %+v", tt.sensor, v, err, ev)
+				}
+			}
+			post(tt.on)
+			r.await(t, "alarm "+tt.sensor+" "+tt.alarm+" on")
+			if d := r.door(t, "D2"); d.Relay != tt.release || d.Released != tt.release {
+				t.Fatalf("%s: escape door %+v, want released %v", tt.sensor, d, tt.release)
+			}
+			if !strings.Contains(r.up.kinds(), "alarm "+tt.sensor+" "+tt.alarm+" on") {
+				t.Fatalf("%s: priority sends %q lack the alarm: it must not wait behind the backlog", tt.sensor, r.up.kinds())
+			}
+			post(tt.band)
+			if alarms := r.g.Alarms(); len(alarms) != 1 || alarms[0].Sensor != tt.sensor {
+				t.Fatalf("%s: alarms after %v: %+v", tt.sensor, tt.band, alarms)
+			}
+			post(tt.off)
+			r.await(t, "alarm "+tt.sensor+" "+tt.alarm+" off")
+			if d := r.door(t, "D2"); d.Relay || d.Released {
+				t.Fatalf("%s: escape door after the clear: %+v", tt.sensor, d)
+			}
+		}
+		var smoke *event.Alarm
+		for _, b := range r.all(t) {
+			if a, ok := b.(*event.Alarm); ok && a.Sensor == "bridge-smoke" && a.Active {
+				smoke = a
+			}
+		}
+		if smoke == nil || smoke.Building != "B3" || smoke.Place != "3号楼 1单元 楼道烟感" || smoke.Value != 1 {
+			t.Fatalf("HTTP smoke alarm %+v, want building B3, its place and value 1", smoke)
+		}
+		if _, err := r.g.Reading(ctx, &event.Reading{Sensor: "bridge-smoke", Type: "smoke", Value: 2}); !errors.As(err, new(*event.FieldError)) {
+			t.Fatalf("smoke value 2: %v, want a field error", err)
+		}
+	})
 	t.Run("CRC errors are errors, not readings", func(t *testing.T) {
 		readings := func() int {
 			n := 0
@@ -485,7 +545,7 @@ func TestGatewayOnSimulator(t *testing.T) {
 	t.Run("telemetry on change only", func(t *testing.T) {
 		var temps []string
 		for _, b := range r.all(t) {
-			if rd, ok := b.(*event.Reading); ok && rd.Type == "temperature" {
+			if rd, ok := b.(*event.Reading); ok && rd.Type == "temperature" && rd.Sensor == "env" {
 				temps = append(temps, fmt.Sprint(rd.Value))
 			}
 		}

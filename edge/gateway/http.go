@@ -54,6 +54,7 @@ type alarmOut struct {
 	Kind   string    `json:"kind"`
 	Since  time.Time `json:"since"`
 	Value  float64   `json:"value,omitempty"`
+	Place  string    `json:"place,omitempty"`
 }
 
 // Doors lists the doors with their contact, strike and last decision.
@@ -107,7 +108,7 @@ func (g *Gateway) Alarms() []alarmOut {
 	defer g.mu.Unlock()
 	out := []alarmOut{}
 	for _, a := range g.fire.Active() {
-		out = append(out, alarmOut{Sensor: a.Sensor, Kind: a.Kind, Since: a.Since, Value: a.Value})
+		out = append(out, alarmOut{Sensor: a.Sensor, Kind: a.Kind, Since: a.Since, Value: a.Value, Place: g.cfg.Places[a.Sensor]})
 	}
 	return out
 }

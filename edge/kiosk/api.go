@@ -59,6 +59,13 @@ type Replica interface {
 	Reports(category, building string, open bool) (any, error)
 }
 
+// Gateway applies a gateway's rules to what is posted to it.
+type Gateway interface {
+	// Reading records a reading after raising or clearing the alarm it
+	// implies, as for a wired sensor; errors as Log.Append.
+	Reading(ctx context.Context, r *event.Reading) (event.Event, error)
+}
+
 // Roles of an edge.
 const (
 	RoleKiosk   = "kiosk"
@@ -88,13 +95,19 @@ type API struct {
 	// CardKey, on gateways, returns the site's card key from the access
 	// list in force (nil before the first list). A card named in a posted
 	// access event is stored only as its keyed pseudonym, as the
-	// gateway's reader records it; without a key a card in clear is
-	// refused, never stored.
+	// gateway's reader records it; without a key the event is kept
+	// without its card, never with it in clear.
 	CardKey func() []byte
 
+	// Gateways only: the rules readings go through (nil records them as
+	// plain telemetry), and the building access events happen in.
+	Gateway  Gateway
+	Building string
+
 	// Kiosks only: the settings the UI reads and what residents did here.
-	Kiosk     *Info     // optional
-	Residents Residents // optional
+	Kiosk     *Info      // optional
+	Residents Residents  // optional
+	Alarms    *AlarmFeed // optional: the alarms residents see, pushed
 
 	requests *prometheus.CounterVec
 }
@@ -132,6 +145,8 @@ func (a *API) Handler() http.Handler {
 	handle("GET /api/v1/reports", a.getReports)
 	handle("GET /api/v1/sync", a.getSync)
 	handle("GET /api/v1/kiosk", a.kioskOnly(a.getKiosk))
+	handle("GET /api/v1/alarms", a.kioskOnly(a.getAlarms))
+	handle("GET /api/v1/alarms/stream", a.kioskOnly(a.streamAlarms))
 	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
 	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
@@ -153,6 +168,10 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach the connection (flushes and
+// deadlines of the alarm stream).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (a *API) gatewayOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -358,7 +377,7 @@ func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ev, err := a.append(r.Context(), &event.Access{Door: req.Door, Credential: card, Result: req.Result})
+	ev, err := a.append(r.Context(), &event.Access{Door: req.Door, Credential: card, Result: req.Result, Building: a.Building})
 	if err != nil {
 		return err
 	}
@@ -403,7 +422,19 @@ func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v})
+	rd := &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v}
+	if a.Gateway == nil {
+		return a.write(w, r, rd)
+	}
+	if err := rd.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	ev, err := a.Gateway.Reading(r.Context(), rd)
+	if err != nil {
+		return a.storeError(err)
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
+	return nil
 }
 
 // readingValue accepts a number, or for smoke and water a boolean.

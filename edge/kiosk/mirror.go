@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"linli/edge/replica"
@@ -38,6 +39,9 @@ type Mirror struct {
 	// Now is the kiosk's clock for what a check-in is now (sign-up,
 	// attendance, ended); nil is time.Now.
 	Now func() time.Time
+	// AlarmKinds are the alarm kinds residents see here (nil:
+	// DefaultAlarmKinds).
+	AlarmKinds []string
 }
 
 var _ Replica = (*Mirror)(nil)
@@ -57,6 +61,10 @@ func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
 	}
 	return out, nil
 }
+
+// legacyAlarmNotice starts the ids of the notices a hub once sent for
+// alarms; a replica may still hold some.
+const legacyAlarmNotice = "alarm-"
 
 // NoticeOut is a notice as the kiosk serves it.
 type NoticeOut struct {
@@ -79,7 +87,10 @@ func (m *Mirror) Notices(now time.Time) (any, error) {
 		if !n.InForce(ts) || (m.Building != "" && len(n.Buildings) > 0 && !slices.Contains(n.Buildings, m.Building)) {
 			continue
 		}
-		o := NoticeOut{NoticeView: n, Alarm: len(n.ID) > 6 && n.ID[:6] == "alarm-", Time: n.Updated.Time()}
+		if strings.HasPrefix(n.ID, legacyAlarmNotice) {
+			continue // alarms are served as alarms (Alarms) now
+		}
+		o := NoticeOut{NoticeView: n, Time: n.Updated.Time()}
 		if n.Expires != 0 {
 			t := time.UnixMilli(n.Expires).UTC()
 			o.Expires = &t

@@ -1,6 +1,7 @@
 package kiosk
 
 import (
+	"cmp"
 	"net/http"
 	"time"
 
@@ -15,6 +16,7 @@ type Info struct {
 	Building    string        // the lobby's building: the default of a report's building
 	IdleTimeout time.Duration // the UI forgets the resident after this long idle
 	Version     string
+	TimeZone    string // the site's: the UI shows alarm times in it
 }
 
 // Residents answers what one resident did at this kiosk (see Index).
@@ -55,7 +57,8 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 		IdleTimeoutMS int64    `json:"idle_timeout_ms"`
 		Version       string   `json:"version"`
 		Categories    []string `json:"categories"`
-	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories})
+		TimeZone      string   `json:"time_zone"`
+	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories, cmp.Or(info.TimeZone, "Asia/Shanghai")})
 	return nil
 }
 

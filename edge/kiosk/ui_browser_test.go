@@ -125,9 +125,24 @@ func scriptedKioskWith(t *testing.T, rep Replica) (*httptest.Server, *scriptedLo
 	log := &scriptedLog{}
 	api := &API{Role: RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui, Residents: noResidents{},
 		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
+	if l, ok := rep.(AlarmLister); ok {
+		api.Alarms = NewAlarmFeed(l)
+	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
+	if api.Alarms != nil {
+		t.Cleanup(api.Alarms.Close) // before srv.Close, which waits for the streams
+	}
 	return srv, log
+}
+
+// alarmingReplica is fixedReplica with a smoke alarm in force in another
+// building of the site.
+type alarmingReplica struct{ fixedReplica }
+
+func (alarmingReplica) Alarms() ([]AlarmOut, error) {
+	return []AlarmOut{{ID: "s1:B3-smoke-1:smoke", Kind: "smoke", Severity: "critical", Building: "B3",
+		Place: "3号楼 1单元 楼道烟感", Since: time.Now().UTC(), Active: true}}, nil
 }
 
 type uiPage struct {
@@ -278,7 +293,7 @@ func TestUIKeepsTheAnswerToATapAcrossRefreshes(t *testing.T) {
 // no critical or serious axe-core finding (the kiosk offline, with a
 // safety alarm shown), and the whole journey works from the keyboard alone.
 func TestUILayoutLabelsAndKeyboard(t *testing.T) {
-	srv, log := scriptedKiosk(t)
+	srv, log := scriptedKioskWith(t, alarmingReplica{})
 	b := browser.New(t)
 	check := func(p *uiPage, where string) {
 		t.Helper()
@@ -313,8 +328,11 @@ func TestUILayoutLabelsAndKeyboard(t *testing.T) {
 	for _, size := range [][2]int64{{1080, 1920}, {1920, 1080}} {
 		p := openUI(t, b, srv.URL, size[0], size[1])
 		at := fmt.Sprintf("%dx%d", size[0], size[1])
-		// The safety alarm is on every screen, prominently.
-		p.Wait(20*time.Second, "the alarm banner", `!document.getElementById('alarm').hidden`)
+		// The safety alarm fills the screen until dismissed, then stays as
+		// a banner on every screen.
+		p.Wait(20*time.Second, "the full-screen alert", `!document.getElementById('alert').hidden`)
+		p.click("#alert .alert-ok")
+		p.Wait(20*time.Second, "the alarm banner", `document.getElementById('alert').hidden && !document.getElementById('alarm').hidden`)
 		check(p, at+" start")
 		p.click("#go-identify")
 		p.screen("identify")
@@ -341,6 +359,8 @@ func TestUILayoutLabelsAndKeyboard(t *testing.T) {
 	}
 	// Notices: the alarm first, marked as one.
 	p := openUI(t, b, srv.URL, 1080, 1920)
+	p.Wait(20*time.Second, "the full-screen alert", `!document.getElementById('alert').hidden`)
+	p.click("#alert .alert-ok")
 	p.click(`[data-go="notices"]`)
 	p.screen("notices")
 	if first := browser.Eval[string](p.Page, `document.querySelector('#notice-list .notice').dataset.alarm`); first != "true" {

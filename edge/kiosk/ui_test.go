@@ -74,7 +74,7 @@ func TestCataloguesMatch(t *testing.T) {
 // keyPrefixes are the namespaces of catalogue keys; a string literal in
 // app.js that starts with one is a key (or, ending in '.', a family of
 // keys completed at run time from a vocabulary).
-var keyLiteral = regexp.MustCompile(`'((?:act|alarm|app|cat|common|err|home|id|idle|kind|lang|mine|nav|ncat|notices|offline|rate|rep|start|status|sync)\.[a-z_0-9.]*)'`)
+var keyLiteral = regexp.MustCompile(`'((?:act|alarm|alert|app|cat|common|err|home|id|idle|kind|lang|mine|nav|ncat|notices|offline|rate|rep|start|status|sync)\.[a-z_0-9.]*)'`)
 
 // Every string the UI shows comes from the catalogues: each key app.js and
 // index.html use is in them, each family of keys covers its whole
@@ -84,16 +84,19 @@ func TestEveryStringIsCatalogued(t *testing.T) {
 	js := string(readWeb(t, "app.js"))
 	html := string(readWeb(t, "index.html"))
 	families := map[string][]string{
-		"cat.":        event.Categories,
-		"status.":     event.ReportStatuses,
-		"kind.":       event.ActivityKinds,
-		"ncat.":       event.NoticeCategories,
-		"act.status.": {"none", event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "left"},
-		"act.result.": {event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "out"},
-		"mine.rel.":   {"filed", "voted", "anon"},
-		"rate.kind.":  {"report", "activity"},
-		"rate.s":      {"1", "2", "3", "4", "5"},
-		"err.field.":  {"resident", "activity", "action", "category", "title", "description", "building", "unit", "score", "comment", "target", "report", "body", "id"},
+		"cat.":         event.Categories,
+		"status.":      event.ReportStatuses,
+		"kind.":        event.ActivityKinds,
+		"ncat.":        event.NoticeCategories,
+		"act.status.":  {"none", event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "left"},
+		"act.result.":  {event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "out"},
+		"mine.rel.":    {"filed", "voted", "anon"},
+		"rate.kind.":   {"report", "activity"},
+		"rate.s":       {"1", "2", "3", "4", "5"},
+		"alert.kind.":  event.AlarmKinds,
+		"alert.title.": {"fire", "water", "door"},
+		"alert.do.":    {"fire.1", "fire.2", "fire.3", "water.1", "water.2", "water.3", "door.1", "door.2"},
+		"err.field.":   {"resident", "activity", "action", "category", "title", "description", "building", "unit", "score", "comment", "target", "report", "body", "id"},
 	}
 	used := map[string]bool{}
 	for _, m := range keyLiteral.FindAllStringSubmatch(js, -1) {

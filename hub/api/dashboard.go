@@ -25,7 +25,7 @@ import (
 //	GET  /api/v1/sites                           sites in the caller's scope, with names and plans
 //	GET  /api/v1/sites/{site}/buildings/{b}      a building: reports, alarms, doors, sensors, devices
 //	POST /api/v1/alarms/{id}/ack                 {"note"}: acknowledge an alarm's current episode
-//	POST /api/v1/alarms/{id}/clear               {"note"}: clear it
+//	POST /api/v1/alarms/{id}/clear               {"note"}: clear it once its source has (409 before)
 //	POST /api/v1/reports/{id}/merge              {"into","note"}: merge a duplicate into a report
 //	GET  /api/v1/activities/{id}/attendance.csv  attendance and volunteer hours
 //	GET  /api/v1/ratings?site=&bucket=day|week   ratings per category, per activity, over time
@@ -244,7 +244,7 @@ func (a *API) building(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, al := range m.OpenAlarms(site) {
 			if al.Building == building {
-				out.Alarms = append(out.Alarms, alarmView{AlarmView: al, Since: al.First.Time()})
+				out.Alarms = append(out.Alarms, newAlarmView(al))
 			}
 		}
 		for _, l := range m.AccessLists(site) {
@@ -287,6 +287,15 @@ func (a *API) alarmDecision(clear bool) func(http.ResponseWriter, *http.Request)
 		if err != nil {
 			return err
 		}
+		// The merge would ignore either decision here too (it refolds in
+		// key order); saying so spares the operator a silent no-op.
+		switch {
+		case clear && al.Active:
+			return &httpx.Error{Status: http.StatusConflict,
+				Msg: "the alarm's source still reports " + al.Kind + "; it can be cleared once the source has cleared (acknowledge it meanwhile)"}
+		case !al.Open:
+			return &httpx.Error{Status: http.StatusConflict, Msg: "alarm " + id + " is already cleared"}
+		}
 		ack := event.AlarmAck{Site: al.Site, Source: al.Source, Type: al.Kind, Who: p.Name, Note: strings.TrimSpace(req.Note)}
 		var body event.Body = &ack
 		if clear {
@@ -300,7 +309,7 @@ func (a *API) alarmDecision(clear bool) func(http.ResponseWriter, *http.Request)
 		if err != nil {
 			return err
 		}
-		httpx.WriteJSON(w, http.StatusOK, alarmView{AlarmView: al, Since: al.First.Time()})
+		httpx.WriteJSON(w, http.StatusOK, newAlarmView(al))
 		return nil
 	}
 }

@@ -256,8 +256,39 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"acked":true`) || !strings.Contains(body, `"acked_by":"op1"`) {
 		t.Fatalf("ack: %d %s", code, body)
 	}
-	if code, body := d.call(t, "op", "POST", "/api/v1/alarms/"+id+"/clear", "", ""); code != 200 || !strings.Contains(body, `"active":false`) {
-		t.Fatalf("clear: %d %s", code, body)
+	// The detector still reports smoke: clearing is refused, and the alarm
+	// stays on every screen.
+	if code, body := d.call(t, "op", "POST", "/api/v1/alarms/"+id+"/clear", "", ""); code != 409 || !strings.Contains(body, "source") {
+		t.Fatalf("clear while the source is active: %d %s, want 409", code, body)
+	}
+	if code, body := d.call(t, "op", "GET", "/api/v1/alarms?site=s1", "", ""); code != 200 || !strings.Contains(body, `"id":"`+id+`"`) || !strings.Contains(body, `"active":true`) {
+		t.Fatalf("alarms after the refused clear: %d %s", code, body)
+	}
+	d.edgeFact(t, "gw-1", 2, 0, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: false, Building: "B3"})
+	if code, body := d.call(t, "op", "GET", "/api/v1/alarms?site=s1", "", ""); code != 200 || !strings.Contains(body, `"active":false`) || !strings.Contains(body, `"acked":true`) {
+		t.Fatalf("alarms after the source cleared: %d %s, want it listed, source cleared, still acknowledged", code, body)
+	}
+	if code, body := d.call(t, "op", "POST", "/api/v1/alarms/"+id+"/clear", "", `{"note":"探测器复位"}`); code != 200 || !strings.Contains(body, `"open":false`) || !strings.Contains(body, `"cleared_by":"op1"`) {
+		t.Fatalf("clear after the source cleared: %d %s", code, body)
+	}
+	if code, body := d.call(t, "op", "GET", "/api/v1/alarms?site=s1", "", ""); code != 200 || body != "[]\n" {
+		t.Fatalf("alarms after the clear: %d %q, want none", code, body)
+	}
+	if code, _ := d.call(t, "op", "POST", "/api/v1/alarms/"+id+"/clear", "", ""); code != 409 {
+		t.Fatalf("second clear: %d, want 409", code)
+	}
+	// The source reports smoke again: the alarm re-opens at once, unacknowledged.
+	later := time.Now().UnixMilli() - 1_740_000_000_000 + 60_000 // after the operator's decisions, stamped by the hub's clock
+	d.edgeFact(t, "gw-1", 3, later, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: true, Building: "B3", Value: 1})
+	if code, body := d.call(t, "op", "GET", "/api/v1/alarms?site=s1&kind=smoke&building=B3", "", ""); code != 200 || !strings.Contains(body, `"active":true`) || !strings.Contains(body, `"acked":false`) {
+		t.Fatalf("alarms after the source reported again: %d %s", code, body)
+	}
+	code, body = d.call(t, "op", "GET", "/api/v1/alarms/history?site=s1&kind=smoke&from=2000-01-01T00:00:00Z", "", "")
+	if code != 200 || strings.Count(body, `"what":"raised"`) != 2 || !strings.Contains(body, `"what":"cleared"`) || !strings.Contains(body, `"what":"source_cleared"`) {
+		t.Fatalf("history: %d %s, want both raises, the source clear and the operator's clear", code, body)
+	}
+	if code, body := d.call(t, "op", "GET", "/api/v1/alarms/history?kind=fire", "", ""); code != 400 || !strings.Contains(body, `"field":"kind"`) {
+		t.Fatalf("history with a bad kind: %d %s, want 400 naming kind", code, body)
 	}
 	if code, _ := d.call(t, "op", "POST", "/api/v1/alarms/s1:nope:smoke/ack", "", ""); code != 404 {
 		t.Fatalf("ack of an unknown alarm: %d", code)

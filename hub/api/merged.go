@@ -42,6 +42,7 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/notices", a.wrap(a.requireAuth(a.postNotice)))
 	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
 	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
+	mux.HandleFunc("GET /api/v1/alarms/history", a.wrap(a.alarmHistory))
 	if _, ok := a.State.(Eraser); ok {
 		mux.HandleFunc("DELETE /api/v1/residents/{id}", a.wrap(a.requireAdmin(a.eraseResident)))
 	}
@@ -441,28 +442,6 @@ func (a *API) listNotices(w http.ResponseWriter, r *http.Request) error {
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites { // "" is every site
 			out = append(out, m.Notices(s, now)...)
-		}
-	})
-	httpx.WriteJSON(w, http.StatusOK, out)
-	return nil
-}
-
-type alarmView struct {
-	merge.AlarmView
-	Since time.Time `json:"since"`
-}
-
-func (a *API) listAlarms(w http.ResponseWriter, r *http.Request) error {
-	sites, err := a.Scope(r, r.URL.Query().Get("site"))
-	if err != nil {
-		return err
-	}
-	out := []alarmView{}
-	a.State.Read(func(m *merge.State) {
-		for _, s := range sites { // "" is every site
-			for _, al := range m.OpenAlarms(s) {
-				out = append(out, alarmView{AlarmView: al, Since: al.First.Time()})
-			}
 		}
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)

@@ -715,6 +715,7 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 			Help: "End of the TLS server certificate's validity (Unix time)."},
 			func() float64 { return float64(h.certs.NotAfter().Unix()) }))
 	}
+	reg.MustRegister(alarmCollector{read: h.state.Read, now: time.Now})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_devices_online",
 		Help: "Devices whose status is online."}, func() float64 {
 		n := 0

@@ -172,18 +172,23 @@ func isFact(ev *event.Event) bool {
 		return false
 	case event.KindAccess:
 		// Most access events are plain door decisions: a body without the
-		// text "forced" anywhere cannot hold that result, and needs no
-		// decoding to tell (a catch-up brings hundreds of thousands).
-		if !bytes.Contains(ev.Body, forced) {
+		// text "forced" or "held_open" anywhere cannot hold those results,
+		// and needs no decoding to tell (a catch-up brings hundreds of
+		// thousands).
+		if !bytes.Contains(ev.Body, forced) && !bytes.Contains(ev.Body, heldOpen) {
 			return false
 		}
 		b, err := ev.Decode()
-		return err == nil && b.(*event.Access).Result == "forced"
+		if err != nil {
+			return false
+		}
+		r := b.(*event.Access).Result
+		return r == "forced" || r == "held_open"
 	}
 	return true
 }
 
-var forced = []byte("forced")
+var forced, heldOpen = []byte("forced"), []byte("held_open")
 
 func factKey(site, device string, seq uint64) []byte {
 	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
@@ -385,40 +390,10 @@ func (s *State) changesFor(r merge.Ref) []wire.Change {
 		}
 		c.Body = body
 	}
-	out := []wire.Change{c}
-	if a, isAlarm := v.(merge.AlarmView); isAlarm {
-		// Alarms reach every kiosk of the site as safety notices (mutual
-		// aid: 公共安全互助), shown first.
-		out = append(out, alarmNotice(a))
-	}
-	return out
-}
-
-// AlarmNoticePrefix starts the id of the safety notice an alarm becomes.
-const AlarmNoticePrefix = "alarm-"
-
-var alarmTitles = map[string]string{
-	"smoke":  "烟雾报警 Smoke alarm",
-	"heat":   "高温报警 Heat alarm",
-	"water":  "漏水报警 Water leak",
-	"forced": "门被强行打开 Door forced open",
-}
-
-func alarmNotice(a merge.AlarmView) wire.Change {
-	id := AlarmNoticePrefix + a.ID
-	if !a.Active {
-		return wire.Change{Entity: wire.EntityNotice, ID: id, Deleted: true}
-	}
-	n := merge.NoticeView{ID: id, Site: a.Site, Title: alarmTitles[a.Kind], Category: "safety", Updated: a.Last,
-		Body: fmt.Sprintf("%s %s · %s", a.Building, a.Source, a.First.Time().Local().Format("15:04"))}
-	if a.Building != "" {
-		n.Buildings = []string{a.Building}
-	}
-	body, err := event.Marshal(n)
-	if err != nil {
-		return wire.Change{Entity: wire.EntityNotice, ID: id, Deleted: true}
-	}
-	return wire.Change{Entity: wire.EntityNotice, ID: id, Body: body}
+	// An alarm goes down as itself (kinds and places, no sentences) to every
+	// edge of its site: kiosks word it in the resident's language, and every
+	// building's residents see it (公共安全互助).
+	return []wire.Change{c}
 }
 
 // Committed publishes what the commit changed and runs the seat policy for

@@ -37,6 +37,8 @@ func TestBadSettingsExit2NamingTheSetting(t *testing.T) {
 		{"edge bad role", edge, []string{"--role", "toaster"}, nil, `"role"`},
 		{"edge bad id", edge, []string{"--id", "a/b"}, nil, `"id"`},
 		{"edge bad broker", edge, []string{"--broker", "http://x"}, nil, `"broker"`},
+		{"edge bad time zone", edge, []string{"--time-zone", "Mars/Olympus"}, nil, `"time-zone"`},
+		{"edge bad resident alarms", edge, []string{"--resident-alarms", "fire,smoke"}, nil, `"resident-alarms"`},
 		{"edge bad env", edge, nil, []string{"LINLI_WINDOW=many"}, `"window"`},
 		{"edge bad yaml key", edge, []string{"--config", badYAML}, nil, `"windw"`},
 		{"edge missing config", edge, []string{"--config", filepath.Join(dir, "none.yaml")}, nil, `"config"`},

@@ -192,8 +192,25 @@ func TestDashboard(t *testing.T) {
 	}
 	d.Wait(uiWait, "the alarm banner", `!document.getElementById('alarm-banner').hidden && document.body.dataset.cue !== undefined`)
 	d.shot(shots, "map-alarm")
+	// Each decision asks first; a cancelled one does nothing.
 	d.click(`#alarm-banner [data-ack]`)
+	d.Wait(uiWait, "the confirmation", `document.getElementById('confirm').open`)
+	d.click(`#confirm-cancel`)
+	d.Wait(uiWait, "the dialog closed", `!document.getElementById('confirm').open`)
+	if got := d.text(`#alarm-banner [data-alarm-id]`); !strings.Contains(got, "紧急") || !strings.Contains(got, "仍在报警") {
+		t.Errorf("alarm in the banner reads %q, want its severity and that the source still reports it", got)
+	}
+	d.click(`#alarm-banner [data-ack]`)
+	d.Wait(uiWait, "the confirmation", `document.getElementById('confirm').open`)
+	d.click(`#confirm-ok`)
 	d.Wait(uiWait, "the alarm acknowledged", `document.querySelector('#map [data-building="B3"]').dataset.acked === '1'`)
+	// Clearing while the detector still reports smoke is refused, and says so.
+	d.Wait(uiWait, "the acknowledged alarm in the banner", `!!document.querySelector('#alarm-banner [data-acked-by="op1"]')`)
+	d.click(`#alarm-banner [data-clear]`)
+	d.Wait(uiWait, "the confirmation", `document.getElementById('confirm').open`)
+	d.click(`#confirm-ok`)
+	d.Wait(uiWait, "the refusal", `!document.getElementById('toast').hidden && document.getElementById('toast').textContent.includes('不能解除')`)
+	d.Wait(uiWait, "the alarm still listed", `!!document.querySelector('#alarm-banner [data-active="1"]')`)
 	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 		var as []struct {
 			Source  string `json:"source"`
@@ -205,6 +222,12 @@ func TestDashboard(t *testing.T) {
 	// The building view lists the alarm and the sensor.
 	d.click(`#map [data-building="B3"]`)
 	d.Wait(uiWait, "B3's panel", `document.getElementById('building-panel').dataset.building === 'B3' && !!document.querySelector('#building-panel [data-alarm-id]') && !!document.querySelector('#building-panel [data-sensor="B3-smoke-1"]')`)
+
+	// The alarm's history: raised, acknowledged by op1 (the refused clear
+	// left no trace).
+	d.nav("live")
+	d.click(`#hist-search`)
+	d.Wait(uiWait, "the alarm's history", `!!document.querySelector('#hist-list [data-open="1"] [data-what="raised"]') && !!document.querySelector('#hist-list [data-what="acked"]') && !document.querySelector('#hist-list [data-what="cleared"]')`)
 
 	// A report filed at a kiosk reaches the triage queue live and is
 	// triaged to resolved; the kiosk then shows it resolved.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,9 +164,12 @@ func (h *hubProc) putAccessList(t *testing.T, site, building string, doors map[s
 }
 
 type hubAlarm struct {
-	Source string `json:"source"`
-	Kind   string `json:"kind"`
-	Active bool   `json:"active"`
+	ID       string `json:"id"`
+	Source   string `json:"source"`
+	Kind     string `json:"kind"`
+	Active   bool   `json:"active"`
+	Building string `json:"building"`
+	Place    string `json:"place"`
 }
 
 func (h *hubProc) alarms(ctx context.Context) ([]hubAlarm, error) {
@@ -178,12 +182,18 @@ func (h *hubProc) alarms(ctx context.Context) ([]hubAlarm, error) {
 }
 
 func hasAlarm(as []hubAlarm, source, kind string) bool {
+	_, ok := findAlarm(as, source, kind)
+	return ok
+}
+
+// findAlarm finds the alarm of source and kind whose source is active.
+func findAlarm(as []hubAlarm, source, kind string) (hubAlarm, bool) {
 	for _, a := range as {
 		if a.Source == source && a.Kind == kind && a.Active {
-			return true
+			return a, true
 		}
 	}
-	return false
+	return hubAlarm{}, false
 }
 
 // A resident's card is decided at the door with the hub (and its broker)
@@ -251,19 +261,22 @@ func TestGatewaySwipeOfflineReachesHubLater(t *testing.T) {
 	}
 }
 
-// With thousands of readings queued while the hub is down, a smoke alarm
-// is at the hub before the backlog has drained; the escape door is
-// released at once, offline too, and locked again when the smoke clears.
+// With 30,000 readings queued while the hub is down, a wired smoke
+// detector's alarm and a smoke reading posted over HTTP (a sensor bridge)
+// are both at the hub before the backlog has drained; either releases the
+// escape door at once, offline too. The hub refuses to clear an alarm
+// while its source reports smoke; once both sources clear, the door locks
+// again and the operator's clear closes the alarm.
 func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 	t.Parallel()
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	gw := startEnrolledEdge(t, h, "gw-2", "s1", "gateway", "--config", gatewayConfig(t, ""))
+	gw := startEnrolledEdge(t, h, "gw-2", "s1", "gateway", "--config", gatewayConfig(t, "places:\n  B3-smoke-9: 3号楼 1单元 楼道烟感"))
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return gw.sync(t).Connected, "gateway not connected" })
 	h.Kill()
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return !gw.sync(t).Connected, "gateway still connected" })
 
-	const backlog, workers = 20000, 16
+	const backlog, workers = 30000, 16
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -286,6 +299,17 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 	}
 	t.Logf("queued %d readings in %v", backlog, time.Since(start).Round(time.Millisecond))
 
+	reading := func(v int) {
+		t.Helper()
+		if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-smoke-9", "kind": "smoke", "value": v}, nil); code != 201 {
+			t.Fatalf("smoke reading %d: %d", v, code)
+		}
+	}
+	reading(1)
+	// The HTTP reading alone releases the escape door.
+	if d := gw.doors(t)["B3-main"]; !d.Relay || !d.Released {
+		t.Fatalf("escape door after an HTTP smoke reading: %+v", d)
+	}
 	gw.sim(t, "contact", map[string]string{"sensor": "B3-smoke-1", "state": "alarm"})
 	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 		d := gw.doors(t)["B3-main"]
@@ -298,14 +322,16 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 
 	h.Restart()
 	testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
-	// Poll as fast as the hub answers: the first moment the alarm shows, how
-	// much of the backlog has arrived?
+	// Poll as fast as the hub answers: the first moment both alarms show,
+	// how much of the backlog has arrived?
 	deadline := time.Now().Add(30 * time.Second)
 	var received uint64
+	var as []hubAlarm
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		as, err := h.alarms(ctx)
-		if err == nil && hasAlarm(as, "B3-smoke-1", "smoke") {
+		var err error
+		as, err = h.alarms(ctx)
+		if err == nil && hasAlarm(as, "B3-smoke-1", "smoke") && hasAlarm(as, "B3-smoke-9", "smoke") {
 			var ds []struct {
 				ID       string `json:"id"`
 				Received uint64 `json:"received"`
@@ -324,23 +350,41 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 		}
 		cancel()
 		if time.Now().After(deadline) {
-			t.Fatalf("no smoke alarm at the hub within 30s (last error %v)", err)
+			t.Fatalf("both smoke alarms not at the hub within 30s (alarms %+v, last error %v)", as, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("alarm at the hub when %d of %d events had arrived", received, total)
+	t.Logf("alarms at the hub when %d of %d events had arrived", received, total)
 	if received >= total {
-		t.Fatalf("the alarm arrived only with the backlog (%d of %d events in)", received, total)
+		t.Fatalf("the alarms arrived only with the backlog (%d of %d events in)", received, total)
+	}
+	bridge, _ := findAlarm(as, "B3-smoke-9", "smoke")
+	if bridge.Building != "B3" || bridge.Place != "3号楼 1单元 楼道烟感" {
+		t.Fatalf("HTTP smoke alarm at the hub %+v, want building B3 and its place", bridge)
+	}
+	if code := h.do(t, "POST", "/api/v1/alarms/"+bridge.ID+"/clear", nil, nil); code != 409 {
+		t.Fatalf("clear while the source reports smoke: %d, want 409", code)
 	}
 	drained(t, gw, 60*time.Second)
 
+	reading(0)
+	if d := gw.doors(t)["B3-main"]; !d.Relay || !d.Released {
+		t.Fatalf("escape door locked while the wired detector still reports smoke: %+v", d)
+	}
 	gw.sim(t, "contact", map[string]string{"sensor": "B3-smoke-1", "state": "clear"})
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
 		as, err := h.alarms(context.Background())
-		return err == nil && !hasAlarm(as, "B3-smoke-1", "smoke"), fmt.Sprintf("alarms %+v %v", as, err)
+		return err == nil && !hasAlarm(as, "B3-smoke-1", "smoke") && !hasAlarm(as, "B3-smoke-9", "smoke"), fmt.Sprintf("alarms %+v %v", as, err)
 	})
 	if d := gw.doors(t)["B3-main"]; d.Relay || d.Released {
 		t.Fatalf("escape door after the alarm cleared: %+v", d)
+	}
+	if code := h.do(t, "POST", "/api/v1/alarms/"+bridge.ID+"/clear", nil, nil); code != 200 {
+		t.Fatalf("clear once the source cleared: %d, want 200", code)
+	}
+	as, err := h.alarms(context.Background())
+	if err != nil || slices.ContainsFunc(as, func(a hubAlarm) bool { return a.ID == bridge.ID }) {
+		t.Fatalf("alarms after the operator's clear %+v %v", as, err)
 	}
 }
 

@@ -441,14 +441,14 @@ func TestKioskScreenshots(t *testing.T) {
 	s.notice(t, "2024年第三季度公共收益公示", "广告位与停车场收益共计 86,420 元，明细见居委会公告栏。", "finance")
 	s.notice(t, "第十届业主委员会选举公示", "候选人名单已公示，投票时间为下周一至周三。", "election")
 	s.notice(t, "消防通道禁止停车", "消防通道是生命通道，请勿占用。", "safety")
-	gw := startEdge(t, "gw-b1", "s1", "gateway", s.hub.MQTT, "--building", "B1")
-	if code := gw.do(t, "POST", "/api/v1/access", map[string]any{"door": "B1-main", "result": "forced"}, nil); code != 201 {
-		t.Fatalf("forced door: %d", code)
+	gw := startEdge(t, "gw-b3", "s1", "gateway", s.hub.MQTT, "--building", "B3")
+	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-smoke-1", "kind": "smoke", "value": 1}, nil); code != 201 {
+		t.Fatalf("smoke reading: %d", code)
 	}
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
-		var list []kioskNotice
-		s.kiosk.do(t, "GET", "/api/v1/notices", nil, &list)
-		return len(list) > 0 && list[0].Alarm, "no alarm on the kiosk yet"
+		var as []any
+		s.kiosk.do(t, "GET", "/api/v1/alarms", nil, &as)
+		return len(as) == 1, "no alarm on the kiosk yet"
 	})
 	s.report(t, "R-N1", "elevator", "3号电梯运行时有异响")
 	lamp := s.report(t, "20240001", "facilities", "楼道感应灯不亮")
@@ -481,8 +481,13 @@ func TestKioskScreenshots(t *testing.T) {
 	portrait := openKiosk(t, b, s.kiosk.URL, 1080, 1920)
 	landscape := openKiosk(t, b, s.kiosk.URL, 1920, 1080)
 	for _, k := range []*kioskPage{portrait, landscape} {
-		k.Wait(uiWait, "the alarm banner", `!document.getElementById('alarm').hidden`)
+		k.Wait(uiWait, "the full-screen alert", `!document.getElementById('alert').hidden`)
 		k.Wait(uiWait, "online", `document.getElementById('sync').dataset.state === 'online'`)
+	}
+	shot(portrait, "alarm-alert-portrait")
+	for _, k := range []*kioskPage{portrait, landscape} {
+		k.click("#alert .alert-ok")
+		k.Wait(uiWait, "the alarm banner", `!document.getElementById('alarm').hidden`)
 	}
 	shot(portrait, "start-portrait")
 	shot(landscape, "start-landscape")
@@ -657,4 +662,107 @@ func TestKioskLanguageToggle(t *testing.T) {
 	k.click("#lang")
 	k.Wait(uiWait, "Chinese", `document.documentElement.lang === 'zh-CN'`)
 	k.waitText("#screen-title", zh["act.title"])
+}
+
+// A smoke reading posted to the gateway of building B3 reaches a kiosk in
+// building B1 of the same site — pushed, on screen within 2 s of the hub
+// having it — as a full-screen alert in the resident's language: the
+// building and the place from the gateway's config, the time in the site's
+// zone (set to Asia/Tokyo here; the browser and the hub run in UTC), and
+// what to do. Dismissed, it stays a banner until the detector clears. A
+// kiosk of a site that shows residents only water alarms does not show it.
+func TestKioskAlarmAlert(t *testing.T) {
+	t.Parallel()
+	mqttAddr := testkit.FreePort(t)
+	broker := "tcp://" + mqttAddr
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+	k := startEdge(t, "kiosk-b1", "s1", "kiosk", broker, "--building", "B1", "--time-zone", "Asia/Tokyo")
+	wet := startEdge(t, "kiosk-b2", "s1", "kiosk", broker, "--building", "B2", "--resident-alarms", "water")
+	conf := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(conf, []byte("building: B3\nplaces:\n  B3-smoke-9: 3号楼 1单元 楼道烟感\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startEdge(t, "gw-b3", "s1", "gateway", broker, "--config", conf)
+	for _, e := range []*edgeProc{k, wet, gw} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
+	}
+
+	b := browser.New(t)
+	page := openKiosk(t, b, k.URL, 1080, 1920)
+	// The page notes when the alert appears, by its own clock (the same
+	// machine's as the test's).
+	page.Do(chromedp.Evaluate[chromedp.Void](`new MutationObserver(() => {
+		if (!document.getElementById('alert').hidden && !window.alertAt) window.alertAt = Date.now();
+	}).observe(document.getElementById('alert'), { attributes: true })`))
+
+	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-smoke-9", "kind": "smoke", "value": 1}, nil); code != 201 {
+		t.Fatalf("smoke reading: %d", code)
+	}
+	var atHub time.Time
+	var alarm hubAlarm
+	var since time.Time
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var as []struct {
+			hubAlarm
+			Since time.Time `json:"since"`
+		}
+		h.do(t, "GET", "/api/v1/alarms", nil, &as)
+		if len(as) == 1 {
+			atHub, alarm, since = time.Now(), as[0].hubAlarm, as[0].Since
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alarm at the hub: %+v", as)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	page.Wait(uiWait, "the full-screen alert", `!!window.alertAt`)
+	shown := time.UnixMilli(browser.Eval[int64](page.Page, `window.alertAt`))
+	t.Logf("alert on the kiosk %v after the hub had the alarm", shown.Sub(atHub).Round(time.Millisecond))
+	if shown.Sub(atHub) > 2*time.Second {
+		t.Errorf("alert on the kiosk %v after the hub had it, want within 2s", shown.Sub(atHub))
+	}
+
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"#alert-title": page.zh["alert.title.fire"],
+		".alert-kind":  page.zh["alert.kind.smoke"],
+		".alert-where": fill(page.zh["alert.building"], "b", "B3") + " · 3号楼 1单元 楼道烟感",
+		".alert-time":  fill(page.zh["alert.since"], "time", since.In(tokyo).Format("15:04")),
+		".alert-steps": page.zh["alert.do.fire.1"],
+		".alert-ok":    page.zh["alert.ok"],
+	}
+	for css, w := range want {
+		if got := page.text("#alert " + css); !strings.Contains(got, w) {
+			t.Errorf("alert %s: %q, want %q", css, got, w)
+		}
+	}
+	if alarm.Building != "B3" || alarm.Place != "3号楼 1单元 楼道烟感" {
+		t.Errorf("hub alarm %+v", alarm)
+	}
+	// In English too: the words come from the page's catalogues.
+	page.click("#alert .alert-lang")
+	page.waitText("#alert #alert-title", page.en["alert.title.fire"])
+	page.click("#alert .alert-ok")
+	page.Wait(uiWait, "the banner instead of the alert", `document.getElementById('alert').hidden && !document.getElementById('alarm').hidden`)
+	page.waitText("#alarm", page.en["alert.kind.smoke"])
+
+	// The water-only kiosk has the site's alarms (a leak shows) but not the smoke.
+	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-water-2", "kind": "water", "value": 1}, nil); code != 201 {
+		t.Fatalf("water reading: %d", code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var as []struct{ Kind string }
+		wet.do(t, "GET", "/api/v1/alarms", nil, &as)
+		return len(as) == 1 && as[0].Kind == "water", fmt.Sprintf("water-only kiosk shows %+v, want the leak alone", as)
+	})
+
+	// The detector clears: the smoke banner goes; the leak stays.
+	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-smoke-9", "kind": "smoke", "value": 0}, nil); code != 201 {
+		t.Fatalf("smoke reading 0: %d", code)
+	}
+	page.Wait(uiWait, "the smoke alarm gone, the leak shown", `document.getElementById('alarm').dataset.kind === 'water'`)
 }

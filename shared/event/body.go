@@ -24,7 +24,7 @@ var (
 	CheckinActions = []string{"in", "out"}
 	AccessResults  = []string{"granted", "denied", "forced", "held_open", "open", "close", "bad_read"}
 	ReadingKinds   = []string{"smoke", "temperature", "humidity", "water"}
-	AlarmKinds     = []string{"smoke", "heat", "water", "forced"}
+	AlarmKinds     = []string{"smoke", "heat", "water", "forced", "held_open"}
 )
 
 // Check-in outcomes the kiosk answers with.
@@ -103,6 +103,9 @@ type Access struct {
 	Result     string `cbor:"3,keyasint" json:"result"`
 	Building   string `cbor:"4,keyasint,omitempty" json:"building,omitempty"`
 	Reason     string `cbor:"5,keyasint,omitempty" json:"reason,omitempty"`
+	// Place is where the door is in words people use, on the alarms
+	// (forced, held_open) only: they open an alarm that shows it.
+	Place string `cbor:"6,keyasint,omitempty" json:"place,omitempty"`
 }
 
 // Reading is one sample of a sensor. Smoke and water are 0 or 1.
@@ -121,6 +124,9 @@ type Alarm struct {
 	Active   bool    `cbor:"3,keyasint" json:"active"`
 	Building string  `cbor:"4,keyasint,omitempty" json:"building,omitempty"`
 	Value    float64 `cbor:"5,keyasint,omitempty" json:"value,omitempty"`
+	// Place is where the source is, in words people use ("3号楼 1单元
+	// 楼道烟感"), from the gateway's config.
+	Place string `cbor:"6,keyasint,omitempty" json:"place,omitempty"`
 }
 
 // Gap records telemetry an edge dropped (never governance records) so the
@@ -199,6 +205,7 @@ func (b *Access) Validate() error {
 		oneOf("result", b.Result, AccessResults, true),
 		optional(b.Building, func() error { return idField("building", b.Building) }),
 		oneOf("reason", b.Reason, AccessReasons, false),
+		text("place", b.Place, 0, 100),
 	)
 }
 
@@ -225,7 +232,8 @@ func (b *Reading) Validate() error {
 // Validate checks an alarm.
 func (b *Alarm) Validate() error {
 	return first(idField("sensor", b.Sensor), oneOf("kind", b.Type, AlarmKinds, true),
-		optional(b.Building, func() error { return idField("building", b.Building) }))
+		optional(b.Building, func() error { return idField("building", b.Building) }),
+		text("place", b.Place, 0, 100))
 }
 
 // Validate checks a gap record.

@@ -286,16 +286,18 @@ func (s *State) Apply(f Fact) ([]Ref, error) {
 		if b.Active {
 			op = opRaise
 		}
-		return s.applyAlarm(f.Site, b.Sensor, b.Type, alarmFact{Key: k, Op: op, Building: b.Building, Value: b.Value}), nil
+		return s.applyAlarm(f.Site, b.Sensor, b.Type, alarmFact{Key: k, Op: op, Building: b.Building, Value: b.Value, Place: b.Place}), nil
 	case *event.Access:
-		if b.Result != "forced" {
+		if b.Result != "forced" && b.Result != "held_open" {
 			return nil, nil // door decisions are the hub's log, not merged state
 		}
-		return s.applyAlarm(f.Site, b.Door, "forced", alarmFact{Key: k, Op: opRaise, Building: b.Building}), nil
+		// The door's log says it happened; whether the door is still open is
+		// the gateway's to report (an alarm event), so this raise is momentary.
+		return s.applyAlarm(f.Site, b.Door, b.Result, alarmFact{Key: k, Op: opRaise, Building: b.Building, Place: b.Place, Momentary: true}), nil
 	case *event.AlarmAck:
 		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opAck, Who: b.Who, Note: b.Note}), nil
 	case *event.AlarmClear:
-		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opClear, Who: b.Who, Note: b.Note}), nil
+		return s.applyAlarm(b.Site, b.Source, b.Type, alarmFact{Key: k, Op: opClose, Who: b.Who, Note: b.Note}), nil
 	case *event.AccessListSet:
 		return s.applyAccessList(k, b), nil
 	}
@@ -363,6 +365,9 @@ func Decode(data []byte) (*State, error) {
 	maps.Copy(s.activities, w.Activities)
 	maps.Copy(s.notices, w.Notices)
 	maps.Copy(s.alarms, w.Alarms)
+	for _, a := range s.alarms {
+		a.refold() // fields derived but not stored
+	}
 	maps.Copy(s.ratings, w.Ratings)
 	maps.Copy(s.access, w.Access)
 	// Derived fields are recomputed from the facts: a snapshot written

@@ -205,19 +205,23 @@ func TestAlarms(t *testing.T) {
 	tests := []struct {
 		name   string
 		facts  []merge.Fact
-		active bool
+		active bool // the source
 		acked  bool
+		open   bool // not yet cleared by an operator
 		first  int64
 	}{
-		{"raised", []merge.Fact{smoke("g1", 1, 10, true)}, true, false, 10},
-		{"raised then cleared", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 20, false)}, false, false, 10},
-		{"clear before raise in HLC order", []merge.Fact{smoke("g1", 1, 10, false), smoke("g1", 2, 20, true)}, true, false, 20},
-		{"raised twice keeps first", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 20, true)}, true, false, 10},
-		{"acknowledged", []merge.Fact{smoke("g1", 1, 10, true), ack(1, 15)}, true, true, 10},
-		{"ack before raise does nothing", []merge.Fact{ack(1, 5), smoke("g1", 1, 10, true)}, true, false, 10},
-		{"operator clears", []merge.Fact{smoke("g1", 1, 10, true), ack(1, 15), clr(2, 16)}, false, true, 10},
-		{"raised again after clear", []merge.Fact{smoke("g1", 1, 10, true), clr(1, 15), smoke("g1", 2, 30, true)}, true, false, 30},
-		{"same HLC: greater device wins", []merge.Fact{smoke("g2", 1, 10, false), smoke("g1", 1, 10, true)}, false, false, 10},
+		{"raised", []merge.Fact{smoke("g1", 1, 10, true)}, true, false, true, 10},
+		{"source cleared: open until an operator clears it", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 20, false)}, false, false, true, 10},
+		{"clear before raise in HLC order", []merge.Fact{smoke("g1", 1, 10, false), smoke("g1", 2, 20, true)}, true, false, true, 20},
+		{"raised twice keeps first", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 20, true)}, true, false, true, 10},
+		{"acknowledged", []merge.Fact{smoke("g1", 1, 10, true), ack(1, 15)}, true, true, true, 10},
+		{"ack before raise does nothing", []merge.Fact{ack(1, 5), smoke("g1", 1, 10, true)}, true, false, true, 10},
+		{"operator clear while the source is active does nothing", []merge.Fact{smoke("g1", 1, 10, true), ack(1, 15), clr(2, 16)}, true, true, true, 10},
+		{"operator clear after the source cleared closes", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 12, false), ack(1, 15), clr(2, 16)}, false, true, false, 10},
+		{"acknowledged at any time, also after the source cleared", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 12, false), ack(1, 15)}, false, true, true, 10},
+		{"source active again needs a new acknowledgement", []merge.Fact{smoke("g1", 1, 10, true), ack(1, 11), smoke("g1", 2, 12, false), smoke("g1", 3, 13, true)}, true, false, true, 10},
+		{"raised again after closed: a new episode", []merge.Fact{smoke("g1", 1, 10, true), smoke("g1", 2, 12, false), clr(1, 15), smoke("g1", 3, 30, true)}, true, false, true, 30},
+		{"same HLC: greater device wins", []merge.Fact{smoke("g2", 1, 10, false), smoke("g1", 1, 10, true)}, false, false, true, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,28 +230,80 @@ func TestAlarms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Active != tt.active || a.Acked != tt.acked || a.First != at(tt.first) || a.Building != "B3" {
-				t.Fatalf("alarm %+v; want active %v acked %v first %v", a, tt.active, tt.acked, at(tt.first))
+			if a.Active != tt.active || a.Acked != tt.acked || a.Open != tt.open || a.First != at(tt.first) || a.Building != "B3" {
+				t.Fatalf("alarm %+v; want active %v acked %v open %v first %v", a, tt.active, tt.acked, tt.open, at(tt.first))
 			}
-			if open := s.OpenAlarms(site); (len(open) == 1) != tt.active {
-				t.Fatalf("open alarms %+v, want active=%v", open, tt.active)
+			if a.Severity != merge.SeverityCritical {
+				t.Fatalf("severity %q, want critical for smoke", a.Severity)
+			}
+			if open := s.OpenAlarms(site); (len(open) == 1) != tt.open {
+				t.Fatalf("open alarms %+v, want open=%v", open, tt.open)
 			}
 		})
+	}
+}
+
+func TestAlarmHistoryKeepsTransitions(t *testing.T) {
+	op := &event.AlarmAck{Site: site, Source: "B3-smoke-1", Type: "smoke", Who: "op1", Note: "保安已到"}
+	s := sameBothWays(t,
+		fact(t, "g1", 1, 10, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: true, Building: "B3", Place: "3号楼 1单元 楼道烟感", Value: 1}),
+		fact(t, "hub", 1, 11, op),
+		fact(t, "hub", 2, 12, (*event.AlarmClear)(op)), // refused: the source is active
+		fact(t, "g1", 2, 20, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: false, Building: "B3"}),
+		fact(t, "hub", 3, 30, (*event.AlarmClear)(op)),
+	)
+	h := s.AlarmHistory(nil)
+	if len(h) != 1 || h[0].Open || h[0].ClosedBy != "op1" || h[0].Place != "3号楼 1单元 楼道烟感" || h[0].AckNote != "保安已到" {
+		t.Fatalf("history %+v", h)
+	}
+	var got []string
+	for _, tr := range h[0].Transitions {
+		got = append(got, tr.What)
+	}
+	want := []string{merge.TransRaised, merge.TransAcked, merge.TransSource, merge.TransCleared}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transitions %v, want %v", got, want)
+	}
+	if open := s.OpenAlarms(site); len(open) != 0 {
+		t.Fatalf("open alarms %+v after the operator's clear", open)
+	}
+}
+
+func TestAlarmSeverityOrder(t *testing.T) {
+	s := sameBothWays(t,
+		fact(t, "g1", 1, 10, &event.Access{Door: "B3-main", Result: "held_open", Building: "B3"}),
+		fact(t, "g1", 2, 20, &event.Access{Door: "B3-side", Result: "forced", Building: "B3"}),
+		fact(t, "g1", 3, 30, &event.Alarm{Sensor: "B3-water-1", Type: "water", Active: true, Building: "B3"}),
+		fact(t, "g1", 4, 40, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: true, Building: "B3"}),
+	)
+	var got []string
+	for _, a := range s.OpenAlarms(site) {
+		got = append(got, a.Kind+"/"+a.Severity)
+	}
+	want := []string{"smoke/critical", "water/major", "forced/minor", "held_open/warning"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("open alarms by severity %v, want %v", got, want)
 	}
 }
 
 func TestForcedDoor(t *testing.T) {
 	s := sameBothWays(t,
 		fact(t, "g1", 1, 10, &event.Access{Door: "B3-main", Result: "granted", Credential: "C1", Building: "B3"}),
-		fact(t, "g1", 2, 20, &event.Access{Door: "B3-main", Result: "forced", Building: "B3"}),
+		fact(t, "g1", 2, 20, &event.Access{Door: "B3-main", Result: "forced", Building: "B3", Place: "3号楼 正门"}),
 	)
 	open := s.OpenAlarms(site)
-	if len(open) != 1 || open[0].Kind != "forced" || open[0].Source != "B3-main" || open[0].First != at(20) {
+	if len(open) != 1 || open[0].Kind != "forced" || open[0].Source != "B3-main" || open[0].First != at(20) || open[0].Place != "3号楼 正门" {
 		t.Fatalf("open alarms %+v, want one forced door", open)
 	}
-	applyAll(t, s, fact(t, "g1", 3, 30, &event.Alarm{Sensor: "B3-main", Type: "forced", Active: false}))
+	// A forced opening is an event: no source stays active, so an
+	// operator can clear it once looked at.
+	if open[0].Active || !open[0].Momentary {
+		t.Fatalf("forced door %+v, want momentary, source not active", open[0])
+	}
+	op := &event.AlarmAck{Site: site, Source: "B3-main", Type: "forced", Who: "op1"}
+	applyAll(t, s, fact(t, "hub", 1, 30, (*event.AlarmClear)(op)))
 	if open := s.OpenAlarms(site); len(open) != 0 {
-		t.Fatalf("open alarms %+v after the gateway cleared it", open)
+		t.Fatalf("open alarms %+v after the operator cleared it", open)
 	}
 }
 

@@ -32,6 +32,8 @@
     kiosk: { building: '', idle_timeout_ms: 60000, categories: CATEGORIES },
     sync: undefined, // last GET /api/v1/sync; null when the edge did not answer
     notices: [],
+    alarms: [], // the alarms of the site residents see, pushed by the edge
+    seen: new Set(), // alarms whose full-screen alert was dismissed here (id and since)
     resident: null,
     screen: 'start',
     arg: null,
@@ -269,14 +271,79 @@
     setTimeout(pollNotices, POLL_NOTICES_MS);
   }
 
+  // Alarms are pushed: the edge holds a server-sent-events stream open and
+  // sends the whole list as soon as the hub's change reaches it (a poll
+  // would show a fire up to a poll interval late). EventSource reconnects
+  // by itself; each connect starts with the current list.
+  function watchAlarms() {
+    const es = new EventSource('api/v1/alarms/stream');
+    es.addEventListener('alarms', (e) => {
+      let list;
+      try { list = JSON.parse(e.data); } catch (err) { return; }
+      if (!Array.isArray(list)) return;
+      S.alarms = list;
+      const live = new Set(list.map(alarmKey));
+      for (const k of S.seen) if (!live.has(k)) S.seen.delete(k); // raised again later: alert again
+      renderAlarm();
+    });
+  }
+
+  function alarmKey(a) { return a.id + '@' + a.since; }
+
+  // Fire (smoke, heat), water and door alarms each have their own words and
+  // instructions in the catalogues; the hub sends only kinds and places.
+  function alarmGroup(kind) { return kind === 'smoke' || kind === 'heat' ? 'fire' : kind === 'water' ? 'water' : 'door'; }
+
+  // The time of an alarm in the site's zone, whatever zone this screen's
+  // clock is set to: residents compare it with the clocks around them.
+  function siteTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return '';
+    const o = { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: S.kiosk.time_zone || 'Asia/Shanghai' };
+    try { return new Intl.DateTimeFormat(S.lang, o).format(d); } catch (e) { return d.toISOString().slice(11, 16); }
+  }
+
+  function alarmWhere(a) {
+    const b = a.building ? t('alert.building', { b: a.building }) : '';
+    return [b, a.place].filter(Boolean).join(' · ');
+  }
+
+  // An alarm not yet dismissed here fills the screen (most severe first);
+  // after that, and for every alarm until its source clears, a banner
+  // stays on every screen.
   function renderAlarm() {
     const box = $('alarm');
-    const alarms = S.notices.filter((n) => n.alarm);
-    if (!alarms.length || S.screen === 'notices') { box.hidden = true; box.replaceChildren(); return; }
+    const alarms = S.alarms;
+    renderAlert(alarms.find((a) => !S.seen.has(alarmKey(a))));
+    if (!alarms.length) { box.hidden = true; box.replaceChildren(); return; }
+    const a = alarms[0];
+    box.dataset.kind = a.kind;
     box.replaceChildren(icon('alarm'), h('span', { class: 'alarm-text' },
-      h('strong', { text: t('alarm.label') + ' ' }), alarms[0].title,
+      h('strong', { text: t('alert.kind.' + a.kind) + ' ' }), alarmWhere(a) + ' · ' + siteTime(a.since),
       alarms.length > 1 ? ' ' + t('alarm.more', { n: alarms.length - 1 }) : ''),
-    h('button', { type: 'button', class: 'on-dark', onclick: () => go('notices') }, t('alarm.show')));
+    h('button', { type: 'button', class: 'on-dark', onclick: () => { S.seen.delete(alarmKey(a)); renderAlarm(); } }, t('alarm.show')));
+    box.hidden = false;
+  }
+
+  function renderAlert(a) {
+    const box = $('alert');
+    if (!a) { box.hidden = true; box.replaceChildren(); delete box.dataset.id; return; }
+    const group = alarmGroup(a.kind);
+    const steps = [1, 2, 3].map((i) => 'alert.do.' + group + '.' + i).filter(has);
+    box.dataset.id = a.id;
+    box.dataset.kind = a.kind;
+    box.dataset.group = group;
+    // The alert covers the language button of the bar: it has its own.
+    box.replaceChildren(h('button', { type: 'button', class: 'lang alert-lang', lang: OTHER_LANG[S.lang], 'aria-label': t('lang.switch'),
+      onclick: () => setLang(OTHER_LANG[S.lang], true) }, t('lang.other')),
+    h('div', { class: 'alert-box' },
+      h('div', { class: 'alert-icon', 'aria-hidden': 'true' }, icon('alarm')),
+      h('h2', { id: 'alert-title', text: t('alert.title.' + group) }),
+      h('p', { class: 'alert-kind', text: t('alert.kind.' + a.kind) }),
+      h('p', { class: 'alert-where', text: alarmWhere(a) }),
+      h('p', { class: 'alert-time', text: t('alert.since', { time: siteTime(a.since) }) }),
+      h('ol', { class: 'alert-steps' }, steps.map((k) => h('li', { text: t(k) }))),
+      h('button', { type: 'button', class: 'primary big alert-ok', onclick: () => { S.seen.add(alarmKey(a)); renderAlarm(); } }, t('alert.ok'))));
     box.hidden = false;
   }
 
@@ -978,6 +1045,7 @@
     setInterval(tickClock, 15000);
     pollSync();
     pollNotices();
+    watchAlarms();
     document.body.dataset.ready = 'true';
   }
 

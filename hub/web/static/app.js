@@ -429,25 +429,74 @@ function renderFleet() {
 }
 
 // ---- alarms -----------------------------------------------------------
+// Each alarm shows its severity, what and where, whether the source still
+// reports it, its age and who acknowledged it. Acknowledge and clear each
+// ask for confirmation (with an optional note); a clear the hub refuses
+// because the source is still active says so.
+const where = a => [a.building, a.place || a.source].filter(Boolean).join(' · ');
 function alarmItem(a) {
   const kind = t('alarm.kind.' + a.kind);
-  return el('li', { class: 'alarm', 'data-alarm-id': a.id, 'data-acked': a.acked ? 1 : 0 },
-    el('strong', {}, `${kind} · ${a.building || ''} ${a.source}`),
-    el('span', {}, t('alarm.since', { t: fmtTime(a.since) })),
-    a.acked ? el('span', {}, t('alarm.acked_by', { who: a.acked_by })) :
-      el('button', { class: 'write', 'data-ack': a.id, onclick: () => alarmAction(a.id, 'ack') }, t('alarm.ack')),
-    el('button', { class: 'write', 'data-clear': a.id, onclick: () => alarmAction(a.id, 'clear') }, t('alarm.clear')));
+  return el('li', { class: 'alarm sev-' + a.severity, 'data-alarm-id': a.id, 'data-acked': a.acked ? 1 : 0, 'data-active': a.active ? 1 : 0, 'data-severity': a.severity },
+    el('span', { class: 'badge sev' }, t('alarm.sev.' + a.severity)),
+    el('strong', {}, `${kind} · ${where(a)}`),
+    el('span', { class: 'badge ' + (a.active ? 'off' : 'on'), 'data-state': a.active ? 'active' : 'cleared' }, t(a.active ? 'alarm.state.active' : 'alarm.state.cleared')),
+    el('span', {}, t('alarm.age', { t: fmtTime(a.since), age: ago(a.since) })),
+    a.acked ? el('span', { 'data-acked-by': a.acked_by }, t('alarm.acked_by', { who: a.acked_by, t: fmtTime(a.acked_at) })) :
+      el('button', { class: 'write', 'data-ack': a.id, onclick: () => alarmAction(a, 'ack') }, t('alarm.ack')),
+    el('button', { class: 'write', 'data-clear': a.id, onclick: () => alarmAction(a, 'clear') }, t('alarm.clear')));
+}
+function sortedAlarms() {
+  const by = $('#alarm-sort') ? $('#alarm-sort').value : 'severity';
+  const rank = { critical: 1, major: 2, minor: 3, warning: 4 };
+  const age = (x, y) => new Date(x.since) - new Date(y.since);
+  return [...S.alarms].sort((x, y) => by === 'age' ? age(x, y) : (rank[x.severity] || 9) - (rank[y.severity] || 9) || age(x, y));
 }
 function renderAlarms() {
   const b = $('#alarm-banner');
-  b.replaceChildren(...S.alarms.map(alarmItem));
-  b.hidden = S.alarms.length === 0;
-  $('#alarm-list').replaceChildren(...(S.alarms.length ? S.alarms.map(alarmItem) : [el('li', { class: 'muted' }, t('alarm.none'))]));
+  const list = sortedAlarms();
+  b.replaceChildren(...list.map(alarmItem));
+  b.hidden = list.length === 0;
+  $('#alarm-list').replaceChildren(...(list.length ? list.map(alarmItem) : [el('li', { class: 'muted' }, t('alarm.none'))]));
 }
-async function alarmAction(id, what) {
-  await write(() => api('POST', `/api/v1/alarms/${encodeURIComponent(id)}/${what}`, {}));
+// confirmDialog asks before an alarm decision; it resolves to the note, or
+// null when the operator cancels.
+function confirmDialog(msg) {
+  const d = $('#confirm');
+  $('#confirm-msg').textContent = msg;
+  $('#confirm-note').value = '';
+  d.showModal();
+  return new Promise(resolve => {
+    d.addEventListener('close', () => resolve(d.returnValue === 'ok' ? $('#confirm-note').value.trim() : null), { once: true });
+  });
+}
+async function alarmAction(a, what) {
+  const note = await confirmDialog(t('alarm.confirm.' + what, { kind: t('alarm.kind.' + a.kind), where: where(a) }));
+  if (note === null) return;
+  try {
+    await write(() => api('POST', `/api/v1/alarms/${encodeURIComponent(a.id)}/${what}`, { note }));
+  } catch (e) {
+    if (e.status === 409 && what === 'clear') toast(t('alarm.clear_refused', { kind: t('alarm.kind.' + a.kind) }), true);
+  }
   await loadAlarms();
 }
+// History: every alarm of the site, closed ones too, with its transitions,
+// narrowed by building, kind and days (local midnight to midnight).
+async function loadHistory() {
+  const day = (v, end) => v ? new Date(v + (end ? 'T23:59:59' : 'T00:00:00')).toISOString() : '';
+  const list = await api('GET', q('/api/v1/alarms/history', { site: S.site, building: $('#hist-building').value.trim(),
+    kind: $('#hist-kind').value, from: day($('#hist-from').value, false), to: day($('#hist-to').value, true) }));
+  $('#hist-list').replaceChildren(...(list.length ? list.map(a => el('li', { class: 'alarm-hist', 'data-alarm-id': a.id, 'data-open': a.open ? 1 : 0 },
+    el('span', { class: 'badge sev' }, t('alarm.sev.' + a.severity)),
+    el('strong', {}, `${t('alarm.kind.' + a.kind)} · ${where(a)}`),
+    el('span', { class: 'badge ' + (a.open ? 'off' : 'on') }, t(a.open ? 'hist.open' : 'hist.closed')),
+    el('ol', { class: 'transitions' }, a.transitions.map(tr => el('li', { 'data-what': tr.what },
+      `${fmtTime(tr.at)} ${t('hist.what.' + tr.what)}${tr.who ? ' · ' + tr.who : ''}${tr.note ? ' · ' + tr.note : ''}`))))) :
+    [el('li', { class: 'muted' }, t('hist.none'))]));
+}
+// An unacknowledged fire alarm keeps sounding until someone acknowledges it.
+setInterval(() => {
+  if (S.alarms.some(a => !a.acked && a.severity === 'critical')) cue();
+}, 10000);
 
 // ---- live stream ------------------------------------------------------
 function connectStream() {
@@ -739,6 +788,8 @@ async function init() {
     await refreshAll(); connectStream(); go(S.view);
   });
   ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
+  $('#alarm-sort').addEventListener('change', renderAlarms);
+  $('#hist-form').addEventListener('submit', e => { e.preventDefault(); loadHistory().catch(err => toast(t('error.generic', { msg: err.message }), true)); });
   $('#r-bucket').addEventListener('change', loadRatings);
   $('#notice-form').addEventListener('submit', publishNotice);
   $('#activity-form').addEventListener('submit', createActivity);
