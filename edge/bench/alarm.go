@@ -98,6 +98,9 @@ func (e *runEnv) alarmRounds(ctx context.Context, broker string) (kiosk, dash, s
 		return nil, nil, nil, nil, err
 	}
 	defer e.stopAll(gw.proc)
+	if err := e.enroll(ctx, h, "kiosk-alarm", "kiosk", filepath.Join(dir, "kiosk")); err != nil {
+		return nil, nil, nil, nil, err
+	}
 	k, err := e.startEdge(ctx, dir, "kiosk-alarm", filepath.Join(dir, "kiosk"), h.mqtt, "--role", "kiosk", "--building", "B1")
 	if err != nil {
 		return nil, nil, nil, nil, err

@@ -2,11 +2,14 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -202,4 +205,37 @@ func metric(ctx context.Context, base, name string) (float64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("%s/metrics has no %s", base, name)
+}
+
+// enroll registers device id with the hub and enrolls the edge whose data
+// dir is data, as an installer would: only enrolled devices receive their
+// site's downlink (notices, activities, alarms).
+func (e *runEnv) enroll(ctx context.Context, h *hub, id, role, data string) error {
+	body, err := json.Marshal(map[string]string{"id": id, "site": benchSite, "role": role})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url+"/api/v1/devices", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return fmt.Errorf("enroll %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("enroll %s: %d %s %v", id, resp.StatusCode, out.Error, err)
+	}
+	cmd := exec.CommandContext(ctx, e.edgeBin(), "enroll", "--hub", h.url, "--token", out.Token, "--data", data)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("enroll %s: %w: %s", id, err, oneLine(string(msg)))
+	}
+	return nil
 }

@@ -676,8 +676,8 @@ func TestKioskAlarmAlert(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	broker := "tcp://" + mqttAddr
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	k := startEdge(t, "kiosk-b1", "s1", "kiosk", broker, "--building", "B1", "--time-zone", "Asia/Tokyo")
-	wet := startEdge(t, "kiosk-b2", "s1", "kiosk", broker, "--building", "B2", "--resident-alarms", "water")
+	k := startEnrolledEdge(t, h, "kiosk-b1", "s1", "kiosk", "--building", "B1", "--time-zone", "Asia/Tokyo")
+	wet := startEnrolledEdge(t, h, "kiosk-b2", "s1", "kiosk", "--building", "B2", "--resident-alarms", "water")
 	conf := filepath.Join(t.TempDir(), "gw.yaml")
 	if err := os.WriteFile(conf, []byte("building: B3\nplaces:\n  B3-smoke-9: 3号楼 1单元 楼道烟感\n"), 0o600); err != nil {
 		t.Fatal(err)
