@@ -115,7 +115,7 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "hub")
 	h := startHub(t, data, mqttAddr, "")
 	token := h.token(t)
-	e := startEdge(t, "kiosk-1", "s1", "kiosk", h.MQTT)
+	e := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk") // enrolled: only enrolled devices get the downlink
 	ledger := testkit.NewLedger()
 	load(context.Background(), t, e, ledger, n, 4, false)
 	drained(t, e, 60*time.Second)

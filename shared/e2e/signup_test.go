@@ -42,7 +42,7 @@ func TestSignupAheadIsNotAttendance(t *testing.T) {
 	t.Parallel()
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	k := startEdge(t, "kiosk-s", "s1", "kiosk", "tcp://"+mqttAddr)
+	k := startEnrolledEdge(t, h, "kiosk-s", "s1", "kiosk") // enrolled: only enrolled devices get the downlink
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, "kiosk not connected" })
 
 	// Recorded before the kiosk knows A4: the hub decides what it is.
