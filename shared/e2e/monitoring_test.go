@@ -32,21 +32,45 @@ func promtool(t *testing.T) string {
 // ruleFiles is every Prometheus rule file shipped, whoever added it.
 func ruleFiles(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(testkit.Root(), "configs", "prometheus", "*.yml"))
+	all, err := filepath.Glob(filepath.Join(testkit.Root(), "configs", "prometheus", "*.yml"))
+	var files []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, ".test.yml") {
+			files = append(files, f)
+		}
+	}
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files in configs/prometheus (%v)", err)
 	}
 	return files
 }
 
+// ruleTests is every promtool unit-test file shipped beside the rules
+// (NAME.test.yml): they are checked with promtool test rules.
+func ruleTests(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testkit.Root(), "configs", "prometheus", "*.test.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
 // TestPrometheusRules: every rule file in configs/prometheus passes
-// promtool check rules.
+// promtool check rules, and every NAME.test.yml beside them promtool test rules.
 func TestPrometheusRules(t *testing.T) {
 	bin := promtool(t)
 	for _, f := range ruleFiles(t) {
 		out, err := exec.Command(bin, "check", "rules", f).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool check rules %s: %v\n%s", filepath.Base(f), err, out)
+		}
+	}
+	for _, f := range ruleTests(t) {
+		cmd := exec.Command(bin, "test", "rules", filepath.Base(f))
+		cmd.Dir = filepath.Dir(f)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool test rules %s: %v\n%s", filepath.Base(f), err, out)
 		}
 	}
 }
