@@ -295,6 +295,14 @@ func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) kiosk.Sync
 	} else if ts != 0 {
 		d.OldestPending = ts.Time()
 	}
+	if first, err := ob.FirstHeld(); err != nil {
+		log.Warn("read the oldest held event", "err", err)
+	} else {
+		d.FirstHeld = first
+	}
+	if h, ok := ob.Horizon(); ok {
+		d.Horizon = &h
+	}
 	st := g.Stats()
 	d.DiskFreeBytes, d.DiskReserveBytes = st.Free, st.Reserve
 	if err := g.Refusing(); err != nil {
