@@ -524,8 +524,21 @@ func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (u
 			if err := u.recordHorizon(); err != nil {
 				return 0, err
 			}
-			u.lastSync.Store(u.opts.Now().UnixMilli())
 			_, acked, _ := u.log.Cursors()
+			if hl, ok := u.log.(HorizonLog); ok && h.First > 0 {
+				// Retention or the disk guard may have deleted acked events
+				// between the hello and its answer: say hello again, so the
+				// hub counts them as lost rather than finding a silent hole.
+				first, err := hl.FirstHeld()
+				if err != nil {
+					return 0, fmt.Errorf("oldest held seq: %w", err)
+				}
+				if first > h.First && first > acked+1 {
+					u.ackHello.Store(false)
+					continue
+				}
+			}
+			u.lastSync.Store(u.opts.Now().UnixMilli())
 			return acked, nil
 		}
 	}

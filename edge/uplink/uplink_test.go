@@ -443,3 +443,69 @@ func TestHelloSaysFirstHeldAndAcksSetTheHorizon(t *testing.T) {
 		t.Fatalf("hellos %+v, want the first to say first held 5, last 10", hub.hellos)
 	}
 }
+
+// racyLog deletes every acked event just before the first hello's answer
+// is applied, as retention or the disk guard may between a hello and its
+// answer.
+type racyLog struct {
+	*outbox.Log
+	once sync.Once
+}
+
+func (r *racyLog) Ack(seq uint64, fromHello bool) error {
+	var err error
+	if fromHello {
+		r.once.Do(func() { _, err = r.ReclaimAcked(context.Background()) })
+	}
+	if err != nil {
+		return err
+	}
+	return r.Log.Ack(seq, fromHello)
+}
+
+// Events deleted between a hello and its answer would leave a hole the
+// hub's next ack silently covers: the uplink notices that it now holds
+// less than it said and says hello again, so the hub can count them lost.
+func TestHelloAgainWhenEventsWentMeanwhile(t *testing.T) {
+	url := broker(t)
+	const site, device = "s1", "gw-1"
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device, Retention: time.Hour, GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for range 10 {
+		if _, err := l.Append(ctx, &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Status: event.StatusRecorded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Ack(8, false); err != nil { // a hub, since restored, held up to 8
+		t.Fatal(err)
+	}
+	hub := &fakeHub{start: 4} // the restored hub holds up to 4
+	hub.run(t, url, site, device)
+	up := uplink.New(&racyLog{Log: l}, nil, uplink.Options{Broker: url, Site: site, Device: device, Role: "gateway", AckTimeout: 5 * time.Second})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- up.Run(rctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, acked, _ := l.Cursors(); acked == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v", l.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if len(hub.hellos) < 2 || hub.hellos[0].First != 1 || hub.hellos[1].First != 9 {
+		t.Fatalf("hellos %+v, want first held 1, then 9 after seqs 1..8 went", hub.hellos)
+	}
+}
