@@ -305,6 +305,14 @@ func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) kiosk.Sync
 	} else if ts != 0 {
 		d.OldestPending = ts.Time()
 	}
+	if first, err := ob.FirstHeld(); err != nil {
+		log.Warn("read the oldest held event", "err", err)
+	} else {
+		d.FirstHeld = first
+	}
+	if h, ok := ob.Horizon(); ok {
+		d.Horizon = &h
+	}
 	st := g.Stats()
 	d.DiskFreeBytes, d.DiskReserveBytes = st.Free, st.Reserve
 	if err := g.Refusing(); err != nil {
@@ -597,6 +605,8 @@ func registerMetrics(reg *prometheus.Registry, ob *outbox.Log, up *uplink.Uplink
 		return 0
 	})
 	counter("linli_edge_disk_refused_total", "Writes refused (507) to keep the disk reserve.", func() float64 { return float64(g.Stats().Refused) })
+	counter("linli_edge_acked_dropped_before_backup_total", "Acked events deleted for disk room before a backup of the hub covered them (a hub restored from its last backup reports them lost).",
+		func() float64 { return float64(ob.Stats().AckedDroppedBeforeBackup) })
 	counter("linli_edge_telemetry_dropped_total", "Unacked telemetry events dropped to protect the disk (each drop recorded by a gap event).", func() float64 { return float64(g.Stats().Dropped) })
 	for _, c := range []struct {
 		name, help string

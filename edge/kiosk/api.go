@@ -548,6 +548,12 @@ type SyncDetail struct {
 	DiskFreeBytes    uint64
 	DiskReserveBytes uint64
 	DiskRefusing     string // why writes are refused; "" when they are not
+	// FirstHeld is the oldest seq still stored (the next seq when none);
+	// 0 when unknown.
+	FirstHeld uint64
+	// Horizon is the hub's backup horizon as its last ack said; nil when
+	// the hub takes no backups (retention alone then deletes acked events).
+	Horizon *uint64
 }
 
 func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
@@ -563,6 +569,8 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 		DiskFreeBytes    *uint64    `json:"disk_free_bytes,omitempty"`
 		DiskReserveBytes *uint64    `json:"disk_reserve_bytes,omitempty"`
 		DiskRefusing     *string    `json:"disk_refusing,omitempty"`
+		FirstHeld        *uint64    `json:"first_held,omitempty"`
+		BackupHorizon    *uint64    `json:"backup_horizon,omitempty"`
 	}{Pending: pending, LastSeq: last, AckedSeq: acked}
 	if a.Detail != nil {
 		d := a.Detail()
@@ -571,6 +579,10 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 			out.OldestPending = &t
 		}
 		out.DiskFreeBytes, out.DiskReserveBytes, out.DiskRefusing = &d.DiskFreeBytes, &d.DiskReserveBytes, &d.DiskRefusing
+		if d.FirstHeld != 0 {
+			out.FirstHeld = &d.FirstHeld
+		}
+		out.BackupHorizon = d.Horizon
 	}
 	if a.Sync != nil {
 		out.Connected = a.Sync.Connected()

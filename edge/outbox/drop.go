@@ -98,22 +98,44 @@ func (l *Log) DropTelemetry(ctx context.Context, limit int, reason string) (even
 }
 
 // ReclaimAcked deletes every event the hub has acked now, whatever the
-// retention window: under disk pressure the window's insurance (refilling
-// a hub restored from an old backup) is worth less than the room. Whole
+// retention window and the hub's backup horizon: under disk pressure that
+// insurance (refilling a hub restored from a backup) is worth less than
+// the room, and acked events go before any unacked telemetry. Whole
 // blocks of acked seqs go at once with their tables (see dropBlocks); the
-// rest get deleted. It returns how many events it removed.
+// rest get deleted. Acked events no backup covered yet are counted and
+// logged: a hub restored from its last backup will report them lost. It
+// returns how many events it removed.
 func (l *Log) ReclaimAcked(ctx context.Context) (int, error) {
 	l.pendMu.Lock()
 	defer l.pendMu.Unlock()
 	l.mu.Lock()
-	acked := l.acked
+	acked, horizon, set := l.acked, l.horizon, l.horizonSet
 	l.mu.Unlock()
+	var uncovered uint64
+	if set && acked > horizon {
+		var err error
+		if uncovered, err = l.countRange(horizon, acked); err != nil {
+			return 0, err
+		}
+	}
 	dropped, err := l.dropBlocks(ctx, acked)
 	if err != nil {
 		return 0, err
 	}
 	n, err := l.deleteUpTo(acked)
-	return dropped + n, err
+	if err != nil {
+		// Some may be gone: count them when a later round succeeds.
+		return dropped + n, err
+	}
+	if uncovered > 0 {
+		l.mu.Lock()
+		l.ackedBeforeBackup += uncovered
+		total := l.ackedBeforeBackup
+		l.mu.Unlock()
+		l.log.Warn("disk low: gave up acked events no backup of the hub covers yet", "events", uncovered,
+			"first_seq", horizon+1, "last_seq", acked, "total", total)
+	}
+	return dropped + n, nil
 }
 
 // ReclaimExpired removes, by whole blocks, acked events older than the
@@ -201,7 +223,7 @@ func (l *Log) firstSeq() (uint64, error) {
 // test. 0 when none.
 func (l *Log) expiredUpTo(cutoff hlc.Timestamp) (uint64, error) {
 	l.mu.Lock()
-	acked := l.acked
+	acked := l.expirable()
 	l.mu.Unlock()
 	first, err := l.firstSeq()
 	if err != nil || first == 0 {

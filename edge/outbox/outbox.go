@@ -109,6 +109,13 @@ type Log struct {
 	acked   uint64
 	pending uint64 // stored events above acked
 	commits uint64 // group commits so far
+	// horizon is the hub's backup horizon (see SetHorizon); horizonSet
+	// is false while the hub takes no backups.
+	horizon    uint64
+	horizonSet bool
+	// ackedBeforeBackup counts acked events deleted for room before a
+	// backup covered them.
+	ackedBeforeBackup uint64
 
 	// pendMu orders changes of the ack cursor with deletions of stored
 	// events, so the pending count is kept right: Ack counts the events it
@@ -192,6 +199,9 @@ func Open(opts Options) (*Log, error) {
 			return err
 		}
 		if l.acked, err = kv.GetU64(txn, []byte(keyAcked)); err != nil {
+			return err
+		}
+		if l.horizon, l.horizonSet, err = loadHorizon(txn); err != nil {
 			return err
 		}
 		f, err := kv.GetU64(txn, []byte(keyHLC))
@@ -529,13 +539,17 @@ type Stats struct {
 	AckedSeq uint64
 	Pending  uint64 // stored events not yet acked by the hub
 	Commits  uint64 // synced commits since open; fewer than appends under load
+	// AckedDroppedBeforeBackup counts acked events deleted for disk room
+	// before the hub's backups covered them (since open).
+	AckedDroppedBeforeBackup uint64
 }
 
 // Stats returns the current cursors.
 func (l *Log) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{LastSeq: l.last, AckedSeq: l.acked, Pending: l.pending, Commits: l.commits}
+	return Stats{LastSeq: l.last, AckedSeq: l.acked, Pending: l.pending, Commits: l.commits,
+		AckedDroppedBeforeBackup: l.ackedBeforeBackup}
 }
 
 // Cursors is Stats in the form the uplink consumes.
@@ -707,13 +721,13 @@ func (l *Log) countRange(after, upto uint64) (uint64, error) {
 	return n, nil
 }
 
-// Prune deletes acked events older than the retention window and returns
-// how many it deleted.
+// Prune deletes acked events older than the retention window that the
+// hub's backups cover, and returns how many it deleted.
 func (l *Log) Prune() (int, error) {
 	l.pendMu.Lock()
 	defer l.pendMu.Unlock()
 	l.mu.Lock()
-	acked := l.acked
+	acked := l.expirable()
 	l.mu.Unlock()
 	cutoff := hlc.FromTime(l.opts.Now().Add(-l.opts.Retention))
 	var keys [][]byte

@@ -39,6 +39,16 @@ type Log interface {
 	Cursors() (last, acked, pending uint64)
 }
 
+// HorizonLog is a Log that keeps acked events until the hub's backups
+// cover them (the outbox); a Log without it goes by retention alone.
+type HorizonLog interface {
+	// SetHorizon records the hub's backup horizon from an ack; ok false:
+	// the hub takes no backups.
+	SetHorizon(seq uint64, ok bool) error
+	// FirstHeld is the oldest seq still stored (the next seq when none).
+	FirstHeld() (uint64, error)
+}
+
 // Downlink receives what the hub sends down. Handle and Head must not
 // block: the MQTT client calls them on its own goroutine.
 type Downlink interface {
@@ -146,6 +156,16 @@ type Uplink struct {
 	rawBuf   []byte // sendNext's batch buffer, reused (the session loop only)
 
 	refusedLogged atomic.Int64 // unix ms of the last refused-ack line
+	// horizon is the backup horizon of the newest ack (nil: none came
+	// yet), set by the ack handler and recorded by the session loop.
+	horizon atomic.Pointer[horizonMark]
+}
+
+// horizonMark is the backup horizon an ack carried; ok false: the hub
+// takes no backups.
+type horizonMark struct {
+	seq uint64
+	ok  bool
 }
 
 // maxRawBuf bounds the batch buffer kept between batches: a batch's bytes
@@ -370,6 +390,11 @@ func (u *Uplink) session(ctx context.Context) error {
 		if u.down != nil && a.DownHead > 0 {
 			u.down.Head(a.DownHead)
 		}
+		hm := &horizonMark{ok: a.Horizon != nil}
+		if hm.ok {
+			hm.seq = *a.Horizon
+		}
+		u.horizon.Store(hm)
 		if a.Hello {
 			u.ackHello.Store(true)
 			u.ackSeq.Store(a.Acked)
@@ -474,6 +499,15 @@ func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (u
 		last, acked, pending := u.log.Cursors()
 		h := &wire.Hello{Role: u.opts.Role, Version: u.opts.Version, LastSeq: last, AckedSeq: acked,
 			Clock: u.log.Clock().Now(), Pending: pending}
+		if hl, ok := u.log.(HorizonLog); ok {
+			// The hub records what lies below it and above its own ack as
+			// lost, instead of waiting for it for ever.
+			first, err := hl.FirstHeld()
+			if err != nil {
+				return 0, fmt.Errorf("oldest held seq: %w", err)
+			}
+			h.First = first
+		}
 		if u.down != nil {
 			h.DownCursor = u.down.Cursor()
 		}
@@ -487,12 +521,41 @@ func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (u
 			if err := u.log.Ack(u.ackSeq.Load(), true); err != nil {
 				return 0, err
 			}
-			u.lastSync.Store(u.opts.Now().UnixMilli())
+			if err := u.recordHorizon(); err != nil {
+				return 0, err
+			}
 			_, acked, _ := u.log.Cursors()
+			if hl, ok := u.log.(HorizonLog); ok && h.First > 0 {
+				// Retention or the disk guard may have deleted acked events
+				// between the hello and its answer: say hello again, so the
+				// hub counts them as lost rather than finding a silent hole.
+				first, err := hl.FirstHeld()
+				if err != nil {
+					return 0, fmt.Errorf("oldest held seq: %w", err)
+				}
+				if first > h.First && first > acked+1 {
+					u.ackHello.Store(false)
+					continue
+				}
+			}
+			u.lastSync.Store(u.opts.Now().UnixMilli())
 			return acked, nil
 		}
 	}
 	return 0, errors.New("hub did not answer hello")
+}
+
+// recordHorizon hands the newest ack's backup horizon to the log.
+func (u *Uplink) recordHorizon() error {
+	hl, ok := u.log.(HorizonLog)
+	hm := u.horizon.Load()
+	if !ok || hm == nil {
+		return nil
+	}
+	if err := hl.SetHorizon(hm.seq, hm.ok); err != nil {
+		return fmt.Errorf("store backup horizon: %w", err)
+	}
+	return nil
 }
 
 // awaitHello waits up to AckTimeout for the hub's answer to a hello; it
@@ -566,6 +629,9 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 				return err
 			}
 		case <-u.ackSig:
+			if err := u.recordHorizon(); err != nil {
+				return err
+			}
 			a := u.ackSeq.Load()
 			if a > acked {
 				if err := u.log.Ack(a, false); err != nil {

@@ -62,8 +62,13 @@ func broker(t *testing.T) string {
 // fakeHub answers hellos and acks every batch's range, collecting events.
 // With sign set it signs its acks, as the hub does.
 type fakeHub struct {
-	sign    func([]byte) ([]byte, error)
+	sign func([]byte) ([]byte, error)
+	// start is the seq the hub holds up to at first; horizon, when set,
+	// goes into every ack as the backup horizon.
+	start   uint64
+	horizon *uint64
 	mu      sync.Mutex
+	hellos  []wire.Hello
 	events  []event.Event
 	batches int
 	zstd    int
@@ -77,7 +82,7 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	ackTopic := wire.Topic(site, device, wire.LeafAck)
-	var acked uint64
+	acked := h.start
 	tok := c.Subscribe(wire.Topic(site, device, wire.LeafUp), 1, func(c paho.Client, m paho.Message) {
 		up, err := wire.DecodeUp(m.Payload())
 		if err != nil {
@@ -88,6 +93,7 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 		h.mu.Lock()
 		switch {
 		case up.Hello != nil:
+			h.hellos = append(h.hellos, *up.Hello)
 			a = wire.Ack{Acked: acked, Hello: true, Device: device}
 		case up.Batch != nil:
 			evs, err := up.Batch.Open(device)
@@ -106,6 +112,7 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 			}
 			a = wire.Ack{Acked: acked, Device: device}
 		}
+		a.Horizon = h.horizon
 		h.mu.Unlock()
 		payload, err := wire.Encode(a)
 		if err == nil && h.sign != nil {
@@ -381,5 +388,124 @@ func TestForgedAcksAreIgnored(t *testing.T) {
 				t.Errorf("%d refused acks logged %d times, want once:\n%s", len(c.forged), n, logs.String())
 			}
 		})
+	}
+}
+
+// The hello tells the hub the oldest seq the edge still holds, and the
+// backup horizon of the hub's acks reaches the outbox, which keeps acked
+// events above it.
+func TestHelloSaysFirstHeldAndAcksSetTheHorizon(t *testing.T) {
+	url := broker(t)
+	const site, device = "s1", "gw-1"
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device, Retention: time.Hour, GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for range 10 {
+		if _, err := l.Append(ctx, &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Status: event.StatusRecorded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Ack(4, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ReclaimAcked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	horizon := uint64(6)
+	hub := &fakeHub{start: 4, horizon: &horizon}
+	hub.run(t, url, site, device)
+	up := uplink.New(l, nil, uplink.Options{Broker: url, Site: site, Device: device, Role: "gateway", AckTimeout: 5 * time.Second})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- up.Run(rctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h, ok := l.Horizon()
+		if _, acked, _ := l.Cursors(); acked == 10 && ok && h == horizon {
+			break
+		}
+		if time.Now().After(deadline) {
+			h, ok := l.Horizon()
+			t.Fatalf("not drained with the horizon: %+v, horizon %d %v", l.Stats(), h, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if len(hub.hellos) == 0 || hub.hellos[0].First != 5 || hub.hellos[0].LastSeq != 10 {
+		t.Fatalf("hellos %+v, want the first to say first held 5, last 10", hub.hellos)
+	}
+}
+
+// racyLog deletes every acked event just before the first hello's answer
+// is applied, as retention or the disk guard may between a hello and its
+// answer.
+type racyLog struct {
+	*outbox.Log
+	once sync.Once
+}
+
+func (r *racyLog) Ack(seq uint64, fromHello bool) error {
+	var err error
+	if fromHello {
+		r.once.Do(func() { _, err = r.ReclaimAcked(context.Background()) })
+	}
+	if err != nil {
+		return err
+	}
+	return r.Log.Ack(seq, fromHello)
+}
+
+// Events deleted between a hello and its answer would leave a hole the
+// hub's next ack silently covers: the uplink notices that it now holds
+// less than it said and says hello again, so the hub can count them lost.
+func TestHelloAgainWhenEventsWentMeanwhile(t *testing.T) {
+	url := broker(t)
+	const site, device = "s1", "gw-1"
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device, Retention: time.Hour, GCInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for range 10 {
+		if _, err := l.Append(ctx, &event.Checkin{Resident: "R1", Activity: "A7", Action: "in", Status: event.StatusRecorded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Ack(8, false); err != nil { // a hub, since restored, held up to 8
+		t.Fatal(err)
+	}
+	hub := &fakeHub{start: 4} // the restored hub holds up to 4
+	hub.run(t, url, site, device)
+	up := uplink.New(&racyLog{Log: l}, nil, uplink.Options{Broker: url, Site: site, Device: device, Role: "gateway", AckTimeout: 5 * time.Second})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- up.Run(rctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, acked, _ := l.Cursors(); acked == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not drained: %+v", l.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if len(hub.hellos) < 2 || hub.hellos[0].First != 1 || hub.hellos[1].First != 9 {
+		t.Fatalf("hellos %+v, want first held 1, then 9 after seqs 1..8 went", hub.hellos)
 	}
 }

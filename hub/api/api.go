@@ -241,12 +241,14 @@ type deviceView struct {
 	AckedSeq uint64     `json:"acked_seq"`
 	Received uint64     `json:"received"`
 	Rejected uint64     `json:"rejected,omitempty"`
-	Backlog  uint64     `json:"backlog"`
-	LastSeq  uint64     `json:"last_seq"`
-	SkewMs   int64      `json:"clock_skew_ms"`
-	Down     uint64     `json:"down_cursor"`
-	Enrolled bool       `json:"enrolled"`
-	Revoked  bool       `json:"revoked,omitempty"`
+	// Lost counts seqs the hub will never get (see store.DeviceRecord.Lost).
+	Lost     uint64 `json:"lost"`
+	Backlog  uint64 `json:"backlog"`
+	LastSeq  uint64 `json:"last_seq"`
+	SkewMs   int64  `json:"clock_skew_ms"`
+	Down     uint64 `json:"down_cursor"`
+	Enrolled bool   `json:"enrolled"`
+	Revoked  bool   `json:"revoked,omitempty"`
 	// Oldest is the time of the oldest event the edge had not got acked
 	// when it last said hello, shown while a backlog remains.
 	Oldest *time.Time `json:"oldest_unsynced,omitempty"`
@@ -254,7 +256,7 @@ type deviceView struct {
 
 func viewDevice(d store.DeviceRecord) deviceView {
 	v := deviceView{ID: d.ID, Site: d.Site, Role: d.Role, Version: d.Version, Online: d.Online,
-		AckedSeq: d.Acked, Received: d.Received, Rejected: d.Rejected, LastSeq: max(d.LastSeq, d.Acked), SkewMs: d.SkewMs,
+		AckedSeq: d.Acked, Received: d.Received, Rejected: d.Rejected, Lost: d.Lost, LastSeq: max(d.LastSeq, d.Acked), SkewMs: d.SkewMs,
 		Down: d.Down}
 	if v.LastSeq > d.Acked {
 		v.Backlog = v.LastSeq - d.Acked

@@ -21,6 +21,9 @@ type Snapshot interface {
 	io.Closer
 	// Name is the archive's file name.
 	Name() string
+	// Delivered records that the whole archive reached the client, so
+	// what it covers counts as backed up (the hub's backup horizon).
+	Delivered() error
 }
 
 func (a *API) mountBackup(mux *http.ServeMux) {
@@ -55,5 +58,8 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	a.Logger.Info("backup downloaded", "name", snap.Name(), "bytes", n, "who", p.Name, "via", p.Via)
+	if err := snap.Delivered(); err != nil {
+		a.Logger.Error("record what the backup covers", "name", snap.Name(), "err", err)
+	}
 	return nil
 }

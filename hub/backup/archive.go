@@ -80,9 +80,12 @@ type fileEntry struct {
 // Archive is a backup taken and ready to be written out.
 type Archive struct {
 	Manifest Manifest
-	files    []fileEntry
-	spool    *os.File
-	store    Member
+	// Marks are every device's acked seq when the backup began: what it
+	// covers once it is written out and checked.
+	Marks store.Marks
+	files []fileEntry
+	spool *os.File
+	store Member
 }
 
 // Take takes a consistent backup of src: the store at one read timestamp
@@ -111,6 +114,11 @@ func Take(ctx context.Context, src Source) (_ *Archive, err error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	// Read before the stream: acked only grows, so the stream, read after,
+	// holds at least these.
+	if a.Marks, err = src.Store.AckedMarks(); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
 	}
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(a.spool, h), 1<<20)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"linli/hub/store"
 )
 
 // Scheduler writes a backup into Dir every Every and keeps the newest
@@ -24,6 +26,10 @@ type Scheduler struct {
 	Source Source
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Covered, when set, is told what each backup covers once it is
+	// written and checked (the hub's backup horizon); never for a backup
+	// that failed.
+	Covered func(store.Marks) error
 
 	mu    sync.Mutex
 	stats Stats
@@ -79,7 +85,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 // the oldest beyond Keep. It returns the backup's path.
 func (s *Scheduler) BackupNow(ctx context.Context) (string, error) {
 	start := s.now()
-	path, size, err := s.write(ctx)
+	path, size, marks, err := s.write(ctx)
 	if err == nil {
 		if _, _, err = Verify(path); err != nil {
 			err = errors.Join(fmt.Errorf("check %s after writing: %w", path, err), os.Remove(path))
@@ -96,31 +102,36 @@ func (s *Scheduler) BackupNow(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s.Logger.Info("backup written", "path", path, "bytes", size, "took", s.now().Sub(start).Round(time.Millisecond))
+	if s.Covered != nil {
+		if err := s.Covered(marks); err != nil {
+			s.Logger.Error("record what the backup covers", "path", path, "err", err)
+		}
+	}
 	if err := s.prune(); err != nil {
 		s.Logger.Warn("prune old backups", "dir", s.Dir, "err", err)
 	}
 	return path, nil
 }
 
-func (s *Scheduler) write(ctx context.Context) (string, int64, error) {
+func (s *Scheduler) write(ctx context.Context) (string, int64, store.Marks, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return "", 0, fmt.Errorf("backup dir: %w", err)
+		return "", 0, nil, fmt.Errorf("backup dir: %w", err)
 	}
 	src := s.Source
 	src.Spool, src.Now = s.Dir, s.Now
 	a, err := Take(ctx, src)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	defer a.Close()
 	f, err := os.CreateTemp(s.Dir, ".tmp-"+a.Name()+"-*")
 	if err != nil {
-		return "", 0, fmt.Errorf("backup: %w", err)
+		return "", 0, nil, fmt.Errorf("backup: %w", err)
 	}
 	tmp := f.Name()
-	fail := func(err error) (string, int64, error) {
+	fail := func(err error) (string, int64, store.Marks, error) {
 		f.Close()
-		return "", 0, errors.Join(fmt.Errorf("backup: write %s: %w", tmp, err), os.Remove(tmp))
+		return "", 0, nil, errors.Join(fmt.Errorf("backup: write %s: %w", tmp, err), os.Remove(tmp))
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	n, err := a.WriteTo(bw)
@@ -138,12 +149,12 @@ func (s *Scheduler) write(ctx context.Context) (string, int64, error) {
 	}
 	path := filepath.Join(s.Dir, a.Name())
 	if err := os.Rename(tmp, path); err != nil {
-		return "", 0, errors.Join(fmt.Errorf("backup: %w", err), os.Remove(tmp))
+		return "", 0, nil, errors.Join(fmt.Errorf("backup: %w", err), os.Remove(tmp))
 	}
 	if err := syncDir(s.Dir); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
-	return path, n, nil
+	return path, n, a.Marks, nil
 }
 
 // backups lists the finished backups of this hub in Dir, oldest first.

@@ -62,6 +62,13 @@ type Resync interface {
 	Done(site, device string) error
 }
 
+// Horizon is, per device, the highest seq a completed backup covers.
+type Horizon interface {
+	// Of is the device's horizon; ok is false when the hub takes no
+	// backups.
+	Of(site, device string) (seq uint64, ok bool)
+}
+
 // Keys knows enrolled devices' keys.
 type Keys interface {
 	// Key returns an enrolled device's public key and site. known is false
@@ -77,6 +84,9 @@ type Options struct {
 	Downlink  Downlink
 	Keys      Keys
 	Resync    Resync // optional
+	// Horizon is each device's backup horizon, sent in every ack;
+	// optional (no horizon: the hub takes no backups).
+	Horizon Horizon
 	// AllowUnsigned accepts unsigned messages from devices that never
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
@@ -400,9 +410,20 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
 	d.SkewMs = skew
 	d.Down = h.DownCursor
-	acked := d.Acked
+	// An edge that no longer holds the seqs the hub lacks (deleted before
+	// a backup covered them, and the hub was restored from that backup)
+	// will never send them: record the hole once and take what follows.
+	var lost uint64
+	if h.First > 0 {
+		lost = d.Lose(min(h.First, h.LastSeq+1))
+	}
+	acked, totalLost := d.Acked, d.Lost
 	in.dirty[d.ID] = true
 	in.mu.Unlock()
+	if lost > 0 {
+		in.log.Error("device no longer holds events this hub lacks; recorded as lost", "device", m.device, "site", m.site,
+			"lost", lost, "lost_total", totalLost, "first_held", h.First, "acked", acked)
+	}
 	if abs(skew) > int64(5*time.Minute/time.Millisecond) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
@@ -489,6 +510,12 @@ func abs(n int64) int64 {
 
 func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
 	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device}
+	if in.opts.Horizon != nil {
+		if h, ok := in.opts.Horizon.Of(site, device); ok {
+			h = min(h, acked)
+			a.Horizon = &h
+		}
+	}
 	if in.opts.Downlink != nil && in.enrolled(device) {
 		a.DownHead = in.opts.Downlink.Head(site)
 	}
@@ -641,6 +668,13 @@ func (in *Ingest) commit(group []decoded) {
 		// Status and hello may have changed presence fields meanwhile; keep
 		// those, take the received ranges from the commit.
 		live.Acked, live.Above, live.Received, live.Rejected = d.Acked, d.Above, d.Received, d.Rejected
+		if live.Lost != d.Lost {
+			// A hello recorded a hole while this commit ran: keep it.
+			for _, g := range live.Gaps {
+				live.Cover(g.From, g.To)
+			}
+			in.dirty[id] = true
+		}
 	}
 	in.stats.Batches += uint64(len(group))
 	in.stats.Events += fresh
@@ -668,6 +702,7 @@ func (in *Ingest) commit(group []decoded) {
 func copyRecord(d *store.DeviceRecord) *store.DeviceRecord {
 	c := *d
 	c.Above = slices.Clone(d.Above)
+	c.Gaps = slices.Clone(d.Gaps)
 	return &c
 }
 

@@ -116,12 +116,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 type hub struct {
 	clock *hlc.Clock
 	down  *downlink.Log // nil without the merged state
+	in    *ingest.Ingest
+	store *store.Store
 }
 
 // runIngest starts an ingest over tr, with the merged state and its
 // downlink when merged is set, and with decoders decode workers (0: the
-// default); it is stopped, and its error checked, when t ends.
-func runIngest(t testing.TB, tr *transport, merged bool, decoders int) hub {
+// default); it is stopped, and its error checked, when t ends. configure
+// may change the options last.
+func runIngest(t testing.TB, tr *transport, merged bool, decoders int, configure ...func(*ingest.Options, *store.Store)) hub {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	st, err := store.Open(t.TempDir(), kv.Server, log)
@@ -142,10 +145,14 @@ func runIngest(t testing.TB, tr *transport, merged bool, decoders int) hub {
 		}
 		opts.Applier, opts.Downlink = s, h.down
 	}
+	for _, f := range configure {
+		f(&opts, st)
+	}
 	in, err := ingest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.in, h.store = in, st
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()

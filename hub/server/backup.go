@@ -53,8 +53,17 @@ func (s snapshots) Snapshot(ctx context.Context) (api.Snapshot, error) {
 		h.log.Error("backup on demand failed", "err", err)
 		return nil, fmt.Errorf("take backup: %w", err)
 	}
-	return a, nil
+	return delivery{Archive: a, horizon: h.horizon}, nil
 }
+
+// delivery is a backup on demand; once the client has all of it, what it
+// covers moves the backup horizon.
+type delivery struct {
+	*backup.Archive
+	horizon *store.Horizon
+}
+
+func (d delivery) Delivered() error { return d.horizon.Covered(d.Marks) }
 
 // restoreMain is `linli-hub restore --data DIR --from FILE`: it restores a
 // backup into an empty (or new) data dir. A non-empty dir, a bad archive

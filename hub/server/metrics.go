@@ -23,12 +23,14 @@ var (
 	descOldest = prometheus.NewDesc("linli_hub_device_oldest_unsynced_age_seconds",
 		"Age of the oldest event a device has not got acked, as it last said (0 with no backlog).", []string{"site", "device"}, nil)
 	descOnline = prometheus.NewDesc("linli_hub_device_online", "1 while the device's status is online.", []string{"site", "device"}, nil)
-	descSeen   = prometheus.NewDesc("linli_hub_device_last_seen_timestamp_seconds",
+	descLost   = prometheus.NewDesc("linli_hub_device_lost_events",
+		"Seqs of a device this hub will never get: the edge no longer held them after a restore from a backup that did not cover them.", []string{"site", "device"}, nil)
+	descSeen = prometheus.NewDesc("linli_hub_device_last_seen_timestamp_seconds",
 		"When the hub last heard from the device (Unix time).", []string{"site", "device"}, nil)
 )
 
 func (c deviceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDevices, descBacklog, descOldest, descOnline, descSeen} {
+	for _, d := range []*prometheus.Desc{descDevices, descBacklog, descOldest, descOnline, descLost, descSeen} {
 		ch <- d
 	}
 }
@@ -53,6 +55,7 @@ func (c deviceCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(backlog), d.Site, d.ID)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, oldest, d.Site, d.ID)
 		ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, online, d.Site, d.ID)
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.GaugeValue, float64(d.Lost), d.Site, d.ID)
 		if !d.LastSeen.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descSeen, prometheus.GaugeValue, float64(d.LastSeen.Unix()), d.Site, d.ID)
 		}

@@ -136,6 +136,7 @@ type Hub struct {
 
 	// takes are backups reading the store on demand; the store closes
 	// after them.
+	horizon *store.Horizon
 	takeMu  sync.Mutex
 	closing bool
 	takes   sync.WaitGroup
@@ -253,7 +254,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
-	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock, Resync: resync,
+	// Edges keep acked events a backup does not cover yet; a hub that
+	// takes no backups has no horizon (see store.Horizon).
+	if h.horizon, err = h.store.Horizon(cfg.BackupDir != ""); err != nil {
+		return nil, err
+	}
+	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
@@ -282,7 +288,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 			return nil, config.Errorf("backup-dir", "%v", err)
 		}
 		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
-			Source: h.backupSource(dir), Logger: log.With("component", "backup")}
+			Source: h.backupSource(dir), Logger: log.With("component", "backup"), Covered: h.horizon.Covered}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

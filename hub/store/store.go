@@ -60,6 +60,42 @@ type DeviceRecord struct {
 	SkewMs   int64     `cbor:"14,keyasint,omitempty"` // edge wall clock minus hub's, last hello
 	Down     uint64    `cbor:"15,keyasint,omitempty"` // downlink changes applied, as the edge last said
 	Oldest   time.Time `cbor:"16,keyasint,omitempty"` // the edge's oldest unacked event, as it last said
+	// Lost counts the seqs this hub will never get: the edge no longer
+	// held them when it said hello (after a restore from a backup that
+	// did not cover them). Gaps are their ranges.
+	Lost uint64  `cbor:"17,keyasint,omitempty"`
+	Gaps []Range `cbor:"18,keyasint,omitempty"`
+}
+
+// Lose records that the edge holds no seq below first any more: every seq
+// in (Acked, first) not held is lost for good. It counts them, records
+// their ranges as a gap, and moves Acked past them, so the device's
+// events after the hole are taken and acked instead of waited on for
+// ever. It returns how many seqs it recorded as lost.
+func (d *DeviceRecord) Lose(first uint64) uint64 {
+	if first <= d.Acked+1 {
+		return 0
+	}
+	var lost uint64
+	next := d.Acked + 1
+	record := func(from, to uint64) {
+		if from > to {
+			return
+		}
+		lost += to - from + 1
+		d.Gaps = append(d.Gaps, Range{From: from, To: to})
+	}
+	for _, r := range d.Above {
+		if r.From >= first {
+			break
+		}
+		record(next, r.From-1)
+		next = r.To + 1
+	}
+	record(next, first-1)
+	d.Lost += lost
+	d.Cover(d.Acked+1, first-1)
+	return lost
 }
 
 // Holds reports whether seq is already held.

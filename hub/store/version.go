@@ -122,10 +122,32 @@ type Restore struct {
 	BackupCreated time.Time `json:"backup_created"` // when the backup was taken
 	Hub           string    `json:"hub"`            // the hub the backup came from
 	From          string    `json:"from"`           // the archive's file name
+	// Epoch counts the restores this store went through: each starts a
+	// new epoch, in which every device's downlink cursor is reset by a
+	// snapshot and its events are taken again from where the restored
+	// store ends.
+	Epoch int `json:"epoch"`
 }
 
-// RecordRestore notes that the store was restored from a backup.
+// RecordRestore notes that the store was restored from a backup and
+// starts a new epoch: the restored backup covers every device's acked
+// seq, which becomes its backup horizon.
 func (s *Store) RecordRestore(r Restore) error {
+	switch prev, err := s.LastRestore(); {
+	case err == nil:
+		r.Epoch = prev.Epoch + 1
+	case errors.Is(err, ErrNotFound):
+		r.Epoch = 1
+	default:
+		return fmt.Errorf("record restore: %w", err)
+	}
+	marks, err := s.AckedMarks()
+	if err != nil {
+		return fmt.Errorf("record restore: %w", err)
+	}
+	if err := writeHorizon(s.db, marks); err != nil {
+		return fmt.Errorf("record restore: %w", err)
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err

@@ -139,8 +139,15 @@ func TestRecordRestore(t *testing.T) {
 	if err := s.RecordRestore(want); err != nil {
 		t.Fatal(err)
 	}
+	want.Epoch = 1 // the first restore starts epoch 1
 	if got, err := s.LastRestore(); err != nil || got != want {
 		t.Fatalf("LastRestore %+v %v, want %+v", got, err, want)
+	}
+	if err := s.RecordRestore(Restore{Hub: "hub"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LastRestore(); err != nil || got.Epoch != 2 {
+		t.Fatalf("second restore: epoch %d (%v), want 2", got.Epoch, err)
 	}
 }
 

@@ -115,7 +115,8 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "hub")
 	h := startHub(t, data, mqttAddr, "")
 	token := h.token(t)
-	e := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk") // enrolled: only enrolled devices get the downlink
+	// Enrolled: the site's downlink goes to enrolled devices only.
+	e := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
 	ledger := testkit.NewLedger()
 	load(context.Background(), t, e, ledger, n, 4, false)
 	drained(t, e, 60*time.Second)

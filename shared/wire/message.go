@@ -37,6 +37,11 @@ type Hello struct {
 	Clock      hlc.Timestamp `cbor:"6,keyasint"`
 	Pending    uint64        `cbor:"7,keyasint,omitempty"`
 	Oldest     hlc.Timestamp `cbor:"8,keyasint,omitempty"` // HLC of the oldest unacked event
+	// First is the oldest seq the edge still holds (LastSeq+1 when it
+	// holds none); 0 from edges that do not say. Seqs from the hub's
+	// acked+1 up to First-1 are gone for good: the hub records them as
+	// lost instead of waiting for them.
+	First uint64 `cbor:"9,keyasint,omitempty"`
 }
 
 // Codec of a batch's events.
@@ -72,6 +77,11 @@ type Ack struct {
 	// Device is the device acked: the hub signs acks, and an ack signed for
 	// one device must not move another's cursor.
 	Device string `cbor:"5,keyasint,omitempty"`
+	// Horizon is the highest seq of this device that a completed, checked
+	// backup of the hub covers. The edge keeps acked events above it
+	// whatever its retention says, since a restore would need them. Absent
+	// (nil): the hub takes no backups, and retention alone decides.
+	Horizon *uint64 `cbor:"6,keyasint,omitempty"`
 }
 
 // Status is the retained online/offline state of a device, also its last

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestLoseRecordsTheHoleOnceAndMovesAcked(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		acked     uint64
+		above     []Range
+		first     uint64
+		wantLost  uint64
+		wantAcked uint64
+		wantGaps  []Range
+	}{
+		{"no hole: first is the next seq", 10, nil, 11, 0, 10, nil},
+		{"no hole: first below acked", 10, nil, 5, 0, 10, nil},
+		{"unknown (0)", 10, nil, 0, 0, 10, nil},
+		{"hole", 10, nil, 21, 10, 20, []Range{{11, 20}}},
+		{"hole around held ranges", 10, []Range{{13, 14}, {30, 40}}, 21, 8, 20, []Range{{11, 12}, {15, 20}}},
+		{"hole joins a held range", 10, []Range{{21, 25}}, 21, 10, 25, []Range{{11, 20}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DeviceRecord{Acked: tc.acked, Above: slices.Clone(tc.above)}
+			if got := d.Lose(tc.first); got != tc.wantLost {
+				t.Fatalf("Lose(%d) = %d, want %d", tc.first, got, tc.wantLost)
+			}
+			if d.Lost != tc.wantLost || d.Acked != tc.wantAcked || !slices.Equal(d.Gaps, tc.wantGaps) {
+				t.Fatalf("got lost %d acked %d gaps %v, want %d %d %v", d.Lost, d.Acked, d.Gaps, tc.wantLost, tc.wantAcked, tc.wantGaps)
+			}
+			if again := d.Lose(tc.first); again != 0 || d.Lost != tc.wantLost {
+				t.Fatalf("the same hello again recorded %d more (total %d): a hole is recorded once", again, d.Lost)
+			}
+		})
+	}
+}
+
+// The horizon is absent on a hub without backups, 0 for devices no backup
+// covered once backups are configured, moves with each completed backup,
+// survives a restart (which also keeps "this hub takes backups"), and a
+// restore sets it to what the restored store holds.
+func TestHorizon(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	h, err := s.Horizon(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.Of("s1", "k1"); ok {
+		t.Fatal("a hub without backups has no horizon")
+	}
+	if h, err = s.Horizon(true); err != nil {
+		t.Fatal(err)
+	}
+	if seq, ok := h.Of("s1", "k1"); !ok || seq != 0 {
+		t.Fatalf("backups configured, none done: %d, %v; want 0, true", seq, ok)
+	}
+	if err := h.Covered(Marks{"s1/k1": 7, "s1/k2": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if seq, ok := h.Of("s1", "k1"); !ok || seq != 7 {
+		t.Fatalf("after a backup: %d, %v; want 7", seq, ok)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	if h, err = s.Horizon(false); err != nil {
+		t.Fatal(err)
+	}
+	if seq, ok := h.Of("s1", "k2"); !ok || seq != 3 {
+		t.Fatalf("after a restart (a backup was taken here): %d, %v; want 3, true", seq, ok)
+	}
+	b := s.NewBatch()
+	b.PutDevice(&DeviceRecord{ID: "k1", Site: "s1", Acked: 5})
+	b.PutDevice(&DeviceRecord{ID: "k3", Site: "s1", Acked: 9})
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordRestore(Restore{Hub: "hub"}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = s.Horizon(false); err != nil {
+		t.Fatal(err)
+	}
+	for dev, want := range map[string]uint64{"k1": 5, "k3": 9} {
+		if seq, ok := h.Of("s1", dev); !ok || seq != want {
+			t.Errorf("after a restore %s: %d, %v; want %d (what the restored store holds)", dev, seq, ok, want)
+		}
+	}
+}
