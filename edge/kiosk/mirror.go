@@ -118,6 +118,11 @@ type ActivityOut struct {
 	// only this kiosk's answer.
 	Status string `json:"status,omitempty"`
 	Synced bool   `json:"synced,omitempty"`
+	// Where and what, as the office wrote it; Cancelled: the office
+	// called it off (residents who signed up see it marked so).
+	Venue       string `json:"venue,omitempty"`
+	Description string `json:"description,omitempty"`
+	Cancelled   bool   `json:"cancelled,omitempty"`
 }
 
 // Activities lists the activities last synced, with resident's standing
@@ -130,7 +135,7 @@ func (m *Mirror) Activities(resident string) (any, error) {
 	out := []ActivityOut{}
 	for _, v := range all {
 		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
-			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist)}
+			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist), Venue: v.Venue, Description: v.Description, Cancelled: v.Cancelled}
 		if m.Own != nil {
 			o.Share = v.Share(m.Own.Device()).Granted
 		}

@@ -284,11 +284,26 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	d.edgeFact(t, "k1", 3, 1000+90*60_000, &event.Checkin{Resident: "R5", Activity: "V1", Action: "out"})
 	d.edgeFact(t, "k1", 4, 2000, &event.Checkin{Resident: "R6", Activity: "V1", Action: "in"})
 	code, body = d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv", "", "")
-	want := "\ufeffactivity,title,resident,status,waitlist_place,checked_in,first_in,checked_out,hours\n" +
-		"V1,楼道清洁,R5,confirmed,,true," + time.UnixMilli(1_740_000_001_000).UTC().Format(time.RFC3339) + ",true,1.50\n" +
-		"V1,楼道清洁,R6,waitlisted,1,true," + time.UnixMilli(1_740_000_002_000).UTC().Format(time.RFC3339) + ",false,0.00\n"
-	if code != 200 || body != want {
-		t.Fatalf("attendance.csv: %d\n got %q\nwant %q", code, body, want)
+	// Headers and words in the UI's language (Chinese unless ?lang=en),
+	// times in the site's zone (Asia/Shanghai by default) with the offset.
+	for _, c := range []struct{ query, want string }{
+		{"", "\ufeff活动编号,活动名称,居民,状态,候补序号,已签到,首次签到时间,已签退,时长（小时）\n" +
+			"V1,楼道清洁,R5,已确认,,是,2025-02-20 05:20:01 +08:00,是,1.50\n" +
+			"V1,楼道清洁,R6,候补,1,是,2025-02-20 05:20:02 +08:00,否,0.00\n"},
+		{"?lang=zh-CN", "\ufeff活动编号,活动名称,居民,状态,候补序号,已签到,首次签到时间,已签退,时长（小时）\n" +
+			"V1,楼道清洁,R5,已确认,,是,2025-02-20 05:20:01 +08:00,是,1.50\n" +
+			"V1,楼道清洁,R6,候补,1,是,2025-02-20 05:20:02 +08:00,否,0.00\n"},
+		{"?lang=en", "\ufeffActivity,Title,Resident,Status,Waitlist place,Checked in,First check-in,Checked out,Hours\n" +
+			"V1,楼道清洁,R5,confirmed,,yes,2025-02-20 05:20:01 +08:00,yes,1.50\n" +
+			"V1,楼道清洁,R6,waitlisted,1,yes,2025-02-20 05:20:02 +08:00,no,0.00\n"},
+	} {
+		code, body = d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv"+c.query, "", "")
+		if code != 200 || body != c.want {
+			t.Fatalf("attendance.csv%s: %d\n got %q\nwant %q", c.query, code, body, c.want)
+		}
+	}
+	if code, body := d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv?lang=fr", "", ""); code != 400 || !strings.Contains(body, `"field":"lang"`) {
+		t.Fatalf("attendance.csv?lang=fr: %d %s, want 400 naming lang", code, body)
 	}
 	if code, _ := d.call(t, "", "GET", "/api/v1/activities/V1/attendance.csv", "", ""); code != 401 {
 		t.Fatalf("anonymous CSV (personal data): %d, want 401", code)

@@ -42,6 +42,7 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/notices", a.wrap(a.requireAuth(a.postNotice)))
 	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
 	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
+	a.mountEdits(mux)
 	if _, ok := a.State.(Eraser); ok {
 		mux.HandleFunc("DELETE /api/v1/residents/{id}", a.wrap(a.requireAdmin(a.eraseResident)))
 	}
@@ -242,13 +243,15 @@ func newID(prefix string) string {
 
 func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
-		ID       string `json:"id"`
-		Title    string `json:"title"`
-		Kind     string `json:"kind"`
-		Site     string `json:"site"`
-		Start    string `json:"start"`
-		End      string `json:"end"`
-		Capacity *int   `json:"capacity"`
+		ID          string `json:"id"`
+		Title       string `json:"title"`
+		Kind        string `json:"kind"`
+		Site        string `json:"site"`
+		Start       string `json:"start"`
+		End         string `json:"end"`
+		Capacity    *int   `json:"capacity"`
+		Venue       string `json:"venue"`
+		Description string `json:"description"`
 	}
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
@@ -277,7 +280,8 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("capacity", "capacity must be 0 to 100000")
 	}
 	set := &event.ActivitySet{ID: req.ID, Title: strings.TrimSpace(req.Title), Type: req.Kind, Site: req.Site,
-		Start: start, End: end, Capacity: uint32(*req.Capacity)}
+		Start: start, End: end, Capacity: uint32(*req.Capacity),
+		Venue: strings.TrimSpace(req.Venue), Description: strings.TrimSpace(req.Description)}
 	if err := set.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
@@ -393,7 +397,7 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if exp != 0 && exp <= time.Now().UnixMilli() {
-		return httpx.BadRequest("expires", "expires is in the past")
+		return errPast("expires")
 	}
 	set := &event.NoticeSet{ID: req.ID, Site: req.Site, Buildings: req.Buildings, Title: strings.TrimSpace(req.Title),
 		Body: strings.TrimSpace(req.Body), Category: req.Category, Expires: exp}
@@ -415,16 +419,35 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listNotices lists the notices in force; with ?history=1 (for a login)
+// every notice ever published, withdrawn and expired ones too.
 func (a *API) listNotices(w http.ResponseWriter, r *http.Request) error {
 	sites, err := a.Scope(r, r.URL.Query().Get("site"))
 	if err != nil {
 		return err
 	}
+	history := r.URL.Query().Get("history")
+	if history != "" && history != "0" && history != "1" {
+		return httpx.BadRequest("history", "history must be 0 or 1")
+	}
+	if history == "1" {
+		p, err := a.Caller(r)
+		if err != nil {
+			return err
+		}
+		if p.Name == "" {
+			return &httpx.Error{Status: http.StatusUnauthorized, Msg: "the notice history needs a login"}
+		}
+	}
 	out := []merge.NoticeView{}
 	now := hlc.FromTime(time.Now())
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites { // "" is every site
-			out = append(out, m.Notices(s, now)...)
+			if history == "1" {
+				out = append(out, m.NoticeHistory(s)...)
+			} else {
+				out = append(out, m.Notices(s, now)...)
+			}
 		}
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)

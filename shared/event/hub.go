@@ -56,6 +56,12 @@ type ActivitySet struct {
 	Start    int64  `cbor:"5,keyasint,omitempty" json:"start,omitempty"` // Unix milliseconds
 	End      int64  `cbor:"6,keyasint,omitempty" json:"end,omitempty"`   // Unix milliseconds; 0 = open-ended
 	Capacity uint32 `cbor:"7,keyasint,omitempty" json:"capacity"`
+	// Venue and Description tell residents where and what; Cancelled
+	// keeps a cancelled activity on the kiosks, marked so, for those who
+	// signed up (later fields: an older definition decodes unchanged).
+	Venue       string `cbor:"8,keyasint,omitempty" json:"venue,omitempty"`
+	Description string `cbor:"9,keyasint,omitempty" json:"description,omitempty"`
+	Cancelled   bool   `cbor:"10,keyasint,omitempty" json:"cancelled,omitempty"`
 }
 
 // NoticeSet publishes or updates a notice; the latest by (HLC, device, seq)
@@ -68,6 +74,9 @@ type NoticeSet struct {
 	Body      string   `cbor:"5,keyasint,omitempty" json:"body,omitempty"`
 	Category  string   `cbor:"6,keyasint" json:"category"`
 	Expires   int64    `cbor:"7,keyasint,omitempty" json:"expires,omitempty"` // Unix milliseconds; 0 = never
+	// Withdrawn takes the notice off every kiosk; the hub keeps it in its
+	// history. A later set of the same id without it publishes it again.
+	Withdrawn bool `cbor:"8,keyasint,omitempty" json:"withdrawn,omitempty"`
 }
 
 // ReportPatch is an operator's change to a report. Empty fields leave the
@@ -136,6 +145,8 @@ func (b *ActivitySet) Validate() error {
 		text("title", b.Title, 1, 120),
 		oneOf("kind", b.Type, ActivityKinds, true),
 		idField("site", b.Site),
+		text("venue", b.Venue, 0, 120),
+		text("description", b.Description, 0, 2000),
 	)
 	switch {
 	case err != nil:

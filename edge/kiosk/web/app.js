@@ -613,7 +613,8 @@
         if (gen === S.gen && S.screen === 'activities') refreshList();
       });
     };
-    if (st === 'none') actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') }, t('act.checkin')));
+    // A cancelled activity takes no check-in; who signed up may still leave.
+    if (st === 'none') { if (!a.cancelled) actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') }, t('act.checkin'))); }
     else if (!left) actions.push(h('button', { type: 'button', 'data-key': 'out-' + a.id, onclick: checkin('out') }, t(st === 'waitlisted' ? 'act.leave_waitlist' : 'act.checkout')));
     if (a.status === 'confirmed') {
       actions.push(h('button', { type: 'button', 'data-key': 'rate-' + a.id, onclick: () => rateAgain({ target: a.id, title: a.title, kind: 'activity' }) }, t('act.rate')));
@@ -622,11 +623,16 @@
     // up from the waitlist supersedes "waitlisted").
     let result = S.lastResult && S.lastResult.id === a.id ? S.lastResult.result : '';
     if (result && (result === 'out' ? !left : a.status && result !== a.status)) result = '';
-    return h('article', { class: 'card act', 'data-id': a.id, 'data-status': st, 'data-result': result || null },
+    return h('article', { class: 'card act' + (a.cancelled ? ' cancelled' : ''), 'data-id': a.id, 'data-status': st, 'data-result': result || null,
+      'data-cancelled': a.cancelled ? '1' : null },
       h('div', { class: 'card-head' }, h('span', { class: 'badge kind-' + a.kind, text: t('kind.' + a.kind) }),
+        a.cancelled ? h('span', { class: 'badge st-cancelled', text: t('act.cancelled') }) : '',
         h('span', { class: 'badge st-' + st, text: t('act.status.' + st) })),
       h('h3', { text: a.title || a.id }),
+      a.cancelled ? h('p', { class: 'result r-cancelled', text: t('act.cancelled_note') }) : '',
       when ? h('p', { class: 'meta', text: when }) : '',
+      a.venue ? h('p', { class: 'meta', text: t('act.venue', { venue: a.venue }) }) : '',
+      a.description ? h('p', { class: 'desc', text: a.description }) : '',
       h('p', { class: 'seats' + (a.capacity > 0 && a.seats_left === 0 ? ' full' : ''), text: seats }),
       S.movedUp.has(a.id) && a.status === 'confirmed' ? h('p', { class: 'good', text: t('act.moved_up_note') }) : '',
       result ? h('p', { class: 'result r-' + result, text: t('act.result.' + result, { title: a.title }) }) : '',
