@@ -159,6 +159,9 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, str
 		if v == nil {
 			return &b, nil
 		}
+		if v.Cancelled {
+			return nil, fmt.Errorf("activity %s: %w", b.Activity, ErrCancelled)
+		}
 		l, err := loadLedger(txn, b.Activity)
 		if err != nil {
 			return nil, err
@@ -183,6 +186,11 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, str
 }
 
 var errNoRelease = errors.New("no release due")
+
+// ErrCancelled refuses a check-in to an activity the office cancelled:
+// nothing is recorded, and the resident is told at once (a check-out
+// still goes through).
+var ErrCancelled = errors.New("the activity is cancelled")
 
 // releaseAll records a release for every activity whose ledger says a
 // recall is in force and unanswered.

@@ -416,6 +416,10 @@ func TestDashboard(t *testing.T) {
 		}
 		return false, "kiosk-b1 lacks the activity"
 	})
+	// A cancelled activity takes no more check-ins at the kiosk.
+	if code := k1.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-10", "activity": act}, nil); code != 409 {
+		t.Fatalf("a check-in to the cancelled activity: %d, want 409", code)
+	}
 	d.nav("fleet")
 	d.Wait(uiWait, "three devices in the fleet", `document.querySelectorAll('#fleet tr[data-device]').length === 3`)
 	// Sequence numbers and cursors only behind each device's details toggle.
