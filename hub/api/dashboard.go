@@ -498,6 +498,13 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 	if bucket != "day" && bucket != "week" && bucket != "month" {
 		return httpx.BadRequest("bucket", "bucket must be day, week or month")
 	}
+	// Periods are the site's days, weeks and months (a rating at 07:00 in
+	// Shanghai is that day's, not the day before's as in UTC); across
+	// several sites, the hub's zone.
+	zone := a.siteZone("")
+	if len(sites) == 1 {
+		zone = a.siteZone(sites[0])
+	}
 	var pts []merge.RatingPoint
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites {
@@ -522,7 +529,7 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			get(acts, p.Target, p.Title).add(p.Score)
 		}
-		get(periods, period(p.HLC, bucket), "").add(p.Score)
+		get(periods, period(p.HLC, bucket, zone), "").add(p.Score)
 	}
 	flat := func(m map[string]*ratingAgg) []ratingAgg {
 		out := []ratingAgg{}
@@ -547,9 +554,9 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 }
 
 // period names the day, ISO week (its Monday) or month a rating falls in,
-// in the hub's local time, where the community lives.
-func period(ts hlc.Timestamp, bucket string) string {
-	t := ts.Time().Local()
+// in zone, the community's.
+func period(ts hlc.Timestamp, bucket string, zone *time.Location) string {
+	t := ts.Time().In(zone)
 	switch bucket {
 	case "day":
 	case "month":

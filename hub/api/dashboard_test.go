@@ -319,7 +319,7 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	}
 	if rs.Overall.Count != 3 || len(rs.ByCategory) != 1 || rs.ByCategory[0].Key != "elevator" || rs.ByCategory[0].Mean != 3 ||
 		len(rs.ByActivity) != 1 || rs.ByActivity[0].Title != "楼道清洁" || rs.ByActivity[0].Mean != 5 || len(rs.OverTime) != 1 ||
-		rs.OverTime[0].Count != 3 || rs.Recent[0].Comment != "修得快" {
+		rs.OverTime[0].Count != 3 || rs.OverTime[0].Key != "2025-02-20" || rs.Recent[0].Comment != "修得快" { // 21:20 UTC on the 19th is the 20th in Shanghai
 		t.Fatalf("ratings %+v", rs)
 	}
 	if strings.Contains(body, "R3") {
