@@ -184,6 +184,7 @@
       return FIELDS.includes(f) && has('err.field.' + f) ? t('err.field.' + f) : t('err.bad_input');
     }
     if (r.status === 404) return t('err.not_found');
+    if (r.status === 409 && r.data && r.data.code === 'cancelled') return t('act.cancelled_note');
     if (r.status === 507) return t('err.disk_full');
     if (r.status === 503) return t('err.unavailable');
     return t('err.server', { code: r.status });
