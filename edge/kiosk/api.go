@@ -251,6 +251,8 @@ func (a *API) storeError(err error) error {
 		return &httpx.Error{Status: http.StatusInsufficientStorage, Msg: "this edge's disk is nearly full; the record was not saved: " + err.Error()}
 	case errors.Is(err, outbox.ErrClosed), errors.Is(err, context.Canceled):
 		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "the store is closed; the record was not saved"}
+	case errors.Is(err, seats.ErrCancelled):
+		return &httpx.Error{Status: http.StatusConflict, Field: "activity", Code: "cancelled", Msg: "the activity is cancelled; the check-in was not recorded"}
 	}
 	a.Logger.Error("store write failed", "err", err)
 	return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "could not store the record; it was not saved: " + err.Error()}

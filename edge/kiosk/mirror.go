@@ -143,6 +143,11 @@ type ActivityOut struct {
 	// Attended: the resident checked in inside the window (they may rate
 	// the activity).
 	Attended bool `json:"attended,omitempty"`
+	// Where and what, as the office wrote it; Cancelled: the office
+	// called it off (residents who signed up see it marked so).
+	Venue       string `json:"venue,omitempty"`
+	Description string `json:"description,omitempty"`
+	Cancelled   bool   `json:"cancelled,omitempty"`
 }
 
 // Activities lists the activities last synced, with resident's standing
@@ -160,7 +165,8 @@ func (m *Mirror) Activities(resident string) (any, error) {
 	out := []ActivityOut{}
 	for _, v := range all {
 		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
-			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist), Act: v.Window().Act(at)}
+			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist), Act: v.Window().Act(at),
+			Venue: v.Venue, Description: v.Description, Cancelled: v.Cancelled}
 		if v.CheckinOpens != 0 {
 			t := time.UnixMilli(v.CheckinOpens).UTC()
 			o.CheckinOpens = &t

@@ -183,6 +183,9 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if v == nil {
 			return &b, nil
 		}
+		if v.Cancelled {
+			return nil, fmt.Errorf("activity %s: %w", b.Activity, ErrCancelled)
+		}
 		b.Act = v.Window().Act(s.log.Clock().Now().WallMillis())
 		if b.Act == event.ActEnded {
 			return nil, ErrEnded
@@ -217,6 +220,11 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 }
 
 var errNoRelease = errors.New("no release due")
+
+// ErrCancelled refuses a check-in to an activity the office cancelled:
+// nothing is recorded, and the resident is told at once (a check-out
+// still goes through).
+var ErrCancelled = errors.New("the activity is cancelled")
 
 // releaseAll records a release for every activity whose ledger says a
 // recall is in force and unanswered.

@@ -117,6 +117,10 @@ type API struct {
 
 	// Backups serves GET /api/v1/backup (an embedded-store hub).
 	Backups Backups
+
+	// TimeZone (IANA) is the zone of sites whose plan names none; empty
+	// is DefaultTimeZone.
+	TimeZone string
 }
 
 // Handler builds the router.

@@ -156,6 +156,30 @@ type siteOut struct {
 	Name   string    `json:"name,omitempty"`
 	NameEn string    `json:"name_en,omitempty"`
 	Plan   *SitePlan `json:"plan,omitempty"` // nil: the dashboard lays buildings out itself
+	// TimeZone is the zone the site's times are shown in (IANA name).
+	TimeZone string `json:"time_zone"`
+}
+
+// DefaultTimeZone is the zone of a site whose plan names none and of a hub
+// given no --time-zone.
+const DefaultTimeZone = "Asia/Shanghai"
+
+// siteZone is the zone site's times are shown in: its plan's, else the
+// hub's, else DefaultTimeZone.
+func (a *API) siteZone(site string) *time.Location {
+	name := a.TimeZone
+	if p, ok := a.Plans[site]; ok && p.TimeZone != "" {
+		name = p.TimeZone
+	}
+	if name == "" {
+		name = DefaultTimeZone
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil { // checked at start: only a zone removed since
+		a.Logger.Warn("time zone", "site", site, "zone", name, "err", err)
+		return time.UTC
+	}
+	return loc
 }
 
 // knownSites is every site this hub knows of: those with a plan, those
@@ -200,7 +224,7 @@ func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
 		if id == "" || !p.Sees(id) {
 			continue
 		}
-		o := siteOut{ID: id}
+		o := siteOut{ID: id, TimeZone: a.siteZone(id).String()}
 		if plan, ok := a.Plans[id]; ok {
 			o.Name, o.NameEn, o.Plan = plan.Name, plan.NameEn, &plan
 		}
@@ -351,6 +375,27 @@ func (a *API) mergeReport(w http.ResponseWriter, r *http.Request) error {
 	return a.getReport(w, r)
 }
 
+// csvText is the words of an attendance export in one language.
+type csvText struct {
+	header  []string
+	status  map[string]string
+	yes, no string
+}
+
+// csvWords holds the export's words by ?lang=, the dashboard's languages.
+var csvWords = map[string]csvText{
+	"zh-CN": {
+		header: []string{"活动编号", "活动名称", "居民", "状态", "候补序号", "已到场签到", "首次签到时间", "已签退", "时长（小时）", "已报名"},
+		status: map[string]string{"confirmed": "已确认", "waitlisted": "候补", "recorded": "待确认"},
+		yes:    "是", no: "否",
+	},
+	"en": {
+		header: []string{"Activity", "Title", "Resident", "Status", "Waitlist place", "Checked in", "First check-in", "Checked out", "Hours", "Signed up"},
+		status: map[string]string{"confirmed": "confirmed", "waitlisted": "waitlisted", "recorded": "recorded"},
+		yes:    "yes", no: "no",
+	},
+}
+
 // attendanceCSV exports an activity's residents for the organisers'
 // records: spreadsheet programs open it as is (UTF-8 with a BOM).
 func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
@@ -375,15 +420,31 @@ func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
 	if err := a.CheckSite(r, act.Site); err != nil {
 		return err
 	}
+	lang := r.URL.Query().Get("lang")
+	words, ok := csvWords[lang]
+	if lang == "" {
+		words, ok = csvWords["zh-CN"], true
+	}
+	if !ok {
+		return &httpx.Error{Status: http.StatusBadRequest, Field: "lang", Code: event.CodeNotAllowed, Msg: "lang must be zh-CN or en"}
+	}
+	zone := a.siteZone(act.Site)
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="attendance-%s.csv"`, id))
 	if _, err := w.Write([]byte("\ufeff")); err != nil {
 		return nil
 	}
 	cw := csv.NewWriter(w)
-	// checked_in is attendance inside the check-in window (到场签到);
-	// signed_up a check-in before it (报名), which is not attendance.
-	rec := [][]string{{"activity", "title", "resident", "status", "waitlist_place", "checked_in", "first_in", "checked_out", "hours", "signed_up"}}
+	// 已到场签到 / Checked in is attendance inside the check-in window
+	// (到场签到); 已报名 / Signed up a check-in before it (报名), which is
+	// not attendance.
+	rec := [][]string{words.header}
+	yes := func(b bool) string {
+		if b {
+			return words.yes
+		}
+		return words.no
+	}
 	for _, row := range rows {
 		status := "waitlisted"
 		if row.Confirmed {
@@ -393,15 +454,16 @@ func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
 		}
 		first := ""
 		if row.FirstIn != 0 {
-			first = row.FirstIn.Time().UTC().Format(time.RFC3339)
+			// The site's wall clock with its offset: what the organisers'
+			// watches said, and still one instant for a program.
+			first = row.FirstIn.Time().In(zone).Format("2006-01-02 15:04:05 -07:00")
 		}
 		place := ""
 		if row.Waitlist > 0 {
 			place = strconv.Itoa(row.Waitlist)
 		}
-		rec = append(rec, []string{act.ID, act.Title, row.Resident, status, place, strconv.FormatBool(row.Attended),
-			first, strconv.FormatBool(row.Left), strconv.FormatFloat(float64(row.Millis)/3.6e6, 'f', 2, 64),
-			strconv.FormatBool(row.SignedUp)})
+		rec = append(rec, []string{act.ID, act.Title, row.Resident, words.status[status], place, yes(row.Attended),
+			first, yes(row.Left), strconv.FormatFloat(float64(row.Millis)/3.6e6, 'f', 2, 64), yes(row.SignedUp)})
 	}
 	if err := cw.WriteAll(rec); err != nil {
 		a.Logger.Warn("write attendance csv", "err", err)
@@ -448,6 +510,13 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 	if bucket != "day" && bucket != "week" && bucket != "month" {
 		return httpx.BadRequest("bucket", "bucket must be day, week or month")
 	}
+	// Periods are the site's days, weeks and months (a rating at 07:00 in
+	// Shanghai is that day's, not the day before's as in UTC); across
+	// several sites, the hub's zone.
+	zone := a.siteZone("")
+	if len(sites) == 1 {
+		zone = a.siteZone(sites[0])
+	}
 	var pts []merge.RatingPoint
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites {
@@ -472,7 +541,7 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			get(acts, p.Target, p.Title).add(p.Score)
 		}
-		get(periods, period(p.HLC, bucket), "").add(p.Score)
+		get(periods, period(p.HLC, bucket, zone), "").add(p.Score)
 	}
 	flat := func(m map[string]*ratingAgg) []ratingAgg {
 		out := []ratingAgg{}
@@ -497,9 +566,9 @@ func (a *API) ratings(w http.ResponseWriter, r *http.Request) error {
 }
 
 // period names the day, ISO week (its Monday) or month a rating falls in,
-// in the hub's local time, where the community lives.
-func period(ts hlc.Timestamp, bucket string) string {
-	t := ts.Time().Local()
+// in zone, the community's.
+func period(ts hlc.Timestamp, bucket string, zone *time.Location) string {
+	t := ts.Time().In(zone)
 	switch bucket {
 	case "day":
 	case "month":

@@ -315,11 +315,26 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	d.edgeFact(t, "k1", 3, 1000+90*60_000, &event.Checkin{Resident: "R5", Activity: "V1", Action: "out"})
 	d.edgeFact(t, "k1", 4, 2000, &event.Checkin{Resident: "R6", Activity: "V1", Action: "in"})
 	code, body = d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv", "", "")
-	want := "\ufeffactivity,title,resident,status,waitlist_place,checked_in,first_in,checked_out,hours,signed_up\n" +
-		"V1,楼道清洁,R5,confirmed,,true," + time.UnixMilli(1_740_000_001_000).UTC().Format(time.RFC3339) + ",true,1.50,false\n" +
-		"V1,楼道清洁,R6,waitlisted,1,true," + time.UnixMilli(1_740_000_002_000).UTC().Format(time.RFC3339) + ",false,0.00,false\n"
-	if code != 200 || body != want {
-		t.Fatalf("attendance.csv: %d\n got %q\nwant %q", code, body, want)
+	// Headers and words in the UI's language (Chinese unless ?lang=en),
+	// times in the site's zone (Asia/Shanghai by default) with the offset.
+	for _, c := range []struct{ query, want string }{
+		{"", "\ufeff活动编号,活动名称,居民,状态,候补序号,已到场签到,首次签到时间,已签退,时长（小时）,已报名\n" +
+			"V1,楼道清洁,R5,已确认,,是,2025-02-20 05:20:01 +08:00,是,1.50,否\n" +
+			"V1,楼道清洁,R6,候补,1,是,2025-02-20 05:20:02 +08:00,否,0.00,否\n"},
+		{"?lang=zh-CN", "\ufeff活动编号,活动名称,居民,状态,候补序号,已到场签到,首次签到时间,已签退,时长（小时）,已报名\n" +
+			"V1,楼道清洁,R5,已确认,,是,2025-02-20 05:20:01 +08:00,是,1.50,否\n" +
+			"V1,楼道清洁,R6,候补,1,是,2025-02-20 05:20:02 +08:00,否,0.00,否\n"},
+		{"?lang=en", "\ufeffActivity,Title,Resident,Status,Waitlist place,Checked in,First check-in,Checked out,Hours,Signed up\n" +
+			"V1,楼道清洁,R5,confirmed,,yes,2025-02-20 05:20:01 +08:00,yes,1.50,no\n" +
+			"V1,楼道清洁,R6,waitlisted,1,yes,2025-02-20 05:20:02 +08:00,no,0.00,no\n"},
+	} {
+		code, body = d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv"+c.query, "", "")
+		if code != 200 || body != c.want {
+			t.Fatalf("attendance.csv%s: %d\n got %q\nwant %q", c.query, code, body, c.want)
+		}
+	}
+	if code, body := d.call(t, "op", "GET", "/api/v1/activities/V1/attendance.csv?lang=fr", "", ""); code != 400 || !strings.Contains(body, `"field":"lang"`) {
+		t.Fatalf("attendance.csv?lang=fr: %d %s, want 400 naming lang", code, body)
 	}
 	// A sign-up two days ahead (a seat) is not attendance: checked_in
 	// false, signed_up true, and the activity counts it apart.
@@ -330,9 +345,9 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	}
 	d.edgeFact(t, "k1", 5, 3000, &event.Checkin{Resident: "R7", Activity: "V2", Action: "in", Status: event.StatusConfirmed, Act: event.ActSignup})
 	d.edgeFact(t, "k1", 6, 4000, &event.Checkin{Resident: "R8", Activity: "V2", Action: "in", Status: event.StatusRecorded})
-	code, body = d.call(t, "op", "GET", "/api/v1/activities/V2/attendance.csv", "", "")
-	if code != 200 || !strings.Contains(body, "V2,义诊,R7,confirmed,,false,"+time.UnixMilli(1_740_000_003_000).UTC().Format(time.RFC3339)+",false,0.00,true\n") ||
-		!strings.Contains(body, ",R8,waitlisted,1,false,") {
+	code, body = d.call(t, "op", "GET", "/api/v1/activities/V2/attendance.csv?lang=en", "", "")
+	if code != 200 || !strings.Contains(body, "V2,义诊,R7,confirmed,,no,2025-02-20 05:20:03 +08:00,no,0.00,yes\n") ||
+		!strings.Contains(body, ",R8,waitlisted,1,no,") {
 		t.Fatalf("attendance.csv of sign-ups: %d %q", code, body)
 	}
 	code, body = d.call(t, "op", "GET", "/api/v1/activities/V2", "", "")
@@ -359,7 +374,7 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	}
 	if rs.Overall.Count != 3 || len(rs.ByCategory) != 1 || rs.ByCategory[0].Key != "elevator" || rs.ByCategory[0].Mean != 3 ||
 		len(rs.ByActivity) != 1 || rs.ByActivity[0].Title != "楼道清洁" || rs.ByActivity[0].Mean != 5 || len(rs.OverTime) != 1 ||
-		rs.OverTime[0].Count != 3 || rs.Recent[0].Comment != "修得快" {
+		rs.OverTime[0].Count != 3 || rs.OverTime[0].Key != "2025-02-20" || rs.Recent[0].Comment != "修得快" { // 21:20 UTC on the 19th is the 20th in Shanghai
 		t.Fatalf("ratings %+v", rs)
 	}
 	if strings.Contains(body, "R3") {

@@ -43,6 +43,7 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/notices", a.wrap(a.listNotices))
 	mux.HandleFunc("GET /api/v1/alarms", a.wrap(a.listAlarms))
 	mux.HandleFunc("GET /api/v1/alarms/history", a.wrap(a.alarmHistory))
+	a.mountEdits(mux)
 	if _, ok := a.State.(Eraser); ok {
 		mux.HandleFunc("DELETE /api/v1/residents/{id}", a.wrap(a.requireAdmin(a.eraseResident)))
 	}
@@ -252,7 +253,9 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 		Capacity *int   `json:"capacity"`
 		// Minutes before start that attendance check-in opens; before
 		// that a check-in is a sign-up. Absent: an hour.
-		CheckinOpens *int `json:"checkin_opens"`
+		CheckinOpens *int   `json:"checkin_opens"`
+		Venue        string `json:"venue"`
+		Description  string `json:"description"`
 	}
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
@@ -281,7 +284,8 @@ func (a *API) postActivity(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("capacity", "capacity must be 0 to 100000")
 	}
 	set := &event.ActivitySet{ID: req.ID, Title: strings.TrimSpace(req.Title), Type: req.Kind, Site: req.Site,
-		Start: start, End: end, Capacity: uint32(*req.Capacity)}
+		Start: start, End: end, Capacity: uint32(*req.Capacity),
+		Venue: strings.TrimSpace(req.Venue), Description: strings.TrimSpace(req.Description)}
 	if req.CheckinOpens != nil {
 		if *req.CheckinOpens < 0 || *req.CheckinOpens > event.MaxCheckinOpens {
 			return httpx.BadRequest("checkin_opens", "checkin_opens must be 0 to %d minutes before start", event.MaxCheckinOpens)
@@ -410,7 +414,7 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if exp != 0 && exp <= time.Now().UnixMilli() {
-		return httpx.BadRequest("expires", "expires is in the past")
+		return errPast("expires")
 	}
 	set := &event.NoticeSet{ID: req.ID, Site: req.Site, Buildings: req.Buildings, Title: strings.TrimSpace(req.Title),
 		Body: strings.TrimSpace(req.Body), Category: req.Category, Expires: exp}
@@ -432,16 +436,35 @@ func (a *API) postNotice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listNotices lists the notices in force; with ?history=1 (for a login)
+// every notice ever published, withdrawn and expired ones too.
 func (a *API) listNotices(w http.ResponseWriter, r *http.Request) error {
 	sites, err := a.Scope(r, r.URL.Query().Get("site"))
 	if err != nil {
 		return err
 	}
+	history := r.URL.Query().Get("history")
+	if history != "" && history != "0" && history != "1" {
+		return httpx.BadRequest("history", "history must be 0 or 1")
+	}
+	if history == "1" {
+		p, err := a.Caller(r)
+		if err != nil {
+			return err
+		}
+		if p.Name == "" {
+			return &httpx.Error{Status: http.StatusUnauthorized, Msg: "the notice history needs a login"}
+		}
+	}
 	out := []merge.NoticeView{}
 	now := hlc.FromTime(time.Now())
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites { // "" is every site
-			out = append(out, m.Notices(s, now)...)
+			if history == "1" {
+				out = append(out, m.NoticeHistory(s)...)
+			} else {
+				out = append(out, m.Notices(s, now)...)
+			}
 		}
 	})
 	httpx.WriteJSON(w, http.StatusOK, out)

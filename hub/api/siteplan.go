@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -23,7 +24,10 @@ type SitePlan struct {
 	// Agency is the organisation that answers the site's reports (its
 	// residents' committee, 居委会), named to Open311 clients as
 	// agency_responsible; Name stands in when it is empty.
-	Agency    string         `yaml:"agency" json:"agency,omitempty"`
+	Agency string `yaml:"agency" json:"agency,omitempty"`
+	// TimeZone is the site's IANA zone (Asia/Shanghai), in which the
+	// dashboard and exports show its times; empty: the hub's --time-zone.
+	TimeZone  string         `yaml:"time_zone" json:"time_zone,omitempty"`
 	Width     float64        `yaml:"width" json:"width"`
 	Height    float64        `yaml:"height" json:"height"`
 	Buildings []PlanBuilding `yaml:"buildings" json:"buildings"`
@@ -71,6 +75,11 @@ func (p *SitePlan) Building(id string) (PlanBuilding, bool) {
 func (p *SitePlan) Validate() error {
 	if err := event.ValidID(p.Site); err != nil {
 		return fmt.Errorf("site: %w", err)
+	}
+	if p.TimeZone != "" {
+		if _, err := time.LoadLocation(p.TimeZone); err != nil {
+			return fmt.Errorf("time_zone: %q is not an IANA time zone such as Asia/Shanghai", p.TimeZone)
+		}
 	}
 	if p.Width <= 0 || p.Height <= 0 {
 		return errors.New("width and height must be positive")

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	_ "time/tzdata" // site time zones on a machine without the zone database
 
+	"linli/hub/api"
 	"linli/hub/operators"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -46,6 +48,7 @@ type Config struct {
 	TLSReload time.Duration
 
 	SitePlans []string
+	TimeZone  string
 
 	TrustedProxies []string
 
@@ -88,6 +91,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.BackupEvery, "backup-every", time.Hour, "how often a scheduled backup is written (1m to 720h)")
 	s.Int(&c.BackupKeep, "backup-keep", 48, "how many scheduled backups to keep; older ones are deleted")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
+	s.String(&c.TimeZone, "time-zone", api.DefaultTimeZone, "IANA time zone the dashboard and exports show a site's times in, unless its site plan names one (time_zone)")
 	return s
 }
 
@@ -155,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := operators.ParseProxies(c.TrustedProxies); err != nil {
 		return config.Errorf("trusted-proxies", "%v", err)
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" {
+		return config.Errorf("time-zone", "%q is not an IANA time zone such as Asia/Shanghai", c.TimeZone)
 	}
 	if c.TLSReload < 100*time.Millisecond {
 		return config.Errorf("tls-reload", "must be at least 100ms")

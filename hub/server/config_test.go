@@ -52,3 +52,36 @@ func TestTrustedProxiesSetting(t *testing.T) {
 		})
 	}
 }
+
+// time-zone defaults to Asia/Shanghai, is set like any setting and must
+// name a zone.
+func TestTimeZoneSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		args, env []string
+		want      string
+	}{
+		{"default", nil, nil, "Asia/Shanghai"},
+		{"flag", []string{"--time-zone", "Asia/Urumqi"}, nil, "Asia/Urumqi"},
+		{"env", nil, []string{"LINLI_TIME_ZONE=UTC"}, "UTC"},
+		{"bad", []string{"--time-zone", "Beijing"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			var ce *config.Error
+			if tc.want == "" {
+				if !errors.As(err, &ce) || ce.Setting != "time-zone" {
+					t.Fatalf("error %v, want one naming time-zone", err)
+				}
+				return
+			}
+			if err != nil || c.TimeZone != tc.want {
+				t.Fatalf("zone %q (%v), want %q", c.TimeZone, err, tc.want)
+			}
+		})
+	}
+}

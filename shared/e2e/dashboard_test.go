@@ -153,16 +153,37 @@ func TestDashboard(t *testing.T) {
 	d.fill("#of-display", "王芳")
 	d.fill("#of-password", "operator-one-pw")
 	d.selectValue("#of-role", "operator")
-	d.fill("#of-sites", "xiangyang")
+	// Sites are ticked from the list of the hub's communities, by name.
+	if got := d.text(`#of-sites label:has(input[data-site="xiangyang"])`); got != "向阳社区" {
+		t.Fatalf("the site to tick reads %q, want 向阳社区", got)
+	}
+	d.click(`#of-sites input[data-site="xiangyang"]`)
 	d.click("#of-submit")
 	d.Wait(uiWait, "op1 listed", `!!document.querySelector('#operators tr[data-operator="op1"]')`)
 	d.Wait(uiWait, "the account creation audited", `[...document.querySelectorAll('#audit td')].some(td => td.textContent === 'POST /api/v1/operators')`)
 	d.CheckAccessible("the account view of an admin")
 	d.logout()
 
-	// The operator logs in with a password and sees the governance map.
+	// A wrong password is told in the UI's language.
+	d.Wait(uiWait, "the login screen", `document.body.dataset.view === 'login' && !document.getElementById('login-screen').hidden`)
+	d.fill("#login-name", "op1")
+	d.fill("#login-password", "not-the-password")
+	d.click("#login-submit")
+	d.Wait(uiWait, "the login error in Chinese", `document.getElementById('login-error').textContent === '账号或密码不正确。'`)
+
+	// The operator logs in with a password and lands on the governance
+	// map, not on the admin tab the last session left in the address.
+	if h := browser.Eval[string](d.Page, `location.hash`); h != "#admin" {
+		t.Fatalf("the address keeps %q from the last session, want #admin", h)
+	}
 	d.login("op1", "operator-one-pw")
-	d.nav("map")
+	if v := browser.Eval[string](d.Page, `document.body.dataset.view`); v != "map" {
+		t.Fatalf("a new login lands on %q, want the map", v)
+	}
+	// Times are the site's (Asia/Shanghai), whatever the browser's zone.
+	if got := browser.Eval[string](d.Page, `fmtTime(Date.parse('2026-12-01T00:00:00Z'))`); !strings.Contains(got, "08:00") {
+		t.Fatalf("midnight UTC shows as %q, want 08:00 Shanghai time", got)
+	}
 	d.Wait(uiWait, "six buildings on the map", `document.querySelectorAll('#map .building').length === 6`)
 	d.Wait(uiWait, "B1 coloured by its open report", `document.querySelector('#map [data-building="B1"]').dataset.open === '1'`)
 	d.Wait(uiWait, "the gateway's health icon", `!!document.querySelector('#map .dev[data-device="gw-b3"].on, #map .dev[data-device="gw-b3"].lag')`)
@@ -222,6 +243,14 @@ func TestDashboard(t *testing.T) {
 	// The building view lists the alarm and the sensor.
 	d.click(`#map [data-building="B3"]`)
 	d.Wait(uiWait, "B3's panel", `document.getElementById('building-panel').dataset.building === 'B3' && !!document.querySelector('#building-panel [data-alarm-id]') && !!document.querySelector('#building-panel [data-sensor="B3-smoke-1"]')`)
+	// Sensor states in words, and the live feed in sentences.
+	if got := d.text(`#building-panel [data-sensor="B3-smoke-1"] .badge`); got != "烟感 报警" {
+		t.Fatalf("the smoke sensor reads %q, want 烟感 报警", got)
+	}
+	if got := d.text(`#stream-kind option[value="access"]`); got != "门禁" {
+		t.Fatalf("the stream filter offers %q for access, want 门禁", got)
+	}
+	d.Wait(uiWait, "the alarm in the live feed as a sentence", `[...document.querySelectorAll('#stream li[data-kind="alarm"]')].some(li => li.textContent.includes('3号楼 B3-smoke-1：烟雾报警') && !li.textContent.includes('{'))`)
 
 	// The alarm's history: raised, acknowledged by op1 (the refused clear
 	// left no trace).
@@ -321,8 +350,108 @@ func TestDashboard(t *testing.T) {
 	}
 	d.Wait(uiWait, "delivery to both kiosks shown", `(() => { const n = [...document.querySelectorAll('#notice-list .notice')].find(n => n.querySelector('h3').textContent === '电梯维修通知'); const d = n && n.querySelector('.delivery'); return !!d && d.dataset.total === '2' && d.dataset.received === '2'; })()`)
 	d.shot(shots, "notices")
+	// A bad field is told in Chinese from the catalogue, not in the
+	// server's English; nothing is published.
+	d.fill("#nf-title", "过期的通知")
+	d.fill("#nf-expires", "2020-01-01T09:00")
+	d.click("#nf-submit")
+	d.Wait(uiWait, "the expiry refused in Chinese", `document.getElementById('toast').textContent === '有效期不能早于现在，请选择以后的时间。'`)
+	d.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('notice-form').reset()`))
+	// Edited: the kiosks show the new title; previewed and printed on A4.
+	notice := browser.Eval[string](d.Page, `[...document.querySelectorAll('#notice-list .notice')].find(n => n.querySelector('h3').textContent === '电梯维修通知').dataset.notice`)
+	d.click(`#notice-list [data-edit="` + notice + `"]`)
+	d.Wait(uiWait, "the notice in the form", `document.getElementById('nf-title').value === '电梯维修通知'`)
+	d.fill("#nf-title", "电梯维修通知（时间调整）")
+	d.click("#nf-preview")
+	d.Wait(uiWait, "the preview", `!document.getElementById('nf-preview-box').hidden && document.querySelector('#nf-preview-box .sheet-title').textContent === '电梯维修通知（时间调整）' && document.querySelector('#nf-preview-box .sheet-org').textContent === '向阳社区'`)
+	d.click("#nf-submit")
+	for _, k := range []*edgeProc{k1, k2} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			var list []kioskNotice
+			k.do(t, "GET", "/api/v1/notices", nil, &list)
+			return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.ID == notice && n.Title == "电梯维修通知（时间调整）" }), fmt.Sprintf("%s shows %+v", k.ID, list)
+		})
+	}
+	d.Do(chromedp.Evaluate[chromedp.Void](`window.print = () => { window.__printed = true; }`))
+	d.click(`#notice-list [data-print="` + notice + `"]`)
+	d.Wait(uiWait, "the print sheet", `window.__printed === true && document.querySelector('#print-notice .sheet-title').textContent === '电梯维修通知（时间调整）' && document.querySelector('#print-notice .sheet-org').textContent === '向阳社区' && /\d{4}年\d{1,2}月\d{1,2}日/.test(document.querySelector('#print-notice .sheet-date').textContent)`)
+	if a4 := browser.Eval[bool](d.Page, `[...document.styleSheets].some(ss => [...ss.cssRules].some(r => r.cssText.startsWith('@page') && /size: a4/i.test(r.cssText)))`); !a4 {
+		t.Fatalf("no @page rule sizes the printed notice A4: %q", browser.Eval[[]string](d.Page, `[...document.styleSheets].flatMap(ss => [...ss.cssRules].map(r => r.cssText)).filter(c => c.startsWith('@'))`))
+	}
+	d.Do(chromedp.Evaluate[chromedp.Void](`window.dispatchEvent(new Event('afterprint'))`))
+	// Withdrawn (asked twice): gone from both kiosks, kept in the history.
+	d.click(`#notice-list [data-withdraw="` + notice + `"]`)
+	d.click(`#notice-list [data-withdraw="` + notice + `"]`)
+	d.Wait(uiWait, "the notice marked withdrawn", `document.querySelector('#notice-list [data-notice="`+notice+`"]').dataset.state === 'withdrawn' && document.querySelector('#notice-list [data-notice="`+notice+`"] [data-badge]').textContent === '已撤回'`)
+	for _, k := range []*edgeProc{k1, k2} {
+		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			var list []kioskNotice
+			k.do(t, "GET", "/api/v1/notices", nil, &list)
+			return !slices.ContainsFunc(list, func(n kioskNotice) bool { return n.ID == notice }), fmt.Sprintf("%s still shows %+v", k.ID, list)
+		})
+	}
+
+	// An activity with a venue; a resident signs up at a kiosk; the
+	// operator cancels it and the kiosk shows it cancelled to them. The
+	// attendance export is in Chinese with Shanghai times.
+	d.nav("activities")
+	if got := browser.Eval[string](d.Page, `document.getElementById('af-site').selectedOptions[0].textContent`); got != "向阳社区" {
+		t.Fatalf("the new activity's site reads %q, want 向阳社区", got)
+	}
+	d.fill("#af-title", "消防演练")
+	d.fill("#af-venue", "文化广场")
+	d.fill("#af-description", "请各楼栋居民参加")
+	d.fill("#af-capacity", "20")
+	d.click("#af-submit")
+	d.Wait(uiWait, "the activity listed", `[...document.querySelectorAll('#activity-list .act h3')].some(h => h.textContent.startsWith('消防演练'))`)
+	act := browser.Eval[string](d.Page, `[...document.querySelectorAll('#activity-list .act')].find(a => a.querySelector('h3').textContent.startsWith('消防演练')).dataset.activity`)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var list []kioskActivity
+		k1.do(t, "GET", "/api/v1/activities", nil, &list)
+		return slices.ContainsFunc(list, func(a kioskActivity) bool { return a.ID == act }), "kiosk-b1 lacks the activity"
+	})
+	if code := k1.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-9", "activity": act}, nil); code != 201 {
+		t.Fatalf("sign-up at the kiosk: %d", code)
+	}
+	csv := func() string {
+		return browser.Run(d.Page, chromedp.Evaluate[string](`fetch(document.querySelector('[data-csv="`+act+`"]').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		c := csv()
+		return strings.Contains(c, ",R-9,"), "the export lacks R-9: " + c
+	})
+	if c := csv(); !strings.HasPrefix(strings.TrimPrefix(c, "\ufeff"), "活动编号,活动名称,居民,状态,") || !strings.Contains(c, ",是,") || !strings.Contains(c, " +08:00,") {
+		t.Fatalf("the attendance export: %q; want Chinese headers, 是/否 and Shanghai times", c)
+	}
+	d.click(`#activity-list [data-cancel="` + act + `"]`)
+	d.click(`#activity-list [data-cancel="` + act + `"]`)
+	d.Wait(uiWait, "the activity marked cancelled", `document.querySelector('#activity-list [data-activity="`+act+`"]').dataset.cancelled === '1'`)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		var list []struct {
+			ID, Venue, Status string
+			Cancelled         bool
+		}
+		k1.do(t, "GET", "/api/v1/activities?resident=R-9", nil, &list)
+		for _, a := range list {
+			if a.ID == act {
+				return a.Cancelled && a.Venue == "文化广场" && a.Status != "", fmt.Sprintf("kiosk-b1 shows %+v", a)
+			}
+		}
+		return false, "kiosk-b1 lacks the activity"
+	})
+	// A cancelled activity takes no more check-ins at the kiosk.
+	if code := k1.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-10", "activity": act}, nil); code != 409 {
+		t.Fatalf("a check-in to the cancelled activity: %d, want 409", code)
+	}
 	d.nav("fleet")
 	d.Wait(uiWait, "three devices in the fleet", `document.querySelectorAll('#fleet tr[data-device]').length === 3`)
+	// Sequence numbers and cursors only behind each device's details toggle.
+	if head := d.text("#fleet thead"); strings.Contains(head, "序号") || strings.Contains(head, "游标") {
+		t.Fatalf("the fleet's columns show sync cursors: %q", head)
+	}
+	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#fleet tr[data-device] details.tech:not([open]) [data-acked]').length`); n != 3 {
+		t.Fatalf("%d devices have their cursors behind a closed toggle, want 3", n)
+	}
 	d.shot(shots, "fleet")
 	// On a tablet, portrait and landscape, every view fits the width (wide
 	// tables scroll inside their cards) and the map stays usable.

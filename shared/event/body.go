@@ -295,7 +295,20 @@ func DecodeBody(k Kind, raw cbor.RawMessage) (Body, error) {
 type FieldError struct {
 	Field string
 	Msg   string
+	// Code is the kind of fault in a word a client can key a message
+	// by: CodeRequired, CodeTooLong, CodeTooShort, CodeNotAllowed; empty
+	// for any other (CodeInvalid).
+	Code string
 }
+
+// Codes of a FieldError, also answered by the HTTP APIs as "code".
+const (
+	CodeInvalid    = "invalid"
+	CodeRequired   = "required"
+	CodeTooLong    = "too_long"
+	CodeTooShort   = "too_short"
+	CodeNotAllowed = "not_allowed" // not one of a closed list
+)
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
@@ -345,7 +358,11 @@ func validRef(s string) error {
 
 func idField(name, v string) error {
 	if err := ValidID(v); err != nil {
-		return &FieldError{Field: name, Msg: err.Error()}
+		fe := &FieldError{Field: name, Msg: err.Error()}
+		if v == "" {
+			fe.Code = CodeRequired
+		}
+		return fe
 	}
 	return nil
 }
@@ -362,7 +379,7 @@ func oneOf(name, v string, allowed []string, required bool) error {
 		return nil
 	}
 	if !slices.Contains(allowed, v) {
-		return &FieldError{Field: name, Msg: fmt.Sprintf("%q is not one of %v", v, allowed)}
+		return &FieldError{Field: name, Msg: fmt.Sprintf("%q is not one of %v", v, allowed), Code: CodeNotAllowed}
 	}
 	return nil
 }
@@ -376,12 +393,12 @@ func text(name, v string, minLen, maxLen int) error {
 	n := utf8.RuneCountInString(v)
 	if n < minLen {
 		if minLen == 1 {
-			return &FieldError{Field: name, Msg: "is required"}
+			return &FieldError{Field: name, Msg: "is required", Code: CodeRequired}
 		}
-		return &FieldError{Field: name, Msg: fmt.Sprintf("must be at least %d characters", minLen)}
+		return &FieldError{Field: name, Msg: fmt.Sprintf("must be at least %d characters", minLen), Code: CodeTooShort}
 	}
 	if n > maxLen {
-		return &FieldError{Field: name, Msg: fmt.Sprintf("must be at most %d characters", maxLen)}
+		return &FieldError{Field: name, Msg: fmt.Sprintf("must be at most %d characters", maxLen), Code: CodeTooLong}
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) && r != '\n' && r != '\t' {

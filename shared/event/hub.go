@@ -60,6 +60,12 @@ type ActivitySet struct {
 	// opens; nil means DefaultCheckinOpens. Before that a check-in is a
 	// sign-up.
 	CheckinOpens *uint32 `cbor:"8,keyasint,omitempty" json:"checkin_opens,omitempty"`
+	// Venue and Description tell residents where and what; Cancelled
+	// keeps a cancelled activity on the kiosks, marked so, for those who
+	// signed up (later fields: an older definition decodes unchanged).
+	Venue       string `cbor:"9,keyasint,omitempty" json:"venue,omitempty"`
+	Description string `cbor:"10,keyasint,omitempty" json:"description,omitempty"`
+	Cancelled   bool   `cbor:"11,keyasint,omitempty" json:"cancelled,omitempty"`
 }
 
 // NoticeSet publishes or updates a notice; the latest by (HLC, device, seq)
@@ -72,6 +78,9 @@ type NoticeSet struct {
 	Body      string   `cbor:"5,keyasint,omitempty" json:"body,omitempty"`
 	Category  string   `cbor:"6,keyasint" json:"category"`
 	Expires   int64    `cbor:"7,keyasint,omitempty" json:"expires,omitempty"` // Unix milliseconds; 0 = never
+	// Withdrawn takes the notice off every kiosk; the hub keeps it in its
+	// history. A later set of the same id without it publishes it again.
+	Withdrawn bool `cbor:"8,keyasint,omitempty" json:"withdrawn,omitempty"`
 }
 
 // ReportPatch is an operator's change to a report. Empty fields leave the
@@ -140,6 +149,8 @@ func (b *ActivitySet) Validate() error {
 		text("title", b.Title, 1, 120),
 		oneOf("kind", b.Type, ActivityKinds, true),
 		idField("site", b.Site),
+		text("venue", b.Venue, 0, 120),
+		text("description", b.Description, 0, 2000),
 	)
 	switch {
 	case err != nil:

@@ -23,6 +23,11 @@ type Error struct {
 	Status int    `json:"-"`
 	Msg    string `json:"error"`
 	Field  string `json:"field,omitempty"`
+	// Code is the kind of fault in a word (event.CodeRequired, "past",
+	// "forbidden", …) for a client to key its own message by, in its
+	// user's language; Msg stays the English explanation. WriteError
+	// fills it from the status when a handler gave none.
+	Code string `json:"code,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -137,9 +142,23 @@ func jsonType(k reflect.Kind) string {
 func FromValidation(err error) *Error {
 	var fe *event.FieldError
 	if errors.As(err, &fe) {
-		return &Error{Status: http.StatusBadRequest, Field: fe.Field, Msg: fe.Error()}
+		code := fe.Code
+		if code == "" {
+			code = event.CodeInvalid
+		}
+		return &Error{Status: http.StatusBadRequest, Field: fe.Field, Msg: fe.Error(), Code: code}
 	}
 	return nil
+}
+
+// statusCodes name the kind of a client error a handler gave no code for.
+var statusCodes = map[int]string{
+	http.StatusBadRequest:      event.CodeInvalid,
+	http.StatusUnauthorized:    "unauthorized",
+	http.StatusForbidden:       "forbidden",
+	http.StatusNotFound:        "not_found",
+	http.StatusConflict:        "conflict",
+	http.StatusTooManyRequests: "too_many_requests",
 }
 
 // WriteJSON writes v with status.
@@ -159,6 +178,11 @@ func WriteError(w http.ResponseWriter, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Msg: err.Error()}
+	}
+	if e.Code == "" && statusCodes[e.Status] != "" {
+		c := *e // a shared *Error value (errBadToken) stays as it is
+		c.Code = statusCodes[e.Status]
+		e = &c
 	}
 	WriteJSON(w, e.Status, e)
 }

@@ -317,13 +317,16 @@ func (s *State) countActivityRatings(a *activity) {
 
 // Activity is a merged activity as the hub API serves it.
 type Activity struct {
-	ID       string `json:"id"`
-	Title    string `json:"title"`
-	Kind     string `json:"kind"`
-	Site     string `json:"site"`
-	Start    int64  `json:"start,omitempty"` // Unix milliseconds
-	End      int64  `json:"end,omitempty"`
-	Capacity uint32 `json:"capacity"` // 0: no limit
+	ID          string `json:"id"`
+	Title       string `json:"title"`
+	Kind        string `json:"kind"`
+	Site        string `json:"site"`
+	Start       int64  `json:"start,omitempty"` // Unix milliseconds
+	End         int64  `json:"end,omitempty"`
+	Capacity    uint32 `json:"capacity"` // 0: no limit
+	Venue       string `json:"venue,omitempty"`
+	Description string `json:"description,omitempty"`
+	Cancelled   bool   `json:"cancelled,omitempty"`
 	// Confirmed lists every resident ever confirmed, by id; a confirmation
 	// is never revoked, also not by checking out.
 	Confirmed []string `json:"confirmed"`
@@ -385,6 +388,7 @@ func (s *State) Activity(id string) (Activity, error) {
 	d := &a.Def.Set
 	out := Activity{
 		ID: a.ID, Title: d.Title, Kind: d.Type, Site: d.Site, Start: d.Start, End: d.End, Capacity: d.Capacity,
+		Venue: d.Venue, Description: d.Description, Cancelled: d.Cancelled,
 		Confirmed: []string{}, Waitlist: append([]string{}, a.Waitlist...), Left: []string{}, Hours: []Hours{},
 		Kiosks: []KioskLedger{}, Seated: a.Seated, Reserve: a.Reserve, Rating: s.Rating(id), Updated: a.Updated,
 		Attended: []string{}, CheckinOpens: d.Window().Opens,
@@ -477,6 +481,10 @@ type ActivityView struct {
 	// Attended lists residents who checked in inside the window, sorted:
 	// only they may rate the activity.
 	Attended []string `cbor:"14,keyasint,omitempty" json:"attended,omitempty"`
+	// Later fields, left out when empty so an older view's bytes stay.
+	Venue       string `cbor:"15,keyasint,omitempty" json:"venue,omitempty"`
+	Description string `cbor:"16,keyasint,omitempty" json:"description,omitempty"`
+	Cancelled   bool   `cbor:"17,keyasint,omitempty" json:"cancelled,omitempty"`
 }
 
 // Window is the attendance window of the activity the view shows.
@@ -497,7 +505,8 @@ func (s *State) ActivityView(id string) (ActivityView, error) {
 	}
 	v := ActivityView{ID: act.ID, Title: act.Title, Kind: act.Kind, Site: act.Site, Start: act.Start, End: act.End,
 		Capacity: act.Capacity, Confirmed: act.Confirmed, Waitlist: act.Waitlist, Kiosks: []KioskShare{}, Updated: act.Updated,
-		CheckinOpens: act.CheckinOpens, Attended: act.Attended}
+		CheckinOpens: act.CheckinOpens, Attended: act.Attended,
+		Venue: act.Venue, Description: act.Description, Cancelled: act.Cancelled}
 	if len(v.Attended) == 0 {
 		v.Attended = nil
 	}
@@ -519,4 +528,14 @@ func (v *ActivityView) Share(kiosk string) KioskShare {
 		return KioskShare{Device: kiosk}
 	}
 	return v.Kiosks[i]
+}
+
+// ActivitySet returns the winning definition of an activity, the base an
+// operator's edit changes, or ErrNotFound.
+func (s *State) ActivitySet(id string) (event.ActivitySet, error) {
+	a := s.activities[id]
+	if a == nil || a.Def == nil {
+		return event.ActivitySet{}, fmt.Errorf("activity %s: %w", id, ErrNotFound)
+	}
+	return a.Def.Set, nil
 }

@@ -394,7 +394,11 @@ func (s *State) View(ref Ref) (any, bool) {
 	case RefActivity:
 		v, err = s.ActivityView(ref.ID)
 	case RefNotice:
-		v, err = s.Notice(ref.ID)
+		var n NoticeView
+		if n, err = s.Notice(ref.ID); err == nil && n.Withdrawn {
+			return nil, false // off the kiosks: sent down as a deletion
+		}
+		v = n
 	case RefAlarm:
 		v, err = s.Alarm(ref.ID)
 	case RefAccess:

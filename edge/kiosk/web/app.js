@@ -186,6 +186,7 @@
       return FIELDS.includes(f) && has('err.field.' + f) ? t('err.field.' + f) : t('err.bad_input');
     }
     if (r.status === 404) return t('err.not_found');
+    if (r.status === 409 && r.data && r.data.code === 'cancelled') return t('act.cancelled_note');
     if (r.status === 507) return t('err.disk_full');
     if (r.status === 503) return t('err.unavailable');
     return t('err.server', { code: r.status });
@@ -697,7 +698,7 @@
     // Before the check-in window a check-in is a sign-up, inside it
     // attendance: one who signed up checks in again on the day.
     const ended = a.act === 'ended';
-    if (!ended && !left && (st === 'none' || (a.act === 'attendance' && !a.attended))) {
+    if (!ended && !left && !a.cancelled && (st === 'none' || (a.act === 'attendance' && !a.attended))) {
       actions.push(h('button', { type: 'button', class: 'primary', 'data-key': 'in-' + a.id, onclick: checkin('in') },
         t(a.act === 'signup' ? 'act.signup' : 'act.checkin')));
     }
@@ -710,13 +711,18 @@
     let result = S.lastResult && S.lastResult.id === a.id ? S.lastResult.result : '';
     const resultStatus = { signup: 'confirmed', pending: 'recorded' }[result] || result;
     if (result && (result === 'out' ? !left : a.status && resultStatus !== a.status)) result = '';
-    return h('article', { class: 'card act', 'data-id': a.id, 'data-status': st, 'data-result': result || null },
+    return h('article', { class: 'card act' + (a.cancelled ? ' cancelled' : ''), 'data-id': a.id, 'data-status': st, 'data-result': result || null,
+      'data-cancelled': a.cancelled ? '1' : null },
       h('div', { class: 'card-head' }, h('span', { class: 'badge kind-' + a.kind, text: t('kind.' + a.kind) }),
+        a.cancelled ? h('span', { class: 'badge st-cancelled', text: t('act.cancelled') }) : '',
         h('span', { class: 'badge st-' + st, text: t('act.status.' + st) })),
       h('h3', { text: a.title || a.id }),
+      a.cancelled ? h('p', { class: 'result r-cancelled', text: t('act.cancelled_note') }) : '',
       when ? h('p', { class: 'meta', text: when }) : '',
       ended ? h('p', { class: 'note', text: t('act.ended') }) :
         a.act === 'signup' && a.checkin_opens ? h('p', { class: 'meta', text: t('act.opens', { time: fmtTime(a.checkin_opens) }) }) : '',
+      a.venue ? h('p', { class: 'meta', text: t('act.venue', { venue: a.venue }) }) : '',
+      a.description ? h('p', { class: 'desc', text: a.description }) : '',
       h('p', { class: 'seats' + (a.capacity > 0 && a.seats_left === 0 ? ' full' : ''), text: seats }),
       S.movedUp.has(a.id) && a.status === 'confirmed' ? h('p', { class: 'good', text: t('act.moved_up_note') }) : '',
       result ? h('p', { class: 'result r-' + result, text: t('act.result.' + result, { title: a.title }) }) : '',

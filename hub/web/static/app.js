@@ -23,6 +23,9 @@ const S = {
   report: '',
   es: null,
   known: new Set(), // alarm ids seen, to sound only new ones
+  openTech: new Set(), // devices whose sync details the operator opened
+  editNotice: '', // the notice the form edits ('' : a new one)
+  editActivity: '',
 };
 
 // ---- i18n -------------------------------------------------------------
@@ -46,7 +49,37 @@ function t(key, vars = {}) {
   return s;
 }
 const locale = () => (S.lang === 'zh-CN' ? 'zh-CN' : 'en-GB');
-const fmtTime = ts => ts ? new Date(ts).toLocaleString(locale(), { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }) : '—';
+// Times are the site's wall clock (its time_zone from GET /api/v1/sites),
+// wherever the operator's browser is.
+const zone = () => (S.sites.find(s => s.id === S.site) || {}).time_zone || 'Asia/Shanghai';
+const fmtTime = ts => ts ? new Date(ts).toLocaleString(locale(), { timeZone: zone(), month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }) : '—';
+const fmtDate = ts => new Date(ts).toLocaleDateString(locale(), { timeZone: zone(), year: 'numeric', month: 'long', day: 'numeric' });
+// zoneParts is an instant as the site's calendar and clock.
+function zoneParts(ms) {
+  const p = {};
+  new Intl.DateTimeFormat('en-US', { timeZone: zone(), hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+    .formatToParts(new Date(ms)).forEach(x => { p[x.type] = x.value; });
+  return p;
+}
+const pad2 = n => String(n).padStart(2, '0');
+// toZoneInput shows an instant in a datetime-local field as the site's time.
+function toZoneInput(ts) {
+  if (!ts) return '';
+  const p = zoneParts(new Date(ts).getTime());
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+// fromZoneInput reads a datetime-local field as the site's time and gives
+// the instant as RFC 3339 with the site's offset ('' for an empty field).
+function fromZoneInput(v) {
+  if (!v) return '';
+  const [d, hm] = v.split('T'), [y, mo, da] = d.split('-').map(Number), [h, mi] = hm.split(':').map(Number);
+  const wall = Date.UTC(y, mo - 1, da, h, mi);
+  const off = ms => { const p = zoneParts(ms); return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - ms; };
+  let at = wall - off(wall);
+  at = wall - off(at); // across a change of offset
+  const o = Math.round(off(at) / 60000), sign = o < 0 ? '-' : '+';
+  return `${y}-${pad2(mo)}-${pad2(da)}T${pad2(h)}:${pad2(mi)}:00${sign}${pad2(Math.floor(Math.abs(o) / 60))}:${pad2(Math.abs(o) % 60)}`;
+}
 function ago(ts) {
   const s = Math.max(0, (Date.now() - new Date(ts).getTime()) / 1000);
   if (s < 60) return t('ago.s', { n: Math.floor(s) });
@@ -87,7 +120,25 @@ function toast(msg, err = false) {
 }
 
 // ---- API --------------------------------------------------------------
-class APIError extends Error { constructor(status, msg) { super(msg); this.status = status; } }
+class APIError extends Error {
+  constructor(status, data, fallback) {
+    super((data && data.error) || fallback);
+    this.status = status;
+    this.field = (data && data.field) || '';
+    this.code = (data && data.code) || '';
+  }
+}
+// errText words an API refusal from the catalogue: by field and code
+// (err.expires.past), by field (err.title), by code alone (err.code.forbidden);
+// the server's English only for a case the catalogue does not know.
+function errText(e) {
+  const keys = [];
+  if (e.field) keys.push(`err.${e.field}.${e.code}`, `err.${e.field}`, `err.any.${e.code}`);
+  if (e.code) keys.push(`err.code.${e.code}`);
+  const field = S.cat['field.' + e.field] !== undefined ? t('field.' + e.field) : e.field;
+  for (const k of keys) if (S.cat[k] !== undefined) return t(k, { field });
+  return t('error.generic', { msg: e.message });
+}
 
 async function api(method, path, body) {
   const opts = { method, headers: {}, credentials: 'same-origin' };
@@ -99,7 +150,7 @@ async function api(method, path, body) {
   const data = ct.includes('json') ? await r.json() : await r.text();
   if (!r.ok) {
     if (r.status === 401 && path !== '/api/v1/login') showLogin();
-    throw new APIError(r.status, (data && data.error) || r.statusText);
+    throw new APIError(r.status, typeof data === 'object' ? data : null, r.statusText);
   }
   return data;
 }
@@ -110,7 +161,7 @@ async function write(fn, okMsg) {
     if (okMsg) toast(okMsg);
     return out;
   } catch (e) {
-    toast(e.status === 403 ? t('error.forbidden', { msg: e.message }) : t('error.generic', { msg: e.message }), true);
+    toast(e instanceof APIError ? errText(e) : t('error.generic', { msg: e.message }), true);
     throw e;
   }
 }
@@ -140,13 +191,14 @@ async function login(ev) {
     const me = await api('POST', '/api/v1/login', body);
     $('#login-password').value = '';
     $('#login-token').value = '';
-    await start(me);
+    await start(me, 'map'); // a new login starts on the map, not on a tab left in the address
   } catch (e) {
-    $('#login-error').textContent = t('login.failed', { msg: e.message });
+    $('#login-error').textContent = e instanceof APIError && S.cat['login.err.' + (e.field || e.code)] !== undefined ?
+      t('login.err.' + (e.field || e.code)) : t('login.failed', { msg: e.message });
   }
 }
 
-async function start(me) {
+async function start(me, view) {
   document.body.dataset.ready = 'false';
   S.me = me;
   S.csrf = me.csrf || S.csrf;
@@ -162,11 +214,28 @@ async function start(me) {
   sel.value = S.site;
   await refreshAll();
   connectStream();
-  go(location.hash.slice(1) || 'map');
+  fillSiteLists();
+  go(view || location.hash.slice(1) || 'map');
   $('#me').textContent = `${me.name} · ${t('role.' + me.role)}`;
   document.body.dataset.ready = 'true';
 }
 const siteName = s => (S.lang === 'en' ? s.name_en || s.name : s.name) || s.id;
+// fillSiteLists offers the caller's sites by name wherever a site is
+// chosen: a new notice or activity (the current site first), an operator's
+// sites (ticked), an API token's.
+function fillSiteLists() {
+  $$('select.site-list').forEach(sel => {
+    const keep = sel.value;
+    sel.replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s))));
+    sel.value = S.sites.some(s => s.id === keep) ? keep : S.site;
+  });
+  const tk = $('#tk-sites'), keep = tk.value;
+  tk.replaceChildren(el('option', { value: '' }, t('tokens.all_sites')), ...S.sites.map(s => el('option', { value: s.id }, siteName(s))));
+  tk.value = keep;
+  const fs = $('#of-sites'), ticked = new Set($$('input', fs).filter(i => i.checked).map(i => i.value));
+  fs.replaceChildren(el('legend', {}, t('admin.sites')), ...S.sites.map(s => el('label', { class: 'check' },
+    el('input', { type: 'checkbox', value: s.id, 'data-site': s.id, checked: ticked.has(s.id) }), siteName(s))));
+}
 const plan = () => (S.sites.find(s => s.id === S.site) || {}).plan;
 
 // ---- navigation -------------------------------------------------------
@@ -391,13 +460,30 @@ async function loadBuilding(id) {
         el('button', { class: 'link', onclick: () => { go('triage'); openReport(r.id); } }, r.title), el('span', { class: 'muted' }, `${t('cat.' + r.category)} · +${r.votes}`)))) : none.cloneNode(true),
     el('h3', {}, t('bld.doors')),
     doors.size ? el('ul', { class: 'list' }, [...doors].map(([d, s]) => el('li', { 'data-door': d }, el('strong', {}, d),
-      s ? el('span', { class: 'badge' + (s.result === 'forced' ? ' off' : '') }, s.result) : '', s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
+      s ? el('span', { class: 'badge' + (s.result === 'forced' || s.result === 'held_open' ? ' off' : ''), 'data-result': s.result }, doorText(s.result, s.reason)) : '',
+      s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
     el('h3', {}, t('bld.sensors')),
     sensors.size ? el('ul', { class: 'list' }, [...sensors].map(([n, s]) => el('li', { 'data-sensor': n }, el('strong', {}, n),
-      s ? el('span', { class: 'badge' + (s.alarm ? ' off' : '') }, `${s.kind} ${s.value}`) : '', s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
+      s ? el('span', { class: 'badge' + (s.alarm ? ' off' : ''), 'data-kind': s.kind }, sensorText(s.kind, s.value, s.alarm)) : '',
+      s ? el('span', { class: 'muted' }, fmtTime(s.time)) : ''))) : none.cloneNode(true),
     el('h3', {}, t('bld.devices')),
     el('div', { class: 'health' }, (b.plan?.devices || []).map(id => devCard(S.devices.find(d => d.id === id) || { id, role: '' }))),
   );
+}
+
+// doorText words a door's last access result (门 开/关, 刷卡通过…).
+const doorText = (result, reason) => t('door.' + result) + (reason && S.cat['reason.' + reason] ? ` (${t('reason.' + reason)})` : '');
+// sensorText words a reading with its unit: °C, %RH, 烟感 报警/正常.
+function sensorText(kind, value, alarm) {
+  const v = Number(value);
+  switch (kind) {
+    case 'temperature': return t('sensor.temperature', { v: v.toFixed(1) });
+    case 'humidity': return t('sensor.humidity', { v: v.toFixed(0) });
+    case 'smoke': case 'water': return t(`sensor.${kind}.${alarm || v >= 1 ? 'alarm' : 'ok'}`);
+    case 'heat': return t('sensor.heat', { v: v.toFixed(1) }) + (alarm ? ' · ' + t('sensor.alarm') : '');
+    case 'forced': return t('door.forced');
+  }
+  return `${t('kind.' + kind)} ${value}`;
 }
 
 // ---- device health ----------------------------------------------------
@@ -423,8 +509,11 @@ function renderFleet() {
     const h = health(d);
     return el('tr', { 'data-device': d.id }, el('td', {}, d.id), el('td', {}, d.role ? t('role.' + d.role) : '—'), el('td', {}, d.site),
       el('td', {}, d.version || '—'), el('td', {}, el('span', { class: 'badge ' + (d.online ? 'on' : 'off') }, h.text)),
-      el('td', {}, fmtTime(d.last_seen)), el('td', {}, d.acked_seq), el('td', {}, d.backlog),
-      el('td', {}, d.oldest_unsynced ? ago(d.oldest_unsynced) : '—'), el('td', {}, d.down_cursor));
+      el('td', {}, fmtTime(d.last_seen)), el('td', {}, d.backlog ? t('health.backlog', { n: d.backlog }) : t('fleet.synced')),
+      el('td', {}, d.oldest_unsynced ? ago(d.oldest_unsynced) : '—'),
+      // The sync cursors are for whoever debugs a device, not the daily view.
+      el('td', {}, el('details', { class: 'tech', open: S.openTech.has(d.id), ontoggle: e => { S.openTech[e.target.open ? 'add' : 'delete'](d.id); } }, el('summary', {}, t('fleet.details')),
+        el('div', { 'data-acked': d.acked_seq }, t('fleet.acked', { n: d.acked_seq })), el('div', { 'data-down': d.down_cursor }, t('fleet.down', { n: d.down_cursor })))));
   }));
 }
 
@@ -511,9 +600,17 @@ function connectStream() {
     streamLine(e);
     react(e.kind);
   };
-  for (const k of ['alarm', 'access', 'reading', 'report', 'vote', 'rating', 'checkin', 'release', 'gap', 'report_patch', 'report_merge',
-    'report_file', 'notice_set', 'activity_set', 'alarm_ack', 'alarm_clear', 'access_list_set']) es.addEventListener(k, onEvent);
+  for (const k of STREAM_KINDS) es.addEventListener(k, onEvent);
   es.addEventListener('lagged', m => streamLine({ kind: 'lagged', time: new Date().toISOString(), body: JSON.parse(m.data) }));
+}
+const STREAM_KINDS = ['alarm', 'access', 'reading', 'report', 'vote', 'rating', 'checkin', 'release', 'gap', 'report_patch', 'report_merge',
+  'report_file', 'notice_set', 'activity_set', 'alarm_ack', 'alarm_clear', 'access_list_set'];
+// The kinds an operator filters by, in their words.
+function fillStreamKinds() {
+  const sel = $('#stream-kind'), keep = sel.value;
+  sel.replaceChildren(el('option', { value: '' }, t('all')), ...['alarm', 'access', 'reading', 'report', 'vote', 'checkin', 'rating', 'report_patch', 'report_merge',
+    'notice_set', 'activity_set', 'alarm_ack', 'alarm_clear'].map(k => el('option', { value: k }, t('kind.' + k))));
+  sel.value = keep;
 }
 const pending = {};
 function later(name, f, ms = 250) { clearTimeout(pending[name]); pending[name] = setTimeout(f, ms); }
@@ -528,11 +625,38 @@ function streamLine(e) {
   const kind = $('#stream-kind').value, b = $('#stream-building').value.trim(), d = $('#stream-device').value.trim();
   if ((kind && e.kind !== kind) || (b && e.building !== b) || (d && e.device !== d)) return;
   const list = $('#stream');
-  const body = JSON.stringify(e.body);
-  list.prepend(el('li', { class: 'k-' + e.kind, 'data-kind': e.kind },
-    `${fmtTime(e.time)}  ${e.device || ''}${e.seq ? '.' + e.seq : ''}  ${e.kind}  ${e.building || ''}  ${body.length > 160 ? body.slice(0, 160) + '…' : body}`));
+  list.prepend(el('li', { class: 'k-' + e.kind, 'data-kind': e.kind, 'data-id': e.id || null },
+    el('time', { datetime: e.time }, fmtTime(e.time)), ' ', el('strong', {}, t('kind.' + e.kind)), ' ', el('span', {}, liveText(e)),
+    e.device ? el('span', { class: 'muted' }, ' · ' + t('live.via', { device: e.device })) : null));
   while (list.children.length > 300) list.lastChild.remove();
 }
+// place names where something happened: the building's name, else its id.
+function place(building) {
+  if (!building) return t('live.site_wide');
+  const b = (plan()?.buildings || []).find(x => x.id === building);
+  return b ? ((S.lang === 'en' ? b.name_en || b.name : b.name) || building) : building;
+}
+// liveText is one live item as a sentence from the catalogue.
+function liveText(e) {
+  const x = e.body || {}, where = place(e.building || x.building);
+  switch (e.kind) {
+    case 'alarm': return t(x.active ? 'live.alarm.on' : 'live.alarm.off', { where, what: t('alarm.kind.' + x.kind), source: x.sensor || '' });
+    case 'access': return t('live.access', { where, door: x.door || '', result: doorText(x.result, x.reason) });
+    case 'reading': return t('live.reading', { where, sensor: x.sensor || '', value: sensorText(x.kind, x.value, false) });
+    case 'report': case 'report_file': return t('live.report', { where, category: t('cat.' + x.category), title: x.title || '' });
+    case 'vote': return t('live.vote', { report: x.report || '' });
+    case 'checkin': return t(x.action === 'out' ? 'live.checkout' : 'live.checkin', { activity: activityTitle(x.activity) });
+    case 'rating': return t('live.rating', { score: x.score, target: activityTitle(x.target) });
+    case 'report_patch': return t('live.report_patch', { report: x.report || '', status: x.status ? t('st.' + x.status) : '', who: x.who || '' });
+    case 'report_merge': return t('live.report_merge', { report: x.report || '', into: x.into || '' });
+    case 'notice_set': return t(x.withdrawn ? 'live.notice_withdrawn' : 'live.notice_set', { title: x.title || '' });
+    case 'activity_set': return t(x.cancelled ? 'live.activity_cancelled' : 'live.activity_set', { title: x.title || '' });
+    case 'alarm_ack': case 'alarm_clear': return t('live.' + e.kind, { what: t('alarm.kind.' + x.kind), source: x.source || '', who: x.who || '' });
+    case 'lagged': return t('live.lagged', { n: x.dropped ?? '?' });
+  }
+  return '';
+}
+const activityTitle = id => (S.activities.find(a => a.id === id) || {}).title || id || '';
 
 // ---- triage -----------------------------------------------------------
 function fillSelect(sel, values, label) {
@@ -631,32 +755,114 @@ async function mergeReport(id) {
 }
 
 // ---- notices ----------------------------------------------------------
+// The list is the site's notice history: in force first, then expired and
+// withdrawn ones, each marked so; the hub keeps them all.
 async function loadNotices() {
-  S.notices = (await api('GET', q('/api/v1/notices', { site: S.site }))).filter(n => !n.id.startsWith('alarm-'));
+  const all = (await api('GET', q('/api/v1/notices', { site: S.site, history: 1 }))).filter(n => !n.id.startsWith('alarm-'));
+  const now = Date.now();
+  const state = n => n.withdrawn ? 'withdrawn' : n.expires && n.expires <= now ? 'expired' : 'live';
+  all.sort((a, b) => (state(a) === 'live' ? 0 : 1) - (state(b) === 'live' ? 0 : 1));
+  S.notices = all;
   const list = $('#notice-list');
-  if (!S.notices.length) { list.replaceChildren(el('p', { class: 'muted' }, t('notices.none'))); return; }
-  const items = await Promise.all(S.notices.map(async n => {
+  if (!all.length) { list.replaceChildren(el('p', { class: 'muted' }, t('notices.none'))); return; }
+  const items = await Promise.all(all.map(async n => {
+    const st = state(n);
     let d = null;
-    try { d = await api('GET', `/api/v1/notices/${encodeURIComponent(n.id)}/delivery`); } catch { /* shown without delivery */ }
+    if (st === 'live') try { d = await api('GET', `/api/v1/notices/${encodeURIComponent(n.id)}/delivery`); } catch { /* shown without delivery */ }
     const total = d ? d.kiosks.length : 0, got = d ? d.received : 0;
-    return el('div', { class: 'notice', 'data-notice': n.id },
-      el('h3', {}, n.title), el('p', {}, n.body),
-      el('p', { class: 'muted' }, `${t('ncat.' + n.category)} · ${n.buildings.length ? n.buildings.join(', ') : t('notices.whole_site')}` +
-        (n.expires ? ' · ' + t('notices.expires_at', { t: fmtTime(n.expires) }) : '')),
+    return el('div', { class: 'notice st-' + st, 'data-notice': n.id, 'data-state': st },
+      el('h3', {}, n.title), st !== 'live' ? el('span', { class: 'badge', 'data-badge': st }, t('notices.state.' + st)) : null,
+      el('p', { class: 'body' }, n.body),
+      el('p', { class: 'muted' }, `${t('ncat.' + n.category)} · ${n.buildings.length ? n.buildings.map(place).join('、') : t('notices.whole_site')}` +
+        (n.expires ? ' · ' + t('notices.expires_at', { t: fmtTime(n.expires) }) : '') + ' · ' + t('notices.updated', { t: fmtTime(hlcTime(n.updated)) })),
       d ? el('p', { class: 'delivery ' + (got === total ? 'all' : 'some'), 'data-received': got, 'data-total': total,
         title: d.kiosks.map(k => `${k.device}: ${k.received ? '✓' : '…'}`).join('\n') }, t('notices.delivery', { got, total }),
-      ' ', d.kiosks.map(k => el('span', { class: 'badge ' + (k.received ? 'on' : 'off'), 'data-kiosk': k.device, 'data-got': k.received ? 1 : 0 }, k.device))) : null);
+      ' ', d.kiosks.map(k => el('span', { class: 'badge ' + (k.received ? 'on' : 'off'), 'data-kiosk': k.device, 'data-got': k.received ? 1 : 0 }, k.device))) : null,
+      el('div', { class: 'actions' },
+        el('button', { type: 'button', 'data-print': n.id, onclick: () => printNotice(n) }, t('notices.print')),
+        st === 'withdrawn' ? null : el('button', { type: 'button', class: 'write', 'data-edit': n.id, onclick: () => editNotice(n) }, t('notices.edit')),
+        st === 'withdrawn' ? null : confirmButton({ 'data-withdraw': n.id }, t('notices.withdraw'), t('notices.withdraw_sure'), async () => {
+          await write(() => api('POST', `/api/v1/notices/${encodeURIComponent(n.id)}/withdraw`, {}), t('notices.withdrawn'));
+          await loadNotices();
+        })));
   }));
   list.replaceChildren(...items);
 }
+// confirmButton asks once more in place before an action that takes
+// something away (no modal dialog: the page keeps working meanwhile).
+function confirmButton(attrs, label, sure, action) {
+  const b = el('button', { type: 'button', class: 'write', ...attrs }, label);
+  b.addEventListener('click', async () => {
+    if (b.dataset.armed !== '1') {
+      b.dataset.armed = '1'; b.textContent = sure; b.classList.add('danger');
+      setTimeout(() => { if (b.isConnected) { b.dataset.armed = ''; b.textContent = label; b.classList.remove('danger'); } }, 5000);
+      return;
+    }
+    b.disabled = true;
+    try { await action(); } finally { b.disabled = false; }
+  });
+  return b;
+}
+function noticeFromForm() {
+  const body = { title: $('#nf-title').value.trim(), body: $('#nf-body').value.trim(), category: $('#nf-category').value,
+    buildings: $('#nf-buildings').value.split(/[,\s，、]+/).filter(Boolean), expires: fromZoneInput($('#nf-expires').value) };
+  return body;
+}
+function editNotice(n) {
+  S.editNotice = n.id;
+  $('#nf-site').value = n.site; $('#nf-site').disabled = true;
+  $('#nf-title').value = n.title; $('#nf-body').value = n.body; $('#nf-category').value = n.category;
+  $('#nf-buildings').value = n.buildings.join(','); $('#nf-expires').value = n.expires ? toZoneInput(n.expires) : '';
+  $('#nf-heading').textContent = t('notices.editing'); $('#nf-submit').textContent = t('notices.save');
+  $('#nf-cancel').hidden = false;
+  $('#nf-title').focus();
+}
+function resetNoticeForm() {
+  S.editNotice = '';
+  $('#notice-form').reset();
+  $('#nf-site').disabled = false; $('#nf-site').value = S.site;
+  $('#nf-heading').textContent = t('notices.new'); $('#nf-submit').textContent = t('notices.publish');
+  $('#nf-cancel').hidden = true; $('#nf-preview-box').hidden = true;
+}
+// previewNotice shows the notice as it will read, before it goes out.
+function previewNotice() {
+  const n = noticeFromForm(), box = $('#nf-preview-box');
+  box.replaceChildren(el('h3', {}, t('notices.preview_of')), noticeSheet({ ...n, site: $('#nf-site').value, expires: n.expires ? Date.parse(n.expires) : 0 }));
+  box.hidden = false;
+}
+// noticeSheet is a notice as the paper board shows it: the community,
+// the title, the body, for which buildings, the date.
+function noticeSheet(n) {
+  const site = S.sites.find(s => s.id === n.site) || { id: n.site };
+  return el('div', { class: 'sheet' },
+    el('p', { class: 'sheet-org' }, siteName(site)),
+    el('h1', { class: 'sheet-title' }, n.title || '—'),
+    el('p', { class: 'sheet-cat' }, t('ncat.' + n.category) + ' · ' + (n.buildings.length ? n.buildings.map(place).join('、') : t('notices.whole_site'))),
+    el('div', { class: 'sheet-body' }, n.body),
+    n.expires ? el('p', { class: 'sheet-exp' }, t('notices.expires_at', { t: fmtDate(n.expires) })) : null,
+    el('p', { class: 'sheet-date' }, `${siteName(site)}  ${fmtDate(n.updated ? hlcTime(n.updated) : Date.now())}`));
+}
+function printNotice(n) {
+  const p = $('#print-notice');
+  p.replaceChildren(noticeSheet(n));
+  p.hidden = false;
+  document.body.classList.add('printing');
+  const done = () => { document.body.classList.remove('printing'); p.hidden = true; window.removeEventListener('afterprint', done); };
+  window.addEventListener('afterprint', done);
+  window.print();
+}
 async function publishNotice(ev) {
   ev.preventDefault();
-  const exp = $('#nf-expires').value;
-  const body = { site: S.site, title: $('#nf-title').value.trim(), body: $('#nf-body').value.trim(), category: $('#nf-category').value,
-    buildings: $('#nf-buildings').value.split(/[,\s，]+/).filter(Boolean) };
-  if (exp) body.expires = new Date(exp).toISOString().replace(/\.\d+Z$/, 'Z');
-  await write(() => api('POST', '/api/v1/notices', body), t('notices.published'));
-  $('#notice-form').reset();
+  const body = noticeFromForm();
+  if (S.editNotice) {
+    if (!body.expires) body.expires = '';
+    await write(() => api('PATCH', `/api/v1/notices/${encodeURIComponent(S.editNotice)}`, body), t('notices.saved'));
+  } else {
+    body.site = $('#nf-site').value;
+    if (!body.expires) delete body.expires;
+    await write(() => api('POST', '/api/v1/notices', body), t('notices.published'));
+  }
+  resetNoticeForm();
   await loadNotices();
 }
 
@@ -667,21 +873,46 @@ async function loadActivities() {
   if (!S.activities.length) { list.replaceChildren(el('p', { class: 'muted' }, t('act.none'))); return; }
   list.replaceChildren(...S.activities.map(a => {
     const hours = a.hours.reduce((s, h) => s + h.hours, 0);
-    return el('div', { class: 'act', 'data-activity': a.id },
-      el('h3', {}, `${a.title} `, el('span', { class: 'badge' }, t('act.kind.' + a.kind))),
-      el('p', { class: 'muted' }, [a.start_time ? fmtTime(a.start_time) : '', a.end_time ? '– ' + fmtTime(a.end_time) : ''].join(' ')),
+    return el('div', { class: 'act' + (a.cancelled ? ' cancelled' : ''), 'data-activity': a.id, 'data-cancelled': a.cancelled ? 1 : 0 },
+      el('h3', {}, `${a.title} `, el('span', { class: 'badge' }, t('act.kind.' + a.kind)), a.cancelled ? el('span', { class: 'badge off', 'data-badge': 'cancelled' }, t('act.cancelled')) : null),
+      el('p', { class: 'muted' }, [a.start_time ? fmtTime(a.start_time) : '', a.end_time ? '– ' + fmtTime(a.end_time) : '', a.venue ? '· ' + a.venue : ''].filter(Boolean).join(' ')),
+      a.description ? el('p', {}, a.description) : null,
       el('p', {}, t('act.summary', { confirmed: a.confirmed.length, capacity: a.capacity || '∞', waitlist: a.waitlist.length, attendance: a.attendance, signups: a.signups || 0, hours: hours.toFixed(1) })),
       a.waitlist.length ? el('p', { class: 'muted' }, a.waitlist.join(', ')) : null,
-      el('a', { href: `/api/v1/activities/${encodeURIComponent(a.id)}/attendance.csv`, download: `attendance-${a.id}.csv`, 'data-csv': a.id }, t('act.csv')));
+      el('div', { class: 'actions' },
+        el('a', { href: `/api/v1/activities/${encodeURIComponent(a.id)}/attendance.csv?lang=${S.lang}`, download: `attendance-${a.id}.csv`, 'data-csv': a.id }, t('act.csv')),
+        a.cancelled ? null : el('button', { type: 'button', class: 'write', 'data-edit': a.id, onclick: () => editActivity(a) }, t('act.edit')),
+        a.cancelled ? null : confirmButton({ 'data-cancel': a.id }, t('act.cancel'), t('act.cancel_sure'), async () => {
+          await write(() => api('POST', `/api/v1/activities/${encodeURIComponent(a.id)}/cancel`, {}), t('act.cancelled_done'));
+          await loadActivities();
+        })));
   }));
+}
+function editActivity(a) {
+  S.editActivity = a.id;
+  $('#af-site').value = a.site; $('#af-site').disabled = true;
+  $('#af-title').value = a.title; $('#af-kind').value = a.kind; $('#af-venue').value = a.venue || ''; $('#af-description').value = a.description || '';
+  $('#af-start').value = toZoneInput(a.start_time); $('#af-end').value = toZoneInput(a.end_time); $('#af-capacity').value = a.capacity;
+  $('#af-heading').textContent = t('act.editing'); $('#af-submit').textContent = t('act.save'); $('#af-cancel').hidden = false;
+  $('#af-title').focus();
+}
+function resetActivityForm() {
+  S.editActivity = '';
+  $('#activity-form').reset();
+  $('#af-site').disabled = false; $('#af-site').value = S.site;
+  $('#af-heading').textContent = t('act.new'); $('#af-submit').textContent = t('act.create'); $('#af-cancel').hidden = true;
 }
 async function createActivity(ev) {
   ev.preventDefault();
-  const iso = v => v ? new Date(v).toISOString().replace(/\.\d+Z$/, 'Z') : '';
-  const body = { title: $('#af-title').value.trim(), kind: $('#af-kind').value, site: S.site, start: iso($('#af-start').value),
-    end: iso($('#af-end').value), capacity: Number($('#af-capacity').value || 0) };
-  await write(() => api('POST', '/api/v1/activities', body), t('act.created'));
-  $('#activity-form').reset();
+  const body = { title: $('#af-title').value.trim(), kind: $('#af-kind').value, venue: $('#af-venue').value.trim(), description: $('#af-description').value.trim(),
+    start: fromZoneInput($('#af-start').value), end: fromZoneInput($('#af-end').value), capacity: Number($('#af-capacity').value || 0) };
+  if (S.editActivity) {
+    await write(() => api('PATCH', `/api/v1/activities/${encodeURIComponent(S.editActivity)}`, body), t('act.saved'));
+  } else {
+    body.site = $('#af-site').value;
+    await write(() => api('POST', '/api/v1/activities', body), t('act.created'));
+  }
+  resetActivityForm();
   await loadActivities();
 }
 
@@ -740,15 +971,17 @@ async function loadAdmin() {
 async function createOperator(ev) {
   ev.preventDefault();
   const body = { name: $('#of-name').value.trim(), display: $('#of-display').value.trim(), password: $('#of-password').value,
-    role: $('#of-role').value, sites: $('#of-sites').value.split(/[,\s，]+/).filter(Boolean) };
+    role: $('#of-role').value, sites: $$('#of-sites input:checked').map(i => i.value) };
   await write(() => api('POST', '/api/v1/operators', body), t('admin.created'));
   $('#operator-form').reset();
+  fillSiteLists();
   loadAdmin();
 }
 async function createToken(ev) {
   ev.preventDefault();
   const body = { name: $('#tk-name').value.trim() };
   if ($('#tk-role').value) body.role = $('#tk-role').value;
+  if ($('#tk-sites').value) body.sites = [$('#tk-sites').value];
   const k = await write(() => api('POST', '/api/v1/tokens', body));
   const p = $('#tk-secret');
   p.textContent = `${t('tokens.shown_once')} ${k.token}`;
@@ -764,17 +997,21 @@ async function createToken(ev) {
 window.addEventListener('unhandledrejection', e => {
   if (!(e.reason instanceof APIError)) return;
   e.preventDefault();
-  if (e.reason.status !== 401 && S.me) toast(t('error.generic', { msg: e.reason.message }), true);
+  if (e.reason.status !== 401 && S.me) toast(errText(e.reason), true);
 });
 
 async function init() {
   await loadLang(S.lang);
   $('#nf-category').replaceChildren(...['announcement', 'finance', 'election', 'safety'].map(c => el('option', { value: c }, t('ncat.' + c))));
+  fillStreamKinds();
   $('#login').addEventListener('submit', login);
   const toggle = async () => {
     await loadLang(S.lang === 'zh-CN' ? 'en' : 'zh-CN');
+    const cat = $('#nf-category').value;
     $('#nf-category').replaceChildren(...['announcement', 'finance', 'election', 'safety'].map(c => el('option', { value: c }, t('ncat.' + c))));
-    if (S.me) { $('#me').textContent = `${S.me.name} · ${t('role.' + S.me.role)}`; $('#site').replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s)))); $('#site').value = S.site; refreshAll(); go(S.view); }
+    $('#nf-category').value = cat || 'announcement';
+    fillStreamKinds();
+    if (S.me) { fillSiteLists(); $('#me').textContent = `${S.me.name} · ${t('role.' + S.me.role)}`; $('#site').replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s)))); $('#site').value = S.site; refreshAll(); go(S.view); }
   };
   $('#lang').addEventListener('click', toggle);
   $('#lang-login').addEventListener('click', toggle);
@@ -782,6 +1019,7 @@ async function init() {
   $$('[data-nav]').forEach(b => b.addEventListener('click', () => go(b.dataset.nav)));
   $('#site').addEventListener('change', async e => {
     S.site = e.target.value; S.building = ''; S.report = '';
+    resetNoticeForm(); resetActivityForm();
     localStorage.setItem('linli.site', S.site);
     $('#report-detail').hidden = true;
     $('#building-panel').replaceChildren(el('p', { class: 'muted' }, t('map.pick')));
@@ -792,6 +1030,9 @@ async function init() {
   $('#hist-form').addEventListener('submit', e => { e.preventDefault(); loadHistory().catch(err => toast(t('error.generic', { msg: err.message }), true)); });
   $('#r-bucket').addEventListener('change', loadRatings);
   $('#notice-form').addEventListener('submit', publishNotice);
+  $('#nf-preview').addEventListener('click', previewNotice);
+  $('#nf-cancel').addEventListener('click', resetNoticeForm);
+  $('#af-cancel').addEventListener('click', resetActivityForm);
   $('#activity-form').addEventListener('submit', createActivity);
   $('#operator-form').addEventListener('submit', createOperator);
   $('#token-form').addEventListener('submit', createToken);
