@@ -90,13 +90,13 @@ func TestSignupAheadIsNotAttendance(t *testing.T) {
 		if a.Attendance != 0 || len(a.Attended) != 0 || len(a.Hours) != 0 {
 			t.Fatalf("hub %s counts a sign-up as attendance: %+v", id, a)
 		}
-		csv := hubCSV(t, h, "/api/v1/activities/"+id+"/attendance.csv")
+		csv := hubCSV(t, h, "/api/v1/activities/"+id+"/attendance.csv?lang=en")
 		lines := strings.Split(strings.TrimSpace(strings.TrimPrefix(csv, "\ufeff")), "\n")
-		if len(lines) != 2 || !strings.HasSuffix(lines[0], ",checked_in,first_in,checked_out,hours,signed_up") {
+		if len(lines) != 2 || !strings.HasSuffix(lines[0], ",Checked in,First check-in,Checked out,Hours,Signed up") {
 			t.Fatalf("%s CSV:\n%s", id, csv)
 		}
 		f := strings.Split(lines[1], ",")
-		if f[2] != resident || f[5] != "false" || f[9] != "true" {
+		if f[2] != resident || f[5] != "no" || f[9] != "yes" {
 			t.Fatalf("%s CSV row %q: want %s checked_in=false signed_up=true", id, lines[1], resident)
 		}
 	}

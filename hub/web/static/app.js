@@ -842,7 +842,12 @@ function noticeSheet(n) {
     n.expires ? el('p', { class: 'sheet-exp' }, t('notices.expires_at', { t: fmtDate(n.expires) })) : null,
     el('p', { class: 'sheet-date' }, `${siteName(site)}  ${fmtDate(n.updated ? hlcTime(n.updated) : Date.now())}`));
 }
-function printNotice(n) {
+// printNotice prints the notice as the hub has it now: the list on screen
+// may predate an edit that the hub applied after the list was read.
+async function printNotice(n) {
+  try {
+    n = (await api('GET', q('/api/v1/notices', { site: S.site, history: 1 }))).find(x => x.id === n.id) || n;
+  } catch { /* print what the list shows */ }
   const p = $('#print-notice');
   p.replaceChildren(noticeSheet(n));
   p.hidden = false;
