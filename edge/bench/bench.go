@@ -34,6 +34,8 @@ type Config struct {
 	Root      string   // module root, for `go test -bench`
 	EdgeArgs  []string // extra linli-edge flags for every edge (experiments)
 	HubArgs   []string // extra linli-hub flags for every hub (experiments)
+	Pairs     int      // alternated baseline/scenario pairs behind every ratio
+	Readme    string   // README whose generated table to rewrite; "" for none
 }
 
 // Scenario names, for --only.
@@ -44,15 +46,23 @@ const (
 	ScFanin   = "fanin"
 	ScAlarm   = "alarm"
 	ScGo      = "go"
+	ScSlow    = "slowdisk"
 )
 
-var allScenarios = []string{ScIngest, ScCatchup, ScOnline, ScFanin, ScAlarm, ScGo}
+var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
 func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	if addr := bareAddr(env); addr != "" {
 		if err := serveBare(ctx, addr, stdout); err != nil {
+			fmt.Fprintf(stderr, "linli-bench: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if dir, dur := perEventArgs(env); dir != "" {
+		if err := servePerEvent(ctx, dir, dur, stdout); err != nil {
 			fmt.Fprintf(stderr, "linli-bench: %v\n", err)
 			return 1
 		}
@@ -72,6 +82,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.String(&c.Root, "root", ".", "module root (for go test -bench)")
 	set.List(&c.EdgeArgs, "edge-args", nil, "extra linli-edge flags, comma-separated (experiments; the table is then not the product's)")
 	set.List(&c.HubArgs, "hub-args", nil, "extra linli-hub flags, comma-separated (experiments)")
+	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
+	set.String(&c.Readme, "readme", "", "README.md whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
 			return 0
@@ -95,6 +107,17 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 			}
 			fmt.Fprintf(stdout, "\nwritten to %s\n", c.Out)
 		}
+		if c.Readme != "" {
+			if werr := rewriteReadme(c.Readme, res, c.Out); werr != nil {
+				fmt.Fprintf(stderr, "linli-bench: %v\n", werr)
+				return 1
+			}
+			fmt.Fprintf(stdout, "table in %s rewritten\n", c.Readme)
+		}
+		fmt.Fprintf(stdout, "total time: %s\n", res.End.Sub(res.Start).Round(time.Second))
+		if n := res.Unstable(); n > 0 {
+			fmt.Fprintf(stdout, "%d figure(s) unstable (their baseline moved more than %.0f%% during the run): not judged\n", n, 100*unstableMove)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "linli-bench: %v\n", err)
@@ -113,6 +136,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(filepath.Join(c.Bin, b)); err != nil {
 			return config.Errorf("bin", "%s has no %s (run make build): %v", c.Bin, b, err)
 		}
+	}
+	if c.Pairs < 1 {
+		return config.Errorf("pairs", "%d: at least one pair is needed", c.Pairs)
 	}
 	for _, s := range c.Only {
 		if !slices.Contains(allScenarios, s) {
@@ -140,6 +166,7 @@ const (
 	Info Verdict = iota // reported, no target
 	Pass
 	Fail
+	Unstable // the baseline moved too much during the run to judge
 )
 
 func (v Verdict) String() string {
@@ -148,6 +175,8 @@ func (v Verdict) String() string {
 		return "pass"
 	case Fail:
 		return "FAIL"
+	case Unstable:
+		return "unstable"
 	}
 	return "info"
 }
@@ -161,6 +190,7 @@ type Row struct {
 	Ratio    string // value against the baseline, "" when none
 	Target   string
 	Verdict  Verdict
+	Flag     string // why a figure is not judged ("unstable: baseline moved 31%")
 }
 
 // Results is a run's table and notes.
@@ -173,13 +203,28 @@ type Results struct {
 	GoPrev     string // when the previous Go numbers were taken
 	GoSpeed    string // the calibration of both runs
 	goCount    int
-	LoadStart  string // one-minute load average when the run started
+	LoadStart  string // load averages (1, 5, 15 min) when the run started
 	LoadEnd    string
+	StatStart  cpuTicks // machine CPU ticks at the start and the end
+	StatEnd    cpuTicks
+	Machine    machineInfo
+	Pairs      int
 }
 
 func (r *Results) add(row Row) { r.Rows = append(r.Rows, row) }
 
 func (r *Results) note(format string, a ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, a...)) }
+
+// Unstable counts figures not judged because their baseline moved.
+func (r *Results) Unstable() int {
+	n := 0
+	for _, row := range r.Rows {
+		if row.Verdict == Unstable {
+			n++
+		}
+	}
+	return n
+}
 
 // Failed counts figures that miss their target.
 func (r *Results) Failed() int {
@@ -209,13 +254,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		return nil, err
 	}
 	log.Info("benchmark run", "work", work, "long", c.Long, "cores", runtime.NumCPU())
-	res := &Results{Start: time.Now(), Long: c.Long, LoadStart: loadAvg()}
+	res := &Results{Start: time.Now(), Long: c.Long, LoadStart: loadAvg(), StatStart: readTicks(), Machine: readMachine(), Pairs: c.Pairs}
 	env := &runEnv{cfg: c, work: work, log: log, res: res}
 	steps := []struct {
 		name string
 		f    func(context.Context, *runEnv) error
 	}{
 		{ScIngest, edgeIngest},
+		{ScSlow, slowDisk},
 		{ScCatchup, catchUp},
 		{ScOnline, online},
 		{ScFanin, fanIn},
@@ -234,7 +280,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		}
 		log.Info("scenario done", "name", s.name, "took", time.Since(start).Round(time.Millisecond))
 	}
-	res.End, res.LoadEnd = time.Now(), loadAvg()
+	res.End, res.LoadEnd, res.StatEnd = time.Now(), loadAvg(), readTicks()
 	return res, ctx.Err()
 }
 

@@ -12,7 +12,14 @@ import (
 var header = []string{"scenario", "figure", "value", "baseline (same run)", "ratio", "target", "verdict"}
 
 func (r Row) cells() []string {
-	return []string{r.Scenario, r.Figure, r.Value, r.Baseline, r.Ratio, r.Target, r.Verdict.String()}
+	v := r.Verdict.String()
+	switch {
+	case r.Verdict == Unstable && r.Flag != "":
+		v = r.Flag
+	case r.Flag != "":
+		v += "; " + r.Flag
+	}
+	return []string{r.Scenario, r.Figure, r.Value, r.Baseline, r.Ratio, r.Target, v}
 }
 
 // Text renders the table for a terminal.
@@ -47,15 +54,7 @@ func (r *Results) Markdown() string {
 	b.WriteString("# `make bench` results\n\n")
 	b.WriteString("Written by `linli-bench` (edge/bench); do not edit by hand.\n\n")
 	fmt.Fprintf(&b, "%s\n\n", r.machine())
-	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
-	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
-	for _, row := range r.Rows {
-		cells := row.cells()
-		if row.Verdict == Fail {
-			cells[6] = "**FAIL**"
-		}
-		b.WriteString("| " + strings.Join(escapeCells(cells), " | ") + " |\n")
-	}
+	r.markdownTable(&b)
 	if len(r.GoRows) > 0 {
 		b.WriteString("\n## Go benchmarks\n\n")
 		b.WriteString("`go test -run '^$' -bench . -benchmem` on the merge and codec hot paths, best of " +
@@ -77,6 +76,31 @@ func (r *Results) Markdown() string {
 	return b.String()
 }
 
+func (r *Results) markdownTable(b *strings.Builder) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
+	for _, row := range r.Rows {
+		cells := row.cells()
+		if row.Verdict == Fail {
+			cells[6] = "**FAIL**"
+		}
+		b.WriteString("| " + strings.Join(escapeCells(cells), " | ") + " |\n")
+	}
+}
+
+// Summary is the README's part of a run: the machine and the table, with
+// a pointer to the full results (Go benchmarks, how each figure is
+// measured).
+func (r *Results) Summary(resultsFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", r.machine())
+	r.markdownTable(&b)
+	if resultsFile != "" {
+		fmt.Fprintf(&b, "\nThe Go benchmarks and how each figure and baseline is measured: [`%s`](%s).\n", resultsFile, resultsFile)
+	}
+	return b.String()
+}
+
 func escapeCells(cells []string) []string {
 	out := make([]string, len(cells))
 	for i, c := range cells {
@@ -91,10 +115,14 @@ func (r *Results) machine() string {
 		variant = "long run (`make bench-long`)"
 	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s, %s; %d cores (GOMAXPROCS %d), %s %s/%s, host %s; took %s; load average %s at the start, %s at the end "+
-		"(the machine is shared: absolute figures move with it, ratios to same-run baselines much less).",
-		r.Start.Format("2006-01-02 15:04 MST"), variant, runtime.NumCPU(), runtime.GOMAXPROCS(0),
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, host, r.End.Sub(r.Start).Round(time.Second), r.LoadStart, r.LoadEnd)
+	m := r.Machine
+	return fmt.Sprintf("%s, %s; machine: %d CPUs (nproc), %s, Linux %s, host %s; GOMAXPROCS %d, %s %s/%s; took %s; "+
+		"load average (1, 5, 15 min) %s at the start, %s at the end; %s over the run; every ratio is the median of %d alternated "+
+		"baseline/scenario pairs with their spread (min–max), and a ratio whose baseline moved more than %.0f %% from the first pair to "+
+		"the last is flagged unstable and not judged (the machine is shared: absolute figures move with it, same-pair ratios much less).",
+		r.Start.Format("2006-01-02 15:04 MST"), variant, m.CPUs, m.Model, m.Kernel, host, runtime.GOMAXPROCS(0),
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, r.End.Sub(r.Start).Round(time.Second), r.LoadStart, r.LoadEnd,
+		tickDelta(r.StatStart, r.StatEnd), r.Pairs, 100*unstableMove)
 }
 
 // Number formatting for the table.
@@ -148,16 +176,4 @@ func verdict(ok bool) Verdict {
 		return Pass
 	}
 	return Fail
-}
-
-// loadAvg is the one-minute load average, or "?".
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	if f := strings.Fields(string(b)); len(f) > 0 {
-		return f[0]
-	}
-	return "?"
 }

@@ -91,3 +91,20 @@ func TestLingerIsBounded(t *testing.T) {
 		t.Fatalf("10 lone appends took %v: lingered on every commit", took)
 	}
 }
+
+// The linger grows with slow commits, up to a bound, and never below the
+// configured one.
+func TestLingerFor(t *testing.T) {
+	for _, tc := range []struct {
+		base, commit, want time.Duration
+	}{
+		{500 * time.Microsecond, 150 * time.Microsecond, 500 * time.Microsecond}, // fast disk: unchanged
+		{500 * time.Microsecond, 20 * time.Millisecond, 10 * time.Millisecond},   // two 10 ms fsyncs
+		{500 * time.Microsecond, 3 * time.Second, maxLinger},                     // a stalled disk
+		{time.Hour, 20 * time.Millisecond, time.Hour},                            // the configured one wins
+	} {
+		if got := lingerFor(tc.base, tc.commit); got != tc.want {
+			t.Errorf("lingerFor(%v, %v) = %v, want %v", tc.base, tc.commit, got, tc.want)
+		}
+	}
+}

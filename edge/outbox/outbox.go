@@ -51,6 +51,8 @@ type Options struct {
 	MaxGroup   int           // most events per group commit
 	// Linger is how long a group commit may wait for concurrent writers
 	// the previous commit just answered (default 500µs; negative: never).
+	// On a disk whose fsync is slow the wait grows to half the previous
+	// commit's time (at most maxLinger): see commitLoop.
 	Linger time.Duration
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -303,7 +305,8 @@ func (l *Log) commitLoop() {
 	group := make([]*appendReq, 0, l.opts.MaxGroup)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	writers := 0 // appends outstanding when the last commit ended
+	writers := 0           // appends outstanding when the last commit ended
+	var took time.Duration // how long the last commit took
 	for r := range l.reqs {
 		group = append(group[:0], r)
 		// Take what else is already waiting: these share the fsync.
@@ -312,9 +315,13 @@ func (l *Log) commitLoop() {
 		// that left without them would split the writers into two cohorts
 		// that alternate in half-sized groups, each paying its own fsync.
 		// So while more writers were active than are waiting, wait briefly
-		// for them. A lone writer never waits.
+		// for them. A lone writer never waits. Briefly is relative to the
+		// commit: a writer that misses this group waits for a whole one,
+		// so when commits are slow (an SD card's fsync takes milliseconds,
+		// two per commit) waiting up to half of one for the writers still
+		// on their way back costs less than splitting them.
 		if open && len(group) < writers && l.opts.Linger > 0 {
-			linger.Reset(l.opts.Linger)
+			linger.Reset(lingerFor(l.opts.Linger, took))
 			group, _ = l.take(group, min(writers, l.opts.MaxGroup), linger.C)
 			linger.Stop()
 		}
@@ -322,8 +329,21 @@ func (l *Log) commitLoop() {
 		// waiting before it answered them; counting the queue after the
 		// answers would count a lone writer's next append as a second
 		// writer and make it wait for nobody.
-		writers = len(group) + l.commit(group)
+		start := time.Now()
+		queued := l.commit(group)
+		took = time.Since(start)
+		writers = len(group) + queued
 	}
+}
+
+// maxLinger bounds the linger that slow commits ask for: a disk stalled
+// for seconds must not make writers wait as long again for company.
+const maxLinger = 25 * time.Millisecond
+
+// lingerFor is how long a group may wait for writers: base, or half the
+// last commit's time when that is longer, up to maxLinger.
+func lingerFor(base, lastCommit time.Duration) time.Duration {
+	return max(base, min(lastCommit/2, maxLinger))
 }
 
 // maxGroupBytes bounds the encoded events of one group commit, far under

@@ -3,6 +3,9 @@
 // throw away every write since (the model of LazyFS), it can fail the Nth
 // write or fsync with EIO, and it can hold fsyncs to show who waits on them.
 //
+// It can also make every fsync take a fixed time (SetFsyncDelay), the
+// latency of a slow disk's cache flush, for benchmarks of durable writes.
+//
 // Writes go through to a directory on the host at once; for every file
 // touched since its last fsync the layer keeps an undo record (its size and
 // the original content of each page overwritten). Crash unmounts the layer
@@ -94,6 +97,7 @@ type FS struct {
 	counts  map[Op]int
 	hold    chan struct{} // non-nil while fsyncs are held
 	holding int           // fsyncs waiting on hold
+	delay   time.Duration // each fsync's added latency
 }
 
 // undo is what a file held at its last fsync.
@@ -330,6 +334,15 @@ func (l *FS) Stats() Stats {
 	s := l.stats
 	s.UndoPending = len(l.undo)
 	return s
+}
+
+// SetFsyncDelay makes every later fsync take d before it answers (0: none),
+// as a disk whose flush takes d would. Concurrent fsyncs wait side by side,
+// not one after the other: a device flushes its cache for all of them.
+func (l *FS) SetFsyncDelay(d time.Duration) {
+	l.mu.Lock()
+	l.delay = max(d, 0)
+	l.mu.Unlock()
 }
 
 // HoldFsyncs makes every fsync wait until ReleaseFsyncs.
@@ -595,11 +608,18 @@ func (f *file) Writev(ctx context.Context, data [][]byte, off int64) (uint32, sy
 
 func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	f.l.mu.Lock()
-	hold := f.l.hold
+	hold, delay := f.l.hold, f.l.delay
 	if hold != nil {
 		f.l.holding++
 	}
 	f.l.mu.Unlock()
+	if delay > 0 {
+		// The simulated device's flush. Not cut short when the caller is
+		// interrupted (the Go runtime's preemption signals interrupt
+		// syscalls all the time): a disk does not fail a flush with EINTR,
+		// and Badger would take it for a failed write.
+		time.Sleep(delay)
+	}
 	if hold != nil {
 		<-hold
 		f.l.mu.Lock()

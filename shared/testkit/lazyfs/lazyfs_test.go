@@ -278,6 +278,59 @@ func TestHoldFsyncs(t *testing.T) {
 	}
 }
 
+// TestFsyncDelay: with a delay set every fsync takes at least that long,
+// fsyncs on several files wait side by side rather than in turn, and the
+// delay goes when it is set back to 0.
+func TestFsyncDelay(t *testing.T) {
+	l, mnt := mount(t)
+	const delay = 200 * time.Millisecond
+	const files = 4
+	fs := make([]*os.File, files)
+	for i := range fs {
+		f, err := os.Create(filepath.Join(mnt, fmt.Sprintf("f%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		fs[i] = f
+	}
+	l.SetFsyncDelay(delay)
+	start := time.Now()
+	if err := fs[0].Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < delay {
+		t.Fatalf("fsync with a %v delay took %v", delay, took)
+	}
+	start = time.Now()
+	errs := make(chan error, files)
+	for _, f := range fs {
+		go func() { errs <- f.Sync() }()
+	}
+	for range files {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < delay || took >= files*delay {
+		t.Fatalf("%d concurrent fsyncs with a %v delay took %v: want at least one delay and less than one per file", files, delay, took)
+	}
+	l.SetFsyncDelay(0)
+	start = time.Now()
+	if err := fs[1].Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= delay {
+		t.Fatalf("fsync with the delay off took %v", took)
+	}
+	if got := l.Stats().Fsyncs; got != files+2 {
+		t.Fatalf("layer counted %d fsyncs, want %d", got, files+2)
+	}
+}
+
 func TestRemountSeesCutState(t *testing.T) {
 	l, mnt := mount(t)
 	if err := os.WriteFile(filepath.Join(mnt, "a"), []byte("unsynced"), 0o600); err != nil {
