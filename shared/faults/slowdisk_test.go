@@ -30,7 +30,10 @@ func TestSlowDiskGroupsConcurrentWriters(t *testing.T) {
 	}
 	commits := metric(t, e, "linli_edge_store_commits_total") - commits0
 	per := float64(load.OK()) / commits
-	if per < writers*3/4 {
+	// 30 per commit on a quiet machine; a 0.5 ms linger split the writers
+	// into alternating cohorts of ~16–18. 20 keeps that apart with room
+	// for a machine busy with the rest of the suite (22 seen then).
+	if per < writers*5/8 {
 		t.Fatalf("%d writes in %.0f group commits (%.1f per commit): the %d writers did not share the commits", load.OK(), commits, per, writers)
 	}
 	result(t, "slow disk", "%d writers, fsync 10 ms: %.1f writes per group commit", writers, per)

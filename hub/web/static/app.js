@@ -757,8 +757,15 @@ async function mergeReport(id) {
 // ---- notices ----------------------------------------------------------
 // The list is the site's notice history: in force first, then expired and
 // withdrawn ones, each marked so; the hub keeps them all.
+// loadNotices redraws the notice list. Calls overlap (a write's reload and
+// live updates), and each waits on a delivery read per notice: only the
+// newest call may draw, or an older, slower one puts back the list as it
+// was before a write.
+let noticesGen = 0;
 async function loadNotices() {
+  const gen = ++noticesGen;
   const all = (await api('GET', q('/api/v1/notices', { site: S.site, history: 1 }))).filter(n => !n.id.startsWith('alarm-'));
+  if (gen !== noticesGen) return;
   const now = Date.now();
   const state = n => n.withdrawn ? 'withdrawn' : n.expires && n.expires <= now ? 'expired' : 'live';
   all.sort((a, b) => (state(a) === 'live' ? 0 : 1) - (state(b) === 'live' ? 0 : 1));
@@ -786,6 +793,7 @@ async function loadNotices() {
           await loadNotices();
         })));
   }));
+  if (gen !== noticesGen) return;
   list.replaceChildren(...items);
 }
 // confirmButton asks once more in place before an action that takes
@@ -872,8 +880,12 @@ async function publishNotice(ev) {
 }
 
 // ---- activities -------------------------------------------------------
+let activitiesGen = 0; // as noticesGen: only the newest reload draws
 async function loadActivities() {
-  S.activities = await api('GET', q('/api/v1/activities', { site: S.site }));
+  const gen = ++activitiesGen;
+  const acts = await api('GET', q('/api/v1/activities', { site: S.site }));
+  if (gen !== activitiesGen) return;
+  S.activities = acts;
   const list = $('#activity-list');
   if (!S.activities.length) { list.replaceChildren(el('p', { class: 'muted' }, t('act.none'))); return; }
   list.replaceChildren(...S.activities.map(a => {
