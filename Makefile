@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Vers
 APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus
 AXE := shared/testkit/browser/axe
 
-.PHONY: all build run hub-stop hub-start test deps vet bench clean screenshots fuzz dist
+.PHONY: all build run hub-stop hub-start test check lint deps vet bench clean screenshots fuzz dist
 
 all: build
 
@@ -61,10 +61,27 @@ vet:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# staticcheck at a pinned version, built from the module proxy by go run
+# (cached after the first run), so every machine checks with the same rules
+# and the project's go.mod stays as it is.
+STATICCHECK_VERSION := v0.8.2
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# The quick tier, in about a minute: vet, gofmt, tidy, staticcheck and the
+# unit tests under -short without the race detector. Left out: the packages
+# that build and run the real binaries or a browser (shared/e2e,
+# shared/faults, shared/testkit/browser) and the kiosk's browser tests (every
+# test in edge/kiosk/ui_browser_test.go, by name); `make test` runs them all.
+CHECK_PKGS = $(shell $(GO) list ./... | grep -v -E '^linli/shared/(e2e|faults|testkit/browser)$$')
+CHECK_SKIP = $(shell grep -o '^func Test[A-Za-z0-9_]*' edge/kiosk/ui_browser_test.go | cut -c6- | paste -sd'|')
+check: vet lint
+	$(GO) test -short -count=1 -timeout 5m -skip '^($(CHECK_SKIP))$$' $(CHECK_PKGS)
+
 # -count=1: the process tests (shared/e2e, shared/faults) build and run the
 # binaries themselves, which Go's test cache cannot see, so a cached pass
 # could hide a change to the edge or the hub.
-test: deps vet
+test: deps vet lint
 	$(GO) test -race -count=1 -timeout 9m ./...
 	@./.ci/fuzz 2s
 

@@ -7,7 +7,6 @@ import (
 
 	"linli/shared/accesslist"
 	"linli/shared/event"
-	"linli/shared/hlc"
 )
 
 const benchSite = "bench"
@@ -48,19 +47,6 @@ func mixBody(device string, i int) event.Body {
 	default:
 		return &event.Rating{Resident: r, Target: activity(i), Score: 1 + i%5}
 	}
-}
-
-// mixEvents returns n events of the mix as an edge stores them, seqs 1…n.
-func mixEvents(device string, n int, start hlc.Timestamp) ([]event.Event, error) {
-	out := make([]event.Event, n)
-	for i := range out {
-		ev, err := event.NewEvent(device, uint64(i+1), start+hlc.Timestamp(i), mixBody(device, i))
-		if err != nil {
-			return nil, err
-		}
-		out[i] = ev
-	}
-	return out, nil
 }
 
 // jsonEvent is an event as the hub's API renders it, and as a naive

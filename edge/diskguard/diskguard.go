@@ -8,7 +8,7 @@
 // reserve it drops the oldest unacked readings (recording a gap event that
 // tells the hub what is missing) and deletes acked events early; below the
 // hard reserve it refuses every write but its own gap events with
-// kiosk.ErrDiskReserve, which the API answers with 507. Reports, check-ins,
+// ErrDiskReserve, which the API answers with 507. Reports, check-ins,
 // votes, ratings, access events and alarms are never dropped.
 package diskguard
 
@@ -24,10 +24,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"linli/edge/kiosk"
 	"linli/edge/outbox"
 	"linli/shared/event"
 )
+
+// ErrDiskReserve is what the guard returns when the disk is too full to take
+// an event that may not be dropped; the edge's API answers it with 507.
+var ErrDiskReserve = errors.New("disk reserve reached")
 
 // Size is an amount of disk space: bytes, or a percentage of the disk.
 type Size struct {
@@ -238,7 +241,7 @@ func (g *Guard) estimate() uint64 {
 }
 
 // Admit lets a write of kind with a body of size bytes through, or refuses
-// it with kiosk.ErrDiskReserve when free space is below the reserve. Gap
+// it with ErrDiskReserve when free space is below the reserve. Gap
 // events always pass: they are tiny and say what was dropped.
 func (g *Guard) Admit(kind event.Kind, size int) error {
 	g.mu.Lock()
@@ -251,7 +254,7 @@ func (g *Guard) Admit(kind event.Kind, size int) error {
 		g.stats.Refused++
 		g.signal()
 		return fmt.Errorf("%w: %s free on the data disk, %s is kept in reserve so the store never runs out of space",
-			kiosk.ErrDiskReserve, human(free), human(g.reserve))
+			ErrDiskReserve, human(free), human(g.reserve))
 	}
 	if free < g.telem {
 		g.signal()

@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"linli/edge/kiosk"
 	"linli/edge/outbox"
 	"linli/shared/event"
 )
@@ -91,7 +90,7 @@ func TestAdmit(t *testing.T) {
 		time.Sleep(15 * time.Millisecond) // let the cached reading age past Interval
 		for _, k := range kinds {
 			err := g.Admit(k, 100)
-			if refused := errors.Is(err, kiosk.ErrDiskReserve); refused != tc.refuse {
+			if refused := errors.Is(err, ErrDiskReserve); refused != tc.refuse {
 				t.Errorf("%s: Admit(%s) = %v, want refused %v", tc.name, k, err, tc.refuse)
 			}
 		}
@@ -130,7 +129,7 @@ func TestAdmitCountsWhatItLetThrough(t *testing.T) {
 	passed := 0
 	for ; passed < 1_000_000; passed++ {
 		if err := g.Admit(event.KindCheckin, 1000); err != nil {
-			if !errors.Is(err, kiosk.ErrDiskReserve) {
+			if !errors.Is(err, ErrDiskReserve) {
 				t.Fatal(err)
 			}
 			break

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"linli/edge/diskguard"
 	"linli/edge/outbox"
 	"linli/edge/seats"
 	"linli/shared/accesslist"
@@ -238,16 +239,12 @@ type screenField struct {
 	multiline   bool
 }
 
-// ErrDiskReserve is what a write guard returns when the disk is too full to
-// take an event that may not be dropped.
-var ErrDiskReserve = errors.New("disk reserve reached")
-
 func (a *API) storeError(err error) error {
 	if e := httpx.FromValidation(err); e != nil {
 		return e
 	}
 	switch {
-	case errors.Is(err, ErrDiskReserve):
+	case errors.Is(err, diskguard.ErrDiskReserve):
 		return &httpx.Error{Status: http.StatusInsufficientStorage, Msg: "this edge's disk is nearly full; the record was not saved: " + err.Error()}
 	case errors.Is(err, outbox.ErrClosed), errors.Is(err, context.Canceled):
 		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "the store is closed; the record was not saved"}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"linli/edge/diskguard"
 	"linli/edge/outbox"
 	"linli/shared/event"
 	"linli/shared/testkit/browser"
@@ -209,11 +210,11 @@ func TestUIShowsFailuresInResidentsLanguage(t *testing.T) {
 		err  error
 		want string
 	}{
-		{fmt.Errorf("disk: %w", ErrDiskReserve), "err.disk_full"},         // 507
-		{outbox.ErrClosed, "err.unavailable"},                             // 503
-		{errors.New("badger: i/o error"), "err.unavailable"},              // 503
-		{&event.FieldError{Field: "title", Msg: "no"}, "err.field.title"}, // 400 the UI did not foresee
-		{&event.FieldError{Field: "mood", Msg: "no"}, "err.bad_input"},    // 400 on a field it does not know
+		{fmt.Errorf("disk: %w", diskguard.ErrDiskReserve), "err.disk_full"}, // 507
+		{outbox.ErrClosed, "err.unavailable"},                               // 503
+		{errors.New("badger: i/o error"), "err.unavailable"},                // 503
+		{&event.FieldError{Field: "title", Msg: "no"}, "err.field.title"},   // 400 the UI did not foresee
+		{&event.FieldError{Field: "mood", Msg: "no"}, "err.bad_input"},      // 400 on a field it does not know
 	} {
 		log.set(c.err, nil)
 		p.click("#rep-submit")

@@ -174,11 +174,15 @@ func get(t *testing.T, url string, header ...string) *http.Response {
 		req.Header.Set(header[i], header[i+1])
 	}
 	// The default transport would ask for gzip itself and hide the answer.
-	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	tr := &http.Transport{DisableCompression: true}
+	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { resp.Body.Close() })
+	t.Cleanup(func() {
+		resp.Body.Close()
+		tr.CloseIdleConnections() // its connection's goroutines end with it
+	})
 	return resp
 }
 
@@ -238,8 +242,13 @@ func TestUIServesEmbeddedFiles(t *testing.T) {
 		t.Errorf("unknown API path: %d %v %+v, want a JSON 404", resp.StatusCode, err, e)
 	}
 	// Writes to / are not a thing.
-	if r, err := http.Post(srv.URL+"/", "text/plain", strings.NewReader("x")); err != nil || r.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST /: %v %v, want 405", r.StatusCode, err)
+	r, err := http.Post(srv.URL+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: %d, want 405", r.StatusCode)
 	}
 
 	// Gateways serve no resident UI.

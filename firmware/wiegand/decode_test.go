@@ -2,10 +2,13 @@ package wiegand
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"linli/shared/card"
 )
 
 // frame turns "1 0000 …" (spaces ignored) into bits.
@@ -28,13 +31,13 @@ func TestDecode(t *testing.T) {
 		want  Credential
 		err   error
 	}{
-		{"26 fc1 card1", "1 00000001 0000 00000000 0001 0", Credential{26, 1, 1}, nil},
-		{"26 zero", "0 00000000 0000 00000000 0000 1", Credential{26, 0, 0}, nil},
-		{"26 all ones", "0 11111111 1111 11111111 1111 1", Credential{26, 255, 65535}, nil},
+		{"26 fc1 card1", "1 00000001 0000 00000000 0001 0", Credential{Format: 26, Facility: 1, Card: 1}, nil},
+		{"26 zero", "0 00000000 0000 00000000 0000 1", Credential{Format: 26, Facility: 0, Card: 0}, nil},
+		{"26 all ones", "0 11111111 1111 11111111 1111 1", Credential{Format: 26, Facility: 255, Card: 65535}, nil},
 		// facility 123 = 01111011, card 45678 = 1011001001101110: 9 ones in the first half, 6 in the second
-		{"26 fc123 card45678", "1 01111011 1011 00100110 1110 1", Credential{26, 123, 45678}, nil},
-		{"34 fc1 card1", "1 0000000000000001 0000000000000001 0", Credential{34, 1, 1}, nil},
-		{"34 all ones", "0 1111111111111111 1111111111111111 1", Credential{34, 65535, 65535}, nil},
+		{"26 fc123 card45678", "1 01111011 1011 00100110 1110 1", Credential{Format: 26, Facility: 123, Card: 45678}, nil},
+		{"34 fc1 card1", "1 0000000000000001 0000000000000001 0", Credential{Format: 34, Facility: 1, Card: 1}, nil},
+		{"34 all ones", "0 1111111111111111 1111111111111111 1", Credential{Format: 34, Facility: 65535, Card: 65535}, nil},
 		{"26 bad even parity", "0 00000001 0000 00000000 0001 0", Credential{}, ErrParity},
 		{"26 bad odd parity", "1 00000001 0000 00000000 0001 1", Credential{}, ErrParity},
 		{"26 one data bit flipped", "1 00000001 0000 00000000 0011 0", Credential{}, ErrParity},
@@ -108,7 +111,7 @@ func TestEveryFacilitySingleFlips(t *testing.T) {
 				fc = fc*257 + 1 // spread over 16 bits, still exhaustive per byte pattern
 			}
 			for _, card := range cards {
-				c := Credential{Format: format, Facility: uint32(fc % (1 << formats[format].facilityBits)), Card: card}
+				c := Credential{Format: format, Facility: uint32(fc % (1 << layout(format).FacilityBits)), Card: card}
 				bits, err := Encode(c)
 				if err != nil {
 					t.Fatal(err)
@@ -131,11 +134,11 @@ func TestEveryFacilitySingleFlips(t *testing.T) {
 func TestRoundTripProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		format := rapid.SampledFrom([]int{26, 34}).Draw(t, "format")
-		f := formats[format]
+		f := layout(format)
 		c := Credential{
 			Format:   format,
-			Facility: rapid.Uint32Max(1<<f.facilityBits-1).Draw(t, "facility"),
-			Card:     rapid.Uint32Max(1<<f.cardBits-1).Draw(t, "card"),
+			Facility: rapid.Uint32Max(1<<f.FacilityBits-1).Draw(t, "facility"),
+			Card:     rapid.Uint32Max(1<<f.CardBits-1).Draw(t, "card"),
 		}
 		bits, err := Encode(c)
 		if err != nil {
@@ -156,9 +159,9 @@ func TestParseCredential(t *testing.T) {
 		want Credential
 		ok   bool
 	}{
-		{"26:123:45678", Credential{26, 123, 45678}, true},
-		{"34:65535:1", Credential{34, 65535, 1}, true},
-		{"26:0:0", Credential{26, 0, 0}, true},
+		{"26:123:45678", Credential{Format: 26, Facility: 123, Card: 45678}, true},
+		{"34:65535:1", Credential{Format: 34, Facility: 65535, Card: 1}, true},
+		{"26:0:0", Credential{Format: 26, Facility: 0, Card: 0}, true},
 		{"26:256:1", Credential{}, false},   // facility over 8 bits
 		{"26:1:65536", Credential{}, false}, // card over 16 bits
 		{"34:65536:1", Credential{}, false},
@@ -183,9 +186,18 @@ func TestParseCredential(t *testing.T) {
 }
 
 func TestEncodeInvalid(t *testing.T) {
-	for _, c := range []Credential{{26, 256, 0}, {26, 0, 1 << 16}, {34, 1 << 16, 0}, {0, 0, 0}, {37, 1, 1}} {
+	for _, c := range []Credential{{Format: 26, Facility: 256, Card: 0}, {Format: 26, Facility: 0, Card: 1 << 16}, {Format: 34, Facility: 1 << 16, Card: 0}, {Format: 0, Facility: 0, Card: 0}, {Format: 37, Facility: 1, Card: 1}} {
 		if _, err := Encode(c); !errors.Is(err, ErrCredential) {
 			t.Errorf("Encode(%v) = %v, want ErrCredential", c, err)
 		}
 	}
+}
+
+// layout is the data layout of a format the test knows exists.
+func layout(format int) card.Format {
+	f, ok := card.LookupFormat(format)
+	if !ok {
+		panic(fmt.Sprintf("no format %d", format))
+	}
+	return f
 }

@@ -74,7 +74,6 @@ type State struct {
 	sites  map[string]bool
 
 	pendingSites map[string]bool
-	pendingSeq   uint64
 	erased       map[string]string // site/resident → token
 }
 

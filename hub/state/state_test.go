@@ -110,6 +110,7 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	s := openState(t, st)
 	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "太极拳 Tai chi", Type: "activity", Site: testSite, Capacity: 10}); err != nil {
 		t.Fatal(err)
@@ -226,6 +227,7 @@ func TestFactWithoutEventFailsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	b := st.NewBatch()
 	b.Set(factKey(testSite, "k1", 9), nil)
 	if err := b.Commit(); err != nil {

@@ -57,8 +57,13 @@ func TestDashboardServedWithCSPAndNothingFromOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp, err := http.Get(srv.URL + "/nope"); err != nil || resp.StatusCode != 404 {
-		t.Fatalf("GET /nope: %v %v, want 404 (only / is the page)", resp, err)
+	resp, err := http.Get(srv.URL + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("GET /nope: %d, want 404 (only / is the page)", resp.StatusCode)
 	}
 }
 

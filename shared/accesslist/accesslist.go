@@ -29,7 +29,7 @@ import (
 	"slices"
 	"strings"
 
-	"linli/firmware/wiegand"
+	"linli/shared/card"
 	"linli/shared/event"
 	"linli/shared/hlc"
 )
@@ -52,9 +52,9 @@ const PseudonymPrefix = "h:"
 // Canonical returns the canonical form of a card credential, so that a card
 // typed by an operator and the same card read at a door hash alike. Only the
 // Wiegand form "<format>:<facility>:<card>" is known; errors wrap
-// wiegand.ErrCredential.
+// card.ErrCredential.
 func Canonical(credential string) (string, error) {
-	c, err := wiegand.ParseCredential(credential)
+	c, err := card.Parse(credential)
 	if err != nil {
 		return "", err
 	}
@@ -106,7 +106,7 @@ func ValidPseudonym(s string) error {
 //
 // Without the site's key (no list yet) a clear credential gets ErrNoKey.
 // A credential shaped like a Wiegand card whose numbers do not fit gets an
-// error wrapping wiegand.ErrCredential, one with characters outside
+// error wrapping card.ErrCredential, one with characters outside
 // letters, digits and '-', '_', '.', ':' an error naming them.
 func PseudonymFor(key []byte, credential string) (string, error) {
 	if strings.HasPrefix(credential, PseudonymPrefix) {

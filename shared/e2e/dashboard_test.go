@@ -536,7 +536,7 @@ func (d *dashPage) checkLayoutShift() {
 		d.T.Fatalf("slow the API down: %v", err)
 	}
 	defer func() {
-		if _, err := chromedp.Call(d.Ctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams{Identifier: slow.Identifier}); err != nil {
+		if _, err := chromedp.Call(d.Ctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams(slow)); err != nil {
 			d.T.Fatalf("restore the API: %v", err)
 		}
 		d.Do(chromedp.Reload())

@@ -120,10 +120,8 @@ func Mount(dir, mnt string) (*FS, error) {
 		return nil, fmt.Errorf("lazyfs: %w", err)
 	}
 	root := &gofs.LoopbackRoot{Path: dir, Dev: uint64(st.Dev)}
-	root.NewNode = func(r *gofs.LoopbackRoot, _ *gofs.Inode, _ string, _ *syscall.Stat_t) gofs.InodeEmbedder {
-		return &node{LoopbackNode: gofs.LoopbackNode{RootData: r}, l: l}
-	}
-	rootNode := root.NewNode(root, nil, "", &st)
+	// Children become nodes too through node.WrapChild.
+	rootNode := &node{LoopbackNode: &gofs.LoopbackNode{RootData: root}, l: l}
 	root.RootNode = rootNode
 	zero := time.Duration(0)
 	opts := &gofs.Options{
@@ -460,15 +458,22 @@ func (l *FS) forget(path string) {
 
 // node wraps the loopback node so that files it opens go through file.
 type node struct {
-	gofs.LoopbackNode
+	*gofs.LoopbackNode
 	l *FS
 }
 
+// WrapChild makes every node the loopback creates below n a node of
+// ours, so the whole tree goes through file.
+func (n *node) WrapChild(_ context.Context, ops gofs.InodeEmbedder) gofs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*gofs.LoopbackNode), l: n.l}
+}
+
 var (
-	_ gofs.NodeOpener    = (*node)(nil)
-	_ gofs.NodeCreater   = (*node)(nil)
-	_ gofs.NodeSetattrer = (*node)(nil)
-	_ gofs.NodeUnlinker  = (*node)(nil)
+	_ gofs.NodeWrapChilder = (*node)(nil)
+	_ gofs.NodeOpener      = (*node)(nil)
+	_ gofs.NodeCreater     = (*node)(nil)
+	_ gofs.NodeSetattrer   = (*node)(nil)
+	_ gofs.NodeUnlinker    = (*node)(nil)
 )
 
 func (n *node) hostPath(name string) string {

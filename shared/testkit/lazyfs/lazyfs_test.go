@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,6 +94,46 @@ func TestCrashKeepsOnlySyncedData(t *testing.T) {
 	}
 }
 
+// Files below the root (in a directory, or opened again after they were
+// made) go through the layer too: Badger keeps its files in a directory
+// and opens them again after a restart.
+func TestCrashCutsFilesBelowTheRoot(t *testing.T) {
+	l, mnt := mount(t)
+	if err := os.Mkdir(filepath.Join(mnt, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(mnt, "sub", "f")
+	if err := os.WriteFile(path, []byte("synced"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(" and lost")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, err := l.Crash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CutFiles != 1 {
+		t.Errorf("cut files = %d, want 1", st.CutFiles)
+	}
+	if got, err := os.ReadFile(filepath.Join(l.Dir(), "sub", "f")); err != nil || string(got) != "synced" {
+		t.Fatalf("sub/f after the cut: %q %v, want %q", got, err, "synced")
+	}
+}
+
 // mmapChild is set in the child process of TestMmapWritesAndMsync.
 const mmapChild = "LAZYFS_TEST_MMAP_CHILD"
 
@@ -104,7 +145,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // mmapWrites writes "first" through a shared mapping and msyncs it, then
