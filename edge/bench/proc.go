@@ -125,8 +125,6 @@ func getJSON(ctx context.Context, url, token string, out any) error {
 }
 
 // postJSON POSTs body and returns the status code and the answer.
-//
-//lint:ignore U1000 kept for the scenarios that post JSON through net/http.
 func postJSON(ctx context.Context, c *http.Client, url string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
