@@ -87,7 +87,7 @@ test: deps vet lint
 
 # A PNG of each main kiosk screen (portrait and landscape) into
 # edge/kiosk/screenshots/ and of the operator dashboard into
-# hub/web/screenshots/, which the README shows: real hub, kiosk and
+# hub/web/screenshots/, which README.md and docs/ show: real hub, kiosk and
 # gateway binaries, headless Chromium. The CJK font from deps renders the
 # Chinese text.
 screenshots: deps
@@ -97,14 +97,14 @@ screenshots: deps
 
 # The benchmark harness (edge/bench): real binaries on loopback, each
 # figure against a baseline measured in the same run; prints the table and
-# writes edge/bench/results.md and the table between the markers in the
-# README's Performance section. Not part of `make test`. bench-long: the
+# writes edge/bench/results.md and the table between the markers in
+# docs/performance.md. Not part of `make test`. bench-long: the
 # 1,000,000-event backlog and longer steady loads, written to
 # edge/bench/results-long.md.
 .PHONY: bench-long
 bench: deps build
 	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
-	$(BIN)/linli-bench --bin $(BIN) --readme README.md $(BENCHFLAGS)
+	$(BIN)/linli-bench --bin $(BIN) --readme docs/performance.md $(BENCHFLAGS)
 
 bench-long: deps build
 	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench

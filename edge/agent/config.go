@@ -215,7 +215,7 @@ func defaultData(c *Config) {
 }
 
 // testKnobs reads the fault suite's test-only switches from env. They are
-// deliberately not settings: no flag, file key, help text or README line
+// deliberately not settings: no flag, file key, help text or documented setting
 // reaches them, and each one only weakens or bends the edge for a test.
 //
 //	LINLI_TEST_UNSAFE_NO_SYNC=1     Badger SyncWrites off (the power-cut

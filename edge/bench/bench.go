@@ -35,7 +35,7 @@ type Config struct {
 	EdgeArgs  []string // extra linli-edge flags for every edge (experiments)
 	HubArgs   []string // extra linli-hub flags for every hub (experiments)
 	Pairs     int      // alternated baseline/scenario pairs behind every ratio
-	Readme    string   // README whose generated table to rewrite; "" for none
+	Readme    string   // Markdown doc whose generated table to rewrite; "" for none
 }
 
 // Scenario names, for --only.
@@ -83,7 +83,7 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.List(&c.EdgeArgs, "edge-args", nil, "extra linli-edge flags, comma-separated (experiments; the table is then not the product's)")
 	set.List(&c.HubArgs, "hub-args", nil, "extra linli-hub flags, comma-separated (experiments)")
 	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
-	set.String(&c.Readme, "readme", "", "README.md whose table between the bench markers is rewritten with this run's (\"\" for none)")
+	set.String(&c.Readme, "readme", "", "Markdown file whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
 			return 0

@@ -88,15 +88,17 @@ func (r *Results) markdownTable(b *strings.Builder) {
 	}
 }
 
-// Summary is the README's part of a run: the machine and the table, with
-// a pointer to the full results (Go benchmarks, how each figure is
-// measured).
-func (r *Results) Summary(resultsFile string) string {
+// Summary is the performance doc's part of a run: the machine and the
+// table, with a pointer to the full results (Go benchmarks, how each
+// figure is measured). The pointer names resultsFile and links to link,
+// the same file as seen from the doc's directory, so that it resolves
+// wherever the doc lives.
+func (r *Results) Summary(resultsFile, link string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", r.machine())
 	r.markdownTable(&b)
 	if resultsFile != "" {
-		fmt.Fprintf(&b, "\nThe Go benchmarks and how each figure and baseline is measured: [`%s`](%s).\n", resultsFile, resultsFile)
+		fmt.Fprintf(&b, "\nThe Go benchmarks and how each figure and baseline is measured: [`%s`](%s).\n", resultsFile, link)
 	}
 	return b.String()
 }

@@ -258,7 +258,7 @@ func TestUIServesEmbeddedFiles(t *testing.T) {
 }
 
 // The start screen stays small on the wire: the files a browser loads for it
-// gzipped, well under the 100 KB budget the README states.
+// gzipped, well under the 100 KB budget docs/kiosk.md states.
 func TestStartScreenWeight(t *testing.T) {
 	ui, err := NewUI()
 	if err != nil {

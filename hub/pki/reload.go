@@ -99,7 +99,7 @@ func (h *Holder) warnLocked() {
 		return
 	}
 	h.warned = now
-	h.log.Warn("TLS server certificate expires soon: rotate it (see the README's certificate rotation)",
+	h.log.Warn("TLS server certificate expires soon: rotate it (see docs/operations.md, certificate rotation)",
 		"not_after", h.notAfter.UTC(), "days_left", int(left.Hours()/24))
 }
 

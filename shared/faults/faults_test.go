@@ -22,7 +22,7 @@ func scale[T any](short, lng T) T {
 	return short
 }
 
-// result logs one scenario's figures on a line the README's numbers come
+// result logs one scenario's figures on a line docs/reliability.md's numbers come
 // from: `go test -v ./shared/faults | grep RESULT`.
 func result(t *testing.T, scenario string, format string, args ...any) {
 	t.Helper()
