@@ -213,6 +213,14 @@ func (in *Ingest) receive(ctx context.Context, topic string, payload []byte) {
 }
 
 func (in *Ingest) status(m inbound) {
+	if len(m.payload) == 0 {
+		return // a cleared retained status (a revoked device's)
+	}
+	if in.revoked(m.device) {
+		// A revoked device's will or retained status must not bring it
+		// back online.
+		return
+	}
 	st, err := wire.DecodeStatus(m.payload)
 	if err != nil {
 		in.log.Warn("bad status message", "device", m.device, "err", err)
@@ -233,6 +241,26 @@ func (in *Ingest) status(m inbound) {
 		d.Version = st.Version
 	}
 	in.dirty[d.ID] = true
+}
+
+// revoked reports whether id is an enrolled device that was revoked.
+func (in *Ingest) revoked(id string) bool {
+	if in.opts.Keys == nil {
+		return false
+	}
+	_, _, known, err := in.opts.Keys.Key(id)
+	return known && err != nil
+}
+
+// SetOffline marks a device offline at once, whatever its connection last
+// said (a revoked device).
+func (in *Ingest) SetOffline(id string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if d, ok := in.devices[id]; ok && d.Online {
+		d.Online = false
+		in.dirty[id] = true
+	}
 }
 
 // device returns the record of a device, creating it on first contact;

@@ -40,6 +40,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
+	"linli/shared/wire"
 )
 
 // Main runs the hub program and returns its exit code: 0 after a clean
@@ -185,11 +186,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		tr = h.client
 	}
 	clock := hlc.NewClock(nil, 0)
-	h.registry.OnChange(func(d registry.Device) {
-		if !d.Revoked.IsZero() && h.broker != nil {
-			h.broker.Disconnect(d.ID) // refused from its next connect on
-		}
-	})
 	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
 	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
@@ -206,6 +202,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
+	h.registry.OnChange(func(d registry.Device) {
+		if !d.Revoked.IsZero() {
+			h.revoked(tr, d)
+		}
+	})
 	h.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
@@ -310,6 +311,20 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	h.closeStore()
 	h.log.Info("hub stopped")
 	close(h.done)
+}
+
+// revoked takes a revoked device off the air: offline at once (with an
+// external broker its session lasts until Mosquitto reloads its files, and
+// its retained "online" would otherwise bring it back at the hub's next
+// start), its retained status cleared, its embedded-broker session ended.
+func (h *Hub) revoked(tr ingest.Transport, d registry.Device) {
+	h.ingest.SetOffline(d.ID)
+	if err := tr.Publish(wire.Topic(d.Site, d.ID, wire.LeafStatus), nil, true); err != nil {
+		h.log.Warn("clear revoked device's retained status", "device", d.ID, "err", err)
+	}
+	if h.broker != nil {
+		h.broker.Disconnect(d.ID) // refused from its next connect on
+	}
 }
 
 // kiosks lists the kiosks of a site that the hub has heard from.
