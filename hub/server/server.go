@@ -16,8 +16,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -172,6 +174,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		user, pass := cfg.Username, cfg.Password
 		if cfg.MosquittoFiles {
 			if user, pass, err = h.mosquittoFiles(); err != nil {
+				var ce *config.Error
+				if errors.As(err, &ce) {
+					return nil, err
+				}
 				return nil, config.Errorf("mosquitto-files", "%v", err)
 			}
 		}
@@ -340,14 +346,27 @@ func (h *Hub) kiosks(site string) []string {
 
 // mosquittoFiles writes the external Mosquitto's password file and ACL now
 // and after every enrollment or revocation, and returns the hub's login.
-func (h *Hub) mosquittoFiles() (user, pass string, err error) {
-	dir := filepath.Join(h.cfg.Data, "mosquitto")
-	if pass, err = registry.HubPassword(dir); err != nil {
+func (h *Hub) mosquittoFiles() (login, pass string, err error) {
+	own := filepath.Join(h.cfg.Data, "mosquitto")
+	if pass, err = registry.HubPassword(own); err != nil {
 		return "", "", err
 	}
-	user = h.cfg.ID
+	files := registry.MosquittoFiles{Dir: h.cfg.MosquittoDir, GID: -1}
+	if files.Dir == "" {
+		files.Dir = own
+	}
+	if h.cfg.MosquittoGroup != "" {
+		g, err := user.LookupGroup(h.cfg.MosquittoGroup)
+		if err != nil {
+			return "", "", config.Errorf("mosquitto-group", "%v", err)
+		}
+		if files.GID, err = strconv.Atoi(g.Gid); err != nil {
+			return "", "", config.Errorf("mosquitto-group", "group %s has gid %q", g.Name, g.Gid)
+		}
+	}
+	login = h.cfg.ID
 	write := func() error {
-		if err := h.registry.WriteMosquitto(dir, user, pass); err != nil {
+		if err := h.registry.WriteMosquitto(files, login, pass); err != nil {
 			return err
 		}
 		if h.cfg.MosquittoReload != "" {
@@ -359,14 +378,14 @@ func (h *Hub) mosquittoFiles() (user, pass string, err error) {
 		return nil
 	}
 	if err := write(); err != nil {
-		return "", "", err
+		return "", "", config.Errorf("mosquitto-dir", "%v", err)
 	}
 	h.registry.OnChange(func(registry.Device) {
 		if err := write(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)
 		}
 	})
-	return user, pass, nil
+	return login, pass, nil
 }
 
 // brokerURL is what edges are told to connect to.
