@@ -60,9 +60,12 @@ const (
 
 // API is the edge's HTTP handler.
 type API struct {
-	Role     string
-	Log      Log
-	Sync     Sync
+	Role string
+	Log  Log
+	Sync Sync
+	// Identity says what the hub last said of this edge's identity (nil: not
+	// reported).
+	Identity func() string
 	Seats    Seats   // optional
 	Replica  Replica // optional
 	Registry *prometheus.Registry
@@ -402,7 +405,13 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 		LastSeq   uint64     `json:"last_seq"`
 		AckedSeq  uint64     `json:"acked_seq"`
 		LastSync  *time.Time `json:"last_sync"`
+		// Identity: "ok", "replaced" or "revoked" as the hub last said;
+		// absent while the edge is not enrolled.
+		Identity string `json:"identity,omitempty"`
 	}{Pending: pending, LastSeq: last, AckedSeq: acked}
+	if a.Identity != nil {
+		out.Identity = a.Identity()
+	}
 	if a.Sync != nil {
 		out.Connected = a.Sync.Connected()
 		if t := a.Sync.LastSync(); !t.IsZero() {

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"linli/shared/backoff"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/identity"
 	"linli/shared/wire"
 )
 
@@ -72,6 +74,10 @@ type Options struct {
 	// Creds, when set, is asked at every connect for the credentials of
 	// the session (they appear when the edge enrolls while running).
 	Creds func() Creds
+	// OnIdentity, when set, hears what may have become of the edge's
+	// identity: the broker refused its login (err set), or a signed ack
+	// of the hub said "replaced" or "revoked". It must not block.
+	OnIdentity func(state string, err error)
 }
 
 // Creds are an enrolled edge's credentials.
@@ -81,6 +87,12 @@ type Creds struct {
 	// unsigned (an edge that has not enrolled, on a loopback demo hub).
 	Sign func(payload []byte) ([]byte, error)
 	TLS  *tls.Config
+	// Verify checks the hub's signature on a signed ack; nil (not
+	// enrolled) takes no signed ack.
+	Verify func(envelope []byte) ([]byte, error)
+	// Base is the seq base this edge numbers above: acks for another base
+	// answer another device under the same id.
+	Base uint64
 }
 
 func (o *Options) defaults() {
@@ -338,6 +350,9 @@ func (u *Uplink) session(ctx context.Context) error {
 	tok := c.Connect()
 	if err := waitToken(ctx, tok, 15*time.Second); err != nil {
 		u.count(func(s *Stats) { s.ConnectErrs++ })
+		if refused(err) && u.opts.OnIdentity != nil {
+			u.opts.OnIdentity("", err)
+		}
 		return fmt.Errorf("connect %s: %w", u.opts.Broker, err)
 	}
 	defer func() {
@@ -350,10 +365,32 @@ func (u *Uplink) session(ctx context.Context) error {
 	u.count(func(s *Stats) { s.Connects++ })
 
 	onAck := func(_ mqtt.Client, m mqtt.Message) {
-		a, err := wire.DecodeAck(m.Payload())
+		payload, signed := m.Payload(), false
+		if identity.IsSigned(payload) {
+			if creds.Verify == nil {
+				return
+			}
+			p, err := creds.Verify(payload)
+			if err != nil {
+				u.lg.Warn("ack with a bad hub signature ignored", "err", err)
+				return
+			}
+			payload, signed = p, true
+		}
+		a, err := wire.DecodeAck(payload)
 		if err != nil {
 			u.lg.Warn("bad ack from hub", "err", err)
 			return
+		}
+		if a.Identity != "" {
+			// Only the hub's signature makes it worth asking the hub.
+			if signed && u.opts.OnIdentity != nil {
+				u.opts.OnIdentity(a.Identity, nil)
+			}
+			return
+		}
+		if a.Base != creds.Base {
+			return // for the other device under this id
 		}
 		u.log.Clock().Observe(a.Clock)
 		if u.down != nil && a.DownHead > 0 {
@@ -632,6 +669,12 @@ func (u *Uplink) publish(c mqtt.Client, b *wire.Batch, events int) error {
 		s.Bytes += uint64(n)
 	})
 	return nil
+}
+
+// refused reports whether a connect error is the broker refusing the
+// login (CONNACK "not authorised" or "bad user name or password").
+func refused(err error) bool {
+	return errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword)
 }
 
 func waitToken(ctx context.Context, t mqtt.Token, timeout time.Duration) error {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -56,6 +57,27 @@ type Keys interface {
 	Key(id string) (pub ed25519.PublicKey, site string, known bool, err error)
 }
 
+// Generations is optionally implemented by Keys for device ids whose
+// device was replaced: each key numbers its own span of seqs.
+type Generations interface {
+	// Generation returns the seq base of id's current key (it signs seqs
+	// above it) and the keys of the devices it replaced.
+	Generation(id string) (base uint64, past []PastKey)
+}
+
+// PastKey is a replaced device's key: it still signs the events it
+// numbered, From < seq <= Below.
+type PastKey struct {
+	Pub         ed25519.PublicKey
+	From, Below uint64
+}
+
+// Identity states told to an edge on its ack topic.
+const (
+	IdentityReplaced = "replaced"
+	IdentityRevoked  = "revoked"
+)
+
 // Options configure an Ingest.
 type Options struct {
 	Store     *store.Store
@@ -66,12 +88,15 @@ type Options struct {
 	// AllowUnsigned accepts unsigned messages from devices that never
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
-	Clock         *hlc.Clock
-	Logger        *slog.Logger
-	Sites         []string // sites this hub owns; empty means all
-	Decoders      int      // decode workers (default GOMAXPROCS)
-	MaxGroup      int      // most events in one group commit (default 20,000)
-	Now           func() time.Time
+	// Sign signs the acks that tell an edge its identity was replaced or
+	// revoked (nil: those acks are not sent).
+	Sign     func(payload []byte) ([]byte, error)
+	Clock    *hlc.Clock
+	Logger   *slog.Logger
+	Sites    []string // sites this hub owns; empty means all
+	Decoders int      // decode workers (default GOMAXPROCS)
+	MaxGroup int      // most events in one group commit (default 20,000)
+	Now      func() time.Time
 }
 
 // Ingest is the hub's receiving pipeline.
@@ -108,8 +133,16 @@ type inbound struct {
 	at                 time.Time
 }
 
+// grant is what the key that signed a message may do: number events in
+// (base, below], and be acked from base.
+type grant struct {
+	base, below uint64
+	past        bool // a replaced device's key
+}
+
 type decoded struct {
 	site, device string
+	base         uint64 // the signer's seq base: its acks count from here
 	batch        *wire.Batch
 	events       []event.Event
 	encoded      [][]byte
@@ -290,10 +323,13 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 		case m = <-in.in:
 		}
 		in.count(func(s *Stats) { s.Messages++ })
-		payload, err := in.verify(m)
+		payload, g, err := in.verify(m)
 		if err != nil {
 			in.count(func(s *Stats) { s.Forged++ })
 			in.reject(m, err)
+			if errors.Is(err, errRevoked) {
+				in.tell(m.site, m.device, 0, IdentityRevoked)
+			}
 			continue
 		}
 		up, err := wire.DecodeUp(payload)
@@ -302,7 +338,7 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			continue
 		}
 		if up.Hello != nil {
-			in.hello(m, up.Hello)
+			in.hello(m, up.Hello, g)
 			continue
 		}
 		if up.DownAck != nil {
@@ -314,7 +350,12 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			in.reject(m, err)
 			continue
 		}
-		d := decoded{site: m.site, device: m.device, batch: up.Batch, events: evs,
+		if up.Batch.From <= g.base && g.past || up.Batch.To > g.below {
+			in.count(func(s *Stats) { s.Forged++ })
+			in.reject(m, fmt.Errorf("batch %d-%d is outside the seqs %d-%d its key numbers", up.Batch.From, up.Batch.To, g.base+1, g.below))
+			continue
+		}
+		d := decoded{site: m.site, device: m.device, base: g.base, batch: up.Batch, events: evs,
 			encoded: encoded, invalid: make([]string, len(evs))}
 		for i := range evs {
 			if evs[i].Kind.IsHub() {
@@ -344,35 +385,89 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 
 // verify checks the signature of a message against the sender's enrolled
 // key and returns the signed payload. Nothing unverified reaches the merge.
-func (in *Ingest) verify(m inbound) ([]byte, error) {
+func (in *Ingest) verify(m inbound) ([]byte, grant, error) {
 	var (
 		pub   ed25519.PublicKey
 		site  string
 		known bool
 		err   error
 	)
+	all := grant{below: math.MaxUint64}
 	if in.opts.Keys != nil {
 		pub, site, known, err = in.opts.Keys.Key(m.device)
 	}
 	if known {
 		if err != nil {
-			return nil, err // revoked
+			return nil, all, fmt.Errorf("%w: %v", errRevoked, err)
 		}
 		if site != m.site {
-			return nil, fmt.Errorf("device is enrolled in site %s, not %s", site, m.site)
+			return nil, all, fmt.Errorf("device is enrolled in site %s, not %s", site, m.site)
 		}
 		if !identity.IsSigned(m.payload) {
-			return nil, errors.New("unsigned message from an enrolled device")
+			return nil, all, errors.New("unsigned message from an enrolled device")
 		}
-		return identity.Open(m.payload, pub, m.device)
+		gens, _ := in.opts.Keys.(Generations)
+		var past []PastKey
+		if gens != nil {
+			all.base, past = gens.Generation(m.device)
+		}
+		payload, err := identity.Open(m.payload, pub, m.device)
+		if err == nil {
+			return payload, all, nil
+		}
+		// A replaced device delivering what it numbered before.
+		for _, k := range past {
+			if p, perr := identity.Open(m.payload, k.Pub, m.device); perr == nil {
+				return p, grant{base: k.From, below: k.Below, past: true}, nil
+			}
+		}
+		return nil, all, err
 	}
 	if !in.opts.AllowUnsigned {
-		return nil, errors.New("device is not enrolled")
+		return nil, all, errors.New("device is not enrolled")
 	}
 	if identity.IsSigned(m.payload) {
-		return nil, errors.New("signed message from a device that is not enrolled")
+		return nil, all, errors.New("signed message from a device that is not enrolled")
 	}
-	return m.payload, nil
+	return m.payload, all, nil
+}
+
+// errRevoked marks a message refused because its device is revoked.
+var errRevoked = errors.New("revoked")
+
+// tell sends a device a signed ack saying what became of its identity: a
+// replaced device delivering its backlog, a revoked one still connected
+// to an external broker. The edge confirms it with the hub over HTTPS.
+func (in *Ingest) tell(site, device string, base uint64, state string) {
+	if in.opts.Sign == nil {
+		return
+	}
+	payload, err := wire.Encode(wire.Ack{Base: base, Identity: state, Clock: in.opts.Clock.Now()})
+	if err == nil {
+		payload, err = in.opts.Sign(payload)
+	}
+	if err != nil {
+		in.log.Error("encode identity ack", "err", err)
+		return
+	}
+	if err := in.opts.Transport.Publish(wire.Topic(site, device, wire.LeafAck), payload, false); err != nil {
+		in.log.Warn("publish identity ack", "device", device, "err", err)
+	}
+}
+
+// ackedFrom is the high-water mark of d's seqs counted from base: every
+// seq in (base, mark] is held.
+func ackedFrom(d *store.DeviceRecord, base uint64) uint64 {
+	if base == 0 || d.Acked >= base {
+		return d.Acked
+	}
+	mark := base
+	for _, r := range d.Above {
+		if r.From <= mark+1 && r.To > mark {
+			mark = r.To
+		}
+	}
+	return mark
 }
 
 func (in *Ingest) reject(m inbound, err error) {
@@ -380,7 +475,7 @@ func (in *Ingest) reject(m inbound, err error) {
 	in.log.Warn("message refused", "site", m.site, "device", m.device, "err", err)
 }
 
-func (in *Ingest) hello(m inbound, h *wire.Hello) {
+func (in *Ingest) hello(m inbound, h *wire.Hello, g grant) {
 	in.opts.Clock.Observe(h.Clock)
 	in.mu.Lock()
 	d := in.device(m.site, m.device)
@@ -398,13 +493,16 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
 	d.SkewMs = skew
 	d.Down = h.DownCursor
-	acked := d.Acked
+	acked := ackedFrom(d, g.base)
 	in.dirty[d.ID] = true
 	in.mu.Unlock()
 	if abs(skew) > int64(5*time.Minute/time.Millisecond) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
-	in.ack(m.site, m.device, acked, true)
+	in.ack(m.site, m.device, g.base, acked, true)
+	if g.past {
+		in.tell(m.site, m.device, g.base, IdentityReplaced)
+	}
 	in.catchUp(m.site, m.device, h.DownCursor, false)
 }
 
@@ -448,8 +546,8 @@ func abs(n int64) int64 {
 	return n
 }
 
-func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
-	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now()}
+func (in *Ingest) ack(site, device string, base, acked uint64, hello bool) {
+	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Base: base}
 	if in.opts.Downlink != nil {
 		a.DownHead = in.opts.Downlink.Head(site)
 	}
@@ -609,11 +707,15 @@ func (in *Ingest) commit(group []decoded) {
 	hooks := in.onEvent
 	in.mu.Unlock()
 
-	acked := map[string]bool{}
+	type span struct {
+		device string
+		base   uint64
+	}
+	acked := map[span]bool{}
 	for _, g := range group {
-		if d := work[g.device]; d != nil && !acked[g.device] {
-			acked[g.device] = true
-			in.ack(g.site, g.device, d.Acked, false)
+		if d := work[g.device]; d != nil && !acked[span{g.device, g.base}] {
+			acked[span{g.device, g.base}] = true
+			in.ack(g.site, g.device, g.base, ackedFrom(d, g.base), false)
 		}
 	}
 	for site, evs := range newBySite {

@@ -203,7 +203,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, err
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock,
-		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled,
+		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
 		return nil, err
@@ -458,6 +458,21 @@ func (k deviceKeys) Key(id string) (ed25519.PublicKey, string, bool, error) {
 		return nil, d.Site, true, registry.ErrRevoked
 	}
 	return ed25519.PublicKey(d.PublicKey), d.Site, true, nil
+}
+
+// Generation gives ingest a replaced device's earlier keys.
+func (k deviceKeys) Generation(id string) (uint64, []ingest.PastKey) {
+	d, ok := k.reg.Get(id)
+	if !ok {
+		return 0, nil
+	}
+	var past []ingest.PastKey
+	for _, p := range d.Previous {
+		if !p.Revoked && len(p.PublicKey) > 0 {
+			past = append(past, ingest.PastKey{Pub: p.PublicKey, From: p.From, Below: p.Below})
+		}
+	}
+	return d.SeqBase, past
 }
 
 // HTTPURL is the API's base URL.

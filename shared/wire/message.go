@@ -69,6 +69,13 @@ type Ack struct {
 	// DownHead is the head of the site's downlink log; an edge whose cursor
 	// is behind asks for a catch-up.
 	DownHead uint64 `cbor:"4,keyasint,omitempty"`
+	// Base is the seq base of the key the ack answers: a device that
+	// replaced another under the same id numbers above its predecessor,
+	// and each ignores the other's acks.
+	Base uint64 `cbor:"5,keyasint,omitempty"`
+	// Identity, in an ack signed by the hub, says the device's key was
+	// "replaced" or "revoked".
+	Identity string `cbor:"6,keyasint,omitempty"`
 }
 
 // Status is the retained online/offline state of a device, also its last

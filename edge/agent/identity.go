@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"linli/edge/enroll"
+)
+
+// identityWatch keeps what the hub says of this edge's identity: "ok",
+// "replaced" (another device enrolled under this id; this one still
+// delivers what it numbered) or "revoked". Hints — the broker refusing the
+// login, a signed ack of the hub — make it ask the hub, at most every
+// askEvery; only the hub's answer over its pinned TLS (or loopback)
+// changes the state.
+type identityWatch struct {
+	ident *atomic.Pointer[enroll.Identity]
+	log   *slog.Logger
+	state atomic.Pointer[string]
+	kick  chan struct{}
+}
+
+const askEvery = 5 * time.Second
+
+func newIdentityWatch(ident *atomic.Pointer[enroll.Identity], log *slog.Logger) *identityWatch {
+	return &identityWatch{ident: ident, log: log, kick: make(chan struct{}, 1)}
+}
+
+// State is "" for an edge that is not enrolled, else the hub's last word
+// ("ok" until it says otherwise).
+func (w *identityWatch) State() string {
+	if w.ident.Load() == nil {
+		return ""
+	}
+	if s := w.state.Load(); s != nil {
+		return *s
+	}
+	return "ok"
+}
+
+// Hint is the uplink's OnIdentity: it never blocks.
+func (w *identityWatch) Hint(state string, err error) {
+	if w.ident.Load() == nil {
+		return
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *identityWatch) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		}
+		w.ask(ctx)
+		select { // hints meanwhile wait for the next round
+		case <-ctx.Done():
+			return
+		case <-time.After(askEvery):
+		}
+	}
+}
+
+func (w *identityWatch) ask(ctx context.Context) {
+	id := w.ident.Load()
+	if id == nil {
+		return
+	}
+	state, err := enroll.Check(ctx, id)
+	if err != nil {
+		w.log.Warn("cannot ask the hub about this edge's identity", "err", err)
+		return
+	}
+	if state == w.State() {
+		return
+	}
+	w.state.Store(&state)
+	switch state {
+	case "replaced":
+		w.log.Warn("identity replaced: another device was enrolled as this one; this edge still sends what it holds, then should be retired", "device", id.ID)
+	case "revoked":
+		w.log.Error("identity revoked: the hub refuses this edge; nothing it records syncs any more", "device", id.ID)
+	default:
+		w.log.Info("identity confirmed by the hub", "device", id.ID, "identity", state)
+	}
+}

@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"linli/shared/testkit"
+)
+
+type identityState struct {
+	syncState
+	Identity string `json:"identity"`
+}
+
+func (e *edgeProc) identity(t *testing.T) identityState {
+	t.Helper()
+	var s identityState
+	if code := e.do(t, "GET", "/api/v1/sync", nil, &s); code != 200 {
+		t.Fatalf("GET sync on %s: %d", e.ID, code)
+	}
+	return s
+}
+
+// Replacing a device is explicit, and loses nothing the replaced device
+// answered 201: it still delivers what it wrote offline, exactly once,
+// beside its replacement's events, and learns it was replaced; a revoked
+// edge learns it too.
+func TestReplaceDeviceLosesNothing(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), testkit.FreePort(t), "")
+	ledger := testkit.NewLedger()
+	post := func(e *edgeProc, marker string) {
+		t.Helper()
+		ledger.Tried("kiosk-1")
+		var c created
+		if code := e.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": marker, "activity": "A1"}, &c); code != 201 {
+			t.Fatalf("check-in %s on %s: %d", marker, e.Data, code)
+		}
+		ledger.Acked("kiosk-1", c.Seq, marker)
+	}
+	// The first kiosk syncs some, then records more with the hub out of reach.
+	dataA := enrollEdge(t, h, "kiosk-1", "s1", "kiosk")
+	a := startEdgeData(t, "kiosk-1", dataA, h.MQTT)
+	for i := range 3 {
+		post(a, fmt.Sprintf("RA%d", i))
+	}
+	drained(t, a, 20*time.Second)
+	if s := a.identity(t); s.Identity != "ok" {
+		t.Fatalf("enrolled edge's identity %q, want ok", s.Identity)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = startEdgeData(t, "kiosk-1", dataA, "tcp://"+testkit.FreePort(t))
+	for i := 3; i < 8; i++ {
+		post(a, fmt.Sprintf("RA%d", i))
+	}
+	// Issuing a token for an enrolled id is refused unless it says replace.
+	var refused struct{ Field, Error string }
+	if code := h.do(t, "POST", "/api/v1/devices", map[string]string{"id": "kiosk-1", "site": "s1", "role": "kiosk"}, &refused); code != 409 || refused.Field != "id" {
+		t.Fatalf("token for an enrolled id without replace: %d %+v, want 409 naming id", code, refused)
+	}
+	hubBin, edgeBin := testkit.Binaries(t)
+	if out, err := exec.Command(hubBin, "device", "add", "--hub", h.URL, "--data", h.Data, "--id", "kiosk-1", "--site", "s1", "--role", "kiosk").CombinedOutput(); err == nil || !strings.Contains(string(out), "409") {
+		t.Fatalf("device add for an enrolled id without --replace: %v %s", err, out)
+	}
+	out, err := exec.Command(hubBin, "device", "add", "--replace", "--hub", h.URL, "--data", h.Data, "--id", "kiosk-1", "--site", "s1", "--role", "kiosk").Output()
+	if err != nil {
+		t.Fatalf("device add --replace: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	dataB := filepath.Join(t.TempDir(), "kiosk-1-new")
+	if out, err := exec.Command(edgeBin, "enroll", "--hub", h.URL, "--token", lines[len(lines)-1], "--data", dataB).CombinedOutput(); err != nil {
+		t.Fatalf("enroll the replacement: %v %s", err, out)
+	}
+	b := startEdgeData(t, "kiosk-1", dataB, h.MQTT)
+	for i := range 4 {
+		post(b, fmt.Sprintf("RB%d", i))
+	}
+	drained(t, b, 20*time.Second)
+	// The replaced kiosk comes back: everything it answered arrives, and it
+	// says it was replaced.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = startEdgeData(t, "kiosk-1", dataA, h.MQTT)
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		s := a.identity(t)
+		return s.Pending == 0 && s.AckedSeq == s.LastSeq && s.Identity == "replaced", fmt.Sprintf("replaced kiosk %+v", s)
+	})
+	if !strings.Contains(a.Log(), "identity replaced") {
+		t.Error("the replaced edge did not log that it was replaced")
+	}
+	if err := a.Stop(); err != nil { // retired
+		t.Fatal(err)
+	}
+	drained(t, b, 20*time.Second)
+	evs, err := testkit.FetchEvents(t.Context(), h.URL, h.token(t), "kiosk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ledger.Check("kiosk-1", evs, residentMarker); !v.OK() || v.Present != 12 {
+		t.Fatalf("exactly-once violated across the replacement: %s", v)
+	}
+	if s := b.identity(t); s.Identity != "ok" {
+		t.Fatalf("replacement's identity %q, want ok", s.Identity)
+	}
+	// Revoked: the replacement learns it.
+	if code := h.do(t, "DELETE", "/api/v1/devices/kiosk-1", nil, nil); code != 200 {
+		t.Fatal(code)
+	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		s := b.identity(t)
+		return s.Identity == "revoked" && !s.Connected, fmt.Sprintf("revoked kiosk %+v", s)
+	})
+}
