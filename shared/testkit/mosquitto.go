@@ -46,6 +46,8 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 		switch {
 		case len(f) > 0 && f[0] == "listener":
 			line = "listener " + port + " 127.0.0.1"
+		case len(f) > 0 && f[0] == "persistence_location":
+			continue // the test's own, below: Mosquitto refuses a second one
 		case len(f) > 0 && overridden[f[0]]:
 			continue
 		}
