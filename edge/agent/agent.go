@@ -186,7 +186,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
 		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
 		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: now,
-		OnIdentity: idw.Hint,
+		OnIdentity: idw.Hint, Hold: idw.Retired,
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

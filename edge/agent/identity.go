@@ -40,6 +40,13 @@ func (w *identityWatch) State() string {
 	return "ok"
 }
 
+// Retired is the uplink's Hold: a replaced or revoked edge keeps no
+// session it has nothing to send on.
+func (w *identityWatch) Retired() bool {
+	s := w.State()
+	return s == "replaced" || s == "revoked"
+}
+
 // Hint is the uplink's OnIdentity: it never blocks.
 func (w *identityWatch) Hint(state string, err error) {
 	if w.ident.Load() == nil {

@@ -78,6 +78,11 @@ type Options struct {
 	// identity: the broker refused its login (err set), or a signed ack
 	// of the hub said "replaced" or "revoked". It must not block.
 	OnIdentity func(state string, err error)
+	// Hold, when it says true, keeps the uplink from holding a session
+	// while nothing is pending: a replaced edge yields its id's client id
+	// to its replacement once it has delivered what it holds, and comes
+	// back only to deliver what it records after.
+	Hold func() bool
 }
 
 // Creds are an enrolled edge's credentials.
@@ -263,11 +268,29 @@ func (u *Uplink) SendPriority(ev event.Event) {
 func (u *Uplink) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: u.opts.BackoffMin, Max: u.opts.BackoffMax}
 	failures := 0
+	wasHeld := false
 	for ctx.Err() == nil {
+		if u.held() {
+			if !wasHeld {
+				u.lg.Info("identity replaced or revoked and nothing left to send: keeping no session")
+			}
+			wasHeld = true
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-u.log.Notify():
+			case <-time.After(u.opts.AckTimeout):
+			}
+			continue
+		}
+		wasHeld = false
 		err := u.session(ctx)
 		u.connected.Store(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errHeld) {
+			continue
 		}
 		if errors.Is(err, errSessionEnded) {
 			bo.Reset() // the session worked; reconnect quickly
@@ -293,7 +316,19 @@ func (u *Uplink) Run(ctx context.Context) error {
 	return nil
 }
 
-var errSessionEnded = errors.New("session ended after a successful hello")
+var (
+	errSessionEnded = errors.New("session ended after a successful hello")
+	errHeld         = errors.New("session yielded: identity replaced and nothing pending")
+)
+
+// held reports whether Hold says to keep no session and nothing waits.
+func (u *Uplink) held() bool {
+	if u.opts.Hold == nil || !u.opts.Hold() {
+		return false
+	}
+	_, _, pending := u.log.Cursors()
+	return pending == 0
+}
 
 func (u *Uplink) topic(leaf string) string { return wire.Topic(u.opts.Site, u.opts.Device, leaf) }
 
@@ -436,6 +471,9 @@ func (u *Uplink) session(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
+	if errors.Is(err, errHeld) {
+		return err
+	}
 	return fmt.Errorf("%w: %v", errSessionEnded, err)
 }
 
@@ -557,6 +595,9 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 				sent = acked
 			}
 		case <-tick.C:
+			if len(inflight) == 0 && u.held() {
+				return errHeld
+			}
 			if len(inflight) > 0 && time.Since(lastProgress) > u.opts.AckTimeout {
 				// The broker or the hub lost a batch (brokers drop QoS 1 under
 				// load; PUBACK is not the hub's ack): resend from the ack.

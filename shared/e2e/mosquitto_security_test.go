@@ -172,6 +172,15 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 	if !e2.sync(t).Connected {
 		t.Fatal("kiosk-2's session ended: the test no longer shows a revoked device with a live session")
 	}
+	// What it sends now is refused, and the hub's signed answer makes it
+	// ask the hub, which says it is revoked.
+	if code := e2.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R9", "activity": "A1"}, nil); code != 201 {
+		t.Fatal(code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		s := e2.identity(t)
+		return s.Identity == "revoked", fmt.Sprintf("revoked kiosk-2 %+v", s)
+	})
 	// The hub restarts and reads the retained statuses again: kiosk-1's
 	// brings it back online, kiosk-2 stays offline.
 	if err := hub.Stop(); err != nil {

@@ -95,6 +95,21 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 	if !strings.Contains(a.Log(), "identity replaced") {
 		t.Error("the replaced edge did not log that it was replaced")
 	}
+	// With nothing left to send it yields the id's session to the
+	// replacement instead of taking it over at every reconnect.
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		return strings.Contains(a.Log(), "keeping no session") && !a.identity(t).Connected && b.identity(t).Connected,
+			"the replaced edge still holds a session"
+	})
+	if code := a.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "RA8", "activity": "A1"}, nil); code != 201 {
+		t.Fatal(code)
+	}
+	ledger.Tried("kiosk-1")
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		s := a.identity(t)
+		return s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("replaced kiosk's late event %+v", s)
+	})
+	ledger.Acked("kiosk-1", a.identity(t).LastSeq, "RA8")
 	if err := a.Stop(); err != nil { // retired
 		t.Fatal(err)
 	}
@@ -103,7 +118,7 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := ledger.Check("kiosk-1", evs, residentMarker); !v.OK() || v.Present != 12 {
+	if v := ledger.Check("kiosk-1", evs, residentMarker); !v.OK() || v.Present != 13 {
 		t.Fatalf("exactly-once violated across the replacement: %s", v)
 	}
 	if s := b.identity(t); s.Identity != "ok" {
