@@ -204,6 +204,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return resident
 		},
 	}
+	idw.relogin = up.Reconnect
 	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
 	if cfg.Role == kiosk.RoleKiosk {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))

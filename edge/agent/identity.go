@@ -18,6 +18,8 @@ import (
 type identityWatch struct {
 	ident *atomic.Pointer[enroll.Identity]
 	log   *slog.Logger
+	// relogin restarts the hub session with a new login.
+	relogin func()
 	state atomic.Pointer[string]
 	kick  chan struct{}
 }
@@ -79,11 +81,24 @@ func (w *identityWatch) ask(ctx context.Context) {
 	if id == nil {
 		return
 	}
-	state, err := enroll.Check(ctx, id)
+	answer, err := enroll.Check(ctx, id)
 	if err != nil {
 		w.log.Warn("cannot ask the hub about this edge's identity", "err", err)
 		return
 	}
+	if answer.MQTTUsername != "" && answer.MQTTUsername != id.MQTTUsername {
+		// On Mosquitto a replaced device has a login of its own to
+		// deliver what it holds; kept in memory, learnt again after a
+		// restart.
+		c := *id
+		c.MQTTUsername = answer.MQTTUsername
+		w.ident.Store(&c)
+		w.log.Info("logging in as the replaced device's own broker user", "username", c.MQTTUsername)
+		if w.relogin != nil {
+			w.relogin()
+		}
+	}
+	state := answer.Identity
 	if state == w.State() {
 		return
 	}

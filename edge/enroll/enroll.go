@@ -227,47 +227,47 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 // Check asks the hub what became of this edge's identity: "ok",
 // "replaced" or "revoked". It proves the key by signing its id, and trusts
 // the answer because it comes over the hub's pinned CA (or loopback).
-func Check(ctx context.Context, id *Identity) (string, error) {
+func Check(ctx context.Context, id *Identity) (identity.StateResponse, error) {
+	var sr identity.StateResponse
 	proof, err := identity.Sign(id.Key, id.ID, []byte(id.ID))
 	if err != nil {
-		return "", err
+		return sr, err
 	}
 	body, err := json.Marshal(identity.StateRequest{ID: id.ID, Proof: base64.RawURLEncoding.EncodeToString(proof)})
 	if err != nil {
-		return "", err
+		return sr, err
 	}
 	tlsConf, err := id.TLSConfig()
 	if err != nil {
-		return "", err
+		return sr, err
 	}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(id.Hub, "/")+"/api/v1/identity", bytes.NewReader(body))
 	if err != nil {
-		return "", err
+		return sr, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("ask the hub about this identity: %w", err)
+		return sr, fmt.Errorf("ask the hub about this identity: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return "", fmt.Errorf("ask the hub about this identity: %w", err)
+		return sr, fmt.Errorf("ask the hub about this identity: %w", err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound, http.StatusForbidden:
 		// The hub knows no such device or not this key: as good as revoked.
-		return "revoked", nil
+		return identity.StateResponse{ID: id.ID, Identity: "revoked"}, nil
 	default:
-		return "", fmt.Errorf("ask the hub about this identity: status %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
+		return sr, fmt.Errorf("ask the hub about this identity: status %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
 	}
-	var sr identity.StateResponse
 	if err := json.Unmarshal(data, &sr); err != nil {
-		return "", fmt.Errorf("identity answer: %w", err)
+		return sr, fmt.Errorf("identity answer: %w", err)
 	}
-	return sr.Identity, nil
+	return sr, nil
 }
 
 // fetchPinnedCA downloads the hub's CA without trusting the connection,

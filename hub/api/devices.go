@@ -30,6 +30,9 @@ type HubInfo struct {
 	Fingerprint string // of the CA, carried in tokens
 	Broker      string // the broker URL edges should use
 	TokenTTL    time.Duration
+	// MosquittoLogins: the hub writes an external Mosquitto's logins, where
+	// a replaced device has a login of its own.
+	MosquittoLogins bool
 	// ResidentKey, when set, is the site's pseudonym key: kiosks then record
 	// residents by pseudonym, and operators' resident ids are hashed alike.
 	ResidentKey func(site string) ([]byte, error)
@@ -174,7 +177,11 @@ func (a *API) identityState(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		if p, err := identity.Open(proof, k, req.ID); err == nil && string(p) == req.ID {
-			httpx.WriteJSON(w, http.StatusOK, identity.StateResponse{ID: req.ID, Identity: d.Identity(k)})
+			resp := identity.StateResponse{ID: req.ID, Identity: d.Identity(k)}
+			if a.Hub.MosquittoLogins && resp.Identity == registry.IdentityReplaced {
+				resp.MQTTUsername = d.MosquittoLogin(k)
+			}
+			httpx.WriteJSON(w, http.StatusOK, resp)
 			return nil
 		}
 	}

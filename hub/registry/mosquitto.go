@@ -44,6 +44,18 @@ func (r *Registry) WriteMosquitto(f MosquittoFiles, hubUser, hubPassword string)
 		base := "linli/v1/" + d.Site + "/" + d.ID + "/"
 		fmt.Fprintf(&acl, "user %s\ntopic write %sup\ntopic write %sstatus\ntopic read %sack\ntopic read %sdown\ntopic read linli/v1/%s/all/down\n\n",
 			d.ID, base, base, base, base, d.Site)
+		// A replaced device delivers what it holds under a login of its
+		// own (its own client id too: it never takes its replacement's
+		// session); the device's status is its replacement's to say.
+		for i, k := range d.Previous {
+			if k.Revoked || k.Mosquitto == "" {
+				continue
+			}
+			user := PastLogin(d.ID, i)
+			fmt.Fprintf(&pw, "%s:%s\n", user, k.Mosquitto)
+			fmt.Fprintf(&acl, "user %s\ntopic write %sup\ntopic read %sack\ntopic read %sdown\ntopic read linli/v1/%s/all/down\n\n",
+				user, base, base, base, d.Site)
+		}
 	}
 	if err := f.ensureDir(); err != nil {
 		return err

@@ -93,6 +93,30 @@ type PastKey struct {
 	Below     uint64    `cbor:"5,keyasint"`
 	Replaced  time.Time `cbor:"6,keyasint"`
 	Revoked   bool      `cbor:"7,keyasint,omitempty"` // the id was revoked while this key was current
+	Mosquitto string    `cbor:"8,keyasint,omitempty"` // its broker password, mosquitto_passwd form
+}
+
+// PastLogin is the Mosquitto username of id's n-th past key (from 0): a
+// password file has one password per user, and the replacement has the id
+// itself. "~" is never in a device id.
+func PastLogin(id string, n int) string { return fmt.Sprintf("%s~%d", id, n+1) }
+
+// MosquittoLogin is the Mosquitto username the device holding pub logs in
+// with: the id for the current key, PastLogin for a replaced one, "" for a
+// key that may not log in.
+func (d *Device) MosquittoLogin(pub ed25519.PublicKey) string {
+	if !d.Revoked.IsZero() {
+		return ""
+	}
+	if bytes.Equal(d.PublicKey, pub) {
+		return d.ID
+	}
+	for i, k := range d.Previous {
+		if bytes.Equal(k.PublicKey, pub) && !k.Revoked && k.Mosquitto != "" {
+			return PastLogin(d.ID, i)
+		}
+	}
+	return ""
 }
 
 // Identity is what the device holding pub is now: ok (the current key),
@@ -293,7 +317,7 @@ func succeed(old Device, pub ed25519.PublicKey, now time.Time) (uint64, []PastKe
 	past := slices.Clone(old.Previous)
 	base := uint64(len(past)+1) * SeqSpan
 	past = append(past, PastKey{PublicKey: old.PublicKey, PassSalt: old.PassSalt, PassHash: old.PassHash,
-		From: old.SeqBase, Below: base, Replaced: now})
+		Mosquitto: old.Mosquitto, From: old.SeqBase, Below: base, Replaced: now})
 	if !old.Revoked.IsZero() {
 		// A revoked id's keys are never trusted again.
 		for i := range past {

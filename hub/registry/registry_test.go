@@ -88,6 +88,11 @@ func TestReplace(t *testing.T) {
 			t.Errorf("identity of a key: %q, want %q", got, tc.want)
 		}
 	}
+	for key, want := range map[*ed25519.PublicKey]string{&k1: "kiosk-1~1", &k2: "kiosk-1~2", &k3: "kiosk-1"} {
+		if got := d.MosquittoLogin(*key); got != want {
+			t.Errorf("Mosquitto login %q, want %q", got, want)
+		}
+	}
 	for _, pw := range []string{pw1, pw2} {
 		if _, err := r.Authenticate("kiosk-1", "kiosk-1", []byte(pw)); err != nil {
 			t.Errorf("a replaced device's login: %v", err)

@@ -220,7 +220,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.httpTLS {
 		h.ln = tls.NewListener(h.ln, h.tls.ServerConfig())
 	}
-	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL}
+	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
+		MosquittoLogins: cfg.Broker != "" && cfg.MosquittoFiles}
 	if h.tls != nil {
 		hubInfo.CAPEM, hubInfo.Fingerprint = string(h.tls.CAPEM), h.tls.Fingerprint
 	}

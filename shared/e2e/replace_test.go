@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +133,93 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 		s := b.identity(t)
 		return s.Identity == "revoked" && !s.Connected, fmt.Sprintf("revoked kiosk %+v", s)
 	})
+}
+
+// Behind Mosquitto, whose password file holds one password per user, a
+// replaced device gets a login of its own: it still delivers what it wrote
+// offline, exactly once, without taking its replacement's session.
+func TestMosquittoReplaceLosesNothing(t *testing.T) {
+	t.Parallel()
+	hubBin, edgeBin := testkit.Binaries(t)
+	data := filepath.Join(t.TempDir(), "hub")
+	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
+	h := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
+	h.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
+		"--broker", h.MQTT, "--mosquitto-files"})
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
+		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
+		"user root")
+	testkit.WaitHTTP(t, h.URL+"/healthz", 30*time.Second)
+	reload := func() {
+		t.Helper()
+		if err := syscall.Kill(broker.PID(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ledger := testkit.NewLedger()
+	post := func(e *edgeProc, marker string) {
+		t.Helper()
+		ledger.Tried("kiosk-1")
+		var c created
+		if code := e.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": marker, "activity": "A1"}, &c); code != 201 {
+			t.Fatalf("check-in %s: %d", marker, code)
+		}
+		ledger.Acked("kiosk-1", c.Seq, marker)
+	}
+	dataA := enrollEdge(t, h, "kiosk-1", "s1", "kiosk")
+	reload()
+	a := startEdgeData(t, "kiosk-1", dataA, h.MQTT)
+	post(a, "RA0")
+	drained(t, a, 30*time.Second)
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = startEdgeData(t, "kiosk-1", dataA, "tcp://"+testkit.FreePort(t))
+	for i := 1; i < 4; i++ {
+		post(a, fmt.Sprintf("RA%d", i))
+	}
+	out, err := exec.Command(hubBin, "device", "add", "--replace", "--hub", h.URL, "--data", h.Data, "--id", "kiosk-1", "--site", "s1", "--role", "kiosk").Output()
+	if err != nil {
+		t.Fatalf("device add --replace: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	dataB := filepath.Join(t.TempDir(), "kiosk-1-new")
+	if out, err := exec.Command(edgeBin, "enroll", "--hub", h.URL, "--token", lines[len(lines)-1], "--data", dataB).CombinedOutput(); err != nil {
+		t.Fatalf("enroll the replacement: %v %s", err, out)
+	}
+	reload()
+	idB, _ := readIdentity(t, dataB)
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		c, err := dial(t, h.MQTT, "probe", idB.MQTTUsername, idB.MQTTPassword)
+		if err == nil {
+			c.Disconnect(10)
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+	b := startEdgeData(t, "kiosk-1", dataB, h.MQTT)
+	post(b, "RB0")
+	drained(t, b, 30*time.Second)
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a = startEdgeData(t, "kiosk-1", dataA, h.MQTT)
+	testkit.Eventually(t, 40*time.Second, func() (bool, string) {
+		s := a.identity(t)
+		return s.Pending == 0 && s.AckedSeq == s.LastSeq && s.Identity == "replaced", fmt.Sprintf("replaced kiosk %+v", s)
+	})
+	if !b.identity(t).Connected {
+		t.Error("the replacement lost its session to the replaced device")
+	}
+	evs, err := testkit.FetchEvents(t.Context(), h.URL, h.token(t), "kiosk-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ledger.Check("kiosk-1", evs, residentMarker); !v.OK() || v.Present != 5 {
+		t.Fatalf("exactly-once violated across the replacement: %s", v)
+	}
 }

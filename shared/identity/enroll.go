@@ -51,6 +51,10 @@ type StateRequest struct {
 type StateResponse struct {
 	ID       string `json:"id"`
 	Identity string `json:"identity"`
+	// MQTTUsername, when set, is the login a replaced device uses on an
+	// external Mosquitto to deliver what it holds (its password is the
+	// same).
+	MQTTUsername string `json:"mqtt_username,omitempty"`
 }
 
 // Token is a parsed enrollment token: a one-time secret and, when the hub
