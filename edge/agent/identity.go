@@ -20,8 +20,8 @@ type identityWatch struct {
 	log   *slog.Logger
 	// relogin restarts the hub session with a new login.
 	relogin func()
-	state atomic.Pointer[string]
-	kick  chan struct{}
+	state   atomic.Pointer[string]
+	kick    chan struct{}
 }
 
 const askEvery = 5 * time.Second
