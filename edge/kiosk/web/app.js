@@ -253,7 +253,7 @@
     // The hub no longer takes this kiosk as itself: staff must see it.
     if (s && (s.identity === 'replaced' || s.identity === 'revoked')) {
       state = 'down';
-      text = t('sync.identity_' + s.identity);
+      text = s.identity === 'revoked' ? t('sync.identity_revoked') : t('sync.identity_replaced');
     }
     box.dataset.state = state;
     box.dataset.pending = s ? String(s.pending) : '';
