@@ -360,6 +360,9 @@ func (u *Uplink) session(ctx context.Context) error {
 		creds = u.opts.Creds()
 	}
 	u.sign = creds.Sign
+	// A replaced edge says nothing of the device's presence: the status
+	// topic is its replacement's.
+	quiet := func() bool { return u.opts.Hold != nil && u.opts.Hold() }
 	lost := make(chan error, 1)
 	co := mqtt.NewClientOptions().
 		AddBroker(u.opts.Broker).
@@ -374,13 +377,15 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetPingTimeout(u.opts.KeepAlive).
 		SetConnectTimeout(connectTimeout(u.opts.KeepAlive)).
 		SetWriteTimeout(10*time.Second).
-		SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
 			default:
 			}
 		})
+	if !quiet() {
+		co.SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true)
+	}
 	c := mqtt.NewClient(co)
 	tok := c.Connect()
 	if err := waitToken(ctx, tok, 15*time.Second); err != nil {
@@ -391,7 +396,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		return fmt.Errorf("connect %s: %w", u.opts.Broker, err)
 	}
 	defer func() {
-		if c.IsConnectionOpen() {
+		if c.IsConnectionOpen() && !quiet() {
 			// A clean goodbye: the will is not sent on DISCONNECT.
 			c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(false)).WaitTimeout(time.Second)
 		}
@@ -458,8 +463,10 @@ func (u *Uplink) session(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", t, err)
 		}
 	}
-	if err := waitToken(ctx, c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(true)), 10*time.Second); err != nil {
-		return fmt.Errorf("publish status: %w", err)
+	if !quiet() {
+		if err := waitToken(ctx, c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(true)), 10*time.Second); err != nil {
+			return fmt.Errorf("publish status: %w", err)
+		}
 	}
 	acked, err := u.hello(ctx, c, lost)
 	if err != nil {

@@ -111,6 +111,24 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 		return s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("replaced kiosk's late event %+v", s)
 	})
 	ledger.Acked("kiosk-1", a.identity(t).LastSeq, "RA8")
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		return !a.identity(t).Connected && b.identity(t).Connected, "the replaced edge holds a session again"
+	})
+	// Once it yields again, its goodbye does not make the device look
+	// offline while its replacement is connected.
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		var ds []struct {
+			ID     string `json:"id"`
+			Online bool   `json:"online"`
+		}
+		h.do(t, "GET", "/api/v1/devices", nil, &ds)
+		for _, d := range ds {
+			if d.ID == "kiosk-1" {
+				return d.Online, fmt.Sprintf("kiosk-1 %+v", d)
+			}
+		}
+		return false, "no kiosk-1"
+	})
 	if err := a.Stop(); err != nil { // retired
 		t.Fatal(err)
 	}
