@@ -376,7 +376,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetKeepAlive(u.opts.KeepAlive).
 		SetPingTimeout(u.opts.KeepAlive).
 		SetConnectTimeout(connectTimeout(u.opts.KeepAlive)).
-		SetWriteTimeout(10*time.Second).
+		SetWriteTimeout(10 * time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
