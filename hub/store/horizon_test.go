@@ -6,31 +6,46 @@ import (
 )
 
 func TestLoseRecordsTheHoleOnceAndMovesAcked(t *testing.T) {
+	const b = 1 << 40 // a replacement's seq base
 	for _, tc := range []struct {
 		name      string
+		base      uint64 // of the key that said hello
 		acked     uint64
 		above     []Range
 		first     uint64
 		wantLost  uint64
 		wantAcked uint64
 		wantGaps  []Range
+		wantAbove []Range
 	}{
-		{"no hole: first is the next seq", 10, nil, 11, 0, 10, nil},
-		{"no hole: first below acked", 10, nil, 5, 0, 10, nil},
-		{"unknown (0)", 10, nil, 0, 0, 10, nil},
-		{"hole", 10, nil, 21, 10, 20, []Range{{11, 20}}},
-		{"hole around held ranges", 10, []Range{{13, 14}, {30, 40}}, 21, 8, 20, []Range{{11, 12}, {15, 20}}},
-		{"hole joins a held range", 10, []Range{{21, 25}}, 21, 10, 25, []Range{{11, 20}}},
+		{"no hole: first is the next seq", 0, 10, nil, 11, 0, 10, nil, nil},
+		{"no hole: first below acked", 0, 10, nil, 5, 0, 10, nil, nil},
+		{"unknown (0)", 0, 10, nil, 0, 0, 10, nil, nil},
+		{"hole", 0, 10, nil, 21, 10, 20, []Range{{11, 20}}, nil},
+		{"hole around held ranges", 0, 10, []Range{{13, 14}, {30, 40}}, 21, 8, 20, []Range{{11, 12}, {15, 20}}, []Range{{30, 40}}},
+		{"hole joins a held range", 0, 10, []Range{{21, 25}}, 21, 10, 25, []Range{{11, 20}}, nil},
+		// A replacement numbers above its base: the hole is counted in its
+		// own range, never across the seqs between its predecessor's and it.
+		{"replacement, nothing sent yet", b, 10, nil, b + 1, 0, 10, nil, nil},
+		{"replacement, first held past its acks", b, 10, []Range{{b + 1, b + 4}}, b + 5, 0, 10, nil, []Range{{b + 1, b + 4}}},
+		{"replacement, hole from its base", b, 10, nil, b + 6, 5, 10, []Range{{b + 1, b + 5}}, []Range{{b + 1, b + 5}}},
+		{"replacement, hole in its range", b, 10, []Range{{b + 1, b + 4}}, b + 9, 4, 10, []Range{{b + 5, b + 8}}, []Range{{b + 1, b + 8}}},
+		{"replacement, hole around held", b, 10, []Range{{b + 1, b + 2}, {b + 5, b + 6}}, b + 9, 4, 10,
+			[]Range{{b + 3, b + 4}, {b + 7, b + 8}}, []Range{{b + 1, b + 8}}},
+		{"first device, a replacement's range above", 0, 10, []Range{{b + 1, b + 4}}, 21, 10, 20, []Range{{11, 20}}, []Range{{b + 1, b + 4}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := DeviceRecord{Acked: tc.acked, Above: slices.Clone(tc.above)}
-			if got := d.Lose(tc.first); got != tc.wantLost {
+			if got := d.Lose(tc.base, tc.first); got != tc.wantLost {
 				t.Fatalf("Lose(%d) = %d, want %d", tc.first, got, tc.wantLost)
 			}
 			if d.Lost != tc.wantLost || d.Acked != tc.wantAcked || !slices.Equal(d.Gaps, tc.wantGaps) {
 				t.Fatalf("got lost %d acked %d gaps %v, want %d %d %v", d.Lost, d.Acked, d.Gaps, tc.wantLost, tc.wantAcked, tc.wantGaps)
 			}
-			if again := d.Lose(tc.first); again != 0 || d.Lost != tc.wantLost {
+			if !slices.Equal(d.Above, tc.wantAbove) {
+				t.Fatalf("held above acked %v, want %v", d.Above, tc.wantAbove)
+			}
+			if again := d.Lose(tc.base, tc.first); again != 0 || d.Lost != tc.wantLost {
 				t.Fatalf("the same hello again recorded %d more (total %d): a hole is recorded once", again, d.Lost)
 			}
 		})
