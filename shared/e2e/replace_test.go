@@ -140,6 +140,19 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 	if v := ledger.Check("kiosk-1", evs, residentMarker); !v.OK() || v.Present != 13 {
 		t.Fatalf("exactly-once violated across the replacement: %s", v)
 	}
+	// Each key's seqs are counted in its own range: the replacement's
+	// first seq lies 1<<40 above its predecessor's, and none between is
+	// lost.
+	var ds []struct {
+		ID   string `json:"id"`
+		Lost uint64 `json:"lost"`
+	}
+	h.do(t, "GET", "/api/v1/devices", nil, &ds)
+	for _, d := range ds {
+		if d.ID == "kiosk-1" && d.Lost != 0 {
+			t.Fatalf("kiosk-1 lost %d seqs across its replacement, want 0", d.Lost)
+		}
+	}
 	if s := b.identity(t); s.Identity != "ok" {
 		t.Fatalf("replacement's identity %q, want ok", s.Identity)
 	}
