@@ -64,9 +64,10 @@ type Resync interface {
 
 // Horizon is, per device, the highest seq a completed backup covers.
 type Horizon interface {
-	// Of is the device's horizon; ok is false when the hub takes no
-	// backups.
-	Of(site, device string) (seq uint64, ok bool)
+	// Of is the device's horizon within the seqs numbered above base
+	// (each key of a replaced device numbers its own range); ok is false
+	// when the hub takes no backups.
+	Of(site, device string, base uint64) (seq uint64, ok bool)
 }
 
 // Keys knows enrolled devices' keys.
@@ -631,10 +632,8 @@ func abs(n int64) int64 {
 func (in *Ingest) ack(site, device string, base, acked uint64, hello bool) {
 	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device, Base: base}
 	if in.opts.Horizon != nil {
-		if h, ok := in.opts.Horizon.Of(site, device); ok {
-			// The horizon is a mark of the id's first range; a later key's
-			// range starts at its base, so nothing of it counts as covered.
-			h = min(max(h, base), acked)
+		if h, ok := in.opts.Horizon.Of(site, device, base); ok {
+			h = min(max(h, base), acked) // within this key's range
 			a.Horizon = &h
 		}
 	}

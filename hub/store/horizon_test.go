@@ -63,19 +63,19 @@ func TestHorizon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := h.Of("s1", "k1"); ok {
+	if _, ok := h.Of("s1", "k1", 0); ok {
 		t.Fatal("a hub without backups has no horizon")
 	}
 	if h, err = s.Horizon(true); err != nil {
 		t.Fatal(err)
 	}
-	if seq, ok := h.Of("s1", "k1"); !ok || seq != 0 {
+	if seq, ok := h.Of("s1", "k1", 0); !ok || seq != 0 {
 		t.Fatalf("backups configured, none done: %d, %v; want 0, true", seq, ok)
 	}
 	if err := h.Covered(Marks{"s1/k1": 7, "s1/k2": 3}); err != nil {
 		t.Fatal(err)
 	}
-	if seq, ok := h.Of("s1", "k1"); !ok || seq != 7 {
+	if seq, ok := h.Of("s1", "k1", 0); !ok || seq != 7 {
 		t.Fatalf("after a backup: %d, %v; want 7", seq, ok)
 	}
 	if err := s.Close(); err != nil {
@@ -86,7 +86,7 @@ func TestHorizon(t *testing.T) {
 	if h, err = s.Horizon(false); err != nil {
 		t.Fatal(err)
 	}
-	if seq, ok := h.Of("s1", "k2"); !ok || seq != 3 {
+	if seq, ok := h.Of("s1", "k2", 0); !ok || seq != 3 {
 		t.Fatalf("after a restart (a backup was taken here): %d, %v; want 3, true", seq, ok)
 	}
 	b := s.NewBatch()
@@ -102,8 +102,46 @@ func TestHorizon(t *testing.T) {
 		t.Fatal(err)
 	}
 	for dev, want := range map[string]uint64{"k1": 5, "k3": 9} {
-		if seq, ok := h.Of("s1", dev); !ok || seq != want {
+		if seq, ok := h.Of("s1", dev, 0); !ok || seq != want {
 			t.Errorf("after a restore %s: %d, %v; want %d (what the restored store holds)", dev, seq, ok, want)
+		}
+	}
+}
+
+// A device replaced under its id numbers above a seq base of its own: a
+// backup covers each key's range as far as it was held, and the horizon
+// of a range no backup reached is its base (keep everything above it).
+func TestHorizonPerSeqBase(t *testing.T) {
+	const b = 1 << 40
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	batch := s.NewBatch()
+	batch.PutDevice(&DeviceRecord{ID: "k1", Site: "s1", Acked: 8, Above: []Range{{b + 1, b + 4}, {b + 7, b + 9}}})
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Horizon(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks, err := s.AckedMarks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Covered(marks); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		base uint64
+		want uint64
+	}{
+		{"first device", 0, 8},
+		{"replacement: up to its first hole", b, b + 4},
+		{"a later replacement, not covered", 2 * b, 2 * b},
+	} {
+		if seq, ok := h.Of("s1", "k1", tc.base); !ok || seq != tc.want {
+			t.Errorf("%s: horizon %d, %v; want %d", tc.name, seq, ok, tc.want)
 		}
 	}
 }
