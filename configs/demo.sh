@@ -103,7 +103,9 @@ wait_http "$hub_url/healthz" hub
 # credentials, and signs everything it sends.
 enroll() { # id site role data
 	if [ ! -f "$4/identity/identity.json" ]; then
-		token=$("$bin/linli-hub" device add --hub "$hub_url" --data "$data/hub" --id "$1" --site "$2" --role "$3" | tail -n 1)
+		# --replace: a demo edge whose data dir was wiped enrolls anew under
+		# its id (the hub keeps its old key for what it already numbered).
+		token=$("$bin/linli-hub" device add --replace --hub "$hub_url" --data "$data/hub" --id "$1" --site "$2" --role "$3" | tail -n 1)
 		"$bin/linli-edge" enroll --hub "$hub_url" --token "$token" --data "$4"
 	fi
 }

@@ -169,9 +169,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	ident := new(atomic.Pointer[enroll.Identity])
 	if id, err := enroll.Load(cfg.Data); err == nil {
 		ident.Store(id)
+		// A device that replaced another under this id numbers above
+		// everything its predecessor may still deliver.
+		if moved, err := ob.Rebase(id.SeqBase); err != nil {
+			closeAfterFailedStart(log, ob, ln)
+			return nil, err
+		} else if moved {
+			log.Info("numbering events above the replaced device's", "seq_base", id.SeqBase)
+		} else if last, _, _ := ob.Cursors(); last < id.SeqBase {
+			log.Warn("this edge replaced another under its id but holds unsent events numbered like its predecessor's; they may collide", "seq_base", id.SeqBase)
+		}
 	} else if !errors.Is(err, enroll.ErrNotEnrolled) {
 		log.Error("identity unreadable; running unenrolled", "err", err)
 	}
+	idw := newIdentityWatch(ident, log.With("component", "identity"))
 	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
 	rep.SetRole(cfg.Role)
 	up := uplink.New(ob, rep, uplink.Options{
@@ -181,6 +192,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
 		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
 		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: now,
+		OnIdentity: idw.Hint, Hold: idw.Retired,
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -191,7 +203,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
 	var idx *kiosk.Index // kiosks only
 	api := &kiosk.API{
-		Role: cfg.Role, Log: ob, Sync: up, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
+		Role: cfg.Role, Log: ob, Sync: up, Identity: idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
 		Ready:  ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
 		Detail: func() kiosk.SyncDetail { return syncDetail(ob, guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
@@ -203,6 +215,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return resident
 		},
 	}
+	idw.relogin = up.Reconnect
 	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
 	if cfg.Role == kiosk.RoleKiosk {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))
@@ -263,8 +276,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			a.fail(fmt.Errorf("disk guard: %w", err))
 		}
 	}()
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); rep.Run(runCtx) }()
+	go func() { defer a.wg.Done(); idw.run(runCtx) }()
 	if ident.Load() == nil {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.awaitEnrollment(runCtx, ident) }()
@@ -453,7 +467,7 @@ func creds(id *enroll.Identity, log *slog.Logger) uplink.Creds {
 	if err != nil {
 		log.Error("identity TLS settings", "err", err)
 	}
-	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf,
+	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf, Base: id.SeqBase,
 		Sign:   func(p []byte) ([]byte, error) { return identity.Sign(id.Key, id.ID, p) },
 		Verify: func(p []byte) ([]byte, error) { return identity.Open(p, id.HubPub, id.HubID) }}
 }

@@ -54,6 +54,9 @@ type Identity struct {
 	Pseudonymize bool   `json:"pseudonymize,omitempty"`
 	ResidentKey  string `json:"resident_key,omitempty"`
 	Enrolled     string `json:"enrolled"`
+	// SeqBase: this device numbers its events above it (it replaced
+	// another device under the same id).
+	SeqBase uint64 `json:"seq_base,omitempty"`
 
 	Key    ed25519.PrivateKey `json:"-"`
 	HubPub ed25519.PublicKey  `json:"-"`
@@ -206,7 +209,7 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 	}
 	id := &Identity{ID: er.ID, Site: er.Site, Role: er.Role, Hub: o.Hub, MQTTUsername: er.MQTTUsername,
 		MQTTPassword: er.MQTTPassword, HubID: er.HubID, HubKey: er.HubKey, CAPEM: er.CAPEM, Broker: er.Broker,
-		Pseudonymize: er.Pseudonymize, ResidentKey: er.ResidentKey,
+		Pseudonymize: er.Pseudonymize, ResidentKey: er.ResidentKey, SeqBase: er.SeqBase,
 		Enrolled: time.Now().UTC().Format(time.RFC3339), Key: key}
 	if id.HubPub, err = identity.DecodePublic(er.HubKey); err != nil {
 		return nil, fmt.Errorf("enroll answer: hub key: %w", err)
@@ -219,6 +222,52 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 		return nil, fmt.Errorf("store identity: %w", err)
 	}
 	return id, nil
+}
+
+// Check asks the hub what became of this edge's identity: "ok",
+// "replaced" or "revoked". It proves the key by signing its id, and trusts
+// the answer because it comes over the hub's pinned CA (or loopback).
+func Check(ctx context.Context, id *Identity) (identity.StateResponse, error) {
+	var sr identity.StateResponse
+	proof, err := identity.Sign(id.Key, id.ID, []byte(id.ID))
+	if err != nil {
+		return sr, err
+	}
+	body, err := json.Marshal(identity.StateRequest{ID: id.ID, Proof: base64.RawURLEncoding.EncodeToString(proof)})
+	if err != nil {
+		return sr, err
+	}
+	tlsConf, err := id.TLSConfig()
+	if err != nil {
+		return sr, err
+	}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(id.Hub, "/")+"/api/v1/identity", bytes.NewReader(body))
+	if err != nil {
+		return sr, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return sr, fmt.Errorf("ask the hub about this identity: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return sr, fmt.Errorf("ask the hub about this identity: %w", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusForbidden:
+		// The hub knows no such device or not this key: as good as revoked.
+		return identity.StateResponse{ID: id.ID, Identity: "revoked"}, nil
+	default:
+		return sr, fmt.Errorf("ask the hub about this identity: status %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if err := json.Unmarshal(data, &sr); err != nil {
+		return sr, fmt.Errorf("identity answer: %w", err)
+	}
+	return sr, nil
 }
 
 // fetchPinnedCA downloads the hub's CA without trusting the connection,

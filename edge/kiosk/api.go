@@ -75,9 +75,12 @@ const (
 
 // API is the edge's HTTP handler.
 type API struct {
-	Role     string
-	Log      Log
-	Sync     Sync
+	Role string
+	Log  Log
+	Sync Sync
+	// Identity says what the hub last said of this edge's identity (nil: not
+	// reported).
+	Identity func() string
 	Seats    Seats   // optional
 	Replica  Replica // optional
 	Registry *prometheus.Registry
@@ -570,6 +573,9 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 		DiskRefusing     *string    `json:"disk_refusing,omitempty"`
 		FirstHeld        *uint64    `json:"first_held,omitempty"`
 		BackupHorizon    *uint64    `json:"backup_horizon,omitempty"`
+		// Identity: "ok", "replaced" or "revoked" as the hub last said;
+		// absent while the edge is not enrolled.
+		Identity string `json:"identity,omitempty"`
 	}{Pending: pending, LastSeq: last, AckedSeq: acked}
 	if a.Detail != nil {
 		d := a.Detail()
@@ -582,6 +588,9 @@ func (a *API) getSync(w http.ResponseWriter, r *http.Request) error {
 			out.FirstHeld = &d.FirstHeld
 		}
 		out.BackupHorizon = d.Horizon
+	}
+	if a.Identity != nil {
+		out.Identity = a.Identity()
 	}
 	if a.Sync != nil {
 		out.Connected = a.Sync.Connected()

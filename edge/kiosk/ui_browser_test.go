@@ -416,3 +416,26 @@ func TestUIStartScreenTransfer(t *testing.T) {
 		t.Fatalf("start screen took %d bytes in %d responses; want at least the 4 files and an API answer, under 100 KB", bytes, n)
 	}
 }
+
+// A kiosk the hub no longer takes as itself says so in its status bar,
+// in the resident's language.
+func TestUIShowsIdentityReplacedOrRevoked(t *testing.T) {
+	ui, err := NewUI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state atomic.Pointer[string]
+	ok := "ok"
+	state.Store(&ok)
+	api := &API{Role: RoleKiosk, Log: &scriptedLog{}, Sync: offline{}, Replica: fixedReplica{}, UI: ui, Residents: noResidents{},
+		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}, Identity: func() string { return *state.Load() }}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	p := openUI(t, browser.New(t), srv.URL, 1080, 1920)
+	p.textIs("#sync-text", p.zh["sync.offline_none"])
+	for _, s := range []string{"replaced", "revoked"} {
+		state.Store(&s)
+		p.textIs("#sync-text", p.zh["sync.identity_"+s])
+		p.Wait(20*time.Second, "the down state", `document.getElementById('sync').dataset.state === 'down'`)
+	}
+}

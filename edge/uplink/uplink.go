@@ -15,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"linli/shared/backoff"
 	"linli/shared/event"
@@ -83,6 +84,15 @@ type Options struct {
 	// Creds, when set, is asked at every connect for the credentials of
 	// the session (they appear when the edge enrolls while running).
 	Creds func() Creds
+	// OnIdentity, when set, hears what may have become of the edge's
+	// identity: the broker refused its login (err set), or a signed ack
+	// of the hub said "replaced" or "revoked". It must not block.
+	OnIdentity func(state string, err error)
+	// Hold, when it says true, keeps the uplink from holding a session
+	// while nothing is pending: a replaced edge yields its id's client id
+	// to its replacement once it has delivered what it holds, and comes
+	// back only to deliver what it records after.
+	Hold func() bool
 }
 
 // Creds are an enrolled edge's credentials.
@@ -96,6 +106,9 @@ type Creds struct {
 	// has no hub key yet (not enrolled) and reads acks unverified.
 	Verify func(envelope []byte) ([]byte, error)
 	TLS    *tls.Config
+	// Base is the seq base this edge numbers above: acks for another base
+	// answer another device under the same id.
+	Base uint64
 }
 
 func (o *Options) defaults() {
@@ -281,11 +294,29 @@ func (u *Uplink) SendPriority(ev event.Event) {
 func (u *Uplink) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: u.opts.BackoffMin, Max: u.opts.BackoffMax}
 	failures := 0
+	wasHeld := false
 	for ctx.Err() == nil {
+		if u.held() {
+			if !wasHeld {
+				u.lg.Info("identity replaced or revoked and nothing left to send: keeping no session")
+			}
+			wasHeld = true
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-u.log.Notify():
+			case <-time.After(u.opts.AckTimeout):
+			}
+			continue
+		}
+		wasHeld = false
 		err := u.session(ctx)
 		u.connected.Store(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errHeld) {
+			continue
 		}
 		if errors.Is(err, errSessionEnded) {
 			bo.Reset() // the session worked; reconnect quickly
@@ -311,7 +342,19 @@ func (u *Uplink) Run(ctx context.Context) error {
 	return nil
 }
 
-var errSessionEnded = errors.New("session ended after a successful hello")
+var (
+	errSessionEnded = errors.New("session ended after a successful hello")
+	errHeld         = errors.New("session yielded: identity replaced and nothing pending")
+)
+
+// held reports whether Hold says to keep no session and nothing waits.
+func (u *Uplink) held() bool {
+	if u.opts.Hold == nil || !u.opts.Hold() {
+		return false
+	}
+	_, _, pending := u.log.Cursors()
+	return pending == 0
+}
 
 func (u *Uplink) topic(leaf string) string { return wire.Topic(u.opts.Site, u.opts.Device, leaf) }
 
@@ -343,6 +386,9 @@ func (u *Uplink) session(ctx context.Context) error {
 		creds = u.opts.Creds()
 	}
 	u.sign = creds.Sign
+	// A replaced edge says nothing of the device's presence: the status
+	// topic is its replacement's.
+	quiet := func() bool { return u.opts.Hold != nil && u.opts.Hold() }
 	lost := make(chan error, 1)
 	co := mqtt.NewClientOptions().
 		AddBroker(u.opts.Broker).
@@ -356,22 +402,27 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetKeepAlive(u.opts.KeepAlive).
 		SetPingTimeout(u.opts.KeepAlive).
 		SetConnectTimeout(connectTimeout(u.opts.KeepAlive)).
-		SetWriteTimeout(10*time.Second).
-		SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true).
+		SetWriteTimeout(10 * time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
 			default:
 			}
 		})
+	if !quiet() {
+		co.SetBinaryWill(u.topic(wire.LeafStatus), u.status(false), 1, true)
+	}
 	c := mqtt.NewClient(co)
 	tok := c.Connect()
 	if err := waitToken(ctx, tok, 15*time.Second); err != nil {
 		u.count(func(s *Stats) { s.ConnectErrs++ })
+		if refused(err) && u.opts.OnIdentity != nil {
+			u.opts.OnIdentity("", err)
+		}
 		return fmt.Errorf("connect %s: %w", u.opts.Broker, err)
 	}
 	defer func() {
-		if c.IsConnectionOpen() {
+		if c.IsConnectionOpen() && !quiet() {
 			// A clean goodbye: the will is not sent on DISCONNECT.
 			c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(false)).WaitTimeout(time.Second)
 		}
@@ -381,9 +432,20 @@ func (u *Uplink) session(ctx context.Context) error {
 
 	verify := creds.Verify
 	onAck := func(_ mqtt.Client, m mqtt.Message) {
-		a, err := u.checkAck(verify, m.Payload())
+		a, err := u.checkAck(verify, creds.Base, m.Payload())
+		if errors.Is(err, errOtherBase) {
+			return // for the other device under this id
+		}
 		if err != nil {
 			u.refuseAck(err)
+			return
+		}
+		if a.Identity != "" {
+			// Only the hub's signature makes it worth asking the hub: an
+			// edge with no hub key read the ack unverified.
+			if verify != nil && u.opts.OnIdentity != nil {
+				u.opts.OnIdentity(a.Identity, nil)
+			}
 			return
 		}
 		u.log.Clock().Observe(a.Clock)
@@ -422,8 +484,10 @@ func (u *Uplink) session(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", t, err)
 		}
 	}
-	if err := waitToken(ctx, c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(true)), 10*time.Second); err != nil {
-		return fmt.Errorf("publish status: %w", err)
+	if !quiet() {
+		if err := waitToken(ctx, c.Publish(u.topic(wire.LeafStatus), 1, true, u.status(true)), 10*time.Second); err != nil {
+			return fmt.Errorf("publish status: %w", err)
+		}
 	}
 	acked, err := u.hello(ctx, c, lost)
 	if err != nil {
@@ -434,6 +498,9 @@ func (u *Uplink) session(ctx context.Context) error {
 	err = u.stream(ctx, c, lost, acked)
 	if ctx.Err() != nil {
 		return nil
+	}
+	if errors.Is(err, errHeld) {
+		return err
 	}
 	return fmt.Errorf("%w: %v", errSessionEnded, err)
 }
@@ -451,7 +518,7 @@ var (
 // hub never got. So an ack must carry the hub's signature (when the edge
 // has the hub's key), name this device and name a seq written here; its
 // clock and downlink head are read only after that.
-func (u *Uplink) checkAck(verify func([]byte) ([]byte, error), payload []byte) (wire.Ack, error) {
+func (u *Uplink) checkAck(verify func([]byte) ([]byte, error), base uint64, payload []byte) (wire.Ack, error) {
 	var err error
 	switch {
 	case verify != nil:
@@ -469,11 +536,25 @@ func (u *Uplink) checkAck(verify func([]byte) ([]byte, error), payload []byte) (
 	if a.Device != u.opts.Device {
 		return wire.Ack{}, fmt.Errorf("%w: %q", ErrAckDevice, a.Device)
 	}
-	if last, _, _ := u.log.Cursors(); a.Acked > last {
-		return wire.Ack{}, fmt.Errorf("%w: %d, newest written %d", ErrAckSeq, a.Acked, last)
+	if a.Identity != "" {
+		return a, nil // says what became of this id's key; acks no seq
+	}
+	if a.Base != base {
+		// The hub's answer to the device this one replaced, or to the
+		// one that replaced it: both share the id's ack topic.
+		return wire.Ack{}, errOtherBase
+	}
+	// This edge numbers its seqs above its base: an ack below it or above
+	// the newest seq written is not the hub's.
+	if last, _, _ := u.log.Cursors(); a.Acked > last || a.Acked < base {
+		return wire.Ack{}, fmt.Errorf("%w: %d, newest written %d, base %d", ErrAckSeq, a.Acked, last, base)
 	}
 	return a, nil
 }
+
+// errOtherBase marks an ack for another key's seqs under this id: not
+// refused, just not this edge's.
+var errOtherBase = errors.New("ack for another seq base")
 
 // refusedLogEvery is the most often a refused ack is logged: whoever sends
 // them can send them fast, and the count is in the metrics.
@@ -651,6 +732,9 @@ func (u *Uplink) stream(ctx context.Context, c mqtt.Client, lost <-chan error, a
 				sent = acked
 			}
 		case <-tick.C:
+			if len(inflight) == 0 && u.held() {
+				return errHeld
+			}
 			if len(inflight) > 0 && time.Since(lastProgress) > u.opts.AckTimeout {
 				// The broker or the hub lost a batch (brokers drop QoS 1 under
 				// load; PUBACK is not the hub's ack): resend from the ack.
@@ -763,6 +847,12 @@ func (u *Uplink) publish(c mqtt.Client, b *wire.Batch, events int) error {
 		s.Bytes += uint64(n)
 	})
 	return nil
+}
+
+// refused reports whether a connect error is the broker refusing the
+// login (CONNACK "not authorised" or "bad user name or password").
+func refused(err error) bool {
+	return errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword)
 }
 
 func waitToken(ctx context.Context, t mqtt.Token, timeout time.Duration) error {

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 
 // Registry enrolls and revokes devices.
 type Registry interface {
-	Issue(id, site, role, fingerprint string, ttl time.Duration) (identity.Token, time.Time, error)
+	Issue(id, site, role, fingerprint string, ttl time.Duration, replace bool) (identity.Token, time.Time, error)
 	Enroll(token string, pub ed25519.PublicKey) (registry.Device, string, error)
 	Revoke(id string) (registry.Device, error)
 	List() []registry.Device
@@ -29,6 +30,9 @@ type HubInfo struct {
 	Fingerprint string // of the CA, carried in tokens
 	Broker      string // the broker URL edges should use
 	TokenTTL    time.Duration
+	// MosquittoLogins: the hub writes an external Mosquitto's logins, where
+	// a replaced device has a login of its own.
+	MosquittoLogins bool
 	// ResidentKey, when set, is the site's pseudonym key: kiosks then record
 	// residents by pseudonym, and operators' resident ids are hashed alike.
 	ResidentKey func(site string) ([]byte, error)
@@ -51,6 +55,7 @@ func (a *API) mountDevices(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/devices/{id}", a.wrap(a.requireAdmin(a.revokeDevice)))
 	mux.HandleFunc("POST /api/v1/enroll", a.wrap(a.enroll))
 	mux.HandleFunc("GET /api/v1/ca.pem", a.wrap(a.caPEM))
+	mux.HandleFunc("POST /api/v1/identity", a.wrap(a.identityState))
 }
 
 func (a *API) requireAdmin(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
@@ -71,6 +76,9 @@ func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
 		ID   string `json:"id"`
 		Site string `json:"site"`
 		Role string `json:"role"`
+		// Replace must be set to enroll a new device under an id already
+		// enrolled (a broken kiosk swapped); otherwise that is a 409.
+		Replace bool `json:"replace"`
 	}
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
@@ -79,7 +87,10 @@ func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
 	if ttl <= 0 {
 		ttl = 24 * time.Hour
 	}
-	tok, exp, err := a.Enrollment.Issue(req.ID, req.Site, req.Role, a.Hub.Fingerprint, ttl)
+	tok, exp, err := a.Enrollment.Issue(req.ID, req.Site, req.Role, a.Hub.Fingerprint, ttl, req.Replace)
+	if errors.Is(err, registry.ErrEnrolled) {
+		return &httpx.Error{Status: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("%s is enrolled already; send \"replace\":true to enroll a device that replaces it", req.ID)}
+	}
 	if err != nil {
 		if e := httpx.FromValidation(err); e != nil {
 			return e
@@ -120,12 +131,14 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, registry.ErrTokenUnknown), errors.Is(err, registry.ErrTokenExpired):
 		return &httpx.Error{Status: http.StatusForbidden, Field: "token", Msg: err.Error()}
+	case errors.Is(err, registry.ErrEnrolled):
+		return &httpx.Error{Status: http.StatusConflict, Field: "token", Msg: err.Error()}
 	case err != nil:
 		return err
 	}
 	resp := identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
 		MQTTUsername: d.ID, MQTTPassword: password, HubID: a.Hub.ID, HubKey: identity.EncodePublic(a.Hub.Key),
-		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker}
+		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker, SeqBase: d.SeqBase}
 	if a.Hub.ResidentKey != nil {
 		key, err := a.Hub.ResidentKey(d.Site)
 		if err != nil {
@@ -135,6 +148,44 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// identityState tells an edge, proving it holds one of its id's keys, what
+// became of that key: "ok", "replaced" or "revoked". An edge asks when the
+// broker refuses its login or a hub's ack says so; the answer comes over
+// the pinned TLS connection (or loopback), so no one else can tell an edge
+// it is revoked.
+func (a *API) identityState(w http.ResponseWriter, r *http.Request) error {
+	var req identity.StateRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	proof, err := base64.RawURLEncoding.DecodeString(req.Proof)
+	if err != nil {
+		return httpx.BadRequest("proof", "not base64url: %v", err)
+	}
+	d, ok := a.Enrollment.Get(req.ID)
+	if !ok {
+		return &httpx.Error{Status: http.StatusNotFound, Field: "id", Msg: "no enrolled device " + req.ID}
+	}
+	keys := [][]byte{d.PublicKey}
+	for _, k := range d.Previous {
+		keys = append(keys, k.PublicKey)
+	}
+	for _, k := range keys {
+		if len(k) == 0 {
+			continue
+		}
+		if p, err := identity.Open(proof, k, req.ID); err == nil && string(p) == req.ID {
+			resp := identity.StateResponse{ID: req.ID, Identity: d.Identity(k)}
+			if a.Hub.MosquittoLogins && resp.Identity == registry.IdentityReplaced {
+				resp.MQTTUsername = d.MosquittoLogin(k)
+			}
+			httpx.WriteJSON(w, http.StatusOK, resp)
+			return nil
+		}
+	}
+	return &httpx.Error{Status: http.StatusForbidden, Field: "proof", Msg: "not signed by a key of " + req.ID}
 }
 
 func (a *API) caPEM(w http.ResponseWriter, r *http.Request) error {

@@ -85,9 +85,9 @@ func TestHelloAboveAckedRecordsTheHoleAsLost(t *testing.T) {
 
 type horizonOf map[string]uint64
 
-func (h horizonOf) Of(site, device string) (uint64, bool) {
+func (h horizonOf) Of(site, device string, base uint64) (uint64, bool) {
 	seq, ok := h[site+"/"+device]
-	return seq, ok
+	return max(seq, base), ok
 }
 
 var _ ingest.Horizon = horizonOf(nil)

@@ -64,9 +64,10 @@ type Resync interface {
 
 // Horizon is, per device, the highest seq a completed backup covers.
 type Horizon interface {
-	// Of is the device's horizon; ok is false when the hub takes no
-	// backups.
-	Of(site, device string) (seq uint64, ok bool)
+	// Of is the device's horizon within the seqs numbered above base
+	// (each key of a replaced device numbers its own range); ok is false
+	// when the hub takes no backups.
+	Of(site, device string, base uint64) (seq uint64, ok bool)
 }
 
 // Keys knows enrolled devices' keys.
@@ -75,6 +76,27 @@ type Keys interface {
 	// for an id that never enrolled; err is set for a revoked device.
 	Key(id string) (pub ed25519.PublicKey, site string, known bool, err error)
 }
+
+// Generations is optionally implemented by Keys for device ids whose
+// device was replaced: each key numbers its own span of seqs.
+type Generations interface {
+	// Generation returns the seq base of id's current key (it signs seqs
+	// above it) and the keys of the devices it replaced.
+	Generation(id string) (base uint64, past []PastKey)
+}
+
+// PastKey is a replaced device's key: it still signs the events it
+// numbered, From < seq <= Below.
+type PastKey struct {
+	Pub         ed25519.PublicKey
+	From, Below uint64
+}
+
+// Identity states told to an edge on its ack topic.
+const (
+	IdentityReplaced = "replaced"
+	IdentityRevoked  = "revoked"
+)
 
 // Options configure an Ingest.
 type Options struct {
@@ -91,7 +113,8 @@ type Options struct {
 	// enrolled (loopback demo mode); enrolled devices must always sign.
 	AllowUnsigned bool
 	// Sign signs every ack with the hub's key, as the downlink is signed:
-	// edges ignore acks they cannot verify.
+	// edges ignore acks they cannot verify. It also signs the acks that
+	// tell an edge its identity was replaced or revoked.
 	Sign     func(payload []byte) ([]byte, error)
 	Clock    *hlc.Clock
 	Logger   *slog.Logger
@@ -140,8 +163,16 @@ type inbound struct {
 	at                 time.Time
 }
 
+// grant is what the key that signed a message may do: number events in
+// (base, below], and be acked from base.
+type grant struct {
+	base, below uint64
+	past        bool // a replaced device's key
+}
+
 type decoded struct {
 	site, device string
+	base         uint64 // the signer's seq base: its acks count from here
 	batch        *wire.Batch
 	events       []event.Event
 	encoded      [][]byte
@@ -253,6 +284,14 @@ func (in *Ingest) receive(ctx context.Context, topic string, payload []byte) {
 }
 
 func (in *Ingest) status(m inbound) {
+	if len(m.payload) == 0 {
+		return // a cleared retained status (a revoked device's)
+	}
+	if in.revoked(m.device) {
+		// A revoked device's will or retained status must not bring it
+		// back online.
+		return
+	}
 	st, err := wire.DecodeStatus(m.payload)
 	if err != nil {
 		in.log.Warn("bad status message", "device", m.device, "err", err)
@@ -273,6 +312,26 @@ func (in *Ingest) status(m inbound) {
 		d.Version = st.Version
 	}
 	in.dirty[d.ID] = true
+}
+
+// revoked reports whether id is an enrolled device that was revoked.
+func (in *Ingest) revoked(id string) bool {
+	if in.opts.Keys == nil {
+		return false
+	}
+	_, _, known, err := in.opts.Keys.Key(id)
+	return known && err != nil
+}
+
+// SetOffline marks a device offline at once, whatever its connection last
+// said (a revoked device).
+func (in *Ingest) SetOffline(id string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if d, ok := in.devices[id]; ok && d.Online {
+		d.Online = false
+		in.dirty[id] = true
+	}
 }
 
 // device returns the record of a device, creating it on first contact;
@@ -302,10 +361,13 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 		case m = <-in.in:
 		}
 		in.count(func(s *Stats) { s.Messages++ })
-		payload, err := in.verify(m)
+		payload, g, err := in.verify(m)
 		if err != nil {
 			in.count(func(s *Stats) { s.Forged++ })
 			in.reject(m, err)
+			if errors.Is(err, errRevoked) {
+				in.tell(m.site, m.device, 0, IdentityRevoked)
+			}
 			continue
 		}
 		up, err := wire.DecodeUp(payload)
@@ -314,7 +376,7 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			continue
 		}
 		if up.Hello != nil {
-			in.hello(m, up.Hello)
+			in.hello(m, up.Hello, g)
 			continue
 		}
 		if up.DownAck != nil {
@@ -326,7 +388,12 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			in.reject(m, err)
 			continue
 		}
-		d := decoded{site: m.site, device: m.device, batch: up.Batch, events: evs,
+		if up.Batch.From <= g.base && g.past || up.Batch.To > g.below {
+			in.count(func(s *Stats) { s.Forged++ })
+			in.reject(m, fmt.Errorf("batch %d-%d is outside the seqs %d-%d its key numbers", up.Batch.From, up.Batch.To, g.base+1, g.below))
+			continue
+		}
+		d := decoded{site: m.site, device: m.device, base: g.base, batch: up.Batch, events: evs,
 			encoded: encoded, invalid: make([]string, len(evs))}
 		for i := range evs {
 			if evs[i].Kind.IsHub() {
@@ -356,43 +423,86 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 
 // verify checks the signature of a message against the sender's enrolled
 // key and returns the signed payload. Nothing unverified reaches the merge.
-func (in *Ingest) verify(m inbound) ([]byte, error) {
+func (in *Ingest) verify(m inbound) ([]byte, grant, error) {
 	var (
 		pub   ed25519.PublicKey
 		site  string
 		known bool
 		err   error
 	)
+	all := grant{below: math.MaxUint64}
 	if in.opts.Keys != nil {
 		pub, site, known, err = in.opts.Keys.Key(m.device)
 	}
 	if known {
 		if err != nil {
-			return nil, err // revoked
+			return nil, all, fmt.Errorf("%w: %v", errRevoked, err)
 		}
 		if site != m.site {
-			return nil, fmt.Errorf("device is enrolled in site %s, not %s", site, m.site)
+			return nil, all, fmt.Errorf("device is enrolled in site %s, not %s", site, m.site)
 		}
 		if !identity.IsSigned(m.payload) {
-			return nil, errors.New("unsigned message from an enrolled device")
+			return nil, all, errors.New("unsigned message from an enrolled device")
 		}
-		return identity.Open(m.payload, pub, m.device)
+		gens, _ := in.opts.Keys.(Generations)
+		var past []PastKey
+		if gens != nil {
+			all.base, past = gens.Generation(m.device)
+		}
+		payload, err := identity.Open(m.payload, pub, m.device)
+		if err == nil {
+			return payload, all, nil
+		}
+		// A replaced device delivering what it numbered before.
+		for _, k := range past {
+			if p, perr := identity.Open(m.payload, k.Pub, m.device); perr == nil {
+				return p, grant{base: k.From, below: k.Below, past: true}, nil
+			}
+		}
+		return nil, all, err
 	}
 	if !in.opts.AllowUnsigned {
-		return nil, errors.New("device is not enrolled")
+		return nil, all, errors.New("device is not enrolled")
 	}
 	if identity.IsSigned(m.payload) {
-		return nil, errors.New("signed message from a device that is not enrolled")
+		return nil, all, errors.New("signed message from a device that is not enrolled")
 	}
-	return m.payload, nil
+	return m.payload, all, nil
 }
+
+// errRevoked marks a message refused because its device is revoked.
+var errRevoked = errors.New("revoked")
+
+// tell sends a device a signed ack saying what became of its identity: a
+// replaced device delivering its backlog, a revoked one still connected
+// to an external broker. The edge confirms it with the hub over HTTPS.
+func (in *Ingest) tell(site, device string, base uint64, state string) {
+	if in.opts.Sign == nil {
+		return
+	}
+	payload, err := wire.Encode(wire.Ack{Device: device, Base: base, Identity: state, Clock: in.opts.Clock.Now()})
+	if err == nil {
+		payload, err = in.opts.Sign(payload)
+	}
+	if err != nil {
+		in.log.Error("encode identity ack", "err", err)
+		return
+	}
+	if err := in.opts.Transport.Publish(wire.Topic(site, device, wire.LeafAck), payload, false); err != nil {
+		in.log.Warn("publish identity ack", "device", device, "err", err)
+	}
+}
+
+// ackedFrom is the high-water mark of d's seqs counted from base: every
+// seq in (base, mark] is held.
+func ackedFrom(d *store.DeviceRecord, base uint64) uint64 { return d.AckedFrom(base) }
 
 func (in *Ingest) reject(m inbound, err error) {
 	in.count(func(s *Stats) { s.Rejected++ })
 	in.log.Warn("message refused", "site", m.site, "device", m.device, "err", err)
 }
 
-func (in *Ingest) hello(m inbound, h *wire.Hello) {
+func (in *Ingest) hello(m inbound, h *wire.Hello, g grant) {
 	in.opts.Clock.Observe(h.Clock)
 	in.mu.Lock()
 	d := in.device(m.site, m.device)
@@ -413,11 +523,17 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	// An edge that no longer holds the seqs the hub lacks (deleted before
 	// a backup covered them, and the hub was restored from that backup)
 	// will never send them: record the hole once and take what follows.
+	// Only within the range of the key that said hello: a replacement
+	// numbers from its own base, a replaced device up to its last seq.
 	var lost uint64
 	if h.First > 0 {
-		lost = d.Lose(min(h.First, h.LastSeq+1))
+		first := min(h.First, h.LastSeq+1)
+		if g.past {
+			first = min(first, g.below+1)
+		}
+		lost = d.Lose(g.base, first)
 	}
-	acked, totalLost := d.Acked, d.Lost
+	acked, totalLost := ackedFrom(d, g.base), d.Lost
 	in.dirty[d.ID] = true
 	in.mu.Unlock()
 	if lost > 0 {
@@ -427,7 +543,10 @@ func (in *Ingest) hello(m inbound, h *wire.Hello) {
 	if abs(skew) > int64(5*time.Minute/time.Millisecond) {
 		in.log.Warn("edge clock is far off; merging by HLC anyway", "device", m.device, "skew_ms", skew)
 	}
-	in.ack(m.site, m.device, acked, true)
+	in.ack(m.site, m.device, g.base, acked, true)
+	if g.past {
+		in.tell(m.site, m.device, g.base, IdentityReplaced)
+	}
 	if !in.enrolled(m.device) {
 		return
 	}
@@ -508,11 +627,13 @@ func abs(n int64) int64 {
 	return n
 }
 
-func (in *Ingest) ack(site, device string, acked uint64, hello bool) {
-	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device}
+// ack answers the key numbering above base: a device and the device it
+// replaced share the id's ack topic, and each takes only its own base's.
+func (in *Ingest) ack(site, device string, base, acked uint64, hello bool) {
+	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device, Base: base}
 	if in.opts.Horizon != nil {
-		if h, ok := in.opts.Horizon.Of(site, device); ok {
-			h = min(h, acked)
+		if h, ok := in.opts.Horizon.Of(site, device, base); ok {
+			h = min(max(h, base), acked) // within this key's range
 			a.Horizon = &h
 		}
 	}
@@ -685,11 +806,15 @@ func (in *Ingest) commit(group []decoded) {
 	hooks := in.onEvent
 	in.mu.Unlock()
 
-	acked := map[string]bool{}
+	type span struct {
+		device string
+		base   uint64
+	}
+	acked := map[span]bool{}
 	for _, g := range group {
-		if d := work[g.device]; d != nil && !acked[g.device] {
-			acked[g.device] = true
-			in.ack(g.site, g.device, d.Acked, false)
+		if d := work[g.device]; d != nil && !acked[span{g.device, g.base}] {
+			acked[span{g.device, g.base}] = true
+			in.ack(g.site, g.device, g.base, ackedFrom(d, g.base), false)
 		}
 	}
 	for site, evs := range newBySite {

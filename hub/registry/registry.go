@@ -4,6 +4,7 @@
 package registry
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/ed25519"
 	"crypto/pbkdf2"
@@ -43,6 +44,22 @@ var (
 	ErrRevoked      = errors.New("device is revoked")
 	ErrUnknown      = errors.New("device is not enrolled")
 	ErrCredentials  = errors.New("bad credentials")
+	// ErrEnrolled means the id is enrolled already: replacing its device
+	// must be asked for explicitly.
+	ErrEnrolled = errors.New("device id is already enrolled; replacing its device must be asked for (replace)")
+)
+
+// SeqSpan is how many sequence numbers each of a device id's successive
+// keys owns: the key of the n-th enrollment that replaced another signs
+// seqs above n×SeqSpan, so a replacement never numbers an event like its
+// predecessor's, whose unsent events may still arrive.
+const SeqSpan uint64 = 1 << 40
+
+// Identity states, as an edge is told them.
+const (
+	IdentityOK       = "ok"
+	IdentityReplaced = "replaced"
+	IdentityRevoked  = "revoked"
 )
 
 // Roles a device may have.
@@ -59,6 +76,68 @@ type Device struct {
 	Mosquitto string    `cbor:"7,keyasint,omitempty" json:"-"` // the password in mosquitto_passwd's $7$ form
 	Enrolled  time.Time `cbor:"8,keyasint,omitempty" json:"enrolled,omitzero"`
 	Revoked   time.Time `cbor:"9,keyasint,omitempty" json:"revoked,omitzero"`
+	// SeqBase: the current key signs events with seq > SeqBase.
+	SeqBase uint64 `cbor:"10,keyasint,omitempty" json:"-"`
+	// Previous are the keys of the devices this one replaced, oldest first.
+	Previous []PastKey `cbor:"11,keyasint,omitempty" json:"-"`
+}
+
+// PastKey is the key of a replaced device: it still signs (and logs in to
+// deliver) the events it numbered, From < seq <= Below, until the id is
+// revoked — each was answered 201 by that device.
+type PastKey struct {
+	PublicKey []byte    `cbor:"1,keyasint"`
+	PassSalt  []byte    `cbor:"2,keyasint,omitempty"`
+	PassHash  []byte    `cbor:"3,keyasint,omitempty"`
+	From      uint64    `cbor:"4,keyasint,omitempty"`
+	Below     uint64    `cbor:"5,keyasint"`
+	Replaced  time.Time `cbor:"6,keyasint"`
+	Revoked   bool      `cbor:"7,keyasint,omitempty"` // the id was revoked while this key was current
+	Mosquitto string    `cbor:"8,keyasint,omitempty"` // its broker password, mosquitto_passwd form
+}
+
+// PastLogin is the Mosquitto username of id's n-th past key (from 0): a
+// password file has one password per user, and the replacement has the id
+// itself. "~" is never in a device id.
+func PastLogin(id string, n int) string { return fmt.Sprintf("%s~%d", id, n+1) }
+
+// MosquittoLogin is the Mosquitto username the device holding pub logs in
+// with: the id for the current key, PastLogin for a replaced one, "" for a
+// key that may not log in.
+func (d *Device) MosquittoLogin(pub ed25519.PublicKey) string {
+	if !d.Revoked.IsZero() {
+		return ""
+	}
+	if bytes.Equal(d.PublicKey, pub) {
+		return d.ID
+	}
+	for i, k := range d.Previous {
+		if bytes.Equal(k.PublicKey, pub) && !k.Revoked && k.Mosquitto != "" {
+			return PastLogin(d.ID, i)
+		}
+	}
+	return ""
+}
+
+// Identity is what the device holding pub is now: ok (the current key),
+// replaced (a previous key of the id), or revoked; "" for a key the id
+// never had.
+func (d *Device) Identity(pub ed25519.PublicKey) string {
+	if bytes.Equal(d.PublicKey, pub) {
+		if !d.Revoked.IsZero() {
+			return IdentityRevoked
+		}
+		return IdentityOK
+	}
+	for _, k := range d.Previous {
+		if bytes.Equal(k.PublicKey, pub) {
+			if k.Revoked || !d.Revoked.IsZero() {
+				return IdentityRevoked
+			}
+			return IdentityReplaced
+		}
+	}
+	return ""
 }
 
 // Active reports whether the device is enrolled and not revoked.
@@ -69,6 +148,7 @@ type pending struct {
 	Site    string    `cbor:"2,keyasint"`
 	Role    string    `cbor:"3,keyasint"`
 	Expires time.Time `cbor:"4,keyasint"`
+	Replace bool      `cbor:"5,keyasint,omitempty"`
 }
 
 // Registry is safe for concurrent use.
@@ -120,9 +200,10 @@ func tokenKey(secret string) []byte {
 }
 
 // Issue creates a one-time enrollment token for a device, valid for ttl.
-// Issuing again for an enrolled device lets it re-enroll (a replaced or
-// wiped edge); its old key stays valid until then.
-func (r *Registry) Issue(id, site, role, fingerprint string, ttl time.Duration) (identity.Token, time.Time, error) {
+// For an id already enrolled it is ErrEnrolled unless replace is set: the
+// device that enrolls with the token then replaces the enrolled one, whose
+// key keeps signing the events it numbered (PastKey).
+func (r *Registry) Issue(id, site, role, fingerprint string, ttl time.Duration, replace bool) (identity.Token, time.Time, error) {
 	if err := event.ValidID(id); err != nil {
 		return identity.Token{}, time.Time{}, &event.FieldError{Field: "id", Msg: err.Error()}
 	}
@@ -141,12 +222,15 @@ func (r *Registry) Issue(id, site, role, fingerprint string, ttl time.Duration) 
 	if ok && existing.Site != site {
 		return identity.Token{}, time.Time{}, &event.FieldError{Field: "site", Msg: fmt.Sprintf("device %s is enrolled in site %s", id, existing.Site)}
 	}
+	if ok && !replace {
+		return identity.Token{}, time.Time{}, ErrEnrolled
+	}
 	tok, err := identity.NewToken(fingerprint)
 	if err != nil {
 		return identity.Token{}, time.Time{}, err
 	}
 	exp := r.now().Add(ttl).UTC().Truncate(time.Second)
-	val, err := event.Marshal(pending{ID: id, Site: site, Role: role, Expires: exp})
+	val, err := event.Marshal(pending{ID: id, Site: site, Role: role, Expires: exp, Replace: replace})
 	if err != nil {
 		return identity.Token{}, time.Time{}, err
 	}
@@ -194,6 +278,12 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 		}
 		d = &Device{ID: p.ID, Site: p.Site, Role: p.Role, PublicKey: pub, PassSalt: salt,
 			PassHash: hashPassword(salt, password), Mosquitto: mosquittoHash(password), Enrolled: r.now().UTC()}
+		if old, ok := r.Get(p.ID); ok {
+			if !p.Replace {
+				return ErrEnrolled // two tokens issued before the first enrollment
+			}
+			d.SeqBase, d.Previous = succeed(old, pub, r.now().UTC())
+		}
 		val, err := event.Marshal(d)
 		if err != nil {
 			return err
@@ -215,6 +305,26 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 	}
 	r.log.Info("device enrolled", "device", d.ID, "site", d.Site, "role", d.Role)
 	return *d, password, nil
+}
+
+// succeed returns the seq base and past keys of the device that replaces
+// old with key pub. The same key enrolling again (a re-enrolled data dir)
+// keeps its numbering; a revoked device's keys stay refused.
+func succeed(old Device, pub ed25519.PublicKey, now time.Time) (uint64, []PastKey) {
+	if bytes.Equal(old.PublicKey, pub) && old.Revoked.IsZero() {
+		return old.SeqBase, old.Previous
+	}
+	past := slices.Clone(old.Previous)
+	base := uint64(len(past)+1) * SeqSpan
+	past = append(past, PastKey{PublicKey: old.PublicKey, PassSalt: old.PassSalt, PassHash: old.PassHash,
+		Mosquitto: old.Mosquitto, From: old.SeqBase, Below: base, Replaced: now})
+	if !old.Revoked.IsZero() {
+		// A revoked id's keys are never trusted again.
+		for i := range past {
+			past[i].Revoked = true
+		}
+	}
+	return base, past
 }
 
 // Revoke revokes a device: its next connection and every message it signs
@@ -299,10 +409,20 @@ func (r *Registry) Authenticate(clientID, username string, password []byte) (str
 	if !d.Revoked.IsZero() {
 		return "", ErrRevoked
 	}
-	if username != clientID || subtle.ConstantTimeCompare(hashPassword(d.PassSalt, string(password)), d.PassHash) != 1 {
+	if username != clientID {
 		return "", ErrCredentials
 	}
-	return d.Site, nil
+	if subtle.ConstantTimeCompare(hashPassword(d.PassSalt, string(password)), d.PassHash) == 1 {
+		return d.Site, nil
+	}
+	// A replaced device logs in with its own credentials to deliver what
+	// it still holds.
+	for _, k := range d.Previous {
+		if !k.Revoked && len(k.PassHash) > 0 && subtle.ConstantTimeCompare(hashPassword(k.PassSalt, string(password)), k.PassHash) == 1 {
+			return d.Site, nil
+		}
+	}
+	return "", ErrCredentials
 }
 
 func hashPassword(salt []byte, password string) []byte {

@@ -38,6 +38,8 @@ type Config struct {
 
 	Pseudonymize    bool
 	MosquittoFiles  bool
+	MosquittoDir    string
+	MosquittoGroup  string
 	MosquittoReload string
 
 	TLS       string
@@ -78,7 +80,9 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
 	s.Duration(&c.TokenTTL, "token-ttl", 24*time.Hour, "how long an enrollment token stays valid")
 	s.Bool(&c.Pseudonymize, "pseudonymize", false, "kiosks enrolled from now on record residents by a keyed hash per site instead of their number")
-	s.Bool(&c.MosquittoFiles, "mosquitto-files", false, "with --broker: write Mosquitto password and ACL files for enrolled devices into <data>/mosquitto (configs/mosquitto-secure.conf)")
+	s.Bool(&c.MosquittoFiles, "mosquitto-files", false, "with --broker: write Mosquitto password and ACL files for enrolled devices into --mosquitto-dir (configs/mosquitto-secure.conf)")
+	s.String(&c.MosquittoDir, "mosquitto-dir", "", "where --mosquitto-files writes passwd and acl (mode 0640), a directory Mosquitto's user can enter, e.g. /var/lib/linli/mosquitto (default <data>/mosquitto, readable only by a Mosquitto running as the hub's user)")
+	s.String(&c.MosquittoGroup, "mosquitto-group", "", "group given those files, e.g. mosquitto (default: the directory's, as a setgid directory hands down)")
 	s.String(&c.MosquittoReload, "mosquitto-reload", "", "command run after those files change, e.g. \"pkill -HUP mosquitto\"")
 	s.String(&c.TLS, "tls", "auto", "auto: TLS on every listener off loopback (plain TCP/HTTP only on loopback); on: TLS everywhere")
 	s.String(&c.TLSCert, "tls-cert", "", "server certificate (PEM); default: one issued by a site CA the hub creates in <data>/pki")

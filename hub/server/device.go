@@ -20,7 +20,7 @@ import (
 // deviceMain is `linli-hub device add|revoke|list`: it talks to a running
 // hub's API with the admin token from the hub's data dir.
 func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := "usage: linli-hub device add --id ID --site SITE --role kiosk|gateway | revoke --id ID | list  [--hub URL] [--data DIR | --token TOKEN]"
+	usage := "usage: linli-hub device add --id ID --site SITE --role kiosk|gateway [--replace] | revoke --id ID | list  [--hub URL] [--data DIR | --token TOKEN]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -34,6 +34,7 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	id := fs.String("id", "", "device id")
 	site := fs.String("site", "", "site of the device")
 	role := fs.String("role", "", "kiosk or gateway")
+	replace := fs.Bool("replace", false, "add: the new device replaces one enrolled under the same id")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -56,7 +57,7 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				return 2
 			}
 		}
-		method, path, body = "POST", "/api/v1/devices", map[string]string{"id": *id, "site": *site, "role": *role}
+		method, path, body = "POST", "/api/v1/devices", map[string]any{"id": *id, "site": *site, "role": *role, "replace": *replace}
 	case "revoke":
 		if *id == "" {
 			fmt.Fprintln(stderr, "linli-hub device revoke: bad setting \"id\": is required")

@@ -17,8 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +47,7 @@ import (
 	"linli/shared/identity"
 	"linli/shared/kv"
 	"linli/shared/ready"
+	"linli/shared/wire"
 )
 
 // Main runs the hub program and returns its exit code: 0 after a clean
@@ -218,6 +221,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		user, pass := cfg.Username, cfg.Password
 		if cfg.MosquittoFiles {
 			if user, pass, err = h.mosquittoFiles(); err != nil {
+				var ce *config.Error
+				if errors.As(err, &ce) {
+					return nil, err
+				}
 				return nil, config.Errorf("mosquitto-files", "%v", err)
 			}
 		}
@@ -232,11 +239,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		tr = h.client
 	}
 	clock := hlc.NewClock(nil, 0)
-	h.registry.OnChange(func(d registry.Device) {
-		if !d.Revoked.IsZero() && h.broker != nil {
-			h.broker.Disconnect(d.ID) // refused from its next connect on
-		}
-	})
 	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
 	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
@@ -265,6 +267,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, err
 	}
+	h.registry.OnChange(func(d registry.Device) {
+		if !d.Revoked.IsZero() {
+			h.revoked(tr, d)
+		}
+	})
 	h.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
@@ -272,7 +279,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.httpTLS {
 		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
 	}
-	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL}
+	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
+		MosquittoLogins: cfg.Broker != "" && cfg.MosquittoFiles}
 	if h.tls != nil {
 		hubInfo.CAPEM, hubInfo.Fingerprint = string(h.tls.CAPEM), h.tls.Fingerprint
 	}
@@ -447,6 +455,20 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	close(h.done)
 }
 
+// revoked takes a revoked device off the air: offline at once (with an
+// external broker its session lasts until Mosquitto reloads its files, and
+// its retained "online" would otherwise bring it back at the hub's next
+// start), its retained status cleared, its embedded-broker session ended.
+func (h *Hub) revoked(tr ingest.Transport, d registry.Device) {
+	h.ingest.SetOffline(d.ID)
+	if err := tr.Publish(wire.Topic(d.Site, d.ID, wire.LeafStatus), nil, true); err != nil {
+		h.log.Warn("clear revoked device's retained status", "device", d.ID, "err", err)
+	}
+	if h.broker != nil {
+		h.broker.Disconnect(d.ID) // refused from its next connect on
+	}
+}
+
 // kiosks lists the enrolled kiosks of a site that the hub has heard from:
 // only they receive the site's downlink, so only they get a share of
 // seats.
@@ -462,14 +484,27 @@ func (h *Hub) kiosks(site string) []string {
 
 // mosquittoFiles writes the external Mosquitto's password file and ACL now
 // and after every enrollment or revocation, and returns the hub's login.
-func (h *Hub) mosquittoFiles() (user, pass string, err error) {
-	dir := filepath.Join(h.cfg.Data, "mosquitto")
-	if pass, err = registry.HubPassword(dir); err != nil {
+func (h *Hub) mosquittoFiles() (login, pass string, err error) {
+	own := filepath.Join(h.cfg.Data, "mosquitto")
+	if pass, err = registry.HubPassword(own); err != nil {
 		return "", "", err
 	}
-	user = h.cfg.ID
+	files := registry.MosquittoFiles{Dir: h.cfg.MosquittoDir, GID: -1}
+	if files.Dir == "" {
+		files.Dir = own
+	}
+	if h.cfg.MosquittoGroup != "" {
+		g, err := user.LookupGroup(h.cfg.MosquittoGroup)
+		if err != nil {
+			return "", "", config.Errorf("mosquitto-group", "%v", err)
+		}
+		if files.GID, err = strconv.Atoi(g.Gid); err != nil {
+			return "", "", config.Errorf("mosquitto-group", "group %s has gid %q", g.Name, g.Gid)
+		}
+	}
+	login = h.cfg.ID
 	write := func() error {
-		if err := h.registry.WriteMosquitto(dir, user, pass); err != nil {
+		if err := h.registry.WriteMosquitto(files, login, pass); err != nil {
 			return err
 		}
 		if h.cfg.MosquittoReload != "" {
@@ -481,14 +516,14 @@ func (h *Hub) mosquittoFiles() (user, pass string, err error) {
 		return nil
 	}
 	if err := write(); err != nil {
-		return "", "", err
+		return "", "", config.Errorf("mosquitto-dir", "%v", err)
 	}
 	h.registry.OnChange(func(registry.Device) {
 		if err := write(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)
 		}
 	})
-	return user, pass, nil
+	return login, pass, nil
 }
 
 // brokerURL is what edges are told to connect to.
@@ -582,6 +617,21 @@ func (k deviceKeys) Key(id string) (ed25519.PublicKey, string, bool, error) {
 		return nil, d.Site, true, registry.ErrRevoked
 	}
 	return ed25519.PublicKey(d.PublicKey), d.Site, true, nil
+}
+
+// Generation gives ingest a replaced device's earlier keys.
+func (k deviceKeys) Generation(id string) (uint64, []ingest.PastKey) {
+	d, ok := k.reg.Get(id)
+	if !ok {
+		return 0, nil
+	}
+	var past []ingest.PastKey
+	for _, p := range d.Previous {
+		if !p.Revoked && len(p.PublicKey) > 0 {
+			past = append(past, ingest.PastKey{Pub: p.PublicKey, From: p.From, Below: p.Below})
+		}
+	}
+	return d.SeqBase, past
 }
 
 // HTTPURL is the API's base URL.

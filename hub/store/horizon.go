@@ -14,6 +14,10 @@ import (
 //
 //	meta/backups                    present once any backup completed here
 //	meta/horizon/{site}/{device}    highest seq of the device a completed backup covers
+//	meta/horizon/{site}/{device}@{base}
+//	                                the same within the seqs numbered above base
+//	                                (a device replaced under the same id numbers
+//	                                above a base of its own)
 const (
 	keyBackups    = "meta/backups"
 	prefixHorizon = "meta/horizon/"
@@ -60,19 +64,38 @@ func (s *Store) Horizon(enabled bool) (*Horizon, error) {
 	return h, nil
 }
 
-// Of is the device's horizon; ok is false when the hub takes no backups.
-func (h *Horizon) Of(site, device string) (seq uint64, ok bool) {
+// Of is the device's horizon within the seqs numbered above base (0: the
+// id's first device; a replacement numbers above a base of its own, and
+// the backup covers its range only as far as it held it contiguously); ok
+// is false when the hub takes no backups.
+func (h *Horizon) Of(site, device string, base uint64) (seq uint64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.enabled {
 		return 0, false
 	}
-	return h.marks[site+"/"+device], true
+	seq, found := h.marks[markKey(site, device, base)]
+	if !found {
+		return base, true // nothing of this range covered yet
+	}
+	return seq, true
+}
+
+// markKey names a device's mark within the seqs above base. '@' is not
+// allowed in ids.
+func markKey(site, device string, base uint64) string {
+	if base == 0 {
+		return site + "/" + device
+	}
+	return fmt.Sprintf("%s/%s@%d", site, device, base)
 }
 
 // Marks are the acked seqs of every device at one moment: what a backup
-// taken from then on covers.
-type Marks map[string]uint64 // site/device
+// taken from then on covers. Besides each device's acked seq they hold,
+// for each range it holds beyond it, the range's end under the seq below
+// its start: a replacement's range starts right above its base, so its
+// mark is found under that base (see Horizon.Of).
+type Marks map[string]uint64 // site/device, site/device@base
 
 // AckedMarks reads every device's acked seq in one transaction. Read
 // before a backup's stream starts, they are no higher than what the
@@ -84,7 +107,10 @@ func (s *Store) AckedMarks() (Marks, error) {
 	}
 	m := Marks{}
 	for _, d := range recs {
-		m[d.Site+"/"+d.ID] = d.Acked
+		m[markKey(d.Site, d.ID, 0)] = d.Acked
+		for _, r := range d.Above {
+			m[markKey(d.Site, d.ID, r.From-1)] = r.To
+		}
 	}
 	return m, nil
 }

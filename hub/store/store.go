@@ -67,17 +67,38 @@ type DeviceRecord struct {
 	Gaps []Range `cbor:"18,keyasint,omitempty"`
 }
 
-// Lose records that the edge holds no seq below first any more: every seq
-// in (Acked, first) not held is lost for good. It counts them, records
-// their ranges as a gap, and moves Acked past them, so the device's
-// events after the hole are taken and acked instead of waited on for
-// ever. It returns how many seqs it recorded as lost.
-func (d *DeviceRecord) Lose(first uint64) uint64 {
-	if first <= d.Acked+1 {
+// AckedFrom is the high-water mark of the seqs numbered above base: every
+// seq in (base, mark] is held. A device replaced under the same id numbers
+// above a base of its own, far above its predecessor's seqs, so each key's
+// range has its own mark; base 0 is the first device's, Acked.
+func (d *DeviceRecord) AckedFrom(base uint64) uint64 {
+	if base == 0 || d.Acked >= base {
+		return d.Acked
+	}
+	mark := base
+	for _, r := range d.Above {
+		if r.From <= mark+1 && r.To > mark {
+			mark = r.To
+		}
+	}
+	return mark
+}
+
+// Lose records that the edge numbering above base holds no seq below
+// first any more: every seq in (AckedFrom(base), first) not held is lost
+// for good. It counts them, records their ranges as a gap, and marks them
+// covered, so the device's events after the hole are taken and acked
+// instead of waited on for ever. The hole is counted within base's range
+// only: a replacement whose first seq is base+1 has lost nothing, however
+// far its base lies above its predecessor's seqs. It returns how many
+// seqs it recorded as lost.
+func (d *DeviceRecord) Lose(base, first uint64) uint64 {
+	mark := d.AckedFrom(base)
+	if first <= mark+1 {
 		return 0
 	}
 	var lost uint64
-	next := d.Acked + 1
+	next := mark + 1
 	record := func(from, to uint64) {
 		if from > to {
 			return
@@ -86,6 +107,9 @@ func (d *DeviceRecord) Lose(first uint64) uint64 {
 		d.Gaps = append(d.Gaps, Range{From: from, To: to})
 	}
 	for _, r := range d.Above {
+		if r.To < next {
+			continue // below this range's mark: another key's, or held
+		}
 		if r.From >= first {
 			break
 		}
@@ -94,7 +118,7 @@ func (d *DeviceRecord) Lose(first uint64) uint64 {
 	}
 	record(next, first-1)
 	d.Lost += lost
-	d.Cover(d.Acked+1, first-1)
+	d.Cover(mark+1, first-1)
 	return lost
 }
 

@@ -109,3 +109,90 @@ func startEdgeData(t *testing.T, id, data, broker string, extra ...string) *edge
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
 	return e
 }
+
+// With Mosquitto, a revoked device's session lasts until Mosquitto reloads
+// its files; the hub still shows it offline at once, and its retained
+// "online" status does not bring it back when the hub restarts.
+func TestMosquittoRevokedGoesOffline(t *testing.T) {
+	t.Parallel()
+	hubBin, _ := testkit.Binaries(t)
+	data := filepath.Join(t.TempDir(), "hub")
+	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
+	hub := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
+	hub.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
+		"--broker", hub.MQTT, "--mosquitto-files"})
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
+		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
+		"user root")
+	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
+	data1 := enrollEdge(t, hub, "kiosk-1", "s1", "kiosk")
+	data2 := enrollEdge(t, hub, "kiosk-2", "s1", "kiosk")
+	if err := syscall.Kill(broker.PID(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	id2, _ := readIdentity(t, data2)
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		c, err := dial(t, hub.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword)
+		if err == nil {
+			c.Disconnect(10)
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+	startEdgeData(t, "kiosk-1", data1, hub.MQTT)
+	e2 := startEdgeData(t, "kiosk-2", data2, hub.MQTT)
+	online := func() map[string]bool {
+		var ds []struct {
+			ID     string `json:"id"`
+			Online bool   `json:"online"`
+		}
+		hub.do(t, "GET", "/api/v1/devices", nil, &ds)
+		out := map[string]bool{}
+		for _, d := range ds {
+			out[d.ID] = d.Online
+		}
+		return out
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		o := online()
+		return o["kiosk-1"] && o["kiosk-2"] && metric(t, hub.URL, "linli_hub_devices_online") == 2, fmt.Sprintf("online %v", o)
+	})
+	if code := hub.do(t, "DELETE", "/api/v1/devices/kiosk-2", nil, nil); code != 200 {
+		t.Fatal(code)
+	}
+	// No reload: Mosquitto keeps kiosk-2's session, yet it is offline now.
+	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
+		o := online()
+		return !o["kiosk-2"] && o["kiosk-1"] && metric(t, hub.URL, "linli_hub_devices_online") == 1, fmt.Sprintf("online %v", o)
+	})
+	if !e2.sync(t).Connected {
+		t.Fatal("kiosk-2's session ended: the test no longer shows a revoked device with a live session")
+	}
+	// What it sends now is refused, and the hub's signed answer makes it
+	// ask the hub, which says it is revoked.
+	if code := e2.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R9", "activity": "A1"}, nil); code != 201 {
+		t.Fatal(code)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		s := e2.identity(t)
+		return s.Identity == "revoked", fmt.Sprintf("revoked kiosk-2 %+v", s)
+	})
+	// The hub restarts and reads the retained statuses again: kiosk-1's
+	// brings it back online, kiosk-2 stays offline.
+	if err := hub.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	hub.Restart()
+	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		o := online()
+		return o["kiosk-1"], fmt.Sprintf("online %v", o)
+	})
+	if o := online(); o["kiosk-2"] || metric(t, hub.URL, "linli_hub_devices_online") != 1 {
+		t.Fatalf("revoked kiosk-2 is back online after the hub's restart: %v", o)
+	}
+}

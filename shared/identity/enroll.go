@@ -32,6 +32,29 @@ type EnrollResponse struct {
 	// with ResidentKey (base64url), the site's key.
 	Pseudonymize bool   `json:"pseudonymize,omitempty"`
 	ResidentKey  string `json:"resident_key,omitempty"`
+	// SeqBase: the edge numbers its events above it. A device that
+	// replaces another under the same id starts past every seq its
+	// predecessor may still deliver.
+	SeqBase uint64 `json:"seq_base,omitempty"`
+}
+
+// StateRequest asks the hub what became of an edge's identity; Proof is
+// the device id signed with its key (Sign, base64url).
+type StateRequest struct {
+	ID    string `json:"id"`
+	Proof string `json:"proof"`
+}
+
+// StateResponse is the answer: Identity is "ok", "replaced" (another device
+// enrolled under the id; this one still delivers what it numbered) or
+// "revoked".
+type StateResponse struct {
+	ID       string `json:"id"`
+	Identity string `json:"identity"`
+	// MQTTUsername, when set, is the login a replaced device uses on an
+	// external Mosquitto to deliver what it holds (its password is the
+	// same).
+	MQTTUsername string `json:"mqtt_username,omitempty"`
 }
 
 // Token is a parsed enrollment token: a one-time secret and, when the hub

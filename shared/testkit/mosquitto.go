@@ -46,6 +46,8 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 		switch {
 		case len(f) > 0 && f[0] == "listener":
 			line = "listener " + port + " 127.0.0.1"
+		case len(f) > 0 && f[0] == "persistence_location":
+			continue // the test's own, below: Mosquitto refuses a second one
 		case len(f) > 0 && overridden[f[0]]:
 			continue
 		}
@@ -61,6 +63,59 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
 	Eventually(t, 10*time.Second, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false, fmt.Sprintf("mosquitto not listening on %s: %v", addr, err)
+		}
+		c.Close()
+		return true, ""
+	})
+	return "tcp://" + addr, proc
+}
+
+// MosquittoShipped starts Debian's Mosquitto with configs/<conf> as
+// shipped, the way its systemd unit does: started as root, Mosquitto drops
+// to its own user before it opens its files. Only the listener (moved to
+// addr) and the lines whose keys subst names are changed; every key in
+// subst must be in the shipped file. dir must be a directory Mosquitto's
+// user can enter. Run as another user, Mosquitto keeps that user.
+func MosquittoShipped(t testing.TB, addr, conf, dir string, subst map[string]string) (url string, proc *Proc) {
+	t.Helper()
+	if _, err := os.Stat(MosquittoBin); err != nil {
+		t.Fatalf("mosquitto is not installed (%v): run `apt-get install -y mosquitto` (make test does)", err)
+	}
+	base, err := os.ReadFile(filepath.Join(Root(), "configs", conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	seen := map[string]bool{}
+	var out strings.Builder
+	for _, line := range strings.Split(string(base), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "listener" {
+			line = "listener " + port + " 127.0.0.1"
+		} else if len(f) > 0 {
+			if v, ok := subst[f[0]]; ok {
+				line, seen[f[0]] = f[0]+" "+v, true
+			}
+		}
+		out.WriteString(line + "\n")
+	}
+	for k := range subst {
+		if !seen[k] {
+			t.Fatalf("configs/%s has no %q line to point at the test's directory", conf, k)
+		}
+	}
+	path := filepath.Join(dir, conf)
+	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
+	Eventually(t, 10*time.Second, func() (bool, string) {
+		if proc.Exited() {
+			t.Fatalf("mosquitto with configs/%s exited:\n%s", conf, proc.Log())
+		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return false, fmt.Sprintf("mosquitto not listening on %s: %v", addr, err)

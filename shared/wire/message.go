@@ -82,6 +82,13 @@ type Ack struct {
 	// whatever its retention says, since a restore would need them. Absent
 	// (nil): the hub takes no backups, and retention alone decides.
 	Horizon *uint64 `cbor:"6,keyasint,omitempty"`
+	// Base is the seq base of the key the ack answers: a device that
+	// replaced another under the same id numbers above its predecessor,
+	// and each ignores the other's acks.
+	Base uint64 `cbor:"7,keyasint,omitempty"`
+	// Identity, in an ack signed by the hub, says the device's key was
+	// "replaced" or "revoked".
+	Identity string `cbor:"8,keyasint,omitempty"`
 }
 
 // Status is the retained online/offline state of a device, also its last

@@ -253,6 +253,11 @@
     }
     if (s && s.last_sync) sub = t('sync.last', { time: fmtTime(s.last_sync) });
     else if (s) sub = t('sync.never');
+    // The hub no longer takes this kiosk as itself: staff must see it.
+    if (s && (s.identity === 'replaced' || s.identity === 'revoked')) {
+      state = 'down';
+      text = s.identity === 'revoked' ? t('sync.identity_revoked') : t('sync.identity_replaced');
+    }
     box.dataset.state = state;
     box.dataset.pending = s ? String(s.pending) : '';
     $('sync-text').textContent = text;
