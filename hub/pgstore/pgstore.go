@@ -33,22 +33,38 @@ const DefaultTimeout = 30 * time.Second
 // apply migrations one at a time.
 const migrationLock = 0x6c696e6c69 // "linli"
 
-// CheckURL reports whether u is a PostgreSQL URL the store can use.
+// CheckURL reports whether u is a PostgreSQL URL the store can use. Its
+// errors show the URL with any password masked.
 func CheckURL(u string) error {
 	p, err := url.Parse(u)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %w", u, err)
+		return errors.New("not a URL: want postgres://USER@HOST:PORT/DB")
 	}
+	shown := p.Redacted()
 	if p.Scheme != "postgres" && p.Scheme != "postgresql" {
-		return fmt.Errorf("%q: want postgres://USER@HOST:PORT/DB", u)
+		return fmt.Errorf("%q: want postgres://USER@HOST:PORT/DB", shown)
 	}
 	if p.Host == "" || strings.Trim(p.Path, "/") == "" {
-		return fmt.Errorf("%q: want postgres://USER@HOST:PORT/DB (host and database are required)", u)
+		return fmt.Errorf("%q: want postgres://USER@HOST:PORT/DB (host and database are required)", shown)
 	}
 	if _, err := pgxpool.ParseConfig(u); err != nil {
-		return fmt.Errorf("%q: %w", u, err)
+		// pgx's own error quotes the URL; its cause does not.
+		why := "not a valid PostgreSQL URL"
+		if inner := errors.Unwrap(err); inner != nil {
+			why = inner.Error()
+		}
+		return fmt.Errorf("%q: %s", shown, why)
 	}
 	return nil
+}
+
+// Redacted is u with its password masked, for logs and errors.
+func Redacted(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(not a URL)"
+	}
+	return p.Redacted()
 }
 
 // Store is the hub's PostgreSQL store.

@@ -90,9 +90,15 @@ func TestCheckURL(t *testing.T) {
 		{"postgres:///linli", false},
 		{"/var/lib/linli", false},
 		{"postgres://linli@127.0.0.1:5432/linli?sslmode=bogus", false},
+		{"postgres://linli:secret@127.0.0.1:5432/linli?sslmode=bogus", false},
+		{"mysql://linli:secret@127.0.0.1/linli", false},
 	} {
-		if err := pgstore.CheckURL(tc.url); (err == nil) != tc.ok {
+		err := pgstore.CheckURL(tc.url)
+		if (err == nil) != tc.ok {
 			t.Errorf("CheckURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("CheckURL(%q) = %v: shows the password", tc.url, err)
 		}
 	}
 }
