@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
-APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus
+APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus postgresql
 AXE := shared/testkit/browser/axe
 
 .PHONY: all build run hub-stop hub-start test check lint deps vet bench clean screenshots fuzz dist
@@ -40,6 +40,7 @@ deps:
 	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

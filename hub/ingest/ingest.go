@@ -100,7 +100,10 @@ const (
 
 // Options configure an Ingest.
 type Options struct {
-	Store     *store.Store
+	// Store keeps the events and device records. With an Applier it must
+	// be a BadgerStore: the merged state lives in Badger and commits in
+	// the same transaction as the events.
+	Store     Store
 	Transport Transport
 	Applier   Applier
 	Downlink  Downlink
@@ -192,6 +195,12 @@ func New(opts Options) (*Ingest, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Store == nil {
+		return nil, errors.New("ingest: no store")
+	}
+	if _, ok := opts.Store.(BadgerStore); opts.Applier != nil && !ok {
+		return nil, fmt.Errorf("ingest: the merged state is kept in the embedded store only and commits with its events; it cannot go with events in a %T", opts.Store)
 	}
 	in := &Ingest{
 		opts: opts, log: opts.Logger,
@@ -758,7 +767,8 @@ func (in *Ingest) commit(group []decoded) {
 	}
 	applied := in.opts.Applier != nil && len(newBySite) > 0
 	if applied {
-		if err := in.opts.Applier.Apply(b, newBySite); err != nil {
+		// New made sure the store is Badger's: its batches are *store.Batch.
+		if err := in.opts.Applier.Apply(b.(*store.Batch), newBySite); err != nil {
 			in.log.Error("merge failed; batch not committed", "err", err)
 			in.opts.Applier.Aborted()
 			b.Discard()

@@ -133,7 +133,7 @@ func runIngest(t testing.TB, tr *transport, merged bool, decoders int, configure
 	}
 	t.Cleanup(func() { st.Close() })
 	h := hub{clock: hlc.NewClock(nil, 0)}
-	opts := ingest.Options{Store: st, Transport: tr, Clock: h.clock, AllowUnsigned: true, Logger: log, Decoders: decoders}
+	opts := ingest.Options{Store: ingest.BadgerStore{Store: st}, Transport: tr, Clock: h.clock, AllowUnsigned: true, Logger: log, Decoders: decoders}
 	if merged {
 		if h.down, err = downlink.Open(st.DB(), tr, h.clock, nil, log); err != nil {
 			t.Fatal(err)

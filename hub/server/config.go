@@ -12,6 +12,7 @@ import (
 
 	"linli/hub/api"
 	"linli/hub/operators"
+	"linli/hub/pgstore"
 	"linli/shared/config"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -20,6 +21,7 @@ import (
 // Config is every setting of the hub.
 type Config struct {
 	Data       string
+	Store      string
 	HTTP       string
 	MQTTListen string
 	Broker     string
@@ -65,6 +67,7 @@ var Version = "dev"
 func newSet(c *Config, out io.Writer) *config.Set {
 	s := config.New("linli-hub", out)
 	s.String(&c.Data, "data", "./data/hub", "data directory")
+	s.String(&c.Store, "store", "", "where the hub keeps its state: empty for the Badger store in --data; postgres://USER@HOST:PORT/DB for PostgreSQL (not complete yet: refused at start)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address (API and dashboard)")
 	s.String(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker listen address")
 	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://); when set no embedded broker starts")
@@ -103,6 +106,9 @@ func newSet(c *Config, out io.Writer) *config.Set {
 func (c *Config) Validate() error {
 	if c.Data == "" {
 		return config.Errorf("data", "is required")
+	}
+	if err := checkStore(c.Store); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		return config.Errorf("http", "%q is not host:port", c.HTTP)
@@ -188,6 +194,28 @@ func (c *Config) Validate() error {
 		return config.Errorf("token-ttl", "must be 1m to 720h")
 	}
 	return nil
+}
+
+// onPostgres is what the hub keeps in PostgreSQL so far; notOnPostgres,
+// what is still only in the Badger store in --data.
+const (
+	onPostgres    = "edge events and device records"
+	notOnPostgres = "the merged state and its facts, the downlink log, the device registry and enrollment, operators and sessions, the audit log, alarms, backups and the restore horizon"
+)
+
+// checkStore checks the store setting. A PostgreSQL URL is refused whole:
+// the hub's parts that are not on PostgreSQL yet would otherwise keep
+// their half of the state in --data, which another hub on the same
+// database would not see.
+func checkStore(u string) error {
+	if u == "" {
+		return nil
+	}
+	if err := pgstore.CheckURL(u); err != nil {
+		return config.Errorf("store", "%v", err)
+	}
+	return config.Errorf("store", "%s: PostgreSQL holds only %s so far; %s are still only in the Badger store in --data, so the hub does not start on PostgreSQL yet (leave store unset)",
+		pgstore.Redacted(u), onPostgres, notOnPostgres)
 }
 
 // isLoopback reports whether a listen address is on loopback, where plain

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"linli/shared/config"
@@ -81,6 +82,53 @@ func TestTimeZoneSetting(t *testing.T) {
 			}
 			if err != nil || c.TimeZone != tc.want {
 				t.Fatalf("zone %q (%v), want %q", c.TimeZone, err, tc.want)
+			}
+		})
+	}
+}
+
+// store is set like any setting (flag, LINLI_STORE, config key store).
+// Empty keeps the Badger store in --data; a URL that is not PostgreSQL's
+// is refused naming the setting; a PostgreSQL URL is refused too, in one
+// line saying what is not on PostgreSQL yet, without its password.
+func TestStoreSetting(t *testing.T) {
+	yaml := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(yaml, []byte("store: postgres://linli:secret@db.example:5432/linli\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		args, env []string
+		want      string // in the error; "" for none
+	}{
+		{"default", nil, nil, ""},
+		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, "not start on PostgreSQL yet"},
+		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, "not start on PostgreSQL yet"},
+		{"file", []string{"--config", yaml}, nil, "the merged state"},
+		{"bad scheme", []string{"--store", "mysql://linli:secret@127.0.0.1/linli"}, nil, "want postgres://"},
+		{"path", []string{"--store", "/var/lib/linli"}, nil, "want postgres://"},
+		{"no database", []string{"--store", "postgres://linli@127.0.0.1:5432"}, nil, "database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			c.Data, c.HTTP, c.MQTTListen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Setting != "store" {
+				t.Fatalf("error %v, want one naming store", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "secret") || strings.Contains(msg, "\n") {
+				t.Fatalf("error %q: want one line with %q and no password", msg, tc.want)
 			}
 		})
 	}

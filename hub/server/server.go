@@ -261,7 +261,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.horizon, err = h.store.Horizon(cfg.BackupDir != ""); err != nil {
 		return nil, err
 	}
-	h.ingest, err = ingest.New(ingest.Options{Store: h.store, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
+	h.ingest, err = ingest.New(ingest.Options{Store: ingest.BadgerStore{Store: h.store}, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {

@@ -1,0 +1,76 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"linli/shared/event"
+	"linli/shared/testkit"
+)
+
+// BenchmarkEventAppend commits groups of events through the store's Batch
+// (one INSERT … ON CONFLICT DO NOTHING of arrays, in a transaction) and,
+// alternately, the same rows with COPY into a table of the same shape,
+// with no conflict handling: the ceiling of what PostgreSQL takes. It
+// reports both per event and append/copy, the ratio of their times
+// (1.0 would be as fast as COPY). Alternating pairs keeps a busy machine's
+// load from favouring one side.
+//
+//	go test -run '^$' -bench EventAppend ./hub/pgstore/
+func BenchmarkEventAppend(b *testing.B) {
+	st := open(b, testkit.StartPostgres(b))
+	ctx := context.Background()
+	if _, err := st.Pool().Exec(ctx, "CREATE TABLE events_copy (LIKE events INCLUDING ALL)"); err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 160) // about an encoded report's size
+	for _, size := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("group=%d", size), func(b *testing.B) {
+			// Both tables start empty at each run (-count runs it again),
+			// so seqs start over and neither side has more rows.
+			if _, err := st.Pool().Exec(ctx, "TRUNCATE events, events_copy"); err != nil {
+				b.Fatal(err)
+			}
+			var appendTime, copyTime time.Duration
+			seq := uint64(0)
+			device := fmt.Sprintf("k%d", size)
+			for b.Loop() {
+				first := seq + 1
+				seq += uint64(size)
+
+				start := time.Now()
+				batch := st.NewBatch()
+				for s := first; s <= seq; s++ {
+					ev := event.Event{Device: device, Seq: s}
+					batch.PutEvent("s1", &ev, body)
+				}
+				if err := batch.Commit(); err != nil {
+					b.Fatal(err)
+				}
+				appendTime += time.Since(start)
+
+				start = time.Now()
+				rows := make([][]any, 0, size)
+				for s := first; s <= seq; s++ {
+					rows = append(rows, []any{"s1", device, int64(s), body})
+				}
+				err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+					_, err := tx.CopyFrom(ctx, pgx.Identifier{"events_copy"}, []string{"site", "device", "seq", "body"}, pgx.CopyFromRows(rows))
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				copyTime += time.Since(start)
+			}
+			n := float64(b.N * size)
+			b.ReportMetric(float64(appendTime.Nanoseconds())/n, "append-ns/event")
+			b.ReportMetric(float64(copyTime.Nanoseconds())/n, "copy-ns/event")
+			b.ReportMetric(float64(appendTime)/float64(copyTime), "append/copy")
+		})
+	}
+}

@@ -1,0 +1,256 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"linli/hub/store"
+	"linli/shared/event"
+)
+
+// Devices loads every device record.
+func (s *Store) Devices() ([]store.DeviceRecord, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, "SELECT site, id, record FROM devices ORDER BY site, id")
+	if err != nil {
+		return nil, fmt.Errorf("load device records: %w", err)
+	}
+	var out []store.DeviceRecord
+	for rows.Next() {
+		var site, id string
+		var raw []byte
+		if err := rows.Scan(&site, &id, &raw); err != nil {
+			return nil, fmt.Errorf("load device records: %w", err)
+		}
+		var d store.DeviceRecord
+		if err := event.UnmarshalOwn(raw, &d); err != nil {
+			return nil, fmt.Errorf("device record %s/%s: %w", site, id, err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load device records: %w", err)
+	}
+	return out, nil
+}
+
+// Events returns up to limit stored events of a device with seq > after,
+// in seq order.
+func (s *Store) Events(site, device string, after uint64, limit int) ([]event.Event, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	if after >= math.MaxInt64 {
+		return nil, nil // no stored seq is above it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	rows, err := s.pool.Query(ctx,
+		"SELECT seq, body FROM events WHERE site = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+		site, device, int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s/%s: %w", site, device, err)
+	}
+	var out []event.Event
+	for rows.Next() {
+		var seq int64
+		var body []byte
+		if err := rows.Scan(&seq, &body); err != nil {
+			return nil, fmt.Errorf("read events of %s/%s: %w", site, device, err)
+		}
+		ev, err := event.DecodeEvent(body)
+		if err != nil {
+			return nil, fmt.Errorf("event %s/%s/%d: %w", site, device, seq, err)
+		}
+		ev.Device = device
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events of %s/%s: %w", site, device, err)
+	}
+	return out, nil
+}
+
+type row struct {
+	site, device string
+	seq          int64
+	body         []byte
+	reason       string // quarantine only
+}
+
+func compareRows(a, b row) int {
+	return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(a.device, b.device), cmp.Compare(a.seq, b.seq))
+}
+
+type deviceKey struct{ site, id string }
+
+// Batch is one group commit: the writes are kept in memory and go to the
+// server in one transaction at Commit.
+type Batch struct {
+	s       *Store
+	events  []row
+	quar    []row
+	devices map[deviceKey][]byte
+	acked   map[deviceKey]int64
+	err     error
+}
+
+// NewBatch starts a group commit.
+func (s *Store) NewBatch() *Batch {
+	return &Batch{s: s, devices: map[deviceKey][]byte{}, acked: map[deviceKey]int64{}}
+}
+
+// seq converts an event's seq to the column's bigint; the seqs above
+// PostgreSQL's bigint are refused rather than wrapped.
+func (b *Batch) seq(site string, ev *event.Event) (int64, bool) {
+	if ev.Seq > math.MaxInt64 {
+		if b.err == nil {
+			b.err = fmt.Errorf("event %s/%s/%d: seq above %d, the largest PostgreSQL stores", site, ev.Device, ev.Seq, int64(math.MaxInt64))
+		}
+		return 0, false
+	}
+	return int64(ev.Seq), true
+}
+
+// PutEvent stores an event; one already stored under its site, device
+// and seq is kept as it is.
+func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
+	if seq, ok := b.seq(site, ev); ok {
+		b.events = append(b.events, row{site: site, device: ev.Device, seq: seq, body: encoded})
+	}
+}
+
+// Quarantine stores an event that failed validation, with the reason.
+func (b *Batch) Quarantine(site string, ev *event.Event, encoded []byte, reason string) {
+	if seq, ok := b.seq(site, ev); ok {
+		b.quar = append(b.quar, row{site: site, device: ev.Device, seq: seq, body: encoded, reason: reason})
+	}
+}
+
+// PutDevice stores a device record; the batch's last one of a device wins.
+func (b *Batch) PutDevice(d *store.DeviceRecord) {
+	val, err := event.Marshal(d)
+	if err != nil {
+		if b.err == nil {
+			b.err = fmt.Errorf("encode device record %s: %w", d.ID, err)
+		}
+		return
+	}
+	if d.Acked > math.MaxInt64 {
+		if b.err == nil {
+			b.err = fmt.Errorf("device record %s: acked %d above PostgreSQL's bigint", d.ID, d.Acked)
+		}
+		return
+	}
+	k := deviceKey{d.Site, d.ID}
+	b.devices[k] = val
+	b.acked[k] = int64(d.Acked)
+}
+
+// Len is the number of writes in the batch.
+func (b *Batch) Len() int { return len(b.events) + len(b.quar) + len(b.devices) }
+
+// Discard abandons the batch.
+func (b *Batch) Discard() { b.events, b.quar, b.devices = nil, nil, nil }
+
+// Commit writes the batch in one transaction, durable when it returns nil.
+// Rows go in key order, so concurrent commits that share keys wait on
+// each other instead of deadlocking.
+func (b *Batch) Commit() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+	defer cancel()
+	slices.SortFunc(b.events, compareRows)
+	slices.SortFunc(b.quar, compareRows)
+	err := pgx.BeginFunc(ctx, b.s.pool, func(tx pgx.Tx) error {
+		if err := insertEvents(ctx, tx, b.events); err != nil {
+			return err
+		}
+		if err := insertQuarantine(ctx, tx, b.quar); err != nil {
+			return err
+		}
+		return upsertDevices(ctx, tx, b.devices, b.acked)
+	})
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// insertEvents sends the rows as four arrays in one statement; rows whose
+// key is stored already are left out (ON CONFLICT DO NOTHING).
+func insertEvents(ctx context.Context, tx pgx.Tx, rows []row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	sites, devices, seqs, bodies := columns(rows)
+	_, err := tx.Exec(ctx, `INSERT INTO events (site, device, seq, body)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+		ON CONFLICT DO NOTHING`, sites, devices, seqs, bodies)
+	if err != nil {
+		return fmt.Errorf("store %d events: %w", len(rows), err)
+	}
+	return nil
+}
+
+func insertQuarantine(ctx context.Context, tx pgx.Tx, rows []row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	sites, devices, seqs, bodies := columns(rows)
+	reasons := make([]string, len(rows))
+	for i, r := range rows {
+		reasons[i] = r.reason
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO quarantine (site, device, seq, body, reason)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])
+		ON CONFLICT DO NOTHING`, sites, devices, seqs, bodies, reasons)
+	if err != nil {
+		return fmt.Errorf("quarantine %d events: %w", len(rows), err)
+	}
+	return nil
+}
+
+func upsertDevices(ctx context.Context, tx pgx.Tx, recs map[deviceKey][]byte, acked map[deviceKey]int64) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	keys := make([]deviceKey, 0, len(recs))
+	for k := range recs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b deviceKey) int { return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(a.id, b.id)) })
+	sites, ids := make([]string, len(keys)), make([]string, len(keys))
+	ackeds, vals := make([]int64, len(keys)), make([][]byte, len(keys))
+	for i, k := range keys {
+		sites[i], ids[i], ackeds[i], vals[i] = k.site, k.id, acked[k], recs[k]
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO devices (site, id, acked, record)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+		ON CONFLICT (site, id) DO UPDATE SET acked = EXCLUDED.acked, record = EXCLUDED.record`,
+		sites, ids, ackeds, vals)
+	if err != nil {
+		return fmt.Errorf("store %d device records: %w", len(keys), err)
+	}
+	return nil
+}
+
+func columns(rows []row) (sites, devices []string, seqs []int64, bodies [][]byte) {
+	sites, devices = make([]string, len(rows)), make([]string, len(rows))
+	seqs, bodies = make([]int64, len(rows)), make([][]byte, len(rows))
+	for i, r := range rows {
+		sites[i], devices[i], seqs[i], bodies[i] = r.site, r.device, r.seq, r.body
+	}
+	return
+}

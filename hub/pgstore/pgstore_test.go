@@ -1,0 +1,129 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"linli/hub/pgstore"
+	"linli/shared/event"
+	"linli/shared/testkit"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testkit.StopPostgres()
+	os.Exit(code)
+}
+
+func open(t testing.TB, url string) *pgstore.Store {
+	t.Helper()
+	st, err := pgstore.Open(context.Background(), url, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// Hubs opening a new database at once migrate it once; later opens leave
+// it as it is; a database a newer hub migrated is refused.
+func TestMigrations(t *testing.T) {
+	url := testkit.StartPostgres(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { open(t, url) })
+	}
+	wg.Wait()
+	st := open(t, url)
+	ctx := context.Background()
+	var n, v int
+	if err := st.Pool().QueryRow(ctx, "SELECT count(*), max(version) FROM schema_version").Scan(&n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if n != pgstore.SchemaVersion() || v != pgstore.SchemaVersion() {
+		t.Fatalf("schema_version has %d rows up to %d, want each of 1..%d once", n, v, pgstore.SchemaVersion())
+	}
+	var timeout string
+	if err := st.Pool().QueryRow(ctx, "SHOW statement_timeout").Scan(&timeout); err != nil {
+		t.Fatal(err)
+	}
+	if timeout != "30s" {
+		t.Fatalf("statement_timeout %q, want 30s", timeout)
+	}
+
+	if _, err := st.Pool().Exec(ctx, "INSERT INTO schema_version (version, name) VALUES ($1, 'from a newer hub')", pgstore.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pgstore.Open(ctx, url, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, pgstore.ErrSchemaTooNew) {
+		t.Fatalf("open of a newer schema: %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// A statement_timeout in the URL wins over the default.
+func TestStatementTimeoutFromURL(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t)+"&statement_timeout=1500")
+	var timeout string
+	if err := st.Pool().QueryRow(context.Background(), "SHOW statement_timeout").Scan(&timeout); err != nil {
+		t.Fatal(err)
+	}
+	if timeout != "1500ms" {
+		t.Fatalf("statement_timeout %q, want 1500ms", timeout)
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"postgres://linli@127.0.0.1:5432/linli", true},
+		{"postgresql://linli:pw@db.example:5432/linli?sslmode=require", true},
+		{"mysql://linli@127.0.0.1/linli", false},
+		{"postgres://127.0.0.1:5432", false},
+		{"postgres:///linli", false},
+		{"/var/lib/linli", false},
+		{"postgres://linli@127.0.0.1:5432/linli?sslmode=bogus", false},
+		{"postgres://linli:secret@127.0.0.1:5432/linli?sslmode=bogus", false},
+		{"mysql://linli:secret@127.0.0.1/linli", false},
+	} {
+		err := pgstore.CheckURL(tc.url)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("CheckURL(%q) = %v: shows the password", tc.url, err)
+		}
+	}
+}
+
+// A seq beyond PostgreSQL's bigint fails the commit, naming the event, and
+// nothing of the batch is stored (it is not wrapped to a negative seq).
+func TestSeqBeyondBigint(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t))
+	b := st.NewBatch()
+	ok, err := event.NewEvent("k1", 1, 1, &event.Report{Category: "facilities", Title: "灯", Building: "B1", Unit: "1-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := ok
+	big.Seq = math.MaxInt64 + 1
+	b.PutEvent("s1", &ok, []byte{0xa0})
+	b.PutEvent("s1", &big, []byte{0xa0})
+	if err := b.Commit(); err == nil || !strings.Contains(err.Error(), "k1/9223372036854775808") {
+		t.Fatalf("commit: %v, want an error naming the event", err)
+	}
+	var n int
+	if err := st.Pool().QueryRow(context.Background(), "SELECT count(*) FROM events").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d events stored from a failed commit", n)
+	}
+}
