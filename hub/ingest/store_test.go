@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"linli/hub/ingest"
 	"linli/hub/pgstore"
 	"linli/hub/store"
@@ -22,9 +24,17 @@ import (
 	"linli/shared/wire"
 )
 
+// TestMain stops the tests' PostgreSQL, then checks that every goroutine a
+// test started is gone.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testkit.StopPostgres()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -380,9 +390,11 @@ func TestIngestOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One after the other: two deliveries in one commit group get one ack.
 	tr.deliverUp(t, up, wire.Up{Batch: b})
+	waitFor(t, "the first ack", func() bool { return tr.count(ack) == 1 })
 	tr.deliverUp(t, up, wire.Up{Batch: b})
-	waitFor(t, "two acks", func() bool { return tr.count(ack) == 2 })
+	waitFor(t, "the resend's ack", func() bool { return tr.count(ack) == 2 })
 	tr.mu.Lock()
 	last := tr.published[ack][1]
 	tr.mu.Unlock()

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -10,14 +11,24 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"linli/hub/pgstore"
 	"linli/shared/event"
 	"linli/shared/testkit"
 )
 
+// TestMain stops the tests' PostgreSQL, then checks that every goroutine a
+// test started (pools, connections) is gone.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testkit.StopPostgres()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
