@@ -769,16 +769,18 @@
     return !d.other && c ? choiceText(c) : d.title.trim();
   }
 
-  // normUnit writes a unit as the site stores it ("1单元402", "1 402",
-  // "１－４０２" → "1-402"), as the edge does on every report.
+  // normUnit writes a unit as the site stores it (unit, the word for unit
+  // and room; "1 402"; full-width digits → "1-402"), as the edge does on
+  // every report. The Chinese words are escaped: text lives in catalogues.
+  const UNIT = '\u5355\u5143', ROOM = '(?:\u5ba4|\u53f7)?'; // unit; room or number
   function normUnit(s) {
     s = s.replace(/[\uFF01-\uFF5E]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xFEE0))
       .replace(/\u3000/g, ' ').replace(/[—–−]/g, '-').trim();
-    let m = /^(\d{1,2})\s*(?:单元|[-_/#.\s])\s*(\d{1,5})\s*(?:室|号)?$/.exec(s);
+    let m = new RegExp('^(\\d{1,2})\\s*(?:' + UNIT + '|[-_/#.\\s])\\s*(\\d{1,5})\\s*' + ROOM + '$').exec(s);
     if (m) return (m[1].replace(/^0+(?=\d)/, '')) + '-' + m[2];
-    m = /^(\d{1,5})\s*(?:室|号)?$/.exec(s);
+    m = new RegExp('^(\\d{1,5})\\s*' + ROOM + '$').exec(s);
     if (m) return m[1];
-    m = /^(\d{1,2})\s*单元$/.exec(s);
+    m = new RegExp('^(\\d{1,2})\\s*' + UNIT + '$').exec(s);
     if (m) return m[1].replace(/^0+(?=\d)/, '');
     return s;
   }
@@ -1161,7 +1163,7 @@
   //
   // A lobby kiosk has no keyboard and `chromium --kiosk` shows none, so
   // text fields marked data-osk open this one when tapped: letters, digits
-  // and punctuation, and in 中 mode pinyin with candidate characters from a
+  // and punctuation, and in Chinese mode pinyin with candidate characters from a
   // table of common characters (pinyin.json: fetched from this edge the
   // first time, so it works offline and adds nothing to the start screen).
   // Keys never take focus from the field, and text goes in as if typed
@@ -1266,7 +1268,7 @@
       const rows = ROWS.map((r, i) => h('div', { class: 'osk-row' }, [...r].map((ch) => key(ch, ch)),
         i === 3 ? key('del', '⌫', { class: 'okey fn', 'aria-label': t('osk.del') }) : ''));
       rows.push(h('div', { class: 'osk-row' },
-        key('mode', zh ? '中' : 'EN', { class: 'okey fn', 'aria-label': t('osk.mode'), 'aria-pressed': String(zh), 'data-mode': zh ? 'zh' : 'en' }),
+        key('mode', t(zh ? 'osk.zh' : 'osk.en'), { class: 'okey fn', 'aria-label': t('osk.mode'), 'aria-pressed': String(zh), 'data-mode': zh ? 'zh' : 'en' }),
         key(',', zh ? '，' : ','), key('space', t('osk.space'), { class: 'okey space' }), key('.', zh ? '。' : '.'), key('?', zh ? '？' : '?'),
         key('done', t('osk.done'), { class: 'okey fn primary', id: 'osk-done' })));
       box.replaceChildren(cands, ...rows);
