@@ -129,6 +129,11 @@ type Agent struct {
 // reachable.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	defaultData(&cfg)
+	if cfg.SitePlan != "" && cfg.plan == nil { // a Config not through Validate
+		if err := cfg.loadPlan(); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkDataDir(cfg.Data); err != nil {
 		return nil, err
 	}
@@ -235,7 +240,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
 		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
-			TimeZone: cfg.TimeZone}
+			TimeZone: cfg.TimeZone, Plan: cfg.plan}
 		mirror.AlarmKinds = kinds
 		api.Alarms = kiosk.NewAlarmFeed(mirror)
 		rep.AfterApply(api.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied

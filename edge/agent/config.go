@@ -47,6 +47,10 @@ type Config struct {
 	// kinds residents see on kiosks.
 	TimeZone       string
 	ResidentAlarms string
+	// SitePlan is the site plan file a kiosk offers buildings and one-tap
+	// report choices from; plan is it as read by Validate.
+	SitePlan string
+	plan     *kiosk.Plan
 
 	DiskReserve          string // parsed by diskguard.ParseSize
 	DiskTelemetryReserve string
@@ -88,6 +92,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "kiosk UI returns to the start screen after this long idle")
 	s.String(&c.TimeZone, "time-zone", "Asia/Shanghai", "the site's time zone (IANA name): kiosks show alarm times in it whatever their own clock's zone")
 	s.String(&c.ResidentAlarms, "resident-alarms", "fire,water", "alarm kinds residents see on kiosks, comma-separated: fire (smoke and heat), water, forced, held_open")
+	s.String(&c.SitePlan, "site-plan", "", "kiosks: the site plan file (as the hub's --site-plans) whose buildings, units and report choices residents pick from by touch; reports naming another building are refused (empty: the building is typed, unchecked)")
 	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
 	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
 	s.String(&c.DiskTelemetryReserve, "disk-telemetry-reserve", "128MiB", "below this much free space the oldest unacked telemetry (readings) is dropped and a gap event records it (bytes or a percentage; at least disk-reserve)")
@@ -169,6 +174,30 @@ func (c *Config) Validate() error {
 	if err := c.Gateway.Validate(c.Role, c.Building); err != nil {
 		return err
 	}
+	return c.loadPlan()
+}
+
+// loadPlan reads the kiosk's site plan, which must be of the kiosk's site
+// and list the kiosk's own building.
+func (c *Config) loadPlan() error {
+	c.plan = nil
+	if c.SitePlan == "" {
+		return nil
+	}
+	if c.Role != kiosk.RoleKiosk {
+		return config.Errorf("site-plan", "only a kiosk reads a site plan; this edge's role is %s", c.Role)
+	}
+	p, err := kiosk.LoadPlan(c.SitePlan)
+	if err != nil {
+		return config.Errorf("site-plan", "%v", err)
+	}
+	if p.Site != c.Site {
+		return config.Errorf("site-plan", "%s is the plan of site %s, not of this kiosk's site %s", c.SitePlan, p.Site, c.Site)
+	}
+	if _, ok := p.Building(c.Building); c.Building != "" && len(p.Buildings) > 0 && !ok {
+		return config.Errorf("site-plan", "%s does not list this kiosk's building %s", c.SitePlan, c.Building)
+	}
+	c.plan = p
 	return nil
 }
 

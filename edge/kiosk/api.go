@@ -308,8 +308,18 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 	if err := screenText(screenField{"title", req.Title, false}, screenField{"description", req.Description, true}); err != nil {
 		return err
 	}
+	// A unit as residents write it ("1单元402") is stored as the site
+	// writes it ("1-402"), then checked against the site plan where the
+	// kiosk has one: a building the site does not have is refused here,
+	// not discovered by the property office.
+	unit := NormalizeUnit(req.Unit)
+	if a.Kiosk != nil {
+		if err := a.Kiosk.Plan.CheckPlace(req.Building, unit); err != nil {
+			return err
+		}
+	}
 	return a.write(w, r, &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
-		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: req.Unit, Resident: a.who(req.Resident)})
+		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: unit, Resident: a.who(req.Resident)})
 }
 
 func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {

@@ -17,6 +17,9 @@ type Info struct {
 	IdleTimeout time.Duration // the UI forgets the resident after this long idle
 	Version     string
 	TimeZone    string // the site's: the UI shows alarm times in it
+	// Plan is the site's buildings and one-tap report choices; nil when
+	// the kiosk has no site plan (the building is then typed, unchecked).
+	Plan *Plan
 }
 
 // Residents answers what one resident did at this kiosk (see Index).
@@ -50,6 +53,16 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	if info == nil {
 		info = &Info{IdleTimeout: 60 * time.Second}
 	}
+	plan := info.Plan
+	if plan == nil {
+		plan = &Plan{}
+	}
+	if plan.Buildings == nil {
+		plan = &Plan{Buildings: []PlanBuilding{}, Choices: plan.Choices}
+	}
+	if plan.Choices == nil {
+		plan = &Plan{Buildings: plan.Buildings, Choices: map[string][]Choice{}}
+	}
 	httpx.WriteJSON(w, http.StatusOK, struct {
 		Device        string   `json:"device"`
 		Site          string   `json:"site"`
@@ -58,7 +71,12 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 		Version       string   `json:"version"`
 		Categories    []string `json:"categories"`
 		TimeZone      string   `json:"time_zone"`
-	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories, cmp.Or(info.TimeZone, "Asia/Shanghai")})
+		// Extensions: the site's buildings to pick from and the common
+		// problems per category; empty without a site plan.
+		Buildings []PlanBuilding      `json:"buildings"`
+		Choices   map[string][]Choice `json:"report_choices"`
+	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories, cmp.Or(info.TimeZone, "Asia/Shanghai"),
+		plan.Buildings, plan.Choices})
 	return nil
 }
 

@@ -32,6 +32,10 @@ type SitePlan struct {
 	Height    float64        `yaml:"height" json:"height"`
 	Buildings []PlanBuilding `yaml:"buildings" json:"buildings"`
 	Features  []PlanFeature  `yaml:"features" json:"features,omitempty"`
+	// ReportChoices are the common problems per category that the site's
+	// kiosks offer as one-tap report titles; kiosks read and check them
+	// (the hub only accepts the key).
+	ReportChoices map[string][]map[string]string `yaml:"report_choices" json:"-"`
 }
 
 // PlanBuilding is one building: a rectangle (X, Y, W, H) or a polygon.
@@ -47,6 +51,10 @@ type PlanBuilding struct {
 	Doors   []string     `yaml:"doors" json:"doors,omitempty"`
 	Sensors []string     `yaml:"sensors" json:"sensors,omitempty"`
 	Devices []string     `yaml:"devices" json:"devices,omitempty"`
+	// Units and Floors bound the unit text of reports filed at kiosks
+	// (unit 1..Units, rooms on floors 1..Floors); 0: not known.
+	Units  int `yaml:"units" json:"units,omitempty"`
+	Floors int `yaml:"floors" json:"floors,omitempty"`
 }
 
 // PlanFeature is scenery: a road, a green, a gate, a square.

@@ -262,6 +262,7 @@
     box.dataset.pending = s ? String(s.pending) : '';
     $('sync-text').textContent = text;
     $('sync-sub').textContent = sub;
+    for (const el of document.querySelectorAll('[data-offline-note]')) el.hidden = !offline();
   }
 
   async function pollNotices() {
@@ -468,8 +469,8 @@
       if (S.resident !== null) reset();
       S.resident = id;
     }
-    toast(t('id.welcome', { who: masked(id) }), 'ok');
     go('home');
+    toast(t('id.welcome', { who: masked(id) }), 'ok');
     if (fresh) pollMine();
     return true;
   }
@@ -484,6 +485,9 @@
 
   function go(screen, arg) {
     if (NEEDS_ID.includes(screen) && !S.resident) screen = 'start';
+    // A message belongs to the screen it was shown on: left up, it would
+    // cover the next screen's fields.
+    clearToast();
     S.screen = screen;
     S.arg = arg === undefined ? null : arg;
     render();
@@ -499,6 +503,7 @@
     const root = h('section', { class: 'screen', 'data-screen': S.screen, 'aria-labelledby': 'screen-title' });
     SCREENS[S.screen](root, S.arg);
     $('main').replaceChildren(root);
+    osk.redraw(); // its field went with the old screen
     renderAlarm();
     window.scrollTo(0, 0);
     // Move focus to the new screen's title, so keyboard and screen reader
@@ -532,10 +537,15 @@
     return h('div', { class: 'topbar' }, kids);
   }
 
+  // offlineNote says the lists are as last synced; it follows the sync
+  // state while the screen is up (renderSync), so it goes when the kiosk
+  // reconnects and comes when it drops.
   function offlineNote() {
-    if (S.sync && !S.sync.connected) return h('p', { class: 'note calm', text: t('offline.last_synced') });
-    return null;
+    const el = h('p', { class: 'note calm', 'data-offline-note': '1', text: t('offline.last_synced') });
+    el.hidden = !offline();
+    return el;
   }
+  function offline() { return !!(S.sync && !S.sync.connected); }
 
   // ---- screens -------------------------------------------------------------------
 
@@ -738,11 +748,46 @@
 
   // ---- reports ------------------------------------------------------------------------
 
+  // A report is filed by touch alone (a lobby kiosk has no keyboard):
+  // category, then one of the site's common problems of it (or "other",
+  // typed on the on-screen keyboard), then the building from the site's
+  // buttons and the unit from a keypad, then send. Every field still takes
+  // a hardware keyboard where one is attached.
   function reportDraft() {
     if (!S.draft.report) {
-      S.draft.report = { step: 'category', category: '', building: S.kiosk.building || '', unit: '', title: '', desc: '', anon: !S.resident };
+      S.draft.report = { step: 'category', category: '', choice: -1, other: false, building: S.kiosk.building || '',
+        unit: '', title: '', desc: '', anon: !S.resident };
     }
     return S.draft.report;
+  }
+
+  function choicesOf(category) {
+    const c = S.kiosk.report_choices && S.kiosk.report_choices[category];
+    return Array.isArray(c) ? c : [];
+  }
+  // A choice in the resident's language: the title they saw is the one filed.
+  function choiceText(c) { return (S.lang === 'en' && c.en) || c.zh; }
+  function buildingName(b) { return (S.lang === 'en' ? b.name_en : b.name) || b.name || b.id; }
+
+  function reportTitle(d) {
+    const c = choicesOf(d.category)[d.choice];
+    return !d.other && c ? choiceText(c) : d.title.trim();
+  }
+
+  // normUnit writes a unit as the site stores it (unit, the word for unit
+  // and room; "1 402"; full-width digits → "1-402"), as the edge does on
+  // every report. The Chinese words are escaped: text lives in catalogues.
+  const UNIT = '\u5355\u5143', ROOM = '(?:\u5ba4|\u53f7)?'; // unit; room or number
+  function normUnit(s) {
+    s = s.replace(/[\uFF01-\uFF5E]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xFEE0))
+      .replace(/\u3000/g, ' ').replace(/[—–−]/g, '-').trim();
+    let m = new RegExp('^(\\d{1,2})\\s*(?:' + UNIT + '|[-_/#.\\s])\\s*(\\d{1,5})\\s*' + ROOM + '$').exec(s);
+    if (m) return (m[1].replace(/^0+(?=\d)/, '')) + '-' + m[2];
+    m = new RegExp('^(\\d{1,5})\\s*' + ROOM + '$').exec(s);
+    if (m) return m[1];
+    m = new RegExp('^(\\d{1,2})\\s*' + UNIT + '$').exec(s);
+    if (m) return m[1].replace(/^0+(?=\d)/, '');
+    return s;
   }
 
   SCREENS.report = (root, arg) => {
@@ -758,12 +803,36 @@
         h('div', { class: 'tiles cats', role: 'group', 'aria-label': t('rep.category') },
           CATEGORIES.filter((c) => (S.kiosk.categories || CATEGORIES).includes(c)).map((c) =>
             h('button', { type: 'button', class: 'tile cat cat-' + c, 'data-category': c, 'aria-pressed': String(d.category === c),
-              onclick: () => { d.category = c; d.step = 'form'; render(); } }, icon(c), h('span', { text: t('cat.' + c) })))));
+              onclick: () => {
+                if (d.category !== c) { d.choice = -1; d.other = false; }
+                d.category = c;
+                // Without choices for the category there is only free text.
+                d.step = choicesOf(c).length ? 'problem' : 'form';
+                if (!choicesOf(c).length) d.other = true;
+                render();
+              } }, icon(c), h('span', { text: t('cat.' + c) })))));
       return;
     }
+    if (d.step === 'problem') return reportProblem(root, d);
     if (d.step === 'done') return reportDone(root, d);
     reportForm(root, d);
   };
+
+  function chosenCategory(d) {
+    return h('div', { class: 'chosen' }, icon(d.category), h('strong', { text: t('cat.' + d.category) }),
+      h('button', { type: 'button', id: 'rep-change', onclick: () => { d.step = 'category'; render(); } }, t('rep.change')));
+  }
+
+  function reportProblem(root, d) {
+    const list = choicesOf(d.category);
+    root.append(topbar('rep.title'), chosenCategory(d), h('p', { class: 'lead', text: t('rep.pick_problem') }),
+      h('div', { class: 'choices', role: 'group', 'aria-label': t('rep.what') },
+        list.map((c, i) => h('button', { type: 'button', class: 'choice', 'data-choice': String(i),
+          'aria-pressed': String(!d.other && d.choice === i),
+          onclick: () => { d.choice = i; d.other = false; d.step = 'form'; render(); } }, choiceText(c))),
+        h('button', { type: 'button', class: 'choice other', id: 'rep-other', 'aria-pressed': String(d.other),
+          onclick: () => { d.other = true; d.choice = -1; d.step = 'form'; render(); } }, t('rep.other'))));
+  }
 
   function field(id, labelKey, el, hintKey) {
     el.id = id;
@@ -776,11 +845,66 @@
     const msg = h('p', { class: 'msg', role: 'alert', id: 'rep-msg' });
     const dupBox = h('div', { class: 'dups', id: 'dups', 'aria-live': 'polite' });
     const bind = (key) => (e) => { d[key] = e.target.type === 'checkbox' ? e.target.checked : e.target.value; };
-    const building = h('input', { type: 'text', value: d.building, maxlength: '64', autocomplete: 'off', oninput: bind('building'),
-      onchange: () => loadDups() });
-    const unit = h('input', { type: 'text', value: d.unit, maxlength: '64', autocomplete: 'off', oninput: bind('unit') });
-    const title = h('input', { type: 'text', value: d.title, maxlength: '120', autocomplete: 'off', required: true, oninput: bind('title') });
-    const desc = h('textarea', { rows: '3', maxlength: '500', oninput: bind('desc') });
+    const buildings = Array.isArray(S.kiosk.buildings) ? S.kiosk.buildings : [];
+    const planned = (id) => buildings.find((b) => b.id === id);
+
+    // The building: the site's buildings as buttons when the kiosk has the
+    // site plan, else typed.
+    let building, buildingBox;
+    if (buildings.length) {
+      if (d.building && !planned(d.building)) d.building = '';
+      const pick = (id) => {
+        d.building = id;
+        for (const b of buildingBox.querySelectorAll('[data-building]')) b.setAttribute('aria-pressed', String(b.dataset.building === id));
+        unitHint.textContent = unitHintText();
+        msg.textContent = ''; msg.className = 'msg';
+        loadDups();
+      };
+      buildingBox = h('fieldset', { class: 'pick buildings', id: 'rep-buildings' }, h('legend', { text: t('rep.building') }),
+        h('div', { class: 'bgrid' }, buildings.map((b) => h('button', { type: 'button', class: 'bld', 'data-building': b.id,
+          'aria-pressed': String(d.building === b.id), onclick: () => pick(b.id) }, buildingName(b)))));
+    } else {
+      building = h('input', { type: 'text', value: d.building, maxlength: '64', autocomplete: 'off', oninput: bind('building'),
+        onchange: () => loadDups() });
+      buildingBox = field('rep-building', 'rep.building', building);
+    }
+
+    // The unit: typed on a keypad as unit-room ("1-402"); the edge writes
+    // other forms the same way.
+    const unit = h('input', { type: 'text', value: d.unit, maxlength: '64', autocomplete: 'off', inputmode: 'none', oninput: bind('unit') });
+    const unitHintText = () => {
+      const b = planned(d.building);
+      return b && b.units ? t('rep.unit_hint_plan', { units: b.units, floors: b.floors || '?' }) : t('rep.unit_hint');
+    };
+    const unitHint = h('small', { id: 'rep-unit-hint', text: unitHintText() });
+    const press = (k) => {
+      if (k === 'del') unit.value = unit.value.slice(0, -1);
+      else if (unit.value.length < 12) unit.value += k;
+      d.unit = unit.value;
+      msg.textContent = ''; msg.className = 'msg';
+    };
+    unit.id = 'rep-unit';
+    unit.setAttribute('aria-describedby', 'rep-unit-hint');
+    const unitBox = h('div', { class: 'field unit' }, h('label', { for: 'rep-unit', text: t('rep.unit') }), unit, unitHint,
+      h('div', { class: 'keypad unitpad', role: 'group', 'aria-label': t('rep.unit_keypad') },
+        ['1', '2', '3', '4', '5', '6', '7', '8', '9', '-', '0', 'del'].map((k) =>
+          h('button', { type: 'button', class: 'key' + (k === 'del' || k === '-' ? ' fn' : ''), 'data-ukey': k, onclick: () => press(k),
+            'aria-label': k === 'del' ? t('id.del') : k === '-' ? t('rep.unit_sep') : null },
+          k === 'del' ? '⌫' : k === '-' ? t('rep.unit_sep_short') : k))));
+
+    // The problem: the choice tapped, or typed on the on-screen keyboard.
+    let title = null;
+    let what;
+    if (d.other) {
+      title = h('input', { type: 'text', value: d.title, maxlength: '120', autocomplete: 'off', inputmode: 'none', required: true,
+        'data-osk': '1', oninput: bind('title') });
+      what = field('rep-title', 'rep.what', title, 'rep.what_hint');
+    } else {
+      what = h('div', { class: 'field' }, h('span', { class: 'label', id: 'rep-what-label', text: t('rep.what') }),
+        h('p', { class: 'picked', id: 'rep-picked', 'aria-labelledby': 'rep-what-label' }, h('strong', { text: reportTitle(d) }),
+          h('button', { type: 'button', id: 'rep-repick', onclick: () => { d.step = 'problem'; render(); } }, t('rep.repick'))));
+    }
+    const desc = h('textarea', { rows: '2', maxlength: '500', inputmode: 'none', 'data-osk': '1', oninput: bind('desc') });
     desc.value = d.desc;
     const anon = h('input', { type: 'checkbox', id: 'rep-anon', onchange: bind('anon') });
     anon.checked = d.anon || !S.resident;
@@ -803,10 +927,11 @@
 
     const onSubmit = async (e) => {
       e.preventDefault();
-      const b = d.building.trim(), u = d.unit.trim(), ti = d.title.trim();
-      if (!ID_RE.test(b)) { showErr(msg, t('err.field.building')); building.focus(); return; }
+      osk.close();
+      const b = d.building.trim(), u = normUnit(d.unit), ti = reportTitle(d);
+      if (!ID_RE.test(b)) { showErr(msg, t(buildings.length ? 'err.pick_building' : 'err.field.building')); (building || buildingBox.querySelector('button')).focus(); return; }
       if (u && !ID_RE.test(u)) { showErr(msg, t('err.field.unit')); unit.focus(); return; }
-      if (!ti || chars(ti) > 120) { showErr(msg, t('err.field.title')); title.focus(); return; }
+      if (!ti || chars(ti) > 120) { showErr(msg, t('err.field.title')); if (title) title.focus(); return; }
       const body = { category: d.category, title: ti, description: d.desc.trim(), building: b, unit: u };
       if (S.resident && !d.anon) body.resident = S.resident;
       const gen = S.gen;
@@ -821,17 +946,14 @@
       });
     };
 
-    root.append(topbar('rep.title'),
-      h('div', { class: 'chosen' }, icon(d.category), h('strong', { text: t('cat.' + d.category) }),
-        h('button', { type: 'button', onclick: () => { d.step = 'category'; render(); } }, t('rep.change'))),
-      dupBox,
-      h('form', { class: 'form', novalidate: true, onsubmit: onSubmit, 'aria-labelledby': 'screen-title' },
-        h('div', { class: 'row' }, field('rep-building', 'rep.building', building), field('rep-unit', 'rep.unit', unit, 'rep.unit_hint')),
-        field('rep-title', 'rep.what', title, 'rep.what_hint'),
-        field('rep-desc', 'rep.details', desc, 'rep.details_hint'),
-        h('div', { class: 'check' }, anon, h('label', { for: 'rep-anon', text: t('rep.anon') }),
-          h('small', { text: t(S.resident ? 'rep.anon_hint' : 'rep.anon_forced') })),
-        msg, submit));
+    root.append(topbar('rep.title'), chosenCategory(d), dupBox,
+      h('form', { class: 'form rep-form', novalidate: true, onsubmit: onSubmit, 'aria-labelledby': 'screen-title' },
+        h('div', { class: 'col' }, what, buildingBox, unitBox),
+        h('div', { class: 'col' },
+          field('rep-desc', 'rep.details', desc, 'rep.details_hint'),
+          h('div', { class: 'check' }, anon, h('label', { for: 'rep-anon', text: t('rep.anon') }),
+            h('small', { text: t(S.resident ? 'rep.anon_hint' : 'rep.anon_forced') })),
+          msg, submit)));
     loadDups();
   }
 
@@ -871,7 +993,7 @@
   function reportDone(root, d) {
     const box = h('div', { class: 'status-box', id: 'rep-status', 'aria-live': 'polite' });
     root.append(topbar(d.done.voted ? 'rep.voted_title' : 'rep.done_title'),
-      h('div', { class: 'done' }, h('p', { class: 'big-ok', text: t(d.done.voted ? 'rep.voted' : 'rep.done') }),
+      h('div', { class: 'done' }, h('p', { class: 'big-ok', id: 'rep-headline', text: t(d.done.voted ? 'rep.voted' : d.done.synced ? 'rep.done_synced' : 'rep.done') }),
         h('p', { text: d.done.title }),
         d.done.voted ? '' : h('p', { class: 'meta', text: t('rep.number', { id: d.done.id }) }),
         d.done.anon ? h('p', { class: 'note', text: t('rep.anon_note') }) : '',
@@ -884,7 +1006,11 @@
       if (gen !== S.gen || !box.isConnected) return;
       const r = await api('GET', 'api/v1/reports/' + encodeURIComponent(d.done.id));
       if (gen !== S.gen || !box.isConnected) return;
-      if (r.status === 200 && r.data) box.replaceChildren(reportStatus(r.data));
+      if (r.status === 200 && r.data) {
+        box.replaceChildren(reportStatus(r.data));
+        // "Saved on this kiosk" is true only until the hub has it.
+        if (r.data.synced && !d.done.voted) { d.done.synced = true; $('rep-headline').textContent = t('rep.done_synced'); }
+      }
       setTimeout(follow, POLL_SYNC_MS);
     };
     queueMicrotask(follow); // once the screen is in the page
@@ -989,7 +1115,7 @@
     const msg = h('p', { class: 'msg', role: 'alert', id: 'rate-msg' });
     const stars = [1, 2, 3, 4, 5].map((n) => {
       const input = h('input', { type: 'radio', name: 'score', id: 'score-' + n, value: String(n),
-        onchange: () => { d.score = n; } });
+        onchange: () => { d.score = n; msg.textContent = ''; msg.className = 'msg'; } });
       input.checked = d.score === n;
       return h('div', { class: 'star' }, input, h('label', { for: 'score-' + n },
         h('span', { class: 'n', 'aria-hidden': 'true', text: '★'.repeat(n) }), h('span', { text: t('rate.s' + n) })));
@@ -1038,6 +1164,160 @@
     listRefresh();
   };
 
+  // ---- on-screen keyboard -----------------------------------------------------------
+  //
+  // A lobby kiosk has no keyboard and `chromium --kiosk` shows none, so
+  // text fields marked data-osk open this one when tapped: letters, digits
+  // and punctuation, and in Chinese mode pinyin with candidate characters from a
+  // table of common characters (pinyin.json: fetched from this edge the
+  // first time, so it works offline and adds nothing to the start screen).
+  // Keys never take focus from the field, and text goes in as if typed
+  // (an input event), so the forms need nothing of their own.
+  const osk = (() => {
+    const ROWS = ['1234567890', 'qwertyuiop', 'asdfghjkl', 'zxcvbnm'];
+    const PAGE = 8;
+    let target = null, zh = true, buf = '', page = 0, table = null, loading = null;
+
+    function loadTable() {
+      if (table || loading) return;
+      loading = api('GET', 'pinyin.json').then((r) => {
+        loading = null;
+        if (r.status === 200 && r.data && typeof r.data === 'object') table = r.data;
+        draw();
+      });
+    }
+
+    // The candidates for the start of the pinyin typed so far: the
+    // longest syllable it begins with, else (a syllable still being
+    // typed) the first characters of every syllable that begins with it.
+    function candidates() {
+      if (!buf || !table) return { syl: buf, list: [] };
+      for (let n = Math.min(6, buf.length); n > 0; n--) {
+        const syl = buf.slice(0, n);
+        if (table[syl]) return { syl, list: [...table[syl]] };
+      }
+      const list = [];
+      for (const k of Object.keys(table)) if (k.startsWith(buf)) list.push(...[...table[k]].slice(0, 2));
+      return { syl: buf, list };
+    }
+
+    function insert(text) {
+      if (!target || !target.isConnected) return;
+      const max = Number(target.getAttribute('maxlength')) || Infinity;
+      const now = [...target.value];
+      target.value = now.concat([...text].slice(0, Math.max(0, max - now.length))).join('');
+      target.dispatchEvent(new Event('input', { bubbles: true }));
+    }
+
+    function pick(i) {
+      const c = candidates();
+      if (!c.list[i + page * PAGE]) return;
+      insert(c.list[i + page * PAGE]);
+      buf = buf.slice(c.syl.length);
+      page = 0;
+      draw();
+    }
+
+    function press(k) {
+      if (!target) return;
+      if (k === 'del') {
+        if (buf) buf = buf.slice(0, -1);
+        else {
+          target.value = [...target.value].slice(0, -1).join('');
+          target.dispatchEvent(new Event('input', { bubbles: true }));
+        }
+        page = 0;
+      } else if (k === 'mode') {
+        if (buf) insert(buf);
+        buf = '';
+        zh = !zh;
+        if (zh) loadTable();
+      } else if (k === 'space') {
+        if (buf && candidates().list.length) return pick(0);
+        if (buf) { insert(buf); buf = ''; } else insert(' ');
+      } else if (k === 'done') {
+        if (buf) insert(buf);
+        buf = '';
+        close();
+        return;
+      } else if (k === 'prev' || k === 'next') {
+        const pages = Math.ceil(candidates().list.length / PAGE);
+        page = Math.max(0, Math.min(pages - 1, page + (k === 'next' ? 1 : -1)));
+      } else if (zh && /^[a-z]$/.test(k)) {
+        if (buf.length < 24) buf += k;
+        page = 0;
+      } else {
+        if (buf) { insert(buf); buf = ''; }
+        insert(zh && k === ',' ? '，' : zh && k === '.' ? '。' : zh && k === '?' ? '？' : k);
+      }
+      draw();
+    }
+
+    function key(k, label, extra) {
+      return h('button', Object.assign({ type: 'button', class: 'okey', 'data-osk-key': k, onclick: () => press(k) }, extra || {}), label);
+    }
+
+    function draw() {
+      const box = $('osk');
+      if (!box) return;
+      if (!target) { box.hidden = true; box.replaceChildren(); document.body.classList.remove('osk-open'); return; }
+      const c = candidates();
+      const shown = c.list.slice(page * PAGE, page * PAGE + PAGE);
+      const cands = h('div', { class: 'osk-cands', 'aria-live': 'polite' },
+        zh ? h('span', { class: 'osk-buf', id: 'osk-buf', text: buf }) : '',
+        shown.map((ch, i) => h('button', { type: 'button', class: 'cand', 'data-cand': String(i), lang: 'zh-CN', onclick: () => pick(i) }, ch)),
+        zh && buf && table && !c.list.length ? h('span', { class: 'osk-none', text: t('osk.none') }) : '',
+        zh && buf && !table ? h('span', { class: 'osk-none', text: t('common.loading') }) : '',
+        c.list.length > PAGE ? [key('prev', '‹', { 'aria-label': t('osk.prev'), disabled: page === 0 }),
+          key('next', '›', { 'aria-label': t('osk.next'), disabled: (page + 1) * PAGE >= c.list.length })] : '');
+      const rows = ROWS.map((r, i) => h('div', { class: 'osk-row' }, [...r].map((ch) => key(ch, ch)),
+        i === 3 ? key('del', '⌫', { class: 'okey fn', 'aria-label': t('osk.del') }) : ''));
+      rows.push(h('div', { class: 'osk-row' },
+        key('mode', t(zh ? 'osk.zh' : 'osk.en'), { class: 'okey fn', 'aria-label': t('osk.mode'), 'aria-pressed': String(zh), 'data-mode': zh ? 'zh' : 'en' }),
+        key(',', zh ? '，' : ','), key('space', t('osk.space'), { class: 'okey space' }), key('.', zh ? '。' : '.'), key('?', zh ? '？' : '?'),
+        key('done', t('osk.done'), { class: 'okey fn primary', id: 'osk-done' })));
+      box.replaceChildren(cands, ...rows);
+      box.setAttribute('aria-label', t('osk.label'));
+      box.hidden = false;
+      document.body.classList.add('osk-open');
+    }
+
+    function open(el) {
+      if (target === el && !$('osk').hidden) return;
+      target = el;
+      buf = '';
+      page = 0;
+      if (zh) loadTable();
+      draw();
+      el.scrollIntoView({ block: 'center' });
+    }
+
+    function close() {
+      target = null;
+      buf = '';
+      draw();
+    }
+
+    function init() {
+      const box = h('div', { id: 'osk', class: 'osk', role: 'group', hidden: true });
+      // A key pressed must not take the focus (and the caret) from the field.
+      box.addEventListener('mousedown', (e) => e.preventDefault());
+      document.body.append(box);
+      const onField = (e) => {
+        const el = e.target;
+        if (el && el.dataset && el.dataset.osk) open(el);
+        else if (e.type === 'focusin' && !box.contains(el)) close();
+      };
+      document.addEventListener('focusin', onField);
+      document.addEventListener('click', onField);
+      // A key pressed on a real keyboard (or a card reader) means one is
+      // attached: the on-screen one stands aside.
+      document.addEventListener('keydown', () => { if (target) close(); }, true);
+    }
+
+    return { init, open, close, redraw: () => { if (target && !target.isConnected) close(); else draw(); } };
+  })();
+
   // ---- start -------------------------------------------------------------------------------
 
   async function boot() {
@@ -1051,6 +1331,7 @@
     $('idle-stay').addEventListener('click', touched);
     for (const ev of ['pointerdown', 'touchstart', 'input', 'wheel']) document.addEventListener(ev, touched, { passive: true, capture: true });
     document.addEventListener('keydown', onKey, true);
+    osk.init();
     go('start');
     setInterval(idleTick, 250);
     setInterval(tickClock, 15000);
