@@ -17,6 +17,15 @@ type Info struct {
 	IdleTimeout time.Duration // the UI forgets the resident after this long idle
 	Version     string
 	TimeZone    string // the site's: the UI shows alarm times in it
+
+	// Following reports up: where the QR codes point (the hub's public
+	// address; "" shows no QR code), how long after its resolution a
+	// report may be reopened here, and the property office's phone
+	// number for the one-touch call button ("" hides it).
+	PublicURL    string
+	ReopenWindow time.Duration
+	OfficePhone  string
+	Code         string // this kiosk's code in report numbers
 }
 
 // Residents answers what one resident did at this kiosk (see Index).
@@ -26,6 +35,10 @@ type Residents interface {
 	Reports(resident string) ([]IndexedReport, error)
 	Checkins(resident string) ([]IndexedCheckin, error)
 	Ratings(resident string) ([]IndexedRating, error)
+	// Seen and MarkSeen keep when the resident last looked at their
+	// reports here (zero: never).
+	Seen(resident string) (time.Time, error)
+	MarkSeen(resident string, t time.Time) error
 }
 
 var _ Residents = (*Index)(nil)
@@ -50,6 +63,7 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	if info == nil {
 		info = &Info{IdleTimeout: 60 * time.Second}
 	}
+	reopen := cmp.Or(info.ReopenWindow, DefaultReopenWindow)
 	httpx.WriteJSON(w, http.StatusOK, struct {
 		Device        string   `json:"device"`
 		Site          string   `json:"site"`
@@ -58,7 +72,12 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 		Version       string   `json:"version"`
 		Categories    []string `json:"categories"`
 		TimeZone      string   `json:"time_zone"`
-	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories, cmp.Or(info.TimeZone, "Asia/Shanghai")})
+		OfficePhone   string   `json:"office_phone,omitempty"`
+		ReopenDays    float64  `json:"reopen_days"`
+		QR            bool     `json:"qr"` // report QR codes are served
+		Code          string   `json:"code,omitempty"`
+	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories,
+		cmp.Or(info.TimeZone, "Asia/Shanghai"), info.OfficePhone, reopen.Hours() / 24, info.PublicURL != "", info.Code})
 	return nil
 }
 
@@ -83,6 +102,13 @@ func (a *API) residents() (Residents, error) {
 type MyReport struct {
 	ReportOut
 	Mine string `json:"mine"`
+	// Changed: the report changed since the resident last looked at
+	// their reports here (POST /api/v1/reports/seen).
+	Changed bool `json:"changed,omitempty"`
+	// Reopenable: resolved, not merged, and still inside the kiosk's
+	// reopen window; ReopenUntil is the window's end.
+	Reopenable  bool       `json:"reopenable,omitempty"`
+	ReopenUntil *time.Time `json:"reopen_until,omitempty"`
 }
 
 // getResidentReports lists the reports resident filed or voted for here,
@@ -96,6 +122,14 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 	refs, err := idx.Reports(resident)
 	if err != nil {
 		return err
+	}
+	seen, err := idx.Seen(resident)
+	if err != nil {
+		return err
+	}
+	window := DefaultReopenWindow
+	if a.Kiosk != nil && a.Kiosk.ReopenWindow > 0 {
+		window = a.Kiosk.ReopenWindow
 	}
 	out := []MyReport{}
 	for _, ref := range refs {
@@ -118,7 +152,14 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 		if ref.Voted {
 			mine = "voted"
 		}
-		out = append(out, MyReport{ReportOut: ro, Mine: mine})
+		m := MyReport{ReportOut: ro, Mine: mine}
+		// Only the hub's changes count: what the resident did here they know.
+		m.Changed = ro.Synced && len(ro.Steps) > 1 && ro.Steps[len(ro.Steps)-1].HLC.Time().After(seen)
+		if at := resolvedAt(&ro.ReportView); ro.Status == event.ReportResolved && ro.MergedInto == "" && !at.IsZero() {
+			until := at.Add(window).UTC()
+			m.Reopenable, m.ReopenUntil = time.Now().Before(until), &until
+		}
+		out = append(out, m)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
