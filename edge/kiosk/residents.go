@@ -7,6 +7,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/httpx"
+	"linli/shared/merge"
 )
 
 // Info is what the kiosk UI needs to know about the kiosk it runs on.
@@ -153,8 +154,7 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 			mine = "voted"
 		}
 		m := MyReport{ReportOut: ro, Mine: mine}
-		// Only the hub's changes count: what the resident did here they know.
-		m.Changed = ro.Synced && len(ro.Steps) > 1 && ro.Steps[len(ro.Steps)-1].HLC.Time().After(seen)
+		m.Changed = ro.Synced && changedSince(ro.Steps, seen)
 		if at := resolvedAt(&ro.ReportView); ro.Status == event.ReportResolved && ro.MergedInto == "" && !at.IsZero() {
 			until := at.Add(window).UTC()
 			m.Reopenable, m.ReopenUntil = time.Now().Before(until), &until
@@ -202,4 +202,18 @@ func nonNil[T any](v []T) []T {
 		return []T{}
 	}
 	return v
+}
+
+// changedSince tells whether the office moved a report on after seen:
+// filing and reopening are what residents did themselves, so they do
+// not count.
+func changedSince(steps []merge.ReportStep, seen time.Time) bool {
+	for i := len(steps) - 1; i >= 0; i-- {
+		switch steps[i].Event {
+		case merge.HistoryCreated, merge.HistoryReopened:
+			continue
+		}
+		return steps[i].HLC.Time().After(seen)
+	}
+	return false
 }
