@@ -107,8 +107,8 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 			k.waitText(card+" .timeline", "已更换曳引机")
 			k.waitText(card+" .timeline", zh["step.created"])
 			k.CheckAccessible(size.name + ": my reports, elderly mode")
-			k.click("#reopen-" + fixed)
-			k.waitText("#reopened-"+fixed, zh["mine.reopened"])
+			k.click(`[data-reopen="` + fixed + `"]`)
+			k.waitText(`[data-reopened="`+fixed+`"]`, zh["mine.reopened"])
 			testkit.Eventually(t, 20*time.Second, func() (bool, string) {
 				var r followReport
 				h.do(t, "GET", "/api/v1/reports/"+fixed, nil, &r)

@@ -649,7 +649,7 @@
       h('li', { 'data-event': st.event, 'data-status': st.status || '' },
         h('span', { class: 'when', text: fmtTime(hlcTime(st.hlc)) }), ' ',
         h('strong', { text: t('step.' + st.event) }),
-        st.status && st.event !== 'merged_into' ? ' · ' + t('status.' + st.status) : '',
+        st.status && st.event === 'patched' ? ' · ' + t('status.' + st.status) : '',
         st.reply && st.event !== 'merged_into' ? h('span', { class: 'reply' }, t('mine.note') + ' ' + st.reply) : '')));
   }
 
@@ -658,13 +658,13 @@
   function reopenBox(x) {
     if (!x.reopenable || !S.resident) return '';
     const msg = h('p', { class: 'msg', role: 'alert' });
-    const btn = h('button', { type: 'button', class: 'primary', 'data-key': 'reopen-' + x.id, id: 'reopen-' + x.id }, t('mine.reopen'));
+    const btn = h('button', { type: 'button', class: 'primary', 'data-key': 'reopen-' + x.id, 'data-reopen': x.id }, t('mine.reopen'));
     const gen = S.gen;
     btn.addEventListener('click', () => busy(btn, msg, async () => {
       const r = await post('api/v1/reports/' + encodeURIComponent(x.id) + '/reopen', { resident: S.resident });
       if (gen !== S.gen) return;
       if (!r.ok) { showErr(msg, r.error); return; }
-      box.replaceChildren(h('p', { class: 'ok', id: 'reopened-' + x.id, text: t('mine.reopened') }));
+      box.replaceChildren(h('p', { class: 'ok', 'data-reopened': x.id, text: t('mine.reopened') }));
     }));
     const box = h('div', { class: 'reopen' }, h('p', { class: 'note', text: t('mine.reopen_until', { time: fmtTime(x.reopen_until) }) }), btn, msg);
     return box;
@@ -1021,7 +1021,7 @@
       x.merged_into ? h('p', { class: 'merged', 'data-merged-into': x.merged_into, text: t('mine.merged', { n: x.merged_into_number || x.merged_into }) }) : '',
       reportStatus(x),
       timeline(x),
-      x.note ? h('p', { class: 'op-note' }, h('strong', { text: t('mine.note') + ' ' }), x.note) : '',
+      x.note && !(x.steps || []).length ? h('p', { class: 'op-note' }, h('strong', { text: t('mine.note') + ' ' }), x.note) : '',
       reopenBox(x),
       rateable ? h('div', { class: 'actions' }, h('button', { type: 'button', 'data-key': 'rate-' + x.id,
         onclick: () => rateAgain({ target: x.id, title: x.title, kind: 'report' }) }, t('mine.rate'))) : '');
