@@ -952,7 +952,7 @@
     root.append(topbar(d.done.voted ? 'rep.voted_title' : 'rep.done_title'),
       h('div', { class: 'done' }, h('p', { class: 'big-ok', text: t(d.done.voted ? 'rep.voted' : 'rep.done') }),
         h('p', { text: d.done.title }),
-        d.done.voted ? '' : h('p', { class: 'number', id: 'rep-number', text: t('rep.number', { id: d.done.number || d.done.id }) }),
+        d.done.voted ? '' : h('p', { class: 'number', id: 'rep-number', 'data-id': d.done.id, text: t('rep.number', { id: d.done.number || d.done.id }) }),
         d.done.voted ? '' : qrFor(d.done.id, d.done.number || d.done.id),
         d.done.anon ? h('p', { class: 'note', text: t('rep.anon_note') }) : '',
         box,
