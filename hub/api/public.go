@@ -65,12 +65,9 @@ func (a *API) publicReport(w http.ResponseWriter, r *http.Request) error {
 	var v merge.ReportView
 	found := false
 	a.State.Read(func(m *merge.State) {
-		for _, rep := range m.Reports(site) {
-			if rep.Number == number || rep.ID == number {
-				v, _ = m.ReportView(rep.ID) // cannot fail: listed
-				found = true
-				return
-			}
+		var id string
+		if id, found = m.ReportByNumber(site, number); found {
+			v, _ = m.ReportView(id) // cannot fail: found
 		}
 	})
 	if !found {

@@ -115,3 +115,28 @@ func TestPublicStepsHideNames(t *testing.T) {
 		}
 	}
 }
+
+// A number names a report within its site; two kiosks that share a code
+// by mistake still get one answer, the same in any order.
+func TestReportByNumber(t *testing.T) {
+	facts := []merge.Fact{
+		fact(t, "k2", 1, 0, &event.Report{Category: "noise", Title: "a", Building: "B1", Number: "B1-0001"}),
+		fact(t, "k1", 1, 5, &event.Report{Category: "noise", Title: "b", Building: "B1", Number: "B1-0001"}),
+	}
+	for _, order := range [][]merge.Fact{facts, {facts[1], facts[0]}} {
+		s := merge.New()
+		applyAll(t, s, order...)
+		for _, tc := range []struct {
+			site, number, want string
+		}{
+			{site, "B1-0001", "k1.1"},
+			{site, "k2.1", "k2.1"},
+			{site, "B1-0002", ""},
+			{"other", "B1-0001", ""},
+		} {
+			if got, ok := s.ReportByNumber(tc.site, tc.number); got != tc.want || ok != (tc.want != "") {
+				t.Errorf("ReportByNumber(%s, %s) = %q, %v; want %q", tc.site, tc.number, got, ok, tc.want)
+			}
+		}
+	}
+}

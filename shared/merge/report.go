@@ -349,6 +349,22 @@ func (s *State) PublicSteps(h []HistoryEntry) []ReportStep {
 	return out
 }
 
+// ReportByNumber finds the report of site with this short number, or
+// this id. Should two kiosks of a site share a code, the smallest id
+// answers, whatever order the reports came in.
+func (s *State) ReportByNumber(site, number string) (string, bool) {
+	if r := s.reports[number]; r != nil && r.Filed != nil && r.Site == site {
+		return number, true
+	}
+	found := ""
+	for id, r := range s.reports {
+		if r.Filed != nil && r.Site == site && r.Filed.Body.Number == number && (found == "" || id < found) {
+			found = id
+		}
+	}
+	return found, found != ""
+}
+
 // number is the short number of report id, "" when it has none.
 func (s *State) number(id string) string {
 	if r := s.reports[id]; id != "" && r != nil && r.Filed != nil {
