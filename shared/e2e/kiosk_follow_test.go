@@ -125,7 +125,18 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 				t.Fatalf("%s reports still count as changed after the resident looked at them (their own reopen included)", n)
 			}
 
-			// Signing out ends elderly mode.
+			// Filing in elderly mode: the done screen shows the short
+			// number and the QR code the kiosk drew.
+			filed := fileReport(k, "sanitation", "垃圾桶满了", "", false)
+			k.waitText("#rep-number", "B1-")
+			k.Wait(uiWait, "the QR code drawn", `(() => { const i = document.querySelector('.qr img'); return !!i && i.complete && i.naturalWidth > 0; })()`)
+			if src := browser.Eval[string](k.Page, `document.querySelector('.qr img').getAttribute('src')`); !strings.Contains(src, filed) {
+				t.Fatalf("QR code of %q, want of %s", src, filed)
+			}
+			k.CheckAccessible(size.name + ": report filed, with its number and QR code")
+			k.click(".done .actions button:last-child")
+
+						// Signing out ends elderly mode.
 			k.click(".nav-exit")
 			k.waitScreen("start")
 			if browser.Eval[bool](k.Page, `document.body.classList.contains('elder')`) {
