@@ -136,7 +136,7 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 			k.CheckAccessible(size.name + ": report filed, with its number and QR code")
 			k.click(".done .actions button:last-child")
 
-						// Signing out ends elderly mode.
+			// Signing out ends elderly mode.
 			k.click(".nav-exit")
 			k.waitScreen("start")
 			if browser.Eval[bool](k.Page, `document.body.classList.contains('elder')`) {
