@@ -118,7 +118,7 @@ if [ ! -f "$data/hub/.demo-access-list" ]; then
 		--data @configs/access-list-demo.json "$hub_url/api/v1/access-lists/xiangyang/B3"
 	touch "$data/hub/.demo-access-list"
 fi
-"$bin/linli-edge" --config configs/kiosk.yaml --data "$data/edge/kiosk-b1" --http "$kiosk_http" --broker "tcp://$mqtt" &
+"$bin/linli-edge" --config configs/kiosk.yaml --data "$data/edge/kiosk-b1" --http "$kiosk_http" --broker "tcp://$mqtt" --public-url "$hub_url" &
 echo $! >"$data/kiosk.pid"
 "$bin/linli-edge" --config configs/gateway.yaml --data "$data/edge/gw-b3" --http "$gateway_http" --broker "tcp://$mqtt" &
 echo $! >"$data/gateway.pid"

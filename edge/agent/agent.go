@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -239,8 +240,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		api.UI, api.Residents = ui, idx
 		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
+		code := cmp.Or(cfg.KioskCode, kiosk.DefaultKioskCode(cfg.Building, cfg.ID))
+		if api.Numbers, err = kiosk.NewNumbers(ob.DB(), code); err != nil {
+			closeAfterFailedStart(log, ob, ln)
+			return nil, err
+		}
 		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
-			TimeZone: cfg.TimeZone, Plan: cfg.plan}
+			TimeZone: cfg.TimeZone, Plan: cfg.plan, PublicURL: cfg.PublicURL, ReopenWindow: cfg.ReopenWindow, OfficePhone: cfg.OfficePhone, Code: code}
 		mirror.AlarmKinds = kinds
 		api.Alarms = kiosk.NewAlarmFeed(mirror)
 		rep.AfterApply(api.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied

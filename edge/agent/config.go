@@ -52,6 +52,14 @@ type Config struct {
 	SitePlan string
 	plan     *kiosk.Plan
 
+	// Following reports up on a kiosk: the code in its report numbers,
+	// the hub address its QR codes open, how long a resolved report may be
+	// reopened, and the property office's phone number.
+	KioskCode    string
+	PublicURL    string
+	ReopenWindow time.Duration
+	OfficePhone  string
+
 	DiskReserve          string // parsed by diskguard.ParseSize
 	DiskTelemetryReserve string
 
@@ -93,6 +101,10 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.TimeZone, "time-zone", "Asia/Shanghai", "the site's time zone (IANA name): kiosks show alarm times in it whatever their own clock's zone")
 	s.String(&c.ResidentAlarms, "resident-alarms", "fire,water", "alarm kinds residents see on kiosks, comma-separated: fire (smoke and heat), water, forced, held_open")
 	s.String(&c.SitePlan, "site-plan", "", "kiosks: the site plan file (as the hub's --site-plans) whose buildings, units and report choices residents pick from by touch; reports naming another building are refused (empty: the building is typed, unchecked)")
+	s.String(&c.KioskCode, "kiosk-code", "", "kiosk: the code report numbers start with, 1 to 8 capital letters and digits, unique in the site (default: from building, else id; B1 gives B1-0001)")
+	s.String(&c.PublicURL, "public-url", "", "kiosk: the hub's address as residents' phones reach it; report QR codes open <public-url>/r/<site>/<number> (empty: no QR codes)")
+	s.Duration(&c.ReopenWindow, "reopen-window", 14*24*time.Hour, "kiosk: how long after its resolution a resident may reopen a report (\"still not fixed\")")
+	s.String(&c.OfficePhone, "office-phone", "", "kiosk: the property office's phone number, shown by the one-touch call button (empty hides it)")
 	s.Duration(&c.GCInterval, "gc-interval", time.Minute, "how often acked events past retention are deleted and the value log is garbage-collected")
 	s.String(&c.DiskReserve, "disk-reserve", "64MiB", "free space kept back on the data disk: below it writes are refused with 507 (bytes such as 64MiB or a percentage such as 5%)")
 	s.String(&c.DiskTelemetryReserve, "disk-telemetry-reserve", "128MiB", "below this much free space the oldest unacked telemetry (readings) is dropped and a gap event records it (bytes or a percentage; at least disk-reserve)")
@@ -167,6 +179,22 @@ func (c *Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" || c.TimeZone == "Local" {
 		return config.Errorf("time-zone", "%q is not an IANA time zone such as Asia/Shanghai", c.TimeZone)
+	}
+	if c.KioskCode != "" {
+		if _, err := kiosk.NewNumbers(nil, c.KioskCode); err != nil {
+			return config.Errorf("kiosk-code", "%v", err)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return config.Errorf("public-url", "%q is not an http:// or https:// address", c.PublicURL)
+		}
+	}
+	if c.ReopenWindow < time.Hour {
+		return config.Errorf("reopen-window", "must be at least 1h")
+	}
+	if len(c.OfficePhone) > 32 || strings.Trim(c.OfficePhone, "0123456789+-() ") != "" {
+		return config.Errorf("office-phone", "%q is not a phone number (digits, spaces, + - ( ), at most 32)", c.OfficePhone)
 	}
 	if _, err := kiosk.ParseAlarmKinds(c.ResidentAlarms); err != nil {
 		return config.Errorf("resident-alarms", "%v", err)

@@ -112,6 +112,7 @@ type API struct {
 	Kiosk     *Info      // optional
 	Residents Residents  // optional
 	Alarms    *AlarmFeed // optional: the alarms residents see, pushed
+	Numbers   *Numbers   // optional: short report numbers
 
 	requests *prometheus.CounterVec
 }
@@ -140,6 +141,9 @@ func (a *API) Handler() http.Handler {
 	handle("POST /api/v1/checkins", a.postCheckin)
 	handle("POST /api/v1/reports", a.postReport)
 	handle("POST /api/v1/reports/{id}/votes", a.postVote)
+	handle("POST /api/v1/reports/{id}/reopen", a.kioskOnly(a.postReopen))
+	handle("POST /api/v1/reports/seen", a.kioskOnly(a.postSeen))
+	handle("GET /api/v1/reports/{id}/{format}", a.kioskOnly(a.getQR))
 	handle("POST /api/v1/ratings", a.postRating)
 	handle("POST /api/v1/access", a.gatewayOnly(a.postAccess))
 	handle("POST /api/v1/readings", a.gatewayOnly(a.postReading))
@@ -203,6 +207,7 @@ type created struct {
 	Status     string `json:"status,omitempty"`
 	Act        string `json:"act,omitempty"`        // check-ins: signup or attendance, when the kiosk knows the activity
 	Credential string `json:"credential,omitempty"` // access: the card's pseudonym as stored
+	Number     string `json:"number,omitempty"`     // reports: the short number residents read out
 }
 
 // write validates body and appends it, answering 201 only after the synced
@@ -318,8 +323,25 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	return a.write(w, r, &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
-		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: unit, Resident: a.who(req.Resident)})
+	rep := &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
+		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: unit, Resident: a.who(req.Resident)}
+	if err := rep.Validate(); err != nil {
+		return httpx.FromValidation(err)
+	}
+	// Numbered only once valid, so bad input spends no number.
+	if a.Numbers != nil {
+		n, err := a.Numbers.Next()
+		if err != nil {
+			return a.storeError(err)
+		}
+		rep.Number = n
+	}
+	ev, err := a.append(r.Context(), rep)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Number: rep.Number})
+	return nil
 }
 
 func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {

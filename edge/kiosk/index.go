@@ -25,6 +25,8 @@ import (
 //	k/rep/{resident}/{report}   IndexedReport: a report the resident filed or said "me too" to
 //	k/in/{resident}/{activity}  IndexedCheckin: the resident's last check-in or -out here
 //	k/rate/{resident}/{target}  IndexedRating: the resident's latest rating here
+//	k/seen/{resident}/          when the resident last looked at their reports here
+//	k/number                    the last report number this kiosk gave
 //
 // Resident ids cannot hold '/', so one resident's keys never run into
 // another's.
@@ -33,6 +35,8 @@ const (
 	prefixReports  = "k/rep/"
 	prefixCheckins = "k/in/"
 	prefixRatings  = "k/rate/"
+	prefixSeen     = "k/seen/"
+	keyNumber      = "k/number"
 )
 
 // Tail is the kiosk's own event log as the index reads it.
@@ -209,7 +213,7 @@ func (x *Index) Erase(resident string) error {
 		return err
 	}
 	return x.db.Update(func(txn *badger.Txn) error {
-		for _, prefix := range []string{prefixReports, prefixCheckins, prefixRatings} {
+		for _, prefix := range []string{prefixReports, prefixCheckins, prefixRatings, prefixSeen} {
 			if err := kv.DeletePrefix(txn, []byte(prefix+resident+"/")); err != nil {
 				return err
 			}

@@ -268,7 +268,8 @@ func (m *Mirror) Report(id string) (any, bool, error) {
 	}
 	r := b.(*event.Report)
 	v := merge.ReportView{ID: id, Status: event.ReportSubmitted, Category: r.Category, Title: r.Title,
-		Building: r.Building, Unit: r.Unit, Updated: evs[0].HLC}
+		Building: r.Building, Unit: r.Unit, Updated: evs[0].HLC, Number: r.Number,
+		Steps: []merge.ReportStep{{Event: merge.HistoryCreated, HLC: evs[0].HLC, Status: event.ReportSubmitted}}}
 	return ReportOut{ReportView: v, Updated: evs[0].HLC.Time()}, true, nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/httpx"
+	"linli/shared/merge"
 )
 
 // Info is what the kiosk UI needs to know about the kiosk it runs on.
@@ -20,6 +21,15 @@ type Info struct {
 	// Plan is the site's buildings and one-tap report choices; nil when
 	// the kiosk has no site plan (the building is then typed, unchecked).
 	Plan *Plan
+
+	// Following reports up: where the QR codes point (the hub's public
+	// address; "" shows no QR code), how long after its resolution a
+	// report may be reopened here, and the property office's phone
+	// number for the one-touch call button ("" hides it).
+	PublicURL    string
+	ReopenWindow time.Duration
+	OfficePhone  string
+	Code         string // this kiosk's code in report numbers
 }
 
 // Residents answers what one resident did at this kiosk (see Index).
@@ -29,6 +39,10 @@ type Residents interface {
 	Reports(resident string) ([]IndexedReport, error)
 	Checkins(resident string) ([]IndexedCheckin, error)
 	Ratings(resident string) ([]IndexedRating, error)
+	// Seen and MarkSeen keep when the resident last looked at their
+	// reports here (zero: never).
+	Seen(resident string) (time.Time, error)
+	MarkSeen(resident string, t time.Time) error
 }
 
 var _ Residents = (*Index)(nil)
@@ -63,6 +77,7 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	if plan.Choices == nil {
 		plan = &Plan{Buildings: plan.Buildings, Choices: map[string][]Choice{}}
 	}
+	reopen := cmp.Or(info.ReopenWindow, DefaultReopenWindow)
 	httpx.WriteJSON(w, http.StatusOK, struct {
 		Device        string   `json:"device"`
 		Site          string   `json:"site"`
@@ -75,8 +90,13 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 		// problems per category; empty without a site plan.
 		Buildings []PlanBuilding      `json:"buildings"`
 		Choices   map[string][]Choice `json:"report_choices"`
-	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories, cmp.Or(info.TimeZone, "Asia/Shanghai"),
-		plan.Buildings, plan.Choices})
+
+		OfficePhone string  `json:"office_phone,omitempty"`
+		ReopenDays  float64 `json:"reopen_days"`
+		QR          bool    `json:"qr"` // report QR codes are served
+		Code        string  `json:"code,omitempty"`
+	}{info.Device, info.Site, info.Building, info.IdleTimeout.Milliseconds(), info.Version, event.Categories,
+		cmp.Or(info.TimeZone, "Asia/Shanghai"), plan.Buildings, plan.Choices, info.OfficePhone, reopen.Hours() / 24, info.PublicURL != "", info.Code})
 	return nil
 }
 
@@ -101,6 +121,13 @@ func (a *API) residents() (Residents, error) {
 type MyReport struct {
 	ReportOut
 	Mine string `json:"mine"`
+	// Changed: the report changed since the resident last looked at
+	// their reports here (POST /api/v1/reports/seen).
+	Changed bool `json:"changed,omitempty"`
+	// Reopenable: resolved, not merged, and still inside the kiosk's
+	// reopen window; ReopenUntil is the window's end.
+	Reopenable  bool       `json:"reopenable,omitempty"`
+	ReopenUntil *time.Time `json:"reopen_until,omitempty"`
 }
 
 // getResidentReports lists the reports resident filed or voted for here,
@@ -114,6 +141,14 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 	refs, err := idx.Reports(resident)
 	if err != nil {
 		return err
+	}
+	seen, err := idx.Seen(resident)
+	if err != nil {
+		return err
+	}
+	window := DefaultReopenWindow
+	if a.Kiosk != nil && a.Kiosk.ReopenWindow > 0 {
+		window = a.Kiosk.ReopenWindow
 	}
 	out := []MyReport{}
 	for _, ref := range refs {
@@ -136,7 +171,13 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 		if ref.Voted {
 			mine = "voted"
 		}
-		out = append(out, MyReport{ReportOut: ro, Mine: mine})
+		m := MyReport{ReportOut: ro, Mine: mine}
+		m.Changed = ro.Synced && changedSince(ro.Steps, seen)
+		if at := resolvedAt(&ro.ReportView); ro.Status == event.ReportResolved && ro.MergedInto == "" && !at.IsZero() {
+			until := at.Add(window).UTC()
+			m.Reopenable, m.ReopenUntil = time.Now().Before(until), &until
+		}
+		out = append(out, m)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
@@ -179,4 +220,18 @@ func nonNil[T any](v []T) []T {
 		return []T{}
 	}
 	return v
+}
+
+// changedSince tells whether the office moved a report on after seen:
+// filing and reopening are what residents did themselves, so they do
+// not count.
+func changedSince(steps []merge.ReportStep, seen time.Time) bool {
+	for i := len(steps) - 1; i >= 0; i-- {
+		switch steps[i].Event {
+		case merge.HistoryCreated, merge.HistoryReopened:
+			continue
+		}
+		return steps[i].HLC.Time().After(seen)
+	}
+	return false
 }

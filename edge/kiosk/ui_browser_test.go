@@ -99,6 +99,8 @@ type noResidents struct{}
 func (noResidents) Reports(string) ([]IndexedReport, error)   { return nil, nil }
 func (noResidents) Checkins(string) ([]IndexedCheckin, error) { return nil, nil }
 func (noResidents) Ratings(string) ([]IndexedRating, error)   { return nil, nil }
+func (noResidents) Seen(string) (time.Time, error)            { return time.Time{}, nil }
+func (noResidents) MarkSeen(string, time.Time) error          { return nil }
 
 // changingReplica is fixedReplica whose activity's free seats the test
 // sets, as a sync from the hub would change them.

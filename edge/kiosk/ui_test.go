@@ -91,6 +91,7 @@ func TestEveryStringIsCatalogued(t *testing.T) {
 		"act.status.":  {"none", event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "left"},
 		"act.result.":  {event.StatusConfirmed, event.StatusWaitlisted, event.StatusRecorded, "out"},
 		"mine.rel.":    {"filed", "voted", "anon"},
+		"step.":        {"created", "patched", "reopened", "merged_into"},
 		"rate.kind.":   {"report", "activity"},
 		"rate.s":       {"1", "2", "3", "4", "5"},
 		"alert.kind.":  event.AlarmKinds,

@@ -135,6 +135,7 @@ func (a *API) Handler() http.Handler {
 		a.mountMerged(mux)
 		a.mountDashboard(mux)
 		a.mountOpen311(mux)
+		a.mountPublic(mux)
 	}
 	if a.Backups != nil {
 		a.mountBackup(mux)

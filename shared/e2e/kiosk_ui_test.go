@@ -380,11 +380,12 @@ func fileReport(k *kioskPage, category, title, details string, anonymous bool) s
 	}
 	k.click("#rep-submit")
 	k.waitText("#screen-title", k.zh["rep.done_title"])
-	m := regexp.MustCompile(`[A-Za-z0-9_-]+\.\d+`).FindString(k.text(".done .meta"))
-	if m == "" {
+	// The screen shows the short number residents read out; the report's
+	// id stays on the element for the API.
+	if n := k.text("#rep-number"); !regexp.MustCompile(`[A-Z0-9]+-\d{4}`).MatchString(n) {
 		k.T.Fatalf("done screen shows no report number: %q", k.text(".done"))
 	}
-	return m
+	return browser.Eval[string](k.Page, `document.getElementById('rep-number').dataset.id`)
 }
 
 func rate(k *kioskPage, target string, score int, comment string) {

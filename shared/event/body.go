@@ -60,6 +60,11 @@ type Report struct {
 	// Location is where the problem is, when the client knows it (an
 	// Open311 app's lat/long); a located report needs no building.
 	Location *GeoPoint `cbor:"7,keyasint,omitempty" json:"location,omitempty"`
+	// Number is the short number residents read out and note down
+	// (B1-0007): the filing kiosk's code and its own counter, so kiosks
+	// assign numbers offline without meeting each other's. Empty for
+	// reports filed elsewhere; the id stays the report's key.
+	Number string `cbor:"8,keyasint,omitempty" json:"number,omitempty"`
 }
 
 // GeoPoint is a WGS 84 position in decimal degrees.
@@ -167,6 +172,7 @@ func (b *Report) Validate() error {
 		b.validPlace(),
 		optional(b.Unit, func() error { return idField("unit", b.Unit) }),
 		optional(b.Resident, func() error { return idField("resident", b.Resident) }),
+		optional(b.Number, func() error { return numberField("number", b.Number) }),
 	)
 }
 

@@ -40,6 +40,12 @@ func Anonymise(b Body, resident, token string) (Body, bool) {
 			c.Resident = token
 			return &c, true
 		}
+	case *ReportReopen:
+		if b.Resident == resident {
+			c := *b
+			c.Resident, c.Reason = "", ""
+			return &c, true
+		}
 	}
 	return b, false
 }
@@ -59,6 +65,10 @@ func Residents(b Body) []string {
 		return []string{b.Resident}
 	case *Promote:
 		return []string{b.Resident}
+	case *ReportReopen:
+		if b.Resident != "" {
+			return []string{b.Resident}
+		}
 	}
 	return nil
 }

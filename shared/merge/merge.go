@@ -256,6 +256,8 @@ func (s *State) Apply(f Fact) ([]Ref, error) {
 		return s.groupRefs(s.applyVote(k, b)), nil
 	case *event.ReportPatch:
 		return s.groupRefs(s.applyPatch(k, b)), nil
+	case *event.ReportReopen:
+		return s.groupRefs(s.applyReopen(k, b)), nil
 	case *event.ReportMerge:
 		return s.applyReportMerge(k, b), nil
 	case *event.ReportFile:

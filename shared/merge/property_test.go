@@ -44,10 +44,11 @@ func genFacts(t *rapid.T) []merge.Fact {
 	hub := rapid.SampledFrom([]string{"hub", "hub-b"})
 	n := rapid.IntRange(1, 40).Draw(t, "n")
 	for range n {
-		switch rapid.IntRange(0, 16).Draw(t, "kind") {
+		switch rapid.IntRange(0, 17).Draw(t, "kind") {
 		case 0:
 			add(kiosk.Draw(t, "dev"), &event.Report{Category: "noise", Title: "t", Building: "B1",
-				Resident: rapid.SampledFrom([]string{"", "R1", "R2"}).Draw(t, "reporter")})
+				Resident: rapid.SampledFrom([]string{"", "R1", "R2"}).Draw(t, "reporter"),
+				Number:   rapid.SampledFrom([]string{"", "B1-0001", "B2-0001"}).Draw(t, "number")})
 		case 1:
 			add(kiosk.Draw(t, "dev"), &event.Vote{Report: reportID(), Resident: resident.Draw(t, "res")})
 		case 2:
@@ -116,6 +117,12 @@ func genFacts(t *rapid.T) []merge.Fact {
 			add(hub.Draw(t, "dev"), &event.AccessListSet{Site: site, Building: rapid.SampledFrom([]string{"B1", "B2"}).Draw(t, "building"),
 				Key: bytes.Repeat([]byte{rapid.ByteRange(1, 2).Draw(t, "key")}, event.AccessKeySize), Who: "op",
 				Doors: []event.AccessDoor{{Door: "D1", Cards: [][]byte{bytes.Repeat([]byte{rapid.ByteRange(1, 3).Draw(t, "card")}, event.CardHashSize)}}}})
+		case 17:
+			// A resident's "still not fixed": before, between and after
+			// resolutions, so only some of them reopen.
+			add(kiosk.Draw(t, "dev"), &event.ReportReopen{Report: reportID(),
+				Resident: rapid.SampledFrom([]string{"", "R1"}).Draw(t, "reopener"),
+				Reason:   rapid.SampledFrom([]string{"", "still broken"}).Draw(t, "reason")})
 		}
 	}
 	return facts

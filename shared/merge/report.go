@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,14 +39,18 @@ type filedReport struct {
 type patchFact struct {
 	Key   key               `cbor:"1,keyasint"`
 	Patch event.ReportPatch `cbor:"2,keyasint"`
+	// Reopen marks a resident's "still not fixed" from a kiosk: Who is
+	// the resident and Note their reason; it only moves a resolved report.
+	Reopen bool `cbor:"3,keyasint,omitempty"`
 }
 
 func comparePatch(a, b patchFact) int { return a.Key.compare(b.Key) }
 
 // History event names.
 const (
-	HistoryCreated = "created"
-	HistoryPatched = "patched"
+	HistoryCreated  = "created"
+	HistoryPatched  = "patched"
+	HistoryReopened = "reopened" // a resident said a resolved report is still not fixed
 )
 
 // HistoryEntry is one step of a report's history, in key order.
@@ -98,8 +103,20 @@ func (s *State) applyVote(k key, b *event.Vote) []Ref {
 }
 
 func (s *State) applyPatch(k key, b *event.ReportPatch) []Ref {
-	r := s.report(b.Report)
-	if !insertSorted(&r.Patches, patchFact{Key: k, Patch: *b}, comparePatch) {
+	return s.insertPatch(b.Report, patchFact{Key: k, Patch: *b})
+}
+
+// applyReopen keeps a reopen among the patches, so the fold meets it in
+// key order: after the resolution it reopens, it moves the report back to
+// accepted; before it (or on an open report) it changes nothing.
+func (s *State) applyReopen(k key, b *event.ReportReopen) []Ref {
+	return s.insertPatch(b.Report, patchFact{Key: k, Reopen: true,
+		Patch: event.ReportPatch{Report: b.Report, Note: b.Reason, Who: b.Resident}})
+}
+
+func (s *State) insertPatch(id string, p patchFact) []Ref {
+	r := s.report(id)
+	if !insertSorted(&r.Patches, p, comparePatch) {
 		return nil
 	}
 	s.touchReport(r)
@@ -147,6 +164,15 @@ func (s *State) refoldReport(r *report) {
 			pending = false
 		}
 		h := HistoryEntry{Event: HistoryPatched, HLC: p.Key.HLC, Device: p.Key.Device, Seq: p.Key.Seq, Who: p.Patch.Who}
+		if p.Reopen {
+			if r.Status == event.ReportResolved {
+				h.Event, h.Status, h.Note = HistoryReopened, event.ReportAccepted, p.Patch.Note
+				r.Status = event.ReportAccepted
+				r.History = append(r.History, h)
+				r.Updated = max(r.Updated, p.Key.HLC)
+			}
+			continue
+		}
 		changed := false
 		if st := p.Patch.Status; st != "" && st != r.Status && transition(r.Status, st) {
 			r.Status, h.Status, changed = st, st, true
@@ -226,6 +252,10 @@ type Report struct {
 	// Duplicates lists the reports merged into this one (or into its
 	// canonical report).
 	Duplicates []string `json:"duplicates,omitempty"`
+	// Number is the short number the filing kiosk gave it (B1-0007);
+	// MergedIntoNumber the number of the report it is merged into.
+	Number           string `json:"number,omitempty"`
+	MergedIntoNumber string `json:"merged_into_number,omitempty"`
 }
 
 // Report returns the merged report with this id, or ErrNotFound when its
@@ -240,13 +270,14 @@ func (s *State) Report(id string) (Report, error) {
 		ID: r.ID, Site: r.Site, Status: r.Status, Category: b.Category, Title: b.Title,
 		Description: b.Description, Building: b.Building, Unit: b.Unit, Resident: b.Resident,
 		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, Assignee: r.Assignee,
-		History: slices.Clone(r.History), Rating: s.Rating(id),
+		History: slices.Clone(r.History), Rating: s.Rating(id), Number: b.Number,
 	}
 	if b.Location != nil {
 		loc := *b.Location // the caller's copy, not the state's
 		rep.Location = &loc
 	}
 	s.applyGroup(&rep)
+	rep.MergedIntoNumber = s.number(rep.MergedInto)
 	return rep, nil
 }
 
@@ -276,6 +307,70 @@ type ReportView struct {
 	Note     string        `cbor:"9,keyasint,omitempty" json:"note,omitempty"`
 	// MergedInto names the report this duplicate follows (reportmerge.go).
 	MergedInto string `cbor:"10,keyasint,omitempty" json:"merged_into,omitempty"`
+	// Number is the report's short number (B1-0007), MergedIntoNumber
+	// that of the report it follows: what a resident reads out.
+	Number           string `cbor:"11,keyasint,omitempty" json:"number,omitempty"`
+	MergedIntoNumber string `cbor:"12,keyasint,omitempty" json:"merged_into_number,omitempty"`
+	// Steps is the report's public timeline: filed, each status the
+	// office set with its reply, reopened, merged. No resident or
+	// operator names: every kiosk of the site shows it.
+	Steps []ReportStep `cbor:"13,keyasint,omitempty" json:"steps,omitempty"`
+}
+
+// ReportStep is one step of a report's public timeline.
+type ReportStep struct {
+	Event  string        `cbor:"1,keyasint" json:"event"` // a History event name
+	HLC    hlc.Timestamp `cbor:"2,keyasint" json:"hlc"`
+	Status string        `cbor:"3,keyasint,omitempty" json:"status,omitempty"`
+	// Reply is the office's note to residents with this step.
+	Reply string `cbor:"4,keyasint,omitempty" json:"reply,omitempty"`
+}
+
+// PublicSteps is the public timeline of a history: what residents may
+// read of it. A resident's own reason for reopening stays out, as do the
+// names of who did what; a merge names the report by its number.
+func (s *State) PublicSteps(h []HistoryEntry) []ReportStep {
+	var out []ReportStep
+	for _, e := range h {
+		st := ReportStep{Event: e.Event, HLC: e.HLC, Status: e.Status}
+		switch e.Event {
+		case HistoryPatched:
+			st.Reply = e.Note
+			if st.Status == "" && st.Reply == "" {
+				continue // an assignment only: the office's business
+			}
+		case HistoryMergedInto:
+			st.Reply = cmp.Or(s.number(e.Note), e.Note)
+		case HistoryMerged:
+			continue // another resident's report joined this one
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// ReportByNumber finds the report of site with this short number, or
+// this id. Should two kiosks of a site share a code, the smallest id
+// answers, whatever order the reports came in.
+func (s *State) ReportByNumber(site, number string) (string, bool) {
+	if r := s.reports[number]; r != nil && r.Filed != nil && r.Site == site {
+		return number, true
+	}
+	found := ""
+	for id, r := range s.reports {
+		if r.Filed != nil && r.Site == site && r.Filed.Body.Number == number && (found == "" || id < found) {
+			found = id
+		}
+	}
+	return found, found != ""
+}
+
+// number is the short number of report id, "" when it has none.
+func (s *State) number(id string) string {
+	if r := s.reports[id]; id != "" && r != nil && r.Filed != nil {
+		return r.Filed.Body.Number
+	}
+	return ""
 }
 
 // ReportView returns the downlink view of a report, or ErrNotFound.
@@ -286,8 +381,15 @@ func (s *State) ReportView(id string) (ReportView, error) {
 	}
 	b := &r.Filed.Body
 	v := ReportView{ID: r.ID, Status: r.Status, Category: b.Category, Title: b.Title, Building: b.Building,
-		Unit: b.Unit, Votes: r.Votes, Updated: r.Updated, Note: r.Note}
+		Unit: b.Unit, Votes: r.Votes, Updated: r.Updated, Note: r.Note, Number: b.Number}
 	s.applyGroupView(&v)
+	v.MergedIntoNumber = s.number(v.MergedInto)
+	hist := slices.Clone(r.History)
+	if g, ok := s.viewOf(id); ok {
+		hist = append(hist, g.history...)
+		slices.SortStableFunc(hist, func(a, b HistoryEntry) int { return cmp.Compare(a.HLC, b.HLC) })
+	}
+	v.Steps = s.PublicSteps(hist)
 	return v, nil
 }
 

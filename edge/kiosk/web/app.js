@@ -43,6 +43,7 @@
     prevStatus: {}, // activity → status, to notice a move up from the waitlist
     movedUp: new Set(),
     sessionReports: [], // ids filed in this session, anonymous ones included
+    elder: false, // elderly mode (larger type, fewer choices): for this session only
     lastInput: Date.now(),
   };
   const cats = {};
@@ -123,6 +124,8 @@
     exit: 'M10 4H5v16h5|M14 8l4 4-4 4|M18 12H9',
     alarm: 'M12 3L2 20h20z|M12 9v5|M12 17h.01',
     back: 'M15 5l-7 7 7 7',
+    phone: 'M5 4h4l2 5-2.5 1.5a11 11 0 0 0 5 5L15 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2',
+    elder: 'M4 20h16|M7 20V10h3|M7 10l2-6h1|M14 20v-8h3v8|M10 14h4',
   };
   function icon(name) {
     const s = document.createElementNS(SVG, 'svg');
@@ -411,6 +414,7 @@
     S.movedUp = new Set();
     S.sessionReports = [];
     S.lastResult = null;
+    setElder(false);
     keyBuf = '';
     $('idle').hidden = true;
     clearToast();
@@ -558,7 +562,12 @@
         icon('card'), h('span', {}, t('start.identify'), h('small', { text: t('start.identify_hint') }))),
       h('div', { class: 'tiles two' },
         tile('notices', 'start.notices', () => go('notices')),
-        tile('report', 'start.report_anon', () => go('report', 'new'))));
+        tile('report', 'start.report_anon', () => go('report', 'new'))),
+      h('div', { class: 'tiles two follow-tools' },
+        h('button', { type: 'button', class: 'tile', id: 'elder-toggle', 'aria-pressed': String(S.elder),
+          onclick: () => { setElder(!S.elder); render(); } }, icon('elder'), h('span', { text: t(S.elder ? 'elder.off' : 'elder.on') })),
+        callTile()));
+    if (S.elder) return; // fewer choices: the notice board is one tap away
     const box = h('div', { class: 'preview', 'aria-live': 'off' });
     root.append(h('h2', { class: 'sec', text: t('start.latest') }), box);
     listRefresh = () => swap(box, S.notices.length ? S.notices.slice(0, 3).map((n) => noticeCard(n, true)) :
@@ -597,16 +606,91 @@
   };
 
   SCREENS.home = (root) => {
+    const mineTile = tile('mine', 'home.mine', () => go('mine'));
     root.append(topbar('home.title', { who: masked(S.resident) }),
       h('p', { class: 'lead', text: t('home.lead') }),
       h('div', { class: 'tiles' },
         tile('activities', 'home.activities', () => go('activities')),
         tile('report', 'home.report', () => go('report', 'new')),
-        tile('mine', 'home.mine', () => go('mine')),
-        tile('rate', 'home.rate', () => go('rate')),
-        tile('notices', 'home.notices', () => go('notices')),
+        mineTile,
+        S.elder ? '' : tile('rate', 'home.rate', () => go('rate')),
+        S.elder ? '' : tile('notices', 'home.notices', () => go('notices')),
+        callTile(),
         tile('exit', 'home.exit', reset, { class: 'tile quiet' })));
+    // A badge when one of the resident's reports changed since they last
+    // looked at them (the kiosk keeps when that was).
+    const gen = S.gen;
+    (async () => {
+      const r = await api('GET', 'api/v1/reports?resident=' + encodeURIComponent(S.resident));
+      if (gen !== S.gen || !mineTile.isConnected || r.status !== 200 || !Array.isArray(r.data)) return;
+      const n = r.data.filter((x) => x.changed).length;
+      mineTile.dataset.changed = String(n);
+      if (n) mineTile.append(h('span', { class: 'count', id: 'mine-badge', text: t('home.mine_changed', { n }) }));
+    })();
   };
+
+  // ---- following reports up, elderly mode, the office's phone -------------------------
+
+  function setElder(on) {
+    S.elder = on;
+    document.body.classList.toggle('elder', on);
+  }
+
+  // callTile shows the property office's number; null when the kiosk has none.
+  function callTile() {
+    if (!S.kiosk.office_phone) return '';
+    return h('button', { type: 'button', class: 'tile', id: 'call-office', onclick: () => go('call') },
+      icon('phone'), h('span', { text: t('call.tile') }));
+  }
+
+  SCREENS.call = (root) => {
+    root.append(topbar('call.title'),
+      h('p', { class: 'lead', text: t('call.lead') }),
+      h('p', { class: 'phone', id: 'office-phone' }, h('a', { href: 'tel:' + S.kiosk.office_phone.replace(/[^0-9+]/g, ''), text: S.kiosk.office_phone })),
+      h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary big', onclick: back }, t('common.done'))));
+  };
+
+  // The time of an HLC timestamp (its wall clock is the high 48 bits).
+  function hlcTime(ts) { return new Date(Math.floor(Number(ts) / 65536)).toISOString(); }
+
+  // reportNumber is what a resident reads out: the short number, or the id
+  // of a report filed before kiosks numbered them.
+  function reportNumber(x) { return x.number || x.id; }
+
+  function timeline(x) {
+    const steps = Array.isArray(x.steps) ? x.steps : [];
+    if (!steps.length) return '';
+    return h('ol', { class: 'timeline', 'aria-label': t('mine.timeline') }, steps.map((st) =>
+      h('li', { 'data-event': st.event, 'data-status': st.status || '' },
+        h('span', { class: 'when', text: fmtTime(hlcTime(st.hlc)) }), ' ',
+        h('strong', { text: t('step.' + st.event) }),
+        st.status && st.event === 'patched' ? ' · ' + t('status.' + st.status) : '',
+        st.reply && st.event !== 'merged_into' ? h('span', { class: 'reply' }, t('mine.note') + ' ' + st.reply) : '')));
+  }
+
+  // reopenBox offers "still not fixed" on a resolved report while the
+  // kiosk's window lasts.
+  function reopenBox(x) {
+    if (!x.reopenable || !S.resident) return '';
+    const msg = h('p', { class: 'msg', role: 'alert' });
+    const btn = h('button', { type: 'button', class: 'primary', 'data-key': 'reopen-' + x.id, 'data-reopen': x.id }, t('mine.reopen'));
+    const gen = S.gen;
+    btn.addEventListener('click', () => busy(btn, msg, async () => {
+      const r = await post('api/v1/reports/' + encodeURIComponent(x.id) + '/reopen', { resident: S.resident });
+      if (gen !== S.gen) return;
+      if (!r.ok) { showErr(msg, r.error); return; }
+      box.replaceChildren(h('p', { class: 'ok', 'data-reopened': x.id, text: t('mine.reopened') }));
+    }));
+    const box = h('div', { class: 'reopen' }, h('p', { class: 'note', text: t('mine.reopen_until', { time: fmtTime(x.reopen_until) }) }), btn, msg);
+    return box;
+  }
+
+  // qrFor is the QR code of a report's public page, when the kiosk makes them.
+  function qrFor(id, number) {
+    if (!S.kiosk.qr) return '';
+    return h('figure', { class: 'qr' }, h('img', { src: 'api/v1/reports/' + encodeURIComponent(id) + '/qr.svg', alt: t('rep.qr_alt', { n: number }), width: '240', height: '240' }),
+      h('figcaption', { text: t('rep.qr_hint') }));
+  }
 
   // ---- activities -------------------------------------------------------------------
 
@@ -941,7 +1025,7 @@
         if (!r.ok) { showErr(msg, r.error); return; }
         S.sessionReports.push(r.data.id);
         d.step = 'done';
-        d.done = { id: r.data.id, voted: false, title: ti, anon: !body.resident };
+        d.done = { id: r.data.id, number: r.data.number, voted: false, title: ti, anon: !body.resident };
         render();
       });
     };
@@ -995,7 +1079,8 @@
     root.append(topbar(d.done.voted ? 'rep.voted_title' : 'rep.done_title'),
       h('div', { class: 'done' }, h('p', { class: 'big-ok', id: 'rep-headline', text: t(d.done.voted ? 'rep.voted' : d.done.synced ? 'rep.done_synced' : 'rep.done') }),
         h('p', { text: d.done.title }),
-        d.done.voted ? '' : h('p', { class: 'meta', text: t('rep.number', { id: d.done.id }) }),
+        d.done.voted ? '' : h('p', { class: 'number', id: 'rep-number', 'data-id': d.done.id, text: t('rep.number', { id: d.done.number || d.done.id }) }),
+        d.done.voted ? '' : qrFor(d.done.id, d.done.number || d.done.id),
         d.done.anon ? h('p', { class: 'note', text: t('rep.anon_note') }) : '',
         box,
         h('div', { class: 'actions' },
@@ -1028,6 +1113,7 @@
     const msg = h('p', { class: 'msg', role: 'alert' });
     root.append(topbar('mine.title'), offlineNote() || '', msg, list);
     const gen = S.gen;
+    let seenSent = false;
     const load = async () => {
       const items = [];
       if (S.resident) {
@@ -1045,6 +1131,8 @@
       if (gen !== S.gen || !list.isConnected) return;
       msg.textContent = '';
       swap(list, items.length ? items.map(mineCard) : [h('p', { class: 'note', text: t('mine.none') })]);
+      // Looked at: the home screen's badge counts changes after this.
+      if (S.resident && !seenSent) { seenSent = true; post('api/v1/reports/seen', { resident: S.resident }); }
       // Statuses change as the kiosk syncs: follow them while shown.
       setTimeout(() => { if (gen === S.gen && list.isConnected) load(); }, POLL_MINE_MS);
     };
@@ -1054,13 +1142,18 @@
 
   function mineCard(x) {
     const rateable = x.status === 'resolved' && S.resident;
-    return h('article', { class: 'card report', 'data-id': x.id, 'data-status': x.status },
+    return h('article', { class: 'card report', 'data-id': x.id, 'data-status': x.status, 'data-changed': String(!!x.changed) },
       h('div', { class: 'card-head' }, h('span', { class: 'badge', text: t('cat.' + x.category) }),
-        h('span', { class: 'badge rel', text: t('mine.rel.' + x.mine) })),
+        h('span', { class: 'badge rel', text: t('mine.rel.' + x.mine) }),
+        x.changed ? h('span', { class: 'badge new', text: t('mine.changed') }) : ''),
       h('h3', { text: x.title }),
+      h('p', { class: 'number', text: t('rep.number', { id: reportNumber(x) }) }),
       h('p', { class: 'meta', text: [x.building + (x.unit ? ' ' + x.unit : ''), t('rep.votes', { n: x.votes })].join(' · ') }),
+      x.merged_into ? h('p', { class: 'merged', 'data-merged-into': x.merged_into, text: t('mine.merged', { n: x.merged_into_number || x.merged_into }) }) : '',
       reportStatus(x),
-      x.note ? h('p', { class: 'op-note' }, h('strong', { text: t('mine.note') + ' ' }), x.note) : '',
+      timeline(x),
+      x.note && !(x.steps || []).length ? h('p', { class: 'op-note' }, h('strong', { text: t('mine.note') + ' ' }), x.note) : '',
+      reopenBox(x),
       rateable ? h('div', { class: 'actions' }, h('button', { type: 'button', 'data-key': 'rate-' + x.id,
         onclick: () => rateAgain({ target: x.id, title: x.title, kind: 'report' }) }, t('mine.rate'))) : '');
   }
