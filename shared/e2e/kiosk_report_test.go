@@ -72,8 +72,10 @@ func TestKioskReportByTouchAlone(t *testing.T) {
 	k.click("#rep-submit")
 	k.waitText("#screen-title", k.zh["rep.done_title"])
 	k.CheckAccessible("report: done")
-	id := regexp.MustCompile(`[A-Za-z0-9_-]+\.\d+`).FindString(k.text(".done .meta"))
-	if id == "" {
+	// The screen shows the short number; the report's id rides along in
+	// the number's data-id.
+	id := browser.Eval[string](k.Page, `(document.querySelector('#rep-number') || {dataset: {}}).dataset.id || ''`)
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]+\.\d+$`).MatchString(id) {
 		t.Fatalf("done screen shows no report number: %q", k.text(".done"))
 	}
 	if n := browser.Eval[int](k.Page, `window.keyEvents`); n != 0 {
