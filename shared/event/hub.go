@@ -91,6 +91,10 @@ type ReportPatch struct {
 	Note     string `cbor:"3,keyasint,omitempty" json:"note,omitempty"`
 	Assignee string `cbor:"4,keyasint,omitempty" json:"assignee,omitempty"`
 	Who      string `cbor:"5,keyasint" json:"who"` // the operator
+	// Internal keeps Note at the hub: an internal note never reaches a
+	// kiosk or an Open311 client. Without it a note is a public reply,
+	// as every note was before notes had a visibility.
+	Internal bool `cbor:"6,keyasint,omitempty" json:"internal,omitempty"`
 }
 
 // Grant gives a kiosk seats of an activity. Seats is cumulative (all seats
@@ -200,6 +204,9 @@ func (b *ReportPatch) Validate() error {
 	)
 	if err == nil && b.Status == "" && b.Note == "" && b.Assignee == "" {
 		err = &FieldError{Field: "status", Msg: "a patch needs a status, note or assignee"}
+	}
+	if err == nil && b.Internal && b.Note == "" {
+		err = &FieldError{Field: "visibility", Msg: "only a note has a visibility"}
 	}
 	return err
 }

@@ -18,7 +18,8 @@ const (
 )
 
 // ReportMerge folds Report (the duplicate) into Into. The latest merge of
-// a report by (HLC, device, seq) decides where it points.
+// a report by (HLC, device, seq) decides where it points; one with Into
+// empty undoes the merges before it, and the report stands alone again.
 type ReportMerge struct {
 	Report string `cbor:"1,keyasint" json:"report"`
 	Into   string `cbor:"2,keyasint" json:"into"`
@@ -40,14 +41,17 @@ type ReportFile struct {
 func (*ReportMerge) Kind() Kind { return KindReportMerge }
 func (*ReportFile) Kind() Kind  { return KindReportFile }
 
-// Validate checks a merge: two different reports and the operator.
+// Validate checks a merge: two different reports (or none to merge into:
+// an unmerge) and the operator.
 func (b *ReportMerge) Validate() error {
 	err := first(
 		refField("report", b.Report),
-		refField("into", b.Into),
 		idField("who", b.Who),
 		text("note", b.Note, 0, 500),
 	)
+	if err == nil && b.Into != "" {
+		err = refField("into", b.Into)
+	}
 	if err == nil && b.Report == b.Into {
 		err = &FieldError{Field: "into", Msg: "a report cannot be merged into itself"}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -44,7 +45,7 @@ func genFacts(t *rapid.T) []merge.Fact {
 	hub := rapid.SampledFrom([]string{"hub", "hub-b"})
 	n := rapid.IntRange(1, 40).Draw(t, "n")
 	for range n {
-		switch rapid.IntRange(0, 17).Draw(t, "kind") {
+		switch rapid.IntRange(0, 18).Draw(t, "kind") {
 		case 0:
 			add(kiosk.Draw(t, "dev"), &event.Report{Category: "noise", Title: "t", Building: "B1",
 				Resident: rapid.SampledFrom([]string{"", "R1", "R2"}).Draw(t, "reporter"),
@@ -95,6 +96,9 @@ func genFacts(t *rapid.T) []merge.Fact {
 				Status:   rapid.SampledFrom(append([]string{""}, event.ReportStatuses...)).Draw(t, "status"),
 				Note:     rapid.SampledFrom([]string{"", "n1", "n2"}).Draw(t, "note"),
 				Assignee: rapid.SampledFrom([]string{"a", "b"}).Draw(t, "assignee")})
+			// An internal note ("i…", never a public reply's text) beside it.
+			add(hub.Draw(t, "dev"), &event.ReportPatch{Report: reportID(), Who: "op", Internal: true,
+				Note: rapid.SampledFrom([]string{"i1", "i2"}).Draw(t, "internal note")})
 		case 12:
 			add(hub.Draw(t, "dev"), &event.NoticeSet{ID: rapid.SampledFrom([]string{"N1", "N2"}).Draw(t, "notice"), Site: site,
 				Title: rapid.SampledFrom([]string{"x", "y"}).Draw(t, "title"), Category: "safety",
@@ -123,6 +127,16 @@ func genFacts(t *rapid.T) []merge.Fact {
 			add(kiosk.Draw(t, "dev"), &event.ReportReopen{Report: reportID(),
 				Resident: rapid.SampledFrom([]string{"", "R1"}).Draw(t, "reopener"),
 				Reason:   rapid.SampledFrom([]string{"", "still broken"}).Draw(t, "reason")})
+		case 18:
+			// Merges, merges back, cycles and undos (into ""), from two hubs.
+			dup, into := reportID(), rapid.SampledFrom([]string{"", "", "k9.1"}).Draw(t, "into")
+			if into != "" && len(reports) > 0 {
+				into = reportID()
+			}
+			if dup == into {
+				into = ""
+			}
+			add(hub.Draw(t, "dev"), &event.ReportMerge{Report: dup, Into: into, Who: "op"})
 		}
 	}
 	return facts
@@ -207,6 +221,18 @@ func TestConvergence(t *testing.T) {
 				t.Fatal("a batch changed the state but returned no refs")
 			}
 			prevBatched = now
+		}
+		for _, r := range want.Reports("") {
+			// Internal notes stay at the hub: never in a kiosk's view.
+			v, _ := want.ReportView(r.ID)
+			if strings.HasPrefix(v.Note, "i") {
+				t.Fatalf("report %s: the downlink view carries the internal note %q", r.ID, v.Note)
+			}
+			for _, st := range v.Steps {
+				if strings.HasPrefix(st.Reply, "i") {
+					t.Fatalf("report %s: the downlink timeline carries the internal note %q", r.ID, st.Reply)
+				}
+			}
 		}
 		for name, s := range map[string]*merge.State{"fact by fact": got, "batch by batch": batched} {
 			if data := encode(t, s); !bytes.Equal(data, wantBytes) {

@@ -29,6 +29,10 @@ type report struct {
 	History  []HistoryEntry `cbor:"11,keyasint,omitempty"`
 
 	Merges []mergeFact `cbor:"12,keyasint,omitempty"` // sorted by key; see reportmerge.go
+
+	// InternalNote is the latest internal note (derived); Note above is
+	// the latest public reply, the only note that leaves the hub.
+	InternalNote string `cbor:"13,keyasint,omitempty"`
 }
 
 type filedReport struct {
@@ -63,6 +67,8 @@ type HistoryEntry struct {
 	Note     string        `cbor:"6,keyasint,omitempty" json:"note,omitempty"`
 	Assignee string        `cbor:"7,keyasint,omitempty" json:"assignee,omitempty"`
 	Who      string        `cbor:"8,keyasint,omitempty" json:"who,omitempty"` // the operator, or the resident who filed
+	// Internal marks Note as an internal note, kept at the hub.
+	Internal bool `cbor:"9,keyasint,omitempty" json:"internal,omitempty"`
 }
 
 func (s *State) report(id string) *report {
@@ -149,7 +155,7 @@ func transition(from, to string) bool {
 // refoldReport recomputes the derived fields from the facts, in key order,
 // so the result does not depend on the order facts arrived in.
 func (s *State) refoldReport(r *report) {
-	r.Status, r.Note, r.Assignee, r.Updated = event.ReportSubmitted, "", "", 0
+	r.Status, r.Note, r.InternalNote, r.Assignee, r.Updated = event.ReportSubmitted, "", "", "", 0
 	r.History = r.History[:0]
 	created := func() {
 		f := r.Filed
@@ -177,7 +183,10 @@ func (s *State) refoldReport(r *report) {
 		if st := p.Patch.Status; st != "" && st != r.Status && transition(r.Status, st) {
 			r.Status, h.Status, changed = st, st, true
 		}
-		if p.Patch.Note != "" {
+		switch {
+		case p.Patch.Note != "" && p.Patch.Internal:
+			r.InternalNote, h.Note, h.Internal, changed = p.Patch.Note, p.Patch.Note, true, true
+		case p.Patch.Note != "":
 			r.Note, h.Note, changed = p.Patch.Note, p.Patch.Note, true
 		}
 		if p.Patch.Assignee != "" {
@@ -242,10 +251,12 @@ type Report struct {
 	Votes       uint32          `json:"votes"`
 	Created     hlc.Timestamp   `json:"created"`
 	Updated     hlc.Timestamp   `json:"updated"`
-	Note        string          `json:"note,omitempty"`
-	Assignee    string          `json:"assignee,omitempty"`
-	History     []HistoryEntry  `json:"history"`
-	Rating      RatingSummary   `json:"rating"`
+	Note        string          `json:"note,omitempty"` // the latest public reply
+	// InternalNote is the latest internal note: for operators only.
+	InternalNote string         `json:"internal_note,omitempty"`
+	Assignee     string         `json:"assignee,omitempty"`
+	History      []HistoryEntry `json:"history"`
+	Rating       RatingSummary  `json:"rating"`
 	// MergedInto is the report this one is a duplicate of; it then shows
 	// that report's status, note and votes.
 	MergedInto string `json:"merged_into,omitempty"`
@@ -269,8 +280,8 @@ func (s *State) Report(id string) (Report, error) {
 	rep := Report{
 		ID: r.ID, Site: r.Site, Status: r.Status, Category: b.Category, Title: b.Title,
 		Description: b.Description, Building: b.Building, Unit: b.Unit, Resident: b.Resident,
-		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, Assignee: r.Assignee,
-		History: slices.Clone(r.History), Rating: s.Rating(id), Number: b.Number,
+		Votes: r.Votes, Created: r.Filed.Key.HLC, Updated: r.Updated, Note: r.Note, InternalNote: r.InternalNote,
+		Assignee: r.Assignee, History: slices.Clone(r.History), Rating: s.Rating(id), Number: b.Number,
 	}
 	if b.Location != nil {
 		loc := *b.Location // the caller's copy, not the state's
@@ -278,6 +289,7 @@ func (s *State) Report(id string) (Report, error) {
 	}
 	s.applyGroup(&rep)
 	rep.MergedIntoNumber = s.number(rep.MergedInto)
+	s.mergeHistory(&rep)
 	return rep, nil
 }
 
@@ -335,14 +347,16 @@ func (s *State) PublicSteps(h []HistoryEntry) []ReportStep {
 		st := ReportStep{Event: e.Event, HLC: e.HLC, Status: e.Status}
 		switch e.Event {
 		case HistoryPatched:
-			st.Reply = e.Note
+			if !e.Internal { // an internal note stays at the hub
+				st.Reply = e.Note
+			}
 			if st.Status == "" && st.Reply == "" {
 				continue // an assignment only: the office's business
 			}
-		case HistoryMergedInto:
+		case HistoryMergedInto, HistoryUnmerged:
 			st.Reply = cmp.Or(s.number(e.Note), e.Note)
-		case HistoryMerged:
-			continue // another resident's report joined this one
+		case HistoryMerged, HistoryDuplicateUnmerged:
+			continue // another resident's report joined this one, or left it
 		}
 		out = append(out, st)
 	}
@@ -385,8 +399,8 @@ func (s *State) ReportView(id string) (ReportView, error) {
 	s.applyGroupView(&v)
 	v.MergedIntoNumber = s.number(v.MergedInto)
 	hist := slices.Clone(r.History)
-	if g, ok := s.viewOf(id); ok {
-		hist = append(hist, g.history...)
+	if steps := s.index().steps[id]; len(steps) > 0 {
+		hist = append(hist, steps...)
 		slices.SortStableFunc(hist, func(a, b HistoryEntry) int { return cmp.Compare(a.HLC, b.HLC) })
 	}
 	v.Steps = s.PublicSteps(hist)

@@ -22,6 +22,9 @@ import (
 const (
 	HistoryMerged     = "merged"      // on the canonical report: a duplicate was merged in
 	HistoryMergedInto = "merged_into" // on the duplicate: it now follows another report
+	HistoryUnmerged   = "unmerged"    // on the former duplicate: it stands alone again
+	// HistoryDuplicateUnmerged is on the report a duplicate left.
+	HistoryDuplicateUnmerged = "duplicate_unmerged"
 )
 
 // mergeFact is one operator's merge of this report into another.
@@ -37,24 +40,50 @@ func compareMerge(a, b mergeFact) int { return a.Key.compare(b.Key) }
 type mergeIndex struct {
 	parent   map[string]string   // duplicate → the report its latest merge names
 	children map[string][]string // report → duplicates pointing at it, sorted
+	// steps is every merge and unmerge that concerns a report, for its
+	// history: its own, and those of reports merged into it or out of it.
+	steps map[string][]HistoryEntry
 }
 
 func (s *State) index() *mergeIndex {
 	if s.merges != nil {
 		return s.merges
 	}
-	ix := &mergeIndex{parent: map[string]string{}, children: map[string][]string{}}
+	ix := &mergeIndex{parent: map[string]string{}, children: map[string][]string{}, steps: map[string][]HistoryEntry{}}
 	for _, id := range sortedKeys(s.reports) {
 		r := s.reports[id]
 		if len(r.Merges) == 0 {
 			continue
 		}
+		prev := ""
+		for _, f := range r.Merges {
+			h := HistoryEntry{HLC: f.Key.HLC, Device: f.Key.Device, Seq: f.Key.Seq, Who: f.Merge.Who}
+			switch into := f.Merge.Into; {
+			case into != "":
+				ix.addStep(id, h, HistoryMergedInto, into)
+				ix.addStep(into, h, HistoryMerged, id)
+			case prev != "":
+				ix.addStep(id, h, HistoryUnmerged, prev)
+				ix.addStep(prev, h, HistoryDuplicateUnmerged, id)
+			}
+			prev = f.Merge.Into
+		}
 		into := r.Merges[len(r.Merges)-1].Merge.Into
+		if into == "" {
+			continue // unmerged: the latest merge points nowhere
+		}
 		ix.parent[id] = into
 		ix.children[into] = append(ix.children[into], id)
 	}
 	s.merges = ix
 	return ix
+}
+
+// addStep records a merge step in id's history; other names the report
+// on the other end.
+func (ix *mergeIndex) addStep(id string, h HistoryEntry, what, other string) {
+	h.Event, h.Note = what, other
+	ix.steps[id] = append(ix.steps[id], h)
 }
 
 // canonical follows id's merges to the report of its group. In a cycle
@@ -107,7 +136,11 @@ func (s *State) applyReportMerge(k key, b *event.ReportMerge) []Ref {
 	}
 	s.merges = nil
 	s.touchReport(r)
-	after := s.groupRefs([]Ref{{Kind: RefReport, ID: b.Report}, {Kind: RefReport, ID: b.Into}})
+	refs := []Ref{{Kind: RefReport, ID: b.Report}}
+	if b.Into != "" {
+		refs = append(refs, Ref{Kind: RefReport, ID: b.Into})
+	}
+	after := s.groupRefs(refs)
 	return dedupeRefs(append(before, after...))
 }
 
@@ -173,7 +206,6 @@ type groupView struct {
 	note      string
 	votes     uint32
 	updated   hlc.Timestamp
-	history   []HistoryEntry // merge steps to add to the report's own
 	members   []string
 }
 
@@ -227,19 +259,6 @@ func (s *State) viewOf(id string) (groupView, bool) {
 	}
 	delete(voters, reporter)
 	g.votes = uint32(len(voters)) + anonymous
-	// The merge steps that concern this report: merges into it, and its
-	// own latest merge.
-	for _, child := range ix.children[id] {
-		r := s.reports[child]
-		last := r.Merges[len(r.Merges)-1]
-		g.history = append(g.history, HistoryEntry{Event: HistoryMerged, HLC: last.Key.HLC, Device: last.Key.Device,
-			Seq: last.Key.Seq, Who: last.Merge.Who, Note: child})
-	}
-	if r := s.reports[id]; r != nil && len(r.Merges) > 0 && root != id {
-		last := r.Merges[len(r.Merges)-1]
-		g.history = append(g.history, HistoryEntry{Event: HistoryMergedInto, HLC: last.Key.HLC, Device: last.Key.Device,
-			Seq: last.Key.Seq, Who: last.Merge.Who, Note: last.Merge.Into})
-	}
 	return g, true
 }
 
@@ -258,7 +277,16 @@ func (s *State) applyGroup(rep *Report) {
 			rep.Duplicates = append(rep.Duplicates, m)
 		}
 	}
-	rep.History = append(rep.History, g.history...)
+}
+
+// mergeHistory adds the merge steps that concern a report to its history,
+// in time order.
+func (s *State) mergeHistory(rep *Report) {
+	steps := s.index().steps[rep.ID]
+	if len(steps) == 0 {
+		return
+	}
+	rep.History = append(rep.History, steps...)
 	slices.SortStableFunc(rep.History, func(a, b HistoryEntry) int {
 		if c := cmp.Compare(a.HLC, b.HLC); c != 0 {
 			return c
@@ -281,11 +309,18 @@ func (s *State) applyGroupView(v *ReportView) {
 
 // CheckMerge tells the hub API whether a merge may be recorded now: both
 // reports exist at the same site, and into is not (through its own
-// merges) a duplicate of dup, which would close a cycle.
+// merges) a duplicate of dup, which would close a cycle. An unmerge (no
+// into) needs a report that is merged now.
 func (s *State) CheckMerge(m *event.ReportMerge) error {
 	dup, into := s.reports[m.Report], s.reports[m.Into]
 	if dup == nil || dup.Filed == nil {
 		return fmt.Errorf("merge report %s: %w", m.Report, ErrNotFound)
+	}
+	if m.Into == "" {
+		if _, merged := s.index().parent[m.Report]; !merged {
+			return fmt.Errorf("unmerge report %s: it is not merged into another: %w", m.Report, ErrBadTransition)
+		}
+		return nil
 	}
 	if into == nil || into.Filed == nil {
 		return fmt.Errorf("merge into report %s: %w", m.Into, ErrNotFound)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"linli/shared/event"
@@ -215,5 +216,67 @@ func TestReportOpsValidate(t *testing.T) {
 				t.Fatalf("Validate: %v, want a FieldError on %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// An unmerge is a later merge that points nowhere: the report stands alone
+// again whatever order the facts arrive in, and both reports' histories
+// record the merge and its undo.
+func TestUnmergeIsLatestWriterAndInHistory(t *testing.T) {
+	rep := func(dev string, seq uint64, ms int64) merge.Fact {
+		return fact(t, dev, seq, ms, &event.Report{Category: "noise", Title: "t", Building: "B1", Resident: "R" + dev})
+	}
+	a, b := rep("k1", 1, 1), rep("k2", 1, 2)
+	m := fact(t, "hub", 1, 10, &event.ReportMerge{Report: "k2.1", Into: "k1.1", Who: "op"})
+	undo := fact(t, "hub", 2, 20, &event.ReportMerge{Report: "k2.1", Who: "op2"})
+	for _, order := range [][]merge.Fact{{a, b, m, undo}, {undo, m, b, a}, {b, undo, a, m, undo}} {
+		s := build(t, order...)
+		dup, err := s.Report("k2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dup.MergedInto != "" || dup.Votes != 0 {
+			t.Fatalf("after the undo: merged_into %q votes %d, want alone", dup.MergedInto, dup.Votes)
+		}
+		var events []string
+		for _, h := range dup.History {
+			events = append(events, h.Event+":"+h.Note+":"+h.Who)
+		}
+		if got, want := strings.Join(events, " "), "created::Rk2 merged_into:k1.1:op unmerged:k1.1:op2"; got != want {
+			t.Fatalf("duplicate history %q, want %q", got, want)
+		}
+		c, _ := s.Report("k1.1")
+		if len(c.Duplicates) != 0 || c.Votes != 0 {
+			t.Fatalf("canonical after the undo: duplicates %v votes %d", c.Duplicates, c.Votes)
+		}
+		if n := len(c.History); n != 3 || c.History[2].Event != merge.HistoryDuplicateUnmerged {
+			t.Fatalf("canonical history %+v, want created, merged, unmerged", c.History)
+		}
+		if err := s.CheckMerge(&event.ReportMerge{Report: "k2.1", Who: "op"}); !errors.Is(err, merge.ErrBadTransition) {
+			t.Fatalf("unmerging a report that is not merged: %v, want ErrBadTransition", err)
+		}
+	}
+}
+
+// An internal note stays at the hub: the kiosk's view shows the latest
+// public reply only, the hub's report both.
+func TestInternalNoteStaysAtTheHub(t *testing.T) {
+	s := build(t,
+		fact(t, "k1", 1, 1, &event.Report{Category: "noise", Title: "t", Building: "B1"}),
+		fact(t, "hub", 1, 2, &event.ReportPatch{Report: "k1.1", Note: "we are on it", Who: "op"}),
+		fact(t, "hub", 2, 3, &event.ReportPatch{Report: "k1.1", Note: "tenant is difficult", Internal: true, Who: "op"}),
+	)
+	v, _ := s.ReportView("k1.1")
+	if v.Note != "we are on it" {
+		t.Fatalf("kiosk view note %q, want the public reply", v.Note)
+	}
+	for _, st := range v.Steps {
+		if st.Reply == "tenant is difficult" {
+			t.Fatalf("kiosk view's timeline carries the internal note: %+v", v.Steps)
+		}
+	}
+	r, _ := s.Report("k1.1")
+	if r.Note != "we are on it" || r.InternalNote != "tenant is difficult" || !r.History[2].Internal {
+		t.Fatalf("hub report note %q internal %q history %+v", r.Note, r.InternalNote, r.History)
 	}
 }
