@@ -121,6 +121,10 @@ type API struct {
 	// TimeZone (IANA) is the zone of sites whose plan names none; empty
 	// is DefaultTimeZone.
 	TimeZone string
+
+	// Directory names operator accounts: assignees and display names in
+	// report histories. Without it only a plan's staff are assignees.
+	Directory Directory
 }
 
 // Handler builds the router.
@@ -134,6 +138,7 @@ func (a *API) Handler() http.Handler {
 	if a.State != nil {
 		a.mountMerged(mux)
 		a.mountDashboard(mux)
+		a.mountTriage(mux)
 		a.mountOpen311(mux)
 		a.mountPublic(mux)
 	}

@@ -158,6 +158,10 @@ type siteOut struct {
 	Plan   *SitePlan `json:"plan,omitempty"` // nil: the dashboard lays buildings out itself
 	// TimeZone is the zone the site's times are shown in (IANA name).
 	TimeZone string `json:"time_zone"`
+	// Overdue counts open reports past their time limit, in all and by
+	// building (sla: in the site plan).
+	Overdue           int            `json:"overdue"`
+	OverdueByBuilding map[string]int `json:"overdue_by_building,omitempty"`
 }
 
 // DefaultTimeZone is the zone of a site whose plan names none and of a hub
@@ -220,11 +224,15 @@ func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
 		seen[s] = true // a scoped operator sees their sites even before anything happened there
 	}
 	out := []siteOut{}
+	overdue := a.overdueByBuilding(time.Now())
 	for id := range seen {
 		if id == "" || !p.Sees(id) {
 			continue
 		}
-		o := siteOut{ID: id, TimeZone: a.siteZone(id).String()}
+		o := siteOut{ID: id, TimeZone: a.siteZone(id).String(), OverdueByBuilding: overdue[id]}
+		for _, n := range overdue[id] {
+			o.Overdue += n
+		}
 		if plan, ok := a.Plans[id]; ok {
 			o.Name, o.NameEn, o.Plan = plan.Name, plan.NameEn, &plan
 		}
@@ -260,10 +268,11 @@ func (a *API) building(w http.ResponseWriter, r *http.Request) error {
 			out.Plan = &b
 		}
 	}
+	now := time.Now()
 	a.State.Read(func(m *merge.State) {
 		for _, rep := range m.Reports(site) {
 			if rep.Building == building {
-				out.Reports = append(out.Reports, summarize(rep))
+				out.Reports = append(out.Reports, a.summarize(rep, now))
 			}
 		}
 		for _, al := range m.OpenAlarms(site) {

@@ -69,34 +69,46 @@ type reportSummary struct {
 	// POST /api/v1/reports/{id}/merge).
 	MergedInto string   `json:"merged_into,omitempty"`
 	Duplicates []string `json:"duplicates,omitempty"`
+	// Due is when the report must be closed by its site's time limit for
+	// its category (sla: in the site plan); Overdue is set once an open
+	// report is past it.
+	Due     *time.Time `json:"due,omitempty"`
+	Overdue bool       `json:"overdue,omitempty"`
 }
 
-func summarize(r merge.Report) reportSummary {
-	return reportSummary{ID: r.ID, Site: r.Site, Status: r.Status, Category: r.Category, Title: r.Title,
+func (a *API) summarize(r merge.Report, now time.Time) reportSummary {
+	s := reportSummary{ID: r.ID, Site: r.Site, Status: r.Status, Category: r.Category, Title: r.Title,
 		Building: r.Building, Unit: r.Unit, Votes: r.Votes, Created: r.Created.Time(), Updated: r.Updated.Time(),
 		Assignee: r.Assignee, Rating: r.Rating.Mean, MergedInto: r.MergedInto, Duplicates: r.Duplicates}
+	if due := a.due(r.Site, r.Category, s.Created); !due.IsZero() {
+		s.Due, s.Overdue = &due, overdue(r, due, now)
+	}
+	return s
 }
 
+// listReports lists and searches reports: ?q= (words of the id, title,
+// description, building, unit or category), status, building, category,
+// assignee, from and to (created), overdue=1.
 func (a *API) listReports(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	status, building, category, site := q.Get("status"), q.Get("building"), q.Get("category"), q.Get("site")
-	if status != "" && !slices.Contains(event.ReportStatuses, status) {
-		return httpx.BadRequest("status", "status %q is not one of %v", status, event.ReportStatuses)
-	}
-	if category != "" && !slices.Contains(event.Categories, category) {
-		return httpx.BadRequest("category", "category %q is not one of %v", category, event.Categories)
+	site := r.URL.Query().Get("site")
+	q, err := parseReportQuery(r, a.siteZone(site))
+	if err != nil {
+		return err
 	}
 	sites, err := a.Scope(r, site)
 	if err != nil {
 		return err
 	}
 	out := []reportSummary{}
+	now := time.Now()
 	a.State.Read(func(m *merge.State) {
 		for _, s := range sites { // "" is every site
-			for _, rep := range m.Reports(s) {
-				if (status == "" || rep.Status == status) && (building == "" || rep.Building == building) &&
-					(category == "" || rep.Category == category) {
-					out = append(out, summarize(rep))
+			for _, rep := range m.ReportsWhere(s, q.matchHead) {
+				if (q.status == "" || rep.Status == q.status) && (q.assignee == "" || rep.Assignee == q.assignee) {
+					sum := a.summarize(rep, now)
+					if !q.overdue || sum.Overdue {
+						out = append(out, sum)
+					}
 				}
 			}
 		}
@@ -115,15 +127,21 @@ type historyView struct {
 	Note     string    `json:"note,omitempty"`
 	Assignee string    `json:"assignee,omitempty"`
 	Who      string    `json:"who,omitempty"`
+	// WhoName is the operator's display name, where their account has one.
+	WhoName string `json:"who_name,omitempty"`
+	// Visibility is set on a note: public (reached kiosks) or internal.
+	Visibility string `json:"visibility,omitempty"`
 }
 
 type reportDetail struct {
 	reportSummary
-	Description string              `json:"description,omitempty"`
-	Resident    string              `json:"resident,omitempty"`
-	Note        string              `json:"note,omitempty"`
-	RatingInfo  merge.RatingSummary `json:"ratings"`
-	History     []historyView       `json:"history"`
+	Description string `json:"description,omitempty"`
+	Resident    string `json:"resident,omitempty"`
+	Note        string `json:"note,omitempty"` // the latest public reply
+	// InternalNote is the latest internal note, for operators only.
+	InternalNote string              `json:"internal_note,omitempty"`
+	RatingInfo   merge.RatingSummary `json:"ratings"`
+	History      []historyView       `json:"history"`
 }
 
 func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
@@ -147,17 +165,34 @@ func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
 	if !p.Sees(rep.Site) {
 		return errOutOfScope(rep.Site)
 	}
-	d := reportDetail{reportSummary: summarize(rep), Description: rep.Description, Note: rep.Note,
+	d := reportDetail{reportSummary: a.summarize(rep, time.Now()), Description: rep.Description, Note: rep.Note,
 		RatingInfo: rep.Rating, History: []historyView{}}
 	authed := p.Name != ""
+	var names map[string]string
 	if authed {
 		d.Resident = rep.Resident // personal data: only for operators
+		d.InternalNote = rep.InternalNote
+		names = a.displayNames()
 	}
 	for _, h := range rep.History {
 		hv := historyView{Event: h.Event, Time: h.HLC.Time(), Device: h.Device, Seq: h.Seq, Status: h.Status,
 			Note: h.Note, Assignee: h.Assignee}
+		if h.Event == merge.HistoryPatched && h.Note != "" {
+			hv.Visibility = VisibilityPublic
+			if h.Internal {
+				hv.Visibility = VisibilityInternal
+			}
+		}
+		if h.Internal && !authed {
+			// An internal note stays with the operators; the step
+			// itself (a status or assignee it set) still shows.
+			hv.Note, hv.Visibility = "", ""
+			if hv.Status == "" && hv.Assignee == "" {
+				continue
+			}
+		}
 		if authed {
-			hv.Who = h.Who
+			hv.Who, hv.WhoName = h.Who, names[h.Who]
 		}
 		d.History = append(d.History, hv)
 	}
@@ -170,31 +205,12 @@ func (a *API) patchReport(w http.ResponseWriter, r *http.Request) error {
 	if _, _, err := event.ParseID(id); err != nil {
 		return httpx.BadRequest("id", "%v", err)
 	}
-	var req struct {
-		Status   string `json:"status"`
-		Note     string `json:"note"`
-		Assignee string `json:"assignee"`
-	}
+	var req reportPatchReq
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	p, _ := a.Caller(r) // requireAuth has checked it
-	patch := &event.ReportPatch{Report: id, Status: req.Status, Note: strings.TrimSpace(req.Note),
-		Assignee: strings.TrimSpace(req.Assignee), Who: p.Name}
-	if err := patch.Validate(); err != nil {
-		return httpx.FromValidation(err)
-	}
-	var cerr error
-	a.State.Read(func(m *merge.State) { cerr = m.CheckPatch(patch) })
-	switch {
-	case errors.Is(cerr, merge.ErrNotFound):
-		return &httpx.Error{Status: http.StatusNotFound, Msg: "no report " + id}
-	case errors.Is(cerr, merge.ErrBadTransition):
-		return httpx.BadRequest("status", "%v", cerr)
-	case cerr != nil:
-		return cerr
-	}
-	if err := a.CheckSite(r, a.reportSite(id)); err != nil {
+	patch, err := a.patch(r, id, req)
+	if err != nil {
 		return err
 	}
 	if _, err := a.State.Record(patch); err != nil {

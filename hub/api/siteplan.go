@@ -2,9 +2,13 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -36,6 +40,66 @@ type SitePlan struct {
 	// kiosks offer as one-tap report titles; kiosks read and check them
 	// (the hub only accepts the key).
 	ReportChoices map[string][]map[string]string `yaml:"report_choices" json:"-"`
+	// Staff lists whom reports may be assigned to besides the site's
+	// operator accounts: the property manager's staff, contractors. With
+	// a list an assignee must be on it (or an operator of the site);
+	// without one any name is taken.
+	Staff []PlanStaff `yaml:"staff" json:"staff,omitempty"`
+	// SLA is the time to close a report, per category (fire_safety: 4h):
+	// a report still open after it is overdue.
+	SLA map[string]Duration `yaml:"sla" json:"sla,omitempty"`
+}
+
+// PlanStaff is someone reports can be assigned to.
+type PlanStaff struct {
+	Name string `yaml:"name" json:"name"`
+	// Role says what they do (物业, electrician, contractor); shown only.
+	Role string `yaml:"role" json:"role,omitempty"`
+}
+
+// Duration is a time limit written as Go writes durations (4h, 90m), or
+// in days (3d).
+type Duration time.Duration
+
+// UnmarshalYAML parses 4h, 30m or 3d.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseLimit(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the limit as 4h0m0s.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (and 3d).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := parseLimit(s)
+	*d = Duration(v)
+	return err
+}
+
+func parseLimit(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration such as 4h, 90m or 3d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 4h, 90m or 3d", s)
+	}
+	return v, nil
 }
 
 // PlanBuilding is one building: a rectangle (X, Y, W, H) or a polygon.
@@ -91,6 +155,22 @@ func (p *SitePlan) Validate() error {
 	}
 	if p.Width <= 0 || p.Height <= 0 {
 		return errors.New("width and height must be positive")
+	}
+	for i, st := range p.Staff {
+		if n := strings.TrimSpace(st.Name); n == "" || n != st.Name || len(n) > 64 {
+			return fmt.Errorf("staff[%d].name: give a name of 1 to 64 bytes without surrounding spaces", i)
+		}
+		if slices.ContainsFunc(p.Staff[:i], func(o PlanStaff) bool { return o.Name == st.Name }) {
+			return fmt.Errorf("staff[%d].name: %s twice", i, st.Name)
+		}
+	}
+	for cat, d := range p.SLA {
+		if !slices.Contains(event.Categories, cat) {
+			return fmt.Errorf("sla.%s: not a report category (one of %v)", cat, event.Categories)
+		}
+		if d <= 0 {
+			return fmt.Errorf("sla.%s: the time limit must be positive", cat)
+		}
 	}
 	seen := map[string]bool{}
 	for i, b := range p.Buildings {

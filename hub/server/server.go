@@ -326,8 +326,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
 		Stream: stream, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h},
-		Ready: ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
-		Extra: func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
+		Directory: ops,
+		Ready:     ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
+		Extra:     func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
+	reg.MustRegister(a.OverdueCollector())
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_hub_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)

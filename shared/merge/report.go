@@ -516,3 +516,37 @@ func (s *State) Ratings(target string) []RatingEntry {
 	}
 	return out
 }
+
+// ReportHead is what a report was filed with, for filtering a list before
+// the merged reports are built.
+type ReportHead struct {
+	ID          string
+	Site        string
+	Category    string
+	Title       string
+	Description string
+	Building    string
+	Unit        string
+	Created     hlc.Timestamp
+}
+
+// ReportsWhere lists the reports of a site ("" for every site) by id whose
+// filing keep accepts. keep sees only what was filed, so a search builds
+// the merged report (history, ratings, group) of the matches alone.
+func (s *State) ReportsWhere(site string, keep func(ReportHead) bool) []Report {
+	out := []Report{}
+	for _, id := range sortedKeys(s.reports) {
+		r := s.reports[id]
+		if r.Filed == nil || site != "" && r.Site != site {
+			continue
+		}
+		b := &r.Filed.Body
+		if !keep(ReportHead{ID: id, Site: r.Site, Category: b.Category, Title: b.Title, Description: b.Description,
+			Building: b.Building, Unit: b.Unit, Created: r.Filed.Key.HLC}) {
+			continue
+		}
+		rep, _ := s.Report(id) // cannot fail: filed
+		out = append(out, rep)
+	}
+	return out
+}
