@@ -35,6 +35,7 @@ type Directory interface {
 type Person struct {
 	Name     string
 	Display  string
+	Role     string   // RoleViewer, RoleOperator or RoleAdmin
 	Sites    []string // empty: every site
 	Disabled bool
 }
@@ -85,14 +86,15 @@ type assigneeOut struct {
 }
 
 // assignees lists whom a site's reports may go to: its plan's staff, then
-// the enabled operator accounts that see the site.
+// the enabled operator accounts that see the site and may act on it (not
+// viewers).
 func (a *API) assignees(site string) []assigneeOut {
 	out := []assigneeOut{}
 	for _, s := range a.Plans[site].Staff {
 		out = append(out, assigneeOut{Name: s.Name, Role: s.Role, Kind: "staff"})
 	}
 	for _, p := range a.people() {
-		if p.Disabled || len(p.Sites) > 0 && !slices.Contains(p.Sites, site) {
+		if p.Disabled || p.Role == RoleViewer || len(p.Sites) > 0 && !slices.Contains(p.Sites, site) {
 			continue
 		}
 		if !slices.ContainsFunc(out, func(o assigneeOut) bool { return o.Name == p.Name }) {

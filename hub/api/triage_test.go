@@ -33,6 +33,7 @@ func triageSite(a *API) {
 		{Name: "op1", Display: "张主任"},
 		{Name: "op2", Display: "二号", Sites: []string{"s2"}},
 		{Name: "gone", Disabled: true},
+		{Name: "watcher", Role: RoleViewer},
 	}
 }
 

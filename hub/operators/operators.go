@@ -497,7 +497,7 @@ func (s *Service) People() []api.Person {
 	}
 	out := make([]api.Person, 0, len(accts))
 	for _, a := range accts {
-		out = append(out, api.Person{Name: a.Name, Display: a.Display, Sites: a.Sites, Disabled: a.Disabled})
+		out = append(out, api.Person{Name: a.Name, Display: a.Display, Role: a.Role, Sites: a.Sites, Disabled: a.Disabled})
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,7 +107,19 @@ func TestDashboard(t *testing.T) {
 	began := time.Now()
 	shots := os.Getenv("LINLI_SCREENSHOTS_HUB")
 	mqttAddr := testkit.FreePort(t)
-	plan := filepath.Join(testkit.Root(), "configs", "site-xiangyang.yaml")
+	// The demo plan, with noise reports overdue after a second so the
+	// triage walk sees one go overdue.
+	demo, err := os.ReadFile(filepath.Join(testkit.Root(), "configs", "site-xiangyang.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(t.TempDir(), "site-xiangyang.yaml")
+	if !strings.Contains(string(demo), "noise: 72h") {
+		t.Fatal("the demo plan gives noise reports no 72h limit to shorten")
+	}
+	if err := os.WriteFile(plan, []byte(strings.Replace(string(demo), "noise: 72h", "noise: 1s", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "", "--site-plans", plan)
 	k1 := startEnrolledEdge(t, h, "kiosk-b1", "xiangyang", "kiosk", "--building", "B1")
 	k2 := startEnrolledEdge(t, h, "kiosk-b2", "xiangyang", "kiosk", "--building", "B2")
@@ -270,7 +283,7 @@ func TestDashboard(t *testing.T) {
 	d.Wait(uiWait, "the report in the queue", `!!document.querySelector(`+js(row)+`)`)
 	d.click(row)
 	steps := []struct{ status, assignee, note string }{
-		{"accepted", "wang", "已受理，安排检修"},
+		{"accepted", "王师傅", "已受理，安排检修"}, // from the site's staff list
 		{"in_progress", "", "维修人员已到场"},
 		{"resolved", "", "已更换导轨，运行正常"},
 	}
@@ -319,16 +332,36 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("after the answer to the last step the form holds %q, want %q", got, next.status+"|"+next.note)
 	}
 	d.Do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.__fetch`))
-	d.click("#rd-apply")
+	// The last note goes out as the public reply; the two before were
+	// internal notes (the note box's default).
+	d.click("#rd-reply")
 	d.Wait(uiWait, "status "+next.status, `document.getElementById('report-detail').dataset.status === `+js(next.status))
 	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#rd-history li').length`); n != 4 {
 		t.Fatalf("history shows %d steps, want 4 (filed, accepted, in progress, resolved)", n)
 	}
+	if got := browser.Eval[string](d.Page, `[...document.querySelectorAll('#rd-history [data-visibility]')].map(e => e.dataset.visibility).join(',')`); got != "internal,internal,public" {
+		t.Fatalf("the notes in the history are %q, want internal,internal,public", got)
+	}
+	// Steps name the operator by their display name.
+	if got := d.text(`#rd-history li[data-status="accepted"]`); !strings.Contains(got, "王芳") || !strings.Contains(got, "王师傅") {
+		t.Fatalf("the accepted step reads %q, want op1's display name 王芳 and the assignee 王师傅", got)
+	}
 	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
-		var r kioskReport
+		var r struct {
+			kioskReport
+			Note string `json:"note"`
+		}
 		code := k2.do(t, "GET", "/api/v1/reports/"+rep.ID, nil, &r)
-		return code == 200 && r.Status == "resolved", fmt.Sprintf("kiosk shows %d %+v", code, r)
+		return code == 200 && r.Status == "resolved" && r.Note == next.note, fmt.Sprintf("kiosk shows %d %+v", code, r)
 	})
+	for _, path := range []string{"/api/v1/reports/" + rep.ID, "/api/v1/reports"} {
+		var raw json.RawMessage
+		if code := k2.do(t, "GET", path, nil, &raw); code != 200 || strings.Contains(string(raw), steps[0].note) || strings.Contains(string(raw), steps[1].note) {
+			body := string(raw)
+			t.Fatalf("kiosk %s: %d, or it carries an internal note: %s", path, code, body)
+		}
+	}
+	triageWalk(t, d, h, k2)
 	d.selectValue("#f-status", "all")
 	d.Do(chromedp.Evaluate[chromedp.Void](`renderTriage()`))
 	d.shot(shots, "triage")
@@ -624,3 +657,115 @@ func (d *dashPage) accessibleInEnglish(openReport string) {
 		d.CheckAccessible("the " + view + " view")
 	}
 }
+
+// triageWalk: the operator finds reports by a word, acknowledges and
+// assigns two at once, merges a duplicate picked from the similar open
+// reports (confirmed) and undoes it, and sees a report go overdue in the
+// list and on the map (noise: 1s in this hub's plan).
+func triageWalk(t *testing.T, d *dashPage, h *hubProc, k *edgeProc) {
+	t.Helper()
+	file := func(category, title string) string {
+		var c created
+		if code := k.do(t, "POST", "/api/v1/reports", map[string]string{"category": category, "title": title, "building": "B2", "resident": "R-7"}, &c); code != 201 {
+			t.Fatalf("file %s: %d", title, code)
+		}
+		return c.ID
+	}
+	n1, n2, n3 := file("noise", "楼上装修噪音"), file("noise", "装修噪音太大"), file("facilities", "路灯坏了")
+	row := func(id string) string { return `#triage tr[data-report="` + id + `"]` }
+	// choose picks a value of a select once the select offers it.
+	choose := func(css, v string) {
+		t.Helper()
+		d.Wait(uiWait, css+" to offer "+v, `[...(document.querySelector(`+js(css)+`)?.options || [])].some(o => o.value === `+js(v)+`)`)
+		d.Do(chromedp.Evaluate[chromedp.Void](`document.querySelector(` + js(css) + `).value = ` + js(v)))
+	}
+	// clickUntil clicks again while what the click does has not shown: a
+	// live redraw of the panel between press and release loses a click.
+	clickUntil := func(css, what, cond string) {
+		t.Helper()
+		testkit.Eventually(t, uiWait, func() (bool, string) {
+			if browser.Eval[bool](d.Page, `(() => { const e = document.querySelector(`+js(css)+`); if (e && !e.disabled) e.click(); return true; })()`) {
+				return browser.Eval[bool](d.Page, cond), what
+			}
+			return false, what
+		})
+	}
+	choose("#f-status", "")
+	d.Do(chromedp.Evaluate[chromedp.Void](`renderTriage()`))
+	for _, id := range []string{n1, n2, n3} {
+		d.Wait(uiWait, "report "+id+" in the queue", `!!document.querySelector(`+js(row(id))+`)`)
+	}
+
+	// Search: a word of the titles finds both noise reports only.
+	d.fill("#f-q", "装修")
+	d.click("#f-search")
+	d.Wait(uiWait, "the search's answer", `[...document.querySelectorAll('#triage tbody tr[data-report]')].map(r => r.dataset.report).sort().join(',') === `+js(strings.Join(sorted(n1, n2), ",")))
+	d.Do(chromedp.Evaluate[chromedp.Void](`document.getElementById('f-q').value = ''`))
+	d.click("#f-search")
+	d.Wait(uiWait, "the whole queue again", `!!document.querySelector(`+js(row(n3))+`)`)
+
+	// Bulk: n1 and n3 acknowledged and assigned to 李电工 in one action.
+	d.click(row(n1) + " input.rsel")
+	d.click(row(n3) + " input.rsel")
+	d.Wait(uiWait, "two selected", `document.getElementById('bulk-count').textContent.includes('2')`)
+	choose("#bulk-action", "accepted")
+	choose("#bulk-assignee", "李电工")
+	d.click("#bulk-apply")
+	for _, id := range []string{n1, n3} {
+		d.Wait(uiWait, id+" acknowledged", `document.querySelector(`+js(row(id))+`)?.dataset.status === 'accepted'`)
+	}
+	for _, id := range []string{n1, n3} {
+		var rep struct {
+			Assignee string `json:"assignee"`
+			History  []struct {
+				Status string `json:"status"`
+				Who    string `json:"who"`
+			} `json:"history"`
+		}
+		h.do(t, "GET", "/api/v1/reports/"+id, nil, &rep)
+		if last := rep.History[len(rep.History)-1]; rep.Assignee != "李电工" || last.Status != "accepted" || last.Who != "op1" {
+			t.Fatalf("report %s after the bulk action: %+v", id, rep)
+		}
+	}
+
+	// Merge: n2's likeliest original is n1 (same building and category);
+	// the merge asks first, and is undone.
+	d.click(row(n2))
+	d.Wait(uiWait, "n2's panel", `document.getElementById('report-detail').dataset.report === `+js(n2)+` && !!document.getElementById('rd-merge-into')`)
+	if got := browser.Eval[string](d.Page, `document.getElementById('rd-merge-into').value`); got != n1 {
+		t.Fatalf("the merge offers %s first, want %s (same building and category)", got, n1)
+	}
+	clickUntil("#rd-merge", "the merge's confirmation", `document.getElementById('rd-merge-confirm')?.hidden === false`)
+	d.CheckAccessible("a report with the merge's confirmation")
+	clickUntil("#rd-merge-yes", "n1 with its duplicate", `document.getElementById('report-detail').dataset.report === `+js(n1)+` && !!document.querySelector('#rd-duplicates [data-unmerge=`+js(n2)+`]')`)
+	clickUntil(`#rd-duplicates [data-unmerge=`+js(n2)+`]`, "the merge undone", `!document.getElementById('rd-duplicates') && document.getElementById('report-detail').dataset.report === `+js(n1))
+	var dup struct {
+		MergedInto string `json:"merged_into"`
+		History    []struct {
+			Event string `json:"event"`
+		} `json:"history"`
+	}
+	h.do(t, "GET", "/api/v1/reports/"+n2, nil, &dup)
+	if n := len(dup.History); dup.MergedInto != "" || n < 2 || dup.History[n-1].Event != "unmerged" || dup.History[n-2].Event != "merged_into" {
+		t.Fatalf("n2 after the undo: %+v, want alone with the merge and its undo in its history", dup)
+	}
+
+	// Overdue: the noise reports are past their second; the street light
+	// (facilities, 72h) is not.
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		var late []struct {
+			ID string `json:"id"`
+		}
+		h.do(t, "GET", "/api/v1/reports?site=xiangyang&overdue=1", nil, &late)
+		return len(late) == 2, fmt.Sprintf("overdue at the hub: %+v", late)
+	})
+	d.Do(chromedp.Evaluate[chromedp.Void](`loadReports()`))
+	d.Wait(uiWait, "n2 flagged overdue", `document.querySelector(`+js(row(n2))+`)?.dataset.overdue === '1' && document.querySelector(`+js(row(n3))+`)?.dataset.overdue === '0'`)
+	d.Wait(uiWait, "the overdue count on the map", `document.querySelector('#map [data-building="B2"]').dataset.overdue === '2' && !document.getElementById('map-overdue').hidden`)
+	if got := d.text("#map-overdue"); !strings.Contains(got, "2") {
+		t.Fatalf("the map's overdue count reads %q", got)
+	}
+	d.CheckAccessible("triage with search, bulk selection and overdue flags")
+}
+
+func sorted(ids ...string) []string { slices.Sort(ids); return ids }

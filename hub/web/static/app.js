@@ -26,6 +26,10 @@ const S = {
   openTech: new Set(), // devices whose sync details the operator opened
   editNotice: '', // the notice the form edits ('' : a new one)
   editActivity: '',
+  search: null, // ids the last search found (null: no search)
+  selected: new Set(), // reports picked for a bulk action
+  assignees: {}, // site → GET /api/v1/sites/{site}/assignees
+  mergeAsk: null, // {id, into}: the merge the operator is asked to confirm
 };
 
 // ---- i18n -------------------------------------------------------------
@@ -251,12 +255,14 @@ function go(view) {
 }
 
 async function refreshAll() {
+  S.assignees = {};
   await Promise.all([loadReports(), loadAlarms(), loadDevices(), loadNotices(), loadActivities()]);
 }
 
 // ---- data -------------------------------------------------------------
 async function loadReports() {
   S.reports = await api('GET', q('/api/v1/reports', { site: S.site }));
+  await fillBulkAssignees();
   renderMap();
   renderTriage();
   if (S.report) loadReport(S.report);
@@ -338,17 +344,19 @@ function renderMap() {
   }
   for (const b of L.buildings) {
     const open = S.reports.filter(r => r.building === b.id && isOpen(r)).length;
+    const late = S.reports.filter(r => r.building === b.id && r.overdue).length;
     const alarms = S.alarms.filter(a => a.building === b.id);
     const acked = alarms.length > 0 && alarms.every(a => a.acked);
     const box = labelBox(b, roads);
     const c = [box.x + box.w / 2, box.y + box.h / 2];
     const name = (S.lang === 'en' ? b.name_en || b.name : b.name) || b.id;
-    const sub = [open ? t('map.open_reports', { n: open }) : '', alarms.length ? t('map.alarms', { n: alarms.length }) : ''].filter(Boolean).join(' · ');
+    const sub = [open ? t('map.open_reports', { n: open }) : '', late ? t('map.overdue', { n: late }) : '',
+      alarms.length ? t('map.alarms', { n: alarms.length }) : ''].filter(Boolean).join(' · ');
     const title = sv('text', { x: c[0], y: c[1] - 6, 'text-anchor': 'middle' }, name);
     const subt = sv('text', { class: 'sub', x: c[0], y: c[1] + 14, 'text-anchor': 'middle' }, sub);
     // A button named by its text (the building and what is open there),
     // so what a screen reader says is what is shown.
-    const g = sv('g', { class: 'building' + (S.building === b.id ? ' sel' : ''), 'data-building': b.id, 'data-open': open,
+    const g = sv('g', { class: 'building' + (S.building === b.id ? ' sel' : ''), 'data-building': b.id, 'data-open': open, 'data-overdue': late,
       'data-alarm': alarms.length ? 1 : 0, 'data-acked': acked ? 1 : 0, tabindex: 0, role: 'button',
       'aria-pressed': S.building === b.id ? 'true' : 'false' },
       shape(b, {}), title, subt);
@@ -368,6 +376,9 @@ function renderMap() {
   }
   svg.replaceChildren(...kids);
   for (const [tx, w, min] of fits) fitText(tx, w, min);
+  const late = S.reports.filter(r => r.overdue).length;
+  $('#map-overdue').hidden = !late;
+  $('#map-overdue').textContent = t('map.overdue_total', { n: late });
 }
 // fitText shrinks a label until it fits width (plan units), down to min
 // units, then cuts it with an ellipsis: a long English name must not run
@@ -673,13 +684,81 @@ function renderTriage() {
   fillSelect($('#f-category'), CATEGORIES, c => t('cat.' + c));
   fillSelect($('#f-building'), buildingIDs(), b => b);
   const st = fs.value, cat = $('#f-category').value, bld = $('#f-building').value, sort = $('#f-sort').value;
-  let rows = S.reports.filter(r => !r.merged_into &&
+  let rows = S.reports.filter(r => !r.merged_into && (!S.search || S.search.has(r.id)) &&
     (st === '' ? isOpen(r) : st === 'all' || r.status === st) && (!cat || r.category === cat) && (!bld || r.building === bld));
+  const shown = new Set(rows.map(r => r.id));
+  S.selected.forEach(id => { if (!shown.has(id)) S.selected.delete(id); }); // act only on what is in view
+  renderBulk();
   rows.sort(sort === 'votes' ? (a, b) => b.votes - a.votes || a.created.localeCompare(b.created) : (a, b) => a.created.localeCompare(b.created));
-  $('#triage tbody').replaceChildren(...(rows.length ? rows.map(r => el('tr', { 'data-report': r.id, 'data-status': r.status, class: S.report === r.id ? 'sel' : '', onclick: () => openReport(r.id) },
+  $('#triage tbody').replaceChildren(...(rows.length ? rows.map(r => el('tr', { 'data-report': r.id, 'data-status': r.status, 'data-overdue': r.overdue ? 1 : 0,
+    class: [S.report === r.id ? 'sel' : '', r.overdue ? 'overdue' : ''].join(' ').trim(), onclick: () => openReport(r.id) },
+    el('td', { onclick: ev => ev.stopPropagation() }, el('input', { type: 'checkbox', class: 'rsel', 'data-id': r.id, 'aria-label': t('bulk.select', { id: r.id }),
+      checked: S.selected.has(r.id), onchange: ev => { ev.target.checked ? S.selected.add(r.id) : S.selected.delete(r.id); renderBulk(); } })),
     el('td', {}, el('strong', {}, r.title), el('br'), el('small', { class: 'muted' }, r.id)), el('td', {}, t('cat.' + r.category)), el('td', {}, `${r.building} ${r.unit || ''}`),
-    el('td', {}, el('span', { class: 'badge st-' + r.status }, t('st.' + r.status))), el('td', { 'data-votes': r.votes }, r.votes),
-    el('td', {}, ago(r.created)), el('td', {}, r.assignee || '—'))) : [el('tr', {}, el('td', { colspan: 7, class: 'muted' }, t('triage.empty')))]));
+    el('td', {}, el('span', { class: 'badge st-' + r.status }, t('st.' + r.status)), r.overdue ? el('span', { class: 'badge late' }, t('triage.overdue')) : null),
+    el('td', { 'data-votes': r.votes }, r.votes),
+    el('td', {}, ago(r.created)), el('td', {}, assigneeName(r.site, r.assignee) || '—'), el('td', {}, r.due ? fmtTime(r.due) : '—'))) :
+    [el('tr', {}, el('td', { colspan: 9, class: 'muted' }, t('triage.empty')))]));
+}
+// ---- search and bulk actions --------------------------------------------
+async function runSearch() {
+  const text = $('#f-q').value.trim(), from = $('#f-from').value, to = $('#f-to').value, late = $('#f-overdue').checked;
+  if (!text && !from && !to && !late) {
+    S.search = null;
+    $('#f-found').textContent = '';
+  } else {
+    const found = await write(() => api('GET', q('/api/v1/reports', { site: S.site, q: text, from, to, overdue: late ? 1 : '' })));
+    S.search = new Set(found.map(r => r.id));
+    $('#f-found').textContent = t('triage.found', { n: found.filter(r => !r.merged_into).length });
+  }
+  renderTriage();
+}
+function renderBulk() {
+  $('#bulk-count').textContent = t('bulk.count', { n: S.selected.size });
+  $('#sel-all').checked = S.selected.size > 0 && S.selected.size === $$('#triage input.rsel').length;
+}
+async function bulkApply() {
+  const ids = [...S.selected];
+  if (!ids.length) { toast(t('bulk.none'), true); return; }
+  const act = $('#bulk-action').value, who = $('#bulk-assignee').value;
+  const body = { ids };
+  if (act !== 'assign') body.status = act;
+  if (who) body.assignee = who;
+  await write(() => api('POST', '/api/v1/reports/bulk', body), t('bulk.done', { n: ids.length }));
+  S.selected.clear();
+  await loadReports();
+}
+// ---- assignees ----------------------------------------------------------
+async function assigneesOf(site) {
+  if (!site) return { closed: false, assignees: [] };
+  if (!S.assignees[site]) S.assignees[site] = await api('GET', `/api/v1/sites/${encodeURIComponent(site)}/assignees`);
+  return S.assignees[site];
+}
+const assigneeLabel = a => a.display ? `${a.display} (${a.name})` : a.role ? `${a.name} · ${a.role}` : a.name;
+// assigneeName shows an assignee as the list names them (an operator's
+// display name), or as stored.
+function assigneeName(site, name) {
+  const a = name && (S.assignees[site]?.assignees || []).find(x => x.name === name);
+  return a ? assigneeLabel(a) : name;
+}
+function assigneeOptions(list, current) {
+  const opts = [el('option', { value: '' }, t('rd.assignee_none')), ...list.assignees.map(a => el('option', { value: a.name }, assigneeLabel(a)))];
+  if (current && !list.assignees.some(a => a.name === current)) opts.push(el('option', { value: current }, current)); // set before the list
+  return opts;
+}
+async function fillBulkAssignees() {
+  const list = await assigneesOf(S.site);
+  const sel = $('#bulk-assignee'), keep = sel.value;
+  sel.replaceChildren(...assigneeOptions(list, ''));
+  sel.value = keep;
+}
+// mergeCandidates are the open reports r may be a duplicate of: the same
+// building and category first, then the same category, then the same
+// building, then the rest, oldest first in each.
+function mergeCandidates(r) {
+  const score = x => x.building === r.building && x.category === r.category ? 0 : x.category === r.category ? 1 : x.building === r.building ? 2 : 3;
+  return S.reports.filter(x => x.id !== r.id && x.site === r.site && isOpen(x) && !(r.duplicates || []).includes(x.id))
+    .sort((a, b) => score(a) - score(b) || a.created.localeCompare(b.created));
 }
 function openReport(id) {
   S.report = id;
@@ -690,6 +769,7 @@ let reportLoads = 0;
 async function loadReport(id) {
   const n = ++reportLoads;
   const r = await api('GET', `/api/v1/reports/${encodeURIComponent(id)}`);
+  const people = await assigneesOf(r.site);
   // Loads overlap (a live update, the answer to an action): an answer that
   // comes back after a later load started is older, and must not redraw
   // the panel back to a status it has left.
@@ -706,37 +786,74 @@ async function loadReport(id) {
   const hist = el('ol', { class: 'history', id: 'rd-history' }, r.history.map(h => el('li', { 'data-event': h.event, 'data-status': h.status || '' },
     el('strong', {}, h.event === 'created' ? t('hist.created') : h.event === 'patched' ? t('hist.patched') : t('hist.' + h.event, { note: h.note || '' })),
     ' ', h.status && h.event !== 'created' ? el('span', { class: 'badge st-' + h.status }, t('st.' + h.status)) : '',
-    ' ', el('span', { class: 'muted' }, `${fmtTime(h.time)}${h.who ? ' · ' + h.who : ''}`),
-    h.note && h.event === 'patched' ? el('div', {}, h.note) : null, h.assignee ? el('div', { class: 'muted' }, '→ ' + h.assignee) : null)));
+    ' ', el('span', { class: 'muted' }, `${fmtTime(h.time)}${h.who ? ' · ' + (h.who_name || h.who) : ''}`),
+    h.note && h.event === 'patched' ? el('div', { 'data-visibility': h.visibility || '' },
+      el('span', { class: 'badge ' + (h.visibility === 'internal' ? 'vis-internal' : 'vis-public') }, t(h.visibility === 'internal' ? 'rd.internal' : 'rd.public')), ' ', h.note) : null,
+    h.assignee ? el('div', { class: 'muted' }, '→ ' + assigneeName(r.site, h.assignee)) : null)));
   const merged = !!r.merged_into;
   const final = r.status === 'resolved' || r.status === 'rejected';
   p.replaceChildren(...[
     el('h2', {}, `${r.title}`), el('p', { class: 'muted' }, `${t('rd.title', { id: r.id })} · ${t('cat.' + r.category)} · ${t('rd.filed', { building: r.building, unit: r.unit || '', t: fmtTime(r.created) })}`),
     r.description ? el('p', {}, r.description) : null,
     el('p', {}, el('span', { class: 'badge st-' + r.status, id: 'rd-status-badge' }, t('st.' + r.status)), ` +${r.votes} ${t('triage.votes')}`,
-      r.assignee ? ` · ${t('triage.assignee')}: ${r.assignee}` : ''),
-    merged ? el('p', { class: 'muted' }, t('rd.merged_into', { id: r.merged_into })) : null,
-    r.duplicates ? el('p', { class: 'muted', id: 'rd-duplicates' }, t('rd.duplicates', { ids: r.duplicates.join(', ') })) : null,
-    merged || final ? null : el('form', { class: 'actions write', id: 'rd-form', onsubmit: ev => { ev.preventDefault(); patchReport(r.id); } },
+      r.assignee ? ` · ${t('triage.assignee')}: ${assigneeName(r.site, r.assignee)}` : '',
+      r.overdue ? el('span', { class: 'badge late', id: 'rd-overdue' }, t('triage.overdue')) : null),
+    r.note ? el('p', { id: 'rd-public-note' }, t('rd.public_note', { note: r.note })) : null,
+    r.internal_note ? el('p', { id: 'rd-internal-note', class: 'muted' }, t('rd.internal_note', { note: r.internal_note })) : null,
+    merged ? el('p', { class: 'muted' }, t('rd.merged_into', { id: r.merged_into }), ' ',
+      el('button', { id: 'rd-unmerge', class: 'write', type: 'button', onclick: ev => { ev.target.disabled = true; unmergeReport(r.id, r.id); } }, t('rd.unmerge'))) : null,
+    r.duplicates ? el('div', { class: 'muted', id: 'rd-duplicates' }, t('rd.duplicates', { ids: r.duplicates.join(', ') }),
+      el('ul', { class: 'list' }, r.duplicates.map(d => el('li', {}, d, ' ',
+        el('button', { class: 'write', type: 'button', 'data-unmerge': d, onclick: ev => { ev.target.disabled = true; unmergeReport(d, r.id); } }, t('rd.unmerge')))))) : null,
+    merged || final ? null : el('form', { class: 'actions write', id: 'rd-form', onsubmit: ev => { ev.preventDefault(); patchReport(r.id, ev.submitter?.id === 'rd-reply' ? 'public' : 'internal'); } },
       el('label', {}, t('rd.action'), el('select', { id: 'rd-status' }, el('option', { value: '' }, '—'), next.map(s => el('option', { value: s }, t('st.' + s))))),
-      el('label', {}, t('rd.assignee'), el('input', { id: 'rd-assignee', size: 10, value: r.assignee || '' })),
-      el('label', {}, t('rd.note'), el('input', { id: 'rd-note', size: 24 })),
-      el('button', { class: 'primary', id: 'rd-apply', type: 'submit' }, t('rd.apply'))),
-    merged ? null : el('form', { class: 'actions write', id: 'rd-merge-form', onsubmit: ev => { ev.preventDefault(); mergeReport(r.id); } },
-      el('label', {}, t('rd.merge_into'), el('input', { id: 'rd-merge-into', size: 14 })),
-      el('button', { id: 'rd-merge', type: 'submit' }, t('rd.merge_do'))),
+      people.closed ? el('label', {}, t('rd.assignee'), el('select', { id: 'rd-assignee' }, assigneeOptions(people, r.assignee)))
+        : el('label', {}, t('rd.assignee'), el('input', { id: 'rd-assignee', size: 10, value: r.assignee || '', list: 'rd-assignee-list' }),
+          el('datalist', { id: 'rd-assignee-list' }, people.assignees.map(a => el('option', { value: a.name }, assigneeLabel(a))))),
+      el('label', {}, t('rd.note_internal'), el('textarea', { id: 'rd-note', rows: 2, cols: 28 })),
+      el('button', { class: 'primary', id: 'rd-apply', type: 'submit' }, t('rd.apply')),
+      el('button', { id: 'rd-reply', type: 'submit' }, t('rd.reply'))),
+    merged ? null : mergeForm(r),
     el('h3', {}, t('rd.history')), hist].filter(Boolean));
   for (const [sel, v] of kept) {
     const f = $(sel);
     if (f && (f.tagName !== 'SELECT' || [...f.options].some(o => o.value === v))) f.value = v;
   }
+  if (r.assignee && $('#rd-assignee') && !kept.some(([sel]) => sel === '#rd-assignee')) $('#rd-assignee').value = r.assignee;
 }
-async function patchReport(id) {
+// mergeForm picks the report r duplicates from similar open ones and asks
+// before merging. The question outlives a live redraw of the panel
+// (S.mergeAsk), so an update elsewhere does not take it away.
+function mergeForm(r) {
+  const cands = mergeCandidates(r);
+  if (!cands.length) return el('p', { class: 'muted write', id: 'rd-merge-form' }, t('rd.merge_none'));
+  const confirmBox = el('div', { id: 'rd-merge-confirm', role: 'alertdialog', 'aria-label': t('rd.merge_do'), hidden: true });
+  const show = into => {
+    confirmBox.replaceChildren(el('p', {}, t('rd.merge_confirm', { id: r.id, into })),
+      el('button', { class: 'primary', id: 'rd-merge-yes', type: 'button', onclick: ev => { ev.target.disabled = true; S.mergeAsk = null; mergeReport(r.id, into); } }, t('rd.merge_yes')),
+      el('button', { id: 'rd-merge-no', type: 'button', onclick: () => { S.mergeAsk = null; confirmBox.hidden = true; } }, t('rd.merge_no')));
+    confirmBox.hidden = false;
+  };
+  const ask = () => {
+    S.mergeAsk = { id: r.id, into: $('#rd-merge-into').value };
+    show(S.mergeAsk.into);
+    $('#rd-merge-yes').focus();
+  };
+  if (S.mergeAsk?.id === r.id && cands.some(x => x.id === S.mergeAsk.into)) show(S.mergeAsk.into);
+  return el('form', { class: 'actions write', id: 'rd-merge-form', onsubmit: ev => { ev.preventDefault(); ask(); } },
+    el('label', {}, t('rd.merge_pick'), el('select', { id: 'rd-merge-into' }, cands.map(x =>
+      el('option', { value: x.id }, `${x.title} · ${x.building} · ${t('cat.' + x.category)} · ${x.id}`)))),
+    el('button', { id: 'rd-merge', type: 'submit' }, t('rd.merge_do')), confirmBox);
+}
+// patchReport saves the form; the note is internal unless sent as the
+// public reply (visibility public), the only kind kiosks and Open311 see.
+async function patchReport(id, visibility = 'internal') {
   const sent = { status: $('#rd-status').value, note: $('#rd-note').value.trim() };
   const body = { ...sent, assignee: $('#rd-assignee').value.trim() };
   const old = S.reports.find(r => r.id === id);
   if (old && body.assignee === (old.assignee || '')) delete body.assignee;
   Object.keys(body).forEach(k => { if (!body[k]) delete body[k]; });
+  if (body.note) body.visibility = visibility;
   await write(() => api('PATCH', `/api/v1/reports/${encodeURIComponent(id)}`, body), t('rd.saved'));
   // Applied: clear what was sent. Only that — the live update can redraw
   // the form before this answer arrives, and the operator may already have
@@ -747,10 +864,16 @@ async function patchReport(id) {
   }
   await loadReports();
 }
-async function mergeReport(id) {
-  const into = $('#rd-merge-into').value.trim();
+async function mergeReport(id, into) {
   const r = await write(() => api('POST', `/api/v1/reports/${encodeURIComponent(id)}/merge`, { into }), t('rd.saved'));
   S.report = r.id;
+  await loadReports();
+}
+// unmergeReport undoes dup's merge (a new step in both histories) and
+// shows show.
+async function unmergeReport(dup, show) {
+  await write(() => api('POST', `/api/v1/reports/${encodeURIComponent(dup)}/unmerge`), t('rd.unmerged'));
+  S.report = show;
   await loadReports();
 }
 
@@ -1043,6 +1166,12 @@ async function init() {
     await refreshAll(); connectStream(); go(S.view);
   });
   ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
+  $('#search-form').addEventListener('submit', e => { e.preventDefault(); runSearch().catch(() => {}); });
+  $('#bulk-apply').addEventListener('click', () => bulkApply().catch(() => {}));
+  $('#sel-all').addEventListener('change', e => {
+    $$('#triage input.rsel').forEach(c => { c.checked = e.target.checked; e.target.checked ? S.selected.add(c.dataset.id) : S.selected.delete(c.dataset.id); });
+    renderBulk();
+  });
   $('#alarm-sort').addEventListener('change', renderAlarms);
   $('#hist-form').addEventListener('submit', e => { e.preventDefault(); loadHistory().catch(err => toast(t('error.generic', { msg: err.message }), true)); });
   $('#r-bucket').addEventListener('change', loadRatings);
