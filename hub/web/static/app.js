@@ -262,7 +262,7 @@ async function refreshAll() {
 // ---- data -------------------------------------------------------------
 async function loadReports() {
   S.reports = await api('GET', q('/api/v1/reports', { site: S.site }));
-  await fillBulkAssignees();
+  fillBulkAssignees().catch(() => {}); // the queue and the map need not wait for it
   renderMap();
   renderTriage();
   if (S.report) loadReport(S.report);
