@@ -334,8 +334,9 @@ func TestOverdueBySiteLimit(t *testing.T) {
 	}
 }
 
-// Internal notes stay at the hub: not in the kiosks' view, not in Open311,
-// not in what the API shows without a login. Public replies reach all.
+// Internal notes stay at the hub: not in the kiosks' view (nor its
+// timeline), not in Open311, not on the public status page, not in what
+// the API shows without a login. Public replies reach all.
 func TestInternalNotesStayAtTheHub(t *testing.T) {
 	d := newDash(t, triageSite)
 	rep := d.edgeFact(t, "k1", 1, 0, &event.Report{Category: "noise", Title: "t", Building: "B1"})
@@ -360,7 +361,9 @@ func TestInternalNotesStayAtTheHub(t *testing.T) {
 	_, anon := d.call(t, "", "GET", "/api/v1/reports/"+rep.ID(), "", "")
 	_, o311 := d.call(t, "", "GET", "/open311/v2/requests/"+rep.ID()+".json", "", "")
 	_, o311x := d.call(t, "", "GET", "/open311/v2/requests.xml", "", "")
-	for name, out := range map[string]string{"kiosk view": string(viewJSON), "anonymous GET": anon, "Open311": o311, "Open311 XML": o311x} {
+	_, page := d.call(t, "", "GET", "/r/s1/"+rep.ID(), "", "")
+	for name, out := range map[string]string{"kiosk view": string(viewJSON), "anonymous GET": anon, "Open311": o311, "Open311 XML": o311x,
+		"public status page": page} {
 		if strings.Contains(out, "SECRET") {
 			t.Errorf("%s carries an internal note: %s", name, out)
 		}
