@@ -121,7 +121,9 @@ func (k *kioskPage) home() {
 	if browser.Eval[string](k.Page, `document.querySelector('[data-screen]').dataset.screen`) == "home" {
 		return
 	}
-	k.click(".nav-back")
+	// The button's own handler: on a filled report form the on-screen
+	// keyboard lies over the page and takes a click at the button's place.
+	k.Do(chromedp.Evaluate[chromedp.Void](`document.querySelector('.nav-back').click()`))
 	k.waitScreen("home")
 }
 
