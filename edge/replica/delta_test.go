@@ -1,0 +1,298 @@
+package replica_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"linli/edge/replica"
+	"linli/hub/downlink"
+	"linli/hub/store"
+	"linli/shared/accesslist"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/kv"
+	"linli/shared/merge"
+	"linli/shared/wire"
+)
+
+const (
+	site    = "s1"
+	gateway = "gw-1"
+)
+
+// capture keeps what the hub's downlink publishes.
+type capture struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func (c *capture) Publish(_ string, payload []byte, _ bool) error {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, payload)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *capture) take() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.msgs
+	c.msgs = nil
+	return out
+}
+
+// oneGateway is a site with one enrolled gateway, which takes access lists.
+type oneGateway struct{}
+
+func (oneGateway) Role(_, device string) string {
+	if device == gateway {
+		return wire.RoleGateway
+	}
+	return ""
+}
+func (oneGateway) OfRole(_, role string) []string {
+	if role == wire.RoleGateway {
+		return []string{gateway}
+	}
+	return nil
+}
+
+// model is the hub's entities as the test changes them.
+type model struct {
+	acts  map[string]*merge.ActivityView
+	lists map[string]*accesslist.List
+	issue int64
+}
+
+var filler = strings.Repeat("社区活动 community activity ", 12) // keeps bodies above the delta threshold
+
+func (m *model) body(t *rapid.T, entity, id string) []byte {
+	var v any
+	switch entity {
+	case wire.EntityActivity:
+		if a := m.acts[id]; a != nil {
+			v = a
+		}
+	case wire.EntityAccessList:
+		if l := m.lists[id]; l != nil {
+			v = l
+		}
+	}
+	if v == nil {
+		return nil
+	}
+	b, err := event.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// step changes one entity of m at random and returns its change.
+func (m *model) step(t *rapid.T) wire.Change {
+	resident := fmt.Sprintf("R%02d", rapid.IntRange(0, 30).Draw(t, "resident"))
+	if rapid.Bool().Draw(t, "activity") {
+		id := rapid.SampledFrom([]string{"A1", "A2"}).Draw(t, "act")
+		a := m.acts[id]
+		op := rapid.IntRange(0, 6).Draw(t, "op")
+		switch {
+		case a == nil || op == 0:
+			a = &merge.ActivityView{ID: id, Title: "t", Site: site, Capacity: 10, Confirmed: []string{}, Waitlist: []string{},
+				Kiosks: []merge.KioskShare{}, Description: filler}
+			m.acts[id] = a
+		case op == 1:
+			delete(m.acts, id)
+		case op == 2:
+			if i, ok := slices.BinarySearch(a.Confirmed, resident); !ok {
+				a.Confirmed = slices.Insert(a.Confirmed, i, resident)
+			}
+		case op == 3:
+			if i, ok := slices.BinarySearch(a.Confirmed, resident); ok {
+				a.Confirmed = slices.Delete(a.Confirmed, i, i+1)
+			}
+		case op == 4:
+			if !slices.Contains(a.Waitlist, resident) {
+				a.Waitlist = append(a.Waitlist, resident)
+			}
+		case op == 5:
+			if len(a.Waitlist) > 0 { // promoted: first in the queue
+				a.Waitlist = slices.Delete(a.Waitlist, 0, 1)
+			}
+		default:
+			a.Title = rapid.SampledFrom([]string{"义诊", "Clinic", "茶话会"}).Draw(t, "title")
+			a.SeatsLeft = uint32(rapid.IntRange(0, 10).Draw(t, "left"))
+		}
+		return wire.Change{Entity: wire.EntityActivity, ID: id, Body: m.body(t, wire.EntityActivity, id), Deleted: m.acts[id] == nil}
+	}
+	id := accesslist.ID(site, "B1")
+	l := m.lists[id]
+	m.issue++
+	card := bytes.Repeat([]byte{byte(rapid.IntRange(0, 40).Draw(t, "card"))}, accesslist.HashSize)
+	door := rapid.SampledFrom([]string{"east", "north", "west"}).Draw(t, "door")
+	switch op := rapid.IntRange(0, 5).Draw(t, "listop"); {
+	case l == nil || op == 0:
+		l = &accesslist.List{Site: site, Building: "B1", Key: bytes.Repeat([]byte{7}, accesslist.KeySize),
+			Doors: []accesslist.Door{{Name: "east", Cards: [][]byte{}}, {Name: "north", Cards: [][]byte{}}, {Name: "west", Cards: [][]byte{}}}}
+		for i := range 20 {
+			l.Doors[1].Cards = append(l.Doors[1].Cards, bytes.Repeat([]byte{byte(100 + i)}, accesslist.HashSize))
+		}
+		m.lists[id] = l
+	case op == 1:
+		delete(m.lists, id)
+	default:
+		d := &l.Doors[slices.IndexFunc(l.Doors, func(d accesslist.Door) bool { return d.Name == door })]
+		i, found := slices.BinarySearchFunc(d.Cards, card, bytes.Compare)
+		if op%2 == 0 && !found {
+			d.Cards = slices.Insert(d.Cards, i, card)
+		} else if found {
+			d.Cards = slices.Delete(d.Cards, i, i+1)
+		}
+	}
+	if l := m.lists[id]; l != nil {
+		l.Issued = hlc.Timestamp(m.issue)
+	}
+	return wire.Change{Entity: wire.EntityAccessList, ID: id, Role: wire.RoleGateway,
+		Body: m.body(t, wire.EntityAccessList, id), Deleted: m.lists[id] == nil}
+}
+
+// A gateway's replica fed the hub's live messages — deltas among them —
+// shuffled, duplicated and with some lost, and then caught up as it asks,
+// holds exactly the hub's entities: the same bytes as their snapshots.
+func TestDeltasConvergeToTheSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(dir+"/hub", kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	edb, err := kv.Open(dir+"/edge", kv.Small, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edb.Close()
+	deltas := 0
+	runs := 0
+	rapid.Check(t, func(t *rapid.T) {
+		runs++
+		// Each run is its own site's history on fresh stores' prefixes: a
+		// site of its own for the hub and a wiped replica on the edge.
+		for _, p := range []string{"l/", "r/"} {
+			if _, err := kv.DeleteAll(st.DB(), []byte(p)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.DeleteAll(edb, []byte(p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pub := &capture{}
+		down, err := downlink.Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		down.SetDevices(oneGateway{})
+		rep, err := replica.Open(edb, site, gateway, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep.SetRole(wire.RoleGateway)
+		m := &model{acts: map[string]*merge.ActivityView{}, lists: map[string]*accesslist.List{}}
+
+		// The hub's history, and each message an edge may receive (on the
+		// site's topic and on its own), as published.
+		var msgs []wire.Down
+		for range rapid.IntRange(1, 40).Draw(t, "commits") {
+			var cs []wire.Change
+			for range rapid.IntRange(1, 3).Draw(t, "changes") {
+				cs = append(cs, m.step(t))
+			}
+			b := st.NewBatch()
+			if err := down.Append(b, site, cs); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			down.Commit()
+			for _, p := range pub.take() {
+				d, err := wire.DecodeDown(p)
+				if err != nil {
+					t.Fatalf("edge refuses a live message: %v", err)
+				}
+				for _, c := range d.Changes {
+					if c.Delta != nil {
+						deltas++
+					}
+				}
+				msgs = append(msgs, d)
+			}
+		}
+
+		// Delivered late (by up to three places), twice or never.
+		type delivery struct {
+			at int
+			d  wire.Down
+		}
+		var order []delivery
+		for i, d := range msgs {
+			if rapid.IntRange(0, 5).Draw(t, "lost") == 0 {
+				continue
+			}
+			order = append(order, delivery{i + rapid.IntRange(0, 3).Draw(t, "late"), d})
+			if rapid.IntRange(0, 5).Draw(t, "twice") == 0 {
+				order = append(order, delivery{i + rapid.IntRange(0, 6).Draw(t, "again"), d})
+			}
+		}
+		slices.SortStableFunc(order, func(a, b delivery) int { return a.at - b.at })
+		for _, o := range order {
+			if err := rep.Apply(o.d); err != nil {
+				t.Fatalf("apply (%d, %d]: %v", o.d.Prev, o.d.Last, err)
+			}
+		}
+		// Catch up as the edge asks, until it reaches the head.
+		for round := 0; rep.Cursor() != down.Head(site); round++ {
+			if round == 5 {
+				t.Fatalf("cursor %d after %d catch-ups; head %d", rep.Cursor(), round, down.Head(site))
+			}
+			if err := down.CatchUp(site, gateway, rep.Cursor()); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range pub.take() {
+				d, err := wire.DecodeDown(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range d.Changes {
+					if c.Delta != nil {
+						t.Fatalf("a catch-up sent a delta of %s %s", c.Entity, c.ID)
+					}
+				}
+				if err := rep.Apply(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, e := range []struct{ entity, id string }{
+			{wire.EntityActivity, "A1"}, {wire.EntityActivity, "A2"}, {wire.EntityAccessList, accesslist.ID(site, "B1")},
+		} {
+			want := m.body(t, e.entity, e.id)
+			got, ok, err := rep.Get(e.entity, e.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != (want != nil) || !bytes.Equal(got.Body, want) {
+				t.Fatalf("%s %s on the edge: held %v, %x\nthe hub's: %x", e.entity, e.id, ok, got.Body, want)
+			}
+		}
+	})
+	if deltas == 0 {
+		t.Fatalf("no delta sent in %d runs", runs)
+	}
+}

@@ -1,0 +1,145 @@
+package downlink
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+
+	"linli/hub/store"
+	"linli/shared/accesslist"
+	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/identity"
+	"linli/shared/kv"
+	"linli/shared/wire"
+)
+
+type topicPub struct {
+	mu   sync.Mutex
+	msgs map[string][][]byte
+}
+
+func (p *topicPub) Publish(topic string, payload []byte, _ bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msgs[topic] = append(p.msgs[topic], payload)
+	return nil
+}
+
+type gateways struct{}
+
+func (gateways) Role(_, d string) string {
+	if d == "gw-1" {
+		return wire.RoleGateway
+	}
+	return ""
+}
+func (gateways) OfRole(_, r string) []string {
+	if r == wire.RoleGateway {
+		return []string{"gw-1"}
+	}
+	return nil
+}
+
+// One card added to a building's 50,000-card list goes down to its gateway
+// in a signed message under 1 KB, which turns the list the gateway holds
+// into the new one; a catch-up still sends the list whole.
+func TestOneCardOfAFiftyThousandCardList(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(t.TempDir(), kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key, err := identity.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &topicPub{msgs: map[string][][]byte{}}
+	l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), func(p []byte) ([]byte, error) { return identity.Sign(key, "hub", p) }, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetDevices(gateways{})
+	card := func(i int) []byte {
+		h := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		return h[:accesslist.HashSize]
+	}
+	list := accesslist.List{Site: "s1", Building: "B1", Issued: 1, Key: bytes.Repeat([]byte{7}, accesslist.KeySize),
+		Doors: []accesslist.Door{{Name: "east"}, {Name: "main"}}}
+	for i := range 50_000 {
+		list.Doors[1].Cards = append(list.Doors[1].Cards, card(i))
+	}
+	slices.SortFunc(list.Doors[1].Cards, bytes.Compare)
+	commit := func() (body []byte, sent []byte) {
+		t.Helper()
+		body, err := event.Marshal(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := st.NewBatch()
+		if err := l.Append(b, "s1", []wire.Change{{Entity: wire.EntityAccessList, ID: accesslist.ID("s1", "B1"), Role: wire.RoleGateway, Body: body}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		pub.msgs = map[string][][]byte{}
+		l.Commit()
+		own := pub.msgs[wire.Topic("s1", "gw-1", wire.LeafDown)]
+		if len(own) != 1 {
+			t.Fatalf("%d messages to the gateway, want 1", len(own))
+		}
+		return body, own[0]
+	}
+	before, first := commit()
+	if len(first) < 50_000*accesslist.HashSize {
+		t.Fatalf("the first list went down in %d bytes: not whole", len(first))
+	}
+	list.Issued = 2
+	added := card(50_000)
+	i, _ := slices.BinarySearchFunc(list.Doors[1].Cards, added, bytes.Compare)
+	list.Doors[1].Cards = slices.Insert(list.Doors[1].Cards, i, added)
+	after, sent := commit()
+	if len(sent) >= 1024 {
+		t.Fatalf("one card added sent %d bytes (the list is %d); want under 1 KB", len(sent), len(after))
+	}
+	payload, err := identity.Open(sent, key.Public().(ed25519.PublicKey), "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := wire.DecodeDown(payload)
+	if err != nil || len(d.Changes) != 1 || d.Changes[0].Delta == nil || d.Changes[0].Base != 1 {
+		t.Fatalf("message %+v (%v); want one delta from version 1", d, err)
+	}
+	got, err := wire.Patch(before, d.Changes[0].Delta)
+	if err != nil || !bytes.Equal(got, after) {
+		t.Fatalf("the delta applied to the list held does not give the new list (%v)", err)
+	}
+	t.Logf("one card added to a 50,000-card list: %d bytes signed (the list: %d bytes)", len(sent), len(after))
+
+	pub.msgs = map[string][][]byte{}
+	if err := l.CatchUp("s1", "gw-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	caught := pub.msgs[wire.Topic("s1", "gw-1", wire.LeafDown)]
+	if len(caught) == 0 {
+		t.Fatal("no catch-up sent")
+	}
+	for _, m := range caught {
+		p, _ := identity.Payload(m)
+		d, err := wire.DecodeDown(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range d.Changes {
+			if c.Delta != nil || !bytes.Equal(c.Body, after) {
+				t.Fatalf("catch-up sent change %d as a delta or not the newest list", c.Seq)
+			}
+		}
+	}
+}
