@@ -560,6 +560,34 @@ func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
 	return c, err == nil, err
 }
 
+// SeqTxn is the seq of the stored newest change of one entity (its
+// version), read without decoding the entity: a large one's pointer names
+// it, and only the seq of a small one is decoded.
+func SeqTxn(txn *badger.Txn, entity, id string) (uint64, bool, error) {
+	item, err := txn.Get(entityKey(entity, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var seq uint64
+	err = item.Value(func(v []byte) error {
+		p, err := pointerIn(v)
+		if err != nil || p.Parts > 0 {
+			seq = p.Seq
+			return err
+		}
+		var c struct {
+			Seq uint64 `cbor:"1,keyasint"`
+		}
+		err = event.UnmarshalOwn(v, &c)
+		seq = c.Seq
+		return err
+	})
+	return seq, err == nil, err
+}
+
 // decodeItem reads the change stored at an entity key, putting a large
 // one's pieces back together.
 func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -54,12 +55,25 @@ type Seats struct {
 	lg     *slog.Logger
 	// pending is signalled when an applied change may call for a release.
 	pending chan struct{}
+
+	// views keeps the last decoded view of each activity with the seq of
+	// its change: every check-in reads the view, which for a busy activity
+	// lists thousands of residents, and it changes only when the replica
+	// applies a new version (onApply puts it here).
+	mu    sync.Mutex
+	views map[string]cachedView
+}
+
+type cachedView struct {
+	seq uint64
+	v   *merge.ActivityView
 }
 
 // New wires the kiosk's seats to its outbox and replica: ledgers follow
 // every activity the replica applies.
 func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
-	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1)}
+	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
+		views: map[string]cachedView{}}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
 		for _, c := range cs {
@@ -128,8 +142,20 @@ func storeLedger(txn *badger.Txn, l *merge.Ledger) error {
 	return txn.Set(ledgerKey(l.Activity), val)
 }
 
-// view reads the activity as last synced.
-func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
+// view reads the activity as last synced; callers must not change it.
+// The version stored is checked in txn, so a cached view is served only
+// while it is the one stored (every version stored passes onApply first).
+func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
+	seq, ok, err := replica.SeqTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok {
+		return nil, err
+	}
+	s.mu.Lock()
+	cv, hit := s.views[activity]
+	s.mu.Unlock()
+	if hit && cv.seq == seq {
+		return cv.v, nil
+	}
 	c, ok, err := replica.GetTxn(txn, wire.EntityActivity, activity)
 	if err != nil || !ok {
 		return nil, err
@@ -138,7 +164,14 @@ func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
 	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return nil, fmt.Errorf("activity view %s: %w", activity, err)
 	}
+	s.remember(activity, c.Seq, v)
 	return v, nil
+}
+
+func (s *Seats) remember(activity string, seq uint64, v *merge.ActivityView) {
+	s.mu.Lock()
+	s.views[activity] = cachedView{seq, v}
+	s.mu.Unlock()
 }
 
 // onApply keeps the ledger in step with each activity view the replica
@@ -151,6 +184,7 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return fmt.Errorf("activity view %s: %w", c.ID, err)
 	}
+	s.remember(c.ID, c.Seq, v)
 	l, err := loadLedger(txn, c.ID)
 	if err != nil {
 		return err
@@ -176,7 +210,7 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if b.Action != "in" {
 			return &b, nil
 		}
-		v, err := view(txn, b.Activity)
+		v, err := s.view(txn, b.Activity)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +289,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			v, err := view(txn, a)
+			v, err := s.view(txn, a)
 			if err != nil {
 				return nil, err
 			}
@@ -325,7 +359,7 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 // false when the kiosk does not know the activity.
 func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
 	err = s.log.DB().View(func(txn *badger.Txn) error {
-		v, err := view(txn, activity)
+		v, err := s.view(txn, activity)
 		if err != nil || v == nil {
 			return err
 		}
