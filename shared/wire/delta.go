@@ -87,27 +87,33 @@ func diffMaps(om, nm map[int]cbor.RawMessage) *Delta {
 // middle is replaced, or, when one map replaces one map (a door whose
 // cards changed), patched.
 func diffLists(old, new []byte) (ListEdit, bool) {
-	var ol, nl []cbor.RawMessage
-	if event.UnmarshalOwn(old, &ol) != nil || event.UnmarshalOwn(new, &nl) != nil {
+	oo, err1 := entries(old)
+	no, err2 := entries(new)
+	if err1 != nil || err2 != nil {
 		return ListEdit{}, false
 	}
+	on, nn := len(oo)-1, len(no)-1
+	oe := func(i int) []byte { return old[oo[i]:oo[i+1]] }
+	ne := func(i int) []byte { return new[no[i]:no[i+1]] }
 	p := 0
-	for p < len(ol) && p < len(nl) && bytes.Equal(ol[p], nl[p]) {
+	for p < on && p < nn && bytes.Equal(oe(p), ne(p)) {
 		p++
 	}
 	s := 0
-	for s < len(ol)-p && s < len(nl)-p && bytes.Equal(ol[len(ol)-1-s], nl[len(nl)-1-s]) {
+	for s < on-p && s < nn-p && bytes.Equal(oe(on-1-s), ne(nn-1-s)) {
 		s++
 	}
-	om, nm := ol[p:len(ol)-s], nl[p:len(nl)-s]
 	e := ListEdit{At: uint32(p)}
-	if len(om) == 1 && len(nm) == 1 && isMap(om[0]) && isMap(nm[0]) {
-		if sub, err := Diff(om[0], nm[0]); err == nil {
+	if on-s-p == 1 && nn-s-p == 1 && isMap(oe(p)) && isMap(ne(p)) {
+		if sub, err := Diff(oe(p), ne(p)); err == nil {
 			e.Elem = sub
 			return e, true
 		}
 	}
-	e.Del, e.Ins = uint32(len(om)), nm
+	e.Del = uint32(on - s - p)
+	for i := p; i < nn-s; i++ {
+		e.Ins = append(e.Ins, ne(i))
+	}
 	return e, true
 }
 
@@ -129,34 +135,50 @@ func Patch(body []byte, d *Delta) ([]byte, error) {
 		delete(m, k)
 	}
 	for k, e := range d.Lists {
-		var l []cbor.RawMessage
-		if err := event.UnmarshalOwn(m[k], &l); err != nil {
-			return nil, fmt.Errorf("patch: field %d: %w", k, err)
-		}
-		at := int(e.At)
-		if e.Elem != nil {
-			if at >= len(l) {
-				return nil, fmt.Errorf("patch: field %d: entry %d of %d", k, at, len(l))
-			}
-			v, err := Patch(l[at], e.Elem)
-			if err != nil {
-				return nil, fmt.Errorf("patch: field %d entry %d: %w", k, at, err)
-			}
-			l[at] = v
-		} else {
-			if at+int(e.Del) > len(l) {
-				return nil, fmt.Errorf("patch: field %d: %d entries from %d of %d", k, e.Del, at, len(l))
-			}
-			l = slices.Replace(l, at, at+int(e.Del), e.Ins...)
-		}
-		if l == nil {
-			l = []cbor.RawMessage{} // an empty list stays a list, not null
-		}
-		v, err := event.Marshal(l)
+		v, err := patchList(m[k], e)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("patch: field %d: %w", k, err)
 		}
 		m[k] = v
 	}
 	return event.Marshal(m)
+}
+
+// patchList applies one edit to arr, a CBOR array, as bytes.
+func patchList(arr []byte, e ListEdit) ([]byte, error) {
+	off, err := entries(arr)
+	if err != nil {
+		return nil, err
+	}
+	n, at := len(off)-1, int(e.At)
+	if e.Elem != nil {
+		if at >= n {
+			return nil, fmt.Errorf("entry %d of %d", at, n)
+		}
+		v, err := Patch(arr[off[at]:off[at+1]], e.Elem)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", at, err)
+		}
+		out := arrayHead(make([]byte, 0, len(arr)+len(v)), uint64(n))
+		out = append(out, arr[off[0]:off[at]]...)
+		out = append(out, v...)
+		return append(out, arr[off[at+1]:]...), nil
+	}
+	end := at + int(e.Del)
+	if at > n || end > n {
+		return nil, fmt.Errorf("%d entries from %d of %d", e.Del, at, n)
+	}
+	size := len(arr)
+	for _, v := range e.Ins {
+		if _, err := entries(append(arrayHead(nil, 1), v...)); err != nil {
+			return nil, fmt.Errorf("inserted entry: %w", err)
+		}
+		size += len(v)
+	}
+	out := arrayHead(make([]byte, 0, size+9), uint64(n-int(e.Del)+len(e.Ins)))
+	out = append(out, arr[off[0]:off[at]]...)
+	for _, v := range e.Ins {
+		out = append(out, v...)
+	}
+	return append(out, arr[off[end]:]...), nil
 }
