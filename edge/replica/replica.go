@@ -487,7 +487,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 // patch turns delta change c into the whole change, from the version this
 // edge holds: the newest of earlier changes of the message it takes
 // (before, taken), else the stored one. ok is false when that version is
-// not c.Base (or the delta does not fit it).
+// not the one c.Base and c.BaseHLC name (or the delta does not fit it).
 func (r *Replica) patch(before []wire.Change, taken []bool, c wire.Change) (wire.Change, bool, error) {
 	var held wire.Change
 	found := false
@@ -503,7 +503,7 @@ func (r *Replica) patch(before []wire.Change, taken []bool, c wire.Change) (wire
 			return wire.Change{}, false, err
 		}
 	}
-	if !found || held.Deleted || held.Seq != c.Base {
+	if !found || held.Deleted || held.Seq != c.Base || held.HLC != c.BaseHLC {
 		return wire.Change{}, false, nil
 	}
 	body, err := wire.Patch(held.Body, c.Delta)
@@ -511,7 +511,7 @@ func (r *Replica) patch(before []wire.Change, taken []bool, c wire.Change) (wire
 		r.log.Warn("delta does not fit the version held; catching up", "entity", c.Entity, "id", c.ID, "err", err)
 		return wire.Change{}, false, nil
 	}
-	c.Body, c.Base, c.Delta = body, 0, nil
+	c.Body, c.Base, c.BaseHLC, c.Delta = body, 0, 0, nil
 	return c, true, nil
 }
 

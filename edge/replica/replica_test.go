@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"linli/shared/event"
+	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
 	"linli/shared/testkit"
@@ -410,17 +411,19 @@ func TestDeltaForAnotherVersionCatchesUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return wire.Change{Seq: seq, Entity: "notice", ID: "n1", Body: b}
+		return wire.Change{Seq: seq, Entity: "notice", ID: "n1", Body: b, HLC: hlc.Timestamp(seq * 10)}
 	}
 	v1 := view(1, "a", "r1", "r2") // the delta below fits it, and would keep the old title
 	v3 := view(3, "b", "r1", "r2")
 	v5 := view(5, "b", "r1", "r2", "r3")
+	otherV3 := view(3, "c", "r1", "r2") // the delta fits it, and would keep title c
+	otherV3.HLC = 99
 	delta := func(from, to wire.Change) wire.Change {
 		d, err := wire.Diff(from.Body, to.Body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return wire.Change{Seq: to.Seq, Entity: to.Entity, ID: to.ID, Base: from.Seq, Delta: d}
+		return wire.Change{Seq: to.Seq, Entity: to.Entity, ID: to.ID, Base: from.Seq, BaseHLC: from.HLC, Delta: d}
 	}
 	for _, c := range []struct {
 		name       string
@@ -434,6 +437,8 @@ func TestDeltaForAnotherVersionCatchesUp(t *testing.T) {
 			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 5, v5.Body, false},
 		{"another version", []wire.Down{{Site: "s1", Prev: 0, Last: 4, Changes: []wire.Change{v1}}},
 			wire.Down{Site: "s1", Prev: 4, Last: 6, Changes: []wire.Change{delta(v3, v5), change(6, "notice", "n2", "x")}}, 4, v1.Body, true},
+		{"the same seq of another history (a restored hub)", []wire.Down{{Site: "s1", Prev: 0, Last: 4, Changes: []wire.Change{otherV3}}},
+			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 4, otherV3.Body, true},
 		{"none", []wire.Down{{Site: "s1", Prev: 0, Last: 4}},
 			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 4, nil, true},
 		{"another version, after a change it applies", []wire.Down{{Site: "s1", Prev: 0, Last: 3, Changes: []wire.Change{v1}}},

@@ -76,6 +76,7 @@ type staged struct {
 // base is an entity's version as the last commit left it.
 type base struct {
 	seq  uint64
+	hlc  hlc.Timestamp
 	body []byte // nil: none, deleted, or withheld from the log
 }
 
@@ -228,7 +229,7 @@ func (l *Log) baseOf(site string, seq uint64) base {
 		}
 		return base{seq: seq}
 	}
-	return base{seq: seq, body: c.Body}
+	return base{seq: seq, hlc: c.HLC, body: c.Body}
 }
 
 // live is the form of c sent live: a delta from bs when edges hold bs and
@@ -246,7 +247,7 @@ func (l *Log) live(c wire.Change, bs base) wire.Change {
 	if err != nil || len(enc) >= len(c.Body) {
 		return c
 	}
-	c.Base, c.Delta, c.Body = bs.seq, delta, nil
+	c.Base, c.BaseHLC, c.Delta, c.Body = bs.seq, bs.hlc, delta, nil
 	return c
 }
 
@@ -300,7 +301,7 @@ func (l *Log) publishLive(site string, d *wire.Down) {
 	for i, c := range d.Changes {
 		if c.Restricted() {
 			roles[c.Role] = true
-			c.Body, c.Deleted, c.Withheld, c.Base, c.Delta = nil, false, true, 0, nil
+			c.Body, c.Deleted, c.Withheld, c.Base, c.BaseHLC, c.Delta = nil, false, true, 0, 0, nil
 		}
 		shared.Changes[i] = c
 	}

@@ -50,6 +50,10 @@ type Change struct {
 	// entity whole (the log keeps snapshots only). Body is then empty.
 	Base  uint64 `cbor:"10,keyasint,omitempty"`
 	Delta *Delta `cbor:"11,keyasint,omitempty"`
+	// BaseHLC is the HLC of the change Base names: with it, a version of
+	// another history of the log (a hub restored from a backup numbers
+	// its changes again) never passes for the base.
+	BaseHLC hlc.Timestamp `cbor:"12,keyasint,omitempty"`
 }
 
 // IsDelta reports whether c carries a delta rather than the entity.
