@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"linli/hub/store"
 	"linli/shared/accesslist"
@@ -142,4 +146,101 @@ func TestOneCardOfAFiftyThousandCardList(t *testing.T) {
 			}
 		}
 	}
+}
+
+// What the log publishes live — deltas from each entity's previous
+// version, changes superseded within a commit dropped — turns an edge that
+// applies every message in order into the log's snapshot, byte for byte,
+// whatever the commits change.
+func TestLiveDeltasFollowTheLog(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(t.TempDir(), kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rapid.Check(t, func(t *rapid.T) {
+		if _, err := kv.DeleteAll(st.DB(), []byte(prefix)); err != nil {
+			t.Fatal(err)
+		}
+		pub := &topicPub{msgs: map[string][][]byte{}}
+		l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists := map[string][]string{}
+		held := map[string]wire.Change{} // what an in-order edge holds
+		for range rapid.IntRange(1, 30).Draw(t, "commits") {
+			var cs []wire.Change
+			for range rapid.IntRange(1, 4).Draw(t, "changes") {
+				id := rapid.SampledFrom([]string{"A1", "A2", "A3"}).Draw(t, "id")
+				r := fmt.Sprintf("R%03d", rapid.IntRange(0, 60).Draw(t, "resident"))
+				c := wire.Change{Entity: wire.EntityActivity, ID: id}
+				switch op := rapid.IntRange(0, 9).Draw(t, "op"); {
+				case op == 0:
+					delete(lists, id)
+					c.Deleted = true
+				case op < 6:
+					if i, ok := slices.BinarySearch(lists[id], r); !ok {
+						lists[id] = slices.Insert(lists[id], i, r)
+					}
+				default:
+					if i, ok := slices.BinarySearch(lists[id], r); ok {
+						lists[id] = slices.Delete(lists[id], i, i+1)
+					}
+				}
+				if !c.Deleted {
+					c.Body, _ = event.Marshal(map[int]any{1: id, 2: strings.Repeat("活动 ", 60), 3: append([]string{}, lists[id]...)})
+				}
+				cs = append(cs, c)
+			}
+			b := st.NewBatch()
+			if err := l.Append(b, "s1", cs); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			l.Commit()
+			for _, p := range pub.msgs[wire.SiteDown("s1")] {
+				d, err := wire.DecodeDown(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range d.Changes {
+					if c.Delta != nil {
+						h := held[c.ID]
+						if h.Seq != c.Base || h.HLC != c.BaseHLC || h.Deleted {
+							t.Fatalf("delta of %s from %d/%d; the edge holds %d/%d", c.ID, c.Base, c.BaseHLC, h.Seq, h.HLC)
+						}
+						if c.Body, err = wire.Patch(h.Body, c.Delta); err != nil {
+							t.Fatal(err)
+						}
+						c.Delta = nil
+					}
+					held[c.ID] = c
+				}
+			}
+			pub.msgs = map[string][][]byte{}
+		}
+		if err := l.CatchUp("s1", "k1", 0); err != nil {
+			t.Fatal(err)
+		}
+		snap := map[string]wire.Change{}
+		for _, p := range pub.msgs[wire.Topic("s1", "k1", wire.LeafDown)] {
+			d, err := wire.DecodeDown(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range d.Changes {
+				snap[c.ID] = c
+			}
+		}
+		for _, id := range []string{"A1", "A2", "A3"} {
+			s, h := snap[id], held[id]
+			if s.Seq != h.Seq || s.Deleted != h.Deleted || !bytes.Equal(s.Body, h.Body) {
+				t.Fatalf("%s: the edge holds %d %x, the snapshot is %d %x", id, h.Seq, h.Body, s.Seq, s.Body)
+			}
+		}
+	})
 }
