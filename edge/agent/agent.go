@@ -203,6 +203,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMetrics(reg, ob, up, guard)
+	reg.MustRegister(rep.Collectors()...)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_edge_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)

@@ -47,9 +47,10 @@ const (
 	ScAlarm   = "alarm"
 	ScGo      = "go"
 	ScSlow    = "slowdisk"
+	ScSignups = "signups"
 )
 
-var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScGo}
+var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScSignups, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
@@ -266,6 +267,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		{ScOnline, online},
 		{ScFanin, fanIn},
 		{ScAlarm, alarmLatency},
+		{ScSignups, signups},
 		{ScGo, goBench},
 	}
 	for _, s := range steps {

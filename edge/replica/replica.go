@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -71,6 +72,17 @@ type Replica struct {
 	catchUps uint64
 	refused  uint64
 	verify   func(payload []byte) (data []byte, verified bool, err error)
+
+	received      *prometheus.CounterVec // changes received, by kind and form
+	receivedBytes *prometheus.CounterVec
+	applyTime     prometheus.Histogram
+	deltaMisses   prometheus.Counter
+}
+
+// Collectors are the replica's metrics, to register with the edge's
+// registry.
+func (r *Replica) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.received, r.receivedBytes, r.applyTime, r.deltaMisses}
 }
 
 // SetVerifier installs the check of the hub's signature. verify returns
@@ -93,7 +105,18 @@ func (r *Replica) SetRole(role string) {
 // Open loads the cursor from db.
 func Open(db *badger.DB, site, device string, log *slog.Logger) (*Replica, error) {
 	r := &Replica{db: db, site: site, device: device, log: log, now: time.Now,
-		in: make(chan []byte, 64), acks: make(chan wire.DownAck, 1)}
+		in: make(chan []byte, 64), acks: make(chan wire.DownAck, 1),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_edge_downlink_messages_total",
+			Help: "Downlink changes received from the hub, by entity kind and form (delta, snapshot, deleted, withheld)."},
+			[]string{"kind", "form"}),
+		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_edge_downlink_bytes_total",
+			Help: "Payload bytes (entity body or delta) of the downlink changes received, by entity kind and form."},
+			[]string{"kind", "form"}),
+		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "linli_edge_downlink_apply_seconds",
+			Help:    "Time to verify, decode and apply one downlink message.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
+		deltaMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_edge_downlink_delta_misses_total",
+			Help: "Deltas not applied because this edge held another version of the entity (it caught up instead)."})}
 	err := db.View(func(txn *badger.Txn) error {
 		var err error
 		r.cursor, err = kv.GetU64(txn, []byte(keyCursor))
@@ -209,6 +232,7 @@ func (r *Replica) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case payload := <-r.in:
+			start := time.Now()
 			r.mu.Lock()
 			verify := r.verify
 			r.mu.Unlock()
@@ -229,10 +253,42 @@ func (r *Replica) Run(ctx context.Context) {
 				continue
 			}
 			r.log.Debug("downlink apply", "prev", d.Prev, "last", d.Last, "changes", len(d.Changes), "snapshot", d.Snapshot, "cursor", r.Cursor())
+			r.count(&d)
 			if err := r.apply(d, verified); err != nil {
 				r.log.Error("apply downlink", "err", err)
 			}
+			r.applyTime.Observe(time.Since(start).Seconds())
 		}
+	}
+}
+
+// count adds a message's changes to the metrics.
+func (r *Replica) count(d *wire.Down) {
+	for i := range d.Changes {
+		c := &d.Changes[i]
+		size := len(c.Body)
+		if c.Delta != nil {
+			if enc, err := event.Marshal(c.Delta); err == nil {
+				size = len(enc)
+			}
+		}
+		r.received.WithLabelValues(c.Entity, c.Form()).Inc()
+		r.receivedBytes.WithLabelValues(c.Entity, c.Form()).Add(float64(size))
+	}
+}
+
+// askCatchUp asks the hub for a catch-up from cur, at most every askAgain.
+func (r *Replica) askCatchUp(cur uint64) {
+	now := r.now()
+	r.mu.Lock()
+	ask := now.Sub(r.lastAsk) >= askAgain
+	if ask {
+		r.catchUps++
+		r.lastAsk = now
+	}
+	r.mu.Unlock()
+	if ask {
+		r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
 	}
 }
 
@@ -265,17 +321,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		// live message shows the same gap, and a message this edge cannot
 		// take made each part of each catch-up ask for the next one (~35
 		// asks a second, each a resend of everything after the cursor).
-		now := r.now()
-		r.mu.Lock()
-		ask := now.Sub(r.lastAsk) >= askAgain
-		if ask {
-			r.catchUps++
-			r.lastAsk = now
-		}
-		r.mu.Unlock()
-		if ask {
-			r.ack(wire.DownAck{Cursor: cur, CatchUp: true})
-		}
+		r.askCatchUp(cur)
 		return nil
 	}
 	// A change for this edge that the site's topic carried without its
@@ -316,6 +362,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			wb.Cancel()
 		}
 	}()
+	missed := false // a delta this edge cannot apply ends the message
 	for i, c := range d.Changes {
 		if (!d.Snapshot && c.Seq <= cur) || !r.mine(c) || c.Withheld {
 			continue
@@ -323,6 +370,27 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		if !verified && c.Entity == wire.EntityAccessList {
 			r.log.Warn("access list in an unverified message ignored (enroll this edge)", "id", c.ID)
 			continue
+		}
+		if c.Delta != nil {
+			full, ok, err := r.patch(d.Changes[:i], take[:i], c)
+			if err != nil {
+				return fmt.Errorf("apply downlink (%d, %d]: %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+			}
+			if !ok {
+				// This edge holds another version (it missed one, or was
+				// wiped): apply what comes before and catch up, which
+				// sends the entity whole.
+				r.deltaMisses.Inc()
+				r.log.Info("delta for another version; catching up", "entity", c.Entity, "id", c.ID, "base", c.Base)
+				if c.Seq-1 <= cur {
+					r.askCatchUp(cur)
+					return nil
+				}
+				d.Changes, d.Last, take, vals = d.Changes[:i], c.Seq-1, take[:i], vals[:i]
+				missed = true
+				break
+			}
+			c, d.Changes[i] = full, full
 		}
 		take[i] = true
 		if c.Deleted {
@@ -405,12 +473,46 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	r.applied += uint64(len(applied))
 	r.mu.Unlock()
 	r.ack(wire.DownAck{Cursor: d.Last})
+	if missed {
+		r.askCatchUp(d.Last)
+	}
 	if len(applied) > 0 {
 		for _, f := range after {
 			f(applied)
 		}
 	}
 	return nil
+}
+
+// patch turns delta change c into the whole change, from the version this
+// edge holds: the newest of earlier changes of the message it takes
+// (before, taken), else the stored one. ok is false when that version is
+// not the one c.Base and c.BaseHLC name (or the delta does not fit it).
+func (r *Replica) patch(before []wire.Change, taken []bool, c wire.Change) (wire.Change, bool, error) {
+	var held wire.Change
+	found := false
+	for j := len(before) - 1; j >= 0; j-- {
+		if taken[j] && before[j].Entity == c.Entity && before[j].ID == c.ID {
+			held, found = before[j], true
+			break
+		}
+	}
+	if !found {
+		var err error
+		if held, found, err = r.Get(c.Entity, c.ID); err != nil {
+			return wire.Change{}, false, err
+		}
+	}
+	if !found || held.Deleted || held.Seq != c.Base || held.HLC != c.BaseHLC {
+		return wire.Change{}, false, nil
+	}
+	body, err := wire.Patch(held.Body, c.Delta)
+	if err != nil {
+		r.log.Warn("delta does not fit the version held; catching up", "entity", c.Entity, "id", c.ID, "err", err)
+		return wire.Change{}, false, nil
+	}
+	c.Body, c.Base, c.BaseHLC, c.Delta = body, 0, 0, nil
+	return c, true, nil
 }
 
 // mine reports whether a change is for this edge: for the whole site, for
@@ -456,6 +558,34 @@ func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
 	}
 	c, err := decodeItem(txn, item)
 	return c, err == nil, err
+}
+
+// SeqTxn is the seq of the stored newest change of one entity (its
+// version), read without decoding the entity: a large one's pointer names
+// it, and only the seq of a small one is decoded.
+func SeqTxn(txn *badger.Txn, entity, id string) (uint64, bool, error) {
+	item, err := txn.Get(entityKey(entity, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var seq uint64
+	err = item.Value(func(v []byte) error {
+		p, err := pointerIn(v)
+		if err != nil || p.Parts > 0 {
+			seq = p.Seq
+			return err
+		}
+		var c struct {
+			Seq uint64 `cbor:"1,keyasint"`
+		}
+		err = event.UnmarshalOwn(v, &c)
+		seq = c.Seq
+		return err
+	})
+	return seq, err == nil, err
 }
 
 // decodeItem reads the change stored at an entity key, putting a large

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"linli/shared/event"
+	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
 	"linli/shared/testkit"
@@ -395,6 +396,85 @@ func TestRestrictedChanges(t *testing.T) {
 			}
 			if _, ok, _ := r.Get("notice", "n1"); c.wantCursor[len(c.wantCursor)-1] >= 1 && !ok {
 				t.Fatal("notice n1 not applied")
+			}
+		})
+	}
+}
+
+// A delta applies only to the version it was made from: an edge that holds
+// another one (or none: the list came in a message it could not verify)
+// applies the message up to that change, keeps its version, and asks for
+// a catch-up, whose snapshot repairs it.
+func TestDeltaForAnotherVersionCatchesUp(t *testing.T) {
+	view := func(seq uint64, title string, readers ...string) wire.Change {
+		b, err := event.Marshal(map[int]any{1: title, 2: strings.Repeat("text ", 60), 3: readers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire.Change{Seq: seq, Entity: "notice", ID: "n1", Body: b, HLC: hlc.Timestamp(seq * 10)}
+	}
+	v1 := view(1, "a", "r1", "r2") // the delta below fits it, and would keep the old title
+	v3 := view(3, "b", "r1", "r2")
+	v5 := view(5, "b", "r1", "r2", "r3")
+	otherV3 := view(3, "c", "r1", "r2") // the delta fits it, and would keep title c
+	otherV3.HLC = 99
+	delta := func(from, to wire.Change) wire.Change {
+		d, err := wire.Diff(from.Body, to.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire.Change{Seq: to.Seq, Entity: to.Entity, ID: to.ID, Base: from.Seq, BaseHLC: from.HLC, Delta: d}
+	}
+	for _, c := range []struct {
+		name       string
+		held       []wire.Down // applied first
+		delta      wire.Down
+		wantCursor uint64
+		wantBody   []byte
+		wantAsk    bool
+	}{
+		{"the version it was made from", []wire.Down{{Site: "s1", Prev: 0, Last: 4, Changes: []wire.Change{v3}}},
+			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 5, v5.Body, false},
+		{"another version", []wire.Down{{Site: "s1", Prev: 0, Last: 4, Changes: []wire.Change{v1}}},
+			wire.Down{Site: "s1", Prev: 4, Last: 6, Changes: []wire.Change{delta(v3, v5), change(6, "notice", "n2", "x")}}, 4, v1.Body, true},
+		{"the same seq of another history (a restored hub)", []wire.Down{{Site: "s1", Prev: 0, Last: 4, Changes: []wire.Change{otherV3}}},
+			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 4, otherV3.Body, true},
+		{"none", []wire.Down{{Site: "s1", Prev: 0, Last: 4}},
+			wire.Down{Site: "s1", Prev: 4, Last: 5, Changes: []wire.Change{delta(v3, v5)}}, 4, nil, true},
+		{"another version, after a change it applies", []wire.Down{{Site: "s1", Prev: 0, Last: 3, Changes: []wire.Change{v1}}},
+			wire.Down{Site: "s1", Prev: 3, Last: 5, Changes: []wire.Change{change(4, "notice", "n2", "x"), delta(v3, v5)}}, 4, v1.Body, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := open(t)
+			for _, d := range c.held {
+				if err := r.Apply(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			<-r.Acks()
+			if err := r.Apply(c.delta); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Cursor(); got != c.wantCursor {
+				t.Fatalf("cursor %d, want %d", got, c.wantCursor)
+			}
+			got, ok, err := r.Get("notice", "n1")
+			if err != nil || ok != (c.wantBody != nil) || string(got.Body) != string(c.wantBody) {
+				t.Fatalf("n1 held: %v %q (%v); want %q", ok, got.Body, err, c.wantBody)
+			}
+			a := <-r.Acks()
+			if a.CatchUp != c.wantAsk || a.Cursor != c.wantCursor {
+				t.Fatalf("ack %+v; want cursor %d, catch-up %v", a, c.wantCursor, c.wantAsk)
+			}
+			if !c.wantAsk {
+				return
+			}
+			// The catch-up from the cursor sends n1 whole.
+			if err := r.Apply(wire.Down{Site: "s1", Prev: c.wantCursor, Last: 6, Changes: []wire.Change{v5}}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, _ := r.Get("notice", "n1"); r.Cursor() != 6 || string(got.Body) != string(v5.Body) {
+				t.Fatalf("after the catch-up: cursor %d, n1 %q", r.Cursor(), got.Body)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -26,10 +27,15 @@ import (
 //	s/ledger/{activity}              merge.Ledger
 //	s/mine/{activity}/{resident}     the last answer this kiosk gave (status)
 //	s/came/{activity}/{resident}     the resident checked in here inside the window
+//	s/res/{activity}/{resident}      a resident this kiosk confirmed (the
+//	                                 ledger's Residents, one key each: an
+//	                                 activity without a limit has thousands,
+//	                                 and a check-in must not rewrite them all)
 const (
 	prefixLedger = "s/ledger/"
 	prefixMine   = "s/mine/"
 	prefixCame   = "s/came/"
+	prefixRes    = "s/res/"
 )
 
 // ErrEnded is the answer to a check-in for an activity that has ended.
@@ -54,12 +60,25 @@ type Seats struct {
 	lg     *slog.Logger
 	// pending is signalled when an applied change may call for a release.
 	pending chan struct{}
+
+	// views keeps the last decoded view of each activity with the seq of
+	// its change: every check-in reads the view, which for a busy activity
+	// lists thousands of residents, and it changes only when the replica
+	// applies a new version (onApply puts it here).
+	mu    sync.Mutex
+	views map[string]cachedView
+}
+
+type cachedView struct {
+	seq uint64
+	v   *merge.ActivityView
 }
 
 // New wires the kiosk's seats to its outbox and replica: ledgers follow
 // every activity the replica applies.
 func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
-	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1)}
+	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
+		views: map[string]cachedView{}}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
 		for _, c := range cs {
@@ -105,6 +124,13 @@ func cameKey(activity, resident string) []byte {
 	return []byte(prefixCame + activity + "/" + resident)
 }
 
+func resKey(activity, resident string) []byte {
+	return []byte(prefixRes + activity + "/" + resident)
+}
+
+// loadLedger reads the ledger of activity without the residents it
+// confirmed (Residents holds only those a ledger stored before they got
+// keys of their own, which storeLedger moves out).
 func loadLedger(txn *badger.Txn, activity string) (*merge.Ledger, error) {
 	item, err := txn.Get(ledgerKey(activity))
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -120,16 +146,67 @@ func loadLedger(txn *badger.Txn, activity string) (*merge.Ledger, error) {
 	return l, nil
 }
 
+// withResidents adds to l.Residents the residents this kiosk confirmed:
+// all of them, or only resident when it is not "".
+func withResidents(txn *badger.Txn, l *merge.Ledger, resident string) error {
+	if resident != "" {
+		_, err := txn.Get(resKey(l.Activity, resident))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if i, found := slices.BinarySearch(l.Residents, resident); !found {
+			l.Residents = slices.Insert(l.Residents, i, resident)
+		}
+		return nil
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = resKey(l.Activity, "")
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		r := string(it.Item().Key()[len(opts.Prefix):])
+		if i, found := slices.BinarySearch(l.Residents, r); !found {
+			l.Residents = slices.Insert(l.Residents, i, r)
+		}
+	}
+	return nil
+}
+
+// storeLedger writes the ledger, and a key for each resident in
+// l.Residents (callers hold only the ones they read or added there).
 func storeLedger(txn *badger.Txn, l *merge.Ledger) error {
-	val, err := event.Marshal(l)
+	for _, r := range l.Residents {
+		if err := txn.Set(resKey(l.Activity, r), nil); err != nil {
+			return err
+		}
+	}
+	c := *l
+	c.Residents = nil
+	val, err := event.Marshal(&c)
 	if err != nil {
 		return err
 	}
 	return txn.Set(ledgerKey(l.Activity), val)
 }
 
-// view reads the activity as last synced.
-func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
+// view reads the activity as last synced; callers must not change it.
+// The version stored is checked in txn, so a cached view is served only
+// while it is the one stored (every version stored passes onApply first).
+func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
+	seq, ok, err := replica.SeqTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok {
+		return nil, err
+	}
+	s.mu.Lock()
+	cv, hit := s.views[activity]
+	s.mu.Unlock()
+	if hit && cv.seq == seq {
+		return cv.v, nil
+	}
 	c, ok, err := replica.GetTxn(txn, wire.EntityActivity, activity)
 	if err != nil || !ok {
 		return nil, err
@@ -138,7 +215,14 @@ func view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
 	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return nil, fmt.Errorf("activity view %s: %w", activity, err)
 	}
+	s.remember(activity, c.Seq, v)
 	return v, nil
+}
+
+func (s *Seats) remember(activity string, seq uint64, v *merge.ActivityView) {
+	s.mu.Lock()
+	s.views[activity] = cachedView{seq, v}
+	s.mu.Unlock()
 }
 
 // onApply keeps the ledger in step with each activity view the replica
@@ -151,6 +235,7 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return fmt.Errorf("activity view %s: %w", c.ID, err)
 	}
+	s.remember(c.ID, c.Seq, v)
 	l, err := loadLedger(txn, c.ID)
 	if err != nil {
 		return err
@@ -176,7 +261,7 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if b.Action != "in" {
 			return &b, nil
 		}
-		v, err := view(txn, b.Activity)
+		v, err := s.view(txn, b.Activity)
 		if err != nil {
 			return nil, err
 		}
@@ -202,6 +287,15 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		}
 		if !l.Known {
 			l.Sync(v, s.device)
+		}
+		// Without a limit only this resident's entry matters (Decide);
+		// with one, HubMaySeat counts them all (no more than the share).
+		one := b.Resident
+		if v.Capacity != 0 || l.Capacity != 0 {
+			one = ""
+		}
+		if err := withResidents(txn, l, one); err != nil {
+			return nil, err
 		}
 		_, hubConfirmed := slices.BinarySearch(v.Confirmed, b.Resident) // sorted by the hub
 		// The status recorded may be empty where the answer is "confirmed":
@@ -255,7 +349,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			v, err := view(txn, a)
+			v, err := s.view(txn, a)
 			if err != nil {
 				return nil, err
 			}
@@ -307,6 +401,9 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 	var n uint32
 	err := s.log.DB().View(func(txn *badger.Txn) error {
 		l, err := loadLedger(txn, v.ID)
+		if err == nil {
+			err = withResidents(txn, l, "")
+		}
 		if err != nil {
 			return err
 		}
@@ -325,7 +422,7 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 // false when the kiosk does not know the activity.
 func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
 	err = s.log.DB().View(func(txn *badger.Txn) error {
-		v, err := view(txn, activity)
+		v, err := s.view(txn, activity)
 		if err != nil || v == nil {
 			return err
 		}
@@ -350,7 +447,7 @@ func (s *Seats) Attended(activity, resident string) (known, attended bool, err e
 func (s *Seats) Erase(resident, token string) error {
 	return s.log.DB().Update(func(txn *badger.Txn) error {
 		var drop, keep [][]byte
-		for _, prefix := range []string{prefixMine, prefixCame} {
+		for _, prefix := range []string{prefixMine, prefixCame, prefixRes} {
 			opts := badger.DefaultIteratorOptions
 			opts.Prefix = []byte(prefix)
 			opts.PrefetchValues = false
@@ -358,8 +455,8 @@ func (s *Seats) Erase(resident, token string) error {
 			for it.Rewind(); it.Valid(); it.Next() {
 				if k := it.Item().KeyCopy(nil); len(k) > len(resident) && string(k[len(k)-len(resident)-1:]) == "/"+resident {
 					drop = append(drop, k)
-					if prefix == prefixCame {
-						// Attendance stays a fact, under the token.
+					if prefix != prefixMine {
+						// Attendance and a seat taken stay facts, under the token.
 						keep = append(keep, append([]byte(nil), k[:len(k)-len(resident)]...))
 					}
 				}

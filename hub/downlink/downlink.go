@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"linli/hub/store"
 	"linli/shared/event"
@@ -58,19 +59,42 @@ type Log struct {
 	index map[string]map[string]uint64 // site → entity/id → seq of its newest change
 
 	staged *staged
+
+	sent      *prometheus.CounterVec // changes sent by kind and form
+	sentBytes *prometheus.CounterVec // their payload bytes
 }
 
 type staged struct {
 	downs map[string]*wire.Down // site → what the pending commit adds
 	heads map[string]uint64
 	index map[string]map[string]uint64
+	// bases: site → entity → the version edges hold before this commit,
+	// which a live change's delta is made from.
+	bases map[string]map[string]base
 }
+
+// base is an entity's version as the last commit left it.
+type base struct {
+	seq  uint64
+	hlc  hlc.Timestamp
+	body []byte // nil: none, deleted, or withheld from the log
+}
+
+// minDeltaBody is the least body worth diffing: a smaller entity goes
+// whole, which costs less than the diff.
+const minDeltaBody = 256
 
 // Open loads the heads and the entity index from db. sign, when set,
 // signs every message (edges verify it with the hub's key).
 func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]byte, error), log *slog.Logger) (*Log, error) {
 	l := &Log{db: db, pub: pub, clock: clock, log: log, sign: sign,
-		heads: map[string]uint64{}, index: map[string]map[string]uint64{}}
+		heads: map[string]uint64{}, index: map[string]map[string]uint64{},
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_messages_total",
+			Help: "Downlink changes the hub sent to edges, by entity kind and form (delta, snapshot, deleted, withheld); catch-ups send snapshots."},
+			[]string{"kind", "form"}),
+		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_bytes_total",
+			Help: "Payload bytes (entity body or delta) of the downlink changes the hub sent, by entity kind and form."},
+			[]string{"kind", "form"})}
 	err := db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefix)
@@ -94,6 +118,12 @@ func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]b
 		return nil, fmt.Errorf("load downlink log: %w", err)
 	}
 	return l, nil
+}
+
+// Collectors are the downlink's metrics, to register with the hub's
+// registry.
+func (l *Log) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{l.sent, l.sentBytes}
 }
 
 // SetDevices says which devices may have restricted changes; call it
@@ -125,7 +155,8 @@ func (l *Log) Append(b *store.Batch, site string, changes []wire.Change) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.staged == nil {
-		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{}}
+		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{},
+			bases: map[string]map[string]base{}}
 	}
 	st := l.staged
 	head, ok := st.heads[site]
@@ -139,6 +170,7 @@ func (l *Log) Append(b *store.Batch, site string, changes []wire.Change) error {
 	}
 	if st.index[site] == nil {
 		st.index[site] = map[string]uint64{}
+		st.bases[site] = map[string]base{}
 	}
 	for _, c := range changes {
 		head++
@@ -161,13 +193,62 @@ func (l *Log) Append(b *store.Batch, site string, changes []wire.Change) error {
 			// message too.
 			d.Changes = dropSeq(d.Changes, old)
 		}
+		bs, ok := st.bases[site][ek]
+		if !ok {
+			// Edges hold the version the last commit left (old is
+			// committed here): the delta of every change of this commit
+			// to the entity starts from it.
+			bs = l.baseOf(site, old)
+			st.bases[site][ek] = bs
+		}
 		b.Set(changeKey(site, c.Seq), val)
 		st.index[site][ek] = c.Seq
-		d.Changes = append(d.Changes, c)
+		d.Changes = append(d.Changes, l.live(c, bs))
 	}
 	d.Last = head
 	st.heads[site] = head
 	return nil
+}
+
+// baseOf reads the body of the committed change seq (0: none).
+func (l *Log) baseOf(site string, seq uint64) base {
+	if seq == 0 {
+		return base{}
+	}
+	var c wire.Change
+	err := l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(changeKey(site, seq))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) })
+	})
+	if err != nil || c.Deleted || len(c.Body) < minDeltaBody {
+		if err != nil {
+			l.log.Warn("read change for a delta; sending the entity whole", "site", site, "seq", seq, "err", err)
+		}
+		return base{seq: seq}
+	}
+	return base{seq: seq, hlc: c.HLC, body: c.Body}
+}
+
+// live is the form of c sent live: a delta from bs when edges hold bs and
+// the delta is smaller than the body, else c itself. The log keeps c
+// whole, so a catch-up always sends the entity.
+func (l *Log) live(c wire.Change, bs base) wire.Change {
+	if bs.body == nil || c.Deleted || len(c.Body) < minDeltaBody {
+		return c
+	}
+	delta, err := wire.Diff(bs.body, c.Body)
+	if err != nil {
+		return c
+	}
+	enc, err := event.Marshal(delta)
+	if err != nil || len(enc) >= len(c.Body) {
+		return c
+	}
+	c.Base, c.BaseHLC, c.Delta, c.Body = bs.seq, bs.hlc, delta, nil
+	return c
 }
 
 func dropSeq(cs []wire.Change, seq uint64) []wire.Change {
@@ -220,7 +301,7 @@ func (l *Log) publishLive(site string, d *wire.Down) {
 	for i, c := range d.Changes {
 		if c.Restricted() {
 			roles[c.Role] = true
-			c.Body, c.Deleted, c.Withheld = nil, false, true
+			c.Body, c.Deleted, c.Withheld, c.Base, c.BaseHLC, c.Delta = nil, false, true, 0, 0, nil
 		}
 		shared.Changes[i] = c
 	}
@@ -267,7 +348,31 @@ func (l *Log) publish(topic string, d *wire.Down) {
 			l.log.Warn("publish down", "topic", topic, "err", err)
 			return
 		}
+		l.count(part)
 	}
+}
+
+// count adds a message's changes to the metrics.
+func (l *Log) count(d *wire.Down) {
+	for i := range d.Changes {
+		c := &d.Changes[i]
+		kind, form := c.Entity, c.Form()
+		l.sent.WithLabelValues(kind, form).Inc()
+		l.sentBytes.WithLabelValues(kind, form).Add(float64(PayloadSize(c)))
+	}
+}
+
+// PayloadSize is the encoded size of what c carries of its entity: the
+// body, or the delta.
+func PayloadSize(c *wire.Change) int {
+	if c.Delta != nil {
+		enc, err := event.Marshal(c.Delta)
+		if err != nil {
+			return 0
+		}
+		return len(enc)
+	}
+	return len(c.Body)
 }
 
 // split cuts a Down into messages of bounded size, each continuing the

@@ -721,6 +721,7 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 func (h *Hub) registerMetrics(reg *prometheus.Registry) {
+	reg.MustRegister(h.down.Collectors()...)
 	if h.backups != nil {
 		gauge := func(name, help string, f func(backup.Stats) float64) {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},

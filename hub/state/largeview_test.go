@@ -30,13 +30,15 @@ func (c *capturePub) Publish(_ string, payload []byte, _ bool) error {
 	return nil
 }
 
-// activityViews decodes every published message as an edge does and
-// returns the views of activity id in order.
+// activityViews decodes every published message as an edge does (a
+// delta patches the version before it) and returns the views of activity
+// id in order.
 func (c *capturePub) activityViews(t *testing.T, id string) []merge.ActivityView {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []merge.ActivityView
+	var held wire.Change
 	for _, m := range c.msgs {
 		d, err := wire.DecodeDown(m)
 		if err != nil {
@@ -44,6 +46,15 @@ func (c *capturePub) activityViews(t *testing.T, id string) []merge.ActivityView
 		}
 		for _, ch := range d.Changes {
 			if ch.Entity == wire.EntityActivity && ch.ID == id && !ch.Deleted {
+				if ch.Delta != nil {
+					if ch.Base != held.Seq {
+						t.Fatalf("delta of change %d from version %d; the version before is %d", ch.Seq, ch.Base, held.Seq)
+					}
+					if ch.Body, err = wire.Patch(held.Body, ch.Delta); err != nil {
+						t.Fatalf("patch change %d: %v", ch.Seq, err)
+					}
+				}
+				held = ch
 				var v merge.ActivityView
 				if err := event.UnmarshalOwn(ch.Body, &v); err != nil {
 					t.Fatalf("activity view: %v", err)

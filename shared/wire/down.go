@@ -10,9 +10,11 @@ import (
 	"linli/shared/hlc"
 )
 
-// Entity kinds carried down to edges. Each change is a full snapshot of one
-// entity, so applying the newest change of every entity gives the hub's
-// state, whatever was missed in between.
+// Entity kinds carried down to edges. Each change in the hub's log is a
+// full snapshot of one entity, so applying the newest change of every
+// entity gives the hub's state, whatever was missed in between; live
+// messages may carry a change as a delta from the entity's previous
+// version instead (Change.Delta).
 const (
 	EntityNotice     = "notice"
 	EntityActivity   = "activity"
@@ -41,6 +43,34 @@ type Change struct {
 	// applies nothing from it on and waits for the change on its own
 	// topic.
 	Withheld bool `cbor:"9,keyasint,omitempty"`
+	// Base and Delta make a live change carry what changed instead of the
+	// whole entity: Delta turns the entity's version Base (the seq of its
+	// previous change) into this one. An edge that holds another version
+	// applies nothing from this change on and catches up, which sends the
+	// entity whole (the log keeps snapshots only). Body is then empty.
+	Base  uint64 `cbor:"10,keyasint,omitempty"`
+	Delta *Delta `cbor:"11,keyasint,omitempty"`
+	// BaseHLC is the HLC of the change Base names: with it, a version of
+	// another history of the log (a hub restored from a backup numbers
+	// its changes again) never passes for the base.
+	BaseHLC hlc.Timestamp `cbor:"12,keyasint,omitempty"`
+}
+
+// IsDelta reports whether c carries a delta rather than the entity.
+func (c *Change) IsDelta() bool { return c.Delta != nil }
+
+// Form names how c carries its entity, for metrics: "delta", "snapshot",
+// "deleted" or "withheld".
+func (c *Change) Form() string {
+	switch {
+	case c.Withheld:
+		return "withheld"
+	case c.Deleted:
+		return "deleted"
+	case c.Delta != nil:
+		return "delta"
+	}
+	return "snapshot"
 }
 
 // RoleGateway is the role of the devices that take access lists.
@@ -81,6 +111,9 @@ func (d *Down) Validate() error {
 		prev = c.Seq
 		if c.Entity == "" || c.ID == "" {
 			return errors.New("down: change without entity or id")
+		}
+		if c.Delta != nil && (c.Base == 0 || c.Base >= c.Seq || len(c.Body) > 0 || c.Deleted) {
+			return fmt.Errorf("down: delta change %d: base %d, body or deletion", c.Seq, c.Base)
 		}
 		if c.Device != "" {
 			if err := event.ValidID(c.Device); err != nil {
