@@ -38,10 +38,12 @@ import (
 	"linli/hub/operators"
 	"linli/hub/pki"
 	"linli/hub/registry"
+	"linli/hub/retention"
 	"linli/hub/state"
 	"linli/hub/store"
 	"linli/hub/web"
 	"linli/shared/config"
+	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/httpx"
 	"linli/shared/identity"
@@ -136,6 +138,7 @@ type Hub struct {
 	ln       net.Listener
 	token    string
 	backups  *backup.Scheduler // nil without --backup-dir
+	expiry   *retention.Loop
 
 	// takes are backups reading the store on demand; the store closes
 	// after them.
@@ -298,8 +301,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
 			Source: h.backupSource(dir), Logger: log.With("component", "backup"), Covered: h.horizon.Covered}
 	}
+	// Raw readings and door decisions are deleted after their retention;
+	// the events the merged state rebuilds from are kept.
+	h.expiry = retention.New(retention.Options{Store: h.store,
+		Keep:  map[event.Kind]time.Duration{event.KindReading: cfg.KeepReadings, event.KindAccess: cfg.KeepAccess},
+		Every: cfg.RetentionEvery, Needed: state.NeedsEvent, Logger: log.With("component", "retention")})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(h.expiry.Collector())
 	h.registerMetrics(reg)
 	// Operators: the admin token, operator API tokens and dashboard
 	// sessions all authenticate the one API; every write is audited.
@@ -348,6 +357,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		}
 	}()
 	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.expiry.Run(runCtx) }()
 	if h.backups != nil {
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); h.backups.Run(runCtx) }()

@@ -189,6 +189,12 @@ func isFact(ev *event.Event) bool {
 
 var forced, heldOpen = []byte("forced"), []byte("held_open")
 
+// NeedsEvent says whether the merged state needs a stored edge event to
+// rebuild at start: its fact refers to the event where ingest stored it,
+// so retention must not delete it (a forced or held-open door opens an
+// alarm; a plain door decision or a reading is never folded).
+func NeedsEvent(site string, ev *event.Event) bool { return isFact(ev) }
+
 func factKey(site, device string, seq uint64) []byte {
 	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
 }
