@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/event"
+	"linli/shared/kv"
 )
 
 // Expiry says which stored events one pass of Expire deletes: those of a
@@ -125,4 +126,52 @@ func splitEventKey(key []byte) (site, device string, ok bool) {
 		return "", "", false
 	}
 	return string(s), string(d), true
+}
+
+// SiteEvent is a stored event with its site.
+type SiteEvent struct {
+	Site string
+	event.Event
+}
+
+// ScanEvents reads up to limit stored events of site (every site when
+// empty) in key order (site, device, seq) from cursor on, which is nil at
+// the start and then the next value ScanEvents returned; next is nil
+// after the last. Each call is its own short transaction, so a long
+// export does not hold one open while a slow client reads.
+func (s *Store) ScanEvents(site string, cursor []byte, limit int) (evs []SiteEvent, next []byte, err error) {
+	prefix := []byte(prefixEvent)
+	if site != "" {
+		prefix = kv.Key(prefixEvent, []byte(site+"/"))
+	}
+	if cursor == nil {
+		cursor = prefix
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchSize = min(limit, 100)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(cursor); it.Valid(); it.Next() {
+			if len(evs) == limit {
+				next = it.Item().KeyCopy(nil)
+				return nil
+			}
+			site, device, ok := splitEventKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			ev, err := storedEvent(it.Item(), device)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, SiteEvent{Site: site, Event: ev})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("scan events: %w", err)
+	}
+	return evs, next, nil
 }
