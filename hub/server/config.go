@@ -67,6 +67,7 @@ type Config struct {
 	KeepReadings   time.Duration
 	KeepAccess     time.Duration
 	RetentionEvery time.Duration
+	SnapshotEvery  time.Duration
 	keepReadings   string // as set, "90d" or a Go duration
 	keepAccess     string
 }
@@ -118,6 +119,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.keepReadings, "keep-readings", "90d", "how long raw sensor readings are kept before they are deleted, in days (90d) or as a duration (36h); 0 keeps them for ever")
 	s.String(&c.keepAccess, "keep-access", "365d", "how long raw door decisions are kept before they are deleted (forced and held-open doors, which open alarms, are kept for ever); 0 keeps them for ever")
 	s.Duration(&c.RetentionEvery, "retention-every", time.Hour, "how often expired raw events are looked for and deleted (1m to 24h)")
+	s.Duration(&c.SnapshotEvery, "snapshot-every", 15*time.Minute, "how often the merged state is snapshotted (and at a clean stop), so a start reads the snapshot and the facts after it instead of every fact; 0 turns it off")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	s.String(&c.TimeZone, "time-zone", api.DefaultTimeZone, "IANA time zone the dashboard and exports show a site's times in, unless its site plan names one (time_zone)")
 	return s
@@ -227,6 +229,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetentionEvery != 0 && (c.RetentionEvery < time.Minute || c.RetentionEvery > 24*time.Hour) {
 		return config.Errorf("retention-every", "must be 1m to 24h")
+	}
+	if c.SnapshotEvery != 0 && (c.SnapshotEvery < time.Minute || c.SnapshotEvery > 24*time.Hour) {
+		return config.Errorf("snapshot-every", "must be 0 (off) or 1m to 24h")
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")

@@ -249,7 +249,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}
 	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
-		Kiosks: h.kiosks, Logger: log.With("component", "state")})
+		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
 	if err != nil {
 		return nil, err
 	}
