@@ -115,6 +115,9 @@ type API struct {
 	Telemetry *Telemetry
 	Delivery  Delivery
 
+	// Export serves GET /api/v1/export (an embedded-store hub).
+	Export EventScanner
+
 	// Backups serves GET /api/v1/backup (an embedded-store hub).
 	Backups Backups
 
@@ -141,6 +144,9 @@ func (a *API) Handler() http.Handler {
 		a.mountTriage(mux)
 		a.mountOpen311(mux)
 		a.mountPublic(mux)
+	}
+	if a.Export != nil {
+		mux.HandleFunc("GET /api/v1/export", a.wrap(a.requireAuth(a.export)))
 	}
 	if a.Backups != nil {
 		a.mountBackup(mux)

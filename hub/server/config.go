@@ -1,11 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // site time zones on a machine without the zone database
@@ -59,7 +61,24 @@ type Config struct {
 	BackupDir   string
 	BackupEvery time.Duration
 	BackupKeep  int
+
+	// Raw events of high-volume kinds are deleted after these (0: kept
+	// for ever); facts and decisions are always kept.
+	KeepReadings   time.Duration
+	KeepAccess     time.Duration
+	RetentionEvery time.Duration
+	SnapshotEvery  time.Duration
+	keepReadings   string // as set, "90d" or a Go duration
+	keepAccess     string
 }
+
+// Default retentions of raw events: a quarter of readings (trends and
+// incident look-backs), a year of door decisions (what residents and the
+// police ask about).
+const (
+	DefaultKeepReadings = 90 * 24 * time.Hour
+	DefaultKeepAccess   = 365 * 24 * time.Hour
+)
 
 // Version is stamped at build time with -ldflags "-X linli/hub/server.Version=…".
 var Version = "dev"
@@ -97,6 +116,10 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.BackupDir, "backup-dir", "", "write a backup of the hub into this dir every --backup-every (off when empty)")
 	s.Duration(&c.BackupEvery, "backup-every", time.Hour, "how often a scheduled backup is written (1m to 720h)")
 	s.Int(&c.BackupKeep, "backup-keep", 48, "how many scheduled backups to keep; older ones are deleted")
+	s.String(&c.keepReadings, "keep-readings", "90d", "how long raw sensor readings are kept before they are deleted, in days (90d) or as a duration (36h); 0 keeps them for ever")
+	s.String(&c.keepAccess, "keep-access", "365d", "how long raw door decisions are kept before they are deleted (forced and held-open doors, which open alarms, are kept for ever); 0 keeps them for ever")
+	s.Duration(&c.RetentionEvery, "retention-every", time.Hour, "how often expired raw events are looked for and deleted (1m to 24h)")
+	s.Duration(&c.SnapshotEvery, "snapshot-every", 15*time.Minute, "how often the merged state is snapshotted (and at a clean stop), so a start reads the snapshot and the facts after it instead of every fact; 0 turns it off")
 	s.List(&c.SitePlans, "site-plans", nil, "site plan files for the dashboard's governance map, comma-separated (configs/site-xiangyang.yaml)")
 	s.String(&c.TimeZone, "time-zone", api.DefaultTimeZone, "IANA time zone the dashboard and exports show a site's times in, unless its site plan names one (time_zone)")
 	return s
@@ -190,10 +213,57 @@ func (c *Config) Validate() error {
 	if c.BackupKeep < 1 || c.BackupKeep > 100000 {
 		return config.Errorf("backup-keep", "must be 1 to 100000")
 	}
+	for _, k := range []struct {
+		name string
+		raw  string
+		dst  *time.Duration
+	}{{"keep-readings", c.keepReadings, &c.KeepReadings}, {"keep-access", c.keepAccess, &c.KeepAccess}} {
+		if k.raw == "" {
+			continue // set in code, not by a setting
+		}
+		d, err := parseKeep(k.raw)
+		if err != nil {
+			return config.Errorf(k.name, "%v", err)
+		}
+		*k.dst = d
+	}
+	if c.RetentionEvery != 0 && (c.RetentionEvery < time.Minute || c.RetentionEvery > 24*time.Hour) {
+		return config.Errorf("retention-every", "must be 1m to 24h")
+	}
+	if c.SnapshotEvery != 0 && (c.SnapshotEvery < time.Minute || c.SnapshotEvery > 24*time.Hour) {
+		return config.Errorf("snapshot-every", "must be 0 (off) or 1m to 24h")
+	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 30*24*time.Hour {
 		return config.Errorf("token-ttl", "must be 1m to 720h")
 	}
 	return nil
+}
+
+// parseKeep reads a retention: whole days ("90d"), a Go duration
+// ("36h"), or 0 for ever. Less than an hour is refused: it is surely a
+// unit mistake, and would delete what edges just sent.
+func parseKeep(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*366 {
+			return 0, fmt.Errorf("%q is not a number of days such as 90d", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not a number of days (90d), a duration (36h) or 0", s)
+		}
+	}
+	if d != 0 && d < time.Hour {
+		return 0, fmt.Errorf("%q is less than an hour (0 keeps events for ever)", s)
+	}
+	return d, nil
 }
 
 // onPostgres is what the hub keeps in PostgreSQL so far; notOnPostgres,

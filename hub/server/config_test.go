@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"linli/shared/config"
 )
@@ -129,6 +130,53 @@ func TestStoreSetting(t *testing.T) {
 			msg := err.Error()
 			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "secret") || strings.Contains(msg, "\n") {
 				t.Fatalf("error %q: want one line with %q and no password", msg, tc.want)
+			}
+		})
+	}
+}
+
+// keep-readings and keep-access take days, a Go duration or 0 (for
+// ever), by flag, LINLI_ variable or config key; anything else is refused
+// naming the setting.
+func TestKeepSettings(t *testing.T) {
+	yaml := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(yaml, []byte("keep_readings: 30d\nkeep_access: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name             string
+		args, env        []string
+		readings, access time.Duration
+		bad              string
+	}{
+		{"defaults", nil, nil, 90 * day, 365 * day, ""},
+		{"flags", []string{"--keep-readings", "7d", "--keep-access", "36h"}, nil, 7 * day, 36 * time.Hour, ""},
+		{"env", nil, []string{"LINLI_KEEP_READINGS=0", "LINLI_KEEP_ACCESS=730d"}, 0, 730 * day, ""},
+		{"file", []string{"--config", yaml}, nil, 30 * day, 0, ""},
+		{"not a number", []string{"--keep-readings", "ninety days"}, nil, 0, 0, "keep-readings"},
+		{"negative", []string{"--keep-access", "-5d"}, nil, 0, 0, "keep-access"},
+		{"minutes", []string{"--keep-access", "5m"}, nil, 0, 0, "keep-access"},
+		{"every", []string{"--retention-every", "1s"}, nil, 0, 0, "retention-every"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{}
+			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			if tc.bad != "" {
+				var ce *config.Error
+				if !errors.As(err, &ce) || ce.Setting != tc.bad {
+					t.Fatalf("error %v, want one naming %s", err, tc.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.KeepReadings != tc.readings || c.KeepAccess != tc.access {
+				t.Fatalf("keep readings %v, access %v; want %v, %v", c.KeepReadings, c.KeepAccess, tc.readings, tc.access)
 			}
 		})
 	}

@@ -38,10 +38,12 @@ import (
 	"linli/hub/operators"
 	"linli/hub/pki"
 	"linli/hub/registry"
+	"linli/hub/retention"
 	"linli/hub/state"
 	"linli/hub/store"
 	"linli/hub/web"
 	"linli/shared/config"
+	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/httpx"
 	"linli/shared/identity"
@@ -136,6 +138,7 @@ type Hub struct {
 	ln       net.Listener
 	token    string
 	backups  *backup.Scheduler // nil without --backup-dir
+	expiry   *retention.Loop
 
 	// takes are backups reading the store on demand; the store closes
 	// after them.
@@ -246,7 +249,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	}
 	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
-		Kiosks: h.kiosks, Logger: log.With("component", "state")})
+		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +301,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
 			Source: h.backupSource(dir), Logger: log.With("component", "backup"), Covered: h.horizon.Covered}
 	}
+	// Raw readings and door decisions are deleted after their retention;
+	// the events the merged state rebuilds from are kept.
+	h.expiry = retention.New(retention.Options{Store: h.store,
+		Keep:  map[event.Kind]time.Duration{event.KindReading: cfg.KeepReadings, event.KindAccess: cfg.KeepAccess},
+		Every: cfg.RetentionEvery, Needed: state.NeedsEvent, Logger: log.With("component", "retention")})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(h.expiry.Collector())
 	h.registerMetrics(reg)
 	// Operators: the admin token, operator API tokens and dashboard
 	// sessions all authenticate the one API; every write is audited.
@@ -325,7 +334,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: stream}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
-		Stream: stream, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h},
+		Stream: stream, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h}, Export: h.store,
 		Directory: ops,
 		Ready:     ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra:     func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
@@ -350,6 +359,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		}
 	}()
 	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.expiry.Run(runCtx) }()
 	if h.backups != nil {
 		h.wg.Add(1)
 		go func() { defer h.wg.Done(); h.backups.Run(runCtx) }()

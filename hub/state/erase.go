@@ -55,6 +55,9 @@ func (s *State) Erase(site, resident string) (Erasure, error) {
 	}
 	e.Facts = n
 	b.Set(kv.Key(prefixErased, []byte(site+"/"+resident)), []byte(e.Token))
+	// The snapshot still names the resident, and the rewritten facts
+	// would fold on top of it: the next load rebuilds from every fact.
+	b.Delete([]byte(keySnapHead))
 	if err := b.Commit(); err != nil {
 		return Erasure{}, fmt.Errorf("store erasure: %w", err)
 	}

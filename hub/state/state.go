@@ -56,6 +56,13 @@ type Options struct {
 	// DecideEvery runs the seat policy for every site this often, so new
 	// kiosks get shares without waiting for an event (default 2s).
 	DecideEvery time.Duration
+	// SnapshotEvery writes the merged state's snapshot this often while
+	// Run runs, and once more when it stops; 0 never writes one (a start
+	// still reads one that is there).
+	SnapshotEvery time.Duration
+	// Build names the hub's build: a snapshot another build wrote is not
+	// trusted (its merge rules may differ), and the state is rebuilt.
+	Build string
 }
 
 // State is the hub's merged state. Reads are safe from any goroutine;
@@ -103,13 +110,15 @@ type storedFact struct {
 	Event []byte `cbor:"2,keyasint"`
 }
 
-// load replays every stored fact into a fresh merge state.
+// load rebuilds the merged state: from the snapshot and the facts stored
+// after it when there is a snapshot to trust, otherwise (logged) from
+// every stored fact.
 func (s *State) load() error {
-	m := merge.New()
-	sites := map[string]bool{}
-	var hubSeq uint64
 	start := time.Now()
-	n := 0
+	var m *merge.State
+	sites := map[string]bool{}
+	var hubSeq, since uint64
+	n, skipped := 0, 0
 	err := s.opts.Store.DB().View(func(txn *badger.Txn) error {
 		var err error
 		if hubSeq, err = kv.GetU64(txn, []byte(keyHubSeq)); err != nil {
@@ -122,8 +131,22 @@ func (s *State) load() error {
 		s.mu.Lock()
 		s.erased = erased
 		s.mu.Unlock()
+		snap, head, err := s.readSnapshot(txn)
+		switch {
+		case err == nil:
+			m, since = snap, head.ReadTs
+			for _, site := range head.Sites {
+				sites[site] = true
+			}
+		case errors.Is(err, errNoSnapshot):
+			m = merge.New()
+		default:
+			s.log.Warn("merged state snapshot not used; rebuilding from every fact", "err", err)
+			m = merge.New()
+		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixFact)
+		opts.PrefetchValues = since == 0 // after a snapshot most keys are skipped unread
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		batch := make([]merge.Fact, 0, 4096)
@@ -136,6 +159,10 @@ func (s *State) load() error {
 		events := store.NewEventReader(txn)
 		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			if it.Item().Version() <= since {
+				skipped++
+				continue // in the snapshot
+			}
 			fs, _, err := readFacts(events, it.Item())
 			if err != nil {
 				return err
@@ -158,7 +185,8 @@ func (s *State) load() error {
 	s.mu.Lock()
 	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
 	s.mu.Unlock()
-	s.log.Info("merged state loaded", "facts", n, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "fact_keys_in_snapshot", skipped,
+		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -188,6 +216,12 @@ func isFact(ev *event.Event) bool {
 }
 
 var forced, heldOpen = []byte("forced"), []byte("held_open")
+
+// NeedsEvent says whether the merged state needs a stored edge event to
+// rebuild at start: its fact refers to the event where ingest stored it,
+// so retention must not delete it (a forced or held-open door opens an
+// alarm; a plain door decision or a reading is never folded).
+func NeedsEvent(site string, ev *event.Event) bool { return isFact(ev) }
 
 func factKey(site, device string, seq uint64) []byte {
 	return kv.Key(prefixFact, []byte(site+"/"+device+"/"), kv.U64(seq))
@@ -420,14 +454,25 @@ func (s *State) Aborted() {
 	}
 }
 
-// Run runs the seat policy for every site periodically until ctx ends.
+// Run runs the seat policy for every site periodically until ctx ends,
+// and writes the snapshot every SnapshotEvery and once more at the end.
 func (s *State) Run(ctx context.Context) {
 	t := time.NewTicker(s.opts.DecideEvery)
 	defer t.Stop()
+	var snap <-chan time.Time
+	if s.opts.SnapshotEvery > 0 {
+		st := time.NewTicker(s.opts.SnapshotEvery)
+		defer st.Stop()
+		snap = st.C
+		defer s.snapshot()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-snap:
+			s.snapshot()
+			continue
 		case <-t.C:
 		}
 		s.mu.RLock()
@@ -437,6 +482,17 @@ func (s *State) Run(ctx context.Context) {
 		s.decide(sites)
 		s.writeMu.Unlock()
 	}
+}
+
+// snapshot writes the snapshot, logging a failure: the next start then
+// reads an older one, or every fact.
+func (s *State) snapshot() {
+	start := time.Now()
+	if err := s.Snapshot(); err != nil {
+		s.log.Error("merged state snapshot", "err", err)
+		return
+	}
+	s.log.Debug("merged state snapshot written", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // decide runs the policy until it has nothing more to decide (bounded), and

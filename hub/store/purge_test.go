@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -104,5 +105,31 @@ func TestOpenFinishesInterruptedPurge(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + ".purged"); !os.IsNotExist(err) {
 		t.Fatalf("the old directory is still there: %v", err)
+	}
+}
+
+// Purge leaves out the derived keys under cache/: the merged state's
+// snapshot is keyed to the old store's versions, which the copy does not
+// keep.
+func TestPurgeDropsDerivedKeys(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "hub"), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put(t, s.DB(), PrefixCache+"state/head", "h")
+	put(t, s.DB(), "f/s1/k1/x", "fact")
+	if err := s.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	err = s.DB().View(func(txn *badger.Txn) error {
+		if _, err := txn.Get([]byte(PrefixCache + "state/head")); err != badger.ErrKeyNotFound {
+			return fmt.Errorf("the snapshot head after Purge: %v", err)
+		}
+		_, err := txn.Get([]byte("f/s1/k1/x"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -28,6 +28,10 @@ import (
 //	x/report/{site}/{report id}    unused: an index of report events that
 //	                               older hubs wrote and nothing reads
 const (
+	// PrefixCache holds derived data (the merged state's snapshot) that
+	// can be rebuilt from the rest; a rewrite of the store drops it.
+	PrefixCache = "cache/"
+
 	prefixDevice = "d/"
 	prefixEvent  = "e/"
 	prefixQuar   = "q/"
@@ -265,6 +269,9 @@ func copyLatest(src, dst *badger.DB) error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
+			if bytes.HasPrefix(item.Key(), []byte(PrefixCache)) {
+				continue // derived, and keyed to the old store's versions
+			}
 			v, err := item.ValueCopy(nil)
 			if err != nil {
 				return err
