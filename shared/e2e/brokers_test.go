@@ -12,19 +12,29 @@ import (
 )
 
 // An edge given a broker list whose first broker is down (nothing listens
-// on its port) syncs through the next one: every answered write reaches
-// the hub exactly once.
+// on its port) syncs through the next one, enrolled (signed, with its
+// broker login) or not: every answered write reaches the hub exactly once.
 func TestEdgeBrokerListSkipsADeadBroker(t *testing.T) {
 	t.Parallel()
-	mqttAddr := testkit.FreePort(t)
-	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
-	dead := "tcp://" + testkit.FreePort(t)
-	e := startEdge(t, "kiosk-1", "s1", "kiosk", dead+","+h.MQTT)
-	ledger := testkit.NewLedger()
-	load(context.Background(), t, e, ledger, 500, 4, false)
-	drained(t, e, 60*time.Second)
-	if v := verify(t, h, e, ledger); v.Present != 500 || v.HubCount != 500 {
-		t.Fatalf("%s", v)
+	for _, enrolled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unenrolled", true: "enrolled"}[enrolled], func(t *testing.T) {
+			t.Parallel()
+			mqttAddr := testkit.FreePort(t)
+			h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
+			brokers := "tcp://" + testkit.FreePort(t) + "," + h.MQTT
+			var e *edgeProc
+			if enrolled {
+				e = startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk", "--broker", brokers)
+			} else {
+				e = startEdge(t, "kiosk-1", "s1", "kiosk", brokers)
+			}
+			ledger := testkit.NewLedger()
+			loadMarked(t, e, ledger, "A", 500)
+			drained(t, e, 60*time.Second)
+			if v := verify(t, h, e, ledger); v.Present != 500 || v.HubCount != 500 {
+				t.Fatalf("%s", v)
+			}
+		})
 	}
 }
 
