@@ -13,6 +13,7 @@ import (
 	"linli/edge/diskguard"
 	"linli/edge/gateway"
 	"linli/edge/kiosk"
+	"linli/edge/uplink"
 	"linli/shared/config"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -82,7 +83,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Role, "role", kiosk.RoleKiosk, "kiosk or gateway")
 	s.String(&c.Data, "data", "", "data directory (default ./data/edge/<id>)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8081", "HTTP listen address")
-	s.String(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL (tcp:// or ssl://)")
+	s.String(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list to fail over between: each connect tries them in order and keeps the first that answers")
 	s.String(&c.Building, "building", "", "building this edge stands in: gateways tag their events with it; a kiosk shows its notices and offers it for reports")
 	s.String(&c.Username, "mqtt-username", "", "MQTT username (set by enrollment)")
 	s.String(&c.Password, "mqtt-password", "", "MQTT password (set by enrollment)")
@@ -134,7 +135,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		return config.Errorf("http", "%q is not host:port", c.HTTP)
 	}
-	if err := validBroker(c.Broker); err != nil {
+	if _, err := uplink.Brokers(c.Broker); err != nil {
 		return config.Errorf("broker", "%v", err)
 	}
 	if _, err := kv.ParseProfile(c.Profile); err != nil {
@@ -226,22 +227,6 @@ func (c *Config) loadPlan() error {
 		return config.Errorf("site-plan", "%s does not list this kiosk's building %s", c.SitePlan, c.Building)
 	}
 	c.plan = p
-	return nil
-}
-
-func validBroker(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL", s)
-	}
-	switch u.Scheme {
-	case "tcp", "mqtt", "ssl", "tls", "mqtts":
-	default:
-		return fmt.Errorf("%q: scheme must be tcp:// or ssl://", s)
-	}
-	if _, _, err := net.SplitHostPort(u.Host); err != nil {
-		return fmt.Errorf("%q: want scheme://host:port", s)
-	}
 	return nil
 }
 

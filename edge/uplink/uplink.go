@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +66,10 @@ type Downlink interface {
 
 // Options configure an Uplink.
 type Options struct {
-	Broker   string // tcp://host:port or ssl://host:port
+	// Broker is the hub's broker, tcp://host:port or ssl://host:port, or
+	// an ordered comma-separated list of them to fail over between (see
+	// Brokers).
+	Broker   string
 	Site     string
 	Device   string
 	Role     string
@@ -376,6 +382,37 @@ func connectTimeout(keepAlive time.Duration) time.Duration {
 	return min(max(2*keepAlive, time.Second), 10*time.Second)
 }
 
+// Brokers splits an ordered, comma-separated broker list and checks each
+// URL: tcp:// (or mqtt://) and ssl:// (or tls://, mqtts://) with host:port.
+// Spaces around an element are allowed; an empty element is an error, as a
+// stray comma more likely hides a lost address than means nothing.
+func Brokers(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New("no broker URL given")
+	}
+	var out []string
+	for i, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, fmt.Errorf("element %d of %q is empty", i+1, list)
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a URL", s)
+		}
+		switch u.Scheme {
+		case "tcp", "mqtt", "ssl", "tls", "mqtts":
+		default:
+			return nil, fmt.Errorf("%q: scheme must be tcp:// or ssl://", s)
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return nil, fmt.Errorf("%q: want scheme://host:port", s)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 func (u *Uplink) session(ctx context.Context) error {
 	select { // a kick from before this session is already served
 	case <-u.kick:
@@ -389,10 +426,22 @@ func (u *Uplink) session(ctx context.Context) error {
 	// A replaced edge says nothing of the device's presence: the status
 	// topic is its replacement's.
 	quiet := func() bool { return u.opts.Hold != nil && u.opts.Hold() }
+	brokers, err := Brokers(u.opts.Broker)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	lost := make(chan error, 1)
-	co := mqtt.NewClientOptions().
-		AddBroker(u.opts.Broker).
-		SetClientID(u.opts.Device).
+	// Paho tries the brokers in order on every connect, each for at most
+	// one connect timeout, and keeps the first that answers: a dead first
+	// broker costs each attempt that timeout (nothing when it refuses the
+	// connection outright), and the first broker is preferred again at the
+	// next reconnect once it is back.
+	var at atomic.Pointer[string] // the broker being tried, then the one connected
+	co := mqtt.NewClientOptions()
+	for _, b := range brokers {
+		co.AddBroker(b)
+	}
+	co.SetClientID(u.opts.Device).
 		SetUsername(creds.Username).
 		SetPassword(creds.Password).
 		SetTLSConfig(creds.TLS).
@@ -402,7 +451,20 @@ func (u *Uplink) session(ctx context.Context) error {
 		SetKeepAlive(u.opts.KeepAlive).
 		SetPingTimeout(u.opts.KeepAlive).
 		SetConnectTimeout(connectTimeout(u.opts.KeepAlive)).
+		// MQTT 3.1.1, said outright: left unset, paho retries a broker that
+		// did not accept CONNECT with MQTT 3.1, spending a second connect
+		// timeout on every dead broker before it moves to the next.
+		SetProtocolVersion(4).
 		SetWriteTimeout(10 * time.Second).
+		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+			switch n := n.(type) {
+			case mqtt.ConnectionNotificationBroker:
+				b := n.Broker.String()
+				at.Store(&b)
+			case mqtt.ConnectionNotificationBrokerFailed:
+				u.lg.Debug("broker unreachable, trying the next", "broker", n.Broker.String(), "err", n.Reason)
+			}
+		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
@@ -414,12 +476,23 @@ func (u *Uplink) session(ctx context.Context) error {
 	}
 	c := mqtt.NewClient(co)
 	tok := c.Connect()
-	if err := waitToken(ctx, tok, 15*time.Second); err != nil {
+	// Every broker may take its full connect timeout: a fixed bound shorter
+	// than the list's sum gave up on the attempt before paho reached the
+	// broker that was up, and did so again at every retry.
+	bound := time.Duration(len(brokers))*connectTimeout(u.opts.KeepAlive) + 5*time.Second
+	if err := waitToken(ctx, tok, bound); err != nil {
 		u.count(func(s *Stats) { s.ConnectErrs++ })
+		// An attempt given up on must not connect later behind our back,
+		// holding the device's client id with no one reading it.
+		c.Disconnect(0)
 		if refused(err) && u.opts.OnIdentity != nil {
 			u.opts.OnIdentity("", err)
 		}
 		return fmt.Errorf("connect %s: %w", u.opts.Broker, err)
+	}
+	broker := u.opts.Broker
+	if b := at.Load(); b != nil {
+		broker = *b
 	}
 	defer func() {
 		if c.IsConnectionOpen() && !quiet() {
@@ -494,7 +567,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		return err
 	}
 	u.connected.Store(true)
-	u.lg.Info("hub session up", "broker", u.opts.Broker, "hub_acked", acked)
+	u.lg.Info("hub session up", "broker", broker, "hub_acked", acked)
 	err = u.stream(ctx, c, lost, acked)
 	if ctx.Err() != nil {
 		return nil

@@ -522,3 +522,102 @@ func TestHelloAgainWhenEventsWentMeanwhile(t *testing.T) {
 		t.Fatalf("hellos %+v, want first held 1, then 9 after seqs 1..8 went", hub.hellos)
 	}
 }
+
+// silentBroker accepts connections and never answers them, as a broker
+// behind a black-holed link does; it returns its URL and how many
+// connections it has accepted.
+func silentBroker(t *testing.T) (string, func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "tcp://" + ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return len(conns) }
+}
+
+// Given a list of brokers, the uplink moves past dead ones to the first
+// that answers: a refused port costs nothing, a silent broker one connect
+// timeout (two keepalives), tried once per connect and not again with an
+// older protocol; the backlog reaches the hub exactly once.
+func TestBrokerListFailsOverToTheFirstThatAnswers(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "tcp://" + dead.Addr().String()
+	dead.Close() // nothing listens there now: connections are refused
+	silent, accepted := silentBroker(t)
+	url := broker(t)
+	const site, device, n = "s1", "gw-1", 300
+	l, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for range n {
+		if _, err := l.Append(context.Background(), &event.Access{Door: "B1-main", Credential: "h:0011223344556677", Result: "granted"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := &fakeHub{}
+	hub.run(t, url, site, device)
+	up := uplink.New(l, nil, uplink.Options{Broker: refused + ", " + silent + "," + url, Site: site, Device: device, Role: "gateway",
+		KeepAlive: 500 * time.Millisecond, AckTimeout: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- up.Run(ctx) }()
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, acked, pending := l.Cursors()
+		return acked == n && pending == 0, fmt.Sprintf("acked %d, pending %d, stats %+v", acked, pending, up.Stats())
+	})
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := up.Stats(); st.Connects != 1 || st.ConnectErrs != 0 {
+		t.Fatalf("stats %+v: want the first connect to succeed through the third broker", st)
+	}
+	if got := accepted(); got != 1 {
+		t.Fatalf("the silent broker saw %d connections, want 1: each broker is tried once per connect", got)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("drained after %v: the dead brokers stalled the edge", took)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	seen := map[uint64]bool{}
+	for _, e := range hub.events {
+		if seen[e.Seq] {
+			t.Fatalf("seq %d reached the hub twice", e.Seq)
+		}
+		seen[e.Seq] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("hub got %d distinct events, want %d", len(seen), n)
+	}
+}

@@ -37,6 +37,8 @@ func TestBadSettingsExit2NamingTheSetting(t *testing.T) {
 		{"edge bad role", edge, []string{"--role", "toaster"}, nil, `"role"`},
 		{"edge bad id", edge, []string{"--id", "a/b"}, nil, `"id"`},
 		{"edge bad broker", edge, []string{"--broker", "http://x"}, nil, `"broker"`},
+		{"edge broker list with an empty element", edge, []string{"--broker", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2"}, nil, `"broker"`},
+		{"edge broker list with a bad scheme", edge, nil, []string{"LINLI_BROKER=tcp://127.0.0.1:1,http://127.0.0.1:2"}, `"broker"`},
 		{"edge bad time zone", edge, []string{"--time-zone", "Mars/Olympus"}, nil, `"time-zone"`},
 		{"edge bad resident alarms", edge, []string{"--resident-alarms", "fire,smoke"}, nil, `"resident-alarms"`},
 		{"edge bad kiosk code", edge, []string{"--kiosk-code", "b-1"}, nil, `"kiosk-code"`},
