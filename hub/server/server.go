@@ -275,13 +275,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 			h.revoked(tr, d)
 		}
 	})
-	h.ln, err = net.Listen("tcp", cfg.HTTP)
-	if err != nil {
-		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
-	}
-	if h.httpTLS {
-		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
-	}
 	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
 		MosquittoLogins: cfg.Broker != "" && cfg.MosquittoFiles}
 	if h.tls != nil {
@@ -343,6 +336,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)
 	handler := httpx.Recover(ops.Audit(a.Handler()), log.With("component", "http"), panics.Inc)
+	// The port is taken last, once everything that can refuse to start
+	// has been opened and read: a hub that fails to start leaves it free.
+	h.ln, err = net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
+	}
+	if h.httpTLS {
+		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
+	}
 	h.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

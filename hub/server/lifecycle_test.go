@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"linli/shared/config"
+	"linli/shared/testkit"
+)
+
+// A hub that fails to start leaves its HTTP port free, whichever setting
+// it failed on: the next start (systemd's restart, the operator's fixed
+// setting) must be able to listen there.
+func TestFailedStartLeavesTheHTTPPortFree(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting string
+		set           func(t *testing.T, cfg *Config)
+	}{
+		{"site plan that does not parse", "site-plans", func(t *testing.T, cfg *Config) {
+			path := filepath.Join(t.TempDir(), "plan.yaml")
+			if err := os.WriteFile(path, []byte("site: [unclosed\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.SitePlans = []string{path}
+		}},
+		{"site plan that is missing", "site-plans", func(t *testing.T, cfg *Config) {
+			cfg.SitePlans = []string{filepath.Join(t.TempDir(), "absent.yaml")}
+		}},
+		{"trusted proxy that is no address", "trusted-proxies", func(t *testing.T, cfg *Config) {
+			cfg.TrustedProxies = []string{"not-an-address"}
+		}},
+		{"backup dir under a file", "backup-dir", func(t *testing.T, cfg *Config) {
+			file := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(file, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.BackupDir = filepath.Join(file, "backups")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hubConfig(t.TempDir())
+			cfg.HTTP = testkit.StablePort(t)
+			tc.set(t, &cfg)
+			h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				h.Stop()
+				t.Fatal("the hub started")
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Setting != tc.setting {
+				t.Fatalf("error %v, want one naming %s", err, tc.setting)
+			}
+			ln, err := net.Listen("tcp", cfg.HTTP)
+			if err != nil {
+				t.Fatalf("the failed start left %s taken: %v", cfg.HTTP, err)
+			}
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
