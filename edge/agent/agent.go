@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	_ "time/tzdata" // a board's OS may lack the zone database; the site's zone must still load
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"linli/edge/diskguard"
 	"linli/edge/enroll"
@@ -118,10 +118,8 @@ type Agent struct {
 	ln      net.Listener
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errMu  sync.Mutex
-	err    error
-	done   chan struct{}
+	err    error         // the first failure; set before done closes
+	done   chan struct{} // closed once the edge has stopped
 }
 
 // Start opens the store, starts the uplink and serves HTTP. It returns a
@@ -275,51 +273,47 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
-	a.wg.Add(3)
-	go func() {
-		defer a.wg.Done()
-		if err := up.Run(runCtx); err != nil {
-			a.fail(fmt.Errorf("uplink: %w", err))
+	// The first of these to fail stops the others and the edge.
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error {
+		if err := up.Run(gctx); err != nil {
+			return fmt.Errorf("uplink: %w", err)
 		}
-	}()
-	go func() {
-		defer a.wg.Done()
-		if err := guard.Run(runCtx, ob); err != nil {
-			a.fail(fmt.Errorf("disk guard: %w", err))
+		return nil
+	})
+	g.Go(func() error {
+		if err := guard.Run(gctx, ob); err != nil {
+			return fmt.Errorf("disk guard: %w", err)
 		}
-	}()
-	a.wg.Add(2)
-	go func() { defer a.wg.Done(); rep.Run(runCtx) }()
-	go func() { defer a.wg.Done(); idw.run(runCtx) }()
+		return nil
+	})
+	g.Go(func() error { rep.Run(gctx); return nil })
+	g.Go(func() error { idw.run(gctx); return nil })
 	if ident.Load() == nil {
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.awaitEnrollment(runCtx, ident) }()
+		g.Go(func() error { a.awaitEnrollment(gctx, ident); return nil })
 	}
 	if a.seats != nil {
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.seats.Run(runCtx) }()
+		g.Go(func() error { a.seats.Run(gctx); return nil })
 	}
 	rep.AfterApply(a.eraseResidents)
 	if a.gateway != nil {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			if err := a.gateway.Run(runCtx); err != nil {
-				a.fail(fmt.Errorf("gateway: %w", err))
+		g.Go(func() error {
+			if err := a.gateway.Run(gctx); err != nil {
+				return fmt.Errorf("gateway: %w", err)
 			}
-		}()
+			return nil
+		})
 	}
 	if idx != nil {
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); idx.Run(runCtx) }()
+		g.Go(func() error { idx.Run(gctx); return nil })
 	}
-	go func() {
-		defer a.wg.Done()
+	g.Go(func() error {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.fail(fmt.Errorf("http: %w", err))
+			return fmt.Errorf("http: %w", err)
 		}
-	}()
-	go a.shutdownOnCancel(runCtx)
+		return nil
+	})
+	go a.shutdown(gctx, g)
 	return a, nil
 }
 
@@ -387,27 +381,22 @@ func (a *Agent) handler(api *kiosk.API) http.Handler {
 	return a.gateway.Routes(api.Handler())
 }
 
-func (a *Agent) fail(err error) {
-	a.errMu.Lock()
-	if a.err == nil {
-		a.err = err
-	}
-	a.errMu.Unlock()
-	a.cancel()
-}
-
-func (a *Agent) shutdownOnCancel(ctx context.Context) {
+// shutdown stops the edge once its group's context ends (Stop, the
+// parent context, or the first goroutine to fail): HTTP stops taking
+// requests first, then the pipelines end, then the outbox closes.
+func (a *Agent) shutdown(ctx context.Context, g *errgroup.Group) {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil {
 		a.log.Warn("http shutdown", "err", err)
 	}
-	a.wg.Wait()
-	if err := a.outbox.Close(); err != nil {
-		a.fail(err)
+	err := g.Wait()
+	if cerr := a.outbox.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close outbox: %w", cerr)
 	}
 	a.log.Info("edge stopped")
+	a.err = err
 	close(a.done)
 }
 
@@ -547,8 +536,6 @@ func (a *Agent) Stop() error {
 // Wait blocks until the agent has stopped and returns the first failure.
 func (a *Agent) Wait() error {
 	<-a.done
-	a.errMu.Lock()
-	defer a.errMu.Unlock()
 	return a.err
 }
 

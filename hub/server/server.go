@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"linli/hub/api"
 	"linli/hub/backup"
@@ -148,10 +149,8 @@ type Hub struct {
 	takes   sync.WaitGroup
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errMu  sync.Mutex
-	err    error
-	done   chan struct{}
+	err    error         // the first failure; set before done closes
+	done   chan struct{} // closed once the hub has stopped
 }
 
 // Start opens the store, starts the broker (or connects to the external
@@ -353,31 +352,29 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
-	h.wg.Add(3)
-	go func() {
-		defer h.wg.Done()
-		if err := h.ingest.Run(runCtx); err != nil {
-			h.fail(fmt.Errorf("ingest: %w", err))
+	// The first of these to fail stops the others and the hub.
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error {
+		if err := h.ingest.Run(gctx); err != nil {
+			return fmt.Errorf("ingest: %w", err)
 		}
-	}()
-	go func() { defer h.wg.Done(); h.state.Run(runCtx) }()
-	h.wg.Add(1)
-	go func() { defer h.wg.Done(); h.expiry.Run(runCtx) }()
+		return nil
+	})
+	g.Go(func() error { h.state.Run(gctx); return nil })
+	g.Go(func() error { h.expiry.Run(gctx); return nil })
 	if h.backups != nil {
-		h.wg.Add(1)
-		go func() { defer h.wg.Done(); h.backups.Run(runCtx) }()
+		g.Go(func() error { h.backups.Run(gctx); return nil })
 	}
-	go func() {
-		defer h.wg.Done()
+	g.Go(func() error {
 		if err := h.srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			h.fail(fmt.Errorf("http: %w", err))
+			return fmt.Errorf("http: %w", err)
 		}
-	}()
+		return nil
+	})
 	if h.certs != nil {
-		h.wg.Add(1)
-		go func() { defer h.wg.Done(); h.certs.Watch(runCtx, cfg.TLSReload) }()
+		g.Go(func() error { h.certs.Watch(gctx, cfg.TLSReload); return nil })
 	}
-	go h.shutdownOnCancel(runCtx)
+	go h.shutdown(gctx, g)
 	return h, nil
 }
 
@@ -436,16 +433,11 @@ func (h *Hub) closeBroker() {
 	}
 }
 
-func (h *Hub) fail(err error) {
-	h.errMu.Lock()
-	if h.err == nil {
-		h.err = err
-	}
-	h.errMu.Unlock()
-	h.cancel()
-}
-
-func (h *Hub) shutdownOnCancel(ctx context.Context) {
+// shutdown stops the hub once its group's context ends (Stop, the
+// parent context, or the first goroutine to fail): HTTP stops taking
+// requests first, then the pipelines end, then the broker and the store
+// close.
+func (h *Hub) shutdown(ctx context.Context, g *errgroup.Group) {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -454,7 +446,7 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	}
 	// Ingest commits and acks what it has decoded before it returns; the
 	// broker goes after it so those acks can still be sent.
-	h.wg.Wait()
+	err := g.Wait()
 	if h.broker != nil {
 		h.closeBroker()
 	}
@@ -467,6 +459,7 @@ func (h *Hub) shutdownOnCancel(ctx context.Context) {
 	h.takes.Wait()
 	h.closeStore()
 	h.log.Info("hub stopped")
+	h.err = err
 	close(h.done)
 }
 
@@ -683,8 +676,6 @@ func (h *Hub) Stop() error {
 // Wait blocks until the hub has stopped and returns the first failure.
 func (h *Hub) Wait() error {
 	<-h.done
-	h.errMu.Lock()
-	defer h.errMu.Unlock()
 	return h.err
 }
 
