@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"linli/shared/config"
 	"linli/shared/testkit"
@@ -63,5 +65,38 @@ func TestFailedStartLeavesTheHTTPPortFree(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// When one of the hub's long-running parts fails (here HTTP serving, its
+// listener gone), the hub stops as a whole, reports that failure, and
+// leaves its store closed for the next start.
+func TestAFailingPartStopsTheHub(t *testing.T) {
+	cfg := hubConfig(t.TempDir())
+	log := slog.New(slog.DiscardHandler)
+	h, err := Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.Wait() }()
+	select {
+	case err := <-stopped:
+		if err == nil || !strings.HasPrefix(err.Error(), "http: ") {
+			t.Fatalf("the hub stopped with %v, want the HTTP failure", err)
+		}
+	case <-time.After(20 * time.Second):
+		h.Stop()
+		t.Fatal("the hub kept running after its HTTP server failed")
+	}
+	again, err := Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("start again in the same data dir: %v", err)
+	}
+	if err := again.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }
