@@ -161,7 +161,7 @@ func (a *API) Handler() http.Handler {
 	if a.Extra != nil {
 		a.Extra(mux)
 	}
-	return mux
+	return WithPrincipal(a.Auth, mux)
 }
 
 func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
@@ -173,7 +173,12 @@ func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handle
 }
 
 // Caller returns the authenticated principal of r, or an error answer.
+// Handler authenticates each request once (WithPrincipal); this reads the
+// outcome, so asking again costs no store reads.
 func (a *API) Caller(r *http.Request) (Principal, error) {
+	if p, err, ok := PrincipalFromContext(r.Context()); ok {
+		return p, err
+	}
 	if a.Auth == nil {
 		return Principal{}, nil
 	}
