@@ -381,8 +381,9 @@ func TestSiteScope(t *testing.T) {
 		want         int
 	}{
 		{"GET", "/api/v1/reports?site=s2", nil, 403},
-		{"GET", "/api/v1/reports/" + f.r2, nil, 403},
-		{"PATCH", "/api/v1/reports/" + f.r2, map[string]string{"status": "accepted"}, 403},
+		// An id of another site is answered as a missing one.
+		{"GET", "/api/v1/reports/" + f.r2, nil, 404},
+		{"PATCH", "/api/v1/reports/" + f.r2, map[string]string{"status": "accepted"}, 404},
 		{"POST", "/api/v1/notices", map[string]string{"site": "s2", "title": "t"}, 403},
 		{"POST", "/api/v1/activities", map[string]any{"id": "A2", "title": "t", "site": "s2", "capacity": 3}, 403},
 		{"GET", "/api/v1/notices?site=s2", nil, 403},
@@ -418,8 +419,8 @@ func TestAPITokens(t *testing.T) {
 	if code := script.code("PATCH", "/api/v1/reports/"+f.r1, map[string]string{"note": "脚本备注"}); code != 200 {
 		t.Fatalf("script write with the token: %d", code)
 	}
-	if code := script.code("GET", "/api/v1/reports/"+f.r2, nil); code != 403 {
-		t.Fatalf("token reads another site: %d, want 403 (the owner's scope)", code)
+	if code := script.code("GET", "/api/v1/reports/"+f.r2, nil); code != 404 {
+		t.Fatalf("token reads another site: %d, want 404 (the owner's scope)", code)
 	}
 	if code := script.code("POST", "/api/v1/tokens", NewToken{Name: "more"}); code != 403 {
 		t.Fatalf("a token minting tokens: %d, want 403", code)
@@ -528,7 +529,7 @@ func TestOneAuthenticationPerRequest(t *testing.T) {
 	}{
 		{"session patch", op, "PATCH", "/api/v1/reports/" + f.r1, map[string]string{"status": "accepted", "note": "去看看"}, 200},
 		{"session read", op, "GET", "/api/v1/reports/" + f.r1, nil, 200},
-		{"session refused write", op, "PATCH", "/api/v1/reports/" + f.r2, map[string]string{"note": "x"}, 403},
+		{"session refused write", op, "PATCH", "/api/v1/reports/" + f.r2, map[string]string{"note": "x"}, 404},
 		{"token patch", script, "PATCH", "/api/v1/reports/" + f.r2, map[string]string{"note": "admin"}, 200},
 		{"account admin", script, "GET", "/api/v1/operators", nil, 200},
 	} {
