@@ -167,7 +167,7 @@ func (a *API) Handler() http.Handler {
 func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			httpx.WriteError(w, err)
+			httpx.WriteError(w, httpError(err))
 		}
 	}
 }

@@ -107,7 +107,7 @@ func (a *API) wrap311(h func(http.ResponseWriter, *http.Request) error) http.Han
 			return
 		}
 		var he *httpx.Error
-		if !errors.As(err, &he) {
+		if !errors.As(httpError(err), &he) {
 			a.Logger.Error("open311", "err", err)
 			he = &httpx.Error{Status: http.StatusInternalServerError, Msg: "internal error"}
 		}

@@ -265,13 +265,8 @@ func (a *API) unmergeReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	var cerr error
 	a.State.Read(func(st *merge.State) { cerr = st.CheckMerge(m) })
-	switch {
-	case errors.Is(cerr, merge.ErrNotFound):
-		return &httpx.Error{Status: http.StatusNotFound, Msg: cerr.Error()}
-	case errors.Is(cerr, merge.ErrBadTransition):
-		return &httpx.Error{Status: http.StatusConflict, Field: "report", Msg: cerr.Error()}
-	case cerr != nil:
-		return cerr
+	if cerr != nil {
+		return inField("report", cerr)
 	}
 	if _, err := a.State.Record(m); err != nil {
 		return a.recordError(err)
