@@ -161,19 +161,24 @@ func (a *API) Handler() http.Handler {
 	if a.Extra != nil {
 		a.Extra(mux)
 	}
-	return mux
+	return WithPrincipal(a.Auth, mux)
 }
 
 func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			httpx.WriteError(w, err)
+			httpx.WriteError(w, httpError(err))
 		}
 	}
 }
 
 // Caller returns the authenticated principal of r, or an error answer.
+// Handler authenticates each request once (WithPrincipal); this reads the
+// outcome, so asking again costs no store reads.
 func (a *API) Caller(r *http.Request) (Principal, error) {
+	if p, err, ok := PrincipalFromContext(r.Context()); ok {
+		return p, err
+	}
 	if a.Auth == nil {
 		return Principal{}, nil
 	}
@@ -233,6 +238,29 @@ func (a *API) Scope(r *http.Request, site string) ([]string, error) {
 		return slices.Clone(p.Sites), nil
 	}
 	return []string{""}, nil
+}
+
+// errNoSuch answers for a kind of thing (report, notice, …) with id that
+// the caller cannot see: one that does not exist, and one of a site
+// outside the caller's scope alike, so that an operator of another site
+// does not learn from a 403 that the id exists.
+func errNoSuch(kind, id string) error {
+	return &httpx.Error{Status: http.StatusNotFound, Msg: "no " + kind + " " + id}
+}
+
+// seeOrNoSuch answers errNoSuch(kind, id) unless the caller of r may act
+// on site, the site of an existing kind id ("": there is none). Call it
+// before anything else that depends on the id's state, so that no answer
+// tells a caller of another site more than a missing id would.
+func (a *API) seeOrNoSuch(r *http.Request, site, kind, id string) error {
+	p, err := a.Caller(r)
+	if err != nil {
+		return err
+	}
+	if site == "" || !p.Sees(site) {
+		return errNoSuch(kind, id)
+	}
+	return nil
 }
 
 // CheckSite answers 403 unless the caller of r may act on site.
@@ -334,9 +362,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	d, ok := a.Devices.Device(device)
 	if !ok {
-		return &httpx.Error{Status: http.StatusNotFound, Msg: "no device " + device}
+		return errNoSuch("device", device)
 	}
-	if err := a.CheckSite(r, d.Site); err != nil {
+	if err := a.seeOrNoSuch(r, d.Site, "device", device); err != nil {
 		return err
 	}
 	evs, err := a.Events.Events(d.Site, device, after, int(limit))

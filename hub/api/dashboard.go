@@ -308,12 +308,12 @@ func (a *API) alarmDecision(clear bool) func(http.ResponseWriter, *http.Request)
 		var err error
 		a.State.Read(func(m *merge.State) { al, err = m.Alarm(id) })
 		if errors.Is(err, merge.ErrNotFound) {
-			return &httpx.Error{Status: http.StatusNotFound, Msg: "no alarm " + id}
+			return errNoSuch("alarm", id)
 		}
 		if err != nil {
 			return err
 		}
-		if err := a.CheckSite(r, al.Site); err != nil {
+		if err := a.seeOrNoSuch(r, al.Site, "alarm", id); err != nil {
 			return err
 		}
 		p, err := a.Caller(r)
@@ -364,18 +364,20 @@ func (a *API) mergeReport(w http.ResponseWriter, r *http.Request) error {
 	if err := m.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
+	if err := a.seeOrNoSuch(r, a.reportSite(id), "report", id); err != nil {
+		return err
+	}
+	if err := a.seeOrNoSuch(r, a.reportSite(m.Into), "report", m.Into); err != nil {
+		var he *httpx.Error
+		if errors.As(err, &he) {
+			he.Field = "into"
+		}
+		return err
+	}
 	var cerr error
 	a.State.Read(func(st *merge.State) { cerr = st.CheckMerge(m) })
-	switch {
-	case errors.Is(cerr, merge.ErrNotFound):
-		return &httpx.Error{Status: http.StatusNotFound, Msg: cerr.Error()}
-	case errors.Is(cerr, merge.ErrBadTransition):
-		return &httpx.Error{Status: http.StatusConflict, Field: "into", Msg: cerr.Error()}
-	case cerr != nil:
-		return cerr
-	}
-	if err := a.CheckSite(r, a.reportSite(id)); err != nil {
-		return err
+	if cerr != nil {
+		return inField("into", cerr)
 	}
 	if _, err := a.State.Record(m); err != nil {
 		return a.recordError(err)
@@ -421,12 +423,12 @@ func (a *API) attendanceCSV(w http.ResponseWriter, r *http.Request) error {
 		}
 	})
 	if errors.Is(err, merge.ErrNotFound) {
-		return &httpx.Error{Status: http.StatusNotFound, Msg: "no activity " + id}
+		return errNoSuch("activity", id)
 	}
 	if err != nil {
 		return err
 	}
-	if err := a.CheckSite(r, act.Site); err != nil {
+	if err := a.seeOrNoSuch(r, act.Site, "activity", id); err != nil {
 		return err
 	}
 	lang := r.URL.Query().Get("lang")
@@ -612,12 +614,12 @@ func (a *API) noticeDelivery(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	a.State.Read(func(m *merge.State) { n, err = m.Notice(id) })
 	if errors.Is(err, merge.ErrNotFound) {
-		return &httpx.Error{Status: http.StatusNotFound, Msg: "no notice " + id}
+		return errNoSuch("notice", id)
 	}
 	if err != nil {
 		return err
 	}
-	if err := a.CheckSite(r, n.Site); err != nil {
+	if err := a.seeOrNoSuch(r, n.Site, "notice", id); err != nil {
 		return err
 	}
 	out := deliveryOut{Notice: n, Kiosks: []kioskDelivery{}}

@@ -249,8 +249,8 @@ func TestAlarmAckClearMergeCSVRatingsDelivery(t *testing.T) {
 	if code, _ := d.call(t, "viewer", "POST", "/api/v1/alarms/"+id+"/ack", "", ""); code != 403 {
 		t.Fatalf("viewer ack: %d, want 403", code)
 	}
-	if code, _ := d.call(t, "s2", "POST", "/api/v1/alarms/"+id+"/ack", "", ""); code != 403 {
-		t.Fatalf("ack by an operator of another site: %d, want 403", code)
+	if code, _ := d.call(t, "s2", "POST", "/api/v1/alarms/"+id+"/ack", "", ""); code != 404 {
+		t.Fatalf("ack by an operator of another site: %d, want 404 (as for a missing alarm)", code)
 	}
 	code, body := d.call(t, "op", "POST", "/api/v1/alarms/"+id+"/ack", "", `{"note":"已派保安"}`)
 	if code != 200 || !strings.Contains(body, `"acked":true`) || !strings.Contains(body, `"acked_by":"op1"`) {

@@ -92,9 +92,6 @@ func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
 		return &httpx.Error{Status: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("%s is enrolled already; send \"replace\":true to enroll a device that replaces it", req.ID)}
 	}
 	if err != nil {
-		if e := httpx.FromValidation(err); e != nil {
-			return e
-		}
 		return err
 	}
 	httpx.WriteJSON(w, http.StatusCreated, map[string]string{"id": req.ID, "site": req.Site, "role": req.Role,
@@ -128,13 +125,8 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
 		return httpx.BadRequest("public_key", "%v", err)
 	}
 	d, password, err := a.Enrollment.Enroll(req.Token, pub)
-	switch {
-	case errors.Is(err, registry.ErrTokenUnknown), errors.Is(err, registry.ErrTokenExpired):
-		return &httpx.Error{Status: http.StatusForbidden, Field: "token", Msg: err.Error()}
-	case errors.Is(err, registry.ErrEnrolled):
-		return &httpx.Error{Status: http.StatusConflict, Field: "token", Msg: err.Error()}
-	case err != nil:
-		return err
+	if err != nil {
+		return inField("token", err)
 	}
 	resp := identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
 		MQTTUsername: d.ID, MQTTPassword: password, HubID: a.Hub.ID, HubKey: identity.EncodePublic(a.Hub.Key),

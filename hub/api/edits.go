@@ -40,12 +40,12 @@ func (a *API) storedNotice(r *http.Request) (event.NoticeSet, error) {
 	var err error
 	a.State.Read(func(m *merge.State) { set, err = m.NoticeSet(id) })
 	if errors.Is(err, merge.ErrNotFound) || strings.HasPrefix(id, "alarm-") {
-		return set, &httpx.Error{Status: http.StatusNotFound, Msg: "no notice " + id}
+		return set, errNoSuch("notice", id)
 	}
 	if err != nil {
 		return set, err
 	}
-	return set, a.CheckSite(r, set.Site)
+	return set, a.seeOrNoSuch(r, set.Site, "notice", id)
 }
 
 // recordNotice validates and records set and answers with the notice.
@@ -141,12 +141,12 @@ func (a *API) storedActivity(r *http.Request) (event.ActivitySet, error) {
 	var err error
 	a.State.Read(func(m *merge.State) { set, err = m.ActivitySet(id) })
 	if errors.Is(err, merge.ErrNotFound) {
-		return set, &httpx.Error{Status: http.StatusNotFound, Msg: "no activity " + id}
+		return set, errNoSuch("activity", id)
 	}
 	if err != nil {
 		return set, err
 	}
-	return set, a.CheckSite(r, set.Site)
+	return set, a.seeOrNoSuch(r, set.Site, "activity", id)
 }
 
 func (a *API) recordActivity(w http.ResponseWriter, set *event.ActivitySet) error {

@@ -157,13 +157,13 @@ func (a *API) getReport(w http.ResponseWriter, r *http.Request) error {
 	var rerr error
 	a.State.Read(func(m *merge.State) { rep, rerr = m.Report(id) })
 	if errors.Is(rerr, merge.ErrNotFound) {
-		return &httpx.Error{Status: http.StatusNotFound, Msg: "no report " + id}
+		return errNoSuch("report", id)
 	}
 	if rerr != nil {
 		return rerr
 	}
-	if !p.Sees(rep.Site) {
-		return errOutOfScope(rep.Site)
+	if err := a.seeOrNoSuch(r, rep.Site, "report", id); err != nil {
+		return err
 	}
 	d := reportDetail{reportSummary: a.summarize(rep, time.Now()), Description: rep.Description, Note: rep.Note,
 		RatingInfo: rep.Rating, History: []historyView{}}
@@ -381,10 +381,8 @@ func (a *API) getActivity(w http.ResponseWriter, r *http.Request) error {
 			site = act.Site
 		}
 	})
-	if site != "" {
-		if err := a.CheckSite(r, site); err != nil {
-			return err
-		}
+	if err := a.seeOrNoSuch(r, site, "activity", id); err != nil {
+		return err
 	}
 	return a.writeActivity(w, id, http.StatusOK)
 }

@@ -107,7 +107,7 @@ func (a *API) wrap311(h func(http.ResponseWriter, *http.Request) error) http.Han
 			return
 		}
 		var he *httpx.Error
-		if !errors.As(err, &he) {
+		if !errors.As(httpError(err), &he) {
 			a.Logger.Error("open311", "err", err)
 			he = &httpx.Error{Status: http.StatusInternalServerError, Msg: "internal error"}
 		}
@@ -382,7 +382,9 @@ func (a *API) request311(w http.ResponseWriter, r *http.Request) error {
 		return &httpx.Error{Status: http.StatusNotFound, Msg: "no service request " + id + " in jurisdiction " + j}
 	}
 	if _, err := a.Scope(r, rep.Site); err != nil {
-		return err
+		// Out of scope answers as a missing id does, not telling the
+		// caller that the request exists.
+		return &httpx.Error{Status: http.StatusNotFound, Msg: "no service request " + id}
 	}
 	write311(w, r, http.StatusOK, "service_requests", "request", []request311{a.toRequest311(rep, r.URL.Query().Get("locale"))})
 	return nil

@@ -169,6 +169,10 @@ func (a *API) patch(r *http.Request, id string, req reportPatchReq) (*event.Repo
 	if err := patch.Validate(); err != nil {
 		return nil, httpx.FromValidation(err)
 	}
+	site := a.reportSite(id)
+	if err := a.seeOrNoSuch(r, site, "report", id); err != nil {
+		return nil, err
+	}
 	var cerr error
 	a.State.Read(func(m *merge.State) { cerr = m.CheckPatch(patch) })
 	switch {
@@ -178,10 +182,6 @@ func (a *API) patch(r *http.Request, id string, req reportPatchReq) (*event.Repo
 		return nil, httpx.BadRequest("status", "%v", cerr)
 	case cerr != nil:
 		return nil, cerr
-	}
-	site := a.reportSite(id)
-	if err := a.CheckSite(r, site); err != nil {
-		return nil, err
 	}
 	if err := a.checkAssignee(site, patch.Assignee); err != nil {
 		return nil, err
@@ -260,18 +260,13 @@ func (a *API) unmergeReport(w http.ResponseWriter, r *http.Request) error {
 	if err := m.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
+	if err := a.seeOrNoSuch(r, a.reportSite(id), "report", id); err != nil {
+		return err
+	}
 	var cerr error
 	a.State.Read(func(st *merge.State) { cerr = st.CheckMerge(m) })
-	switch {
-	case errors.Is(cerr, merge.ErrNotFound):
-		return &httpx.Error{Status: http.StatusNotFound, Msg: cerr.Error()}
-	case errors.Is(cerr, merge.ErrBadTransition):
-		return &httpx.Error{Status: http.StatusConflict, Field: "report", Msg: cerr.Error()}
-	case cerr != nil:
-		return cerr
-	}
-	if err := a.CheckSite(r, a.reportSite(id)); err != nil {
-		return err
+	if cerr != nil {
+		return inField("report", cerr)
 	}
 	if _, err := a.State.Record(m); err != nil {
 		return a.recordError(err)

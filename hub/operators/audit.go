@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"linli/hub/api"
 	"linli/shared/kv"
 )
 
@@ -40,7 +41,15 @@ const (
 // answer's status — refused ones too, which is how probing shows up.
 // Anonymous writes (device enrollment, logins, which log themselves) are
 // not operator writes and pass through.
+//
+// Audit authenticates each request once (api.WithPrincipal) before
+// anything else looks at it; the API behind it reads that outcome from the
+// request's context rather than looking the credentials up again.
 func (s *Service) Audit(next http.Handler) http.Handler {
+	return api.WithPrincipal(s, s.auditWrites(next))
+}
+
+func (s *Service) auditWrites(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || !hasCredentials(r) {
 			next.ServeHTTP(w, r)
@@ -59,7 +68,10 @@ func (s *Service) Audit(next http.Handler) http.Handler {
 				io.Closer
 			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 		}
-		p, authErr := s.Authenticate(r)
+		p, authErr, ok := api.PrincipalFromContext(r.Context())
+		if !ok {
+			p, authErr = s.Authenticate(r)
+		}
 		if p.Name == "" && authErr == nil {
 			next.ServeHTTP(w, r)
 			return

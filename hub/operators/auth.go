@@ -1,9 +1,11 @@
 package operators
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -48,6 +50,7 @@ var crossOrigin = http.NewCrossOriginProtection()
 // must carry the session's CSRF token and come from the same origin.
 // No credentials at all is the anonymous principal and no error.
 func (s *Service) Authenticate(r *http.Request) (api.Principal, error) {
+	s.authentications.Add(1)
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
@@ -61,7 +64,7 @@ func (s *Service) Authenticate(r *http.Request) (api.Principal, error) {
 			return s.TokenPrincipal(key)
 		}
 		if r.Method == http.MethodPost {
-			if key := r.PostFormValue("api_key"); key != "" {
+			if key := formKey(r); key != "" {
 				return s.TokenPrincipal(key)
 			}
 		}
@@ -83,6 +86,30 @@ func (s *Service) Authenticate(r *http.Request) (api.Principal, error) {
 		}
 	}
 	return s.sessionPrincipal(sess)
+}
+
+// formKey reads the api_key of a form body. Authentication comes before
+// the audit log, which keeps the body it was sent, so the bytes read here
+// are put back for it; the parsed form stays on r for the handler.
+func formKey(r *http.Request) string {
+	if r.Body == nil || r.Body == http.NoBody {
+		return ""
+	}
+	rest := r.Body
+	head, err := io.ReadAll(io.LimitReader(rest, auditRead))
+	if err != nil {
+		return ""
+	}
+	replay := func() io.ReadCloser {
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), rest), rest}
+	}
+	r.Body = replay()
+	key := r.PostFormValue("api_key")
+	r.Body = replay()
+	return key
 }
 
 // TokenPrincipal authenticates a bearer token or Open311 api_key.

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -102,6 +103,10 @@ type Service struct {
 	// dummy is a hash to compare against for unknown names, so a login
 	// takes as long whether or not the name exists.
 	dummy []byte
+
+	// authentications counts Authenticate calls: each looks credentials
+	// up in the store, so a request should make one.
+	authentications atomic.Uint64
 
 	mu       sync.Mutex
 	auditSeq uint64
