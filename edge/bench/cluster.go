@@ -143,8 +143,12 @@ func (e *runEnv) startMosquitto(ctx context.Context, dir string) (url string, p 
 	_, port, _ := net.SplitHostPort(addr)
 	var conf strings.Builder
 	for _, line := range strings.Split(string(base), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == "listener" {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "listener" {
 			line = "listener " + port + " 127.0.0.1"
+		}
+		if len(f) > 0 && f[0] == "persistence_location" {
+			continue // the run's own, below: Mosquitto refuses a second one
 		}
 		conf.WriteString(line + "\n")
 	}
