@@ -1,5 +1,5 @@
 // Package bench is Linli's benchmark harness (`make bench`): it runs the
-// real binaries on loopback, measures each scenario of issue 9 against a
+// real binaries on loopback, measures each scenario of docs/performance.md against a
 // baseline measured in the same run, and renders one table of figures,
 // ratios, targets and verdicts as text and Markdown.
 package bench

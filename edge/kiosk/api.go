@@ -1,5 +1,5 @@
 // Package kiosk serves an edge's HTTP API to residents and devices: the
-// writes of CONTRACT.md, the replica's reads, sync state, health and metrics,
+// writes of docs/interface.md, the replica's reads, sync state, health and metrics,
 // and on kiosks the resident web UI.
 package kiosk
 

@@ -222,7 +222,7 @@ func errOutOfScope(site string) error {
 // sites for a scoped one, and []string{site} when site is named and in
 // scope. A named site outside the caller's scope is a 403. Credentials
 // that do not check out count as anonymous here: the routes that call
-// Scope are open reads (CONTRACT.md), which must not start failing for a
+// Scope are open reads (docs/interface.md), which must not start failing for a
 // stale token.
 func (a *API) Scope(r *http.Request, site string) ([]string, error) {
 	p, err := a.Caller(r)

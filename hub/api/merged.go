@@ -50,7 +50,7 @@ func (a *API) mountMerged(mux *http.ServeMux) {
 	a.mountAccess(mux)
 }
 
-// reportSummary is a report in lists (CONTRACT.md: id, status, category,
+// reportSummary is a report in lists (docs/interface.md: id, status, category,
 // building, votes, created, updated).
 type reportSummary struct {
 	ID       string    `json:"id"`

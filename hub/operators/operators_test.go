@@ -446,7 +446,7 @@ func TestAPITokens(t *testing.T) {
 	if code := script.code("PATCH", "/api/v1/reports/"+f.r1, map[string]string{"note": "again"}); code != 401 {
 		t.Fatalf("revoked token: %d, want 401", code)
 	}
-	// The admin token keeps working for every write (CONTRACT.md), and a
+	// The admin token keeps working for every write (docs/interface.md), and a
 	// wrong bearer is 401.
 	if code := (&client{t: t, f: f, bearer: adminToken}).code("PATCH", "/api/v1/reports/"+f.r2, map[string]string{"note": "admin"}); code != 200 {
 		t.Fatalf("admin token write: %d", code)

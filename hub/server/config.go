@@ -289,7 +289,7 @@ func checkStore(u string) error {
 }
 
 // isLoopback reports whether a listen address is on loopback, where plain
-// TCP and HTTP are allowed (CONTRACT.md); anything else gets TLS.
+// TCP and HTTP are allowed (docs/security.md); anything else gets TLS.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"linli/shared/event"
 )
 
-// MaxBody is the largest request body accepted (CONTRACT.md).
+// MaxBody is the largest request body accepted (docs/interface.md).
 const MaxBody = 64 << 10
 
 // Error is an API error answer.
