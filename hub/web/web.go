@@ -5,17 +5,15 @@ package web
 
 import (
 	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/http"
-	"path"
 	"strings"
 	"sync"
 	"time"
+
+	"linli/shared/httpx"
 )
 
 //go:embed static
@@ -36,64 +34,13 @@ var Assets = func() fs.FS {
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; media-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
-// asset is one dashboard file ready to serve, compressed once at start.
-type asset struct {
-	body, gz []byte // gz is nil when gzip does not make the file smaller
-	ctype    string
-	etag     string // of body; the gzip form's is etag with -gz before the closing quote
-}
-
-// contentTypes covers every extension under static/: each file is served
-// with its type set, never sniffed (and never sniffed from gzip bytes).
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".json": "application/json; charset=utf-8",
-	".svg":  "image/svg+xml",
-}
-
-// loadAssets reads and gzips every file of fsys.
-func loadAssets(fsys fs.FS) (map[string]*asset, error) {
-	out := map[string]*asset{}
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		ctype, ok := contentTypes[path.Ext(p)]
-		if !ok {
-			return fmt.Errorf("static/%s: no content type for %q", p, path.Ext(p))
-		}
-		body, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(body)
-		a := &asset{body: body, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
-		var buf bytes.Buffer
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		if err != nil {
-			return err
-		}
-		if _, err := zw.Write(body); err != nil {
-			return fmt.Errorf("gzip static/%s: %w", p, err)
-		}
-		if err := zw.Close(); err != nil {
-			return fmt.Errorf("gzip static/%s: %w", p, err)
-		}
-		if buf.Len() < len(body) {
-			a.gz = buf.Bytes()
-		}
-		out[p] = a
-		return nil
-	})
+var assets = sync.OnceValues(func() (map[string]*httpx.Asset, error) {
+	files, err := httpx.LoadAssets(Assets)
 	if err != nil {
 		return nil, fmt.Errorf("load dashboard assets: %w", err)
 	}
-	return out, nil
-}
-
-var assets = sync.OnceValues(func() (map[string]*asset, error) { return loadAssets(Assets) })
+	return files, nil
+})
 
 // Mount serves the dashboard at GET / and its files under /static/, gzipped
 // to a browser that accepts it. Every answer is revalidated (no-cache with
@@ -110,12 +57,12 @@ func Mount(mux *http.ServeMux) {
 			return
 		}
 		h := w.Header()
-		h.Set("Content-Type", a.ctype)
+		h.Set("Content-Type", a.Type)
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Vary", "Accept-Encoding")
-		body, etag := a.body, a.etag
-		if a.gz != nil && acceptsGzip(r) {
-			body, etag = a.gz, strings.TrimSuffix(a.etag, `"`)+`-gz"`
+		body, etag := a.Body, a.ETag
+		if a.Gz != nil && httpx.AcceptsGzip(r) {
+			body, etag = a.Gz, strings.TrimSuffix(a.ETag, `"`)+`-gz"`
 			h.Set("Content-Encoding", "gzip")
 		}
 		h.Set("ETag", etag)
@@ -128,19 +75,6 @@ func Mount(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, "index.html")
 	})))
-}
-
-// acceptsGzip reports whether the request's Accept-Encoding takes gzip
-// (and does not refuse it with q=0).
-func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
-		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
-			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
 }
 
 func secure(h http.Handler) http.Handler {
