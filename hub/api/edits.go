@@ -119,13 +119,8 @@ func (a *API) withdrawNotice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Note string `json:"note"` // audit-logged with the request
-	}
-	if r.ContentLength != 0 {
-		if err := httpx.Decode(w, r, &req); err != nil {
-			return err
-		}
+	if err := decodeNote(w, r); err != nil {
+		return err
 	}
 	set.Withdrawn = true
 	return a.recordNotice(w, &set)
@@ -223,14 +218,25 @@ func (a *API) cancelActivity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Note string `json:"note"` // audit-logged with the request
-	}
-	if r.ContentLength != 0 {
-		if err := httpx.Decode(w, r, &req); err != nil {
-			return err
-		}
+	if err := decodeNote(w, r); err != nil {
+		return err
 	}
 	set.Cancelled = true
 	return a.recordActivity(w, &set)
+}
+
+// decodeNote checks the optional body of a withdrawal or a cancellation,
+// {"note":"…"}: the note is kept by the audit log with the request, so
+// nothing here needs it.
+func decodeNote(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	var req struct {
+		Note string `json:"note"`
+	}
+	if err := httpx.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return nil
 }
