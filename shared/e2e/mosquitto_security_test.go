@@ -17,22 +17,7 @@ import (
 // credentials and reach only their own topics; revoked ones are out.
 func TestMosquittoDeviceLogins(t *testing.T) {
 	t.Parallel()
-	hubBin, _ := testkit.Binaries(t)
-	data := filepath.Join(t.TempDir(), "hub")
-	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
-	hub := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
-	// The hub writes the files, then connects as soon as Mosquitto is up.
-	hub.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
-		"--broker", hub.MQTT, "--mosquitto-files"})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
-		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
-		return err == nil, fmt.Sprint(err)
-	})
-	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
-		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
-		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
-		"user root")
-	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
+	hub, broker := startHubBehindMosquitto(t)
 	reload := func() {
 		if err := syscall.Kill(broker.PID(), syscall.SIGHUP); err != nil {
 			t.Fatal(err)
@@ -115,21 +100,7 @@ func startEdgeData(t *testing.T, id, data, broker string, extra ...string) *edge
 // "online" status does not bring it back when the hub restarts.
 func TestMosquittoRevokedGoesOffline(t *testing.T) {
 	t.Parallel()
-	hubBin, _ := testkit.Binaries(t)
-	data := filepath.Join(t.TempDir(), "hub")
-	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
-	hub := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
-	hub.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
-		"--broker", hub.MQTT, "--mosquitto-files"})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
-		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
-		return err == nil, fmt.Sprint(err)
-	})
-	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
-		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
-		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
-		"user root")
-	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
+	hub, broker := startHubBehindMosquitto(t)
 	data1 := enrollEdge(t, hub, "kiosk-1", "s1", "kiosk")
 	data2 := enrollEdge(t, hub, "kiosk-2", "s1", "kiosk")
 	if err := syscall.Kill(broker.PID(), syscall.SIGHUP); err != nil {
@@ -195,4 +166,28 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 	if o := online(); o["kiosk-2"] || metric(t, hub.URL, "linli_hub_devices_online") != 1 {
 		t.Fatalf("revoked kiosk-2 is back online after the hub's restart: %v", o)
 	}
+}
+
+// startHubBehindMosquitto runs a hub that writes Mosquitto's password file
+// and ACL from its registry (--mosquitto-files) and Debian's Mosquitto with
+// the shipped secure config reading them; the hub connects as soon as
+// Mosquitto is up.
+func startHubBehindMosquitto(t *testing.T) (*hubProc, *testkit.Proc) {
+	t.Helper()
+	hubBin, _ := testkit.Binaries(t)
+	data := filepath.Join(t.TempDir(), "hub")
+	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
+	hub := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
+	hub.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
+		"--broker", hub.MQTT, "--mosquitto-files"})
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
+		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
+		"user root")
+	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
+	return hub, broker
 }

@@ -172,20 +172,7 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 func TestMosquittoReplaceLosesNothing(t *testing.T) {
 	t.Parallel()
 	hubBin, edgeBin := testkit.Binaries(t)
-	data := filepath.Join(t.TempDir(), "hub")
-	mqttAddr, httpAddr := testkit.FreePort(t), testkit.FreePort(t)
-	h := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
-	h.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
-		"--broker", h.MQTT, "--mosquitto-files"})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
-		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
-		return err == nil, fmt.Sprint(err)
-	})
-	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
-		"password_file "+filepath.Join(data, "mosquitto", "passwd"),
-		"acl_file "+filepath.Join(data, "mosquitto", "acl"),
-		"user root")
-	testkit.WaitHTTP(t, h.URL+"/healthz", 30*time.Second)
+	h, broker := startHubBehindMosquitto(t)
 	reload := func() {
 		t.Helper()
 		if err := syscall.Kill(broker.PID(), syscall.SIGHUP); err != nil {
