@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"linli/shared/testkit"
 )
 
 // hub is a linli-hub process.
@@ -140,21 +142,8 @@ func (e *runEnv) startMosquitto(ctx context.Context, dir string) (url string, p 
 	if err != nil {
 		return "", nil, err
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	var conf strings.Builder
-	for _, line := range strings.Split(string(base), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && f[0] == "listener" {
-			line = "listener " + port + " 127.0.0.1"
-		}
-		if len(f) > 0 && f[0] == "persistence_location" {
-			continue // the run's own, below: Mosquitto refuses a second one
-		}
-		conf.WriteString(line + "\n")
-	}
-	fmt.Fprintf(&conf, "persistence_location %s/\n", dir)
 	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(testkit.RewriteMosquittoConf(string(base), addr, dir)), 0o600); err != nil {
 		return "", nil, err
 	}
 	if p, err = startProc(dir, "mosquitto", e.cfg.Mosquitto, []string{"-c", path}); err != nil {

@@ -32,33 +32,10 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
-	var confText strings.Builder
-	overridden := map[string]bool{}
-	for _, l := range extra {
-		if f := strings.Fields(l); len(f) > 0 {
-			overridden[f[0]] = true
-		}
-	}
-	for _, line := range strings.Split(string(base), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "listener":
-			line = "listener " + port + " 127.0.0.1"
-		case len(f) > 0 && f[0] == "persistence_location":
-			continue // the test's own, below: Mosquitto refuses a second one
-		case len(f) > 0 && overridden[f[0]]:
-			continue
-		}
-		confText.WriteString(line + "\n")
-	}
-	fmt.Fprintf(&confText, "persistence_location %s/\n", dir)
-	for _, l := range extra {
-		confText.WriteString(l + "\n")
-	}
+	confText := RewriteMosquittoConf(string(base), addr, dir, extra...)
 	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(confText.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(confText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
@@ -71,6 +48,36 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 		return true, ""
 	})
 	return "tcp://" + addr, proc
+}
+
+// RewriteMosquittoConf is a shipped Mosquitto config made to run beside
+// the tests and benchmarks: its listener moved to addr on loopback, its
+// persistence into dir (Mosquitto refuses a second persistence_location),
+// and extra lines appended, each replacing the shipped line of its key.
+func RewriteMosquittoConf(base, addr, dir string, extra ...string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	var conf strings.Builder
+	overridden := map[string]bool{}
+	for _, l := range extra {
+		if f := strings.Fields(l); len(f) > 0 {
+			overridden[f[0]] = true
+		}
+	}
+	for _, line := range strings.Split(base, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "listener":
+			line = "listener " + port + " 127.0.0.1"
+		case len(f) > 0 && (f[0] == "persistence_location" || overridden[f[0]]):
+			continue
+		}
+		conf.WriteString(line + "\n")
+	}
+	fmt.Fprintf(&conf, "persistence_location %s/\n", dir)
+	for _, l := range extra {
+		conf.WriteString(l + "\n")
+	}
+	return conf.String()
 }
 
 // MosquittoShipped starts Debian's Mosquitto with configs/<conf> as
