@@ -31,6 +31,12 @@ func startHub(t *testing.T) *Hub {
 			t.Error(err)
 		}
 	})
+	// Ingest subscribes from its own goroutine; a fake edge publishes once
+	// and never resends (a real edge does), so a batch sent before the
+	// subscription would be lost to the test.
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		return h.ingest.Subscribed(), "ingest not subscribed"
+	})
 	return h
 }
 
