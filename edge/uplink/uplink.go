@@ -455,7 +455,13 @@ func (u *Uplink) session(ctx context.Context) error {
 		// did not accept CONNECT with MQTT 3.1, spending a second connect
 		// timeout on every dead broker before it moves to the next.
 		SetProtocolVersion(4).
-		SetWriteTimeout(10 * time.Second).
+		// Paho's Publish waits up to the write timeout for its sender to
+		// take the packet, and a connection reset mid-stream leaves nobody
+		// taking it: the session learnt of the loss only when that wait
+		// ended (the fault suite's flapping network once resumed 9.9 s
+		// after a 0.4 s cut). The same bound as a connect attempt: 10 s
+		// at ordinary keepalives, two keepalives at short ones.
+		SetWriteTimeout(connectTimeout(u.opts.KeepAlive)).
 		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 			switch n := n.(type) {
 			case mqtt.ConnectionNotificationBroker:
