@@ -5,7 +5,7 @@ BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X linli/edge/agent.Version=$(VERSION) -X linli/hub/server.Version=$(VERSION)
 APT_PKGS := mosquitto chromium fonts-wqy-microhei prometheus postgresql
-AXE := shared/testkit/browser/axe
+AXE := shared/test/browser/axe
 
 .PHONY: all build run hub-stop hub-start test check lint deps vet bench clean screenshots fuzz dist
 
@@ -71,15 +71,15 @@ lint:
 
 # The quick tier, in about a minute: vet, gofmt, tidy, staticcheck and the
 # unit tests under -short without the race detector. Left out: the packages
-# that build and run the real binaries or a browser (shared/e2e,
-# shared/faults, shared/testkit/browser) and the kiosk's browser tests (every
+# that build and run the real binaries or a browser (shared/test/e2e,
+# shared/test/faults, shared/test/browser) and the kiosk's browser tests (every
 # test in edge/kiosk/ui_browser_test.go, by name); `make test` runs them all.
-CHECK_PKGS = $(shell $(GO) list ./... | grep -v -E '^linli/shared/(e2e|faults|testkit/browser)$$')
+CHECK_PKGS = $(shell $(GO) list ./... | grep -v -E '^linli/shared/test/(e2e|faults|browser)$$')
 CHECK_SKIP = $(shell grep -o '^func Test[A-Za-z0-9_]*' edge/kiosk/ui_browser_test.go | cut -c6- | paste -sd'|')
 check: vet lint
 	$(GO) test -short -count=1 -timeout 5m -skip '^($(CHECK_SKIP))$$' $(CHECK_PKGS)
 
-# -count=1: the process tests (shared/e2e, shared/faults) build and run the
+# -count=1: the process tests (shared/test/e2e, shared/test/faults) build and run the
 # binaries themselves, which Go's test cache cannot see, so a cached pass
 # could hide a change to the edge or the hub.
 test: deps vet lint
@@ -92,24 +92,24 @@ test: deps vet lint
 # gateway binaries, headless Chromium. The CJK font from deps renders the
 # Chinese text.
 screenshots: deps
-	LINLI_SCREENSHOTS=$(CURDIR)/edge/kiosk/screenshots $(GO) test -count=1 -run '^TestKioskScreenshots$$' ./shared/e2e
-	LINLI_SCREENSHOTS_HUB=$(CURDIR)/hub/web/screenshots $(GO) test -count=1 -run '^TestDashboard$$' ./shared/e2e
+	LINLI_SCREENSHOTS=$(CURDIR)/edge/kiosk/screenshots $(GO) test -count=1 -run '^TestKioskScreenshots$$' ./shared/test/e2e
+	LINLI_SCREENSHOTS_HUB=$(CURDIR)/hub/web/screenshots $(GO) test -count=1 -run '^TestDashboard$$' ./shared/test/e2e
 	@ls edge/kiosk/screenshots/*.png hub/web/screenshots/*.png
 
-# The benchmark harness (edge/bench): real binaries on loopback, each
+# The benchmark harness (shared/bench): real binaries on loopback, each
 # figure against a baseline measured in the same run; prints the table and
-# writes edge/bench/results.md and the table between the markers in
+# writes shared/bench/results.md and the table between the markers in
 # docs/performance.md. Not part of `make test`. bench-long: the
 # 1,000,000-event backlog and longer steady loads, written to
-# edge/bench/results-long.md.
+# shared/bench/results-long.md.
 .PHONY: bench-long
 bench: deps build
-	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
+	$(GO) build -o $(BIN)/ ./shared/bench/cmd/linli-bench
 	$(BIN)/linli-bench --bin $(BIN) --readme docs/performance.md $(BENCHFLAGS)
 
 bench-long: deps build
-	$(GO) build -o $(BIN)/ ./edge/cmd/linli-bench
-	$(BIN)/linli-bench --bin $(BIN) --long --out edge/bench/results-long.md $(BENCHFLAGS)
+	$(GO) build -o $(BIN)/ ./shared/bench/cmd/linli-bench
+	$(BIN)/linli-bench --bin $(BIN) --long --out shared/bench/results-long.md $(BENCHFLAGS)
 
 # The fault suite in its long form (`make test` runs the short form): the
 # edge SIGKILLed 300 times, 120 power cuts through a FUSE layer, the Nth
@@ -119,7 +119,7 @@ bench-long: deps build
 # run as root. Each scenario prints a RESULT line with its figures.
 .PHONY: faults
 faults: deps
-	LINLI_FAULTS=long $(GO) test -count=1 -timeout 90m -v ./shared/faults/
+	LINLI_FAULTS=long $(GO) test -count=1 -timeout 90m -v ./shared/test/faults/
 
 # Every fuzz target for a minute each (FUZZTIME=5m make fuzz for longer).
 FUZZTIME ?= 60s

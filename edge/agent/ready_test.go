@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // startEdge starts a real edge in process with settings given as flags.
@@ -58,7 +58,7 @@ func edgeReadyz(t *testing.T, a *Agent) readyAnswer {
 
 // The edge is ready without its hub session (it still serves residents),
 // with a warning saying so; it is not ready once its store is closed.
-// (Ready with no warning while synced: TestReadyz in shared/e2e, with a
+// (Ready with no warning while synced: TestReadyz in shared/test/e2e, with a
 // real hub.)
 func TestEdgeReadyz(t *testing.T) {
 	a := startEdge(t, "--broker", "tcp://"+testkit.FreePort(t))

@@ -25,7 +25,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

@@ -10,7 +10,7 @@ import (
 	"linli/edge/outbox"
 	"linli/shared/event"
 	"linli/shared/merge"
-	"linli/shared/testkit/browser"
+	"linli/shared/test/browser"
 )
 
 // The report flow on a kiosk with the site's plan, in a real browser

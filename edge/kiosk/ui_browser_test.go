@@ -17,13 +17,13 @@ import (
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
 	"linli/shared/event"
-	"linli/shared/testkit/browser"
+	"linli/shared/test/browser"
 )
 
 // The UI in a real browser against this package's API with scripted
 // fakes behind it, for what the real binaries cannot be made to do on
 // demand: a full disk, a closed store, a field error the UI did not catch,
-// a slow fsync. shared/e2e drives the same UI against the real binaries.
+// a slow fsync. shared/test/e2e drives the same UI against the real binaries.
 
 // scriptedLog answers appends as the test says: with err, or after gate
 // opens.

@@ -17,7 +17,7 @@ import (
 
 // BenchmarkAppendConcurrent appends from 32 goroutines, as 32 HTTP clients
 // of a busy gateway do: each append returns once its group commit is
-// synced. Compare with BenchmarkSyncedTxnPerEvent (edge/bench scenario 1
+// synced. Compare with BenchmarkSyncedTxnPerEvent (shared/bench scenario 1
 // measures the same over HTTP with real processes).
 func BenchmarkAppendConcurrent(b *testing.B) {
 	for _, writers := range []int{1, 8, 32, 128} {

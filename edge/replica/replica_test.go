@@ -16,7 +16,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

@@ -23,7 +23,7 @@ import (
 	"linli/edge/uplink"
 	"linli/shared/event"
 	"linli/shared/identity"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

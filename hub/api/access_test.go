@@ -11,7 +11,7 @@ import (
 
 	"linli/shared/accesslist"
 	"linli/shared/merge"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // roles maps bearer tokens to principals.

@@ -18,7 +18,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

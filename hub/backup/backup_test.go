@@ -19,7 +19,7 @@ import (
 
 	"linli/hub/store"
 	"linli/shared/kv"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 var quiet = slog.New(slog.DiscardHandler)

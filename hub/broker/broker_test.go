@@ -18,7 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // records are the JSON log lines written to logs so far.

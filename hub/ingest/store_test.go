@@ -20,7 +20,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

@@ -19,7 +19,7 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 const adminToken = "0123456789abcdef0123456789abcdef0123456789abcdef"

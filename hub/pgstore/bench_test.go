@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"linli/shared/event"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // BenchmarkEventAppend commits groups of events through the store's Batch

@@ -15,7 +15,7 @@ import (
 
 	"linli/hub/pgstore"
 	"linli/shared/event"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // TestMain stops the tests' PostgreSQL, then checks that every goroutine a

@@ -15,7 +15,7 @@ import (
 
 	"linli/hub/backup"
 	"linli/shared/config"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // The backup settings are set like every other: flag, LINLI_ variable or

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"linli/shared/config"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // A hub that fails to start leaves its HTTP port free, whichever setting

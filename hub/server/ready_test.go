@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // readyz reads GET /readyz: its status and the reasons and warnings.

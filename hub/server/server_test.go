@@ -14,7 +14,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

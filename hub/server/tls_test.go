@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"linli/hub/pki"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 // issue writes a fresh CA and server certificate for 127.0.0.1 into a new

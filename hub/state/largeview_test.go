@@ -13,7 +13,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/kv"
 	"linli/shared/merge"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"linli/shared/httpx"
-	"linli/shared/testkit"
+	"linli/shared/test/testkit"
 )
 
 func TestRecoverAnswersAPanicWith500(t *testing.T) {

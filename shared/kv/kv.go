@@ -167,7 +167,7 @@ func OpenWith(o badger.Options) (*badger.DB, error) {
 // before that leaves an empty file, which Badger then refuses to open
 // ("Create a new file"), although it never held a byte: with SyncWrites
 // nothing can refer to a log that was never synced. Found by the fault
-// suite's power-cut test (shared/faults).
+// suite's power-cut test (shared/test/faults).
 func removeEmptyLogs(dir string, log badger.Logger) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {

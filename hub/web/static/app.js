@@ -1,6 +1,6 @@
 // Linli operator dashboard: one page over the hub's API. No framework, no
 // build step, nothing from outside the hub. DOM ids and data-* attributes
-// are stable hooks for the browser tests (shared/e2e/dashboard_test.go).
+// are stable hooks for the browser tests (shared/test/e2e/dashboard_test.go).
 'use strict';
 
 const $ = (sel, root = document) => root.querySelector(sel);

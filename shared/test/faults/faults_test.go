@@ -1,0 +1,55 @@
+package faults
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"linli/shared/test/testkit"
+)
+
+// long is set by `make faults`: more kills, cycles and events.
+var long = os.Getenv("LINLI_FAULTS") == "long"
+
+// scale picks the short (go test) or long (make faults) figure.
+func scale[T any](short, lng T) T {
+	if long {
+		return lng
+	}
+	return short
+}
+
+// result logs one scenario's figures on a line docs/reliability.md's numbers come
+// from: `go test -v ./shared/test/faults | grep RESULT`.
+func result(t *testing.T, scenario string, format string, args ...any) {
+	t.Helper()
+	t.Logf("RESULT %s (%s): %s", scenario, scale("short", "long"), fmt.Sprintf(format, args...))
+}
+
+// newRand is a seeded source whose seed is logged, so a failing run can be
+// replayed with LINLI_FAULTS_SEED.
+func newRand(t *testing.T) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("LINLI_FAULTS_SEED"); s != "" {
+		if _, err := fmt.Sscan(s, &seed); err != nil {
+			t.Fatalf("LINLI_FAULTS_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (replay with LINLI_FAULTS_SEED=%d)", seed, seed)
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+// between returns a random duration in [lo, hi).
+func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(r.Int64N(int64(hi-lo)))
+}
+
+// embeddedHub starts a hub with its embedded broker on a fresh port.
+func embeddedHub(t *testing.T) *testkit.Hub {
+	t.Helper()
+	return testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: testkit.StablePort(t)})
+}

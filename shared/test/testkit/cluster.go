@@ -1,0 +1,495 @@
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"linli/shared/test/process"
+)
+
+// StablePort returns a loopback address free a moment ago whose port lies
+// below the kernel's ephemeral range. A server that is killed and restarted
+// on a FreePort port can find it taken meanwhile by some outgoing
+// connection's source port (or by a client that connected to itself while
+// nothing listened there); ports below the range are never handed out so.
+func StablePort(t testing.TB) string {
+	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				lo = n
+			}
+		}
+	}
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(lo-10000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
+}
+
+// Hub is a linli-hub process under test.
+type Hub struct {
+	*Proc
+	URL  string // http://…
+	MQTT string // tcp://… for edges
+	Data string
+}
+
+// HubConfig says how to start a hub. With Broker set the hub uses that
+// external broker; otherwise its embedded broker listens on MQTTAddr.
+type HubConfig struct {
+	Data     string
+	MQTTAddr string
+	Broker   string
+	Args     []string
+}
+
+// StartHub runs a hub and waits until it answers /healthz.
+func StartHub(t testing.TB, c HubConfig) *Hub {
+	t.Helper()
+	hubBin, _ := Binaries(t)
+	httpAddr := StablePort(t)
+	args := []string{"--data", c.Data, "--http", httpAddr, "--log-level", "info"}
+	h := &Hub{URL: "http://" + httpAddr, Data: c.Data}
+	if c.Broker != "" {
+		args = append(args, "--broker", c.Broker, "--id", "hub-"+filepath.Base(c.Data))
+		h.MQTT = c.Broker
+	} else {
+		args = append(args, "--mqtt-listen", c.MQTTAddr)
+		h.MQTT = "tcp://" + c.MQTTAddr
+	}
+	h.Proc = Start(t, "hub", hubBin, append(args, c.Args...))
+	h.WaitUp(t)
+	return h
+}
+
+// WaitUp waits until the hub answers /healthz.
+func (h *Hub) WaitUp(t testing.TB) { t.Helper(); WaitHTTP(t, h.URL+"/healthz", 60*time.Second) }
+
+// Token is the hub's admin token.
+func (h *Hub) Token(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.Data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// HubDevice is one row of the hub's GET /api/v1/devices.
+type HubDevice struct {
+	ID       string `json:"id"`
+	AckedSeq uint64 `json:"acked_seq"`
+	Received uint64 `json:"received"`
+	Online   bool   `json:"online"`
+}
+
+// Device returns the hub's record of one device.
+func (h *Hub) Device(ctx context.Context, id string) (HubDevice, error) {
+	var ds []HubDevice
+	code, err := Do(ctx, "GET", h.URL+"/api/v1/devices", "", nil, &ds)
+	if err != nil || code != 200 {
+		return HubDevice{}, fmt.Errorf("GET devices: %d %v", code, err)
+	}
+	for _, d := range ds {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return HubDevice{}, fmt.Errorf("hub does not know %s", id)
+}
+
+// Edge is a linli-edge process under test.
+type Edge struct {
+	*Proc
+	ID   string
+	URL  string
+	Data string
+}
+
+// EdgeConfig says how to start an edge. Data defaults to a temp dir; Args
+// come after the defaults (short backoff, ack timeout and keepalive) and
+// override them.
+type EdgeConfig struct {
+	ID, Site, Role string
+	Broker         string
+	Data           string
+	Args           []string
+	Env            []string
+}
+
+// StartEdge runs an edge and waits until it answers /healthz.
+func StartEdge(t testing.TB, c EdgeConfig) *Edge {
+	t.Helper()
+	_, edgeBin := Binaries(t)
+	httpAddr := StablePort(t)
+	if c.Data == "" {
+		c.Data = filepath.Join(t.TempDir(), c.ID)
+	}
+	if c.Site == "" {
+		c.Site = "s1"
+	}
+	if c.Role == "" {
+		c.Role = "kiosk"
+	}
+	args := []string{"--id", c.ID, "--site", c.Site, "--role", c.Role, "--data", c.Data, "--http", httpAddr,
+		"--broker", c.Broker, "--backoff-max", "500ms", "--ack-timeout", "2s", "--keepalive", "2s"}
+	e := &Edge{ID: c.ID, URL: "http://" + httpAddr, Data: c.Data}
+	e.Proc = Start(t, c.ID, edgeBin, append(args, c.Args...), c.Env...)
+	e.WaitUp(t)
+	return e
+}
+
+// WaitUp waits until the edge answers /healthz.
+func (e *Edge) WaitUp(t testing.TB) { t.Helper(); WaitHTTP(t, e.URL+"/healthz", 60*time.Second) }
+
+// SyncState is the edge's GET /api/v1/sync.
+type SyncState struct {
+	Connected bool   `json:"connected"`
+	Pending   uint64 `json:"pending"`
+	LastSeq   uint64 `json:"last_seq"`
+	AckedSeq  uint64 `json:"acked_seq"`
+}
+
+// Sync reads the edge's sync state.
+func (e *Edge) Sync(ctx context.Context) (SyncState, error) {
+	var s SyncState
+	code, err := Do(ctx, "GET", e.URL+"/api/v1/sync", "", nil, &s)
+	if err == nil && code != 200 {
+		err = fmt.Errorf("GET sync on %s: status %d", e.ID, code)
+	}
+	return s, err
+}
+
+// Drained waits until the edge has nothing pending and the hub has acked
+// everything it wrote.
+func (e *Edge) Drained(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() (bool, string) {
+		s, err := e.Sync(context.Background())
+		return err == nil && s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("%s sync %+v %v", e.ID, s, err)
+	})
+}
+
+// Kinds of writes the load generator makes.
+const (
+	WriteCheckin = "checkin"
+	WriteReading = "reading"
+	WriteAccess  = "access"
+	WriteReport  = "report"
+	// WriteLargeReport is a report with a 1,900-character description:
+	// its stored value is above the small profile's value threshold.
+	WriteLargeReport = "report-large"
+)
+
+// Written is the answer to one write.
+type Written struct {
+	Code   int
+	Seq    uint64
+	Marker string
+	Body   string // the raw answer, for error messages
+}
+
+// Write posts one event of kind to the edge with a unique marker built
+// from prefix and i (a check-in's resident, a reading's sensor, an access
+// event's door — its card is stored only as a pseudonym — a report's unit) and records it in ledger when it is
+// answered 2xx (ledger may be nil).
+func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i int64) (Written, error) {
+	marker := prefix + strconv.FormatInt(i, 10)
+	var path string
+	var body any
+	switch kind {
+	case WriteCheckin:
+		path, body = "/api/v1/checkins", map[string]string{"resident": marker, "activity": "A1"}
+	case WriteReading:
+		path, body = "/api/v1/readings", map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
+	case WriteAccess:
+		path, body = "/api/v1/access", map[string]string{"door": marker, "credential": "C" + strconv.FormatInt(i, 10), "result": "granted"}
+	case WriteReport:
+		path, body = "/api/v1/reports", map[string]string{"category": "facilities", "title": "lamp out", "building": "B1", "unit": marker}
+	case WriteLargeReport:
+		path, body = "/api/v1/reports", map[string]string{"category": "facilities", "title": "lamp out", "building": "B1", "unit": marker,
+			"description": strings.Repeat("the stairwell lamp on floor 3 is out again. ", 43)}
+	default:
+		return Written{}, fmt.Errorf("unknown write kind %q", kind)
+	}
+	if ledger != nil {
+		ledger.Tried(e.ID)
+	}
+	var ans struct {
+		Seq   uint64 `json:"seq"`
+		Error string `json:"error"`
+	}
+	code, err := post(ctx, e.URL+path, body, &ans)
+	w := Written{Code: code, Seq: ans.Seq, Marker: marker, Body: ans.Error}
+	if err != nil {
+		return w, err
+	}
+	if code/100 == 2 && ledger != nil {
+		ledger.ackChecked(e.ID, ans.Seq, marker)
+	}
+	return w, nil
+}
+
+// loadClient keeps a connection per load worker alive (the default
+// transport keeps two, and re-dialling costs more than the write).
+var loadClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}}
+
+// post sends a JSON body and decodes a JSON answer into out.
+func post(ctx context.Context, url string, body, out any) (int, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := loadClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode POST %s answer %q: %w", url, raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// Marker picks the load generator's marker out of a hub event body.
+func Marker(body map[string]any) string {
+	for _, k := range []string{"resident", "sensor", "door", "unit"} {
+		if s, ok := body[k].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// Load writes to an edge from several goroutines until stopped, tolerating
+// errors (the edge may be down), and records every 2xx in a ledger.
+type Load struct {
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	next   atomic.Int64
+	ok     atomic.Int64
+	failed atomic.Int64
+	codes  sync.Map // status code → *atomic.Int64
+}
+
+// LoadConfig configures StartLoad.
+type LoadConfig struct {
+	Workers int
+	Kinds   []string      // cycled through; default check-ins
+	Max     int64         // stop after this many writes (0: until Stop)
+	Prefix  string        // marker prefix; default "R"
+	Pause   time.Duration // between a worker's writes (default none)
+}
+
+// StartLoad starts writing to e.
+func StartLoad(e *Edge, ledger *Ledger, c LoadConfig) *Load {
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if len(c.Kinds) == 0 {
+		c.Kinds = []string{WriteCheckin}
+	}
+	if c.Prefix == "" {
+		c.Prefix = "R"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Load{stop: cancel}
+	for range c.Workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				i := l.next.Add(1)
+				if c.Max > 0 && i > c.Max {
+					return
+				}
+				kind := c.Kinds[int(i)%len(c.Kinds)]
+				w, err := e.Write(ctx, ledger, kind, c.Prefix, i)
+				switch {
+				case err == nil && w.Code/100 == 2:
+					l.ok.Add(1)
+				default:
+					l.failed.Add(1)
+					if err != nil && ctx.Err() == nil {
+						// The edge is down: do not spin.
+						time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+					}
+				}
+				n, _ := l.codes.LoadOrStore(w.Code, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+				if c.Pause > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(c.Pause):
+					}
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// Wait waits for a load with Max to finish.
+func (l *Load) Wait() { l.wg.Wait() }
+
+// Stop ends the load and waits for its workers.
+func (l *Load) Stop() { l.stop(); l.wg.Wait() }
+
+// OK is how many writes were answered 2xx so far.
+func (l *Load) OK() int64 { return l.ok.Load() }
+
+// Failed is how many writes failed or were refused so far.
+func (l *Load) Failed() int64 { return l.failed.Load() }
+
+// Codes counts answers by status code (0: no answer).
+func (l *Load) Codes() map[int]int64 {
+	out := map[int]int64{}
+	l.codes.Range(func(k, v any) bool { out[k.(int)] = v.(*atomic.Int64).Load(); return true })
+	return out
+}
+
+// HubEvents fetches every event of device from the hub; none when the hub
+// has never heard of the device.
+func HubEvents(t testing.TB, h *Hub, device string) []HubEvent {
+	t.Helper()
+	if _, err := h.Device(context.Background(), device); err != nil {
+		return nil
+	}
+	evs, err := FetchEvents(context.Background(), h.URL, h.Token(t), device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// Verify fetches the edge's events from the hub and checks them against the
+// ledger, failing the test unless every acked write is there exactly once.
+func Verify(t testing.TB, h *Hub, e *Edge, ledger *Ledger) Verdict {
+	t.Helper()
+	v := ledger.Check(e.ID, HubEvents(t, h, e.ID), Marker)
+	t.Logf("verdict %s", v)
+	if !v.OK() {
+		t.Fatalf("exactly-once violated: %s", v)
+	}
+	if r := ledger.Reused(e.ID); len(r) > 0 {
+		t.Fatalf("%d seqs were answered 2xx for two different events (the first write is lost): %s", len(r), strings.Join(r[:min(5, len(r))], "; "))
+	}
+	return v
+}
+
+// ProcStatus reads one memory field of /proc/PID/status (VmHWM, VmRSS,
+// RssAnon) in bytes.
+func ProcStatus(pid int, field string) (uint64, error) {
+	m, err := process.Memory(pid)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m[field]
+	if !ok {
+		return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	}
+	return v, nil
+}
+
+// DiskUsage is what du reports for dir: allocated bytes of its files.
+func DiskUsage(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ackChecked is Acked that notes a seq acked before for another event:
+// the second answer silently replaces the first in the ledger, which would
+// hide the first write's loss from Check.
+func (l *Ledger) ackChecked(device string, seq uint64, marker string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if prev, seen := l.acked[device][seq]; seen && prev != marker {
+		l.reused[device] = append(l.reused[device], fmt.Sprintf("seq %d: %s, then %s", seq, prev, marker))
+	}
+	l.ackLocked(device, seq, marker)
+}
+
+// Reused lists seqs of device answered 2xx for two different events.
+func (l *Ledger) Reused(device string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reused[device])
+}
+
+// MaxSeq is the highest seq acked for device (0 if none).
+func (l *Ledger) MaxSeq(device string) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var m uint64
+	for seq := range l.acked[device] {
+		m = max(m, seq)
+	}
+	return m
+}
+
+// Acks returns a copy of device's acked writes: seq → marker.
+func (l *Ledger) Acks(device string) map[uint64]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[uint64]string, len(l.acked[device]))
+	for k, v := range l.acked[device] {
+		out[k] = v
+	}
+	return out
+}
+
+// MiB renders a byte count for logs.
+func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
