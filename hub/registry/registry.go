@@ -21,20 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/shared/event"
 	"linli/shared/identity"
-)
-
-// Key layout (global: device ids are unique per hub):
-//
-//	v/dev/{id}             Device
-//	v/tok/{sha256(secret)} pending enrollment
-const (
-	prefixDevice = "v/dev/"
-	prefixToken  = "v/tok/"
-	prefixRKey   = "v/rkey/" // a site's resident pseudonym key
 )
 
 // Errors of enrollment and authentication.
@@ -143,17 +131,9 @@ func (d *Device) Identity(pub ed25519.PublicKey) string {
 // Active reports whether the device is enrolled and not revoked.
 func (d *Device) Active() bool { return len(d.PublicKey) > 0 && d.Revoked.IsZero() }
 
-type pending struct {
-	ID      string    `cbor:"1,keyasint"`
-	Site    string    `cbor:"2,keyasint"`
-	Role    string    `cbor:"3,keyasint"`
-	Expires time.Time `cbor:"4,keyasint"`
-	Replace bool      `cbor:"5,keyasint,omitempty"`
-}
-
 // Registry is safe for concurrent use.
 type Registry struct {
-	db  *badger.DB
+	st  Store
 	log *slog.Logger
 	now func() time.Time
 
@@ -164,28 +144,22 @@ type Registry struct {
 	onChange []func(d Device)
 }
 
-// Open loads the registry from db.
-func Open(db *badger.DB, log *slog.Logger) (*Registry, error) {
-	r := &Registry{db: db, log: log, now: time.Now, devices: map[string]*Device{}}
-	err := db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixDevice)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			d := new(Device)
-			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, d) }); err != nil {
-				return fmt.Errorf("device %q: %w", it.Item().Key(), err)
-			}
-			r.devices[d.ID] = d
-		}
-		return nil
-	})
+// Open loads the registry from st.
+func Open(st Store, log *slog.Logger) (*Registry, error) {
+	r := &Registry{st: st, log: log, now: time.Now, devices: map[string]*Device{}}
+	devs, err := st.Devices()
 	if err != nil {
 		return nil, fmt.Errorf("load registry: %w", err)
 	}
+	for i := range devs {
+		r.devices[devs[i].ID] = &devs[i]
+	}
 	return r, nil
 }
+
+// stamp is the time a record is marked with: UTC, whole seconds, as every
+// store keeps it (a reloaded record equals the one handed out).
+func (r *Registry) stamp() time.Time { return r.now().UTC().Truncate(time.Second) }
 
 // OnChange registers f to be called after every enrollment or revocation.
 func (r *Registry) OnChange(f func(d Device)) {
@@ -194,9 +168,10 @@ func (r *Registry) OnChange(f func(d Device)) {
 	r.mu.Unlock()
 }
 
-func tokenKey(secret string) []byte {
+// tokenDigest is what the store keeps of a token's secret.
+func tokenDigest(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return []byte(prefixToken + hex.EncodeToString(sum[:]))
+	return hex.EncodeToString(sum[:])
 }
 
 // Issue creates a one-time enrollment token for a device, valid for ttl.
@@ -230,14 +205,7 @@ func (r *Registry) Issue(id, site, role, fingerprint string, ttl time.Duration, 
 		return identity.Token{}, time.Time{}, err
 	}
 	exp := r.now().Add(ttl).UTC().Truncate(time.Second)
-	val, err := event.Marshal(pending{ID: id, Site: site, Role: role, Expires: exp, Replace: replace})
-	if err != nil {
-		return identity.Token{}, time.Time{}, err
-	}
-	err = r.db.Update(func(txn *badger.Txn) error {
-		return txn.SetEntry(badger.NewEntry(tokenKey(tok.Secret), val).WithTTL(ttl + time.Hour))
-	})
-	if err != nil {
+	if err := r.st.PutToken(tokenDigest(tok.Secret), Pending{ID: id, Site: site, Role: role, Expires: exp, Replace: replace}); err != nil {
 		return identity.Token{}, time.Time{}, fmt.Errorf("store enrollment token: %w", err)
 	}
 	return tok, exp, nil
@@ -251,51 +219,30 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 	if err != nil {
 		return Device{}, "", err
 	}
-	var p pending
-	var d *Device
 	password := randomString(24)
-	err = r.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(tokenKey(tok.Secret))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrTokenUnknown
-		}
-		if err != nil {
-			return err
-		}
-		if err := item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &p) }); err != nil {
-			return err
-		}
-		// One use only, expired or not.
-		if err := txn.Delete(tokenKey(tok.Secret)); err != nil {
-			return err
-		}
+	dev, err := r.st.Enroll(tokenDigest(tok.Secret), func(p Pending) (Device, error) {
 		if r.now().After(p.Expires) {
-			return ErrTokenExpired
+			// Left in the store, it can only ever be refused again.
+			return Device{}, ErrTokenExpired
 		}
 		salt := make([]byte, 16)
 		if _, err := rand.Read(salt); err != nil {
-			return err
+			return Device{}, err
 		}
-		d = &Device{ID: p.ID, Site: p.Site, Role: p.Role, PublicKey: pub, PassSalt: salt,
-			PassHash: hashPassword(salt, password), Mosquitto: mosquittoHash(password), Enrolled: r.now().UTC()}
+		d := Device{ID: p.ID, Site: p.Site, Role: p.Role, PublicKey: pub, PassSalt: salt,
+			PassHash: hashPassword(salt, password), Mosquitto: mosquittoHash(password), Enrolled: r.stamp()}
 		if old, ok := r.Get(p.ID); ok {
 			if !p.Replace {
-				return ErrEnrolled // two tokens issued before the first enrollment
+				return Device{}, ErrEnrolled // two tokens issued before the first enrollment
 			}
-			d.SeqBase, d.Previous = succeed(old, pub, r.now().UTC())
+			d.SeqBase, d.Previous = succeed(old, pub, d.Enrolled)
 		}
-		val, err := event.Marshal(d)
-		if err != nil {
-			return err
-		}
-		return txn.Set([]byte(prefixDevice+d.ID), val)
+		return d, nil
 	})
-	if errors.Is(err, ErrTokenExpired) {
-		return Device{}, "", err // the token is spent either way
-	}
 	if err != nil {
 		return Device{}, "", err
 	}
+	d := &dev
 	r.mu.Lock()
 	r.devices[d.ID] = d
 	hooks := r.onChange
@@ -338,14 +285,10 @@ func (r *Registry) Revoke(id string) (Device, error) {
 	}
 	c := *d
 	if c.Revoked.IsZero() {
-		c.Revoked = r.now().UTC()
+		c.Revoked = r.stamp()
 	}
 	r.mu.Unlock()
-	val, err := event.Marshal(&c)
-	if err != nil {
-		return Device{}, err
-	}
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(prefixDevice+id), val) }); err != nil {
+	if err := r.st.PutDevice(c); err != nil {
 		return Device{}, fmt.Errorf("store revocation: %w", err)
 	}
 	r.mu.Lock()
@@ -458,22 +401,11 @@ func randomString(n int) string {
 // ResidentKey returns a site's key for resident pseudonyms, creating it on
 // first use.
 func (r *Registry) ResidentKey(site string) ([]byte, error) {
-	var key []byte
-	err := r.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(prefixRKey + site))
-		if err == nil {
-			key, err = item.ValueCopy(nil)
-			return err
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return err
-		}
-		return txn.Set([]byte(prefixRKey+site), key)
-	})
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	key, err := r.st.ResidentKey(site, fresh)
 	if err != nil {
 		return nil, fmt.Errorf("resident key of %s: %w", site, err)
 	}

@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, config.Errorf("data", "hub key: %v", err)
 	}
-	h.registry, err = registry.Open(h.store.DB(), log.With("component", "registry"))
+	h.registry, err = registry.Open(registry.NewBadgerStore(h.store.DB()), log.With("component", "registry"))
 	if err != nil {
 		return nil, err
 	}
