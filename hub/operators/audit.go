@@ -9,10 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/api"
-	"linli/shared/kv"
 )
 
 // Entry is one operator write in the audit log.
@@ -101,17 +98,10 @@ func hasCredentials(r *http.Request) bool {
 
 // Record appends an entry, numbering and timing it.
 func (s *Service) Record(e Entry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.auditSeq++
-	e.Seq = s.auditSeq
 	if e.Time.IsZero() {
-		e.Time = s.opts.Now().UTC()
+		e.Time = s.stamp()
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error {
-		return putJSON(txn, string(kv.Key(prefixAudit, kv.U64(e.Seq))), e)
-	}); err != nil {
-		s.auditSeq--
+	if _, err := s.st.AppendAudit(e); err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
 	return nil
@@ -120,29 +110,12 @@ func (s *Service) Record(e Entry) error {
 // AuditLog returns up to limit entries before seq (0: the newest), newest
 // first, of who ("" for everyone).
 func (s *Service) AuditLog(who string, before uint64, limit int) ([]Entry, error) {
-	out := []Entry{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix, o.Reverse = []byte(prefixAudit), true
-		it := txn.NewIterator(o)
-		defer it.Close()
-		start := append([]byte(prefixAudit), 0xff)
-		if before > 0 {
-			start = kv.Key(prefixAudit, kv.U64(before-1))
-		}
-		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
-			var e Entry
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-				return err
-			}
-			if who == "" || e.Who == who {
-				out = append(out, e)
-			}
-		}
-		return nil
-	})
+	out, err := s.st.AuditLog(who, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	if out == nil {
+		out = []Entry{}
 	}
 	return out, nil
 }

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/api"
 	"linli/shared/httpx"
 )
@@ -24,9 +22,9 @@ const CookieName = "linli_session"
 // makes; a cookie alone never authorises a change.
 const CSRFHeader = "X-CSRF-Token"
 
-// session is a dashboard login. The cookie holds a random id; the store
+// Session is a dashboard login. The cookie holds a random id; the store
 // holds only its digest, so a copy of the store logs nobody in.
-type session struct {
+type Session struct {
 	Name    string    `json:"name"` // account name, or AdminName for the admin token
 	Admin   bool      `json:"admin,omitempty"`
 	CSRF    string    `json:"csrf"`
@@ -120,9 +118,9 @@ func (s *Service) TokenPrincipal(tok string) (api.Principal, error) {
 	if !strings.HasPrefix(tok, tokenPrefix) {
 		return api.Principal{}, errBadToken
 	}
-	var t Token
-	if err := getJSON(s.db, prefixToken+digest(tok), &t); err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	t, err := s.st.Token(digest(tok))
+	if err != nil {
+		if errors.Is(err, errNotFound) {
 			return api.Principal{}, errBadToken
 		}
 		return api.Principal{}, fmt.Errorf("look up token: %w", err)
@@ -181,7 +179,7 @@ func narrow(p api.Principal, role string, sites []string) api.Principal {
 	return p
 }
 
-func (s *Service) sessionPrincipal(sess session) (api.Principal, error) {
+func (s *Service) sessionPrincipal(sess Session) (api.Principal, error) {
 	if sess.Admin {
 		return adminPrincipal(api.ViaSession), nil
 	}
@@ -193,39 +191,32 @@ func (s *Service) sessionPrincipal(sess session) (api.Principal, error) {
 }
 
 // newSession stores a session and returns its cookie value.
-func (s *Service) newSession(name string, admin bool) (id string, sess session, err error) {
+func (s *Service) newSession(name string, admin bool) (id string, sess Session, err error) {
 	id = secret()
-	now := s.opts.Now().UTC()
-	sess = session{Name: name, Admin: admin, CSRF: secret(), Created: now, Expires: now.Add(s.opts.SessionTTL)}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		b, err := jsonBytes(sess)
-		if err != nil {
-			return err
-		}
-		return txn.SetEntry(badger.NewEntry([]byte(prefixSession+digest(id)), b).WithTTL(s.opts.SessionTTL))
-	})
-	if err != nil {
-		return "", session{}, fmt.Errorf("store session: %w", err)
+	now := s.stamp()
+	sess = Session{Name: name, Admin: admin, CSRF: secret(), Created: now, Expires: now.Add(s.opts.SessionTTL)}
+	if err := s.st.PutSession(digest(id), sess, s.opts.SessionTTL); err != nil {
+		return "", Session{}, fmt.Errorf("store session: %w", err)
 	}
 	return id, sess, nil
 }
 
-func (s *Service) session(id string) (session, error) {
-	var sess session
-	if err := getJSON(s.db, prefixSession+digest(id), &sess); err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return session{}, errSession
+func (s *Service) session(id string) (Session, error) {
+	sess, err := s.st.Session(digest(id))
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return Session{}, errSession
 		}
-		return session{}, fmt.Errorf("look up session: %w", err)
+		return Session{}, fmt.Errorf("look up session: %w", err)
 	}
 	if !s.opts.Now().Before(sess.Expires) {
-		return session{}, errSession
+		return Session{}, errSession
 	}
 	return sess, nil
 }
 
 func (s *Service) endSession(id string) error {
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(prefixSession + digest(id))) }); err != nil {
+	if err := s.st.DeleteSession(digest(id)); err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
 	return nil
@@ -233,36 +224,8 @@ func (s *Service) endSession(id string) error {
 
 // endSessions ends every session of an account.
 func (s *Service) endSessions(name string) error {
-	var keys [][]byte
-	err := scan(s.db, prefixSession, func(k, v []byte) error {
-		var sess session
-		if err := unmarshal(v, &sess); err != nil {
-			return err
-		}
-		if !sess.Admin && sess.Name == name {
-			keys = append(keys, k)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.st.DeleteSessions(name); err != nil {
 		return fmt.Errorf("end sessions of %s: %w", name, err)
-	}
-	return deleteKeys(s.db, keys)
-}
-
-func deleteKeys(db *badger.DB, keys [][]byte) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	if err := db.Update(func(txn *badger.Txn) error {
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("delete: %w", err)
 	}
 	return nil
 }

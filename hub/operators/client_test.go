@@ -73,7 +73,11 @@ func TestClientAddress(t *testing.T) {
 // the audit log names each; the test's own connections come from
 // 127.0.0.1, which plays the proxy.
 func TestLoginLimitsPerClientBehindTrustedProxy(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} })
+	forEachStore(t, testLoginLimitsPerClientBehindTrustedProxy)
+}
+
+func testLoginLimitsPerClientBehindTrustedProxy(t *testing.T, st storeOpener) {
+	f := newFixture(t, st, func(o *Options) { o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} })
 	alice := f.anon(t)
 	alice.header = map[string]string{"X-Forwarded-For": "198.51.100.1"}
 	bob := f.anon(t)
@@ -102,8 +106,10 @@ func TestLoginLimitsPerClientBehindTrustedProxy(t *testing.T) {
 
 // Without trusted proxies a forged X-Forwarded-For changes nothing: a
 // guesser rotating it is still one address to the limit and the log.
-func TestForgedForwardedForIsIgnored(t *testing.T) {
-	f := newFixture(t)
+func TestForgedForwardedForIsIgnored(t *testing.T) { forEachStore(t, testForgedForwardedForIsIgnored) }
+
+func testForgedForwardedForIsIgnored(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	c := f.anon(t)
 	c.header = map[string]string{}
 	for i := range DefaultLimits.PerClient {

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,20 +25,6 @@ import (
 
 	"linli/hub/api"
 	"linli/shared/event"
-)
-
-// Key layout, all in the hub's store (operators are not per site, so their
-// keys carry no site prefix):
-//
-//	op/acct/{name}        Account (JSON)
-//	op/sess/{sha256 hex}  session (JSON); the cookie holds the preimage
-//	op/tok/{sha256 hex}   Token (JSON); the script holds the preimage
-//	op/audit/{seq:8}      Entry (JSON)
-const (
-	prefixAccount = "op/acct/"
-	prefixSession = "op/sess/"
-	prefixToken   = "op/tok/"
-	prefixAudit   = "op/audit/"
 )
 
 // AdminName is the principal of the admin token and of its sessions; no
@@ -95,7 +80,7 @@ type Options struct {
 
 // Service is the operator registry and the API's Authorizer.
 type Service struct {
-	db   *badger.DB
+	st   Store
 	opts Options
 	log  *slog.Logger
 
@@ -109,15 +94,30 @@ type Service struct {
 	authentications atomic.Uint64
 
 	mu       sync.Mutex
-	auditSeq uint64
 	lastUsed map[string]time.Time // token id → last use (not persisted)
 }
 
 var _ api.Authorizer = (*Service)(nil)
 
-// Open loads the audit counter, redacts audit entries an older hub
-// stored with secrets in clear, and prepares the service.
-func Open(db *badger.DB, opts Options) (*Service, error) {
+// OpenBadger opens the service on the hub's Badger store, redacting audit
+// entries an older hub stored with secrets in clear.
+func OpenBadger(db *badger.DB, opts Options) (*Service, error) {
+	st, n, err := NewBadgerStore(db)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Open(st, opts)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		s.log.Warn("audit entries stored with secrets in clear were redacted", "entries", n)
+	}
+	return s, nil
+}
+
+// Open prepares the service on st.
+func Open(st Store, opts Options) (*Service, error) {
 	if opts.Cost == 0 {
 		opts.Cost = bcrypt.DefaultCost + 1
 	}
@@ -140,34 +140,8 @@ func Open(db *badger.DB, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("operators: %w", err)
 	}
-	s := &Service{db: db, opts: opts, log: opts.Logger, limiter: newLimiter(opts.Limits, opts.Now),
+	s := &Service{st: st, opts: opts, log: opts.Logger, limiter: newLimiter(opts.Limits, opts.Now),
 		dummy: dummy, lastUsed: map[string]time.Time{}}
-	err = db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix, o.Reverse, o.PrefetchValues = []byte(prefixAudit), true, false
-		it := txn.NewIterator(o)
-		defer it.Close()
-		it.Seek(append([]byte(prefixAudit), 0xff))
-		if it.Valid() {
-			k := it.Item().Key()[len(prefixAudit):]
-			if len(k) == 8 {
-				for _, b := range k {
-					s.auditSeq = s.auditSeq<<8 | uint64(b)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("operators: load audit log: %w", err)
-	}
-	n, err := RedactStoredAudit(db)
-	if err != nil {
-		return nil, fmt.Errorf("operators: %w", err)
-	}
-	if n > 0 {
-		s.log.Warn("audit entries stored with secrets in clear were redacted", "entries", n)
-	}
 	return s, nil
 }
 
@@ -242,19 +216,11 @@ func (s *Service) Create(n NewAccount) (Account, error) {
 	if err != nil {
 		return Account{}, fmt.Errorf("hash password: %w", err)
 	}
-	now := s.opts.Now().UTC()
+	now := s.stamp()
 	a := Account{Name: n.Name, Display: n.Display, Role: n.Role, Sites: slices.Clone(n.Sites), Created: now, Updated: now, Hash: hash}
 	slices.Sort(a.Sites)
 	a.Sites = slices.Compact(a.Sites)
-	err = s.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte(prefixAccount + n.Name)); err == nil {
-			return ErrExists
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		return putJSON(txn, prefixAccount+n.Name, a)
-	})
-	if err != nil {
+	if err := s.st.CreateAccount(a); err != nil {
 		return Account{}, fmt.Errorf("create operator %s: %w", n.Name, err)
 	}
 	return a.public(), nil
@@ -282,12 +248,7 @@ func (s *Service) Update(name string, c Change) (Account, error) {
 			return Account{}, fmt.Errorf("hash password: %w", err)
 		}
 	}
-	var out Account
-	err := s.db.Update(func(txn *badger.Txn) error {
-		a, err := getAccount(txn, name)
-		if err != nil {
-			return err
-		}
+	out, err := s.st.UpdateAccount(name, func(a *Account) error {
 		if c.Display != nil {
 			a.Display = *c.Display
 		}
@@ -308,9 +269,8 @@ func (s *Service) Update(name string, c Change) (Account, error) {
 		if err := firstErr(validRole(a.Role), validSites(a.Role, a.Sites)); err != nil {
 			return err
 		}
-		a.Updated = s.opts.Now().UTC()
-		out = a
-		return putJSON(txn, prefixAccount+name, a)
+		a.Updated = s.stamp()
+		return nil
 	})
 	if err != nil {
 		return Account{}, fmt.Errorf("update operator %s: %w", name, err)
@@ -325,29 +285,21 @@ func (s *Service) Update(name string, c Change) (Account, error) {
 
 // Delete removes an account with its sessions and API tokens.
 func (s *Service) Delete(name string) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
-		if _, err := getAccount(txn, name); err != nil {
-			return err
-		}
-		return txn.Delete([]byte(prefixAccount + name))
-	})
-	if err != nil {
+	if err := s.st.DeleteAccount(name); err != nil {
 		return fmt.Errorf("delete operator %s: %w", name, err)
 	}
 	if err := s.endSessions(name); err != nil {
 		return err
 	}
-	return s.deleteTokens(func(t Token) bool { return t.Owner == name })
+	if _, err := s.st.DeleteTokens(name, ""); err != nil {
+		return fmt.Errorf("delete tokens of %s: %w", name, err)
+	}
+	return nil
 }
 
 // Account returns one account without its hash.
 func (s *Service) Account(name string) (Account, error) {
-	var a Account
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		a, err = getAccount(txn, name)
-		return err
-	})
+	a, err := s.st.Account(name)
 	if err != nil {
 		return Account{}, err
 	}
@@ -356,17 +308,13 @@ func (s *Service) Account(name string) (Account, error) {
 
 // Accounts lists every account by name.
 func (s *Service) Accounts() ([]Account, error) {
-	out := []Account{}
-	err := scan(s.db, prefixAccount, func(_ []byte, v []byte) error {
-		var a Account
-		if err := json.Unmarshal(v, &a); err != nil {
-			return err
-		}
-		out = append(out, a.public())
-		return nil
-	})
+	accts, err := s.st.Accounts()
 	if err != nil {
 		return nil, fmt.Errorf("list operators: %w", err)
+	}
+	out := make([]Account, 0, len(accts))
+	for _, a := range accts {
+		out = append(out, a.public())
 	}
 	return out, nil
 }
@@ -374,12 +322,7 @@ func (s *Service) Accounts() ([]Account, error) {
 // checkPassword verifies a login, in constant time whether or not the
 // account exists.
 func (s *Service) checkPassword(name, password string) (Account, error) {
-	var a Account
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		a, err = getAccount(txn, name)
-		return err
-	})
+	a, err := s.st.Account(name)
 	if errors.Is(err, ErrUnknown) {
 		if cerr := bcrypt.CompareHashAndPassword(s.dummy, []byte(password)); cerr == nil {
 			return Account{}, errors.New("operators: the dummy hash matched") // cannot happen
@@ -421,52 +364,9 @@ func adminPrincipal(via string) api.Principal {
 	return api.Principal{Name: AdminName, Role: api.RoleAdmin, Admin: true, Via: via}
 }
 
-func getAccount(txn *badger.Txn, name string) (Account, error) {
-	var a Account
-	item, err := txn.Get([]byte(prefixAccount + name))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return a, ErrUnknown
-	}
-	if err != nil {
-		return a, err
-	}
-	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &a) })
-	return a, err
-}
-
-func putJSON(txn *badger.Txn, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return txn.Set([]byte(key), b)
-}
-
-func getJSON(db *badger.DB, key string, v any) error {
-	return db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(key))
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
-	})
-}
-
-func scan(db *badger.DB, prefix string, f func(key, val []byte) error) error {
-	return db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte(prefix)
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			if err := it.Item().Value(func(v []byte) error { return f(k, v) }); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
+// stamp is the time a record is marked with: UTC, in microseconds, as
+// every store keeps it (PostgreSQL's timestamps have no nanoseconds).
+func (s *Service) stamp() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
 
 // secret is a random 32-byte value in hex.
 func secret() string {

@@ -2,9 +2,11 @@ package operators
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,13 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/crypto/bcrypt"
 
 	"linli/hub/api"
+	"linli/hub/pgstore"
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/kv"
 	"linli/shared/test/testkit"
 )
 
@@ -56,23 +59,66 @@ type fixture struct {
 	r2    string // a report of site s2
 }
 
-func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
-	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Error(err)
+// storeOpener opens a new, empty Store of one implementation.
+type storeOpener func(t *testing.T) Store
+
+// storeImpls are the implementations of Store every fixture test runs on.
+// open returns a new, empty store and a function that opens another on
+// the same data, as a restarted hub would.
+var storeImpls = []struct {
+	name string
+	open func(t *testing.T) (Store, func() Store)
+}{
+	{"badger", func(t *testing.T) (Store, func() Store) {
+		db, err := kv.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		open := func() Store {
+			st, _, err := NewBadgerStore(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		return open(), open
+	}},
+	{"postgres", func(t *testing.T) (Store, func() Store) {
+		url := testkit.StartPostgres(t)
+		open := func() Store {
+			st, err := pgstore.Open(context.Background(), url, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return PostgresStore{st.Operators()}
+		}
+		return open(), open
+	}},
+}
+
+// forEachStore runs f on every implementation of Store.
+func forEachStore(t *testing.T, f func(t *testing.T, st storeOpener)) {
+	for _, impl := range storeImpls {
+		t.Run(impl.name, func(t *testing.T) {
+			f(t, func(t *testing.T) Store { st, _ := impl.open(t); return st })
+		})
+	}
+}
+
+func newFixture(t *testing.T, open storeOpener, opts ...func(*Options)) *fixture {
+	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}
 	o := Options{AdminToken: adminToken, Cost: bcrypt.MinCost, Now: c.now}
 	for _, f := range opts {
 		f(&o)
 	}
-	svc, err := Open(db, o)
+	svc, err := Open(open(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +230,11 @@ func (c *client) code(method, path string, body any) int {
 }
 
 func TestSessionCookieIsHttpOnlyStrictAndSecureOverTLS(t *testing.T) {
-	f := newFixture(t)
+	forEachStore(t, testSessionCookieIsHttpOnlyStrictAndSecureOverTLS)
+}
+
+func testSessionCookieIsHttpOnlyStrictAndSecureOverTLS(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	for _, tc := range []struct {
 		name       string
 		tls        bool
@@ -218,7 +268,11 @@ func TestSessionCookieIsHttpOnlyStrictAndSecureOverTLS(t *testing.T) {
 }
 
 func TestFirstLoginWithAdminTokenThenAccounts(t *testing.T) {
-	f := newFixture(t)
+	forEachStore(t, testFirstLoginWithAdminTokenThenAccounts)
+}
+
+func testFirstLoginWithAdminTokenThenAccounts(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	if code := f.anon(t).code("POST", "/api/v1/login", map[string]string{"token": "nope"}); code != 401 {
 		t.Fatalf("login with a wrong admin token: %d, want 401", code)
 	}
@@ -260,8 +314,10 @@ func TestFirstLoginWithAdminTokenThenAccounts(t *testing.T) {
 	}
 }
 
-func TestCSRFGuardsCookieWrites(t *testing.T) {
-	f := newFixture(t)
+func TestCSRFGuardsCookieWrites(t *testing.T) { forEachStore(t, testCSRFGuardsCookieWrites) }
+
+func testCSRFGuardsCookieWrites(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	op := f.login(t, "op1", "operator-one-pw")
 	patch := map[string]string{"status": "accepted"}
 	csrf := op.csrf
@@ -293,8 +349,10 @@ func TestCSRFGuardsCookieWrites(t *testing.T) {
 	}
 }
 
-func TestLoginRateLimits(t *testing.T) {
-	f := newFixture(t)
+func TestLoginRateLimits(t *testing.T) { forEachStore(t, testLoginRateLimits) }
+
+func testLoginRateLimits(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	c := f.anon(t)
 	for i := range DefaultLimits.PerName {
 		if code := c.code("POST", "/api/v1/login", map[string]string{"name": "op1", "password": "wrong-password"}); code != 401 {
@@ -327,8 +385,10 @@ func TestLoginRateLimits(t *testing.T) {
 	}
 }
 
-func TestRoles(t *testing.T) {
-	f := newFixture(t)
+func TestRoles(t *testing.T) { forEachStore(t, testRoles) }
+
+func testRoles(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	viewer := f.login(t, "view1", "viewer-one-pw")
 	op := f.login(t, "op1", "operator-one-pw")
 	boss := f.login(t, "boss", "the-boss-pw-1")
@@ -372,8 +432,10 @@ func (c *client) cookieName() string {
 	return "session"
 }
 
-func TestSiteScope(t *testing.T) {
-	f := newFixture(t)
+func TestSiteScope(t *testing.T) { forEachStore(t, testSiteScope) }
+
+func testSiteScope(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	op := f.login(t, "op1", "operator-one-pw")
 	for _, tc := range []struct {
 		method, path string
@@ -401,8 +463,10 @@ func TestSiteScope(t *testing.T) {
 	}
 }
 
-func TestAPITokens(t *testing.T) {
-	f := newFixture(t)
+func TestAPITokens(t *testing.T) { forEachStore(t, testAPITokens) }
+
+func testAPITokens(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	op := f.login(t, "op1", "operator-one-pw")
 	code, out, _ := op.do("POST", "/api/v1/tokens", NewToken{Name: "nightly export"})
 	if code != 201 {
@@ -456,8 +520,10 @@ func TestAPITokens(t *testing.T) {
 	}
 }
 
-func TestAuditLogRecordsEveryWrite(t *testing.T) {
-	f := newFixture(t)
+func TestAuditLogRecordsEveryWrite(t *testing.T) { forEachStore(t, testAuditLogRecordsEveryWrite) }
+
+func testAuditLogRecordsEveryWrite(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	op := f.login(t, "op1", "operator-one-pw")
 	viewer := f.login(t, "view1", "viewer-one-pw")
 	boss := f.login(t, "boss", "the-boss-pw-1")
@@ -515,8 +581,10 @@ func TestAuditLogRecordsEveryWrite(t *testing.T) {
 // A dashboard write passes the audit log, the role check, the handler's
 // caller and its site check; the credentials behind them are looked up
 // once, and every layer still sees the same caller.
-func TestOneAuthenticationPerRequest(t *testing.T) {
-	f := newFixture(t)
+func TestOneAuthenticationPerRequest(t *testing.T) { forEachStore(t, testOneAuthenticationPerRequest) }
+
+func testOneAuthenticationPerRequest(t *testing.T, st storeOpener) {
+	f := newFixture(t, st)
 	op := f.login(t, "op1", "operator-one-pw")
 	script := &client{t: t, f: f, bearer: adminToken}
 	for _, c := range []struct {

@@ -1,12 +1,9 @@
 package operators
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"linli/hub/api"
 	"linli/shared/event"
@@ -59,8 +56,8 @@ func (s *Service) CreateToken(p api.Principal, n NewToken) (Token, string, error
 	}
 	id := secret()[:12]
 	tok := tokenPrefix + id + "_" + secret()
-	t := Token{ID: id, Name: n.Name, Owner: p.Name, Role: n.Role, Sites: slices.Clone(n.Sites), Created: s.opts.Now().UTC()}
-	if err := s.db.Update(func(txn *badger.Txn) error { return putJSON(txn, prefixToken+digest(tok), t) }); err != nil {
+	t := Token{ID: id, Name: n.Name, Owner: p.Name, Role: n.Role, Sites: slices.Clone(n.Sites), Created: s.stamp()}
+	if err := s.st.PutToken(digest(tok), t); err != nil {
 		return Token{}, "", fmt.Errorf("store token: %w", err)
 	}
 	return t, tok, nil
@@ -68,12 +65,12 @@ func (s *Service) CreateToken(p api.Principal, n NewToken) (Token, string, error
 
 // Tokens lists the tokens of owner ("" for everyone's) by creation.
 func (s *Service) Tokens(owner string) ([]Token, error) {
+	all, err := s.st.Tokens()
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
 	out := []Token{}
-	err := scan(s.db, prefixToken, func(_, v []byte) error {
-		var t Token
-		if err := unmarshal(v, &t); err != nil {
-			return err
-		}
+	for _, t := range all {
 		if owner == "" || t.Owner == owner {
 			s.mu.Lock()
 			if at, ok := s.lastUsed[t.ID]; ok {
@@ -82,10 +79,6 @@ func (s *Service) Tokens(owner string) ([]Token, error) {
 			s.mu.Unlock()
 			out = append(out, t)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	slices.SortFunc(out, func(a, b Token) int { return a.Created.Compare(b.Created) })
 	return out, nil
@@ -94,35 +87,12 @@ func (s *Service) Tokens(owner string) ([]Token, error) {
 // RevokeToken deletes a token by id if owner ("" for any) holds it; it
 // reports whether there was one.
 func (s *Service) RevokeToken(owner, id string) (bool, error) {
-	found := false
-	err := s.deleteTokens(func(t Token) bool {
-		if t.ID == id && (owner == "" || t.Owner == owner) {
-			found = true
-			return true
-		}
-		return false
-	})
-	return found, err
-}
-
-func (s *Service) deleteTokens(match func(Token) bool) error {
-	var keys [][]byte
-	err := scan(s.db, prefixToken, func(k, v []byte) error {
-		var t Token
-		if err := unmarshal(v, &t); err != nil {
-			return err
-		}
-		if match(t) {
-			keys = append(keys, k)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("find tokens: %w", err)
+	if id == "" {
+		return false, nil
 	}
-	return deleteKeys(s.db, keys)
+	n, err := s.st.DeleteTokens(owner, id)
+	if err != nil {
+		return false, fmt.Errorf("revoke token: %w", err)
+	}
+	return n > 0, nil
 }
-
-func unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

@@ -308,7 +308,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, config.Errorf("trusted-proxies", "%v", err)
 	}
-	ops, err := operators.Open(h.store.DB(), operators.Options{AdminToken: token, TrustedProxies: proxies,
+	ops, err := operators.OpenBadger(h.store.DB(), operators.Options{AdminToken: token, TrustedProxies: proxies,
 		Logger: log.With("component", "operators")})
 	if err != nil {
 		return nil, err
