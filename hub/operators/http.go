@@ -115,7 +115,11 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	if name == "" {
 		return httpx.BadRequest("name", "name and password, or the admin token, are required")
 	}
-	if wait := s.limiter.wait(name, client); wait > 0 {
+	wait, err := s.limiter.Wait(name, client)
+	if err != nil {
+		return fmt.Errorf("login limits: %w", err)
+	}
+	if wait > 0 {
 		secs := int(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		s.logLogin(r, name, http.StatusTooManyRequests, "rate limited")
@@ -124,7 +128,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	var p api.Principal
 	if req.Token != "" {
 		if !s.isAdminToken(strings.TrimSpace(req.Token)) {
-			s.limiter.fail(name, client)
+			s.loginFailed(name, client)
 			s.logLogin(r, name, http.StatusUnauthorized, "wrong admin token")
 			return &httpx.Error{Status: http.StatusUnauthorized, Field: "token", Msg: "that is not the admin token (<data>/admin.token)"}
 		}
@@ -135,7 +139,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 		case errors.Is(err, ErrPassword), errors.Is(err, ErrDisabled):
 			// One answer for both, so a login does not reveal which
 			// accounts exist or are disabled.
-			s.limiter.fail(name, client)
+			s.loginFailed(name, client)
 			s.logLogin(r, name, http.StatusUnauthorized, err.Error())
 			return &httpx.Error{Status: http.StatusUnauthorized, Msg: ErrPassword.Error()}
 		case err != nil:
@@ -143,7 +147,9 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		p = principalOf(a, api.ViaSession)
 	}
-	s.limiter.succeed(name)
+	if err := s.limiter.Succeed(name); err != nil {
+		s.log.Error("login limits: clear failures", "err", err, "name", name)
+	}
 	id, sess, err := s.newSession(p.Name, p.Admin && p.Name == AdminName)
 	if err != nil {
 		return err
@@ -153,6 +159,14 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	s.logLogin(r, name, http.StatusOK, "")
 	httpx.WriteJSON(w, http.StatusOK, sessionView(p, sess.CSRF))
 	return nil
+}
+
+// loginFailed counts a failed login; a failure to count it is logged (the
+// answer is a refusal either way).
+func (s *Service) loginFailed(name, client string) {
+	if err := s.limiter.Fail(name, client); err != nil {
+		s.log.Error("login limits: count a failure", "err", err, "name", name, "client", client)
+	}
 }
 
 // logLogin records a login attempt; logins carry no credentials the audit
@@ -211,12 +225,14 @@ func (s *Service) password(w http.ResponseWriter, r *http.Request) error {
 	if p.Name == AdminName {
 		return httpx.BadRequest("name", "the admin token is not a password; replace <data>/admin.token to change it")
 	}
-	if wait := s.limiter.wait(p.Name, s.clientAddr(r)); wait > 0 {
+	if wait, err := s.limiter.Wait(p.Name, s.clientAddr(r)); err != nil {
+		return fmt.Errorf("login limits: %w", err)
+	} else if wait > 0 {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Msg: "too many failed attempts; try later"}
 	}
 	if err := s.SetPassword(p.Name, req.Old, req.New); err != nil {
 		if errors.Is(err, ErrPassword) {
-			s.limiter.fail(p.Name, s.clientAddr(r))
+			s.loginFailed(p.Name, s.clientAddr(r))
 			return &httpx.Error{Status: http.StatusForbidden, Field: "old", Msg: "the old password is wrong"}
 		}
 		return fieldErr(err)

@@ -23,6 +23,20 @@ var DefaultLimits = Limits{PerName: 5, PerClient: 20, Window: 15 * time.Minute}
 // maxTracked bounds the limiter's memory under a spray of names.
 const maxTracked = 10000
 
+// LoginLimiter counts failed logins under Limits. A store provides it
+// (Store.LoginLimiter): the Badger store counts in the hub's memory, the
+// PostgreSQL store in a table every hub on the database shares.
+type LoginLimiter interface {
+	// Wait reports how long a login for name from client must wait; 0
+	// means it may go ahead.
+	Wait(name, client string) (time.Duration, error)
+	// Fail records a failed login for name from client.
+	Fail(name, client string) error
+	// Succeed clears name's count.
+	Succeed(name string) error
+}
+
+// limiter is the LoginLimiter in memory.
 type limiter struct {
 	lim Limits
 	now func() time.Time
@@ -35,23 +49,25 @@ func newLimiter(l Limits, now func() time.Time) *limiter {
 	return &limiter{lim: l, now: now, failures: map[string][]time.Time{}}
 }
 
-// wait reports how long a login for name from client must wait; 0 means
-// it may go ahead.
-func (l *limiter) wait(name, client string) time.Duration {
+var _ LoginLimiter = (*limiter)(nil)
+
+// Wait implements LoginLimiter.
+func (l *limiter) Wait(name, client string) (time.Duration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	w := l.waitKey("n:"+name, l.lim.PerName, now)
-	return max(w, l.waitKey("c:"+client, l.lim.PerClient, now))
+	w := waitFor(l.prune("n:"+name, now), l.lim.PerName, l.lim.Window, now)
+	return max(w, waitFor(l.prune("c:"+client, now), l.lim.PerClient, l.lim.Window, now)), nil
 }
 
-func (l *limiter) waitKey(key string, limit int, now time.Time) time.Duration {
-	ts := l.prune(key, now)
+// waitFor is how long a key with failures ts (within the window, oldest
+// first) must wait under limit.
+func waitFor(ts []time.Time, limit int, window time.Duration, now time.Time) time.Duration {
 	if len(ts) < limit {
 		return 0
 	}
 	// Free again when the oldest failure that keeps it at the limit ages out.
-	return ts[len(ts)-limit].Add(l.lim.Window).Sub(now)
+	return ts[len(ts)-limit].Add(window).Sub(now)
 }
 
 func (l *limiter) prune(key string, now time.Time) []time.Time {
@@ -69,7 +85,8 @@ func (l *limiter) prune(key string, now time.Time) []time.Time {
 	return ts
 }
 
-func (l *limiter) fail(name, client string) {
+// Fail implements LoginLimiter.
+func (l *limiter) Fail(name, client string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -91,10 +108,13 @@ func (l *limiter) fail(name, client string) {
 	for _, k := range []string{"n:" + name, "c:" + client} {
 		l.failures[k] = append(l.failures[k], now)
 	}
+	return nil
 }
 
-func (l *limiter) succeed(name string) {
+// Succeed implements LoginLimiter.
+func (l *limiter) Succeed(name string) error {
 	l.mu.Lock()
 	delete(l.failures, "n:"+name)
 	l.mu.Unlock()
+	return nil
 }

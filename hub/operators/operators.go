@@ -84,7 +84,7 @@ type Service struct {
 	opts Options
 	log  *slog.Logger
 
-	limiter *limiter
+	limiter LoginLimiter
 	// dummy is a hash to compare against for unknown names, so a login
 	// takes as long whether or not the name exists.
 	dummy []byte
@@ -140,7 +140,7 @@ func Open(st Store, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("operators: %w", err)
 	}
-	s := &Service{st: st, opts: opts, log: opts.Logger, limiter: newLimiter(opts.Limits, opts.Now),
+	s := &Service{st: st, opts: opts, log: opts.Logger, limiter: st.LoginLimiter(opts.Limits, opts.Now),
 		dummy: dummy, lastUsed: map[string]time.Time{}}
 	return s, nil
 }

@@ -109,3 +109,40 @@ func (s PostgresStore) AuditLog(who string, before uint64, limit int) ([]Entry, 
 	}
 	return out, err
 }
+
+// LoginLimiter implements Store: failures are rows of login_failures, so
+// every hub on the database counts them together and a restart forgets
+// none.
+func (s PostgresStore) LoginLimiter(l Limits, now func() time.Time) LoginLimiter {
+	return pgLimiter{st: s.OperatorStore, lim: l, now: now}
+}
+
+type pgLimiter struct {
+	st  pgstore.OperatorStore
+	lim Limits
+	now func() time.Time
+}
+
+// Wait implements LoginLimiter.
+func (l pgLimiter) Wait(name, client string) (time.Duration, error) {
+	now := l.now()
+	since := now.Add(-l.lim.Window)
+	byName, err := l.st.LoginFailures("name", name, since)
+	if err != nil {
+		return 0, err
+	}
+	byClient, err := l.st.LoginFailures("client", client, since)
+	if err != nil {
+		return 0, err
+	}
+	return max(waitFor(byName, l.lim.PerName, l.lim.Window, now), waitFor(byClient, l.lim.PerClient, l.lim.Window, now)), nil
+}
+
+// Fail implements LoginLimiter.
+func (l pgLimiter) Fail(name, client string) error {
+	now := l.now()
+	return l.st.AddLoginFailure(name, client, now, now.Add(-l.lim.Window))
+}
+
+// Succeed implements LoginLimiter.
+func (l pgLimiter) Succeed(name string) error { return l.st.ClearLoginFailures(name) }

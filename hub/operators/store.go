@@ -57,6 +57,9 @@ type Store interface {
 	// AuditLog returns up to limit entries numbered below before (0: the
 	// newest), newest first, of who ("" for everyone).
 	AuditLog(who string, before uint64, limit int) ([]Entry, error)
+
+	// LoginLimiter counts failed logins under l, timed by now.
+	LoginLimiter(l Limits, now func() time.Time) LoginLimiter
 }
 
 // errNotFound is a store's answer for a session or token it does not hold.
@@ -297,6 +300,12 @@ func (s *BadgerStore) AppendAudit(e Entry) (Entry, error) {
 	}
 	s.auditSeq = e.Seq
 	return e, nil
+}
+
+// LoginLimiter implements Store: failures are counted in this process's
+// memory, as one hub on its own Badger store has them all.
+func (s *BadgerStore) LoginLimiter(l Limits, now func() time.Time) LoginLimiter {
+	return newLimiter(l, now)
 }
 
 // AuditLog implements Store.

@@ -127,3 +127,51 @@ func testCreateIsOncePerName(t *testing.T, open storeOpener) {
 		}
 	}
 }
+
+// On PostgreSQL the login limits are the database's: failures counted by
+// one hub hold back logins at another on the same database, and at a
+// restarted one; a success at either clears the name's count.
+func TestLoginLimitsAreSharedOnPostgres(t *testing.T) {
+	var open func(t *testing.T) (Store, func() Store)
+	for _, impl := range storeImpls {
+		if impl.name == "postgres" {
+			open = impl.open
+		}
+	}
+	c := &clock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)}
+	lim := Limits{PerName: 3, PerClient: 5, Window: 10 * time.Minute}
+	st, reopen := open(t)
+	a := st.LoginLimiter(lim, c.now)
+	b := reopen().LoginLimiter(lim, c.now)
+	for range lim.PerName {
+		if err := a.Fail("op1", "10.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+		c.advance(time.Minute)
+	}
+	wait, err := b.Wait("op1", "10.0.0.2")
+	if err != nil || wait != 7*time.Minute {
+		t.Fatalf("another hub's wait for the name: %v, %v; want 7m0s", wait, err)
+	}
+	if wait, err := b.Wait("op2", "10.0.0.1"); err != nil || wait != 0 {
+		t.Fatalf("another name from the client below its limit: %v, %v; want 0", wait, err)
+	}
+	for range lim.PerClient - lim.PerName {
+		if err := b.Fail("op3", "10.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if wait, err := a.Wait("op2", "10.0.0.1"); err != nil || wait != 7*time.Minute {
+		t.Fatalf("client at its limit across hubs: %v, %v; want 7m0s", wait, err)
+	}
+	if err := a.Succeed("op1"); err != nil {
+		t.Fatal(err)
+	}
+	if wait, err := b.Wait("op1", "10.0.0.9"); err != nil || wait != 0 {
+		t.Fatalf("after a success: %v, %v; want 0", wait, err)
+	}
+	c.advance(lim.Window)
+	if wait, err := b.Wait("op2", "10.0.0.1"); err != nil || wait != 0 {
+		t.Fatalf("after the window: %v, %v; want 0", wait, err)
+	}
+}

@@ -332,6 +332,46 @@ func (o OperatorStore) AuditLog(who string, before uint64, limit int) ([]AuditEn
 	return out, rows.Err()
 }
 
+// AddLoginFailure records a failed login for name from client at at, and
+// deletes the failures before forget.
+func (o OperatorStore) AddLoginFailure(name, client string, at, forget time.Time) error {
+	ctx, cancel := o.ctx()
+	defer cancel()
+	return pgx.BeginFunc(ctx, o.s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM login_failures WHERE at < $1", forget); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO login_failures (kind, subject, at) VALUES ('name', $1, $3), ('client', $2, $3)",
+			name, client, at)
+		return err
+	})
+}
+
+// LoginFailures returns the times of the failed logins of a name (kind
+// "name") or client address (kind "client") after since, oldest first.
+func (o OperatorStore) LoginFailures(kind, subject string, since time.Time) ([]time.Time, error) {
+	ctx, cancel := o.ctx()
+	defer cancel()
+	rows, err := o.s.pool.Query(ctx, "SELECT at FROM login_failures WHERE kind = $1 AND subject = $2 AND at > $3 ORDER BY at",
+		kind, subject, since)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (time.Time, error) {
+		var t time.Time
+		err := row.Scan(&t)
+		return t.UTC(), err
+	})
+}
+
+// ClearLoginFailures forgets the failed logins of a name.
+func (o OperatorStore) ClearLoginFailures(name string) error {
+	ctx, cancel := o.ctx()
+	defer cancel()
+	_, err := o.s.pool.Exec(ctx, "DELETE FROM login_failures WHERE kind = 'name' AND subject = $1", name)
+	return err
+}
+
 // nonNil is s, or an empty list for nil (the columns are NOT NULL).
 func nonNil(s []string) []string {
 	if s == nil {

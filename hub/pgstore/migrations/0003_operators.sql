@@ -56,3 +56,14 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_actor ON audit_log (actor, seq);
 CREATE INDEX audit_log_path ON audit_log (path, at);
+
+-- Failed logins, by account name and by client address, for the login
+-- limits every hub on the database shares; rows older than the limits'
+-- window are deleted as new ones come.
+CREATE TABLE login_failures (
+	kind    text        NOT NULL CHECK (kind IN ('name', 'client')),
+	subject text        NOT NULL,
+	at      timestamptz NOT NULL
+);
+CREATE INDEX login_failures_subject ON login_failures (kind, subject, at);
+CREATE INDEX login_failures_at ON login_failures (at);
