@@ -269,8 +269,8 @@ func parseKeep(s string) (time.Duration, error) {
 // onPostgres is what the hub keeps in PostgreSQL so far; notOnPostgres,
 // what is still only in the Badger store in --data.
 const (
-	onPostgres    = "edge events and device records"
-	notOnPostgres = "the merged state and its facts, the downlink log, the device registry and enrollment, operators and sessions, the audit log, alarms, backups and the restore horizon"
+	onPostgres    = "edge events and device records, the device registry and enrollment, operators, sessions, API tokens, login limits and the audit log"
+	notOnPostgres = "the merged state and its facts, the downlink log, alarms, backups and the restore horizon"
 )
 
 // checkStore checks the store setting. A PostgreSQL URL is refused whole:

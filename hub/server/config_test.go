@@ -106,6 +106,8 @@ func TestStoreSetting(t *testing.T) {
 		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, "not start on PostgreSQL yet"},
 		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, "not start on PostgreSQL yet"},
 		{"file", []string{"--config", yaml}, nil, "the merged state"},
+		{"what is left", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil,
+			"so far; the merged state and its facts, the downlink log, alarms, backups and the restore horizon are still only in the Badger store"},
 		{"bad scheme", []string{"--store", "mysql://linli:secret@127.0.0.1/linli"}, nil, "want postgres://"},
 		{"path", []string{"--store", "/var/lib/linli"}, nil, "want postgres://"},
 		{"no database", []string{"--store", "postgres://linli@127.0.0.1:5432"}, nil, "database"},

@@ -1,12 +1,25 @@
 package server
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"linli/shared/test/testkit"
 )
 
-// Every goroutine a test starts must be gone when the tests end.
+// TestMain stops the tests' PostgreSQL, then checks that every goroutine a
+// test started is gone.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	testkit.StopPostgres()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -37,6 +37,7 @@ import (
 	"linli/hub/downlink"
 	"linli/hub/ingest"
 	"linli/hub/operators"
+	"linli/hub/pgstore"
 	"linli/hub/pki"
 	"linli/hub/registry"
 	"linli/hub/retention"
@@ -130,6 +131,7 @@ type Hub struct {
 	down     *downlink.Log
 	state    *state.State
 	registry *registry.Registry
+	pg       *pgstore.Store // nil unless the store setting names one
 	key      ed25519.PrivateKey
 	tls      *pki.Bundle
 	certs    *pki.Holder // the server certificate in service, reloaded as its files change
@@ -191,7 +193,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, config.Errorf("data", "hub key: %v", err)
 	}
-	h.registry, err = registry.Open(registry.NewBadgerStore(h.store.DB()), log.With("component", "registry"))
+	// With store set, the parts of the hub that have their tables keep
+	// them in PostgreSQL (see onPostgres); Validate refuses the setting
+	// until every part has moved, so only code that starts a hub without
+	// it (the tests) gets here with part of the state in each store.
+	var regStore registry.Store = registry.NewBadgerStore(h.store.DB())
+	if cfg.Store != "" {
+		if h.pg, err = pgstore.Open(ctx, cfg.Store, log.With("component", "pgstore")); err != nil {
+			if errors.Is(err, pgstore.ErrSchemaTooNew) {
+				return nil, config.Errorf("store", "%v", err)
+			}
+			return nil, fmt.Errorf("store %s: %w", pgstore.Redacted(cfg.Store), err)
+		}
+		cleanup = append(cleanup, h.closePostgres)
+		regStore = h.pg.Registry()
+	}
+	h.registry, err = registry.Open(regStore, log.With("component", "registry"))
 	if err != nil {
 		return nil, err
 	}
@@ -308,8 +325,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err != nil {
 		return nil, config.Errorf("trusted-proxies", "%v", err)
 	}
-	ops, err := operators.OpenBadger(h.store.DB(), operators.Options{AdminToken: token, TrustedProxies: proxies,
-		Logger: log.With("component", "operators")})
+	opsOpts := operators.Options{AdminToken: token, TrustedProxies: proxies, Logger: log.With("component", "operators")}
+	var ops *operators.Service
+	if h.pg != nil {
+		ops, err = operators.Open(operators.PostgresStore{OperatorStore: h.pg.Operators()}, opsOpts)
+	} else {
+		ops, err = operators.OpenBadger(h.store.DB(), opsOpts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -425,6 +447,18 @@ func (h *Hub) closeStore() {
 	if err := h.store.Close(); err != nil {
 		h.log.Error("close store", "err", err)
 	}
+	h.closePostgres()
+}
+
+// closePostgres closes the PostgreSQL store, if the hub has one, once.
+func (h *Hub) closePostgres() {
+	if h.pg == nil {
+		return
+	}
+	if err := h.pg.Close(); err != nil {
+		h.log.Error("close PostgreSQL store", "err", err)
+	}
+	h.pg = nil
 }
 
 func (h *Hub) closeBroker() {
