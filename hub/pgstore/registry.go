@@ -25,15 +25,23 @@ func (r RegistryStore) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), r.s.timeout)
 }
 
-// Devices implements registry.Store.
+// Devices implements registry.Store. Devices and past keys are read in
+// one snapshot, so a replacement committed meanwhile is seen whole or not
+// at all.
 func (r RegistryStore) Devices() ([]registry.Device, error) {
 	ctx, cancel := r.ctx()
 	defer cancel()
-	rows, err := r.s.pool.Query(ctx, `SELECT id, site, role, enrolled_at, revoked_at, public_key,
+	tx, err := r.s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("load enrolled devices: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // read only: nothing to commit
+	rows, err := tx.Query(ctx, `SELECT id, site, role, enrolled_at, revoked_at, public_key,
 		pass_salt, pass_hash, mosquitto, seq_base FROM enrolled_devices ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("load enrolled devices: %w", err)
 	}
+	defer rows.Close()
 	var out []registry.Device
 	byID := map[string]int{}
 	for rows.Next() {
@@ -51,16 +59,18 @@ func (r RegistryStore) Devices() ([]registry.Device, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load enrolled devices: %w", err)
 	}
-	rows, err = r.s.pool.Query(ctx, `SELECT device, public_key, pass_salt, pass_hash, mosquitto,
+	rows.Close()
+	keys, err := tx.Query(ctx, `SELECT device, public_key, pass_salt, pass_hash, mosquitto,
 		seq_from, seq_below, replaced_at, revoked FROM enrolled_device_past_keys ORDER BY device, n`)
 	if err != nil {
 		return nil, fmt.Errorf("load past device keys: %w", err)
 	}
-	for rows.Next() {
+	defer keys.Close()
+	for keys.Next() {
 		var id string
 		var k registry.PastKey
 		var from, below int64
-		if err := rows.Scan(&id, &k.PublicKey, &k.PassSalt, &k.PassHash, &k.Mosquitto,
+		if err := keys.Scan(&id, &k.PublicKey, &k.PassSalt, &k.PassHash, &k.Mosquitto,
 			&from, &below, &k.Replaced, &k.Revoked); err != nil {
 			return nil, fmt.Errorf("load past device keys: %w", err)
 		}
@@ -71,7 +81,7 @@ func (r RegistryStore) Devices() ([]registry.Device, error) {
 		}
 		out[i].Previous = append(out[i].Previous, k)
 	}
-	if err := rows.Err(); err != nil {
+	if err := keys.Err(); err != nil {
 		return nil, fmt.Errorf("load past device keys: %w", err)
 	}
 	return out, nil
