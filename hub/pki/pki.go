@@ -97,11 +97,6 @@ func Ensure(dir string, hosts []string, now time.Time) (*Bundle, error) {
 			return nil, err
 		}
 	}
-	// After a site-CA rotation the cross-certificate follows the server
-	// certificate: edges that still pin the previous CA find their chain.
-	if cross := chainCross(dir, ca, now); cross != nil {
-		cert.Certificate = append(cert.Certificate[:1:1], cross)
-	}
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	return &Bundle{Cert: cert, CAPEM: caPEM, Fingerprint: identity.Fingerprint(ca.Raw)}, nil
 }

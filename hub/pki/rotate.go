@@ -19,9 +19,9 @@ import (
 
 // Files of a site-CA rotation in <data>/pki/. Rotate writes the next CA
 // and its cross-certificate; Finish moves the next CA into ca.pem/ca.key
-// and keeps the previous CA's certificate; the cross-certificate stays
-// and is served after the server certificate while it is valid, so an
-// edge that missed the rotation still finds a chain to the CA it pins.
+// and keeps the previous CA's certificate; the cross-certificate stays,
+// and the hub hands it out while it is valid, so an edge that missed the
+// rotation can still take the new CA on the strength of the one it pins.
 const (
 	nextCACert = "next-ca.pem"
 	nextCAKey  = "next-ca.key"
@@ -30,15 +30,15 @@ const (
 )
 
 // CrossValidity is how long a cross-certificate is valid, and so how long
-// after a rotation an edge that missed it still connects with the CA it
-// pinned (and then takes the new one).
+// after a rotation an edge that missed it can still take the new CA
+// without being enrolled again.
 const CrossValidity = 365 * 24 * time.Hour
 
 // Phases of a site-CA rotation.
 const (
 	PhaseNone     = "none"     // one CA; no rotation pending
 	PhaseStarted  = "started"  // a next CA is out to the edges; the server certificate is still the old CA's
-	PhaseSwitched = "switched" // the server certificate is the new CA's, served with the cross-certificate
+	PhaseSwitched = "switched" // the server certificate is the new CA's; the cross-certificate is still handed out
 )
 
 // Rotation is where a site-CA rotation stands.
@@ -223,17 +223,6 @@ func renameSynced(dir, from, to string) error {
 		return fmt.Errorf("switch site CA: sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// chainCross is the cross-certificate to serve after the server
-// certificate: only once switched (it certifies the CA in service) and
-// while valid.
-func chainCross(dir string, ca *x509.Certificate, now time.Time) []byte {
-	cross, err := readCert(filepath.Join(dir, crossCert))
-	if err != nil || !sameKey(cross, ca) || now.After(cross.NotAfter) {
-		return nil
-	}
-	return cross.Raw
 }
 
 func caTemplate(now time.Time, name string) *x509.Certificate {
