@@ -187,6 +187,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		log.Error("identity unreadable; running unenrolled", "err", err)
 	}
 	idw := newIdentityWatch(ident, log.With("component", "identity"))
+	trust := newTrustWatch(cfg.Data, ident, log.With("component", "trust"))
 	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
 	rep.SetRole(cfg.Role)
 	up := uplink.New(ob, rep, uplink.Options{
@@ -196,12 +197,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
 		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
 		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: now,
-		OnIdentity: idw.Hint, Hold: idw.Retired,
+		OnIdentity: idw.Hint, Hold: idw.Retired, OnUntrusted: trust.Untrusted,
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerMetrics(reg, ob, up, guard)
 	reg.MustRegister(rep.Collectors()...)
+	reg.MustRegister(trust.refused)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_edge_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)
@@ -221,6 +223,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		},
 	}
 	idw.relogin = up.Reconnect
+	trust.reconnect = up.Reconnect
+	rep.AfterApply(trust.changed)
+	trust.resume(rep)
 	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
 	if cfg.Role == kiosk.RoleKiosk {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))
@@ -289,6 +294,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	})
 	g.Go(func() error { rep.Run(gctx); return nil })
 	g.Go(func() error { idw.run(gctx); return nil })
+	g.Go(func() error { trust.run(gctx); return nil })
 	if ident.Load() == nil {
 		g.Go(func() error { a.awaitEnrollment(gctx, ident); return nil })
 	}
@@ -468,7 +474,7 @@ func creds(id *enroll.Identity, log *slog.Logger) uplink.Creds {
 	if err != nil {
 		log.Error("identity TLS settings", "err", err)
 	}
-	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf, Base: id.SeqBase,
+	return uplink.Creds{Username: id.MQTTUsername, Password: id.MQTTPassword, TLS: tlsConf, Base: id.SeqBase, CA: id.Fingerprints(),
 		Sign:   func(p []byte) ([]byte, error) { return identity.Sign(id.Key, id.ID, p) },
 		Verify: func(p []byte) ([]byte, error) { return identity.Open(p, id.HubPub, id.HubID) }}
 }

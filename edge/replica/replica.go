@@ -305,7 +305,7 @@ var ErrOtherSite = errors.New("downlink message for another site")
 func (r *Replica) Apply(d wire.Down) error { return r.apply(d, true) }
 
 // apply applies d; from an unverified message it never takes an access
-// list, which opens doors.
+// list, which opens doors, nor a trust change.
 func (r *Replica) apply(d wire.Down, verified bool) error {
 	if d.Site != r.site {
 		return fmt.Errorf("%w: %s", ErrOtherSite, d.Site)
@@ -367,8 +367,10 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		if (!d.Snapshot && c.Seq <= cur) || !r.mine(c) || c.Withheld {
 			continue
 		}
-		if !verified && c.Entity == wire.EntityAccessList {
-			r.log.Warn("access list in an unverified message ignored (enroll this edge)", "id", c.ID)
+		if !verified && (c.Entity == wire.EntityAccessList || c.Entity == wire.EntityTrust) {
+			// An access list opens doors, a trust change adds a CA: only
+			// the hub's signature gives either.
+			r.log.Warn("change in an unverified message ignored (enroll this edge)", "entity", c.Entity, "id", c.ID)
 			continue
 		}
 		if c.Delta != nil {

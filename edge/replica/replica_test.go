@@ -134,17 +134,23 @@ func TestVerifiedDownlink(t *testing.T) {
 	}
 }
 
-func TestUnverifiedMessagesCarryNoAccessList(t *testing.T) {
-	r := open(t)
-	d := wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{change(1, wire.EntityAccessList, "B3", "cards"), change(2, "notice", "n", "x")}}
-	if err := r.apply(d, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := r.Get(wire.EntityAccessList, "B3"); ok {
-		t.Fatal("an unverified message installed an access list")
-	}
-	if _, ok, _ := r.Get("notice", "n"); !ok {
-		t.Fatal("the rest of the message was not applied")
+// An unverified message (an edge not enrolled yet) carries no access
+// list, which opens doors, and no trust change, which would add a site CA.
+func TestUnverifiedMessagesCarryNoAccessListOrTrust(t *testing.T) {
+	for _, entity := range []string{wire.EntityAccessList, wire.EntityTrust} {
+		t.Run(entity, func(t *testing.T) {
+			r := open(t)
+			d := wire.Down{Site: "s1", Prev: 0, Last: 2, Changes: []wire.Change{change(1, entity, "x", "body"), change(2, "notice", "n", "x")}}
+			if err := r.apply(d, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := r.Get(entity, "x"); ok {
+				t.Fatalf("an unverified message installed a %s change", entity)
+			}
+			if _, ok, _ := r.Get("notice", "n"); !ok {
+				t.Fatal("the rest of the message was not applied")
+			}
+		})
 	}
 }
 

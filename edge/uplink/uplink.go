@@ -7,6 +7,7 @@ package uplink
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,10 @@ type Options struct {
 	// identity: the broker refused its login (err set), or a signed ack
 	// of the hub said "replaced" or "revoked". It must not block.
 	OnIdentity func(state string, err error)
+	// OnUntrusted, when set, hears that a broker's certificate did not
+	// verify against the CAs the edge trusts (the hub may have rotated
+	// its site CA while this edge was away). It must not block.
+	OnUntrusted func(err error)
 	// Hold, when it says true, keeps the uplink from holding a session
 	// while nothing is pending: a replaced edge yields its id's client id
 	// to its replacement once it has delivered what it holds, and comes
@@ -112,6 +117,9 @@ type Creds struct {
 	// has no hub key yet (not enrolled) and reads acks unverified.
 	Verify func(envelope []byte) ([]byte, error)
 	TLS    *tls.Config
+	// CA are the fingerprints of the site CAs TLS trusts, said in the
+	// hello.
+	CA []string
 	// Base is the seq base this edge numbers above: acks for another base
 	// answer another device under the same id.
 	Base uint64
@@ -169,6 +177,7 @@ type Uplink struct {
 	prioSig  chan struct{}
 	kick     chan struct{}
 	sign     func([]byte) ([]byte, error) // of the current session
+	trust    []string                     // the session's Creds.CA, for its hello
 	prioMu   sync.Mutex
 	prio     []prioEvent // kept until the hub acks them
 	sessions atomic.Uint64
@@ -422,7 +431,7 @@ func (u *Uplink) session(ctx context.Context) error {
 	if u.opts.Creds != nil {
 		creds = u.opts.Creds()
 	}
-	u.sign = creds.Sign
+	u.sign, u.trust = creds.Sign, creds.CA
 	// A replaced edge says nothing of the device's presence: the status
 	// topic is its replacement's.
 	quiet := func() bool { return u.opts.Hold != nil && u.opts.Hold() }
@@ -469,6 +478,10 @@ func (u *Uplink) session(ctx context.Context) error {
 				at.Store(&b)
 			case mqtt.ConnectionNotificationBrokerFailed:
 				u.lg.Debug("broker unreachable, trying the next", "broker", n.Broker.String(), "err", n.Reason)
+				var unknown x509.UnknownAuthorityError
+				if errors.As(n.Reason, &unknown) && u.opts.OnUntrusted != nil {
+					u.opts.OnUntrusted(n.Reason)
+				}
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -658,7 +671,7 @@ func (u *Uplink) hello(ctx context.Context, c mqtt.Client, lost <-chan error) (u
 	for attempt := 0; attempt < 3; attempt++ {
 		last, acked, pending := u.log.Cursors()
 		h := &wire.Hello{Role: u.opts.Role, Version: u.opts.Version, LastSeq: last, AckedSeq: acked,
-			Clock: u.log.Clock().Now(), Pending: pending}
+			Clock: u.log.Clock().Now(), Pending: pending, CA: u.trust}
 		if hl, ok := u.log.(HorizonLog); ok {
 			// The hub records what lies below it and above its own ack as
 			// lost, instead of waiting for it for ever.

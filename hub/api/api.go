@@ -107,6 +107,8 @@ type API struct {
 	Hub        HubInfo
 	// Extra mounts more routes (the dashboard) on the same mux.
 	Extra func(mux *http.ServeMux)
+	// SiteCA rotates the hub's own site CA; nil: it has none.
+	SiteCA SiteCA
 
 	// For the dashboard, each optional: the live event stream, site plans
 	// by site, door and sensor states, and downlink delivery.
@@ -150,6 +152,9 @@ func (a *API) Handler() http.Handler {
 	}
 	if a.Backups != nil {
 		a.mountBackup(mux)
+	}
+	if a.SiteCA != nil {
+		a.mountSiteCA(mux)
 	}
 	mux.HandleFunc("GET /healthz", a.wrap(a.healthz))
 	if a.Ready != nil {

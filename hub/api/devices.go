@@ -36,6 +36,18 @@ type HubInfo struct {
 	// ResidentKey, when set, is the site's pseudonym key: kiosks then record
 	// residents by pseudonym, and operators' resident ids are hashed alike.
 	ResidentKey func(site string) ([]byte, error)
+	// CA, when set, is the site CA in service and its fingerprint, and
+	// wins over CAPEM and Fingerprint (a rotation switches it while the
+	// hub runs).
+	CA func() (pemText, fingerprint string)
+}
+
+// ca is the site CA new edges pin, and its fingerprint.
+func (h HubInfo) ca() (string, string) {
+	if h.CA != nil {
+		return h.CA()
+	}
+	return h.CAPEM, h.Fingerprint
 }
 
 // resident is the id the hub knows a resident of site by.
@@ -87,7 +99,8 @@ func (a *API) addDevice(w http.ResponseWriter, r *http.Request) error {
 	if ttl <= 0 {
 		ttl = 24 * time.Hour
 	}
-	tok, exp, err := a.Enrollment.Issue(req.ID, req.Site, req.Role, a.Hub.Fingerprint, ttl, req.Replace)
+	_, fingerprint := a.Hub.ca()
+	tok, exp, err := a.Enrollment.Issue(req.ID, req.Site, req.Role, fingerprint, ttl, req.Replace)
 	if errors.Is(err, registry.ErrEnrolled) {
 		return &httpx.Error{Status: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("%s is enrolled already; send \"replace\":true to enroll a device that replaces it", req.ID)}
 	}
@@ -128,9 +141,10 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return inField("token", err)
 	}
+	caPEM, _ := a.Hub.ca()
 	resp := identity.EnrollResponse{ID: d.ID, Site: d.Site, Role: d.Role,
 		MQTTUsername: d.ID, MQTTPassword: password, HubID: a.Hub.ID, HubKey: identity.EncodePublic(a.Hub.Key),
-		CAPEM: a.Hub.CAPEM, Broker: a.Hub.Broker, SeqBase: d.SeqBase}
+		CAPEM: caPEM, Broker: a.Hub.Broker, SeqBase: d.SeqBase}
 	if a.Hub.ResidentKey != nil {
 		key, err := a.Hub.ResidentKey(d.Site)
 		if err != nil {
@@ -181,11 +195,12 @@ func (a *API) identityState(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) caPEM(w http.ResponseWriter, r *http.Request) error {
-	if a.Hub.CAPEM == "" {
+	caPEM, _ := a.Hub.ca()
+	if caPEM == "" {
 		return &httpx.Error{Status: http.StatusNotFound, Msg: "this hub serves plain HTTP on loopback; it has no CA"}
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, err := w.Write([]byte(a.Hub.CAPEM))
+	_, err := w.Write([]byte(caPEM))
 	return err
 }
 

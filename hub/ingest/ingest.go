@@ -529,6 +529,7 @@ func (in *Ingest) hello(m inbound, h *wire.Hello, g grant) {
 	skew := hlc.Skew(h.Clock, m.at).Milliseconds()
 	d.SkewMs = skew
 	d.Down = h.DownCursor
+	d.CA = h.CA
 	// An edge that no longer holds the seqs the hub lacks (deleted before
 	// a backup covered them, and the hub was restored from that backup)
 	// will never send them: record the hole once and take what follows.

@@ -84,12 +84,15 @@ func Ensure(dir string, hosts []string, now time.Time) (*Bundle, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := resumeFinish(dir); err != nil {
+		return nil, err
+	}
 	ca, caPriv, err := loadOrCreateCA(dir, now)
 	if err != nil {
 		return nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, serverCert), filepath.Join(dir, serverKey))
-	if err != nil || !covers(cert, hosts) || certExpiring(cert, now) {
+	if err != nil || !covers(cert, hosts) || certExpiring(cert, now) || !issuedBy(cert, ca) {
 		if cert, err = issueServer(dir, ca, caPriv, hosts, now); err != nil {
 			return nil, err
 		}
@@ -124,16 +127,7 @@ func loadOrCreateCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.Privat
 	if err != nil {
 		return nil, nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "Linli site CA", Organization: []string{"Linli"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
+	tmpl := caTemplate(now, "Linli site CA")
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create site CA: %w", err)
@@ -207,6 +201,13 @@ func covers(cert tls.Certificate, hosts []string) bool {
 		}
 	}
 	return true
+}
+
+// issuedBy reports whether the certificate is signed by ca (after a
+// site-CA rotation it is not, and is issued again).
+func issuedBy(cert tls.Certificate, ca *x509.Certificate) bool {
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	return err == nil && leaf.CheckSignatureFrom(ca) == nil
 }
 
 func certExpiring(cert tls.Certificate, now time.Time) bool {

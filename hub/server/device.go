@@ -38,14 +38,10 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	tok := *token
-	if tok == "" {
-		b, err := os.ReadFile(filepath.Join(*data, "admin.token"))
-		if err != nil {
-			fmt.Fprintf(stderr, "linli-hub device: bad setting \"data\": cannot read the admin token: %v\n", err)
-			return 2
-		}
-		tok = strings.TrimSpace(string(b))
+	client, tok, err := adminClient(*data, *token)
+	if err != nil {
+		fmt.Fprintf(stderr, "linli-hub device: bad setting \"data\": %v\n", err)
+		return 2
 	}
 	var method, path string
 	var body any
@@ -69,13 +65,6 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2
-	}
-	client := http.DefaultClient
-	if caPEM, err := os.ReadFile(filepath.Join(*data, "pki", "ca.pem")); err == nil {
-		// The hub's own site CA, for an https:// hub.
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(caPEM)
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
 	var out json.RawMessage
 	code, err := call(ctx, client, method, strings.TrimRight(*hub, "/")+path, tok, body, &out)
@@ -105,6 +94,26 @@ func deviceMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, string(out))
 	}
 	return 0
+}
+
+// adminClient is the admin token (given, or read from the hub's data dir)
+// and an HTTP client that trusts the hub's own site CA, for an https://
+// hub.
+func adminClient(data, token string) (*http.Client, string, error) {
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(data, "admin.token"))
+		if err != nil {
+			return nil, "", fmt.Errorf("cannot read the admin token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	client := http.DefaultClient
+	if caPEM, err := os.ReadFile(filepath.Join(data, "pki", "ca.pem")); err == nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	return client, token, nil
 }
 
 func envOr(key, def string) string {

@@ -63,6 +63,9 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	if len(args) > 0 && args[0] == "status" {
 		return statusMain(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "ca" {
+		return caMain(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "restore" {
 		return restoreMain(args[1:], stdout, stderr)
 	}
@@ -296,6 +299,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if h.tls != nil {
 		hubInfo.CAPEM, hubInfo.Fingerprint = string(h.tls.CAPEM), h.tls.Fingerprint
 	}
+	var siteCA *siteCA // a hub that made its own CA can rotate it
+	if h.tls != nil && cfg.TLSCert == "" {
+		siteCA = newSiteCA(h)
+		hubInfo.CA = siteCA.inService
+	}
 	if cfg.Pseudonymize {
 		hubInfo.ResidentKey = h.registry.ResidentKey
 	}
@@ -353,6 +361,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		Ready:     ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra:     func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
 	reg.MustRegister(a.OverdueCollector())
+	if siteCA != nil {
+		a.SiteCA = siteCA
+		reg.MustRegister(siteCA.collectors()...)
+	}
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_hub_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)

@@ -139,3 +139,78 @@ func metricsText(t *testing.T, base string) string {
 
 // formatFloat is how the Prometheus text format writes a gauge value.
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// The site-CA rotation through the admin API of a hub with its own CA:
+// nothing to finish before a rotation, the next CA goes into the site's
+// downlink and its bundle is handed out once started, and finish moves
+// the certificate of both listeners to the new CA without a restart.
+func TestSiteCARotationAPI(t *testing.T) {
+	cfg := Config{Data: t.TempDir(), HTTP: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", ID: "hub", Sites: []string{"s1"},
+		Profile: "small", LogLevel: "info", MaxGroup: 20000, TokenTTL: time.Hour, TLS: "on", TLSReload: time.Hour}
+	h, err := Start(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	call := func(method, path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, h.HTTPURL()+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	oldCA := h.tls.Fingerprint
+	for _, c := range []struct {
+		method, path, token string
+		code                int
+		has                 string
+	}{
+		{"GET", "/api/v1/pki", "", 401, ""},
+		{"POST", "/api/v1/pki/rotate", "", 401, ""},
+		{"GET", "/api/v1/pki", h.token, 200, `"phase":"none"`},
+		{"POST", "/api/v1/pki/finish", h.token, 409, "no site-CA rotation is started"},
+		{"GET", "/api/v1/pki/bundle", "", 404, ""},
+		{"POST", "/api/v1/pki/rotate", h.token, 200, `"phase":"started"`},
+	} {
+		if code, body := call(c.method, c.path, c.token); code != c.code || !strings.Contains(body, c.has) {
+			t.Fatalf("%s %s: %d %s, want %d with %q", c.method, c.path, code, body, c.code, c.has)
+		}
+	}
+	if head := h.down.Head("s1"); head != 1 {
+		t.Fatalf("downlink head of s1 after rotate: %d, want the trust change", head)
+	}
+	code, bundle := call("GET", "/api/v1/pki/bundle", "")
+	if code != 200 || strings.Count(bundle, "BEGIN CERTIFICATE") != 2 {
+		t.Fatalf("bundle: %d %q", code, bundle)
+	}
+	if m := metricsText(t, h.HTTPURL()); !strings.Contains(m, `linli_hub_ca_devices{state="old"} 0`) {
+		t.Fatal("metrics lack linli_hub_ca_devices")
+	}
+	if code, body := call("POST", "/api/v1/pki/finish", h.token); code != 200 || !strings.Contains(body, `"phase":"switched"`) || !strings.Contains(body, `"previous":"`+oldCA+`"`) {
+		t.Fatalf("finish: %d %s", code, body)
+	}
+	_, caPEM := call("GET", "/api/v1/ca.pem", "")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatal("ca.pem after finish is not PEM")
+	}
+	for _, addr := range []string{h.HTTPAddr(), h.MQTTAddr()} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("%s after finish does not verify against the new CA: %v", addr, err)
+		}
+		c.Close()
+	}
+}

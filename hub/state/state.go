@@ -592,6 +592,26 @@ func (s *State) Record(bodies ...event.Body) ([]event.Event, error) {
 	return evs, nil
 }
 
+// SendDown puts changes that are no part of the merged state (the site CA
+// a rotation brings) in site's downlink log and sends them to its edges:
+// edges that are away take them when they catch up, like any change.
+func (s *State) SendDown(site string, changes []wire.Change) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	b := s.opts.Store.NewBatch()
+	if err := s.opts.Downlink.Append(b, site, changes); err != nil {
+		b.Discard()
+		s.opts.Downlink.Abort()
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		s.opts.Downlink.Abort()
+		return fmt.Errorf("store downlink changes of %s: %w", site, err)
+	}
+	s.opts.Downlink.Commit()
+	return nil
+}
+
 // Read runs f with the merged state under a read lock; f must not keep
 // references into it.
 func (s *State) Read(f func(m *merge.State)) {

@@ -69,6 +69,9 @@ type DeviceRecord struct {
 	// did not cover them). Gaps are their ranges.
 	Lost uint64  `cbor:"17,keyasint,omitempty"`
 	Gaps []Range `cbor:"18,keyasint,omitempty"`
+	// CA: fingerprints of the site CAs the edge trusts, as its last hello
+	// said.
+	CA []string `cbor:"19,keyasint,omitempty"`
 }
 
 // AckedFrom is the high-water mark of the seqs numbered above base: every

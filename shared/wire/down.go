@@ -22,7 +22,21 @@ const (
 	EntityAlarm      = "alarm"
 	EntityAccessList = "access"
 	EntityResident   = "resident" // erasure of a resident's records
+	EntityTrust      = "trust"    // a new site CA, cross-signed by the one edges pin (Trust)
 )
+
+// TrustSiteCA is the id of the one trust change: the site CA a rotation
+// introduces.
+const TrustSiteCA = "site-ca"
+
+// Trust is the body of a trust change: the new site CA and its
+// cross-certificate, the new CA's name and key certified by the CA edges
+// already pin. An edge trusts the new CA only when the cross-certificate
+// verifies against a CA it trusts (and the message is the hub's).
+type Trust struct {
+	CA    []byte `cbor:"1,keyasint"` // DER of the new CA's own certificate
+	Cross []byte `cbor:"2,keyasint"` // DER of its certificate issued by the previous CA
+}
 
 // Change is one entry of a site's downlink change log.
 type Change struct {

@@ -42,6 +42,9 @@ type Hello struct {
 	// acked+1 up to First-1 are gone for good: the hub records them as
 	// lost instead of waiting for them.
 	First uint64 `cbor:"9,keyasint,omitempty"`
+	// CA lists the SHA-256 fingerprints of the site CAs the edge trusts,
+	// so the hub can tell when every edge has taken a rotated CA.
+	CA []string `cbor:"10,keyasint,omitempty"`
 }
 
 // Codec of a batch's events.
