@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	pollpkg "linli/shared/test/poll"
 	"linli/shared/test/process"
 )
 
@@ -143,33 +143,14 @@ func postJSON(ctx context.Context, c *http.Client, url string, body []byte) (int
 // poll calls cond every interval until it returns true, an error, the
 // process p dies, or timeout passes.
 func poll(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error), procs ...*proc) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
+	return pollpkg.Until(ctx, timeout, interval, cond, func() error {
 		for _, p := range procs {
 			if err := p.alive(); err != nil {
 				return err
 			}
 		}
-		if time.Now().After(deadline) {
-			if last == nil {
-				last = errors.New("condition not met")
-			}
-			return fmt.Errorf("not within %v: %w", timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
+		return nil
+	})
 }
 
 // waitHTTP waits until url answers 200.

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/process"
 )
 
@@ -192,7 +193,7 @@ func (e *Edge) Sync(ctx context.Context) (SyncState, error) {
 // everything it wrote.
 func (e *Edge) Drained(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		s, err := e.Sync(context.Background())
 		return err == nil && s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("%s sync %+v %v", e.ID, s, err)
 	})

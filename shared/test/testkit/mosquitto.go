@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"linli/shared/test/poll"
 )
 
 // MosquittoBin is where Debian installs the broker.
@@ -39,7 +41,7 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 		t.Fatal(err)
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
-	Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return false, fmt.Sprintf("mosquitto not listening on %s: %v", addr, err)
@@ -119,7 +121,7 @@ func MosquittoShipped(t testing.TB, addr, conf, dir string, subst map[string]str
 		t.Fatal(err)
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
-	Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		if proc.Exited() {
 			t.Fatalf("mosquitto with configs/%s exited:\n%s", conf, proc.Log())
 		}

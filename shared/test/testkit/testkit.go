@@ -1,6 +1,6 @@
 // Package testkit helps tests run Linli for real: build the binaries, start
 // them (and Mosquitto) as processes on free loopback ports, talk HTTP to
-// them, and poll with a deadline instead of sleeping.
+// them and check what they synced.
 package testkit
 
 import (
@@ -20,34 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/process"
 )
-
-// Eventually polls cond every 20 ms until it returns true or timeout
-// passes, then fails the test with the last reason cond gave.
-func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for {
-		var ok bool
-		ok, why = cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// WaitFor is Eventually for a condition with nothing to report: it waits
-// up to 10 s and fails the test naming what it waited for.
-func WaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
-}
 
 // SyncBuffer is a log sink that goroutines may write concurrently.
 type SyncBuffer struct {
@@ -208,7 +183,7 @@ func Do(ctx context.Context, method, url, token string, body, out any) (int, err
 // WaitHTTP polls url until it answers 200.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		code, err := Do(context.Background(), "GET", url, "", nil, nil)
 		return code == 200, fmt.Sprintf("GET %s: %d %v", url, code, err)
 	})
