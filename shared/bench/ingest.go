@@ -43,7 +43,7 @@ func edgeIngest(ctx context.Context, e *runEnv) error {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	defer base.close()
-	nowhere, err := freeAddr() // no broker: the edges are offline and only write
+	nowhere, err := process.FreeAddr() // no broker: the edges are offline and only write
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,17 +32,9 @@ func startProc(dir, name, bin string, args []string, env ...string) (*proc, erro
 // alive fails when the process has exited, quoting the end of its log.
 func (p *proc) alive() error {
 	if p.Exited() {
-		return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), p.tail(600))
+		return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), oneLine(p.Tail(600)))
 	}
 	return nil
-}
-
-func (p *proc) tail(n int) string {
-	b := p.Log()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return oneLine(b)
 }
 
 // memory reads the process's peak (VmHWM) and current (VmRSS) resident set.
@@ -81,16 +72,6 @@ func watchMemory(p *proc, every time.Duration) *memPeaks {
 }
 
 func (m *memPeaks) end() { close(m.stop); <-m.done }
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
 
 var httpc = &http.Client{
 	Timeout:   30 * time.Second,

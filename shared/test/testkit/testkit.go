@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -47,12 +45,8 @@ func (s *SyncBuffer) String() string {
 // ago.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr()
 	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return addr
@@ -79,12 +73,7 @@ func Binaries(t testing.TB) (hub, edge string) {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./hub/cmd/linli-hub", "./edge/cmd/linli-edge")
-		cmd.Dir = Root()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = process.Build(Root(), buildDir, "./hub/cmd/linli-hub", "./edge/cmd/linli-edge")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -106,6 +95,12 @@ func Start(t testing.TB, name, bin string, args []string, env ...string) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return adopt(t, pp)
+}
+
+// adopt makes pp the test's: killed at its end, its log printed if the
+// test failed.
+func adopt(t testing.TB, pp *process.Proc) *Proc {
 	p := &Proc{Proc: pp, t: t}
 	t.Cleanup(func() {
 		p.Kill()
@@ -126,9 +121,9 @@ func (p *Proc) Restart() {
 }
 
 func (p *Proc) dumpLog() {
-	log := p.Log()
-	if len(log) > 8000 {
-		log = "…" + log[len(log)-8000:]
+	log := p.Tail(8000)
+	if len(log) < len(p.Log()) {
+		log = "…" + log
 	}
 	p.t.Logf("==== %s log:\n%s", p.Name, log)
 }
