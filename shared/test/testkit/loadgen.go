@@ -34,7 +34,7 @@ func RunLoadgen(t testing.TB, e *Edge, ledger *Ledger, kind, prefix string, n in
 			loadgenErr = err
 			return
 		}
-		loadgenErr = process.Build(Root(), dir, "./shared/test/loadgen")
+		loadgenErr = process.Build(Root(), dir, "./shared/test/loadgen/cmd/loadgen")
 		loadgenBin = filepath.Join(dir, "loadgen")
 	})
 	if loadgenErr != nil {
@@ -57,7 +57,7 @@ func RunLoadgen(t testing.TB, e *Edge, ledger *Ledger, kind, prefix string, n in
 			t.Fatalf("loadgen printed %q", sc.Text())
 		}
 		ledger.Tried(e.ID)
-		ledger.ackChecked(e.ID, seq, marker)
+		ledger.Record(e.ID, seq, marker)
 		ok++
 	}
 	if s := stderr.String(); s != "" {
