@@ -253,6 +253,7 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 	}
 	var p pending
 	var d *Device
+	var expired bool
 	password := randomString(24)
 	err = r.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(tokenKey(tok.Secret))
@@ -270,7 +271,10 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 			return err
 		}
 		if r.now().After(p.Expires) {
-			return ErrTokenExpired
+			// Returning an error would roll the delete back and leave the
+			// token usable should the hub's clock be set back.
+			expired = true
+			return nil
 		}
 		salt := make([]byte, 16)
 		if _, err := rand.Read(salt); err != nil {
@@ -290,11 +294,11 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 		}
 		return txn.Set([]byte(prefixDevice+d.ID), val)
 	})
-	if errors.Is(err, ErrTokenExpired) {
-		return Device{}, "", err // the token is spent either way
-	}
 	if err != nil {
 		return Device{}, "", err
+	}
+	if expired {
+		return Device{}, "", ErrTokenExpired // and the token is spent
 	}
 	r.mu.Lock()
 	r.devices[d.ID] = d
