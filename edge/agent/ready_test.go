@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -62,14 +63,14 @@ func edgeReadyz(t *testing.T, a *Agent) readyAnswer {
 // real hub.)
 func TestEdgeReadyz(t *testing.T) {
 	a := startEdge(t, "--broker", "tcp://"+testkit.FreePort(t))
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		r := edgeReadyz(t, a)
 		return r.code == 200 && strings.HasPrefix(r.warnings, "offline:") && r.reasons == "", r.reasons + r.warnings
 	})
 	if err := a.Outbox().Close(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		r := edgeReadyz(t, a)
 		return r.code == 503 && r.reasons == "store: closed", r.reasons
 	})
@@ -80,7 +81,7 @@ func TestEdgeReadyzDiskGuardRefusing(t *testing.T) {
 	// A reserve of 99 % of the disk: whatever this machine has free, the
 	// guard refuses (a test's disk is never 99 % empty).
 	a := startEdge(t, "--broker", "tcp://"+testkit.FreePort(t), "--disk-reserve", "99%", "--disk-telemetry-reserve", "99%")
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		r := edgeReadyz(t, a)
 		return r.code == 503 && strings.HasPrefix(r.reasons, "disk: ") && strings.HasPrefix(r.warnings, "offline:"),
 			r.reasons + " / " + r.warnings

@@ -3,6 +3,7 @@ package diskguard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"linli/edge/outbox"
 	"linli/shared/event"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -199,17 +201,10 @@ func TestRunShedsOnlyBelowTelemetryReserve(t *testing.T) {
 		t.Fatalf("with plenty of space: dropped %d, reclaimed %d times", n, r)
 	}
 	d.set(150 << 20)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		n, r := s.dropped()
-		if n == 20 && r >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("below the telemetry reserve: dropped %d of 20, reclaimed %d times", n, r)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return n == 20 && r >= 3, fmt.Sprintf("below the telemetry reserve: dropped %d of 20, reclaimed %d times", n, r)
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -206,6 +206,10 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 	}
 	if caPEM != "" {
 		er.CAPEM = caPEM // the pinned one, whatever the answer says
+	} else if er.CAPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(er.CAPEM)) {
+		// Stored, it would fail every later connection to the broker and
+		// the hub rather than this enrollment.
+		return nil, errors.New("enroll answer: ca_pem is not a PEM certificate")
 	}
 	id := &Identity{ID: er.ID, Site: er.Site, Role: er.Role, Hub: o.Hub, MQTTUsername: er.MQTTUsername,
 		MQTTPassword: er.MQTTPassword, HubID: er.HubID, HubKey: er.HubKey, CAPEM: er.CAPEM, Broker: er.Broker,

@@ -25,7 +25,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -240,24 +240,19 @@ func (r *rig) checks(t *testing.T) []string {
 // moves the mark past them.
 func (r *rig) await(t *testing.T, want ...string) {
 	t.Helper()
-	var got []string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got = r.checks(t)[r.mark:]
-		if strings.Join(got, "; ") == strings.Join(want, "; ") {
-			r.mark += len(want)
-			return
-		}
-		if time.Now().After(deadline) || len(got) > len(want) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := r.checks(t)[r.mark:]
+		if len(got) > len(want) {
 			t.Fatalf("events %q, want %q", got, want)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Join(got, "; ") == strings.Join(want, "; "), fmt.Sprintf("events %q, want %q", got, want)
+	})
+	r.mark += len(want)
 }
 
 func (r *rig) eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	testkit.WaitFor(t, what, cond)
+	poll.WaitFor(t, what, cond)
 }
 
 func (r *rig) drive(t *testing.T, line string, l gpio.Level) {

@@ -16,7 +16,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/identity"
 	"linli/shared/kv"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -120,7 +120,7 @@ func TestVerifiedDownlink(t *testing.T) {
 	p, _ := wire.Encode(wire.Down{Site: "s1", Prev: 0, Last: 1, Changes: []wire.Change{change(1, wire.EntityAccessList, "B3", "unsigned")}})
 	r.Handle("t", p)
 	r.Handle("t", msg(hubKey, 1))
-	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, func() (bool, string) {
 		_, _, _, refused := r.Stats()
 		return r.Cursor() == 1 && refused == 2, "forged or unsigned message not refused, or the real one not applied"
 	})

@@ -23,6 +23,7 @@ import (
 	"linli/edge/uplink"
 	"linli/shared/event"
 	"linli/shared/identity"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -157,16 +158,10 @@ func TestStreamsBacklogFromStoredEncodings(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- up.Run(rctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, acked, pending := l.Cursors(); acked == n && pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %+v", l.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, acked, pending := l.Cursors()
+		return acked == n && pending == 0, fmt.Sprintf("not drained: %+v", l.Stats())
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -234,25 +229,18 @@ func TestConnectGivesUpOnSilentBroker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- up.Run(ctx) }()
-	deadline := time.Now().Add(6 * time.Second)
-	for {
+	var gap time.Duration
+	poll.Eventually(t, 6*time.Second, func() (bool, string) {
 		mu.Lock()
+		defer mu.Unlock()
 		n := len(accepted)
-		var gap time.Duration
 		if n >= 2 {
 			gap = accepted[1].Sub(accepted[0])
 		}
-		mu.Unlock()
-		if n >= 2 {
-			if gap > 3*time.Second {
-				t.Fatalf("second attempt %v after the first, want about two keepalives (1 s)", gap)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connection attempts in 6 s against a silent broker: the first was never given up", n)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n >= 2, fmt.Sprintf("%d connection attempts against a silent broker: the first was never given up", n)
+	})
+	if gap > 3*time.Second {
+		t.Fatalf("second attempt %v after the first, want about two keepalives (1 s)", gap)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -367,7 +355,7 @@ func TestForgedAcksAreIgnored(t *testing.T) {
 				}
 			}
 			appendN(25)
-			testkit.Eventually(t, 20*time.Second, drained(25))
+			poll.Eventually(t, 20*time.Second, drained(25))
 
 			attacker := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("attacker"))
 			if tok := attacker.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -381,12 +369,12 @@ func TestForgedAcksAreIgnored(t *testing.T) {
 					t.Fatal(tok.Error())
 				}
 			}
-			testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			poll.Eventually(t, 10*time.Second, func() (bool, string) {
 				n := up.Stats().AcksRefused
 				return n == uint64(len(c.forged)), fmt.Sprintf("%d acks refused, want %d", n, len(c.forged))
 			})
 			appendN(25) // the edge goes on sending
-			testkit.Eventually(t, 20*time.Second, drained(50))
+			poll.Eventually(t, 20*time.Second, drained(50))
 			if n := up.Stats().AcksRefused; n != uint64(len(c.forged)) {
 				t.Errorf("%d acks refused, want %d: an ack of another seq base is not forged", n, len(c.forged))
 			}
@@ -434,18 +422,11 @@ func TestHelloSaysFirstHeldAndAcksSetTheHorizon(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- up.Run(rctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		h, ok := l.Horizon()
-		if _, acked, _ := l.Cursors(); acked == 10 && ok && h == horizon {
-			break
-		}
-		if time.Now().After(deadline) {
-			h, ok := l.Horizon()
-			t.Fatalf("not drained with the horizon: %+v, horizon %d %v", l.Stats(), h, ok)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		_, acked, _ := l.Cursors()
+		return acked == 10 && ok && h == horizon, fmt.Sprintf("not drained with the horizon: %+v, horizon %d %v", l.Stats(), h, ok)
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -502,16 +483,10 @@ func TestHelloAgainWhenEventsWentMeanwhile(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- up.Run(rctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, acked, _ := l.Cursors(); acked == 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained: %+v", l.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, acked, _ := l.Cursors()
+		return acked == 10, fmt.Sprintf("not drained: %+v", l.Stats())
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -590,7 +565,7 @@ func TestBrokerListFailsOverToTheFirstThatAnswers(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- up.Run(ctx) }()
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		_, acked, pending := l.Cursors()
 		return acked == n && pending == 0, fmt.Sprintf("acked %d, pending %d, stats %+v", acked, pending, up.Stats())
 	})

@@ -12,6 +12,7 @@ import (
 	"linli/firmware/contact"
 	"linli/firmware/gpiosim"
 	"linli/firmware/internal/clocktest"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,12 +30,7 @@ func run(t *testing.T, c *contact.Contact, pin *gpiosim.Pin) <-chan contact.Even
 			t.Errorf("Run: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(5 * time.Second); !pin.Listening(); {
-		if time.Now().After(deadline) {
-			t.Fatal("contact did not configure its pin within 5s")
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline
-	}
+	poll.WaitForWithin(t, 5*time.Second, "contact to configure its pin", pin.Listening)
 	return events
 }
 

@@ -13,6 +13,7 @@ import (
 	"linli/firmware/door"
 	"linli/firmware/gpiosim"
 	"linli/firmware/internal/clocktest"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,18 +37,8 @@ func start(t *testing.T, cfg door.Config) (*gpiosim.Pin, <-chan door.Event) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	waitFor(t, pin.Listening)
+	poll.WaitForWithin(t, 5*time.Second, "the pin to listen", pin.Listening)
 	return pin, events
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline, not synchronisation
-	}
 }
 
 func next(t *testing.T, events <-chan door.Event) door.Event {
@@ -119,7 +110,7 @@ func TestSensorActiveLow(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	waitFor(t, pin.Listening)
+	poll.WaitForWithin(t, 5*time.Second, "the pin to listen", pin.Listening)
 	if err := pin.Drive(ctx, gpio.Low); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"linli/firmware/relay"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -87,18 +89,11 @@ func TestLevels(t *testing.T) {
 // waitCreated waits until the i-th pulse has asked for its timer, i.e. it is running.
 func (f *timers) waitCreated(t *testing.T, i int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	poll.WaitForWithin(t, 5*time.Second, fmt.Sprintf("pulse %d to start", i), func() bool {
 		f.mu.Lock()
-		n := len(f.ch)
-		f.mu.Unlock()
-		if n > i {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pulse %d never started", i)
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline
-	}
+		defer f.mu.Unlock()
+		return len(f.ch) > i
+	})
 }
 
 func recv(t *testing.T, errs <-chan error) error {

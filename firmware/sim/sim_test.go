@@ -23,6 +23,7 @@ import (
 	"linli/firmware/sht3x"
 	"linli/firmware/sim"
 	"linli/firmware/wiegand"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -140,12 +141,7 @@ func TestScenarioThroughDrivers(t *testing.T) {
 
 	for _, name := range []string{"B3-main-contact", "B3-main-d0", "B3-main-d1", "B3-smoke-1", "B3-water-1"} {
 		p := mustPin(t, s, name)
-		for deadline := time.Now().Add(5 * time.Second); !p.Listening(); {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no driver listening within 5s", name)
-			}
-			time.Sleep(time.Millisecond) // polling with a deadline
-		}
+		poll.WaitForWithin(t, 5*time.Second, name+": a driver listening", p.Listening)
 	}
 
 	bus, err := hw.I2C("i2c-1")

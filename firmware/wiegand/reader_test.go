@@ -12,6 +12,7 @@ import (
 	"linli/firmware/gpiosim"
 	"linli/firmware/internal/clocktest"
 	"linli/firmware/wiegand"
+	"linli/shared/test/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,12 +47,7 @@ func startReader(t *testing.T) *reader {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(5 * time.Second); !r.d0.Listening() || !r.d1.Listening(); {
-		if time.Now().After(deadline) {
-			t.Fatal("reader did not listen within 5s")
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline
-	}
+	poll.WaitForWithin(t, 5*time.Second, "the reader to listen", func() bool { return r.d0.Listening() && r.d1.Listening() })
 	return r
 }
 

@@ -19,7 +19,7 @@ import (
 
 	"linli/hub/store"
 	"linli/shared/kv"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -397,9 +397,9 @@ func TestSchedulerRunStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { sch.Run(ctx); close(done) }()
-	testkit.WaitFor(t, "the first backup", func() bool { return !sch.Stats().LastSuccess.IsZero() })
+	poll.WaitFor(t, "the first backup", func() bool { return !sch.Stats().LastSuccess.IsZero() })
 	cancel()
-	testkit.WaitFor(t, "Run to return after cancel", func() bool {
+	poll.WaitFor(t, "Run to return after cancel", func() bool {
 		select {
 		case <-done:
 			return true

@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -64,7 +65,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	}
 
 	connect("kiosk-b1").Disconnect(100) // a clean DISCONNECT
-	testkit.WaitFor(t, "kiosk-b1's disconnect logged", func() bool { return disconnected("kiosk-b1") })
+	poll.WaitFor(t, "kiosk-b1's disconnect logged", func() bool { return disconnected("kiosk-b1") })
 
 	// A cut connection: the client's socket closes under it.
 	raw, err := net.Dial("tcp", b.Addr())
@@ -86,7 +87,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	if err := raw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, "gw-b3's cut logged", func() bool { return disconnected("gw-b3") })
+	poll.WaitFor(t, "gw-b3's cut logged", func() bool { return disconnected("gw-b3") })
 
 	// Not MQTT at all: a failure worth a warning, with a message.
 	junk, err := net.Dial("tcp", b.Addr())
@@ -96,7 +97,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	if _, err := junk.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, "the junk connection's warning", func() bool {
+	poll.WaitFor(t, "the junk connection's warning", func() bool {
 		for _, r := range records(t, logs) {
 			if r["msg"] == "mqtt connection failed" && r["level"] == "WARN" && r["component"] == "broker" && r["error"] != nil {
 				return true
@@ -112,7 +113,7 @@ func TestConnectionEndsAreLoggedWithTheirDevice(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, "kiosk-b2's disconnect at the stop logged", func() bool { return disconnected("kiosk-b2") })
+	poll.WaitFor(t, "kiosk-b2's disconnect at the stop logged", func() bool { return disconnected("kiosk-b2") })
 	for _, r := range records(t, logs)[before:] {
 		if r["level"] == "WARN" || r["level"] == "ERROR" || r["msg"] == "" {
 			t.Errorf("at the broker's stop: %v", r)
@@ -277,13 +278,13 @@ func TestRefusedPublishesDoNotFillTheLog(t *testing.T) {
 			t.Fatalf("connect: %v", tok.Error())
 		}
 		c.Publish(topic, 1, false, payload)
-		testkit.WaitFor(t, "the publish refused", func() bool {
+		poll.WaitFor(t, "the publish refused", func() bool {
 			_, pubs, _ := b.Refused()
 			return pubs >= uint64(i+1)
 		})
 		c.Disconnect(0)
 	}
-	testkit.WaitFor(t, "the refusal logged", func() bool {
+	poll.WaitFor(t, "the refusal logged", func() bool {
 		return strings.Contains(logs.String(), `"client":"kiosk-x"`) && strings.Contains(logs.String(), topic)
 	})
 	if n := len(logs.String()); n > 8<<10 {

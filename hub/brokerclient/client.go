@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Options configure the connection.
@@ -31,7 +32,18 @@ type Client struct {
 	subs map[string]mqtt.MessageHandler
 }
 
-// Dial connects, retrying until ctx ends.
+// ErrRefused means the broker refused the hub's login (bad user name or
+// password, or not authorised).
+var ErrRefused = errors.New("the broker refused the hub's login")
+
+// retryInterval is the wait between two connection attempts in Dial.
+const retryInterval = time.Second
+
+// Dial connects, retrying until ctx ends. A refused login is retried too
+// (the hub writes Mosquitto's password file and asks for a reload just
+// before it dials, so the first attempts may come too early); if it is
+// still refused when ctx ends, the error wraps ErrRefused and names the
+// login.
 func Dial(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -47,8 +59,9 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		// anything dropped is resent by the edges after their ack timeout).
 		SetCleanSession(false).
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		// Dial retries itself: paho's own retry would hide why each
+		// attempt failed.
+		SetConnectRetry(false).
 		SetMaxReconnectInterval(5 * time.Second).
 		SetKeepAlive(10 * time.Second).
 		// Each message gets its own goroutine, so a handler may block for
@@ -59,17 +72,46 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 			opts.Logger.Warn("lost external broker; reconnecting", "err", err)
 		})
 	cl.c = mqtt.NewClient(co)
-	tok := cl.c.Connect()
-	select {
-	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			return nil, fmt.Errorf("connect %s: %w", opts.Broker, err)
+	var last error
+	for {
+		tok := cl.c.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			cl.c.Disconnect(0)
+			return nil, dialError(opts, ctx.Err(), last)
 		}
-	case <-ctx.Done():
-		cl.c.Disconnect(0)
-		return nil, ctx.Err()
+		if last = tok.Error(); last == nil {
+			return cl, nil
+		}
+		if refused(last) {
+			opts.Logger.Warn("the external broker refuses the hub's login; retrying", "broker", opts.Broker, "user", opts.Username, "err", last)
+		} else {
+			opts.Logger.Debug("connect to the external broker failed; retrying", "broker", opts.Broker, "err", last)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, dialError(opts, ctx.Err(), last)
+		case <-time.After(retryInterval):
+		}
 	}
-	return cl, nil
+}
+
+func refused(err error) bool {
+	return errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised)
+}
+
+// dialError says why Dial gave up: the context's end, and what the last
+// attempt was told.
+func dialError(opts Options, ctxErr, last error) error {
+	switch {
+	case last == nil:
+		return fmt.Errorf("connect %s: %w", opts.Broker, ctxErr)
+	case refused(last):
+		return fmt.Errorf("connect %s as %q: %w (%v); gave up: %w", opts.Broker, opts.Username, ErrRefused, last, ctxErr)
+	default:
+		return fmt.Errorf("connect %s: %w; last attempt: %v", opts.Broker, ctxErr, last)
+	}
 }
 
 func (cl *Client) resubscribe(c mqtt.Client) {

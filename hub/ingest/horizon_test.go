@@ -7,6 +7,7 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -42,7 +43,7 @@ func TestHelloAboveAckedRecordsTheHoleAsLost(t *testing.T) {
 	next := func(what string) wire.Ack {
 		t.Helper()
 		var a wire.Ack
-		waitFor(t, what, func() bool {
+		poll.WaitFor(t, what, func() bool {
 			select {
 			case a = <-acks:
 				return true
@@ -77,7 +78,7 @@ func TestHelloAboveAckedRecordsTheHoleAsLost(t *testing.T) {
 	if a := next("the ack after the hole"); a.Acked != 25 {
 		t.Fatalf("ack after the hole %d, want 25", a.Acked)
 	}
-	waitFor(t, "the lost count on disk", func() bool {
+	poll.WaitFor(t, "the lost count on disk", func() bool {
 		recs, err := h.store.Devices()
 		return err == nil && len(recs) == 1 && recs[0].Lost == 10 && recs[0].Acked == 25
 	})
@@ -112,7 +113,7 @@ func TestAcksCarryTheBackupHorizon(t *testing.T) {
 			tr.deliverUp(t, up, wire.Up{Batch: batch(t, h.clock, 1, 5)})
 			for i, want := range tc.want {
 				var a wire.Ack
-				waitFor(t, "an ack", func() bool {
+				poll.WaitFor(t, "an ack", func() bool {
 					select {
 					case a = <-acks:
 						return true

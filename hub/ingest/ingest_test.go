@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"linli/shared/event"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -20,7 +21,7 @@ func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
 	up, ack := wire.Topic(site, device, wire.LeafUp), wire.Topic(site, device, wire.LeafAck)
 	own, all := wire.Topic(site, device, wire.LeafDown), wire.SiteDown(site)
 	tr.deliverUp(t, up, wire.Up{Hello: &wire.Hello{Role: "kiosk", Clock: clock.Now()}})
-	waitFor(t, "the hello's ack", func() bool { return tr.count(ack) == 1 })
+	poll.WaitFor(t, "the hello's ack", func() bool { return tr.count(ack) == 1 })
 
 	ev, err := event.NewEvent("", 1, clock.Now(), &event.Report{Category: "facilities", Title: "楼道灯不亮", Building: "B1", Unit: "1-502"})
 	if err != nil {
@@ -31,14 +32,14 @@ func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.deliverUp(t, up, wire.Up{Batch: b})
-	waitFor(t, "the report's change on the site topic", func() bool { return tr.count(all) > 0 })
+	poll.WaitFor(t, "the report's change on the site topic", func() bool { return tr.count(all) > 0 })
 	if down.Head(site) == 0 {
 		t.Fatal("a report left the downlink log empty")
 	}
 
 	tr.deliverUp(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0}})
 	tr.deliverUp(t, up, wire.Up{DownAck: &wire.DownAck{Cursor: 0, CatchUp: true}})
-	waitFor(t, "the asked-for catch-up", func() bool { return tr.count(own) > 0 })
+	poll.WaitFor(t, "the asked-for catch-up", func() bool { return tr.count(own) > 0 })
 	// With one decoder the plain report was handled before the asked one:
 	// exactly one catch-up went out.
 	if n := tr.count(own); n != 1 {

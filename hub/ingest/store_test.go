@@ -20,6 +20,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -392,9 +393,9 @@ func TestIngestOnPostgres(t *testing.T) {
 	}
 	// One after the other: two deliveries in one commit group get one ack.
 	tr.deliverUp(t, up, wire.Up{Batch: b})
-	waitFor(t, "the first ack", func() bool { return tr.count(ack) == 1 })
+	poll.WaitFor(t, "the first ack", func() bool { return tr.count(ack) == 1 })
 	tr.deliverUp(t, up, wire.Up{Batch: b})
-	waitFor(t, "the resend's ack", func() bool { return tr.count(ack) == 2 })
+	poll.WaitFor(t, "the resend's ack", func() bool { return tr.count(ack) == 2 })
 	tr.mu.Lock()
 	last := tr.published[ack][1]
 	tr.mu.Unlock()

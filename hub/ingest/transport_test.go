@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"linli/hub/downlink"
 	"linli/hub/ingest"
@@ -14,6 +13,7 @@ import (
 	"linli/hub/store"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -93,23 +93,11 @@ func (tr *transport) deliverUp(t testing.TB, topic string, up wire.Up) {
 // subscribed waits until the ingest has subscribed.
 func (tr *transport) subscribed(t testing.TB) {
 	t.Helper()
-	waitFor(t, "the ingest to subscribe", func() bool {
+	poll.WaitFor(t, "the ingest to subscribe", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return len(tr.handlers) > 0
 	})
-}
-
-// waitFor polls until cond holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // hub is an ingest running over tr on a real Badger in a temp dir.

@@ -110,6 +110,7 @@ func (r RegistryStore) Enroll(digest string, build func(registry.Pending) (regis
 	ctx, cancel := r.ctx()
 	defer cancel()
 	var d registry.Device
+	expired := false
 	err := pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
 		var p registry.Pending
 		err := tx.QueryRow(ctx, `DELETE FROM enrollment_tokens WHERE digest = $1
@@ -122,10 +123,17 @@ func (r RegistryStore) Enroll(digest string, build func(registry.Pending) (regis
 		}
 		p.Expires = p.Expires.UTC()
 		if d, err = build(p); err != nil {
+			if errors.Is(err, registry.ErrTokenExpired) {
+				expired = true
+				return nil // commit the token's deletion
+			}
 			return err
 		}
 		return putDevice(ctx, tx, d)
 	})
+	if err == nil && expired {
+		return registry.Device{}, registry.ErrTokenExpired
+	}
 	return d, err
 }
 

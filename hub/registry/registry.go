@@ -222,7 +222,9 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 	password := randomString(24)
 	dev, err := r.st.Enroll(tokenDigest(tok.Secret), func(p Pending) (Device, error) {
 		if r.now().After(p.Expires) {
-			// Left in the store, it can only ever be refused again.
+			// The store spends the token all the same (see Store.Enroll):
+			// left in place, it would work again should the hub's clock
+			// be set back.
 			return Device{}, ErrTokenExpired
 		}
 		salt := make([]byte, 16)

@@ -23,7 +23,8 @@ type Store interface {
 	// Enroll takes the token with digest (ErrTokenUnknown if there is
 	// none), calls build with it and stores the device build returns, all
 	// in one transaction: if build fails, nothing changes and the token
-	// stays; otherwise the token is spent.
+	// stays, except when it fails with ErrTokenExpired: then the token is
+	// spent and nothing else stored. Otherwise the token is spent.
 	Enroll(digest string, build func(Pending) (Device, error)) (Device, error)
 	// PutDevice stores a device's record, replacing the one under its id.
 	PutDevice(d Device) error
@@ -106,6 +107,7 @@ func (s *BadgerStore) Enroll(digest string, build func(Pending) (Device, error))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var d Device
+	expired := false
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(prefixToken + digest))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -122,6 +124,10 @@ func (s *BadgerStore) Enroll(digest string, build func(Pending) (Device, error))
 			return err
 		}
 		if d, err = build(p); err != nil {
+			if errors.Is(err, ErrTokenExpired) {
+				expired = true
+				return nil // commit the token's deletion
+			}
 			return err
 		}
 		val, err := event.Marshal(&d)
@@ -130,6 +136,9 @@ func (s *BadgerStore) Enroll(digest string, build func(Pending) (Device, error))
 		}
 		return txn.Set([]byte(prefixDevice+d.ID), val)
 	})
+	if err == nil && expired {
+		return Device{}, ErrTokenExpired
+	}
 	return d, err
 }
 

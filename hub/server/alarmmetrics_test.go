@@ -13,6 +13,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -35,7 +36,7 @@ func TestAlarmMetricsFeedTheEscalationRules(t *testing.T) {
 	e.waitAck(1, 1)
 
 	var metrics string
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		resp, err := http.Get(h.HTTPURL() + "/metrics")
 		if err != nil {
 			return false, err.Error()

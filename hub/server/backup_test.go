@@ -15,7 +15,7 @@ import (
 
 	"linli/hub/backup"
 	"linli/shared/config"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 )
 
 // The backup settings are set like every other: flag, LINLI_ variable or
@@ -99,7 +99,7 @@ func TestHubWritesScheduledBackups(t *testing.T) {
 	}
 	defer h.Stop()
 	base := h.HTTPURL()
-	testkit.WaitFor(t, "the first scheduled backup in the metrics", func() bool {
+	poll.WaitFor(t, "the first scheduled backup in the metrics", func() bool {
 		v, ok := metric(t, base, "linli_hub_backup_last_success_timestamp_seconds")
 		return ok && v > 0
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -37,12 +38,12 @@ func TestHubReadyz(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startHub(t)
-			testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			poll.Eventually(t, 10*time.Second, func() (bool, string) {
 				code, reasons, _ := readyz(t, h.HTTPURL())
 				return code == 200, strings.Join(reasons, "; ")
 			})
 			tc.stop(h)
-			testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			poll.Eventually(t, 10*time.Second, func() (bool, string) {
 				code, reasons, _ := readyz(t, h.HTTPURL())
 				return code == 503 && len(reasons) > 0 && strings.HasPrefix(reasons[0], tc.want),
 					"got " + http.StatusText(code) + " " + strings.Join(reasons, "; ")
@@ -74,12 +75,12 @@ func TestHubReadyzExternalBroker(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		code, reasons, _ := readyz(t, h.HTTPURL())
 		return code == 200, strings.Join(reasons, "; ")
 	})
 	mosq.Kill()
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		code, reasons, _ := readyz(t, h.HTTPURL())
 		return code == 503 && strings.Contains(strings.Join(reasons, "; "), "broker: not connected to the external broker"),
 			strings.Join(reasons, "; ")

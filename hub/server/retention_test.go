@@ -13,7 +13,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -134,7 +134,7 @@ func TestRetentionDeletesOnlyExpiredReadingsAndAccess(t *testing.T) {
 
 	// At the next start the pass deletes the expired ones.
 	h = start()
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		got := stored(h)
 		return slices.Equal(got, want), fmt.Sprintf("stored seqs %v, want %v", got, want)
 	})
@@ -161,7 +161,7 @@ func TestRetentionDeletesOnlyExpiredReadingsAndAccess(t *testing.T) {
 	f.waitAck(last, 1)
 	f.publish(up())
 	f.waitAck(last, 2)
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := h.Ingest().Stats()
 		return st.Duplicates == last, fmt.Sprintf("%d duplicates, want %d", st.Duplicates, last)
 	})

@@ -14,7 +14,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
 
@@ -34,7 +34,7 @@ func startHub(t *testing.T) *Hub {
 	// Ingest subscribes from its own goroutine; a fake edge publishes once
 	// and never resends (a real edge does), so a batch sent before the
 	// subscription would be lost to the test.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		return h.ingest.Subscribed(), "ingest not subscribed"
 	})
 	return h
@@ -117,7 +117,7 @@ func hlcOf(s uint64) uint64 { return s << 16 }
 
 func (f *fakeEdge) waitAck(seq uint64, acksAtLeast int64) {
 	f.t.Helper()
-	testkit.Eventually(f.t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(f.t, 10*time.Second, func() (bool, string) {
 		return f.acked.Load() == seq && f.acks.Load() >= acksAtLeast,
 			fmt.Sprintf("acked %d after %d acks, want %d after %d", f.acked.Load(), f.acks.Load(), seq, acksAtLeast)
 	})
@@ -159,7 +159,7 @@ func TestDuplicateAndReorderedBatchesChangeNothing(t *testing.T) {
 	f.publish(f.batch(1, 10))
 	// Several batches may share a commit and its single ack: wait for the
 	// hub to have committed all eight.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		st := h.Ingest().Stats()
 		return st.Batches == 8, fmt.Sprintf("%d batches committed", st.Batches)
 	})
@@ -192,7 +192,7 @@ func TestBadMessagesAreRefusedNotStored(t *testing.T) {
 			t.Fatalf("%s: publish: %v", tt.name, tok.Error())
 		}
 	}
-	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, func() (bool, string) {
 		st := h.Ingest().Stats()
 		return st.Rejected == uint64(len(tests)), fmt.Sprintf("rejected %d of %d", st.Rejected, len(tests))
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"linli/hub/pki"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -90,7 +91,7 @@ func TestTLSCertificateReloadsOnFileChange(t *testing.T) {
 	copyFile(t, newKey, key)
 	copyFile(t, newCert, cert)
 	for _, addr := range []string{h.HTTPAddr(), h.MQTTAddr()} {
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			got := served(t, addr)
 			return got.Cmp(newSerial) == 0, addr + " still serves " + got.String()
 		})
@@ -101,7 +102,7 @@ func TestTLSCertificateReloadsOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "linli_hub_tls_cert_expiry_timestamp_seconds " + formatFloat(float64(leaf.NotAfter.Unix()))
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		m := metricsText(t, h.HTTPURL())
 		return strings.Contains(m, want), "metrics lack " + want
 	})

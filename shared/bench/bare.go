@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"linli/shared/test/process"
 )
 
 // bareEnv makes linli-bench a bare HTTP server instead (see serveBare).
@@ -79,7 +81,7 @@ func startBare(ctx context.Context, dir string) (*proc, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := freeAddr()
+	addr, err := process.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}

@@ -6,16 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
-	"linli/shared/test/testkit"
+	"linli/shared/test/process"
 )
 
 // hub is a linli-hub process.
@@ -30,14 +28,14 @@ type hub struct {
 // startHub runs a hub in dir: with its embedded broker when broker is "",
 // else against that external broker.
 func (e *runEnv) startHub(ctx context.Context, dir, broker string, extra ...string) (*hub, error) {
-	httpAddr, err := freeAddr()
+	httpAddr, err := process.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	h := &hub{url: "http://" + httpAddr, data: filepath.Join(dir, "hub")}
 	args := []string{"--data", h.data, "--http", httpAddr, "--log-level", "warn"}
 	if broker == "" {
-		mq, err := freeAddr()
+		mq, err := process.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +97,7 @@ func (e *runEnv) startEdge(ctx context.Context, dir, id, data, broker string, ex
 
 // startEdgeEnv is startEdge with extra environment variables.
 func (e *runEnv) startEdgeEnv(ctx context.Context, dir, id, data, broker string, env []string, extra ...string) (*edgeProc, error) {
-	httpAddr, err := freeAddr()
+	httpAddr, err := process.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -138,29 +136,15 @@ func (e *runEnv) startMosquitto(ctx context.Context, dir string) (url string, p 
 	if err != nil {
 		return "", nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := process.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
-	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(testkit.RewriteMosquittoConf(string(base), addr, dir)), 0o600); err != nil {
-		return "", nil, err
-	}
-	if p, err = startProc(dir, "mosquitto", e.cfg.Mosquitto, []string{"-c", path}); err != nil {
-		return "", nil, err
-	}
-	err = poll(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, error) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false, err
-		}
-		return true, c.Close()
-	}, p)
+	url, pp, err := process.StartMosquitto(ctx, process.Mosquitto{Bin: e.cfg.Mosquitto, Base: string(base), Addr: addr, Dir: dir})
 	if err != nil {
-		p.Kill()
 		return "", nil, fmt.Errorf("mosquitto: %w", err)
 	}
-	return "tcp://" + addr, p, nil
+	return url, &proc{pp}, nil
 }
 
 // stopAll stops processes in order, logging failures.

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -22,6 +20,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/test/loadgen"
 	"linli/shared/test/process"
 )
 
@@ -43,7 +42,7 @@ func edgeIngest(ctx context.Context, e *runEnv) error {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	defer base.close()
-	nowhere, err := freeAddr() // no broker: the edges are offline and only write
+	nowhere, err := process.FreeAddr() // no broker: the edges are offline and only write
 	if err != nil {
 		return err
 	}
@@ -194,7 +193,7 @@ type sent struct {
 }
 
 // httpLoad posts check-ins and access events, alternately, from workers
-// goroutines (one keep-alive connection each) for dur. With rate > 0 the
+// of the load generator (one keep-alive connection each) for dur. With rate > 0 the
 // posts are paced to rate per second overall and every 201 is recorded
 // with its seq and time.
 func httpLoad(ctx context.Context, url string, workers int, dur time.Duration, rate float64) (*loadResult, error) {
@@ -235,81 +234,55 @@ func httpLoad(ctx context.Context, url string, workers int, dur time.Duration, r
 			return nil, fmt.Errorf("warm-up POST %s: %d %s %v", j.path, code, ans, err)
 		}
 	}
-	var (
-		mu    sync.Mutex
-		res   = &loadResult{warm: workers}
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		first error
-	)
-	var tick <-chan time.Time
-	if rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer t.Stop()
-		tick = t.C
+	type worker struct {
+		lat     latencies
+		seqs    []sent
+		ok, bad int
+		err     error
+	}
+	ws := make([]worker, workers)
+	for w := range ws {
+		ws[w].lat = make(latencies, 0, 1<<14)
 	}
 	start := time.Now()
-	deadline := start.Add(dur)
-	for w := range workers {
-		wg.Add(1)
-		go func(c *rawConn) {
-			defer wg.Done()
-			lat := make(latencies, 0, 1<<14)
-			var seqs []sent
-			ok, bad := 0, 0
-			var stop <-chan time.Time
-			if tick != nil {
-				t := time.NewTimer(dur)
-				defer t.Stop()
-				stop = t.C
+	loadgen.Go(ctx, loadgen.Config{Workers: workers, For: dur, Rate: rate}, func(_ context.Context, w int, i int64) bool {
+		st := &ws[w]
+		j := jobs[int(i)%len(jobs)]
+		t0 := time.Now()
+		code, ans, err := conns[w].post(j.path, j.body)
+		took := time.Since(t0)
+		if err != nil {
+			st.err = err
+			st.bad++
+			return false // the connection is unusable
+		}
+		if code != http.StatusCreated {
+			st.bad++
+			return true
+		}
+		st.ok++
+		st.lat = append(st.lat, took)
+		if rate > 0 {
+			var a struct {
+				Seq uint64 `json:"seq"`
 			}
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				if tick != nil {
-					select {
-					case <-tick:
-					case <-ctx.Done():
-						continue
-					case <-stop:
-						continue
-					}
-				}
-				j := jobs[int(next.Add(1))%len(jobs)]
-				t0 := time.Now()
-				code, ans, err := c.post(j.path, j.body)
-				took := time.Since(t0)
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					bad++
-					break // the connection is unusable
-				}
-				if code != http.StatusCreated {
-					bad++
-					continue
-				}
-				ok++
-				lat = append(lat, took)
-				if rate > 0 {
-					var a struct {
-						Seq uint64 `json:"seq"`
-					}
-					if err := json.Unmarshal(ans, &a); err == nil {
-						seqs = append(seqs, sent{seq: a.Seq, at: t0.Add(took)})
-					}
-				}
+			if err := json.Unmarshal(ans, &a); err == nil {
+				st.seqs = append(st.seqs, sent{seq: a.Seq, at: t0.Add(took)})
 			}
-			mu.Lock()
-			res.ok += ok
-			res.bad += bad
-			res.lat = append(res.lat, lat...)
-			res.seqs = append(res.seqs, seqs...)
-			mu.Unlock()
-		}(conns[w])
+		}
+		return true
+	}).Wait()
+	res := &loadResult{warm: workers}
+	var first error
+	for _, st := range ws {
+		res.ok += st.ok
+		res.bad += st.bad
+		res.lat = append(res.lat, st.lat...)
+		res.seqs = append(res.seqs, st.seqs...)
+		if first == nil {
+			first = st.err
+		}
 	}
-	wg.Wait()
 	res.took = time.Since(start)
 	if first != nil {
 		return nil, fmt.Errorf("POST failed: %w", first)

@@ -14,6 +14,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"linli/shared/event"
+	"linli/shared/test/process"
 	"linli/shared/wire"
 )
 
@@ -96,7 +97,7 @@ func mqttConnect(url, id string) (paho.Client, error) {
 // startMochi runs a mochi-mqtt broker with the capabilities the hub gives
 // its embedded one, letting everyone in.
 func startMochi() (*mochi.Server, string, error) {
-	addr, err := freeAddr()
+	addr, err := process.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	pollpkg "linli/shared/test/poll"
 	"linli/shared/test/process"
 )
 
@@ -33,17 +32,9 @@ func startProc(dir, name, bin string, args []string, env ...string) (*proc, erro
 // alive fails when the process has exited, quoting the end of its log.
 func (p *proc) alive() error {
 	if p.Exited() {
-		return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), p.tail(600))
+		return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), oneLine(p.Tail(600)))
 	}
 	return nil
-}
-
-func (p *proc) tail(n int) string {
-	b := p.Log()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return oneLine(b)
 }
 
 // memory reads the process's peak (VmHWM) and current (VmRSS) resident set.
@@ -81,16 +72,6 @@ func watchMemory(p *proc, every time.Duration) *memPeaks {
 }
 
 func (m *memPeaks) end() { close(m.stop); <-m.done }
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
 
 var httpc = &http.Client{
 	Timeout:   30 * time.Second,
@@ -143,33 +124,14 @@ func postJSON(ctx context.Context, c *http.Client, url string, body []byte) (int
 // poll calls cond every interval until it returns true, an error, the
 // process p dies, or timeout passes.
 func poll(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error), procs ...*proc) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
+	return pollpkg.Until(ctx, timeout, interval, cond, func() error {
 		for _, p := range procs {
 			if err := p.alive(); err != nil {
 				return err
 			}
 		}
-		if time.Now().After(deadline) {
-			if last == nil {
-				last = errors.New("condition not met")
-			}
-			return fmt.Errorf("not within %v: %w", timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
+		return nil
+	})
 }
 
 // waitHTTP waits until url answers 200.

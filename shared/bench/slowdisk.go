@@ -16,6 +16,7 @@ import (
 
 	"linli/shared/kv"
 	"linli/shared/test/lazyfs"
+	"linli/shared/test/process"
 )
 
 // slowDelays are the fsync latencies the slow-storage scenario injects: an
@@ -84,7 +85,7 @@ func (e *runEnv) slowRun(ctx context.Context, delay time.Duration) error {
 		}
 	}()
 	fs.SetFsyncDelay(delay)
-	nowhere, err := freeAddr()
+	nowhere, err := process.FreeAddr()
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/kv"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -121,7 +122,7 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	load(context.Background(), t, e, ledger, n, 4, false)
 	drained(t, e, 60*time.Second)
 	notice(t, h, token, "before")
-	testkit.WaitFor(t, "the first notice at the kiosk", func() bool { return kioskNotices(t, e) == "before" })
+	poll.WaitFor(t, "the first notice at the kiosk", func() bool { return kioskNotices(t, e) == "before" })
 
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hub.tar")
@@ -149,7 +150,7 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	// A notice the backup lacks: the kiosk's downlink cursor is now ahead
 	// of the head the restored hub will have.
 	notice(t, h, token, "lost")
-	testkit.WaitFor(t, "the second notice at the kiosk", func() bool { return kioskNotices(t, e) == "before,lost" })
+	poll.WaitFor(t, "the second notice at the kiosk", func() bool { return kioskNotices(t, e) == "before,lost" })
 	// The kiosk stays away until the restored hub has published again, so
 	// that the hub's head has come back to the kiosk's cursor: only the
 	// restore tells the two timelines apart.
@@ -200,7 +201,7 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
 	// The edge is drained already by its own count: what moves is the
 	// restored hub's, from the backup's n up to n+m as the edge resends.
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		var ds []struct {
 			ID       string `json:"id"`
 			AckedSeq uint64 `json:"acked_seq"`
@@ -213,9 +214,9 @@ func TestRestoreFromOnlineBackupLosesNothing(t *testing.T) {
 	}
 	// The kiosk's downlink follows the restored hub: the notice the backup
 	// lacked goes, the one published since arrives, and so do later ones.
-	testkit.WaitFor(t, "the kiosk to show the restored hub's notices", func() bool { return kioskNotices(t, e) == "after,before" })
+	poll.WaitFor(t, "the kiosk to show the restored hub's notices", func() bool { return kioskNotices(t, e) == "after,before" })
 	notice(t, h, token, "later")
-	testkit.WaitFor(t, "a later notice at the kiosk", func() bool { return kioskNotices(t, e) == "after,before,later" })
+	poll.WaitFor(t, "a later notice at the kiosk", func() bool { return kioskNotices(t, e) == "after,before,later" })
 }
 
 // A store written by a newer hub is refused, exit 2 and one line, and

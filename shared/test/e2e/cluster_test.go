@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -145,7 +146,7 @@ func residentMarker(body map[string]any) string {
 // everything the edge wrote.
 func drained(t *testing.T, e *edgeProc, timeout time.Duration) {
 	t.Helper()
-	testkit.Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		s := e.sync(t)
 		return s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("%s sync %+v", e.ID, s)
 	})

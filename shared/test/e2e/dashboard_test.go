@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"linli/shared/test/browser"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -125,7 +126,7 @@ func TestDashboard(t *testing.T) {
 	k2 := startEnrolledEdge(t, h, "kiosk-b2", "xiangyang", "kiosk", "--building", "B2")
 	gw := startEnrolledEdge(t, h, "gw-b3", "xiangyang", "gateway", "--config", gatewayConfig(t, ""))
 	for _, e := range []*edgeProc{k1, k2, gw} {
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
+		poll.Eventually(t, 30*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
 	}
 	admin := h.token(t)
 	// A report already waiting, so the map starts with work on it.
@@ -245,7 +246,7 @@ func TestDashboard(t *testing.T) {
 	d.click(`#confirm-ok`)
 	d.Wait(uiWait, "the refusal", `!document.getElementById('toast').hidden && document.getElementById('toast').textContent.includes('不能解除')`)
 	d.Wait(uiWait, "the alarm still listed", `!!document.querySelector('#alarm-banner [data-active="1"]')`)
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		var as []struct {
 			Source  string `json:"source"`
 			AckedBy string `json:"acked_by"`
@@ -346,7 +347,7 @@ func TestDashboard(t *testing.T) {
 	if got := d.text(`#rd-history li[data-status="accepted"]`); !strings.Contains(got, "王芳") || !strings.Contains(got, "王师傅") {
 		t.Fatalf("the accepted step reads %q, want op1's display name 王芳 and the assignee 王师傅", got)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var r struct {
 			kioskReport
 			Note string `json:"note"`
@@ -375,7 +376,7 @@ func TestDashboard(t *testing.T) {
 	d.click("#nf-submit")
 	d.Wait(uiWait, "the notice listed", `[...document.querySelectorAll('#notice-list .notice h3')].some(h => h.textContent === '电梯维修通知')`)
 	for _, k := range []*edgeProc{k1, k2} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			var list []kioskNotice
 			k.do(t, "GET", "/api/v1/notices", nil, &list)
 			return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.Title == "电梯维修通知" }), k.ID + " lacks the notice"
@@ -399,7 +400,7 @@ func TestDashboard(t *testing.T) {
 	d.Wait(uiWait, "the preview", `!document.getElementById('nf-preview-box').hidden && document.querySelector('#nf-preview-box .sheet-title').textContent === '电梯维修通知（时间调整）' && document.querySelector('#nf-preview-box .sheet-org').textContent === '向阳社区'`)
 	d.click("#nf-submit")
 	for _, k := range []*edgeProc{k1, k2} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			var list []kioskNotice
 			k.do(t, "GET", "/api/v1/notices", nil, &list)
 			return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.ID == notice && n.Title == "电梯维修通知（时间调整）" }), fmt.Sprintf("%s shows %+v", k.ID, list)
@@ -417,7 +418,7 @@ func TestDashboard(t *testing.T) {
 	d.click(`#notice-list [data-withdraw="` + notice + `"]`)
 	d.Wait(uiWait, "the notice marked withdrawn", `document.querySelector('#notice-list [data-notice="`+notice+`"]').dataset.state === 'withdrawn' && document.querySelector('#notice-list [data-notice="`+notice+`"] [data-badge]').textContent === '已撤回'`)
 	for _, k := range []*edgeProc{k1, k2} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			var list []kioskNotice
 			k.do(t, "GET", "/api/v1/notices", nil, &list)
 			return !slices.ContainsFunc(list, func(n kioskNotice) bool { return n.ID == notice }), fmt.Sprintf("%s still shows %+v", k.ID, list)
@@ -438,7 +439,7 @@ func TestDashboard(t *testing.T) {
 	d.click("#af-submit")
 	d.Wait(uiWait, "the activity listed", `[...document.querySelectorAll('#activity-list .act h3')].some(h => h.textContent.startsWith('消防演练'))`)
 	act := browser.Eval[string](d.Page, `[...document.querySelectorAll('#activity-list .act')].find(a => a.querySelector('h3').textContent.startsWith('消防演练')).dataset.activity`)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var list []kioskActivity
 		k1.do(t, "GET", "/api/v1/activities", nil, &list)
 		return slices.ContainsFunc(list, func(a kioskActivity) bool { return a.ID == act }), "kiosk-b1 lacks the activity"
@@ -449,7 +450,7 @@ func TestDashboard(t *testing.T) {
 	csv := func() string {
 		return browser.Run(d.Page, chromedp.Evaluate[string](`fetch(document.querySelector('[data-csv="`+act+`"]').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		c := csv()
 		return strings.Contains(c, ",R-9,"), "the export lacks R-9: " + c
 	})
@@ -459,7 +460,7 @@ func TestDashboard(t *testing.T) {
 	d.click(`#activity-list [data-cancel="` + act + `"]`)
 	d.click(`#activity-list [data-cancel="` + act + `"]`)
 	d.Wait(uiWait, "the activity marked cancelled", `document.querySelector('#activity-list [data-activity="`+act+`"]').dataset.cancelled === '1'`)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var list []struct {
 			ID, Venue, Status string
 			Cancelled         bool
@@ -688,7 +689,7 @@ func triageWalk(t *testing.T, d *dashPage, h *hubProc, k *edgeProc) {
 	// live redraw of the panel between press and release loses a click.
 	clickUntil := func(css, what, cond string) {
 		t.Helper()
-		testkit.Eventually(t, uiWait, func() (bool, string) {
+		poll.Eventually(t, uiWait, func() (bool, string) {
 			if browser.Eval[bool](d.Page, `(() => { const e = document.querySelector(`+js(css)+`); if (e && !e.disabled) e.click(); return true; })()`) {
 				return browser.Eval[bool](d.Page, cond), what
 			}
@@ -757,7 +758,7 @@ func triageWalk(t *testing.T, d *dashPage, h *hubProc, k *edgeProc) {
 
 	// Overdue: the noise reports are past their second; the street light
 	// (facilities, 72h) is not.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		var late []struct {
 			ID string `json:"id"`
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -85,7 +86,7 @@ func TestDemoHubStopsAlone(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}
-	testkit.Eventually(t, 90*time.Second, func() (bool, string) {
+	poll.Eventually(t, 90*time.Second, func() (bool, string) {
 		return strings.Contains(out.String(), "Linli demo is running"), "demo.sh to print that the demo runs"
 	})
 	for p, pid := range pids() {
@@ -117,7 +118,7 @@ func TestDemoHubStopsAlone(t *testing.T) {
 	}
 	// Give the script the chance to act on the hub's exit before checking
 	// that the kiosk still serves.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		return strings.Contains(run("hub-stop"), "not running"), "hub-stop to see the hub gone"
 	})
 	body, _ := json.Marshal(map[string]string{"resident": "R-demo-1", "activity": "A-demo-offline"})
@@ -138,7 +139,7 @@ func TestDemoHubStopsAlone(t *testing.T) {
 		t.Fatal("the hub is not up after hub-start")
 	}
 	started["hub2"] = pids()["hub"]
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		resp, err := http.Get(kioskURL + "/api/v1/sync")
 		if err != nil {
 			return false, err.Error()
@@ -163,7 +164,7 @@ func TestDemoHubStopsAlone(t *testing.T) {
 		t.Fatal("demo.sh did not stop on SIGINT")
 	}
 	for p, pid := range started {
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			return !running(pid), p + " to have stopped with the demo"
 		})
 	}

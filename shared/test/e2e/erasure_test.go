@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -21,13 +22,13 @@ func TestResidentErasure(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	k := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, "not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, "not connected" })
 	for _, id := range []string{"A1", "A2"} {
 		if code := h.do(t, "POST", "/api/v1/activities", map[string]any{"id": id, "title": "读书会", "site": "s1", "capacity": 10}, nil); code != 201 {
 			t.Fatal(code)
 		}
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		a, ok := k.activity(t, "A2", "")
 		return ok && a.Capacity == 10, "kiosk lacks the activities"
 	})
@@ -97,7 +98,7 @@ func TestResidentErasure(t *testing.T) {
 		}
 		return ""
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { m := mentions(); return m == "", m })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { m := mentions(); return m == "", m })
 	// And after the hub restarts (state rebuilt from its facts).
 	h.Kill()
 	h.Restart()
@@ -118,7 +119,7 @@ func TestPseudonymisedResidents(t *testing.T) {
 	if code := h.do(t, "POST", "/api/v1/activities", map[string]any{"id": "A1", "title": "书法班", "site": "s1", "capacity": 5}, nil); code != 201 {
 		t.Fatal(code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		a, ok := k.activity(t, "A1", "")
 		return ok && a.Share > 0, "kiosk lacks the activity or its share of seats"
 	})

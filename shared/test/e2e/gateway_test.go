@@ -20,6 +20,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -135,7 +136,7 @@ func (e *edgeProc) door(t *testing.T, door string, open bool) {
 		state = "open"
 	}
 	e.sim(t, "door", map[string]string{"door": door, "state": state})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		return e.doors(t)[door].Open == open, fmt.Sprintf("door %s not seen %s", door, state)
 	})
 }
@@ -149,7 +150,7 @@ func (e *edgeProc) decision(t *testing.T, reader, door, card string) (result, re
 	}
 	e.sim(t, "swipe", map[string]string{"reader": reader, "card": card})
 	var d gwDoor
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		d = e.doors(t)[door]
 		return d.Last != nil && d.Last.N > before, fmt.Sprintf("no new decision at %s: %+v", door, d.Last)
 	})
@@ -205,7 +206,7 @@ func TestGatewaySwipeOfflineReachesHubLater(t *testing.T) {
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	gw := startEnrolledEdge(t, h, "gw-1", "s1", "gateway", "--config", gatewayConfig(t, ""))
 	h.putAccessList(t, "s1", "B3", map[string][]string{"B3-main": {"26:123:45678"}, "B3-back": {"26:123:45678"}})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		l := gw.accessList(t)
 		return l.Present && l.Doors["B3-main"] == 1, fmt.Sprintf("gateway list %+v", l)
 	})
@@ -213,7 +214,7 @@ func TestGatewaySwipeOfflineReachesHubLater(t *testing.T) {
 	acked := gw.sync(t).AckedSeq
 
 	h.Kill()
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return !gw.sync(t).Connected, "gateway still connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return !gw.sync(t).Connected, "gateway still connected" })
 	start := time.Now()
 	result, reason, cred := gw.decision(t, "R-main", "B3-main", "26:123:45678")
 	took := time.Since(start)
@@ -229,7 +230,7 @@ func TestGatewaySwipeOfflineReachesHubLater(t *testing.T) {
 	if result, reason, _ := gw.decision(t, "R-main", "B3-main", "26:99:1"); result != "denied" || reason != "not_listed" {
 		t.Fatalf("unknown card offline: %s (%s), want denied not_listed", result, reason)
 	}
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		s := gw.sync(t)
 		return s.LastSeq >= acked+4, fmt.Sprintf("gateway sync %+v, want 4 new events", s)
 	})
@@ -272,9 +273,9 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	gw := startEnrolledEdge(t, h, "gw-2", "s1", "gateway", "--config", gatewayConfig(t, "places:\n  B3-smoke-9: 3号楼 1单元 楼道烟感"))
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return gw.sync(t).Connected, "gateway not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return gw.sync(t).Connected, "gateway not connected" })
 	h.Kill()
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return !gw.sync(t).Connected, "gateway still connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return !gw.sync(t).Connected, "gateway still connected" })
 
 	const backlog, workers = 30000, 16
 	var next, failed atomic.Int64
@@ -311,7 +312,7 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 		t.Fatalf("escape door after an HTTP smoke reading: %+v", d)
 	}
 	gw.sim(t, "contact", map[string]string{"sensor": "B3-smoke-1", "state": "alarm"})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		d := gw.doors(t)["B3-main"]
 		return d.Relay && d.Released, fmt.Sprintf("escape door offline during the alarm: %+v", d)
 	})
@@ -372,7 +373,7 @@ func TestGatewaySmokeAlarmAheadOfBacklog(t *testing.T) {
 		t.Fatalf("escape door locked while the wired detector still reports smoke: %+v", d)
 	}
 	gw.sim(t, "contact", map[string]string{"sensor": "B3-smoke-1", "state": "clear"})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		as, err := h.alarms(context.Background())
 		return err == nil && !hasAlarm(as, "B3-smoke-1", "smoke") && !hasAlarm(as, "B3-smoke-9", "smoke"), fmt.Sprintf("alarms %+v %v", as, err)
 	})
@@ -401,7 +402,7 @@ func TestGatewayStaleAndForgedAccessList(t *testing.T) {
 	h := startHub(t, hubData, "", broker)
 	gw := startEnrolledEdge(t, h, "gw-3", "s1", "gateway", "--config", gatewayConfig(t, "access-max-age: 3s"))
 	h.putAccessList(t, "s1", "B3", map[string][]string{"B3-main": {"26:123:45678"}, "B3-back": {"26:123:45678"}})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		l := gw.accessList(t)
 		return l.Present && !l.Stale, fmt.Sprintf("gateway list %+v", l)
 	})
@@ -414,7 +415,7 @@ func TestGatewayStaleAndForgedAccessList(t *testing.T) {
 		// acked any more: the list is no longer confirmed.
 		gw.door(t, "B3-back", true)
 		gw.door(t, "B3-back", false)
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			l := gw.accessList(t)
 			return l.Stale, fmt.Sprintf("list %+v", l)
 		})
@@ -429,7 +430,7 @@ func TestGatewayStaleAndForgedAccessList(t *testing.T) {
 		}
 		h.Restart()
 		testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			l := gw.accessList(t)
 			return !l.Stale, fmt.Sprintf("list still stale with the hub back: %+v", l)
 		})
@@ -491,7 +492,7 @@ func TestGatewayStaleAndForgedAccessList(t *testing.T) {
 			t.Fatal(err)
 		}
 		publish(bySigner)
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			l := gw.accessList(t)
 			return l.Issued.Equal(forged.Issued.Time()), fmt.Sprintf("the hub-signed list was not taken: %+v", l)
 		})
@@ -521,7 +522,7 @@ func TestGatewayPostedCardReachesHubOnlyAsPseudonym(t *testing.T) {
 	}
 
 	h.putAccessList(t, "s1", "B3", map[string][]string{"B3-main": {"26:123:45678"}})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		l := gw.accessList(t)
 		return l.Present && l.Doors["B3-main"] == 1, fmt.Sprintf("gateway list %+v", l)
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -140,7 +141,7 @@ func TestBackupHorizonKeepsWhatARestoreNeeds(t *testing.T) {
 	loadMarked(t, e, ledger, "Rbefore", n)
 	drained(t, e, 60*time.Second)
 	notice(t, h, token, "before")
-	testkit.WaitFor(t, "the first notice at the kiosk", func() bool { return kioskNotices(t, e) == "before" })
+	poll.WaitFor(t, "the first notice at the kiosk", func() bool { return kioskNotices(t, e) == "before" })
 
 	backup := filepath.Join(t.TempDir(), "hub.tar")
 	if resp := downloadBackup(t, h.URL, token, backup); resp.StatusCode != 200 {
@@ -149,11 +150,11 @@ func TestBackupHorizonKeepsWhatARestoreNeeds(t *testing.T) {
 	loadMarked(t, e, ledger, "Rafter", m)
 	drained(t, e, 60*time.Second)
 	notice(t, h, token, "lost")
-	testkit.WaitFor(t, "the second notice at the kiosk", func() bool { return kioskNotices(t, e) == "before,lost" })
+	poll.WaitFor(t, "the second notice at the kiosk", func() bool { return kioskNotices(t, e) == "before,lost" })
 	// Retention has deleted what the backup covers, and only that, even
 	// once every acked event is well past it (1 s, passes every 100 ms).
 	allAcked := time.Now()
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		s := e.held(t)
 		return s.FirstHeld > n && time.Since(allAcked) > 3*time.Second, fmt.Sprintf("edge keeps %+v; retention to pass", s)
 	})
@@ -168,7 +169,7 @@ func TestBackupHorizonKeepsWhatARestoreNeeds(t *testing.T) {
 	notice(t, h, token, "after")
 	e.Restart()
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		d, _ := h.device(t, e.ID)
 		return d.AckedSeq == n+m, fmt.Sprintf("hub holds %+v, want acked %d", d, n+m)
 	})
@@ -179,7 +180,7 @@ func TestBackupHorizonKeepsWhatARestoreNeeds(t *testing.T) {
 		t.Fatalf("the hub reports %d lost; the edge kept everything", d.Lost)
 	}
 	// Converged: the kiosk shows what the restored hub has in force.
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		k, hub := kioskNotices(t, e), hubNotices(t, h, token)
 		return k == hub && hub == "after,before", fmt.Sprintf("kiosk %q, hub %q", k, hub)
 	})
@@ -250,7 +251,7 @@ func TestEventsNoBackupCoveredAreReportedLost(t *testing.T) {
 	}
 	loadMarked(t, e, ledger, "Rafter", m)
 	drained(t, e, 60*time.Second)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		s := e.held(t)
 		return s.Horizon != nil && *s.Horizon == n, fmt.Sprintf("edge %+v, want horizon %d", s, n)
 	})
@@ -262,7 +263,7 @@ func TestEventsNoBackupCoveredAreReportedLost(t *testing.T) {
 	// m no backup covers among them.
 	filler := filepath.Join(disk, "filler")
 	fillDisk(t, disk, filler, 40<<20)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := metric(t, e.URL, "linli_edge_acked_dropped_before_backup_total")
 		return got == m, fmt.Sprintf("linli_edge_acked_dropped_before_backup_total %v, want %d", got, m)
 	})
@@ -278,7 +279,7 @@ func TestEventsNoBackupCoveredAreReportedLost(t *testing.T) {
 	h = restoreHub(t, h, mqttAddr, backup)
 	e.Restart()
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		d, _ := h.device(t, e.ID)
 		return d.Lost == m && d.AckedSeq == n+m, fmt.Sprintf("hub %+v, want %d lost and acked %d", d, m, n+m)
 	})
@@ -288,7 +289,7 @@ func TestEventsNoBackupCoveredAreReportedLost(t *testing.T) {
 	// The device keeps syncing: its new events are taken after the hole.
 	loadMarked(t, e, ledger, "Rlater", later)
 	drained(t, e, 60*time.Second)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		d, _ := h.device(t, e.ID)
 		return d.AckedSeq == n+m+later && d.Lost == m, fmt.Sprintf("hub %+v, want acked %d", d, n+m+later)
 	})

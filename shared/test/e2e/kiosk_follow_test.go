@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"linli/shared/test/browser"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -37,7 +38,7 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 	h := startHub(t, t.TempDir()+"/hub", mqttAddr, "")
 	kiosk := startEnrolledEdge(t, h, "kiosk-fu", "s1", "kiosk", "--building", "B1", "--idle-timeout", "10m",
 		"--public-url", h.URL, "--office-phone", phone)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return kiosk.sync(t).Connected, "kiosk-fu not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return kiosk.sync(t).Connected, "kiosk-fu not connected" })
 	s := &kioskSite{hub: h, kiosk: kiosk}
 	b := browser.New(t)
 
@@ -57,7 +58,7 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 			t.Fatalf("merge: %d", code)
 		}
 		var canonical followReport
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			var f, d followReport
 			kiosk.do(t, "GET", "/api/v1/reports/"+fixed, nil, &f)
 			kiosk.do(t, "GET", "/api/v1/reports/"+dup, nil, &d)
@@ -109,7 +110,7 @@ func TestKioskFollowReportsElderMode(t *testing.T) {
 			k.CheckAccessible(size.name + ": my reports, elderly mode")
 			k.click(`[data-reopen="` + fixed + `"]`)
 			k.waitText(`[data-reopened="`+fixed+`"]`, zh["mine.reopened"])
-			testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+			poll.Eventually(t, 20*time.Second, func() (bool, string) {
 				var r followReport
 				h.do(t, "GET", "/api/v1/reports/"+fixed, nil, &r)
 				return r.Status == "accepted", fmt.Sprintf("hub: %+v", r)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"linli/shared/test/browser"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -94,7 +95,7 @@ func TestKioskReportByTouchAlone(t *testing.T) {
 		onKiosk.Title != want.Title || onKiosk.Building != want.Building || onKiosk.Unit != want.Unit {
 		t.Fatalf("kiosk report %s: %d %+v, want %+v", id, code, onKiosk, want)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var atHub placed
 		code := s.hub.do(t, "GET", "/api/v1/reports/"+id, nil, &atHub)
 		atHub.Synced = false

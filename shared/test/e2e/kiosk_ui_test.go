@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"linli/shared/test/browser"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -138,7 +139,7 @@ func startKioskSite(t *testing.T, id string, extra ...string) *kioskSite {
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	k := startEnrolledEdge(t, h, id, "s1", "kiosk", append([]string{"--building", "B1"}, extra...)...)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, id + " not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, id + " not connected" })
 	return &kioskSite{hub: h, kiosk: k}
 }
 
@@ -151,7 +152,7 @@ func (s *kioskSite) activity(t *testing.T, id, title, kind string, capacity int,
 		"capacity": capacity}, nil); code != 201 {
 		t.Fatalf("create activity %s: %d", id, code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var a activityState
 		s.hub.do(t, "GET", "/api/v1/activities/"+id, nil, &a)
 		_, ok := s.kiosk.activity(t, id, "")
@@ -165,7 +166,7 @@ func (s *kioskSite) notice(t *testing.T, title, body, category string) {
 		"category": category, "expires": time.Now().Add(72 * time.Hour).Format(time.RFC3339)}, nil); code != 201 {
 		t.Fatalf("publish notice: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var list []kioskNotice
 		s.kiosk.do(t, "GET", "/api/v1/notices", nil, &list)
 		return slices.ContainsFunc(list, func(n kioskNotice) bool { return n.Title == title }), "kiosk lacks notice " + title
@@ -181,7 +182,7 @@ func (s *kioskSite) report(t *testing.T, resident, category, title string) strin
 		"building": "B1", "unit": "2-101", "resident": resident}, &c); code != 201 {
 		t.Fatalf("file report: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var r kioskReport
 		code := s.kiosk.do(t, "GET", "/api/v1/reports/"+c.ID, nil, &r)
 		return code == 200 && r.Synced, fmt.Sprintf("report %s on the kiosk: %d %+v", c.ID, code, r)
@@ -212,7 +213,7 @@ func TestKioskResidentJourney(t *testing.T) {
 	if code := s.kiosk.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R-N2", "activity": "C1"}, &other); code != 201 {
 		t.Fatalf("neighbour check-in: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var a activityState
 		s.hub.do(t, "GET", "/api/v1/activities/C1", nil, &a)
 		return slices.Contains(a.Confirmed, "R-N2"), fmt.Sprintf("C1 at the hub: %+v", a)
@@ -448,7 +449,7 @@ func TestKioskScreenshots(t *testing.T) {
 	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-smoke-1", "kind": "smoke", "value": 1}, nil); code != 201 {
 		t.Fatalf("smoke reading: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var as []any
 		s.kiosk.do(t, "GET", "/api/v1/alarms", nil, &as)
 		return len(as) == 1, "no alarm on the kiosk yet"
@@ -460,7 +461,7 @@ func TestKioskScreenshots(t *testing.T) {
 			t.Fatalf("patch: %d", code)
 		}
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var r kioskReport
 		s.kiosk.do(t, "GET", "/api/v1/reports/"+lamp, nil, &r)
 		return r.Status == "resolved", fmt.Sprintf("kiosk shows %+v", r)
@@ -687,7 +688,7 @@ func TestKioskAlarmAlert(t *testing.T) {
 	}
 	gw := startEdge(t, "gw-b3", "s1", "gateway", broker, "--config", conf)
 	for _, e := range []*edgeProc{k, wet, gw} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
+		poll.Eventually(t, 20*time.Second, func() (bool, string) { return e.sync(t).Connected, e.ID + " not connected" })
 	}
 
 	b := browser.New(t)
@@ -757,7 +758,7 @@ func TestKioskAlarmAlert(t *testing.T) {
 	if code := gw.do(t, "POST", "/api/v1/readings", map[string]any{"sensor": "B3-water-2", "kind": "water", "value": 1}, nil); code != 201 {
 		t.Fatalf("water reading: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var as []struct{ Kind string }
 		wet.do(t, "GET", "/api/v1/alarms", nil, &as)
 		return len(as) == 1 && as[0].Kind == "water", fmt.Sprintf("water-only kiosk shows %+v, want the leak alone", as)

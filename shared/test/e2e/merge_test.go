@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -79,9 +80,9 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 		startEnrolledEdge(t, h, "kiosk-3", "s1", "kiosk"),
 	}
 	for _, k := range kiosks {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, k.ID + " not connected" })
+		poll.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, k.ID + " not connected" })
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var devs []struct{ ID string }
 		h.do(t, "GET", "/api/v1/devices", nil, &devs)
 		return len(devs) == 3, fmt.Sprintf("hub knows %d devices", len(devs))
@@ -92,7 +93,7 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 	}
 	// Every kiosk receives its share before the network goes.
 	for _, k := range kiosks {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			a, ok := k.activity(t, "A30", "")
 			return ok && a.Share > 0, fmt.Sprintf("%s: activity %v, share %d", k.ID, ok, a.Share)
 		})
@@ -146,7 +147,7 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 		testkit.WaitHTTP(t, kiosks[i].URL+"/healthz", 20*time.Second)
 	}
 	var final activityState
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		h.do(t, "GET", "/api/v1/activities/A30", nil, &final)
 		return len(final.Confirmed) == 30 && len(final.Waitlist) == 10,
 			fmt.Sprintf("hub: %d confirmed, %d waitlisted; kiosks %+v", len(final.Confirmed), len(final.Waitlist), final.Kiosks)
@@ -158,7 +159,7 @@ func TestCapacityAcrossOfflineKiosks(t *testing.T) {
 	}
 	// Every kiosk shows every resident's outcome as the hub decided it.
 	for _, k := range kiosks {
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			for r := range told {
 				want := "waitlisted"
 				if slices.Contains(final.Confirmed, r) {
@@ -198,7 +199,7 @@ func TestReportResolvedWhileKioskOffline(t *testing.T) {
 		t.Fatalf("vote: %d", code)
 	}
 	var seen kioskReport
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		code := k.do(t, "GET", "/api/v1/reports/"+rep.ID, nil, &seen)
 		return code == 200 && seen.Synced && seen.Votes == 1, fmt.Sprintf("kiosk shows %d %+v", code, seen)
 	})
@@ -220,14 +221,14 @@ func TestReportResolvedWhileKioskOffline(t *testing.T) {
 	}
 	k.Restart()
 	testkit.WaitHTTP(t, k.URL+"/healthz", 20*time.Second)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		code := k.do(t, "GET", "/api/v1/reports/"+rep.ID, nil, &seen)
 		return code == 200 && seen.Status == "resolved", fmt.Sprintf("kiosk shows %d %+v", code, seen)
 	})
 	if code := k.do(t, "POST", "/api/v1/ratings", map[string]any{"resident": "R1", "target": rep.ID, "score": 4, "comment": "修好了"}, nil); code != 201 {
 		t.Fatalf("rate: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var d struct {
 			Status  string `json:"status"`
 			Ratings struct {
@@ -271,7 +272,7 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 		return slices.ContainsFunc(list, pred)
 	}
 	for _, k := range here {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			return hasNotice(k, func(x kioskNotice) bool { return x.ID == n.ID }), k.ID + " lacks the notice"
 		})
 	}
@@ -291,7 +292,7 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 		return len(as) == 1 && as[0].Kind == "smoke" && as[0].Building == "B3", fmt.Sprintf("%s shows alarms %+v, want the B3 smoke alarm alone", k.ID, as)
 	}
 	for _, k := range here {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) { return hasSmoke(k) })
+		poll.Eventually(t, 20*time.Second, func() (bool, string) { return hasSmoke(k) })
 	}
 	var alarms []struct {
 		Kind     string `json:"kind"`
@@ -299,7 +300,7 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 		Severity string `json:"severity"`
 		Active   bool   `json:"active"`
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		h.do(t, "GET", "/api/v1/alarms", nil, &alarms)
 		return len(alarms) == 2 && alarms[0].Kind == "smoke" && alarms[0].Active && alarms[0].Severity == "critical" &&
 				alarms[1].Kind == "forced" && alarms[0].Building == "B3" && alarms[1].Building == "B3",
@@ -307,13 +308,13 @@ func TestNoticesAndAlarmsReachTheSite(t *testing.T) {
 	})
 	// A kiosk that joins later (or was wiped) catches up from the start.
 	late := startEnrolledEdge(t, h, "kiosk-a3", "site-a", "kiosk")
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		ok, why := hasSmoke(late)
 		return ok && hasNotice(late, func(x kioskNotice) bool { return x.ID == n.ID }), "the late kiosk did not catch up: " + why
 	})
 	// The other site's kiosk has seen the hub (it is connected) and shows
 	// none of this.
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return there.sync(t).Connected, "kiosk-b1 not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return there.sync(t).Connected, "kiosk-b1 not connected" })
 	var list []kioskNotice
 	there.do(t, "GET", "/api/v1/notices", nil, &list)
 	if len(list) != 0 {

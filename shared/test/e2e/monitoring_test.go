@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -110,7 +111,7 @@ func liveMetricNames(t *testing.T) map[string]bool {
 		map[string]string{"resident": "R1", "activity": "A1"}, nil); err != nil || code != 201 {
 		t.Fatalf("check-in: %d %v", code, err)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		s := e.sync(t)
 		return s.Connected && s.Pending == 0, "edge not synced"
 	})
@@ -122,7 +123,7 @@ func liveMetricNames(t *testing.T) map[string]bool {
 	testkit.Start(t, "hub-tls", hubBin, []string{"--data", filepath.Join(t.TempDir(), "hub-tls"), "--http", addr,
 		"--mqtt-listen", testkit.FreePort(t), "--tls", "on"})
 	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		resp, err := insecure.Get("https://" + addr + "/healthz")
 		if err != nil {
 			return false, err.Error()

@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -30,7 +31,7 @@ func TestMosquittoDeviceLogins(t *testing.T) {
 	id2, _ := readIdentity(t, data2)
 	// Mosquitto reloads asynchronously: wait until kiosk-1's login works.
 	var c1 mqtt.Client
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		var err error
 		c1, err = dial(t, hub.MQTT, id1.ID, id1.MQTTUsername, id1.MQTTPassword)
 		return err == nil, fmt.Sprint(err)
@@ -38,7 +39,7 @@ func TestMosquittoDeviceLogins(t *testing.T) {
 	c1.Disconnect(10)
 
 	e1 := startEdgeData(t, "kiosk-1", data1, hub.MQTT)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return e1.sync(t).Connected, "kiosk-1 not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return e1.sync(t).Connected, "kiosk-1 not connected" })
 	if code := e1.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R1", "activity": "A1"}, nil); code != 201 {
 		t.Fatal(code)
 	}
@@ -76,7 +77,7 @@ func TestMosquittoDeviceLogins(t *testing.T) {
 	}
 	c2.Disconnect(10)
 	reload()
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		_, err := dial(t, hub.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword)
 		return err != nil, "revoked kiosk-2 still logs in"
 	})
@@ -107,7 +108,7 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	id2, _ := readIdentity(t, data2)
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		c, err := dial(t, hub.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword)
 		if err == nil {
 			c.Disconnect(10)
@@ -128,7 +129,7 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 		}
 		return out
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		o := online()
 		return o["kiosk-1"] && o["kiosk-2"] && metric(t, hub.URL, "linli_hub_devices_online") == 2, fmt.Sprintf("online %v", o)
 	})
@@ -136,7 +137,7 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 		t.Fatal(code)
 	}
 	// No reload: Mosquitto keeps kiosk-2's session, yet it is offline now.
-	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
+	poll.Eventually(t, 5*time.Second, func() (bool, string) {
 		o := online()
 		return !o["kiosk-2"] && o["kiosk-1"] && metric(t, hub.URL, "linli_hub_devices_online") == 1, fmt.Sprintf("online %v", o)
 	})
@@ -148,7 +149,7 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 	if code := e2.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R9", "activity": "A1"}, nil); code != 201 {
 		t.Fatal(code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		s := e2.identity(t)
 		return s.Identity == "revoked", fmt.Sprintf("revoked kiosk-2 %+v", s)
 	})
@@ -159,7 +160,7 @@ func TestMosquittoRevokedGoesOffline(t *testing.T) {
 	}
 	hub.Restart()
 	testkit.WaitHTTP(t, hub.URL+"/healthz", 30*time.Second)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		o := online()
 		return o["kiosk-1"], fmt.Sprintf("online %v", o)
 	})
@@ -180,7 +181,7 @@ func startHubBehindMosquitto(t *testing.T) (*hubProc, *testkit.Proc) {
 	hub := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
 	hub.Proc = testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr,
 		"--broker", hub.MQTT, "--mosquitto-files"})
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		_, err := readFile(filepath.Join(data, "mosquitto", "acl"))
 		return err == nil, fmt.Sprint(err)
 	})

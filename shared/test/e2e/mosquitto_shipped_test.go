@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -161,7 +162,7 @@ func (r *shippedRig) secure(t *testing.T, name string, setgidDir bool) {
 		args = append(args, "--mosquitto-group", "mosquitto")
 	}
 	hub.Proc = testkit.Start(t, "hub", hubBin, args)
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		_, err := os.Stat(filepath.Join(files, "acl"))
 		return err == nil, fmt.Sprint(err)
 	})

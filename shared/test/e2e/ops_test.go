@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -44,13 +45,13 @@ func TestReadyz(t *testing.T) {
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), testkit.FreePort(t), "")
 	e := startEdge(t, "kiosk-ready", "s1", "kiosk", h.MQTT)
 	for _, base := range []string{h.URL, e.URL} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			code, b := getReady(t, base)
 			return code == 200 && len(b.Warnings) == 0, base + ": " + strings.Join(append(b.Reasons, b.Warnings...), "; ")
 		})
 	}
 	h.Kill()
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		code, b := getReady(t, e.URL)
 		return code == 200 && len(b.Warnings) == 1 && strings.HasPrefix(b.Warnings[0], "offline:"),
 			strings.Join(append(b.Reasons, b.Warnings...), "; ")
@@ -80,7 +81,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	hub := testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr, "--mqtt-listen", mqttAddr,
 		"--tls", "on", "--tls-reload", "1h"})
 	var before string
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		before = servedSerial(httpAddr)
 		return before != "", "no TLS handshake yet"
 	})
@@ -96,7 +97,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, addr := range []string{httpAddr, mqttAddr} {
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			got := servedSerial(addr)
 			return got != "" && got != before, addr + " still serves " + got
 		})
@@ -133,7 +134,7 @@ func TestStatusCommands(t *testing.T) {
 	hubBin, edgeBin := testkit.Binaries(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), testkit.FreePort(t), "")
 	e := startEdge(t, "kiosk-st", "s1", "kiosk", h.MQTT)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { return e.sync(t).Connected, "edge not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { return e.sync(t).Connected, "edge not connected" })
 	h.Kill()
 	for i := range 3 {
 		if code, err := testkit.Do(context.Background(), "POST", e.URL+"/api/v1/checkins", "",
@@ -154,7 +155,7 @@ func TestStatusCommands(t *testing.T) {
 	// --watch refreshes until interrupted; the backlog drains meanwhile.
 	watch := testkit.Start(t, "watch", edgeBin, []string{"status", "--edge", e.URL, "--watch", "--interval", "100ms"})
 	h.Restart()
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		log := watch.Log()
 		return strings.Count(log, "edge "+e.URL) >= 2 && strings.Contains(log, "pending: 0  last_seq 3  acked_seq 3"), "frames so far:\n" + log
 	})
@@ -162,7 +163,7 @@ func TestStatusCommands(t *testing.T) {
 		t.Errorf("status --watch on SIGTERM: %v", err)
 	}
 	testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		code, out, errOut = runStatus(t, hubBin, "--hub", h.URL, "--data", h.Data)
 		return code == 0 && strings.Contains(out, "devices: 1/1 online, backlog 0 events"), out + errOut
 	})
@@ -176,7 +177,7 @@ func TestStatusCommands(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "hub-tls")
 	addr := testkit.FreePort(t)
 	testkit.Start(t, "hub-tls", hubBin, []string{"--data", data, "--http", addr, "--mqtt-listen", testkit.FreePort(t), "--tls", "on"})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		code, out, errOut = runStatus(t, hubBin, "--hub", "https://"+addr, "--data", data)
 		return code == 0, out + errOut
 	})

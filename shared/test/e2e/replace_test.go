@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -89,7 +90,7 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = startEdgeData(t, "kiosk-1", dataA, h.MQTT)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		s := a.identity(t)
 		return s.Pending == 0 && s.AckedSeq == s.LastSeq && s.Identity == "replaced", fmt.Sprintf("replaced kiosk %+v", s)
 	})
@@ -98,7 +99,7 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 	}
 	// With nothing left to send it yields the id's session to the
 	// replacement instead of taking it over at every reconnect.
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		return strings.Contains(a.Log(), "keeping no session") && !a.identity(t).Connected && b.identity(t).Connected,
 			"the replaced edge still holds a session"
 	})
@@ -106,17 +107,17 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 		t.Fatal(code)
 	}
 	ledger.Tried("kiosk-1")
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		s := a.identity(t)
 		return s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("replaced kiosk's late event %+v", s)
 	})
 	ledger.Acked("kiosk-1", a.identity(t).LastSeq, "RA8")
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		return !a.identity(t).Connected && b.identity(t).Connected, "the replaced edge holds a session again"
 	})
 	// Once it yields again, its goodbye does not make the device look
 	// offline while its replacement is connected.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		var ds []struct {
 			ID     string `json:"id"`
 			Online bool   `json:"online"`
@@ -160,7 +161,7 @@ func TestReplaceDeviceLosesNothing(t *testing.T) {
 	if code := h.do(t, "DELETE", "/api/v1/devices/kiosk-1", nil, nil); code != 200 {
 		t.Fatal(code)
 	}
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		s := b.identity(t)
 		return s.Identity == "revoked" && !s.Connected, fmt.Sprintf("revoked kiosk %+v", s)
 	})
@@ -212,7 +213,7 @@ func TestMosquittoReplaceLosesNothing(t *testing.T) {
 	}
 	reload()
 	idB, _ := readIdentity(t, dataB)
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		c, err := dial(t, h.MQTT, "probe", idB.MQTTUsername, idB.MQTTPassword)
 		if err == nil {
 			c.Disconnect(10)
@@ -226,7 +227,7 @@ func TestMosquittoReplaceLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = startEdgeData(t, "kiosk-1", dataA, h.MQTT)
-	testkit.Eventually(t, 40*time.Second, func() (bool, string) {
+	poll.Eventually(t, 40*time.Second, func() (bool, string) {
 		s := a.identity(t)
 		return s.Pending == 0 && s.AckedSeq == s.LastSeq && s.Identity == "replaced", fmt.Sprintf("replaced kiosk %+v", s)
 	})

@@ -17,6 +17,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/identity"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -95,7 +96,7 @@ func TestDeviceSecurity(t *testing.T) {
 	k1 := startEnrolledEdge(t, h, "kiosk-1", "s1", "kiosk")
 	k2 := startEnrolledEdge(t, h, "kiosk-2", "s2", "kiosk")
 	for _, k := range []*edgeProc{k1, k2} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, k.ID + " not connected" })
+		poll.Eventually(t, 20*time.Second, func() (bool, string) { return k.sync(t).Connected, k.ID + " not connected" })
 	}
 	connects := metric(t, k1.URL, "linli_edge_uplink_connects_total")
 
@@ -144,7 +145,7 @@ func TestDeviceSecurity(t *testing.T) {
 	t.Run("publishing under another device is rejected and counted", func(t *testing.T) {
 		before := metric(t, h.URL, `linli_hub_acl_refused_total{what="publish"}`)
 		c.Publish("linli/v1/s1/kiosk-1/up", 1, false, []byte("x")).WaitTimeout(2 * time.Second)
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			n := metric(t, h.URL, `linli_hub_acl_refused_total{what="publish"}`)
 			return n > before, fmt.Sprintf("refused publishes %v", n)
 		})
@@ -203,7 +204,7 @@ func TestDeviceSecurity(t *testing.T) {
 		for _, p := range [][]byte{flipped, byOther, batch(2, "unsigned")} {
 			publish(p)
 		}
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			n := metric(t, h.URL, "linli_hub_forged_total")
 			return n >= forged+3, fmt.Sprintf("forged count %v, want %v", n, forged+3)
 		})
@@ -227,7 +228,7 @@ func TestDeviceSecurity(t *testing.T) {
 		}
 		before := metric(t, h.URL, "linli_hub_duplicates_total")
 		publish(replay)
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			return metric(t, h.URL, "linli_hub_duplicates_total") > before, "duplicate not counted"
 		})
 		after, _ := testkit.FetchEvents(context.Background(), h.URL, h.token(t), "kiosk-1")
@@ -240,7 +241,7 @@ func TestDeviceSecurity(t *testing.T) {
 		if code := h.do(t, "DELETE", "/api/v1/devices/kiosk-2", nil, nil); code != 200 {
 			t.Fatalf("revoke: %d", code)
 		}
-		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		poll.Eventually(t, 10*time.Second, func() (bool, string) {
 			return !k2.sync(t).Connected, "kiosk-2 still connected after revocation"
 		})
 		if _, err := dial(t, h.MQTT, id2.ID, id2.MQTTUsername, id2.MQTTPassword); err == nil {
@@ -382,12 +383,12 @@ func TestSiteDownlinkOnlyToItsDevices(t *testing.T) {
 		"body": "周六9:00-12:00", "category": "announcement", "expires": time.Now().Add(48 * time.Hour).Format(time.RFC3339)}, &n); code != 201 {
 		t.Fatalf("publish notice: %d", code)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var list []kioskNotice
 		k.do(t, "GET", "/api/v1/notices", nil, &list)
 		return len(list) == 1 && list[0].ID == n.ID, fmt.Sprintf("kiosk notices %+v", list)
 	})
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		l := gw.accessList(t)
 		return l.Present && l.Doors["B3-main"] == 1, fmt.Sprintf("gateway list %+v", l)
 	})
@@ -504,7 +505,7 @@ func TestForgedAcksChangeNothing(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		n := metric(t, k.URL, "linli_edge_acks_refused_total")
 		return n == 2, fmt.Sprintf("%v acks refused, want 2", n)
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -43,7 +44,7 @@ func TestSignupAheadIsNotAttendance(t *testing.T) {
 	mqttAddr := testkit.FreePort(t)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, "")
 	k := startEnrolledEdge(t, h, "kiosk-s", "s1", "kiosk") // enrolled: only enrolled devices get the downlink
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, "kiosk not connected" })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { s := k.sync(t); return s.Connected, "kiosk not connected" })
 
 	// Recorded before the kiosk knows A4: the hub decides what it is.
 	var early checkinAnswer
@@ -62,7 +63,7 @@ func TestSignupAheadIsNotAttendance(t *testing.T) {
 			t.Fatalf("create %v: %d", a["id"], code)
 		}
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		a2, ok2 := k.activity(t, "A2", "")
 		_, ok3 := k.activity(t, "A3", "")
 		return ok2 && ok3 && a2.Share > 0, fmt.Sprintf("kiosk: A2 %v (share %d), A3 %v", ok2, a2.Share, ok3)
@@ -83,7 +84,7 @@ func TestSignupAheadIsNotAttendance(t *testing.T) {
 	for _, id := range []string{"A2", "A4"} {
 		resident := map[string]string{"A2": "R1", "A4": "R2"}[id]
 		var a hubActivity
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			h.do(t, "GET", "/api/v1/activities/"+id, nil, &a)
 			return a.Signups == 1 && slices.Contains(a.Confirmed, resident), fmt.Sprintf("hub %s: %+v", id, a)
 		})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -74,7 +75,7 @@ func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external
 	ledger := testkit.NewLedger()
 	load(context.Background(), t, e, ledger, n, 16, false)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, external)
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		s := e.sync(t)
 		return s.AckedSeq > 0, fmt.Sprintf("sync %+v", s)
 	})
@@ -155,7 +156,7 @@ func TestOnlineStatusAndLastWill(t *testing.T) {
 		return false, false
 	}
 	for _, id := range []string{"kiosk-crash", "kiosk-clean"} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			on, _ := online(id)
 			return on, id + " not online"
 		})
@@ -165,7 +166,7 @@ func TestOnlineStatusAndLastWill(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"kiosk-crash", "kiosk-clean"} {
-		testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
 			on, known := online(id)
 			return known && !on, id + " still shown online"
 		})

@@ -17,6 +17,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -30,7 +31,7 @@ func TestTLSEnrollmentAndSync(t *testing.T) {
 	testkit.Start(t, "hub", hubBin, []string{"--data", data, "--http", httpAddr, "--mqtt-listen", mqttAddr, "--tls", "on"})
 	base := "https://" + httpAddr
 	var client *http.Client
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		caPEM, err := os.ReadFile(filepath.Join(data, "pki", "ca.pem"))
 		if err != nil {
 			return false, "no CA yet: " + err.Error()
@@ -85,7 +86,7 @@ func TestTLSEnrollmentAndSync(t *testing.T) {
 	testkit.Start(t, "edge", edgeBin, []string{"--data", edgeData, "--http", edgeHTTP, "--backoff-max", "500ms"})
 	e := &edgeProc{ID: "kiosk-tls", URL: "http://" + edgeHTTP, Data: edgeData}
 	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := e.sync(t); return s.Connected, fmt.Sprintf("%+v", s) })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { s := e.sync(t); return s.Connected, fmt.Sprintf("%+v", s) })
 	if code := e.do(t, "POST", "/api/v1/checkins", map[string]string{"resident": "R1", "activity": "A1"}, nil); code != 201 {
 		t.Fatal(code)
 	}

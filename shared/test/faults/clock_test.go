@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -107,7 +108,7 @@ func TestClockChaos(t *testing.T) {
 			Seq uint64 `json:"seq"`
 		} `json:"history"`
 	}
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		code, err := testkit.Do(ctx, "GET", h.URL+"/api/v1/reports/"+reportID, h.Token(t), nil, &rep)
 		return err == nil && code == 200 && rep.Votes == votes, fmt.Sprintf("report %s: %d %v, %d votes of %d", reportID, code, err, rep.Votes, votes)
 	})

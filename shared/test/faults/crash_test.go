@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -139,7 +140,7 @@ func TestMosquittoKilledMidStream(t *testing.T) {
 func waitAckProgress(t *testing.T, e *testkit.Edge, timeout time.Duration) {
 	t.Helper()
 	s0, _ := e.Sync(context.Background())
-	testkit.Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		s, err := e.Sync(context.Background())
 		return err == nil && s.AckedSeq > s0.AckedSeq, fmt.Sprintf("acked did not move from %d: %+v %v", s0.AckedSeq, s, err)
 	})

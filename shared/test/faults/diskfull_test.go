@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -159,7 +160,7 @@ func TestDiskFull(t *testing.T) {
 			t.Fatalf("governance write below the telemetry reserve: %+v", w)
 		}
 	}
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		d := metric(t, e, "linli_edge_telemetry_dropped_total")
 		return d > 0, "no telemetry dropped below the telemetry reserve"
 	})
@@ -168,7 +169,7 @@ func TestDiskFull(t *testing.T) {
 	// Below the reserve: 507 with a clear body for everything.
 	fill(t, disk, filler, 24<<20)
 	var refused testkit.Written
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		refused = write(testkit.WriteCheckin, "G")
 		return refused.Code == 507, fmt.Sprintf("check-in below the reserve: %+v", refused)
 	})
@@ -186,7 +187,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		w := write(testkit.WriteReport, "G")
 		return w.Code == 201, fmt.Sprintf("report after space came back: %+v", w)
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"linli/shared/test/netproxy"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -52,7 +53,7 @@ func TestFlappingNetwork(t *testing.T) {
 		px.Restore()
 		restored := time.Now()
 		var took time.Duration
-		testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+		poll.Eventually(t, 60*time.Second, func() (bool, string) {
 			s, err := e.Sync(context.Background())
 			if err == nil && s.AckedSeq > s0.AckedSeq {
 				took = time.Since(restored)

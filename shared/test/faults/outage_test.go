@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -55,7 +56,7 @@ func TestLongOutage(t *testing.T) {
 	// Disk use falls back once acked events pass retention and are
 	// compacted away.
 	var after int64
-	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
+	poll.Eventually(t, 3*time.Minute, func() (bool, string) {
 		after, err = testkit.DiskUsage(e.Data)
 		return err == nil && after < before/2, fmt.Sprintf("edge data dir %s after the drain, %s before (%v): %s", testkit.MiB(after), testkit.MiB(before), err, listDir(e.Data))
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"linli/shared/test/lazyfs"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
@@ -132,28 +133,33 @@ func powerCuts(t *testing.T, cycles int, env []string) (testkit.Verdict, *disk, 
 	return ledger.Check(id, testkit.HubEvents(t, h, id), testkit.Marker), d, nil
 }
 
+// waitHealthy waits until the edge answers /healthz, and gives up at once
+// when it has exited (quoting the log of its last start).
 func waitHealthy(e *testkit.Edge, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	healthy := func() (bool, error) {
 		code, err := testkit.Do(context.Background(), "GET", e.URL+"/healthz", "", nil, nil)
-		if err == nil && code == 200 {
+		if err == nil && code != 200 {
+			err = fmt.Errorf("status %d", code)
+		}
+		return err == nil, err
+	}
+	exited := func() error {
+		if !e.Exited() {
 			return nil
 		}
-		if e.Exited() {
-			log := e.Log()
-			if i := strings.LastIndex(log, "---- start"); i >= 0 {
-				log = log[i:]
-			}
-			if len(log) > 2000 {
-				log = log[len(log)-2000:]
-			}
-			return fmt.Errorf("edge exited: %s", log)
+		log := e.Log()
+		if i := strings.LastIndex(log, "---- start"); i >= 0 {
+			log = log[i:]
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no healthy answer within %v: %d %v", timeout, code, err)
+		if len(log) > 2000 {
+			log = log[len(log)-2000:]
 		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("edge exited: %s", log)
 	}
+	if err := poll.Until(context.Background(), timeout, poll.Interval, healthy, exited); err != nil {
+		return fmt.Errorf("no healthy answer: %w", err)
+	}
+	return nil
 }
 
 // Scenario 2: power cuts. The layer throws away every write since each
@@ -212,7 +218,7 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 			}
 			done <- w
 		}()
-		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			return d.fs.HeldFsyncs() > 0, "no fsync reached the layer"
 		})
 		select {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
+
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -301,13 +303,7 @@ func TestHoldFsyncs(t *testing.T) {
 	l.HoldFsyncs()
 	done := make(chan error, 1)
 	go func() { done <- f.Sync() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.HeldFsyncs() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("fsync never reached the layer")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.WaitFor(t, "the fsync to reach the layer", func() bool { return l.HeldFsyncs() > 0 })
 	select {
 	case err := <-done:
 		t.Fatalf("fsync returned while held: %v", err)
@@ -417,12 +413,7 @@ func TestCrashWaitsForOpenFiles(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() { st, err := l.Crash(); done <- result{st, err} }()
-	for deadline := time.Now().Add(10 * time.Second); mounted(t, mnt); {
-		if time.Now().After(deadline) {
-			t.Fatal("the busy mount was not detached")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.WaitFor(t, "the busy mount to be detached", func() bool { return !mounted(t, mnt) })
 	select {
 	case r := <-done:
 		t.Fatalf("the cut returned while a file was still open: %+v %v", r.st, r.err)

@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/process"
-	"linli/shared/test/testkit"
 )
 
 func start(t *testing.T, script string, env ...string) *process.Proc {
@@ -26,7 +26,7 @@ func TestStopLogRestart(t *testing.T) {
 	// The child says it is up only once its TERM trap is set, so the
 	// SIGTERM below cannot arrive before it.
 	p := start(t, `trap 'echo bye $GREETING; exit 0' TERM; echo up; while :; do sleep 0.05; done`, "GREETING=neighbour")
-	testkit.WaitFor(t, "the child's first line", func() bool { return strings.Contains(p.Log(), "\nup\n") })
+	poll.WaitFor(t, "the child's first line", func() bool { return strings.Contains(p.Log(), "\nup\n") })
 	if p.Exited() || p.Err() != nil {
 		t.Fatalf("running child: exited %v, err %v", p.Exited(), p.Err())
 	}
@@ -43,7 +43,7 @@ func TestStopLogRestart(t *testing.T) {
 	if err := p.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, "the restarted child's first line", func() bool { return strings.Count(p.Log(), "\nup\n") == 2 })
+	poll.WaitFor(t, "the restarted child's first line", func() bool { return strings.Count(p.Log(), "\nup\n") == 2 })
 	if p.PID() == first || strings.Count(p.Log(), "---- start /bin/sh") != 2 {
 		t.Fatalf("restart: pid %d (was %d), log %q", p.PID(), first, p.Log())
 	}
@@ -51,7 +51,7 @@ func TestStopLogRestart(t *testing.T) {
 
 func TestKill(t *testing.T) {
 	p := start(t, `trap '' TERM; echo up; while :; do sleep 0.05; done`)
-	testkit.WaitFor(t, "the child's first line", func() bool { return strings.Contains(p.Log(), "\nup\n") })
+	poll.WaitFor(t, "the child's first line", func() bool { return strings.Contains(p.Log(), "\nup\n") })
 	p.Kill()
 	select {
 	case <-p.Done():
@@ -83,7 +83,7 @@ func TestMemoryAndCPU(t *testing.T) {
 	// The log's first line holds the script, so the child's own line is
 	// one the script does not spell out.
 	p := start(t, `i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo counted $i; sleep 30`)
-	testkit.WaitFor(t, "the child's busy loop", func() bool { return strings.Contains(p.Log(), "counted 200000") })
+	poll.WaitFor(t, "the child's busy loop", func() bool { return strings.Contains(p.Log(), "counted 200000") })
 	m, err := process.Memory(p.PID())
 	if err != nil {
 		t.Fatal(err)

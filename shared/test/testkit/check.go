@@ -18,7 +18,7 @@ type Ledger struct {
 	tried   map[string]int
 	markers map[string]map[string]bool // device → marker → acked
 	// reused notes seqs answered 2xx twice with different events (see
-	// ackChecked): device → "seq: first, then second".
+	// Record): device → "seq: first, then second".
 	reused map[string][]string
 }
 

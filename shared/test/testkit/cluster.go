@@ -1,26 +1,22 @@
 package testkit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"linli/shared/test/loadgen"
+	"linli/shared/test/poll"
 	"linli/shared/test/process"
 )
 
@@ -192,200 +188,52 @@ func (e *Edge) Sync(ctx context.Context) (SyncState, error) {
 // everything it wrote.
 func (e *Edge) Drained(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		s, err := e.Sync(context.Background())
 		return err == nil && s.Pending == 0 && s.AckedSeq == s.LastSeq, fmt.Sprintf("%s sync %+v %v", e.ID, s, err)
 	})
 }
 
-// Kinds of writes the load generator makes.
+// Kinds of writes the load generator makes (see loadgen).
 const (
-	WriteCheckin = "checkin"
-	WriteReading = "reading"
-	WriteAccess  = "access"
-	WriteReport  = "report"
-	// WriteLargeReport is a report with a 1,900-character description:
-	// its stored value is above the small profile's value threshold.
-	WriteLargeReport = "report-large"
+	WriteCheckin     = loadgen.Checkin
+	WriteReading     = loadgen.Reading
+	WriteAccess      = loadgen.Access
+	WriteReport      = loadgen.Report
+	WriteLargeReport = loadgen.LargeReport
 )
 
 // Written is the answer to one write.
-type Written struct {
-	Code   int
-	Seq    uint64
-	Marker string
-	Body   string // the raw answer, for error messages
-}
+type Written = loadgen.Written
 
 // Write posts one event of kind to the edge with a unique marker built
-// from prefix and i (a check-in's resident, a reading's sensor, an access
-// event's door — its card is stored only as a pseudonym — a report's unit) and records it in ledger when it is
-// answered 2xx (ledger may be nil).
+// from prefix and i and records it in ledger when it is answered 2xx
+// (ledger may be nil).
 func (e *Edge) Write(ctx context.Context, ledger *Ledger, kind, prefix string, i int64) (Written, error) {
-	marker := prefix + strconv.FormatInt(i, 10)
-	var path string
-	var body any
-	switch kind {
-	case WriteCheckin:
-		path, body = "/api/v1/checkins", map[string]string{"resident": marker, "activity": "A1"}
-	case WriteReading:
-		path, body = "/api/v1/readings", map[string]any{"sensor": marker, "kind": "temperature", "value": 21.5}
-	case WriteAccess:
-		path, body = "/api/v1/access", map[string]string{"door": marker, "credential": "C" + strconv.FormatInt(i, 10), "result": "granted"}
-	case WriteReport:
-		path, body = "/api/v1/reports", map[string]string{"category": "facilities", "title": "lamp out", "building": "B1", "unit": marker}
-	case WriteLargeReport:
-		path, body = "/api/v1/reports", map[string]string{"category": "facilities", "title": "lamp out", "building": "B1", "unit": marker,
-			"description": strings.Repeat("the stairwell lamp on floor 3 is out again. ", 43)}
-	default:
-		return Written{}, fmt.Errorf("unknown write kind %q", kind)
-	}
-	if ledger != nil {
-		ledger.Tried(e.ID)
-	}
-	var ans struct {
-		Seq   uint64 `json:"seq"`
-		Error string `json:"error"`
-	}
-	code, err := post(ctx, e.URL+path, body, &ans)
-	w := Written{Code: code, Seq: ans.Seq, Marker: marker, Body: ans.Error}
-	if err != nil {
-		return w, err
-	}
-	if code/100 == 2 && ledger != nil {
-		ledger.ackChecked(e.ID, ans.Seq, marker)
-	}
-	return w, nil
+	return loadgen.Write(ctx, loadgen.Client, e.URL, e.ID, ledgerOrNil(ledger), kind, prefix, i)
 }
 
-// loadClient keeps a connection per load worker alive (the default
-// transport keeps two, and re-dialling costs more than the write).
-var loadClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-	MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second}}
-
-// post sends a JSON body and decodes a JSON answer into out.
-func post(ctx context.Context, url string, body, out any) (int, error) {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(data))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := loadClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode POST %s answer %q: %w", url, raw, err)
-		}
-	}
-	return resp.StatusCode, nil
-}
-
-// Marker picks the load generator's marker out of a hub event body.
-func Marker(body map[string]any) string {
-	for _, k := range []string{"resident", "sensor", "door", "unit"} {
-		if s, ok := body[k].(string); ok {
-			return s
-		}
-	}
-	return ""
-}
-
-// Load writes to an edge from several goroutines until stopped, tolerating
-// errors (the edge may be down), and records every 2xx in a ledger.
-type Load struct {
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	next   atomic.Int64
-	ok     atomic.Int64
-	failed atomic.Int64
-	codes  sync.Map // status code → *atomic.Int64
-}
-
-// LoadConfig configures StartLoad.
-type LoadConfig struct {
-	Workers int
-	Kinds   []string      // cycled through; default check-ins
-	Max     int64         // stop after this many writes (0: until Stop)
-	Prefix  string        // marker prefix; default "R"
-	Pause   time.Duration // between a worker's writes (default none)
-}
-
-// StartLoad starts writing to e.
-func StartLoad(e *Edge, ledger *Ledger, c LoadConfig) *Load {
-	if c.Workers <= 0 {
-		c.Workers = 8
-	}
-	if len(c.Kinds) == 0 {
-		c.Kinds = []string{WriteCheckin}
-	}
-	if c.Prefix == "" {
-		c.Prefix = "R"
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Load{stop: cancel}
-	for range c.Workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for ctx.Err() == nil {
-				i := l.next.Add(1)
-				if c.Max > 0 && i > c.Max {
-					return
-				}
-				kind := c.Kinds[int(i)%len(c.Kinds)]
-				w, err := e.Write(ctx, ledger, kind, c.Prefix, i)
-				switch {
-				case err == nil && w.Code/100 == 2:
-					l.ok.Add(1)
-				default:
-					l.failed.Add(1)
-					if err != nil && ctx.Err() == nil {
-						// The edge is down: do not spin.
-						time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
-					}
-				}
-				n, _ := l.codes.LoadOrStore(w.Code, new(atomic.Int64))
-				n.(*atomic.Int64).Add(1)
-				if c.Pause > 0 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(c.Pause):
-					}
-				}
-			}
-		}()
+// ledgerOrNil keeps a nil *Ledger a nil interface, which loadgen skips.
+func ledgerOrNil(l *Ledger) loadgen.Ledger {
+	if l == nil {
+		return nil
 	}
 	return l
 }
 
-// Wait waits for a load with Max to finish.
-func (l *Load) Wait() { l.wg.Wait() }
+// Marker picks the load generator's marker out of a hub event body.
+func Marker(body map[string]any) string { return loadgen.Marker(body) }
 
-// Stop ends the load and waits for its workers.
-func (l *Load) Stop() { l.stop(); l.wg.Wait() }
+// Load writes to an edge from several goroutines until stopped.
+type Load = loadgen.Load
 
-// OK is how many writes were answered 2xx so far.
-func (l *Load) OK() int64 { return l.ok.Load() }
+// LoadConfig configures StartLoad: Workers, Kinds, Max, Prefix, Pause.
+type LoadConfig = loadgen.Config
 
-// Failed is how many writes failed or were refused so far.
-func (l *Load) Failed() int64 { return l.failed.Load() }
-
-// Codes counts answers by status code (0: no answer).
-func (l *Load) Codes() map[int]int64 {
-	out := map[int]int64{}
-	l.codes.Range(func(k, v any) bool { out[k.(int)] = v.(*atomic.Int64).Load(); return true })
-	return out
+// StartLoad starts writing to e, tolerating errors (the edge may be down),
+// and records every 2xx in ledger.
+func StartLoad(e *Edge, ledger *Ledger, c LoadConfig) *Load {
+	return loadgen.Start(e.URL, e.ID, ledgerOrNil(ledger), c)
 }
 
 // HubEvents fetches every event of device from the hub; none when the hub
@@ -450,10 +298,10 @@ func DiskUsage(dir string) (int64, error) {
 	return n, err
 }
 
-// ackChecked is Acked that notes a seq acked before for another event:
-// the second answer silently replaces the first in the ledger, which would
-// hide the first write's loss from Check.
-func (l *Ledger) ackChecked(device string, seq uint64, marker string) {
+// Record is Acked that notes a seq acked before for another event: the
+// second answer silently replaces the first in the ledger, which would
+// hide the first write's loss from Check. The load generator records so.
+func (l *Ledger) Record(device string, seq uint64, marker string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if prev, seen := l.acked[device][seq]; seen && prev != marker {

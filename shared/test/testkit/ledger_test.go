@@ -9,11 +9,11 @@ import (
 // event it hides the first write's loss and is reported.
 func TestLedgerNotesReusedSeqs(t *testing.T) {
 	l := NewLedger()
-	l.ackChecked("k1", 1, "a")
-	l.ackChecked("k1", 1, "a")
-	l.ackChecked("k2", 1, "z")
-	l.ackChecked("k1", 2, "b")
-	l.ackChecked("k1", 1, "c")
+	l.Record("k1", 1, "a")
+	l.Record("k1", 1, "a")
+	l.Record("k2", 1, "z")
+	l.Record("k1", 2, "b")
+	l.Record("k1", 1, "c")
 	if got, want := l.Reused("k1"), []string{"seq 1: a, then c"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Reused(k1) = %q, want %q", got, want)
 	}

@@ -3,7 +3,6 @@ package testkit
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"linli/shared/test/process"
 )
 
 var (
@@ -33,11 +34,7 @@ func RunLoadgen(t testing.TB, e *Edge, ledger *Ledger, kind, prefix string, n in
 			loadgenErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./shared/test/loadgen")
-		cmd.Dir = Root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			loadgenErr = fmt.Errorf("go build loadgen: %v\n%s", err, out)
-		}
+		loadgenErr = process.Build(Root(), dir, "./shared/test/loadgen/cmd/loadgen")
 		loadgenBin = filepath.Join(dir, "loadgen")
 	})
 	if loadgenErr != nil {
@@ -60,7 +57,7 @@ func RunLoadgen(t testing.TB, e *Edge, ledger *Ledger, kind, prefix string, n in
 			t.Fatalf("loadgen printed %q", sc.Text())
 		}
 		ledger.Tried(e.ID)
-		ledger.ackChecked(e.ID, seq, marker)
+		ledger.Record(e.ID, seq, marker)
 		ok++
 	}
 	if s := stderr.String(); s != "" {

@@ -1,13 +1,15 @@
 package testkit
 
 import (
-	"fmt"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"linli/shared/test/process"
 )
 
 // MosquittoBin is where Debian installs the broker.
@@ -32,52 +34,12 @@ func MosquittoConf(t testing.TB, addr, conf string, extra ...string) (url string
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	confText := RewriteMosquittoConf(string(base), addr, dir, extra...)
-	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(confText), 0o600); err != nil {
+	url, pp, err := process.StartMosquitto(context.Background(), process.Mosquitto{
+		Bin: MosquittoBin, Base: string(base), Addr: addr, Dir: t.TempDir(), Extra: extra})
+	if err != nil {
 		t.Fatal(err)
 	}
-	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
-	Eventually(t, 10*time.Second, func() (bool, string) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false, fmt.Sprintf("mosquitto not listening on %s: %v", addr, err)
-		}
-		c.Close()
-		return true, ""
-	})
-	return "tcp://" + addr, proc
-}
-
-// RewriteMosquittoConf is a shipped Mosquitto config made to run beside
-// the tests and benchmarks: its listener moved to addr on loopback, its
-// persistence into dir (Mosquitto refuses a second persistence_location),
-// and extra lines appended, each replacing the shipped line of its key.
-func RewriteMosquittoConf(base, addr, dir string, extra ...string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	var conf strings.Builder
-	overridden := map[string]bool{}
-	for _, l := range extra {
-		if f := strings.Fields(l); len(f) > 0 {
-			overridden[f[0]] = true
-		}
-	}
-	for _, line := range strings.Split(base, "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "listener":
-			line = "listener " + port + " 127.0.0.1"
-		case len(f) > 0 && (f[0] == "persistence_location" || overridden[f[0]]):
-			continue
-		}
-		conf.WriteString(line + "\n")
-	}
-	fmt.Fprintf(&conf, "persistence_location %s/\n", dir)
-	for _, l := range extra {
-		conf.WriteString(l + "\n")
-	}
-	return conf.String()
+	return url, adopt(t, pp)
 }
 
 // MosquittoShipped starts Debian's Mosquitto with configs/<conf> as
@@ -119,16 +81,8 @@ func MosquittoShipped(t testing.TB, addr, conf, dir string, subst map[string]str
 		t.Fatal(err)
 	}
 	proc = Start(t, "mosquitto", MosquittoBin, []string{"-c", path})
-	Eventually(t, 10*time.Second, func() (bool, string) {
-		if proc.Exited() {
-			t.Fatalf("mosquitto with configs/%s exited:\n%s", conf, proc.Log())
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false, fmt.Sprintf("mosquitto not listening on %s: %v", addr, err)
-		}
-		c.Close()
-		return true, ""
-	})
+	if err := process.WaitListening(context.Background(), addr, 10*time.Second, proc.Proc); err != nil {
+		t.Fatalf("mosquitto with configs/%s: %v\n%s", conf, err, proc.Log())
+	}
 	return "tcp://" + addr, proc
 }

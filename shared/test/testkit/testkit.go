@@ -1,6 +1,6 @@
 // Package testkit helps tests run Linli for real: build the binaries, start
 // them (and Mosquitto) as processes on free loopback ports, talk HTTP to
-// them, and poll with a deadline instead of sleeping.
+// them and check what they synced.
 package testkit
 
 import (
@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -20,34 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/poll"
 	"linli/shared/test/process"
 )
-
-// Eventually polls cond every 20 ms until it returns true or timeout
-// passes, then fails the test with the last reason cond gave.
-func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for {
-		var ok bool
-		ok, why = cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// WaitFor is Eventually for a condition with nothing to report: it waits
-// up to 10 s and fails the test naming what it waited for.
-func WaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	Eventually(t, 10*time.Second, func() (bool, string) { return cond(), what })
-}
 
 // SyncBuffer is a log sink that goroutines may write concurrently.
 type SyncBuffer struct {
@@ -72,12 +45,8 @@ func (s *SyncBuffer) String() string {
 // ago.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := process.FreeAddr()
 	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return addr
@@ -104,12 +73,7 @@ func Binaries(t testing.TB) (hub, edge string) {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./hub/cmd/linli-hub", "./edge/cmd/linli-edge")
-		cmd.Dir = Root()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = process.Build(Root(), buildDir, "./hub/cmd/linli-hub", "./edge/cmd/linli-edge")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -131,6 +95,12 @@ func Start(t testing.TB, name, bin string, args []string, env ...string) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return adopt(t, pp)
+}
+
+// adopt makes pp the test's: killed at its end, its log printed if the
+// test failed.
+func adopt(t testing.TB, pp *process.Proc) *Proc {
 	p := &Proc{Proc: pp, t: t}
 	t.Cleanup(func() {
 		p.Kill()
@@ -151,9 +121,9 @@ func (p *Proc) Restart() {
 }
 
 func (p *Proc) dumpLog() {
-	log := p.Log()
-	if len(log) > 8000 {
-		log = "…" + log[len(log)-8000:]
+	log := p.Tail(8000)
+	if len(log) < len(p.Log()) {
+		log = "…" + log
 	}
 	p.t.Logf("==== %s log:\n%s", p.Name, log)
 }
@@ -208,7 +178,7 @@ func Do(ctx context.Context, method, url, token string, body, out any) (int, err
 // WaitHTTP polls url until it answers 200.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
-	Eventually(t, timeout, func() (bool, string) {
+	poll.Eventually(t, timeout, func() (bool, string) {
 		code, err := Do(context.Background(), "GET", url, "", nil, nil)
 		return code == 200, fmt.Sprintf("GET %s: %d %v", url, code, err)
 	})

@@ -1,0 +1,156 @@
+package brokerclient_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"linli/hub/brokerclient"
+	"linli/hub/registry"
+	"linli/shared/kv"
+	"linli/shared/test/poll"
+	"linli/shared/test/testkit"
+)
+
+const hubUser, hubPass = "hub-test", "the-hub's-password"
+
+// secureMosquitto runs Mosquitto with the shipped secure config on addr,
+// reading the password file and ACL a registry writes (the hub's login
+// only: it may read and write every linli/ topic).
+func secureMosquitto(t *testing.T, addr string) (string, *testkit.Proc) {
+	t.Helper()
+	db, err := kv.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	reg, err := registry.Open(db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := reg.WriteMosquitto(registry.MosquittoFiles{Dir: dir, GID: -1}, hubUser, hubPass); err != nil {
+		t.Fatal(err)
+	}
+	return testkit.MosquittoConf(t, addr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(dir, registry.MosquittoPasswd),
+		"acl_file "+filepath.Join(dir, registry.MosquittoACL),
+		"user root")
+}
+
+func dial(t *testing.T, url, password string, within time.Duration) (*brokerclient.Client, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := brokerclient.Dial(ctx, brokerclient.Options{Broker: url, ClientID: hubUser, Username: hubUser, Password: password})
+	if err == nil {
+		t.Cleanup(c.Close)
+	}
+	return c, err
+}
+
+// inbox collects what a subscription receives.
+type inbox struct {
+	mu   sync.Mutex
+	msgs map[string][]string // topic → payloads
+}
+
+func (in *inbox) handle(topic string, payload []byte) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.msgs == nil {
+		in.msgs = map[string][]string{}
+	}
+	in.msgs[topic] = append(in.msgs[topic], string(payload))
+}
+
+func (in *inbox) has(topic, payload string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, p := range in.msgs[topic] {
+		if p == payload {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSubscribeAndPublish(t *testing.T) {
+	url, _ := secureMosquitto(t, testkit.FreePort(t))
+	c, err := dial(t, url, hubPass, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Connected() {
+		t.Fatal("Dial returned a client that is not connected")
+	}
+	var in inbox
+	if err := c.Subscribe("linli/v1/+/+/up", in.handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish("linli/v1/s1/kiosk-1/up", []byte("batch 1"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish("linli/v1/s1/kiosk-1/ack", []byte("not subscribed"), false); err != nil {
+		t.Fatal(err)
+	}
+	poll.WaitFor(t, "the published batch", func() bool { return in.has("linli/v1/s1/kiosk-1/up", "batch 1") })
+	if in.has("linli/v1/s1/kiosk-1/ack", "not subscribed") {
+		t.Error("a message on a topic outside the filter was delivered")
+	}
+}
+
+// Mosquitto killed and started again: the client reconnects by itself and
+// subscribes again, so what is published afterwards reaches the handler.
+func TestReconnectsAfterMosquittoRestarts(t *testing.T) {
+	url, broker := secureMosquitto(t, testkit.StablePort(t))
+	c, err := dial(t, url, hubPass, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in inbox
+	if err := c.Subscribe("linli/v1/+/+/up", in.handle); err != nil {
+		t.Fatal(err)
+	}
+	broker.Kill()
+	poll.WaitFor(t, "the client to notice the broker is gone", func() bool { return !c.Connected() })
+	broker.Restart()
+	poll.Eventually(t, 30*time.Second, func() (bool, string) { return c.Connected(), "the client to reconnect" })
+	// The resubscription is not waited on: publish until it is in place.
+	n := 0
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		n++
+		if err := c.Publish("linli/v1/s1/kiosk-1/up", []byte("after restart"), false); err != nil {
+			return false, err.Error()
+		}
+		return in.has("linli/v1/s1/kiosk-1/up", "after restart"), "a publish after the restart to come back"
+	})
+	t.Logf("delivered after %d publishes", n)
+}
+
+// A login the broker refuses ends Dial with ErrRefused naming the login,
+// not only with the context's deadline.
+func TestRefusedLoginIsNamed(t *testing.T) {
+	url, _ := secureMosquitto(t, testkit.FreePort(t))
+	_, err := dial(t, url, "wrong password", 3*time.Second)
+	if !errors.Is(err, brokerclient.ErrRefused) || !strings.Contains(err.Error(), hubUser) {
+		t.Fatalf("Dial with a wrong password: %v; want ErrRefused naming %q", err, hubUser)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial: %v; want it to say it gave up at the deadline", err)
+	}
+}
+
+// With no broker at all Dial gives up when ctx ends and says what the
+// last attempt met.
+func TestDialGivesUpWithTheLastError(t *testing.T) {
+	_, err := dial(t, "tcp://"+testkit.FreePort(t), hubPass, 2*time.Second)
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, brokerclient.ErrRefused) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Dial without a broker: %v; want the deadline and the refused connection", err)
+	}
+}
