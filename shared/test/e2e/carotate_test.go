@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"linli/shared/test/poll"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,7 +53,7 @@ func (h *tlsHub) client(t *testing.T) *http.Client {
 
 func (h *tlsHub) waitUp(t *testing.T) {
 	t.Helper()
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		resp, err := h.client(t).Get(h.base + "/healthz")
 		if err != nil {
 			return false, err.Error()
@@ -178,7 +179,7 @@ func TestSiteCARotation(t *testing.T) {
 	}
 	newCA := st.Next
 	// The online kiosk takes the new CA from the downlink and says so.
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		h.call(t, "GET", "/api/v1/pki", nil, &st)
 		return st.Devices["kiosk-on"] == "new" && st.Devices["kiosk-away"] == "old", fmt.Sprintf("%+v", st)
 	})
@@ -212,7 +213,7 @@ func TestSiteCARotation(t *testing.T) {
 	}
 	h.Restart()
 	h.waitUp(t)
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) { s := online.sync(t); return s.Connected, fmt.Sprintf("%+v", s) })
+	poll.Eventually(t, 20*time.Second, func() (bool, string) { s := online.sync(t); return s.Connected, fmt.Sprintf("%+v", s) })
 	checkIns(t, online, 10, 15)
 	drained(t, online, 20*time.Second)
 	// The kiosk's own HTTPS call to the hub, with its stored identity.
@@ -233,7 +234,7 @@ func TestSiteCARotation(t *testing.T) {
 	if got := trusted(t, away); !slices.Equal(got, []string{oldCA[0], newCA}) {
 		t.Fatalf("returning kiosk trusts %v, want the old and the new CA", got)
 	}
-	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		h.call(t, "GET", "/api/v1/pki", nil, &st)
 		return st.Phase == "switched" && st.New == 2 && st.Old == 0, fmt.Sprintf("%+v", st)
 	})
@@ -295,7 +296,7 @@ func TestSiteCAForgedBundleRefused(t *testing.T) {
 	imp.base, imp.httpAddr = h.base, h.httpAddr
 	imp.waitUp(t)
 	checkIns(t, k, 2, 3)
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		n := metricValue(t, k.URL, "linli_edge_trust_refused_total")
 		return n >= 1, fmt.Sprintf("refused %v", n)
 	})
