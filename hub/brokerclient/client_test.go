@@ -29,7 +29,7 @@ func secureMosquitto(t *testing.T, addr string) (string, *testkit.Proc) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	reg, err := registry.Open(db, slog.New(slog.DiscardHandler))
+	reg, err := registry.Open(registry.NewBadgerStore(db), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func enrolled(t *testing.T) (*registry.Registry, map[string]string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	reg, err := registry.Open(db, log)
+	reg, err := registry.Open(registry.NewBadgerStore(db), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"linli/shared/test/poll"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 
 	"linli/edge/enroll"
 	"linli/shared/identity"
+	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
 
