@@ -90,7 +90,7 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.List(&c.HubArgs, "hub-args", nil, "extra linli-hub flags, comma-separated (experiments)")
 	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
 	var sizes []string
-	set.List(&sizes, "startup-sizes", []string{"1000000", "10000000"}, "stored events of the start-up scenario's hubs, smallest first (the first is the baseline, the last is judged)")
+	set.List(&sizes, "startup-sizes", nil, "stored events of the start-up scenario's hubs, smallest first: the first is the baseline, the last is judged (default 1000000,5000000; with --long 1000000,10000000)")
 	set.String(&c.Readme, "readme", "", "Markdown file whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
@@ -98,6 +98,14 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		}
 		fmt.Fprintf(stderr, "linli-bench: %v\n", err)
 		return 2
+	}
+	if len(sizes) == 0 {
+		// Writing 10,000,000 events takes this 2-core machine 2-6 minutes
+		// as its load varies: the short run stops at 5,000,000.
+		sizes = []string{"1000000", "5000000"}
+		if c.Long {
+			sizes = []string{"1000000", "10000000"}
+		}
 	}
 	for _, v := range sizes {
 		n, err := strconv.Atoi(v)
