@@ -119,7 +119,7 @@ func (s *State) load() error {
 	var m *merge.State
 	sites := map[string]bool{}
 	var hubSeq, since uint64
-	n, skipped, read := 0, 0, 0
+	n, skipped, read, snapBytes := 0, 0, 0, 0
 	err := s.opts.Store.DB().View(func(txn *badger.Txn) error {
 		var err error
 		if hubSeq, err = kv.GetU64(txn, []byte(keyHubSeq)); err != nil {
@@ -135,7 +135,7 @@ func (s *State) load() error {
 		snap, head, err := s.readSnapshot(txn)
 		switch {
 		case err == nil:
-			m, since = snap, head.ReadTs
+			m, since, snapBytes = snap, head.ReadTs, head.Size
 			for _, site := range head.Sites {
 				sites[site] = true
 			}
@@ -192,7 +192,7 @@ func (s *State) load() error {
 	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
 	s.loadRead = read
 	s.mu.Unlock()
-	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "fact_keys_read", read, "fact_keys_in_snapshot", skipped,
+	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "snapshot_bytes", snapBytes, "fact_keys_read", read, "fact_keys_in_snapshot", skipped,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

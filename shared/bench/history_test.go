@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"linli/hub/downlink"
 	"linli/hub/state"
@@ -73,5 +74,30 @@ func TestWriteHistory(t *testing.T) {
 	})
 	if reports != st.reports || activities != st.activities {
 		t.Errorf("merged state rebuilt with %d reports, %d activities; want %d, %d", reports, activities, st.reports, st.activities)
+	}
+}
+
+// The start-up scenario reads when the merged state was loaded, and the
+// snapshot's size, from the hub's own log line.
+func TestParseLoaded(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 13, 0, 0, 0, time.UTC)
+	tests := []struct {
+		line      string
+		after     time.Duration
+		bytes     int64
+		wantError bool
+	}{
+		{`time=2026-12-06T13:00:00.405Z level=INFO msg="merged state loaded" component=state facts=0 snapshot=true snapshot_bytes=31457280 fact_keys_read=0 took=241ms`,
+			405 * time.Millisecond, 31457280, false},
+		{`time=2026-12-06T13:00:01.5Z level=INFO msg="merged state loaded" component=state facts=12 snapshot=false snapshot_bytes=0 took=1s`,
+			1500 * time.Millisecond, 0, false},
+		{`level=INFO msg="merged state loaded" snapshot_bytes=1`, 0, 0, true},
+		{`time=2026-12-06T13:00:01Z msg="merged state loaded" snapshot_bytes=x`, 0, 0, true},
+	}
+	for _, tc := range tests {
+		after, n, err := parseLoaded(tc.line, t0)
+		if (err != nil) != tc.wantError || after != tc.after || n != tc.bytes {
+			t.Errorf("parseLoaded(%q) = %v, %d, %v; want %v, %d, error %v", tc.line, after, n, err, tc.after, tc.bytes, tc.wantError)
+		}
 	}
 }

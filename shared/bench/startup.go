@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +30,10 @@ type startRun struct {
 	rss, anon, file uint64        // VmRSS, RssAnon, RssFile once it settled
 	settled         bool
 	settle          time.Duration // ready to settled
+	snapshotBytes   int64         // the merged state's snapshot the start read (its log line)
 }
 
-// startup is scenario 8: how long the hub takes to start, and how much
+// startup is scenario 10: how long the hub takes to start, and how much
 // memory it holds, against the size of its stored history.
 func startup(ctx context.Context, e *runEnv) error {
 	var hs []*startupHistory
@@ -70,7 +72,7 @@ func startup(ctx context.Context, e *runEnv) error {
 		tp.add(rs[i].ready.Seconds(), rl[i].ready.Seconds())
 		mp.add(float64(rs[i].rss), float64(rl[i].rss))
 	}
-	sc := "8 hub start-up"
+	sc := "10 hub start-up"
 	readyL := medianDur(rl, func(r *startRun) time.Duration { return r.ready })
 	readyS := medianDur(rs, func(r *startRun) time.Duration { return r.ready })
 	row := Row{Scenario: sc, Figure: fmt.Sprintf("start to /readyz 200 with %s stored events, median of %d starts (from the snapshot)", groupThousands(int64(large.n)), len(rl)),
@@ -99,12 +101,14 @@ func startup(ctx context.Context, e *runEnv) error {
 		if err != nil {
 			return err
 		}
+		e.res.add(Row{Scenario: sc, Figure: name + ": merged state's snapshot read at start (reports " + groupThousands(int64(h.stats.reports)) +
+			", activities " + groupThousands(int64(h.stats.activities)) + ")", Value: fmtMiB(uint64(r.snapshotBytes)), Verdict: Info})
 		e.res.add(Row{Scenario: sc, Figure: name + ": store on disk; history written in",
 			Value: fmtMiB(uint64(size)) + fmt.Sprintf("; %v (%s ev/s)", h.stats.took.Round(time.Second), groupThousands(int64(float64(h.n)/h.stats.took.Seconds()))), Verdict: Info})
 		e.res.add(Row{Scenario: sc, Figure: name + ": first start, no snapshot yet (every fact folded), to /readyz",
 			Value: fmtSec(h.first.ready), Verdict: Info})
 	}
-	e.res.note("**8 hub start-up**: the harness builds two hub data dirs, %s and %s stored events. A `linli-hub` first creates each "+
+	e.res.note("**10 hub start-up**: the harness builds two hub data dirs, %s and %s stored events. A `linli-hub` first creates each "+
 		"(so the store carries its layout version) and stops; the harness then writes the history straight into the store through the hub's own "+
 		"packages (hub/store batches of %s events, hub/state folding the facts and staging the downlink as ingest does, operators' decisions "+
 		"through the merged state as the API records them), not through MQTT. The mix, per 1,000 events, from %d building gateways and %d lobby "+
@@ -178,7 +182,11 @@ func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, e
 		return nil, err
 	}
 	r.rssReady = m["VmRSS"]
-	if r.loaded, err = loadedAt(logPath, logStart, t0); err != nil {
+	line, err := loadedLine(logPath, logStart)
+	if err != nil {
+		return nil, err
+	}
+	if r.loaded, r.snapshotBytes, err = parseLoaded(line, t0); err != nil {
 		return nil, err
 	}
 	if err := r.settleMemory(ctx, p); err != nil {
@@ -225,32 +233,46 @@ func (r *startRun) settleMemory(ctx context.Context, p *proc) error {
 	}
 }
 
-// loadedAt is when, after t0, the hub's log (from offset on) says the
-// merged state is loaded, by the time stamp of that line.
-func loadedAt(path string, offset int64, t0 time.Time) (time.Duration, error) {
+// loadedLine is the hub's "merged state loaded" log line, from offset on
+// in its log.
+func loadedLine(path string, offset int64) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	if int64(len(b)) < offset {
 		offset = 0
 	}
 	for _, line := range strings.Split(string(b[offset:]), "\n") {
-		if !strings.Contains(line, `msg="merged state loaded"`) {
-			continue
+		if strings.Contains(line, `msg="merged state loaded"`) {
+			return line, nil
 		}
-		v, ok := strings.CutPrefix(line, "time=")
-		if !ok {
-			break
-		}
-		v, _, _ = strings.Cut(v, " ")
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return 0, fmt.Errorf("hub log line %q: %w", line, err)
-		}
-		return t.Sub(t0), nil
 	}
-	return 0, fmt.Errorf("hub log %s has no \"merged state loaded\" line after the start", path)
+	return "", fmt.Errorf("hub log %s has no \"merged state loaded\" line after the start", path)
+}
+
+// parseLoaded reads the time stamp of a "merged state loaded" line, as a
+// time after t0, and the size of the snapshot it read.
+func parseLoaded(line string, t0 time.Time) (after time.Duration, snapshotBytes int64, err error) {
+	for _, f := range strings.Fields(line) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return 0, 0, fmt.Errorf("hub log line %q: %w", line, err)
+			}
+			after = t.Sub(t0)
+		case "snapshot_bytes":
+			if snapshotBytes, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return 0, 0, fmt.Errorf("hub log line %q: %w", line, err)
+			}
+		}
+	}
+	if after == 0 {
+		return 0, 0, fmt.Errorf("hub log line %q has no time", line)
+	}
+	return after, snapshotBytes, nil
 }
 
 func fileSize(path string) int64 {
