@@ -27,11 +27,13 @@ type Options struct {
 	// Needed says the merged state needs an event (state.NeedsEvent): it
 	// is kept whatever its age.
 	Needed func(site string, ev *event.Event) bool
-	// Every is how often a pass runs (default an hour); the first runs at
-	// once.
+	// Every is how often a pass runs (default an hour), counted from the
+	// last complete pass the store recorded; without one the first runs
+	// at once.
 	Every  time.Duration
-	Batch  int              // deletions per transaction (default 1000)
-	Now    func() time.Time // default time.Now
+	Batch  int                                  // deletions per transaction (default 1000)
+	Now    func() time.Time                     // default time.Now
+	After  func(time.Duration) <-chan time.Time // default time.After
 	Logger *slog.Logger
 }
 
@@ -48,6 +50,9 @@ func New(opts Options) *Loop {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.After == nil {
+		opts.After = time.After
 	}
 	l := &Loop{opts: opts, expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "linli_hub_events_expired_total",
@@ -74,22 +79,42 @@ func (l *Loop) Enabled() bool {
 	return false
 }
 
-// Run runs a pass at once and then every Every until ctx ends; a pass in
-// progress stops between batches when ctx ends.
+// Run runs a pass whenever one is due until ctx ends: Every after the
+// last complete pass, which the store records, so a restarted hub does not
+// read every stored event again at once (years of history take a pass
+// tens of seconds of CPU, and fill the block cache and the page cache);
+// at once when no pass was recorded or one is overdue. A pass in progress
+// stops between batches when ctx ends.
 func (l *Loop) Run(ctx context.Context) {
 	if !l.Enabled() {
 		return
 	}
-	t := time.NewTicker(l.opts.Every)
-	defer t.Stop()
+	next := l.opts.Now()
+	if last, err := l.opts.Store.LastExpiryPass(); err != nil {
+		l.opts.Logger.Error("last retention pass unknown; passing now", "err", err)
+	} else if !last.IsZero() {
+		// A clock set back since must not put the pass off longer than
+		// Every.
+		if now := l.opts.Now(); last.After(now) {
+			last = now
+		}
+		next = last.Add(l.opts.Every)
+		l.opts.Logger.Info("next retention pass", "last", last.UTC().Format(time.RFC3339), "next", next.UTC().Format(time.RFC3339))
+	}
 	for {
+		if wait := next.Sub(l.opts.Now()); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.opts.After(wait):
+			}
+		}
+		next = l.opts.Now().Add(l.opts.Every)
 		if _, err := l.Pass(ctx); err != nil && ctx.Err() == nil {
 			l.opts.Logger.Error("event retention pass failed; the next pass tries again", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -109,6 +134,9 @@ func (l *Loop) Pass(ctx context.Context) (map[event.Kind]int, error) {
 	start := time.Now()
 	n, err := l.opts.Store.Expire(store.Expiry{Before: before, Keep: l.opts.Needed, Batch: l.opts.Batch},
 		func() bool { return ctx.Err() != nil })
+	if err == nil && ctx.Err() == nil {
+		err = l.opts.Store.RecordExpiryPass(now)
+	}
 	total := 0
 	for _, k := range slices.Sorted(maps.Keys(n)) {
 		l.expired.WithLabelValues(k.String()).Add(float64(n[k]))

@@ -199,3 +199,39 @@ func TestErasureDropsTheSnapshot(t *testing.T) {
 		t.Fatalf("after the erasure the state loaded from the snapshot or names the resident: %s", logs)
 	}
 }
+
+// A start from a snapshot reads the fact keys written after it, not every
+// fact key of the store's history, and folds into the same state.
+func TestSnapshotStartReadsOnlyLaterFacts(t *testing.T) {
+	st, err := store.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := openState(t, st)
+	const before, after = 300, 4
+	seq := uint64(0)
+	commit := func() {
+		seq++
+		ingestEvents(t, st, s, []event.Event{edgeEvent(t, "k1", seq,
+			&event.Report{Category: event.Categories[0], Title: fmt.Sprint("r", seq), Building: "B1"})})
+	}
+	for range before {
+		commit()
+	}
+	if err := s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	for range after {
+		commit()
+	}
+	want := views(s)
+
+	s2 := openState(t, st)
+	if s2.loadRead != after {
+		t.Errorf("the start read %d fact keys, want the %d written after the snapshot (of %d)", s2.loadRead, after, before+after)
+	}
+	if got := views(s2); len(got.Reports) != before+after || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("started with %d reports, want the %d folded before the restart", len(got.Reports), before+after)
+	}
+}

@@ -82,6 +82,7 @@ type State struct {
 
 	pendingSites map[string]bool
 	erased       map[string]string // site/resident → token
+	loadRead     int               // fact keys the last load read
 }
 
 // Errors.
@@ -118,7 +119,7 @@ func (s *State) load() error {
 	var m *merge.State
 	sites := map[string]bool{}
 	var hubSeq, since uint64
-	n, skipped := 0, 0
+	n, skipped, read, snapBytes := 0, 0, 0, 0
 	err := s.opts.Store.DB().View(func(txn *badger.Txn) error {
 		var err error
 		if hubSeq, err = kv.GetU64(txn, []byte(keyHubSeq)); err != nil {
@@ -134,7 +135,7 @@ func (s *State) load() error {
 		snap, head, err := s.readSnapshot(txn)
 		switch {
 		case err == nil:
-			m, since = snap, head.ReadTs
+			m, since, snapBytes = snap, head.ReadTs, head.Size
 			for _, site := range head.Sites {
 				sites[site] = true
 			}
@@ -146,7 +147,11 @@ func (s *State) load() error {
 		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixFact)
-		opts.PrefetchValues = since == 0 // after a snapshot most keys are skipped unread
+		// Only the fact keys written after the snapshot: Badger leaves out
+		// every table whose newest version the snapshot covers, and older
+		// versions inside the rest. Stepping over each fact key of years
+		// of history took 1.3 s of a start with 10,000,000 stored events.
+		opts.SinceTs = since
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		batch := make([]merge.Fact, 0, 4096)
@@ -159,6 +164,7 @@ func (s *State) load() error {
 		events := store.NewEventReader(txn)
 		defer events.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			read++
 			if it.Item().Version() <= since {
 				skipped++
 				continue // in the snapshot
@@ -184,8 +190,9 @@ func (s *State) load() error {
 	}
 	s.mu.Lock()
 	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
+	s.loadRead = read
 	s.mu.Unlock()
-	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "fact_keys_in_snapshot", skipped,
+	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "snapshot_bytes", snapBytes, "fact_keys_read", read, "fact_keys_in_snapshot", skipped,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -2,14 +2,60 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/event"
+	"linli/shared/hlc"
 	"linli/shared/kv"
 )
+
+// keyExpiryPass holds when the last complete pass of Expire started
+// (Unix milliseconds, decimal text).
+const keyExpiryPass = "meta/expiry-pass"
+
+// LastExpiryPass is when the last complete expiry pass recorded with
+// RecordExpiryPass started; zero when none was.
+func (s *Store) LastExpiryPass() (time.Time, error) {
+	var t time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyExpiryPass))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			ms, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("stored %q is not a time: %w", v, err)
+			}
+			t = time.UnixMilli(ms)
+			return nil
+		})
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read last expiry pass: %w", err)
+	}
+	return t, nil
+}
+
+// RecordExpiryPass records that a complete expiry pass started at t, so a
+// restarted hub waits for the next one instead of reading every stored
+// event again at once.
+func (s *Store) RecordExpiryPass(t time.Time) error {
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyExpiryPass), []byte(strconv.FormatInt(t.UnixMilli(), 10)))
+	}); err != nil {
+		return fmt.Errorf("record expiry pass: %w", err)
+	}
+	return nil
+}
 
 // Expiry says which stored events one pass of Expire deletes: those of a
 // kind in Before recorded (by their HLC time) before its cut-off, unless
@@ -24,6 +70,19 @@ type Expiry struct {
 	// first pass over years of readings neither builds one huge
 	// transaction nor holds up ingest's commits for long.
 	Batch int
+	// Scan is the most events one transaction reads (default 50 ×
+	// Batch). A pass reads every stored event, most of which it keeps:
+	// unbounded, one transaction read all of years of history before
+	// stop was asked again, and a hub holding ten million events took
+	// longer than its stop grace to stop.
+	Scan int
+}
+
+// eventHead is what a pass reads of every stored event: the body is
+// decoded only for an event the cut-off would delete.
+type eventHead struct {
+	HLC  hlc.Timestamp `cbor:"3,keyasint"`
+	Kind event.Kind    `cbor:"4,keyasint"`
 }
 
 // Expire deletes the stored events e names, a batch per transaction, and
@@ -34,6 +93,9 @@ type Expiry struct {
 func (s *Store) Expire(e Expiry, stop func() bool) (map[event.Kind]int, error) {
 	if e.Batch <= 0 {
 		e.Batch = 1000
+	}
+	if e.Scan <= 0 {
+		e.Scan = 50 * e.Batch
 	}
 	deleted := map[event.Kind]int{}
 	from := []byte(prefixEvent)
@@ -74,30 +136,44 @@ func (s *Store) expired(e Expiry, from []byte) (keys [][]byte, kinds []event.Kin
 	err = s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixEvent)
+		// Values are inline in the tables: read in place, not copied
+		// ahead into buffers that are garbage a moment later.
+		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		read := 0
 		for it.Seek(from); it.Valid(); it.Next() {
-			if len(keys) == e.Batch {
+			if len(keys) == e.Batch || read == e.Scan {
 				next = it.Item().KeyCopy(nil)
 				return nil
 			}
+			read++
 			item := it.Item()
-			site, device, ok := splitEventKey(item.Key())
-			if !ok {
-				continue // not an event key this hub writes: leave it
-			}
 			var ev event.Event
-			if err := item.Value(func(v []byte) error {
+			expired := false
+			err := item.Value(func(v []byte) error {
+				var h eventHead
+				if err := event.UnmarshalOwn(v, &h); err != nil {
+					return err
+				}
+				if cut, ok := e.Before[h.Kind]; !ok || !h.HLC.Time().Before(cut) {
+					return nil
+				}
+				expired = true
 				var err error
 				ev, err = event.DecodeEvent(v)
 				return err
-			}); err != nil {
+			})
+			if err != nil {
 				s.log.Warn("stored event undecodable; kept", "key", string(item.Key()), "err", err)
 				continue
 			}
-			cut, ok := e.Before[ev.Kind]
-			if !ok || !ev.HLC.Time().Before(cut) {
+			if !expired {
 				continue
+			}
+			site, device, ok := splitEventKey(item.Key())
+			if !ok {
+				continue // not an event key this hub writes: leave it
 			}
 			ev.Device = device
 			if e.Keep != nil && e.Keep(site, &ev) {

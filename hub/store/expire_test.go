@@ -103,3 +103,46 @@ func TestExpireDeletesOnlyExpiredEvents(t *testing.T) {
 		}
 	}
 }
+
+// A pass reads at most Scan events per transaction, so a stop is heeded
+// within that many events however few of them have expired: a pass over
+// years of events it keeps used to read them all in one transaction
+// before it looked at stop again.
+func TestExpireStopsWithinScan(t *testing.T) {
+	s, err := Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	cut := now.Add(-90 * 24 * time.Hour)
+	b := s.NewBatch()
+	put := func(dev string, n int, at time.Time) {
+		for seq := uint64(1); seq <= uint64(n); seq++ {
+			ev, err := event.NewEvent(dev, seq, hlc.FromTime(at), &event.Reading{Sensor: "T1", Type: "temperature", Value: 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := ev.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.PutEvent("s1", &ev, enc)
+		}
+	}
+	put("gw-1", 300, now)                   // kept: newer than the cut
+	put("gw-2", 10, cut.Add(-24*time.Hour)) // expired, after gw-1's in key order
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	e := Expiry{Before: map[event.Kind]time.Time{event.KindReading: cut}, Batch: 5, Scan: 100}
+	calls := 0
+	n, err := s.Expire(e, func() bool { calls++; return calls > 1 })
+	if err != nil || len(n) != 0 {
+		t.Fatalf("a pass stopped after its first transaction deleted %v (%v), want nothing: it may read only 100 of the 300 kept events", n, err)
+	}
+	n, err = s.Expire(e, nil)
+	if err != nil || n[event.KindReading] != 10 {
+		t.Fatalf("the whole pass deleted %v (%v), want the 10 expired readings", n, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,9 @@ type Config struct {
 	HubArgs   []string // extra linli-hub flags for every hub (experiments)
 	Pairs     int      // alternated baseline/scenario pairs behind every ratio
 	Readme    string   // Markdown doc whose generated table to rewrite; "" for none
+	// StartupSizes are the history sizes the start-up scenario compares,
+	// smallest first: the first is the baseline, the last is judged.
+	StartupSizes []int
 }
 
 // Scenario names, for --only.
@@ -48,9 +52,10 @@ const (
 	ScGo      = "go"
 	ScSlow    = "slowdisk"
 	ScSignups = "signups"
+	ScStartup = "startup"
 )
 
-var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScSignups, ScGo}
+var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScSignups, ScStartup, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
@@ -84,6 +89,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.List(&c.EdgeArgs, "edge-args", nil, "extra linli-edge flags, comma-separated (experiments; the table is then not the product's)")
 	set.List(&c.HubArgs, "hub-args", nil, "extra linli-hub flags, comma-separated (experiments)")
 	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
+	var sizes []string
+	set.List(&sizes, "startup-sizes", nil, "stored events of the start-up scenario's hubs, smallest first: the first is the baseline, the last is judged (default 1000000,5000000; with --long 1000000,10000000)")
 	set.String(&c.Readme, "readme", "", "Markdown file whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
@@ -91,6 +98,22 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		}
 		fmt.Fprintf(stderr, "linli-bench: %v\n", err)
 		return 2
+	}
+	if len(sizes) == 0 {
+		// Writing 10,000,000 events takes this 2-core machine 2-6 minutes
+		// as its load varies: the short run stops at 5,000,000.
+		sizes = []string{"1000000", "5000000"}
+		if c.Long {
+			sizes = []string{"1000000", "10000000"}
+		}
+	}
+	for _, v := range sizes {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1000 {
+			fmt.Fprintf(stderr, "linli-bench: startup-sizes: %q is not a count of at least 1000 events\n", v)
+			return 2
+		}
+		c.StartupSizes = append(c.StartupSizes, n)
 	}
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(stderr, "linli-bench: %v\n", err)
@@ -137,6 +160,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(filepath.Join(c.Bin, b)); err != nil {
 			return config.Errorf("bin", "%s has no %s (run make build): %v", c.Bin, b, err)
 		}
+	}
+	if len(c.StartupSizes) < 2 || !slices.IsSorted(c.StartupSizes) || c.StartupSizes[0] == c.StartupSizes[len(c.StartupSizes)-1] {
+		return config.Errorf("startup-sizes", "%v: at least two sizes, smallest first", c.StartupSizes)
 	}
 	if c.Pairs < 1 {
 		return config.Errorf("pairs", "%d: at least one pair is needed", c.Pairs)
@@ -268,6 +294,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		{ScFanin, fanIn},
 		{ScAlarm, alarmLatency},
 		{ScSignups, signups},
+		{ScStartup, startup},
 		{ScGo, goBench},
 	}
 	for _, s := range steps {
