@@ -12,7 +12,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
-	"linli/shared/test/testkit"
+	"linli/shared/test/poll"
 )
 
 // A restarted hub does not read every stored event again at once: the
@@ -100,7 +100,7 @@ func TestRunWaitsForTheNextDuePass(t *testing.T) {
 				}
 				fire <- now
 			}
-			testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			poll.Eventually(t, 10*time.Second, func() (bool, string) {
 				n := held()
 				return n == 0, fmt.Sprintf("%d events held, want the expired reading deleted", n)
 			})

@@ -164,7 +164,7 @@ func TestRetentionDeletesOnlyExpiredReadingsAndAccess(t *testing.T) {
 	})
 	base := h.HTTPURL()
 	// The pass counts what it deleted once it is through.
-	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		r, a := expiredMetric(t, base, "reading"), expiredMetric(t, base, "access")
 		return r == 2 && a == 1, fmt.Sprintf("expired metric: reading %v, access %v; want 2 and 1", r, a)
 	})

@@ -147,11 +147,11 @@ func (e *runEnv) prepareHistory(ctx context.Context, h *startupHistory) error {
 
 // startOnce starts the hub on h's data dir, measures it and stops it.
 func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, error) {
-	httpAddr, err := freeAddr()
+	httpAddr, err := process.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	mq, err := freeAddr()
+	mq, err := process.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, e
 	}
 	stopped = true
 	if err := p.Stop(); err != nil {
-		return nil, fmt.Errorf("stop hub: %w: %s", err, p.tail(600))
+		return nil, fmt.Errorf("stop hub: %w: %s", err, p.Tail(600))
 	}
 	e.log.Info("hub start", "events", h.n, "ready", r.ready.Round(time.Millisecond), "loaded", r.loaded.Round(time.Millisecond),
 		"rss_ready_mib", r.rssReady>>20, "rss_mib", r.rss>>20, "anon_mib", r.anon>>20, "file_mib", r.file>>20, "settled", r.settled)
@@ -210,7 +210,7 @@ func (r *startRun) settleMemory(ctx context.Context, p *proc) error {
 	for {
 		m, err := process.Memory(p.PID())
 		if err != nil {
-			return fmt.Errorf("hub memory: %w (%s)", err, p.tail(600))
+			return fmt.Errorf("hub memory: %w (%s)", err, p.Tail(600))
 		}
 		r.rss, r.anon, r.file = m["VmRSS"], m["RssAnon"], m["RssFile"]+m["RssShmem"]
 		last = append(last, r.rss)
