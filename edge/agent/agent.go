@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/enroll"
 	"linli/edge/gateway"
@@ -39,7 +40,7 @@ import (
 )
 
 var _ uplink.Log = (*outbox.Log)(nil)
-var _ kiosk.Log = (*outbox.Log)(nil)
+var _ api.Log = (*outbox.Log)(nil)
 
 // Main runs the edge program with args and env and returns its exit code:
 // 0 after a clean stop, 2 for bad settings, 1 for failures at run time.
@@ -207,10 +208,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	reg.MustRegister(panics)
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
 	var idx *kiosk.Index // kiosks only
-	api := &kiosk.API{
+	edgeAPI := &api.API{
 		Role: cfg.Role, Log: ob, Sync: up, Identity: idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
 		Ready:  ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
-		Detail: func() kiosk.SyncDetail { return syncDetail(ob, guard, log) },
+		Detail: func() api.SyncDetail { return syncDetail(ob, guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
 		Pseudonym: func(resident string) string {
@@ -220,11 +221,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return resident
 		},
 	}
+	k := &kiosk.Handlers{API: edgeAPI}  // the kiosk's routes; a gateway answers them 404
+	gw := &gateway.Writes{API: edgeAPI} // the gateway's writes; a kiosk answers them 404
 	idw.relogin = up.Reconnect
 	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
-	if cfg.Role == kiosk.RoleKiosk {
+	if cfg.Role == api.RoleKiosk {
 		a.seats = seats.New(ob, rep, log.With("component", "seats"))
-		api.Seats, mirror.Mine = a.seats, a.seats
+		edgeAPI.Seats, mirror.Mine = a.seats, a.seats
 		// The resident web UI, its settings and the index of what each
 		// resident did here.
 		var ui *kiosk.UI
@@ -236,40 +239,42 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
-		api.UI, api.Residents = ui, idx
+		edgeAPI.UI, k.Residents = ui, idx
 		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
 		code := cmp.Or(cfg.KioskCode, kiosk.DefaultKioskCode(cfg.Building, cfg.ID))
-		if api.Numbers, err = kiosk.NewNumbers(ob.DB(), code); err != nil {
+		if k.Numbers, err = kiosk.NewNumbers(ob.DB(), code); err != nil {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
-		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
+		k.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
 			TimeZone: cfg.TimeZone, Plan: cfg.plan, PublicURL: cfg.PublicURL, ReopenWindow: cfg.ReopenWindow, OfficePhone: cfg.OfficePhone, Code: code}
 		mirror.AlarmKinds = kinds
-		api.Alarms = kiosk.NewAlarmFeed(mirror)
-		rep.AfterApply(api.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied
+		k.Alarms = kiosk.NewAlarmFeed(mirror)
+		rep.AfterApply(k.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied
 	}
-	if cfg.Role == kiosk.RoleGateway {
+	if cfg.Role == api.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
 			Log: ob, Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
 		if err != nil {
 			closeAfterFailedStart(log, ob, ln)
 			return nil, err
 		}
-		api.CardKey = a.gateway.CardKey
-		api.Gateway, api.Building = a.gateway, cfg.Building
+		gw.CardKey = a.gateway.CardKey
+		gw.Rules, gw.Building = a.gateway, cfg.Building
 	}
+	k.Mount()
+	gw.Mount()
 	a.srv = &http.Server{
-		Handler:           httpx.Recover(a.handler(api), log.With("component", "http"), panics.Inc),
+		Handler:           httpx.Recover(a.handler(edgeAPI), log.With("component", "http"), panics.Inc),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if api.Alarms != nil {
-		a.srv.RegisterOnShutdown(api.Alarms.Close) // Shutdown waits for streams otherwise
+	if k.Alarms != nil {
+		a.srv.RegisterOnShutdown(k.Alarms.Close) // Shutdown waits for streams otherwise
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
@@ -318,8 +323,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 }
 
 // syncDetail is the oldest unacked record and the disk guard's state.
-func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) kiosk.SyncDetail {
-	var d kiosk.SyncDetail
+func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) api.SyncDetail {
+	var d api.SyncDetail
 	if ts, err := ob.OldestUnacked(); err != nil {
 		log.Warn("read the oldest unacked event", "err", err)
 	} else if ts != 0 {
@@ -374,11 +379,11 @@ func closeAfterFailedStart(log *slog.Logger, cs ...io.Closer) {
 
 // handler is the edge's HTTP API; a gateway adds its doors, list, alarms
 // and sensors to it.
-func (a *Agent) handler(api *kiosk.API) http.Handler {
+func (a *Agent) handler(edgeAPI *api.API) http.Handler {
 	if a.gateway == nil {
-		return api.Handler()
+		return edgeAPI.Handler()
 	}
-	return a.gateway.Routes(api.Handler())
+	return a.gateway.Routes(edgeAPI.Handler())
 }
 
 // shutdown stops the edge once its group's context ends (Stop, the

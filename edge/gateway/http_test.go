@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"linli/edge/kiosk"
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/shared/accesslist"
 	"linli/shared/event"
@@ -29,8 +29,9 @@ func TestPostedCardStoredAsReaderPseudonym(t *testing.T) {
 	r := startRig(t, ob)
 	defer r.stop()
 	r.waitListening(t)
-	api := &kiosk.API{Role: kiosk.RoleGateway, Log: ob, Sync: r.up, CardKey: r.g.CardKey}
-	srv := httptest.NewServer(r.g.Routes(api.Handler()))
+	edge := &api.API{Role: api.RoleGateway, Log: ob, Sync: r.up}
+	(&Writes{API: edge, CardKey: r.g.CardKey}).Mount()
+	srv := httptest.NewServer(r.g.Routes(edge.Handler()))
 	defer srv.Close()
 	post := func(body string) (int, map[string]any) {
 		t.Helper()

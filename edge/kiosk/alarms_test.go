@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
@@ -70,8 +71,8 @@ func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
 	mirror := &Mirror{Rep: rep, Own: ob, Building: "B1"}
 	feed := NewAlarmFeed(mirror)
 	rep.AfterApply(feed.Changed)
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Replica: mirror, Alarms: feed}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Replica: mirror}
+	srv := httptest.NewServer(serve(edge, &Handlers{Alarms: feed}))
 	defer srv.Close()
 	defer feed.Close() // ends the stream before srv.Close waits for it
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
@@ -50,9 +51,9 @@ func newSeatsKiosk(t *testing.T, now time.Time) *seatsKiosk {
 		t.Fatal(err)
 	}
 	st := seats.New(ob, rep, slog.New(slog.DiscardHandler))
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Seats: st, Registry: prometheus.NewRegistry(),
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Seats: st, Registry: prometheus.NewRegistry(),
 		Replica: &Mirror{Rep: rep, Own: ob, Mine: st, Now: clock.Now}}
-	srv := httptest.NewServer(api.Handler())
+	srv := httptest.NewServer(serve(edge, &Handlers{}))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := ob.Close(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
@@ -53,9 +54,8 @@ func openFollowKiosk(t *testing.T, dir string, info *Info) *followKiosk {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry(),
-		Residents: idx, Kiosk: info, Numbers: nums}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry()}
+	srv := httptest.NewServer(serve(edge, &Handlers{Residents: idx, Kiosk: info, Numbers: nums}))
 	k := &followKiosk{url: srv.URL, ob: ob, rep: rep, state: merge.New()}
 	closed := false
 	k.close = func() {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/hlc"
@@ -44,7 +45,7 @@ type Mirror struct {
 	AlarmKinds []string
 }
 
-var _ Replica = (*Mirror)(nil)
+var _ api.Replica = (*Mirror)(nil)
 
 func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
 	cs, err := rep.List(entity)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/shared/event"
 	"linli/shared/merge"
@@ -38,7 +39,7 @@ func (syncedReplica) Activities(string) (any, error) {
 
 // planKiosk is a kiosk of building B1 with the site's plan, on a real
 // outbox.
-func planKiosk(t *testing.T, rep Replica, sync Sync) (string, *outbox.Log) {
+func planKiosk(t *testing.T, rep api.Replica, sync api.Sync) (string, *outbox.Log) {
 	t.Helper()
 	ui, err := NewUI()
 	if err != nil {
@@ -48,7 +49,7 @@ func planKiosk(t *testing.T, rep Replica, sync Sync) (string, *outbox.Log) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, ob := newServer(t, RoleKiosk, func(a *API) {
+	srv, ob := newServer(t, api.RoleKiosk, func(a *Handlers) {
 		a.UI, a.Replica, a.Residents, a.Sync = ui, rep, noResidents{}, sync
 		a.Kiosk = &Info{Device: "kiosk-t", Site: plan.Site, Building: "B1", IdleTimeout: time.Hour, Plan: plan}
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
 	"linli/shared/event"
@@ -119,22 +120,22 @@ func scriptedKiosk(t *testing.T) (*httptest.Server, *scriptedLog) {
 }
 
 // scriptedKioskWith is scriptedKiosk over the given replica.
-func scriptedKioskWith(t *testing.T, rep Replica) (*httptest.Server, *scriptedLog) {
+func scriptedKioskWith(t *testing.T, rep api.Replica) (*httptest.Server, *scriptedLog) {
 	t.Helper()
 	ui, err := NewUI()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := &scriptedLog{}
-	api := &API{Role: RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui, Residents: noResidents{},
-		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
+	edge := &api.API{Role: api.RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui}
+	k := &Handlers{Residents: noResidents{}, Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
 	if l, ok := rep.(AlarmLister); ok {
-		api.Alarms = NewAlarmFeed(l)
+		k.Alarms = NewAlarmFeed(l)
 	}
-	srv := httptest.NewServer(api.Handler())
+	srv := httptest.NewServer(serve(edge, k))
 	t.Cleanup(srv.Close)
-	if api.Alarms != nil {
-		t.Cleanup(api.Alarms.Close) // before srv.Close, which waits for the streams
+	if k.Alarms != nil {
+		t.Cleanup(k.Alarms.Close) // before srv.Close, which waits for the streams
 	}
 	return srv, log
 }
@@ -429,9 +430,9 @@ func TestUIShowsIdentityReplacedOrRevoked(t *testing.T) {
 	var state atomic.Pointer[string]
 	ok := "ok"
 	state.Store(&ok)
-	api := &API{Role: RoleKiosk, Log: &scriptedLog{}, Sync: offline{}, Replica: fixedReplica{}, UI: ui, Residents: noResidents{},
-		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}, Identity: func() string { return *state.Load() }}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: &scriptedLog{}, Sync: offline{}, Replica: fixedReplica{}, UI: ui,
+		Identity: func() string { return *state.Load() }}
+	srv := httptest.NewServer(serve(edge, &Handlers{Residents: noResidents{}, Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}))
 	t.Cleanup(srv.Close)
 	p := openUI(t, browser.New(t), srv.URL, 1080, 1920)
 	p.textIs("#sync-text", p.zh["sync.offline_none"])
