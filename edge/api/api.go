@@ -24,6 +24,7 @@ import (
 
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/edge/seats"
 	"linli/shared/event"
 	"linli/shared/httpx"
@@ -55,12 +56,19 @@ type Seats interface {
 	Attended(activity, resident string) (known, attended bool, err error)
 }
 
-// Replica answers reads from the state last synced from the hub.
+// Replica answers reads from the state last synced from the hub, in the
+// views an edge serves.
 type Replica interface {
-	Notices(now time.Time) (any, error)
-	Activities(resident string) (any, error)
-	Report(id string) (any, bool, error)
-	Reports(category, building string, open bool) (any, error)
+	// Notices lists the notices in force at now.
+	Notices(now time.Time) ([]replica.Notice, error)
+	// Activities lists the activities, with resident's standing when
+	// resident is set (as recorded).
+	Activities(resident string) ([]replica.Activity, error)
+	// Report returns report id; false when the edge does not know it.
+	Report(id string) (replica.Report, bool, error)
+	// Reports lists reports, filtered by category and building ("": any)
+	// and, when open is set, to those neither resolved nor rejected.
+	Reports(category, building string, open bool) ([]replica.Report, error)
 }
 
 // Roles of an edge.

@@ -184,7 +184,7 @@ func TestCheckinBeforeInsideAfterTheWindow(t *testing.T) {
 		act string
 	}{{actStart.Add(-2 * time.Hour), "signup"}, {actStart, "attendance"}, {actEnd, "ended"}} {
 		k.clock.Set(c.at)
-		var list []ActivityOut
+		var list []replica.Activity
 		if code := getJSON(t, k.url+"/api/v1/activities?resident=R1", &list); code != 200 || len(list) != 1 {
 			t.Fatalf("activities: %d %+v", code, list)
 		}
@@ -203,7 +203,7 @@ func TestSeatsLeftCountsSignupsHere(t *testing.T) {
 	if code, out := post(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`); code != 201 || out["status"] != "confirmed" {
 		t.Fatalf("sign-up: %d %v", code, out)
 	}
-	var list []ActivityOut
+	var list []replica.Activity
 	if code := getJSON(t, k.url+"/api/v1/activities", &list); code != 200 || len(list) != 1 || list[0].SeatsLeft != 9 {
 		t.Fatalf("after a sign-up here: %d %+v, want 9 seats left", code, list)
 	}

@@ -13,6 +13,7 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"linli/edge/api"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/httpx"
 	"linli/shared/kv"
@@ -141,21 +142,21 @@ func (a *Handlers) postSeen(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// report reads report id from the replica as the kiosk serves it.
-func (a *Handlers) reportOut(id string) (ReportOut, error) {
+// reportOut reads report id from the replica as the kiosk serves it.
+func (a *Handlers) reportOut(id string) (replica.Report, error) {
 	if _, _, err := event.ParseID(id); err != nil {
-		return ReportOut{}, httpx.BadRequest("id", "%v", err)
+		return replica.Report{}, httpx.BadRequest("id", "%v", err)
 	}
 	if a.Replica != nil {
-		v, ok, err := a.Replica.Report(id)
+		ro, ok, err := a.Replica.Report(id)
 		if err != nil {
-			return ReportOut{}, err
+			return replica.Report{}, err
 		}
-		if ro, isOut := v.(ReportOut); ok && isOut {
+		if ok {
 			return ro, nil
 		}
 	}
-	return ReportOut{}, &httpx.Error{Status: http.StatusNotFound, Field: "id", Code: "not_found",
+	return replica.Report{}, &httpx.Error{Status: http.StatusNotFound, Field: "id", Code: "not_found",
 		Msg: "report " + id + " is not known here yet (not synced from the hub)"}
 }
 

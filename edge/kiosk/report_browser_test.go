@@ -9,6 +9,7 @@ import (
 
 	"linli/edge/api"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/merge"
 	"linli/shared/test/browser"
@@ -28,13 +29,13 @@ func (s *switchSync) LastSync() time.Time { return time.Time{} }
 // (synced), and whose activity the resident attended.
 type syncedReplica struct{ fixedReplica }
 
-func (syncedReplica) Report(id string) (any, bool, error) {
-	return ReportOut{ReportView: merge.ReportView{ID: id, Category: "fire_safety", Title: "x", Building: "B1", Status: "submitted"},
+func (syncedReplica) Report(id string) (replica.Report, bool, error) {
+	return replica.Report{ReportView: merge.ReportView{ID: id, Category: "fire_safety", Title: "x", Building: "B1", Status: "submitted"},
 		Synced: true, Updated: time.Now().UTC()}, true, nil
 }
 
-func (syncedReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4, Status: "confirmed", Attended: true}}, nil
+func (syncedReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4, Status: "confirmed", Attended: true}}, nil
 }
 
 // planKiosk is a kiosk of building B1 with the site's plan, on a real

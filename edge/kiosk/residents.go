@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"linli/edge/api"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/httpx"
 	"linli/shared/merge"
@@ -102,7 +103,7 @@ func (a *Handlers) residents() (Residents, error) {
 // MyReport is a report as the kiosk shows it to the resident who filed it
 // here ("filed") or said "me too" to it ("voted").
 type MyReport struct {
-	ReportOut
+	replica.Report
 	Mine string `json:"mine"`
 	// Changed: the report changed since the resident last looked at
 	// their reports here (POST /api/v1/reports/seen).
@@ -138,12 +139,11 @@ func (a *Handlers) getResidentReports(w http.ResponseWriter, resident, category,
 		if len(out) == maxMine || a.Replica == nil {
 			break
 		}
-		v, ok, err := a.Replica.Report(ref.ID)
+		ro, ok, err := a.Replica.Report(ref.ID)
 		if err != nil {
 			return err
 		}
-		ro, isOut := v.(ReportOut)
-		if !ok || !isOut {
+		if !ok {
 			continue // voted for a report this kiosk no longer holds
 		}
 		if (category != "" && ro.Category != category) || (building != "" && ro.Building != building) ||
@@ -154,7 +154,7 @@ func (a *Handlers) getResidentReports(w http.ResponseWriter, resident, category,
 		if ref.Voted {
 			mine = "voted"
 		}
-		m := MyReport{ReportOut: ro, Mine: mine}
+		m := MyReport{Report: ro, Mine: mine}
 		m.Changed = ro.Synced && changedSince(ro.Steps, seen)
 		if at := resolvedAt(&ro.ReportView); ro.Status == event.ReportResolved && ro.MergedInto == "" && !at.IsZero() {
 			until := at.Add(window).UTC()

@@ -17,7 +17,9 @@ import (
 	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/shared/event"
+	"linli/shared/merge"
 	"linli/shared/test/browser"
 )
 
@@ -79,20 +81,22 @@ func (l *scriptedLog) bodies() []event.Body {
 // an announcement, no reports.
 type fixedReplica struct{}
 
-func (fixedReplica) Notices(time.Time) (any, error) {
+func (fixedReplica) Notices(time.Time) ([]replica.Notice, error) {
 	now := time.Now().UTC()
-	return []map[string]any{
-		{"id": "alarm-1", "title": "B1 烟感报警", "body": "请勿使用电梯", "category": "safety", "alarm": true, "time": now},
-		{"id": "N1", "title": "停水通知", "body": "周六停水", "category": "announcement", "alarm": false, "time": now},
+	return []replica.Notice{
+		{NoticeView: merge.NoticeView{ID: "alarm-1", Title: "B1 烟感报警", Body: "请勿使用电梯", Category: "safety"}, Alarm: true, Time: now},
+		{NoticeView: merge.NoticeView{ID: "N1", Title: "停水通知", Body: "周六停水", Category: "announcement"}, Time: now},
 	}, nil
 }
 
-func (fixedReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4}}, nil
+func (fixedReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4}}, nil
 }
 
-func (fixedReplica) Report(string) (any, bool, error)          { return nil, false, nil }
-func (fixedReplica) Reports(string, string, bool) (any, error) { return []ReportOut{}, nil }
+func (fixedReplica) Report(string) (replica.Report, bool, error) { return replica.Report{}, false, nil }
+func (fixedReplica) Reports(string, string, bool) ([]replica.Report, error) {
+	return []replica.Report{}, nil
+}
 
 // noResidents has nothing indexed.
 type noResidents struct{}
@@ -110,8 +114,8 @@ type changingReplica struct {
 	seats atomic.Uint32
 }
 
-func (r *changingReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: r.seats.Load()}}, nil
+func (r *changingReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: r.seats.Load()}}, nil
 }
 
 func scriptedKiosk(t *testing.T) (*httptest.Server, *scriptedLog) {
