@@ -29,6 +29,7 @@ import (
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
+	"linli/edge/store"
 	"linli/edge/uplink"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -109,6 +110,7 @@ func hasEnv(env []string, name string) bool {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
+	store   *store.Store
 	outbox  *outbox.Log
 	uplink  *uplink.Uplink
 	replica *replica.Replica
@@ -149,13 +151,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.unsafeNoSync {
 		log.Warn("test-only: Badger SyncWrites is OFF; a 2xx no longer means the event is on disk")
 	}
-	ob, err := outbox.Open(outbox.Options{
-		Dir: cfg.Data, Device: cfg.ID, Profile: kv.Profile(cfg.Profile),
-		Retention: cfg.Retention, GCInterval: cfg.GCInterval, Now: now, Logger: log,
-		UnsafeNoSync: cfg.unsafeNoSync,
+	// One store for the edge: the outbox and every other package below
+	// keep their records in it, each under its own key prefixes.
+	st, err := store.Open(store.Options{Dir: cfg.Data, Profile: kv.Profile(cfg.Profile), GCInterval: cfg.GCInterval,
+		Logger: log.With("component", "store"), UnsafeNoSync: cfg.unsafeNoSync})
+	if err != nil {
+		if errors.Is(err, kv.ErrLocked) {
+			return nil, config.Errorf("data", "%v", err)
+		}
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	ob, err := outbox.Open(st.DB(), outbox.Options{
+		Device: cfg.ID, Retention: cfg.Retention, RetentionInterval: cfg.GCInterval, Now: now, Logger: log,
 	})
 	if err != nil {
-		if errors.Is(err, kv.ErrLocked) || errors.Is(err, outbox.ErrDeviceMismatch) {
+		closeAfterFailedStart(log, st)
+		if errors.Is(err, outbox.ErrDeviceMismatch) {
 			return nil, config.Errorf("data", "%v", err)
 		}
 		return nil, fmt.Errorf("open outbox: %w", err)
@@ -163,12 +174,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	ob.SetGuard(guard)
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		closeAfterFailedStart(log, ob)
+		closeAfterFailedStart(log, ob, st)
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
-	rep, err := replica.Open(ob.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
+	rep, err := replica.Open(st.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
 	if err != nil {
-		closeAfterFailedStart(log, ob, ln)
+		closeAfterFailedStart(log, ob, st, ln)
 		return nil, err
 	}
 	ident := new(atomic.Pointer[enroll.Identity])
@@ -177,7 +188,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		// A device that replaced another under this id numbers above
 		// everything its predecessor may still deliver.
 		if moved, err := ob.Rebase(id.SeqBase); err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		} else if moved {
 			log.Info("numbering events above the replaced device's", "seq_base", id.SeqBase)
@@ -210,7 +221,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	var idx *kiosk.Index // kiosks only
 	edgeAPI := &api.API{
 		Role: cfg.Role, Log: ob, Sync: up, Identity: idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
-		Ready:  ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
+		Ready:  ready.Handler((&ready.StoreProbe{DB: st.DB}).Check, diskReady(guard), uplinkReady(up)),
 		Detail: func() api.SyncDetail { return syncDetail(ob, guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
@@ -224,27 +235,27 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	k := &kiosk.Handlers{API: edgeAPI}  // the kiosk's routes; a gateway answers them 404
 	gw := &gateway.Writes{API: edgeAPI} // the gateway's writes; a kiosk answers them 404
 	idw.relogin = up.Reconnect
-	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: log, store: st, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
 	if cfg.Role == api.RoleKiosk {
-		a.seats = seats.New(ob, rep, log.With("component", "seats"))
+		a.seats = seats.New(st.DB(), ob, rep, log.With("component", "seats"))
 		edgeAPI.Seats, mirror.Mine = a.seats, a.seats
 		// The resident web UI, its settings and the index of what each
 		// resident did here.
 		var ui *kiosk.UI
-		idx, err = kiosk.NewIndex(ob.DB(), ob, log.With("component", "index"))
+		idx, err = kiosk.NewIndex(st.DB(), ob, log.With("component", "index"))
 		if err == nil {
 			ui, err = kiosk.NewUI()
 		}
 		if err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
 		edgeAPI.UI, k.Residents = ui, idx
 		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
 		code := cmp.Or(cfg.KioskCode, kiosk.DefaultKioskCode(cfg.Building, cfg.ID))
-		if k.Numbers, err = kiosk.NewNumbers(ob.DB(), code); err != nil {
-			closeAfterFailedStart(log, ob, ln)
+		if k.Numbers, err = kiosk.NewNumbers(st.DB(), code); err != nil {
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
 		k.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
@@ -255,9 +266,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	if cfg.Role == api.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
-			Log: ob, Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
+			Log: ob, DB: st.DB(), Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
 		if err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
 		gw.CardKey = a.gateway.CardKey
@@ -388,7 +399,7 @@ func (a *Agent) handler(edgeAPI *api.API) http.Handler {
 
 // shutdown stops the edge once its group's context ends (Stop, the
 // parent context, or the first goroutine to fail): HTTP stops taking
-// requests first, then the pipelines end, then the outbox closes.
+// requests first, then the pipelines end, then the outbox and the store close.
 func (a *Agent) shutdown(ctx context.Context, g *errgroup.Group) {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -399,6 +410,9 @@ func (a *Agent) shutdown(ctx context.Context, g *errgroup.Group) {
 	err := g.Wait()
 	if cerr := a.outbox.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close outbox: %w", cerr)
+	}
+	if cerr := a.store.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
 	a.log.Info("edge stopped")
 	a.err = err
@@ -526,8 +540,11 @@ func (a *Agent) awaitEnrollment(ctx context.Context, ident *atomic.Pointer[enrol
 // Addr is the HTTP listen address (useful with port 0).
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
 
-// Outbox exposes the store for tests and tools in this module.
+// Outbox exposes the event log for tests and tools in this module.
 func (a *Agent) Outbox() *outbox.Log { return a.outbox }
+
+// Store exposes the edge's store for tests and tools in this module.
+func (a *Agent) Store() *store.Store { return a.store }
 
 // Uplink exposes the hub session.
 func (a *Agent) Uplink() *uplink.Uplink { return a.uplink }

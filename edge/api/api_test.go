@@ -29,7 +29,7 @@ func (offline) LastSync() time.Time { return time.Time{} }
 // before it serves.
 func newServer(t testing.TB, role string, opts ...func(*api.API)) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
+	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

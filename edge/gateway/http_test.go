@@ -21,12 +21,12 @@ import (
 // pseudonym its reader gives the same card, so the hub matches both paths
 // to one card; before any list (no key) the event is kept without the card.
 func TestPostedCardStoredAsReaderPseudonym(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "gw-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ob.Close()
-	r := startRig(t, ob)
+	r := startRig(t, ob, db)
 	defer r.stop()
 	r.waitListening(t)
 	edge := &api.API{Role: api.RoleGateway, Log: ob, Sync: r.up}

@@ -22,7 +22,7 @@ var testCardKey = bytes.Repeat([]byte{0x42}, accesslist.KeySize)
 // outbox, hashing cards with cardKey.
 func newWritesServer(t *testing.T, cardKey func() []byte) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
+	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func readAlarms(t *testing.T, sc *bufio.Scanner) []AlarmOut {
 // kinds the site does not show residents (a forced door, by default) and
 // alarms whose source cleared are left out.
 func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

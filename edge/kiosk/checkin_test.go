@@ -42,15 +42,15 @@ type seatsKiosk struct {
 func newSeatsKiosk(t *testing.T, now time.Time) *seatsKiosk {
 	t.Helper()
 	clock := &testClock{t: now}
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour, Now: clock.Now})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := seats.New(ob, rep, slog.New(slog.DiscardHandler))
+	st := seats.New(db, ob, rep, slog.New(slog.DiscardHandler))
 	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Seats: st, Registry: prometheus.NewRegistry(),
 		Replica: &Mirror{Rep: rep, Own: ob, Mine: st, Now: clock.Now}}
 	srv := httptest.NewServer(serve(edge, &Handlers{}))

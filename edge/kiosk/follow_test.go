@@ -38,19 +38,19 @@ type followKiosk struct {
 
 func openFollowKiosk(t *testing.T, dir string, info *Info) *followKiosk {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nums, err := NewNumbers(ob.DB(), "B1")
+	nums, err := NewNumbers(db, "B1")
 	if err != nil {
 		t.Fatal(err)
 	}

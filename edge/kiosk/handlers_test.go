@@ -31,7 +31,7 @@ func serve(edge *api.API, k *Handlers) http.Handler {
 // outbox; opts adjust it before it serves.
 func newServer(t testing.TB, role string, opts ...func(*Handlers)) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
+	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

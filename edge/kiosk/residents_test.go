@@ -21,15 +21,15 @@ import (
 // newKioskServer is a kiosk API over a real outbox, replica and index.
 func newKioskServer(t *testing.T, role string) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestResidentIndexListsWhatTheyDidHere(t *testing.T) {
 
 func TestResidentIndexSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestResidentIndexSurvivesReopen(t *testing.T) {
 		}
 	}
 	report("一")
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestResidentIndexSurvivesReopen(t *testing.T) {
 	report("二")
 	// A second index over the same store (a restart) starts from the
 	// cursor the first one stored: nothing twice, nothing missed.
-	again, err := NewIndex(ob.DB(), ob, nil)
+	again, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestKioskSettingsForTheUI(t *testing.T) {
 // A deletion request from the hub takes the resident out of the index, and
 // no one else.
 func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
