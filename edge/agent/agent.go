@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/enroll"
 	"linli/edge/gateway"
@@ -28,6 +29,7 @@ import (
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
+	"linli/edge/store"
 	"linli/edge/uplink"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -39,7 +41,7 @@ import (
 )
 
 var _ uplink.Log = (*outbox.Log)(nil)
-var _ kiosk.Log = (*outbox.Log)(nil)
+var _ api.Log = (*outbox.Log)(nil)
 
 // Main runs the edge program with args and env and returns its exit code:
 // 0 after a clean stop, 2 for bad settings, 1 for failures at run time.
@@ -108,6 +110,7 @@ func hasEnv(env []string, name string) bool {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
+	store   *store.Store
 	outbox  *outbox.Log
 	uplink  *uplink.Uplink
 	replica *replica.Replica
@@ -148,13 +151,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.unsafeNoSync {
 		log.Warn("test-only: Badger SyncWrites is OFF; a 2xx no longer means the event is on disk")
 	}
-	ob, err := outbox.Open(outbox.Options{
-		Dir: cfg.Data, Device: cfg.ID, Profile: kv.Profile(cfg.Profile),
-		Retention: cfg.Retention, GCInterval: cfg.GCInterval, Now: now, Logger: log,
-		UnsafeNoSync: cfg.unsafeNoSync,
+	// One store for the edge: the outbox and every other package below
+	// keep their records in it, each under its own key prefixes.
+	st, err := store.Open(store.Options{Dir: cfg.Data, Profile: kv.Profile(cfg.Profile), GCInterval: cfg.GCInterval,
+		Logger: log.With("component", "store"), UnsafeNoSync: cfg.unsafeNoSync})
+	if err != nil {
+		if errors.Is(err, kv.ErrLocked) {
+			return nil, config.Errorf("data", "%v", err)
+		}
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	ob, err := outbox.Open(st.DB(), outbox.Options{
+		Device: cfg.ID, Retention: cfg.Retention, RetentionInterval: cfg.GCInterval, Now: now, Logger: log,
 	})
 	if err != nil {
-		if errors.Is(err, kv.ErrLocked) || errors.Is(err, outbox.ErrDeviceMismatch) {
+		closeAfterFailedStart(log, st)
+		if errors.Is(err, outbox.ErrDeviceMismatch) {
 			return nil, config.Errorf("data", "%v", err)
 		}
 		return nil, fmt.Errorf("open outbox: %w", err)
@@ -162,12 +174,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	ob.SetGuard(guard)
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		closeAfterFailedStart(log, ob)
+		closeAfterFailedStart(log, ob, st)
 		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
-	rep, err := replica.Open(ob.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
+	rep, err := replica.Open(st.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
 	if err != nil {
-		closeAfterFailedStart(log, ob, ln)
+		closeAfterFailedStart(log, ob, st, ln)
 		return nil, err
 	}
 	ident := new(atomic.Pointer[enroll.Identity])
@@ -176,7 +188,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 		// A device that replaced another under this id numbers above
 		// everything its predecessor may still deliver.
 		if moved, err := ob.Rebase(id.SeqBase); err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		} else if moved {
 			log.Info("numbering events above the replaced device's", "seq_base", id.SeqBase)
@@ -209,10 +221,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	reg.MustRegister(panics)
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
 	var idx *kiosk.Index // kiosks only
-	api := &kiosk.API{
+	edgeAPI := &api.API{
 		Role: cfg.Role, Log: ob, Sync: up, Identity: idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
-		Ready:  ready.Handler((&ready.StoreProbe{DB: ob.DB}).Check, diskReady(guard), uplinkReady(up)),
-		Detail: func() kiosk.SyncDetail { return syncDetail(ob, guard, log) },
+		Ready:  ready.Handler((&ready.StoreProbe{DB: st.DB}).Check, diskReady(guard), uplinkReady(up)),
+		Detail: func() api.SyncDetail { return syncDetail(ob, guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
 		Pseudonym: func(resident string) string {
@@ -222,59 +234,63 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return resident
 		},
 	}
+	k := &kiosk.Handlers{API: edgeAPI}  // the kiosk's routes; a gateway answers them 404
+	gw := &gateway.Writes{API: edgeAPI} // the gateway's writes; a kiosk answers them 404
 	idw.relogin = up.Reconnect
 	trust.reconnect = up.Reconnect
 	rep.AfterApply(trust.changed)
 	trust.resume(rep)
-	a := &Agent{cfg: cfg, log: log, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
-	if cfg.Role == kiosk.RoleKiosk {
-		a.seats = seats.New(ob, rep, log.With("component", "seats"))
-		api.Seats, mirror.Mine = a.seats, a.seats
+	a := &Agent{cfg: cfg, log: log, store: st, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
+	if cfg.Role == api.RoleKiosk {
+		a.seats = seats.New(st.DB(), ob, rep, log.With("component", "seats"))
+		edgeAPI.Seats, mirror.Mine = a.seats, a.seats
 		// The resident web UI, its settings and the index of what each
 		// resident did here.
 		var ui *kiosk.UI
-		idx, err = kiosk.NewIndex(ob.DB(), ob, log.With("component", "index"))
+		idx, err = kiosk.NewIndex(st.DB(), ob, log.With("component", "index"))
 		if err == nil {
 			ui, err = kiosk.NewUI()
 		}
 		if err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
-		api.UI, api.Residents = ui, idx
+		edgeAPI.UI, k.Residents = ui, idx
 		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
 		code := cmp.Or(cfg.KioskCode, kiosk.DefaultKioskCode(cfg.Building, cfg.ID))
-		if api.Numbers, err = kiosk.NewNumbers(ob.DB(), code); err != nil {
-			closeAfterFailedStart(log, ob, ln)
+		if k.Numbers, err = kiosk.NewNumbers(st.DB(), code); err != nil {
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
-		api.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
+		k.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
 			TimeZone: cfg.TimeZone, Plan: cfg.plan, PublicURL: cfg.PublicURL, ReopenWindow: cfg.ReopenWindow, OfficePhone: cfg.OfficePhone, Code: code}
 		mirror.AlarmKinds = kinds
-		api.Alarms = kiosk.NewAlarmFeed(mirror)
-		rep.AfterApply(api.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied
+		k.Alarms = kiosk.NewAlarmFeed(mirror)
+		rep.AfterApply(k.Alarms.Changed) // pushed to the screens as soon as the hub's change is applied
 	}
-	if cfg.Role == kiosk.RoleGateway {
+	if cfg.Role == api.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
-			Log: ob, Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
+			Log: ob, DB: st.DB(), Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
 		if err != nil {
-			closeAfterFailedStart(log, ob, ln)
+			closeAfterFailedStart(log, ob, st, ln)
 			return nil, err
 		}
-		api.CardKey = a.gateway.CardKey
-		api.Gateway, api.Building = a.gateway, cfg.Building
+		gw.CardKey = a.gateway.CardKey
+		gw.Rules, gw.Building = a.gateway, cfg.Building
 	}
+	k.Mount()
+	gw.Mount()
 	a.srv = &http.Server{
-		Handler:           httpx.Recover(a.handler(api), log.With("component", "http"), panics.Inc),
+		Handler:           httpx.Recover(a.handler(edgeAPI), log.With("component", "http"), panics.Inc),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if api.Alarms != nil {
-		a.srv.RegisterOnShutdown(api.Alarms.Close) // Shutdown waits for streams otherwise
+	if k.Alarms != nil {
+		a.srv.RegisterOnShutdown(k.Alarms.Close) // Shutdown waits for streams otherwise
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
@@ -324,8 +340,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 }
 
 // syncDetail is the oldest unacked record and the disk guard's state.
-func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) kiosk.SyncDetail {
-	var d kiosk.SyncDetail
+func syncDetail(ob *outbox.Log, g *diskguard.Guard, log *slog.Logger) api.SyncDetail {
+	var d api.SyncDetail
 	if ts, err := ob.OldestUnacked(); err != nil {
 		log.Warn("read the oldest unacked event", "err", err)
 	} else if ts != 0 {
@@ -380,16 +396,16 @@ func closeAfterFailedStart(log *slog.Logger, cs ...io.Closer) {
 
 // handler is the edge's HTTP API; a gateway adds its doors, list, alarms
 // and sensors to it.
-func (a *Agent) handler(api *kiosk.API) http.Handler {
+func (a *Agent) handler(edgeAPI *api.API) http.Handler {
 	if a.gateway == nil {
-		return api.Handler()
+		return edgeAPI.Handler()
 	}
-	return a.gateway.Routes(api.Handler())
+	return a.gateway.Routes(edgeAPI.Handler())
 }
 
 // shutdown stops the edge once its group's context ends (Stop, the
 // parent context, or the first goroutine to fail): HTTP stops taking
-// requests first, then the pipelines end, then the outbox closes.
+// requests first, then the pipelines end, then the outbox and the store close.
 func (a *Agent) shutdown(ctx context.Context, g *errgroup.Group) {
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -400,6 +416,9 @@ func (a *Agent) shutdown(ctx context.Context, g *errgroup.Group) {
 	err := g.Wait()
 	if cerr := a.outbox.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close outbox: %w", cerr)
+	}
+	if cerr := a.store.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
 	a.log.Info("edge stopped")
 	a.err = err
@@ -527,8 +546,11 @@ func (a *Agent) awaitEnrollment(ctx context.Context, ident *atomic.Pointer[enrol
 // Addr is the HTTP listen address (useful with port 0).
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
 
-// Outbox exposes the store for tests and tools in this module.
+// Outbox exposes the event log for tests and tools in this module.
 func (a *Agent) Outbox() *outbox.Log { return a.outbox }
+
+// Store exposes the edge's store for tests and tools in this module.
+func (a *Agent) Store() *store.Store { return a.store }
 
 // Uplink exposes the hub session.
 func (a *Agent) Uplink() *uplink.Uplink { return a.uplink }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/gateway"
 	"linli/edge/kiosk"
@@ -80,7 +81,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s := config.New("linli-edge", out)
 	s.String(&c.ID, "id", "kiosk-1", "device id: letters, digits, '-' and '_'")
 	s.String(&c.Site, "site", "site-1", "site (residential community) this edge belongs to")
-	s.String(&c.Role, "role", kiosk.RoleKiosk, "kiosk or gateway")
+	s.String(&c.Role, "role", api.RoleKiosk, "kiosk or gateway")
 	s.String(&c.Data, "data", "", "data directory (default ./data/edge/<id>)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8081", "HTTP listen address")
 	s.String(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list to fail over between: each connect tries them in order and keeps the first that answers")
@@ -124,7 +125,7 @@ func (c *Config) Validate() error {
 	if c.ID == "all" || c.ID == "hub" {
 		return config.Errorf("id", "%q is reserved", c.ID)
 	}
-	if c.Role != kiosk.RoleKiosk && c.Role != kiosk.RoleGateway {
+	if c.Role != api.RoleKiosk && c.Role != api.RoleGateway {
 		return config.Errorf("role", "%q is not kiosk or gateway", c.Role)
 	}
 	if c.Building != "" {
@@ -213,7 +214,7 @@ func (c *Config) loadPlan() error {
 	if c.SitePlan == "" {
 		return nil
 	}
-	if c.Role != kiosk.RoleKiosk {
+	if c.Role != api.RoleKiosk {
 		return config.Errorf("site-plan", "only a kiosk reads a site plan; this edge's role is %s", c.Role)
 	}
 	p, err := kiosk.LoadPlan(c.SitePlan)

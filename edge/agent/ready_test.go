@@ -70,6 +70,9 @@ func TestEdgeReadyz(t *testing.T) {
 	if err := a.Outbox().Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.Store().Close(); err != nil {
+		t.Fatal(err)
+	}
 	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		r := edgeReadyz(t, a)
 		return r.code == 503 && r.reasons == "store: closed", r.reasons

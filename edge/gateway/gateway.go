@@ -36,8 +36,6 @@ type Log interface {
 	// transaction, so the gateway's own keys move with the event.
 	AppendFunc(ctx context.Context, kind event.Kind, build outbox.Builder) (event.Event, error)
 	Cursors() (last, acked, pending uint64)
-	// DB is the store the gateway keeps its list and open alarms in.
-	DB() *badger.DB
 }
 
 // Uplink is the hub session.
@@ -64,6 +62,9 @@ type Options struct {
 	Site     string
 	Building string
 	Log      Log
+	// DB is the edge's store (edge/store), where the gateway keeps its
+	// access list and open alarms.
+	DB       *badger.DB
 	Uplink   Uplink
 	Replica  Replica
 	Registry *prometheus.Registry // optional
@@ -134,6 +135,9 @@ type sensorStatus struct {
 // and the alarms in force from the store, and hooks into the replica for
 // new lists. Unusable hardware or device settings are a *config.Error.
 func New(opts Options) (*Gateway, error) {
+	if opts.DB == nil {
+		return nil, errors.New("gateway: no store to keep the access list and alarms in")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -206,7 +210,7 @@ func (g *Gateway) restore() error {
 		own    []byte
 		alarms []AlarmKey
 	)
-	err := g.opts.Log.DB().View(func(txn *badger.Txn) error {
+	err := g.opts.DB.View(func(txn *badger.Txn) error {
 		var err error
 		if own, _, err = kv.GetLarge(txn, []byte(keyList)); err != nil {
 			return err
@@ -287,7 +291,7 @@ func (g *Gateway) installList(body []byte, from string) {
 	if from != "store" {
 		// In pieces when large: a list can be 1 MiB, more than one
 		// transaction of the small store profile holds.
-		if err := kv.PutLarge(g.opts.Log.DB(), []byte(keyList), body); err != nil {
+		if err := kv.PutLarge(g.opts.DB, []byte(keyList), body); err != nil {
 			g.log.Error("keep access list", "err", err)
 		}
 	}

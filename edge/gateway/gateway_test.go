@@ -165,7 +165,7 @@ type rig struct {
 	mark int // events of the rig's checks so far (readings aside)
 }
 
-func startRig(t *testing.T, ob *outbox.Log) *rig {
+func startRig(t *testing.T, ob *outbox.Log, db *badger.DB) *rig {
 	t.Helper()
 	sc, err := sim.ParseScenario([]byte(rigScenario))
 	if err != nil {
@@ -176,7 +176,7 @@ func startRig(t *testing.T, ob *outbox.Log) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{ob: ob, up: &fakeUplink{}, rep: &fakeReplica{}, sim: s, sht: &fakeSHT{reading: sht3x.Reading{Temperature: 22.5, Humidity: 45}}}
-	r.g, err = New(Options{Config: rigConfig(), Site: "S1", Building: "B3", Log: ob, Uplink: r.up, Replica: r.rep,
+	r.g, err = New(Options{Config: rigConfig(), Site: "S1", Building: "B3", Log: ob, DB: db, Uplink: r.up, Replica: r.rep,
 		Hardware: rigHW{Sim: s, sht: r.sht}, Sim: s})
 	if err != nil {
 		t.Fatal(err)
@@ -316,12 +316,12 @@ func (r *rig) waitListening(t *testing.T) {
 }
 
 func TestGatewayOnSimulator(t *testing.T) {
-	defer goleak.VerifyNone(t)
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "gw-1"})
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // last: after the store closes
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRig(t, ob)
+	r := startRig(t, ob, db)
 	r.waitListening(t)
 
 	key := bytes.Repeat([]byte{9}, accesslist.KeySize)
@@ -556,7 +556,7 @@ func TestGatewayOnSimulator(t *testing.T) {
 	r.drive(t, "smoke-pin", gpio.High)
 	r.await(t, "alarm smoke smoke on")
 	r.stop()
-	r2 := startRig(t, ob) // a new simulator: the smoke is gone
+	r2 := startRig(t, ob, db) // a new simulator: the smoke is gone
 	r2.mark = r.mark
 	r2.waitListening(t)
 	if d := r2.door(t, "D2"); !d.Released {
@@ -575,7 +575,7 @@ func TestGatewayOnSimulator(t *testing.T) {
 }
 
 func TestGatewayConfigErrors(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "gw-1"})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +599,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 	} {
 		cfg := rigConfig()
 		mutate(&cfg)
-		_, err := New(Options{Config: cfg, Site: "S1", Building: "B3", Log: ob, Hardware: s, Sim: s})
+		_, err := New(Options{Config: cfg, Site: "S1", Building: "B3", Log: ob, DB: db, Hardware: s, Sim: s})
 		var ce interface{ Unwrap() error }
 		if err == nil || !errors.As(err, &ce) {
 			t.Errorf("%s: New = %v, want a config error", name, err)
@@ -607,7 +607,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 	}
 	cfg := rigConfig()
 	cfg.Hardware, cfg.SimScenario = HardwareSim, "/nonexistent/scenario.yaml"
-	if _, err := New(Options{Config: cfg, Site: "S1", Building: "B3", Log: ob}); err == nil || !strings.Contains(err.Error(), "sim-scenario") {
+	if _, err := New(Options{Config: cfg, Site: "S1", Building: "B3", Log: ob, DB: db}); err == nil || !strings.Contains(err.Error(), "sim-scenario") {
 		t.Errorf("missing scenario: %v, want an error naming sim-scenario", err)
 	}
 }
@@ -617,13 +617,13 @@ func TestGatewayConfigErrors(t *testing.T) {
 // after a restart even when the replica no longer has it (the hub dropped
 // it: the last list stays in force).
 func TestLargeListSurvivesRestart(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // last: after the store closes
 	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "gw-1"})
+	ob, db, err := openLog(t, dir, outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startRig(t, ob)
+	r := startRig(t, ob, db)
 	r.waitListening(t)
 	key := bytes.Repeat([]byte{7}, accesslist.KeySize)
 	cards := [][]byte{accesslist.Hash(key, "26:123:45678")}
@@ -650,14 +650,14 @@ func TestLargeListSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ob, err = outbox.Open(outbox.Options{Dir: dir, Device: "gw-1"})
+	ob, db, err = openLog(t, dir, outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ob.Close()
 	// Every value stays under the threshold above which Badger would keep
 	// it in its value log, whose failed syncs it ignores.
-	if err := ob.DB().View(func(txn *badger.Txn) error {
+	if err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -669,7 +669,7 @@ func TestLargeListSurvivesRestart(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r2 := startRig(t, ob) // an empty replica
+	r2 := startRig(t, ob, db) // an empty replica
 	defer r2.stop()
 	r2.waitListening(t)
 	if st := r2.g.ListState(); !st.Present || st.Doors["D1"] != len(cards) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"linli/edge/kiosk"
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/shared/accesslist"
 	"linli/shared/event"
@@ -21,16 +21,17 @@ import (
 // pseudonym its reader gives the same card, so the hub matches both paths
 // to one card; before any list (no key) the event is kept without the card.
 func TestPostedCardStoredAsReaderPseudonym(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "gw-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ob.Close()
-	r := startRig(t, ob)
+	r := startRig(t, ob, db)
 	defer r.stop()
 	r.waitListening(t)
-	api := &kiosk.API{Role: kiosk.RoleGateway, Log: ob, Sync: r.up, CardKey: r.g.CardKey}
-	srv := httptest.NewServer(r.g.Routes(api.Handler()))
+	edge := &api.API{Role: api.RoleGateway, Log: ob, Sync: r.up}
+	(&Writes{API: edge, CardKey: r.g.CardKey}).Mount()
+	srv := httptest.NewServer(r.g.Routes(edge.Handler()))
 	defer srv.Close()
 	post := func(body string) (int, map[string]any) {
 		t.Helper()

@@ -139,7 +139,7 @@ func (f *AlarmFeed) subscribe() (<-chan struct{}, func()) {
 // see a dead connection.
 const streamPing = 15 * time.Second
 
-func (a *API) getAlarms(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) getAlarms(w http.ResponseWriter, r *http.Request) error {
 	if a.Alarms == nil {
 		httpx.WriteJSON(w, http.StatusOK, []AlarmOut{})
 		return nil
@@ -154,7 +154,7 @@ func (a *API) getAlarms(w http.ResponseWriter, r *http.Request) error {
 
 // streamAlarms serves GET /api/v1/alarms/stream: event "alarms" with the
 // whole list at once and again on every change.
-func (a *API) streamAlarms(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) streamAlarms(w http.ResponseWriter, r *http.Request) error {
 	if a.Alarms == nil {
 		return &httpx.Error{Status: http.StatusNotFound, Msg: "this kiosk has no alarm feed"}
 	}

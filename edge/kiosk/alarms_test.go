@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
@@ -54,7 +55,7 @@ func readAlarms(t *testing.T, sc *bufio.Scanner) []AlarmOut {
 // kinds the site does not show residents (a forced door, by default) and
 // alarms whose source cleared are left out.
 func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,15 +64,15 @@ func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mirror := &Mirror{Rep: rep, Own: ob, Building: "B1"}
 	feed := NewAlarmFeed(mirror)
 	rep.AfterApply(feed.Changed)
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Replica: mirror, Alarms: feed}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Replica: mirror}
+	srv := httptest.NewServer(serve(edge, &Handlers{Alarms: feed}))
 	defer srv.Close()
 	defer feed.Close() // ends the stream before srv.Close waits for it
 

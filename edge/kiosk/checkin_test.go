@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/edge/seats"
@@ -41,18 +42,18 @@ type seatsKiosk struct {
 func newSeatsKiosk(t *testing.T, now time.Time) *seatsKiosk {
 	t.Helper()
 	clock := &testClock{t: now}
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour, Now: clock.Now})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := seats.New(ob, rep, slog.New(slog.DiscardHandler))
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Seats: st, Registry: prometheus.NewRegistry(),
+	st := seats.New(db, ob, rep, slog.New(slog.DiscardHandler))
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Seats: st, Registry: prometheus.NewRegistry(),
 		Replica: &Mirror{Rep: rep, Own: ob, Mine: st, Now: clock.Now}}
-	srv := httptest.NewServer(api.Handler())
+	srv := httptest.NewServer(serve(edge, &Handlers{}))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := ob.Close(); err != nil {
@@ -183,7 +184,7 @@ func TestCheckinBeforeInsideAfterTheWindow(t *testing.T) {
 		act string
 	}{{actStart.Add(-2 * time.Hour), "signup"}, {actStart, "attendance"}, {actEnd, "ended"}} {
 		k.clock.Set(c.at)
-		var list []ActivityOut
+		var list []replica.Activity
 		if code := getJSON(t, k.url+"/api/v1/activities?resident=R1", &list); code != 200 || len(list) != 1 {
 			t.Fatalf("activities: %d %+v", code, list)
 		}
@@ -202,7 +203,7 @@ func TestSeatsLeftCountsSignupsHere(t *testing.T) {
 	if code, out := post(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`); code != 201 || out["status"] != "confirmed" {
 		t.Fatalf("sign-up: %d %v", code, out)
 	}
-	var list []ActivityOut
+	var list []replica.Activity
 	if code := getJSON(t, k.url+"/api/v1/activities", &list); code != 200 || len(list) != 1 || list[0].SeatsLeft != 9 {
 		t.Fatalf("after a sign-up here: %d %+v, want 9 seats left", code, list)
 	}

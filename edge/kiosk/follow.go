@@ -12,6 +12,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"linli/edge/api"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/httpx"
 	"linli/shared/kv"
@@ -119,7 +121,7 @@ func (x *Index) MarkSeen(resident string, t time.Time) error {
 
 // postSeen records that ?resident= (in the body) has looked at their
 // reports: the home screen's badge counts changes after this.
-func (a *API) postSeen(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) postSeen(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Resident string `json:"resident"`
 	}
@@ -133,28 +135,28 @@ func (a *API) postSeen(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := idx.MarkSeen(a.who(req.Resident), time.Now()); err != nil {
-		return a.storeError(err)
+	if err := idx.MarkSeen(a.Who(req.Resident), time.Now()); err != nil {
+		return a.StoreError(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// report reads report id from the replica as the kiosk serves it.
-func (a *API) reportOut(id string) (ReportOut, error) {
+// reportOut reads report id from the replica as the kiosk serves it.
+func (a *Handlers) reportOut(id string) (replica.Report, error) {
 	if _, _, err := event.ParseID(id); err != nil {
-		return ReportOut{}, httpx.BadRequest("id", "%v", err)
+		return replica.Report{}, httpx.BadRequest("id", "%v", err)
 	}
 	if a.Replica != nil {
-		v, ok, err := a.Replica.Report(id)
+		ro, ok, err := a.Replica.Report(id)
 		if err != nil {
-			return ReportOut{}, err
+			return replica.Report{}, err
 		}
-		if ro, isOut := v.(ReportOut); ok && isOut {
+		if ok {
 			return ro, nil
 		}
 	}
-	return ReportOut{}, &httpx.Error{Status: http.StatusNotFound, Field: "id", Code: "not_found",
+	return replica.Report{}, &httpx.Error{Status: http.StatusNotFound, Field: "id", Code: "not_found",
 		Msg: "report " + id + " is not known here yet (not synced from the hub)"}
 }
 
@@ -172,7 +174,7 @@ func resolvedAt(v *merge.ReportView) time.Time {
 // postReopen records a resident's "still not fixed" of a resolved report,
 // within the kiosk's reopen window of its resolution. The hub reopens it
 // (resolved → accepted) when the event arrives after the resolution.
-func (a *API) postReopen(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) postReopen(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Resident string `json:"resident"`
 		Reason   string `json:"reason"`
@@ -183,7 +185,7 @@ func (a *API) postReopen(w http.ResponseWriter, r *http.Request) error {
 	if err := event.ValidID(req.Resident); err != nil {
 		return httpx.BadRequest("resident", "resident %v", err)
 	}
-	if err := screenText(screenField{"reason", req.Reason, true}); err != nil {
+	if err := api.ScreenText(api.ScreenField{Name: "reason", Value: req.Reason, Multiline: true}); err != nil {
 		return err
 	}
 	ro, err := a.reportOut(r.PathValue("id"))
@@ -207,7 +209,7 @@ func (a *API) postReopen(w http.ResponseWriter, r *http.Request) error {
 			Msg: fmt.Sprintf("report %s was resolved on %s, more than %s ago: please file a new report", ro.ID,
 				at.Format(time.DateOnly), window)}
 	}
-	return a.write(w, r, &event.ReportReopen{Report: ro.ID, Resident: a.who(req.Resident), Reason: strings.TrimSpace(req.Reason)})
+	return a.Write(w, r, &event.ReportReopen{Report: ro.ID, Resident: a.Who(req.Resident), Reason: strings.TrimSpace(req.Reason)})
 }
 
 func orID(number, id string) string {
@@ -225,7 +227,7 @@ func PublicURL(base, site, number, id string) string {
 
 // getQR answers a QR code of the report's public page, as SVG (qr.svg) or
 // PNG (qr.png), made here so it works offline.
-func (a *API) getQR(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) getQR(w http.ResponseWriter, r *http.Request) error {
 	if a.Kiosk == nil || a.Kiosk.PublicURL == "" {
 		return &httpx.Error{Status: http.StatusNotFound, Msg: "this kiosk has no public-url setting: no QR codes"}
 	}

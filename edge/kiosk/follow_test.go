@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
@@ -37,25 +38,24 @@ type followKiosk struct {
 
 func openFollowKiosk(t *testing.T, dir string, info *Info) *followKiosk {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nums, err := NewNumbers(ob.DB(), "B1")
+	nums, err := NewNumbers(db, "B1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &API{Role: RoleKiosk, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry(),
-		Residents: idx, Kiosk: info, Numbers: nums}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry()}
+	srv := httptest.NewServer(serve(edge, &Handlers{Residents: idx, Kiosk: info, Numbers: nums}))
 	k := &followKiosk{url: srv.URL, ob: ob, rep: rep, state: merge.New()}
 	closed := false
 	k.close = func() {

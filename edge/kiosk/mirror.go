@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/hlc"
@@ -44,7 +45,7 @@ type Mirror struct {
 	AlarmKinds []string
 }
 
-var _ Replica = (*Mirror)(nil)
+var _ api.Replica = (*Mirror)(nil)
 
 func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
 	cs, err := rep.List(entity)
@@ -66,23 +67,15 @@ func decodeAll[T any](rep *replica.Replica, entity string) ([]T, error) {
 // alarms; a replica may still hold some.
 const legacyAlarmNotice = "alarm-"
 
-// NoticeOut is a notice as the kiosk serves it.
-type NoticeOut struct {
-	merge.NoticeView
-	Alarm   bool       `json:"alarm"`
-	Expires *time.Time `json:"expires_at,omitempty"`
-	Time    time.Time  `json:"time"`
-}
-
 // Notices lists the notices in force for this kiosk's building, safety
 // first (alarms before other safety notices), then newest first.
-func (m *Mirror) Notices(now time.Time) (any, error) {
+func (m *Mirror) Notices(now time.Time) ([]replica.Notice, error) {
 	all, err := decodeAll[merge.NoticeView](m.Rep, wire.EntityNotice)
 	if err != nil {
 		return nil, err
 	}
 	ts := hlc.FromTime(now)
-	out := []NoticeOut{}
+	out := []replica.Notice{}
 	for _, n := range all {
 		if !n.InForce(ts) || (m.Building != "" && len(n.Buildings) > 0 && !slices.Contains(n.Buildings, m.Building)) {
 			continue
@@ -90,14 +83,14 @@ func (m *Mirror) Notices(now time.Time) (any, error) {
 		if strings.HasPrefix(n.ID, legacyAlarmNotice) {
 			continue // alarms are served as alarms (Alarms) now
 		}
-		o := NoticeOut{NoticeView: n, Time: n.Updated.Time()}
+		o := replica.Notice{NoticeView: n, Time: n.Updated.Time()}
 		if n.Expires != 0 {
 			t := time.UnixMilli(n.Expires).UTC()
 			o.Expires = &t
 		}
 		out = append(out, o)
 	}
-	rank := func(n NoticeOut) int {
+	rank := func(n replica.Notice) int {
 		switch {
 		case n.Alarm:
 			return 0
@@ -106,7 +99,7 @@ func (m *Mirror) Notices(now time.Time) (any, error) {
 		}
 		return 2
 	}
-	slices.SortStableFunc(out, func(a, b NoticeOut) int {
+	slices.SortStableFunc(out, func(a, b replica.Notice) int {
 		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
 			return c
 		}
@@ -115,44 +108,9 @@ func (m *Mirror) Notices(now time.Time) (any, error) {
 	return out, nil
 }
 
-// ActivityOut is an activity as the kiosk serves it, with the asking
-// resident's standing.
-type ActivityOut struct {
-	ID        string     `json:"id"`
-	Title     string     `json:"title"`
-	Kind      string     `json:"kind"`
-	Start     *time.Time `json:"start,omitempty"`
-	End       *time.Time `json:"end,omitempty"`
-	Capacity  uint32     `json:"capacity"`
-	SeatsLeft uint32     `json:"seats_left"`
-	Confirmed int        `json:"confirmed"`
-	Waitlist  int        `json:"waitlisted"`
-	// Share is the seats the hub has given this kiosk to confirm with on
-	// its own (cumulative); 0 until the grant arrives.
-	Share uint32 `json:"share"`
-	// Status is the resident's state: confirmed, waitlisted, recorded (the
-	// hub will decide) or "" (not checked in). Synced is false while it is
-	// only this kiosk's answer.
-	Status string `json:"status,omitempty"`
-	Synced bool   `json:"synced,omitempty"`
-	// Act is what a check-in now would be: signup (报名) before the
-	// check-in window, attendance (签到) inside it, ended after the end.
-	Act string `json:"act"`
-	// CheckinOpens is when attendance check-in opens.
-	CheckinOpens *time.Time `json:"checkin_opens,omitempty"`
-	// Attended: the resident checked in inside the window (they may rate
-	// the activity).
-	Attended bool `json:"attended,omitempty"`
-	// Where and what, as the office wrote it; Cancelled: the office
-	// called it off (residents who signed up see it marked so).
-	Venue       string `json:"venue,omitempty"`
-	Description string `json:"description,omitempty"`
-	Cancelled   bool   `json:"cancelled,omitempty"`
-}
-
 // Activities lists the activities last synced, with resident's standing
 // when resident is set.
-func (m *Mirror) Activities(resident string) (any, error) {
+func (m *Mirror) Activities(resident string) ([]replica.Activity, error) {
 	all, err := decodeAll[merge.ActivityView](m.Rep, wire.EntityActivity)
 	if err != nil {
 		return nil, err
@@ -162,9 +120,9 @@ func (m *Mirror) Activities(resident string) (any, error) {
 		now = m.Now
 	}
 	at := now().UnixMilli()
-	out := []ActivityOut{}
+	out := []replica.Activity{}
 	for _, v := range all {
-		o := ActivityOut{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
+		o := replica.Activity{ID: v.ID, Title: v.Title, Kind: v.Kind, Capacity: v.Capacity, SeatsLeft: v.SeatsLeft,
 			Confirmed: len(v.Confirmed), Waitlist: len(v.Waitlist), Act: v.Window().Act(at),
 			Venue: v.Venue, Description: v.Description, Cancelled: v.Cancelled}
 		if v.CheckinOpens != 0 {
@@ -217,7 +175,7 @@ func (m *Mirror) Activities(resident string) (any, error) {
 		}
 		out = append(out, o)
 	}
-	slices.SortFunc(out, func(a, b ActivityOut) int {
+	slices.SortFunc(out, func(a, b replica.Activity) int {
 		as, bs := time.Time{}, time.Time{}
 		if a.Start != nil {
 			as = *a.Start
@@ -233,55 +191,48 @@ func (m *Mirror) Activities(resident string) (any, error) {
 	return out, nil
 }
 
-// ReportOut is a report as the kiosk serves it.
-type ReportOut struct {
-	merge.ReportView
-	Synced  bool      `json:"synced"`
-	Updated time.Time `json:"updated_at"`
-}
-
 // Report returns a report as last synced, or one filed here that the hub
 // has not answered for yet (status submitted, synced false).
-func (m *Mirror) Report(id string) (any, bool, error) {
+func (m *Mirror) Report(id string) (replica.Report, bool, error) {
 	c, ok, err := m.Rep.Get(wire.EntityReport, id)
 	if err != nil {
-		return nil, false, err
+		return replica.Report{}, false, err
 	}
 	if ok {
 		var v merge.ReportView
 		if err := event.UnmarshalOwn(c.Body, &v); err != nil {
-			return nil, false, err
+			return replica.Report{}, false, err
 		}
-		return ReportOut{ReportView: v, Synced: true, Updated: v.Updated.Time()}, true, nil
+		return replica.Report{ReportView: v, Synced: true, Updated: v.Updated.Time()}, true, nil
 	}
 	device, seq, err := event.ParseID(id)
 	if err != nil || m.Own == nil || device != m.Own.Device() {
-		return nil, false, nil
+		return replica.Report{}, false, nil
 	}
 	evs, err := m.Own.Read(seq-1, 1, 1)
 	if err != nil || len(evs) == 0 || evs[0].Seq != seq || evs[0].Kind != event.KindReport {
-		return nil, false, err
+		return replica.Report{}, false, err
 	}
 	b, err := evs[0].Decode()
 	if err != nil {
-		return nil, false, err
+		return replica.Report{}, false, err
 	}
 	r := b.(*event.Report)
 	v := merge.ReportView{ID: id, Status: event.ReportSubmitted, Category: r.Category, Title: r.Title,
 		Building: r.Building, Unit: r.Unit, Updated: evs[0].HLC, Number: r.Number,
 		Steps: []merge.ReportStep{{Event: merge.HistoryCreated, HLC: evs[0].HLC, Status: event.ReportSubmitted}}}
-	return ReportOut{ReportView: v, Updated: evs[0].HLC.Time()}, true, nil
+	return replica.Report{ReportView: v, Updated: evs[0].HLC.Time()}, true, nil
 }
 
 // Reports lists synced reports, filtered by category and building, and by
 // openness (not resolved or rejected) when open is set: what a resident
 // is shown before filing a duplicate.
-func (m *Mirror) Reports(category, building string, open bool) (any, error) {
+func (m *Mirror) Reports(category, building string, open bool) ([]replica.Report, error) {
 	all, err := decodeAll[merge.ReportView](m.Rep, wire.EntityReport)
 	if err != nil {
 		return nil, err
 	}
-	out := []ReportOut{}
+	out := []replica.Report{}
 	for _, v := range all {
 		if (category != "" && v.Category != category) || (building != "" && v.Building != building) {
 			continue
@@ -289,9 +240,9 @@ func (m *Mirror) Reports(category, building string, open bool) (any, error) {
 		if open && (v.Status == event.ReportResolved || v.Status == event.ReportRejected) {
 			continue
 		}
-		out = append(out, ReportOut{ReportView: v, Synced: true, Updated: v.Updated.Time()})
+		out = append(out, replica.Report{ReportView: v, Synced: true, Updated: v.Updated.Time()})
 	}
-	slices.SortFunc(out, func(a, b ReportOut) int {
+	slices.SortFunc(out, func(a, b replica.Report) int {
 		if c := cmp.Compare(b.Votes, a.Votes); c != 0 {
 			return c
 		}

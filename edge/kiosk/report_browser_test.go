@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/merge"
 	"linli/shared/test/browser"
@@ -27,18 +29,18 @@ func (s *switchSync) LastSync() time.Time { return time.Time{} }
 // (synced), and whose activity the resident attended.
 type syncedReplica struct{ fixedReplica }
 
-func (syncedReplica) Report(id string) (any, bool, error) {
-	return ReportOut{ReportView: merge.ReportView{ID: id, Category: "fire_safety", Title: "x", Building: "B1", Status: "submitted"},
+func (syncedReplica) Report(id string) (replica.Report, bool, error) {
+	return replica.Report{ReportView: merge.ReportView{ID: id, Category: "fire_safety", Title: "x", Building: "B1", Status: "submitted"},
 		Synced: true, Updated: time.Now().UTC()}, true, nil
 }
 
-func (syncedReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4, Status: "confirmed", Attended: true}}, nil
+func (syncedReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4, Status: "confirmed", Attended: true}}, nil
 }
 
 // planKiosk is a kiosk of building B1 with the site's plan, on a real
 // outbox.
-func planKiosk(t *testing.T, rep Replica, sync Sync) (string, *outbox.Log) {
+func planKiosk(t *testing.T, rep api.Replica, sync api.Sync) (string, *outbox.Log) {
 	t.Helper()
 	ui, err := NewUI()
 	if err != nil {
@@ -48,7 +50,7 @@ func planKiosk(t *testing.T, rep Replica, sync Sync) (string, *outbox.Log) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, ob := newServer(t, RoleKiosk, func(a *API) {
+	srv, ob := newServer(t, api.RoleKiosk, func(a *Handlers) {
 		a.UI, a.Replica, a.Residents, a.Sync = ui, rep, noResidents{}, sync
 		a.Kiosk = &Info{Device: "kiosk-t", Site: plan.Site, Building: "B1", IdleTimeout: time.Hour, Plan: plan}
 	})

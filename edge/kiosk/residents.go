@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"linli/edge/api"
+	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/httpx"
 	"linli/shared/merge"
@@ -51,18 +53,9 @@ var _ Residents = (*Index)(nil)
 // at most, and the oldest matter least.
 const maxMine = 50
 
-func (a *API) kioskOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if a.Role != RoleKiosk {
-			return &httpx.Error{Status: http.StatusNotFound, Msg: "this edge is a " + a.Role + "; " + r.URL.Path + " is served by kiosks only"}
-		}
-		return h(w, r)
-	}
-}
-
 // getKiosk answers the kiosk's own settings, so the UI needs no
 // configuration of its own.
-func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	info := a.Kiosk
 	if info == nil {
 		info = &Info{IdleTimeout: 60 * time.Second}
@@ -100,18 +93,9 @@ func (a *API) getKiosk(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// residentParam reads the required ?resident=, as the kiosk records it.
-func (a *API) residentParam(r *http.Request) (string, error) {
-	resident := r.URL.Query().Get("resident")
-	if err := event.ValidID(resident); err != nil {
-		return "", httpx.BadRequest("resident", "resident %v", err)
-	}
-	return a.who(resident), nil
-}
-
-func (a *API) residents() (Residents, error) {
+func (a *Handlers) residents() (Residents, error) {
 	if a.Residents == nil {
-		return nil, &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "this kiosk keeps no resident index"}
+		return nil, api.ErrNoIndex
 	}
 	return a.Residents, nil
 }
@@ -119,7 +103,7 @@ func (a *API) residents() (Residents, error) {
 // MyReport is a report as the kiosk shows it to the resident who filed it
 // here ("filed") or said "me too" to it ("voted").
 type MyReport struct {
-	ReportOut
+	replica.Report
 	Mine string `json:"mine"`
 	// Changed: the report changed since the resident last looked at
 	// their reports here (POST /api/v1/reports/seen).
@@ -133,7 +117,7 @@ type MyReport struct {
 // getResidentReports lists the reports resident filed or voted for here,
 // newest first, each as last synced (or as filed, before the hub answered),
 // filtered like the other report listing.
-func (a *API) getResidentReports(w http.ResponseWriter, resident, category, building string, open bool) error {
+func (a *Handlers) getResidentReports(w http.ResponseWriter, resident, category, building string, open bool) error {
 	idx, err := a.residents()
 	if err != nil {
 		return err
@@ -155,12 +139,11 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 		if len(out) == maxMine || a.Replica == nil {
 			break
 		}
-		v, ok, err := a.Replica.Report(ref.ID)
+		ro, ok, err := a.Replica.Report(ref.ID)
 		if err != nil {
 			return err
 		}
-		ro, isOut := v.(ReportOut)
-		if !ok || !isOut {
+		if !ok {
 			continue // voted for a report this kiosk no longer holds
 		}
 		if (category != "" && ro.Category != category) || (building != "" && ro.Building != building) ||
@@ -171,7 +154,7 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 		if ref.Voted {
 			mine = "voted"
 		}
-		m := MyReport{ReportOut: ro, Mine: mine}
+		m := MyReport{Report: ro, Mine: mine}
 		m.Changed = ro.Synced && changedSince(ro.Steps, seen)
 		if at := resolvedAt(&ro.ReportView); ro.Status == event.ReportResolved && ro.MergedInto == "" && !at.IsZero() {
 			until := at.Add(window).UTC()
@@ -184,18 +167,18 @@ func (a *API) getResidentReports(w http.ResponseWriter, resident, category, buil
 }
 
 // getCheckins lists ?resident='s last check-in or -out per activity here.
-func (a *API) getCheckins(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) getCheckins(w http.ResponseWriter, r *http.Request) error {
 	return listMine(a, w, r, Residents.Checkins)
 }
 
 // getRatings lists ?resident='s latest rating per target here.
-func (a *API) getRatings(w http.ResponseWriter, r *http.Request) error {
+func (a *Handlers) getRatings(w http.ResponseWriter, r *http.Request) error {
 	return listMine(a, w, r, Residents.Ratings)
 }
 
 // listMine answers with what list gives for ?resident= from the index.
-func listMine[T any](a *API, w http.ResponseWriter, r *http.Request, list func(Residents, string) ([]T, error)) error {
-	resident, err := a.residentParam(r)
+func listMine[T any](a *Handlers, w http.ResponseWriter, r *http.Request, list func(Residents, string) ([]T, error)) error {
+	resident, err := a.ResidentParam(r)
 	if err != nil {
 		return err
 	}

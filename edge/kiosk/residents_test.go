@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
@@ -20,21 +21,21 @@ import (
 // newKioskServer is a kiosk API over a real outbox, replica and index.
 func newKioskServer(t *testing.T, role string) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &API{Role: role, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry(),
-		Residents: idx, Kiosk: &Info{Device: "kiosk-1", Site: "s1", Building: "B1", IdleTimeout: 45 * time.Second, Version: "v-test"}}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: role, Log: ob, Sync: offline{}, Replica: &Mirror{Rep: rep, Own: ob}, Registry: prometheus.NewRegistry()}
+	srv := httptest.NewServer(serve(edge, &Handlers{Residents: idx,
+		Kiosk: &Info{Device: "kiosk-1", Site: "s1", Building: "B1", IdleTimeout: 45 * time.Second, Version: "v-test"}}))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := ob.Close(); err != nil {
@@ -69,7 +70,7 @@ type mine struct {
 // back to them — and only to them, and never an anonymous report — from the
 // index that follows the outbox, also after the index is reopened.
 func TestResidentIndexListsWhatTheyDidHere(t *testing.T) {
-	srv, _ := newKioskServer(t, RoleKiosk)
+	srv, _ := newKioskServer(t, api.RoleKiosk)
 	writes := []struct{ path, body string }{
 		{"/api/v1/reports", `{"category":"fire_safety","title":"楼道堆放杂物","building":"B1","resident":"R1"}`}, // kiosk-1.1
 		{"/api/v1/reports", `{"category":"noise","title":"深夜装修","building":"B1"}`},                         // .2 anonymous
@@ -129,7 +130,7 @@ func TestResidentIndexListsWhatTheyDidHere(t *testing.T) {
 
 func TestResidentIndexSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	ob, err := outbox.Open(outbox.Options{Dir: dir, Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestResidentIndexSurvivesReopen(t *testing.T) {
 		}
 	}
 	report("一")
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestResidentIndexSurvivesReopen(t *testing.T) {
 	report("二")
 	// A second index over the same store (a restart) starts from the
 	// cursor the first one stored: nothing twice, nothing missed.
-	again, err := NewIndex(ob.DB(), ob, nil)
+	again, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestResidentIndexSurvivesReopen(t *testing.T) {
 }
 
 func TestResidentEndpointsRefuseBadInput(t *testing.T) {
-	srv, _ := newKioskServer(t, RoleKiosk)
+	srv, _ := newKioskServer(t, api.RoleKiosk)
 	for _, p := range []string{
 		"/api/v1/reports?resident=a%20b", "/api/v1/reports?resident=", "/api/v1/checkins", "/api/v1/checkins?resident=R%2F1",
 		"/api/v1/ratings?resident=x%00",
@@ -179,7 +180,7 @@ func TestResidentEndpointsRefuseBadInput(t *testing.T) {
 			t.Errorf("GET %s: %d %+v, want 400 naming resident", p, code, e)
 		}
 	}
-	gw, _ := newKioskServer(t, RoleGateway)
+	gw, _ := newKioskServer(t, api.RoleGateway)
 	for _, p := range []string{"/api/v1/reports?resident=R1", "/api/v1/checkins?resident=R1", "/api/v1/ratings?resident=R1", "/api/v1/kiosk"} {
 		var e struct{ Error string }
 		if code := getJSON(t, gw.URL+p, &e); code != 404 || e.Error == "" {
@@ -189,7 +190,7 @@ func TestResidentEndpointsRefuseBadInput(t *testing.T) {
 }
 
 func TestKioskSettingsForTheUI(t *testing.T) {
-	srv, _ := newKioskServer(t, RoleKiosk)
+	srv, _ := newKioskServer(t, api.RoleKiosk)
 	var k struct {
 		Device        string   `json:"device"`
 		Site          string   `json:"site"`
@@ -209,7 +210,7 @@ func TestKioskSettingsForTheUI(t *testing.T) {
 // A deletion request from the hub takes the resident out of the index, and
 // no one else.
 func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	idx, err := NewIndex(ob.DB(), ob, nil)
+	idx, err := NewIndex(db, ob, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"linli/edge/api"
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/shared/event"
+	"linli/shared/merge"
 	"linli/shared/test/browser"
 )
 
@@ -78,20 +81,22 @@ func (l *scriptedLog) bodies() []event.Body {
 // an announcement, no reports.
 type fixedReplica struct{}
 
-func (fixedReplica) Notices(time.Time) (any, error) {
+func (fixedReplica) Notices(time.Time) ([]replica.Notice, error) {
 	now := time.Now().UTC()
-	return []map[string]any{
-		{"id": "alarm-1", "title": "B1 烟感报警", "body": "请勿使用电梯", "category": "safety", "alarm": true, "time": now},
-		{"id": "N1", "title": "停水通知", "body": "周六停水", "category": "announcement", "alarm": false, "time": now},
+	return []replica.Notice{
+		{NoticeView: merge.NoticeView{ID: "alarm-1", Title: "B1 烟感报警", Body: "请勿使用电梯", Category: "safety"}, Alarm: true, Time: now},
+		{NoticeView: merge.NoticeView{ID: "N1", Title: "停水通知", Body: "周六停水", Category: "announcement"}, Time: now},
 	}, nil
 }
 
-func (fixedReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4}}, nil
+func (fixedReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: 4}}, nil
 }
 
-func (fixedReplica) Report(string) (any, bool, error)          { return nil, false, nil }
-func (fixedReplica) Reports(string, string, bool) (any, error) { return []ReportOut{}, nil }
+func (fixedReplica) Report(string) (replica.Report, bool, error) { return replica.Report{}, false, nil }
+func (fixedReplica) Reports(string, string, bool) ([]replica.Report, error) {
+	return []replica.Report{}, nil
+}
 
 // noResidents has nothing indexed.
 type noResidents struct{}
@@ -109,8 +114,8 @@ type changingReplica struct {
 	seats atomic.Uint32
 }
 
-func (r *changingReplica) Activities(string) (any, error) {
-	return []ActivityOut{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: r.seats.Load()}}, nil
+func (r *changingReplica) Activities(string) ([]replica.Activity, error) {
+	return []replica.Activity{{ID: "A1", Title: "社区义诊", Kind: "activity", Capacity: 10, SeatsLeft: r.seats.Load()}}, nil
 }
 
 func scriptedKiosk(t *testing.T) (*httptest.Server, *scriptedLog) {
@@ -119,22 +124,22 @@ func scriptedKiosk(t *testing.T) (*httptest.Server, *scriptedLog) {
 }
 
 // scriptedKioskWith is scriptedKiosk over the given replica.
-func scriptedKioskWith(t *testing.T, rep Replica) (*httptest.Server, *scriptedLog) {
+func scriptedKioskWith(t *testing.T, rep api.Replica) (*httptest.Server, *scriptedLog) {
 	t.Helper()
 	ui, err := NewUI()
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := &scriptedLog{}
-	api := &API{Role: RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui, Residents: noResidents{},
-		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
+	edge := &api.API{Role: api.RoleKiosk, Log: log, Sync: offline{}, Replica: rep, UI: ui}
+	k := &Handlers{Residents: noResidents{}, Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}
 	if l, ok := rep.(AlarmLister); ok {
-		api.Alarms = NewAlarmFeed(l)
+		k.Alarms = NewAlarmFeed(l)
 	}
-	srv := httptest.NewServer(api.Handler())
+	srv := httptest.NewServer(serve(edge, k))
 	t.Cleanup(srv.Close)
-	if api.Alarms != nil {
-		t.Cleanup(api.Alarms.Close) // before srv.Close, which waits for the streams
+	if k.Alarms != nil {
+		t.Cleanup(k.Alarms.Close) // before srv.Close, which waits for the streams
 	}
 	return srv, log
 }
@@ -429,9 +434,9 @@ func TestUIShowsIdentityReplacedOrRevoked(t *testing.T) {
 	var state atomic.Pointer[string]
 	ok := "ok"
 	state.Store(&ok)
-	api := &API{Role: RoleKiosk, Log: &scriptedLog{}, Sync: offline{}, Replica: fixedReplica{}, UI: ui, Residents: noResidents{},
-		Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}, Identity: func() string { return *state.Load() }}
-	srv := httptest.NewServer(api.Handler())
+	edge := &api.API{Role: api.RoleKiosk, Log: &scriptedLog{}, Sync: offline{}, Replica: fixedReplica{}, UI: ui,
+		Identity: func() string { return *state.Load() }}
+	srv := httptest.NewServer(serve(edge, &Handlers{Residents: noResidents{}, Kiosk: &Info{Device: "kiosk-t", Building: "B1", IdleTimeout: time.Hour}}))
 	t.Cleanup(srv.Close)
 	p := openUI(t, browser.New(t), srv.URL, 1080, 1920)
 	p.textIs("#sync-text", p.zh["sync.offline_none"])

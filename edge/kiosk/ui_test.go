@@ -16,6 +16,7 @@ import (
 	"testing"
 	"unicode"
 
+	"linli/edge/api"
 	"linli/shared/event"
 )
 
@@ -152,7 +153,7 @@ func newUIServer(t *testing.T, role string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer((&API{Role: role, Log: nopLog{}, UI: ui}).Handler())
+	srv := httptest.NewServer(serve(&api.API{Role: role, Log: nopLog{}, UI: ui}, &Handlers{}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -188,7 +189,7 @@ func get(t *testing.T, url string, header ...string) *http.Response {
 }
 
 func TestUIServesEmbeddedFiles(t *testing.T) {
-	srv := newUIServer(t, RoleKiosk)
+	srv := newUIServer(t, api.RoleKiosk)
 	index := readWeb(t, "index.html")
 
 	resp := get(t, srv.URL+"/")
@@ -253,7 +254,7 @@ func TestUIServesEmbeddedFiles(t *testing.T) {
 	}
 
 	// Gateways serve no resident UI.
-	if resp := get(t, newUIServer(t, RoleGateway).URL+"/"); resp.StatusCode != 404 {
+	if resp := get(t, newUIServer(t, api.RoleGateway).URL+"/"); resp.StatusCode != 404 {
 		t.Errorf("gateway GET /: %d, want 404", resp.StatusCode)
 	}
 }
@@ -278,7 +279,7 @@ func TestStartScreenWeight(t *testing.T) {
 // The page names its own icon, served from the kiosk: the browser asks for
 // nothing that is not there and loads nothing from outside.
 func TestUIFavicon(t *testing.T) {
-	srv := newUIServer(t, RoleKiosk)
+	srv := newUIServer(t, api.RoleKiosk)
 	m := regexp.MustCompile(`<link rel="icon" href="([^"]+)" type="image/svg\+xml">`).FindSubmatch(readWeb(t, "index.html"))
 	if m == nil {
 		t.Fatal("index.html links no SVG icon")

@@ -34,7 +34,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 func benchAppend(b *testing.B, writers int, linger time.Duration) {
 	{
 		{
-			l, err := Open(Options{Dir: b.TempDir(), Device: "gw-1", Retention: time.Hour, GCInterval: time.Hour, Linger: linger})
+			l, err := Open(openStore(b, b.TempDir()).DB(), Options{Device: "gw-1", Retention: time.Hour, RetentionInterval: time.Hour, Linger: linger})
 			if err != nil {
 				b.Fatal(err)
 			}

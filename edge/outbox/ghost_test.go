@@ -23,7 +23,7 @@ func putGhost(t *testing.T, l *Log, seq uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.DB().Update(func(txn *badger.Txn) error {
+	if err := l.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(kv.Key(prefixEvent, kv.U64(seq)), data); err != nil {
 			return err
 		}
@@ -67,7 +67,7 @@ func TestGhostOfFailedCommitIsNotRead(t *testing.T) {
 	// commit that reached the disk while m/last did not move on) is not
 	// pending: the edge must still drain to pending 0.
 	l = open(t, dir, nil)
-	if err := l.DB().Update(func(txn *badger.Txn) error {
+	if err := l.db.Update(func(txn *badger.Txn) error {
 		ev, err := event.NewEvent("", 9, l.Clock().Now(), checkin(9))
 		if err != nil {
 			return err
@@ -105,7 +105,7 @@ func TestSettleAfterFailedCommit(t *testing.T) {
 	defer l.Close()
 	appendAll(t, l, checkin(1), checkin(2))
 	putGhost(t, l, 3)
-	if n := len(l.DB().Tables()); n != 0 {
+	if n := len(l.db.Tables()); n != 0 {
 		t.Fatalf("%d tables before the failed commit, want everything in the memtable", n)
 	}
 	l.mu.Lock() // as commit records a failed commit
@@ -115,7 +115,7 @@ func TestSettleAfterFailedCommit(t *testing.T) {
 	if err != nil || ev.Seq != 3 {
 		t.Fatalf("append after the failed commit: %+v %v", ev, err)
 	}
-	if len(l.DB().Tables()) == 0 {
+	if len(l.db.Tables()) == 0 {
 		t.Fatal("the memtables were not flushed into a table before the next commit")
 	}
 	evs, err := l.Read(0, 10, 1<<20)
@@ -137,10 +137,10 @@ func TestSettleAfterFailedAckWrite(t *testing.T) {
 	l.doubt = true
 	l.mu.Unlock()
 	appendAll(t, l, checkin(2))
-	if len(l.DB().Tables()) == 0 {
+	if len(l.db.Tables()) == 0 {
 		t.Fatal("no flush before the commit that followed a failed write")
 	}
-	if err := l.DB().View(func(txn *badger.Txn) error {
+	if err := l.db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get([]byte(keySettle)); err == nil {
 			t.Error("the settle marker was left in the store")
 		}

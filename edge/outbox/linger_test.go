@@ -9,7 +9,7 @@ import (
 
 func openLinger(t *testing.T, linger time.Duration) *Log {
 	t.Helper()
-	l, err := Open(Options{Dir: t.TempDir(), Device: "gw-1", Retention: time.Hour, GCInterval: time.Hour, Linger: linger})
+	l, err := Open(openStore(t, t.TempDir()).DB(), Options{Device: "gw-1", Retention: time.Hour, RetentionInterval: time.Hour, Linger: linger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,14 +41,12 @@ var (
 
 // Options configure a Log.
 type Options struct {
-	Dir     string
-	Device  string
-	Profile kv.Profile
+	Device string
 	// Retention keeps acked events this long before deleting them, so a hub
 	// restored from an older backup can still be refilled.
-	Retention  time.Duration
-	GCInterval time.Duration // value-log GC and retention pass interval
-	MaxGroup   int           // most events per group commit
+	Retention         time.Duration
+	RetentionInterval time.Duration // how often retention runs (default a minute)
+	MaxGroup          int           // most events per group commit
 	// Linger is how long a group commit may wait for concurrent writers
 	// the previous commit just answered (default 500µs; negative: never).
 	// On a disk whose fsync is slow the wait grows to half the previous
@@ -62,19 +60,11 @@ type Options struct {
 	// of a million events reads ~3 MiB of tables in 100 ms; a round costs
 	// a read of /proc/self/maps and a madvise per mapped file.
 	TrimInterval time.Duration
-	// UnsafeNoSync turns Badger's SyncWrites off. Test-only: the fault
-	// suite's negative control uses it to show that its power-cut check
-	// does catch a 2xx given before the data is on disk. Never set it in
-	// production; no flag or setting reaches it.
-	UnsafeNoSync bool
 }
 
 func (o *Options) defaults() {
-	if o.Profile == "" {
-		o.Profile = kv.Small
-	}
-	if o.GCInterval <= 0 {
-		o.GCInterval = time.Minute
+	if o.RetentionInterval <= 0 {
+		o.RetentionInterval = time.Minute
 	}
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 512
@@ -158,16 +148,13 @@ type appendReq struct {
 // own append.
 type Builder func(txn *badger.Txn) (event.Body, error)
 
-// Open opens or creates the outbox in opts.Dir and starts its committer and
-// maintenance loops.
-func Open(opts Options) (*Log, error) {
+// Open opens or creates the outbox in db (the edge's store, edge/store)
+// and starts its committer and maintenance loops. Close stops them; the
+// store stays open for its owner to close.
+func Open(db *badger.DB, opts Options) (*Log, error) {
 	opts.defaults()
 	if err := event.ValidID(opts.Device); err != nil {
 		return nil, fmt.Errorf("outbox device id: %w", err)
-	}
-	db, err := kv.OpenWith(kv.Options(opts.Dir, opts.Profile, opts.Logger).WithSyncWrites(!opts.UnsafeNoSync))
-	if err != nil {
-		return nil, err
 	}
 	l := &Log{
 		opts:   opts,
@@ -177,7 +164,7 @@ func Open(opts Options) (*Log, error) {
 		notify: make(chan struct{}, 1),
 	}
 	var floor hlc.Timestamp
-	err = db.Update(func(txn *badger.Txn) error {
+	err := db.Update(func(txn *badger.Txn) error {
 		// Sequence numbers mean something only for one device: a data dir is
 		// bound to the first device that opens it.
 		item, err := txn.Get([]byte(keyDevice))
@@ -214,29 +201,20 @@ func Open(opts Options) (*Log, error) {
 		l.pending, err = l.openPending()
 	}
 	if err != nil {
-		if cerr := db.Close(); cerr != nil {
-			l.log.Error("close store after failed open", "err", cerr)
-		}
 		return nil, fmt.Errorf("read outbox state: %w", err)
 	}
 	l.clock = hlc.NewClock(opts.Now, floor)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stop = cancel
-	l.wg.Add(4)
+	l.wg.Add(3)
 	go func() { defer l.wg.Done(); l.commitLoop() }()
 	go func() { defer l.wg.Done(); l.maintain(ctx) }()
 	go func() { defer l.wg.Done(); l.trimMapped(ctx) }()
-	go func() { defer l.wg.Done(); kv.RunGC(ctx, db, opts.GCInterval, l.log) }()
 	return l, nil
 }
 
 // SetGuard installs a guard consulted before every append.
 func (l *Log) SetGuard(g Guard) { l.mu.Lock(); l.guard = g; l.mu.Unlock() }
-
-// DB is the store the outbox lives in, for other edge packages that keep
-// their own key prefixes there (one Badger per process keeps memory low).
-// The outbox owns its lifecycle.
-func (l *Log) DB() *badger.DB { return l.db }
 
 // Clock is the edge's hybrid logical clock, persisted with every append.
 func (l *Log) Clock() *hlc.Clock { return l.clock }
@@ -778,7 +756,7 @@ func (l *Log) Prune() (int, error) {
 }
 
 func (l *Log) maintain(ctx context.Context) {
-	t := time.NewTicker(l.opts.GCInterval)
+	t := time.NewTicker(l.opts.RetentionInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -822,7 +800,7 @@ func (l *Log) trimMapped(ctx context.Context) {
 			continue
 		}
 		seen = now
-		if _, err := kv.TrimMapped(l.opts.Dir); err != nil {
+		if _, err := kv.TrimMapped(l.db.Opts().Dir); err != nil {
 			l.log.Info("not trimming mapped tables", "err", err)
 			return
 		}
@@ -830,7 +808,7 @@ func (l *Log) trimMapped(ctx context.Context) {
 }
 
 // Close stops the loops, fails nothing already accepted (queued appends are
-// committed first) and closes the store.
+// committed first); the store it was opened in stays open for its owner.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -844,8 +822,5 @@ func (l *Log) Close() error {
 	l.sendMu.Unlock()
 	l.stop()
 	l.wg.Wait()
-	if err := l.db.Close(); err != nil {
-		return fmt.Errorf("close outbox: %w", err)
-	}
 	return nil
 }

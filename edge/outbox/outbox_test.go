@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/goleak"
 
+	"linli/edge/store"
 	"linli/shared/event"
 	"linli/shared/kv"
 )
@@ -26,13 +27,40 @@ type clock struct {
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// testStores are the edge stores the tests opened, by dir.
+var testStores sync.Map
+
+// openStore opens the edge's store in dir as the edge program does. A
+// store the test opened on dir before is closed first (its log closed
+// first, as at a restart); the last one closes when the test ends.
+func openStore(t testing.TB, dir string) *store.Store {
+	t.Helper()
+	if old, ok := testStores.LoadAndDelete(dir); ok {
+		if err := old.(*store.Store).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Open(store.Options{Dir: dir, GCInterval: time.Hour})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	testStores.Store(dir, st)
+	t.Cleanup(func() {
+		testStores.CompareAndDelete(dir, st)
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st
+}
+
 func open(t *testing.T, dir string, c *clock) *Log {
 	t.Helper()
-	opts := Options{Dir: dir, Device: "kiosk-1", Retention: time.Hour, GCInterval: time.Hour}
+	opts := Options{Device: "kiosk-1", Retention: time.Hour, RetentionInterval: time.Hour}
 	if c != nil {
 		opts.Now = c.now
 	}
-	l, err := Open(opts)
+	l, err := Open(openStore(t, dir).DB(), opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -220,7 +248,7 @@ func TestBadInputAndClosed(t *testing.T) {
 	if st := l.Stats(); st.LastSeq != 0 {
 		t.Fatalf("invalid body was stored: %+v", st)
 	}
-	if _, err := Open(Options{Dir: dir, Device: "kiosk-1"}); !errors.Is(err, kv.ErrLocked) {
+	if _, err := store.Open(store.Options{Dir: dir}); !errors.Is(err, kv.ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
 	}
 	if err := l.Close(); err != nil {

@@ -25,16 +25,16 @@ type kiosk struct {
 
 func newKiosk(t *testing.T) *kiosk {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ob.Close() })
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kiosk{ob: ob, rep: rep, s: New(ob, rep, slog.New(slog.DiscardHandler))}
+	return &kiosk{ob: ob, rep: rep, s: New(db, ob, rep, slog.New(slog.DiscardHandler))}
 }
 
 // apply syncs a new version of the activity view, as the hub sends it.

@@ -54,6 +54,7 @@ type Answer struct {
 
 // Seats decides check-ins for one kiosk.
 type Seats struct {
+	db     *badger.DB // the edge's store, where the ledgers are
 	log    *outbox.Log
 	rep    *replica.Replica
 	device string
@@ -74,10 +75,11 @@ type cachedView struct {
 	v   *merge.ActivityView
 }
 
-// New wires the kiosk's seats to its outbox and replica: ledgers follow
-// every activity the replica applies.
-func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
-	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
+// New wires the kiosk's seats to the edge's store (db, where the ledgers
+// are), its outbox and replica: ledgers follow every activity the replica
+// applies.
+func New(db *badger.DB, log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
+	s := &Seats{db: db, log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
 		views: map[string]cachedView{}}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
@@ -324,7 +326,7 @@ var ErrCancelled = errors.New("the activity is cancelled")
 // recall is in force and unanswered.
 func (s *Seats) releaseAll(ctx context.Context) error {
 	var due []string
-	err := s.log.DB().View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixLedger)
 		it := txn.NewIterator(opts)
@@ -379,7 +381,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 // Mine is this kiosk's last answer to resident for activity ("" if none).
 func (s *Seats) Mine(activity, resident string) (string, error) {
 	var st string
-	err := s.log.DB().View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(mineKey(activity, resident))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -399,7 +401,7 @@ func (s *Seats) Mine(activity, resident string) (string, error) {
 // seats-left figure does not know of.
 func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 	var n uint32
-	err := s.log.DB().View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		l, err := loadLedger(txn, v.ID)
 		if err == nil {
 			err = withResidents(txn, l, "")
@@ -421,7 +423,7 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 // knows (the hub's view, or a check-in here inside the window); known is
 // false when the kiosk does not know the activity.
 func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
-	err = s.log.DB().View(func(txn *badger.Txn) error {
+	err = s.db.View(func(txn *badger.Txn) error {
 		v, err := s.view(txn, activity)
 		if err != nil || v == nil {
 			return err
@@ -445,7 +447,7 @@ func (s *Seats) Attended(activity, resident string) (known, attended bool, err e
 // to them go, and the ledgers count them under token instead (a seat they
 // took stays taken).
 func (s *Seats) Erase(resident, token string) error {
-	return s.log.DB().Update(func(txn *badger.Txn) error {
+	return s.db.Update(func(txn *badger.Txn) error {
 		var drop, keep [][]byte
 		for _, prefix := range []string{prefixMine, prefixCame, prefixRes} {
 			opts := badger.DefaultIteratorOptions

@@ -22,16 +22,16 @@ import (
 // once per version the replica applies, not per check-in. A new version
 // is read at once (a cancellation refuses the next check-in).
 func TestCheckinReadsTheViewOncePerVersion(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ob.Close()
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(ob, rep, slog.New(slog.DiscardHandler))
+	s := New(db, ob, rep, slog.New(slog.DiscardHandler))
 	v := merge.ActivityView{ID: "A1", Title: "义诊", Kind: "activity", Site: "s1", Kiosks: []merge.KioskShare{},
 		Start: time.Now().Add(48 * time.Hour).UnixMilli(), End: time.Now().Add(50 * time.Hour).UnixMilli(),
 		CheckinOpens: time.Now().Add(47 * time.Hour).UnixMilli()}
@@ -85,16 +85,16 @@ func TestCheckinReadsTheViewOncePerVersion(t *testing.T) {
 // under a key of its own. Answers stay as they were: a resident confirmed
 // here is confirmed again, and Unseen still counts them all.
 func TestLedgerWritesOneResidentPerCheckin(t *testing.T) {
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "kiosk-1", GCInterval: time.Hour})
+	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ob.Close()
-	rep, err := replica.Open(ob.DB(), "s1", "kiosk-1", slog.New(slog.DiscardHandler))
+	rep, err := replica.Open(db, "s1", "kiosk-1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(ob, rep, slog.New(slog.DiscardHandler))
+	s := New(db, ob, rep, slog.New(slog.DiscardHandler))
 	v := merge.ActivityView{ID: "A1", Title: "义诊", Kind: "activity", Site: "s1", Kiosks: []merge.KioskShare{},
 		Start: time.Now().Add(48 * time.Hour).UnixMilli(), End: time.Now().Add(50 * time.Hour).UnixMilli(),
 		CheckinOpens: time.Now().Add(47 * time.Hour).UnixMilli()}
@@ -118,7 +118,7 @@ func TestLedgerWritesOneResidentPerCheckin(t *testing.T) {
 		}
 	}
 	var ledgerBytes int
-	if err := ob.DB().View(func(txn *badger.Txn) error {
+	if err := db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(ledgerKey("A1"))
 		if err == nil {
 			ledgerBytes = int(item.ValueSize())

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"linli/hub/store"
+	"linli/hub/stream"
 	"linli/shared/event"
 	"linli/shared/httpx"
 )
@@ -112,7 +113,7 @@ type API struct {
 
 	// For the dashboard, each optional: the live event stream, site plans
 	// by site, door and sensor states, and downlink delivery.
-	Stream    *Stream
+	Stream    *stream.Stream
 	Plans     map[string]SitePlan
 	Telemetry *Telemetry
 	Delivery  Delivery

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"linli/hub/stream"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/httpx"
@@ -21,7 +22,7 @@ import (
 
 // Routes for the operator dashboard (hub/web) beyond the contract's:
 //
-//	GET  /api/v1/stream                          live events (SSE), see stream.go
+//	GET  /api/v1/stream                          live events (SSE), served by hub/stream
 //	GET  /api/v1/sites                           sites in the caller's scope, with names and plans
 //	GET  /api/v1/sites/{site}/buildings/{b}      a building: reports, alarms, doors, sensors, devices
 //	POST /api/v1/alarms/{id}/ack                 {"note"}: acknowledge an alarm's current episode
@@ -42,6 +43,17 @@ func (a *API) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/activities/{id}/attendance.csv", a.wrap(a.requireAuth(a.attendanceCSV)))
 	mux.HandleFunc("GET /api/v1/ratings", a.wrap(a.requireAuth(a.ratings)))
 	mux.HandleFunc("GET /api/v1/notices/{id}/delivery", a.wrap(a.requireAuth(a.noticeDelivery)))
+}
+
+// stream serves GET /api/v1/stream: the live events of the sites in the
+// caller's scope (?site= narrows it), filtered by ?kind=, ?building=,
+// ?device= (see stream.ParseFilter).
+func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
+	sites, err := a.Scope(r, r.URL.Query().Get("site"))
+	if err != nil {
+		return err
+	}
+	return a.Stream.Serve(w, r, stream.ParseFilter(r, sites))
 }
 
 // Delivery knows how far each site's downlink log has got.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"linli/hub/store"
+	"linli/hub/stream"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
@@ -55,7 +56,7 @@ func (f *fakeDelivery) set(key string, seq uint64) {
 type dash struct {
 	srv      *httptest.Server
 	state    *testkit.MemState
-	stream   *Stream
+	stream   *stream.Stream
 	delivery *fakeDelivery
 }
 
@@ -75,9 +76,9 @@ func (d *dash) edgeFact(t *testing.T, device string, seq uint64, ms int64, body 
 func newDash(t *testing.T, opts ...func(*API)) *dash {
 	t.Helper()
 	st := testkit.NewMemState()
-	stream := NewStream()
+	live := stream.New(nil)
 	del := &fakeDelivery{seqs: map[string]uint64{}}
-	a := &API{State: StreamingState{State: st, Stream: stream}, Stream: stream, Telemetry: NewTelemetry(),
+	a := &API{State: StreamingState{State: st, Stream: live}, Stream: live, Telemetry: NewTelemetry(),
 		Logger: slog.New(slog.DiscardHandler),
 		Devices: fakeDevices{
 			{ID: "kiosk-1", Site: "s1", Role: "kiosk", Online: true, Down: 7},
@@ -93,10 +94,10 @@ func newDash(t *testing.T, opts ...func(*API)) *dash {
 	for _, o := range opts {
 		o(a)
 	}
-	d := &dash{state: st, stream: stream, delivery: del}
+	d := &dash{state: st, stream: live, delivery: del}
 	d.srv = httptest.NewServer(a.Handler())
 	t.Cleanup(d.srv.Close)
-	t.Cleanup(stream.Close) // before the server: open streams end first
+	t.Cleanup(live.Close) // before the server: open streams end first
 	return d
 }
 
@@ -453,7 +454,7 @@ func TestStreamDeliversFilteredEventsLive(t *testing.T) {
 		mk(2, &event.Alarm{Sensor: "B1-smoke-1", Type: "smoke", Active: true, Building: "B1"}),
 		mk(3, &event.Alarm{Sensor: "B3-smoke-1", Type: "smoke", Active: true, Building: "B3"}),
 	})
-	next := func(r *bufio.Reader) (kind string, e StreamEvent) {
+	next := func(r *bufio.Reader) (kind string, e stream.Event) {
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {

@@ -43,6 +43,7 @@ import (
 	"linli/hub/retention"
 	"linli/hub/state"
 	"linli/hub/store"
+	"linli/hub/stream"
 	"linli/hub/web"
 	"linli/shared/config"
 	"linli/shared/event"
@@ -350,13 +351,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	// The dashboard's live view: what ingest commits and what operators
 	// decide goes out on the stream; doors and sensors are tracked as
 	// they report.
-	stream, telemetry := api.NewStream(), api.NewTelemetry()
-	h.ingest.OnEvents(stream.Publish)
+	live, telemetry := stream.New(log.With("component", "stream")), api.NewTelemetry()
+	h.ingest.OnEvents(live.Publish)
 	h.ingest.OnEvents(telemetry.Observe)
-	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: stream}, Auth: ops,
+	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: live}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
-		Stream: stream, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h}, Export: h.store,
+		Stream: live, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h}, Export: h.store,
 		Directory: ops,
 		Ready:     ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
 		Extra:     func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
@@ -382,7 +383,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	// Live streams never end by themselves; shutdown ends them.
-	h.srv.RegisterOnShutdown(stream.Close)
+	h.srv.RegisterOnShutdown(live.Close)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel

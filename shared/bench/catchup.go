@@ -16,6 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/edge/outbox"
+	"linli/edge/store"
 	"linli/shared/event"
 	"linli/shared/kv"
 )
@@ -35,9 +36,14 @@ type backlog struct {
 // commits), then reads them back as the uplink will.
 func prefill(ctx context.Context, dir string, n int, log *slog.Logger) (*backlog, error) {
 	start := time.Now()
-	l, err := outbox.Open(outbox.Options{Dir: dir, Device: catchupDevice, Profile: kv.Small, Retention: 24 * time.Hour,
-		GCInterval: time.Hour, Logger: log})
+	st, err := store.Open(store.Options{Dir: dir, Profile: kv.Small, GCInterval: time.Hour, Logger: log})
 	if err != nil {
+		return nil, err
+	}
+	l, err := outbox.Open(st.DB(), outbox.Options{Device: catchupDevice, Retention: 24 * time.Hour,
+		RetentionInterval: time.Hour, Logger: log})
+	if err != nil {
+		_ = st.Close()
 		return nil, err
 	}
 	var (
@@ -74,6 +80,9 @@ func prefill(ctx context.Context, dir string, n int, log *slog.Logger) (*backlog
 		b.events = append(b.events, evs...)
 	}
 	if err := l.Close(); err != nil && first == nil {
+		first = err
+	}
+	if err := st.Close(); err != nil && first == nil {
 		first = err
 	}
 	if first != nil {

@@ -129,3 +129,8 @@ func write(db *badger.DB, t time.Time) error {
 	}
 	return nil
 }
+
+// KeyPrefixes lists the key the store probe writes, in the hub's store
+// and in an edge's: no other package's key may start with it or be a
+// prefix of it (a test checks).
+func KeyPrefixes() []string { return []string{string(probeKey)} }

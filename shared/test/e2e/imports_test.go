@@ -47,8 +47,12 @@ func TestImportBoundaries(t *testing.T) {
 			"drivers know only the hardware, so a gateway and the simulator can both use them"},
 		{"shared", []string{"linli/hub", "linli/edge"},
 			"shared/ is what edge and hub have in common; importing either would tie the other to it (shared/test and shared/bench drive both programs and are exempt)"},
-		{"./edge/diskguard", []string{"linli/edge/kiosk"},
-			"the disk guard sits below the kiosk's API and owns its refusal (ErrDiskReserve), which the API maps to 507"},
+		{"./edge/diskguard", []string{"linli/edge/api", "linli/edge/kiosk"},
+			"the disk guard sits below the edge API and owns its refusal (ErrDiskReserve), which the API maps to 507"},
+		{"./edge/gateway", []string{"linli/edge/kiosk"},
+			"a gateway serves its own routes on the edge API (edge/api); the kiosk's UI and resident index are no part of it"},
+		{"./edge/kiosk", []string{"linli/edge/gateway"},
+			"a kiosk serves its own routes on the edge API (edge/api); doors, cards and sensors are no part of it"},
 	}
 	for _, r := range rules {
 		pkgs := []string{r.pkgs}
@@ -61,6 +65,14 @@ func TestImportBoundaries(t *testing.T) {
 			if under(dep, r.forbidden...) {
 				t.Errorf("%s depends on %s: %s", r.pkgs, dep, r.reason)
 			}
+		}
+	}
+	// The edge API's own code serves both roles and so depends on
+	// neither; its tests drive it with the gateway's writes mounted, as
+	// the edge program does.
+	for _, dep := range goList(t, "-deps", "-f", "{{.ImportPath}}", "./edge/api") {
+		if under(dep, "linli/edge/kiosk", "linli/edge/gateway") {
+			t.Errorf("./edge/api depends on %s: the roles add their routes to the edge API, not the other way round", dep)
 		}
 	}
 }

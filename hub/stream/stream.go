@@ -1,8 +1,14 @@
-package api
+// Package stream is the hub's live event stream: events fan out from
+// ingest's commits and operators' decisions to subscribers, each with its
+// own filter and buffer, and are served as server-sent events (the
+// dashboard's GET /api/v1/stream). Publishing never waits for a
+// subscriber; one that falls behind loses events and is told how many.
+package stream
 
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,12 +17,11 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/httpx"
-	"linli/shared/merge"
 )
 
-// StreamEvent is one event on the live stream: what an edge recorded or
+// Event is one event on the live stream: what an edge recorded or
 // an operator decided, as it reaches the hub.
-type StreamEvent struct {
+type Event struct {
 	ID       uint64    `json:"id"` // the stream's own counter, for SSE ids
 	Site     string    `json:"site"`
 	Device   string    `json:"device"`
@@ -31,6 +36,8 @@ type StreamEvent struct {
 // server-sent events). Publishing never blocks the committer: a subscriber
 // that falls behind loses events and is told how many.
 type Stream struct {
+	log *slog.Logger
+
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	next   uint64
@@ -38,16 +45,22 @@ type Stream struct {
 }
 
 type subscriber struct {
-	ch      chan StreamEvent
-	keep    func(*StreamEvent) bool
+	ch      chan Event
+	keep    func(*Event) bool
 	dropped int
 }
 
-// streamBuffer is how many events a subscriber may lag behind.
-const streamBuffer = 512
+// Buffer is how many events a subscriber may lag behind.
+const Buffer = 512
 
-// NewStream returns a stream without subscribers.
-func NewStream() *Stream { return &Stream{subs: map[*subscriber]struct{}{}} }
+// New returns a stream without subscribers; log (nil: discarded) takes
+// what cannot be sent.
+func New(log *slog.Logger) *Stream {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Stream{log: log, subs: map[*subscriber]struct{}{}}
+}
 
 // Publish offers events of site to every subscriber. It is the ingest's
 // OnEvents hook, so it returns at once.
@@ -64,7 +77,7 @@ func (s *Stream) Publish(site string, evs []event.Event) {
 			continue // stored events decode; a bad one is not worth a line here
 		}
 		s.next++
-		se := StreamEvent{ID: s.next, Site: site, Device: ev.Device, Seq: ev.Seq, Kind: ev.Kind.String(),
+		se := Event{ID: s.next, Site: site, Device: ev.Device, Seq: ev.Seq, Kind: ev.Kind.String(),
 			Time: ev.HLC.Time().UTC(), Building: buildingOf(body), Body: body}
 		for sub := range s.subs {
 			if !sub.keep(&se) {
@@ -90,13 +103,13 @@ func (s *Stream) Close() {
 	}
 }
 
-func (s *Stream) subscribe(keep func(*StreamEvent) bool) (*subscriber, bool) {
+func (s *Stream) subscribe(keep func(*Event) bool) (*subscriber, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, false
 	}
-	sub := &subscriber{ch: make(chan StreamEvent, streamBuffer), keep: keep}
+	sub := &subscriber{ch: make(chan Event, Buffer), keep: keep}
 	s.subs[sub] = struct{}{}
 	return sub, true
 }
@@ -135,34 +148,49 @@ func buildingOf(b event.Body) string {
 	return ""
 }
 
-// streamHeartbeat keeps idle connections (and proxies) from timing out.
-const streamHeartbeat = 15 * time.Second
+// heartbeat keeps idle connections (and proxies) from timing out.
+const heartbeat = 15 * time.Second
 
-// stream serves GET /api/v1/stream as server-sent events. Filters:
-// site, kind (comma-separated event kinds), building, device. Each event
-// is `event: <kind>` with the StreamEvent as data; a `lagged` event says
-// how many were lost when the client fell behind.
-func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
+// Filter picks the events a subscriber gets; an empty field matches
+// every event.
+type Filter struct {
+	Sites    []string // the sites the caller may see; nil or [""]: all
+	Kinds    []string // event kinds
+	Building string
+	Device   string
+}
+
+// ParseFilter reads ?kind= (comma-separated event kinds), ?building= and
+// ?device= of r; the sites, which depend on who asks, are the caller's.
+func ParseFilter(r *http.Request, sites []string) Filter {
 	q := r.URL.Query()
-	sites, err := a.Scope(r, q.Get("site"))
-	if err != nil {
-		return err
-	}
-	var kinds []string
+	f := Filter{Sites: sites, Building: q.Get("building"), Device: q.Get("device")}
 	if k := q.Get("kind"); k != "" {
-		kinds = strings.Split(k, ",")
+		f.Kinds = strings.Split(k, ",")
 	}
-	building, device := q.Get("building"), q.Get("device")
-	keep := func(e *StreamEvent) bool {
-		return (sites[0] == "" || slices.Contains(sites, e.Site)) &&
-			(len(kinds) == 0 || slices.Contains(kinds, e.Kind)) &&
-			(building == "" || e.Building == building) && (device == "" || e.Device == device)
-	}
-	sub, ok := a.Stream.subscribe(keep)
+	return f
+}
+
+func (f Filter) keep(e *Event) bool {
+	return (len(f.Sites) == 0 || f.Sites[0] == "" || slices.Contains(f.Sites, e.Site)) &&
+		(len(f.Kinds) == 0 || slices.Contains(f.Kinds, e.Kind)) &&
+		(f.Building == "" || e.Building == f.Building) && (f.Device == "" || e.Device == f.Device)
+}
+
+// ErrClosed answers a subscription to a stream that has been closed.
+var ErrClosed = &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "the hub is shutting down"}
+
+// Serve streams the events f keeps to w as server-sent events until the
+// client goes or the stream closes. Each event is `event: <kind>` with
+// the Event as data; a `lagged` event says how many were lost when the
+// client fell behind. Its only error is ErrClosed, before anything is
+// written.
+func (s *Stream) Serve(w http.ResponseWriter, r *http.Request, f Filter) error {
+	sub, ok := s.subscribe(f.keep)
 	if !ok {
-		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "the hub is shutting down"}
+		return ErrClosed
 	}
-	defer a.Stream.unsubscribe(sub)
+	defer s.unsubscribe(sub)
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -177,7 +205,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	if err := rc.Flush(); err != nil {
 		return nil
 	}
-	beat := time.NewTicker(streamHeartbeat)
+	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	for {
 		select {
@@ -191,14 +219,14 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil
 			}
-			if n := a.Stream.takeDropped(sub); n > 0 {
+			if n := s.takeDropped(sub); n > 0 {
 				if _, err := fmt.Fprintf(w, "event: lagged\ndata: {\"dropped\":%d}\n\n", n); err != nil {
 					return nil
 				}
 			}
 			data, err := json.Marshal(e)
 			if err != nil {
-				a.Logger.Warn("encode stream event", "err", err)
+				s.log.Warn("encode stream event", "err", err)
 				continue
 			}
 			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Kind, data); err != nil {
@@ -209,32 +237,4 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
-}
-
-// StreamingState publishes every operator decision on the stream once it
-// is recorded, so the dashboards of other operators see it live.
-type StreamingState struct {
-	State
-	Stream *Stream
-}
-
-// Record records and then publishes.
-func (s StreamingState) Record(bodies ...event.Body) ([]event.Event, error) {
-	evs, err := s.State.Record(bodies...)
-	if err != nil {
-		return nil, err
-	}
-	bySite := map[string][]event.Event{}
-	s.State.Read(func(m *merge.State) {
-		for i, b := range bodies {
-			if i < len(evs) {
-				site := m.DecisionSite(b)
-				bySite[site] = append(bySite[site], evs[i])
-			}
-		}
-	})
-	for site, es := range bySite {
-		s.Stream.Publish(site, es)
-	}
-	return evs, nil
 }

@@ -1,4 +1,4 @@
-package kiosk
+package api_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"linli/edge/api"
+	"linli/edge/gateway"
 	"linli/edge/outbox"
 	"linli/shared/accesslist"
 	"linli/shared/event"
@@ -22,20 +24,21 @@ type offline struct{}
 func (offline) Connected() bool     { return false }
 func (offline) LastSync() time.Time { return time.Time{} }
 
-// newServer is the edge API of role on a real outbox; opts adjust the API
+// newServer is the edge API of role on a real outbox, with the gateway's
+// writes mounted as the edge program mounts them; opts adjust the API
 // before it serves.
-func newServer(t testing.TB, role string, opts ...func(*API)) (*httptest.Server, *outbox.Log) {
+func newServer(t testing.TB, role string, opts ...func(*api.API)) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, err := outbox.Open(outbox.Options{Dir: t.TempDir(), Device: "edge-1", GCInterval: time.Hour})
+	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &API{Role: role, Log: ob, Sync: offline{}, Registry: prometheus.NewRegistry(),
-		CardKey: func() []byte { return testCardKey }}
+	a := &api.API{Role: role, Log: ob, Sync: offline{}, Registry: prometheus.NewRegistry()}
 	for _, o := range opts {
-		o(api)
+		o(a)
 	}
-	srv := httptest.NewServer(api.Handler())
+	(&gateway.Writes{API: a, CardKey: func() []byte { return testCardKey }}).Mount()
+	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		if err := ob.Close(); err != nil {
@@ -66,7 +69,7 @@ func post(t *testing.T, url, body string) (int, map[string]any) {
 }
 
 func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
-	srv, ob := newServer(t, RoleGateway)
+	srv, ob := newServer(t, api.RoleGateway)
 	tests := []struct {
 		name, path, body, field string
 	}{
@@ -115,7 +118,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 }
 
 func TestGoodWritesAnswer201(t *testing.T) {
-	srv, ob := newServer(t, RoleGateway)
+	srv, ob := newServer(t, api.RoleGateway)
 	tests := []struct {
 		path, body string
 		status     string
@@ -159,7 +162,7 @@ func TestGoodWritesAnswer201(t *testing.T) {
 }
 
 func TestGatewayEndpointsRefusedOnKiosk(t *testing.T) {
-	srv, ob := newServer(t, RoleKiosk)
+	srv, ob := newServer(t, api.RoleKiosk)
 	for _, p := range []string{"/api/v1/access", "/api/v1/readings"} {
 		code, out := post(t, srv.URL+p, `{}`)
 		if code != http.StatusNotFound || out["error"] == "" {
@@ -172,7 +175,7 @@ func TestGatewayEndpointsRefusedOnKiosk(t *testing.T) {
 }
 
 func TestClosedStoreAnswers503(t *testing.T) {
-	srv, ob := newServer(t, RoleKiosk)
+	srv, ob := newServer(t, api.RoleKiosk)
 	if err := ob.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +192,7 @@ func FuzzWriteBodies(f *testing.F) {
 		`{"resident":"R1","target":"A1","score":3}`, `{"sensor":"s","kind":"smoke","value":true}`, `{`, `[]`, `null`} {
 		f.Add(0, s)
 	}
-	srv, ob := newServer(f, RoleGateway)
+	srv, ob := newServer(f, api.RoleGateway)
 	paths := []string{"/api/v1/checkins", "/api/v1/reports", "/api/v1/reports/k.1/votes", "/api/v1/ratings", "/api/v1/access", "/api/v1/readings"}
 	f.Fuzz(func(t *testing.T, which int, body string) {
 		path := paths[uint(which)%uint(len(paths))]

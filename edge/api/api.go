@@ -1,11 +1,15 @@
-// Package kiosk serves an edge's HTTP API to residents and devices: the
-// writes of docs/interface.md, the replica's reads, sync state, health and metrics,
-// and on kiosks the resident web UI.
-package kiosk
+// Package api is the request path every edge serves, kiosk or gateway:
+// the router with its per-route counts, decoding and the mapping of store
+// errors to answers, the write path into the outbox, and the routes both
+// roles answer (check-ins, reports, votes, ratings, the replica's reads,
+// sync state, /healthz, /readyz, /metrics). A role adds its own routes
+// (see Route): the kiosk's in edge/kiosk, the gateway's writes in
+// edge/gateway; an edge of the other role answers those 404, naming the
+// role that serves them.
+package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -20,8 +24,8 @@ import (
 
 	"linli/edge/diskguard"
 	"linli/edge/outbox"
+	"linli/edge/replica"
 	"linli/edge/seats"
-	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/httpx"
 )
@@ -52,19 +56,19 @@ type Seats interface {
 	Attended(activity, resident string) (known, attended bool, err error)
 }
 
-// Replica answers reads from the state last synced from the hub.
+// Replica answers reads from the state last synced from the hub, in the
+// views an edge serves.
 type Replica interface {
-	Notices(now time.Time) (any, error)
-	Activities(resident string) (any, error)
-	Report(id string) (any, bool, error)
-	Reports(category, building string, open bool) (any, error)
-}
-
-// Gateway applies a gateway's rules to what is posted to it.
-type Gateway interface {
-	// Reading records a reading after raising or clearing the alarm it
-	// implies, as for a wired sensor; errors as Log.Append.
-	Reading(ctx context.Context, r *event.Reading) (event.Event, error)
+	// Notices lists the notices in force at now.
+	Notices(now time.Time) ([]replica.Notice, error)
+	// Activities lists the activities, with resident's standing when
+	// resident is set (as recorded).
+	Activities(resident string) ([]replica.Activity, error)
+	// Report returns report id; false when the edge does not know it.
+	Report(id string) (replica.Report, bool, error)
+	// Reports lists reports, filtered by category and building ("": any)
+	// and, when open is set, to those neither resolved nor rejected.
+	Reports(category, building string, open bool) ([]replica.Report, error)
 }
 
 // Roles of an edge.
@@ -72,6 +76,19 @@ const (
 	RoleKiosk   = "kiosk"
 	RoleGateway = "gateway"
 )
+
+// HandlerFunc serves a request; an error is answered as
+// {"error","field"} with its status (httpx.WriteError).
+type HandlerFunc func(http.ResponseWriter, *http.Request) error
+
+// Route is a route a role adds to the edge API.
+type Route struct {
+	Pattern string // as http.ServeMux takes it: "POST /api/v1/access"
+	// Role is the role that serves the route; an edge of another role
+	// answers it 404, saying which role does.
+	Role   string
+	Handle HandlerFunc
+}
 
 // API is the edge's HTTP handler.
 type API struct {
@@ -85,7 +102,7 @@ type API struct {
 	Replica  Replica // optional
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	UI       http.Handler     // optional: the resident web UI at /
+	UI       http.Handler     // optional: the resident web UI at / (kiosks)
 	Health   func() error     // optional: extra liveness check
 	Ready    http.HandlerFunc // optional: GET /readyz
 	// Detail adds what status tools read to GET /api/v1/sync; optional.
@@ -96,23 +113,18 @@ type API struct {
 	// data); nil keeps ids as given.
 	Pseudonym func(resident string) string
 
-	// CardKey, on gateways, returns the site's card key from the access
-	// list in force (nil before the first list). A card named in a posted
-	// access event is stored only as its keyed pseudonym, as the
-	// gateway's reader records it; without a key the event is kept
-	// without its card, never with it in clear.
-	CardKey func() []byte
+	// Routes are the roles' own routes (kiosk.Handlers.Mount,
+	// gateway.Writes.Mount add them).
+	Routes []Route
 
-	// Gateways only: the rules readings go through (nil records them as
-	// plain telemetry), and the building access events happen in.
-	Gateway  Gateway
-	Building string
-
-	// Kiosks only: the settings the UI reads and what residents did here.
-	Kiosk     *Info      // optional
-	Residents Residents  // optional
-	Alarms    *AlarmFeed // optional: the alarms residents see, pushed
-	Numbers   *Numbers   // optional: short report numbers
+	// Kiosks only, set by the kiosk's Mount. CheckPlace refuses a
+	// report's building and unit (already normalised) the site plan does
+	// not have; Number gives a valid report its short number;
+	// ResidentReports answers GET /api/v1/reports?resident=, the reports
+	// a resident filed or voted for here (resident as recorded).
+	CheckPlace      func(building, unit string) error
+	Number          func() (string, error)
+	ResidentReports func(w http.ResponseWriter, resident, category, building string, open bool) error
 
 	requests *prometheus.CounterVec
 }
@@ -129,7 +141,7 @@ func (a *API) Handler() http.Handler {
 		a.Registry.MustRegister(a.requests)
 	}
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	handle := func(pattern string, h HandlerFunc) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 			if err := h(rec, r); err != nil {
@@ -141,23 +153,16 @@ func (a *API) Handler() http.Handler {
 	handle("POST /api/v1/checkins", a.postCheckin)
 	handle("POST /api/v1/reports", a.postReport)
 	handle("POST /api/v1/reports/{id}/votes", a.postVote)
-	handle("POST /api/v1/reports/{id}/reopen", a.kioskOnly(a.postReopen))
-	handle("POST /api/v1/reports/seen", a.kioskOnly(a.postSeen))
-	handle("GET /api/v1/reports/{id}/{format}", a.kioskOnly(a.getQR))
 	handle("POST /api/v1/ratings", a.postRating)
-	handle("POST /api/v1/access", a.gatewayOnly(a.postAccess))
-	handle("POST /api/v1/readings", a.gatewayOnly(a.postReading))
 	handle("GET /api/v1/notices", a.getNotices)
 	handle("GET /api/v1/activities", a.getActivities)
 	handle("GET /api/v1/reports/{id}", a.getReport)
 	handle("GET /api/v1/reports", a.getReports)
 	handle("GET /api/v1/sync", a.getSync)
-	handle("GET /api/v1/kiosk", a.kioskOnly(a.getKiosk))
-	handle("GET /api/v1/alarms", a.kioskOnly(a.getAlarms))
-	handle("GET /api/v1/alarms/stream", a.kioskOnly(a.streamAlarms))
-	handle("GET /api/v1/checkins", a.kioskOnly(a.getCheckins))
-	handle("GET /api/v1/ratings", a.kioskOnly(a.getRatings))
 	handle("GET /healthz", a.healthz)
+	for _, rt := range a.Routes {
+		handle(rt.Pattern, a.only(rt.Role, rt.Handle))
+	}
 	if a.Ready != nil {
 		mux.HandleFunc("GET /readyz", a.Ready)
 	}
@@ -181,27 +186,28 @@ func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter
 // deadlines of the alarm stream).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func (a *API) gatewayOnly(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+// only serves h on edges of role; the others answer 404.
+func (a *API) only(role string, h HandlerFunc) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if a.Role != RoleGateway {
-			return &httpx.Error{Status: http.StatusNotFound, Msg: "this edge is a " + a.Role + "; " + r.URL.Path + " is served by gateways only"}
+		if a.Role != role {
+			return &httpx.Error{Status: http.StatusNotFound, Msg: "this edge is a " + a.Role + "; " + r.URL.Path + " is served by " + role + "s only"}
 		}
 		return h(w, r)
 	}
 }
 
-// who is a resident id as the kiosk records it: its pseudonym when the
+// Who is a resident id as the edge records it: its pseudonym when the
 // site pseudonymises, else as given. Bad ids pass through unchanged, for
 // validation to name.
-func (a *API) who(resident string) string {
+func (a *API) Who(resident string) string {
 	if a.Pseudonym == nil || event.ValidID(resident) != nil {
 		return resident
 	}
 	return a.Pseudonym(resident)
 }
 
-// created is the answer to a durable write.
-type created struct {
+// Created is the answer to a durable write.
+type Created struct {
 	ID         string `json:"id"`
 	Seq        uint64 `json:"seq"`
 	Status     string `json:"status,omitempty"`
@@ -210,44 +216,50 @@ type created struct {
 	Number     string `json:"number,omitempty"`     // reports: the short number residents read out
 }
 
-// write validates body and appends it, answering 201 only after the synced
+// Write validates body and appends it, answering 201 only after the synced
 // commit.
-func (a *API) write(w http.ResponseWriter, r *http.Request, body event.Body) error {
-	ev, err := a.append(r.Context(), body)
+func (a *API) Write(w http.ResponseWriter, r *http.Request, body event.Body) error {
+	ev, err := a.Append(r.Context(), body)
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
+	httpx.WriteJSON(w, http.StatusCreated, Created{ID: ev.ID(), Seq: ev.Seq})
 	return nil
 }
 
-func (a *API) append(ctx context.Context, body event.Body) (event.Event, error) {
+// Append validates body and appends it; its errors are answers (400 for
+// bad input, 503 or 507 when the store cannot take it).
+func (a *API) Append(ctx context.Context, body event.Body) (event.Event, error) {
 	if err := body.Validate(); err != nil {
 		return event.Event{}, httpx.FromValidation(err)
 	}
 	ev, err := a.Log.Append(ctx, body)
 	if err != nil {
-		return event.Event{}, a.storeError(err)
+		return event.Event{}, a.StoreError(err)
 	}
 	return ev, nil
 }
 
-// screenText checks the fields of a write that screens show to everyone.
-func screenText(fields ...screenField) error {
+// ScreenText checks the fields of a write that screens show to everyone.
+func ScreenText(fields ...ScreenField) error {
 	for _, f := range fields {
-		if err := event.ScreenText(f.name, f.value, f.multiline); err != nil {
+		if err := event.ScreenText(f.Name, f.Value, f.Multiline); err != nil {
 			return httpx.FromValidation(err)
 		}
 	}
 	return nil
 }
 
-type screenField struct {
-	name, value string
-	multiline   bool
+// ScreenField is a field of a write that screens show to everyone.
+type ScreenField struct {
+	Name, Value string
+	Multiline   bool
 }
 
-func (a *API) storeError(err error) error {
+// StoreError turns a failed write into its answer: bad input 400, a full
+// disk 507, a closed store 503, a cancelled activity 409; anything else is
+// logged and answered 503.
+func (a *API) StoreError(err error) error {
 	if e := httpx.FromValidation(err); e != nil {
 		return e
 	}
@@ -275,7 +287,7 @@ func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
 	if req.Action == "" {
 		req.Action = "in"
 	}
-	c := &event.Checkin{Resident: a.who(req.Resident), Activity: req.Activity, Action: req.Action, Status: event.StatusRecorded}
+	c := &event.Checkin{Resident: a.Who(req.Resident), Activity: req.Activity, Action: req.Action, Status: event.StatusRecorded}
 	if err := c.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
@@ -292,9 +304,9 @@ func (a *API) postCheckin(w http.ResponseWriter, r *http.Request) error {
 			Msg: "activity " + c.Activity + " has ended: there is nothing left to sign up or check in to"}
 	}
 	if err != nil {
-		return a.storeError(err)
+		return a.StoreError(err)
 	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Status: answer.Status, Act: answer.Act})
+	httpx.WriteJSON(w, http.StatusCreated, Created{ID: ev.ID(), Seq: ev.Seq, Status: answer.Status, Act: answer.Act})
 	return nil
 }
 
@@ -310,7 +322,7 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := screenText(screenField{"title", req.Title, false}, screenField{"description", req.Description, true}); err != nil {
+	if err := ScreenText(ScreenField{Name: "title", Value: req.Title, Multiline: false}, ScreenField{Name: "description", Value: req.Description, Multiline: true}); err != nil {
 		return err
 	}
 	// A unit as residents write it ("1单元402") is stored as the site
@@ -318,29 +330,29 @@ func (a *API) postReport(w http.ResponseWriter, r *http.Request) error {
 	// kiosk has one: a building the site does not have is refused here,
 	// not discovered by the property office.
 	unit := NormalizeUnit(req.Unit)
-	if a.Kiosk != nil {
-		if err := a.Kiosk.Plan.CheckPlace(req.Building, unit); err != nil {
+	if a.CheckPlace != nil {
+		if err := a.CheckPlace(req.Building, unit); err != nil {
 			return err
 		}
 	}
 	rep := &event.Report{Category: req.Category, Title: strings.TrimSpace(req.Title),
-		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: unit, Resident: a.who(req.Resident)}
+		Description: strings.TrimSpace(req.Description), Building: req.Building, Unit: unit, Resident: a.Who(req.Resident)}
 	if err := rep.Validate(); err != nil {
 		return httpx.FromValidation(err)
 	}
 	// Numbered only once valid, so bad input spends no number.
-	if a.Numbers != nil {
-		n, err := a.Numbers.Next()
+	if a.Number != nil {
+		n, err := a.Number()
 		if err != nil {
-			return a.storeError(err)
+			return a.StoreError(err)
 		}
 		rep.Number = n
 	}
-	ev, err := a.append(r.Context(), rep)
+	ev, err := a.Append(r.Context(), rep)
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Number: rep.Number})
+	httpx.WriteJSON(w, http.StatusCreated, Created{ID: ev.ID(), Seq: ev.Seq, Number: rep.Number})
 	return nil
 }
 
@@ -351,7 +363,7 @@ func (a *API) postVote(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, &req); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Vote{Report: r.PathValue("id"), Resident: a.who(req.Resident)})
+	return a.Write(w, r, &event.Vote{Report: r.PathValue("id"), Resident: a.Who(req.Resident)})
 }
 
 func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
@@ -369,13 +381,13 @@ func (a *API) postRating(w http.ResponseWriter, r *http.Request) error {
 	if req.Score != math.Trunc(req.Score) || req.Score < 1 || req.Score > 5 {
 		return httpx.BadRequest("score", "score: must be a whole number from 1 to 5")
 	}
-	if err := screenText(screenField{"comment", req.Comment, true}); err != nil {
+	if err := ScreenText(ScreenField{Name: "comment", Value: req.Comment, Multiline: true}); err != nil {
 		return err
 	}
-	if err := a.mayRate(req.Target, a.who(req.Resident)); err != nil {
+	if err := a.mayRate(req.Target, a.Who(req.Resident)); err != nil {
 		return err
 	}
-	return a.write(w, r, &event.Rating{Resident: a.who(req.Resident), Target: req.Target, Score: int(req.Score),
+	return a.Write(w, r, &event.Rating{Resident: a.Who(req.Resident), Target: req.Target, Score: int(req.Score),
 		Comment: strings.TrimSpace(req.Comment)})
 }
 
@@ -389,103 +401,13 @@ func (a *API) mayRate(target, resident string) error {
 	}
 	known, attended, err := a.Seats.Attended(target, resident)
 	if err != nil {
-		return a.storeError(err)
+		return a.StoreError(err)
 	}
 	if known && !attended {
 		return &httpx.Error{Status: http.StatusConflict, Field: "target",
 			Msg: "only residents who checked in at " + target + " can rate it"}
 	}
 	return nil
-}
-
-func (a *API) postAccess(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Door       string `json:"door"`
-		Credential string `json:"credential"`
-		Result     string `json:"result"`
-	}
-	if err := httpx.Decode(w, r, &req); err != nil {
-		return err
-	}
-	card, err := a.card(req.Credential)
-	if err != nil {
-		return err
-	}
-	ev, err := a.append(r.Context(), &event.Access{Door: req.Door, Credential: card, Result: req.Result, Building: a.Building})
-	if err != nil {
-		return err
-	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq, Credential: card})
-	return nil
-}
-
-// card is how an access event names the credential it was posted with:
-// only ever by the card's keyed pseudonym (see accesslist.PseudonymFor).
-func (a *API) card(credential string) (string, error) {
-	if credential == "" {
-		return "", nil
-	}
-	var key []byte
-	if a.CardKey != nil {
-		key = a.CardKey()
-	}
-	p, err := accesslist.PseudonymFor(key, credential)
-	switch {
-	case err == nil:
-		return p, nil
-	case errors.Is(err, accesslist.ErrNoKey):
-		// No list yet, so no key: the event is kept without its card, as
-		// the reader keeps a swipe before the first list. The door's
-		// decision is still a record the contract answers 201 for, and a
-		// card is never stored in clear.
-		return "", nil
-	}
-	return "", httpx.BadRequest("credential", "credential: must be a card number, a Wiegand card such as 26:123:45678, or a card pseudonym h:…: %v", err)
-}
-
-func (a *API) postReading(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Sensor string          `json:"sensor"`
-		Kind   string          `json:"kind"`
-		Value  json.RawMessage `json:"value"`
-	}
-	if err := httpx.Decode(w, r, &req); err != nil {
-		return err
-	}
-	v, err := readingValue(req.Value)
-	if err != nil {
-		return err
-	}
-	rd := &event.Reading{Sensor: req.Sensor, Type: req.Kind, Value: v}
-	if a.Gateway == nil {
-		return a.write(w, r, rd)
-	}
-	if err := rd.Validate(); err != nil {
-		return httpx.FromValidation(err)
-	}
-	ev, err := a.Gateway.Reading(r.Context(), rd)
-	if err != nil {
-		return a.storeError(err)
-	}
-	httpx.WriteJSON(w, http.StatusCreated, created{ID: ev.ID(), Seq: ev.Seq})
-	return nil
-}
-
-// readingValue accepts a number, or for smoke and water a boolean.
-func readingValue(raw json.RawMessage) (float64, error) {
-	switch s := strings.TrimSpace(string(raw)); s {
-	case "", "null":
-		return 0, httpx.BadRequest("value", "value is required")
-	case "true":
-		return 1, nil
-	case "false":
-		return 0, nil
-	}
-	var v float64
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return 0, httpx.BadRequest("value", "value must be a number (or true/false for smoke and water)")
-	}
-	return v, nil
 }
 
 func (a *API) getNotices(w http.ResponseWriter, r *http.Request) error {
@@ -512,7 +434,7 @@ func (a *API) getActivities(w http.ResponseWriter, r *http.Request) error {
 		httpx.WriteJSON(w, http.StatusOK, []any{})
 		return nil
 	}
-	v, err := a.Replica.Activities(a.who(resident))
+	v, err := a.Replica.Activities(a.Who(resident))
 	if err != nil {
 		return err
 	}
@@ -554,12 +476,15 @@ func (a *API) getReports(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if q.Has("resident") {
-		resident, err := a.residentParam(r)
+		resident, err := a.ResidentParam(r)
 		if err != nil {
 			return err
 		}
-		return a.kioskOnly(func(w http.ResponseWriter, r *http.Request) error {
-			return a.getResidentReports(w, resident, category, building, q.Get("open") == "true")
+		return a.only(RoleKiosk, func(w http.ResponseWriter, r *http.Request) error {
+			if a.ResidentReports == nil {
+				return ErrNoIndex
+			}
+			return a.ResidentReports(w, resident, category, building, q.Get("open") == "true")
 		})(w, r)
 	}
 	if a.Replica == nil {
@@ -644,3 +569,16 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
 	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "role": a.Role})
 	return nil
 }
+
+// ResidentParam reads the required ?resident=, as the edge records it.
+func (a *API) ResidentParam(r *http.Request) (string, error) {
+	resident := r.URL.Query().Get("resident")
+	if err := event.ValidID(resident); err != nil {
+		return "", httpx.BadRequest("resident", "resident %v", err)
+	}
+	return a.Who(resident), nil
+}
+
+// ErrNoIndex answers a resident's listings on a kiosk that keeps no
+// resident index.
+var ErrNoIndex = &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "this kiosk keeps no resident index"}
