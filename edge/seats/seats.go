@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -60,25 +59,12 @@ type Seats struct {
 	lg     *slog.Logger
 	// pending is signalled when an applied change may call for a release.
 	pending chan struct{}
-
-	// views keeps the last decoded view of each activity with the seq of
-	// its change: every check-in reads the view, which for a busy activity
-	// lists thousands of residents, and it changes only when the replica
-	// applies a new version (onApply puts it here).
-	mu    sync.Mutex
-	views map[string]cachedView
-}
-
-type cachedView struct {
-	seq uint64
-	v   *merge.ActivityView
 }
 
 // New wires the kiosk's seats to its outbox and replica: ledgers follow
 // every activity the replica applies.
 func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
-	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
-		views: map[string]cachedView{}}
+	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1)}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
 		for _, c := range cs {
@@ -193,36 +179,54 @@ func storeLedger(txn *badger.Txn, l *merge.Ledger) error {
 	return txn.Set(ledgerKey(l.Activity), val)
 }
 
-// view reads the activity as last synced; callers must not change it.
-// The version stored is checked in txn, so a cached view is served only
-// while it is the one stored (every version stored passes onApply first).
+// Fields of an activity's view (merge.ActivityView's keys) that check-ins
+// look one resident up in.
+const (
+	fieldConfirmed = 8
+	fieldAttended  = 14
+)
+
+// view reads the activity as last synced. For a busy activity the replica
+// keeps its lists apart (edge/replica), and the view then has them empty:
+// a check-in looks its resident up in them (listed) instead of reading
+// thousands of residents.
 func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
-	seq, ok, err := replica.SeqTxn(txn, wire.EntityActivity, activity)
-	if err != nil || !ok {
-		return nil, err
-	}
-	s.mu.Lock()
-	cv, hit := s.views[activity]
-	s.mu.Unlock()
-	if hit && cv.seq == seq {
-		return cv.v, nil
-	}
-	c, ok, err := replica.GetTxn(txn, wire.EntityActivity, activity)
-	if err != nil || !ok {
+	c, _, ok, err := replica.HeadTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok || c.Deleted {
 		return nil, err
 	}
 	v := new(merge.ActivityView)
 	if err := event.UnmarshalOwn(c.Body, v); err != nil {
 		return nil, fmt.Errorf("activity view %s: %w", activity, err)
 	}
-	s.remember(activity, c.Seq, v)
 	return v, nil
 }
 
-func (s *Seats) remember(activity string, seq uint64, v *merge.ActivityView) {
-	s.mu.Lock()
-	s.views[activity] = cachedView{seq, v}
-	s.mu.Unlock()
+// listed tells whether the activity's view lists resident in field k (a
+// sorted list of residents), reading one chunk of it.
+func listed(txn *badger.Txn, activity string, k int, resident string) (bool, error) {
+	ok, err := replica.SearchTxn(txn, wire.EntityActivity, activity, k, replica.TextCmp(resident))
+	if err != nil {
+		return false, fmt.Errorf("activity view %s: look up %s: %w", activity, resident, err)
+	}
+	return ok, nil
+}
+
+// withConfirmed is v with Confirmed holding those of residents the view
+// confirms: all HubMaySeat asks of it.
+func withConfirmed(txn *badger.Txn, v *merge.ActivityView, residents []string) (*merge.ActivityView, error) {
+	c := *v
+	c.Confirmed = nil
+	for _, r := range residents { // sorted, so Confirmed is too
+		ok, err := listed(txn, v.ID, fieldConfirmed, r)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.Confirmed = append(c.Confirmed, r)
+		}
+	}
+	return &c, nil
 }
 
 // onApply keeps the ledger in step with each activity view the replica
@@ -231,11 +235,12 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 	if c.Entity != wire.EntityActivity || c.Deleted {
 		return nil
 	}
-	v := new(merge.ActivityView)
-	if err := event.UnmarshalOwn(c.Body, v); err != nil {
-		return fmt.Errorf("activity view %s: %w", c.ID, err)
+	// The view as the replica just stored it in txn: a delta's change
+	// carries no body, and the lists are not needed here.
+	v, err := s.view(txn, c.ID)
+	if err != nil || v == nil {
+		return err
 	}
-	s.remember(c.ID, c.Seq, v)
 	l, err := loadLedger(txn, c.ID)
 	if err != nil {
 		return err
@@ -297,10 +302,19 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if err := withResidents(txn, l, one); err != nil {
 			return nil, err
 		}
-		_, hubConfirmed := slices.BinarySearch(v.Confirmed, b.Resident) // sorted by the hub
+		hubConfirmed, err := listed(txn, b.Activity, fieldConfirmed, b.Resident)
+		if err != nil {
+			return nil, err
+		}
+		mayView := v
+		if v.Capacity != 0 {
+			if mayView, err = withConfirmed(txn, v, l.Residents); err != nil {
+				return nil, err
+			}
+		}
 		// The status recorded may be empty where the answer is "confirmed":
 		// a resident the hub confirmed already takes no seat of this share.
-		answer.Status, b.Status = l.Decide(b.Resident, hubConfirmed, l.HubMaySeat(v))
+		answer.Status, b.Status = l.Decide(b.Resident, hubConfirmed, l.HubMaySeat(mayView))
 		l.Record(&b)
 		if err := storeLedger(txn, l); err != nil {
 			return nil, err
@@ -427,9 +441,8 @@ func (s *Seats) Attended(activity, resident string) (known, attended bool, err e
 			return err
 		}
 		known = true
-		if _, ok := slices.BinarySearch(v.Attended, resident); ok {
-			attended = true
-			return nil
+		if attended, err = listed(txn, activity, fieldAttended, resident); err != nil || attended {
+			return err
 		}
 		_, err = txn.Get(cameKey(activity, resident))
 		if errors.Is(err, badger.ErrKeyNotFound) {
