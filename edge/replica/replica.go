@@ -444,7 +444,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 					}
 					pieces = append(pieces, k)
 				}
-				if val, err = event.Marshal(s); err != nil {
+				if val, err = s.encode(); err != nil {
 					return err
 				}
 			}
@@ -497,7 +497,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 					}
 					return err
 				}
-				if vals[i], err = event.Marshal(old.split); err != nil {
+				if vals[i], err = old.split.encode(); err != nil {
 					return err
 				}
 			} else if found {
@@ -681,45 +681,51 @@ func SeqTxn(txn *badger.Txn, entity, id string) (uint64, bool, error) {
 	return s.whole.Seq, true, nil
 }
 
-// HeadTxn is the stored newest change of one entity with, for one kept
-// split, only the fields of its body not kept apart: a reader that wants
-// an activity's counts and window, or one resident (SearchTxn), does not
-// read its thousands of residents. For an entity stored whole it is
-// GetTxn.
-func HeadTxn(txn *badger.Txn, entity, id string) (c wire.Change, split, found bool, err error) {
-	s, found, err := loadStored(txn, entityKey(entity, id))
-	switch {
-	case err != nil || !found:
-		return c, false, false, err
-	case s.split != nil:
-		return s.split.Change, true, true, nil
-	case s.whole != nil:
-		return *s.whole, false, true, nil
-	}
-	c, found, err = GetTxn(txn, entity, id)
-	return c, false, found, err
+// Head is an entity's newest change as stored, with, for one kept split
+// (split.go), only the fields of its body not kept apart: a reader that
+// wants an activity's counts and window, or one resident (Search), does
+// not read its thousands of residents.
+type Head struct {
+	wire.Change
+	// Split: the long arrays of Body are kept apart (missing from Body).
+	Split bool
+	split *split
 }
 
-// SearchTxn tells whether field k of an entity's body, an array sorted so
-// that cmp (an entry against the one sought: <0 before it, 0 it, >0 after
-// it) finds entries by halving, holds the entry sought. For an entity
-// kept split it reads the split and one chunk. false for a missing entity
-// or field.
-func SearchTxn(txn *badger.Txn, entity, id string, k int, cmp func(entry []byte) int) (bool, error) {
+// HeadTxn reads an entity's head. For an entity stored whole it is the
+// whole change (GetTxn).
+func HeadTxn(txn *badger.Txn, entity, id string) (Head, bool, error) {
 	s, found, err := loadStored(txn, entityKey(entity, id))
 	switch {
 	case err != nil || !found:
-		return false, err
+		return Head{}, false, err
 	case s.split != nil:
-		return s.split.search(txn, k, cmp)
+		return Head{Change: s.split.Change, Split: true, split: s.split}, true, nil
 	case s.whole != nil:
-		return searchBody(s.whole.Body, k, cmp)
+		return Head{Change: *s.whole}, true, nil
 	}
-	c, _, err := GetTxn(txn, entity, id)
-	if err != nil {
+	c, found, err := GetTxn(txn, entity, id)
+	return Head{Change: c}, found, err
+}
+
+// Search tells whether field k of the entity's body, an array sorted so
+// that cmp (an entry against the one sought: <0 before it, 0 it, >0 after
+// it) finds entries by halving, holds the entry sought; false for a
+// missing field. For an entity kept split it reads one chunk.
+func (h Head) Search(txn *badger.Txn, k int, cmp func(entry []byte) int) (bool, error) {
+	if h.split != nil {
+		return h.split.search(txn, k, cmp)
+	}
+	return searchBody(h.Body, k, cmp)
+}
+
+// SearchTxn is HeadTxn and Search; false for a missing entity.
+func SearchTxn(txn *badger.Txn, entity, id string, k int, cmp func(entry []byte) int) (bool, error) {
+	h, found, err := HeadTxn(txn, entity, id)
+	if err != nil || !found {
 		return false, err
 	}
-	return searchBody(c.Body, k, cmp)
+	return h.Search(txn, k, cmp)
 }
 
 // decodeItem reads the change stored at an entity key, putting a large

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -69,16 +70,62 @@ type split struct {
 }
 
 type field struct {
-	_      struct{} `cbor:",toarray"`
-	Key    int
-	Chunks []chunk
+	_   struct{} `cbor:",toarray"`
+	Key int
+	// Dir lists the chunks in order, packed (pack, unpack): decoding a
+	// list of structs made reading a split cost more than the check-in
+	// that reads it, and grow with the list.
+	Dir    []byte
+	Chunks []chunk `cbor:"-"`
+}
+
+// pack writes each field's Chunks into its Dir: per chunk its id and
+// entry count (4 bytes each, big-endian), the first entry's length (one
+// byte, 0 when not kept) and the first entry.
+func (s *split) pack() {
+	for i := range s.Fields {
+		f := &s.Fields[i]
+		dir := make([]byte, 0, len(f.Chunks)*(9+firstMax))
+		for _, c := range f.Chunks {
+			dir = binary.BigEndian.AppendUint32(dir, c.ID)
+			dir = binary.BigEndian.AppendUint32(dir, c.N)
+			dir = append(dir, byte(len(c.First)))
+			dir = append(dir, c.First...)
+		}
+		f.Dir = dir
+	}
+}
+
+// unpack reads each field's Chunks from its Dir.
+func (s *split) unpack() error {
+	for i := range s.Fields {
+		f := &s.Fields[i]
+		f.Chunks = f.Chunks[:0]
+		for d := f.Dir; len(d) > 0; {
+			if len(d) < 9 || len(d) < 9+int(d[8]) {
+				return fmt.Errorf("field %d: chunk list cut short", f.Key)
+			}
+			c := chunk{ID: binary.BigEndian.Uint32(d), N: binary.BigEndian.Uint32(d[4:])}
+			if n := int(d[8]); n > 0 {
+				c.First = d[9 : 9+n : 9+n]
+			}
+			f.Chunks = append(f.Chunks, c)
+			d = d[9+len(c.First):]
+		}
+	}
+	return nil
+}
+
+// encode packs and encodes the split, as an entity key holds it.
+func (s *split) encode() ([]byte, error) {
+	s.pack()
+	return event.Marshal(s)
 }
 
 type chunk struct {
-	_     struct{} `cbor:",toarray"`
 	ID    uint32
 	N     uint32 // entries
-	First []byte // the first entry, when not longer than firstMax
+	First []byte // the first entry, when not longer than firstMax (at most 255)
 }
 
 func chunkKey(gen uint64, id uint32) []byte {
@@ -102,7 +149,10 @@ func storedForm(v []byte) (stored, error) {
 	switch {
 	case len(v) > 0 && v[0] == 0x84:
 		s.split = new(split)
-		return s, event.UnmarshalOwn(v, s.split)
+		if err := event.UnmarshalOwn(v, s.split); err != nil {
+			return s, err
+		}
+		return s, s.split.unpack()
 	case event.IsArray(v):
 		s.ptr = new(pointer)
 		return s, event.UnmarshalOwn(v, s.ptr)
@@ -541,14 +591,32 @@ func searchItems(b []byte, cmp func(entry []byte) int) (bool, error) {
 	return false, nil
 }
 
-// TextCmp compares a CBOR text string entry with s, for SearchTxn on an
-// array of strings sorted as Go sorts them.
+// TextCmp compares a CBOR text string entry with s, for Search in an
+// array of strings sorted as Go sorts them. It reads the string's head
+// itself: a search compares a few dozen entries, and decoding each was
+// most of its time. An entry that is not a text string sorts first.
 func TextCmp(s string) func(entry []byte) int {
 	return func(entry []byte) int {
-		var got string
-		if err := event.UnmarshalOwn(entry, &got); err != nil {
+		if len(entry) == 0 || entry[0]>>5 != 3 {
 			return -1
 		}
-		return strings.Compare(got, s)
+		n, info := 1, int(entry[0]&31)
+		switch {
+		case info < 24:
+		case info == 24 && len(entry) >= 2:
+			n, info = 2, int(entry[1])
+		case info == 25 && len(entry) >= 3:
+			n, info = 3, int(entry[1])<<8|int(entry[2])
+		default: // longer than any resident id: decode it
+			var got string
+			if err := event.UnmarshalOwn(entry, &got); err != nil {
+				return -1
+			}
+			return strings.Compare(got, s)
+		}
+		if n+info > len(entry) {
+			return -1
+		}
+		return strings.Compare(string(entry[n:n+info]), s)
 	}
 }

@@ -115,9 +115,9 @@ func TestSplitActivityFollowsDeltas(t *testing.T) {
 					t.Fatalf("search %s: %v, want %v", r, got, want)
 				}
 			}
-			h, split, ok, err := replica.HeadTxn(txn, wire.EntityActivity, "A1")
-			if err != nil || !ok || !split || h.Seq != seq || len(h.Body) > 1024 {
-				t.Fatalf("head: found %v, split %v, seq %d (want %d), %d bytes, %v", ok, split, h.Seq, seq, len(h.Body), err)
+			h, ok, err := replica.HeadTxn(txn, wire.EntityActivity, "A1")
+			if err != nil || !ok || !h.Split || h.Seq != seq || len(h.Body) > 1024 {
+				t.Fatalf("head: found %v, split %v, seq %d (want %d), %d bytes, %v", ok, h.Split, h.Seq, seq, len(h.Body), err)
 			}
 			return nil
 		})

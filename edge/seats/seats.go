@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -59,19 +61,35 @@ type Seats struct {
 	lg     *slog.Logger
 	// pending is signalled when an applied change may call for a release.
 	pending chan struct{}
+
+	// changed holds the activities applied since the last look for a
+	// release due (all: every ledger, at start): a busy activity's ledger
+	// is rewritten at each check-in, and iterating over the ledgers'
+	// thousands of versions after each applied change cost as much as a
+	// check-in.
+	mu      sync.Mutex
+	changed map[string]bool
+	all     bool
 }
 
 // New wires the kiosk's seats to its outbox and replica: ledgers follow
 // every activity the replica applies.
 func New(log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
-	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1)}
+	s := &Seats{log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
+		changed: map[string]bool{}}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
+		s.mu.Lock()
+		n := len(s.changed)
 		for _, c := range cs {
 			if c.Entity == wire.EntityActivity {
-				s.poke()
-				return
+				s.changed[c.ID] = true
 			}
+		}
+		poke := len(s.changed) > n
+		s.mu.Unlock()
+		if poke {
+			s.poke()
 		}
 	})
 	return s
@@ -85,8 +103,11 @@ func (s *Seats) poke() {
 }
 
 // Run answers recalls (records releases) until ctx ends; it also checks
-// once at start, for a recall applied just before a crash.
+// every ledger once at start, for a recall applied just before a crash.
 func (s *Seats) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.all = true
+	s.mu.Unlock()
 	s.poke()
 	for {
 		select {
@@ -186,39 +207,39 @@ const (
 	fieldAttended  = 14
 )
 
-// view reads the activity as last synced. For a busy activity the replica
-// keeps its lists apart (edge/replica), and the view then has them empty:
-// a check-in looks its resident up in them (listed) instead of reading
-// thousands of residents.
-func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
-	c, _, ok, err := replica.HeadTxn(txn, wire.EntityActivity, activity)
-	if err != nil || !ok || c.Deleted {
-		return nil, err
+// view reads the activity as last synced, and its head to look residents
+// up in (listed). For a busy activity the replica keeps its lists apart
+// (edge/replica), and the view then has them empty: a check-in looks its
+// resident up instead of reading thousands of residents.
+func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, replica.Head, error) {
+	h, ok, err := replica.HeadTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok || h.Deleted {
+		return nil, h, err
 	}
 	v := new(merge.ActivityView)
-	if err := event.UnmarshalOwn(c.Body, v); err != nil {
-		return nil, fmt.Errorf("activity view %s: %w", activity, err)
+	if err := event.UnmarshalOwn(h.Body, v); err != nil {
+		return nil, h, fmt.Errorf("activity view %s: %w", activity, err)
 	}
-	return v, nil
+	return v, h, nil
 }
 
 // listed tells whether the activity's view lists resident in field k (a
 // sorted list of residents), reading one chunk of it.
-func listed(txn *badger.Txn, activity string, k int, resident string) (bool, error) {
-	ok, err := replica.SearchTxn(txn, wire.EntityActivity, activity, k, replica.TextCmp(resident))
+func listed(txn *badger.Txn, h replica.Head, k int, resident string) (bool, error) {
+	ok, err := h.Search(txn, k, replica.TextCmp(resident))
 	if err != nil {
-		return false, fmt.Errorf("activity view %s: look up %s: %w", activity, resident, err)
+		return false, fmt.Errorf("activity view %s: look up %s: %w", h.ID, resident, err)
 	}
 	return ok, nil
 }
 
 // withConfirmed is v with Confirmed holding those of residents the view
 // confirms: all HubMaySeat asks of it.
-func withConfirmed(txn *badger.Txn, v *merge.ActivityView, residents []string) (*merge.ActivityView, error) {
+func withConfirmed(txn *badger.Txn, v *merge.ActivityView, h replica.Head, residents []string) (*merge.ActivityView, error) {
 	c := *v
 	c.Confirmed = nil
 	for _, r := range residents { // sorted, so Confirmed is too
-		ok, err := listed(txn, v.ID, fieldConfirmed, r)
+		ok, err := listed(txn, h, fieldConfirmed, r)
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +258,7 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 	}
 	// The view as the replica just stored it in txn: a delta's change
 	// carries no body, and the lists are not needed here.
-	v, err := s.view(txn, c.ID)
+	v, _, err := s.view(txn, c.ID)
 	if err != nil || v == nil {
 		return err
 	}
@@ -266,7 +287,7 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if b.Action != "in" {
 			return &b, nil
 		}
-		v, err := s.view(txn, b.Activity)
+		v, h, err := s.view(txn, b.Activity)
 		if err != nil {
 			return nil, err
 		}
@@ -302,13 +323,13 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if err := withResidents(txn, l, one); err != nil {
 			return nil, err
 		}
-		hubConfirmed, err := listed(txn, b.Activity, fieldConfirmed, b.Resident)
+		hubConfirmed, err := listed(txn, h, fieldConfirmed, b.Resident)
 		if err != nil {
 			return nil, err
 		}
 		mayView := v
 		if v.Capacity != 0 {
-			if mayView, err = withConfirmed(txn, v, l.Residents); err != nil {
+			if mayView, err = withConfirmed(txn, v, h, l.Residents); err != nil {
 				return nil, err
 			}
 		}
@@ -329,16 +350,41 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 
 var errNoRelease = errors.New("no release due")
 
+// again puts back activities whose release failed, for the next look.
+func (s *Seats) again(changed map[string]bool, all bool) {
+	s.mu.Lock()
+	maps.Copy(s.changed, changed)
+	s.all = s.all || all
+	s.mu.Unlock()
+}
+
 // ErrCancelled refuses a check-in to an activity the office cancelled:
 // nothing is recorded, and the resident is told at once (a check-out
 // still goes through).
 var ErrCancelled = errors.New("the activity is cancelled")
 
-// releaseAll records a release for every activity whose ledger says a
-// recall is in force and unanswered.
+// releaseAll records a release for every activity applied since the
+// last look (every one at start) whose ledger says a recall is in force
+// and unanswered.
 func (s *Seats) releaseAll(ctx context.Context) error {
+	s.mu.Lock()
+	changed, all := s.changed, s.all
+	s.changed, s.all = map[string]bool{}, false
+	s.mu.Unlock()
 	var due []string
 	err := s.log.DB().View(func(txn *badger.Txn) error {
+		if !all {
+			for _, a := range slices.Sorted(maps.Keys(changed)) {
+				l, err := loadLedger(txn, a)
+				if err != nil {
+					return err
+				}
+				if l.Recalled && l.Released < l.Granted {
+					due = append(due, a)
+				}
+			}
+			return nil
+		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixLedger)
 		it := txn.NewIterator(opts)
@@ -355,6 +401,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		s.again(changed, all)
 		return err
 	}
 	for _, a := range due {
@@ -363,7 +410,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			v, err := s.view(txn, a)
+			v, _, err := s.view(txn, a)
 			if err != nil {
 				return nil, err
 			}
@@ -381,6 +428,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			return rel, nil
 		})
 		if err != nil && !errors.Is(err, errNoRelease) {
+			s.again(map[string]bool{a: true}, false)
 			return fmt.Errorf("release %s: %w", a, err)
 		}
 		if err == nil {
@@ -436,12 +484,12 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 // false when the kiosk does not know the activity.
 func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
 	err = s.log.DB().View(func(txn *badger.Txn) error {
-		v, err := s.view(txn, activity)
+		v, h, err := s.view(txn, activity)
 		if err != nil || v == nil {
 			return err
 		}
 		known = true
-		if attended, err = listed(txn, activity, fieldAttended, resident); err != nil || attended {
+		if attended, err = listed(txn, h, fieldAttended, resident); err != nil || attended {
 			return err
 		}
 		_, err = txn.Get(cameKey(activity, resident))
