@@ -188,11 +188,39 @@ func (s *State) refoldActivity(a *activity) {
 		named[i] = true
 		return i
 	}
+	// used_k: distinct residents per kiosk, counted as the check-ins come
+	// (sorting every confirmation of a busy activity at every batch, to
+	// count them, was a fifth of the hub's time). A resident is nearly
+	// always confirmed by one kiosk: the first is kept per attendee, any
+	// other in a map.
 	type kioskResident struct {
 		kiosk    string
 		resident int
 	}
-	var confirmedAt []kioskResident
+	used := map[string]uint32{}
+	type first struct {
+		kiosk string
+		set   bool
+	}
+	firstBy := make([]first, 0, len(a.Attendees)+1) // per attendee
+	var alsoBy map[kioskResident]bool
+	confirmedBy := func(kiosk string, i int) {
+		for len(firstBy) <= i {
+			firstBy = append(firstBy, first{})
+		}
+		switch f := firstBy[i]; {
+		case !f.set:
+			firstBy[i] = first{kiosk, true}
+		case f.kiosk == kiosk || alsoBy[kioskResident{kiosk, i}]:
+			return
+		default:
+			if alsoBy == nil {
+				alsoBy = map[kioskResident]bool{}
+			}
+			alsoBy[kioskResident{kiosk, i}] = true
+		}
+		used[kiosk]++
+	}
 	updated := a.Updated
 	var win event.Window // no definition yet: everything is attendance until it comes
 	if a.Def != nil {
@@ -241,7 +269,7 @@ func (s *State) refoldActivity(a *activity) {
 		}
 		if c.Status == event.StatusConfirmed {
 			res.Confirmed = true
-			confirmedAt = append(confirmedAt, kioskResident{c.Key.Device, i})
+			confirmedBy(c.Key.Device, i)
 		}
 	}
 	for _, p := range a.Promotes {
@@ -252,21 +280,6 @@ func (s *State) refoldActivity(a *activity) {
 		updated = max(updated, rs.Updated)
 	}
 	a.Updated = updated
-
-	// used_k: distinct residents per kiosk, counted before atts is sorted
-	// (the pairs hold indices into it).
-	slices.SortFunc(confirmedAt, func(x, y kioskResident) int {
-		if c := strings.Compare(x.kiosk, y.kiosk); c != 0 {
-			return c
-		}
-		return x.resident - y.resident
-	})
-	used := map[string]uint32{}
-	for i, kr := range confirmedAt {
-		if i == 0 || kr != confirmedAt[i-1] {
-			used[kr.kiosk]++
-		}
-	}
 
 	atts = sortAttendees(atts, named, seeded)
 	a.Seated = 0
