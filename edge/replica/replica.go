@@ -432,7 +432,16 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			if err != nil {
 				return fmt.Errorf("apply downlink (%d, %d]: split %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
 			}
+			var hv []byte
 			if ok {
+				if hv, err = s.encode(); err != nil {
+					return err
+				}
+			}
+			// A split whose own part is larger than a piece (fields other
+			// than arrays that big) is not worth it: the change is kept
+			// whole, in pieces.
+			if ok && len(hv) <= partSize {
 				gen++
 				if wb == nil {
 					wb = r.db.NewWriteBatch()
@@ -444,9 +453,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 					}
 					pieces = append(pieces, k)
 				}
-				if val, err = s.encode(); err != nil {
-					return err
-				}
+				val = hv
 			}
 		}
 		if len(val) > partSize {

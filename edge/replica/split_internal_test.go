@@ -143,3 +143,38 @@ func countChunks(t *testing.T, db *badger.DB) int {
 	}
 	return n
 }
+
+// TestLargeFieldsBesideALongListStayWhole: a change whose fields other
+// than its lists are larger than a piece is kept whole in pieces, not
+// split (the split's own part would not fit a value), and reads back.
+func TestLargeFieldsBesideALongListStayWhole(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	db, err := kv.Open(t.TempDir(), kv.Small, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, err := Open(db, "s1", "kiosk-1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := make([]string, 5000)
+	for i := range long {
+		long[i] = fmt.Sprintf("R%06d", i)
+	}
+	body, err := event.Marshal(map[int]any{1: string(bytes.Repeat([]byte("x"), 2*partSize)), 2: long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := wire.Change{Seq: 1, Entity: wire.EntityActivity, ID: "A1", HLC: 10, Body: body}
+	if err := r.Apply(wire.Down{Site: "s1", Prev: 0, Last: 1, Changes: []wire.Change{c}}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := r.Get(wire.EntityActivity, "A1")
+	if err != nil || !ok || !bytes.Equal(got.Body, body) {
+		t.Fatalf("read back: %v, %v, body equal %v", ok, err, bytes.Equal(got.Body, body))
+	}
+	if n := countChunks(t, db); n != 0 {
+		t.Fatalf("%d chunks written for a change kept whole", n)
+	}
+}
