@@ -22,7 +22,9 @@ import (
 // Key layout inside the edge's store (shared with the outbox):
 //
 //	r/cursor                 last applied change seq of the site log
-//	r/e/{entity}/{id}        the newest wire.Change of the entity, or for a
+//	r/e/{entity}/{id}        the newest wire.Change of the entity; for a
+//	                         large one with long lists, a split (split.go:
+//	                         its lists in chunks under r/c/); for another
 //	                         large one a CBOR array [seq, parts] naming
 //	                         where its encoding is kept:
 //	r/p/{seq:8}/{part:4}     consecutive pieces of a large change
@@ -671,21 +673,6 @@ func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
 	}
 	c, err := decodeItem(txn, item)
 	return c, err == nil, err
-}
-
-// SeqTxn is the seq of the stored newest change of one entity (its
-// version), read without putting a large one back together.
-func SeqTxn(txn *badger.Txn, entity, id string) (uint64, bool, error) {
-	s, found, err := loadStored(txn, entityKey(entity, id))
-	switch {
-	case err != nil || !found:
-		return 0, false, err
-	case s.split != nil:
-		return s.split.Change.Seq, true, nil
-	case s.ptr != nil:
-		return s.ptr.Seq, true, nil
-	}
-	return s.whole.Seq, true, nil
 }
 
 // Head is an entity's newest change as stored, with, for one kept split
