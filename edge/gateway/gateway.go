@@ -264,7 +264,17 @@ func (g *Gateway) onChanges(cs []wire.Change) {
 			g.log.Warn("the hub dropped this building's access list; the last one stays in force", "list", c.ID)
 			continue
 		}
-		g.installList(c.Body, "hub")
+		body := c.Body
+		if body == nil {
+			// A delta to a list the replica keeps split: read it whole.
+			whole, ok, err := g.opts.Replica.Get(c.Entity, c.ID)
+			if err != nil || !ok {
+				g.log.Error("read the access list the replica applied", "list", c.ID, "held", ok, "err", err)
+				continue
+			}
+			body = whole.Body
+		}
+		g.installList(body, "hub")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
 	"pgregory.net/rapid"
 
 	"linli/edge/replica"
@@ -182,7 +183,23 @@ func (m *model) step(t *rapid.T) wire.Change {
 // on the site's topic and on its own — shuffled, duplicated and with some
 // lost, and then caught up as it asks, holds exactly the hub's entities:
 // the same bytes as their snapshots.
+// TestDeltasConvergeToTheSnapshot runs with the replica's sizes as they
+// are (the model's entities are stored whole) and with entities split at
+// 200 bytes into chunks of 12 bytes (three residents), so that every delta
+// edits chunks.
 func TestDeltasConvergeToTheSnapshot(t *testing.T) {
+	t.Run("whole", func(t *testing.T) { testDeltasConverge(t) })
+	t.Run("split", func(t *testing.T) {
+		defer replica.SetSplitSizes(200, 12)()
+		if chunks := testDeltasConverge(t); chunks == 0 {
+			t.Fatal("no entity was kept split")
+		}
+	})
+}
+
+// testDeltasConverge returns how many chunks of split entities the
+// replicas held at the ends of the runs.
+func testDeltasConverge(t *testing.T) (chunks int) {
 	log := slog.New(slog.DiscardHandler)
 	db, err := kv.Open(t.TempDir(), kv.Small, log)
 	if err != nil {
@@ -260,8 +277,28 @@ func TestDeltasConvergeToTheSnapshot(t *testing.T) {
 				t.Fatalf("%s %s on the edge: held %v, %x\nthe hub's: %x", e.entity, e.id, ok, got.Body, want)
 			}
 		}
+		chunks += countKeys(t, db, "r/c/")
 	})
 	if deltas == 0 {
 		t.Fatalf("no delta sent in %d runs", runs)
 	}
+	return chunks
+}
+
+func countKeys(t *rapid.T, db *badger.DB, prefix string) int {
+	n := 0
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix, opts.PrefetchValues = []byte(prefix), false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

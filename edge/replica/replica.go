@@ -22,7 +22,9 @@ import (
 // Key layout inside the edge's store (shared with the outbox):
 //
 //	r/cursor                 last applied change seq of the site log
-//	r/e/{entity}/{id}        the newest wire.Change of the entity, or for a
+//	r/e/{entity}/{id}        the newest wire.Change of the entity; for a
+//	                         large one with long lists, a split (split.go:
+//	                         its lists in chunks under r/c/); for another
 //	                         large one a CBOR array [seq, parts] naming
 //	                         where its encoding is kept:
 //	r/p/{seq:8}/{part:4}     consecutive pieces of a large change
@@ -63,6 +65,7 @@ type Replica struct {
 
 	mu       sync.Mutex
 	cursor   uint64
+	gen      uint64 // the last gen of split chunks given out (split.go); the apply goroutine's
 	lastAsk  time.Time
 	hooks    []func(txn *badger.Txn, c wire.Change) error
 	after    []func([]wire.Change)
@@ -119,7 +122,10 @@ func Open(db *badger.DB, site, device string, log *slog.Logger) (*Replica, error
 			Help: "Deltas not applied because this edge held another version of the entity (it caught up instead)."})}
 	err := db.View(func(txn *badger.Txn) error {
 		var err error
-		r.cursor, err = kv.GetU64(txn, []byte(keyCursor))
+		if r.cursor, err = kv.GetU64(txn, []byte(keyCursor)); err != nil {
+			return err
+		}
+		r.gen, err = kv.GetU64(txn, []byte(keyGen))
 		return err
 	})
 	if err != nil {
@@ -145,6 +151,14 @@ func (r *Replica) dropUnappliedParts() error {
 		for it.Seek(partKey(r.cursor+1, 0)); it.Valid(); it.Next() {
 			keys = append(keys, it.Item().KeyCopy(nil))
 		}
+		// Chunks of a split whose transaction never committed: their gen
+		// is above the last one stored.
+		opts.Prefix = []byte(prefixChunk)
+		ct := txn.NewIterator(opts)
+		defer ct.Close()
+		for ct.Seek(chunkKey(r.gen+1, 0)); ct.Valid(); ct.Next() {
+			keys = append(keys, ct.Item().KeyCopy(nil))
+		}
 		return nil
 	})
 	if err == nil {
@@ -158,7 +172,10 @@ func (r *Replica) dropUnappliedParts() error {
 
 // OnApply registers f to run inside the transaction that applies each
 // change (e.g. to keep a derived index); an error fails the whole message,
-// which is then retried on the next catch-up.
+// which is then retried on the next catch-up. A change applied as a delta
+// to an entity kept split (split.go) comes with its Delta and no Body: f
+// reads what it needs in txn (HeadTxn, SearchTxn, GetTxn), which holds the
+// new version.
 func (r *Replica) OnApply(f func(txn *badger.Txn, c wire.Change) error) {
 	r.mu.Lock()
 	r.hooks = append(r.hooks, f)
@@ -166,7 +183,9 @@ func (r *Replica) OnApply(f func(txn *badger.Txn, c wire.Change) error) {
 }
 
 // AfterApply registers f to run after changes are durable (e.g. to give
-// back recalled seats). f runs on the replica's goroutine.
+// back recalled seats). f runs on the replica's goroutine. As for OnApply,
+// a delta applied to an entity kept split comes without its Body (Get
+// reads it whole).
 func (r *Replica) AfterApply(f func([]wire.Change)) {
 	r.mu.Lock()
 	r.after = append(r.after, f)
@@ -344,24 +363,28 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		// between leaves the old cursor, ahead of the restored hub's head,
 		// so the hub sends the snapshot again (which already spans
 		// several messages, each applied on its own).
-		for _, prefix := range []string{prefixEntity, prefixPart} {
+		for _, prefix := range []string{prefixEntity, prefixPart, prefixChunk} {
 			if _, err := kv.DeleteAll(r.db, []byte(prefix)); err != nil {
 				return fmt.Errorf("apply snapshot: clear the replica: %w", err)
 			}
 		}
 	}
 	// Decide which changes this edge takes and encode them first, writing
-	// large ones in pieces before the transaction that applies the message
-	// (see partSize).
+	// large ones in pieces (or a split's chunks) before the transaction
+	// that applies the message (see partSize). A delta to an entity kept
+	// split is applied inside the transaction, to the chunks it touches.
 	take := make([]bool, len(d.Changes))
+	inTxn := make([]bool, len(d.Changes))
 	vals := make([][]byte, len(d.Changes))
-	var pieces [][]byte // keys written, dropped again if the apply fails
+	taken := map[string]int{} // entity/id → the newest change of it taken so far
+	var pieces [][]byte       // keys written, dropped again if the apply fails
 	var wb *badger.WriteBatch
 	defer func() {
 		if wb != nil {
 			wb.Cancel()
 		}
 	}()
+	gen := r.gen
 	missed := false // a delta this edge cannot apply ends the message
 	for i, c := range d.Changes {
 		if (!d.Snapshot && c.Seq <= cur) || !r.mine(c) || c.Withheld {
@@ -373,8 +396,9 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			r.log.Warn("change in an unverified message ignored (enroll this edge)", "entity", c.Entity, "id", c.ID)
 			continue
 		}
+		ek := c.Entity + "/" + c.ID
 		if c.Delta != nil {
-			full, ok, err := r.patch(d.Changes[:i], take[:i], c)
+			full, split, ok, err := r.patch(d.Changes, inTxn, taken, c)
 			if err != nil {
 				return fmt.Errorf("apply downlink (%d, %d]: %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
 			}
@@ -392,15 +416,49 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 				missed = true
 				break
 			}
-			c, d.Changes[i] = full, full
+			if split {
+				inTxn[i] = true
+			} else {
+				c, d.Changes[i] = full, full
+			}
 		}
 		take[i] = true
-		if c.Deleted {
+		taken[ek] = i
+		if c.Deleted || inTxn[i] {
 			continue
 		}
 		val, err := event.Marshal(c)
 		if err != nil {
 			return fmt.Errorf("apply downlink (%d, %d]: encode %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+		}
+		if len(val) > splitAbove {
+			s, chunks, ok, err := splitBody(c, gen+1)
+			if err != nil {
+				return fmt.Errorf("apply downlink (%d, %d]: split %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+			}
+			var hv []byte
+			if ok {
+				if hv, err = s.encode(); err != nil {
+					return err
+				}
+			}
+			// A split whose own part is larger than a piece (fields other
+			// than arrays that big) is not worth it: the change is kept
+			// whole, in pieces.
+			if ok && len(hv) <= partSize {
+				gen++
+				if wb == nil {
+					wb = r.db.NewWriteBatch()
+				}
+				for id, b := range chunks {
+					k := chunkKey(s.Gen, id)
+					if err := wb.Set(k, b); err != nil {
+						return fmt.Errorf("apply downlink (%d, %d]: store %s %s: %w", d.Prev, d.Last, c.Entity, c.ID, err)
+					}
+					pieces = append(pieces, k)
+				}
+				val = hv
+			}
 		}
 		if len(val) > partSize {
 			if wb == nil {
@@ -428,16 +486,36 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 	}
 	var applied []wire.Change
+	noFit := -1 // a delta that did not fit the chunks held
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for i, c := range d.Changes {
 			if !take[i] {
 				continue
 			}
 			key := entityKey(c.Entity, c.ID)
-			if err := dropPieces(txn, key); err != nil {
+			old, found, err := loadStored(txn, key)
+			if err != nil {
 				return err
 			}
-			var err error
+			if inTxn[i] {
+				if !found || old.split == nil {
+					noFit = i
+					return errNoFit
+				}
+				if err := old.split.patch(txn, c); err != nil {
+					if errors.Is(err, errNoFit) {
+						noFit = i
+					}
+					return err
+				}
+				if vals[i], err = old.split.encode(); err != nil {
+					return err
+				}
+			} else if found {
+				if err := old.drop(txn); err != nil {
+					return err
+				}
+			}
 			if c.Deleted {
 				err = txn.Delete(key)
 			} else {
@@ -453,11 +531,33 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 			}
 			applied = append(applied, c)
 		}
+		if gen != r.gen {
+			if err := txn.Set([]byte(keyGen), kv.U64(gen)); err != nil {
+				return err
+			}
+		}
 		return txn.Set([]byte(keyCursor), kv.U64(d.Last))
 	})
 	if err != nil {
 		if derr := kv.DeleteKeys(r.db, pieces); derr != nil {
 			r.log.Warn("drop pieces of a change not applied", "err", derr) // Open drops them too
+		}
+		if errors.Is(err, errNoFit) && noFit >= 0 {
+			// The delta does not fit the chunks held: as for another
+			// version, apply what comes before and catch up.
+			c := d.Changes[noFit]
+			r.deltaMisses.Inc()
+			r.log.Warn("delta does not fit the version held; catching up", "entity", c.Entity, "id", c.ID, "err", err)
+			if c.Seq-1 <= cur {
+				r.askCatchUp(cur)
+				return nil
+			}
+			d.Changes, d.Last = d.Changes[:noFit], c.Seq-1
+			if err := r.apply(d, verified); err != nil {
+				return err
+			}
+			r.askCatchUp(d.Last)
+			return nil
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) && len(d.Changes) > 1 {
 			// More than one transaction holds (with the hooks' writes):
@@ -470,6 +570,7 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 		}
 		return fmt.Errorf("apply downlink (%d, %d]: %w", d.Prev, d.Last, err)
 	}
+	r.gen = gen
 	r.mu.Lock()
 	r.cursor = d.Last
 	r.applied += uint64(len(applied))
@@ -486,35 +587,49 @@ func (r *Replica) apply(d wire.Down, verified bool) error {
 	return nil
 }
 
-// patch turns delta change c into the whole change, from the version this
-// edge holds: the newest of earlier changes of the message it takes
-// (before, taken), else the stored one. ok is false when that version is
-// not the one c.Base and c.BaseHLC name (or the delta does not fit it).
-func (r *Replica) patch(before []wire.Change, taken []bool, c wire.Change) (wire.Change, bool, error) {
+// patch checks delta change c against the version this edge holds: the
+// newest change of the entity taken earlier in this message (changes,
+// taken), else the stored one. ok is false when that version is not the
+// one c.Base and c.BaseHLC name (or the delta does not fit it). When the
+// entity is kept split (split.go), split is true and the delta is applied
+// inside the transaction; otherwise full is the whole change.
+func (r *Replica) patch(changes []wire.Change, inTxn []bool, taken map[string]int, c wire.Change) (full wire.Change, split, ok bool, err error) {
 	var held wire.Change
 	found := false
-	for j := len(before) - 1; j >= 0; j-- {
-		if taken[j] && before[j].Entity == c.Entity && before[j].ID == c.ID {
-			held, found = before[j], true
-			break
-		}
-	}
-	if !found {
-		var err error
-		if held, found, err = r.Get(c.Entity, c.ID); err != nil {
-			return wire.Change{}, false, err
+	if j, in := taken[c.Entity+"/"+c.ID]; in {
+		held, found, split = changes[j], true, inTxn[j]
+	} else {
+		err = r.db.View(func(txn *badger.Txn) error {
+			s, ok, err := loadStored(txn, entityKey(c.Entity, c.ID))
+			switch {
+			case err != nil || !ok:
+				return err
+			case s.split != nil:
+				held, found, split = s.split.Change, true, true
+			case s.whole != nil:
+				held, found = *s.whole, true
+			default: // in pieces, as stored before splits
+				held, found, err = GetTxn(txn, c.Entity, c.ID)
+			}
+			return err
+		})
+		if err != nil {
+			return wire.Change{}, false, false, err
 		}
 	}
 	if !found || held.Deleted || held.Seq != c.Base || held.HLC != c.BaseHLC {
-		return wire.Change{}, false, nil
+		return wire.Change{}, false, false, nil
+	}
+	if split {
+		return c, true, true, nil
 	}
 	body, err := wire.Patch(held.Body, c.Delta)
 	if err != nil {
 		r.log.Warn("delta does not fit the version held; catching up", "entity", c.Entity, "id", c.ID, "err", err)
-		return wire.Change{}, false, nil
+		return wire.Change{}, false, false, nil
 	}
 	c.Body, c.Base, c.BaseHLC, c.Delta = body, 0, 0, nil
-	return c, true, nil
+	return c, false, true, nil
 }
 
 // mine reports whether a change is for this edge: for the whole site, for
@@ -562,49 +677,72 @@ func GetTxn(txn *badger.Txn, entity, id string) (wire.Change, bool, error) {
 	return c, err == nil, err
 }
 
-// SeqTxn is the seq of the stored newest change of one entity (its
-// version), read without decoding the entity: a large one's pointer names
-// it, and only the seq of a small one is decoded.
-func SeqTxn(txn *badger.Txn, entity, id string) (uint64, bool, error) {
-	item, err := txn.Get(entityKey(entity, id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, false, nil
+// Head is an entity's newest change as stored, with, for one kept split
+// (split.go), only the fields of its body not kept apart: a reader that
+// wants an activity's counts and window, or one resident (Search), does
+// not read its thousands of residents.
+type Head struct {
+	wire.Change
+	// Split: the long arrays of Body are kept apart (missing from Body).
+	Split bool
+	split *split
+}
+
+// HeadTxn reads an entity's head. For an entity stored whole it is the
+// whole change (GetTxn).
+func HeadTxn(txn *badger.Txn, entity, id string) (Head, bool, error) {
+	s, found, err := loadStored(txn, entityKey(entity, id))
+	switch {
+	case err != nil || !found:
+		return Head{}, false, err
+	case s.split != nil:
+		return Head{Change: s.split.Change, Split: true, split: s.split}, true, nil
+	case s.whole != nil:
+		return Head{Change: *s.whole}, true, nil
 	}
-	if err != nil {
-		return 0, false, err
+	c, found, err := GetTxn(txn, entity, id)
+	return Head{Change: c}, found, err
+}
+
+// Search tells whether field k of the entity's body, an array sorted so
+// that cmp (an entry against the one sought: <0 before it, 0 it, >0 after
+// it) finds entries by halving, holds the entry sought; false for a
+// missing field. For an entity kept split it reads one chunk.
+func (h Head) Search(txn *badger.Txn, k int, cmp func(entry []byte) int) (bool, error) {
+	if h.split != nil {
+		return h.split.search(txn, k, cmp)
 	}
-	var seq uint64
-	err = item.Value(func(v []byte) error {
-		p, err := pointerIn(v)
-		if err != nil || p.Parts > 0 {
-			seq = p.Seq
-			return err
-		}
-		var c struct {
-			Seq uint64 `cbor:"1,keyasint"`
-		}
-		err = event.UnmarshalOwn(v, &c)
-		seq = c.Seq
-		return err
-	})
-	return seq, err == nil, err
+	return searchBody(h.Body, k, cmp)
+}
+
+// SearchTxn is HeadTxn and Search; false for a missing entity.
+func SearchTxn(txn *badger.Txn, entity, id string, k int, cmp func(entry []byte) int) (bool, error) {
+	h, found, err := HeadTxn(txn, entity, id)
+	if err != nil || !found {
+		return false, err
+	}
+	return h.Search(txn, k, cmp)
 }
 
 // decodeItem reads the change stored at an entity key, putting a large
-// one's pieces back together.
+// one's pieces, or a split's chunks, back together.
 func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
-	var c wire.Change
-	var p pointer
+	var st stored
 	err := item.Value(func(v []byte) error {
 		var err error
-		if p, err = pointerIn(v); err != nil || p.Parts > 0 {
-			return err
-		}
-		return event.UnmarshalOwn(v, &c)
+		st, err = storedForm(v)
+		return err
 	})
-	if err != nil || p.Parts == 0 {
-		return c, err
+	switch {
+	case err != nil:
+		return wire.Change{}, fmt.Errorf("change %s: %w", item.Key(), err)
+	case st.whole != nil:
+		return *st.whole, nil
+	case st.split != nil:
+		return st.split.whole(txn)
 	}
+	var c wire.Change
+	p := st.ptr
 	var whole []byte
 	for i := range p.Parts {
 		part, err := txn.Get(partKey(p.Seq, i))
@@ -618,36 +756,21 @@ func decodeItem(txn *badger.Txn, item *badger.Item) (wire.Change, error) {
 	return c, event.UnmarshalOwn(whole, &c)
 }
 
-// pointerIn decodes the pointer an entity value holds; a change (a CBOR
-// map, not an array) gives the zero pointer, with no parts.
-func pointerIn(v []byte) (pointer, error) {
-	var p pointer
-	if !event.IsArray(v) {
-		return p, nil
+// drop deletes what the stored form keeps under other keys (a large
+// change's pieces, a split's chunks), inside the transaction that
+// replaces or deletes it.
+func (s stored) drop(txn *badger.Txn) error {
+	switch {
+	case s.split != nil:
+		return s.split.dropChunks(txn)
+	case s.ptr != nil:
+		for i := range s.ptr.Parts {
+			if err := txn.Delete(partKey(s.ptr.Seq, i)); err != nil {
+				return err
+			}
+		}
 	}
-	return p, event.UnmarshalOwn(v, &p)
-}
-
-// dropPieces deletes the pieces of the change stored at key, if it is a
-// large one, inside the transaction that replaces it.
-func dropPieces(txn *badger.Txn, key []byte) error {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var p pointer
-	err = item.Value(func(v []byte) error {
-		var perr error
-		p, perr = pointerIn(v)
-		return perr
-	})
-	for i := uint32(0); err == nil && i < p.Parts; i++ {
-		err = txn.Delete(partKey(p.Seq, i))
-	}
-	return err
+	return nil
 }
 
 // List returns every entity of a kind.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 
@@ -62,17 +63,14 @@ type Seats struct {
 	// pending is signalled when an applied change may call for a release.
 	pending chan struct{}
 
-	// views keeps the last decoded view of each activity with the seq of
-	// its change: every check-in reads the view, which for a busy activity
-	// lists thousands of residents, and it changes only when the replica
-	// applies a new version (onApply puts it here).
-	mu    sync.Mutex
-	views map[string]cachedView
-}
-
-type cachedView struct {
-	seq uint64
-	v   *merge.ActivityView
+	// changed holds the activities applied since the last look for a
+	// release due (all: every ledger, at start): a busy activity's ledger
+	// is rewritten at each check-in, and iterating over the ledgers'
+	// thousands of versions after each applied change cost as much as a
+	// check-in.
+	mu      sync.Mutex
+	changed map[string]bool
+	all     bool
 }
 
 // New wires the kiosk's seats to the edge's store (db, where the ledgers
@@ -80,14 +78,20 @@ type cachedView struct {
 // applies.
 func New(db *badger.DB, log *outbox.Log, rep *replica.Replica, lg *slog.Logger) *Seats {
 	s := &Seats{db: db, log: log, rep: rep, device: log.Device(), lg: lg, pending: make(chan struct{}, 1),
-		views: map[string]cachedView{}}
+		changed: map[string]bool{}}
 	rep.OnApply(s.onApply)
 	rep.AfterApply(func(cs []wire.Change) {
+		s.mu.Lock()
+		n := len(s.changed)
 		for _, c := range cs {
 			if c.Entity == wire.EntityActivity {
-				s.poke()
-				return
+				s.changed[c.ID] = true
 			}
+		}
+		poke := len(s.changed) > n
+		s.mu.Unlock()
+		if poke {
+			s.poke()
 		}
 	})
 	return s
@@ -101,8 +105,11 @@ func (s *Seats) poke() {
 }
 
 // Run answers recalls (records releases) until ctx ends; it also checks
-// once at start, for a recall applied just before a crash.
+// every ledger once at start, for a recall applied just before a crash.
 func (s *Seats) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.all = true
+	s.mu.Unlock()
 	s.poke()
 	for {
 		select {
@@ -195,36 +202,54 @@ func storeLedger(txn *badger.Txn, l *merge.Ledger) error {
 	return txn.Set(ledgerKey(l.Activity), val)
 }
 
-// view reads the activity as last synced; callers must not change it.
-// The version stored is checked in txn, so a cached view is served only
-// while it is the one stored (every version stored passes onApply first).
-func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, error) {
-	seq, ok, err := replica.SeqTxn(txn, wire.EntityActivity, activity)
-	if err != nil || !ok {
-		return nil, err
-	}
-	s.mu.Lock()
-	cv, hit := s.views[activity]
-	s.mu.Unlock()
-	if hit && cv.seq == seq {
-		return cv.v, nil
-	}
-	c, ok, err := replica.GetTxn(txn, wire.EntityActivity, activity)
-	if err != nil || !ok {
-		return nil, err
+// Fields of an activity's view (merge.ActivityView's keys) that check-ins
+// look one resident up in.
+const (
+	fieldConfirmed = 8
+	fieldAttended  = 14
+)
+
+// view reads the activity as last synced, and its head to look residents
+// up in (listed). For a busy activity the replica keeps its lists apart
+// (edge/replica), and the view then has them empty: a check-in looks its
+// resident up instead of reading thousands of residents.
+func (s *Seats) view(txn *badger.Txn, activity string) (*merge.ActivityView, replica.Head, error) {
+	h, ok, err := replica.HeadTxn(txn, wire.EntityActivity, activity)
+	if err != nil || !ok || h.Deleted {
+		return nil, h, err
 	}
 	v := new(merge.ActivityView)
-	if err := event.UnmarshalOwn(c.Body, v); err != nil {
-		return nil, fmt.Errorf("activity view %s: %w", activity, err)
+	if err := event.UnmarshalOwn(h.Body, v); err != nil {
+		return nil, h, fmt.Errorf("activity view %s: %w", activity, err)
 	}
-	s.remember(activity, c.Seq, v)
-	return v, nil
+	return v, h, nil
 }
 
-func (s *Seats) remember(activity string, seq uint64, v *merge.ActivityView) {
-	s.mu.Lock()
-	s.views[activity] = cachedView{seq, v}
-	s.mu.Unlock()
+// listed tells whether the activity's view lists resident in field k (a
+// sorted list of residents), reading one chunk of it.
+func listed(txn *badger.Txn, h replica.Head, k int, resident string) (bool, error) {
+	ok, err := h.Search(txn, k, replica.TextCmp(resident))
+	if err != nil {
+		return false, fmt.Errorf("activity view %s: look up %s: %w", h.ID, resident, err)
+	}
+	return ok, nil
+}
+
+// withConfirmed is v with Confirmed holding those of residents the view
+// confirms: all HubMaySeat asks of it.
+func withConfirmed(txn *badger.Txn, v *merge.ActivityView, h replica.Head, residents []string) (*merge.ActivityView, error) {
+	c := *v
+	c.Confirmed = nil
+	for _, r := range residents { // sorted, so Confirmed is too
+		ok, err := listed(txn, h, fieldConfirmed, r)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.Confirmed = append(c.Confirmed, r)
+		}
+	}
+	return &c, nil
 }
 
 // onApply keeps the ledger in step with each activity view the replica
@@ -233,11 +258,12 @@ func (s *Seats) onApply(txn *badger.Txn, c wire.Change) error {
 	if c.Entity != wire.EntityActivity || c.Deleted {
 		return nil
 	}
-	v := new(merge.ActivityView)
-	if err := event.UnmarshalOwn(c.Body, v); err != nil {
-		return fmt.Errorf("activity view %s: %w", c.ID, err)
+	// The view as the replica just stored it in txn: a delta's change
+	// carries no body, and the lists are not needed here.
+	v, _, err := s.view(txn, c.ID)
+	if err != nil || v == nil {
+		return err
 	}
-	s.remember(c.ID, c.Seq, v)
 	l, err := loadLedger(txn, c.ID)
 	if err != nil {
 		return err
@@ -263,7 +289,7 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if b.Action != "in" {
 			return &b, nil
 		}
-		v, err := s.view(txn, b.Activity)
+		v, h, err := s.view(txn, b.Activity)
 		if err != nil {
 			return nil, err
 		}
@@ -299,10 +325,19 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 		if err := withResidents(txn, l, one); err != nil {
 			return nil, err
 		}
-		_, hubConfirmed := slices.BinarySearch(v.Confirmed, b.Resident) // sorted by the hub
+		hubConfirmed, err := listed(txn, h, fieldConfirmed, b.Resident)
+		if err != nil {
+			return nil, err
+		}
+		mayView := v
+		if v.Capacity != 0 {
+			if mayView, err = withConfirmed(txn, v, h, l.Residents); err != nil {
+				return nil, err
+			}
+		}
 		// The status recorded may be empty where the answer is "confirmed":
 		// a resident the hub confirmed already takes no seat of this share.
-		answer.Status, b.Status = l.Decide(b.Resident, hubConfirmed, l.HubMaySeat(v))
+		answer.Status, b.Status = l.Decide(b.Resident, hubConfirmed, l.HubMaySeat(mayView))
 		l.Record(&b)
 		if err := storeLedger(txn, l); err != nil {
 			return nil, err
@@ -317,16 +352,41 @@ func (s *Seats) Checkin(ctx context.Context, c *event.Checkin) (event.Event, Ans
 
 var errNoRelease = errors.New("no release due")
 
+// again puts back activities whose release failed, for the next look.
+func (s *Seats) again(changed map[string]bool, all bool) {
+	s.mu.Lock()
+	maps.Copy(s.changed, changed)
+	s.all = s.all || all
+	s.mu.Unlock()
+}
+
 // ErrCancelled refuses a check-in to an activity the office cancelled:
 // nothing is recorded, and the resident is told at once (a check-out
 // still goes through).
 var ErrCancelled = errors.New("the activity is cancelled")
 
-// releaseAll records a release for every activity whose ledger says a
-// recall is in force and unanswered.
+// releaseAll records a release for every activity applied since the
+// last look (every one at start) whose ledger says a recall is in force
+// and unanswered.
 func (s *Seats) releaseAll(ctx context.Context) error {
+	s.mu.Lock()
+	changed, all := s.changed, s.all
+	s.changed, s.all = map[string]bool{}, false
+	s.mu.Unlock()
 	var due []string
 	err := s.db.View(func(txn *badger.Txn) error {
+		if !all {
+			for _, a := range slices.Sorted(maps.Keys(changed)) {
+				l, err := loadLedger(txn, a)
+				if err != nil {
+					return err
+				}
+				if l.Recalled && l.Released < l.Granted {
+					due = append(due, a)
+				}
+			}
+			return nil
+		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefixLedger)
 		it := txn.NewIterator(opts)
@@ -343,6 +403,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		s.again(changed, all)
 		return err
 	}
 	for _, a := range due {
@@ -351,7 +412,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			v, err := s.view(txn, a)
+			v, _, err := s.view(txn, a)
 			if err != nil {
 				return nil, err
 			}
@@ -369,6 +430,7 @@ func (s *Seats) releaseAll(ctx context.Context) error {
 			return rel, nil
 		})
 		if err != nil && !errors.Is(err, errNoRelease) {
+			s.again(map[string]bool{a: true}, false)
 			return fmt.Errorf("release %s: %w", a, err)
 		}
 		if err == nil {
@@ -424,14 +486,13 @@ func (s *Seats) Unseen(v *merge.ActivityView) (uint32, error) {
 // false when the kiosk does not know the activity.
 func (s *Seats) Attended(activity, resident string) (known, attended bool, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
-		v, err := s.view(txn, activity)
+		v, h, err := s.view(txn, activity)
 		if err != nil || v == nil {
 			return err
 		}
 		known = true
-		if _, ok := slices.BinarySearch(v.Attended, resident); ok {
-			attended = true
-			return nil
+		if attended, err = listed(txn, h, fieldAttended, resident); err != nil || attended {
+			return err
 		}
 		_, err = txn.Get(cameKey(activity, resident))
 		if errors.Is(err, badger.ErrKeyNotFound) {

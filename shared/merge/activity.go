@@ -158,10 +158,24 @@ func (s *State) applyShare(activityID, kiosk string, k key, update func(*share) 
 // visited in key order.
 func (s *State) refoldActivity(a *activity) {
 	// Built afresh in place of the old attendees; one map lookup and no
-	// allocation per check-in keeps a busy activity's refold cheap.
+	// allocation per check-in keeps a busy activity's refold cheap. The
+	// old attendees, sorted by resident, are laid out first in that order:
+	// the residents a batch adds are then all that need sorting (sorting
+	// a busy activity's 30,000 attendees at every batch was most of the
+	// hub's time), and those no fact names any more (erased) drop out.
+	seeded := 0
+	if slices.IsSortedFunc(a.Attendees, byResident) {
+		seeded = len(a.Attendees)
+	}
 	atts := a.Attendees[:0]
 	index := make(map[string]int, len(a.Attendees)+1)
-	var openIn []int64 // per attendee: wall ms of the check-in the next check-out pairs with, or -1
+	openIn := make([]int64, seeded, len(a.Attendees)+1) // per attendee: wall ms of the check-in the next check-out pairs with, or -1
+	named := make([]bool, seeded, len(a.Attendees)+1)   // per attendee: a fact names them
+	for i := range seeded {
+		r := a.Attendees[i].Resident
+		atts = append(atts, attendee{Resident: r})
+		index[r], openIn[i] = i, -1
+	}
 	get := func(r string) int {
 		i, ok := index[r]
 		if !ok {
@@ -169,14 +183,44 @@ func (s *State) refoldActivity(a *activity) {
 			index[r] = i
 			atts = append(atts, attendee{Resident: r})
 			openIn = append(openIn, -1)
+			named = append(named, true)
 		}
+		named[i] = true
 		return i
 	}
+	// used_k: distinct residents per kiosk, counted as the check-ins come
+	// (sorting every confirmation of a busy activity at every batch, to
+	// count them, was a fifth of the hub's time). A resident is nearly
+	// always confirmed by one kiosk: the first is kept per attendee, any
+	// other in a map.
 	type kioskResident struct {
 		kiosk    string
 		resident int
 	}
-	var confirmedAt []kioskResident
+	used := map[string]uint32{}
+	type first struct {
+		kiosk string
+		set   bool
+	}
+	firstBy := make([]first, 0, len(a.Attendees)+1) // per attendee
+	var alsoBy map[kioskResident]bool
+	confirmedBy := func(kiosk string, i int) {
+		for len(firstBy) <= i {
+			firstBy = append(firstBy, first{})
+		}
+		switch f := firstBy[i]; {
+		case !f.set:
+			firstBy[i] = first{kiosk, true}
+		case f.kiosk == kiosk || alsoBy[kioskResident{kiosk, i}]:
+			return
+		default:
+			if alsoBy == nil {
+				alsoBy = map[kioskResident]bool{}
+			}
+			alsoBy[kioskResident{kiosk, i}] = true
+		}
+		used[kiosk]++
+	}
 	updated := a.Updated
 	var win event.Window // no definition yet: everything is attendance until it comes
 	if a.Def != nil {
@@ -225,7 +269,7 @@ func (s *State) refoldActivity(a *activity) {
 		}
 		if c.Status == event.StatusConfirmed {
 			res.Confirmed = true
-			confirmedAt = append(confirmedAt, kioskResident{c.Key.Device, i})
+			confirmedBy(c.Key.Device, i)
 		}
 	}
 	for _, p := range a.Promotes {
@@ -237,22 +281,7 @@ func (s *State) refoldActivity(a *activity) {
 	}
 	a.Updated = updated
 
-	// used_k: distinct residents per kiosk, counted before atts is sorted
-	// (the pairs hold indices into it).
-	slices.SortFunc(confirmedAt, func(x, y kioskResident) int {
-		if c := strings.Compare(x.kiosk, y.kiosk); c != 0 {
-			return c
-		}
-		return x.resident - y.resident
-	})
-	used := map[string]uint32{}
-	for i, kr := range confirmedAt {
-		if i == 0 || kr != confirmedAt[i-1] {
-			used[kr.kiosk]++
-		}
-	}
-
-	slices.SortFunc(atts, func(x, y attendee) int { return strings.Compare(x.Resident, y.Resident) })
+	atts = sortAttendees(atts, named, seeded)
 	a.Seated = 0
 	var waiting []int
 	for i, at := range atts {
@@ -431,6 +460,44 @@ func (s *State) Activities(site string) []Activity {
 		}
 	}
 	return out
+}
+
+func byResident(x, y attendee) int { return strings.Compare(x.Resident, y.Resident) }
+
+// sortAttendees keeps the attendees some fact names, sorted by resident:
+// the first seeded are sorted already, the rest (a batch's new residents)
+// are sorted and merged in.
+func sortAttendees(atts []attendee, named []bool, seeded int) []attendee {
+	k, old := 0, 0
+	for i := range atts {
+		if named[i] {
+			if i < seeded {
+				old++
+			}
+			atts[k] = atts[i]
+			k++
+		}
+	}
+	atts = atts[:k]
+	add := atts[old:]
+	slices.SortFunc(add, byResident)
+	if old == 0 || len(add) == 0 || atts[old-1].Resident < add[0].Resident {
+		return atts
+	}
+	merged := make([]attendee, 0, len(atts))
+	i, j := 0, old
+	for i < old && j < len(atts) {
+		if atts[i].Resident < atts[j].Resident {
+			merged = append(merged, atts[i])
+			i++
+		} else {
+			merged = append(merged, atts[j])
+			j++
+		}
+	}
+	merged = append(append(merged, atts[i:old]...), atts[j:]...)
+	copy(atts, merged)
+	return atts
 }
 
 // attendee finds a resident's standing, or nil.

@@ -146,3 +146,28 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSignupBatchesToABusyActivity merges batches of 5 sign-ups of
+// new residents into an activity of 30,000, as the hub does while
+// residents sign up at a kiosk: the refold per batch.
+func BenchmarkSignupBatchesToABusyActivity(b *testing.B) {
+	facts := []merge.Fact{fact(b, "hub", 1, 0, &event.ActivitySet{ID: "A1", Title: "t", Type: "activity", Site: site})}
+	for i := range 30_000 {
+		facts = append(facts, fact(b, "k1", uint64(i+1), int64(i), &event.Checkin{Resident: fmt.Sprintf("R%06d", 2*i), Activity: "A1",
+			Action: "in", Status: "confirmed"}))
+	}
+	s := build(b, facts...)
+	seq := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		batch := make([]merge.Fact, 5)
+		for i := range batch {
+			seq++
+			batch[i] = fact(b, "k2", seq, int64(40_000+seq), &event.Checkin{Resident: fmt.Sprintf("R%06d", 60_000+int(seq)), Activity: "A1",
+				Action: "in", Status: "confirmed"})
+		}
+		if _, err := s.ApplyBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -115,3 +115,36 @@ func arrayHead(dst []byte, count uint64) []byte {
 	}
 	return binary.BigEndian.AppendUint64(append(dst, major|27), count)
 }
+
+// Items returns the offsets in b of the CBOR items written one after
+// another in it (an array's entries without its head), and one past the
+// last: item i is b[off[i]:off[i+1]]. An edge keeps a long array's entries
+// in pieces this way, and edits them without decoding any.
+func Items(b []byte) ([]int, error) {
+	off := make([]int, 0, 16)
+	pos := 0
+	for pos < len(b) {
+		off = append(off, pos)
+		m, err := itemLen(b[pos:], 1)
+		if err != nil {
+			return nil, err
+		}
+		pos += m
+	}
+	return append(off, pos), nil
+}
+
+// ArrayItems splits arr, a CBOR array, into its entry count and the bytes
+// of its entries (arr without its head).
+func ArrayItems(arr []byte) (count uint64, items []byte, err error) {
+	major, count, n, err := head(arr)
+	if err != nil || major != 4 {
+		return 0, nil, fmt.Errorf("%w: not an array", errCBOR)
+	}
+	return count, arr[n:], nil
+}
+
+// AppendArrayHead appends the head of an array of count entries, as the
+// deterministic encoding writes it: the head, then the entries' bytes,
+// make the array event.Marshal would.
+func AppendArrayHead(dst []byte, count uint64) []byte { return arrayHead(dst, count) }
