@@ -97,9 +97,12 @@ func UnmarshalArray(data []byte) ([]Event, [][]byte, error) {
 	evs := make([]Event, n)
 	raws := make([][]byte, n)
 	for i := range evs {
-		left, err := decMode.UnmarshalFirst(rest, &evs[i])
-		if err != nil {
-			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+		left, ok := decodeEnvelope(rest, &evs[i])
+		if !ok {
+			var err error
+			if left, err = decMode.UnmarshalFirst(rest, &evs[i]); err != nil {
+				return nil, nil, fmt.Errorf("event %d: %w", i, err)
+			}
 		}
 		raws[i] = rest[:len(rest)-len(left)]
 		rest = left
