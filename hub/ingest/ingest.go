@@ -179,7 +179,23 @@ type decoded struct {
 	batch        *wire.Batch
 	events       []event.Event
 	encoded      [][]byte
-	invalid      []string // per event: "" or the validation error
+	invalid      []string // per event: "" or the validation error; nil when every event is valid
+}
+
+// setInvalid records why event i failed validation.
+func (d *decoded) setInvalid(i int, reason string) {
+	if d.invalid == nil {
+		d.invalid = make([]string, len(d.events))
+	}
+	d.invalid[i] = reason
+}
+
+// invalidReason is why event i failed validation, or "".
+func (d *decoded) invalidReason(i int) string {
+	if d.invalid == nil {
+		return ""
+	}
+	return d.invalid[i]
 }
 
 // New prepares an Ingest; Run starts it.
@@ -402,13 +418,12 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			in.reject(m, fmt.Errorf("batch %d-%d is outside the seqs %d-%d its key numbers", up.Batch.From, up.Batch.To, g.base+1, g.below))
 			continue
 		}
-		d := decoded{site: m.site, device: m.device, base: g.base, batch: up.Batch, events: evs,
-			encoded: encoded, invalid: make([]string, len(evs))}
+		d := decoded{site: m.site, device: m.device, base: g.base, batch: up.Batch, events: evs, encoded: encoded}
 		for i := range evs {
 			if evs[i].Kind.IsHub() {
-				d.invalid[i] = "kind " + evs[i].Kind.String() + " is the hub's own; edges never send it"
+				d.setInvalid(i, "kind "+evs[i].Kind.String()+" is the hub's own; edges never send it")
 			} else if err := evs[i].Validate(); err != nil {
-				d.invalid[i] = err.Error()
+				d.setInvalid(i, err.Error())
 			}
 			if d.encoded[i] != nil {
 				continue // stored as it came: the edge's own stored form
@@ -416,7 +431,7 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 			stored := evs[i]
 			stored.Device = ""
 			if d.encoded[i], err = stored.Encode(); err != nil {
-				d.invalid[i] = err.Error()
+				d.setInvalid(i, err.Error())
 			}
 		}
 		if up.Batch.Clock != 0 {
@@ -735,7 +750,16 @@ func (in *Ingest) commit(group []decoded) {
 	in.mu.Unlock()
 
 	var fresh, dups, quar uint64
-	newBySite := map[string][]event.Event{}
+	// Each site's new events are sized up front: grown by append, the
+	// copies of a 6,000-event group were an eighth of the committer's CPU.
+	perSite := map[string]int{}
+	for _, g := range group {
+		perSite[g.site] += len(g.events)
+	}
+	newBySite := make(map[string][]event.Event, len(perSite))
+	for site, n := range perSite {
+		newBySite[site] = make([]event.Event, 0, n)
+	}
 	for _, g := range group {
 		d := work[g.device]
 		if d == nil {
@@ -748,8 +772,8 @@ func (in *Ingest) commit(group []decoded) {
 				dups++
 				continue
 			}
-			if g.invalid[i] != "" {
-				b.Quarantine(g.site, ev, g.encoded[i], g.invalid[i])
+			if reason := g.invalidReason(i); reason != "" {
+				b.Quarantine(g.site, ev, g.encoded[i], reason)
 				d.Rejected++
 				quar++
 			} else {
@@ -764,6 +788,11 @@ func (in *Ingest) commit(group []decoded) {
 		}
 		if !g.batch.Priority {
 			d.Cover(g.batch.From, g.batch.To)
+		}
+	}
+	for site, evs := range newBySite {
+		if len(evs) == 0 {
+			delete(newBySite, site) // all duplicates or quarantined
 		}
 	}
 	applied := in.opts.Applier != nil && len(newBySite) > 0

@@ -12,6 +12,10 @@ import (
 // only: a released migration is never changed or removed.
 var migrations = []store.Migration{
 	{Name: "redact secrets older hubs stored in clear in the audit log", Apply: redactAudit},
+	// Nothing to rewrite: older events stay one per key and are read as
+	// they are. The version moves on so that a hub reading one event per
+	// key refuses the store (and its backups) instead of misreading runs.
+	{Name: "events of a device may be stored in runs, one value per stretch of consecutive seqs", Apply: func(*store.Store) error { return nil }},
 }
 
 // storeVersion is the layout version this binary writes.

@@ -161,7 +161,7 @@ func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, res
 		if err != nil {
 			return false, err
 		}
-		b.Set(store.EventKey(site, ev.Device, ev.Seq), enc)
+		b.RewriteEvent(site, ev, enc)
 	}
 	return true, nil
 }

@@ -298,7 +298,11 @@ func readFacts(events *store.EventReader, item *badger.Item) (facts []merge.Fact
 // It holds the write lock until Committed or Aborted.
 func (s *State) Apply(b *store.Batch, bySite map[string][]event.Event) error {
 	s.writeMu.Lock()
-	var facts []merge.Fact
+	n := 0
+	for _, evs := range bySite {
+		n += len(evs)
+	}
+	facts := make([]merge.Fact, 0, n) // sized once: a catch-up's group holds thousands
 	for _, site := range slices.Sorted(maps.Keys(bySite)) {
 		for i := range bySite[site] {
 			ev := &bySite[site][i]

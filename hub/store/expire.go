@@ -10,7 +10,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"linli/shared/event"
-	"linli/shared/hlc"
 	"linli/shared/kv"
 )
 
@@ -78,18 +77,13 @@ type Expiry struct {
 	Scan int
 }
 
-// eventHead is what a pass reads of every stored event: the body is
-// decoded only for an event the cut-off would delete.
-type eventHead struct {
-	HLC  hlc.Timestamp `cbor:"3,keyasint"`
-	Kind event.Kind    `cbor:"4,keyasint"`
-}
-
 // Expire deletes the stored events e names, a batch per transaction, and
 // returns how many of each kind it deleted. Device records are not
 // touched: their acked marks still cover the deleted seqs, so an edge is
 // never asked for them again and a resend is dropped as a duplicate. It
-// stops early, with what it did so far, when stop returns true.
+// stops early, with what it did so far, when stop returns true. An event
+// stored in a run with others is taken out of the run, which is written
+// again with the rest (or deleted when nothing is left).
 func (s *Store) Expire(e Expiry, stop func() bool) (map[event.Kind]int, error) {
 	if e.Batch <= 0 {
 		e.Batch = 1000
@@ -103,25 +97,25 @@ func (s *Store) Expire(e Expiry, stop func() bool) (map[event.Kind]int, error) {
 		if stop != nil && stop() {
 			return deleted, nil
 		}
-		keys, kinds, next, err := s.expired(e, from)
+		var (
+			next  []byte
+			kinds []event.Kind
+		)
+		// Read and rewrite in one transaction, and not while an erasure
+		// rewrites runs: a run written back from an older read would undo
+		// it.
+		s.rewriteMu.Lock()
+		err := s.db.Update(func(txn *badger.Txn) error {
+			var err error
+			next, kinds, err = s.expireSome(txn, e, from)
+			return err
+		})
+		s.rewriteMu.Unlock()
 		if err != nil {
-			return deleted, err
+			return deleted, fmt.Errorf("delete expired events: %w", err)
 		}
-		if len(keys) > 0 {
-			err := s.db.Update(func(txn *badger.Txn) error {
-				for _, k := range keys {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return deleted, fmt.Errorf("delete expired events: %w", err)
-			}
-			for _, k := range kinds {
-				deleted[k]++
-			}
+		for _, k := range kinds {
+			deleted[k]++
 		}
 		if next == nil {
 			return deleted, nil
@@ -130,64 +124,94 @@ func (s *Store) Expire(e Expiry, stop func() bool) (map[event.Kind]int, error) {
 	}
 }
 
-// expired reads from key from on and returns up to e.Batch keys of events
-// to delete, their kinds, and the key to go on from (nil at the end).
-func (s *Store) expired(e Expiry, from []byte) (keys [][]byte, kinds []event.Kind, next []byte, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefixEvent)
-		// Values are inline in the tables: read in place, not copied
-		// ahead into buffers that are garbage a moment later.
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		read := 0
-		for it.Seek(from); it.Valid(); it.Next() {
-			if len(keys) == e.Batch || read == e.Scan {
-				next = it.Item().KeyCopy(nil)
-				return nil
-			}
-			read++
-			item := it.Item()
-			var ev event.Event
-			expired := false
-			err := item.Value(func(v []byte) error {
-				var h eventHead
-				if err := event.UnmarshalOwn(v, &h); err != nil {
-					return err
-				}
-				if cut, ok := e.Before[h.Kind]; !ok || !h.HLC.Time().Before(cut) {
-					return nil
-				}
-				expired = true
-				var err error
-				ev, err = event.DecodeEvent(v)
-				return err
-			})
-			if err != nil {
-				s.log.Warn("stored event undecodable; kept", "key", string(item.Key()), "err", err)
-				continue
-			}
-			if !expired {
-				continue
-			}
-			site, device, ok := splitEventKey(item.Key())
-			if !ok {
-				continue // not an event key this hub writes: leave it
-			}
-			ev.Device = device
-			if e.Keep != nil && e.Keep(site, &ev) {
-				continue
-			}
-			keys = append(keys, item.KeyCopy(nil))
-			kinds = append(kinds, ev.Kind)
+// expireRewrite bounds the bytes of runs one transaction of Expire writes
+// back; half Badger's transaction limit bounds it further (the small
+// profile's is a few hundred KiB).
+const expireRewrite = 4 << 20
+
+// expireSome deletes in txn, from key from on, up to e.Batch expired
+// events, and returns their kinds and the key to go on from (nil at the
+// end).
+func (s *Store) expireSome(txn *badger.Txn, e Expiry, from []byte) (next []byte, kinds []event.Kind, err error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte(prefixEvent)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	written, read := 0, 0
+	for it.Seek(from); it.Valid(); it.Next() {
+		if len(kinds) >= e.Batch || read >= e.Scan || written >= min(expireRewrite, int(s.db.MaxBatchSize()/2)) {
+			return it.Item().KeyCopy(nil), kinds, nil
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("find expired events: %w", err)
+		item := it.Item()
+		site, device, ok := splitEventKey(item.Key())
+		if !ok {
+			continue // not an event key this hub writes: leave it
+		}
+		evs, raws, run, err := storedRun(item, device)
+		if err != nil {
+			s.log.Warn("stored event undecodable; kept", "key", string(item.Key()), "err", err)
+			continue
+		}
+		read += len(evs) // a run is read whole: the bound is approximate
+		var keep [][]byte
+		var gone []event.Kind
+		for i := range evs {
+			ev := &evs[i]
+			cut, ok := e.Before[ev.Kind]
+			if len(kinds)+len(gone) == e.Batch || !ok || !ev.HLC.Time().Before(cut) || e.Keep != nil && e.Keep(site, ev) {
+				keep = append(keep, raws[i])
+				continue
+			}
+			gone = append(gone, ev.Kind)
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		key := item.KeyCopy(nil)
+		switch {
+		case len(keep) == 0:
+			err = txn.Delete(key)
+		case !run:
+			err = txn.Set(key, keep[0])
+		default: // what is left of a run stays a run under the run's key
+			val := event.AppendArray(nil, keep)
+			written += len(val)
+			err = txn.Set(key, val)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		kinds = append(kinds, gone...)
+		if len(kinds) == e.Batch {
+			// The run may hold more to delete: the next pass reads it again.
+			return key, kinds, nil
+		}
 	}
-	return keys, kinds, next, nil
+	return nil, kinds, nil
+}
+
+// storedRun decodes what is stored at item like storedEvents, with each
+// event's stored form (copies, valid after the transaction); run says
+// whether it is stored as a run (an array), not alone.
+func storedRun(item *badger.Item, device string) (evs []event.Event, raws [][]byte, run bool, err error) {
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if run = event.IsArray(v); run {
+		evs, raws, err = event.UnmarshalArray(v)
+	} else {
+		var ev event.Event
+		ev, err = event.DecodeEvent(v)
+		evs, raws = []event.Event{ev}, [][]byte{v}
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for i := range evs {
+		evs[i].Device = device
+	}
+	return evs, raws, run, nil
 }
 
 // splitEventKey reads the site and device of an event key,
@@ -223,6 +247,13 @@ func (s *Store) ScanEvents(site string, cursor []byte, limit int) (evs []SiteEve
 	if cursor == nil {
 		cursor = prefix
 	}
+	// A cursor is the key of the next event to give, which may be inside
+	// a run stored under a later key: the run's events before it were
+	// given already.
+	fromSite, fromDevice, fromSeq := "", "", uint64(0)
+	if cs, cd, ok := splitEventKey(cursor); ok {
+		fromSite, fromDevice, fromSeq = cs, cd, kv.ParseU64(cursor[len(cursor)-8:])
+	}
 	err = s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefix
@@ -230,19 +261,24 @@ func (s *Store) ScanEvents(site string, cursor []byte, limit int) (evs []SiteEve
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(cursor); it.Valid(); it.Next() {
-			if len(evs) == limit {
-				next = it.Item().KeyCopy(nil)
-				return nil
-			}
 			site, device, ok := splitEventKey(it.Item().Key())
 			if !ok {
 				continue
 			}
-			ev, err := storedEvent(it.Item(), device)
+			run, err := storedEvents(it.Item(), device)
 			if err != nil {
 				return err
 			}
-			evs = append(evs, SiteEvent{Site: site, Event: ev})
+			for _, ev := range run {
+				if site == fromSite && device == fromDevice && ev.Seq < fromSeq {
+					continue
+				}
+				if len(evs) == limit {
+					next = EventKey(site, device, ev.Seq)
+					return nil
+				}
+				evs = append(evs, SiteEvent{Site: site, Event: ev})
+			}
 		}
 		return nil
 	})

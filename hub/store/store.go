@@ -6,12 +6,15 @@ package store
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -23,7 +26,9 @@ import (
 // Key layout.
 //
 //	d/{site}/{device}              DeviceRecord
-//	e/{site}/{device}/{seq:8}      event (CBOR, device omitted)
+//	e/{site}/{device}/{seq:8}      event (CBOR, device omitted), or a run
+//	                               of consecutive events (a CBOR array of
+//	                               them) under the key of its last
 //	q/{site}/{device}/{seq:8}      quarantined event that failed validation
 //	x/report/{site}/{report id}    unused: an index of report events that
 //	                               older hubs wrote and nothing reads
@@ -187,6 +192,10 @@ type Store struct {
 	dir     string
 	profile kv.Profile
 	empty   bool // nothing was stored when it opened: a new store
+	// rewriteMu is held by Expire while it reads and writes back runs of
+	// events, and by a batch that rewrote a stored event until it ends,
+	// so neither writes back a run older than the other's.
+	rewriteMu sync.Mutex
 }
 
 // Open opens or creates the store in dir.
@@ -351,7 +360,21 @@ func eventPrefix(site, device string) []byte {
 
 // EventKey is the key of one event.
 func EventKey(site, device string, seq uint64) []byte {
-	return kv.Key(prefixEvent, []byte(site+"/"+device+"/"), kv.U64(seq))
+	return appendEventKey(make([]byte, 0, eventKeyLen(site, device)), site, device, seq)
+}
+
+func eventKeyLen(site, device string) int { return len(prefixEvent) + len(site) + len(device) + 2 + 8 }
+
+// appendEventKey appends EventKey's bytes to k, built in place: a
+// catch-up builds hundreds of thousands, and joining them from parts
+// allocated four times for each.
+func appendEventKey(k []byte, site, device string, seq uint64) []byte {
+	k = append(k, prefixEvent...)
+	k = append(k, site...)
+	k = append(k, '/')
+	k = append(k, device...)
+	k = append(k, '/')
+	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 // Devices loads every device record.
@@ -383,42 +406,59 @@ func (s *Store) Events(site, device string, after uint64, limit int) ([]event.Ev
 		opts.PrefetchSize = min(limit, 100)
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		// A run of events is stored under its last seq: the first key at
+		// or after after+1 holds after+1 if anything does.
 		for it.Seek(EventKey(site, device, after+1)); it.Valid() && len(out) < limit; it.Next() {
-			ev, err := storedEvent(it.Item(), device)
+			evs, err := storedEvents(it.Item(), device)
 			if err != nil {
 				return err
 			}
-			out = append(out, ev)
+			for _, ev := range evs {
+				if ev.Seq > after && len(out) < limit {
+					out = append(out, ev)
+				}
+			}
 		}
 		return nil
 	})
 	return out, err
 }
 
-// storedEvent decodes the event stored at item, of device (stored events
-// leave their device out).
-func storedEvent(item *badger.Item, device string) (event.Event, error) {
-	var ev event.Event
+// storedEvents decodes what is stored at item, of device (stored events
+// leave their device out): one event, or a run of them in seq order.
+func storedEvents(item *badger.Item, device string) ([]event.Event, error) {
+	var evs []event.Event
 	err := item.Value(func(v []byte) error {
-		var err error
-		ev, err = event.DecodeEvent(v)
+		if event.IsArray(v) {
+			var err error
+			evs, _, err = event.UnmarshalArray(v)
+			return err
+		}
+		ev, err := event.DecodeEvent(v)
+		evs = []event.Event{ev}
 		return err
 	})
 	if err != nil {
-		return ev, fmt.Errorf("event %q: %w", item.Key(), err)
+		return nil, fmt.Errorf("event %q: %w", item.Key(), err)
 	}
-	ev.Device = device
-	return ev, nil
+	for i := range evs {
+		evs[i].Device = device
+	}
+	return evs, nil
 }
 
 // EventReader reads single stored events inside a caller's transaction
 // with one iterator. Read in key order (as the hub's facts refer to
 // them) the next event is mostly a few keys ahead, and it steps there:
 // a seek starts over in every level of the tree, and the merged state
-// loaded twice as slowly with a seek per event.
+// loaded twice as slowly with a seek per event. The run it read last is
+// kept decoded: facts name events of the same run one after the other.
 type EventReader struct {
 	txn *badger.Txn
 	it  *badger.Iterator // opened at the first read
+
+	key []byte        // of the run in evs
+	evs []event.Event // the run at key, decoded
 }
 
 // NewEventReader reads events in txn; Close it before the transaction ends.
@@ -446,12 +486,42 @@ func (r *EventReader) Event(site, device string, seq uint64) (event.Event, error
 		}
 		r.it.Next()
 	}
-	if !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
-		if r.it.Seek(want); !r.it.Valid() || !bytes.Equal(r.it.Item().Key(), want) {
-			return event.Event{}, ErrNotFound
+	// The event is in the first value at or after its own key, if it is
+	// stored: stepping there from below finds it; from anywhere else only
+	// the value it is in says so, and otherwise a seek does.
+	if r.it.Valid() && bytes.Compare(r.it.Item().Key(), want) >= 0 {
+		if ev, ok, err := r.find(site, device, seq); err != nil || ok {
+			return ev, err
 		}
 	}
-	return storedEvent(r.it.Item(), device)
+	if r.it.Seek(want); !r.it.Valid() {
+		return event.Event{}, ErrNotFound
+	}
+	ev, ok, err := r.find(site, device, seq)
+	if err == nil && !ok {
+		err = ErrNotFound
+	}
+	return ev, err
+}
+
+// find looks for seq in the value the iterator is at.
+func (r *EventReader) find(site, device string, seq uint64) (event.Event, bool, error) {
+	item := r.it.Item()
+	if !bytes.HasPrefix(item.Key(), eventPrefix(site, device)) {
+		return event.Event{}, false, nil
+	}
+	if !bytes.Equal(item.Key(), r.key) {
+		evs, err := storedEvents(item, device)
+		if err != nil {
+			return event.Event{}, false, err
+		}
+		r.key, r.evs = item.KeyCopy(r.key[:0]), evs
+	}
+	i, ok := slices.BinarySearchFunc(r.evs, seq, func(ev event.Event, seq uint64) int { return cmp.Compare(ev.Seq, seq) })
+	if !ok {
+		return event.Event{}, false, nil
+	}
+	return r.evs[i], true, nil
 }
 
 // Batch is one commit's worth of writes, built by ingest and committed at
@@ -461,7 +531,27 @@ type Batch struct {
 	txn *badger.Txn
 	err error
 	n   int
+	// keys is where the batch's event keys are built, a block at a time:
+	// the transaction holds every key until the commit, and one allocation
+	// per key was a share of the committer's CPU in a catch-up.
+	keys []byte
+	// run is the events PutEvent was given last, consecutive seqs of one
+	// device: they are stored as one value under the last one's key.
+	run       [][]byte
+	runBytes  int
+	runSite   string
+	runDevice string
+	runLast   uint64
+	locked    bool // holds s.rewriteMu (RewriteEvent)
+	// written is the stretches of seqs this batch stored, by site/device;
+	// ro and roIt read what was stored before it (heldIn).
+	written map[string][][2]uint64
+	ro      *badger.Txn
+	roIt    *badger.Iterator
 }
+
+// keyBlock is the size of the blocks event keys are built in.
+const keyBlock = 64 << 10
 
 // NewBatch starts a commit.
 func (s *Store) NewBatch() *Batch { return &Batch{s: s, txn: s.db.NewTransaction(true)} }
@@ -485,9 +575,153 @@ func (b *Batch) set(key, val []byte) {
 	b.n++
 }
 
-// PutEvent stores an event under its site and device.
+// Runs of events stored as one value hold at most this many events and
+// bytes (Badger keeps values of up to a MiB in its tree; a run stays
+// far below that).
+const (
+	maxRun      = 1000
+	maxRunBytes = 256 << 10
+)
+
+// PutEvent stores an event under its site and device. Events given one
+// after the other with consecutive seqs of one device are stored as one
+// value, a CBOR array of their stored forms, under the key of the last:
+// a Badger entry per event was half of the hub's CPU in a catch-up
+// (write-ahead log, skiplist, the transaction's bookkeeping). A run's seqs
+// are consecutive, so runs never overlap and a seek to an event's key
+// finds the value it is in (Events, EventReader).
 func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
-	b.set(EventKey(site, ev.Device, ev.Seq), encoded)
+	if len(b.run) > 0 && (b.runSite != site || b.runDevice != ev.Device || ev.Seq != b.runLast+1 ||
+		len(b.run) == maxRun || b.runBytes+len(encoded) > maxRunBytes) {
+		b.flushRun()
+	}
+	b.runSite, b.runDevice, b.runLast = site, ev.Device, ev.Seq
+	b.run = append(b.run, encoded)
+	b.runBytes += len(encoded)
+}
+
+// flushRun writes the pending run, leaving out the seqs already stored
+// (an edge resends what it has no ack for): each stretch of the rest is
+// stored as a run, a lone event as itself, as hubs always stored events.
+func (b *Batch) flushRun() {
+	if len(b.run) == 0 || b.err != nil {
+		b.run, b.runBytes = b.run[:0], 0
+		return
+	}
+	first := b.runLast - uint64(len(b.run)) + 1
+	held, err := b.heldIn(b.runSite, b.runDevice, first, b.runLast)
+	if err != nil {
+		b.err = fmt.Errorf("store write: %w", err)
+		return
+	}
+	for i := 0; i < len(b.run); {
+		if held[first+uint64(i)] {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(b.run) && !held[first+uint64(j)] {
+			j++
+		}
+		b.putRun(first+uint64(j-1), b.run[i:j])
+		if b.written == nil {
+			b.written = map[string][][2]uint64{}
+		}
+		k := b.runSite + "/" + b.runDevice
+		b.written[k] = append(b.written[k], [2]uint64{first + uint64(i), first + uint64(j-1)})
+		i = j
+	}
+	b.run, b.runBytes = b.run[:0], 0
+}
+
+// putRun stores the events encoded, consecutive seqs ending at last.
+func (b *Batch) putRun(last uint64, encoded [][]byte) {
+	n := eventKeyLen(b.runSite, b.runDevice)
+	if cap(b.keys)-len(b.keys) < n {
+		b.keys = make([]byte, 0, max(keyBlock, n))
+	}
+	start := len(b.keys)
+	b.keys = appendEventKey(b.keys, b.runSite, b.runDevice, last)
+	// Capped at its length: nothing appended to one key can run into the
+	// next.
+	key := b.keys[start:len(b.keys):len(b.keys)]
+	val := encoded[0]
+	if len(encoded) > 1 {
+		size := 9
+		for _, e := range encoded {
+			size += len(e)
+		}
+		val = event.AppendArray(make([]byte, 0, size), encoded)
+	}
+	b.set(key, val)
+}
+
+// heldIn returns the seqs in [first, last] of a device stored already,
+// this batch's writes included; nil when there are none, as in a
+// catch-up. Stored values hold disjoint stretches of seqs under the key
+// of their stretch's last (an event stored alone: its own), so the values
+// to look at start at the first key at or after first's. The store is
+// read through one read-only iterator per batch (a read-write
+// transaction's iterators sort its pending writes each time, and a group
+// of many one-event batches made that quadratic); this batch's own runs
+// are kept in memory.
+func (b *Batch) heldIn(site, device string, first, last uint64) (map[uint64]bool, error) {
+	var held map[uint64]bool
+	hold := func(from, to uint64) {
+		for seq := max(from, first); seq <= min(to, last); seq++ {
+			if held == nil {
+				held = map[uint64]bool{}
+			}
+			held[seq] = true
+		}
+	}
+	for _, r := range b.written[site+"/"+device] {
+		hold(r[0], r[1])
+	}
+	if b.roIt == nil {
+		b.ro = b.s.db.NewTransaction(false)
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefixEvent)
+		b.roIt = b.ro.NewIterator(opts)
+	}
+	prefix := eventPrefix(site, device)
+	for b.roIt.Seek(EventKey(site, device, first)); b.roIt.Valid(); b.roIt.Next() {
+		item := b.roIt.Item()
+		key := item.Key()
+		if !bytes.HasPrefix(key, prefix) || len(key) != len(prefix)+8 {
+			break
+		}
+		to := kv.ParseU64(key[len(prefix):])
+		from := to
+		err := item.Value(func(v []byte) error {
+			if !event.IsArray(v) {
+				return nil
+			}
+			evs, _, err := event.UnmarshalArray(v)
+			if err == nil && len(evs) > 0 {
+				from = evs[0].Seq
+			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("event %q: %w", key, err)
+		}
+		if from > last {
+			break
+		}
+		hold(from, to)
+	}
+	return held, nil
+}
+
+// closeReads ends the batch's reads of the store.
+func (b *Batch) closeReads() {
+	if b.roIt != nil {
+		b.roIt.Close()
+		b.ro.Discard()
+		b.roIt, b.ro = nil, nil
+	}
 }
 
 // Quarantine stores an event that failed validation, with the reason, so
@@ -539,6 +773,7 @@ func (b *Batch) Delete(key []byte) {
 // Get reads a key as of the batch (its own writes included); a missing key
 // is nil.
 func (b *Batch) Get(key []byte) ([]byte, error) {
+	b.flushRun()
 	item, err := b.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, nil
@@ -554,6 +789,9 @@ func (b *Batch) Len() int { return b.n }
 
 // Commit syncs the batch to disk.
 func (b *Batch) Commit() error {
+	b.flushRun()
+	b.closeReads()
+	defer b.unlock()
 	defer b.txn.Discard()
 	if b.err != nil {
 		return b.err
@@ -565,4 +803,62 @@ func (b *Batch) Commit() error {
 }
 
 // Discard abandons the batch.
-func (b *Batch) Discard() { b.txn.Discard() }
+func (b *Batch) Discard() {
+	b.closeReads()
+	b.txn.Discard()
+	b.unlock()
+}
+
+func (b *Batch) unlock() {
+	if b.locked {
+		b.locked = false
+		b.s.rewriteMu.Unlock()
+	}
+}
+
+// RewriteEvent replaces the stored form of a stored event (an erasure's
+// anonymised copy): in the run it is stored in, which is written again
+// whole, or under its own key. The batch keeps Expire from writing back
+// runs until it is committed or discarded.
+func (b *Batch) RewriteEvent(site string, ev *event.Event, encoded []byte) {
+	if b.err != nil {
+		return
+	}
+	if !b.locked {
+		b.s.rewriteMu.Lock()
+		b.locked = true
+	}
+	b.flushRun()
+	key, val, err := b.rewritten(site, ev, encoded)
+	if err != nil {
+		b.err = fmt.Errorf("rewrite event: %w", err)
+		return
+	}
+	b.set(key, val)
+}
+
+// rewritten is the key and value that store encoded in place of ev's
+// stored form.
+func (b *Batch) rewritten(site string, ev *event.Event, encoded []byte) ([]byte, []byte, error) {
+	want := EventKey(site, ev.Device, ev.Seq)
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = eventPrefix(site, ev.Device)
+	it := b.txn.NewIterator(opts)
+	defer it.Close()
+	if it.Seek(want); !it.Valid() {
+		return want, encoded, nil
+	}
+	evs, raws, run, err := storedRun(it.Item(), ev.Device)
+	if err != nil {
+		return nil, nil, err
+	}
+	i, ok := slices.BinarySearchFunc(evs, ev.Seq, func(e event.Event, seq uint64) int { return cmp.Compare(e.Seq, seq) })
+	if !ok {
+		return want, encoded, nil // not stored (expired): as before, under its own key
+	}
+	if !run {
+		return it.Item().KeyCopy(nil), encoded, nil // an event stored alone
+	}
+	raws[i] = encoded
+	return it.Item().KeyCopy(nil), event.AppendArray(nil, raws), nil
+}

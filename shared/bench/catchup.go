@@ -23,6 +23,19 @@ import (
 
 const catchupDevice = "gw-catchup"
 
+// catchupTarget is the least share of baseline (a), raw synced Badger
+// batches of the same events, a catch-up must reach on either broker.
+const catchupTarget = 0.70
+
+// hubCPUTarget is the most CPU the hub may spend per event of a
+// catch-up, by broker: two thirds of what it spent before its ingest was
+// profiled and cut (3.2 µs embedded, 3.4 µs behind Mosquitto, on the
+// project's 2-core machine).
+var hubCPUTarget = map[string]time.Duration{
+	"embedded":  2133 * time.Nanosecond,
+	"mosquitto": 2267 * time.Nanosecond,
+}
+
 // backlog is a prefilled edge data dir and the events it holds.
 type backlog struct {
 	dir       string
@@ -134,8 +147,8 @@ func catchUp(ctx context.Context, e *runEnv) error {
 		ia, ib := pa.medianPair(), pb.medianPair()
 		sc := "2 catch-up (" + br + ")"
 		e.res.add(pa.judged(Row{Scenario: sc, Figure: fmt.Sprintf("%s events drained to the hub, end to end; the median pair", groupThousands(int64(n))),
-			Value: fmtRate(pa.scen[ia]), Baseline: fmtRate(pa.base[ia]) + " (a: Badger, synced batches of 500)", Target: "≥ 50 %"},
-			fmtPct, func(r float64) bool { return r >= 0.5 }))
+			Value: fmtRate(pa.scen[ia]), Baseline: fmtRate(pa.base[ia]) + " (a: Badger, synced batches of 500)", Target: "≥ 70 %"},
+			fmtPct, func(r float64) bool { return r >= catchupTarget }))
 		e.res.add(pb.judged(Row{Scenario: sc, Figure: "same runs, against a naive client; the median pair", Value: fmtRate(pb.scen[ib]),
 			Baseline: fmtRate(pb.base[ib]) + " (b: JSON per event, QoS 1, wait for PUBACK)", Target: "≥ 10×"},
 			fmtRatio, func(r float64) bool { return r >= 10 }))
@@ -151,6 +164,14 @@ func catchUp(ctx context.Context, e *runEnv) error {
 			Value: fmt.Sprintf("%.0f; %s", float64(n)/r.hubCommits, fmtPct(r.hubCommitBusy)), Verdict: Info})
 		e.res.add(Row{Scenario: sc, Figure: "CPU µs per event: edge / hub" + map[bool]string{true: " / mosquitto"}[r.brokerCPU > 0],
 			Value: cpu, Verdict: Info})
+		hubCPU := make([]float64, len(runs))
+		for i, x := range runs {
+			hubCPU[i] = us(x.hubCPU)
+		}
+		limit := us(hubCPUTarget[br])
+		e.res.add(Row{Scenario: sc, Figure: fmt.Sprintf("hub CPU µs per event, median of %d runs (min–max)", len(runs)),
+			Value:  fmt.Sprintf("%.2f (%.2f–%.2f)", median(hubCPU), slices.Min(hubCPU), slices.Max(hubCPU)),
+			Target: fmt.Sprintf("≤ %.1f", limit), Verdict: verdict(median(hubCPU) <= limit)})
 		var edgePeak, hubPeak, edgeAnon, edgeFile uint64
 		for _, x := range runs {
 			edgePeak, hubPeak = max(edgePeak, x.edgePeak), max(hubPeak, x.hubPeak)

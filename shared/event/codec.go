@@ -97,9 +97,12 @@ func UnmarshalArray(data []byte) ([]Event, [][]byte, error) {
 	evs := make([]Event, n)
 	raws := make([][]byte, n)
 	for i := range evs {
-		left, err := decMode.UnmarshalFirst(rest, &evs[i])
-		if err != nil {
-			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+		left, ok := decodeEnvelope(rest, &evs[i])
+		if !ok {
+			var err error
+			if left, err = decMode.UnmarshalFirst(rest, &evs[i]); err != nil {
+				return nil, nil, fmt.Errorf("event %d: %w", i, err)
+			}
 		}
 		raws[i] = rest[:len(rest)-len(left)]
 		rest = left
@@ -134,4 +137,27 @@ func arrayHead(data []byte) (n uint64, rest []byte, err error) {
 		return n, data[1+size:], nil
 	}
 	return 0, nil, errors.New("indefinite or malformed cbor array head")
+}
+
+// AppendArray appends a CBOR array of items, each already encoded, with
+// the shortest head, as deterministic encoding writes it.
+func AppendArray(b []byte, items [][]byte) []byte {
+	const array = 4 << 5
+	n := uint64(len(items))
+	switch {
+	case n < 24:
+		b = append(b, array|byte(n))
+	case n <= 0xff:
+		b = append(b, array|24, byte(n))
+	case n <= 0xffff:
+		b = append(b, array|25, byte(n>>8), byte(n))
+	case n <= 0xffffffff:
+		b = append(b, array|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	default:
+		b = append(b, array|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	for _, it := range items {
+		b = append(b, it...)
+	}
+	return b
 }
