@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"linli/hub/store"
 	"linli/shared/config"
+	"linli/shared/kv"
 	"linli/shared/test/testkit"
 )
 
@@ -62,6 +66,71 @@ func TestFailedStartLeavesTheHTTPPortFree(t *testing.T) {
 				t.Fatalf("the failed start left %s taken: %v", cfg.HTTP, err)
 			}
 			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A start that fails in one of the later phases (site plans read while
+// HTTP is built, the HTTP port itself) has already opened the store,
+// the registry, the TLS material and the embedded broker: all of it is
+// closed again, so no goroutine is left, both ports are free and the
+// store opens at once.
+func TestFailedStartClosesEveryPhase(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting string
+		set           func(t *testing.T, cfg *Config)
+	}{
+		{"site plan that cannot be read", "site-plans", func(t *testing.T, cfg *Config) {
+			cfg.SitePlans = []string{t.TempDir()} // a directory, unreadable as a file
+		}},
+		{"HTTP port taken", "http", func(t *testing.T, cfg *Config) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			cfg.HTTP = ln.Addr().String()
+		}},
+		{"HTTP port taken, TLS on", "http", func(t *testing.T, cfg *Config) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			cfg.HTTP, cfg.TLS = ln.Addr().String(), "on"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hubConfig(t.TempDir())
+			cfg.HTTP, cfg.MQTTListen = testkit.StablePort(t), testkit.StablePort(t)
+			tc.set(t, &cfg)
+			before := goleak.IgnoreCurrent()
+			h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				h.Stop()
+				t.Fatal("the hub started")
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Setting != tc.setting {
+				t.Fatalf("error %v, want one naming %s", err, tc.setting)
+			}
+			if err := goleak.Find(before); err != nil {
+				t.Errorf("the failed start left goroutines behind: %v", err)
+			}
+			ln, err := net.Listen("tcp", cfg.MQTTListen)
+			if err != nil {
+				t.Fatalf("the failed start left the MQTT port %s taken: %v", cfg.MQTTListen, err)
+			}
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			st, err := store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatalf("the failed start left the store open: %v", err)
+			}
+			if err := st.Close(); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -154,13 +154,23 @@ type Hub struct {
 	closing bool
 	takes   sync.WaitGroup
 
+	transport ingest.Transport // the broker or the client, whichever the hub runs on
+	undo      undo             // closes what Start has opened so far if a later phase fails
+
 	cancel context.CancelFunc
 	err    error         // the first failure; set before done closes
 	done   chan struct{} // closed once the hub has stopped
 }
 
-// Start opens the store, starts the broker (or connects to the external
-// one), the ingest and the HTTP API.
+// Start brings the hub up in phases, in this order: openStores (the
+// Badger store, PostgreSQL when configured, the hub key, the device
+// registry, TLS material), startTransport (the embedded broker or the
+// external broker's client), buildServices (downlink, merged state,
+// ingest, backups, retention), buildHTTP (operators, site plans, the API
+// and, last, its listener) and run (the goroutine group and its
+// shutdown). Each phase registers the close of what it opens; a start
+// that fails in any phase closes all of it, newest first, and leaves the
+// ports free and the store unlocked.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, config.Errorf("data", "cannot create %s: %v", cfg.Data, err)
@@ -170,32 +180,51 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil, config.Errorf("data", "%v", err)
 	}
 	h := &Hub{cfg: cfg, log: log, token: token, done: make(chan struct{})}
-	var cleanup []func()
 	defer func() {
 		if err != nil {
-			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
-			}
+			h.undo.run()
 		}
 	}()
+	if err := h.openStores(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.startTransport(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.buildServices(); err != nil {
+		return nil, err
+	}
+	if err := h.buildHTTP(); err != nil {
+		return nil, err
+	}
+	h.run(ctx)
+	h.undo = nil // shutdown closes what is open from here on
+	return h, nil
+}
+
+// openStores opens what the hub keeps: the store (its layout brought up
+// to this binary's), the hub's signing key, PostgreSQL when configured,
+// the device registry and the TLS material the listeners need.
+func (h *Hub) openStores(ctx context.Context) (err error) {
+	cfg, log := h.cfg, h.log
 	h.store, err = store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), log)
 	if err != nil {
 		if errors.Is(err, kv.ErrLocked) {
-			return nil, config.Errorf("data", "%v", err)
+			return config.Errorf("data", "%v", err)
 		}
-		return nil, err
+		return err
 	}
-	cleanup = append(cleanup, func() { h.closeStore() })
+	h.undo.push(h.closeStore)
 	// The store's layout is brought up to this binary's before anything
 	// else reads it (audit entries an older hub stored with secrets in
 	// clear are rewritten and purged from its files, for one).
 	if err := h.store.Upgrade(migrations); err != nil {
-		return nil, err
+		return err
 	}
 
 	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
 	if err != nil {
-		return nil, config.Errorf("data", "hub key: %v", err)
+		return config.Errorf("data", "hub key: %v", err)
 	}
 	// With store set, the parts of the hub that have their tables keep
 	// them in PostgreSQL (see onPostgres); Validate refuses the setting
@@ -205,29 +234,35 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if cfg.Store != "" {
 		if h.pg, err = pgstore.Open(ctx, cfg.Store, log.With("component", "pgstore")); err != nil {
 			if errors.Is(err, pgstore.ErrSchemaTooNew) {
-				return nil, config.Errorf("store", "%v", err)
+				return config.Errorf("store", "%v", err)
 			}
-			return nil, fmt.Errorf("store %s: %w", pgstore.Redacted(cfg.Store), err)
+			return fmt.Errorf("store %s: %w", pgstore.Redacted(cfg.Store), err)
 		}
-		cleanup = append(cleanup, h.closePostgres)
+		h.undo.push(h.closePostgres)
 		regStore = h.pg.Registry()
 	}
 	h.registry, err = registry.Open(regStore, log.With("component", "registry"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h.httpTLS = cfg.TLS == "on" || !isLoopback(cfg.HTTP)
 	h.mqttTLS = cfg.Broker == "" && (cfg.TLS == "on" || !isLoopback(cfg.MQTTListen))
 	if h.httpTLS || h.mqttTLS {
 		if h.tls, err = loadTLS(cfg); err != nil {
-			return nil, config.Errorf("tls", "%v", err)
+			return config.Errorf("tls", "%v", err)
 		}
 		load, files := certSource(cfg)
 		if h.certs, err = pki.NewHolder(load, files, log.With("component", "tls")); err != nil {
-			return nil, config.Errorf("tls-cert", "%v", err)
+			return config.Errorf("tls-cert", "%v", err)
 		}
 	}
-	var tr ingest.Transport
+	return nil
+}
+
+// startTransport starts the embedded broker, or connects to the
+// external one (writing Mosquitto's files first when the hub keeps them).
+func (h *Hub) startTransport(ctx context.Context) (err error) {
+	cfg, log := h.cfg, h.log
 	if cfg.Broker == "" {
 		bo := broker.Options{Listen: cfg.MQTTListen, Logger: log,
 			Auth: deviceAuth{reg: h.registry, open: cfg.AllowUnenrolled}}
@@ -236,65 +271,96 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		}
 		h.broker, err = broker.Start(bo)
 		if err != nil {
-			return nil, config.Errorf("mqtt-listen", "%v", err)
+			return config.Errorf("mqtt-listen", "%v", err)
 		}
-		cleanup = append(cleanup, func() { h.closeBroker() })
-		tr = h.broker
-	} else {
-		user, pass := cfg.Username, cfg.Password
-		if cfg.MosquittoFiles {
-			if user, pass, err = h.mosquittoFiles(); err != nil {
-				var ce *config.Error
-				if errors.As(err, &ce) {
-					return nil, err
-				}
-				return nil, config.Errorf("mosquitto-files", "%v", err)
-			}
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		h.client, err = brokerclient.Dial(dctx, brokerclient.Options{Broker: cfg.Broker, ClientID: cfg.ID,
-			Username: user, Password: pass, Logger: log.With("component", "brokerclient")})
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("external broker: %w", err)
-		}
-		cleanup = append(cleanup, h.client.Close)
-		tr = h.client
+		h.undo.push(h.closeBroker)
+		h.transport = h.broker
+		return nil
 	}
+	user, pass := cfg.Username, cfg.Password
+	if cfg.MosquittoFiles {
+		if user, pass, err = h.mosquittoFiles(); err != nil {
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				return err
+			}
+			return config.Errorf("mosquitto-files", "%v", err)
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	h.client, err = brokerclient.Dial(dctx, brokerclient.Options{Broker: cfg.Broker, ClientID: cfg.ID,
+		Username: user, Password: pass, Logger: log.With("component", "brokerclient")})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("external broker: %w", err)
+	}
+	h.undo.push(h.client.Close)
+	h.transport = h.client
+	return nil
+}
+
+// buildServices builds what the hub does over its store and transport:
+// the downlink, the merged state, ingest, scheduled backups and
+// retention. None of them runs until run.
+func (h *Hub) buildServices() (err error) {
+	cfg, log, tr := h.cfg, h.log, h.transport
 	clock := hlc.NewClock(nil, 0)
 	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
 	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
 		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// After a restore every edge takes one downlink snapshot (see
 	// store.Resync).
 	resync, err := h.store.Resync()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// Edges keep acked events a backup does not cover yet; a hub that
 	// takes no backups has no horizon (see store.Horizon).
 	if h.horizon, err = h.store.Horizon(cfg.BackupDir != ""); err != nil {
-		return nil, err
+		return err
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: ingest.BadgerStore{Store: h.store}, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h.registry.OnChange(func(d registry.Device) {
 		if !d.Revoked.IsZero() {
 			h.revoked(tr, d)
 		}
 	})
+	if cfg.BackupDir != "" {
+		dir, err := filepath.Abs(cfg.BackupDir)
+		if err != nil {
+			return config.Errorf("backup-dir", "%v", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return config.Errorf("backup-dir", "%v", err)
+		}
+		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
+			Source: h.backupSource(dir), Logger: log.With("component", "backup"), Covered: h.horizon.Covered}
+	}
+	// Raw readings and door decisions are deleted after their retention;
+	// the events the merged state rebuilds from are kept.
+	h.expiry = retention.New(retention.Options{Store: h.store,
+		Keep:  map[event.Kind]time.Duration{event.KindReading: cfg.KeepReadings, event.KindAccess: cfg.KeepAccess},
+		Every: cfg.RetentionEvery, Needed: state.NeedsEvent, Logger: log.With("component", "retention")})
+	return nil
+}
+
+// buildHTTP builds the API (operators, site plans, metrics, the live
+// stream) and takes the HTTP port.
+func (h *Hub) buildHTTP() (err error) {
+	cfg, log := h.cfg, h.log
 	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
 		MosquittoLogins: cfg.Broker != "" && cfg.MosquittoFiles}
 	if h.tls != nil {
@@ -308,22 +374,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if cfg.Pseudonymize {
 		hubInfo.ResidentKey = h.registry.ResidentKey
 	}
-	if cfg.BackupDir != "" {
-		dir, err := filepath.Abs(cfg.BackupDir)
-		if err != nil {
-			return nil, config.Errorf("backup-dir", "%v", err)
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, config.Errorf("backup-dir", "%v", err)
-		}
-		h.backups = &backup.Scheduler{Dir: dir, Every: cfg.BackupEvery, Keep: cfg.BackupKeep,
-			Source: h.backupSource(dir), Logger: log.With("component", "backup"), Covered: h.horizon.Covered}
-	}
-	// Raw readings and door decisions are deleted after their retention;
-	// the events the merged state rebuilds from are kept.
-	h.expiry = retention.New(retention.Options{Store: h.store,
-		Keep:  map[event.Kind]time.Duration{event.KindReading: cfg.KeepReadings, event.KindAccess: cfg.KeepAccess},
-		Every: cfg.RetentionEvery, Needed: state.NeedsEvent, Logger: log.With("component", "retention")})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(h.expiry.Collector())
@@ -332,9 +382,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	// sessions all authenticate the one API; every write is audited.
 	proxies, err := operators.ParseProxies(cfg.TrustedProxies)
 	if err != nil {
-		return nil, config.Errorf("trusted-proxies", "%v", err)
+		return config.Errorf("trusted-proxies", "%v", err)
 	}
-	opsOpts := operators.Options{AdminToken: token, TrustedProxies: proxies, Logger: log.With("component", "operators")}
+	opsOpts := operators.Options{AdminToken: h.token, TrustedProxies: proxies, Logger: log.With("component", "operators")}
 	var ops *operators.Service
 	if h.pg != nil {
 		ops, err = operators.Open(operators.PostgresStore{OperatorStore: h.pg.Operators()}, opsOpts)
@@ -342,11 +392,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		ops, err = operators.OpenBadger(h.store.DB(), opsOpts)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	plans, err := api.LoadPlans(cfg.SitePlans)
 	if err != nil {
-		return nil, config.Errorf("site-plans", "%v", err)
+		return config.Errorf("site-plans", "%v", err)
 	}
 	// The dashboard's live view: what ingest commits and what operators
 	// decide goes out on the stream; doors and sensors are tracked as
@@ -374,8 +424,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	// has been opened and read: a hub that fails to start leaves it free.
 	h.ln, err = net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
+		return config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
 	}
+	h.undo.push(func() { h.ln.Close() })
 	if h.httpTLS {
 		h.ln = tls.NewListener(h.ln, h.certs.ServerConfig())
 	}
@@ -384,7 +435,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	// Live streams never end by themselves; shutdown ends them.
 	h.srv.RegisterOnShutdown(live.Close)
+	return nil
+}
 
+// run starts the long-running parts in one group and the shutdown that
+// waits for it to end.
+func (h *Hub) run(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
 	// The first of these to fail stops the others and the hub.
@@ -407,10 +463,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 		return nil
 	})
 	if h.certs != nil {
-		g.Go(func() error { h.certs.Watch(gctx, cfg.TLSReload); return nil })
+		g.Go(func() error { h.certs.Watch(gctx, h.cfg.TLSReload); return nil })
 	}
 	go h.shutdown(gctx, g)
-	return h, nil
 }
 
 // ReloadTLS loads the server certificate again from its files (SIGHUP).
