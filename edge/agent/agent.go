@@ -120,16 +120,31 @@ type Agent struct {
 	srv     *http.Server
 	ln      net.Listener
 
+	// Set while Start runs, kept for the goroutines run starts.
+	now   func() time.Time // the wall clock, offset in tests
+	ident *atomic.Pointer[enroll.Identity]
+	idw   *identityWatch
+	trust *trustWatch
+	index *kiosk.Index // kiosks only
+	undo  undo         // closes what Start has opened so far if a later phase fails
+
 	cancel context.CancelFunc
 	err    error         // the first failure; set before done closes
 	done   chan struct{} // closed once the edge has stopped
 }
 
-// Start opens the store, starts the uplink and serves HTTP. It returns a
-// *config.Error when a setting (the data dir, the listen address) is
-// unusable. The edge serves residents whether or not the broker is
-// reachable.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
+// Start brings the edge up in phases, in this order: openStores (the
+// store and the outbox in it), listen (the HTTP port), startTransport
+// (the replica of the hub's state, the identity and the uplink),
+// buildServices (the edge API and the role's parts: seats, the
+// resident UI, the gateway), buildHTTP (the routes and the server) and
+// run (the goroutine group and its shutdown). Each phase registers the
+// close of what it opens; a start that fails in any phase closes all of
+// it, newest first, and leaves the HTTP port free and the store
+// unlocked. It returns a *config.Error when a setting (the data dir, the
+// listen address) is unusable. The edge serves residents whether or not
+// the broker is reachable.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	defaultData(&cfg)
 	if cfg.SitePlan != "" && cfg.plan == nil { // a Config not through Validate
 		if err := cfg.loadPlan(); err != nil {
@@ -143,53 +158,93 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now
+	a := &Agent{cfg: cfg, log: log, guard: guard, now: time.Now, done: make(chan struct{})}
 	if off := cfg.clockOffset; off != 0 {
-		now = func() time.Time { return time.Now().Add(off) }
+		a.now = func() time.Time { return time.Now().Add(off) }
 		log.Warn("test-only wall clock offset in force", "offset", off)
 	}
 	if cfg.unsafeNoSync {
 		log.Warn("test-only: Badger SyncWrites is OFF; a 2xx no longer means the event is on disk")
 	}
-	// One store for the edge: the outbox and every other package below
-	// keep their records in it, each under its own key prefixes.
-	st, err := store.Open(store.Options{Dir: cfg.Data, Profile: kv.Profile(cfg.Profile), GCInterval: cfg.GCInterval,
+	defer func() {
+		if err != nil {
+			a.undo.run()
+		}
+	}()
+	if err := a.openStores(); err != nil {
+		return nil, err
+	}
+	if err := a.listen(); err != nil {
+		return nil, err
+	}
+	if err := a.startTransport(); err != nil {
+		return nil, err
+	}
+	w, err := a.buildServices()
+	if err != nil {
+		return nil, err
+	}
+	a.buildHTTP(w)
+	a.run(ctx)
+	a.undo = nil // shutdown closes what is open from here on
+	return a, nil
+}
+
+// openStores opens the edge's one store (the outbox and every other
+// package keep their records in it, each under its own key prefixes) and
+// the outbox.
+func (a *Agent) openStores() (err error) {
+	cfg, log := a.cfg, a.log
+	a.store, err = store.Open(store.Options{Dir: cfg.Data, Profile: kv.Profile(cfg.Profile), GCInterval: cfg.GCInterval,
 		Logger: log.With("component", "store"), UnsafeNoSync: cfg.unsafeNoSync})
 	if err != nil {
 		if errors.Is(err, kv.ErrLocked) {
-			return nil, config.Errorf("data", "%v", err)
+			return config.Errorf("data", "%v", err)
 		}
-		return nil, fmt.Errorf("open store: %w", err)
+		return fmt.Errorf("open store: %w", err)
 	}
-	ob, err := outbox.Open(st.DB(), outbox.Options{
-		Device: cfg.ID, Retention: cfg.Retention, RetentionInterval: cfg.GCInterval, Now: now, Logger: log,
+	a.undo.push(func() { a.closeAfterFailedStart(a.store) })
+	a.outbox, err = outbox.Open(a.store.DB(), outbox.Options{
+		Device: cfg.ID, Retention: cfg.Retention, RetentionInterval: cfg.GCInterval, Now: a.now, Logger: log,
 	})
 	if err != nil {
-		closeAfterFailedStart(log, st)
 		if errors.Is(err, outbox.ErrDeviceMismatch) {
-			return nil, config.Errorf("data", "%v", err)
+			return config.Errorf("data", "%v", err)
 		}
-		return nil, fmt.Errorf("open outbox: %w", err)
+		return fmt.Errorf("open outbox: %w", err)
 	}
-	ob.SetGuard(guard)
-	ln, err := net.Listen("tcp", cfg.HTTP)
+	a.undo.push(func() { a.closeAfterFailedStart(a.outbox) })
+	a.outbox.SetGuard(a.guard)
+	return nil
+}
+
+// listen takes the HTTP port. Unlike the hub, the edge takes it as soon
+// as its store is open; every later phase that fails closes it again.
+func (a *Agent) listen() (err error) {
+	a.ln, err = net.Listen("tcp", a.cfg.HTTP)
 	if err != nil {
-		closeAfterFailedStart(log, ob, st)
-		return nil, config.Errorf("http", "cannot listen on %s: %v", cfg.HTTP, err)
+		return config.Errorf("http", "cannot listen on %s: %v", a.cfg.HTTP, err)
 	}
-	rep, err := replica.Open(st.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
+	a.undo.push(func() { a.closeAfterFailedStart(a.ln) })
+	return nil
+}
+
+// startTransport opens the replica of the hub's state, loads the
+// identity (numbering above a replaced device's events) and builds the
+// uplink; the uplink connects only once run starts it.
+func (a *Agent) startTransport() (err error) {
+	cfg, log, ob := a.cfg, a.log, a.outbox
+	a.replica, err = replica.Open(a.store.DB(), cfg.Site, cfg.ID, log.With("component", "replica"))
 	if err != nil {
-		closeAfterFailedStart(log, ob, st, ln)
-		return nil, err
+		return err
 	}
-	ident := new(atomic.Pointer[enroll.Identity])
+	a.ident = new(atomic.Pointer[enroll.Identity])
 	if id, err := enroll.Load(cfg.Data); err == nil {
-		ident.Store(id)
+		a.ident.Store(id)
 		// A device that replaced another under this id numbers above
 		// everything its predecessor may still deliver.
 		if moved, err := ob.Rebase(id.SeqBase); err != nil {
-			closeAfterFailedStart(log, ob, st, ln)
-			return nil, err
+			return err
 		} else if moved {
 			log.Info("numbering events above the replaced device's", "seq_base", id.SeqBase)
 		} else if last, _, _ := ob.Cursors(); last < id.SeqBase {
@@ -198,33 +253,50 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	} else if !errors.Is(err, enroll.ErrNotEnrolled) {
 		log.Error("identity unreadable; running unenrolled", "err", err)
 	}
-	idw := newIdentityWatch(ident, log.With("component", "identity"))
-	trust := newTrustWatch(cfg.Data, ident, log.With("component", "trust"))
+	ident, rep := a.ident, a.replica
+	a.idw = newIdentityWatch(ident, log.With("component", "identity"))
+	a.trust = newTrustWatch(cfg.Data, ident, log.With("component", "trust"))
 	rep.SetVerifier(func(payload []byte) ([]byte, bool, error) { return verifyDown(ident.Load(), payload) })
 	rep.SetRole(cfg.Role)
-	up := uplink.New(ob, rep, uplink.Options{
+	a.uplink = uplink.New(ob, rep, uplink.Options{
 		Creds:  func() uplink.Creds { return creds(ident.Load(), log) },
 		Broker: cfg.Broker, Site: cfg.Site, Device: cfg.ID, Role: cfg.Role, Version: Version,
 		Username: cfg.Username, Password: cfg.Password,
 		BatchEvents: cfg.BatchEvents, BatchBytes: cfg.BatchBytes, Window: cfg.Window,
 		Compress: cfg.Compress, AckTimeout: cfg.AckTimeout, KeepAlive: cfg.KeepAlive,
-		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: now,
-		OnIdentity: idw.Hint, Hold: idw.Retired, OnUntrusted: trust.Untrusted,
+		BackoffMax: cfg.BackoffMax, Logger: log.With("component", "uplink"), Now: a.now,
+		OnIdentity: a.idw.Hint, Hold: a.idw.Retired, OnUntrusted: a.trust.Untrusted,
 	})
+	return nil
+}
+
+// wiring is what buildServices hands buildHTTP: the edge API and the
+// roles' routes on it.
+type wiring struct {
+	api    *api.API
+	kiosk  *kiosk.Handlers
+	gw     *gateway.Writes
+	panics prometheus.Counter
+}
+
+// buildServices builds the edge API with its metrics and the parts of
+// the edge's role: a kiosk's seats, resident UI, index and numbers, a
+// gateway's drivers and rules.
+func (a *Agent) buildServices() (_ wiring, err error) {
+	cfg, log, ob, rep, up, ident := a.cfg, a.log, a.outbox, a.replica, a.uplink, a.ident
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerMetrics(reg, ob, up, guard)
+	registerMetrics(reg, ob, up, a.guard)
 	reg.MustRegister(rep.Collectors()...)
-	reg.MustRegister(trust.refused)
+	reg.MustRegister(a.trust.refused)
 	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "linli_edge_http_panics_total",
 		Help: "HTTP handlers that panicked (answered 500, logged with the stack)."})
 	reg.MustRegister(panics)
 	mirror := &kiosk.Mirror{Rep: rep, Own: ob, Building: cfg.Building}
-	var idx *kiosk.Index // kiosks only
 	edgeAPI := &api.API{
-		Role: cfg.Role, Log: ob, Sync: up, Identity: idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
-		Ready:  ready.Handler((&ready.StoreProbe{DB: st.DB}).Check, diskReady(guard), uplinkReady(up)),
-		Detail: func() api.SyncDetail { return syncDetail(ob, guard, log) },
+		Role: cfg.Role, Log: ob, Sync: up, Identity: a.idw.State, Replica: mirror, Registry: reg, Logger: log.With("component", "http"),
+		Ready:  ready.Handler((&ready.StoreProbe{DB: a.store.DB}).Check, diskReady(a.guard), uplinkReady(up)),
+		Detail: func() api.SyncDetail { return syncDetail(ob, a.guard, log) },
 		// A site that pseudonymises: residents are recorded by the site's
 		// keyed hash from the moment this edge is enrolled.
 		Pseudonym: func(resident string) string {
@@ -234,34 +306,33 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return resident
 		},
 	}
-	k := &kiosk.Handlers{API: edgeAPI}  // the kiosk's routes; a gateway answers them 404
-	gw := &gateway.Writes{API: edgeAPI} // the gateway's writes; a kiosk answers them 404
-	idw.relogin = up.Reconnect
-	trust.reconnect = up.Reconnect
-	rep.AfterApply(trust.changed)
-	trust.resume(rep)
-	a := &Agent{cfg: cfg, log: log, store: st, outbox: ob, uplink: up, replica: rep, guard: guard, ln: ln, done: make(chan struct{})}
+	w := wiring{api: edgeAPI, panics: panics,
+		kiosk: &kiosk.Handlers{API: edgeAPI}, // the kiosk's routes; a gateway answers them 404
+		gw:    &gateway.Writes{API: edgeAPI}} // the gateway's writes; a kiosk answers them 404
+	k, gw := w.kiosk, w.gw
+	a.idw.relogin = up.Reconnect
+	a.trust.reconnect = up.Reconnect
+	rep.AfterApply(a.trust.changed)
+	a.trust.resume(rep)
 	if cfg.Role == api.RoleKiosk {
-		a.seats = seats.New(st.DB(), ob, rep, log.With("component", "seats"))
+		a.seats = seats.New(a.store.DB(), ob, rep, log.With("component", "seats"))
 		edgeAPI.Seats, mirror.Mine = a.seats, a.seats
 		// The resident web UI, its settings and the index of what each
 		// resident did here.
 		var ui *kiosk.UI
-		idx, err = kiosk.NewIndex(st.DB(), ob, log.With("component", "index"))
+		a.index, err = kiosk.NewIndex(a.store.DB(), ob, log.With("component", "index"))
 		if err == nil {
 			ui, err = kiosk.NewUI()
 		}
 		if err != nil {
-			closeAfterFailedStart(log, ob, st, ln)
-			return nil, err
+			return w, err
 		}
-		edgeAPI.UI, k.Residents = ui, idx
-		rep.AfterApply(idx.Forget)                            // the hub's deletion requests
+		edgeAPI.UI, k.Residents = ui, a.index
+		rep.AfterApply(a.index.Forget)                        // the hub's deletion requests
 		kinds, _ := kiosk.ParseAlarmKinds(cfg.ResidentAlarms) // validated
 		code := cmp.Or(cfg.KioskCode, kiosk.DefaultKioskCode(cfg.Building, cfg.ID))
-		if k.Numbers, err = kiosk.NewNumbers(st.DB(), code); err != nil {
-			closeAfterFailedStart(log, ob, st, ln)
-			return nil, err
+		if k.Numbers, err = kiosk.NewNumbers(a.store.DB(), code); err != nil {
+			return w, err
 		}
 		k.Kiosk = &kiosk.Info{Device: cfg.ID, Site: cfg.Site, Building: cfg.Building, IdleTimeout: cfg.IdleTimeout, Version: Version,
 			TimeZone: cfg.TimeZone, Plan: cfg.plan, PublicURL: cfg.PublicURL, ReopenWindow: cfg.ReopenWindow, OfficePhone: cfg.OfficePhone, Code: code}
@@ -271,53 +342,63 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	if cfg.Role == api.RoleGateway {
 		a.gateway, err = gateway.New(gateway.Options{Config: cfg.Gateway, Site: cfg.Site, Building: cfg.Building,
-			Log: ob, DB: st.DB(), Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
+			Log: ob, DB: a.store.DB(), Uplink: up, Replica: rep, Registry: reg, Logger: log.With("component", "gateway")})
 		if err != nil {
-			closeAfterFailedStart(log, ob, st, ln)
-			return nil, err
+			return w, err
 		}
 		gw.CardKey = a.gateway.CardKey
 		gw.Rules, gw.Building = a.gateway, cfg.Building
 	}
-	k.Mount()
-	gw.Mount()
+	return w, nil
+}
+
+// buildHTTP mounts the roles' routes and builds the server for the
+// listener taken earlier.
+func (a *Agent) buildHTTP(w wiring) {
+	w.kiosk.Mount()
+	w.gw.Mount()
 	a.srv = &http.Server{
-		Handler:           httpx.Recover(a.handler(edgeAPI), log.With("component", "http"), panics.Inc),
+		Handler:           httpx.Recover(a.handler(w.api), a.log.With("component", "http"), w.panics.Inc),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
-	if k.Alarms != nil {
-		a.srv.RegisterOnShutdown(k.Alarms.Close) // Shutdown waits for streams otherwise
+	if w.kiosk.Alarms != nil {
+		a.srv.RegisterOnShutdown(w.kiosk.Alarms.Close) // Shutdown waits for streams otherwise
 	}
+}
+
+// run starts the long-running parts in one group and the shutdown that
+// waits for it to end.
+func (a *Agent) run(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
 	// The first of these to fail stops the others and the edge.
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error {
-		if err := up.Run(gctx); err != nil {
+		if err := a.uplink.Run(gctx); err != nil {
 			return fmt.Errorf("uplink: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		if err := guard.Run(gctx, ob); err != nil {
+		if err := a.guard.Run(gctx, a.outbox); err != nil {
 			return fmt.Errorf("disk guard: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error { rep.Run(gctx); return nil })
-	g.Go(func() error { idw.run(gctx); return nil })
-	g.Go(func() error { trust.run(gctx); return nil })
-	if ident.Load() == nil {
-		g.Go(func() error { a.awaitEnrollment(gctx, ident); return nil })
+	g.Go(func() error { a.replica.Run(gctx); return nil })
+	g.Go(func() error { a.idw.run(gctx); return nil })
+	g.Go(func() error { a.trust.run(gctx); return nil })
+	if a.ident.Load() == nil {
+		g.Go(func() error { a.awaitEnrollment(gctx, a.ident); return nil })
 	}
 	if a.seats != nil {
 		g.Go(func() error { a.seats.Run(gctx); return nil })
 	}
-	rep.AfterApply(a.eraseResidents)
+	a.replica.AfterApply(a.eraseResidents)
 	if a.gateway != nil {
 		g.Go(func() error {
 			if err := a.gateway.Run(gctx); err != nil {
@@ -326,17 +407,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Agent, error) {
 			return nil
 		})
 	}
-	if idx != nil {
-		g.Go(func() error { idx.Run(gctx); return nil })
+	if a.index != nil {
+		g.Go(func() error { a.index.Run(gctx); return nil })
 	}
 	g.Go(func() error {
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
 	})
 	go a.shutdown(gctx, g)
-	return a, nil
 }
 
 // syncDetail is the oldest unacked record and the disk guard's state.
@@ -385,12 +465,12 @@ func uplinkReady(up *uplink.Uplink) ready.Check {
 	}
 }
 
-// closeAfterFailedStart closes what Start had opened before it failed.
-func closeAfterFailedStart(log *slog.Logger, cs ...io.Closer) {
-	for _, c := range cs {
-		if err := c.Close(); err != nil {
-			log.Error("close after failed start", "err", err)
-		}
+// closeAfterFailedStart closes one thing Start had opened before it
+// failed; the failure Start reports matters more than this one, which
+// is logged.
+func (a *Agent) closeAfterFailedStart(c io.Closer) {
+	if err := c.Close(); err != nil {
+		a.log.Error("close after failed start", "err", err)
 	}
 }
 
