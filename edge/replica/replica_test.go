@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -481,6 +483,95 @@ func TestDeltaForAnotherVersionCatchesUp(t *testing.T) {
 			}
 			if got, _, _ := r.Get("notice", "n1"); r.Cursor() != 6 || string(got.Body) != string(v5.Body) {
 				t.Fatalf("after the catch-up: cursor %d, n1 %q", r.Cursor(), got.Body)
+			}
+		})
+	}
+}
+
+// A delta to an entity kept split that does not fit the chunks held (an
+// edit past the end of a list, made from a longer version) is found only
+// inside the transaction: the edge drops what it wrote ahead, applies the
+// changes before the delta (a large one among them, in chunks again) and
+// asks for a catch-up from there; the entity keeps the version held.
+func TestDeltaThatDoesNotFitTheChunksCatchesUp(t *testing.T) {
+	view := func(seq uint64, id string, n int) wire.Change {
+		readers := make([]string, n)
+		for i := range readers {
+			readers[i] = fmt.Sprintf("R%05d", i)
+		}
+		b, err := event.Marshal(map[int]any{1: "title", 3: readers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire.Change{Seq: seq, Entity: wire.EntityActivity, ID: id, Body: b, HLC: hlc.Timestamp(seq * 10)}
+	}
+	held := view(1, "A1", 3000)
+	// Made from a version of 3,100 entries: it appends at entry 3,100,
+	// past the end of the 3,000 held.
+	longer, next := view(1, "A1", 3100), view(0, "A1", 3101)
+	dl, err := wire.Diff(longer.Body, next.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta := func(seq uint64) wire.Change {
+		return wire.Change{Seq: seq, Entity: wire.EntityActivity, ID: "A1", HLC: hlc.Timestamp(seq * 10), Base: held.Seq, BaseHLC: held.HLC, Delta: dl}
+	}
+	a2 := view(2, "A2", 4000)
+	for _, c := range []struct {
+		name       string
+		msg        wire.Down
+		wantCursor uint64
+		want       []wire.Change // held after the apply
+		notHeld    []string      // notice ids not held
+	}{
+		{"first in its message", wire.Down{Site: "s1", Prev: 1, Last: 3, Changes: []wire.Change{delta(2), change(3, "notice", "n3", "x")}},
+			1, nil, []string{"n3"}},
+		{"after changes it applies", wire.Down{Site: "s1", Prev: 1, Last: 5, Changes: []wire.Change{a2, change(3, "notice", "n3", "x"), delta(4), change(5, "notice", "n5", "x")}},
+			3, []wire.Change{a2, change(3, "notice", "n3", "x")}, []string{"n5"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := open(t)
+			if err := r.Apply(wire.Down{Site: "s1", Prev: 0, Last: 1, Changes: []wire.Change{held}}); err != nil {
+				t.Fatal(err)
+			}
+			<-r.Acks()
+			err := r.db.View(func(txn *badger.Txn) error {
+				h, ok, err := HeadTxn(txn, wire.EntityActivity, "A1")
+				if err != nil || !ok || !h.Split {
+					t.Fatalf("A1 held %v, split %v, %v; want split", ok, h.Split, err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Apply(c.msg); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Cursor(); got != c.wantCursor {
+				t.Fatalf("cursor %d, want %d", got, c.wantCursor)
+			}
+			if a := <-r.Acks(); !a.CatchUp || a.Cursor != c.wantCursor {
+				t.Fatalf("ack %+v; want a catch-up from %d", a, c.wantCursor)
+			}
+			for _, w := range append([]wire.Change{held}, c.want...) {
+				got, ok, err := r.Get(w.Entity, w.ID)
+				if err != nil || !ok || got.Seq != w.Seq || !bytes.Equal(got.Body, w.Body) {
+					t.Fatalf("%s %s: held %v, seq %d (want %d), body equal %v, %v", w.Entity, w.ID, ok, got.Seq, w.Seq, bytes.Equal(got.Body, w.Body), err)
+				}
+			}
+			for _, id := range c.notHeld {
+				if _, ok, err := r.Get("notice", id); ok || err != nil {
+					t.Fatalf("notice %s after the delta held %v, %v", id, ok, err)
+				}
+			}
+			// The catch-up from the cursor sends A1 whole.
+			whole := view(c.wantCursor+1, "A1", 3101)
+			if err := r.Apply(wire.Down{Site: "s1", Prev: c.wantCursor, Last: whole.Seq, Changes: []wire.Change{whole}}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := r.Get(wire.EntityActivity, "A1"); err != nil || !bytes.Equal(got.Body, whole.Body) {
+				t.Fatalf("A1 after the catch-up: body equal %v, %v", bytes.Equal(got.Body, whole.Body), err)
 			}
 		})
 	}
