@@ -11,9 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +19,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"linli/shared/backoff"
+	"linli/shared/brokerlist"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
@@ -392,35 +390,8 @@ func connectTimeout(keepAlive time.Duration) time.Duration {
 }
 
 // Brokers splits an ordered, comma-separated broker list and checks each
-// URL: tcp:// (or mqtt://) and ssl:// (or tls://, mqtts://) with host:port.
-// Spaces around an element are allowed; an empty element is an error, as a
-// stray comma more likely hides a lost address than means nothing.
-func Brokers(list string) ([]string, error) {
-	if strings.TrimSpace(list) == "" {
-		return nil, errors.New("no broker URL given")
-	}
-	var out []string
-	for i, s := range strings.Split(list, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			return nil, fmt.Errorf("element %d of %q is empty", i+1, list)
-		}
-		u, err := url.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a URL", s)
-		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "ssl", "tls", "mqtts":
-		default:
-			return nil, fmt.Errorf("%q: scheme must be tcp:// or ssl://", s)
-		}
-		if _, _, err := net.SplitHostPort(u.Host); err != nil {
-			return nil, fmt.Errorf("%q: want scheme://host:port", s)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
+// URL (see brokerlist.Parse: the hub reads its list the same way).
+func Brokers(list string) ([]string, error) { return brokerlist.Parse(list) }
 
 func (u *Uplink) session(ctx context.Context) error {
 	select { // a kick from before this session is already served

@@ -8,14 +8,20 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"linli/shared/brokerlist"
 )
 
 // Options configure the connection.
 type Options struct {
+	// Broker is tcp://host:port or ssl://host:port, or an ordered,
+	// comma-separated list of them (an active/standby pair): the hub
+	// fails over along it as edges do (see brokerlist.Parse).
 	Broker   string
 	ClientID string
 	Username string
@@ -30,14 +36,20 @@ type Client struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	subs map[string]mqtt.MessageHandler
+	// at is the broker of the list being tried, then the one connected.
+	at atomic.Pointer[string]
 }
 
 // ErrRefused means the broker refused the hub's login (bad user name or
 // password, or not authorised).
 var ErrRefused = errors.New("the broker refused the hub's login")
 
-// retryInterval is the wait between two connection attempts in Dial.
-const retryInterval = time.Second
+const (
+	// retryInterval is the wait between two connection attempts in Dial.
+	retryInterval = time.Second
+	// connectTimeout bounds one broker's connect attempt.
+	connectTimeout = 10 * time.Second
+)
 
 // Dial connects, retrying until ctx ends. A refused login is retried too
 // (the hub writes Mosquitto's password file and asks for a reload just
@@ -48,10 +60,19 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	brokers, err := brokerlist.Parse(opts.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	cl := &Client{log: opts.Logger, subs: map[string]mqtt.MessageHandler{}}
-	co := mqtt.NewClientOptions().
-		AddBroker(opts.Broker).
-		SetClientID(opts.ClientID).
+	co := mqtt.NewClientOptions()
+	// Paho tries the brokers in order on every connect and reconnect and
+	// keeps the first that answers: the hub prefers the first broker and
+	// stays on the next one it failed over to until that one goes away.
+	for _, b := range brokers {
+		co.AddBroker(b)
+	}
+	co.SetClientID(opts.ClientID).
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
 		// A persistent session: the broker queues edges' batches for the
@@ -64,10 +85,23 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		SetConnectRetry(false).
 		SetMaxReconnectInterval(5 * time.Second).
 		SetKeepAlive(10 * time.Second).
+		// A black-holed broker costs each connect attempt this long
+		// before paho tries the next one in the list.
+		SetConnectTimeout(connectTimeout).
+		// MQTT 3.1.1, said outright: left unset, paho retries a broker
+		// that did not accept CONNECT with MQTT 3.1, a second timeout
+		// spent on every dead broker before it moves to the next.
+		SetProtocolVersion(4).
 		// Each message gets its own goroutine, so a handler may block for
 		// backpressure; the broker's inflight window bounds how many wait.
 		SetOrderMatters(false).
-		SetOnConnectHandler(cl.resubscribe).
+		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+			if n, ok := n.(mqtt.ConnectionNotificationBroker); ok {
+				b := n.Broker.String()
+				cl.at.Store(&b)
+			}
+		}).
+		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			opts.Logger.Warn("lost external broker; reconnecting", "err", err)
 		})
@@ -114,6 +148,13 @@ func dialError(opts Options, ctxErr, last error) error {
 	}
 }
 
+// onConnect says which broker of the list the session is on (after a
+// failover, the operator's first question) and resubscribes.
+func (cl *Client) onConnect(c mqtt.Client) {
+	cl.log.Info("connected to the external broker", "broker", cl.Broker())
+	cl.resubscribe(c)
+}
+
 func (cl *Client) resubscribe(c mqtt.Client) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
@@ -151,6 +192,14 @@ func (cl *Client) Publish(topic string, payload []byte, retain bool) error {
 // Connected reports whether the session with the broker is up (paho
 // reconnects by itself when it is not).
 func (cl *Client) Connected() bool { return cl.c.IsConnectionOpen() }
+
+// Broker is the broker of the list the session is on, or was last on.
+func (cl *Client) Broker() string {
+	if b := cl.at.Load(); b != nil {
+		return *b
+	}
+	return ""
+}
 
 // Close disconnects.
 func (cl *Client) Close() { cl.c.Disconnect(250) }

@@ -3,6 +3,7 @@ package brokerclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -152,5 +153,47 @@ func TestDialGivesUpWithTheLastError(t *testing.T) {
 	_, err := dial(t, "tcp://"+testkit.FreePort(t), hubPass, 2*time.Second)
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, brokerclient.ErrRefused) || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Dial without a broker: %v; want the deadline and the refused connection", err)
+	}
+}
+
+// Given an active/standby pair, the client connects to the first broker,
+// or to the second when the first is down; when the broker it is on is
+// killed it moves to the other and subscribes again there.
+func TestFailsOverAlongTheBrokerList(t *testing.T) {
+	urlA, brokerA := secureMosquitto(t, testkit.StablePort(t))
+	urlB, _ := secureMosquitto(t, testkit.FreePort(t))
+
+	c, err := dial(t, urlA+","+urlB, hubPass, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Broker() != urlA {
+		t.Fatalf("on %q, want the first broker %q", c.Broker(), urlA)
+	}
+	var in inbox
+	if err := c.Subscribe("linli/v1/+/+/up", in.handle); err != nil {
+		t.Fatal(err)
+	}
+	brokerA.Kill()
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		return c.Connected() && c.Broker() == urlB, fmt.Sprintf("on %q (connected %v), want %q", c.Broker(), c.Connected(), urlB)
+	})
+	// The resubscription is not waited on: publish until it is in place.
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		if err := c.Publish("linli/v1/s1/kiosk-1/up", []byte("on the standby"), false); err != nil {
+			return false, err.Error()
+		}
+		return in.has("linli/v1/s1/kiosk-1/up", "on the standby"), "a publish on the standby to come back"
+	})
+
+	// A dead first broker: a new dial goes to the second (the first
+	// client goes: the login is the client id, one session at a time).
+	c.Close()
+	c2, err := dial(t, urlA+","+urlB, hubPass, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Broker() != urlB {
+		t.Fatalf("with the first broker dead, on %q, want %q", c2.Broker(), urlB)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"linli/hub/api"
 	"linli/hub/operators"
 	"linli/hub/pgstore"
+	"linli/shared/brokerlist"
 	"linli/shared/config"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -89,7 +89,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Store, "store", "", "where the hub keeps its state: empty for the Badger store in --data; postgres://USER@HOST:PORT/DB for PostgreSQL (not complete yet: refused at start)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address (API and dashboard)")
 	s.String(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker listen address")
-	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://); when set no embedded broker starts")
+	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list (an active/standby pair) the hub fails over along as edges do; when set no embedded broker starts")
 	s.List(&c.Sites, "sites", nil, "sites this hub owns, comma-separated (default all)")
 	s.String(&c.ID, "id", "hub", "this hub's id (its MQTT client id on an external broker)")
 	s.String(&c.Username, "mqtt-username", "", "username on the external broker")
@@ -145,12 +145,8 @@ func (c *Config) Validate() error {
 			c.AllowUnenrolled = false
 		}
 	} else {
-		u, err := url.Parse(c.Broker)
-		if err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtt" && u.Scheme != "mqtts" && u.Scheme != "tls") {
-			return config.Errorf("broker", "%q: want tcp://host:port or ssl://host:port", c.Broker)
-		}
-		if _, _, err := net.SplitHostPort(u.Host); err != nil {
-			return config.Errorf("broker", "%q: want scheme://host:port", c.Broker)
+		if _, err := brokerlist.Parse(c.Broker); err != nil {
+			return config.Errorf("broker", "%v", err)
 		}
 	}
 	for _, s := range c.Sites {

@@ -183,3 +183,34 @@ func TestKeepSettings(t *testing.T) {
 		})
 	}
 }
+
+// broker takes one URL or an ordered list (an active/standby pair), read
+// as the edges read theirs; a bad element is refused naming the setting.
+func TestBrokerSetting(t *testing.T) {
+	for _, tc := range []struct {
+		broker string
+		bad    bool
+	}{
+		{"tcp://a:1883", false},
+		{"tcp://a:1883,tcp://b:1883", false},
+		{"ssl://a:8883, ssl://b:8883", false},
+		{"tcp://a:1883,", true},
+		{"tcp://a:1883,b:1883", true},
+		{"http://a:1883", true},
+	} {
+		t.Run(tc.broker, func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load([]string{"--broker", tc.broker}, nil); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			var ce *config.Error
+			switch {
+			case tc.bad && (!errors.As(err, &ce) || ce.Setting != "broker"):
+				t.Fatalf("error %v, want one naming broker", err)
+			case !tc.bad && err != nil:
+				t.Fatal(err)
+			}
+		})
+	}
+}
