@@ -136,8 +136,9 @@ func testCredentials(t *testing.T, r *registry.Registry, reopen func() *registry
 	}
 }
 
-// Mosquitto's files list the hub with every linli/ topic and each active
-// device with exactly its own topics; a revoked device is gone from both.
+// Mosquitto's files list the hub and a broker bridge with every linli/
+// topic and each active device with exactly its own topics; a revoked
+// device is gone from both.
 func TestWriteMosquittoFollowsRevocation(t *testing.T) { forEachStore(t, testWriteMosquitto) }
 
 func testWriteMosquitto(t *testing.T, r *registry.Registry, _ func() *registry.Registry) {
@@ -147,7 +148,8 @@ func testWriteMosquitto(t *testing.T, r *registry.Registry, _ func() *registry.R
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "mosquitto")
-	if err := r.WriteMosquitto(registry.MosquittoFiles{Dir: dir, GID: -1}, "hub-a", "pw"); err != nil {
+	files := registry.MosquittoFiles{Dir: dir, GID: -1, Bridges: []registry.Login{{User: "hub-a-bridge", Password: "bpw"}}}
+	if err := r.WriteMosquitto(files, "hub-a", "pw"); err != nil {
 		t.Fatal(err)
 	}
 	read := func(name string) string {
@@ -158,12 +160,12 @@ func testWriteMosquitto(t *testing.T, r *registry.Registry, _ func() *registry.R
 		return string(b)
 	}
 	passwd, acl := read(registry.MosquittoPasswd), read(registry.MosquittoACL)
-	for _, want := range []string{"hub-a:$7$", "kiosk-1:$7$"} {
+	for _, want := range []string{"hub-a:$7$", "hub-a-bridge:$7$", "kiosk-1:$7$"} {
 		if !strings.Contains(passwd, want) {
 			t.Errorf("passwd has no %q:\n%s", want, passwd)
 		}
 	}
-	for _, want := range []string{"user hub-a\ntopic readwrite linli/#", "user kiosk-1\ntopic write linli/v1/s1/kiosk-1/up\n",
+	for _, want := range []string{"user hub-a\ntopic readwrite linli/#", "user hub-a-bridge\ntopic readwrite linli/#", "user kiosk-1\ntopic write linli/v1/s1/kiosk-1/up\n",
 		"topic read linli/v1/s1/kiosk-1/down\n", "topic read linli/v1/s1/all/down\n"} {
 		if !strings.Contains(acl, want) {
 			t.Errorf("acl has no %q:\n%s", want, acl)

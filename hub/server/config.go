@@ -45,6 +45,7 @@ type Config struct {
 	MosquittoDir    string
 	MosquittoGroup  string
 	MosquittoReload string
+	MosquittoBridge bool
 
 	TLS       string
 	TLSCert   string
@@ -105,6 +106,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Bool(&c.MosquittoFiles, "mosquitto-files", false, "with --broker: write Mosquitto password and ACL files for enrolled devices into --mosquitto-dir (configs/mosquitto-secure.conf)")
 	s.String(&c.MosquittoDir, "mosquitto-dir", "", "where --mosquitto-files writes passwd and acl (mode 0640), a directory Mosquitto's user can enter, e.g. /var/lib/linli/mosquitto (default <data>/mosquitto, readable only by a Mosquitto running as the hub's user)")
 	s.String(&c.MosquittoGroup, "mosquitto-group", "", "group given those files, e.g. mosquitto (default: the directory's, as a setgid directory hands down)")
+	s.Bool(&c.MosquittoBridge, "mosquitto-bridge", false, "with --mosquitto-files: the files also carry the login <id>-bridge (every linli/ topic) for a standby broker's bridge to the active one (configs/mosquitto-pair); its password is kept in <data>/mosquitto/bridge.password")
 	s.String(&c.MosquittoReload, "mosquitto-reload", "", "command run after those files change, e.g. \"pkill -HUP mosquitto\"")
 	s.String(&c.TLS, "tls", "auto", "auto: TLS on every listener off loopback (plain TCP/HTTP only on loopback); on: TLS everywhere")
 	s.String(&c.TLSCert, "tls-cert", "", "server certificate (PEM); default: one issued by a site CA the hub creates in <data>/pki")

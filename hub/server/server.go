@@ -613,6 +613,16 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 		}
 	}
 	login = h.cfg.ID
+	if h.cfg.MosquittoBridge {
+		// The standby broker's bridge logs in to the active one under a
+		// login of its own: the hub's would take the hub's session (the
+		// login is the client id).
+		bpass, err := registry.BridgePassword(own)
+		if err != nil {
+			return "", "", err
+		}
+		files.Bridges = []registry.Login{{User: login + "-bridge", Password: bpass}}
+	}
 	write := func() error {
 		if err := h.registry.WriteMosquitto(files, login, pass); err != nil {
 			return err

@@ -21,6 +21,14 @@ import (
 // writers and records every 201 in the ledger; any other answer fails.
 func loadMarked(t *testing.T, e *edgeProc, ledger *testkit.Ledger, prefix string, n int) {
 	t.Helper()
+	if err := loadMarkedErr(e, ledger, prefix, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadMarkedErr is loadMarked returning its first failure, for a load run
+// beside others on a goroutine of its own.
+func loadMarkedErr(e *edgeProc, ledger *testkit.Ledger, prefix string, n int) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -39,7 +47,7 @@ func loadMarked(t *testing.T, e *edgeProc, ledger *testkit.Ledger, prefix string
 				code, err := testkit.Do(context.Background(), "POST", e.URL+"/api/v1/checkins", "",
 					map[string]string{"resident": marker, "activity": "A1"}, &c)
 				if err != nil || code != 201 {
-					errs <- fmt.Errorf("check-in %s: %d %v", marker, code, err)
+					errs <- fmt.Errorf("check-in %s on %s: %d %v", marker, e.ID, code, err)
 					return
 				}
 				ledger.Acked(e.ID, c.Seq, marker)
@@ -48,9 +56,7 @@ func loadMarked(t *testing.T, e *edgeProc, ledger *testkit.Ledger, prefix string
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	return <-errs // nil when none failed
 }
 
 // heldState is what the edge's GET /api/v1/sync says of what it keeps.

@@ -76,7 +76,7 @@ func MosquittoShipped(t testing.TB, addr, conf, dir string, subst map[string]str
 			t.Fatalf("configs/%s has no %q line to point at the test's directory", conf, k)
 		}
 	}
-	path := filepath.Join(dir, conf)
+	path := filepath.Join(dir, filepath.Base(conf)) // conf may name a subdirectory of configs/
 	if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
