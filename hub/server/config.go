@@ -151,6 +151,11 @@ func (c *Config) Validate() error {
 			return config.Errorf("broker", "%v", err)
 		}
 	}
+	if c.MosquittoBridge && (c.Broker == "" || !c.MosquittoFiles) {
+		// Said, not ignored: a pair started so would have a bridge with
+		// no login on the active broker.
+		return config.Errorf("mosquitto-bridge", "needs --broker and --mosquitto-files: the bridge's login goes into the files the hub writes")
+	}
 	for _, s := range c.Sites {
 		if err := event.ValidID(s); err != nil {
 			return config.Errorf("sites", "%v", err)

@@ -214,3 +214,31 @@ func TestBrokerSetting(t *testing.T) {
 		})
 	}
 }
+
+// mosquitto-bridge only adds a login to the files the hub writes: without
+// them it is refused, naming the setting.
+func TestMosquittoBridgeSetting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		bad  bool
+	}{
+		{[]string{"--broker", "tcp://a:1883,tcp://b:1883", "--mosquitto-files", "--mosquitto-bridge"}, false},
+		{[]string{"--broker", "tcp://a:1883,tcp://b:1883", "--mosquitto-bridge"}, true},
+		{[]string{"--mosquitto-bridge"}, true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load(tc.args, nil); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			var ce *config.Error
+			switch {
+			case tc.bad && (!errors.As(err, &ce) || ce.Setting != "mosquitto-bridge"):
+				t.Fatalf("error %v, want one naming mosquitto-bridge", err)
+			case !tc.bad && err != nil:
+				t.Fatal(err)
+			}
+		})
+	}
+}
