@@ -168,10 +168,10 @@ func TestMosquittoPairFailover(t *testing.T) {
 	}
 	onBroker(t, "the hub", hub.Proc, "connected to the external broker", urlB)
 	onBroker(t, "kiosk-2", edges[1].Proc, "hub session up", urlB)
-	// The bridge loops nothing back: the hub got at most a few messages a
-	// check-in, not an endless echo (which would pass any bound at once).
+	// The bridge loops nothing back: the hub got fewer messages than
+	// check-ins (about 170: batches and statuses), not an endless echo.
 	got := metric(t, hub.URL, "linli_hub_messages_total") - before
-	if got > 2000 {
+	if got > 600 {
 		t.Errorf("the hub received %v messages for 600 check-ins: the bridge echoes", got)
 	}
 	t.Logf("the hub received %v messages for the 600 check-ins after the split", got)
