@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"linli/edge/outbox"
 	"linli/shared/accesslist"
 	"linli/shared/event"
+	"linli/shared/test/edgetest"
 )
 
 type offline struct{}
@@ -29,7 +29,7 @@ func (offline) LastSync() time.Time { return time.Time{} }
 // before it serves.
 func newServer(t testing.TB, role string, opts ...func(*api.API)) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
+	ob, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,26 +46,6 @@ func newServer(t testing.TB, role string, opts ...func(*api.API)) (*httptest.Ser
 		}
 	})
 	return srv, ob
-}
-
-func post(t *testing.T, url, body string) (int, map[string]any) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &out); err != nil {
-			t.Fatalf("answer %q is not a JSON object: %v", data, err)
-		}
-	}
-	return resp.StatusCode, out
 }
 
 func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
@@ -103,7 +83,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out := post(t, srv.URL+tt.path, tt.body)
+			code, out := edgetest.PostJSON(t, srv.URL+tt.path, tt.body)
 			if code != http.StatusBadRequest {
 				t.Fatalf("status %d (%v), want 400", code, out)
 			}
@@ -133,7 +113,7 @@ func TestGoodWritesAnswer201(t *testing.T) {
 		{"/api/v1/readings", `{"sensor":"B3-t-1","kind":"temperature","value":21.5}`, ""},
 	}
 	for i, tt := range tests {
-		code, out := post(t, srv.URL+tt.path, tt.body)
+		code, out := edgetest.PostJSON(t, srv.URL+tt.path, tt.body)
 		if code != http.StatusCreated {
 			t.Fatalf("POST %s: %d %v", tt.path, code, out)
 		}
@@ -164,7 +144,7 @@ func TestGoodWritesAnswer201(t *testing.T) {
 func TestGatewayEndpointsRefusedOnKiosk(t *testing.T) {
 	srv, ob := newServer(t, api.RoleKiosk)
 	for _, p := range []string{"/api/v1/access", "/api/v1/readings"} {
-		code, out := post(t, srv.URL+p, `{}`)
+		code, out := edgetest.PostJSON(t, srv.URL+p, `{}`)
 		if code != http.StatusNotFound || out["error"] == "" {
 			t.Errorf("POST %s on a kiosk: %d %v, want 404 with an error", p, code, out)
 		}
@@ -179,7 +159,7 @@ func TestClosedStoreAnswers503(t *testing.T) {
 	if err := ob.Close(); err != nil {
 		t.Fatal(err)
 	}
-	code, out := post(t, srv.URL+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`)
+	code, out := edgetest.PostJSON(t, srv.URL+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`)
 	if code != http.StatusServiceUnavailable || out["error"] == "" {
 		t.Fatalf("write to a closed store: %d %v, want 503", code, out)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"linli/edge/api"
 	"linli/shared/accesslist"
+	"linli/shared/test/edgetest"
 )
 
 var testCardKey = bytes.Repeat([]byte{0x42}, accesslist.KeySize)
@@ -76,7 +77,7 @@ func TestQuirkyInputRefusedAndNothingStored(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := ob.Stats().LastSeq
-			code, out := post(t, srv.URL+tt.path, tt.body)
+			code, out := edgetest.PostJSON(t, srv.URL+tt.path, tt.body)
 			if code != http.StatusBadRequest || out["field"] != tt.field {
 				t.Fatalf("status %d %v, want 400 naming %q", code, out, tt.field)
 			}
@@ -104,7 +105,7 @@ func TestScreenTextThatIsFineIsTaken(t *testing.T) {
 		if strings.Contains(body, "score") {
 			path = "/api/v1/ratings"
 		}
-		if code, out := post(t, srv.URL+path, body); code != http.StatusCreated {
+		if code, out := edgetest.PostJSON(t, srv.URL+path, body); code != http.StatusCreated {
 			t.Fatalf("POST %s %s: %d %v", path, body, code, out)
 		}
 	}

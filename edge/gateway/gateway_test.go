@@ -25,6 +25,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
+	"linli/shared/test/edgetest"
 	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
@@ -317,7 +318,7 @@ func (r *rig) waitListening(t *testing.T) {
 
 func TestGatewayOnSimulator(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // last: after the store closes
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +576,7 @@ func TestGatewayOnSimulator(t *testing.T) {
 }
 
 func TestGatewayConfigErrors(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,7 +620,7 @@ func TestGatewayConfigErrors(t *testing.T) {
 func TestLargeListSurvivesRestart(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // last: after the store closes
 	dir := t.TempDir()
-	ob, db, err := openLog(t, dir, outbox.Options{Device: "gw-1"})
+	ob, db, err := edgetest.OpenLog(t, dir, outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -650,7 +651,7 @@ func TestLargeListSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ob, db, err = openLog(t, dir, outbox.Options{Device: "gw-1"})
+	ob, db, err = edgetest.OpenLog(t, dir, outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
@@ -21,7 +22,7 @@ import (
 // pseudonym its reader gives the same card, so the hub matches both paths
 // to one card; before any list (no key) the event is kept without the card.
 func TestPostedCardStoredAsReaderPseudonym(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "gw-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

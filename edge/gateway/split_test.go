@@ -15,6 +15,7 @@ import (
 	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
@@ -23,7 +24,7 @@ import (
 // as a delta without the list's body; the gateway reads the list whole
 // and puts it in force.
 func TestCardAddedToASplitListIsInForce(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

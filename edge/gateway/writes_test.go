@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"linli/edge/api"
 	"linli/edge/outbox"
 	"linli/shared/accesslist"
+	"linli/shared/test/edgetest"
 )
 
 var testCardKey = bytes.Repeat([]byte{0x42}, accesslist.KeySize)
@@ -22,7 +21,7 @@ var testCardKey = bytes.Repeat([]byte{0x42}, accesslist.KeySize)
 // outbox, hashing cards with cardKey.
 func newWritesServer(t *testing.T, cardKey func() []byte) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
+	ob, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,26 +35,6 @@ func newWritesServer(t *testing.T, cardKey func() []byte) (*httptest.Server, *ou
 		}
 	})
 	return srv, ob
-}
-
-func post(t *testing.T, url, body string) (int, map[string]any) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &out); err != nil {
-			t.Fatalf("answer %q is not a JSON object: %v", data, err)
-		}
-	}
-	return resp.StatusCode, out
 }
 
 // A card posted to a gateway is stored only as its keyed pseudonym — the
@@ -73,7 +52,7 @@ func TestAccessCredentialStoredOnlyAsPseudonym(t *testing.T) {
 		{"h:00112233aabbccdd", "h:00112233aabbccdd"}, // already a pseudonym: kept
 	}
 	for _, tt := range tests {
-		code, out := post(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"`+tt.credential+`","result":"granted"}`)
+		code, out := edgetest.PostJSON(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"`+tt.credential+`","result":"granted"}`)
 		if code != http.StatusCreated || out["credential"] != tt.want {
 			t.Fatalf("credential %q: %d %v, want 201 with %s", tt.credential, code, out, tt.want)
 		}
@@ -103,7 +82,7 @@ func TestAccessCredentialStoredOnlyAsPseudonym(t *testing.T) {
 		{"odd characters", "C 42", "only letters"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			code, out := post(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"`+tt.credential+`","result":"granted"}`)
+			code, out := edgetest.PostJSON(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"`+tt.credential+`","result":"granted"}`)
 			if code != http.StatusBadRequest || out["field"] != "credential" || !strings.Contains(fmt.Sprint(out["error"]), tt.msg) {
 				t.Fatalf("%d %v, want 400 naming credential and saying %q", code, out, tt.msg)
 			}
@@ -112,7 +91,7 @@ func TestAccessCredentialStoredOnlyAsPseudonym(t *testing.T) {
 
 	// No list yet: no key to hash with, so the event is kept without the card.
 	srv, ob = newWritesServer(t, func() []byte { return nil })
-	code, out := post(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"26:123:45678","result":"granted"}`)
+	code, out := edgetest.PostJSON(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"26:123:45678","result":"granted"}`)
 	if code != http.StatusCreated || out["credential"] != nil {
 		t.Fatalf("without a key: %d %v, want 201 without a credential", code, out)
 	}
@@ -122,7 +101,7 @@ func TestAccessCredentialStoredOnlyAsPseudonym(t *testing.T) {
 	if evs, err := ob.Read(0, 10, 1<<20); err != nil || len(evs) != 1 || bytes.Contains(evs[0].Body, []byte("45678")) {
 		t.Fatalf("without a key: %v %v, want one event without the card", evs, err)
 	}
-	code, out = post(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"h:00112233aabbccdd","result":"denied"}`)
+	code, out = edgetest.PostJSON(t, srv.URL+"/api/v1/access", `{"door":"B3-main","credential":"h:00112233aabbccdd","result":"denied"}`)
 	if code != http.StatusCreated || out["credential"] != "h:00112233aabbccdd" {
 		t.Fatalf("a pseudonym without a key: %d %v, want 201", code, out)
 	}

@@ -17,6 +17,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
@@ -55,7 +56,7 @@ func readAlarms(t *testing.T, sc *bufio.Scanner) []AlarmOut {
 // kinds the site does not show residents (a forced door, by default) and
 // alarms whose source cleared are left out.
 func TestAlarmStreamPushesSiteAlarms(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"linli/edge/seats"
 	"linli/shared/event"
 	"linli/shared/merge"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
@@ -42,7 +43,7 @@ type seatsKiosk struct {
 func newSeatsKiosk(t *testing.T, now time.Time) *seatsKiosk {
 	t.Helper()
 	clock := &testClock{t: now}
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour, Now: clock.Now})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestCheckinBeforeInsideAfterTheWindow(t *testing.T) {
 	for _, s := range steps {
 		k.clock.Set(s.at)
 		before := k.last()
-		code, out := post(t, k.url+s.path, s.body)
+		code, out := edgetest.PostJSON(t, k.url+s.path, s.body)
 		if code != s.code {
 			t.Fatalf("%s: %d %v, want %d", s.name, code, out, s.code)
 		}
@@ -200,7 +201,7 @@ func TestCheckinBeforeInsideAfterTheWindow(t *testing.T) {
 func TestSeatsLeftCountsSignupsHere(t *testing.T) {
 	k := newSeatsKiosk(t, actStart.Add(-48*time.Hour))
 	k.view(t, windowView(10, 4, 10))
-	if code, out := post(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`); code != 201 || out["status"] != "confirmed" {
+	if code, out := edgetest.PostJSON(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`); code != 201 || out["status"] != "confirmed" {
 		t.Fatalf("sign-up: %d %v", code, out)
 	}
 	var list []replica.Activity
@@ -233,7 +234,7 @@ func TestNoShareAnswersRecordedWhileTheHubHasSeats(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k := newSeatsKiosk(t, actStart.Add(-48*time.Hour))
 			k.view(t, windowView(1, 0, tt.seatsLeft))
-			code, out := post(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`)
+			code, out := edgetest.PostJSON(t, k.url+"/api/v1/checkins", `{"resident":"R1","activity":"A1"}`)
 			if code != http.StatusCreated || out["status"] != tt.want || out["act"] != "signup" {
 				t.Fatalf("%d %v, want 201 %s (signup)", code, out, tt.want)
 			}

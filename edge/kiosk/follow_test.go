@@ -20,6 +20,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
@@ -38,7 +39,7 @@ type followKiosk struct {
 
 func openFollowKiosk(t *testing.T, dir string, info *Info) *followKiosk {
 	t.Helper()
-	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,8 @@
 package kiosk
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +10,7 @@ import (
 
 	"linli/edge/api"
 	"linli/edge/outbox"
+	"linli/shared/test/edgetest"
 )
 
 type offline struct{}
@@ -31,7 +29,7 @@ func serve(edge *api.API, k *Handlers) http.Handler {
 // outbox; opts adjust it before it serves.
 func newServer(t testing.TB, role string, opts ...func(*Handlers)) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
+	ob, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "edge-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,24 +45,4 @@ func newServer(t testing.TB, role string, opts ...func(*Handlers)) (*httptest.Se
 		}
 	})
 	return srv, ob
-}
-
-func post(t *testing.T, url, body string) (int, map[string]any) {
-	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &out); err != nil {
-			t.Fatalf("answer %q is not a JSON object: %v", data, err)
-		}
-	}
-	return resp.StatusCode, out
 }

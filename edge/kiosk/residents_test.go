@@ -15,13 +15,14 @@ import (
 	"linli/edge/outbox"
 	"linli/edge/replica"
 	"linli/shared/event"
+	"linli/shared/test/edgetest"
 	"linli/shared/wire"
 )
 
 // newKioskServer is a kiosk API over a real outbox, replica and index.
 func newKioskServer(t *testing.T, role string) (*httptest.Server, *outbox.Log) {
 	t.Helper()
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestResidentIndexListsWhatTheyDidHere(t *testing.T) {
 		{"/api/v1/ratings", `{"resident":"R1","target":"kiosk-1.1","score":5,"comment":"好"}`},
 	}
 	for _, w := range writes {
-		if code, out := post(t, srv.URL+w.path, w.body); code != http.StatusCreated {
+		if code, out := edgetest.PostJSON(t, srv.URL+w.path, w.body); code != http.StatusCreated {
 			t.Fatalf("POST %s: %d %v", w.path, code, out)
 		}
 	}
@@ -130,7 +131,7 @@ func TestResidentIndexListsWhatTheyDidHere(t *testing.T) {
 
 func TestResidentIndexSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	ob, db, err := openLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, dir, outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestKioskSettingsForTheUI(t *testing.T) {
 // A deletion request from the hub takes the resident out of the index, and
 // no one else.
 func TestResidentIndexForgetsAnErasedResident(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

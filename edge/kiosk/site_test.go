@@ -12,6 +12,7 @@ import (
 	"linli/edge/api"
 	"linli/shared/event"
 	"linli/shared/httpx"
+	"linli/shared/test/edgetest"
 )
 
 func testPlan() *Plan {
@@ -135,7 +136,7 @@ func TestReportPlaceAgainstSitePlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := ob.Stats().LastSeq
 			body, _ := json.Marshal(map[string]string{"category": "fire_safety", "title": "楼道堆放杂物", "building": tt.building, "unit": tt.unit})
-			code, out := post(t, srv.URL+"/api/v1/reports", string(body))
+			code, out := edgetest.PostJSON(t, srv.URL+"/api/v1/reports", string(body))
 			if code != tt.code {
 				t.Fatalf("%d %v, want %d", code, out, tt.code)
 			}

@@ -11,6 +11,7 @@ import (
 	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/merge"
+	"linli/shared/test/edgetest"
 	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
@@ -25,7 +26,7 @@ type kiosk struct {
 
 func newKiosk(t *testing.T) *kiosk {
 	t.Helper()
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

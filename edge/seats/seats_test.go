@@ -14,6 +14,7 @@ import (
 	"linli/edge/replica"
 	"linli/shared/event"
 	"linli/shared/merge"
+	"linli/shared/test/edgetest"
 	"linli/shared/test/poll"
 	"linli/shared/wire"
 )
@@ -24,7 +25,7 @@ import (
 // looks its resident up in one chunk. A new version is read at once (a
 // cancellation refuses the next check-in).
 func TestCheckinReadsOneResidentOfABusyActivity(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestCheckinReadsOneResidentOfABusyActivity(t *testing.T) {
 // under a key of its own. Answers stay as they were: a resident confirmed
 // here is confirmed again, and Unseen still counts them all.
 func TestLedgerWritesOneResidentPerCheckin(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestLedgerWritesOneResidentPerCheckin(t *testing.T) {
 // for a recall applied while nothing answered it (the kiosk stopped), at
 // the next start. Changes to other activities give nothing back.
 func TestRecallAnsweredOnce(t *testing.T) {
-	ob, db, err := openLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
+	ob, db, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "kiosk-1", RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"linli/edge/uplink"
 	"linli/shared/event"
 	"linli/shared/identity"
+	"linli/shared/test/edgetest"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
@@ -136,7 +137,7 @@ func (h *fakeHub) run(t *testing.T, url, site, device string) {
 func TestStreamsBacklogFromStoredEncodings(t *testing.T) {
 	url := broker(t)
 	const site, device, n = "s1", "gw-1", 1203
-	l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
+	l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestConnectGivesUpOnSilentBroker(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
+	l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestForgedAcksAreIgnored(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			url := broker(t)
-			l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
+			l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,7 +399,7 @@ func TestForgedAcksAreIgnored(t *testing.T) {
 func TestHelloSaysFirstHeldAndAcksSetTheHorizon(t *testing.T) {
 	url := broker(t)
 	const site, device = "s1", "gw-1"
-	l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
+	l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +464,7 @@ func (r *racyLog) Ack(seq uint64, fromHello bool) error {
 func TestHelloAgainWhenEventsWentMeanwhile(t *testing.T) {
 	url := broker(t)
 	const site, device = "s1", "gw-1"
-	l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
+	l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: device, Retention: time.Hour, RetentionInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +548,7 @@ func TestBrokerListFailsOverToTheFirstThatAnswers(t *testing.T) {
 	silent, accepted := silentBroker(t)
 	url := broker(t)
 	const site, device, n = "s1", "gw-1", 300
-	l, _, err := openLog(t, t.TempDir(), outbox.Options{Device: device})
+	l, _, err := edgetest.OpenLog(t, t.TempDir(), outbox.Options{Device: device})
 	if err != nil {
 		t.Fatal(err)
 	}

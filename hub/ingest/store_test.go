@@ -5,14 +5,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"linli/hub/ingest"
 	"linli/hub/pgstore"
@@ -27,17 +24,7 @@ import (
 
 // TestMain stops the tests' PostgreSQL, then checks that every goroutine a
 // test started is gone.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testkit.StopPostgres()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.PostgresMain(m) }
 
 // eventStore is ingest's Store with the read the API makes of it.
 type eventStore interface {

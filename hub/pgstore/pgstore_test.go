@@ -3,15 +3,11 @@ package pgstore_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"linli/hub/pgstore"
 	"linli/shared/event"
@@ -20,17 +16,7 @@ import (
 
 // TestMain stops the tests' PostgreSQL, then checks that every goroutine a
 // test started (pools, connections) is gone.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testkit.StopPostgres()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.PostgresMain(m) }
 
 func open(t testing.TB, url string) *pgstore.Store {
 	t.Helper()

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"linli/hub/pgstore"
 	"linli/hub/registry"
@@ -20,17 +17,7 @@ import (
 
 // TestMain stops the tests' PostgreSQL, then checks that every goroutine a
 // test started is gone.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testkit.StopPostgres()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.PostgresMain(m) }
 
 // storeImpl opens one implementation of the registry's Store; reopen
 // opens a new Registry on the same data.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 )
 
 // PostgresUser is the system user the test server runs as when the tests
@@ -84,8 +85,23 @@ func StartPostgres(t testing.TB) string {
 	return srv.url(name)
 }
 
+// PostgresMain is the TestMain of a package whose tests start PostgreSQL:
+// it runs the tests, stops the server, and fails the run if a goroutine
+// a test started outlives it (goleak).
+func PostgresMain(m *testing.M) {
+	code := m.Run()
+	StopPostgres()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
 // StopPostgres stops the server StartPostgres started, if any, and removes
-// its directory. Call it from TestMain after m.Run.
+// its directory. Call it from TestMain after m.Run (PostgresMain does).
 func StopPostgres() {
 	if postgres.srv == nil {
 		return

@@ -2,27 +2,14 @@ package testkit
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/goleak"
 )
 
 // TestMain stops the tests' PostgreSQL, then checks that every goroutine a
 // test started is gone.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	StopPostgres()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { PostgresMain(m) }
 
 // Each caller gets a database of its own on the one server, with fsync on
 // and the server not running as root.
