@@ -1,0 +1,3 @@
+package lease_test
+
+func workerMain() bool { return false }
