@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	neturl "net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"linli/hub/lease"
 	"linli/hub/pgstore"
+	"linli/shared/test/netproxy"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -315,4 +317,38 @@ func TestSpreadJoinLeave(t *testing.T) {
 	if want := []row{{"hub-b", 15}, {"hub-c", 15}}; !slices.Equal(got, want) {
 		t.Fatalf("live leases by owner %v, want %v", got, want)
 	}
+}
+
+// A worker cut off from PostgreSQL gives its sites up (Lost) before their
+// leases expire, so before any other worker can take them, and within the
+// TTL of the cut; the other worker then owns them.
+func TestCutOffWorkerLosesItsSitesFirst(t *testing.T) {
+	url := database(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := netproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	u.Host = proxy.Addr()
+
+	sites := sitesN(10)
+	o := newOwners(t)
+	a, _ := worker(t, pool(t, u.String()), "hub-a", sites, o, fast)
+	poll.WaitFor(t, "hub-a to take the sites", func() bool { return len(a.Held()) == 10 })
+	b, _ := worker(t, pool(t, url), "hub-b", sites, o, fast)
+	poll.WaitFor(t, "the two workers to share the sites", func() bool { return len(a.Held()) == 5 && len(b.Held()) == 5 })
+
+	proxy.Cut(netproxy.Blackhole)
+	cut := time.Now()
+	poll.WaitFor(t, "the cut-off hub-a to give its sites up", func() bool { return len(a.Held()) == 0 })
+	if took := time.Since(cut); took >= fast.TTL {
+		t.Errorf("hub-a gave its sites up %v after the cut, want within the TTL %v", took, fast.TTL)
+	}
+	// owners fails the test had hub-b acquired a site before hub-a's Lost.
+	poll.WaitFor(t, "hub-b to own every site", func() bool { return len(b.Held()) == 10 })
+	proxy.Restore()
 }
