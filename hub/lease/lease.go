@@ -49,11 +49,12 @@ type Options struct {
 	// Margin is how long before a lease's expiry a worker that could not
 	// renew it gives it up (default TTL/6).
 	Margin time.Duration
-	// Acquired is called when the worker takes a site at epoch; Lost when
-	// it gives one up or finds it gone. Both run on Run's goroutine, in
-	// order, and Lost returns only once nothing more of the site may be
-	// acked. They must not call back into the Manager's Run.
-	Acquired func(site string, epoch int64)
+	// Acquired is called when the worker takes a site at epoch: an error
+	// (the worker cannot serve the site now) hands the lease back, to be
+	// tried again at a later tick. Lost is called when the worker gives a
+	// site up or finds it gone, and returns only once nothing more of the
+	// site may be acked. Both run on Run's goroutine, in order.
+	Acquired func(site string, epoch int64) error
 	Lost     func(site string)
 	Logger   *slog.Logger
 }
@@ -105,7 +106,7 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("lease: renew every %v with a margin of %v leaves no time within a TTL of %v", opts.Renew, opts.Margin, opts.TTL)
 	}
 	if opts.Acquired == nil {
-		opts.Acquired = func(string, int64) {}
+		opts.Acquired = func(string, int64) error { return nil }
 	}
 	if opts.Lost == nil {
 		opts.Lost = func(string) {}
@@ -365,6 +366,11 @@ func (m *Manager) renew(ctx context.Context) error {
 // then the leases expire at once for the next owner to take.
 func (m *Manager) release(ctx context.Context, sites []string, epochs map[string]int64) {
 	m.lose(sites)
+	m.expire(ctx, sites, epochs)
+}
+
+// expire ends leases of this worker at once.
+func (m *Manager) expire(ctx context.Context, sites []string, epochs map[string]int64) {
 	ep := make([]int64, len(sites))
 	for i, s := range sites {
 		ep[i] = epochs[s]
@@ -410,9 +416,24 @@ func (m *Manager) acquire(ctx context.Context, sites []string) error {
 		m.held[g.Site] = holding{epoch: g.Epoch, until: until}
 	}
 	m.mu.Unlock()
+	var refused []string
+	refusedEpochs := map[string]int64{}
 	for _, g := range taken {
+		if err := m.opts.Acquired(g.Site, g.Epoch); err != nil {
+			m.log.Error("site lease acquired but the site cannot be served; handed back", "worker", m.opts.ID, "site", g.Site, "err", err)
+			refused = append(refused, g.Site)
+			refusedEpochs[g.Site] = g.Epoch
+			continue
+		}
 		m.log.Info("site lease acquired", "worker", m.opts.ID, "site", g.Site, "epoch", g.Epoch)
-		m.opts.Acquired(g.Site, g.Epoch)
+	}
+	if len(refused) > 0 {
+		m.mu.Lock()
+		for _, s := range refused {
+			delete(m.held, s)
+		}
+		m.mu.Unlock()
+		m.expire(ctx, refused, refusedEpochs)
 	}
 	return nil
 }

@@ -59,25 +59,28 @@ func pool(t *testing.T, url string) *pgxpool.Pool {
 // callbacks: a site Acquired while another worker has not reported it
 // Lost is two owners at once, which must never happen.
 type owners struct {
-	t  *testing.T
-	mu sync.Mutex
-	by map[string]string // site → worker
-	n  map[string]int    // acquisitions by site
+	t      *testing.T
+	mu     sync.Mutex
+	by     map[string]string // site → worker
+	refuse map[string]bool   // sites whose Acquired fails
 }
 
 func newOwners(t *testing.T) *owners {
-	return &owners{t: t, by: map[string]string{}, n: map[string]int{}}
+	return &owners{t: t, by: map[string]string{}, refuse: map[string]bool{}}
 }
 
-func (o *owners) acquired(worker string) func(string, int64) {
-	return func(site string, _ int64) {
+func (o *owners) acquired(worker string) func(string, int64) error {
+	return func(site string, _ int64) error {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		if w, ok := o.by[site]; ok {
 			o.t.Errorf("%s acquired site %s while %s still holds it", worker, site, w)
 		}
+		if o.refuse[site] {
+			return errors.New("cannot serve it")
+		}
 		o.by[site] = worker
-		o.n[site]++
+		return nil
 	}
 }
 
@@ -351,4 +354,28 @@ func TestCutOffWorkerLosesItsSitesFirst(t *testing.T) {
 	// owners fails the test had hub-b acquired a site before hub-a's Lost.
 	poll.WaitFor(t, "hub-b to own every site", func() bool { return len(b.Held()) == 10 })
 	proxy.Restore()
+}
+
+// A site the worker cannot serve (Acquired fails) is handed back at once
+// rather than held unserved, and taken when it can be served.
+func TestAcquiredErrorHandsTheLeaseBack(t *testing.T) {
+	url := database(t)
+	p := pool(t, url)
+	o := newOwners(t)
+	o.mu.Lock()
+	o.refuse["site-01"] = true
+	o.mu.Unlock()
+	a, _ := worker(t, pool(t, url), "hub-a", sitesN(3), o, fast)
+	poll.WaitFor(t, "hub-a to take the sites it can serve", func() bool { return len(a.Held()) == 2 })
+	var live bool
+	if err := p.QueryRow(context.Background(), `SELECT expires_at > now() FROM site_leases WHERE site = 'site-01'`).Scan(&live); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := a.Epoch("site-01"); held || live {
+		t.Fatalf("site-01: held %v, lease live %v; want it handed back", held, live)
+	}
+	o.mu.Lock()
+	delete(o.refuse, "site-01")
+	o.mu.Unlock()
+	poll.WaitFor(t, "hub-a to take site-01 once it can serve it", func() bool { _, ok := a.Epoch("site-01"); return ok })
 }
