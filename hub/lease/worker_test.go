@@ -22,6 +22,9 @@ const (
 	envURL   = "LINLI_LEASE_WORKER_URL"
 	envID    = "LINLI_LEASE_WORKER_ID"
 	envSites = "LINLI_LEASE_WORKER_SITES"
+	// envBroker makes the worker a whole receiving side (runWorker):
+	// ingest on PostgreSQL through the external broker at this URL.
+	envBroker = "LINLI_LEASE_WORKER_BROKER"
 )
 
 // workerMain runs a Manager with the default timings and reports false
@@ -41,6 +44,13 @@ func workerMain() bool {
 		os.Exit(1)
 	}
 	sites := strings.Split(os.Getenv(envSites), ",")
+	if broker := os.Getenv(envBroker); broker != "" {
+		p.Close()
+		if err := runWorker(ctx, url, broker, os.Getenv(envID), sites, lease.Options{}, log); err != nil {
+			log.Error("worker", "err", err)
+		}
+		return true
+	}
 	m, err := lease.New(lease.Options{Pool: p, ID: os.Getenv(envID), Sites: func() []string { return sites }, Logger: log})
 	if err != nil {
 		log.Error("worker", "err", err)
