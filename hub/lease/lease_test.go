@@ -379,3 +379,25 @@ func TestAcquiredErrorHandsTheLeaseBack(t *testing.T) {
 	o.mu.Unlock()
 	poll.WaitFor(t, "hub-a to take site-01 once it can serve it", func() bool { _, ok := a.Epoch("site-01"); return ok })
 }
+
+// The sites to share are those of the devices enrolled in the database,
+// whichever worker enrolled them, and the site plans'.
+func TestEnrolledSites(t *testing.T) {
+	url := database(t)
+	p := pool(t, url)
+	sites := lease.EnrolledSites(p, []string{"plan-only", "s2"}, slog.New(slog.DiscardHandler))
+	if got, want := sites(), []string{"plan-only", "s2"}; !slices.Equal(got, want) {
+		t.Fatalf("sites %v, want %v", got, want)
+	}
+	if _, err := p.Exec(context.Background(), `INSERT INTO enrolled_devices (id, site, role, public_key) VALUES
+		('k1', 's1', 'kiosk', '\x00'), ('k2', 's1', 'kiosk', '\x00'), ('g1', 's2', 'gateway', '\x00')`); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sites(), []string{"plan-only", "s1", "s2"}; !slices.Equal(got, want) {
+		t.Fatalf("sites %v, want %v", got, want)
+	}
+	p.Close()
+	if got, want := sites(), []string{"plan-only", "s1", "s2"}; !slices.Equal(got, want) {
+		t.Fatalf("sites after a failed read %v, want the last list %v", got, want)
+	}
+}
