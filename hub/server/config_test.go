@@ -242,3 +242,69 @@ func TestMosquittoBridgeSetting(t *testing.T) {
 		})
 	}
 }
+
+// lease is on by default with a PostgreSQL store and off with Badger; on
+// without PostgreSQL, a bad value, or fixed sites beside leases are
+// refused naming the setting; a leased worker left at the default id gets
+// one of its own. (The PostgreSQL store itself is still refused at start
+// by the store check, so the cases with a URL check checkLease alone.)
+func TestLeaseSetting(t *testing.T) {
+	const pg = "postgres://linli@127.0.0.1:5432/linli"
+	for _, tc := range []struct {
+		name   string
+		c      Config
+		leased bool
+		bad    string // the setting named, or ""
+		ownID  bool   // the id is made for this worker
+	}{
+		{"badger default", Config{Lease: "auto", ID: DefaultID}, false, "", false},
+		{"postgres default", Config{Lease: "auto", Store: pg, ID: DefaultID}, true, "", true},
+		{"postgres with an id", Config{Lease: "auto", Store: pg, ID: "hub-2"}, true, "", false},
+		{"postgres, off", Config{Lease: "off", Store: pg, ID: DefaultID}, false, "", false},
+		{"on without postgres", Config{Lease: "on", ID: DefaultID}, false, "lease", false},
+		{"not a choice", Config{Lease: "yes", Store: pg, ID: DefaultID}, false, "lease", false},
+		{"fixed sites beside leases", Config{Lease: "on", Store: pg, ID: "hub-2", Sites: []string{"s1"}}, false, "sites", false},
+		{"fixed sites, off", Config{Lease: "off", Store: pg, ID: DefaultID, Sites: []string{"s1"}}, false, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			err := c.checkLease()
+			if tc.bad != "" {
+				var ce *config.Error
+				if !errors.As(err, &ce) || ce.Setting != tc.bad {
+					t.Fatalf("error %v, want one naming %s", err, tc.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Leased() != tc.leased {
+				t.Fatalf("leased %v, want %v", c.Leased(), tc.leased)
+			}
+			if got := c.ID != tc.c.ID; got != tc.ownID {
+				t.Fatalf("id %q (was %q): made for this worker %v, want %v", c.ID, tc.c.ID, got, tc.ownID)
+			}
+			if tc.ownID && (!strings.HasPrefix(c.ID, "hub-") || len(c.ID) > 64) {
+				t.Fatalf("worker id %q, want hub-<host>-<pid> within 64 characters", c.ID)
+			}
+		})
+	}
+
+	// Through the flags: the default and a refusal.
+	var c Config
+	if err := newSet(&c, io.Discard).Load([]string{"--lease", "on"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ce *config.Error
+	if err := c.Validate(); !errors.As(err, &ce) || ce.Setting != "lease" {
+		t.Fatalf("--lease on with the Badger store: %v, want an error naming lease", err)
+	}
+	c = Config{}
+	if err := newSet(&c, io.Discard).Load(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Leased() || c.ID != DefaultID {
+		t.Fatalf("defaults: err %v, leased %v, id %q; want no leases and id %q", err, c.Leased(), c.ID, DefaultID)
+	}
+}
