@@ -3,11 +3,13 @@ package pgstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"linli/hub/pgstore"
 	"linli/shared/event"
 	"linli/shared/test/testkit"
 )
@@ -73,4 +75,62 @@ func BenchmarkEventAppend(b *testing.B) {
 			b.ReportMetric(float64(appendTime)/float64(copyTime), "append/copy")
 		})
 	}
+}
+
+// benchReads runs read against a site of 10,000 reports (one in 20 open,
+// 2,000 alarms beside them, three smaller sites in the same tables) and
+// reports each call's p50 and p99 in nanoseconds, end to end through the
+// pool as the API would call it.
+func benchReads(b *testing.B, read func(ctx context.Context, st *pgstore.Store) (int, error), wantRows int) {
+	st := open(b, testkit.StartPostgres(b))
+	ctx := context.Background()
+	seedReports(b, st, "big", 10_000, 20)
+	for _, site := range []string{"s1", "s2", "s3"} {
+		seedReports(b, st, site, 500, 10)
+	}
+	seedAlarms(b, st, "big", 2_000)
+	if _, err := st.Pool().Exec(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		n, err := read(ctx, st)
+		took = append(took, time.Since(start))
+		if err != nil || n != wantRows {
+			b.Fatalf("%d rows, %v; want %d", n, err, wantRows)
+		}
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkReportList reads the newest page (100) of a site's reports.
+//
+//	go test -run '^$' -bench 'ReportList|SiteMap' ./hub/pgstore/
+func BenchmarkReportList(b *testing.B) {
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.ReportList(ctx, "big", nil, 100)
+		return len(rows), err
+	}, 100)
+}
+
+// BenchmarkSiteMap reads what the map of a site of 10,000 reports shows:
+// its 500 open reports by building.
+func BenchmarkSiteMap(b *testing.B) {
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.SiteMap(ctx, "big")
+		return len(rows), err
+	}, 500)
+}
+
+// BenchmarkDistrict counts open and overdue reports and alarms for the
+// four sites.
+func BenchmarkDistrict(b *testing.B) {
+	limits := pgstore.Limits{"big": {"fire_safety": 4 * time.Hour, "elevator": 24 * time.Hour}}
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.District(ctx, []string{"big", "s1", "s2", "s3"}, limits, time.Now())
+		return len(rows), err
+	}, 4)
 }
