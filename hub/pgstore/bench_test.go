@@ -11,7 +11,10 @@ import (
 
 	"linli/hub/pgstore"
 	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/merge"
 	"linli/shared/test/testkit"
+	"linli/shared/wire"
 )
 
 // BenchmarkEventAppend commits groups of events through the store's Batch
@@ -133,4 +136,44 @@ func BenchmarkDistrict(b *testing.B) {
 		rows, err := st.District(ctx, []string{"big", "s1", "s2", "s3"}, limits, time.Now())
 		return len(rows), err
 	}, 4)
+}
+
+// BenchmarkProjectActivity projects the change a check-in makes to an
+// activity of 10,000 residents (confirmed and waitlisted): the whole view
+// comes each time, and one resident's row is new.
+//
+//	go test -run '^$' -bench ProjectActivity ./hub/pgstore/
+func BenchmarkProjectActivity(b *testing.B) {
+	st := open(b, testkit.StartPostgres(b))
+	v := merge.ActivityView{ID: "A1", Title: "社区运动会", Kind: "activity", Site: "big", Capacity: 5000,
+		Kiosks: []merge.KioskShare{}, Updated: hlc.New(time.Now().UnixMilli(), 0)}
+	for i := range 10_000 {
+		r := fmt.Sprintf("R%06d", i)
+		if i < 5000 {
+			v.Confirmed = append(v.Confirmed, r)
+		} else {
+			v.Waitlist = append(v.Waitlist, r)
+		}
+	}
+	change := func() wire.Change {
+		body, err := event.Marshal(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return wire.Change{Entity: wire.EntityActivity, ID: v.ID, Body: body}
+	}
+	project(b, st, "big", []wire.Change{change()})
+	n := 10_000
+	var took []time.Duration
+	for b.Loop() {
+		v.Waitlist = append(v.Waitlist, fmt.Sprintf("R%06d", n))
+		n++
+		c := change()
+		start := time.Now()
+		project(b, st, "big", []wire.Change{c})
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
 }

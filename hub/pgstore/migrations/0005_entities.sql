@@ -76,18 +76,17 @@ CREATE INDEX activities_site_start ON activities (site, start_at);
 -- Attendance: one row per resident (by the id the hub knows them by, a
 -- pseudonym where the site uses them) on an activity's lists. A child
 -- table rather than a JSON array: an activity can hold thousands of
--- residents, and a change rewrites only the rows that changed.
--- status is confirmed, waitlisted or attended (checked in inside the
--- activity's window without being on either list); position is the place
--- in the confirmed list (by resident) or in the waitlist queue, NULL for
--- attended only; attended is set for everyone who checked in inside the
--- window.
+-- residents, and a change writes only the rows that changed. status is
+-- confirmed, waitlisted or attended (checked in inside the activity's
+-- window without being on either list); attended is set for everyone who
+-- checked in inside the window. The waitlist's order is in the
+-- activity's view (view->'waitlist'): a column of places would rewrite
+-- the whole queue at every promotion.
 CREATE TABLE activity_attendance (
 	site     text    NOT NULL,
 	activity text    NOT NULL,
 	resident text    NOT NULL,
 	status   text    NOT NULL CHECK (status IN ('confirmed', 'waitlisted', 'attended')),
-	position integer,
 	attended boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (site, activity, resident),
 	FOREIGN KEY (site, activity) REFERENCES activities (site, id) ON DELETE CASCADE
