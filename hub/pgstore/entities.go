@@ -59,7 +59,7 @@ func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Cha
 	keys := slices.SortedFunc(maps.Keys(last), func(a, b ekey) int {
 		return cmp.Or(cmp.Compare(a.entity, b.entity), cmp.Compare(a.id, b.id))
 	})
-	var p projection
+	var p entityRows
 	p.site = site
 	for _, k := range keys {
 		c := last[k]
@@ -85,8 +85,8 @@ func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Cha
 	return nil
 }
 
-// projection gathers one call's rows as column arrays, table by table.
-type projection struct {
+// entityRows gathers one call's rows as column arrays, table by table.
+type entityRows struct {
 	site string
 
 	deleted map[string][]string // by table
@@ -142,7 +142,7 @@ type projection struct {
 var entityTable = map[string]string{wire.EntityReport: "reports", wire.EntityActivity: "activities",
 	wire.EntityNotice: "notices", wire.EntityAlarm: "alarms"}
 
-func (p *projection) add(c wire.Change) error {
+func (p *entityRows) add(c wire.Change) error {
 	if c.Deleted {
 		if p.deleted == nil {
 			p.deleted = map[string][]string{}
@@ -192,7 +192,7 @@ func decodeView(body []byte, v any) error {
 	return nil
 }
 
-func (p *projection) addReport(v *merge.ReportView) error {
+func (p *entityRows) addReport(v *merge.ReportView) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -237,7 +237,7 @@ func (p *projection) addReport(v *merge.ReportView) error {
 	return nil
 }
 
-func (p *projection) addActivity(v *merge.ActivityView) error {
+func (p *entityRows) addActivity(v *merge.ActivityView) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -292,12 +292,12 @@ type attendance struct {
 	attended bool
 }
 
-// diffAttendance reads the attendance rows the projection's activities
+// diffAttendance reads the attendance rows the call's activities
 // have now and keeps, to write, only the residents who left, joined or
 // changed: a check-in to an activity of thousands then writes one row,
 // not thousands (an upsert of every row locks and dirties each of them,
 // which made a projection of a 10,000-resident activity take 0.1-14 s).
-func (p *projection) diffAttendance(ctx context.Context, tx pgx.Tx) error {
+func (p *entityRows) diffAttendance(ctx context.Context, tx pgx.Tx) error {
 	if len(p.att) == 0 {
 		return nil
 	}
@@ -348,7 +348,7 @@ func (p *projection) diffAttendance(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-func (p *projection) addNotice(v *merge.NoticeView) error {
+func (p *entityRows) addNotice(v *merge.NoticeView) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -368,7 +368,7 @@ func (p *projection) addNotice(v *merge.NoticeView) error {
 	return nil
 }
 
-func (p *projection) addAlarm(v *merge.AlarmView) error {
+func (p *entityRows) addAlarm(v *merge.AlarmView) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -392,9 +392,9 @@ func (p *projection) addAlarm(v *merge.AlarmView) error {
 	return nil
 }
 
-// queue adds the projection's statements to b: deletions, then each
+// queue adds the rows' statements to b: deletions, then each
 // parent table's rows before its children's.
-func (p *projection) queue(b *pgx.Batch) {
+func (p *entityRows) queue(b *pgx.Batch) {
 	for _, t := range slices.Sorted(maps.Keys(p.deleted)) {
 		// Table names come from entityTable, never from the change.
 		b.Queue("DELETE FROM "+t+" WHERE site = $1 AND id = ANY($2::text[])", p.site, p.deleted[t])
