@@ -34,6 +34,8 @@ CREATE INDEX reports_site_status ON reports (site, status, created_at);
 CREATE INDEX reports_site_building ON reports (site, building, status);
 CREATE INDEX reports_site_category ON reports (site, category, created_at);
 CREATE INDEX reports_site_updated ON reports (site, updated_at);
+-- Time to close, by when reports were closed.
+CREATE INDEX reports_site_closed ON reports (site, closed_at);
 
 -- A report's public timeline, one row per step in order (n from 0): filed,
 -- each status the office set with its reply, reopened, merged. A child
@@ -51,6 +53,7 @@ CREATE TABLE report_steps (
 	FOREIGN KEY (site, report) REFERENCES reports (site, id) ON DELETE CASCADE
 );
 CREATE INDEX report_steps_event ON report_steps (site, event, at);
+CREATE INDEX report_steps_at ON report_steps (site, at);
 
 -- Activities with their seat counts.
 CREATE TABLE activities (
