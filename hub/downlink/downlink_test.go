@@ -64,7 +64,7 @@ func TestOneCardOfAFiftyThousandCardList(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &topicPub{msgs: map[string][][]byte{}}
-	l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), func(p []byte) ([]byte, error) { return identity.Sign(key, "hub", p) }, log)
+	l, err := Open(st, pub, hlc.NewClock(nil, 0), func(p []byte) ([]byte, error) { return identity.Sign(key, "hub", p) }, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestLiveDeltasFollowTheLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		pub := &topicPub{msgs: map[string][][]byte{}}
-		l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, log)
+		l, err := Open(st, pub, hlc.NewClock(nil, 0), nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 // pub, with gw-1 the site's only gateway.
 func logOn(t *testing.T, st *store.Store, pub *topicPub) *Log {
 	t.Helper()
-	l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))
+	l, err := Open(st, pub, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,7 @@ func (h *Hub) buildServices() (err error) {
 	cfg, log, tr := h.cfg, h.log, h.transport
 	clock := hlc.NewClock(nil, 0)
 	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
-	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
+	h.down, err = downlink.Open(h.store, tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func (c *capturePub) activityViews(t *testing.T, id string) []merge.ActivityView
 func openStateWith(t *testing.T, st *store.Store, pub downlink.Publisher, log *slog.Logger) (*State, *downlink.Log) {
 	t.Helper()
 	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), pub, clock, nil, log)
+	down, err := downlink.Open(st, pub, clock, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

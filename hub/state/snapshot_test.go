@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/downlink"
 	"linli/hub/store"
 	"linli/shared/event"
@@ -33,7 +31,7 @@ func encodeState(t *testing.T, st *store.Store, build string) ([]byte, string) {
 	t.Helper()
 	var logs logBuf
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	down, err := downlink.Open(st.DB(), discardPub{}, hlc.NewClock(nil, 0), nil, log)
+	down, err := downlink.Open(st, discardPub{}, hlc.NewClock(nil, 0), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +157,13 @@ func TestSnapshotStartEqualsFullRebuild(t *testing.T) {
 			}
 
 			// A damaged chunk: rebuilt from every fact, the same state.
-			err = st.DB().Update(func(txn *badger.Txn) error {
-				h, _, err := readSnapHead(st.DB())
-				if err != nil {
-					return err
-				}
-				return txn.Set(snapChunkKey(h.Gen, 0), []byte("not the state"))
-			})
+			h, _, err := readSnapHead(st)
 			if err != nil {
+				t.Fatal(err)
+			}
+			wb := st.NewBatch()
+			wb.Set(snapChunkKey(h.Gen, 0), []byte("not the state"))
+			if err := wb.Commit(); err != nil {
 				t.Fatal(err)
 			}
 			damaged, logs := encodeState(t, st, "b1")

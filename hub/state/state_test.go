@@ -235,7 +235,7 @@ func TestFactWithoutEventFailsLoad(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), discardPub{}, clock, nil, log)
+	down, err := downlink.Open(st, discardPub{}, clock, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
