@@ -292,3 +292,15 @@ func (s *Store) ScanEvents(site string, cursor []byte, limit int) (evs []SiteEve
 	}
 	return evs, next, nil
 }
+
+// ParseEventKey reads an event key, e/{site}/{device}/{seq:8} (an export's
+// cursor).
+func ParseEventKey(key []byte) (site, device string, seq uint64, ok bool) {
+	if !bytes.HasPrefix(key, []byte(prefixEvent)) {
+		return "", "", 0, false
+	}
+	if site, device, ok = splitEventKey(key); !ok {
+		return "", "", 0, false
+	}
+	return site, device, kv.ParseU64(key[len(key)-8:]), true
+}
