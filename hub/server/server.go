@@ -164,7 +164,7 @@ type Hub struct {
 }
 
 // Start brings the hub up in phases, in this order: openStores (the
-// Badger store, PostgreSQL when configured, the hub key, the device
+// Badger store or, with the store setting, PostgreSQL; the hub key, the device
 // registry, TLS material), startTransport (the embedded broker or the
 // external broker's client), buildServices (downlink, merged state,
 // ingest, backups, retention), buildHTTP (operators, site plans, the API
@@ -203,9 +203,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	return h, nil
 }
 
-// openStores opens what the hub keeps: the store (its layout brought up
-// to this binary's), the hub's signing key, PostgreSQL when configured,
-// the device registry and the TLS material the listeners need.
+// openStores opens what the hub keeps: PostgreSQL when the store setting
+// names it, else the Badger store in --data (its layout brought up to
+// this binary's); the hub's signing key, the device registry and the TLS
+// material the listeners need.
 func (h *Hub) openStores(ctx context.Context) (err error) {
 	cfg, log := h.cfg, h.log
 	var regStore registry.Store
