@@ -14,11 +14,11 @@ import (
 	"pgregory.net/rapid"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/accesslist"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 

@@ -4,9 +4,9 @@ import (
 	"testing"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/test/poll"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 

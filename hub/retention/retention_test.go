@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/test/poll"
+	"linli/shared/test/storetest"
 )
 
 // A restarted hub does not read every stored event again at once: the

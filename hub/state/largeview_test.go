@@ -9,10 +9,10 @@ import (
 
 	"linli/hub/downlink"
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/merge"
+	"linli/shared/test/storetest"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )

@@ -11,9 +11,9 @@ import (
 
 	"linli/hub/downlink"
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/storetest"
 )
 
 // logBuf collects log lines, for checking which way the state loaded.

@@ -10,11 +10,11 @@ import (
 
 	"linli/hub/downlink"
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
 	"linli/shared/merge"
+	"linli/shared/test/storetest"
 )
 
 type discardPub struct{}

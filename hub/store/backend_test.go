@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"linli/hub/store"
-	"linli/hub/store/storetest"
 	"linli/shared/event"
 	"linli/shared/hlc"
+	"linli/shared/test/storetest"
 )
 
 // scan lists the keys and values under prefix from from, since since.
