@@ -46,7 +46,7 @@ type Unsubscriber interface {
 // it is optional. Every Apply is followed by exactly one of Committed (the
 // batch is durable) or Aborted (it is not; undo what Apply did).
 type Applier interface {
-	Apply(b *store.Batch, bySite map[string][]event.Event) error
+	Apply(b store.Batch, bySite map[string][]event.Event) error
 	Committed()
 	Aborted()
 }
@@ -108,9 +108,9 @@ const (
 
 // Options configure an Ingest.
 type Options struct {
-	// Store keeps the events and device records. With an Applier it must
-	// be a BadgerStore: the merged state lives in Badger and commits in
-	// the same transaction as the events.
+	// Store keeps the events and device records; an Applier's writes go
+	// into the same batch, so the merged state commits with the events
+	// it folds in either store.
 	Store     Store
 	Transport Transport
 	Applier   Applier
@@ -238,9 +238,6 @@ func New(opts Options) (*Ingest, error) {
 	}
 	if opts.Store == nil {
 		return nil, errors.New("ingest: no store")
-	}
-	if _, ok := opts.Store.(BadgerStore); opts.Applier != nil && !ok {
-		return nil, fmt.Errorf("ingest: the merged state is kept in the embedded store only and commits with its events; it cannot go with events in a %T", opts.Store)
 	}
 	in := &Ingest{
 		opts: opts, log: opts.Logger,
@@ -993,8 +990,7 @@ func (in *Ingest) commit(group []decoded) {
 	}
 	applied := in.opts.Applier != nil && len(newBySite) > 0
 	if applied {
-		// New made sure the store is Badger's: its batches are *store.Batch.
-		if err := in.opts.Applier.Apply(b.(*store.Batch), newBySite); err != nil {
+		if err := in.opts.Applier.Apply(b, newBySite); err != nil {
 			in.log.Error("merge failed; batch not committed", "err", err)
 			in.opts.Applier.Aborted()
 			b.Discard()

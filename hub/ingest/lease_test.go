@@ -212,7 +212,7 @@ func TestSitesComeAndGo(t *testing.T) {
 // acked.
 func TestNoAckForASiteGivenUp(t *testing.T) {
 	tr := newTransport(true, nil)
-	h := runIngest(t, tr, false, 1, func(o *ingest.Options, _ *store.Store) { o.Leased, o.Sites = true, []string{"s1"} })
+	h := runIngest(t, tr, false, 1, func(o *ingest.Options, _ store.Backend) { o.Leased, o.Sites = true, []string{"s1"} })
 	up, ack := wire.Topic("s1", "k1", wire.LeafUp), wire.Topic("s1", "k1", wire.LeafAck)
 	batch := func(from, to uint64) wire.Up {
 		var evs []event.Event
@@ -239,7 +239,7 @@ func TestNoAckForASiteGivenUp(t *testing.T) {
 	if n := tr.count(ack); n != 1 {
 		t.Fatalf("%d acks, want only the first", n)
 	}
-	if got := seqsOf(t, ingest.BadgerStore{Store: h.store}, "s1", "k1", nil); !reflect.DeepEqual(got, []uint64{1, 2}) {
+	if got := seqsOf(t, ingest.BadgerStore{Store: h.store.(*store.Store)}, "s1", "k1", nil); !reflect.DeepEqual(got, []uint64{1, 2}) {
 		t.Fatalf("stored %v, want 1..2", got)
 	}
 

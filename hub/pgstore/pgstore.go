@@ -69,9 +69,10 @@ func Redacted(u string) string {
 
 // Store is the hub's PostgreSQL store.
 type Store struct {
-	pool    *pgxpool.Pool
-	log     *slog.Logger
-	timeout time.Duration
+	pool      *pgxpool.Pool
+	log       *slog.Logger
+	timeout   time.Duration
+	projector projectorSlot
 }
 
 // Open connects to the database at u, applies the migrations it lacks and

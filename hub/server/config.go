@@ -207,6 +207,9 @@ func (c *Config) Validate() error {
 	if c.TLSReload < 100*time.Millisecond {
 		return config.Errorf("tls-reload", "must be at least 100ms")
 	}
+	if c.BackupDir != "" && c.Store != "" {
+		return config.Errorf("backup-dir", "the hub keeps its state in PostgreSQL (store), which its own tools back up (pg_dump, pg_basebackup, WAL archiving): leave backup-dir unset")
+	}
 	if c.BackupDir != "" {
 		if info, err := os.Stat(c.BackupDir); err == nil && !info.IsDir() {
 			return config.Errorf("backup-dir", "%s is not a directory", c.BackupDir)
@@ -328,17 +331,9 @@ func parseKeep(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// onPostgres is what the hub keeps in PostgreSQL so far; notOnPostgres,
-// what is still only in the Badger store in --data.
-const (
-	onPostgres    = "edge events and device records, the device registry and enrollment, operators, sessions, API tokens, login limits and the audit log"
-	notOnPostgres = "the merged state and its facts, the downlink log, alarms, backups and the restore horizon"
-)
-
-// checkStore checks the store setting. A PostgreSQL URL is refused whole:
-// the hub's parts that are not on PostgreSQL yet would otherwise keep
-// their half of the state in --data, which another hub on the same
-// database would not see.
+// checkStore checks the store setting: empty (the Badger store in
+// --data) or a PostgreSQL URL, which keeps everything of the hub but its
+// key files in the database.
 func checkStore(u string) error {
 	if u == "" {
 		return nil
@@ -346,8 +341,7 @@ func checkStore(u string) error {
 	if err := pgstore.CheckURL(u); err != nil {
 		return config.Errorf("store", "%v", err)
 	}
-	return config.Errorf("store", "%s: PostgreSQL holds only %s so far; %s are still only in the Badger store in --data, so the hub does not start on PostgreSQL yet (leave store unset)",
-		pgstore.Redacted(u), onPostgres, notOnPostgres)
+	return nil
 }
 
 // isLoopback reports whether a listen address is on loopback, where plain

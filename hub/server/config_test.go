@@ -89,9 +89,10 @@ func TestTimeZoneSetting(t *testing.T) {
 }
 
 // store is set like any setting (flag, LINLI_STORE, config key store).
-// Empty keeps the Badger store in --data; a URL that is not PostgreSQL's
-// is refused naming the setting; a PostgreSQL URL is refused too, in one
-// line saying what is not on PostgreSQL yet, without its password.
+// Empty keeps the Badger store in --data, a PostgreSQL URL is taken; a
+// URL that is not PostgreSQL's is refused naming the setting, in one line
+// without its password. With store set, backup-dir is refused naming it:
+// PostgreSQL's own tools back the database up.
 func TestStoreSetting(t *testing.T) {
 	yaml := filepath.Join(t.TempDir(), "hub.yaml")
 	if err := os.WriteFile(yaml, []byte("store: postgres://linli:secret@db.example:5432/linli\n"), 0o600); err != nil {
@@ -103,14 +104,13 @@ func TestStoreSetting(t *testing.T) {
 		want      string // in the error; "" for none
 	}{
 		{"default", nil, nil, ""},
-		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, "not start on PostgreSQL yet"},
-		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, "not start on PostgreSQL yet"},
-		{"file", []string{"--config", yaml}, nil, "the merged state"},
-		{"what is left", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil,
-			"so far; the merged state and its facts, the downlink log, alarms, backups and the restore horizon are still only in the Badger store"},
+		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, ""},
+		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, ""},
+		{"file", []string{"--config", yaml}, nil, ""},
 		{"bad scheme", []string{"--store", "mysql://linli:secret@127.0.0.1/linli"}, nil, "want postgres://"},
 		{"path", []string{"--store", "/var/lib/linli"}, nil, "want postgres://"},
 		{"no database", []string{"--store", "postgres://linli@127.0.0.1:5432"}, nil, "database"},
+		{"backups", []string{"--store", "postgres://linli:secret@127.0.0.1:5432/linli", "--backup-dir", "/var/backups/linli"}, nil, "pg_basebackup"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
@@ -125,9 +125,13 @@ func TestStoreSetting(t *testing.T) {
 				}
 				return
 			}
+			setting := "store"
+			if tc.name == "backups" {
+				setting = "backup-dir"
+			}
 			var ce *config.Error
-			if !errors.As(err, &ce) || ce.Setting != "store" {
-				t.Fatalf("error %v, want one naming store", err)
+			if !errors.As(err, &ce) || ce.Setting != setting {
+				t.Fatalf("error %v, want one naming %s", err, setting)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "secret") || strings.Contains(msg, "\n") {
