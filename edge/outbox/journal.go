@@ -123,6 +123,31 @@ func (l *Log) replay(recs []journal.Record) error {
 	return nil
 }
 
+// noteCommit adds a synced Badger commit's time to the average that
+// decides whether groups go through the journal.
+func (l *Log) noteCommit(took time.Duration) {
+	l.mu.Lock()
+	l.commitTime = (3*l.commitTime + took) / 4
+	l.mu.Unlock()
+}
+
+// journalPays says whether the next group goes through the journal: while
+// Badger's commits take more than JournalAbove on average, until they
+// take less than half of it (the two paths' own costs do not make it
+// flap).
+func (l *Log) journalPays() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	above := l.opts.JournalAbove
+	switch {
+	case above < 0 || l.commitTime > above:
+		l.viaJournal = true
+	case l.commitTime < above/2:
+		l.viaJournal = false
+	}
+	return l.viaJournal
+}
+
 func hasBuilder(group []*appendReq) bool {
 	for _, r := range group {
 		if r.build != nil {
@@ -277,7 +302,11 @@ func (l *Log) apply(groups []applyGroup) error {
 		err = txn.Set([]byte(keyHLC), kv.U64(uint64(end.hlc)))
 	}
 	if err == nil {
+		start := time.Now()
 		err = txn.Commit()
+		if err == nil {
+			l.noteCommit(time.Since(start))
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("apply journaled events %d..%d: %w", groups[0].first, end.last, err)

@@ -18,7 +18,7 @@ import (
 func openJournaled(t *testing.T, dir string) *Log {
 	t.Helper()
 	l, err := Open(openStore(t, dir).DB(), Options{Device: "kiosk-1", Retention: time.Hour, RetentionInterval: time.Hour,
-		Journal: filepath.Join(dir, "journal")})
+		Journal: filepath.Join(dir, "journal"), JournalAbove: -1})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestJournalReplaySkipsWhatWasApplied(t *testing.T) {
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete(eventKey(2)) }); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(db, Options{Device: "kiosk-1", Retention: time.Hour, RetentionInterval: time.Hour, Journal: filepath.Join(dir, "journal")})
+	l, err := Open(db, Options{Device: "kiosk-1", Retention: time.Hour, RetentionInterval: time.Hour, Journal: filepath.Join(dir, "journal"), JournalAbove: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +226,47 @@ func TestJournalReplaySkipsWhatWasApplied(t *testing.T) {
 	}
 	if n := l.jr.Segments(); n != 1 {
 		t.Fatalf("after the hub acked everything: %d journal segments, want 1 (the newest seq stays)", n)
+	}
+}
+
+// Groups go through the journal while Badger's synced commits are slow on
+// average, and back to Badger directly once they are fast again, with a
+// band between where the path stays as it is.
+func TestJournalOnlyWhereCommitsAreSlow(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	l := &Log{opts: Options{JournalAbove: 2 * time.Millisecond}}
+	for i, c := range []struct {
+		average time.Duration
+		want    bool
+	}{
+		{0, false},       // nothing measured: Badger directly
+		{ms(0.3), false}, // a fast disk
+		{ms(2.5), true},  // a slow card
+		{ms(1.5), true},  // in the band: stays
+		{ms(0.9), false}, // fast again
+		{ms(1.5), false}, // in the band: stays
+		{ms(2.1), true},  //
+		{ms(20), true},   //
+	} {
+		l.commitTime = c.average
+		if got := l.journalPays(); got != c.want {
+			t.Fatalf("step %d: average %v: journal %v, want %v", i, c.average, got, c.want)
+		}
+	}
+	// The average follows the commits: a quarter of each new one.
+	avg := &Log{}
+	avg.noteCommit(ms(8))
+	if avg.commitTime != ms(2) {
+		t.Fatalf("one 8 ms commit from nothing: average %v, want 2ms", avg.commitTime)
+	}
+	for range 30 {
+		avg.noteCommit(ms(10))
+	}
+	if avg.commitTime < ms(9.9) || avg.commitTime > ms(10) {
+		t.Fatalf("after 30 commits of 10 ms: average %v", avg.commitTime)
+	}
+	always := &Log{opts: Options{JournalAbove: -1}}
+	if !always.journalPays() {
+		t.Fatal("JournalAbove < 0: not through the journal")
 	}
 }
