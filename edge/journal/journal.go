@@ -79,12 +79,14 @@ type Journal struct {
 	buf    []byte
 }
 
-// Open opens the journal in opts.Dir (creating it) and returns the records
-// of its segments in the order they were written. A segment's records end
-// at its first torn or corrupt frame: a crash mid-write leaves one at the
-// tail, and a failed write leaves its segment for a new one. New records
-// go to a new segment.
-func Open(opts Options) (*Journal, []Record, error) {
+// Open opens the journal in opts.Dir (creating it) and hands visit the
+// records of its segments in the order they were written, one segment in
+// memory at a time: a journal left long unreleased (an edge offline for
+// days) is not read into memory whole. A record's Events are valid only
+// during the call. A segment's records end at its first torn or corrupt
+// frame: a crash mid-write leaves one at the tail, and a failed write
+// leaves its segment for a new one. New records go to a new segment.
+func Open(opts Options, visit func(Record) error) (*Journal, error) {
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
@@ -92,31 +94,30 @@ func Open(opts Options) (*Journal, []Record, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create journal dir: %w", err)
+		return nil, fmt.Errorf("create journal dir: %w", err)
 	}
 	// The directory's own entry must survive a power cut too.
 	if err := syncDir(filepath.Dir(filepath.Clean(opts.Dir))); err != nil {
-		return nil, nil, fmt.Errorf("sync journal's parent dir: %w", err)
+		return nil, fmt.Errorf("sync journal's parent dir: %w", err)
 	}
 	j := &Journal{opts: opts, log: opts.Logger}
 	nums, err := j.segmentNumbers()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var recs []Record
 	for _, n := range nums {
-		rs, err := j.readSegment(n)
-		if err != nil {
-			return nil, nil, err
-		}
-		s := segment{num: n, synced: len(rs) > 0}
-		for _, r := range rs {
+		s := segment{num: n}
+		err := j.readSegment(n, func(r Record) error {
+			s.synced = true
 			s.maxSeq = max(s.maxSeq, r.Last)
+			return visit(r)
+		})
+		if err != nil {
+			return nil, err
 		}
 		j.segs = append(j.segs, s)
-		recs = append(recs, rs...)
 	}
-	return j, recs, nil
+	return j, nil
 }
 
 func (j *Journal) segmentNumbers() ([]uint64, error) {
@@ -144,13 +145,12 @@ func (j *Journal) path(num uint64) string {
 	return filepath.Join(j.opts.Dir, fmt.Sprintf("%016x%s", num, suffix))
 }
 
-// readSegment reads the whole records of segment num.
-func (j *Journal) readSegment(num uint64) ([]Record, error) {
+// readSegment hands visit the whole records of segment num.
+func (j *Journal) readSegment(num uint64, visit func(Record) error) error {
 	data, err := os.ReadFile(j.path(num))
 	if err != nil {
-		return nil, fmt.Errorf("read journal segment: %w", err)
+		return fmt.Errorf("read journal segment: %w", err)
 	}
-	var recs []Record
 	for off := 0; off < len(data); {
 		r, n, err := decode(data[off:])
 		if err != nil {
@@ -160,10 +160,12 @@ func (j *Journal) readSegment(num uint64) ([]Record, error) {
 			}
 			break
 		}
-		recs = append(recs, r)
+		if err := visit(r); err != nil {
+			return err
+		}
 		off += n
 	}
-	return recs, nil
+	return nil
 }
 
 func allZero(b []byte) bool {
@@ -198,7 +200,7 @@ func decode(b []byte) (Record, int, error) {
 			return Record{}, 0, fmt.Errorf("%w: event length", errFrame)
 		}
 		l := int(binary.BigEndian.Uint32(p))
-		r.Events = append(r.Events, slices.Clone(p[4:4+l]))
+		r.Events = append(r.Events, p[4:4+l:4+l])
 		p = p[4+l:]
 	}
 	if len(p) != 0 || r.Last < r.First {

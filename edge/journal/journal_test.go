@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,14 @@ func rec(first, last uint64) Record {
 
 func open(t *testing.T, dir string, segSize int64) (*Journal, []Record) {
 	t.Helper()
-	j, recs, err := Open(Options{Dir: dir, SegmentSize: segSize})
+	var recs []Record
+	j, err := Open(Options{Dir: dir, SegmentSize: segSize}, func(r Record) error {
+		for i, e := range r.Events {
+			r.Events[i] = slices.Clone(e) // valid only during the call
+		}
+		recs = append(recs, r)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +172,29 @@ func TestAppendAfterClose(t *testing.T) {
 	_ = j.Close()
 	if err := j.Append(rec(1, 1)); err == nil {
 		t.Fatal("append after close succeeded")
+	}
+}
+
+// Open stops at the first error its visitor returns, and says so.
+func TestOpenStopsOnVisitError(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, 1)
+	for _, r := range []Record{rec(1, 1), rec(2, 2), rec(3, 3)} {
+		if err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = j.Close()
+	stop := errors.New("enough")
+	seen := 0
+	_, err := Open(Options{Dir: dir}, func(r Record) error {
+		seen++
+		if r.First == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || seen != 2 {
+		t.Fatalf("Open returned %v after %d records, want the visitor's error after 2", err, seen)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -40,12 +41,39 @@ const maxQueuedBytes = 4 << 20
 // openJournal opens the journal and puts into Badger every journaled event
 // Badger does not hold yet, before the outbox reads its state.
 func (l *Log) openJournal() error {
-	jr, recs, err := journal.Open(journal.Options{Dir: l.opts.Journal, UnsafeNoSync: l.opts.UnsafeNoJournalSync,
-		Logger: l.log.With("component", "journal")})
+	var last, floor uint64
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		if last, err = kv.GetU64(txn, []byte(keyLast)); err != nil {
+			return err
+		}
+		floor, err = kv.GetU64(txn, []byte(keyHLC))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("open outbox journal: %w", err)
 	}
-	if err := l.replay(recs); err != nil {
+	// Only the events above Badger's last seq are kept while the journal
+	// is read: normally the last few groups, however long the journal.
+	var evs []journaled
+	jr, err := journal.Open(journal.Options{Dir: l.opts.Journal, UnsafeNoSync: l.opts.UnsafeNoJournalSync,
+		Logger: l.log.With("component", "journal")}, func(r journal.Record) error {
+		// A record that numbers from at or below what came before it
+		// reuses the seqs of a group whose journal write failed (its
+		// writers got an error): the later record is the one answered.
+		i := sort.Search(len(evs), func(i int) bool { return evs[i].seq >= r.First })
+		evs = evs[:i]
+		for k, data := range r.Events {
+			if seq := r.First + uint64(k); seq > last {
+				evs = append(evs, journaled{seq, slices.Clone(data)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open outbox journal: %w", err)
+	}
+	if err := l.replay(evs, floor); err != nil {
 		_ = jr.Close()
 		return fmt.Errorf("replay outbox journal: %w", err)
 	}
@@ -58,36 +86,11 @@ type journaled struct {
 	data []byte
 }
 
-// replay writes the journal's events above Badger's last seq into Badger,
-// in synced transactions, each with the last seq and the clock's floor.
-// It is idempotent: a crash during it leaves the journal as it was, and
-// the next start writes again what Badger did not get.
-func (l *Log) replay(recs []journal.Record) error {
-	// A record that numbers from at or below what came before it reuses
-	// the seqs of a group whose journal write failed (its writers got an
-	// error): the later record is the one answered.
-	var evs []journaled
-	for _, r := range recs {
-		i := sort.Search(len(evs), func(i int) bool { return evs[i].seq >= r.First })
-		evs = evs[:i]
-		for k, data := range r.Events {
-			evs = append(evs, journaled{r.First + uint64(k), data})
-		}
-	}
-	var last, floor uint64
-	err := l.db.View(func(txn *badger.Txn) error {
-		var err error
-		if last, err = kv.GetU64(txn, []byte(keyLast)); err != nil {
-			return err
-		}
-		floor, err = kv.GetU64(txn, []byte(keyHLC))
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	i := sort.Search(len(evs), func(i int) bool { return evs[i].seq > last })
-	evs = evs[i:]
+// replay writes journaled events (above Badger's last seq, in seq order)
+// into Badger, in synced transactions, each with the last seq and the
+// clock's floor. It is idempotent: a crash during it leaves the journal as
+// it was, and the next start writes again what Badger did not get.
+func (l *Log) replay(evs []journaled, floor uint64) error {
 	for len(evs) > 0 {
 		n, size := 0, 0
 		for n < len(evs) && n < maxApplyEvents && size < maxApplyBytes {

@@ -148,7 +148,7 @@ func TestJournalReplayAtOpen(t *testing.T) {
 		}
 		return r
 	}
-	jr, _, err := journal.Open(journal.Options{Dir: filepath.Join(dir, "journal")})
+	jr, err := journal.Open(journal.Options{Dir: filepath.Join(dir, "journal")}, func(journal.Record) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
