@@ -584,8 +584,8 @@ func (h *Hub) revoked(tr ingest.Transport, d registry.Device) {
 // seats.
 func (h *Hub) kiosks(site string) []string {
 	var out []string
-	for _, d := range h.ingest.Devices() {
-		if r, ok := h.registry.Get(d.ID); d.Site == site && d.Role == "kiosk" && ok && r.Active() && r.Site == site {
+	for _, d := range h.ingest.SiteDevices(site) {
+		if r, ok := h.registry.Get(d.ID); d.Role == "kiosk" && ok && r.Active() && r.Site == site {
 			out = append(out, d.ID)
 		}
 	}
