@@ -53,12 +53,22 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		}
 		defer e.stopAll(hubs[i].proc)
 	}
+	for _, h := range hubs {
+		if err := poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, error) {
+			_, err := os.Stat(filepath.Join(h.data, "mosquitto", "acl"))
+			return err == nil, err
+		}, h.proc); err != nil {
+			return fmt.Errorf("hub's Mosquitto files: %w", err)
+		}
+	}
+	// One hub: Mosquitto reads its files, as deployed. Several: each hub
+	// writes its own login, so Mosquitto reads their union.
 	files := filepath.Join(hubs[0].data, "mosquitto")
-	if err := poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, error) {
-		_, err := os.Stat(filepath.Join(files, "acl"))
-		return err == nil, err
-	}, hubs[0].proc); err != nil {
-		return fmt.Errorf("hub's Mosquitto files: %w", err)
+	if len(hubs) > 1 {
+		files = filepath.Join(dir, "logins")
+		if err := mergeLogins(hubs, files); err != nil {
+			return err
+		}
 	}
 	mosq, err := e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, files)
 	if err != nil {
@@ -80,6 +90,11 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 	}
 	enrollTook := time.Since(t0)
 	e.log.Info("fleet enrolled", "edges", edges, "took", enrollTook.Round(time.Millisecond))
+	if len(hubs) > 1 {
+		if err := mergeLogins(hubs, files); err != nil {
+			return err
+		}
+	}
 	// Mosquitto reads the new logins on SIGHUP, as its systemd unit's
 	// reload does.
 	if err := syscall.Kill(mosq.PID(), syscall.SIGHUP); err != nil {
@@ -170,6 +185,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		Value: fmt.Sprintf("%.1f s / %.1f s", allConnected.Seconds(), caughtUp.Seconds()), Verdict: Info})
 
 	// (c) One hub killed during the load.
+	killedMem := ""
 	if len(hubs) < 2 {
 		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed during the load", Value: "not measured: needs workers (--fleet-hubs > 1 once hubs share sites)", Verdict: Info})
 	} else {
@@ -181,6 +197,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 			return ctx.Err()
 		case <-time.After(steady / 2):
 		}
+		killedPeak, _, _ := killed.memory() // reported with the others below
 		killed.Kill()
 		kt := time.Now()
 		n := <-done
@@ -191,6 +208,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed half-way: events written; ack p99; every edge caught up after the kill",
 			Value: fmt.Sprintf("%s; %s; %.1f s", groupThousands(n), fmtMs(fleet.Percentile(lat, 0.99)), time.Since(kt).Seconds()), Verdict: Info})
 		hubs = hubs[:len(hubs)-1]
+		killedMem = fmt.Sprintf("; the killed hub %s peak", fmtMiB(killedPeak))
 	}
 
 	// Memory of each hub; then the store each holds, measured once the
@@ -205,7 +223,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		}
 		mem = append(mem, fmt.Sprintf("%s / %s", fmtMiB(peak), fmtMiB(cur)))
 	}
-	e.res.add(Row{Scenario: sc, Figure: "memory per hub, peak / at the end (RSS)", Value: strings.Join(mem, "; "), Verdict: Info})
+	e.res.add(Row{Scenario: sc, Figure: "memory per hub, peak / at the end (RSS)", Value: strings.Join(mem, "; ") + killedMem, Verdict: Info})
 	fl.Close()
 	for _, h := range hubs {
 		e.stopAll(h.proc)
@@ -261,6 +279,54 @@ func (e *runEnv) startSecureMosquitto(ctx context.Context, dir, addr, files stri
 		return nil, fmt.Errorf("mosquitto: %w", err)
 	}
 	return &proc{p}, nil
+}
+
+// mergeLogins writes into dir the union of the hubs' Mosquitto password
+// files and ACLs, each user once (the first hub's entry wins: hubs that
+// share a registry write the same device entries).
+func mergeLogins(hubs []*hub, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var passwd, acl strings.Builder
+	users, aclUsers := map[string]bool{}, map[string]bool{}
+	for _, h := range hubs {
+		src := filepath.Join(h.data, "mosquitto")
+		pw, err := os.ReadFile(filepath.Join(src, "passwd"))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(pw), "\n") {
+			if user, _, ok := strings.Cut(line, ":"); ok && !users[user] {
+				users[user] = true
+				passwd.WriteString(line + "\n")
+			}
+		}
+		a, err := os.ReadFile(filepath.Join(src, "acl"))
+		if err != nil {
+			return err
+		}
+		// Blocks begin with "user NAME" and end at a blank line.
+		for _, block := range strings.Split(string(a), "\n\n") {
+			var lines []string
+			for _, l := range strings.Split(block, "\n") {
+				if !strings.HasPrefix(l, "#") {
+					lines = append(lines, l)
+				}
+			}
+			block = strings.Join(lines, "\n")
+			f := strings.Fields(block)
+			if len(f) < 2 || f[0] != "user" || aclUsers[f[1]] {
+				continue
+			}
+			aclUsers[f[1]] = true
+			acl.WriteString(strings.TrimSpace(block) + "\n\n")
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(passwd.String()), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "acl"), []byte(acl.String()), 0o600)
 }
 
 // redactURL drops a store URL's password for the report.
