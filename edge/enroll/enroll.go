@@ -150,6 +150,9 @@ func Enroll(ctx context.Context, o Options) (*Identity, error) {
 	if o.Logger != nil {
 		client.Logger = slogAdapter{o.Logger}
 	}
+	// The client is this call's: its connection must not outlive it (a
+	// fleet enrolled at once held one per device, here and in the hub).
+	defer func() { client.HTTPClient.CloseIdleConnections() }()
 	var caPEM string
 	if u.Scheme == "https" {
 		if tok.Fingerprint == "" {
@@ -246,6 +249,7 @@ func Check(ctx context.Context, id *Identity) (identity.StateResponse, error) {
 		return sr, err
 	}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	defer client.CloseIdleConnections() // a transport with no idle timeout would keep it for good
 	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(id.Hub, "/")+"/api/v1/identity", bytes.NewReader(body))
 	if err != nil {
 		return sr, err
@@ -285,6 +289,7 @@ func fetchPinnedCA(ctx context.Context, client *retryablehttp.Client, hub, finge
 		// The CA is verified by its fingerprint below, not by the chain.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec
 	}}
+	defer insecure.HTTPClient.CloseIdleConnections()
 	req, err := retryablehttp.NewRequestWithContext(ctx, "GET", strings.TrimRight(hub, "/")+"/api/v1/ca.pem", nil)
 	if err != nil {
 		return "", err

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,9 +16,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"linli/edge/enroll"
 	"linli/shared/identity"
+	"linli/shared/test/poll"
 )
 
 // hub is a stand-in for the hub's enrollment endpoints on loopback: it
@@ -32,6 +36,7 @@ type hub struct {
 	answer identity.EnrollResponse
 	keys   []string
 	state  int // Check's status (0: 200 "ok")
+	open   int // connections not closed yet
 }
 
 func newHub(t *testing.T, tls bool) *hub {
@@ -74,19 +79,32 @@ func newHub(t *testing.T, tls bool) *hub {
 		}
 		json.NewEncoder(w).Encode(identity.StateResponse{ID: req.ID, Identity: "ok"})
 	})
+	h.srv = httptest.NewUnstartedServer(mux)
+	h.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		switch st {
+		case http.StateNew:
+			h.open++
+		case http.StateClosed, http.StateHijacked:
+			h.open--
+		}
+	}
 	if tls {
 		// httptest's certificate is self-signed and a CA: the site CA here.
-		h.srv = httptest.NewTLSServer(mux)
+		h.srv.StartTLS()
 		h.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.srv.Certificate().Raw})
 		h.answer.CAPEM = "not the pinned CA"
 	} else {
-		h.srv = httptest.NewServer(mux)
+		h.srv.Start()
 	}
 	t.Cleanup(h.srv.Close)
 	return h
 }
 
 func (h *hub) enrolls() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.keys) }
+
+func (h *hub) conns() int { h.mu.Lock(); defer h.mu.Unlock(); return h.open }
 
 func token(t *testing.T, fingerprint string) string {
 	t.Helper()
@@ -323,5 +341,58 @@ func TestMainNamesMissingSettings(t *testing.T) {
 		if code := enroll.Main(context.Background(), tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("Main(%v) = %d, %q; want 2 naming %s", tc.args, code, errb.String(), tc.want)
 		}
+	}
+}
+
+// Each call to the hub makes its own HTTP client: once it returns, no
+// connection of it may stay open. A fleet enrolled at once otherwise held
+// one idle connection per device, in the installer's process and in the
+// hub, until the transport's idle timeout (or for good, for a transport
+// that has none).
+func TestCallsLeaveNoConnectionOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		tls  bool
+		call func(h *hub, data string) error
+	}{
+		{"enroll", false, func(h *hub, data string) error {
+			_, err := enroll.Enroll(context.Background(), enroll.Options{Hub: h.srv.URL, Token: token(t, ""), DataDir: data})
+			return err
+		}},
+		{"enroll pinning the CA", true, func(h *hub, data string) error {
+			_, err := enroll.Enroll(context.Background(), enroll.Options{Hub: h.srv.URL,
+				Token: token(t, identity.Fingerprint(h.srv.Certificate().Raw)), DataDir: data})
+			return err
+		}},
+		{"check", false, func(h *hub, data string) error {
+			id, err := enroll.Enroll(context.Background(), enroll.Options{Hub: h.srv.URL, Token: token(t, ""), DataDir: data})
+			if err != nil {
+				return err
+			}
+			_, err = enroll.Check(context.Background(), id)
+			return err
+		}},
+		{"fetch trust", false, func(h *hub, data string) error {
+			id, err := enroll.Enroll(context.Background(), enroll.Options{Hub: h.srv.URL, Token: token(t, ""), DataDir: data})
+			if err != nil {
+				return err
+			}
+			_, _, err = enroll.FetchTrust(context.Background(), id)
+			if err == nil {
+				return errors.New("this hub serves no bundle, yet FetchTrust found one")
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHub(t, tt.tls)
+			if err := tt.call(h, t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			poll.Eventually(t, 5*time.Second, func() (bool, string) {
+				return h.conns() == 0, fmt.Sprintf("%d connections still open", h.conns())
+			})
+		})
 	}
 }

@@ -94,6 +94,7 @@ func FetchTrust(ctx context.Context, id *Identity) (caDER, crossDER []byte, err 
 		// The bundle is verified by its cross-signature, not by the chain.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec
 	}}
+	defer client.CloseIdleConnections() // the call's own transport: nothing may outlive it
 	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(id.Hub, "/")+BundlePath, nil)
 	if err != nil {
 		return nil, nil, err

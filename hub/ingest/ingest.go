@@ -149,7 +149,10 @@ type Ingest struct {
 
 	mu      sync.Mutex
 	devices map[string]*store.DeviceRecord // by device id
-	dirty   map[string]bool                // device records to persist at the next commit
+	// bySite lists each site's device ids: the seat policy asks for a
+	// site's kiosks, for every site, every few seconds.
+	bySite  map[string][]string
+	dirty   map[string]bool // device records to persist at the next commit
 	stats   Stats
 	onEvent []func(site string, evs []event.Event)
 
@@ -244,6 +247,7 @@ func New(opts Options) (*Ingest, error) {
 		in:      make(chan inbound, 256),
 		decode:  make(chan decoded, 64),
 		devices: map[string]*store.DeviceRecord{},
+		bySite:  map[string][]string{},
 		dirty:   map[string]bool{},
 
 		resyncing: map[string]uint64{},
@@ -262,6 +266,7 @@ func New(opts Options) (*Ingest, error) {
 		r := recs[i]
 		r.Online = false // until its status says otherwise
 		in.devices[r.ID] = &r
+		in.bySite[r.Site] = append(in.bySite[r.Site], r.ID)
 	}
 	return in, nil
 }
@@ -540,6 +545,7 @@ func (in *Ingest) device(site, id string) *store.DeviceRecord {
 	if !ok {
 		d = &store.DeviceRecord{ID: id, Site: site, First: in.opts.Now()}
 		in.devices[id] = d
+		in.bySite[site] = append(in.bySite[site], id)
 		in.dirty[id] = true
 		return d
 	}
@@ -1092,6 +1098,26 @@ func (in *Ingest) Devices() []store.DeviceRecord {
 	in.mu.Lock()
 	out := make([]store.DeviceRecord, 0, len(in.devices))
 	for _, d := range in.devices {
+		c := *d
+		c.Above = slices.Clone(d.Above)
+		out = append(out, c)
+	}
+	in.mu.Unlock()
+	slices.SortFunc(out, func(a, b store.DeviceRecord) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// SiteDevices returns copies of the records of one site's devices, sorted
+// by id. It costs that site's devices, however many the hub has: the seat
+// policy calls it for every site while it holds the merged state's write
+// lock, and copying and sorting every record for each of 500 sites held
+// that lock for seconds, the ingest's commits waiting behind it.
+func (in *Ingest) SiteDevices(site string) []store.DeviceRecord {
+	in.mu.Lock()
+	ids := in.bySite[site]
+	out := make([]store.DeviceRecord, 0, len(ids))
+	for _, id := range ids {
+		d := in.devices[id]
 		c := *d
 		c.Above = slices.Clone(d.Above)
 		out = append(out, c)

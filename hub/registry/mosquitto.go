@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"linli/shared/identity"
 )
@@ -76,6 +78,56 @@ func (r *Registry) WriteMosquitto(f MosquittoFiles, hubUser, hubPassword string)
 	}
 	if err := f.write(MosquittoACL, acl.String()); err != nil {
 		return fmt.Errorf("write mosquitto ACL: %w", err)
+	}
+	return nil
+}
+
+// MosquittoSync keeps Mosquitto's files in step with the registry as
+// devices are enrolled and revoked, however many at once. Each change
+// rewrites the whole files, so unordered rewrites would let one that read
+// the registry before the last enrollment land after one that read it
+// since, leaving that device unable to log in until the next change (a
+// fleet enrolled 32 at a time lost its last devices so). Rewrites run one
+// at a time, and a change that a rewrite begun after it already covers
+// costs nothing more: enrollments arriving together share a rewrite
+// instead of each writing every device.
+type MosquittoSync struct {
+	r               *Registry
+	files           MosquittoFiles
+	hubUser, hubPwd string
+	// after runs after each rewrite, before Sync returns (the reload
+	// command): Mosquitto re-reads whole files.
+	after func()
+
+	mu      sync.Mutex    // held while rewriting
+	changes atomic.Uint64 // changes asked for so far
+	covered uint64        // changes the last finished rewrite saw (under mu)
+}
+
+// NewMosquittoSync returns a MosquittoSync writing files for r, with the
+// hub's own login; after, when set, runs after each rewrite.
+func NewMosquittoSync(r *Registry, files MosquittoFiles, hubUser, hubPassword string, after func()) *MosquittoSync {
+	return &MosquittoSync{r: r, files: files, hubUser: hubUser, hubPwd: hubPassword, after: after}
+}
+
+// Sync brings the files up to date with every change made to the
+// registry before it was called, and returns once they are.
+func (s *MosquittoSync) Sync() error {
+	n := s.changes.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.covered >= n {
+		return nil // a rewrite that read the registry after this change has landed
+	}
+	// The registry is read after this load: the rewrite sees every change
+	// counted so far.
+	upTo := s.changes.Load()
+	if err := s.r.WriteMosquitto(s.files, s.hubUser, s.hubPwd); err != nil {
+		return err
+	}
+	s.covered = upTo
+	if s.after != nil {
+		s.after()
 	}
 	return nil
 }

@@ -617,8 +617,8 @@ func (h *Hub) revoked(tr ingest.Transport, d registry.Device) {
 // seats.
 func (h *Hub) kiosks(site string) []string {
 	var out []string
-	for _, d := range h.ingest.Devices() {
-		if r, ok := h.registry.Get(d.ID); d.Site == site && d.Role == "kiosk" && ok && r.Active() && r.Site == site {
+	for _, d := range h.ingest.SiteDevices(site) {
+		if r, ok := h.registry.Get(d.ID); d.Role == "kiosk" && ok && r.Active() && r.Site == site {
 			out = append(out, d.ID)
 		}
 	}
@@ -656,23 +656,21 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 		}
 		files.Bridges = []registry.Login{{User: login + "-bridge", Password: bpass}}
 	}
-	write := func() error {
-		if err := h.registry.WriteMosquitto(files, login, pass); err != nil {
-			return err
-		}
-		if h.cfg.MosquittoReload != "" {
+	var reload func()
+	if h.cfg.MosquittoReload != "" {
+		reload = func() {
 			cmd := exec.Command("/bin/sh", "-c", h.cfg.MosquittoReload)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				h.log.Warn("mosquitto reload command failed", "err", err, "output", strings.TrimSpace(string(out)))
 			}
 		}
-		return nil
 	}
-	if err := write(); err != nil {
+	msync := registry.NewMosquittoSync(h.registry, files, login, pass, reload)
+	if err := msync.Sync(); err != nil {
 		return "", "", config.Errorf("mosquitto-dir", "%v", err)
 	}
 	h.registry.OnChange(func(registry.Device) {
-		if err := write(); err != nil {
+		if err := msync.Sync(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)
 		}
 	})

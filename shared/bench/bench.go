@@ -40,6 +40,10 @@ type Config struct {
 	// StartupSizes are the history sizes the start-up scenario compares,
 	// smallest first: the first is the baseline, the last is judged.
 	StartupSizes []int
+	// FleetHubs is how many hubs the fleet scenario starts on its broker,
+	// and FleetStore the --store each is given ("" for each its own Badger).
+	FleetHubs  int
+	FleetStore string
 }
 
 // Scenario names, for --only.
@@ -48,6 +52,7 @@ const (
 	ScCatchup = "catchup"
 	ScOnline  = "online"
 	ScFanin   = "fanin"
+	ScFleet   = "fleet"
 	ScAlarm   = "alarm"
 	ScGo      = "go"
 	ScSlow    = "slowdisk"
@@ -55,7 +60,7 @@ const (
 	ScStartup = "startup"
 )
 
-var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScAlarm, ScSignups, ScStartup, ScGo}
+var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScFleet, ScAlarm, ScSignups, ScStartup, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
@@ -91,6 +96,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
 	var sizes []string
 	set.List(&sizes, "startup-sizes", nil, "stored events of the start-up scenario's hubs, smallest first: the first is the baseline, the last is judged (default 1000000,5000000; with --long 1000000,10000000)")
+	set.Int(&c.FleetHubs, "fleet-hubs", 1, "hubs the fleet scenario starts behind its Mosquitto, each with its own --id")
+	set.String(&c.FleetStore, "fleet-store", "", "the --store URL every fleet hub is given (\"\": each its own Badger in its data dir)")
 	set.String(&c.Readme, "readme", "", "Markdown file whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
@@ -163,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.StartupSizes) < 2 || !slices.IsSorted(c.StartupSizes) || c.StartupSizes[0] == c.StartupSizes[len(c.StartupSizes)-1] {
 		return config.Errorf("startup-sizes", "%v: at least two sizes, smallest first", c.StartupSizes)
+	}
+	if c.FleetHubs < 1 {
+		return config.Errorf("fleet-hubs", "%d: at least one hub is needed", c.FleetHubs)
 	}
 	if c.Pairs < 1 {
 		return config.Errorf("pairs", "%d: at least one pair is needed", c.Pairs)
@@ -292,6 +302,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		{ScCatchup, catchUp},
 		{ScOnline, online},
 		{ScFanin, fanIn},
+		{ScFleet, fleetScale},
 		{ScAlarm, alarmLatency},
 		{ScSignups, signups},
 		{ScStartup, startup},

@@ -49,17 +49,41 @@ func (e *runEnv) startHub(ctx context.Context, dir, broker string, extra ...stri
 	if h.proc, err = startProc(dir, "hub", e.hubBin(), args); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, h.url+"/healthz", h.proc); err != nil {
-		h.Kill()
-		return nil, fmt.Errorf("hub: %w", err)
-	}
-	tok, err := os.ReadFile(filepath.Join(h.data, "admin.token"))
-	if err != nil {
+	if err := h.ready(ctx); err != nil {
 		h.Kill()
 		return nil, err
 	}
-	h.token = strings.TrimSpace(string(tok))
 	return h, nil
+}
+
+// launchHub starts a hub behind the external broker without waiting for
+// it: a hub that writes Mosquitto's files must run before the Mosquitto
+// that reads them. id names the hub on the broker.
+func (e *runEnv) launchHub(dir, broker, id string, extra ...string) (*hub, error) {
+	httpAddr, err := process.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	h := &hub{url: "http://" + httpAddr, data: filepath.Join(dir, "hub"), mqtt: broker}
+	args := []string{"--data", h.data, "--http", httpAddr, "--log-level", "warn", "--broker", broker, "--id", id}
+	args = append(append(args, extra...), e.cfg.HubArgs...)
+	if h.proc, err = startProc(dir, "hub", e.hubBin(), args); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ready waits until the hub answers /healthz and reads its admin token.
+func (h *hub) ready(ctx context.Context) error {
+	if err := waitHTTP(ctx, h.url+"/healthz", h.proc); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	tok, err := os.ReadFile(filepath.Join(h.data, "admin.token"))
+	if err != nil {
+		return err
+	}
+	h.token = strings.TrimSpace(string(tok))
+	return nil
 }
 
 // hubDevice is a row of the hub's GET /api/v1/devices.

@@ -3,7 +3,6 @@ package testkit
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -280,23 +278,7 @@ func ProcStatus(pid int, field string) (uint64, error) {
 }
 
 // DiskUsage is what du reports for dir: allocated bytes of its files.
-func DiskUsage(dir string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			n += st.Blocks * 512
-		}
-		return nil
-	})
-	return n, err
-}
+func DiskUsage(dir string) (int64, error) { return process.DiskUsage(dir) }
 
 // Record is Acked that notes a seq acked before for another event: the
 // second answer silently replaces the first in the ledger, which would
