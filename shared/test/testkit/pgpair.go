@@ -162,11 +162,16 @@ func (p *PostgresPair) RestartPrimary() {
 // then wait for it.
 func (p *PostgresPair) StopStandby() { p.stop(p.standby, syscall.SIGINT) }
 
-// StartStandby starts the stopped standby again; it reconnects to the
-// primary and catches up.
+// StartStandby starts the stopped standby again (a running one is left
+// as it is); it reconnects to the primary and catches up.
 func (p *PostgresPair) StartStandby() {
 	p.t.Helper()
-	p.start(p.standby)
+	p.standby.mu.Lock()
+	running := p.standby.cmd != nil
+	p.standby.mu.Unlock()
+	if !running {
+		p.start(p.standby)
+	}
 }
 
 // Promote makes the standby a primary (pg_ctl promote, waiting until it
