@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -164,7 +165,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Agent, err err
 		log.Warn("test-only wall clock offset in force", "offset", off)
 	}
 	if cfg.unsafeNoSync {
-		log.Warn("test-only: Badger SyncWrites is OFF; a 2xx no longer means the event is on disk")
+		log.Warn("test-only: Badger SyncWrites and the journal's sync are OFF; a 2xx no longer means the event is on disk")
+	}
+	if cfg.unsafeNoJournalSync {
+		log.Warn("test-only: the outbox journal's sync is OFF; a 2xx no longer means the event is on disk")
 	}
 	defer func() {
 		if err != nil {
@@ -206,6 +210,8 @@ func (a *Agent) openStores() (err error) {
 	a.undo.push(func() { a.closeAfterFailedStart(a.store) })
 	a.outbox, err = outbox.Open(a.store.DB(), outbox.Options{
 		Device: cfg.ID, Retention: cfg.Retention, RetentionInterval: cfg.GCInterval, Now: a.now, Logger: log,
+		Journal:             filepath.Join(cfg.Data, "journal"),
+		UnsafeNoJournalSync: cfg.unsafeNoSync || cfg.unsafeNoJournalSync,
 	})
 	if err != nil {
 		if errors.Is(err, outbox.ErrDeviceMismatch) {

@@ -70,8 +70,9 @@ type Config struct {
 
 	// Test-only knobs, set by Main from LINLI_TEST_* variables and by no
 	// flag, file key or documented setting (see testKnobs).
-	unsafeNoSync bool
-	clockOffset  time.Duration
+	unsafeNoSync        bool
+	unsafeNoJournalSync bool
+	clockOffset         time.Duration
 }
 
 // Version is stamped at build time with -ldflags "-X linli/edge/agent.Version=…".
@@ -261,8 +262,12 @@ func defaultData(c *Config) {
 // deliberately not settings: no flag, file key, help text or documented setting
 // reaches them, and each one only weakens or bends the edge for a test.
 //
-//	LINLI_TEST_UNSAFE_NO_SYNC=1     Badger SyncWrites off (the power-cut
+//	LINLI_TEST_UNSAFE_NO_SYNC=1     Badger SyncWrites and the outbox
+//	                                journal's sync off (the power-cut
 //	                                test's negative control)
+//	LINLI_TEST_UNSAFE_NO_JOURNAL_SYNC=1
+//	                                only the outbox journal's sync off (the
+//	                                negative control of the journal)
 //	LINLI_TEST_CLOCK_OFFSET=-24h    added to the wall clock the outbox's HLC
 //	                                and the uplink read (clock chaos)
 func testKnobs(c *Config, env []string) error {
@@ -271,6 +276,8 @@ func testKnobs(c *Config, env []string) error {
 		switch k {
 		case "LINLI_TEST_UNSAFE_NO_SYNC":
 			c.unsafeNoSync = v == "1"
+		case "LINLI_TEST_UNSAFE_NO_JOURNAL_SYNC":
+			c.unsafeNoJournalSync = v == "1"
 		case "LINLI_TEST_CLOCK_OFFSET":
 			d, err := time.ParseDuration(v)
 			if err != nil {

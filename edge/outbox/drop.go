@@ -302,6 +302,9 @@ const keySettle = "m/settle"
 // nothing depends on the old WAL. Until that succeeds no append is taken.
 // It runs in the committer.
 func (l *Log) settle() error {
+	// The committer and the journal's applier both settle.
+	l.settleMu.Lock()
+	defer l.settleMu.Unlock()
 	l.mu.Lock()
 	doubt, keys := l.doubt, l.unsettled
 	l.mu.Unlock()

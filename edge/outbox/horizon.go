@@ -74,14 +74,16 @@ func (l *Log) expirable() uint64 {
 // FirstHeld is the oldest seq still stored, or the next seq when none is:
 // the hub learns from it (in the hello) which seqs it lacks are gone.
 func (l *Log) FirstHeld() (uint64, error) {
+	// Journaled events not yet in Badger are held too: what Badger holds
+	// is read once they are (or the applier is failing, and then the
+	// journal holds everything above applied).
+	applied := l.durable()
 	first, err := l.firstSeq()
 	if err != nil {
 		return 0, fmt.Errorf("oldest stored seq: %w", err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if first == 0 || first > l.last {
-		return l.last + 1, nil
+	if first == 0 || first > applied {
+		return applied + 1, nil
 	}
 	return first, nil
 }

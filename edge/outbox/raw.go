@@ -16,9 +16,7 @@ import (
 // when any exists), and like Read it never returns what no commit reported
 // durable.
 func (l *Log) ReadRaw(after uint64, maxEvents, maxBytes int, dst []byte) (raw []byte, n int, last uint64, err error) {
-	l.mu.Lock()
-	durable := l.last
-	l.mu.Unlock()
+	durable := l.durable()
 	raw = dst
 	err = l.db.View(func(txn *badger.Txn) error {
 		it := eventIterator(txn)

@@ -16,6 +16,10 @@ import (
 // before the log takes appends (a commit in flight would number from the
 // old base).
 func (l *Log) Rebase(base uint64) (bool, error) {
+	// The applier writes keyLast: none of its groups may come after this.
+	if err := l.waitApplied(); err != nil {
+		return false, fmt.Errorf("rebase outbox to %d: %w", base, err)
+	}
 	l.pendMu.Lock()
 	defer l.pendMu.Unlock()
 	l.mu.Lock()

@@ -14,6 +14,11 @@ import (
 // transaction, and returns how many it changed. Sequence numbers, kinds
 // and timestamps stay: the hub has, or will get, the same rewritten facts.
 func (l *Log) Rewrite(f func(ev *event.Event) (event.Body, bool)) (int, error) {
+	// A journaled event not yet in Badger would be applied after the
+	// rewrite, unchanged.
+	if err := l.waitApplied(); err != nil {
+		return 0, fmt.Errorf("rewrite events: %w", err)
+	}
 	const chunk = 500
 	changed := 0
 	var from uint64

@@ -131,6 +131,10 @@ type API struct {
 	// Directory names operator accounts: assignees and display names in
 	// report histories. Without it only a plan's staff are assignees.
 	Directory Directory
+
+	// District counts GET /api/v1/district's reports and alarms with SQL
+	// (a hub on PostgreSQL); nil: from the merged state in memory.
+	District DistrictSource
 }
 
 // Handler builds the router.

@@ -36,6 +36,7 @@ func (a *API) mountDashboard(mux *http.ServeMux) {
 		mux.HandleFunc("GET /api/v1/stream", a.wrap(a.requireAuth(a.stream)))
 	}
 	mux.HandleFunc("GET /api/v1/sites", a.wrap(a.requireAuth(a.listSites)))
+	mux.HandleFunc("GET /api/v1/district", a.wrap(a.requireAuth(a.district)))
 	mux.HandleFunc("GET /api/v1/sites/{site}/buildings/{building}", a.wrap(a.requireAuth(a.building)))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/ack", a.wrap(a.requireAuth(a.alarmDecision(false))))
 	mux.HandleFunc("POST /api/v1/alarms/{id}/clear", a.wrap(a.requireAuth(a.alarmDecision(true))))

@@ -54,6 +54,8 @@ type Broker struct {
 	ln     *listener
 	log    *slog.Logger
 	subID  atomic.Int32
+	subsMu sync.Mutex
+	subs   map[string][]int // in-process subscription ids by filter
 	hook   *aclHook
 	closed sync.Once
 	down   atomic.Bool // Close has begun: no new device gets in
@@ -110,9 +112,33 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 // publishing client's goroutine, so a slow h slows only that client.
 func (b *Broker) Subscribe(filter string, h func(topic string, payload []byte)) error {
 	id := int(b.subID.Add(1))
-	return b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+	if err := b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		h(pk.TopicName, pk.Payload)
-	})
+	}); err != nil {
+		return err
+	}
+	b.subsMu.Lock()
+	if b.subs == nil {
+		b.subs = map[string][]int{}
+	}
+	b.subs[filter] = append(b.subs[filter], id)
+	b.subsMu.Unlock()
+	return nil
+}
+
+// Unsubscribe ends every in-process subscription to filter: a hub worker
+// handing a site over stops receiving it.
+func (b *Broker) Unsubscribe(filter string) error {
+	b.subsMu.Lock()
+	ids := b.subs[filter]
+	delete(b.subs, filter)
+	b.subsMu.Unlock()
+	for _, id := range ids {
+		if err := b.srv.Unsubscribe(filter, id); err != nil {
+			return fmt.Errorf("unsubscribe %s: %w", filter, err)
+		}
+	}
+	return nil
 }
 
 // Publish sends from the hub to subscribers at QoS 1.

@@ -179,6 +179,19 @@ func (cl *Client) Subscribe(filter string, h func(topic string, payload []byte))
 	return tok.Error()
 }
 
+// Unsubscribe ends the subscription to filter, also for the sessions
+// after a reconnect.
+func (cl *Client) Unsubscribe(filter string) error {
+	cl.mu.Lock()
+	delete(cl.subs, filter)
+	cl.mu.Unlock()
+	tok := cl.c.Unsubscribe(filter)
+	if !tok.WaitTimeout(10 * time.Second) {
+		return errors.New("unsubscribe timed out")
+	}
+	return tok.Error()
+}
+
 // Publish sends at QoS 1 without waiting for the broker's PUBACK.
 func (cl *Client) Publish(topic string, payload []byte, retain bool) error {
 	tok := cl.c.Publish(topic, 1, retain, payload)

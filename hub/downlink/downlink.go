@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"linli/hub/store"
@@ -47,7 +46,7 @@ type Devices interface {
 // Log is the hub's downlink. Append and Commit/Abort are called by the
 // single committer; CatchUp and Head from anywhere.
 type Log struct {
-	db      *badger.DB
+	db      store.Backend
 	pub     Publisher
 	clock   *hlc.Clock
 	log     *slog.Logger
@@ -86,7 +85,7 @@ const minDeltaBody = 256
 
 // Open loads the heads and the entity index from db. sign, when set,
 // signs every message (edges verify it with the hub's key).
-func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]byte, error), log *slog.Logger) (*Log, error) {
+func Open(db store.Backend, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]byte, error), log *slog.Logger) (*Log, error) {
 	l := &Log{db: db, pub: pub, clock: clock, log: log, sign: sign,
 		heads: map[string]uint64{}, index: map[string]map[string]uint64{},
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_messages_total",
@@ -95,24 +94,20 @@ func Open(db *badger.DB, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]b
 		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_bytes_total",
 			Help: "Payload bytes (entity body or delta) of the downlink changes the hub sent, by entity kind and form."},
 			[]string{"kind", "form"})}
-	err := db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+	err := db.View(func(v store.View) error {
+		return v.Scan([]byte(prefix), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
 			var c wire.Change
-			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) }); err != nil {
-				return fmt.Errorf("change %q: %w", it.Item().Key(), err)
+			if err := event.UnmarshalOwn(val, &c); err != nil {
+				return false, fmt.Errorf("change %q: %w", key, err)
 			}
-			site := siteOf(it.Item().Key())
+			site := siteOf(key)
 			l.heads[site] = max(l.heads[site], c.Seq)
 			if l.index[site] == nil {
 				l.index[site] = map[string]uint64{}
 			}
 			l.index[site][entityKey(c.Entity, c.ID, c.Device)] = c.Seq
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load downlink log: %w", err)
@@ -151,9 +146,12 @@ func (l *Log) Head(site string) uint64 {
 // Append adds changes for site to the pending commit b: each gets the next
 // seq, and the change it supersedes is deleted. Call Commit after b is
 // durable or Abort if it failed.
-func (l *Log) Append(b *store.Batch, site string, changes []wire.Change) error {
+func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The store's queryable tables (PostgreSQL) take the same changes in
+	// the same transaction.
+	b.Project(site, changes)
 	if l.staged == nil {
 		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{},
 			bases: map[string]map[string]base{}}
@@ -216,12 +214,12 @@ func (l *Log) baseOf(site string, seq uint64) base {
 		return base{}
 	}
 	var c wire.Change
-	err := l.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(changeKey(site, seq))
+	err := l.db.View(func(v store.View) error {
+		val, _, err := v.Get(changeKey(site, seq))
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) })
+		return event.UnmarshalOwn(val, &c)
 	})
 	if err != nil || c.Deleted || len(c.Body) < minDeltaBody {
 		if err != nil {
@@ -411,24 +409,20 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 	if l.devices != nil {
 		role = l.devices.Role(site, device)
 	}
-	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = kv.Key(prefix, []byte(site+"/"))
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(changeKey(site, d.Prev+1)); it.Valid(); it.Next() {
+	err := l.db.View(func(v store.View) error {
+		return v.Scan(kv.Key(prefix, []byte(site+"/")), changeKey(site, d.Prev+1), 0, func(key, val []byte, _ uint64) (bool, error) {
 			var c wire.Change
-			if err := it.Item().Value(func(v []byte) error { return event.UnmarshalOwn(v, &c) }); err != nil {
-				return err
+			if err := event.UnmarshalOwn(val, &c); err != nil {
+				return false, fmt.Errorf("change %q: %w", key, err)
 			}
 			if c.Seq > head {
-				break // committed after we read the head; the live message carries it
+				return false, nil // committed after we read the head; the live message carries it
 			}
 			if (c.Device == "" || c.Device == device) && (c.Role == "" || c.Role == role) {
 				d.Changes = append(d.Changes, c)
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("read downlink log: %w", err)

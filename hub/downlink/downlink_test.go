@@ -18,7 +18,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
-	"linli/shared/kv"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 
@@ -53,18 +53,19 @@ func (gateways) OfRole(_, r string) []string {
 // in a signed message under 1 KB, which turns the list the gateway holds
 // into the new one; a catch-up still sends the list whole.
 func TestOneCardOfAFiftyThousandCardList(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) {
+		testOneCardOfAFiftyThousandCardList(t, st)
+	})
+}
+
+func testOneCardOfAFiftyThousandCardList(t *testing.T, st store.Backend) {
 	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(t.TempDir(), kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	key, err := identity.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := &topicPub{msgs: map[string][][]byte{}}
-	l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), func(p []byte) ([]byte, error) { return identity.Sign(key, "hub", p) }, log)
+	l, err := Open(st, pub, hlc.NewClock(nil, 0), func(p []byte) ([]byte, error) { return identity.Sign(key, "hub", p) }, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,18 +154,36 @@ func TestOneCardOfAFiftyThousandCardList(t *testing.T) {
 // applies every message in order into the log's snapshot, byte for byte,
 // whatever the commits change.
 func TestLiveDeltasFollowTheLog(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(t.TempDir(), kv.Server, log)
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testLiveDeltasFollowTheLog(t, st) })
+}
+
+// clearLog deletes every change of the log from st.
+func clearLog(t interface{ Fatal(...any) }, st store.Backend) {
+	var keys [][]byte
+	err := st.View(func(v store.View) error {
+		return v.Scan([]byte(prefix), nil, 0, func(k, _ []byte, _ uint64) (bool, error) {
+			keys = append(keys, k)
+			return true, nil
+		})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	b := st.NewBatch()
+	for _, k := range keys {
+		b.Delete(k)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testLiveDeltasFollowTheLog(t *testing.T, st store.Backend) {
+	log := slog.New(slog.DiscardHandler)
 	rapid.Check(t, func(t *rapid.T) {
-		if _, err := kv.DeleteAll(st.DB(), []byte(prefix)); err != nil {
-			t.Fatal(err)
-		}
+		clearLog(t, st)
 		pub := &topicPub{msgs: map[string][][]byte{}}
-		l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, log)
+		l, err := Open(st, pub, hlc.NewClock(nil, 0), nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,15 +8,15 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/kv"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 
 // logOn opens a downlink log over a store in dir, unsigned, publishing to
 // pub, with gw-1 the site's only gateway.
-func logOn(t *testing.T, st *store.Store, pub *topicPub) *Log {
+func logOn(t *testing.T, st store.Backend, pub *topicPub) *Log {
 	t.Helper()
-	l, err := Open(st.DB(), pub, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))
+	l, err := Open(st, pub, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func logOn(t *testing.T, st *store.Store, pub *topicPub) *Log {
 }
 
 // commit appends changes for s1 in one durable batch.
-func commit(t *testing.T, st *store.Store, l *Log, changes ...wire.Change) {
+func commit(t *testing.T, st store.Backend, l *Log, changes ...wire.Change) {
 	t.Helper()
 	b := st.NewBatch()
 	if err := l.Append(b, "s1", changes); err != nil {
@@ -86,11 +86,10 @@ func cb(s string) []byte {
 // changes, and nothing to a device that is up to date. The heads and the
 // entity index come back when the log is opened again.
 func TestCompactionCatchUpAndCursor(t *testing.T) {
-	st, err := store.Open(t.TempDir(), kv.Server, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, testCompactionCatchUpAndCursor)
+}
+
+func testCompactionCatchUpAndCursor(t *testing.T, st storetest.Store, reopen func() storetest.Store) {
 	pub := &topicPub{msgs: map[string][][]byte{}}
 	l := logOn(t, st, pub)
 
@@ -146,6 +145,7 @@ func TestCompactionCatchUpAndCursor(t *testing.T) {
 
 	// Reopened, the log knows its head and index: the next change numbers
 	// on and still replaces the entity's newest.
+	st = reopen()
 	l2 := logOn(t, st, pub)
 	if h := l2.Head("s1"); h != 5 {
 		t.Fatalf("head after reopen %d, want 5", h)
@@ -160,11 +160,10 @@ func TestCompactionCatchUpAndCursor(t *testing.T) {
 // An aborted commit changes nothing: neither the head nor what a catch-up
 // sends, and the next commit takes the seqs it would have.
 func TestAbortLeavesTheLog(t *testing.T) {
-	st, err := store.Open(t.TempDir(), kv.Server, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testAbortLeavesTheLog(t, st) })
+}
+
+func testAbortLeavesTheLog(t *testing.T, st store.Backend) {
 	pub := &topicPub{msgs: map[string][][]byte{}}
 	l := logOn(t, st, pub)
 	commit(t, st, l, notice("n1", "kept"))

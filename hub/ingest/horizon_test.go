@@ -107,7 +107,7 @@ func TestAcksCarryTheBackupHorizon(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			acks := make(chan wire.Ack, 64)
 			tr := newTransport(false, acks)
-			h := runIngest(t, tr, false, 1, func(o *ingest.Options, _ *store.Store) { o.Horizon = tc.horizon })
+			h := runIngest(t, tr, false, 1, func(o *ingest.Options, _ store.Backend) { o.Horizon = tc.horizon })
 			up := wire.Topic("s1", "gw-1", wire.LeafUp)
 			tr.deliverUp(t, up, wire.Up{Hello: &wire.Hello{Role: "gateway", Clock: h.clock.Now(), LastSeq: 5, First: 1}})
 			tr.deliverUp(t, up, wire.Up{Batch: batch(t, h.clock, 1, 5)})

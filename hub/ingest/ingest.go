@@ -34,11 +34,19 @@ type Transport interface {
 	Publish(topic string, payload []byte, retain bool) error
 }
 
+// Unsubscriber is implemented by transports that can end a subscription
+// (both of the hub's do): a worker handing a site over then stops
+// receiving it. Without it the site's messages still arrive and are
+// dropped unacked.
+type Unsubscriber interface {
+	Unsubscribe(filter string) error
+}
+
 // Applier folds new events into the merged state inside the same commit;
 // it is optional. Every Apply is followed by exactly one of Committed (the
 // batch is durable) or Aborted (it is not; undo what Apply did).
 type Applier interface {
-	Apply(b *store.Batch, bySite map[string][]event.Event) error
+	Apply(b store.Batch, bySite map[string][]event.Event) error
 	Committed()
 	Aborted()
 }
@@ -100,9 +108,9 @@ const (
 
 // Options configure an Ingest.
 type Options struct {
-	// Store keeps the events and device records. With an Applier it must
-	// be a BadgerStore: the merged state lives in Badger and commits in
-	// the same transaction as the events.
+	// Store keeps the events and device records; an Applier's writes go
+	// into the same batch, so the merged state commits with the events
+	// it folds in either store.
 	Store     Store
 	Transport Transport
 	Applier   Applier
@@ -118,12 +126,16 @@ type Options struct {
 	// Sign signs every ack with the hub's key, as the downlink is signed:
 	// edges ignore acks they cannot verify. It also signs the acks that
 	// tell an edge its identity was replaced or revoked.
-	Sign     func(payload []byte) ([]byte, error)
-	Clock    *hlc.Clock
-	Logger   *slog.Logger
-	Sites    []string // sites this hub owns; empty means all
-	Decoders int      // decode workers (default GOMAXPROCS)
-	MaxGroup int      // most events in one group commit (default 20,000)
+	Sign   func(payload []byte) ([]byte, error)
+	Clock  *hlc.Clock
+	Logger *slog.Logger
+	Sites  []string // sites this hub owns; empty means all, unless Leased
+	// Leased: the sites owned change at run time, through AddSite and
+	// RemoveSite, as this worker's site leases come and go; Sites are
+	// those owned from the start (often none).
+	Leased   bool
+	Decoders int // decode workers (default GOMAXPROCS)
+	MaxGroup int // most events in one group commit (default 20,000)
 	Now      func() time.Time
 }
 
@@ -142,6 +154,17 @@ type Ingest struct {
 	onEvent []func(site string, evs []event.Event)
 
 	subscribed atomic.Bool
+
+	// owned are the sites whose messages are taken in and acked; nil
+	// means every site. A message of any other site is neither stored nor
+	// acked.
+	ownMu sync.RWMutex
+	owned map[string]bool
+	// subMu orders subscription changes (AddSite, RemoveSite) with Run's
+	// start; runCtx and running are Run's, under it.
+	subMu   sync.Mutex
+	runCtx  context.Context
+	running bool
 	// resyncing holds, by device, the head of the snapshot a device was
 	// sent for Resync and has not reported applying yet.
 	resyncing map[string]uint64
@@ -154,6 +177,7 @@ type Stats struct {
 	Events      uint64 // new events committed
 	Duplicates  uint64
 	Rejected    uint64 // messages refused (undecodable, wrong device, bad signature)
+	NotOwned    uint64 // messages of sites this hub does not own, dropped unacked
 	Forged      uint64 // of those, refused for their signature or sender
 	Quarantined uint64 // events stored aside because they failed validation
 	Commits     uint64
@@ -215,9 +239,6 @@ func New(opts Options) (*Ingest, error) {
 	if opts.Store == nil {
 		return nil, errors.New("ingest: no store")
 	}
-	if _, ok := opts.Store.(BadgerStore); opts.Applier != nil && !ok {
-		return nil, fmt.Errorf("ingest: the merged state is kept in the embedded store only and commits with its events; it cannot go with events in a %T", opts.Store)
-	}
 	in := &Ingest{
 		opts: opts, log: opts.Logger,
 		in:      make(chan inbound, 256),
@@ -226,6 +247,12 @@ func New(opts Options) (*Ingest, error) {
 		dirty:   map[string]bool{},
 
 		resyncing: map[string]uint64{},
+	}
+	if len(opts.Sites) > 0 || opts.Leased {
+		in.owned = map[string]bool{}
+		for _, s := range opts.Sites {
+			in.owned[s] = true
+		}
 	}
 	recs, err := opts.Store.Devices()
 	if err != nil {
@@ -251,15 +278,133 @@ func (in *Ingest) OnEvents(f func(site string, evs []event.Event)) {
 // are all made until Run returns.
 func (in *Ingest) Subscribed() bool { return in.subscribed.Load() }
 
-// Run subscribes and processes messages until ctx ends.
-func (in *Ingest) Run(ctx context.Context) error {
-	filters := []string{wire.UpFilter, wire.StatusFilter}
-	if len(in.opts.Sites) > 0 {
-		filters = filters[:0]
-		for _, s := range in.opts.Sites {
-			filters = append(filters, wire.SiteFilter(s, wire.LeafUp), wire.SiteFilter(s, wire.LeafStatus))
+// Owns reports whether the hub takes in and acks site's messages.
+func (in *Ingest) Owns(site string) bool {
+	in.ownMu.RLock()
+	defer in.ownMu.RUnlock()
+	return in.owned == nil || in.owned[site]
+}
+
+// Sites are the sites owned, sorted; nil when every site is.
+func (in *Ingest) Sites() []string {
+	in.ownMu.RLock()
+	defer in.ownMu.RUnlock()
+	if in.owned == nil {
+		return nil
+	}
+	out := make([]string, 0, len(in.owned))
+	for s := range in.owned {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func siteFilters(site string) []string {
+	return []string{wire.SiteFilter(site, wire.LeafUp), wire.SiteFilter(site, wire.LeafStatus)}
+}
+
+// ErrStaticSites is returned by AddSite and RemoveSite of an ingest
+// without Options.Leased.
+var ErrStaticSites = errors.New("ingest: the sites owned are fixed (Options.Leased is off)")
+
+// AddSite takes site on (its lease was acquired): the device records of
+// the site are read again from the store, since another worker may have
+// taken the site's events in meanwhile, then its messages are taken in
+// and acked, and, while Run runs, its topics subscribed to.
+func (in *Ingest) AddSite(site string) error {
+	if !in.opts.Leased {
+		return ErrStaticSites
+	}
+	if err := event.ValidID(site); err != nil {
+		return fmt.Errorf("ingest: add site: %w", err)
+	}
+	in.subMu.Lock()
+	defer in.subMu.Unlock()
+	if in.Owns(site) {
+		return nil
+	}
+	if err := in.reloadSite(site); err != nil {
+		return fmt.Errorf("ingest: add site %s: %w", site, err)
+	}
+	in.ownMu.Lock()
+	in.owned[site] = true
+	in.ownMu.Unlock()
+	if !in.running {
+		return nil // Run subscribes
+	}
+	return in.subscribe(in.runCtx, siteFilters(site))
+}
+
+// RemoveSite gives site up (its lease was lost or handed over): from its
+// return, nothing of the site is stored or acked, not even what was
+// received before; and its topics are unsubscribed from when the
+// transport can.
+func (in *Ingest) RemoveSite(site string) error {
+	if !in.opts.Leased {
+		return ErrStaticSites
+	}
+	in.subMu.Lock()
+	defer in.subMu.Unlock()
+	in.ownMu.Lock()
+	had := in.owned[site]
+	delete(in.owned, site)
+	in.ownMu.Unlock()
+	if !had {
+		return nil
+	}
+	// Presence changes not written yet are the next owner's to make: a
+	// record written from here could set back what it stored.
+	in.mu.Lock()
+	for id := range in.dirty {
+		if d := in.devices[id]; d != nil && d.Site == site {
+			delete(in.dirty, id)
 		}
 	}
+	for id := range in.resyncing {
+		if d := in.devices[id]; d != nil && d.Site == site {
+			delete(in.resyncing, id)
+		}
+	}
+	in.mu.Unlock()
+	u, ok := in.opts.Transport.(Unsubscriber)
+	if !in.running || !ok {
+		return nil
+	}
+	for _, f := range siteFilters(site) {
+		if err := u.Unsubscribe(f); err != nil {
+			return fmt.Errorf("ingest: remove site %s: %w", site, err)
+		}
+	}
+	return nil
+}
+
+// reloadSite replaces the device records of site with the stored ones.
+func (in *Ingest) reloadSite(site string) error {
+	recs, err := in.opts.Store.Devices()
+	if err != nil {
+		return fmt.Errorf("load devices: %w", err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for id, d := range in.devices {
+		if d.Site == site {
+			delete(in.devices, id)
+			delete(in.dirty, id)
+		}
+	}
+	for i := range recs {
+		if recs[i].Site != site {
+			continue
+		}
+		r := recs[i]
+		r.Online = false // until its status says otherwise
+		in.devices[r.ID] = &r
+	}
+	return nil
+}
+
+func (in *Ingest) subscribe(ctx context.Context, filters []string) error {
 	for _, f := range filters {
 		if err := in.opts.Transport.Subscribe(f, func(topic string, payload []byte) {
 			in.receive(ctx, topic, payload)
@@ -267,6 +412,30 @@ func (in *Ingest) Run(ctx context.Context) error {
 			return fmt.Errorf("subscribe %s: %w", f, err)
 		}
 	}
+	return nil
+}
+
+// Run subscribes and processes messages until ctx ends.
+func (in *Ingest) Run(ctx context.Context) error {
+	in.subMu.Lock()
+	filters := []string{wire.UpFilter, wire.StatusFilter}
+	if sites := in.Sites(); sites != nil {
+		filters = filters[:0]
+		for _, s := range sites {
+			filters = append(filters, siteFilters(s)...)
+		}
+	}
+	if err := in.subscribe(ctx, filters); err != nil {
+		in.subMu.Unlock()
+		return err
+	}
+	in.runCtx, in.running = ctx, true
+	in.subMu.Unlock()
+	defer func() {
+		in.subMu.Lock()
+		in.running = false
+		in.subMu.Unlock()
+	}()
 	in.subscribed.Store(true)
 	defer in.subscribed.Store(false)
 	var wg sync.WaitGroup
@@ -292,6 +461,10 @@ func (in *Ingest) receive(ctx context.Context, topic string, payload []byte) {
 	site, device, leaf, err := wire.ParseTopic(topic)
 	if err != nil || device == wire.AllDevices {
 		in.log.Warn("message on a bad topic dropped", "topic", topic, "err", err)
+		return
+	}
+	if !in.Owns(site) {
+		in.count(func(s *Stats) { s.NotOwned++ })
 		return
 	}
 	msg := inbound{site: site, device: device, leaf: leaf, payload: slices.Clone(payload), at: in.opts.Now()}
@@ -384,6 +557,10 @@ func (in *Ingest) decodeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m = <-in.in:
+		}
+		if !in.Owns(m.site) { // given up since it was received
+			in.count(func(s *Stats) { s.NotOwned++ })
+			continue
 		}
 		in.count(func(s *Stats) { s.Messages++ })
 		payload, g, err := in.verify(m)
@@ -501,7 +678,7 @@ var errRevoked = errors.New("revoked")
 // replaced device delivering its backlog, a revoked one still connected
 // to an external broker. The edge confirms it with the hub over HTTPS.
 func (in *Ingest) tell(site, device string, base uint64, state string) {
-	if in.opts.Sign == nil {
+	if in.opts.Sign == nil || !in.Owns(site) {
 		return
 	}
 	payload, err := wire.Encode(wire.Ack{Device: device, Base: base, Identity: state, Clock: in.opts.Clock.Now()})
@@ -634,7 +811,7 @@ func (in *Ingest) downAck(m inbound, a *wire.DownAck) {
 
 // catchUp sends a device what it misses of its site's downlink.
 func (in *Ingest) catchUp(site, device string, cursor uint64, asked bool) {
-	if in.opts.Downlink == nil {
+	if in.opts.Downlink == nil || !in.Owns(site) {
 		return
 	}
 	if !asked && cursor == in.opts.Downlink.Head(site) {
@@ -655,6 +832,11 @@ func abs(n int64) int64 {
 // ack answers the key numbering above base: a device and the device it
 // replaced share the id's ack topic, and each takes only its own base's.
 func (in *Ingest) ack(site, device string, base, acked uint64, hello bool) {
+	if !in.Owns(site) {
+		// Given up meanwhile: the next owner acks what is stored, from
+		// the device records it reads.
+		return
+	}
 	a := wire.Ack{Acked: acked, Hello: hello, Clock: in.opts.Clock.Now(), Device: device, Base: base}
 	if in.opts.Horizon != nil {
 		if h, ok := in.opts.Horizon.Of(site, device, base); ok {
@@ -728,13 +910,24 @@ func (in *Ingest) flushDirty() {
 }
 
 func (in *Ingest) commit(group []decoded) {
+	// Batches of a site given up since they were decoded are dropped
+	// unacked: the site's next owner takes them in when the edge resends.
+	kept := group[:0]
+	for _, g := range group {
+		if in.Owns(g.site) {
+			kept = append(kept, g)
+		} else {
+			in.count(func(s *Stats) { s.NotOwned++ })
+		}
+	}
+	group = kept
 	b := in.opts.Store.NewBatch()
 	// Work on copies of the device records: they replace the live ones only
 	// if the commit succeeds.
 	in.mu.Lock()
 	work := map[string]*store.DeviceRecord{}
 	for id := range in.dirty {
-		if d, ok := in.devices[id]; ok {
+		if d, ok := in.devices[id]; ok && in.Owns(d.Site) {
 			work[id] = copyRecord(d)
 		}
 	}
@@ -797,8 +990,7 @@ func (in *Ingest) commit(group []decoded) {
 	}
 	applied := in.opts.Applier != nil && len(newBySite) > 0
 	if applied {
-		// New made sure the store is Badger's: its batches are *store.Batch.
-		if err := in.opts.Applier.Apply(b.(*store.Batch), newBySite); err != nil {
+		if err := in.opts.Applier.Apply(b, newBySite); err != nil {
 			in.log.Error("merge failed; batch not committed", "err", err)
 			in.opts.Applier.Aborted()
 			b.Discard()
@@ -826,6 +1018,9 @@ func (in *Ingest) commit(group []decoded) {
 	in.mu.Lock()
 	for id, d := range work {
 		live := in.devices[id]
+		if live == nil {
+			continue // its site was given up and taken on again: read anew
+		}
 		// Status and hello may have changed presence fields meanwhile; keep
 		// those, take the received ranges from the commit.
 		live.Acked, live.Above, live.Received, live.Rejected = d.Acked, d.Above, d.Received, d.Rejected

@@ -3,8 +3,10 @@ package ingest_test
 import (
 	"testing"
 
+	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/test/poll"
+	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
 
@@ -13,8 +15,14 @@ import (
 // them again on the device's own topic doubled the stream under load. A
 // report that asks for a catch-up (the edge saw a gap) gets one.
 func TestDownAckCatchesUpOnlyWhenAsked(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) {
+		testDownAckCatchesUpOnlyWhenAsked(t, st)
+	})
+}
+
+func testDownAckCatchesUpOnlyWhenAsked(t *testing.T, st store.Backend) {
 	tr := newTransport(true, nil)
-	h := runIngest(t, tr, true, 1) // one decoder: messages handled in the order sent
+	h := runIngestOn(t, tr, st, true, 1) // one decoder: messages handled in the order sent
 	clock, down := h.clock, h.down
 
 	const site, device = "s1", "k1"

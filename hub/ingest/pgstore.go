@@ -2,11 +2,8 @@ package ingest
 
 import "linli/hub/pgstore"
 
-// PostgresStore is the hub's PostgreSQL store as ingest's Store. The
-// merged state is not kept there yet, so it goes without an Applier.
+// PostgresStore is the hub's PostgreSQL store as ingest's Store: the
+// merged state (Applier) commits in the same transaction as the events.
 type PostgresStore struct{ *pgstore.Store }
-
-// NewBatch starts a group commit in PostgreSQL.
-func (s PostgresStore) NewBatch() Batch { return s.Store.NewBatch() }
 
 var _ Store = PostgresStore{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,25 +353,29 @@ func sameRecord(t testing.TB, a, b store.DeviceRecord) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// The ingest pipeline commits to PostgreSQL as it does to Badger: a batch
-// sent twice is stored once, the device record follows, and the ack comes
-// after the commit. The merged state is not on PostgreSQL yet, so an
-// ingest with an Applier refuses a PostgreSQL store instead of splitting
-// one commit across two databases.
+// The ingest pipeline commits to PostgreSQL as it does to Badger, the
+// merged state with it: a batch sent twice is stored once, the device
+// record follows, the report's fact and its downlink change are in the
+// same transaction, and the ack comes after the commit.
 func TestIngestOnPostgres(t *testing.T) {
-	pg, err := pgstore.Open(context.Background(), testkit.StartPostgres(t), slog.New(slog.DiscardHandler))
+	url := testkit.StartPostgres(t)
+	pg, err := pgstore.Open(context.Background(), url, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.Close() })
 	tr := newTransport(true, nil)
-	runIngest(t, tr, false, 1, func(o *ingest.Options, _ *store.Store) { o.Store = ingest.PostgresStore{Store: pg} })
+	h := runIngestOn(t, tr, pg, true, 1)
 
 	const site, device = "s1", "k1"
 	up, ack := wire.Topic(site, device, wire.LeafUp), wire.Topic(site, device, wire.LeafAck)
 	var evs []event.Event
 	for seq := uint64(1); seq <= 3; seq++ {
-		evs = append(evs, newStored(t, "", seq).ev)
+		ev, err := event.NewEvent("", seq, testClock.Now(), &event.Report{Category: "facilities", Title: fmt.Sprint("灯 ", seq), Building: "B1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
 	}
 	b, err := wire.NewBatch(1, 3, evs, false, testClock.Now())
 	if err != nil {
@@ -403,16 +406,15 @@ func TestIngestOnPostgres(t *testing.T) {
 	if len(recs) != 1 || recs[0].ID != device || recs[0].Acked != 3 || recs[0].Received != 3 {
 		t.Fatalf("device records %+v, want k1 acked 3 with 3 received", recs)
 	}
-
-	_, err = ingest.New(ingest.Options{Store: ingest.PostgresStore{Store: pg}, Transport: tr,
-		Clock: testClock, Applier: nopApplier{}})
-	if err == nil || !strings.Contains(err.Error(), "merged state") {
-		t.Fatalf("ingest with an Applier on PostgreSQL: error %v, want a refusal naming the merged state", err)
+	// The facts and the three reports' log entries are rows of hub_kv.
+	var facts, changes int
+	err = pg.Pool().QueryRow(context.Background(), `SELECT
+		count(*) FILTER (WHERE key >= 'f/'::bytea AND key < 'f0'::bytea),
+		count(*) FILTER (WHERE key >= 'l/'::bytea AND key < 'l0'::bytea) FROM hub_kv`).Scan(&facts, &changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if facts != 1 || changes != 3 || h.down.Head(site) != 3 {
+		t.Fatalf("%d fact keys and %d downlink entries in PostgreSQL, head %d; want 1 (the commit's three seqs) and 3", facts, changes, h.down.Head(site))
 	}
 }
-
-type nopApplier struct{}
-
-func (nopApplier) Apply(*store.Batch, map[string][]event.Event) error { return nil }
-func (nopApplier) Committed()                                         {}
-func (nopApplier) Aborted()                                           {}

@@ -105,25 +105,32 @@ type hub struct {
 	clock *hlc.Clock
 	down  *downlink.Log // nil without the merged state
 	in    *ingest.Ingest
-	store *store.Store
+	store store.Backend
 }
 
 // runIngest starts an ingest over tr, with the merged state and its
 // downlink when merged is set, and with decoders decode workers (0: the
 // default); it is stopped, and its error checked, when t ends. configure
 // may change the options last.
-func runIngest(t testing.TB, tr *transport, merged bool, decoders int, configure ...func(*ingest.Options, *store.Store)) hub {
+func runIngest(t testing.TB, tr *transport, merged bool, decoders int, configure ...func(*ingest.Options, store.Backend)) hub {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(t.TempDir(), kv.Server, log)
+	st, err := store.Open(t.TempDir(), kv.Server, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return runIngestOn(t, tr, st, merged, decoders, configure...)
+}
+
+// runIngestOn is runIngest on the store st (either implementation).
+func runIngestOn(t testing.TB, tr *transport, st store.Backend, merged bool, decoders int, configure ...func(*ingest.Options, store.Backend)) hub {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	var err error
 	h := hub{clock: hlc.NewClock(nil, 0)}
-	opts := ingest.Options{Store: ingest.BadgerStore{Store: st}, Transport: tr, Clock: h.clock, AllowUnsigned: true, Logger: log, Decoders: decoders}
+	opts := ingest.Options{Store: st, Transport: tr, Clock: h.clock, AllowUnsigned: true, Logger: log, Decoders: decoders}
 	if merged {
-		if h.down, err = downlink.Open(st.DB(), tr, h.clock, nil, log); err != nil {
+		if h.down, err = downlink.Open(st, tr, h.clock, nil, log); err != nil {
 			t.Fatal(err)
 		}
 		s, err := state.Open(state.Options{Store: st, Downlink: h.down, Clock: h.clock, HubID: "hub",

@@ -3,13 +3,18 @@ package pgstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"linli/hub/pgstore"
 	"linli/shared/event"
+	"linli/shared/hlc"
+	"linli/shared/merge"
 	"linli/shared/test/testkit"
+	"linli/shared/wire"
 )
 
 // BenchmarkEventAppend commits groups of events through the store's Batch
@@ -73,4 +78,102 @@ func BenchmarkEventAppend(b *testing.B) {
 			b.ReportMetric(float64(appendTime)/float64(copyTime), "append/copy")
 		})
 	}
+}
+
+// benchReads runs read against a site of 10,000 reports (one in 20 open,
+// 2,000 alarms beside them, three smaller sites in the same tables) and
+// reports each call's p50 and p99 in nanoseconds, end to end through the
+// pool as the API would call it.
+func benchReads(b *testing.B, read func(ctx context.Context, st *pgstore.Store) (int, error), wantRows int) {
+	st := open(b, testkit.StartPostgres(b))
+	ctx := context.Background()
+	seedReports(b, st, "big", 10_000, 20)
+	for _, site := range []string{"s1", "s2", "s3"} {
+		seedReports(b, st, site, 500, 10)
+	}
+	seedAlarms(b, st, "big", 2_000)
+	if _, err := st.Pool().Exec(ctx, "ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		n, err := read(ctx, st)
+		took = append(took, time.Since(start))
+		if err != nil || n != wantRows {
+			b.Fatalf("%d rows, %v; want %d", n, err, wantRows)
+		}
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkReportList reads the newest page (100) of a site's reports.
+//
+//	go test -run '^$' -bench 'ReportList|SiteMap' ./hub/pgstore/
+func BenchmarkReportList(b *testing.B) {
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.ReportList(ctx, "big", nil, 100)
+		return len(rows), err
+	}, 100)
+}
+
+// BenchmarkSiteMap reads what the map of a site of 10,000 reports shows:
+// its 500 open reports by building.
+func BenchmarkSiteMap(b *testing.B) {
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.SiteMap(ctx, "big")
+		return len(rows), err
+	}, 500)
+}
+
+// BenchmarkDistrict counts open and overdue reports and alarms for the
+// four sites.
+func BenchmarkDistrict(b *testing.B) {
+	limits := pgstore.Limits{"big": {"fire_safety": 4 * time.Hour, "elevator": 24 * time.Hour}}
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.District(ctx, []string{"big", "s1", "s2", "s3"}, limits, time.Now())
+		return len(rows), err
+	}, 4)
+}
+
+// BenchmarkProjectActivity projects the change a check-in makes to an
+// activity of 10,000 residents (confirmed and waitlisted): the whole view
+// comes each time, and one resident's row is new.
+//
+//	go test -run '^$' -bench ProjectActivity ./hub/pgstore/
+func BenchmarkProjectActivity(b *testing.B) {
+	st := open(b, testkit.StartPostgres(b))
+	v := merge.ActivityView{ID: "A1", Title: "社区运动会", Kind: "activity", Site: "big", Capacity: 5000,
+		Kiosks: []merge.KioskShare{}, Updated: hlc.New(time.Now().UnixMilli(), 0)}
+	for i := range 10_000 {
+		r := fmt.Sprintf("R%06d", i)
+		if i < 5000 {
+			v.Confirmed = append(v.Confirmed, r)
+		} else {
+			v.Waitlist = append(v.Waitlist, r)
+		}
+	}
+	change := func() wire.Change {
+		body, err := event.Marshal(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return wire.Change{Entity: wire.EntityActivity, ID: v.ID, Body: body}
+	}
+	project(b, st, "big", []wire.Change{change()})
+	n := 10_000
+	var took []time.Duration
+	for b.Loop() {
+		v.Waitlist = append(v.Waitlist, fmt.Sprintf("R%06d", n))
+		n++
+		c := change()
+		start := time.Now()
+		project(b, st, "big", []wire.Change{c})
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
 }

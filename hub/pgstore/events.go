@@ -1,8 +1,10 @@
 package pgstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -11,6 +13,7 @@ import (
 
 	"linli/hub/store"
 	"linli/shared/event"
+	"linli/shared/wire"
 )
 
 // Devices loads every device record.
@@ -93,17 +96,33 @@ type deviceKey struct{ site, id string }
 // Batch is one group commit: the writes are kept in memory and go to the
 // server in one transaction at Commit.
 type Batch struct {
-	s       *Store
-	events  []row
-	quar    []row
-	devices map[deviceKey][]byte
-	acked   map[deviceKey]int64
-	err     error
+	s        *Store
+	events   []row
+	quar     []row
+	rewrites map[rowKey][]byte // RewriteEvent: the event's new stored form
+	devices  map[deviceKey][]byte
+	acked    map[deviceKey]int64
+	kv       map[string][]byte // Set (a value) and Delete (nil)
+	projects []projection
+	err      error
+}
+
+type rowKey struct {
+	site, device string
+	seq          int64
+}
+
+type projection struct {
+	site    string
+	changes []wire.Change
 }
 
 // NewBatch starts a group commit.
-func (s *Store) NewBatch() *Batch {
-	return &Batch{s: s, devices: map[deviceKey][]byte{}, acked: map[deviceKey]int64{}}
+func (s *Store) NewBatch() store.Batch { return s.newBatch() }
+
+func (s *Store) newBatch() *Batch {
+	return &Batch{s: s, devices: map[deviceKey][]byte{}, acked: map[deviceKey]int64{},
+		rewrites: map[rowKey][]byte{}, kv: map[string][]byte{}}
 }
 
 // seq converts an event's seq to the column's bigint; the seqs above
@@ -153,11 +172,58 @@ func (b *Batch) PutDevice(d *store.DeviceRecord) {
 	b.acked[k] = int64(d.Acked)
 }
 
+// RewriteEvent replaces the stored form of an event, or stores it.
+func (b *Batch) RewriteEvent(site string, ev *event.Event, encoded []byte) {
+	if seq, ok := b.seq(site, ev); ok {
+		b.rewrites[rowKey{site, ev.Device, seq}] = encoded
+	}
+}
+
+// Set stores a keyed record; the batch's last write of a key wins.
+func (b *Batch) Set(key, val []byte) {
+	if val == nil {
+		val = []byte{} // nil is the batch's deletion, and NULL to pgx
+	}
+	b.kv[string(key)] = bytes.Clone(val)
+}
+
+// Delete removes a keyed record.
+func (b *Batch) Delete(key []byte) { b.kv[string(key)] = nil }
+
+// Get reads a key as of the batch: its own writes, else what is
+// committed. A missing key is nil.
+func (b *Batch) Get(key []byte) ([]byte, error) {
+	if v, ok := b.kv[string(key)]; ok {
+		return v, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+	defer cancel()
+	var v []byte
+	err := b.s.pool.QueryRow(ctx, "SELECT value FROM hub_kv WHERE key = $1", key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// Project hands the store's Projector the downlink changes of site, to
+// run inside the batch's transaction at Commit.
+func (b *Batch) Project(site string, changes []wire.Change) {
+	b.projects = append(b.projects, projection{site: site, changes: changes})
+}
+
 // Len is the number of writes in the batch.
-func (b *Batch) Len() int { return len(b.events) + len(b.quar) + len(b.devices) }
+func (b *Batch) Len() int {
+	return len(b.events) + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
+}
 
 // Discard abandons the batch.
-func (b *Batch) Discard() { b.events, b.quar, b.devices = nil, nil, nil }
+func (b *Batch) Discard() {
+	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = nil, nil, nil, nil, nil, nil
+}
 
 // Commit writes the batch in one transaction, durable when it returns nil
 // (with a synchronous standby: on the standby too). Rows go in key order,
@@ -170,7 +236,7 @@ func (b *Batch) Commit() error {
 	if b.err != nil {
 		return b.err
 	}
-	if b.Len() == 0 {
+	if b.Len() == 0 && len(b.projects) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
@@ -180,10 +246,19 @@ func (b *Batch) Commit() error {
 		if err := insertEvents(ctx, tx, b.events); err != nil {
 			return err
 		}
+		if err := rewriteEvents(ctx, tx, b.rewrites); err != nil {
+			return err
+		}
 		if err := insertQuarantine(ctx, tx, b.quar); err != nil {
 			return err
 		}
-		return upsertDevices(ctx, tx, b.devices, b.acked)
+		if err := upsertDevices(ctx, tx, b.devices, b.acked); err != nil {
+			return err
+		}
+		if err := writeKV(ctx, tx, b.kv); err != nil {
+			return err
+		}
+		return b.s.project(ctx, tx, b.projects)
 	})
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -219,6 +294,27 @@ func insertEvents(ctx context.Context, tx pgx.Tx, rows []row) error {
 		`+keepStored, sites, devices, seqs, bodies)
 	if err != nil {
 		return fmt.Errorf("store %d events: %w", len(rows), err)
+	}
+	return nil
+}
+
+// rewriteEvents stores the rewritten events in place of what is stored,
+// in key order.
+func rewriteEvents(ctx context.Context, tx pgx.Tx, rw map[rowKey][]byte) error {
+	if len(rw) == 0 {
+		return nil
+	}
+	rows := make([]row, 0, len(rw))
+	for k, body := range rw {
+		rows = append(rows, row{site: k.site, device: k.device, seq: k.seq, body: body})
+	}
+	slices.SortFunc(rows, compareRows)
+	sites, devices, seqs, bodies := columns(rows)
+	_, err := tx.Exec(ctx, `INSERT INTO events (site, device, seq, body)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])
+		ON CONFLICT (site, device, seq) DO UPDATE SET body = EXCLUDED.body`, sites, devices, seqs, bodies)
+	if err != nil {
+		return fmt.Errorf("rewrite %d events: %w", len(rows), err)
 	}
 	return nil
 }

@@ -72,11 +72,12 @@ func Redacted(u string) string {
 
 // Store is the hub's PostgreSQL store.
 type Store struct {
-	pool    *pgxpool.Pool
-	log     *slog.Logger
-	timeout time.Duration // each call's bound on the client
-	watch   commitWatch
-	retries atomic.Uint64
+	pool      *pgxpool.Pool
+	log       *slog.Logger
+	timeout   time.Duration // each call's bound on the client
+	projector projectorSlot
+	watch     commitWatch
+	retries   atomic.Uint64
 }
 
 // Open connects to the database at u, applies the migrations it lacks and
@@ -144,9 +145,9 @@ func loadMigrations() ([]migration, error) {
 		out = append(out, migration{version: v, name: base, sql: string(body)})
 	}
 	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d (no gaps, no repeats)", m.name, i+1)
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migration %s: version %d is also %s", out[i].name, out[i].version, out[i-1].name)
 		}
 	}
 	return out, nil
@@ -155,18 +156,35 @@ func loadMigrations() ([]migration, error) {
 // SchemaVersion is the newest schema this hub knows.
 func SchemaVersion() int {
 	ms, err := loadMigrations()
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].version
+}
+
+// SchemaVersions are the versions of every migration this hub knows, in
+// order. Numbers may be skipped: parts of the hub written side by side
+// reserve theirs.
+func SchemaVersions() []int {
+	ms, err := loadMigrations()
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(ms))
+	for i, m := range ms {
+		out[i] = m.version
+	}
+	return out
 }
 
 // ErrSchemaTooNew is returned by Open for a database a newer hub migrated.
 var ErrSchemaTooNew = errors.New("database schema is newer than this hub")
 
-// migrate applies, in one transaction, every migration newer than the
-// database's schema_version. Hubs starting together take turns on an
-// advisory lock, so each migration runs once.
+// migrate applies, in one transaction and in version order, every
+// migration the database's schema_version does not list: a version
+// numbered below one already applied (a part of the hub that reserved its
+// number and arrived later) is applied too. Hubs starting together take
+// turns on an advisory lock, so each migration runs once.
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
@@ -184,14 +202,25 @@ func (s *Store) migrate(ctx context.Context) error {
 			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		var have int
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_version").Scan(&have); err != nil {
+		rows, err := tx.Query(ctx, "SELECT version FROM schema_version")
+		if err != nil {
 			return fmt.Errorf("migrate: read schema version: %w", err)
 		}
-		if have > len(ms) {
-			return fmt.Errorf("%w: database at version %d, this hub knows up to %d", ErrSchemaTooNew, have, len(ms))
+		have, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return fmt.Errorf("migrate: read schema version: %w", err)
 		}
-		for _, m := range ms[have:] {
+		known := 0
+		if len(ms) > 0 {
+			known = ms[len(ms)-1].version
+		}
+		if newest := slices.Max(append(have, 0)); newest > known {
+			return fmt.Errorf("%w: database at version %d, this hub knows up to %d", ErrSchemaTooNew, newest, known)
+		}
+		for _, m := range ms {
+			if slices.Contains(have, m.version) {
+				continue
+			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return fmt.Errorf("migrate: %s: %w", m.name, err)
 			}

@@ -18,9 +18,17 @@ import (
 	"linli/shared/event"
 )
 
+// Store is where the events are: the hub's Badger store (*store.Store) or
+// PostgreSQL (pgstore.Store).
+type Store interface {
+	Expire(e store.Expiry, stop func() bool) (map[event.Kind]int, error)
+	LastExpiryPass() (time.Time, error)
+	RecordExpiryPass(t time.Time) error
+}
+
 // Options configure a Loop.
 type Options struct {
-	Store *store.Store
+	Store Store
 	// Keep is how long raw events of each kind are kept; a kind not in it,
 	// or kept for 0, is kept for ever.
 	Keep map[event.Kind]time.Duration

@@ -56,6 +56,18 @@ func (s snapshots) Snapshot(ctx context.Context) (api.Snapshot, error) {
 	return delivery{Archive: a, horizon: h.horizon}, nil
 }
 
+// pgBackups answers GET /api/v1/backup on a hub whose state is in
+// PostgreSQL: the database is backed up with its own tools.
+type pgBackups struct{}
+
+func (pgBackups) Snapshot(context.Context) (api.Snapshot, error) {
+	return nil, &httpx.Error{Status: http.StatusNotImplemented, Msg: errPostgresBackup}
+}
+
+// errPostgresBackup says how a hub on PostgreSQL is backed up.
+const errPostgresBackup = "this hub keeps its state in PostgreSQL, which its own tools back up (pg_dump, pg_basebackup, WAL archiving); " +
+	"copy the hub's key and TLS files in its data dir separately"
+
 // delivery is a backup on demand; once the client has all of it, what it
 // covers moves the backup horizon.
 type delivery struct {

@@ -29,6 +29,7 @@ type Config struct {
 	Broker     string
 	Sites      []string
 	ID         string
+	Lease      string
 	Username   string
 	Password   string
 	Profile    string
@@ -92,7 +93,8 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker listen address")
 	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list (an active/standby pair) the hub fails over along as edges do; when set no embedded broker starts")
 	s.List(&c.Sites, "sites", nil, "sites this hub owns, comma-separated (default all)")
-	s.String(&c.ID, "id", "hub", "this hub's id (its MQTT client id on an external broker)")
+	s.String(&c.ID, "id", DefaultID, "this hub's id (its MQTT client id on an external broker); with --lease, its worker id, unique among the hubs on the database (default then hub-<host>-<pid>)")
+	s.String(&c.Lease, "lease", "auto", "share the sites with the other hubs on the same PostgreSQL store, each site owned by one hub at a time through a lease (docs/deployment.md): auto (on with --store postgres://…, off with the Badger store), on, or off")
 	s.String(&c.Username, "mqtt-username", "", "username on the external broker")
 	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
 	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
@@ -161,6 +163,9 @@ func (c *Config) Validate() error {
 			return config.Errorf("sites", "%v", err)
 		}
 	}
+	if err := c.checkLease(); err != nil {
+		return err
+	}
 	if err := event.ValidID(c.ID); err != nil {
 		return config.Errorf("id", "%v", err)
 	}
@@ -202,6 +207,9 @@ func (c *Config) Validate() error {
 	if c.TLSReload < 100*time.Millisecond {
 		return config.Errorf("tls-reload", "must be at least 100ms")
 	}
+	if c.BackupDir != "" && c.Store != "" {
+		return config.Errorf("backup-dir", "the hub keeps its state in PostgreSQL (store), which its own tools back up (pg_dump, pg_basebackup, WAL archiving): leave backup-dir unset")
+	}
 	if c.BackupDir != "" {
 		if info, err := os.Stat(c.BackupDir); err == nil && !info.IsDir() {
 			return config.Errorf("backup-dir", "%s is not a directory", c.BackupDir)
@@ -242,6 +250,60 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// DefaultID is the id setting's default.
+const DefaultID = "hub"
+
+// Leased reports whether the hub shares its sites with other hubs
+// through site leases (after Validate).
+func (c *Config) Leased() bool {
+	return c.Lease == "on" || c.Lease == "auto" && c.Store != ""
+}
+
+// checkLease checks the lease setting against the store and the sites,
+// and gives a worker whose id was left at the default one of its own:
+// two workers with one id would renew each other's leases.
+func (c *Config) checkLease() error {
+	switch c.Lease {
+	case "auto", "on", "off":
+	default:
+		return config.Errorf("lease", "%q is not auto, on or off", c.Lease)
+	}
+	if !c.Leased() {
+		return nil
+	}
+	if c.Store == "" {
+		return config.Errorf("lease", "on needs --store postgres://…: the leases are kept in PostgreSQL, which all the hubs share")
+	}
+	if len(c.Sites) > 0 {
+		return config.Errorf("sites", "leases decide which sites this hub owns; give --sites only with --lease off")
+	}
+	if c.ID == DefaultID || c.ID == "" {
+		c.ID = workerID()
+	}
+	return nil
+}
+
+// workerID is hub-<host>-<pid>, cut to an id's 64 characters, with any
+// character an id may not hold in the host name made '-'.
+func workerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	b := []byte(host)
+	for i, ch := range b {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+			b[i] = '-'
+		}
+	}
+	pid := "-" + strconv.Itoa(os.Getpid())
+	id := "hub-" + string(b)
+	if len(id)+len(pid) > 64 {
+		id = id[:64-len(pid)]
+	}
+	return id + pid
+}
+
 // parseKeep reads a retention: whole days ("90d"), a Go duration
 // ("36h"), or 0 for ever. Less than an hour is refused: it is surely a
 // unit mistake, and would delete what edges just sent.
@@ -269,17 +331,9 @@ func parseKeep(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// onPostgres is what the hub keeps in PostgreSQL so far; notOnPostgres,
-// what is still only in the Badger store in --data.
-const (
-	onPostgres    = "edge events and device records, the device registry and enrollment, operators, sessions, API tokens, login limits and the audit log"
-	notOnPostgres = "the merged state and its facts, the downlink log, alarms, backups and the restore horizon"
-)
-
-// checkStore checks the store setting. A PostgreSQL URL is refused whole:
-// the hub's parts that are not on PostgreSQL yet would otherwise keep
-// their half of the state in --data, which another hub on the same
-// database would not see.
+// checkStore checks the store setting: empty (the Badger store in
+// --data) or a PostgreSQL URL, which keeps everything of the hub but its
+// key files in the database.
 func checkStore(u string) error {
 	if u == "" {
 		return nil
@@ -287,8 +341,7 @@ func checkStore(u string) error {
 	if err := pgstore.CheckURL(u); err != nil {
 		return config.Errorf("store", "%v", err)
 	}
-	return config.Errorf("store", "%s: PostgreSQL holds only %s so far; %s are still only in the Badger store in --data, so the hub does not start on PostgreSQL yet (leave store unset)",
-		pgstore.Redacted(u), onPostgres, notOnPostgres)
+	return nil
 }
 
 // isLoopback reports whether a listen address is on loopback, where plain

@@ -89,9 +89,10 @@ func TestTimeZoneSetting(t *testing.T) {
 }
 
 // store is set like any setting (flag, LINLI_STORE, config key store).
-// Empty keeps the Badger store in --data; a URL that is not PostgreSQL's
-// is refused naming the setting; a PostgreSQL URL is refused too, in one
-// line saying what is not on PostgreSQL yet, without its password.
+// Empty keeps the Badger store in --data, a PostgreSQL URL is taken; a
+// URL that is not PostgreSQL's is refused naming the setting, in one line
+// without its password. With store set, backup-dir is refused naming it:
+// PostgreSQL's own tools back the database up.
 func TestStoreSetting(t *testing.T) {
 	yaml := filepath.Join(t.TempDir(), "hub.yaml")
 	if err := os.WriteFile(yaml, []byte("store: postgres://linli:secret@db.example:5432/linli\n"), 0o600); err != nil {
@@ -103,14 +104,13 @@ func TestStoreSetting(t *testing.T) {
 		want      string // in the error; "" for none
 	}{
 		{"default", nil, nil, ""},
-		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, "not start on PostgreSQL yet"},
-		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, "not start on PostgreSQL yet"},
-		{"file", []string{"--config", yaml}, nil, "the merged state"},
-		{"what is left", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil,
-			"so far; the merged state and its facts, the downlink log, alarms, backups and the restore horizon are still only in the Badger store"},
+		{"flag", []string{"--store", "postgres://linli@127.0.0.1:5432/linli"}, nil, ""},
+		{"env", nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, ""},
+		{"file", []string{"--config", yaml}, nil, ""},
 		{"bad scheme", []string{"--store", "mysql://linli:secret@127.0.0.1/linli"}, nil, "want postgres://"},
 		{"path", []string{"--store", "/var/lib/linli"}, nil, "want postgres://"},
 		{"no database", []string{"--store", "postgres://linli@127.0.0.1:5432"}, nil, "database"},
+		{"backups", []string{"--store", "postgres://linli:secret@127.0.0.1:5432/linli", "--backup-dir", "/var/backups/linli"}, nil, "pg_basebackup"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
@@ -125,9 +125,13 @@ func TestStoreSetting(t *testing.T) {
 				}
 				return
 			}
+			setting := "store"
+			if tc.name == "backups" {
+				setting = "backup-dir"
+			}
 			var ce *config.Error
-			if !errors.As(err, &ce) || ce.Setting != "store" {
-				t.Fatalf("error %v, want one naming store", err)
+			if !errors.As(err, &ce) || ce.Setting != setting {
+				t.Fatalf("error %v, want one naming %s", err, setting)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "secret") || strings.Contains(msg, "\n") {
@@ -240,5 +244,71 @@ func TestMosquittoBridgeSetting(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// lease is on by default with a PostgreSQL store and off with Badger; on
+// without PostgreSQL, a bad value, or fixed sites beside leases are
+// refused naming the setting; a leased worker left at the default id gets
+// one of its own. (The PostgreSQL store itself is still refused at start
+// by the store check, so the cases with a URL check checkLease alone.)
+func TestLeaseSetting(t *testing.T) {
+	const pg = "postgres://linli@127.0.0.1:5432/linli"
+	for _, tc := range []struct {
+		name   string
+		c      Config
+		leased bool
+		bad    string // the setting named, or ""
+		ownID  bool   // the id is made for this worker
+	}{
+		{"badger default", Config{Lease: "auto", ID: DefaultID}, false, "", false},
+		{"postgres default", Config{Lease: "auto", Store: pg, ID: DefaultID}, true, "", true},
+		{"postgres with an id", Config{Lease: "auto", Store: pg, ID: "hub-2"}, true, "", false},
+		{"postgres, off", Config{Lease: "off", Store: pg, ID: DefaultID}, false, "", false},
+		{"on without postgres", Config{Lease: "on", ID: DefaultID}, false, "lease", false},
+		{"not a choice", Config{Lease: "yes", Store: pg, ID: DefaultID}, false, "lease", false},
+		{"fixed sites beside leases", Config{Lease: "on", Store: pg, ID: "hub-2", Sites: []string{"s1"}}, false, "sites", false},
+		{"fixed sites, off", Config{Lease: "off", Store: pg, ID: DefaultID, Sites: []string{"s1"}}, false, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			err := c.checkLease()
+			if tc.bad != "" {
+				var ce *config.Error
+				if !errors.As(err, &ce) || ce.Setting != tc.bad {
+					t.Fatalf("error %v, want one naming %s", err, tc.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Leased() != tc.leased {
+				t.Fatalf("leased %v, want %v", c.Leased(), tc.leased)
+			}
+			if got := c.ID != tc.c.ID; got != tc.ownID {
+				t.Fatalf("id %q (was %q): made for this worker %v, want %v", c.ID, tc.c.ID, got, tc.ownID)
+			}
+			if tc.ownID && (!strings.HasPrefix(c.ID, "hub-") || len(c.ID) > 64) {
+				t.Fatalf("worker id %q, want hub-<host>-<pid> within 64 characters", c.ID)
+			}
+		})
+	}
+
+	// Through the flags: the default and a refusal.
+	var c Config
+	if err := newSet(&c, io.Discard).Load([]string{"--lease", "on"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ce *config.Error
+	if err := c.Validate(); !errors.As(err, &ce) || ce.Setting != "lease" {
+		t.Fatalf("--lease on with the Badger store: %v, want an error naming lease", err)
+	}
+	c = Config{}
+	if err := newSet(&c, io.Discard).Load(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Leased() || c.ID != DefaultID {
+		t.Fatalf("defaults: err %v, leased %v, id %q; want no leases and id %q", err, c.Leased(), c.ID, DefaultID)
 	}
 }

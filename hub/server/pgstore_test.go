@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,12 +17,13 @@ import (
 	"linli/shared/test/testkit"
 )
 
-// With the store setting, the device registry and the operators live in
-// PostgreSQL: a second hub with a data directory of its own, on the same
-// database, knows the operator and the device the first one made, and
-// the rows are in the tables. (Validate still refuses the setting; Start
-// is what wires it.)
-func TestRegistryAndOperatorsOnPostgres(t *testing.T) {
+// With the store setting, everything the hub keeps lives in PostgreSQL: a
+// second hub with a data directory of its own, on the same database,
+// knows the operator, the device and the activity the first one made, and
+// the rows are in the tables. The hub makes no store in its data dir; a
+// backup on demand answers 501 naming PostgreSQL's own tools; readiness
+// writes to the database.
+func TestHubOnPostgres(t *testing.T) {
 	url := testkit.StartPostgres(t)
 	start := func() *Hub {
 		cfg := hubConfig(t.TempDir())
@@ -41,6 +45,18 @@ func TestRegistryAndOperatorsOnPostgres(t *testing.T) {
 	}
 
 	h1 := start()
+	if code, out := call(h1, "POST", "/api/v1/activities", `{"id":"A7","title":"太极拳晨练","kind":"activity","site":"s1","start":"2026-12-01T07:00:00+08:00","capacity":30}`, true); code != 201 {
+		t.Fatalf("create activity: %d %s", code, out)
+	}
+	if code, out := call(h1, "GET", "/api/v1/backup", "", true); code != 501 || !strings.Contains(string(out), "pg_basebackup") {
+		t.Fatalf("backup on PostgreSQL: %d %s, want 501 naming PostgreSQL's tools", code, out)
+	}
+	if code, out := call(h1, "GET", "/readyz", "", false); code != 200 {
+		t.Fatalf("readyz: %d %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(h1.cfg.Data, "store")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a hub on PostgreSQL made a store in its data dir: %v", err)
+	}
 	if code, out := call(h1, "POST", "/api/v1/operators", `{"name":"op1","password":"operator-one-pw","role":"operator","sites":["s1"]}`, true); code != 201 {
 		t.Fatalf("create operator: %d %s", code, out)
 	}
@@ -72,6 +88,9 @@ func TestRegistryAndOperatorsOnPostgres(t *testing.T) {
 	})
 	if code, out := call(h2, "POST", "/api/v1/login", `{"name":"op1","password":"operator-one-pw"}`, false); code != 200 {
 		t.Fatalf("login at the second hub: %d %s", code, out)
+	}
+	if code, out := call(h2, "GET", "/api/v1/activities/A7", "", true); code != 200 || !strings.Contains(string(out), "太极拳晨练") {
+		t.Fatalf("the first hub's activity at the second: %d %s", code, out)
 	}
 	if code, out := call(h2, "POST", "/api/v1/devices", `{"id":"kiosk-1","site":"s1","role":"kiosk"}`, true); code != 409 {
 		t.Fatalf("issue for the device the first hub enrolled: %d %s, want 409 (enrolled)", code, out)

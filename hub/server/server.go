@@ -128,7 +128,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 type Hub struct {
 	cfg      Config
 	log      *slog.Logger
-	store    *store.Store
+	store    *store.Store  // the Badger store; nil when the store setting names PostgreSQL
+	backend  store.Backend // what the hub's state is kept in: store or pg
 	broker   *broker.Broker
 	client   *brokerclient.Client
 	ingest   *ingest.Ingest
@@ -163,7 +164,7 @@ type Hub struct {
 }
 
 // Start brings the hub up in phases, in this order: openStores (the
-// Badger store, PostgreSQL when configured, the hub key, the device
+// Badger store or, with the store setting, PostgreSQL; the hub key, the device
 // registry, TLS material), startTransport (the embedded broker or the
 // external broker's client), buildServices (downlink, merged state,
 // ingest, backups, retention), buildHTTP (operators, site plans, the API
@@ -202,36 +203,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	return h, nil
 }
 
-// openStores opens what the hub keeps: the store (its layout brought up
-// to this binary's), the hub's signing key, PostgreSQL when configured,
-// the device registry and the TLS material the listeners need.
+// openStores opens what the hub keeps: PostgreSQL when the store setting
+// names it, else the Badger store in --data (its layout brought up to
+// this binary's); the hub's signing key, the device registry and the TLS
+// material the listeners need.
 func (h *Hub) openStores(ctx context.Context) (err error) {
 	cfg, log := h.cfg, h.log
-	h.store, err = store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), log)
-	if err != nil {
-		if errors.Is(err, kv.ErrLocked) {
-			return config.Errorf("data", "%v", err)
-		}
-		return err
-	}
-	h.undo.push(h.closeStore)
-	// The store's layout is brought up to this binary's before anything
-	// else reads it (audit entries an older hub stored with secrets in
-	// clear are rewritten and purged from its files, for one).
-	if err := h.store.Upgrade(migrations); err != nil {
-		return err
-	}
-
-	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
-	if err != nil {
-		return config.Errorf("data", "hub key: %v", err)
-	}
-	// With store set, the parts of the hub that have their tables keep
-	// them in PostgreSQL (see onPostgres); Validate refuses the setting
-	// until every part has moved, so only code that starts a hub without
-	// it (the tests) gets here with part of the state in each store.
-	var regStore registry.Store = registry.NewBadgerStore(h.store.DB())
+	var regStore registry.Store
 	if cfg.Store != "" {
+		// Everything the hub keeps is in PostgreSQL; --data holds only
+		// the hub's key, its admin token and TLS material (files).
 		if h.pg, err = pgstore.Open(ctx, cfg.Store, log.With("component", "pgstore")); err != nil {
 			if errors.Is(err, pgstore.ErrSchemaTooNew) {
 				return config.Errorf("store", "%v", err)
@@ -239,7 +220,32 @@ func (h *Hub) openStores(ctx context.Context) (err error) {
 			return fmt.Errorf("store %s: %w", pgstore.Redacted(cfg.Store), err)
 		}
 		h.undo.push(h.closePostgres)
-		regStore = h.pg.Registry()
+		// The merged entities go into plain tables in the transaction of
+		// the facts they come from, for SQL readers (docs/database.md).
+		h.pg.SetProjector(pgstore.PutEntities)
+		h.backend, regStore = h.pg, h.pg.Registry()
+	} else {
+		h.store, err = store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), log)
+		if err != nil {
+			if errors.Is(err, kv.ErrLocked) {
+				return config.Errorf("data", "%v", err)
+			}
+			return err
+		}
+		h.undo.push(h.closeStore)
+		// The store's layout is brought up to this binary's before
+		// anything else reads it (audit entries an older hub stored with
+		// secrets in clear are rewritten and purged from its files, for
+		// one).
+		if err := h.store.Upgrade(migrations); err != nil {
+			return err
+		}
+		h.backend, regStore = h.store, registry.NewBadgerStore(h.store.DB())
+	}
+
+	h.key, err = identity.LoadOrCreateKey(filepath.Join(cfg.Data, "hub.key"))
+	if err != nil {
+		return config.Errorf("data", "hub key: %v", err)
 	}
 	h.registry, err = registry.Open(regStore, log.With("component", "registry"))
 	if err != nil {
@@ -306,28 +312,30 @@ func (h *Hub) buildServices() (err error) {
 	cfg, log, tr := h.cfg, h.log, h.transport
 	clock := hlc.NewClock(nil, 0)
 	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
-	h.down, err = downlink.Open(h.store.DB(), tr, clock, sign, log.With("component", "downlink"))
+	h.down, err = downlink.Open(h.backend, tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
 		return err
 	}
 	h.down.SetDevices(siteDevices{h.registry})
-	h.state, err = state.Open(state.Options{Store: h.store, Downlink: h.down, Clock: clock, HubID: cfg.ID,
+	h.state, err = state.Open(state.Options{Store: h.backend, Downlink: h.down, Clock: clock, HubID: cfg.ID,
 		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
 	if err != nil {
 		return err
 	}
 	// After a restore every edge takes one downlink snapshot (see
 	// store.Resync).
-	resync, err := h.store.Resync()
+	resync, err := store.OpenResync(h.backend)
 	if err != nil {
 		return err
 	}
 	// Edges keep acked events a backup does not cover yet; a hub that
-	// takes no backups has no horizon (see store.Horizon).
-	if h.horizon, err = h.store.Horizon(cfg.BackupDir != ""); err != nil {
+	// takes no backups has no horizon (see store.Horizon). On PostgreSQL
+	// the hub takes none (the database's own backups and WAL archiving
+	// do): the horizon is the committed ack itself.
+	if h.horizon, err = store.OpenHorizon(h.backend, cfg.BackupDir != ""); err != nil {
 		return err
 	}
-	h.ingest, err = ingest.New(ingest.Options{Store: ingest.BadgerStore{Store: h.store}, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
+	h.ingest, err = ingest.New(ingest.Options{Store: h.backend, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
 		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
 	if err != nil {
@@ -351,7 +359,11 @@ func (h *Hub) buildServices() (err error) {
 	}
 	// Raw readings and door decisions are deleted after their retention;
 	// the events the merged state rebuilds from are kept.
-	h.expiry = retention.New(retention.Options{Store: h.store,
+	var expiring retention.Store = h.store
+	if h.pg != nil {
+		expiring = h.pg
+	}
+	h.expiry = retention.New(retention.Options{Store: expiring,
 		Keep:  map[event.Kind]time.Duration{event.KindReading: cfg.KeepReadings, event.KindAccess: cfg.KeepAccess},
 		Every: cfg.RetentionEvery, Needed: state.NeedsEvent, Logger: log.With("component", "retention")})
 	return nil
@@ -404,13 +416,32 @@ func (h *Hub) buildHTTP() (err error) {
 	live, telemetry := stream.New(log.With("component", "stream")), api.NewTelemetry()
 	h.ingest.OnEvents(live.Publish)
 	h.ingest.OnEvents(telemetry.Observe)
-	a := &api.API{Devices: h.ingest, Events: h.store, State: api.StreamingState{State: h.state, Stream: live}, Auth: ops,
+	var (
+		backups api.Backups
+		export  api.EventScanner
+		probe   *ready.StoreProbe
+	)
+	if h.pg != nil {
+		backups, export = pgBackups{}, h.pg
+		probe = &ready.StoreProbe{Write: func(key, val []byte) error {
+			b := h.pg.NewBatch()
+			b.Set(key, val)
+			return b.Commit()
+		}}
+	} else {
+		backups, export = snapshots{h}, h.store
+		probe = &ready.StoreProbe{DB: h.store.DB}
+	}
+	a := &api.API{Devices: h.ingest, Events: h.backend, State: api.StreamingState{State: h.state, Stream: live}, Auth: ops,
 		Enrollment: h.registry, Hub: hubInfo,
 		Registry: reg, Logger: log.With("component", "http"),
-		Stream: live, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: snapshots{h}, Export: h.store,
+		Stream: live, Telemetry: telemetry, Plans: plans, TimeZone: cfg.TimeZone, Delivery: h.down, Backups: backups, Export: export,
 		Directory: ops,
-		Ready:     ready.Handler((&ready.StoreProbe{DB: h.store.DB}).Check, h.syncReady),
+		Ready:     ready.Handler(probe.Check, h.syncReady),
 		Extra:     func(mux *http.ServeMux) { ops.Mount(mux); web.Mount(mux) }}
+	if h.pg != nil {
+		a.District = h.pg
+	}
 	reg.MustRegister(a.OverdueCollector())
 	if siteCA != nil {
 		a.SiteCA = siteCA
@@ -512,8 +543,10 @@ func (h *Hub) syncReady() ready.Result {
 }
 
 func (h *Hub) closeStore() {
-	if err := h.store.Close(); err != nil {
-		h.log.Error("close store", "err", err)
+	if h.store != nil {
+		if err := h.store.Close(); err != nil {
+			h.log.Error("close store", "err", err)
+		}
 	}
 	h.closePostgres()
 }

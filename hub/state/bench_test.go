@@ -78,7 +78,7 @@ func BenchmarkOpen(b *testing.B) {
 			b.Run(fmt.Sprintf("facts=%d/%s", n, mode), func(b *testing.B) {
 				var heap, rss float64
 				for range b.N {
-					down, err := downlink.Open(st.DB(), discardPub{}, hlc.NewClock(nil, 0), nil, log)
+					down, err := downlink.Open(st, discardPub{}, hlc.NewClock(nil, 0), nil, log)
 					if err != nil {
 						b.Fatal(err)
 					}

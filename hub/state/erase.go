@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -104,38 +102,32 @@ func (s *State) Erase(site, resident string) (Erasure, error) {
 
 // rewriteFacts anonymises resident in every stored fact of site and in the
 // raw events behind them.
-func (s *State) rewriteFacts(b *store.Batch, site, resident, token string) (int, error) {
+func (s *State) rewriteFacts(b store.Batch, site, resident, token string) (int, error) {
 	n := 0
-	err := s.opts.Store.DB().View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = kv.Key(prefixFact, []byte(site+"/"))
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		events := store.NewEventReader(txn)
-		defer events.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			fs, embedded, err := readFacts(events, it.Item())
+	err := s.opts.Store.View(func(v store.View) error {
+		return v.Scan(kv.Key(prefixFact, []byte(site+"/")), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
+			fs, embedded, err := readFacts(v, key, val)
 			if err != nil {
-				return err
+				return false, err
 			}
 			for _, f := range fs {
 				changed, err := s.anonymiseEvent(b, site, &f.Event, resident, token, embedded)
 				if err != nil {
-					return err
+					return false, err
 				}
 				if changed {
 					n++
 				}
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return n, err
 }
 
 // anonymiseEvent rewrites an event in b if it names resident: its stored
 // copy (an edge event's), and with embedded set the fact that holds it.
-func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, resident, token string, embedded bool) (bool, error) {
+func (s *State) anonymiseEvent(b store.Batch, site string, ev *event.Event, resident, token string, embedded bool) (bool, error) {
 	body, err := ev.Decode()
 	if err != nil {
 		return false, nil // not ours to judge here: quarantined elsewhere
@@ -167,25 +159,18 @@ func (s *State) anonymiseEvent(b *store.Batch, site string, ev *event.Event, res
 }
 
 // loadErased reads the erased residents.
-func loadErased(txn *badger.Txn) (map[string]string, error) {
+func loadErased(v store.View) (map[string]string, error) {
 	out := map[string]string{}
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = []byte(prefixErased)
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return nil, err
-		}
-		out[string(it.Item().Key()[len(prefixErased):])] = string(v)
-	}
-	return out, nil
+	err := v.Scan([]byte(prefixErased), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
+		out[string(key[len(prefixErased):])] = string(val)
+		return true, nil
+	})
+	return out, err
 }
 
 // scrubArrivals anonymises erased residents in events arriving after the
 // erasure (recorded on an edge before it heard of it).
-func (s *State) scrubArrivals(b *store.Batch, site string, ev *event.Event) error {
+func (s *State) scrubArrivals(b store.Batch, site string, ev *event.Event) error {
 	s.mu.RLock()
 	erased := s.erased
 	s.mu.RUnlock()

@@ -11,8 +11,8 @@ import (
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/kv"
 	"linli/shared/merge"
+	"linli/shared/test/storetest"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -66,10 +66,10 @@ func (c *capturePub) activityViews(t *testing.T, id string) []merge.ActivityView
 	return out
 }
 
-func openStateWith(t *testing.T, st *store.Store, pub downlink.Publisher, log *slog.Logger) (*State, *downlink.Log) {
+func openStateWith(t *testing.T, st store.Backend, pub downlink.Publisher, log *slog.Logger) (*State, *downlink.Log) {
 	t.Helper()
 	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), pub, clock, nil, log)
+	down, err := downlink.Open(st, pub, clock, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func openStateWith(t *testing.T, st *store.Store, pub downlink.Publisher, log *s
 
 // checkins folds n check-ins of distinct residents to activity, from seq
 // first on, in commits of 5,000.
-func checkins(t *testing.T, st *store.Store, s *State, activity string, first, n int) {
+func checkins(t *testing.T, st store.Backend, s *State, activity string, first, n int) {
 	t.Helper()
 	for i := 0; i < n; i += 5000 {
 		var evs []event.Event
@@ -101,13 +101,12 @@ func checkins(t *testing.T, st *store.Store, s *State, activity string, first, n
 // edge of the site refused the message, and so every later one, and the
 // hub could not restart.
 func TestLargeViewCrossesTheDownlink(t *testing.T) {
+	storetest.ForEach(t, testLargeViewCrossesTheDownlink)
+}
+
+func testLargeViewCrossesTheDownlink(t *testing.T, st storetest.Store, reopen func() storetest.Store) {
 	const n = 140_000
-	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(dir, kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pub := &capturePub{}
 	s, _ := openStateWith(t, st, pub, log)
 	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "义诊 Clinic", Type: "activity", Site: testSite, Capacity: 10}); err != nil {
@@ -121,17 +120,9 @@ func TestLargeViewCrossesTheDownlink(t *testing.T) {
 	if last := vs[len(vs)-1]; len(last.Confirmed)+len(last.Waitlist) != n || len(last.Waitlist) <= 1<<17 {
 		t.Fatalf("last view sent: %d confirmed, %d waitlisted; want %d in all, over 131,072 waitlisted", len(last.Confirmed), len(last.Waitlist), n)
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	// The hub's next start reads the stored change back, and a kiosk that
 	// asks for everything gets it.
-	st, err = store.Open(dir, kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st = reopen()
 	again := &capturePub{}
 	_, down := openStateWith(t, st, again, log)
 	if err := down.CatchUp(testSite, "k1", 0); err != nil {
@@ -149,13 +140,12 @@ func TestOversizedViewIsNotSent(t *testing.T) {
 	old := maxViewBytes
 	maxViewBytes = 4 << 10
 	t.Cleanup(func() { maxViewBytes = old })
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testOversizedViewIsNotSent(t, st) })
+}
+
+func testOversizedViewIsNotSent(t *testing.T, st store.Backend) {
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	st, err := store.Open(t.TempDir(), kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	pub := &capturePub{}
 	s, _ := openStateWith(t, st, pub, log)
 	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "x", Type: "activity", Site: testSite, Capacity: 1000}); err != nil {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/kv"
@@ -24,10 +22,11 @@ import (
 //	cache/state/{gen:8}/{n:8}   the encoded state in chunks (a value must fit
 //	                            in one Badger transaction)
 //
-// A snapshot covers every fact committed up to a Badger read timestamp:
-// it is taken while no fact can be written (writeMu), and a fact key
-// committed later carries a higher version, so a start folds exactly the
-// fact keys whose version is above it. Merging is idempotent, so a fact
+// A snapshot covers every fact committed up to the store's read mark
+// (Badger's read timestamp, PostgreSQL's record version sequence): it is
+// taken while no fact can be written (writeMu), and a fact key committed
+// later carries a higher version, so a start folds exactly the fact keys
+// whose version is above it. Merging is idempotent, so a fact
 // folded twice changes nothing. Keys under cache/ are derived: a store
 // rewrite (Purge) drops them, and the versions start over with it.
 const (
@@ -58,9 +57,11 @@ func snapChunkKey(gen uint64, n int) []byte {
 // Snapshot writes the merged state as it is now, for the next start.
 func (s *State) Snapshot() error {
 	s.writeMu.Lock()
-	txn := s.opts.Store.DB().NewTransaction(false)
-	readTs := txn.ReadTs()
-	txn.Discard()
+	readTs, err := s.opts.Store.ReadMark()
+	if err != nil {
+		s.writeMu.Unlock()
+		return fmt.Errorf("snapshot merged state: %w", err)
+	}
 	s.mu.RLock()
 	data, err := s.merged.Encode()
 	sites := slices.Sorted(maps.Keys(s.sites))
@@ -76,7 +77,7 @@ func (s *State) Snapshot() error {
 // that names them (one key: a crash before it leaves the last snapshot in
 // force), then deletes every other generation's chunks.
 func (s *State) writeSnapshot(data []byte, readTs uint64, sites []string) error {
-	db := s.opts.Store.DB()
+	db := s.opts.Store
 	var old *snapHead
 	if h, _, err := readSnapHead(db); err == nil {
 		old = h
@@ -88,22 +89,23 @@ func (s *State) writeSnapshot(data []byte, readTs uint64, sites []string) error 
 	sum := sha256.Sum256(data)
 	head := snapHead{Format: snapFormat, Build: s.opts.Build, ReadTs: readTs, Gen: gen, Size: len(data), Sum: sum[:],
 		Sites: sites, Taken: time.Now().UTC()}
-	wb := db.NewWriteBatch()
+	// A chunk a batch: a PostgreSQL transaction sends its writes at its
+	// commit, and one of the whole state held all of it at once.
 	for off := 0; off < len(data) || head.Chunks == 0; off += snapChunk {
-		if err := wb.Set(snapChunkKey(gen, head.Chunks), data[off:min(off+snapChunk, len(data))]); err != nil {
-			wb.Cancel()
+		wb := db.NewBatch()
+		wb.Set(snapChunkKey(gen, head.Chunks), data[off:min(off+snapChunk, len(data))])
+		if err := wb.Commit(); err != nil {
 			return fmt.Errorf("write snapshot: %w", err)
 		}
 		head.Chunks++
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("write snapshot: %w", err)
 	}
 	val, err := event.Marshal(head)
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
-	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keySnapHead), val) }); err != nil {
+	wb := db.NewBatch()
+	wb.Set([]byte(keySnapHead), val)
+	if err := wb.Commit(); err != nil {
 		return fmt.Errorf("write snapshot head: %w", err)
 	}
 	return s.dropChunks(gen)
@@ -111,47 +113,44 @@ func (s *State) writeSnapshot(data []byte, readTs uint64, sites []string) error 
 
 // dropChunks deletes the chunks of every generation but keep.
 func (s *State) dropChunks(keep uint64) error {
-	db := s.opts.Store.DB()
+	db := s.opts.Store
 	var stale [][]byte
-	err := db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix, o.PrefetchValues = []byte(prefixSnapData), false
-		it := txn.NewIterator(o)
-		defer it.Close()
-		mine := kv.Key(prefixSnapData, kv.U64(keep), []byte("/"))
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if bytes.Equal(k, []byte(keySnapHead)) || bytes.HasPrefix(k, mine) {
-				continue
+	mine := kv.Key(prefixSnapData, kv.U64(keep), []byte("/"))
+	err := db.View(func(v store.View) error {
+		return v.Scan([]byte(prefixSnapData), nil, 0, func(k, _ []byte, _ uint64) (bool, error) {
+			if !bytes.Equal(k, []byte(keySnapHead)) && !bytes.HasPrefix(k, mine) {
+				stale = append(stale, k)
 			}
-			stale = append(stale, it.Item().KeyCopy(nil))
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("drop old snapshots: %w", err)
 	}
-	wb := db.NewWriteBatch()
-	for _, k := range stale {
-		if err := wb.Delete(k); err != nil {
-			wb.Cancel()
-			return fmt.Errorf("drop old snapshots: %w", err)
-		}
+	if len(stale) == 0 {
+		return nil
 	}
-	return wb.Flush()
+	wb := db.NewBatch()
+	for _, k := range stale {
+		wb.Delete(k)
+	}
+	if err := wb.Commit(); err != nil {
+		return fmt.Errorf("drop old snapshots: %w", err)
+	}
+	return nil
 }
 
 // readSnapHead reads the head and its key's own version.
-func readSnapHead(db *badger.DB) (*snapHead, uint64, error) {
+func readSnapHead(db store.Backend) (*snapHead, uint64, error) {
 	var h snapHead
 	var version uint64
-	err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keySnapHead))
+	err := db.View(func(v store.View) error {
+		val, ver, err := v.Get([]byte(keySnapHead))
 		if err != nil {
 			return err
 		}
-		version = item.Version()
-		return item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &h) })
+		version = ver
+		return event.UnmarshalOwn(val, &h)
 	})
 	if err != nil {
 		return nil, 0, err
@@ -163,18 +162,18 @@ func readSnapHead(db *badger.DB) (*snapHead, uint64, error) {
 var errNoSnapshot = errors.New("no snapshot")
 
 // readSnapshot loads the snapshot if it can be trusted, and the read
-// timestamp it covers. Any doubt is an error, and the caller rebuilds
-// from every fact.
-func (s *State) readSnapshot(txn *badger.Txn) (*merge.State, *snapHead, error) {
-	item, err := txn.Get([]byte(keySnapHead))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+// mark it covers. Any doubt is an error, and the caller rebuilds from
+// every fact.
+func (s *State) readSnapshot(v store.View) (*merge.State, *snapHead, error) {
+	val, version, err := v.Get([]byte(keySnapHead))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, errNoSnapshot
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	var h snapHead
-	if err := item.Value(func(v []byte) error { return event.UnmarshalOwn(v, &h) }); err != nil {
+	if err := event.UnmarshalOwn(val, &h); err != nil {
 		return nil, nil, fmt.Errorf("head: %w", err)
 	}
 	switch {
@@ -182,20 +181,18 @@ func (s *State) readSnapshot(txn *badger.Txn) (*merge.State, *snapHead, error) {
 		return nil, nil, fmt.Errorf("format %d, this hub reads %d", h.Format, snapFormat)
 	case h.Build != s.opts.Build:
 		return nil, nil, fmt.Errorf("written by build %q, this is %q", h.Build, s.opts.Build)
-	case item.Version() <= h.ReadTs:
+	case version <= h.ReadTs:
 		// The head is written after the read it records: a store whose
 		// versions started over (rewritten) cannot say what came after.
-		return nil, nil, fmt.Errorf("head version %d not above its read timestamp %d", item.Version(), h.ReadTs)
+		return nil, nil, fmt.Errorf("head version %d not above its read mark %d", version, h.ReadTs)
 	}
 	data := make([]byte, 0, h.Size)
 	for n := range h.Chunks {
-		it, err := txn.Get(snapChunkKey(h.Gen, n))
-		if err == nil {
-			err = it.Value(func(v []byte) error { data = append(data, v...); return nil })
-		}
+		chunk, _, err := v.Get(snapChunkKey(h.Gen, n))
 		if err != nil {
 			return nil, nil, fmt.Errorf("chunk %d: %w", n, err)
 		}
+		data = append(data, chunk...)
 	}
 	if sum := sha256.Sum256(data); len(data) != h.Size || !bytes.Equal(sum[:], h.Sum) {
 		return nil, nil, fmt.Errorf("checksum mismatch (%d bytes, want %d)", len(data), h.Size)

@@ -9,13 +9,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/downlink"
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
-	"linli/shared/kv"
+	"linli/shared/test/storetest"
 )
 
 // logBuf collects log lines, for checking which way the state loaded.
@@ -29,11 +27,11 @@ func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock()
 
 // encodeState opens the merged state over st and returns its encoding and
 // what the load logged.
-func encodeState(t *testing.T, st *store.Store, build string) ([]byte, string) {
+func encodeState(t *testing.T, st store.Backend, build string) ([]byte, string) {
 	t.Helper()
 	var logs logBuf
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	down, err := downlink.Open(st.DB(), discardPub{}, hlc.NewClock(nil, 0), nil, log)
+	down, err := downlink.Open(st, discardPub{}, hlc.NewClock(nil, 0), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +52,7 @@ func encodeState(t *testing.T, st *store.Store, build string) ([]byte, string) {
 
 // randomCommit folds one commit of random edge events (from two kiosks,
 // out of order within the commit's range) or records a hub decision.
-func randomCommit(t *testing.T, r *rand.Rand, st *store.Store, s *State, next map[string]uint64, reports *[]string) {
+func randomCommit(t *testing.T, r *rand.Rand, st store.Backend, s *State, next map[string]uint64, reports *[]string) {
 	t.Helper()
 	if r.IntN(5) == 0 {
 		var body event.Body = &event.ActivitySet{ID: fmt.Sprintf("A%d", r.IntN(4)), Title: fmt.Sprintf("活动 %d", r.IntN(100)),
@@ -105,87 +103,76 @@ func randomCommit(t *testing.T, r *rand.Rand, st *store.Store, s *State, next ma
 func TestSnapshotStartEqualsFullRebuild(t *testing.T) {
 	for trial := range 12 {
 		t.Run(fmt.Sprint(trial), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(trial), 7))
-			dir := t.TempDir()
-			log := slog.New(slog.DiscardHandler)
-			st, err := store.Open(dir, kv.Small, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := openState(t, st)
-			s.opts.Build = "b1"
-			commits, at := 10+r.IntN(60), -1
-			at = r.IntN(commits + 1)
-			next, reports := map[string]uint64{}, &[]string{}
-			for i := range commits {
-				if i == at {
-					if err := s.Snapshot(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				randomCommit(t, r, st, s, next, reports)
-			}
-			if at == commits {
-				if err := s.Snapshot(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s.mu.RLock()
-			live, err := s.merged.Encode()
-			s.mu.RUnlock()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := st.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			st, err = store.Open(dir, kv.Small, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			fromSnap, logs := encodeState(t, st, "b1")
-			if !strings.Contains(logs, "snapshot=true") {
-				t.Fatalf("the start did not use the snapshot: %s", logs)
-			}
-			full, logs := encodeState(t, st, "b2") // another build: every fact
-			if !strings.Contains(logs, "snapshot not used") || !strings.Contains(logs, "snapshot=false") {
-				t.Fatalf("another build's snapshot was used: %s", logs)
-			}
-			if !bytes.Equal(fromSnap, full) || !bytes.Equal(full, live) {
-				t.Fatalf("snapshot at commit %d of %d: state from the snapshot (%d bytes) differs from a full rebuild (%d) or the live state (%d)",
-					at, commits, len(fromSnap), len(full), len(live))
-			}
-
-			// A damaged chunk: rebuilt from every fact, the same state.
-			err = st.DB().Update(func(txn *badger.Txn) error {
-				h, _, err := readSnapHead(st.DB())
-				if err != nil {
-					return err
-				}
-				return txn.Set(snapChunkKey(h.Gen, 0), []byte("not the state"))
+			storetest.ForEach(t, func(t *testing.T, st storetest.Store, reopen func() storetest.Store) {
+				testSnapshotStartEqualsFullRebuild(t, trial, st, reopen)
 			})
-			if err != nil {
+		})
+	}
+}
+
+func testSnapshotStartEqualsFullRebuild(t *testing.T, trial int, st storetest.Store, reopen func() storetest.Store) {
+	r := rand.New(rand.NewPCG(uint64(trial), 7))
+	s := openState(t, st)
+	s.opts.Build = "b1"
+	commits, at := 10+r.IntN(60), -1
+	at = r.IntN(commits + 1)
+	next, reports := map[string]uint64{}, &[]string{}
+	for i := range commits {
+		if i == at {
+			if err := s.Snapshot(); err != nil {
 				t.Fatal(err)
 			}
-			damaged, logs := encodeState(t, st, "b1")
-			if !strings.Contains(logs, "checksum mismatch") || !bytes.Equal(damaged, full) {
-				t.Fatalf("damaged snapshot: equal %v, log %s", bytes.Equal(damaged, full), logs)
-			}
-		})
+		}
+		randomCommit(t, r, st, s, next, reports)
+	}
+	if at == commits {
+		if err := s.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.RLock()
+	live, err := s.merged.Encode()
+	s.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = reopen()
+	fromSnap, logs := encodeState(t, st, "b1")
+	if !strings.Contains(logs, "snapshot=true") {
+		t.Fatalf("the start did not use the snapshot: %s", logs)
+	}
+	full, logs := encodeState(t, st, "b2") // another build: every fact
+	if !strings.Contains(logs, "snapshot not used") || !strings.Contains(logs, "snapshot=false") {
+		t.Fatalf("another build's snapshot was used: %s", logs)
+	}
+	if !bytes.Equal(fromSnap, full) || !bytes.Equal(full, live) {
+		t.Fatalf("snapshot at commit %d of %d: state from the snapshot (%d bytes) differs from a full rebuild (%d) or the live state (%d)",
+			at, commits, len(fromSnap), len(full), len(live))
+	}
+
+	// A damaged chunk: rebuilt from every fact, the same state.
+	h, _, err := readSnapHead(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := st.NewBatch()
+	wb.Set(snapChunkKey(h.Gen, 0), []byte("not the state"))
+	if err := wb.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	damaged, logs := encodeState(t, st, "b1")
+	if !strings.Contains(logs, "checksum mismatch") || !bytes.Equal(damaged, full) {
+		t.Fatalf("damaged snapshot: equal %v, log %s", bytes.Equal(damaged, full), logs)
 	}
 }
 
 // An erasure drops the snapshot, which still names the resident: the
 // next start rebuilds from the rewritten facts.
 func TestErasureDropsTheSnapshot(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(dir, kv.Small, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testErasureDropsTheSnapshot(t, st) })
+}
+
+func testErasureDropsTheSnapshot(t *testing.T, st store.Backend) {
 	s := openState(t, st)
 	ingestEvents(t, st, s, []event.Event{edgeEvent(t, "k1", 1, &event.Report{Category: event.Categories[0], Title: "漏水", Building: "B1", Resident: "R77"})})
 	if err := s.Snapshot(); err != nil {
@@ -203,11 +190,12 @@ func TestErasureDropsTheSnapshot(t *testing.T) {
 // A start from a snapshot reads the fact keys written after it, not every
 // fact key of the store's history, and folds into the same state.
 func TestSnapshotStartReadsOnlyLaterFacts(t *testing.T) {
-	st, err := store.Open(t.TempDir(), kv.Small, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) {
+		testSnapshotStartReadsOnlyLaterFacts(t, st)
+	})
+}
+
+func testSnapshotStartReadsOnlyLaterFacts(t *testing.T, st store.Backend) {
 	s := openState(t, st)
 	const before, after = 300, 4
 	seq := uint64(0)

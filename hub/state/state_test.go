@@ -8,14 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/hub/downlink"
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/kv"
 	"linli/shared/merge"
+	"linli/shared/test/storetest"
 )
 
 type discardPub struct{}
@@ -25,7 +24,7 @@ func (discardPub) Publish(string, []byte, bool) error { return nil }
 const testSite = "s1"
 
 // openState opens the merged state over the store in dir.
-func openState(t *testing.T, st *store.Store) *State {
+func openState(t *testing.T, st store.Backend) *State {
 	t.Helper()
 	s, _ := openStateWith(t, st, discardPub{}, slog.New(slog.DiscardHandler))
 	return s
@@ -33,7 +32,7 @@ func openState(t *testing.T, st *store.Store) *State {
 
 // ingestEvents commits edge events the way ingest does: each stored as the
 // edge encoded it, then folded in the same commit.
-func ingestEvents(t *testing.T, st *store.Store, s *State, evs []event.Event) {
+func ingestEvents(t *testing.T, st store.Backend, s *State, evs []event.Event) {
 	t.Helper()
 	b := st.NewBatch()
 	for i := range evs {
@@ -80,15 +79,12 @@ func views(s *State) snapshot {
 }
 
 // factValue reads the stored value of one fact key.
-func factValue(t *testing.T, st *store.Store, device string, seq uint64) []byte {
+func factValue(t *testing.T, st store.Backend, device string, seq uint64) []byte {
 	t.Helper()
 	var v []byte
-	err := st.DB().View(func(txn *badger.Txn) error {
-		item, err := txn.Get(factKey(testSite, device, seq))
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
+	err := st.View(func(view store.View) error {
+		var err error
+		v, _, err = view.Get(factKey(testSite, device, seq))
 		return err
 	})
 	if err != nil {
@@ -104,13 +100,10 @@ func factValue(t *testing.T, st *store.Store, device string, seq uint64) []byte 
 // the same state after a restart, and an erasure rewrites the one stored
 // copy.
 func TestFactsRebuildAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.Open(dir, kv.Server, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testFactsRebuildAfterRestart(t, st) })
+}
+
+func testFactsRebuildAfterRestart(t *testing.T, st store.Backend) {
 	s := openState(t, st)
 	if _, err := s.Record(&event.ActivitySet{ID: "A1", Title: "太极拳 Tai chi", Type: "activity", Site: testSite, Capacity: 10}); err != nil {
 		t.Fatal(err)
@@ -160,10 +153,10 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 	if err := event.Unmarshal(factValue(t, st, "k1", 1), &seqs); err != nil || !reflect.DeepEqual(seqs, []uint64{1, 2}) {
 		t.Errorf("k1's facts of the commit: %v, %v; want one key listing seqs 1 and 2 (3 is a reading)", seqs, err)
 	}
-	if err := st.DB().View(func(txn *badger.Txn) error {
-		_, err := txn.Get(factKey(testSite, "k1", 2))
+	if err := st.View(func(v store.View) error {
+		_, _, err := v.Get(factKey(testSite, "k1", 2))
 		return err
-	}); !errors.Is(err, badger.ErrKeyNotFound) {
+	}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a second fact key for k1 in one commit: %v", err)
 	}
 	if v := factValue(t, st, "hub", 1); len(v) == 0 {
@@ -223,11 +216,10 @@ func TestFactsRebuildAfterRestart(t *testing.T) {
 
 // A fact key whose event is missing is reported, not folded as garbage.
 func TestFactWithoutEventFailsLoad(t *testing.T) {
-	st, err := store.Open(t.TempDir(), kv.Server, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, _ func() storetest.Store) { testFactWithoutEventFailsLoad(t, st) })
+}
+
+func testFactWithoutEventFailsLoad(t *testing.T, st store.Backend) {
 	b := st.NewBatch()
 	b.Set(factKey(testSite, "k1", 9), nil)
 	if err := b.Commit(); err != nil {
@@ -235,7 +227,7 @@ func TestFactWithoutEventFailsLoad(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), discardPub{}, clock, nil, log)
+	down, err := downlink.Open(st, discardPub{}, clock, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

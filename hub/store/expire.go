@@ -19,24 +19,26 @@ const keyExpiryPass = "meta/expiry-pass"
 
 // LastExpiryPass is when the last complete expiry pass recorded with
 // RecordExpiryPass started; zero when none was.
-func (s *Store) LastExpiryPass() (time.Time, error) {
+func (s *Store) LastExpiryPass() (time.Time, error) { return LastExpiryPass(s) }
+
+// LastExpiryPass is when the last complete expiry pass recorded in b
+// started; zero when none was.
+func LastExpiryPass(b Backend) (time.Time, error) {
 	var t time.Time
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyExpiryPass))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := b.View(func(v View) error {
+		val, _, err := v.Get([]byte(keyExpiryPass))
+		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			ms, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil {
-				return fmt.Errorf("stored %q is not a time: %w", v, err)
-			}
-			t = time.UnixMilli(ms)
-			return nil
-		})
+		ms, err := strconv.ParseInt(string(val), 10, 64)
+		if err != nil {
+			return fmt.Errorf("stored %q is not a time: %w", val, err)
+		}
+		t = time.UnixMilli(ms)
+		return nil
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read last expiry pass: %w", err)
@@ -47,10 +49,13 @@ func (s *Store) LastExpiryPass() (time.Time, error) {
 // RecordExpiryPass records that a complete expiry pass started at t, so a
 // restarted hub waits for the next one instead of reading every stored
 // event again at once.
-func (s *Store) RecordExpiryPass(t time.Time) error {
-	if err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(keyExpiryPass), []byte(strconv.FormatInt(t.UnixMilli(), 10)))
-	}); err != nil {
+func (s *Store) RecordExpiryPass(t time.Time) error { return RecordExpiryPass(s, t) }
+
+// RecordExpiryPass records in b that a complete expiry pass started at t.
+func RecordExpiryPass(b Backend, t time.Time) error {
+	wb := b.NewBatch()
+	wb.Set([]byte(keyExpiryPass), []byte(strconv.FormatInt(t.UnixMilli(), 10)))
+	if err := wb.Commit(); err != nil {
 		return fmt.Errorf("record expiry pass: %w", err)
 	}
 	return nil
@@ -286,4 +291,16 @@ func (s *Store) ScanEvents(site string, cursor []byte, limit int) (evs []SiteEve
 		return nil, nil, fmt.Errorf("scan events: %w", err)
 	}
 	return evs, next, nil
+}
+
+// ParseEventKey reads an event key, e/{site}/{device}/{seq:8} (an export's
+// cursor).
+func ParseEventKey(key []byte) (site, device string, seq uint64, ok bool) {
+	if !bytes.HasPrefix(key, []byte(prefixEvent)) {
+		return "", "", 0, false
+	}
+	if site, device, ok = splitEventKey(key); !ok {
+		return "", "", 0, false
+	}
+	return site, device, kv.ParseU64(key[len(key)-8:]), true
 }

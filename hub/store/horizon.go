@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"linli/shared/kv"
 )
 
@@ -29,7 +27,7 @@ const (
 // A hub that takes no backups has no horizon, and edges go by retention
 // alone.
 type Horizon struct {
-	s *Store
+	b Backend
 
 	mu      sync.Mutex
 	enabled bool              // backups configured, or one completed here
@@ -38,25 +36,21 @@ type Horizon struct {
 
 // Horizon loads the horizon. enabled says that backups are configured, so
 // devices no backup covered yet get a horizon of 0 (keep everything).
-func (s *Store) Horizon(enabled bool) (*Horizon, error) {
-	h := &Horizon{s: s, enabled: enabled, marks: map[string]uint64{}}
-	err := s.db.View(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte(keyBackups)); err == nil {
+func (s *Store) Horizon(enabled bool) (*Horizon, error) { return OpenHorizon(s, enabled) }
+
+// OpenHorizon loads the horizon kept in b (see Store.Horizon).
+func OpenHorizon(b Backend, enabled bool) (*Horizon, error) {
+	h := &Horizon{b: b, enabled: enabled, marks: map[string]uint64{}}
+	err := b.View(func(v View) error {
+		if _, _, err := v.Get([]byte(keyBackups)); err == nil {
 			h.enabled = true
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte(prefixHorizon)
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := string(it.Item().Key()[len(prefixHorizon):])
-			if err := it.Item().Value(func(v []byte) error { h.marks[k] = kv.ParseU64(v); return nil }); err != nil {
-				return err
-			}
-		}
-		return nil
+		return v.Scan([]byte(prefixHorizon), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
+			h.marks[string(key[len(prefixHorizon):])] = kv.ParseU64(val)
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load backup horizon: %w", err)
@@ -100,8 +94,11 @@ type Marks map[string]uint64 // site/device, site/device@base
 // AckedMarks reads every device's acked seq in one transaction. Read
 // before a backup's stream starts, they are no higher than what the
 // stream holds: acked only grows, and the stream reads later.
-func (s *Store) AckedMarks() (Marks, error) {
-	recs, err := s.Devices()
+func (s *Store) AckedMarks() (Marks, error) { return AckedMarks(s) }
+
+// AckedMarks reads every device's acked seq in b (see Store.AckedMarks).
+func AckedMarks(b Backend) (Marks, error) {
+	recs, err := b.Devices()
 	if err != nil {
 		return nil, fmt.Errorf("read acked marks: %w", err)
 	}
@@ -120,7 +117,7 @@ func (s *Store) AckedMarks() (Marks, error) {
 func (h *Horizon) Covered(m Marks) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := writeHorizon(h.s.db, m); err != nil {
+	if err := writeHorizon(h.b, m); err != nil {
 		return err
 	}
 	h.enabled = true
@@ -132,18 +129,13 @@ func (h *Horizon) Covered(m Marks) error {
 
 // writeHorizon stores m as the horizon (replacing the marks it names) and
 // notes that this hub takes backups.
-func writeHorizon(db *badger.DB, m Marks) error {
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	if err := wb.Set([]byte(keyBackups), nil); err != nil {
-		return fmt.Errorf("record backup horizon: %w", err)
-	}
+func writeHorizon(b Backend, m Marks) error {
+	wb := b.NewBatch()
+	wb.Set([]byte(keyBackups), []byte{})
 	for k, v := range m {
-		if err := wb.Set([]byte(prefixHorizon+k), kv.U64(v)); err != nil {
-			return fmt.Errorf("record backup horizon: %w", err)
-		}
+		wb.Set([]byte(prefixHorizon+k), kv.U64(v))
 	}
-	if err := wb.Flush(); err != nil {
+	if err := wb.Commit(); err != nil {
 		return fmt.Errorf("record backup horizon: %w", err)
 	}
 	return nil

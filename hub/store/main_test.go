@@ -3,10 +3,9 @@ package store
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"linli/shared/test/testkit"
 )
 
-// Every goroutine a test starts must be gone when the tests end.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+// TestMain stops the tests' PostgreSQL (backend_test.go runs on both
+// stores), then checks that every goroutine a test started is gone.
+func TestMain(m *testing.M) { testkit.PostgresMain(m) }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // prefixResynced marks the devices that have taken a downlink snapshot
@@ -19,7 +17,7 @@ const prefixResynced = "meta/resynced/"
 // seq, and the edge would skip the hub's new changes as seen. So every
 // device gets one snapshot after a restore, whatever cursor it reports.
 type Resync struct {
-	s        *Store
+	b        Backend
 	restored bool
 
 	mu   sync.Mutex
@@ -27,9 +25,12 @@ type Resync struct {
 }
 
 // Resync loads the marks.
-func (s *Store) Resync() (*Resync, error) {
-	r := &Resync{s: s, done: map[string]bool{}}
-	_, err := s.LastRestore()
+func (s *Store) Resync() (*Resync, error) { return OpenResync(s) }
+
+// OpenResync loads the marks kept in b.
+func OpenResync(b Backend) (*Resync, error) {
+	r := &Resync{b: b, done: map[string]bool{}}
+	_, err := LastRestore(b)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return r, nil
@@ -37,15 +38,11 @@ func (s *Store) Resync() (*Resync, error) {
 		return nil, err
 	}
 	r.restored = true
-	err = s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix, o.PrefetchValues = []byte(prefixResynced), false
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			r.done[string(it.Item().Key()[len(prefixResynced):])] = true
-		}
-		return nil
+	err = b.View(func(v View) error {
+		return v.Scan([]byte(prefixResynced), nil, 0, func(key, _ []byte, _ uint64) (bool, error) {
+			r.done[string(key[len(prefixResynced):])] = true
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load resync marks: %w", err)
@@ -71,9 +68,9 @@ func (r *Resync) Done(site, device string) error {
 	if !r.restored || r.done[site+"/"+device] {
 		return nil
 	}
-	if err := r.s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(prefixResynced+site+"/"+device), nil)
-	}); err != nil {
+	b := r.b.NewBatch()
+	b.Set([]byte(prefixResynced+site+"/"+device), []byte{})
+	if err := b.Commit(); err != nil {
 		return fmt.Errorf("record resync of %s: %w", device, err)
 	}
 	r.done[site+"/"+device] = true

@@ -21,6 +21,7 @@ import (
 
 	"linli/shared/event"
 	"linli/shared/kv"
+	"linli/shared/wire"
 )
 
 // Key layout.
@@ -524,9 +525,10 @@ func (r *EventReader) find(site, device string, seq uint64) (event.Event, bool, 
 	return r.evs[i], true, nil
 }
 
-// Batch is one commit's worth of writes, built by ingest and committed at
-// once with a single synced transaction (or a few if it is very large).
-type Batch struct {
+// BadgerBatch is one commit's worth of writes, built by ingest and
+// committed at once with a single synced transaction (or a few if it is
+// very large).
+type BadgerBatch struct {
 	s   *Store
 	txn *badger.Txn
 	err error
@@ -554,9 +556,14 @@ type Batch struct {
 const keyBlock = 64 << 10
 
 // NewBatch starts a commit.
-func (s *Store) NewBatch() *Batch { return &Batch{s: s, txn: s.db.NewTransaction(true)} }
+func (s *Store) NewBatch() Batch { return s.NewBadgerBatch() }
 
-func (b *Batch) set(key, val []byte) {
+// NewBadgerBatch starts a commit, as its Badger type.
+func (s *Store) NewBadgerBatch() *BadgerBatch {
+	return &BadgerBatch{s: s, txn: s.db.NewTransaction(true)}
+}
+
+func (b *BadgerBatch) set(key, val []byte) {
 	if b.err != nil {
 		return
 	}
@@ -590,7 +597,7 @@ const (
 // (write-ahead log, skiplist, the transaction's bookkeeping). A run's seqs
 // are consecutive, so runs never overlap and a seek to an event's key
 // finds the value it is in (Events, EventReader).
-func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
+func (b *BadgerBatch) PutEvent(site string, ev *event.Event, encoded []byte) {
 	if len(b.run) > 0 && (b.runSite != site || b.runDevice != ev.Device || ev.Seq != b.runLast+1 ||
 		len(b.run) == maxRun || b.runBytes+len(encoded) > maxRunBytes) {
 		b.flushRun()
@@ -603,7 +610,7 @@ func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
 // flushRun writes the pending run, leaving out the seqs already stored
 // (an edge resends what it has no ack for): each stretch of the rest is
 // stored as a run, a lone event as itself, as hubs always stored events.
-func (b *Batch) flushRun() {
+func (b *BadgerBatch) flushRun() {
 	if len(b.run) == 0 || b.err != nil {
 		b.run, b.runBytes = b.run[:0], 0
 		return
@@ -635,7 +642,7 @@ func (b *Batch) flushRun() {
 }
 
 // putRun stores the events encoded, consecutive seqs ending at last.
-func (b *Batch) putRun(last uint64, encoded [][]byte) {
+func (b *BadgerBatch) putRun(last uint64, encoded [][]byte) {
 	n := eventKeyLen(b.runSite, b.runDevice)
 	if cap(b.keys)-len(b.keys) < n {
 		b.keys = make([]byte, 0, max(keyBlock, n))
@@ -665,7 +672,7 @@ func (b *Batch) putRun(last uint64, encoded [][]byte) {
 // transaction's iterators sort its pending writes each time, and a group
 // of many one-event batches made that quadratic); this batch's own runs
 // are kept in memory.
-func (b *Batch) heldIn(site, device string, first, last uint64) (map[uint64]bool, error) {
+func (b *BadgerBatch) heldIn(site, device string, first, last uint64) (map[uint64]bool, error) {
 	var held map[uint64]bool
 	hold := func(from, to uint64) {
 		for seq := max(from, first); seq <= min(to, last); seq++ {
@@ -716,7 +723,7 @@ func (b *Batch) heldIn(site, device string, first, last uint64) (map[uint64]bool
 }
 
 // closeReads ends the batch's reads of the store.
-func (b *Batch) closeReads() {
+func (b *BadgerBatch) closeReads() {
 	if b.roIt != nil {
 		b.roIt.Close()
 		b.ro.Discard()
@@ -726,7 +733,7 @@ func (b *Batch) closeReads() {
 
 // Quarantine stores an event that failed validation, with the reason, so
 // that nothing an edge sent is silently lost.
-func (b *Batch) Quarantine(site string, ev *event.Event, encoded []byte, reason string) {
+func (b *BadgerBatch) Quarantine(site string, ev *event.Event, encoded []byte, reason string) {
 	q := struct {
 		Event  []byte `cbor:"1,keyasint"`
 		Reason string `cbor:"2,keyasint"`
@@ -740,7 +747,7 @@ func (b *Batch) Quarantine(site string, ev *event.Event, encoded []byte, reason 
 }
 
 // PutDevice stores a device record.
-func (b *Batch) PutDevice(d *DeviceRecord) {
+func (b *BadgerBatch) PutDevice(d *DeviceRecord) {
 	val, err := event.Marshal(d)
 	if err != nil {
 		b.err = fmt.Errorf("encode device record: %w", err)
@@ -750,10 +757,10 @@ func (b *Batch) PutDevice(d *DeviceRecord) {
 }
 
 // Set stores a raw key for other hub packages.
-func (b *Batch) Set(key, val []byte) { b.set(key, val) }
+func (b *BadgerBatch) Set(key, val []byte) { b.set(key, val) }
 
 // Delete removes a raw key.
-func (b *Batch) Delete(key []byte) {
+func (b *BadgerBatch) Delete(key []byte) {
 	if b.err != nil {
 		return
 	}
@@ -772,7 +779,7 @@ func (b *Batch) Delete(key []byte) {
 
 // Get reads a key as of the batch (its own writes included); a missing key
 // is nil.
-func (b *Batch) Get(key []byte) ([]byte, error) {
+func (b *BadgerBatch) Get(key []byte) ([]byte, error) {
 	b.flushRun()
 	item, err := b.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -784,11 +791,14 @@ func (b *Batch) Get(key []byte) ([]byte, error) {
 	return item.ValueCopy(nil)
 }
 
+// Project does nothing: Badger keeps the downlink log only.
+func (b *BadgerBatch) Project(string, []wire.Change) {}
+
 // Len is the number of writes in the batch.
-func (b *Batch) Len() int { return b.n }
+func (b *BadgerBatch) Len() int { return b.n }
 
 // Commit syncs the batch to disk.
-func (b *Batch) Commit() error {
+func (b *BadgerBatch) Commit() error {
 	b.flushRun()
 	b.closeReads()
 	defer b.unlock()
@@ -803,13 +813,13 @@ func (b *Batch) Commit() error {
 }
 
 // Discard abandons the batch.
-func (b *Batch) Discard() {
+func (b *BadgerBatch) Discard() {
 	b.closeReads()
 	b.txn.Discard()
 	b.unlock()
 }
 
-func (b *Batch) unlock() {
+func (b *BadgerBatch) unlock() {
 	if b.locked {
 		b.locked = false
 		b.s.rewriteMu.Unlock()
@@ -820,7 +830,7 @@ func (b *Batch) unlock() {
 // anonymised copy): in the run it is stored in, which is written again
 // whole, or under its own key. The batch keeps Expire from writing back
 // runs until it is committed or discarded.
-func (b *Batch) RewriteEvent(site string, ev *event.Event, encoded []byte) {
+func (b *BadgerBatch) RewriteEvent(site string, ev *event.Event, encoded []byte) {
 	if b.err != nil {
 		return
 	}
@@ -839,7 +849,7 @@ func (b *Batch) RewriteEvent(site string, ev *event.Event, encoded []byte) {
 
 // rewritten is the key and value that store encoded in place of ev's
 // stored form.
-func (b *Batch) rewritten(site string, ev *event.Event, encoded []byte) ([]byte, []byte, error) {
+func (b *BadgerBatch) rewritten(site string, ev *event.Event, encoded []byte) ([]byte, []byte, error) {
 	want := EventKey(site, ev.Device, ev.Seq)
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = eventPrefix(site, ev.Device)

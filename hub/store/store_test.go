@@ -14,7 +14,7 @@ import (
 	"linli/shared/kv"
 )
 
-func putEvents(t *testing.T, b *Batch, site, device string, from, to uint64) {
+func putEvents(t *testing.T, b Batch, site, device string, from, to uint64) {
 	t.Helper()
 	for seq := from; seq <= to; seq++ {
 		ev, err := event.NewEvent(device, seq, hlc.FromTime(time.Unix(int64(1_700_000_000+seq), 0)),

@@ -145,7 +145,7 @@ func (s *Store) RecordRestore(r Restore) error {
 	if err != nil {
 		return fmt.Errorf("record restore: %w", err)
 	}
-	if err := writeHorizon(s.db, marks); err != nil {
+	if err := writeHorizon(s, marks); err != nil {
 		return fmt.Errorf("record restore: %w", err)
 	}
 	b, err := json.Marshal(r)
@@ -164,17 +164,17 @@ func (s *Store) RecordRestore(r Restore) error {
 }
 
 // LastRestore is the last restore recorded, or ErrNotFound.
-func (s *Store) LastRestore() (Restore, error) {
+func (s *Store) LastRestore() (Restore, error) { return LastRestore(s) }
+
+// LastRestore is the last restore recorded in b, or ErrNotFound.
+func LastRestore(b Backend) (Restore, error) {
 	var r Restore
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyRestore))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
+	err := b.View(func(v View) error {
+		val, _, err := v.Get([]byte(keyRestore))
 		if err != nil {
 			return err
 		}
-		return item.Value(func(b []byte) error { return json.Unmarshal(b, &r) })
+		return json.Unmarshal(val, &r)
 	})
 	return r, err
 }

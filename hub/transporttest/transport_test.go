@@ -25,6 +25,9 @@ import (
 var (
 	_ ingest.Transport = (*broker.Broker)(nil)
 	_ ingest.Transport = (*brokerclient.Client)(nil)
+
+	_ ingest.Unsubscriber = (*broker.Broker)(nil)
+	_ ingest.Unsubscriber = (*brokerclient.Client)(nil)
 )
 
 const site = "s1"
@@ -191,6 +194,33 @@ func TestTransports(t *testing.T) {
 				d.publish(t, up, "batch", false)
 				d.publish(t, status, "online", false)
 				poll.WaitFor(t, "the batch and the status at the hub", func() bool { return hub.has(up, "batch") && hub.has(status, "online") })
+			})
+
+			t.Run("unsubscribing ends a site's messages", func(t *testing.T) {
+				f := tr.start(t)
+				var hub inbox
+				upFilter := wire.SiteFilter(site, wire.LeafUp)
+				if err := f.tr.Subscribe(upFilter, hub.add); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.tr.Subscribe(wire.StatusFilter, hub.add); err != nil {
+					t.Fatal(err)
+				}
+				d := f.connect(t, "kiosk-1", true)
+				up, status := wire.Topic(site, "kiosk-1", wire.LeafUp), wire.Topic(site, "kiosk-1", wire.LeafStatus)
+				d.publish(t, up, "before", false)
+				poll.WaitFor(t, "the batch at the hub", func() bool { return hub.has(up, "before") })
+				if err := f.tr.(ingest.Unsubscriber).Unsubscribe(upFilter); err != nil {
+					t.Fatal(err)
+				}
+				// The status published after is the barrier: once it is in,
+				// the batch published before it would have been too.
+				d.publish(t, up, "after", false)
+				d.publish(t, status, "online", false)
+				poll.WaitFor(t, "the status at the hub", func() bool { return hub.has(status, "online") })
+				if hub.has(up, "after") {
+					t.Fatal("a batch published after the unsubscribe reached the hub")
+				}
 			})
 
 			t.Run("down to a device and to its site", func(t *testing.T) {

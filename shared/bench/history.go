@@ -61,7 +61,7 @@ func writeHistory(ctx context.Context, dir string, n int, log *slog.Logger) (*hi
 		return nil, err
 	}
 	clock := hlc.NewClock(nil, 0)
-	down, err := downlink.Open(st.DB(), discard{}, clock, nil, log)
+	down, err := downlink.Open(st, discard{}, clock, nil, log)
 	if err != nil {
 		return nil, closeAfter(st, err)
 	}

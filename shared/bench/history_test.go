@@ -59,7 +59,7 @@ func TestWriteHistory(t *testing.T) {
 	if len(devs) != historyGateways+historyKiosks || received != uint64(n) {
 		t.Errorf("%d devices holding %d events, want %d holding %d", len(devs), received, historyGateways+historyKiosks, n)
 	}
-	down, err := downlink.Open(s.DB(), discard{}, hlc.NewClock(nil, 0), nil, log)
+	down, err := downlink.Open(s, discard{}, hlc.NewClock(nil, 0), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

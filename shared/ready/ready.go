@@ -75,9 +75,12 @@ var probeKey = []byte("!ready/probe")
 // Prometheus): the write is done at most once per Every and its result
 // reused in between, so readiness never becomes a load of fsyncs.
 type StoreProbe struct {
-	DB    func() *badger.DB // read each time: the hub reopens its store when it purges
-	Every time.Duration     // default 1s
-	Now   func() time.Time  // default time.Now
+	DB func() *badger.DB // read each time: the hub reopens its store when it purges
+	// Write, when set instead of DB, makes the durable write (a store
+	// other than Badger: the hub's PostgreSQL).
+	Write func(key, val []byte) error
+	Every time.Duration    // default 1s
+	Now   func() time.Time // default time.Now
 
 	mu   sync.Mutex
 	at   time.Time
@@ -106,6 +109,14 @@ func (p *StoreProbe) Err() error {
 	defer p.mu.Unlock()
 	t := now()
 	if d := t.Sub(p.at); !p.at.IsZero() && d >= 0 && d < every {
+		return p.last
+	}
+	if p.Write != nil {
+		p.last = nil
+		if err := p.Write(probeKey, []byte(t.UTC().Format(time.RFC3339Nano))); err != nil {
+			p.last = fmt.Errorf("not writable: %v", err)
+		}
+		p.at = t
 		return p.last
 	}
 	p.at, p.last = t, write(p.DB(), t)

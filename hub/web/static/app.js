@@ -212,7 +212,7 @@ async function start(me, view) {
   $('#app').hidden = false;
   S.sites = await api('GET', '/api/v1/sites');
   const sel = $('#site');
-  sel.replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s))));
+  fillSwitcher();
   const saved = localStorage.getItem('linli.site');
   S.site = S.sites.some(s => s.id === saved) ? saved : (S.sites[0] || {}).id || '';
   sel.value = S.site;
@@ -224,6 +224,15 @@ async function start(me, view) {
   document.body.dataset.ready = 'true';
 }
 const siteName = s => (S.lang === 'en' ? s.name_en || s.name : s.name) || s.id;
+// ALL_SITES is the site switcher's "all my sites": the district view of
+// every site the operator may see, not a site of its own.
+const ALL_SITES = '*';
+function fillSwitcher() {
+  const sel = $('#site');
+  sel.replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s))),
+    el('option', { value: ALL_SITES }, t('district.all')));
+  sel.value = S.view === 'district' ? ALL_SITES : S.site;
+}
 // fillSiteLists offers the caller's sites by name wherever a site is
 // chosen: a new notice or activity (the current site first), an operator's
 // sites (ticked), an API token's.
@@ -249,9 +258,12 @@ function go(view) {
   $$('section[data-view]').forEach(s => { s.hidden = s.dataset.view !== view; });
   $$('[data-nav]').forEach(b => { b.setAttribute('aria-current', b.dataset.nav === view ? 'page' : 'false'); });
   document.body.dataset.view = view;
+  // The switcher says "all my sites" on the district view only; any other
+  // view is of the current site.
+  $('#site').value = view === 'district' ? ALL_SITES : S.site;
   if (location.hash !== '#' + view) history.replaceState(null, '', '#' + view);
   if (view === 'map') renderMap(); // labels are fitted to their shapes only while shown
-  ({ ratings: loadRatings, admin: loadAdmin, activities: loadActivities, notices: loadNotices }[view] || (() => {}))();
+  ({ ratings: loadRatings, admin: loadAdmin, activities: loadActivities, notices: loadNotices, district: loadDistrict }[view] || (() => {}))();
 }
 
 async function refreshAll() {
@@ -526,6 +538,29 @@ function renderFleet() {
       el('td', {}, el('details', { class: 'tech', open: S.openTech.has(d.id), ontoggle: e => { S.openTech[e.target.open ? 'add' : 'delete'](d.id); } }, el('summary', {}, t('fleet.details')),
         el('div', { 'data-acked': d.acked_seq }, t('fleet.acked', { n: d.acked_seq })), el('div', { 'data-down': d.down_cursor }, t('fleet.down', { n: d.down_cursor })))));
   }));
+}
+
+// ---- all my sites -------------------------------------------------------
+// One row per site the operator may see: open and overdue reports, alarms
+// open (and of them still sounding), devices in good health; the site's
+// name opens it.
+async function loadDistrict() {
+  // Emptied first: no row of an earlier caller or an older count stays.
+  const table = $('#district');
+  table.dataset.ready = '0';
+  $('tbody', table).replaceChildren();
+  const d = await api('GET', '/api/v1/district');
+  const num = (n, cls) => el('td', { class: n > 0 && cls ? cls : '' }, String(n));
+  $('#district tbody').replaceChildren(...d.sites.map(s => {
+    const named = S.sites.find(x => x.id === s.site) || { id: s.site, name: s.name, name_en: s.name_en };
+    return el('tr', { 'data-site': s.site },
+      el('th', { scope: 'row' }, el('button', { type: 'button', class: 'link', 'data-site': s.site }, siteName(named))),
+      num(s.open_reports), num(s.overdue_reports, 'late'),
+      el('td', { class: s.open_alarms > 0 ? 'late' : '' }, s.active_alarms < s.open_alarms
+        ? t('district.alarms_n', { n: s.open_alarms, active: s.active_alarms }) : String(s.open_alarms)),
+      el('td', { class: s.devices_stale > 0 ? 'late' : '' }, t('district.devices_n', { ok: s.devices_healthy, n: s.devices })));
+  }));
+  table.dataset.ready = '1';
 }
 
 // ---- alarms -----------------------------------------------------------
@@ -1151,19 +1186,27 @@ async function init() {
     $('#nf-category').replaceChildren(...['announcement', 'finance', 'election', 'safety'].map(c => el('option', { value: c }, t('ncat.' + c))));
     $('#nf-category').value = cat || 'announcement';
     fillStreamKinds();
-    if (S.me) { fillSiteLists(); $('#me').textContent = `${S.me.name} · ${t('role.' + S.me.role)}`; $('#site').replaceChildren(...S.sites.map(s => el('option', { value: s.id }, siteName(s)))); $('#site').value = S.site; refreshAll(); go(S.view); }
+    if (S.me) { fillSiteLists(); $('#me').textContent = `${S.me.name} · ${t('role.' + S.me.role)}`; fillSwitcher(); refreshAll(); go(S.view); }
   };
   $('#lang').addEventListener('click', toggle);
   $('#lang-login').addEventListener('click', toggle);
   $('#logout').addEventListener('click', async () => { await api('POST', '/api/v1/logout').catch(() => {}); S.me = null; showLogin(); });
   $$('[data-nav]').forEach(b => b.addEventListener('click', () => go(b.dataset.nav)));
   $('#site').addEventListener('change', async e => {
+    if (e.target.value === ALL_SITES) { go('district'); return; }
+    const back = S.view === 'district'; // back from all sites: to that site's map
     S.site = e.target.value; S.building = ''; S.report = '';
     resetNoticeForm(); resetActivityForm();
     localStorage.setItem('linli.site', S.site);
     $('#report-detail').hidden = true;
     $('#building-panel').replaceChildren(el('p', { class: 'muted' }, t('map.pick')));
-    await refreshAll(); connectStream(); go(S.view);
+    await refreshAll(); connectStream(); go(back ? 'map' : S.view);
+  });
+  $('#district').addEventListener('click', e => {
+    const b = e.target.closest('button[data-site]');
+    if (!b) return;
+    $('#site').value = b.dataset.site;
+    $('#site').dispatchEvent(new Event('change'));
   });
   ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
   $('#search-form').addEventListener('submit', e => { e.preventDefault(); runSearch().catch(() => {}); });

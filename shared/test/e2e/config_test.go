@@ -56,9 +56,8 @@ func TestBadSettingsExit2NamingTheSetting(t *testing.T) {
 		{"hub bad sites", hub, []string{"--sites", "a,b c"}, nil, `"sites"`},
 		{"hub data is a file", hub, []string{"--data", notDir}, nil, `"data"`},
 		{"hub bad store", hub, []string{"--store", "mysql://linli@127.0.0.1:3306/linli"}, nil, `"store"`},
-		// Not all of the hub's state is on PostgreSQL yet: it says so
-		// rather than keep part of it in --data.
-		{"hub store on postgres", hub, nil, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, `"store"`},
+		// On PostgreSQL the database's own tools take the backups.
+		{"hub backups on postgres", hub, []string{"--backup-dir", filepath.Join(dir, "backups")}, []string{"LINLI_STORE=postgres://linli@127.0.0.1:5432/linli"}, `"backup-dir"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -529,8 +529,12 @@ func TestDashboard(t *testing.T) {
 
 	// An operator of another site sees nothing of this one.
 	d.login("op2", "operator-two-pw")
-	if sites := browser.Eval[[]string](d.Page, `[...document.querySelectorAll('#site option')].map(o => o.value)`); !slices.Equal(sites, []string{"s2"}) {
-		t.Fatalf("op2's site switcher offers %v, want only s2", sites)
+	if sites := browser.Eval[[]string](d.Page, `[...document.querySelectorAll('#site option')].map(o => o.value)`); !slices.Equal(sites, []string{"s2", "*"}) {
+		t.Fatalf("op2's site switcher offers %v, want only s2 and all of op2's sites", sites)
+	}
+	d.allSites()
+	if sites := browser.Eval[[]string](d.Page, `[...document.querySelectorAll('#district tbody tr')].map(r => r.dataset.site)`); !slices.Equal(sites, []string{"s2"}) {
+		t.Fatalf("op2's all sites lists %v, want only s2", sites)
 	}
 	if n := browser.Eval[int](d.Page, `document.querySelectorAll('#triage tr[data-report]').length`); n != 0 {
 		t.Fatalf("op2's queue shows %d reports of another site", n)
@@ -601,6 +605,14 @@ func (d *dashPage) checkLayoutShift() {
 	}
 }
 
+// allSites picks "all my sites" in the site switcher and waits for the
+// district table.
+func (d *dashPage) allSites() {
+	d.T.Helper()
+	d.Do(chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('site'); s.value = '*'; s.dispatchEvent(new Event('change')); })()`))
+	d.Wait(uiWait, "all my sites", `document.body.dataset.view === 'district' && document.getElementById('district').dataset.ready === '1'`)
+}
+
 // accessibleInEnglish checks the dashboard at a laptop's 1366×768 in
 // English: the navigation stays on one line, no map label runs outside its
 // building or over a road, and axe-core finds nothing critical or serious
@@ -649,8 +661,12 @@ func (d *dashPage) accessibleInEnglish(openReport string) {
 	d.click(`#map [data-building="B3"]`)
 	d.Wait(uiWait, "B3's panel", `document.getElementById('building-panel').dataset.building === 'B3'`)
 	d.CheckAccessible("the map with a building's panel and the alarm banner")
-	for _, view := range []string{"live", "triage", "notices", "activities", "ratings", "fleet", "admin"} {
-		d.nav(view)
+	for _, view := range []string{"live", "triage", "notices", "activities", "ratings", "fleet", "admin", "district"} {
+		if view == "district" {
+			d.allSites()
+		} else {
+			d.nav(view)
+		}
 		switch view {
 		case "triage":
 			d.click(`#triage tr[data-report="` + openReport + `"]`)
@@ -772,6 +788,14 @@ func triageWalk(t *testing.T, d *dashPage, h *hubProc, k *edgeProc) {
 		t.Fatalf("the map's overdue count reads %q", got)
 	}
 	d.CheckAccessible("triage with search, bulk selection and overdue flags")
+
+	// All my sites counts the same two overdue reports; the site's name
+	// opens its map.
+	d.allSites()
+	d.Wait(uiWait, "the district's overdue count", `document.querySelector('#district tr[data-site="xiangyang"] td:nth-of-type(2)')?.textContent === '2'`)
+	d.click(`#district button[data-site="xiangyang"]`)
+	d.Wait(uiWait, "back to the site's map", `document.body.dataset.view === 'map' && document.getElementById('site').value === 'xiangyang'`)
+	d.nav("triage")
 }
 
 func sorted(ids ...string) []string { slices.Sort(ids); return ids }

@@ -3,11 +3,10 @@ package e2e
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"linli/shared/test/testkit"
 )
 
 // Every goroutine a test starts in this process (proxies, clients, the
-// browser's connection, process watchers) must be gone when the tests end.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+// browser's connection, process watchers) must be gone when the tests end,
+// and the tests' PostgreSQL is stopped.
+func TestMain(m *testing.M) { testkit.PostgresMain(m) }

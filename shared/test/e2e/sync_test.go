@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
@@ -61,10 +65,11 @@ func TestOfflineEdgesDrainExactlyOnce(t *testing.T) {
 	}
 }
 
-// syncInterrupted writes a backlog, lets the hub start draining it, and
-// calls interrupt once the hub holds part of it; afterwards every event is
-// at the hub exactly once.
-func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external string), interrupt func(h *hubProc, e *edgeProc)) {
+// syncInterrupted writes a backlog, lets the hub (started with hubArgs)
+// start draining it, and calls interrupt once the hub holds part of it;
+// afterwards every event is at the hub exactly once. It returns the hub
+// and the edge for further checks.
+func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external string), interrupt func(h *hubProc, e *edgeProc), hubArgs ...string) (*hubProc, *edgeProc) {
 	mqttAddr, external := broker(t)
 	edgeBroker := "tcp://" + mqttAddr
 	if external != "" {
@@ -74,7 +79,7 @@ func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external
 	e := startEdge(t, "kiosk-1", "s1", "kiosk", edgeBroker, "--batch-events", "100", "--window", "2")
 	ledger := testkit.NewLedger()
 	load(context.Background(), t, e, ledger, n, 16, false)
-	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, external)
+	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, external, hubArgs...)
 	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		s := e.sync(t)
 		return s.AckedSeq > 0, fmt.Sprintf("sync %+v", s)
@@ -87,6 +92,7 @@ func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external
 	if v := verify(t, h, e, ledger); v.Present != n {
 		t.Fatalf("%s", v)
 	}
+	return h, e
 }
 
 func embedded(t *testing.T) (string, string) { return testkit.FreePort(t), "" }
@@ -118,6 +124,66 @@ func TestHubKilledMidSync(t *testing.T) {
 		h.Restart()
 		testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
 	})
+}
+
+// The hub on PostgreSQL, killed mid-sync and started again: every answered
+// check-in is in PostgreSQL exactly once (the hub's API and the events
+// table say so) and the hub keeps no store in its data dir. Then two
+// kiosks enrolled with that hub converge: a report filed at one, voted on
+// at the other and moved on by an operator shows alike at both.
+func TestHubKilledMidSyncOnPostgres(t *testing.T) {
+	t.Parallel()
+	url := testkit.StartPostgres(t)
+	h, e := syncInterrupted(t, embedded, func(h *hubProc, e *edgeProc) {
+		h.Kill()
+		h.Restart()
+		testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
+	}, "--store", url)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, seqs, last int64
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0) FROM events
+		WHERE site = 's1' AND device = $1`, e.ID).Scan(&rows, &seqs, &last); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(e.sync(t).LastSeq); rows != want || seqs != want || last != want {
+		t.Fatalf("events table: %d rows, %d seqs, last %d; want each of the %d written once", rows, seqs, last, want)
+	}
+	if _, err := os.Stat(filepath.Join(h.Data, "store")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a hub on PostgreSQL made a store in its data dir: %v", err)
+	}
+
+	k := startEnrolledEdge(t, h, "kiosk-r", "s1", "kiosk")
+	other := startEnrolledEdge(t, h, "kiosk-o", "s1", "kiosk")
+	var rep created
+	if code := k.do(t, "POST", "/api/v1/reports", map[string]string{"category": "elevator", "title": "电梯异响",
+		"building": "B2", "unit": "2-301", "resident": "R1"}, &rep); code != 201 {
+		t.Fatalf("file report: %d", code)
+	}
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		code := other.do(t, "POST", "/api/v1/reports/"+rep.ID+"/votes", map[string]string{"resident": "R2"}, nil)
+		return code == 201, fmt.Sprintf("vote at the other kiosk: %d", code)
+	})
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		code := h.do(t, "PATCH", "/api/v1/reports/"+rep.ID, map[string]string{"status": "accepted", "note": "已派人"}, nil)
+		return code == 200, fmt.Sprintf("patch the report at the hub: %d", code)
+	})
+	for _, k := range []*edgeProc{k, other} {
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
+			var seen kioskReport
+			code := k.do(t, "GET", "/api/v1/reports/"+rep.ID, nil, &seen)
+			return code == 200 && seen.Status == "accepted" && seen.Votes == 1, fmt.Sprintf("%s shows %d %+v", k.ID, code, seen)
+		})
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM hub_kv WHERE key >= 'l/s1/'::bytea AND key < 'l/s10'::bytea").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("site s1's downlink log in hub_kv: %d entries, %v", n, err)
+	}
 }
 
 func TestHubRestartMidSyncMosquitto(t *testing.T) {

@@ -73,21 +73,40 @@ func (d *disk) cut() lazyfs.Stats {
 // data is the edge's data dir on the layer.
 func (d *disk) data() string { return filepath.Join(d.mnt, "edge") }
 
+// cutRun is what a power-cut run writes, on which edge.
+type cutRun struct {
+	role  string // kiosk by default
+	kinds []string
+	env   []string // test-only switches of the edge
+	// fsyncDelay slows every fsync of the layer (a slow card).
+	fsyncDelay time.Duration
+}
+
+// cutLoad is the power-cut suite's load: a kiosk's check-ins (Badger's
+// synced commit: the seat decision is written beside the event) and
+// reports.
+var cutLoad = cutRun{kinds: []string{testkit.WriteCheckin, testkit.WriteReport}}
+
 // powerCuts runs cycles of: mount, start the edge, write under load for a
 // random 50–400 ms, SIGKILL it, cut the power. The hub is not running, so
 // everything answered 201 must have survived on the edge's own disk. At
 // the end the hub starts and the verdict is taken.
-func powerCuts(t *testing.T, cycles int, env []string) (testkit.Verdict, *disk, error) {
+func powerCuts(t *testing.T, cycles int, run cutRun) (testkit.Verdict, *disk, error) {
 	r := newRand(t)
 	d := newDisk(t)
+	d.fs.SetFsyncDelay(run.fsyncDelay)
 	mqttAddr := testkit.StablePort(t)
 	ledger := testkit.NewLedger()
-	id := "kiosk-power"
-	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: id, Broker: "tcp://" + mqttAddr, Data: d.data(), Env: env})
+	if run.role == "" {
+		run.role = "kiosk"
+	}
+	id := run.role + "-power"
+	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: id, Role: run.role, Broker: "tcp://" + mqttAddr, Data: d.data(), Env: run.env})
 	var openErr error
 	for i := range cycles {
 		if i > 0 {
 			d.mount()
+			d.fs.SetFsyncDelay(run.fsyncDelay)
 			e.Restart()
 			if err := waitHealthy(e, 60*time.Second); err != nil {
 				openErr = fmt.Errorf("cycle %d: the store did not open after the cut: %v", i, err)
@@ -112,7 +131,7 @@ func powerCuts(t *testing.T, cycles int, env []string) (testkit.Verdict, *disk, 
 			d.cut()
 			continue
 		}
-		load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 8, Prefix: fmt.Sprintf("P%d_", i)})
+		load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 8, Kinds: run.kinds, Prefix: fmt.Sprintf("P%d_", i)})
 		time.Sleep(between(r, 50*time.Millisecond, 400*time.Millisecond))
 		e.Kill()
 		load.Stop()
@@ -163,12 +182,13 @@ func waitHealthy(e *testkit.Edge, timeout time.Duration) error {
 }
 
 // Scenario 2: power cuts. The layer throws away every write since each
-// file's last fsync; SyncWrites makes every 201 wait for the msync of the
-// WAL, so every 201 survives.
+// file's last fsync; every 201 waits for the sync of the outbox journal's
+// record or, for a check-in, for Badger's msync of its WAL, so every 201
+// survives.
 func TestPowerCut(t *testing.T) {
 	t.Parallel()
 	cycles := scale(12, 120)
-	v, d, err := powerCuts(t, cycles, nil)
+	v, d, err := powerCuts(t, cycles, cutLoad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,13 +200,40 @@ func TestPowerCut(t *testing.T) {
 		d.cuts, d.writes, d.fsyncs, testkit.MiB(d.lostB), v.Acked, v)
 }
 
-// The negative control: the same cycles with Badger's SyncWrites off (a
-// test-only switch of the edge). The check must see acked events lost;
-// the result is reported, not asserted, so the suite does not depend on
-// how much a cut happens to catch.
+// The same cuts on a slow disk (fsyncs take 3 ms, a fast card's), where
+// the outbox answers a group once its journal holds it and puts it into
+// Badger behind the answer: a gateway's access events and check-ins (a
+// group with a kiosk's check-in in it takes Badger's commit).
+func TestPowerCutSlowDisk(t *testing.T) {
+	t.Parallel()
+	cycles := scale(12, 60)
+	v, d, err := powerCuts(t, cycles, cutRun{role: "gateway", kinds: []string{testkit.WriteAccess, testkit.WriteCheckin},
+		fsyncDelay: 3 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verdict %s", v)
+	if !v.OK() || v.Present != v.Acked || d.rewound > 0 {
+		t.Fatalf("after %d power cuts: %s; %d restarts came back with a last seq below an acked one", cycles, v, d.rewound)
+	}
+	// The newest journal segment with a record stays: the cuts did hit
+	// the journal's path.
+	if segs, _ := filepath.Glob(filepath.Join(d.dir, "edge", "journal", "*.jnl")); len(segs) == 0 {
+		t.Fatalf("no outbox journal segment in %s: the reports did not go through the journal", d.dir)
+	}
+	result(t, "power cut, slow disk (lazyfs, fsync 3 ms)", "%d cuts (%d fsyncs through the layer; %s thrown away), %d acked events all present; %s",
+		d.cuts, d.fsyncs, testkit.MiB(d.lostB), v.Acked, v)
+}
+
+// The negative control: the same cycles with Badger's SyncWrites and the
+// journal's sync off (a test-only switch of the edge). The check must see
+// acked events lost; the result is reported, not asserted, so the suite
+// does not depend on how much a cut happens to catch.
 func TestPowerCutNegativeControl(t *testing.T) {
 	t.Parallel()
-	v, d, err := powerCuts(t, scale(3, 10), []string{"LINLI_TEST_UNSAFE_NO_SYNC=1"})
+	run := cutLoad
+	run.env = []string{"LINLI_TEST_UNSAFE_NO_SYNC=1"}
+	v, d, err := powerCuts(t, scale(3, 10), run)
 	switch {
 	case err != nil:
 		result(t, "power cut negative control (SyncWrites off)", "detected: %v (acked before: %d)", err, v.Acked)
@@ -208,11 +255,13 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 	if w, err := e.Write(context.Background(), ledger, testkit.WriteCheckin, "H", 0); err != nil || w.Code != 201 {
 		t.Fatalf("first write: %+v %v", w, err)
 	}
-	for round := range 3 {
+	// Check-ins take Badger's synced commit, reports the journal's.
+	kinds := []string{testkit.WriteCheckin, testkit.WriteReport, testkit.WriteCheckin, testkit.WriteReport}
+	for round, kind := range kinds {
 		d.fs.HoldFsyncs()
 		done := make(chan testkit.Written, 1)
 		go func() {
-			w, err := e.Write(context.Background(), ledger, testkit.WriteCheckin, "H", int64(round+1))
+			w, err := e.Write(context.Background(), ledger, kind, "H", int64(round+1))
 			if err != nil {
 				w.Body = err.Error()
 			}
@@ -223,7 +272,7 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 		})
 		select {
 		case w := <-done:
-			t.Fatalf("round %d: answered %d while its fsync was held", round, w.Code)
+			t.Fatalf("round %d (%s): answered %d while its fsync was held", round, kind, w.Code)
 		case <-time.After(500 * time.Millisecond):
 		}
 		d.fs.ReleaseFsyncs()
@@ -236,5 +285,24 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 			t.Fatalf("round %d: no answer after the fsync was released", round)
 		}
 	}
-	result(t, "no 2xx before fsync", "3 writes held with their fsync, none answered until it returned")
+	result(t, "no 2xx before fsync", "%d writes (check-ins and reports) held with their fsync, none answered until it returned", len(kinds))
+}
+
+// The journal's negative control: only the outbox journal's sync is off
+// (Badger still syncs every commit, a moment after the answer). A
+// gateway's access events are answered once their journal record is
+// written, so a cut while Badger's commit of them is under way loses
+// them, and the check must see it. The layer's fsyncs take 5 ms, as on a
+// slow card, which keeps that moment open long enough for a cut at a
+// random time to land in it.
+func TestPowerCutJournalNegativeControl(t *testing.T) {
+	t.Parallel()
+	v, d, err := powerCuts(t, scale(4, 10), cutRun{role: "gateway", kinds: []string{testkit.WriteAccess},
+		env: []string{"LINLI_TEST_UNSAFE_NO_JOURNAL_SYNC=1"}, fsyncDelay: 5 * time.Millisecond})
+	if err == nil && v.OK() && d.rewound == 0 {
+		t.Fatalf("no loss seen after %d cuts with the journal's sync off (%s thrown away): %s; the power-cut check would not catch an answer given before the journal is on disk",
+			d.cuts, testkit.MiB(d.lostB), v)
+	}
+	result(t, "power cut negative control (journal sync off)", "detected loss as expected after %d cuts (%d fsyncs, %s thrown away, %d restarts with the seq cursor rewound): %v %s",
+		d.cuts, d.fsyncs, testkit.MiB(d.lostB), d.rewound, err, v)
 }

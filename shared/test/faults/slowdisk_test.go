@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,4 +38,40 @@ func TestSlowDiskGroupsConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d writes in %.0f group commits (%.1f per commit): the %d writers did not share the commits", load.OK(), commits, per, writers)
 	}
 	result(t, "slow disk", "%d writers, fsync 10 ms: %.1f writes per group commit", writers, per)
+}
+
+// TestSlowDiskOneSyncPerAnswer: on a disk whose fsync takes 50 ms, a lone
+// writer's access event is answered after one fsync (the outbox
+// journal's), not the two Badger's commit syncs one after the other
+// (value log, then WAL), which no answer could beat: 100 ms. Badger still
+// gets each event, synced, behind the answer; every write is answered 201.
+func TestSlowDiskOneSyncPerAnswer(t *testing.T) {
+	t.Parallel()
+	const delay = 50 * time.Millisecond
+	d := newDisk(t)
+	d.fs.SetFsyncDelay(delay)
+	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "gateway-onesync", Role: "gateway", Broker: "tcp://" + testkit.StablePort(t), Data: d.data()})
+	ledger := testkit.NewLedger()
+	ctx := context.Background()
+	// The first write creates the journal's segment.
+	if w, err := e.Write(ctx, ledger, testkit.WriteAccess, "O", 0); err != nil || w.Code != 201 {
+		t.Fatalf("first write: %+v %v", w, err)
+	}
+	var took []time.Duration
+	for i := range 9 {
+		start := time.Now()
+		w, err := e.Write(ctx, ledger, testkit.WriteAccess, "O", int64(i+1))
+		if err != nil || w.Code != 201 {
+			t.Fatalf("write %d: %+v %v", i+1, w, err)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	median := took[len(took)/2]
+	// One fsync plus the edge's own work; two fsyncs in a row cannot
+	// take less than 2 × delay, whatever the machine's load.
+	if median >= 2*delay*9/10 {
+		t.Fatalf("a lone writer's access event took %v (median of %v) with %v fsyncs: more than one fsync per answer", median, took, delay)
+	}
+	result(t, "slow disk", "fsync %v: a lone writer's access event answered in %v (median of 9; two syncs in a row take ≥ %v)", delay, median, 2*delay)
 }

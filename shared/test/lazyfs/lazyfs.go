@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,9 +72,12 @@ type Fault struct {
 
 // Stats counts what the layer saw.
 type Stats struct {
-	Writes      int   // write requests (write(2) and mmap writeback)
-	WriteBytes  int64 // bytes written
-	Fsyncs      int   // file fsyncs (fsync, fdatasync, msync)
+	Writes     int   // write requests (write(2) and mmap writeback)
+	WriteBytes int64 // bytes written
+	Fsyncs     int   // file fsyncs (fsync, fdatasync, msync)
+	// FsyncsBy counts Fsyncs by the file name's extension (".mem",
+	// ".vlog", ".jnl", …): which of a program's files its syncs went to.
+	FsyncsBy    map[string]int
 	Failed      int   // operations failed by a Fault
 	CutFiles    int   // files rolled back by the last Crash
 	CutBytes    int64 // bytes written since their file's last fsync, thrown away by the last Crash
@@ -330,6 +334,7 @@ func (l *FS) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
+	s.FsyncsBy = maps.Clone(l.stats.FsyncsBy)
 	s.UndoPending = len(l.undo)
 	return s
 }
@@ -638,6 +643,10 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 		return syscall.EIO
 	}
 	f.l.stats.Fsyncs++
+	if f.l.stats.FsyncsBy == nil {
+		f.l.stats.FsyncsBy = map[string]int{}
+	}
+	f.l.stats.FsyncsBy[filepath.Ext(f.name)]++
 	// The host's own durability is not what is modelled: skip its fsync.
 	f.withFd(func(fd int) { f.l.synced(fd) })
 	return 0

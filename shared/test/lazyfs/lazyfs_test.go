@@ -324,7 +324,7 @@ func TestFsyncDelay(t *testing.T) {
 	const files = 4
 	fs := make([]*os.File, files)
 	for i := range fs {
-		f, err := os.Create(filepath.Join(mnt, fmt.Sprintf("f%d", i)))
+		f, err := os.Create(filepath.Join(mnt, fmt.Sprintf("f%d.%c", i, 'a'+i%2)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -365,6 +365,10 @@ func TestFsyncDelay(t *testing.T) {
 	}
 	if got := l.Stats().Fsyncs; got != files+2 {
 		t.Fatalf("layer counted %d fsyncs, want %d", got, files+2)
+	}
+	// f0 and f2 end in .a, f1 and f3 in .b; f0 and f1 were synced twice.
+	if got := fmt.Sprint(l.Stats().FsyncsBy); got != "map[.a:3 .b:3]" {
+		t.Fatalf("fsyncs by extension: %s, want 3 of .a files and 3 of .b", got)
 	}
 }
 
