@@ -225,9 +225,13 @@ func (b *Batch) Discard() {
 	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = nil, nil, nil, nil, nil, nil
 }
 
-// Commit writes the batch in one transaction, durable when it returns nil.
-// Rows go in key order, so concurrent commits that share keys wait on
-// each other instead of deadlocking.
+// Commit writes the batch in one transaction, durable when it returns nil
+// (with a synchronous standby: on the standby too). Rows go in key order,
+// so concurrent commits that share keys wait on each other instead of
+// deadlocking. The batch is idempotent (stored events are kept, device
+// records replaced by the same), so a commit whose outcome is unknown
+// (its connection died, PostgreSQL restarted or failed over) is run again
+// until it is known or the store's timeout ends.
 func (b *Batch) Commit() error {
 	if b.err != nil {
 		return b.err
@@ -237,9 +241,8 @@ func (b *Batch) Commit() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
-	slices.SortFunc(b.events, compareRows)
-	slices.SortFunc(b.quar, compareRows)
-	err := pgx.BeginFunc(ctx, b.s.pool, func(tx pgx.Tx) error {
+	b.events, b.quar = sortedOnce(b.events), sortedOnce(b.quar)
+	err := b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if err := insertEvents(ctx, tx, b.events); err != nil {
 			return err
 		}
@@ -263,8 +266,24 @@ func (b *Batch) Commit() error {
 	return nil
 }
 
+// sortedOnce sorts rows by key and keeps the first put of each key: a
+// statement may lock a row only once.
+func sortedOnce(rows []row) []row {
+	slices.SortStableFunc(rows, compareRows)
+	return slices.CompactFunc(rows, func(a, b row) bool { return compareRows(a, b) == 0 })
+}
+
+// keepStored is the conflict clause of the event inserts: a row whose key
+// is stored already keeps its first copy, and is locked. The lock is
+// written to the WAL, so a transaction that finds every row stored (a
+// resend after a commit whose wait for the synchronous standby was cut
+// off) still writes a commit record and waits for the standby; with DO
+// NOTHING it wrote nothing, its COMMIT returned at once, and the rows it
+// found might be on the primary alone.
+const keepStored = `ON CONFLICT (site, device, seq) DO UPDATE SET body = EXCLUDED.body WHERE false`
+
 // insertEvents sends the rows as four arrays in one statement; rows whose
-// key is stored already are left out (ON CONFLICT DO NOTHING).
+// key is stored already are left as they are (keepStored).
 func insertEvents(ctx context.Context, tx pgx.Tx, rows []row) error {
 	if len(rows) == 0 {
 		return nil
@@ -272,7 +291,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, rows []row) error {
 	sites, devices, seqs, bodies := columns(rows)
 	_, err := tx.Exec(ctx, `INSERT INTO events (site, device, seq, body)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])
-		ON CONFLICT DO NOTHING`, sites, devices, seqs, bodies)
+		`+keepStored, sites, devices, seqs, bodies)
 	if err != nil {
 		return fmt.Errorf("store %d events: %w", len(rows), err)
 	}
@@ -311,7 +330,7 @@ func insertQuarantine(ctx context.Context, tx pgx.Tx, rows []row) error {
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO quarantine (site, device, seq, body, reason)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::text[])
-		ON CONFLICT DO NOTHING`, sites, devices, seqs, bodies, reasons)
+		`+keepStored, sites, devices, seqs, bodies, reasons)
 	if err != nil {
 		return fmt.Errorf("quarantine %d events: %w", len(rows), err)
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +27,9 @@ import (
 var migrations embed.FS
 
 // DefaultTimeout bounds each statement on the server (statement_timeout)
-// and each call on the client, unless the URL sets statement_timeout.
+// and each call on the client, unless the URL sets statement_timeout: then
+// that bounds both. PostgreSQL does not apply statement_timeout to a
+// COMMIT's wait for a synchronous standby: the client's bound ends it.
 const DefaultTimeout = 30 * time.Second
 
 // migrationLock is the advisory lock key hubs starting at once take to
@@ -71,8 +74,10 @@ func Redacted(u string) string {
 type Store struct {
 	pool      *pgxpool.Pool
 	log       *slog.Logger
-	timeout   time.Duration
+	timeout   time.Duration // each call's bound on the client
 	projector projectorSlot
+	watch     commitWatch
+	retries   atomic.Uint64
 }
 
 // Open connects to the database at u, applies the migrations it lacks and
@@ -89,11 +94,13 @@ func Open(ctx context.Context, u string, log *slog.Logger) (*Store, error) {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(DefaultTimeout.Milliseconds(), 10)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "linli-hub"
+	s := &Store{log: log, timeout: clientTimeout(cfg.ConnConfig.RuntimeParams)}
+	cfg.ConnConfig.OnNotice = s.watch.onNotice
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
 	}
-	s := &Store{pool: pool, log: log, timeout: DefaultTimeout}
+	s.pool = pool
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"linli/shared/test/poll"
+	"linli/shared/test/testkit"
+)
+
+// The real hub binary on PostgreSQL with a synchronous standby (its
+// --store the pair's two-host URL, target_session_attrs=read-write), an
+// edge's 20,000 check-ins (syncInterrupted), and PostgreSQL broken in the
+// middle of the sync. Every answered check-in ends up at the hub exactly
+// once (the ledger, through the hub's API), and the events table of the
+// server the hub ends on holds each seq once.
+
+// TestPostgresRestartMidSync: the primary restarts (fast shutdown) while
+// the hub commits; the hub stays up and the sync completes.
+func TestPostgresRestartMidSync(t *testing.T) {
+	t.Parallel()
+	p := testkit.StartPostgresPair(t)
+	h, e := syncInterrupted(t, embedded, func(h *hubProc, e *edgeProc) {
+		p.RestartPrimary()
+	}, "--store", p.URL())
+	storedOnce(t, p.PrimaryURL(), e)
+	hubStillRunning(t, h)
+}
+
+// TestPostgresFailoverMidSync: the primary crashes (immediate shutdown)
+// and the standby is promoted with pg_ctl promote; the hub's pool follows
+// it on the two-host URL. What the hub acked before the failover is on the
+// new primary (it was on the standby before the ack).
+func TestPostgresFailoverMidSync(t *testing.T) {
+	t.Parallel()
+	p := testkit.StartPostgresPair(t)
+	h, e := syncInterrupted(t, embedded, func(h *hubProc, e *edgeProc) {
+		p.StopPrimary()
+		acked := e.sync(t).AckedSeq
+		p.Promote()
+		if n := seqsUpTo(t, p.StandbyURL(), e.ID, acked); n != acked {
+			t.Fatalf("the new primary holds %d of the %d events the hub acked before the failover", n, acked)
+		}
+	}, "--store", p.URL())
+	storedOnce(t, p.StandbyURL(), e)
+	hubStillRunning(t, h)
+}
+
+// TestPostgresStandbyLostMidSync: the standby stops; the hub's commit
+// waits for it and the edge's acked seq stands still, also when that wait
+// is cancelled (PostgreSQL answers a cancelled wait with success and a
+// warning); once the standby is back, acks resume.
+func TestPostgresStandbyLostMidSync(t *testing.T) {
+	t.Parallel()
+	p := testkit.StartPostgresPair(t)
+	h, e := syncInterrupted(t, embedded, func(h *hubProc, e *edgeProc) {
+		p.StopStandby()
+		t.Cleanup(p.StartStandby) // a failing test still lets the hub stop
+		poll.Eventually(t, 30*time.Second, func() (bool, string) {
+			return hubWaitsForStandby(t, p.PrimaryURL(), false) > 0, "no hub commit waits for the standby"
+		})
+		// The hub publishes a commit's acks before it starts the next, so
+		// the acks of the commits before the waiting one are on their way:
+		// the edge's acked seq settles (the same over 300 ms).
+		stalled := settledAcked(t, e)
+		if hubWaitsForStandby(t, p.PrimaryURL(), true) == 0 {
+			t.Fatal("no waiting commit to cancel")
+		}
+		window := time.After(3 * time.Second)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for done := false; !done; {
+			select {
+			case <-window:
+				done = true
+			case <-tick.C:
+				if s := e.sync(t); s.AckedSeq != stalled {
+					t.Fatalf("the edge's acked seq moved from %d to %d while the hub's commit waited for the stopped standby", stalled, s.AckedSeq)
+				}
+			}
+		}
+		p.StartStandby()
+	}, "--store", p.URL())
+	storedOnce(t, p.PrimaryURL(), e)
+	storedOnce(t, p.StandbyURL(), e)
+	hubStillRunning(t, h)
+}
+
+// settledAcked returns the edge's acked seq once it has held still for
+// 300 ms, within 10 s.
+func settledAcked(t *testing.T, e *edgeProc) uint64 {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	last, since := e.sync(t).AckedSeq, time.Now()
+	for {
+		select {
+		case <-deadline:
+			t.Fatalf("the edge's acked seq did not hold still for 300 ms within 10 s (last %d)", last)
+		case <-tick.C:
+			if a := e.sync(t).AckedSeq; a != last {
+				last, since = a, time.Now()
+			} else if time.Since(since) >= 300*time.Millisecond {
+				return last
+			}
+		}
+	}
+}
+
+// storedOnce checks that the events table at url holds each of the
+// edge's seqs once, up to its last.
+func storedOnce(t *testing.T, url string, e *edgeProc) {
+	t.Helper()
+	want := e.sync(t).LastSeq
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		rows, seqs, last := eventCounts(t, url, e.ID)
+		return rows == want && seqs == want && last == want,
+			fmt.Sprintf("events table: %d rows, %d seqs, last %d; want each of the %d written once", rows, seqs, last, want)
+	})
+}
+
+func eventCounts(t *testing.T, url, device string) (rows, seqs, last uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(ctx, `SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0) FROM events
+		WHERE site = 's1' AND device = $1`, device).Scan(&rows, &seqs, &last); err != nil {
+		t.Fatal(err)
+	}
+	return rows, seqs, last
+}
+
+// seqsUpTo counts the device's stored seqs up to upto at url.
+func seqsUpTo(t *testing.T, url, device string, upto uint64) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n uint64
+	if err := c.QueryRow(ctx, "SELECT count(DISTINCT seq) FROM events WHERE site = 's1' AND device = $1 AND seq <= $2",
+		device, int64(upto)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// hubWaitsForStandby counts the hub's connections to url waiting in a
+// COMMIT for the synchronous standby, and cancels those waits if cancel.
+func hubWaitsForStandby(t *testing.T, url string, cancel bool) int {
+	t.Helper()
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	q := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'"
+	if cancel {
+		q = "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'"
+	}
+	var n int
+	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// hubStillRunning fails the test if the hub process exited: a database
+// that went away for a while must not take the hub down.
+func hubStillRunning(t *testing.T, h *hubProc) {
+	t.Helper()
+	testkit.WaitHTTP(t, h.URL+"/healthz", 10*time.Second)
+}
