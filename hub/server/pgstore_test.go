@@ -54,6 +54,9 @@ func TestHubOnPostgres(t *testing.T) {
 	if code, out := call(h1, "GET", "/readyz", "", false); code != 200 {
 		t.Fatalf("readyz: %d %s", code, out)
 	}
+	if code, out := call(h1, "GET", "/metrics", "", true); code != 200 || !strings.Contains(string(out), "linli_hub_store_commit_retries_total 0") {
+		t.Fatalf("metrics on PostgreSQL: %d, want linli_hub_store_commit_retries_total 0 in:\n%s", code, out)
+	}
 	if _, err := os.Stat(filepath.Join(h1.cfg.Data, "store")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a hub on PostgreSQL made a store in its data dir: %v", err)
 	}

@@ -916,6 +916,11 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_commit_seconds_total",
 		Help: "Time spent committing."}, func() float64 { return float64(h.ingest.Stats().CommitNanos) / 1e9 }))
 	reg.MustRegister(deviceCollector{devices: h.ingest.Devices, now: time.Now})
+	if h.pg != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_store_commit_retries_total",
+			Help: "PostgreSQL commits run again on a fresh connection because their outcome was unknown (a dead connection, a restart, a failover, a cancelled wait for the standby); nothing is acked until one goes through."},
+			func() float64 { return float64(h.pg.CommitRetries()) }))
+	}
 	if h.certs != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",
 			Help: "End of the TLS server certificate's validity (Unix time)."},
