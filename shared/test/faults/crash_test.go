@@ -55,6 +55,10 @@ func TestEdgeKillLoop(t *testing.T) {
 // between the hub's commit and its ack. Nothing may be lost or duplicated.
 func TestHubKillLoopDuringDrain(t *testing.T) {
 	t.Parallel()
+	hubStores(t, hubKillLoopDuringDrain)
+}
+
+func hubKillLoopDuringDrain(t *testing.T, hubArgs []string) {
 	kills := scale(12, 60)
 	backlog := scale(20_000, 100_000)
 	r := newRand(t)
@@ -65,7 +69,7 @@ func TestHubKillLoopDuringDrain(t *testing.T) {
 	if ok := testkit.RunLoadgen(t, e, ledger, "checkin", "B", int64(backlog), 16); ok != int64(backlog) {
 		t.Fatalf("%d of %d backlog writes acked", ok, backlog)
 	}
-	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: mqttAddr})
+	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: mqttAddr, Args: hubArgs})
 	load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 2, Pause: 5 * time.Millisecond})
 	midDrain := 0
 	for range kills {
@@ -91,9 +95,13 @@ func TestHubKillLoopDuringDrain(t *testing.T) {
 // and restarted, a few times, while the edge keeps writing.
 func TestEmbeddedBrokerKilledMidStream(t *testing.T) {
 	t.Parallel()
+	hubStores(t, embeddedBrokerKilledMidStream)
+}
+
+func embeddedBrokerKilledMidStream(t *testing.T, hubArgs []string) {
 	kills := scale(3, 10)
 	r := newRand(t)
-	h := embeddedHub(t)
+	h := embeddedHub(t, hubArgs...)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-embk", Broker: h.MQTT})
 	ledger := testkit.NewLedger()
 	load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 4})
@@ -116,10 +124,14 @@ func TestEmbeddedBrokerKilledMidStream(t *testing.T) {
 // snapshot, so queued messages die with it and the edge must resend.
 func TestMosquittoKilledMidStream(t *testing.T) {
 	t.Parallel()
+	hubStores(t, mosquittoKilledMidStream)
+}
+
+func mosquittoKilledMidStream(t *testing.T, hubArgs []string) {
 	kills := scale(3, 10)
 	r := newRand(t)
 	url, mosq := testkit.Mosquitto(t)
-	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), Broker: url})
+	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), Broker: url, Args: hubArgs})
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-mosqk", Broker: url})
 	ledger := testkit.NewLedger()
 	load := testkit.StartLoad(e, ledger, testkit.LoadConfig{Workers: 4})

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ func scale[T any](short, lng T) T {
 // from: `go test -v ./shared/test/faults | grep RESULT`.
 func result(t *testing.T, scenario string, format string, args ...any) {
 	t.Helper()
+	if strings.HasSuffix(t.Name(), "/postgres") {
+		scenario += ", hub on PostgreSQL"
+	}
 	t.Logf("RESULT %s (%s): %s", scenario, scale("short", "long"), fmt.Sprintf(format, args...))
 }
 
@@ -49,7 +53,21 @@ func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 }
 
 // embeddedHub starts a hub with its embedded broker on a fresh port.
-func embeddedHub(t *testing.T) *testkit.Hub {
+func embeddedHub(t *testing.T, args ...string) *testkit.Hub {
 	t.Helper()
-	return testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: testkit.StablePort(t)})
+	return testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: testkit.StablePort(t), Args: args})
+}
+
+// hubStores runs a hub-side scenario once per store the hub can keep its
+// state in: the Badger store in its data dir, and PostgreSQL (a database
+// of its own, --store). Nothing may differ between them but speed.
+func hubStores(t *testing.T, scenario func(t *testing.T, hubArgs []string)) {
+	t.Run("badger", func(t *testing.T) {
+		t.Parallel()
+		scenario(t, nil)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		scenario(t, []string{"--store", testkit.StartPostgres(t)})
+	})
 }

@@ -3,11 +3,12 @@ package faults
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"linli/shared/test/testkit"
 )
 
 // Every goroutine a test starts in this process (proxies, clients, the
-// browser's connection, process watchers) must be gone when the tests end.
+// browser's connection, process watchers) must be gone when the tests end,
+// and the PostgreSQL server the hub-side scenarios use is stopped.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.PostgresMain(m)
 }
