@@ -315,7 +315,8 @@ func (h *Hub) buildServices() (err error) {
 	}
 	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.backend, Downlink: h.down, Clock: clock, HubID: cfg.ID,
-		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
+		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version,
+		Hold: cfg.MemoryHold})
 	if err != nil {
 		return err
 	}

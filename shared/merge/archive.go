@@ -51,13 +51,24 @@ type archived struct {
 // (the default) keeps every entity in memory.
 func (s *State) SetArchive(a Archive) { s.archive = a }
 
-// Evict takes out of memory every report that is resolved or rejected and
-// every activity that ended (or was cancelled) whose last fact is older
-// than before, and returns them encoded for the archive. Reports in a
-// merge group stay: their views follow each other. The caller stores the
-// result in the archive and commits before any reader may look for them;
-// if that fails it must rebuild the state.
+// Evict is Cold and Forget at once.
 func (s *State) Evict(before hlc.Timestamp) ([]Archived, error) {
+	out, err := s.Cold(before)
+	if err != nil {
+		return nil, err
+	}
+	s.Forget(out)
+	return out, nil
+}
+
+// Cold encodes for the archive every report that is resolved or rejected
+// and every activity that ended (or was cancelled) whose last fact is
+// older than before, each with its ratings. Reports in a merge group
+// stay: their views follow each other. It only reads the state: the
+// caller stores the result in the archive, commits, and then Forgets it,
+// with no fact folded in between, so that readers find each entity in
+// memory or in the archive at every moment.
+func (s *State) Cold(before hlc.Timestamp) ([]Archived, error) {
 	if s.batch != nil {
 		return nil, errors.New("evict during a batch")
 	}
@@ -93,6 +104,12 @@ func (s *State) Evict(before hlc.Timestamp) ([]Archived, error) {
 		}
 		out = append(out, Archived{Kind: RefActivity, ID: id, Data: data})
 	}
+	return out, nil
+}
+
+// Forget drops from memory the entities Cold returned, once the archive
+// holds them.
+func (s *State) Forget(out []Archived) {
 	for _, e := range out {
 		switch e.Kind {
 		case RefReport:
@@ -102,7 +119,6 @@ func (s *State) Evict(before hlc.Timestamp) ([]Archived, error) {
 		}
 		delete(s.ratings, e.ID)
 	}
-	return out, nil
 }
 
 // cold says whether a report is closed and no fact of it is as recent as
