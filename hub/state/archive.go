@@ -101,10 +101,21 @@ func (s *State) evict() error {
 		}
 	}
 	s.mu.Lock()
+	s.merged.SetArchive(archive{db: s.opts.Store, log: s.log})
 	s.merged.Forget(out)
 	s.mu.Unlock()
 	s.log.Info("cold entities archived", "count", len(out), "hold", s.opts.Hold)
 	return nil
+}
+
+// hasArchived says whether the archive holds any entity.
+func hasArchived(v store.View) (bool, error) {
+	found := false
+	err := v.Scan([]byte(prefixArchive), nil, 0, func([]byte, []byte, uint64) (bool, error) {
+		found = true
+		return false, nil
+	})
+	return found, err
 }
 
 // dropArchive deletes every archived entity: after a rebuild from every
