@@ -14,7 +14,9 @@ import (
 // The merged state's archive: the reports and activities that left memory
 // (merge.Evict), each encoded whole with its ratings.
 //
-//	cache/archive/{kind}/{id}   one entity (kind: report, activity)
+//	cache/archive/{kind}/{id}                  one entity (kind: report, activity)
+//	cache/archive/site/{site}                  a site some archived entity is of
+//	cache/archive/number/{site}/{number}/{id}  an archived report's short number
 //
 // An entity is written here, and only then dropped from memory, when the
 // snapshot is taken; the snapshot then no longer holds it. Both are
@@ -33,6 +35,11 @@ const DefaultHold = 30 * 24 * time.Hour
 const archiveBatch = 4 << 20
 
 func archiveKey(kind, id string) []byte { return []byte(prefixArchive + kind + "/" + id) }
+
+const (
+	archiveSites   = "site"
+	archiveNumbers = "number"
+)
 
 // archive is merge.Archive on the hub's store. Each call reads in its own
 // view of what is committed: entities are archived before they leave
@@ -76,6 +83,29 @@ func (a archive) Scan(kind string, f func(id string, data []byte) bool) error {
 	return nil
 }
 
+// names lists the rest of every key under prefix (an index: the values
+// are empty).
+func (a archive) names(prefix []byte) ([]string, error) {
+	var out []string
+	err := a.db.View(func(v store.View) error {
+		return v.Scan(prefix, nil, 0, func(key, _ []byte, _ uint64) (bool, error) {
+			out = append(out, string(key[len(prefix):]))
+			return true, nil
+		})
+	})
+	if err != nil {
+		a.log.Error("read the merged state's archive index", "prefix", string(prefix), "err", err)
+		return nil, fmt.Errorf("archive index %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+func (a archive) Sites() ([]string, error) { return a.names(archiveKey(archiveSites, "")) }
+
+func (a archive) Numbered(site, number string) ([]string, error) {
+	return a.names(archiveKey(archiveNumbers, site+"/"+number+"/"))
+}
+
 // evict moves the entities that have been cold for the hold time from
 // memory to the archive. Callers hold writeMu, so no fact folds between
 // the encoding and the drop.
@@ -91,8 +121,16 @@ func (s *State) evict() error {
 		b := s.opts.Store.NewBatch()
 		size := 0
 		for ; i < len(out) && (size == 0 || size+len(out[i].Data) <= archiveBatch); i++ {
-			b.Set(archiveKey(out[i].Kind, out[i].ID), out[i].Data)
-			size += len(out[i].Data)
+			e := &out[i]
+			b.Set(archiveKey(e.Kind, e.ID), e.Data)
+			if e.Site != "" {
+				b.Set(archiveKey(archiveSites, e.Site), []byte{})
+			}
+			if e.Number != "" {
+				// Site ids, numbers and report ids hold no slash.
+				b.Set(archiveKey(archiveNumbers, e.Site+"/"+e.Number+"/"+e.ID), []byte{})
+			}
+			size += len(e.Data)
 		}
 		if err := b.Commit(); err != nil {
 			// What was committed is archived and still in memory too:

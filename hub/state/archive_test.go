@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -122,7 +123,13 @@ func countArchived(t *testing.T, st store.Backend) int {
 	t.Helper()
 	n := 0
 	err := st.View(func(v store.View) error {
-		return v.Scan([]byte(prefixArchive), nil, 0, func([]byte, []byte, uint64) (bool, error) { n++; return true, nil })
+		for _, kind := range []string{merge.RefReport, merge.RefActivity} {
+			err := v.Scan(archiveKey(kind, ""), nil, 0, func([]byte, []byte, uint64) (bool, error) { n++; return true, nil })
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +206,8 @@ func TestArchivedReportStillAnswers(t *testing.T) {
 		s := openState(t, st)
 		s.opts.Clock = hlc.NewClock(wall.now, 0)
 		s.opts.Hold = time.Hour
-		ingestEvents(t, st, s, []event.Event{edgeEvent(t, "k1", 1, &event.Report{Category: event.Categories[0], Title: "漏水", Building: "B1", Resident: "R1"})})
+		ingestEvents(t, st, s, []event.Event{edgeEvent(t, "k1", 1, &event.Report{Category: event.Categories[0], Title: "漏水", Building: "B1",
+			Resident: "R1", Number: "B1-0007"})})
 		if _, err := s.Record(&event.ReportPatch{Report: "k1.1", Status: event.ReportResolved, Note: "修好了", Who: "op"}); err != nil {
 			t.Fatal(err)
 		}
@@ -226,6 +234,18 @@ func TestArchivedReportStillAnswers(t *testing.T) {
 		if rep, list, err := read(); err != nil || rep.Status != event.ReportResolved || rep.Note != "修好了" || len(list) != 1 {
 			t.Fatalf("archived report: %+v %v, list of %d", rep, err, len(list))
 		}
+		// Its number and its site, through the archive's index.
+		s.Read(func(m *merge.State) {
+			if id, ok := m.ReportByNumber(testSite, "B1-0007"); !ok || id != "k1.1" {
+				t.Errorf("report by number: %q %v", id, ok)
+			}
+			if _, ok := m.ReportByNumber(testSite, "B1-0008"); ok {
+				t.Error("found a number never filed")
+			}
+			if sites := m.Sites(); !slices.Equal(sites, []string{testSite}) {
+				t.Errorf("sites %v, want the archived report's", sites)
+			}
+		})
 		now := wall.advance(1000)
 		ingestEvents(t, st, s, []event.Event{
 			mustEvent(t, "k2", 1, now, &event.Rating{Resident: "R1", Target: "k1.1", Score: 5}),

@@ -25,6 +25,11 @@ type Archive interface {
 	// Scan calls f with the archived entities of kind in id order until f
 	// returns false.
 	Scan(kind string, f func(id string, data []byte) bool) error
+	// Sites lists the sites of archived entities (Archived.Site).
+	Sites() ([]string, error)
+	// Numbered lists the archived reports of site filed with this short
+	// number (Archived.Number); it may name more than hold it now.
+	Numbered(site, number string) ([]string, error)
 }
 
 // ErrArchive wraps a failure to read the archive while folding facts: the
@@ -37,6 +42,10 @@ type Archived struct {
 	Kind string
 	ID   string
 	Data []byte
+	// Site and, for a report, Number index it: the hub's list of sites
+	// and a resident's look-up by number must not read the whole archive.
+	Site   string
+	Number string
 }
 
 // archived is the encoded form of an archived entity: the entity and the
@@ -87,7 +96,7 @@ func (s *State) Cold(before hlc.Timestamp) ([]Archived, error) {
 		if err != nil {
 			return nil, fmt.Errorf("archive report %s: %w", id, err)
 		}
-		out = append(out, Archived{Kind: RefReport, ID: id, Data: data})
+		out = append(out, Archived{Kind: RefReport, ID: id, Data: data, Site: r.Site, Number: r.Filed.Body.Number})
 	}
 	for _, id := range sortedKeys(s.activities) {
 		a := s.activities[id]
@@ -102,7 +111,7 @@ func (s *State) Cold(before hlc.Timestamp) ([]Archived, error) {
 		if err != nil {
 			return nil, fmt.Errorf("archive activity %s: %w", id, err)
 		}
-		out = append(out, Archived{Kind: RefActivity, ID: id, Data: data})
+		out = append(out, Archived{Kind: RefActivity, ID: id, Data: data, Site: a.site()})
 	}
 	return out, nil
 }

@@ -16,11 +16,21 @@ import (
 
 // memArchive is an Archive in a map, as the hub's store holds it.
 type memArchive struct {
-	m    map[string][]byte // kind/id → data
-	fail bool
+	m       map[string][]byte // kind/id → data
+	sites   map[string]bool
+	numbers map[string][]string // site/number → ids
+	fail    bool
 }
 
-func newMemArchive() *memArchive { return &memArchive{m: map[string][]byte{}} }
+func newMemArchive() *memArchive {
+	return &memArchive{m: map[string][]byte{}, sites: map[string]bool{}, numbers: map[string][]string{}}
+}
+
+func (a *memArchive) Sites() ([]string, error) { return slices.Sorted(maps.Keys(a.sites)), nil }
+
+func (a *memArchive) Numbered(site, number string) ([]string, error) {
+	return a.numbers[site+"/"+number], nil
+}
 
 func (a *memArchive) Get(kind, id string) ([]byte, error) {
 	if a.fail {
@@ -46,6 +56,12 @@ func (a *memArchive) evict(t tb, s *merge.State, ms int64) int {
 	}
 	for _, e := range out {
 		a.m[e.Kind+"/"+e.ID] = e.Data
+		if e.Site != "" {
+			a.sites[e.Site] = true
+		}
+		if k := e.Site + "/" + e.Number; e.Number != "" && !slices.Contains(a.numbers[k], e.ID) {
+			a.numbers[k] = append(a.numbers[k], e.ID)
+		}
 	}
 	return len(out)
 }
@@ -62,8 +78,10 @@ func readAll(t tb, s *merge.State, facts []merge.Fact) string {
 			v, _ := s.ReportView(id)
 			q["report "+id] = []any{r, v, s.Ratings(id), s.CheckPatch(&event.ReportPatch{Report: id, Status: event.ReportResolved}) == nil}
 		}
-		if n, ok := s.ReportByNumber(site, "B1-0001"); ok {
-			q["number"] = n
+		for _, number := range []string{"B1-0001", "B2-0001"} {
+			if n, ok := s.ReportByNumber(site, number); ok {
+				q["number "+number] = n
+			}
 		}
 	}
 	for _, id := range []string{"A1", "A2"} {

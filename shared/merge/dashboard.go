@@ -126,12 +126,13 @@ func (s *State) Sites() []string {
 	for _, a := range s.alarms {
 		seen[a.Site] = true
 	}
-	for _, kind := range []string{RefReport, RefActivity} {
-		s.scanArchive(kind, func(_ string, t *State) {
-			for _, site := range t.Sites() {
-				seen[site] = true
-			}
-		})
+	if s.archive != nil {
+		// A read error leaves the archived entities' sites out; the
+		// archive logs it.
+		sites, _ := s.archive.Sites()
+		for _, site := range sites {
+			seen[site] = true
+		}
 	}
 	return sortedKeys(seen)
 }

@@ -378,9 +378,17 @@ func (s *State) ReportByNumber(site, number string) (string, bool) {
 	for id, r := range s.reports {
 		match(id, r)
 	}
-	// Residents ask about their own recent reports, in memory; an old
-	// closed one costs a read of the archive.
-	s.scanArchive(RefReport, func(id string, t *State) { match(id, t.reports[id]) })
+	// An archived report is found through the archive's index of numbers
+	// (a look-up anyone may make must not read the whole archive), and
+	// read to confirm it.
+	if s.archive != nil {
+		ids, _ := s.archive.Numbered(site, number) // a read error finds nothing; the archive logs it
+		for _, id := range ids {
+			if r := s.lookupReport(id); r != nil {
+				match(id, r)
+			}
+		}
+	}
 	return found, found != ""
 }
 
