@@ -71,6 +71,7 @@ func readAll(t tb, s *merge.State, facts []merge.Fact) string {
 	t.Helper()
 	q := map[string]any{
 		"reports": s.Reports(""), "activities": s.Activities(site), "ratings": s.RatingPoints(""), "sites": s.Sites(),
+		"open": s.OpenReportsWhere(site, func(merge.ReportHead) bool { return true }),
 	}
 	for _, f := range facts {
 		id := f.Event.ID()

@@ -584,6 +584,17 @@ func (s *State) ReportsWhere(site string, keep func(ReportHead) bool) []Report {
 	return mergeByID(out, old, func(r Report) string { return r.ID })
 }
 
+// OpenReportsWhere is ReportsWhere of the reports neither resolved nor
+// rejected. It never reads the archive, which holds only closed reports:
+// what counts open reports (those past their time limit) stays as fast as
+// before, however many years of closed ones the hub holds.
+func (s *State) OpenReportsWhere(site string, keep func(ReportHead) bool) []Report {
+	return s.reportsWhere(site, func(h ReportHead) bool {
+		r := s.reports[h.ID]
+		return r.Status != event.ReportResolved && r.Status != event.ReportRejected && keep(h)
+	})
+}
+
 func (s *State) reportsWhere(site string, keep func(ReportHead) bool) []Report {
 	out := []Report{}
 	for _, id := range sortedKeys(s.reports) {
