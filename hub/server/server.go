@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,6 +199,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err := h.buildHTTP(); err != nil {
 		return nil, err
 	}
+	// Loading the merged state and the downlink log decodes what the
+	// store holds of years of history, garbage once they are up. The
+	// runtime hands freed memory back to the system only slowly, so the
+	// hub kept that much more resident for minutes after every start.
+	debug.FreeOSMemory()
 	h.run(ctx)
 	h.undo = nil // shutdown closes what is open from here on
 	return h, nil
