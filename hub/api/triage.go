@@ -405,7 +405,7 @@ func (a *API) countOverdue(now time.Time, key func(merge.Report) string) map[str
 			if len(plan.SLA) == 0 {
 				continue
 			}
-			for _, rep := range m.ReportsWhere(site, func(h merge.ReportHead) bool {
+			for _, rep := range m.OpenReportsWhere(site, func(h merge.ReportHead) bool {
 				d, ok := plan.SLA[h.Category]
 				return ok && now.After(h.Created.Time().Add(time.Duration(d)))
 			}) {

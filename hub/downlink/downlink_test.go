@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
+	"linli/shared/kv"
 	"linli/shared/test/storetest"
 	"linli/shared/wire"
 )
@@ -263,3 +265,74 @@ func testLiveDeltasFollowTheLog(t *testing.T, st store.Backend) {
 		}
 	})
 }
+
+// Open reads where each site's log stands and which entity each change is
+// of, not the changes' bodies: the log holds the latest view of every
+// report and activity a site ever had, and decoding them all made every
+// hub start allocate the views of its whole history. What Open allocates
+// stays below the stored bytes (the store's own read copies them once;
+// decoding the bodies copied them again).
+func TestOpenDoesNotDecodeBodies(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(t.TempDir(), kv.Server, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := Open(st, discardPub{}, hlc.NewClock(nil, 0), nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte{0x41}, 16<<10)
+	view, err := event.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	for i := 0; i < n; i += 100 {
+		b := st.NewBatch()
+		var changes []wire.Change
+		for j := i; j < i+100; j++ {
+			changes = append(changes, wire.Change{Entity: wire.EntityReport, ID: fmt.Sprintf("k1.%d", j), Body: view})
+		}
+		if err := l.Append(b, "s1", changes); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		l.Commit()
+	}
+	stored := uint64(n * len(view))
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	// What reading the log costs the store itself.
+	scan := allocated(func() {
+		err = st.View(func(v store.View) error {
+			return v.Scan([]byte(prefix), nil, 0, func([]byte, []byte, uint64) (bool, error) { return true, nil })
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l2 *Log
+	open := allocated(func() { l2, err = Open(st, discardPub{}, hlc.NewClock(nil, 0), nil, log) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Head("s1") != l.Head("s1") {
+		t.Fatalf("reopened at seq %d, want %d", l2.Head("s1"), l.Head("s1"))
+	}
+	if open > scan+stored/2 {
+		t.Fatalf("Open allocated %d bytes, the store's read of the log %d, the bodies %d: Open decodes them", open, scan, stored)
+	}
+}
+
+type discardPub struct{}
+
+func (discardPub) Publish(string, []byte, bool) error { return nil }

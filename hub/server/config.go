@@ -70,8 +70,12 @@ type Config struct {
 	KeepAccess     time.Duration
 	RetentionEvery time.Duration
 	SnapshotEvery  time.Duration
-	keepReadings   string // as set, "90d" or a Go duration
-	keepAccess     string
+	// MemoryHold is how long a closed report or ended activity stays in
+	// the merged state's memory after its last change (0: for ever).
+	MemoryHold   time.Duration
+	keepReadings string // as set, "90d" or a Go duration
+	keepAccess   string
+	memoryHold   string
 }
 
 // Default retentions of raw events: a quarter of readings (trends and
@@ -121,6 +125,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.BackupEvery, "backup-every", time.Hour, "how often a scheduled backup is written (1m to 720h)")
 	s.Int(&c.BackupKeep, "backup-keep", 48, "how many scheduled backups to keep; older ones are deleted")
 	s.String(&c.keepReadings, "keep-readings", "90d", "how long raw sensor readings are kept before they are deleted, in days (90d) or as a duration (36h); 0 keeps them for ever")
+	s.String(&c.memoryHold, "memory-hold", "30d", "how long a resolved or rejected report, or an ended activity, stays in the hub's memory after its last change; then the snapshot moves it to the store, from where a later fact or a query reads it (the hub's memory then does not grow with years of history); 0 keeps all in memory")
 	s.String(&c.keepAccess, "keep-access", "365d", "how long raw door decisions are kept before they are deleted (forced and held-open doors, which open alarms, are kept for ever); 0 keeps them for ever")
 	s.Duration(&c.RetentionEvery, "retention-every", time.Hour, "how often expired raw events are looked for and deleted (1m to 24h)")
 	s.Duration(&c.SnapshotEvery, "snapshot-every", 15*time.Minute, "how often the merged state is snapshotted (and at a clean stop), so a start reads the snapshot and the facts after it instead of every fact; 0 turns it off")
@@ -228,7 +233,8 @@ func (c *Config) Validate() error {
 		name string
 		raw  string
 		dst  *time.Duration
-	}{{"keep-readings", c.keepReadings, &c.KeepReadings}, {"keep-access", c.keepAccess, &c.KeepAccess}} {
+	}{{"keep-readings", c.keepReadings, &c.KeepReadings}, {"keep-access", c.keepAccess, &c.KeepAccess},
+		{"memory-hold", c.memoryHold, &c.MemoryHold}} {
 		if k.raw == "" {
 			continue // set in code, not by a setting
 		}

@@ -312,3 +312,32 @@ func TestLeaseSetting(t *testing.T) {
 		t.Fatalf("defaults: err %v, leased %v, id %q; want no leases and id %q", err, c.Leased(), c.ID, DefaultID)
 	}
 }
+
+// memory-hold takes days, a Go duration or 0 (everything stays in
+// memory), like the retentions; a bad one is refused naming it.
+func TestMemoryHoldSetting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+		bad  bool
+	}{
+		{nil, 30 * 24 * time.Hour, false},
+		{[]string{"--memory-hold", "7d"}, 7 * 24 * time.Hour, false},
+		{[]string{"--memory-hold", "0"}, 0, false},
+		{[]string{"--memory-hold", "5m"}, 0, true},
+		{[]string{"--memory-hold", "a month"}, 0, true},
+	} {
+		c := Config{}
+		if err := newSet(&c, io.Discard).Load(tc.args, nil); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Validate()
+		var ce *config.Error
+		switch {
+		case tc.bad && (!errors.As(err, &ce) || ce.Setting != "memory-hold"):
+			t.Errorf("%v: error %v, want one naming memory-hold", tc.args, err)
+		case !tc.bad && (err != nil || c.MemoryHold != tc.want):
+			t.Errorf("%v: hold %v (%v), want %v", tc.args, c.MemoryHold, err, tc.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,6 +199,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	if err := h.buildHTTP(); err != nil {
 		return nil, err
 	}
+	// Loading the merged state and the downlink log decodes what the
+	// store holds of years of history, garbage once they are up. The
+	// runtime hands freed memory back to the system only slowly, so the
+	// hub kept that much more resident for minutes after every start.
+	debug.FreeOSMemory()
 	h.run(ctx)
 	h.undo = nil // shutdown closes what is open from here on
 	return h, nil
@@ -318,7 +324,8 @@ func (h *Hub) buildServices() (err error) {
 	}
 	h.down.SetDevices(siteDevices{h.registry})
 	h.state, err = state.Open(state.Options{Store: h.backend, Downlink: h.down, Clock: clock, HubID: cfg.ID,
-		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version})
+		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version,
+		Hold: cfg.MemoryHold})
 	if err != nil {
 		return err
 	}

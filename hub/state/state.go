@@ -61,6 +61,11 @@ type Options struct {
 	// Build names the hub's build: a snapshot another build wrote is not
 	// trusted (its merge rules may differ), and the state is rebuilt.
 	Build string
+	// Hold is how long a resolved or rejected report, or an ended
+	// activity, stays in memory after its last change; then the snapshot
+	// moves it to the archive in the store (archive.go), from where a
+	// later fact or a query reads it. 0 keeps every entity in memory.
+	Hold time.Duration
 }
 
 // State is the hub's merged state. Reads are safe from any goroutine;
@@ -118,6 +123,7 @@ func (s *State) load() error {
 	sites := map[string]bool{}
 	var hubSeq, since uint64
 	n, read, snapBytes := 0, 0, 0
+	rebuilt := false
 	err := s.opts.Store.View(func(v store.View) error {
 		var err error
 		if hubSeq, err = store.GetU64(v, []byte(keyHubSeq)); err != nil {
@@ -137,11 +143,20 @@ func (s *State) load() error {
 			for _, site := range head.Sites {
 				sites[site] = true
 			}
+			// The facts after the snapshot may touch archived entities.
+			// With none archived (yet), each new entity would cost a
+			// lookup that misses: a first start folding a whole
+			// history took twice as long.
+			if has, err := hasArchived(v); err != nil {
+				return err
+			} else if has {
+				m.SetArchive(archive{db: s.opts.Store, log: s.log})
+			}
 		case errors.Is(err, errNoSnapshot):
-			m = merge.New()
+			m, rebuilt = merge.New(), true
 		default:
 			s.log.Warn("merged state snapshot not used; rebuilding from every fact", "err", err)
-			m = merge.New()
+			m, rebuilt = merge.New(), true
 		}
 		batch := make([]merge.Fact, 0, 4096)
 		flush := func() {
@@ -177,6 +192,13 @@ func (s *State) load() error {
 	})
 	if err != nil {
 		return fmt.Errorf("load merged state: %w", err)
+	}
+	if rebuilt {
+		// Every entity is in memory now, folded by this build's rules
+		// from the facts as they are (an erasure rewrites them).
+		if err := s.dropArchive(); err != nil {
+			return fmt.Errorf("load merged state: %w", err)
+		}
 	}
 	s.mu.Lock()
 	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
@@ -353,6 +375,12 @@ func (s *State) fold(b store.Batch, facts []merge.Fact) error {
 	}
 	s.mu.Lock()
 	refs, err := s.merged.ApplyBatch(facts)
+	if errors.Is(err, merge.ErrArchive) {
+		// An entity the facts touch could not be read back: what folded
+		// is not the whole entity, and must not be committed or sent.
+		s.mu.Unlock()
+		return err
+	}
 	for _, f := range facts {
 		if f.Site != "" {
 			s.sites[f.Site] = true
@@ -538,6 +566,12 @@ func (s *State) record(bodies []event.Body) ([]event.Event, error) {
 	if err := s.fold(b, facts); err != nil {
 		b.Discard()
 		s.opts.Downlink.Abort()
+		if errors.Is(err, merge.ErrArchive) {
+			// The fold changed memory that will not be committed.
+			if lerr := s.load(); lerr != nil {
+				s.log.Error("reload merged state after a failed fold", "err", lerr)
+			}
+		}
 		return nil, err
 	}
 	if err := b.Commit(); err != nil {

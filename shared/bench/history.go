@@ -29,12 +29,25 @@ const (
 	historyBatch     = 50_000 // events per commit
 	historyResidents = 5_000
 	historyCards     = 4_000
-	// historySpan is the time the events are spread over, ending now:
-	// inside both default retentions (readings 90 d, door decisions
-	// 365 d), so the store holds what a hub's retention leaves it and
-	// the hub's first pass at start deletes nothing.
-	historySpan = 80 * 24 * time.Hour
+	// historyPerDay is the community's pace: 1,000,000 events are 80
+	// days of it, 10,000,000 are 800 days. More events are a longer
+	// history of the same community, not a busier one, so what is recent
+	// (open reports, coming activities) stays the same size while the
+	// past grows. The hubs start with retention off, so the store holds
+	// every event.
+	historyPerDay = 12_500
+	// historyActivityHours is how long each activity lasts.
+	historyActivityHours = 8
 )
+
+// historyKeepAll are the hub flags of every start on a history: keep every
+// raw event, so the stored history is the whole of it.
+var historyKeepAll = []string{"--keep-readings", "0", "--keep-access", "0"}
+
+// historySpan is the time n events of the community take.
+func historySpan(n int) time.Duration {
+	return time.Duration(float64(n) / historyPerDay * float64(24*time.Hour))
+}
 
 // discard is a downlink publisher for a hub with no edges.
 type discard struct{}
@@ -60,7 +73,11 @@ func writeHistory(ctx context.Context, dir string, n int, log *slog.Logger) (*hi
 	if err != nil {
 		return nil, err
 	}
-	clock := hlc.NewClock(nil, 0)
+	// Operators decide in the history's time, not the harness's: a
+	// report resolved two years ago is two years old to the hub.
+	t0 := time.Now().Add(-historySpan(n))
+	simNow := t0
+	clock := hlc.NewClock(func() time.Time { return simNow }, 0)
 	down, err := downlink.Open(st, discard{}, clock, nil, log)
 	if err != nil {
 		return nil, closeAfter(st, err)
@@ -75,28 +92,34 @@ func writeHistory(ctx context.Context, dir string, n int, log *slog.Logger) (*hi
 		cards[i] = accesslist.Pseudonym(accesslist.Hash(cardKey, "C"+strconv.Itoa(i)))
 	}
 	g := &historyGen{n: n, cards: cards, seqs: map[string]uint64{}, lastReport: map[string]string{},
-		t0: time.Now().Add(-historySpan), devices: map[string]*store.DeviceRecord{}, lastActivity: -1}
+		t0: t0, devices: map[string]*store.DeviceRecord{}, lastActivity: -1}
 	stats := &historyStats{}
 	for from := 0; from < n; from += historyBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, closeAfter(st, err)
 		}
 		to := min(from+historyBatch, n)
+		simNow = g.at(from)
 		// The activities this stretch's check-ins are for, and the status
-		// of the reports the last stretch filed, as operators set them.
+		// of the reports the last stretch filed (accepted) and of those
+		// the stretch before filed (resolved), as operators set them.
 		var decisions []event.Body
 		for a := g.activityOf(from); a <= g.activityOf(to-1); a++ {
 			if a > g.lastActivity {
 				decisions = append(decisions, &event.ActivitySet{ID: "A" + strconv.Itoa(a), Title: "太极拳晨练 " + strconv.Itoa(a),
-					Type: "activity", Site: benchSite, Start: g.at(from).UnixMilli(), Capacity: 60})
+					Type: "activity", Site: benchSite, Start: g.at(from).UnixMilli(),
+					End: g.at(from).Add(historyActivityHours * time.Hour).UnixMilli(), Capacity: 60})
 				g.lastActivity = a
 				stats.activities++
 			}
 		}
+		for _, id := range g.accepted {
+			decisions = append(decisions, &event.ReportPatch{Report: id, Status: event.ReportResolved, Note: "已修好", Who: "op1"})
+		}
 		for _, id := range g.filed {
 			decisions = append(decisions, &event.ReportPatch{Report: id, Status: event.ReportAccepted, Note: "已派物业", Who: "op1"})
 		}
-		g.filed = g.filed[:0]
+		g.accepted, g.filed = g.filed, g.accepted[:0]
 		if len(decisions) > 0 {
 			if _, err := ms.Record(decisions...); err != nil {
 				return nil, closeAfter(st, fmt.Errorf("operator decisions: %w", err))
@@ -166,12 +189,13 @@ type historyGen struct {
 	devices      map[string]*store.DeviceRecord
 	lastReport   map[string]string // kiosk → its last report's id, for "me too"s
 	filed        []string          // reports filed since the last operator decisions
+	accepted     []string          // reports accepted at the last operator decisions, resolved at the next
 	lastActivity int
 }
 
-// at is when the i-th event was recorded: evenly over historySpan.
+// at is when the i-th event was recorded, at the community's pace.
 func (g *historyGen) at(i int) time.Time {
-	return g.t0.Add(time.Duration(float64(historySpan) * float64(i) / float64(g.n)))
+	return g.t0.Add(historySpan(i))
 }
 
 // activityOf is the activity the check-ins around event i are for: a new

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,28 @@ func TestWriteHistory(t *testing.T) {
 	})
 	if reports != st.reports || activities != st.activities {
 		t.Errorf("merged state rebuilt with %d reports, %d activities; want %d, %d", reports, activities, st.reports, st.activities)
+	}
+
+	// Operators close reports and activities end in the history's time,
+	// so a hold shorter than the history archives most of them; lists
+	// still hold every one.
+	var logs strings.Builder
+	ms, err = state.Open(state.Options{Store: s, Downlink: down, Clock: hlc.NewClock(nil, 0), HubID: "hub",
+		Kiosks: func(string) []string { return nil }, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Hold: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "cold entities archived") {
+		t.Errorf("the history left nothing cold for a hold of a day: %s", logs.String())
+	}
+	ms.Read(func(m *merge.State) {
+		reports, activities = len(m.Reports(benchSite)), len(m.Activities(benchSite))
+	})
+	if reports != st.reports || activities != st.activities {
+		t.Errorf("after archiving: %d reports, %d activities; want %d, %d", reports, activities, st.reports, st.activities)
 	}
 }
 

@@ -113,15 +113,19 @@ func startup(ctx context.Context, e *runEnv) error {
 		"packages (hub/store batches of %s events, hub/state folding the facts and staging the downlink as ingest does, operators' decisions "+
 		"through the merged state as the API records them), not through MQTT. The mix, per 1,000 events, from %d building gateways and %d lobby "+
 		"kiosks: %d sensor readings, %d door decisions (one in ~20,000 a forced door, an alarm), %d governance events (check-ins and -outs, "+
-		"reports, \"me too\"s, ratings); an activity per 4,000 events and a status for every report, set by operators. The events' times "+
-		"spread over the last %d days, inside both default retentions, so the store holds what retention leaves and the hub's first "+
-		"retention pass at start deletes nothing. A first start folds every fact (no snapshot yet) and writes the snapshot at its clean stop. "+
-		"Then the two sizes start in turn, %d pairs, each with the hub's defaults (embedded broker, `--log-level info`): the figure is the time "+
+		"reports, \"me too\"s, ratings); an activity of %d hours per 4,000 events, and every report accepted and then resolved by operators "+
+		"(in the history's time). The events come at a community's pace of %s a day, ending now: %s events are %d days of history, %s are %d days "+
+		"(more events are a longer history of the same community, not a busier one). Every start keeps all raw events (`%s`), so the store holds "+
+		"the whole history. A first start folds every fact (no snapshot yet) and writes the snapshot at its clean stop, archiving what has been "+
+		"closed or ended for longer than `--memory-hold` (30 days). "+
+		"Then the two sizes start in turn, %d pairs, each with the hub's defaults otherwise (embedded broker, `--log-level info`): the figure is the time "+
 		"from exec to the first 200 of `GET /readyz` (polled every 5 ms), and to the time stamp of its \"merged state loaded\" log line; "+
 		"RSS is VmRSS from /proc when ready and once it settled (sampled every 250 ms until it moved less than 1 %% over 2 s, at most 60 s), "+
 		"then the hub stops with SIGTERM. The page cache is warm (the harness just wrote or read the files); a cold start reads the tables from disk.",
 		groupThousands(int64(small.n)), groupThousands(int64(large.n)), groupThousands(historyBatch), historyGateways, historyKiosks,
-		historyReadPer, 1000-historyReadPer-historyGovPer, historyGovPer, int(historySpan.Hours()/24), e.cfg.Pairs)
+		historyReadPer, 1000-historyReadPer-historyGovPer, historyGovPer, historyActivityHours, groupThousands(historyPerDay),
+		groupThousands(int64(small.n)), int(historySpan(small.n).Hours()/24), groupThousands(int64(large.n)), int(historySpan(large.n).Hours()/24),
+		strings.Join(historyKeepAll, " "), e.cfg.Pairs)
 	return nil
 }
 
@@ -155,7 +159,8 @@ func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, e
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--data", h.data, "--http", httpAddr, "--mqtt-listen", mq, "--log-level", "info"}, e.cfg.HubArgs...)
+	args := append([]string{"--data", h.data, "--http", httpAddr, "--mqtt-listen", mq, "--log-level", "info"}, historyKeepAll...)
+	args = append(args, e.cfg.HubArgs...)
 	logPath := filepath.Join(h.dir, "hub.log")
 	logStart := fileSize(logPath)
 	t0 := time.Now()

@@ -78,6 +78,7 @@ type attendee struct {
 }
 
 func (s *State) activity(id string) *activity {
+	s.pageIn(RefActivity, id)
 	a := s.activities[id]
 	if a == nil {
 		a = &activity{ID: id}
@@ -410,6 +411,9 @@ type KioskLedger struct {
 // Activity returns the merged activity, or ErrNotFound before its
 // ActivitySet arrived.
 func (s *State) Activity(id string) (Activity, error) {
+	if t := s.fromArchive(RefActivity, id); t != nil {
+		return t.Activity(id)
+	}
 	a := s.activities[id]
 	if a == nil || a.Def == nil {
 		return Activity{}, fmt.Errorf("activity %s: %w", id, ErrNotFound)
@@ -451,7 +455,15 @@ func (s *State) Activity(id string) (Activity, error) {
 }
 
 // Activities lists the activities of a site ("" for every site) by id.
+// Ended activities in the archive are read from it, one at a time.
 func (s *State) Activities(site string) []Activity {
+	out := s.activitiesOf(site)
+	var old []Activity
+	s.scanArchive(RefActivity, func(id string, t *State) { old = append(old, t.activitiesOf(site)...) })
+	return mergeByID(out, old, func(a Activity) string { return a.ID })
+}
+
+func (s *State) activitiesOf(site string) []Activity {
 	out := []Activity{}
 	for _, id := range sortedKeys(s.activities) {
 		if a := s.activities[id]; a.Def != nil && (site == "" || a.site() == site) {
@@ -512,6 +524,9 @@ func (a *activity) attendee(resident string) *attendee {
 // Outcome is a resident's standing in an activity: event.StatusConfirmed,
 // event.StatusWaitlisted, or "" without a check-in or promotion.
 func (s *State) Outcome(activityID, resident string) string {
+	if t := s.fromArchive(RefActivity, activityID); t != nil {
+		return t.Outcome(activityID, resident)
+	}
 	a := s.activities[activityID]
 	if a == nil {
 		return ""
@@ -600,6 +615,9 @@ func (v *ActivityView) Share(kiosk string) KioskShare {
 // ActivitySet returns the winning definition of an activity, the base an
 // operator's edit changes, or ErrNotFound.
 func (s *State) ActivitySet(id string) (event.ActivitySet, error) {
+	if t := s.fromArchive(RefActivity, id); t != nil {
+		return t.ActivitySet(id)
+	}
 	a := s.activities[id]
 	if a == nil || a.Def == nil {
 		return event.ActivitySet{}, fmt.Errorf("activity %s: %w", id, ErrNotFound)

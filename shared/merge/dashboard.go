@@ -2,6 +2,8 @@ package merge
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"linli/shared/hlc"
 )
@@ -24,6 +26,9 @@ type AttendanceRow struct {
 
 // Attendance lists an activity's residents by id, or ErrNotFound.
 func (s *State) Attendance(id string) ([]AttendanceRow, error) {
+	if t := s.fromArchive(RefActivity, id); t != nil {
+		return t.Attendance(id)
+	}
 	a := s.activities[id]
 	if a == nil || a.Def == nil {
 		return nil, fmt.Errorf("activity %s: %w", id, ErrNotFound)
@@ -59,6 +64,15 @@ type RatingPoint struct {
 // site ("" for every site), by target then resident. Ratings of targets
 // the state does not hold yet are left out: their site is unknown.
 func (s *State) RatingPoints(site string) []RatingPoint {
+	out := s.ratingPoints(site)
+	for _, kind := range []string{RefReport, RefActivity} {
+		s.scanArchive(kind, func(_ string, t *State) { out = append(out, t.ratingPoints(site)...) })
+	}
+	slices.SortStableFunc(out, func(a, b RatingPoint) int { return strings.Compare(a.Target, b.Target) })
+	return out
+}
+
+func (s *State) ratingPoints(site string) []RatingPoint {
 	out := []RatingPoint{}
 	for _, target := range sortedKeys(s.ratings) {
 		p := RatingPoint{Target: target}
@@ -111,6 +125,14 @@ func (s *State) Sites() []string {
 	}
 	for _, a := range s.alarms {
 		seen[a.Site] = true
+	}
+	if s.archive != nil {
+		// A read error leaves the archived entities' sites out; the
+		// archive logs it.
+		sites, _ := s.archive.Sites()
+		for _, site := range sites {
+			seen[site] = true
+		}
 	}
 	return sortedKeys(seen)
 }

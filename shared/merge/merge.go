@@ -97,6 +97,11 @@ type State struct {
 	// merges is the derived merge graph of reports (reportmerge.go); nil
 	// until needed, never encoded.
 	merges *mergeIndex
+
+	// archive holds the entities Evict took out of memory (archive.go);
+	// archiveErr is a failure to read it back during a fold.
+	archive    Archive
+	archiveErr error
 }
 
 type batch struct {
@@ -148,6 +153,7 @@ func (s *State) touchAlarm(a *alarm) {
 // facts one by one.
 func (s *State) ApplyBatch(facts []Fact) ([]Ref, error) {
 	s.batch = &batch{}
+	s.archiveErr = nil
 	var (
 		refs []Ref
 		errs []error
@@ -185,6 +191,10 @@ func (s *State) ApplyBatch(facts []Fact) ([]Ref, error) {
 	// before its report), so refs take it from the entity at the end.
 	for i := range refs {
 		refs[i].Site = s.site(refs[i])
+	}
+	if s.archiveErr != nil {
+		errs = append(errs, s.archiveErr)
+		s.archiveErr = nil
 	}
 	return refs, errors.Join(errs...)
 }
@@ -232,6 +242,15 @@ func New() *State {
 // changed; a fact already merged changes nothing. An invalid fact returns
 // an error wrapping ErrInvalid and leaves the state as it was.
 func (s *State) Apply(f Fact) ([]Ref, error) {
+	refs, err := s.apply(f)
+	if s.batch == nil && s.archiveErr != nil {
+		err = errors.Join(err, s.archiveErr)
+		s.archiveErr = nil
+	}
+	return refs, err
+}
+
+func (s *State) apply(f Fact) ([]Ref, error) {
 	ev := &f.Event
 	if err := event.ValidID(ev.Device); err != nil {
 		return nil, fmt.Errorf("%w: device: %w", ErrInvalid, err)

@@ -72,6 +72,7 @@ type HistoryEntry struct {
 }
 
 func (s *State) report(id string) *report {
+	s.pageIn(RefReport, id)
 	r := s.reports[id]
 	if r == nil {
 		r = &report{ID: id}
@@ -223,6 +224,9 @@ func (s *State) refoldReport(r *report) {
 // now: the report must exist and the status change must be legal from its
 // current status. Apply itself accepts any patch, in any order.
 func (s *State) CheckPatch(p *event.ReportPatch) error {
+	if t := s.fromArchive(RefReport, p.Report); t != nil {
+		return t.CheckPatch(p)
+	}
 	r := s.reports[p.Report]
 	if r == nil || r.Filed == nil {
 		return fmt.Errorf("patch report %s: %w", p.Report, ErrNotFound)
@@ -272,6 +276,9 @@ type Report struct {
 // Report returns the merged report with this id, or ErrNotFound when its
 // report event has not arrived.
 func (s *State) Report(id string) (Report, error) {
+	if t := s.fromArchive(RefReport, id); t != nil {
+		return t.Report(id)
+	}
 	r := s.reports[id]
 	if r == nil || r.Filed == nil {
 		return Report{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
@@ -295,15 +302,7 @@ func (s *State) Report(id string) (Report, error) {
 
 // Reports lists the reports of a site ("" for every site) by id.
 func (s *State) Reports(site string) []Report {
-	out := []Report{}
-	for _, id := range sortedKeys(s.reports) {
-		r := s.reports[id]
-		if r.Filed != nil && (site == "" || r.Site == site) {
-			rep, _ := s.Report(id) // cannot fail: filed
-			out = append(out, rep)
-		}
-	}
-	return out
+	return s.ReportsWhere(site, func(ReportHead) bool { return true })
 }
 
 // ReportView is what a kiosk shows of a report.
@@ -367,16 +366,39 @@ func (s *State) PublicSteps(h []HistoryEntry) []ReportStep {
 // this id. Should two kiosks of a site share a code, the smallest id
 // answers, whatever order the reports came in.
 func (s *State) ReportByNumber(site, number string) (string, bool) {
-	if r := s.reports[number]; r != nil && r.Filed != nil && r.Site == site {
+	if r := s.lookupReport(number); r != nil && r.Filed != nil && r.Site == site {
 		return number, true
 	}
 	found := ""
-	for id, r := range s.reports {
+	match := func(id string, r *report) {
 		if r.Filed != nil && r.Site == site && r.Filed.Body.Number == number && (found == "" || id < found) {
 			found = id
 		}
 	}
+	for id, r := range s.reports {
+		match(id, r)
+	}
+	// An archived report is found through the archive's index of numbers
+	// (a look-up anyone may make must not read the whole archive), and
+	// read to confirm it.
+	if s.archive != nil {
+		ids, _ := s.archive.Numbered(site, number) // a read error finds nothing; the archive logs it
+		for _, id := range ids {
+			if r := s.lookupReport(id); r != nil {
+				match(id, r)
+			}
+		}
+	}
 	return found, found != ""
+}
+
+// lookupReport is the report with this id, in memory or archived (a
+// copy), or nil.
+func (s *State) lookupReport(id string) *report {
+	if t := s.fromArchive(RefReport, id); t != nil {
+		return t.reports[id]
+	}
+	return s.reports[id]
 }
 
 // number is the short number of report id, "" when it has none.
@@ -389,6 +411,9 @@ func (s *State) number(id string) string {
 
 // ReportView returns the downlink view of a report, or ErrNotFound.
 func (s *State) ReportView(id string) (ReportView, error) {
+	if t := s.fromArchive(RefReport, id); t != nil {
+		return t.ReportView(id)
+	}
 	r := s.reports[id]
 	if r == nil || r.Filed == nil {
 		return ReportView{}, fmt.Errorf("report %s: %w", id, ErrNotFound)
@@ -451,7 +476,16 @@ type RatingEntry struct {
 // cannot hold a dot.
 func isReportID(target string) bool { return strings.Contains(target, ".") }
 
+// targetKind is the kind of entity a rating's target names.
+func targetKind(target string) string {
+	if isReportID(target) {
+		return RefReport
+	}
+	return RefActivity
+}
+
 func (s *State) applyRating(k key, b *event.Rating) []Ref {
+	s.pageIn(targetKind(b.Target), b.Target)
 	rs := s.ratings[b.Target]
 	if rs == nil {
 		rs = &ratings{Latest: map[string]ratingFact{}}
@@ -494,6 +528,9 @@ func (s *State) ratingIgnored(target, resident string) bool {
 
 // Rating summarises the latest ratings of a report or activity.
 func (s *State) Rating(target string) RatingSummary {
+	if t := s.fromArchive(targetKind(target), target); t != nil {
+		return t.Rating(target)
+	}
 	rs := s.ratings[target]
 	if rs == nil {
 		return RatingSummary{}
@@ -506,6 +543,9 @@ func (s *State) Rating(target string) RatingSummary {
 
 // Ratings lists the residents' latest ratings of a target by resident.
 func (s *State) Ratings(target string) []RatingEntry {
+	if t := s.fromArchive(targetKind(target), target); t != nil {
+		return t.Ratings(target)
+	}
 	out := []RatingEntry{}
 	if rs := s.ratings[target]; rs != nil {
 		for _, res := range sortedKeys(rs.Latest) {
@@ -533,7 +573,29 @@ type ReportHead struct {
 // ReportsWhere lists the reports of a site ("" for every site) by id whose
 // filing keep accepts. keep sees only what was filed, so a search builds
 // the merged report (history, ratings, group) of the matches alone.
+//
+// Archived reports (closed long ago) are read from the archive, one at a
+// time: the list costs a scan of it, and holds in memory only what it
+// returns.
 func (s *State) ReportsWhere(site string, keep func(ReportHead) bool) []Report {
+	out := s.reportsWhere(site, keep)
+	var old []Report
+	s.scanArchive(RefReport, func(id string, t *State) { old = append(old, t.reportsWhere(site, keep)...) })
+	return mergeByID(out, old, func(r Report) string { return r.ID })
+}
+
+// OpenReportsWhere is ReportsWhere of the reports neither resolved nor
+// rejected. It never reads the archive, which holds only closed reports:
+// what counts open reports (those past their time limit) stays as fast as
+// before, however many years of closed ones the hub holds.
+func (s *State) OpenReportsWhere(site string, keep func(ReportHead) bool) []Report {
+	return s.reportsWhere(site, func(h ReportHead) bool {
+		r := s.reports[h.ID]
+		return r.Status != event.ReportResolved && r.Status != event.ReportRejected && keep(h)
+	})
+}
+
+func (s *State) reportsWhere(site string, keep func(ReportHead) bool) []Report {
 	out := []Report{}
 	for _, id := range sortedKeys(s.reports) {
 		r := s.reports[id]

@@ -128,6 +128,9 @@ func (s *State) group(root string) []string {
 
 func (s *State) applyReportMerge(k key, b *event.ReportMerge) []Ref {
 	r := s.report(b.Report)
+	if b.Into != "" {
+		s.pageIn(RefReport, b.Into) // it joins a group, whose views follow each other
+	}
 	// Every report of the old group changes view, and so does every one
 	// of the new group.
 	before := s.groupRefs([]Ref{{Kind: RefReport, ID: b.Report}})
@@ -312,7 +315,7 @@ func (s *State) applyGroupView(v *ReportView) {
 // merges) a duplicate of dup, which would close a cycle. An unmerge (no
 // into) needs a report that is merged now.
 func (s *State) CheckMerge(m *event.ReportMerge) error {
-	dup, into := s.reports[m.Report], s.reports[m.Into]
+	dup, into := s.lookupReport(m.Report), s.lookupReport(m.Into)
 	if dup == nil || dup.Filed == nil {
 		return fmt.Errorf("merge report %s: %w", m.Report, ErrNotFound)
 	}
