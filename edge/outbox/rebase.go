@@ -42,6 +42,11 @@ func (l *Log) Rebase(base uint64) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("rebase outbox to %d: %w", base, err)
 	}
-	l.last, l.acked, l.pending = base, base, 0
+	// Nothing is waiting for the applier (waitApplied above), so the
+	// numbering's jump is applied too: a reader or a write built on
+	// stored state must not wait for seqs below the base that no group
+	// will ever bring.
+	l.last, l.acked, l.pending, l.applied = base, base, 0, base
+	l.applyCond.Broadcast()
 	return true, nil
 }
