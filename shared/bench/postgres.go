@@ -37,13 +37,6 @@ const (
 // synced) before the next.
 const copyChunk = 5000
 
-// pgStore is one hub run's store: Badger in --data (srv nil) or a fresh
-// database on srv.
-type pgStore struct {
-	srv  *testkit.PostgresServer
-	name string // database name
-}
-
 // storeRun is the figures of one run on one store.
 type storeRun struct {
 	rate      float64
