@@ -392,10 +392,22 @@ func (p *entityRows) addAlarm(v *merge.AlarmView) error {
 	return nil
 }
 
+// childTables are the tables whose rows belong to a row of an entity
+// table: the table and its column naming the parent's id.
+var childTables = map[string]struct{ table, parent string }{
+	"reports":    {"report_steps", "report"},
+	"activities": {"activity_attendance", "activity"},
+}
+
 // queue adds the rows' statements to b: deletions, then each
 // parent table's rows before its children's.
 func (p *entityRows) queue(b *pgx.Batch) {
 	for _, t := range slices.Sorted(maps.Keys(p.deleted)) {
+		// The children go first, as a cascade would take them: no foreign
+		// key does (its check per row written cost more than the rows).
+		if child, ok := childTables[t]; ok {
+			b.Queue("DELETE FROM "+child.table+" WHERE site = $1 AND "+child.parent+" = ANY($2::text[])", p.site, p.deleted[t])
+		}
 		// Table names come from entityTable, never from the change.
 		b.Queue("DELETE FROM "+t+" WHERE site = $1 AND id = ANY($2::text[])", p.site, p.deleted[t])
 	}

@@ -343,3 +343,43 @@ func TestPutEntitiesLastChangeWins(t *testing.T) {
 		t.Fatalf("status %s with %d steps, want accepted with 2", status, steps)
 	}
 }
+
+// Deleting a report or an activity deletes its steps or its attendance
+// with it; another entity's rows stay.
+func TestPutEntitiesDeletionTakesTheChildren(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t))
+	c := newCommunity(t, "xiangyang")
+	for _, id := range []string{"A7", "A8"} {
+		project(t, st, c.site, c.apply("hub", &event.ActivitySet{ID: id, Title: "太极拳晨练", Type: "activity",
+			Site: c.site, Start: c.now + 24*3_600_000, Capacity: 2}))
+		project(t, st, c.site, c.apply("kiosk-b1", &event.Checkin{Resident: "R1", Activity: id, Action: "in"}))
+	}
+	var reports []string
+	for range 2 {
+		for _, ch := range c.apply("kiosk-b1", &event.Report{Category: event.Categories[0], Title: "灯", Building: "B1", Unit: "1-1", Resident: "R1"}) {
+			if ch.Entity == wire.EntityReport {
+				reports = append(reports, ch.ID)
+				project(t, st, c.site, []wire.Change{ch})
+			}
+		}
+	}
+	count := func() (steps, attendance int) {
+		t.Helper()
+		queryRow(t, st, "SELECT (SELECT count(*) FROM report_steps WHERE site = $1), (SELECT count(*) FROM activity_attendance WHERE site = $1)",
+			[]any{c.site}, &steps, &attendance)
+		return steps, attendance
+	}
+	if s, a := count(); s != 2 || a != 2 {
+		t.Fatalf("%d steps and %d attendance rows before, want 2 and 2", s, a)
+	}
+	project(t, st, c.site, []wire.Change{{Entity: wire.EntityReport, ID: reports[0], Deleted: true},
+		{Entity: wire.EntityActivity, ID: "A7", Deleted: true}})
+	if s, a := count(); s != 1 || a != 1 {
+		t.Fatalf("%d steps and %d attendance rows after deleting one report and one activity, want 1 and 1", s, a)
+	}
+	var left string
+	queryRow(t, st, "SELECT report FROM report_steps WHERE site = $1", []any{c.site}, &left)
+	if left != reports[1] {
+		t.Fatalf("the steps of %s stayed, want those of %s", left, reports[1])
+	}
+}

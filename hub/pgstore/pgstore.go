@@ -93,6 +93,16 @@ func Open(ctx context.Context, u string, log *slog.Logger) (*Store, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !ok {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(DefaultTimeout.Milliseconds(), 10)
 	}
+	// PostgreSQL keeps a statement's generic plan per connection once
+	// made, and the pool's connections live long: a plan made while the
+	// tables were small (a new database) reads whole tables when they are
+	// large. The foreign key checks of the projected tables are such
+	// statements, run per row. Every statement is planned for its values
+	// and the tables as they are; planning costs little beside the
+	// batched statements it plans.
+	if _, ok := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "linli-hub"
 	s := &Store{log: log, timeout: clientTimeout(cfg.ConnConfig.RuntimeParams)}
 	cfg.ConnConfig.OnNotice = s.watch.onNotice

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"linli/hub/pgstore"
 	"linli/shared/event"
 	"linli/shared/test/testkit"
@@ -148,5 +150,53 @@ func TestSeqBeyondBigint(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d events stored from a failed commit", n)
+	}
+}
+
+// A commit of many events (COPYed) stores them all; one whose events are
+// partly stored already keeps the stored copies, stores the rest, and
+// commits its other writes with them; a small one the same.
+func TestEventGroupsKeepTheFirstCopy(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t))
+	ctx := context.Background()
+	put := func(from, to uint64, body byte, key string) {
+		t.Helper()
+		b := st.NewBatch()
+		for s := from; s <= to; s++ {
+			ev := event.Event{Device: "gw-1", Seq: s}
+			b.PutEvent("s1", &ev, []byte{body})
+		}
+		b.Set([]byte(key), []byte{body})
+		if err := b.Commit(); err != nil {
+			t.Fatalf("commit %d–%d: %v", from, to, err)
+		}
+	}
+	put(1, 300, 'a', "k/a")     // all new, many
+	put(201, 700, 'b', "k/b")   // 100 stored already, 400 new
+	put(691, 710, 'c', "k/c")   // 10 stored, 10 new, few
+	put(1001, 1500, 'd', "k/d") // all new again after a fallback
+	rows, err := st.Pool().Query(ctx, "SELECT get_byte(body, 0)::bigint, count(*), min(seq), max(seq) FROM events GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type group struct{ body, n, lo, hi int64 }
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (group, error) {
+		var g group
+		err := r.Scan(&g.body, &g.n, &g.lo, &g.hi)
+		return g, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []group{{'a', 300, 1, 300}, {'b', 400, 301, 700}, {'c', 10, 701, 710}, {'d', 500, 1001, 1500}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stored (body, count, min seq, max seq): %v, want %v", got, want)
+	}
+	var keys int
+	if err := st.Pool().QueryRow(ctx, "SELECT count(*) FROM hub_kv WHERE key IN ('k/a', 'k/b', 'k/c', 'k/d')").Scan(&keys); err != nil {
+		t.Fatal(err)
+	}
+	if keys != 4 {
+		t.Fatalf("%d of the 4 commits' records stored", keys)
 	}
 }

@@ -58,9 +58,10 @@ const (
 	ScSlow    = "slowdisk"
 	ScSignups = "signups"
 	ScStartup = "startup"
+	ScPG      = "postgres"
 )
 
-var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScFleet, ScAlarm, ScSignups, ScStartup, ScGo}
+var allScenarios = []string{ScIngest, ScSlow, ScCatchup, ScOnline, ScFanin, ScFleet, ScAlarm, ScSignups, ScStartup, ScPG, ScGo}
 
 // Main runs the harness with args and returns the exit code: 0 when every
 // target passes, 1 when one misses or a scenario fails, 2 for bad settings.
@@ -306,6 +307,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) (*Results, error) {
 		{ScAlarm, alarmLatency},
 		{ScSignups, signups},
 		{ScStartup, startup},
+		{ScPG, postgresScenario},
 		{ScGo, goBench},
 	}
 	for _, s := range steps {

@@ -32,11 +32,62 @@ const (
 // device id and seq, publish proper (unsigned) wire batches concurrently
 // to one hub.
 func fanIn(ctx context.Context, e *runEnv) error {
-	perEdge := e.pick(200, 1000)
-	dir := e.dir("fanin")
-	h, err := e.startHub(ctx, dir, "")
+	r, err := e.fanInRun(ctx, e.dir("fanin"), nil, nil)
 	if err != nil {
 		return err
+	}
+	sc := "6 hub fan-in"
+	e.res.add(Row{Scenario: sc, Figure: fmt.Sprintf("%d edges × %s events, merged and acked", faninEdges, groupThousands(int64(r.perEdge))),
+		Value: fmtRate(r.rate), Target: "≥ 50,000 ev/s", Verdict: verdict(r.rate >= 50_000)})
+	e.res.add(Row{Scenario: sc, Figure: "ack latency p50 / p99 (batch published → hub's ack)", Value: fmtMs(r.lat.pct(0.5)) + " / " + fmtMs(r.lat.pct(0.99)), Verdict: Info})
+	e.res.add(Row{Scenario: sc, Figure: "hub peak RSS (VmHWM); hub CPU µs per event", Value: fmt.Sprintf("%s; %.1f µs", fmtMiB(r.peak), us(r.hubCPU)), Verdict: Info})
+	e.res.note("**6 hub fan-in**: one hub (embedded broker) and, in the harness process, %d minimal MQTT 3.1.1 clients (one TCP session each, "+
+		"client id = device id, %d sites) that each say hello, wait for the hub's answer, then send %s events of the mix as zstd CBOR batches "+
+		"of %d with %d in flight, unsigned (unenrolled devices on a loopback hub), advancing on the hub's end-to-end acks. Batches are encoded "+
+		"before the clock starts; the clock runs from the first batch to the last ack. Each device's record at the hub is checked to hold every event.",
+		faninEdges, faninSites, groupThousands(int64(r.perEdge)), faninBatch, faninWindow)
+	return nil
+}
+
+// faninResult is one fan-in run.
+type faninResult struct {
+	perEdge int
+	rate    float64
+	hubCPU  time.Duration // per event
+	peak    uint64        // hub VmHWM
+	lat     latencies     // sorted
+	hub     *hub          // stopped; its data dir stays
+}
+
+// faninEvents are the events fan-in edge i sends (Device left out, as in
+// any batch), from the mix at an offset of its own, seqs 1…perEdge.
+func faninEvents(i, perEdge int, start hlc.Timestamp) ([]event.Event, error) {
+	id := faninID(i)
+	evs := make([]event.Event, perEdge)
+	for j := range evs {
+		ev, err := event.NewEvent("", uint64(j+1), start+hlc.Timestamp(j), mixBody(id, j+i*37))
+		if err != nil {
+			return nil, err
+		}
+		evs[j] = ev
+	}
+	return evs, nil
+}
+
+func faninID(i int) string   { return fmt.Sprintf("fan-%04d", i) }
+func faninSite(i int) string { return fmt.Sprintf("site-%02d", i%faninSites) }
+
+// fanInRun runs the fan-in once against a hub started in dir with extra
+// flags (a store, say), and stops the hub. mark, when set, is called as
+// the clock starts (true) and stops (false).
+func (e *runEnv) fanInRun(ctx context.Context, dir string, extra []string, mark func(start bool)) (*faninResult, error) {
+	if mark == nil {
+		mark = func(bool) {}
+	}
+	perEdge := e.pick(200, 1000)
+	h, err := e.startHub(ctx, dir, "", extra...)
+	if err != nil {
+		return nil, err
 	}
 	defer e.stopAll(h.proc)
 	addr := strings.TrimPrefix(h.mqtt, "tcp://")
@@ -46,28 +97,20 @@ func fanIn(ctx context.Context, e *runEnv) error {
 	start := hlc.FromTime(time.Now())
 	sims := make([]*simEdge, faninEdges)
 	for i := range sims {
-		site := fmt.Sprintf("site-%02d", i%faninSites)
-		id := fmt.Sprintf("fan-%04d", i)
-		s := &simEdge{id: id, site: site, acks: make(chan wire.Ack, 16)}
-		evs := make([]event.Event, perEdge)
-		// Each edge's events are the mix from a different offset, with
-		// its own seqs 1…perEdge; Device is left out as in any batch.
-		for j := range evs {
-			ev, err := event.NewEvent("", uint64(j+1), start+hlc.Timestamp(j), mixBody(id, j+i*37))
-			if err != nil {
-				return err
-			}
-			evs[j] = ev
+		s := &simEdge{id: faninID(i), site: faninSite(i), acks: make(chan wire.Ack, 16)}
+		evs, err := faninEvents(i, perEdge, start)
+		if err != nil {
+			return nil, err
 		}
 		for j := 0; j < len(evs); j += faninBatch {
 			part := evs[j:min(j+faninBatch, len(evs))]
 			b, err := wire.NewBatch(part[0].Seq, part[len(part)-1].Seq, part, true, start)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			payload, err := wire.Encode(wire.Up{Batch: b})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			s.batches = append(s.batches, simBatch{to: b.To, payload: payload})
 		}
@@ -75,7 +118,7 @@ func fanIn(ctx context.Context, e *runEnv) error {
 	}
 	hubCPU0, err := h.cpu()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Connect and say hello, in parallel but not all at once.
 	sem := make(chan struct{}, 64)
@@ -97,8 +140,9 @@ func fanIn(ctx context.Context, e *runEnv) error {
 		}
 	}()
 	if err := firstErrs(errs); err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
+	mark(true)
 	t0 := time.Now()
 	for i, s := range sims {
 		wg.Add(1)
@@ -106,42 +150,33 @@ func fanIn(ctx context.Context, e *runEnv) error {
 	}
 	wg.Wait()
 	took := time.Since(t0)
+	mark(false)
 	if err := firstErrs(errs); err != nil {
-		return fmt.Errorf("stream: %w", err)
+		return nil, fmt.Errorf("stream: %w", err)
 	}
 	total := faninEdges * perEdge
 	hubCPU1, err := h.cpu()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	peak, _, err := h.memory()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	devs, err := h.devices(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var lat latencies
 	for _, s := range sims {
 		lat = append(lat, s.lat...)
 		if d := devs[s.id]; d.Received != uint64(perEdge) || d.AckedSeq != uint64(perEdge) {
-			return fmt.Errorf("hub holds %d events of %s acked to %d, want %d", d.Received, s.id, d.AckedSeq, perEdge)
+			return nil, fmt.Errorf("hub holds %d events of %s acked to %d, want %d", d.Received, s.id, d.AckedSeq, perEdge)
 		}
 	}
 	lat.sort()
-	rate := float64(total) / took.Seconds()
-	sc := "6 hub fan-in"
-	e.res.add(Row{Scenario: sc, Figure: fmt.Sprintf("%d edges × %s events, merged and acked", faninEdges, groupThousands(int64(perEdge))),
-		Value: fmtRate(rate), Target: "≥ 50,000 ev/s", Verdict: verdict(rate >= 50_000)})
-	e.res.add(Row{Scenario: sc, Figure: "ack latency p50 / p99 (batch published → hub's ack)", Value: fmtMs(lat.pct(0.5)) + " / " + fmtMs(lat.pct(0.99)), Verdict: Info})
-	e.res.add(Row{Scenario: sc, Figure: "hub peak RSS (VmHWM); hub CPU µs per event", Value: fmt.Sprintf("%s; %.1f µs", fmtMiB(peak), us((hubCPU1-hubCPU0)/time.Duration(total))), Verdict: Info})
-	e.res.note("**6 hub fan-in**: one hub (embedded broker) and, in the harness process, %d minimal MQTT 3.1.1 clients (one TCP session each, "+
-		"client id = device id, %d sites) that each say hello, wait for the hub's answer, then send %s events of the mix as zstd CBOR batches "+
-		"of %d with %d in flight, unsigned (unenrolled devices on a loopback hub), advancing on the hub's end-to-end acks. Batches are encoded "+
-		"before the clock starts; the clock runs from the first batch to the last ack. Each device's record at the hub is checked to hold every event.",
-		faninEdges, faninSites, groupThousands(int64(perEdge)), faninBatch, faninWindow)
-	return nil
+	return &faninResult{perEdge: perEdge, rate: float64(total) / took.Seconds(), hubCPU: (hubCPU1 - hubCPU0) / time.Duration(total),
+		peak: peak, lat: lat, hub: h}, nil
 }
 
 type simBatch struct {

@@ -191,7 +191,8 @@ func initAndStart(bin, dir string, cred *syscall.Credential) (*pgServer, error) 
 	return nil, lastErr
 }
 
-func runPostgres(bin, dir, data string, cred *syscall.Credential) (*pgServer, error) {
+// extra are more settings (-c name=value) for this server alone.
+func runPostgres(bin, dir, data string, cred *syscall.Credential, extra ...string) (*pgServer, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -200,13 +201,14 @@ func runPostgres(bin, dir, data string, cred *syscall.Credential) (*pgServer, er
 	_ = l.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	out := &SyncBuffer{}
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+	args := []string{"-D", data,
 		"-h", "127.0.0.1", "-p", port, "-k", dir,
 		"-c", "fsync=on", "-c", "synchronous_commit=on",
 		"-c", "max_connections=200", "-c", "shared_buffers=32MB",
 		// /dev/shm is small in containers; mmap keeps parallel query
 		// memory in the data directory instead.
-		"-c", "dynamic_shared_memory_type=mmap")
+		"-c", "dynamic_shared_memory_type=mmap"}
+	cmd := exec.Command(filepath.Join(bin, "postgres"), append(args, extra...)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT}
