@@ -73,6 +73,7 @@ type Store struct {
 	log       *slog.Logger
 	timeout   time.Duration
 	projector projectorSlot
+	fencing   fenceSlot
 }
 
 // Open connects to the database at u, applies the migrations it lacks and
