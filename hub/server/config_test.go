@@ -247,13 +247,14 @@ func TestMosquittoBridgeSetting(t *testing.T) {
 	}
 }
 
-// lease is on by default with a PostgreSQL store and off with Badger; on
+// lease is on by default with a PostgreSQL store and an external broker,
+// off with Badger or the embedded broker; on
 // without PostgreSQL, a bad value, or fixed sites beside leases are
 // refused naming the setting; a leased worker left at the default id gets
 // one of its own. (The PostgreSQL store itself is still refused at start
 // by the store check, so the cases with a URL check checkLease alone.)
 func TestLeaseSetting(t *testing.T) {
-	const pg = "postgres://linli@127.0.0.1:5432/linli"
+	const pg, mq = "postgres://linli@127.0.0.1:5432/linli", "tcp://127.0.0.1:1883"
 	for _, tc := range []struct {
 		name   string
 		c      Config
@@ -262,8 +263,10 @@ func TestLeaseSetting(t *testing.T) {
 		ownID  bool   // the id is made for this worker
 	}{
 		{"badger default", Config{Lease: "auto", ID: DefaultID}, false, "", false},
-		{"postgres default", Config{Lease: "auto", Store: pg, ID: DefaultID}, true, "", true},
-		{"postgres with an id", Config{Lease: "auto", Store: pg, ID: "hub-2"}, true, "", false},
+		{"postgres default", Config{Lease: "auto", Store: pg, Broker: mq, ID: DefaultID}, true, "", true},
+		{"postgres with an id", Config{Lease: "auto", Store: pg, Broker: mq, ID: "hub-2"}, true, "", false},
+		{"postgres, embedded broker", Config{Lease: "auto", Store: pg, ID: DefaultID}, false, "", false},
+		{"postgres, embedded broker, on", Config{Lease: "on", Store: pg, ID: DefaultID}, true, "", true},
 		{"postgres, off", Config{Lease: "off", Store: pg, ID: DefaultID}, false, "", false},
 		{"on without postgres", Config{Lease: "on", ID: DefaultID}, false, "lease", false},
 		{"not a choice", Config{Lease: "yes", Store: pg, ID: DefaultID}, false, "lease", false},
