@@ -467,6 +467,7 @@ func (h *Hub) buildHTTP() (err error) {
 	}
 	if h.leases != nil {
 		a.Owner = h.siteOwner
+		a.Devices = workerDevices{in: h.ingest, st: h.backend, log: log.With("component", "http")}
 	}
 	reg.MustRegister(a.OverdueCollector())
 	if siteCA != nil {

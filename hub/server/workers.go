@@ -1,9 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -11,8 +13,10 @@ import (
 
 	"linli/hub/api"
 	"linli/hub/downlink"
+	"linli/hub/ingest"
 	"linli/hub/lease"
 	"linli/hub/state"
+	"linli/hub/store"
 )
 
 // followEvery is how often a worker folds what the others committed
@@ -161,4 +165,49 @@ func (h *Hub) siteOwner(site string) string {
 		h.log.Warn("read a site's owner", "site", site, "err", err)
 	}
 	return owner
+}
+
+// workerDevices is the devices API's source on a worker: ingest's live
+// records of the sites it holds, and the stored records (as their owners
+// last committed them) of every other site, so any worker answers for
+// every device.
+type workerDevices struct {
+	in  *ingest.Ingest
+	st  store.Backend
+	log *slog.Logger
+}
+
+func (w workerDevices) Devices() []store.DeviceRecord {
+	out := w.in.Devices()
+	live := make(map[string]bool, len(out))
+	for _, d := range out {
+		live[d.ID] = true
+	}
+	stored, err := w.st.Devices()
+	if err != nil {
+		w.log.Warn("read the other workers' device records", "err", err)
+	}
+	for _, d := range stored {
+		if !live[d.ID] {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.DeviceRecord) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (w workerDevices) Device(id string) (store.DeviceRecord, bool) {
+	if d, ok := w.in.Device(id); ok {
+		return d, true
+	}
+	stored, err := w.st.Devices()
+	if err != nil {
+		w.log.Warn("read the other workers' device records", "err", err)
+	}
+	for _, d := range stored {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return store.DeviceRecord{}, false
 }

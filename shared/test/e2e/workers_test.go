@@ -121,6 +121,15 @@ func TestWorkersShareSitesAndFailOver(t *testing.T) {
 		}
 	}
 
+	// Either worker lists every site's devices, held or not.
+	for _, h := range []*hubProc{w1, w2} {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
+			var devs []struct{ ID, Site string }
+			h.do(t, "GET", "/api/v1/devices", nil, &devs)
+			return len(devs) == 4, fmt.Sprintf("%s lists %+v", h.Data, devs)
+		})
+	}
+
 	// Every site streams; the worker holding s1 is killed mid-stream.
 	ledger := testkit.NewLedger()
 	var wg sync.WaitGroup
@@ -240,4 +249,88 @@ func doHeader(t *testing.T, h *hubProc, method, path string, body, out any) (int
 		t.Fatalf("%s %s: %d, answer not JSON: %v", method, path, resp.StatusCode, err)
 	}
 	return resp.StatusCode, resp.Header
+}
+
+// startWorker runs a hub worker on PostgreSQL behind the secure
+// Mosquitto, writing the broker's files into the shared mqDir and
+// reloading the broker whose pid is in pidFile; it does not wait for the
+// worker to connect.
+func startWorker(t *testing.T, data, url, mqttAddr, mqDir, pidFile string) *hubProc {
+	t.Helper()
+	hubBin, _ := testkit.Binaries(t)
+	httpAddr := testkit.FreePort(t)
+	h := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
+	h.Proc = testkit.Start(t, filepath.Base(data), hubBin, []string{"--data", data, "--http", httpAddr,
+		"--broker", h.MQTT, "--id", "hub-" + filepath.Base(data), "--store", url, "--lease", "on", "--district", "d1",
+		"--mosquitto-files", "--mosquitto-dir", mqDir,
+		"--mosquitto-reload", "test -s " + pidFile + " && kill -HUP $(cat " + pidFile + ")", "--log-level", "debug"})
+	return h
+}
+
+// Two workers behind the secure Mosquitto write its one password file and
+// ACL: each writes every worker's login and every enrolled device, so
+// whichever wrote last, both workers and every edge log in. Edges
+// enrolled through either worker sync; after one worker is killed the
+// other, with the files as the killed one may have left them, takes
+// every site and the edges' events still arrive exactly once.
+func TestWorkersShareOneBrokersFiles(t *testing.T) {
+	t.Parallel()
+	url := testkit.StartPostgres(t)
+	dir := t.TempDir()
+	mqDir, pidFile := filepath.Join(dir, "mosquitto"), filepath.Join(dir, "mosquitto.pid")
+	mqttAddr := testkit.FreePort(t)
+
+	w1 := startWorker(t, filepath.Join(dir, "w1"), url, mqttAddr, mqDir, pidFile)
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(mqDir, "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(mqDir, "passwd"), "acl_file "+filepath.Join(mqDir, "acl"), "user root")
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(broker.PID())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
+
+	// The second worker gets the district's key and broker secret.
+	for _, f := range []string{"hub.key", filepath.Join("mosquitto", "hub.password")} {
+		b, err := os.ReadFile(filepath.Join(w1.Data, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := filepath.Join(dir, "w2", f)
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w2 := startWorker(t, filepath.Join(dir, "w2"), url, mqttAddr, mqDir, pidFile)
+	testkit.WaitHTTP(t, w2.URL+"/healthz", 30*time.Second)
+	for _, h := range []*hubProc{w1, w2} {
+		poll.Eventually(t, 20*time.Second, func() (bool, string) {
+			code, err := testkit.Do(context.Background(), "GET", h.URL+"/readyz", "", nil, nil)
+			return err == nil && code == 200, fmt.Sprintf("%s ready: %d %v", h.Data, code, err)
+		})
+	}
+
+	edges := []*edgeProc{startEnrolledEdge(t, w1, "kiosk-s1", "s1", "kiosk"), startEnrolledEdge(t, w2, "kiosk-s2", "s2", "kiosk")}
+	ledger := testkit.NewLedger()
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		wg.Go(func() { load(context.Background(), t, e, ledger, 600, 2, false) })
+	}
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
+		a, b := edges[0].sync(t), edges[1].sync(t)
+		return a.AckedSeq > 100 && b.AckedSeq > 100, fmt.Sprintf("sync %+v %+v", a, b)
+	})
+	w1.Kill()
+	wg.Wait()
+	for _, e := range edges {
+		drained(t, e, 60*time.Second)
+		if v := verify(t, w2, e, ledger); v.Present != 600 {
+			t.Fatalf("%s: %s", e.ID, v)
+		}
+	}
 }
