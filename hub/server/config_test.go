@@ -315,3 +315,40 @@ func TestLeaseSetting(t *testing.T) {
 		t.Fatalf("defaults: err %v, leased %v, id %q; want no leases and id %q", err, c.Leased(), c.ID, DefaultID)
 	}
 }
+
+// A worker signs as its district: the --district given, else the --id as
+// given (hub when left out), never the id made for the worker; a hub
+// without leases signs as its id; a bad district is refused naming it.
+func TestDistrictSignID(t *testing.T) {
+	const pg, mq = "postgres://linli@127.0.0.1:5432/linli", "tcp://127.0.0.1:1883"
+	for _, tc := range []struct {
+		name string
+		c    Config
+		want string
+		bad  bool
+	}{
+		{"a lone hub", Config{Lease: "auto", ID: "hub-9"}, "hub-9", false},
+		{"a worker left at the default id", Config{Lease: "auto", Store: pg, Broker: mq, ID: DefaultID}, DefaultID, false},
+		{"a worker with an id", Config{Lease: "auto", Store: pg, Broker: mq, ID: "w1"}, "w1", false},
+		{"a worker of a district", Config{Lease: "on", Store: pg, ID: "w1", District: "d1"}, "d1", false},
+		{"a bad district", Config{Lease: "on", Store: pg, ID: "w1", District: "d/1"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			err := c.checkLease()
+			var ce *config.Error
+			if tc.bad {
+				if !errors.As(err, &ce) || ce.Setting != "district" {
+					t.Fatalf("error %v, want one naming district", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.SignID(); got != tc.want {
+				t.Fatalf("signs as %q, want %q (id %q)", got, tc.want, c.ID)
+			}
+		})
+	}
+}

@@ -468,6 +468,7 @@ func (h *Hub) buildHTTP() (err error) {
 	if h.leases != nil {
 		a.Owner = h.siteOwner
 		a.Devices = workerDevices{in: h.ingest, st: h.backend, log: log.With("component", "http")}
+		a.Delivery = workerDelivery{h}
 	}
 	reg.MustRegister(a.OverdueCollector())
 	if siteCA != nil {

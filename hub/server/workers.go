@@ -211,3 +211,20 @@ func (w workerDevices) Device(id string) (store.DeviceRecord, bool) {
 	}
 	return store.DeviceRecord{}, false
 }
+
+// workerDelivery is the notice delivery's source on a worker: its own
+// downlink index for the sites it holds, the stored log for the others.
+type workerDelivery struct {
+	h *Hub
+}
+
+func (w workerDelivery) Seq(site, entity, id string) (uint64, bool) {
+	if w.h.owns(site) {
+		return w.h.down.Seq(site, entity, id)
+	}
+	seq, ok, err := w.h.down.StoredSeq(site, entity, id)
+	if err != nil {
+		w.h.log.Warn("read another worker's downlink log", "site", site, "err", err)
+	}
+	return seq, ok
+}

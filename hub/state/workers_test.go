@@ -12,6 +12,7 @@ import (
 	"linli/shared/hlc"
 	"linli/shared/merge"
 	"linli/shared/test/storetest"
+	"linli/shared/wire"
 )
 
 // worker is one hub worker's merged state and downlink over a shared
@@ -181,6 +182,15 @@ func TestWorkersShareOneStore(t *testing.T) {
 		}
 		if got := w2.down.Head("s1"); got != head+1 {
 			t.Fatalf("w2's downlink head of s1 after a notice: %d, want %d", got, head+1)
+		}
+		// w1, no longer holding s1, reads the notice's change from the
+		// store; its own index of s1 stopped at the handover.
+		want, _ := w2.down.Seq("s1", wire.EntityNotice, "N1")
+		if got, ok, err := w1.down.StoredSeq("s1", wire.EntityNotice, "N1"); err != nil || !ok || got != want || want == 0 {
+			t.Fatalf("w1's stored seq of N1: %d, %v, %v; want w2's %d", got, ok, err, want)
+		}
+		if _, ok := w1.down.Seq("s1", wire.EntityNotice, "N1"); ok {
+			t.Fatal("w1's own index of s1 has a change it never wrote")
 		}
 		if _, err := w1.Record(&event.NoticeSet{ID: "N2", Site: "s1", Title: "x", Category: "safety"}); !errors.Is(err, ErrNotOwned) {
 			t.Fatalf("w1 recording for the site it gave up: %v, want ErrNotOwned", err)
