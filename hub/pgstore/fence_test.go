@@ -3,16 +3,20 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	neturl "net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"linli/hub/downlink"
 	"linli/hub/lease"
+	"linli/hub/pgstore"
 	"linli/hub/state"
 	"linli/hub/store"
 	"linli/shared/event"
+	"linli/shared/test/netproxy"
 	"linli/shared/test/testkit"
 	"linli/shared/wire"
 )
@@ -120,5 +124,68 @@ func TestFencedCommit(t *testing.T) {
 	b.PutEvent("theirs", ev(), []byte{0xa0})
 	if err := b.Commit(); err != nil {
 		t.Fatalf("commit without a fence: %v", err)
+	}
+}
+
+// A worker cut off in the middle of a fenced commit does not keep its
+// lease rows locked: the server ends the commit after FenceIdleTimeout,
+// another worker's takeover goes through, and nothing of the commit is
+// stored.
+func TestCutOffFencedCommitReleasesTheLease(t *testing.T) {
+	url := testkit.StartPostgres(t)
+	direct := open(t, url)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := netproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	u.Host = proxy.Addr()
+	st := open(t, u.String())
+	ctx := context.Background()
+	if _, err := direct.Pool().Exec(ctx, `INSERT INTO site_leases (site, owner, epoch, expires_at)
+		VALUES ('own', 'w1', 1, now() + interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	cut := make(chan struct{})
+	st.SetFence(func(ctx context.Context, tx pgx.Tx, site string) error {
+		err := lease.Check(ctx, tx, site, "w1", 1)
+		proxy.Cut(netproxy.Blackhole) // the row is locked; the rest of the commit never arrives
+		close(cut)
+		return err
+	}, keySite)
+	done := make(chan error, 1)
+	go func() {
+		b := st.NewBatch()
+		e, err := event.NewEvent("k1", 1, 1, &event.Report{Category: "facilities", Title: "灯", Building: "B1", Unit: "1-1"})
+		if err != nil {
+			done <- err
+			return
+		}
+		b.PutEvent("own", &e, []byte{0xa0})
+		done <- b.Commit()
+	}()
+	<-cut
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := direct.Pool().Exec(tctx, `UPDATE site_leases SET owner = 'w2', epoch = epoch + 1 WHERE site = 'own'`); err != nil {
+		t.Fatalf("takeover while the cut-off worker's commit holds the lease row: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("takeover went through %s after the cut", took.Round(100*time.Millisecond))
+	if took > pgstore.FenceIdleTimeout+5*time.Second {
+		t.Fatalf("takeover took %s, want about FenceIdleTimeout (%s)", took, pgstore.FenceIdleTimeout)
+	}
+	proxy.Restore()
+	if err := <-done; err == nil {
+		t.Fatal("the cut-off commit succeeded")
+	}
+	var n int
+	if err := direct.Pool().QueryRow(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events stored by the cut-off commit (%v)", n, err)
 	}
 }

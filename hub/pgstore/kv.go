@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -71,13 +72,28 @@ func (s *Store) SetFence(f Fence, keySite func(key []byte) string) {
 	s.fencing.Store(&fencing{fence: f, keySite: keySite})
 }
 
+// FenceIdleTimeout ends, on the server, a fenced commit whose worker
+// stops talking in the middle of it (cut off from the database): the
+// lease rows the commit locked would otherwise stay locked until TCP gave
+// up on the connection, hours later, and no other worker could take the
+// sites. A commit sends its statements back to back, so it is never idle
+// this long while its worker can reach the database.
+const FenceIdleTimeout = 3 * time.Second
+
 // fence calls the fence for each site the batch writes.
 func (s *Store) fence(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	fc := s.fencing.Load()
 	if fc == nil {
 		return nil
 	}
-	for _, site := range b.sites(fc.keySite) {
+	sites := b.sites(fc.keySite)
+	if len(sites) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", FenceIdleTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("bound the fenced commit: %w", err)
+	}
+	for _, site := range sites {
 		if err := fc.fence(ctx, tx, site); err != nil {
 			return fmt.Errorf("fence site %s: %w", site, err)
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"linli/shared/event"
+	"linli/shared/test/netproxy"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -333,4 +336,95 @@ func TestWorkersShareOneBrokersFiles(t *testing.T) {
 			t.Fatalf("%s: %s", e.ID, v)
 		}
 	}
+}
+
+// A worker cut off from PostgreSQL (a black hole between them) acks
+// nothing more: until the other worker holds its sites, no edge of them
+// is acked beyond what was committed when the cut began; the other
+// worker then takes the sites within 10 s and every event arrives once.
+func TestWorkerCutOffFromPostgresStopsAcking(t *testing.T) {
+	t.Parallel()
+	url := testkit.StartPostgres(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := netproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	cutURL := *u
+	cutURL.Host = proxy.Addr()
+	mq, _ := testkit.Mosquitto(t)
+	dir := t.TempDir()
+	w1 := startHub(t, filepath.Join(dir, "w1"), "", mq, "--store", cutURL.String(), "--lease", "on", "--district", "d1")
+	key, err := os.ReadFile(filepath.Join(w1.Data, "hub.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "w2"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "w2", "hub.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w2 := startHub(t, filepath.Join(dir, "w2"), "", mq, "--store", url, "--lease", "on", "--district", "d1")
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	owner := func(site string) string {
+		var o string
+		if err := conn.QueryRow(ctx, "SELECT owner FROM site_leases WHERE site = $1 AND expires_at > now()", site).Scan(&o); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return o
+	}
+	e1 := startEnrolledEdge(t, w1, "kiosk-c1", "c1", "kiosk", "--batch-events", "20", "--window", "2")
+	e2 := startEnrolledEdge(t, w2, "kiosk-c2", "c2", "kiosk", "--batch-events", "20", "--window", "2")
+	poll.Eventually(t, 30*time.Second, func() (bool, string) {
+		a, b := owner("c1"), owner("c2")
+		return a != "" && b != "" && a != b, fmt.Sprintf("owners %q %q", a, b)
+	})
+	// The edge of w1's site.
+	edge := e1
+	if owner("c1") != "hub-w1" {
+		edge = e2
+	}
+	site := edge.ID[len("kiosk-"):]
+
+	ledger := testkit.NewLedger()
+	var wg sync.WaitGroup
+	wg.Go(func() { load(ctx, t, edge, ledger, 1500, 4, false) })
+	poll.Eventually(t, 60*time.Second, func() (bool, string) {
+		s := edge.sync(t)
+		return s.AckedSeq > 100, fmt.Sprintf("sync %+v", s)
+	})
+	proxy.Cut(netproxy.Blackhole)
+	cut := time.Now()
+	var stored uint64
+	if err := conn.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM events WHERE site = $1 AND device = $2", site, edge.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 15*time.Second, func() (bool, string) {
+		if o := owner(site); o == "hub-w2" {
+			return true, ""
+		}
+		if s := edge.sync(t); s.AckedSeq > stored {
+			t.Fatalf("acked up to %d while cut off, %s after the cut; %d was committed", s.AckedSeq, time.Since(cut), stored)
+		}
+		return false, "the other worker to hold " + site
+	})
+	took := time.Since(cut)
+	t.Logf("%s held by hub-w2 %s after the cut; nothing acked past seq %d meanwhile", site, took.Round(100*time.Millisecond), stored)
+	if took > 10*time.Second {
+		t.Fatalf("%s moved %s after the cut, want within 10 s", site, took)
+	}
+	wg.Wait()
+	drained(t, edge, 90*time.Second)
+	verify(t, w2, edge, ledger)
 }
