@@ -192,6 +192,9 @@ func TestWorkersShareOneStore(t *testing.T) {
 		if _, ok := w1.down.Seq("s1", wire.EntityNotice, "N1"); ok {
 			t.Fatal("w1's own index of s1 has a change it never wrote")
 		}
+		if _, err := w1.Erase("s1", "R1"); !errors.Is(err, ErrNotOwned) {
+			t.Fatalf("w1 erasing a resident of the site it gave up: %v, want ErrNotOwned", err)
+		}
 		if _, err := w1.Record(&event.NoticeSet{ID: "N2", Site: "s1", Title: "x", Category: "safety"}); !errors.Is(err, ErrNotOwned) {
 			t.Fatalf("w1 recording for the site it gave up: %v, want ErrNotOwned", err)
 		}
