@@ -4,6 +4,7 @@ package api
 
 import (
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"linli/hub/state"
 	"linli/hub/store"
 	"linli/hub/stream"
 	"linli/shared/event"
@@ -91,6 +93,11 @@ var errBadToken = &httpx.Error{Status: http.StatusUnauthorized, Msg: "the bearer
 
 // API is the hub's HTTP handler.
 type API struct {
+	// Owner names the worker holding a site's lease ("" when none does),
+	// for the answer to a write of a site another worker holds; nil for
+	// a hub alone.
+	Owner func(site string) string
+
 	Devices  Devices
 	Events   Events
 	Auth     Authorizer
@@ -177,6 +184,11 @@ func (a *API) Handler() http.Handler {
 func (a *API) wrap(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
+			var no *state.NotOwnedError
+			if errors.As(err, &no) {
+				a.notOwned(w, no.Site)
+				return
+			}
 			httpx.WriteError(w, httpError(err))
 		}
 	}

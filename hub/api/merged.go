@@ -234,6 +234,9 @@ func (a *API) recordError(err error) error {
 	if e := httpx.FromValidation(err); e != nil {
 		return e
 	}
+	if errors.Is(err, state.ErrNotOwned) {
+		return err // wrap answers 503 naming the site's owner
+	}
 	a.Logger.Error("record operator decision", "err", err)
 	return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: "could not store the change: " + err.Error()}
 }

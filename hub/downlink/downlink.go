@@ -444,3 +444,29 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 	l.publish(wire.Topic(site, device, wire.LeafDown), d)
 	return nil
 }
+
+// LoadSite reads site's head and entity index again from the store: a
+// worker taking a site on from another continues the site's sequence
+// where the store has it, not where its own copy stopped.
+func (l *Log) LoadSite(site string) error {
+	var head uint64
+	index := map[string]uint64{}
+	err := l.db.View(func(v store.View) error {
+		return v.Scan([]byte(prefix+site+"/"), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
+			var c wire.Change
+			if err := event.UnmarshalOwn(val, &c); err != nil {
+				return false, fmt.Errorf("change %q: %w", key, err)
+			}
+			head = max(head, c.Seq)
+			index[entityKey(c.Entity, c.ID, c.Device)] = c.Seq
+			return true, nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load downlink log of %s: %w", site, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.heads[site], l.index[site] = head, index
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -221,6 +222,35 @@ func (b *Batch) Len() int {
 	return len(b.events) + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
 }
 
+// sites lists, sorted, the sites the batch writes: of its events,
+// quarantined and rewritten events, device records, projected changes,
+// and the keyed records keySite names a site for.
+func (b *Batch) sites(keySite func(key []byte) string) []string {
+	set := map[string]bool{}
+	for _, r := range b.events {
+		set[r.site] = true
+	}
+	for _, r := range b.quar {
+		set[r.site] = true
+	}
+	for k := range b.rewrites {
+		set[k.site] = true
+	}
+	for k := range b.devices {
+		set[k.site] = true
+	}
+	for _, p := range b.projects {
+		set[p.site] = true
+	}
+	if keySite != nil {
+		for k := range b.kv {
+			set[keySite([]byte(k))] = true
+		}
+	}
+	delete(set, "")
+	return slices.Sorted(maps.Keys(set))
+}
+
 // Discard abandons the batch.
 func (b *Batch) Discard() {
 	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = nil, nil, nil, nil, nil, nil
@@ -244,6 +274,12 @@ func (b *Batch) Commit() error {
 	defer cancel()
 	b.events, b.quar = sortedOnce(b.events), sortedOnce(b.quar)
 	err := b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		// The fence goes first: a commit of a site this worker no longer
+		// holds fails before it writes anything, and the lease rows it
+		// locks keep a takeover waiting until this commit ends.
+		if err := b.s.fence(ctx, tx, b); err != nil {
+			return err
+		}
 		if err := insertEvents(ctx, tx, b.events); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -42,6 +43,63 @@ func (s *Store) project(ctx context.Context, tx pgx.Tx, ps []projection) error {
 }
 
 var _ store.Backend = (*Store)(nil)
+
+// Fence is called inside the transaction of every commit, once for each
+// site the commit writes (in site order), before anything of it is
+// written: an error rolls the whole commit back, so nothing of it is
+// stored and nothing acked. A hub sharing its sites with other workers
+// checks its lease on the site there (lease.Manager.Fence).
+type Fence func(ctx context.Context, tx pgx.Tx, site string) error
+
+// fenceSlot holds the fence and how to tell a keyed record's site.
+type fenceSlot = atomic.Pointer[fencing]
+
+type fencing struct {
+	fence   Fence
+	keySite func(key []byte) string
+}
+
+// SetFence sets the fence every later commit calls (nil: none). keySite
+// names the site of a keyed record (Set, Delete), "" for the hub-wide
+// ones: the merged state's facts and the downlink's entries are per
+// site, as are the events, device records and projected changes a batch
+// writes.
+func (s *Store) SetFence(f Fence, keySite func(key []byte) string) {
+	if f == nil {
+		s.fencing.Store(nil)
+		return
+	}
+	s.fencing.Store(&fencing{fence: f, keySite: keySite})
+}
+
+// FenceIdleTimeout ends, on the server, a fenced commit whose worker
+// stops talking in the middle of it (cut off from the database): the
+// lease rows the commit locked would otherwise stay locked until TCP gave
+// up on the connection, hours later, and no other worker could take the
+// sites. A commit sends its statements back to back, so it is never idle
+// this long while its worker can reach the database.
+const FenceIdleTimeout = 3 * time.Second
+
+// fence calls the fence for each site the batch writes.
+func (s *Store) fence(ctx context.Context, tx pgx.Tx, b *Batch) error {
+	fc := s.fencing.Load()
+	if fc == nil {
+		return nil
+	}
+	sites := b.sites(fc.keySite)
+	if len(sites) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", FenceIdleTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("bound the fenced commit: %w", err)
+	}
+	for _, site := range sites {
+		if err := fc.fence(ctx, tx, site); err != nil {
+			return fmt.Errorf("fence site %s: %w", site, err)
+		}
+	}
+	return nil
+}
 
 // projectorSlot holds the projector for the batches to load.
 type projectorSlot = atomic.Pointer[Projector]

@@ -78,6 +78,7 @@ type Store struct {
 	projector projectorSlot
 	watch     commitWatch
 	retries   atomic.Uint64
+	fencing   fenceSlot
 }
 
 // Open connects to the database at u, applies the migrations it lacks and

@@ -413,3 +413,33 @@ func (r *Registry) ResidentKey(site string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// Refresh reads every device from the store again and calls the OnChange
+// hooks for each one enrolled, replaced or revoked since the last read:
+// hubs sharing one store (workers on one PostgreSQL) learn within one
+// refresh what another enrolled or revoked.
+func (r *Registry) Refresh() error {
+	devs, err := r.st.Devices()
+	if err != nil {
+		return fmt.Errorf("refresh registry: %w", err)
+	}
+	var changed []Device
+	r.mu.Lock()
+	for i := range devs {
+		d := &devs[i]
+		old, ok := r.devices[d.ID]
+		if !ok || !bytes.Equal(old.PublicKey, d.PublicKey) || !old.Revoked.Equal(d.Revoked) ||
+			old.Site != d.Site || len(old.Previous) != len(d.Previous) {
+			changed = append(changed, *d)
+		}
+		r.devices[d.ID] = d
+	}
+	hooks := r.onChange
+	r.mu.Unlock()
+	for _, d := range changed {
+		for _, f := range hooks {
+			f(d)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,7 @@ type Config struct {
 	Sites      []string
 	ID         string
 	Lease      string
+	District   string
 	Username   string
 	Password   string
 	Profile    string
@@ -98,7 +100,8 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list (an active/standby pair) the hub fails over along as edges do; when set no embedded broker starts")
 	s.List(&c.Sites, "sites", nil, "sites this hub owns, comma-separated (default all)")
 	s.String(&c.ID, "id", DefaultID, "this hub's id (its MQTT client id on an external broker); with --lease, its worker id, unique among the hubs on the database (default then hub-<host>-<pid>)")
-	s.String(&c.Lease, "lease", "auto", "share the sites with the other hubs on the same PostgreSQL store, each site owned by one hub at a time through a lease (docs/deployment.md): auto (on with --store postgres://…, off with the Badger store), on, or off")
+	s.String(&c.Lease, "lease", "auto", "share the sites with the other hubs on the same PostgreSQL store, each site owned by one hub at a time through a lease (docs/deployment.md): auto (on with --store postgres://… and --broker, off with the Badger store or the embedded broker), on, or off")
+	s.String(&c.District, "district", "", "with --lease: the name every worker of the district signs as — the hub id edges enrolled with, whose key (<data>/hub.key, copied to every worker) they verify — and, with --mosquitto-files, the workers' login on the broker; the same on every worker (default: --id as given, hub when left out)")
 	s.String(&c.Username, "mqtt-username", "", "username on the external broker")
 	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
 	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
@@ -261,8 +264,12 @@ const DefaultID = "hub"
 
 // Leased reports whether the hub shares its sites with other hubs
 // through site leases (after Validate).
+//
+// auto turns them on for a hub that can share: on PostgreSQL and an
+// external broker. A hub with its embedded broker serves the edges that
+// connect to it, which no other hub could take over, so it runs alone.
 func (c *Config) Leased() bool {
-	return c.Lease == "on" || c.Lease == "auto" && c.Store != ""
+	return c.Lease == "on" || c.Lease == "auto" && c.Store != "" && c.Broker != ""
 }
 
 // checkLease checks the lease setting against the store and the sites,
@@ -283,10 +290,26 @@ func (c *Config) checkLease() error {
 	if len(c.Sites) > 0 {
 		return config.Errorf("sites", "leases decide which sites this hub owns; give --sites only with --lease off")
 	}
+	if c.District == "" {
+		c.District = cmp.Or(c.ID, DefaultID)
+	}
+	if err := event.ValidID(c.District); err != nil {
+		return config.Errorf("district", "%v", err)
+	}
 	if c.ID == DefaultID || c.ID == "" {
 		c.ID = workerID()
 	}
 	return nil
+}
+
+// SignID is the id the hub signs its acks and downlink as, which edges
+// enrolled with: the district's with leases (the same on every worker),
+// else the hub's own id.
+func (c *Config) SignID() string {
+	if c.Leased() && c.District != "" {
+		return c.District
+	}
+	return c.ID
 }
 
 // workerID is hub-<host>-<pid>, cut to an id's 64 characters, with any

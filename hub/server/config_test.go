@@ -247,13 +247,14 @@ func TestMosquittoBridgeSetting(t *testing.T) {
 	}
 }
 
-// lease is on by default with a PostgreSQL store and off with Badger; on
+// lease is on by default with a PostgreSQL store and an external broker,
+// off with Badger or the embedded broker; on
 // without PostgreSQL, a bad value, or fixed sites beside leases are
 // refused naming the setting; a leased worker left at the default id gets
 // one of its own. (The PostgreSQL store itself is still refused at start
 // by the store check, so the cases with a URL check checkLease alone.)
 func TestLeaseSetting(t *testing.T) {
-	const pg = "postgres://linli@127.0.0.1:5432/linli"
+	const pg, mq = "postgres://linli@127.0.0.1:5432/linli", "tcp://127.0.0.1:1883"
 	for _, tc := range []struct {
 		name   string
 		c      Config
@@ -262,8 +263,10 @@ func TestLeaseSetting(t *testing.T) {
 		ownID  bool   // the id is made for this worker
 	}{
 		{"badger default", Config{Lease: "auto", ID: DefaultID}, false, "", false},
-		{"postgres default", Config{Lease: "auto", Store: pg, ID: DefaultID}, true, "", true},
-		{"postgres with an id", Config{Lease: "auto", Store: pg, ID: "hub-2"}, true, "", false},
+		{"postgres default", Config{Lease: "auto", Store: pg, Broker: mq, ID: DefaultID}, true, "", true},
+		{"postgres with an id", Config{Lease: "auto", Store: pg, Broker: mq, ID: "hub-2"}, true, "", false},
+		{"postgres, embedded broker", Config{Lease: "auto", Store: pg, ID: DefaultID}, false, "", false},
+		{"postgres, embedded broker, on", Config{Lease: "on", Store: pg, ID: DefaultID}, true, "", true},
 		{"postgres, off", Config{Lease: "off", Store: pg, ID: DefaultID}, false, "", false},
 		{"on without postgres", Config{Lease: "on", ID: DefaultID}, false, "lease", false},
 		{"not a choice", Config{Lease: "yes", Store: pg, ID: DefaultID}, false, "lease", false},
@@ -339,5 +342,42 @@ func TestMemoryHoldSetting(t *testing.T) {
 		case !tc.bad && (err != nil || c.MemoryHold != tc.want):
 			t.Errorf("%v: hold %v (%v), want %v", tc.args, c.MemoryHold, err, tc.want)
 		}
+	}
+}
+
+// A worker signs as its district: the --district given, else the --id as
+// given (hub when left out), never the id made for the worker; a hub
+// without leases signs as its id; a bad district is refused naming it.
+func TestDistrictSignID(t *testing.T) {
+	const pg, mq = "postgres://linli@127.0.0.1:5432/linli", "tcp://127.0.0.1:1883"
+	for _, tc := range []struct {
+		name string
+		c    Config
+		want string
+		bad  bool
+	}{
+		{"a lone hub", Config{Lease: "auto", ID: "hub-9"}, "hub-9", false},
+		{"a worker left at the default id", Config{Lease: "auto", Store: pg, Broker: mq, ID: DefaultID}, DefaultID, false},
+		{"a worker with an id", Config{Lease: "auto", Store: pg, Broker: mq, ID: "w1"}, "w1", false},
+		{"a worker of a district", Config{Lease: "on", Store: pg, ID: "w1", District: "d1"}, "d1", false},
+		{"a bad district", Config{Lease: "on", Store: pg, ID: "w1", District: "d/1"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			err := c.checkLease()
+			var ce *config.Error
+			if tc.bad {
+				if !errors.As(err, &ce) || ce.Setting != "district" {
+					t.Fatalf("error %v, want one naming district", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.SignID(); got != tc.want {
+				t.Fatalf("signs as %q, want %q (id %q)", got, tc.want, c.ID)
+			}
+		})
 	}
 }

@@ -37,6 +37,7 @@ import (
 	"linli/hub/brokerclient"
 	"linli/hub/downlink"
 	"linli/hub/ingest"
+	"linli/hub/lease"
 	"linli/hub/operators"
 	"linli/hub/pgstore"
 	"linli/hub/pki"
@@ -148,6 +149,14 @@ type Hub struct {
 	token    string
 	backups  *backup.Scheduler // nil without --backup-dir
 	expiry   *retention.Loop
+	leases   *lease.Manager // nil unless the hub shares its sites (cfg.Leased)
+	owned    sync.Map       // site → true: the sites this worker has taken on (with leases)
+
+	// rewriteMosquitto writes the Mosquitto files again (nil without
+	// --mosquitto-files); workers lists the worker ids they were last
+	// written with.
+	rewriteMosquitto func() error
+	workers          []string
 
 	// takes are backups reading the store on demand; the store closes
 	// after them.
@@ -317,15 +326,24 @@ func (h *Hub) startTransport(ctx context.Context) (err error) {
 func (h *Hub) buildServices() (err error) {
 	cfg, log, tr := h.cfg, h.log, h.transport
 	clock := hlc.NewClock(nil, 0)
-	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.ID, payload) }
+	sign := func(payload []byte) ([]byte, error) { return identity.Sign(h.key, cfg.SignID(), payload) }
 	h.down, err = downlink.Open(h.backend, tr, clock, sign, log.With("component", "downlink"))
 	if err != nil {
 		return err
 	}
 	h.down.SetDevices(siteDevices{h.registry})
-	h.state, err = state.Open(state.Options{Store: h.backend, Downlink: h.down, Clock: clock, HubID: cfg.ID,
+	so := state.Options{Store: h.backend, Downlink: h.down, Clock: clock, HubID: cfg.ID,
 		Kiosks: h.kiosks, Logger: log.With("component", "state"), SnapshotEvery: cfg.SnapshotEvery, Build: Version,
-		Hold: cfg.MemoryHold})
+		Hold: cfg.MemoryHold}
+	if cfg.Leased() {
+		// A worker decides for the sites it has taken on only. It writes
+		// no snapshot: the one snapshot key would hold whichever worker's
+		// copy wrote last, and the sites it does not hold trail their
+		// owners'. (Without snapshots nothing leaves memory either: the
+		// archive is written at a snapshot.)
+		so.Owns, so.SnapshotEvery = h.owns, 0
+	}
+	h.state, err = state.Open(so)
 	if err != nil {
 		return err
 	}
@@ -344,9 +362,15 @@ func (h *Hub) buildServices() (err error) {
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.backend, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
-		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup})
+		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup,
+		Leased: cfg.Leased()})
 	if err != nil {
 		return err
+	}
+	if cfg.Leased() {
+		if err := h.buildLeases(); err != nil {
+			return err
+		}
 	}
 	h.registry.OnChange(func(d registry.Device) {
 		if !d.Revoked.IsZero() {
@@ -380,7 +404,7 @@ func (h *Hub) buildServices() (err error) {
 // stream) and takes the HTTP port.
 func (h *Hub) buildHTTP() (err error) {
 	cfg, log := h.cfg, h.log
-	hubInfo := api.HubInfo{ID: cfg.ID, Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
+	hubInfo := api.HubInfo{ID: cfg.SignID(), Key: h.key.Public().(ed25519.PublicKey), Broker: h.brokerURL(), TokenTTL: cfg.TokenTTL,
 		MosquittoLogins: cfg.Broker != "" && cfg.MosquittoFiles}
 	if h.tls != nil {
 		hubInfo.CAPEM, hubInfo.Fingerprint = string(h.tls.CAPEM), h.tls.Fingerprint
@@ -449,6 +473,11 @@ func (h *Hub) buildHTTP() (err error) {
 	if h.pg != nil {
 		a.District = h.pg
 	}
+	if h.leases != nil {
+		a.Owner = h.siteOwner
+		a.Devices = workerDevices{in: h.ingest, st: h.backend, log: log.With("component", "http")}
+		a.Delivery = workerDelivery{h}
+	}
 	reg.MustRegister(a.OverdueCollector())
 	if siteCA != nil {
 		a.SiteCA = siteCA
@@ -483,8 +512,24 @@ func (h *Hub) run(ctx context.Context) {
 	h.cancel = cancel
 	// The first of these to fail stops the others and the hub.
 	g, gctx := errgroup.WithContext(runCtx)
+	ingestCtx := gctx
+	if h.leases != nil {
+		// Ingest stops after the leases are handed over (each site given
+		// up in it first), so nothing it stores is of a site no longer
+		// held; a failing ingest still stops the group and so the leases.
+		var stopIngest context.CancelFunc
+		ingestCtx, stopIngest = context.WithCancel(context.Background())
+		g.Go(func() error {
+			defer stopIngest()
+			if err := h.leases.Run(gctx); err != nil {
+				return fmt.Errorf("site leases: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { h.follow(gctx); return nil })
+	}
 	g.Go(func() error {
-		if err := h.ingest.Run(gctx); err != nil {
+		if err := h.ingest.Run(ingestCtx); err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
 		return nil
@@ -653,6 +698,14 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 		}
 	}
 	login = h.cfg.ID
+	var secret string
+	if h.cfg.Leased() {
+		// The workers of a district share one broker and its one pair of
+		// files: each worker's password derives from the district's
+		// secret (hub.password, copied to every worker with hub.key), and
+		// each writes every worker's login.
+		secret, pass = pass, registry.WorkerPassword(pass, login)
+	}
 	if h.cfg.MosquittoBridge {
 		// The standby broker's bridge logs in to the active one under a
 		// login of its own: the hub's would take the hub's session (the
@@ -672,10 +725,27 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 			}
 		}
 	}
-	msync := registry.NewMosquittoSync(h.registry, files, login, pass, reload)
+	current := func() (registry.MosquittoFiles, error) {
+		f := files
+		if h.cfg.Leased() {
+			ids, err := h.workerIDs()
+			if err != nil {
+				return f, err
+			}
+			for _, id := range ids {
+				if id != login {
+					f.Workers = append(f.Workers, registry.Login{User: id, Password: registry.WorkerPassword(secret, id)})
+				}
+			}
+		}
+		return f, nil
+	}
+	msync := registry.NewMosquittoSync(h.registry, current, login, pass, reload)
 	if err := msync.Sync(); err != nil {
 		return "", "", config.Errorf("mosquitto-dir", "%v", err)
 	}
+	// The worker list changed: the same serialised rewrite.
+	h.rewriteMosquitto = msync.Sync
 	h.registry.OnChange(func(registry.Device) {
 		if err := msync.Sync(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)

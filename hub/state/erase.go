@@ -36,6 +36,9 @@ func (s *State) Erase(site, resident string) (Erasure, error) {
 	if err := event.ValidID(resident); err != nil {
 		return Erasure{}, &event.FieldError{Field: "resident", Msg: err.Error()}
 	}
+	if !s.owns(site) {
+		return Erasure{}, &NotOwnedError{Site: site}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	salt := make([]byte, 16)

@@ -66,6 +66,14 @@ type Options struct {
 	// moves it to the archive in the store (archive.go), from where a
 	// later fact or a query reads it. 0 keeps every entity in memory.
 	Hold time.Duration
+	// Owns says whether this hub decides for a site: nil for a hub
+	// alone, which decides for every site. With site leases, the sites
+	// this worker holds: the seat policy runs for those only, operator
+	// decisions for any other are refused (NotOwnedError), the hub's
+	// event counter is the worker's own (under its HubID, so two workers
+	// never number two decisions alike), and Follow folds the other
+	// workers' facts.
+	Owns func(site string) bool
 }
 
 // State is the hub's merged state. Reads are safe from any goroutine;
@@ -86,6 +94,8 @@ type State struct {
 	pendingSites map[string]bool
 	erased       map[string]string // site/resident → token
 	loadRead     int               // fact keys the last load read
+
+	follow follower // guarded by writeMu
 }
 
 // Errors.
@@ -124,9 +134,14 @@ func (s *State) load() error {
 	var hubSeq, since uint64
 	n, read, snapBytes := 0, 0, 0
 	rebuilt := false
-	err := s.opts.Store.View(func(v store.View) error {
+	mark, err := s.opts.Store.ReadMark()
+	if err != nil {
+		return fmt.Errorf("load merged state: %w", err)
+	}
+	loadedAt := time.Now()
+	err = s.opts.Store.View(func(v store.View) error {
 		var err error
-		if hubSeq, err = store.GetU64(v, []byte(keyHubSeq)); err != nil {
+		if hubSeq, err = store.GetU64(v, s.hubSeqKey()); err != nil {
 			return err
 		}
 		erased, err := loadErased(v)
@@ -204,6 +219,7 @@ func (s *State) load() error {
 	s.merged, s.sites, s.hubSeq = m, sites, hubSeq
 	s.loadRead = read
 	s.mu.Unlock()
+	s.follow.reset(loadedAt, mark)
 	s.log.Info("merged state loaded", "facts", n, "snapshot", since != 0, "snapshot_bytes", snapBytes, "fact_keys_read", read,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -523,6 +539,9 @@ func (s *State) snapshot() {
 // records each round's decisions. Callers hold writeMu.
 func (s *State) decide(sites []string) {
 	for _, site := range sites {
+		if !s.owns(site) {
+			continue // its owner decides
+		}
 		for round := 0; round < 8; round++ {
 			s.mu.RLock()
 			bodies := s.merged.Decide(site, s.opts.Kiosks(site), s.opts.Clock.Now())
@@ -562,7 +581,7 @@ func (s *State) record(bodies []event.Body) ([]event.Event, error) {
 		facts = append(facts, merge.Fact{Site: site, Event: ev})
 		evs = append(evs, ev)
 	}
-	b.Set([]byte(keyHubSeq), kv.U64(seq))
+	b.Set(s.hubSeqKey(), kv.U64(seq))
 	if err := s.fold(b, facts); err != nil {
 		b.Discard()
 		s.opts.Downlink.Abort()
@@ -606,6 +625,11 @@ func (s *State) Record(bodies ...event.Body) ([]event.Event, error) {
 			return nil, err
 		}
 	}
+	for _, b := range bodies {
+		if site := s.siteOf(b); site != "" && !s.owns(site) {
+			return nil, &NotOwnedError{Site: site}
+		}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	evs, err := s.record(bodies)
@@ -626,6 +650,9 @@ func (s *State) Record(bodies ...event.Body) ([]event.Event, error) {
 // a rotation brings) in site's downlink log and sends them to its edges:
 // edges that are away take them when they catch up, like any change.
 func (s *State) SendDown(site string, changes []wire.Change) error {
+	if !s.owns(site) {
+		return &NotOwnedError{Site: site}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	b := s.opts.Store.NewBatch()
