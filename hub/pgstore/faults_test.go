@@ -43,17 +43,8 @@ func commitAsync(b store.Batch) <-chan error {
 // countOn counts the events of k1 on the server at url.
 func countOn(t *testing.T, url string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n int
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM events WHERE site = 's1' AND device = 'k1'").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, "SELECT count(*) FROM events WHERE site = 's1' AND device = 'k1'", nil, &n)
 	return n
 }
 

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
@@ -126,35 +123,17 @@ func storedOnce(t *testing.T, url string, e *edgeProc) {
 
 func eventCounts(t *testing.T, url, device string) (rows, seqs, last uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if err := c.QueryRow(ctx, `SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0) FROM events
-		WHERE site = 's1' AND device = $1`, device).Scan(&rows, &seqs, &last); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, `SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0) FROM events
+		WHERE site = 's1' AND device = $1`, []any{device}, &rows, &seqs, &last)
 	return rows, seqs, last
 }
 
 // seqsUpTo counts the device's stored seqs up to upto at url.
 func seqsUpTo(t *testing.T, url, device string, upto uint64) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n uint64
-	if err := c.QueryRow(ctx, "SELECT count(DISTINCT seq) FROM events WHERE site = 's1' AND device = $1 AND seq <= $2",
-		device, int64(upto)).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, "SELECT count(DISTINCT seq) FROM events WHERE site = 's1' AND device = $1 AND seq <= $2",
+		[]any{device, int64(upto)}, &n)
 	return n
 }
 
@@ -162,21 +141,12 @@ func seqsUpTo(t *testing.T, url, device string, upto uint64) uint64 {
 // COMMIT for the synchronous standby, and cancels those waits if cancel.
 func hubWaitsForStandby(t *testing.T, url string, cancel bool) int {
 	t.Helper()
-	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	q := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'"
 	if cancel {
 		q = "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'"
 	}
 	var n int
-	if err := c.QueryRow(ctx, q).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, q, nil, &n)
 	return n
 }
 

@@ -325,17 +325,8 @@ watch:
 // the server at url and returns how many it cancelled.
 func cancelSyncWaits(t *testing.T, url string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n int
-	if err := c.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'", nil, &n)
 	return n
 }
 
@@ -343,33 +334,15 @@ func cancelSyncWaits(t *testing.T, url string) int {
 // at url waits in its COMMIT for the synchronous standby.
 func syncWaiting(t *testing.T, url string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n int
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'linli-hub' AND wait_event = 'SyncRep'", nil, &n)
 	return n > 0
 }
 
 // maxSeq is the highest stored seq of the edge's device at url.
 func maxSeq(t *testing.T, url string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n int64
-	if err := c.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM events WHERE site = $1 AND device = $2", pgSite, pgDevice).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	testkit.PGScan(t, url, "SELECT coalesce(max(seq), 0) FROM events WHERE site = $1 AND device = $2", []any{pgSite, pgDevice}, &n)
 	return uint64(n)
 }

@@ -266,3 +266,20 @@ func postgresCredential() (*syscall.Credential, error) {
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
+
+// PGScan runs query with args on a connection of its own to url (within
+// 10 s) and scans its one row into dest; any error fails the test. For
+// tests that look into a server the code under test writes to.
+func PGScan(t testing.TB, url, query string, args []any, dest ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(ctx, query, args...).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
