@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"linli/shared/event"
 	"linli/shared/hlc"
 	"linli/shared/identity"
+	"linli/shared/test/fleet"
 	"linli/shared/wire"
 )
 
@@ -139,7 +139,7 @@ func (e *runEnv) fanInRun(ctx context.Context, dir string, extra []string, mark 
 			s.close()
 		}
 	}()
-	if err := firstErrs(errs); err != nil {
+	if err := fleet.FirstErrs(errs); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	mark(true)
@@ -151,7 +151,7 @@ func (e *runEnv) fanInRun(ctx context.Context, dir string, extra []string, mark 
 	wg.Wait()
 	took := time.Since(t0)
 	mark(false)
-	if err := firstErrs(errs); err != nil {
+	if err := fleet.FirstErrs(errs); err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
 	}
 	total := faninEdges * perEdge
@@ -371,22 +371,4 @@ func (s *simEdge) close() {
 	if s.done != nil {
 		<-s.done
 	}
-}
-
-// firstErrs joins the first three errors and counts the rest.
-func firstErrs(errs []error) error {
-	var out []error
-	n := 0
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if n++; n <= 3 {
-			out = append(out, err)
-		}
-	}
-	if n > 3 {
-		out = append(out, fmt.Errorf("and %d more", n-3))
-	}
-	return errors.Join(out...)
 }

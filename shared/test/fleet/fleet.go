@@ -146,7 +146,7 @@ func (f *Fleet) each(ctx context.Context, par int, fn func(e *Edge) error) error
 		}()
 	}
 	wg.Wait()
-	return firstErrs(errs)
+	return FirstErrs(errs)
 }
 
 func (e *Edge) enroll(ctx context.Context) error {
@@ -338,8 +338,9 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-// firstErrs joins the first three errors and counts the rest.
-func firstErrs(errs []error) error {
+// FirstErrs joins the first three errors and counts the rest: a fleet's
+// thousand identical failures read as one line.
+func FirstErrs(errs []error) error {
 	var out []error
 	n := 0
 	for _, err := range errs {
