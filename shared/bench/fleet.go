@@ -324,8 +324,8 @@ func (f *fleetHubs) stop() {
 // other's data, every one with the same --district and its own --id, all
 // writing the one pair of Mosquitto files (each writes every worker's
 // login), with leases on (the default with PostgreSQL and --broker).
-func (e *runEnv) startFleetHubs(ctx context.Context, dir, broker, mqAddr string) (fh *fleetHubs, err error) {
-	fh = &fleetHubs{}
+func (e *runEnv) startFleetHubs(ctx context.Context, dir, broker, mqAddr string) (_ *fleetHubs, err error) {
+	fh := &fleetHubs{}
 	defer func() {
 		if err != nil {
 			fh.stop()
@@ -390,6 +390,19 @@ func (e *runEnv) startFleetHubs(ctx context.Context, dir, broker, mqAddr string)
 			filepath.Join(fh.files, "acl")); err != nil {
 			return nil, fmt.Errorf("first worker's key and Mosquitto files: %w", err)
 		}
+		// Each worker connects to Mosquitto with its own login before it
+		// joins the district, so each is started once the one before is
+		// up: it writes the files with its own login and those of the
+		// workers in hub_workers, and Mosquitto reads them on SIGHUP (a
+		// deployment's --mosquitto-reload).
+		if fh.mosq, err = e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, fh.files); err != nil {
+			return nil, err
+		}
+		fh.stops = append(fh.stops, func() { e.stopAll(fh.mosq) })
+		if err := first.ready(ctx); err != nil {
+			return nil, err
+		}
+		ids := []string{fleetHubID(0)}
 		for i := 1; i < e.cfg.FleetHubs; i++ {
 			data := filepath.Join(dir, fmt.Sprintf("hub-%d", i), "hub")
 			for _, s := range secrets {
@@ -397,22 +410,22 @@ func (e *runEnv) startFleetHubs(ctx context.Context, dir, broker, mqAddr string)
 					return nil, fmt.Errorf("worker %d's %s: %w", i, s, err)
 				}
 			}
-			if _, err := launch(i, args...); err != nil {
+			h, err := launch(i, args...)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, fleetHubID(i))
+			if err := waitLogins(ctx, fh.files, ids, h.proc); err != nil {
+				return nil, err
+			}
+			if err := syscall.Kill(fh.mosq.PID(), syscall.SIGHUP); err != nil {
+				return nil, err
+			}
+			if err := h.ready(ctx); err != nil {
 				return nil, err
 			}
 		}
-		// Every worker's login is in the files once each has heartbeated.
-		ids := make([]string, e.cfg.FleetHubs)
-		for i := range ids {
-			ids[i] = fleetHubID(i)
-		}
-		procs := make([]*proc, len(fh.hubs))
-		for i, h := range fh.hubs {
-			procs[i] = h.proc
-		}
-		if err := waitLogins(ctx, fh.files, ids, procs...); err != nil {
-			return nil, err
-		}
+		return fh, nil
 	}
 	if fh.mosq, err = e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, fh.files); err != nil {
 		return nil, err
@@ -436,23 +449,33 @@ func perMillion(b, n int64) string {
 
 func fleetHubID(i int) string { return fmt.Sprintf("hub-fleet-%d", i) }
 
-// waitLogins waits until the Mosquitto password file in dir has a login
-// for every one of users.
+// waitLogins waits until the Mosquitto password file and ACL in dir both
+// have every one of users: the hub writes one file after the other, and
+// Mosquitto reloaded in between would let a device log in but not publish.
 func waitLogins(ctx context.Context, dir string, users []string, procs ...*proc) error {
 	var missing string
 	err := poll(ctx, time.Minute, 20*time.Millisecond, func() (bool, error) {
-		b, err := os.ReadFile(filepath.Join(dir, "passwd"))
+		have := map[string]int{}
+		pw, err := os.ReadFile(filepath.Join(dir, "passwd"))
 		if err != nil {
 			return false, nil
 		}
-		have := map[string]bool{}
-		for _, line := range strings.Split(string(b), "\n") {
+		for _, line := range strings.Split(string(pw), "\n") {
 			if u, _, ok := strings.Cut(line, ":"); ok {
-				have[u] = true
+				have[u] |= 1
+			}
+		}
+		acl, err := os.ReadFile(filepath.Join(dir, "acl"))
+		if err != nil {
+			return false, nil
+		}
+		for _, line := range strings.Split(string(acl), "\n") {
+			if u, ok := strings.CutPrefix(line, "user "); ok {
+				have[strings.TrimSpace(u)] |= 2
 			}
 		}
 		for _, u := range users {
-			if !have[u] {
+			if have[u] != 3 {
 				missing = u
 				return false, nil
 			}
@@ -460,7 +483,7 @@ func waitLogins(ctx context.Context, dir string, users []string, procs ...*proc)
 		return true, nil
 	}, procs...)
 	if err != nil {
-		return fmt.Errorf("Mosquitto's password file has no login for %s: %w", missing, err)
+		return fmt.Errorf("Mosquitto's password file and ACL have no login for %s: %w", missing, err)
 	}
 	return nil
 }
