@@ -398,6 +398,10 @@ func (in *Ingest) reloadSite(site string) error {
 			delete(in.dirty, id)
 		}
 	}
+	// The site's index is rebuilt with its records: a record seen only in
+	// memory (its commit fenced) is gone, and one another worker stored
+	// meanwhile is new; SiteDevices reads the index.
+	var ids []string
 	for i := range recs {
 		if recs[i].Site != site {
 			continue
@@ -405,7 +409,9 @@ func (in *Ingest) reloadSite(site string) error {
 		r := recs[i]
 		r.Online = false // until its status says otherwise
 		in.devices[r.ID] = &r
+		ids = append(ids, r.ID)
 	}
+	in.bySite[site] = ids
 	return nil
 }
 

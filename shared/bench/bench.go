@@ -41,10 +41,15 @@ type Config struct {
 	// smallest first: the first is the baseline, the last is judged.
 	StartupSizes []int
 	// FleetHubs is how many hubs the fleet scenario starts on its broker,
-	// and FleetStore the --store each is given ("" for each its own Badger).
+	// and FleetStore their store: "" one hub on its own Badger,
+	// FleetStorePG a PostgreSQL server of the harness's, or a URL.
 	FleetHubs  int
 	FleetStore string
 }
+
+// FleetStorePG as --fleet-store has the harness start a PostgreSQL server
+// for the fleet's workers.
+const FleetStorePG = "pg"
 
 // Scenario names, for --only.
 const (
@@ -97,8 +102,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 	set.Int(&c.Pairs, "pairs", 5, "alternated baseline/scenario pairs behind every ratio (median and spread are reported)")
 	var sizes []string
 	set.List(&sizes, "startup-sizes", nil, "stored events of the start-up scenario's hubs, smallest first: the first is the baseline, the last is judged (default 1000000,5000000; with --long 1000000,10000000)")
-	set.Int(&c.FleetHubs, "fleet-hubs", 1, "hubs the fleet scenario starts behind its Mosquitto, each with its own --id")
-	set.String(&c.FleetStore, "fleet-store", "", "the --store URL every fleet hub is given (\"\": each its own Badger in its data dir)")
+	set.Int(&c.FleetHubs, "fleet-hubs", 1, "hubs the fleet scenario starts behind its Mosquitto: more than one are a district's workers, each with its own --id, and need --fleet-store")
+	set.String(&c.FleetStore, "fleet-store", "", "the fleet's hubs' store: \"\" one hub on its own Badger; \""+FleetStorePG+"\" a PostgreSQL server the harness starts; or a postgres:// URL (an empty database)")
 	set.String(&c.Readme, "readme", "", "Markdown file whose table between the bench markers is rewritten with this run's (\"\" for none)")
 	if err := set.Load(args, env); err != nil {
 		if errors.Is(err, config.ErrHelp) {
@@ -174,6 +179,14 @@ func (c *Config) Validate() error {
 	}
 	if c.FleetHubs < 1 {
 		return config.Errorf("fleet-hubs", "%d: at least one hub is needed", c.FleetHubs)
+	}
+	if c.FleetStore != "" && c.FleetStore != FleetStorePG && !strings.HasPrefix(c.FleetStore, "postgres://") && !strings.HasPrefix(c.FleetStore, "postgresql://") {
+		return config.Errorf("fleet-store", "%q: %q or a postgres:// URL", redactURL(c.FleetStore), FleetStorePG)
+	}
+	if c.FleetHubs > 1 && c.FleetStore == "" {
+		// Hubs on Badger of their own share no sites: each would take
+		// every message, and only the one enrolling knows the fleet.
+		return config.Errorf("fleet-hubs", "%d hubs need --fleet-store (%q or a postgres:// URL): workers share one PostgreSQL", c.FleetHubs, FleetStorePG)
 	}
 	if c.Pairs < 1 {
 		return config.Errorf("pairs", "%d: at least one pair is needed", c.Pairs)

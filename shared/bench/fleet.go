@@ -10,8 +10,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"linli/shared/test/fleet"
 	"linli/shared/test/process"
+	"linli/shared/test/testkit"
 )
 
 // fleetRate is the steady load of the fleet scenario, over all edges.
@@ -20,9 +23,10 @@ const fleetRate = 1000.0
 // fleetScale is scenario 11: a fleet of enrolled, signing edges (5,000
 // over 500 sites with --long, 500 over 50 otherwise) in the harness
 // process, behind Mosquitto with the logins and ACLs the hub writes, to
-// --fleet-hubs hubs. Phases: (a) a steady 1,000 ev/s; (b) Mosquitto
-// restarted, every edge reconnecting at once with what it wrote meanwhile;
-// (c) one hub killed during the load, with more than one hub.
+// --fleet-hubs hubs (one on Badger, or a district's workers on
+// PostgreSQL). Phases: (a) a steady 1,000 ev/s; (b) Mosquitto restarted,
+// every edge reconnecting at once with what it wrote meanwhile; (c) one
+// worker SIGKILLed during the load, with more than one.
 func fleetScale(ctx context.Context, e *runEnv) error {
 	if e.cfg.Mosquitto == "" {
 		return errors.New("the fleet runs behind Mosquitto, and --mosquitto is empty")
@@ -36,67 +40,31 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 	}
 	broker := "tcp://" + mqAddr
 
-	// The hubs first: Mosquitto reads the password file and ACL the first
-	// one writes (hubs sharing a store write the same ones).
-	hubs := make([]*hub, max(1, e.cfg.FleetHubs))
-	for i := range hubs {
-		extra := []string{"--mosquitto-files"}
-		if e.cfg.FleetStore != "" {
-			extra = append(extra, "--store", e.cfg.FleetStore)
-		}
-		hdir := filepath.Join(dir, fmt.Sprintf("hub-%d", i))
-		if err := os.MkdirAll(hdir, 0o700); err != nil {
-			return err
-		}
-		if hubs[i], err = e.launchHub(hdir, broker, fmt.Sprintf("hub-fleet-%d", i), extra...); err != nil {
-			return err
-		}
-		defer e.stopAll(hubs[i].proc)
-	}
-	for _, h := range hubs {
-		if err := poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, error) {
-			_, err := os.Stat(filepath.Join(h.data, "mosquitto", "acl"))
-			return err == nil, err
-		}, h.proc); err != nil {
-			return fmt.Errorf("hub's Mosquitto files: %w", err)
-		}
-	}
-	// One hub: Mosquitto reads its files, as deployed. Several: each hub
-	// writes its own login, so Mosquitto reads their union.
-	files := filepath.Join(hubs[0].data, "mosquitto")
-	if len(hubs) > 1 {
-		files = filepath.Join(dir, "logins")
-		if err := mergeLogins(hubs, files); err != nil {
-			return err
-		}
-	}
-	mosq, err := e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, files)
+	fh, err := e.startFleetHubs(ctx, dir, broker, mqAddr)
 	if err != nil {
 		return err
 	}
-	defer func() { e.stopAll(mosq) }()
-	for _, h := range hubs {
-		if err := h.ready(ctx); err != nil {
-			return err
-		}
-	}
+	defer fh.stop()
+	hubs, mosq, files := fh.hubs, fh.mosq, fh.files
 	h0 := hubs[0]
 
 	t0 := time.Now()
 	fl, err := fleet.Enroll(ctx, fleet.Config{Hub: h0.url, Token: h0.token, Broker: broker, Dir: filepath.Join(dir, "edges"),
-		Edges: edges, Sites: sites, Prefix: "fl", Parallel: 32, Log: e.log})
+		Edges: edges, Sites: sites, Prefix: fleetPrefix, Parallel: 32, Log: e.log})
 	if err != nil {
 		return err
 	}
 	enrollTook := time.Since(t0)
 	e.log.Info("fleet enrolled", "edges", edges, "took", enrollTook.Round(time.Millisecond))
-	if len(hubs) > 1 {
-		if err := mergeLogins(hubs, files); err != nil {
-			return err
-		}
-	}
 	// Mosquitto reads the new logins on SIGHUP, as its systemd unit's
 	// reload does.
+	users := make([]string, len(fl.Edges))
+	for i, ed := range fl.Edges {
+		users[i] = ed.ID
+	}
+	if err := waitLogins(ctx, files, users, h0.proc); err != nil {
+		return err
+	}
 	if err := syscall.Kill(mosq.PID(), syscall.SIGHUP); err != nil {
 		return err
 	}
@@ -184,10 +152,12 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 	e.res.add(Row{Scenario: sc, Figure: "(b) Mosquitto restarted, every edge with 1 event written meanwhile: all reconnected / all acked and caught up",
 		Value: fmt.Sprintf("%.1f s / %.1f s", allConnected.Seconds(), caughtUp.Seconds()), Verdict: Info})
 
-	// (c) One hub killed during the load.
+	// (c) One worker SIGKILLed during the load: its sites' leases expire
+	// and the others take them; its edges' batches go unanswered until
+	// then, and each edge resends from the new owner's answer to its hello.
 	killedMem := ""
 	if len(hubs) < 2 {
-		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed during the load", Value: "not measured: needs workers (--fleet-hubs > 1 once hubs share sites)", Verdict: Info})
+		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed during the load", Value: "not measured: one hub (--fleet-hubs 3 --fleet-store pg runs three workers)", Verdict: Info})
 	} else {
 		killed := hubs[len(hubs)-1]
 		done := make(chan int64, 1)
@@ -200,20 +170,38 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		killedPeak, _, _ := killed.memory() // reported with the others below
 		killed.Kill()
 		kt := time.Now()
+		// Every edge acked again: all it wrote before the kill is acked.
+		marks := make([]uint64, len(fl.Edges))
+		for i, ed := range fl.Edges {
+			marks[i], _ = ed.Cursors()
+		}
+		var reacked time.Duration
+		if err := poll(ctx, 5*time.Minute, 20*time.Millisecond, func() (bool, error) {
+			for i, ed := range fl.Edges {
+				if _, a := ed.Cursors(); a < marks[i] {
+					return false, nil
+				}
+			}
+			return true, nil
+		}); err != nil {
+			return fmt.Errorf("after a worker was killed, not every edge was acked again: %w", err)
+		}
+		reacked = time.Since(kt)
 		n := <-done
 		if err := fl.WaitCaughtUp(ctx, 5*time.Minute); err != nil {
-			return fmt.Errorf("after a hub was killed: %w", err)
+			return fmt.Errorf("after a worker was killed: %w", err)
 		}
 		lat := fl.Latencies()
-		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed half-way: events written; ack p99; every edge caught up after the kill",
-			Value: fmt.Sprintf("%s; %s; %.1f s", groupThousands(n), fmtMs(fleet.Percentile(lat, 0.99)), time.Since(kt).Seconds()), Verdict: Info})
+		e.res.add(Row{Scenario: sc, Figure: "(c) one worker SIGKILLed half-way: events written; ack p99; every edge acked for all it wrote before the kill; all caught up",
+			Value: fmt.Sprintf("%s; %s; %.1f s; %.1f s", groupThousands(n), fmtMs(fleet.Percentile(lat, 0.99)), reacked.Seconds(), time.Since(kt).Seconds()), Verdict: Info})
 		hubs = hubs[:len(hubs)-1]
-		killedMem = fmt.Sprintf("; the killed hub %s peak", fmtMiB(killedPeak))
+		killedMem = fmt.Sprintf("; the killed one %s peak", fmtMiB(killedPeak))
 	}
 
-	// Memory of each hub; then the store each holds, measured once the
-	// hub has stopped cleanly (a running Badger's files include its
-	// write-ahead log and preallocated space).
+	// Memory of each hub; then the store: on Badger each hub's directory
+	// once it has stopped cleanly (a running Badger's files include its
+	// write-ahead log and preallocated space); on PostgreSQL the
+	// database, where every event acked must be stored exactly once.
 	st := fl.Stats()
 	var mem, store []string
 	for _, h := range hubs {
@@ -227,6 +215,9 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 	fl.Close()
 	for _, h := range hubs {
 		e.stopAll(h.proc)
+		if fh.store != "" {
+			continue
+		}
 		size, err := process.DiskUsage(filepath.Join(h.data, "store"))
 		if err != nil {
 			return err
@@ -234,12 +225,20 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		store = append(store, fmt.Sprintf("%.0f MiB (%.1f MiB for %s events)", float64(size)/(1<<20)/float64(st.Acked)*1e6,
 			float64(size)/(1<<20), groupThousands(int64(st.Acked))))
 	}
-	storeFig := "store on disk per million events (Badger after a clean stop, with the fleet's device records)"
-	storeVal := strings.Join(store, "; ")
-	if e.cfg.FleetStore != "" {
-		storeFig, storeVal = "store size per million events", "not measured: the hubs' --store is "+redactURL(e.cfg.FleetStore)
+	if fh.store == "" {
+		e.res.add(Row{Scenario: sc, Figure: "store on disk per million events (Badger after a clean stop, with the fleet's device records)",
+			Value: strings.Join(store, "; "), Verdict: Info})
+	} else {
+		stored, evBytes, allBytes, err := storedEvents(ctx, fh.store, fleetPrefix)
+		if err != nil {
+			return err
+		}
+		e.res.add(Row{Scenario: sc, Figure: "events acked by the workers / written by the edges / stored in PostgreSQL's events table",
+			Value:  fmt.Sprintf("%s / %s / %s", groupThousands(int64(st.Acked)), groupThousands(int64(st.Written)), groupThousands(stored)),
+			Target: "all equal", Verdict: verdict(st.Acked == st.Written && int64(st.Acked) == stored)})
+		e.res.add(Row{Scenario: sc, Figure: "PostgreSQL size per million events: events table; all tables",
+			Value: fmt.Sprintf("%s; %s", perMillion(evBytes, stored), perMillion(allBytes, stored)), Verdict: Info})
 	}
-	e.res.add(Row{Scenario: sc, Figure: storeFig, Value: storeVal, Verdict: Info})
 	self, err := process.Memory(os.Getpid())
 	if err == nil {
 		e.res.add(Row{Scenario: sc, Figure: "load process (every simulated edge) peak RSS, per edge", Value: fmt.Sprintf("%s, %.0f KiB",
@@ -251,8 +250,12 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		"the hub's signed acks as the uplink does. A paced writer spreads %.0f events/s over the fleet, edge by edge in turn; an event's latency "+
 		"runs from its write to the first hub ack that covers it. (b) stops Mosquitto, writes one event on every edge, starts Mosquitto again "+
 		"and times until every edge has reconnected (uplink backoff, 250 ms doubling to 10 s, jittered) and has every event acked. "+
-		"The store is each hub's Badger directory after a clean stop, per million events acked (%s in this run). "+
-		"`--fleet-hubs N` starts N hubs on the broker, `--fleet-store URL` gives each `--store URL`.",
+		"On Badger the store is the hub's directory after a clean stop, per million events acked (%s in this run). "+
+		"`--fleet-hubs 3 --fleet-store pg` runs a district of three workers on a PostgreSQL server the harness starts (or `--fleet-store URL`): "+
+		"the first started alone, its hub.key and mosquitto/hub.password copied to the others, every one with the same --district and its own --id, "+
+		"leases on, one shared pair of Mosquitto files; the fleet enrolls through the first; (c) SIGKILLs the last worker half-way through a "+
+		"second steady load and times until every edge has all it wrote before the kill acked (its sites' leases expire and move), then until all "+
+		"is acked; afterwards every acked event must be in PostgreSQL's events table exactly once, and the database's size is per million events.",
 		groupThousands(int64(edges)), sites, fleetRate, groupThousands(int64(st.Acked)))
 	return nil
 }
@@ -281,54 +284,6 @@ func (e *runEnv) startSecureMosquitto(ctx context.Context, dir, addr, files stri
 	return &proc{p}, nil
 }
 
-// mergeLogins writes into dir the union of the hubs' Mosquitto password
-// files and ACLs, each user once (the first hub's entry wins: hubs that
-// share a registry write the same device entries).
-func mergeLogins(hubs []*hub, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	var passwd, acl strings.Builder
-	users, aclUsers := map[string]bool{}, map[string]bool{}
-	for _, h := range hubs {
-		src := filepath.Join(h.data, "mosquitto")
-		pw, err := os.ReadFile(filepath.Join(src, "passwd"))
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(pw), "\n") {
-			if user, _, ok := strings.Cut(line, ":"); ok && !users[user] {
-				users[user] = true
-				passwd.WriteString(line + "\n")
-			}
-		}
-		a, err := os.ReadFile(filepath.Join(src, "acl"))
-		if err != nil {
-			return err
-		}
-		// Blocks begin with "user NAME" and end at a blank line.
-		for _, block := range strings.Split(string(a), "\n\n") {
-			var lines []string
-			for _, l := range strings.Split(block, "\n") {
-				if !strings.HasPrefix(l, "#") {
-					lines = append(lines, l)
-				}
-			}
-			block = strings.Join(lines, "\n")
-			f := strings.Fields(block)
-			if len(f) < 2 || f[0] != "user" || aclUsers[f[1]] {
-				continue
-			}
-			aclUsers[f[1]] = true
-			acl.WriteString(strings.TrimSpace(block) + "\n\n")
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(passwd.String()), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "acl"), []byte(acl.String()), 0o600)
-}
-
 // redactURL drops a store URL's password for the report.
 func redactURL(u string) string {
 	if at := strings.LastIndex(u, "@"); at >= 0 {
@@ -337,4 +292,226 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+// fleetPrefix names the fleet's edges and sites.
+const fleetPrefix = "fl"
+
+// fleetDistrict is the district the fleet's workers sign as.
+const fleetDistrict = "fleet-district"
+
+// fleetHubs are the hubs of the fleet scenario and the Mosquitto in front
+// of them.
+type fleetHubs struct {
+	hubs  []*hub
+	mosq  *proc
+	files string // the password file and ACL Mosquitto reads
+	store string // the workers' PostgreSQL URL; "" on Badger
+	stops []func()
+}
+
+func (f *fleetHubs) stop() {
+	for i := len(f.stops) - 1; i >= 0; i-- {
+		f.stops[i]()
+	}
+}
+
+// startFleetHubs starts the fleet's hubs and Mosquitto. On Badger: one
+// hub, Mosquitto reading the files it writes, as deployed. On PostgreSQL
+// (--fleet-store pg: a server of the harness's own; or a URL): the
+// district's workers set up as the deployment guide says — the first one
+// started alone, its hub.key and mosquitto/hub.password copied into each
+// other's data, every one with the same --district and its own --id, all
+// writing the one pair of Mosquitto files (each writes every worker's
+// login), with leases on (the default with PostgreSQL and --broker).
+func (e *runEnv) startFleetHubs(ctx context.Context, dir, broker, mqAddr string) (_ *fleetHubs, err error) {
+	fh := &fleetHubs{}
+	defer func() {
+		if err != nil {
+			fh.stop()
+		}
+	}()
+	launch := func(i int, extra ...string) (*hub, error) {
+		hdir := filepath.Join(dir, fmt.Sprintf("hub-%d", i))
+		if err := os.MkdirAll(hdir, 0o700); err != nil {
+			return nil, err
+		}
+		h, err := e.launchHub(hdir, broker, fleetHubID(i), append([]string{"--mosquitto-files"}, extra...)...)
+		if err != nil {
+			return nil, err
+		}
+		fh.stops = append(fh.stops, func() { e.stopAll(h.proc) })
+		fh.hubs = append(fh.hubs, h)
+		return h, nil
+	}
+	exists := func(p *proc, paths ...string) error {
+		return poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, error) {
+			for _, path := range paths {
+				if _, err := os.Stat(path); err != nil {
+					return false, nil
+				}
+			}
+			return true, nil
+		}, p)
+	}
+
+	if e.cfg.FleetStore == "" {
+		h, err := launch(0)
+		if err != nil {
+			return nil, err
+		}
+		fh.files = filepath.Join(h.data, "mosquitto")
+		if err := exists(h.proc, filepath.Join(fh.files, "acl")); err != nil {
+			return nil, fmt.Errorf("hub's Mosquitto files: %w", err)
+		}
+	} else {
+		fh.store = e.cfg.FleetStore
+		if fh.store == FleetStorePG {
+			srv, err := testkit.StartPostgresServer()
+			if err != nil {
+				return nil, fmt.Errorf("start PostgreSQL: %w", err)
+			}
+			fh.stops = append(fh.stops, srv.Stop)
+			if _, fh.store, err = e.newDatabase(ctx, srv); err != nil {
+				return nil, err
+			}
+		}
+		fh.files = filepath.Join(dir, "logins")
+		if err := os.MkdirAll(fh.files, 0o700); err != nil {
+			return nil, err
+		}
+		args := []string{"--store", fh.store, "--district", fleetDistrict, "--mosquitto-dir", fh.files}
+		first, err := launch(0, args...)
+		if err != nil {
+			return nil, err
+		}
+		secrets := []string{"hub.key", filepath.Join("mosquitto", "hub.password")}
+		if err := exists(first.proc, filepath.Join(first.data, secrets[0]), filepath.Join(first.data, secrets[1]),
+			filepath.Join(fh.files, "acl")); err != nil {
+			return nil, fmt.Errorf("first worker's key and Mosquitto files: %w", err)
+		}
+		// Each worker connects to Mosquitto with its own login before it
+		// joins the district, so each is started once the one before is
+		// up: it writes the files with its own login and those of the
+		// workers in hub_workers, and Mosquitto reads them on SIGHUP (a
+		// deployment's --mosquitto-reload).
+		if fh.mosq, err = e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, fh.files); err != nil {
+			return nil, err
+		}
+		fh.stops = append(fh.stops, func() { e.stopAll(fh.mosq) })
+		if err := first.ready(ctx); err != nil {
+			return nil, err
+		}
+		ids := []string{fleetHubID(0)}
+		for i := 1; i < e.cfg.FleetHubs; i++ {
+			data := filepath.Join(dir, fmt.Sprintf("hub-%d", i), "hub")
+			for _, s := range secrets {
+				if err := copyFile(filepath.Join(first.data, s), filepath.Join(data, s)); err != nil {
+					return nil, fmt.Errorf("worker %d's %s: %w", i, s, err)
+				}
+			}
+			h, err := launch(i, args...)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, fleetHubID(i))
+			if err := waitLogins(ctx, fh.files, ids, h.proc); err != nil {
+				return nil, err
+			}
+			if err := syscall.Kill(fh.mosq.PID(), syscall.SIGHUP); err != nil {
+				return nil, err
+			}
+			if err := h.ready(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return fh, nil
+	}
+	if fh.mosq, err = e.startSecureMosquitto(ctx, filepath.Join(dir, "mosquitto"), mqAddr, fh.files); err != nil {
+		return nil, err
+	}
+	fh.stops = append(fh.stops, func() { e.stopAll(fh.mosq) })
+	for _, h := range fh.hubs {
+		if err := h.ready(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return fh, nil
+}
+
+// perMillion is b bytes over n events, per million events.
+func perMillion(b, n int64) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmtMiB(uint64(float64(b) * 1e6 / float64(n)))
+}
+
+func fleetHubID(i int) string { return fmt.Sprintf("hub-fleet-%d", i) }
+
+// waitLogins waits until the Mosquitto password file and ACL in dir both
+// have every one of users: the hub writes one file after the other, and
+// Mosquitto reloaded in between would let a device log in but not publish.
+func waitLogins(ctx context.Context, dir string, users []string, procs ...*proc) error {
+	var missing string
+	err := poll(ctx, time.Minute, 20*time.Millisecond, func() (bool, error) {
+		have := map[string]int{}
+		pw, err := os.ReadFile(filepath.Join(dir, "passwd"))
+		if err != nil {
+			return false, nil
+		}
+		for _, line := range strings.Split(string(pw), "\n") {
+			if u, _, ok := strings.Cut(line, ":"); ok {
+				have[u] |= 1
+			}
+		}
+		acl, err := os.ReadFile(filepath.Join(dir, "acl"))
+		if err != nil {
+			return false, nil
+		}
+		for _, line := range strings.Split(string(acl), "\n") {
+			if u, ok := strings.CutPrefix(line, "user "); ok {
+				have[strings.TrimSpace(u)] |= 2
+			}
+		}
+		for _, u := range users {
+			if have[u] != 3 {
+				missing = u
+				return false, nil
+			}
+		}
+		return true, nil
+	}, procs...)
+	if err != nil {
+		return fmt.Errorf("Mosquitto's password file and ACL have no login for %s: %w", missing, err)
+	}
+	return nil
+}
+
+// copyFile copies src to dst (mode 0600), making dst's directory.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+// storedEvents counts the fleet's events (devices prefix-*) in the
+// workers' PostgreSQL and the database's size: the events table and all
+// tables.
+func storedEvents(ctx context.Context, u, prefix string) (n, evBytes, allBytes int64, err error) {
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("connect to the workers' PostgreSQL: %w", err)
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM events WHERE device LIKE $1`, prefix+"-%").Scan(&n); err != nil {
+		return 0, 0, 0, fmt.Errorf("count stored events: %w", err)
+	}
+	evBytes, allBytes, err = dbSize(ctx, c)
+	return n, evBytes, allBytes, err
 }
