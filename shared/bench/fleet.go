@@ -483,7 +483,7 @@ func waitLogins(ctx context.Context, dir string, users []string, procs ...*proc)
 		return true, nil
 	}, procs...)
 	if err != nil {
-		return fmt.Errorf("Mosquitto's password file and ACL have no login for %s: %w", missing, err)
+		return fmt.Errorf("no login for %s in Mosquitto's password file and ACL: %w", missing, err)
 	}
 	return nil
 }
