@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -167,23 +165,7 @@ func TestSIGKILLedWorkerEdgesEventsExactlyOnce(t *testing.T) {
 	p := pool(t, url)
 	sites := []string{"s0", "s1", "s2", "s3"}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envURL+"="+url, envID+"=hub-k", envSites+"="+strings.Join(sites, ","), envBroker+"="+broker)
-	out := &testkit.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(waited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-waited
-		if t.Failed() {
-			t.Logf("worker process output:\n%s", out.String())
-		}
-	})
+	w := startWorkerProcess(t, envURL+"="+url, envID+"=hub-k", envSites+"="+strings.Join(sites, ","), envBroker+"="+broker)
 	poll.WaitForWithin(t, 20*time.Second, "the worker process to take the 4 sites", func() bool { return leases(t, p, "hub-k") == 4 })
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -224,11 +206,11 @@ func TestSIGKILLedWorkerEdgesEventsExactlyOnce(t *testing.T) {
 		}
 		return true
 	})
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	<-waited
+	<-w.waited
 	poll.WaitForWithin(t, 10*time.Second, "hub-b to own all 4 sites within 10 s", func() bool { return leases(t, p, "hub-b") == 4 })
 	t.Logf("hub-b owns every site %v after the SIGKILL", time.Since(killed).Round(10*time.Millisecond))
 	wg.Wait()

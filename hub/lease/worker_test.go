@@ -80,23 +80,7 @@ func TestSIGKILLedWorkersSitesMoveWithin10s(t *testing.T) {
 	url := database(t)
 	p := pool(t, url)
 	sites := sitesN(20)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envURL+"="+url, envID+"=hub-k", envSites+"="+strings.Join(sites, ","))
-	out := &testkit.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(waited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-waited
-		if t.Failed() {
-			t.Logf("worker process output:\n%s", out.String())
-		}
-	})
+	w := startWorkerProcess(t, envURL+"="+url, envID+"=hub-k", envSites+"="+strings.Join(sites, ","))
 	poll.WaitFor(t, "the worker process to take all 20 sites", func() bool { return leases(t, p, "hub-k") == 20 })
 
 	o := newOwners(t)
@@ -106,11 +90,11 @@ func TestSIGKILLedWorkersSitesMoveWithin10s(t *testing.T) {
 	})
 	before := b.Held()
 
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	<-waited
+	<-w.waited
 	poll.WaitForWithin(t, 10*time.Second, "hub-b to own all 20 sites within 10 s of the kill", func() bool { return len(b.Held()) == 20 })
 	took := time.Since(killed)
 	t.Logf("hub-b owns the killed worker's 10 sites %v after SIGKILL", took.Round(10*time.Millisecond))
@@ -122,4 +106,34 @@ func TestSIGKILLedWorkersSitesMoveWithin10s(t *testing.T) {
 	if n := leases(t, p, "hub-k"); n != 0 {
 		t.Fatalf("the killed worker still has %d live leases", n)
 	}
+}
+
+// workerProcess is a worker in a process of its own (this test binary
+// started again, see TestMain), with env added; it dies with the test.
+// Waited is closed once it has exited, after a SIGKILL as at the end.
+type workerProcess struct {
+	cmd    *exec.Cmd
+	waited chan struct{}
+}
+
+func startWorkerProcess(t *testing.T, env ...string) *workerProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	out := &testkit.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &workerProcess{cmd: cmd, waited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(w.waited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-w.waited
+		if t.Failed() {
+			t.Logf("worker process output:\n%s", out.String())
+		}
+	})
+	return w
 }
