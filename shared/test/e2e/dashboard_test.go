@@ -35,12 +35,23 @@ func (d *dashPage) click(css string) {
 func (d *dashPage) fill(css, value string) {
 	d.T.Helper()
 	d.Wait(uiWait, css+" to be there", `!!document.querySelector(`+js(css)+`)`)
-	d.Do(chromedp.SetValue(chromedp.CSS(css), value))
+	d.setValue(css, value)
 }
 
 func (d *dashPage) selectValue(css, value string) {
 	d.T.Helper()
-	d.Do(chromedp.SetValue(chromedp.CSS(css), value))
+	d.fill(css, value)
+}
+
+// setValue finds the field and sets its value in one step of the page.
+// chromedp.SetValue resolves the node first and sets the value in a later
+// round trip: a live redraw in between replaced the field, the value went
+// to the detached one, and the form was submitted without it.
+func (d *dashPage) setValue(css, value string) {
+	d.T.Helper()
+	if !browser.Eval[bool](d.Page, `(() => { const f = document.querySelector(`+js(css)+`); if (!f) return false; f.value = `+js(value)+`; return f.value === `+js(value)+`; })()`) {
+		d.T.Fatalf("cannot set %s to %q", css, value)
+	}
 }
 
 // login logs in from the login screen, with a password or the admin token.
