@@ -3,6 +3,7 @@ package downlink
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 
@@ -159,6 +160,73 @@ func TestIndexBuiltForAnOlderLog(t *testing.T) {
 		}
 		if h := l.Head("s1"); h != 2*n+1 {
 			t.Fatalf("head %d, want %d", h, 2*n+1)
+		}
+	})
+}
+
+// A kiosk that catches up from nothing after a long history, across a
+// restart of the hub, holds what a kiosk that applied every live change
+// holds: the stored index made each change replace its entity's
+// previous one, whichever run of the hub wrote it.
+func TestCatchUpMatchesFollowingEveryChange(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st storetest.Store, reopen func() storetest.Store) {
+		pub := &topicPub{msgs: map[string][][]byte{}}
+		l := logOn(t, st, pub)
+		rng := rand.New(rand.NewPCG(7, 11))
+		live := map[string]string{} // what the follower holds: notice → body
+		follow := func() {
+			for _, m := range pub.msgs[wire.SiteDown("s1")] {
+				d, err := wire.DecodeDown(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range d.Changes {
+					if c.Deleted {
+						delete(live, c.ID)
+						continue
+					}
+					live[c.ID] = string(c.Body)
+				}
+			}
+			pub.msgs = map[string][][]byte{}
+		}
+		const entities = 40
+		for round := range 60 {
+			if round == 30 {
+				st = reopen()
+				l = logOn(t, st, pub)
+			}
+			var cs []wire.Change
+			for range 1 + rng.IntN(6) {
+				id := fmt.Sprintf("n%d", rng.IntN(entities))
+				if rng.IntN(5) == 0 {
+					cs = append(cs, wire.Change{Entity: wire.EntityNotice, ID: id, Deleted: true})
+					continue
+				}
+				cs = append(cs, notice(id, fmt.Sprintf("%s in round %d", id, round)))
+			}
+			commit(t, st, l, cs...)
+			follow()
+		}
+		d, _ := caughtUp(t, l, pub, "k1", 0)
+		caught := map[string]string{}
+		ids := map[string]bool{}
+		for _, c := range d.Changes {
+			if ids[c.ID] {
+				t.Fatalf("the log holds two changes of %s", c.ID)
+			}
+			ids[c.ID] = true
+			if !c.Deleted {
+				caught[c.ID] = string(c.Body)
+			}
+		}
+		if len(caught) != len(live) {
+			t.Fatalf("caught up %d notices, the follower holds %d", len(caught), len(live))
+		}
+		for id, body := range live {
+			if caught[id] != body {
+				t.Errorf("%s: caught up %q, followed %q", id, caught[id], body)
+			}
 		}
 	})
 }
