@@ -5,6 +5,7 @@
 package downlink
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,7 +22,21 @@ import (
 // Key layout: l/{site}/{seq:8} → wire.Change. Only the newest change of
 // each entity is kept (the log is compacted as it grows), so a catch-up
 // from any cursor is bounded by the number of entities, not of changes.
-const prefix = "l/"
+//
+// Beside it, in the same commits: lx/{site}/{entity}/{id}/{device} → the
+// seq of the entity's newest change (seq:8), which Append reads to delete
+// the change a new one supersedes, and lh/{site} → the site's head. The
+// log holds a change of every entity a site ever had (every report, years
+// of them); the hub kept that index in memory and read the whole log at
+// every start to build it, so its memory and start grew with history.
+// Stores written before the index existed get it built once, at Open
+// (keyIndexed marks it done).
+const (
+	prefix      = "l/"
+	prefixIndex = "lx/"
+	prefixHead  = "lh/"
+	keyIndexed  = "lm/indexed"
+)
 
 // Publisher sends messages to edges.
 type Publisher interface {
@@ -54,8 +69,7 @@ type Log struct {
 	devices Devices // nil: restricted changes reach nobody
 
 	mu    sync.Mutex
-	heads map[string]uint64            // site → last seq
-	index map[string]map[string]uint64 // site → entity/id → seq of its newest change
+	heads map[string]uint64 // site → last seq
 
 	staged *staged
 
@@ -66,7 +80,6 @@ type Log struct {
 type staged struct {
 	downs map[string]*wire.Down // site → what the pending commit adds
 	heads map[string]uint64
-	index map[string]map[string]uint64
 	// bases: site → entity → the version edges hold before this commit,
 	// which a live change's delta is made from.
 	bases map[string]map[string]base
@@ -83,36 +96,111 @@ type base struct {
 // whole, which costs less than the diff.
 const minDeltaBody = 256
 
-// Open loads the heads and the entity index from db. sign, when set,
-// signs every message (edges verify it with the hub's key).
+// Open loads each site's head from db (building the stored entity index
+// first if db predates it). sign, when set, signs every message (edges
+// verify it with the hub's key).
 func Open(db store.Backend, pub Publisher, clock *hlc.Clock, sign func([]byte) ([]byte, error), log *slog.Logger) (*Log, error) {
 	l := &Log{db: db, pub: pub, clock: clock, log: log, sign: sign,
-		heads: map[string]uint64{}, index: map[string]map[string]uint64{},
+		heads: map[string]uint64{},
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_messages_total",
 			Help: "Downlink changes the hub sent to edges, by entity kind and form (delta, snapshot, deleted, withheld); catch-ups send snapshots."},
 			[]string{"kind", "form"}),
 		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "linli_hub_downlink_bytes_total",
 			Help: "Payload bytes (entity body or delta) of the downlink changes the hub sent, by entity kind and form."},
 			[]string{"kind", "form"})}
+	indexed := true
 	err := db.View(func(v store.View) error {
+		if _, _, err := v.Get([]byte(keyIndexed)); errors.Is(err, store.ErrNotFound) {
+			indexed = false
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return v.Scan([]byte(prefixHead), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
+			l.heads[string(key[len(prefixHead):])] = kv.ParseU64(val)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load downlink heads: %w", err)
+	}
+	if !indexed {
+		if err := l.buildIndex(); err != nil {
+			return nil, fmt.Errorf("build downlink index: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// buildIndex writes the entity index and the heads of a store whose log
+// predates them, from the log (read once, whole), and marks it done. An
+// entry another hub wrote meanwhile (a district's worker already on this
+// binary) is newer than the log this read, and is kept.
+func (l *Log) buildIndex() error {
+	heads := map[string]uint64{}
+	type entry struct {
+		key []byte
+		seq uint64
+	}
+	var entries []entry
+	err := l.db.View(func(v store.View) error {
 		return v.Scan([]byte(prefix), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
 			var c changeHead
 			if err := event.UnmarshalOwn(val, &c); err != nil {
 				return false, fmt.Errorf("change %q: %w", key, err)
 			}
 			site := siteOf(key)
-			l.heads[site] = max(l.heads[site], c.Seq)
-			if l.index[site] == nil {
-				l.index[site] = map[string]uint64{}
-			}
-			l.index[site][entityKey(c.Entity, c.ID, c.Device)] = c.Seq
+			heads[site] = max(heads[site], c.Seq)
+			entries = append(entries, entry{indexKey(site, entityKey(c.Entity, c.ID, c.Device)), c.Seq})
 			return true, nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load downlink log: %w", err)
+		return err
 	}
-	return l, nil
+	const perBatch = 1000
+	for len(entries) > 0 {
+		n := min(perBatch, len(entries))
+		b := l.db.NewBatch()
+		for _, e := range entries[:n] {
+			if err := setIfNewer(b, e.key, e.seq); err != nil {
+				b.Discard()
+				return err
+			}
+		}
+		if err := b.Commit(); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	b := l.db.NewBatch()
+	for site, head := range heads {
+		if err := setIfNewer(b, headKey(site), head); err != nil {
+			b.Discard()
+			return err
+		}
+	}
+	b.Set([]byte(keyIndexed), []byte{1})
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	for site, head := range heads {
+		l.heads[site] = max(l.heads[site], head)
+	}
+	l.log.Info("downlink index built from the log", "sites", len(heads))
+	return nil
+}
+
+// setIfNewer sets key to seq in b unless it holds a larger one.
+func setIfNewer(b store.Batch, key []byte, seq uint64) error {
+	cur, err := b.Get(key)
+	if err != nil {
+		return err
+	}
+	if cur == nil || kv.ParseU64(cur) < seq {
+		b.Set(key, kv.U64(seq))
+	}
+	return nil
 }
 
 // Collectors are the downlink's metrics, to register with the hub's
@@ -125,11 +213,9 @@ func (l *Log) Collectors() []prometheus.Collector {
 // before the first Commit or CatchUp.
 func (l *Log) SetDevices(d Devices) { l.devices = d }
 
-// changeHead is what Open needs of a stored change: the log holds the
-// latest change of every report and activity a site ever had, and
-// decoding their bodies too made each start allocate the views of the
-// whole history (13 MiB at 5,000,000 stored events), garbage the hub's
-// resident memory carried for a while.
+// changeHead is what building the index needs of a stored change: the
+// log holds the latest change of every report and activity a site ever
+// had, and their bodies are years of views.
 type changeHead struct {
 	Seq    uint64 `cbor:"1,keyasint"`
 	Entity string `cbor:"2,keyasint"`
@@ -148,6 +234,22 @@ func changeKey(site string, seq uint64) []byte {
 
 func entityKey(entity, id, device string) string { return entity + "/" + id + "/" + device }
 
+func indexKey(site, entityKey string) []byte {
+	return kv.Key(prefixIndex, []byte(site+"/"+entityKey))
+}
+
+func headKey(site string) []byte { return kv.Key(prefixHead, []byte(site)) }
+
+// indexed is the seq of the newest change of an entity as of b (its own
+// writes included), 0 for none.
+func indexed(b store.Batch, site, ek string) (uint64, error) {
+	v, err := b.Get(indexKey(site, ek))
+	if err != nil {
+		return 0, fmt.Errorf("read downlink index: %w", err)
+	}
+	return kv.ParseU64(v), nil
+}
+
 // Head is the last seq of a site's log.
 func (l *Log) Head(site string) uint64 {
 	l.mu.Lock()
@@ -165,7 +267,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	// the same transaction.
 	b.Project(site, changes)
 	if l.staged == nil {
-		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{},
+		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{},
 			bases: map[string]map[string]base{}}
 	}
 	st := l.staged
@@ -178,8 +280,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		d = &wire.Down{Site: site, Prev: head, Last: head}
 		st.downs[site] = d
 	}
-	if st.index[site] == nil {
-		st.index[site] = map[string]uint64{}
+	if st.bases[site] == nil {
 		st.bases[site] = map[string]base{}
 	}
 	for _, c := range changes {
@@ -193,9 +294,9 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 			return fmt.Errorf("encode change: %w", err)
 		}
 		ek := entityKey(c.Entity, c.ID, c.Device)
-		old, staged := st.index[site][ek]
-		if !staged {
-			old = l.index[site][ek]
+		old, err := indexed(b, site, ek)
+		if err != nil {
+			return err
 		}
 		if old != 0 {
 			b.Delete(changeKey(site, old))
@@ -212,11 +313,12 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 			st.bases[site][ek] = bs
 		}
 		b.Set(changeKey(site, c.Seq), val)
-		st.index[site][ek] = c.Seq
+		b.Set(indexKey(site, ek), kv.U64(c.Seq))
 		d.Changes = append(d.Changes, l.live(c, bs))
 	}
 	d.Last = head
 	st.heads[site] = head
+	b.Set(headKey(site), kv.U64(head))
 	return nil
 }
 
@@ -282,14 +384,6 @@ func (l *Log) Commit() {
 	}
 	for site, h := range st.heads {
 		l.heads[site] = h
-	}
-	for site, idx := range st.index {
-		if l.index[site] == nil {
-			l.index[site] = map[string]uint64{}
-		}
-		for k, v := range idx {
-			l.index[site][k] = v
-		}
 	}
 	l.mu.Unlock()
 	for site, d := range st.downs {
@@ -445,28 +539,24 @@ func (l *Log) CatchUp(site, device string, cursor uint64) error {
 	return nil
 }
 
-// LoadSite reads site's head and entity index again from the store: a
-// worker taking a site on from another continues the site's sequence
-// where the store has it, not where its own copy stopped.
+// LoadSite reads site's head again from the store: a worker taking a
+// site on from another continues the site's sequence where the store has
+// it, not where its own copy stopped.
 func (l *Log) LoadSite(site string) error {
 	var head uint64
-	index := map[string]uint64{}
 	err := l.db.View(func(v store.View) error {
-		return v.Scan([]byte(prefix+site+"/"), nil, 0, func(key, val []byte, _ uint64) (bool, error) {
-			var c wire.Change
-			if err := event.UnmarshalOwn(val, &c); err != nil {
-				return false, fmt.Errorf("change %q: %w", key, err)
-			}
-			head = max(head, c.Seq)
-			index[entityKey(c.Entity, c.ID, c.Device)] = c.Seq
-			return true, nil
-		})
+		val, _, err := v.Get(headKey(site))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		head = kv.ParseU64(val)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("load downlink log of %s: %w", site, err)
+		return fmt.Errorf("load downlink head of %s: %w", site, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.heads[site], l.index[site] = head, index
+	l.heads[site] = head
 	return nil
 }
