@@ -78,6 +78,11 @@ type Config struct {
 	keepReadings string // as set, "90d" or a Go duration
 	keepAccess   string
 	memoryHold   string
+
+	// MemoryLimit is the Go heap's soft limit in bytes (0: none), from
+	// memoryLimit after Validate.
+	MemoryLimit int64
+	memoryLimit string
 }
 
 // Default retentions of raw events: a quarter of readings (trends and
@@ -105,6 +110,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.Username, "mqtt-username", "", "username on the external broker")
 	s.String(&c.Password, "mqtt-password", "", "password on the external broker")
 	s.String(&c.Profile, "profile", string(kv.Server), "store memory profile: small or server")
+	s.String(&c.memoryLimit, "memory-limit", "auto", "soft limit of the hub's Go heap (debug.SetMemoryLimit): the collector works harder as the heap nears it, so a burst of store compaction does not leave hundreds of MiB of garbage resident; auto is the profile's ("+fmtMiB(kv.Server.MemoryLimit())+" for server, "+fmtMiB(kv.Small.MemoryLimit())+" for small), a size such as 768MiB or 1GiB, or 0 for none; GOMEMLIMIT, when set, wins")
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
@@ -179,6 +185,13 @@ func (c *Config) Validate() error {
 	}
 	if _, err := kv.ParseProfile(c.Profile); err != nil {
 		return config.Errorf("profile", "%v", err)
+	}
+	if c.memoryLimit != "" { // "" when set in code, not by a setting
+		lim, err := parseMemoryLimit(c.memoryLimit, kv.Profile(c.Profile))
+		if err != nil {
+			return config.Errorf("memory-limit", "%v", err)
+		}
+		c.MemoryLimit = lim
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return config.Errorf("log-level", "%v", err)
@@ -386,3 +399,44 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// minMemoryLimit is the least --memory-limit taken: under the memtables'
+// arenas alone (Badger allocates each whole) the collector would run
+// without pause.
+const minMemoryLimit = 32 << 20
+
+// parseMemoryLimit reads the memory-limit setting: auto (the profile's),
+// 0 for none, or bytes with a binary unit (KiB, MiB, GiB).
+func parseMemoryLimit(s string, p kv.Profile) (int64, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "auto":
+		return p.MemoryLimit(), nil
+	case "0":
+		return 0, nil
+	}
+	num, mul := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mul = n, u.mul
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mul {
+		return 0, fmt.Errorf("%q is not auto, 0 or a size such as 768MiB or 1GiB", s)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if n*mul < minMemoryLimit {
+		return 0, fmt.Errorf("%q is under %s: the store's memtables alone would keep the collector running", s, fmtMiB(minMemoryLimit))
+	}
+	return n * mul, nil
+}
+
+// fmtMiB is a byte count as whole MiB, for settings' help.
+func fmtMiB(b int64) string { return strconv.FormatInt(b>>20, 10) + "MiB" }
