@@ -58,6 +58,8 @@ func (discard) Publish(string, []byte, bool) error { return nil }
 type historyStats struct {
 	events, reports, activities int
 	took                        time.Duration
+	reportIDs                   []string          // every report filed, oldest first
+	lastSeq                     map[string]uint64 // each device's last seq
 }
 
 // writeHistory appends n events of the community's mix to the hub store
@@ -149,6 +151,7 @@ func writeHistory(ctx context.Context, dir string, n int, log *slog.Logger) (*hi
 			bySite[benchSite] = append(bySite[benchSite], ev)
 			if ev.Kind == event.KindReport {
 				stats.reports++
+				stats.reportIDs = append(stats.reportIDs, event.FormatID(ev.Device, ev.Seq))
 			}
 		}
 		if err := ms.Apply(b, bySite); err != nil {
@@ -166,6 +169,7 @@ func writeHistory(ctx context.Context, dir string, n int, log *slog.Logger) (*hi
 		ms.Committed()
 		stats.events = to
 	}
+	stats.lastSeq = g.seqs
 	if err := st.Close(); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ type startRun struct {
 	settled         bool
 	settle          time.Duration // ready to settled
 	snapshotBytes   int64         // the merged state's snapshot the start read (its log line)
+	work            *workRun      // the work after the settled sample; nil for the unmeasured starts
 }
 
 // startup is scenario 10: how long the hub takes to start, and how much
@@ -58,7 +59,7 @@ func startup(ctx context.Context, e *runEnv) error {
 	var runs = make([][]*startRun, len(hs))
 	for range e.cfg.Pairs {
 		for i, h := range hs {
-			r, err := e.startOnce(ctx, h)
+			r, err := e.startOnce(ctx, h, true)
 			if err != nil {
 				return fmt.Errorf("%s events: %w", shortCount(h.n), err)
 			}
@@ -67,10 +68,11 @@ func startup(ctx context.Context, e *runEnv) error {
 	}
 	small, large := hs[0], hs[len(hs)-1]
 	rs, rl := runs[0], runs[len(runs)-1]
-	var tp, mp pairs
+	var tp, mp, wp pairs
 	for i := range rs {
 		tp.add(rs[i].ready.Seconds(), rl[i].ready.Seconds())
 		mp.add(float64(rs[i].rss), float64(rl[i].rss))
+		wp.add(float64(rs[i].work.rss), float64(rl[i].work.rss))
 	}
 	sc := "10 hub start-up"
 	readyL := medianDur(rl, func(r *startRun) time.Duration { return r.ready })
@@ -86,6 +88,12 @@ func startup(ctx context.Context, e *runEnv) error {
 		Value: fmtMiB(uint64(mp.scen[mid])), Baseline: fmtMiB(uint64(mp.base[mid])) + fmt.Sprintf(" (%s events)", groupThousands(int64(small.n))),
 		Target: "growth < 10 %"}
 	e.res.add(mp.judged(row, func(r float64) string { return "+" + fmtPct(r-1) }, func(r float64) bool { return r-1 < 0.10 }))
+	mid = wp.medianPair()
+	row = Row{Scenario: sc, Figure: fmt.Sprintf("hub RSS once settled after work (%d edges' events synced, operator reads), %s events against %s; the median pair",
+		workEdges, groupThousands(int64(large.n)), groupThousands(int64(small.n))),
+		Value: fmtMiB(uint64(wp.scen[mid])), Baseline: fmtMiB(uint64(wp.base[mid])) + fmt.Sprintf(" (%s events)", groupThousands(int64(small.n))),
+		Target: "growth < 10 %"}
+	e.res.add(wp.judged(row, func(r float64) string { return "+" + fmtPct(r-1) }, func(r float64) bool { return r-1 < 0.10 }))
 	for i, h := range hs {
 		r := runs[i][medianIdx(runs[i], func(r *startRun) time.Duration { return r.ready })]
 		name := groupThousands(int64(h.n)) + " events"
@@ -97,6 +105,20 @@ func startup(ctx context.Context, e *runEnv) error {
 		}
 		e.res.add(Row{Scenario: sc, Figure: name + ": RSS at ready; settled (anonymous / file-backed)",
 			Value: fmtMiB(r.rssReady) + "; " + fmtMiB(r.rss) + " (" + fmtMiB(r.anon) + " / " + fmtMiB(r.file) + "), " + settled, Verdict: Info})
+		w := r.work
+		settled = "settled in " + fmtSec(w.settle)
+		if !w.settled {
+			settled = "still moving after " + fmtSec(w.settle)
+		}
+		e.res.add(Row{Scenario: sc, Figure: name + ": after work (events synced, API reads): RSS settled (anonymous / file-backed, of it the tables' *.sst)",
+			Value: fmt.Sprintf("%s, %s: ", groupThousands(int64(w.events)), groupThousands(int64(w.reads))) +
+				fmtMiB(w.rss) + " (" + fmtMiB(w.anon) + " / " + fmtMiB(w.file) + ", " + fmtMiB(w.sst) + "), " + settled, Verdict: Info})
+		var hiStart, hiWork, hiPeak uint64
+		for _, r := range runs[i] {
+			hiStart, hiWork, hiPeak = max(hiStart, r.rss), max(hiWork, r.work.rss), max(hiPeak, r.work.peak)
+		}
+		e.res.add(Row{Scenario: sc, Figure: fmt.Sprintf("%s: highest of the %d starts: RSS settled at start; after work; peak (VmHWM)", name, len(runs[i])),
+			Value: fmtMiB(hiStart) + "; " + fmtMiB(hiWork) + "; " + fmtMiB(hiPeak), Verdict: Info})
 		size, err := dirSize(filepath.Join(h.data, "store"))
 		if err != nil {
 			return err
@@ -120,12 +142,16 @@ func startup(ctx context.Context, e *runEnv) error {
 		"closed or ended for longer than `--memory-hold` (30 days). "+
 		"Then the two sizes start in turn, %d pairs, each with the hub's defaults otherwise (embedded broker, `--log-level info`): the figure is the time "+
 		"from exec to the first 200 of `GET /readyz` (polled every 5 ms), and to the time stamp of its \"merged state loaded\" log line; "+
-		"RSS is VmRSS from /proc when ready and once it settled (sampled every 250 ms until it moved less than 1 %% over 2 s, at most 60 s), "+
-		"then the hub stops with SIGTERM. The page cache is warm (the harness just wrote or read the files); a cold start reads the tables from disk.",
+		"RSS is VmRSS from /proc when ready and once it settled (sampled every 250 ms until it moved less than 1 %% over 2 s, at most 60 s). "+
+		"Then the hub works: %d gateway edges, new at every start, take %.0f check-ins and door decisions a second each over HTTP for %v and "+
+		"sync them to the hub over MQTT, while an operator's client makes %.0f API reads a second in turns (the report list, a report by id "+
+		"picked from the whole history, most of them archived in the store, and 100 raw events of a building gateway from a random point of its "+
+		"history); once every edge is acked the edges stop and RSS is sampled again until it settles (the *.sst figure is the resident pages of "+
+		"the store's mapped tables, from /proc/PID/smaps); then the hub stops with SIGTERM. The page cache is warm (the harness just wrote or read the files); a cold start reads the tables from disk.",
 		groupThousands(int64(small.n)), groupThousands(int64(large.n)), groupThousands(historyBatch), historyGateways, historyKiosks,
 		historyReadPer, 1000-historyReadPer-historyGovPer, historyGovPer, historyActivityHours, groupThousands(historyPerDay),
 		groupThousands(int64(small.n)), int(historySpan(small.n).Hours()/24), groupThousands(int64(large.n)), int(historySpan(large.n).Hours()/24),
-		strings.Join(historyKeepAll, " "), e.cfg.Pairs)
+		strings.Join(historyKeepAll, " "), e.cfg.Pairs, workEdges, workRate, workFor, workReads)
 	return nil
 }
 
@@ -133,7 +159,7 @@ func startup(ctx context.Context, e *runEnv) error {
 // the history into its store, and starts it once more to fold it all and
 // leave a snapshot.
 func (e *runEnv) prepareHistory(ctx context.Context, h *startupHistory) error {
-	if _, err := e.startOnce(ctx, h); err != nil {
+	if _, err := e.startOnce(ctx, h, false); err != nil {
 		return fmt.Errorf("create the hub's data dir: %w", err)
 	}
 	e.log.Info("writing history", "events", h.n)
@@ -143,14 +169,15 @@ func (e *runEnv) prepareHistory(ctx context.Context, h *startupHistory) error {
 	}
 	h.stats = st
 	e.log.Info("history written", "events", h.n, "took", st.took.Round(time.Millisecond))
-	if h.first, err = e.startOnce(ctx, h); err != nil {
+	if h.first, err = e.startOnce(ctx, h, false); err != nil {
 		return fmt.Errorf("first start: %w", err)
 	}
 	return nil
 }
 
-// startOnce starts the hub on h's data dir, measures it and stops it.
-func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, error) {
+// startOnce starts the hub on h's data dir, measures it and stops it;
+// with work, it then drives work into it and measures again.
+func (e *runEnv) startOnce(ctx context.Context, h *startupHistory, work bool) (*startRun, error) {
 	httpAddr, err := process.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -197,25 +224,49 @@ func (e *runEnv) startOnce(ctx context.Context, h *startupHistory) (*startRun, e
 	if err := r.settleMemory(ctx, p); err != nil {
 		return nil, err
 	}
+	if work {
+		if r.work, err = e.driveWork(ctx, h, p, "http://"+httpAddr, "tcp://"+mq); err != nil {
+			return nil, fmt.Errorf("work: %w", err)
+		}
+	}
 	stopped = true
 	if err := p.Stop(); err != nil {
 		return nil, fmt.Errorf("stop hub: %w: %s", err, p.Tail(600))
 	}
 	e.log.Info("hub start", "events", h.n, "ready", r.ready.Round(time.Millisecond), "loaded", r.loaded.Round(time.Millisecond),
 		"rss_ready_mib", r.rssReady>>20, "rss_mib", r.rss>>20, "anon_mib", r.anon>>20, "file_mib", r.file>>20, "settled", r.settled)
+	if w := r.work; w != nil {
+		e.log.Info("hub after work", "events", h.n, "synced", w.events, "reads", w.reads, "rss_mib", w.rss>>20,
+			"anon_mib", w.anon>>20, "file_mib", w.file>>20, "sst_mib", w.sst>>20, "peak_mib", w.peak>>20, "settled", w.settled)
+	}
 	return r, nil
 }
 
-// settleMemory samples the hub's memory every 250 ms until VmRSS moved
-// less than 1 % over the last 2 s, or 60 s passed.
+// settleMemory samples the hub's memory until it settled (see settle).
 func (r *startRun) settleMemory(ctx context.Context, p *proc) error {
+	m, err := settle(ctx, p)
+	r.rss, r.anon, r.file, r.settled, r.settle = m.rss, m.anon, m.file, m.settled, m.settle
+	return err
+}
+
+// memSample is a process's memory once it settled.
+type memSample struct {
+	rss, anon, file uint64 // VmRSS, RssAnon, RssFile (+ RssShmem)
+	settled         bool
+	settle          time.Duration // how long it took to settle
+}
+
+// settle samples the hub's memory every 250 ms until VmRSS moved less
+// than 1 % over the last 2 s, or 60 s passed.
+func settle(ctx context.Context, p *proc) (memSample, error) {
 	const every, window, limit = 250 * time.Millisecond, 8, 60 * time.Second
 	start := time.Now()
 	var last []uint64
+	var r memSample
 	for {
 		m, err := process.Memory(p.PID())
 		if err != nil {
-			return fmt.Errorf("hub memory: %w (%s)", err, p.Tail(600))
+			return r, fmt.Errorf("hub memory: %w (%s)", err, p.Tail(600))
 		}
 		r.rss, r.anon, r.file = m["VmRSS"], m["RssAnon"], m["RssFile"]+m["RssShmem"]
 		last = append(last, r.rss)
@@ -228,11 +279,11 @@ func (r *startRun) settleMemory(ctx context.Context, p *proc) error {
 		}
 		r.settle = time.Since(start)
 		if r.settled || r.settle > limit {
-			return nil
+			return r, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return r, ctx.Err()
 		case <-time.After(every):
 		}
 	}
