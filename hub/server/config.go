@@ -83,6 +83,10 @@ type Config struct {
 	// memoryLimit after Validate.
 	MemoryLimit int64
 	memoryLimit string
+
+	// trimEvery is how often the store's mapped table pages are given
+	// back while the hub runs (0: storeTrimEvery); tests shorten it.
+	trimEvery time.Duration
 }
 
 // Default retentions of raw events: a quarter of readings (trends and

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -221,12 +222,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	return h, nil
 }
 
+// storeTrimEvery is how often a running hub gives back its store's
+// mapped table pages. Badger reads tables through memory maps, and every
+// page a read or a compaction touched stayed resident: a compaction of
+// freshly written tables left the hub holding 350 MiB of them (the tables
+// it wrote) until it stopped, and reads across years of history bring
+// back index and data pages in proportion to it. A page read again within
+// the minute is read from disk again, which a hub's reads at a community's
+// pace do not notice.
+const storeTrimEvery = time.Minute
+
 // trimStore gives back the pages of the store's table files that opening
 // and loading touched. Badger maps every table and, at open, reads each
 // one's whole index and bloom filter to check its checksum; those pages
 // stayed in the hub's resident memory for as long as it ran, in
 // proportion to the history stored (19 MiB at 10,000,000 events). What
-// is read again afterwards comes back as it is read.
+// is read again afterwards comes back as it is read, and trimLoop gives
+// it back again.
 func (h *Hub) trimStore() {
 	if h.store == nil {
 		return
@@ -238,6 +250,32 @@ func (h *Hub) trimStore() {
 		return
 	}
 	h.log.Debug("gave back the store's mapped pages", "mapped_bytes", n)
+}
+
+// trimLoop gives back the store's mapped pages every cfg.trimEvery
+// (storeTrimEvery by default) until ctx ends. A system that cannot page
+// out mapped files is told once, at the start (trimStore), and the loop
+// ends.
+func (h *Hub) trimLoop(ctx context.Context) {
+	if h.store == nil {
+		return
+	}
+	every := cmp.Or(h.cfg.trimEvery, storeTrimEvery)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	dir := h.store.DB().Opts().Dir
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := kv.TrimMapped(dir); errors.Is(err, kv.ErrTrimUnsupported) {
+			return
+		} else if err != nil {
+			h.log.Warn("give back the store's mapped pages", "dir", dir, "err", err)
+		}
+	}
 }
 
 // openStores opens what the hub keeps: PostgreSQL when the store setting
@@ -558,6 +596,7 @@ func (h *Hub) run(ctx context.Context) {
 	})
 	g.Go(func() error { h.state.Run(gctx); return nil })
 	g.Go(func() error { h.expiry.Run(gctx); return nil })
+	g.Go(func() error { h.trimLoop(gctx); return nil })
 	if h.backups != nil {
 		g.Go(func() error { h.backups.Run(gctx); return nil })
 	}

@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"linli/hub/store"
 	"linli/shared/event"
 	"linli/shared/kv"
+	"linli/shared/test/poll"
 )
 
 // A started hub holds none of its store's table pages that opening the
@@ -26,18 +28,91 @@ func TestHubGivesBackTablePagesOpenTouched(t *testing.T) {
 	// The hub's own profile: its tables are not compacted while the test
 	// looks (the small profile's compaction reads them as it starts).
 	cfg.Profile = string(kv.Server)
-	st, err := store.Open(filepath.Join(dir, "store"), kv.Profile(cfg.Profile), slog.New(slog.DiscardHandler))
+	cfg.trimEvery = time.Hour // only the start's trim
+	writeTableHistory(t, filepath.Join(dir, "store"), kv.Profile(cfg.Profile))
+
+	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Events of many devices interleaved, as a community's history is:
-	// one key each, so the tables' indexes and bloom filters are large.
-	const devices, events, batch = 50, 250_000, 25_000
-	for from := 0; from < events; from += batch {
+	defer h.Stop()
+	index := tableIndexBytes(t, h)
+	resident := mappedRSS(t, filepath.Join(dir, "store"), ".sst")
+	if resident > index/4 {
+		t.Fatalf("%d bytes of the store's tables resident after the start, want far under their %d bytes of index and bloom filters", resident, index)
+	}
+}
+
+// A running hub gives back the table pages its work touched, not only
+// those of the start: reads across the history (an operator paging
+// through a device's events, a compaction) otherwise left them resident
+// until the hub stopped.
+func TestHubGivesBackTablePagesWorkTouched(t *testing.T) {
+	dir := t.TempDir()
+	cfg := hubConfig(dir)
+	cfg.Profile = string(kv.Server)
+	cfg.trimEvery = 100 * time.Millisecond
+	writeTableHistory(t, filepath.Join(dir, "store"), kv.Profile(cfg.Profile))
+
+	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	index := tableIndexBytes(t, h)
+	// Every device's events, as the events API reads them: every table's
+	// data blocks and index pages.
+	read := 0
+	for d := range tableDevices {
+		for after := uint64(0); ; {
+			evs, err := h.store.Events("s1", fmt.Sprintf("gw-%02d", d), after, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			read += len(evs)
+			after = evs[len(evs)-1].Seq
+		}
+	}
+	if read != tableEvents {
+		t.Fatalf("read %d events, want %d", read, tableEvents)
+	}
+	store := filepath.Join(dir, "store")
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
+		resident := mappedRSS(t, store, ".sst")
+		return resident <= index/4, fmt.Sprintf("%d bytes of the store's tables still resident after the reads, want under %d", resident, index/4)
+	})
+}
+
+const tableDevices, tableEvents = 50, 250_000
+
+// writeTableHistory stores events of many devices interleaved, as a
+// community's history is: one key each, so the tables' indexes and bloom
+// filters are large.
+func writeTableHistory(t *testing.T, dir string, p kv.Profile) {
+	t.Helper()
+	st, err := store.Open(dir, p, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 25_000
+	for from := 0; from < tableEvents; from += batch {
 		b := st.NewBadgerBatch()
 		for i := from; i < from+batch; i++ {
-			ev := &event.Event{Device: fmt.Sprintf("gw-%02d", i%devices), Seq: uint64(i/devices + 1), HLC: 1, Kind: event.KindReading}
-			b.PutEvent("s1", ev, []byte(fmt.Sprintf("reading %d of a sensor in the building, padded to a realistic size", i)))
+			ev, err := event.NewEvent(fmt.Sprintf("gw-%02d", i%tableDevices), uint64(i/tableDevices+1), 1,
+				&event.Reading{Sensor: fmt.Sprintf("B1-t-%d", i%8), Type: "temperature", Value: float64(i%90) / 10, Building: "B1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored := ev
+			stored.Device = "" // stored events leave their device out, as ingest stores them
+			enc, err := stored.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.PutEvent("s1", &ev, enc)
 		}
 		if err := b.Commit(); err != nil {
 			t.Fatal(err)
@@ -46,12 +121,11 @@ func TestHubGivesBackTablePagesOpenTouched(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Stop()
+// tableIndexBytes is the bytes of index of the hub's store's tables.
+func tableIndexBytes(t *testing.T, h *Hub) int64 {
+	t.Helper()
 	var index int64
 	for _, tb := range h.store.DB().Tables() {
 		index += int64(tb.IndexSz)
@@ -59,10 +133,7 @@ func TestHubGivesBackTablePagesOpenTouched(t *testing.T) {
 	if index < 64<<10 {
 		t.Fatalf("the store's tables have %d bytes of index, too few to tell", index)
 	}
-	resident := mappedRSS(t, filepath.Join(dir, "store"), ".sst")
-	if resident > index/4 {
-		t.Fatalf("%d bytes of the store's tables resident after the start, want far under their %d bytes of index and bloom filters", resident, index)
-	}
+	return index
 }
 
 // mappedRSS sums the resident bytes of this process's mappings of files
