@@ -279,9 +279,19 @@ type reportQuery struct {
 	text, status, building, category, assignee string
 	from, to                                   time.Time // created in [from, to); zero: open
 	overdue                                    bool
+	// archived includes the reports archived in the store (closed longer
+	// than the memory hold); archived=0 leaves them out.
+	archived bool
 }
 
-// parseReportQuery reads ?q=&status=&building=&category=&assignee=&from=&to=&overdue=.
+// readsArchive reports whether the query can match an archived report:
+// the archive holds closed reports only, so a query for an open status
+// never reads it.
+func (q reportQuery) readsArchive() bool {
+	return q.archived && (q.status == "" || q.status == event.ReportResolved || q.status == event.ReportRejected)
+}
+
+// parseReportQuery reads ?q=&status=&building=&category=&assignee=&from=&to=&overdue=&archived=.
 // from and to are RFC 3339 times or dates (YYYY-MM-DD, in zone; to's day
 // is included).
 func parseReportQuery(r *http.Request, zone *time.Location) (reportQuery, error) {
@@ -313,6 +323,13 @@ func parseReportQuery(r *http.Request, zone *time.Location) (reportQuery, error)
 		q.overdue = true
 	default:
 		return q, httpx.BadRequest("overdue", "overdue must be 0 or 1")
+	}
+	switch v.Get("archived") {
+	case "", "1":
+		q.archived = true
+	case "0":
+	default:
+		return q, httpx.BadRequest("archived", "archived must be 0 or 1")
 	}
 	return q, nil
 }

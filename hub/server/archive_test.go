@@ -84,6 +84,26 @@ func TestHubServesArchivedReports(t *testing.T) {
 	if code := get(h, "/api/v1/reports/kiosk-s.1", &rep); code != 200 || rep.Status != event.ReportResolved {
 		t.Fatalf("archived report by id: %d %+v", code, rep)
 	}
+	// The list holds the archived reports unless archived=0 leaves them
+	// out (the dashboard's refresh); a query for an open status never
+	// matches one.
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{
+		{"", 4}, {"?archived=1", 4}, {"?archived=0", 1},
+		{"?status=resolved", 3}, {"?status=resolved&archived=0", 0}, {"?status=accepted", 0}, {"?status=submitted", 1},
+	} {
+		var list []struct {
+			ID string `json:"id"`
+		}
+		if code := get(h, "/api/v1/reports"+tc.query, &list); code != 200 || len(list) != tc.want {
+			t.Fatalf("GET /api/v1/reports%s: %d %+v, want %d reports", tc.query, code, list, tc.want)
+		}
+	}
+	if resp, body := send(t, "GET", h.HTTPURL()+"/api/v1/reports?archived=no", map[string]string{"Authorization": "Bearer " + h.AdminToken()}, ""); resp.StatusCode != 400 || !strings.Contains(string(body), "archived") {
+		t.Fatalf("archived=no: %d %s, want 400 naming archived", resp.StatusCode, body)
+	}
 	var one []request311
 	if code := get(h, "/open311/v2/requests/kiosk-s.2.json", &one); code != 200 || len(one) != 1 || one[0].Status != "closed" {
 		t.Fatalf("Open311 GET of an archived request: %d %+v", code, one)

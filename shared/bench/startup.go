@@ -144,7 +144,7 @@ func startup(ctx context.Context, e *runEnv) error {
 		"from exec to the first 200 of `GET /readyz` (polled every 5 ms), and to the time stamp of its \"merged state loaded\" log line; "+
 		"RSS is VmRSS from /proc when ready and once it settled (sampled every 250 ms until it moved less than 1 %% over 2 s, at most 60 s). "+
 		"Then the hub works: %d gateway edges, new at every start, take %.0f check-ins and door decisions a second each over HTTP for %v and "+
-		"sync them to the hub over MQTT, while an operator's client makes %.0f API reads a second in turns (the report list, a report by id "+
+		"sync them to the hub over MQTT, while an operator's client makes %.0f API reads a second in turns (the report list as the dashboard refreshes it, archived reports left out, a report by id "+
 		"picked from the whole history, most of them archived in the store, and 100 raw events of a building gateway from a random point of its "+
 		"history); once every edge is acked the edges stop and RSS is sampled again until it settles (the *.sst figure is the resident pages of "+
 		"the store's mapped tables, from /proc/PID/smaps); then the hub stops with SIGTERM. The page cache is warm (the harness just wrote or read the files); a cold start reads the tables from disk.",

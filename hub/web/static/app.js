@@ -272,8 +272,18 @@ async function refreshAll() {
 }
 
 // ---- data -------------------------------------------------------------
+// Reports closed longer than the hub's memory hold are archived in its
+// store; listing them reads years of them. The list is read again on
+// every report, vote and rating the stream brings, so it leaves them out
+// unless the triage view asks for closed reports or a search is shown.
+function wantArchived() {
+  const st = $('#f-status').value;
+  return !!S.search || st === 'all' || st === 'resolved' || st === 'rejected';
+}
 async function loadReports() {
-  S.reports = await api('GET', q('/api/v1/reports', { site: S.site }));
+  const archived = wantArchived();
+  S.reports = await api('GET', q('/api/v1/reports', { site: S.site, archived: archived ? '' : 0 }));
+  S.reportsArchived = archived;
   fillBulkAssignees().catch(() => {}); // the queue and the map need not wait for it
   renderMap();
   renderTriage();
@@ -746,6 +756,7 @@ async function runSearch() {
     S.search = new Set(found.map(r => r.id));
     $('#f-found').textContent = t('triage.found', { n: found.filter(r => !r.merged_into).length });
   }
+  if (wantArchived() !== S.reportsArchived) return loadReports(); // it renders the triage
   renderTriage();
 }
 function renderBulk() {
@@ -1208,7 +1219,8 @@ async function init() {
     $('#site').value = b.dataset.site;
     $('#site').dispatchEvent(new Event('change'));
   });
-  ['#f-status', '#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
+  ['#f-category', '#f-building', '#f-sort'].forEach(s => $(s).addEventListener('change', renderTriage));
+  $('#f-status').addEventListener('change', () => wantArchived() !== S.reportsArchived ? loadReports().catch(() => {}) : renderTriage());
   $('#search-form').addEventListener('submit', e => { e.preventDefault(); runSearch().catch(() => {}); });
   $('#bulk-apply').addEventListener('click', () => bulkApply().catch(() => {}));
   $('#sel-all').addEventListener('change', e => {
