@@ -84,9 +84,10 @@ type Config struct {
 	MemoryLimit int64
 	memoryLimit string
 
-	// trimEvery is how often the store's mapped table pages are given
-	// back while the hub runs (0: storeTrimEvery); tests shorten it.
+	// trimEvery and trimSlack replace storeTrimCheck and storeTrimSlack
+	// when set (tests).
 	trimEvery time.Duration
+	trimSlack int64
 }
 
 // Default retentions of raw events: a quarter of readings (trends and

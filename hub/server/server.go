@@ -222,15 +222,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Hub, err error
 	return h, nil
 }
 
-// storeTrimEvery is how often a running hub gives back its store's
-// mapped table pages. Badger reads tables through memory maps, and every
-// page a read or a compaction touched stayed resident: a compaction of
-// freshly written tables left the hub holding 350 MiB of them (the tables
-// it wrote) until it stopped, and reads across years of history bring
-// back index and data pages in proportion to it. A page read again within
-// the minute is read from disk again, which a hub's reads at a community's
-// pace do not notice.
-const storeTrimEvery = time.Minute
+// A running hub gives back its store's mapped table pages whenever its
+// file-backed resident memory grew storeTrimSlack past what the last
+// trim left, looked at every storeTrimCheck. Badger reads tables through
+// memory maps, and every page a read or a compaction touched stayed
+// resident until the hub stopped: a compaction of freshly written tables
+// left it holding 351 MiB of the tables it wrote, and reads across years
+// of history bring back index and data pages in proportion to them. A
+// hub at a community's pace rarely passes the slack, so the pages its
+// reads use stay; one that did reads them from disk again.
+const (
+	storeTrimCheck = 5 * time.Second
+	storeTrimSlack = 32 << 20
+)
 
 // trimStore gives back the pages of the store's table files that opening
 // and loading touched. Badger maps every table and, at open, reads each
@@ -252,29 +256,48 @@ func (h *Hub) trimStore() {
 	h.log.Debug("gave back the store's mapped pages", "mapped_bytes", n)
 }
 
-// trimLoop gives back the store's mapped pages every cfg.trimEvery
-// (storeTrimEvery by default) until ctx ends. A system that cannot page
-// out mapped files is told once, at the start (trimStore), and the loop
-// ends.
+// trimLoop gives back the store's mapped pages when the process's
+// file-backed resident memory grew more than the slack since the last
+// trim (see storeTrimCheck), until ctx ends. A system that cannot tell
+// or page out was told at the start (trimStore); the loop then ends.
 func (h *Hub) trimLoop(ctx context.Context) {
 	if h.store == nil {
 		return
 	}
-	every := cmp.Or(h.cfg.trimEvery, storeTrimEvery)
+	every := cmp.Or(h.cfg.trimEvery, storeTrimCheck)
+	slack := cmp.Or(h.cfg.trimSlack, storeTrimSlack)
+	dir := h.store.DB().Opts().Dir
+	base, err := kv.ResidentFile()
+	if err != nil {
+		return
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	dir := h.store.DB().Opts().Dir
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if _, err := kv.TrimMapped(dir); errors.Is(err, kv.ErrTrimUnsupported) {
+		cur, err := kv.ResidentFile()
+		if err != nil {
+			h.log.Warn("resident file pages", "err", err)
+			return
+		}
+		if cur < base+slack {
+			base = min(base, cur)
+			continue
+		}
+		n, err := kv.TrimMapped(dir)
+		if errors.Is(err, kv.ErrTrimUnsupported) {
 			return
 		} else if err != nil {
 			h.log.Warn("give back the store's mapped pages", "dir", dir, "err", err)
 		}
+		if base, err = kv.ResidentFile(); err != nil {
+			return
+		}
+		h.log.Debug("gave back the store's mapped pages", "mapped_bytes", n, "resident_file_before", cur, "after", base)
 	}
 }
 

@@ -52,6 +52,7 @@ func TestHubGivesBackTablePagesWorkTouched(t *testing.T) {
 	cfg := hubConfig(dir)
 	cfg.Profile = string(kv.Server)
 	cfg.trimEvery = 100 * time.Millisecond
+	cfg.trimSlack = 1 << 20
 	writeTableHistory(t, filepath.Join(dir, "store"), kv.Profile(cfg.Profile))
 
 	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))

@@ -73,3 +73,23 @@ func TrimMapped(dir string) (int64, error) {
 	}
 	return total, sc.Err()
 }
+
+// ResidentFile is how many bytes of this process's resident memory are
+// file-backed or shared (the third field of /proc/self/statm, which
+// counts RssFile and RssShmem): the mapped tables, the binary's pages.
+// Reading it is cheap enough to watch the tables' pages with.
+func ResidentFile() (int64, error) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, fmt.Errorf("resident file pages: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0, fmt.Errorf("resident file pages: /proc/self/statm %q", b)
+	}
+	pages, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("resident file pages: /proc/self/statm %q: %w", b, err)
+	}
+	return pages * int64(os.Getpagesize()), nil
+}

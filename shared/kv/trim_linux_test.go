@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 )
 
 // mappedRSS sums the resident kB of this process's mappings of files under
@@ -195,5 +196,54 @@ func TestTrimMappedGivesBackLogPages(t *testing.T) {
 func TestTrimMappedNoTables(t *testing.T) {
 	if n, err := TrimMapped(t.TempDir()); err != nil || n != 0 {
 		t.Fatalf("TrimMapped of a dir with no tables = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// ResidentFile counts a mapped file's pages as they are read, and gives
+// them back when TrimMapped pages them out.
+func TestResidentFileFollowsMappedPages(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/000001.sst"
+	const size = 8 << 20
+	if err := os.WriteFile(path, bytes.Repeat([]byte{7}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	before, err := ResidentFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for i := 0; i < size; i += os.Getpagesize() {
+		sum += int(m[i])
+	}
+	if sum == 0 {
+		t.Fatal("read nothing")
+	}
+	read, err := ResidentFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read-before < size/2 {
+		t.Fatalf("resident file pages grew by %d reading %d mapped bytes", read-before, size)
+	}
+	if _, err := TrimMapped(dir); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ResidentFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read-after < size/2 {
+		t.Fatalf("resident file pages went from %d to %d after trimming %d mapped bytes", read, after, size)
 	}
 }
