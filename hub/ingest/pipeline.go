@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"slices"
 	"time"
 
 	"linli/hub/store"
@@ -217,16 +218,28 @@ func (in *Ingest) prepare(group []decoded, prev *prepared) *prepared {
 	// if the commit succeeds. A record a group in flight changed is taken
 	// as that group leaves it.
 	in.mu.Lock()
+	// rec copies a record as the next commit writes it: presence (status,
+	// hello) from the live record, the received ranges from the group in
+	// flight when there is one, with the holes a hello recorded on the
+	// live record meanwhile covered again.
 	rec := func(id string) *store.DeviceRecord {
-		if pr, ok := in.pending[id]; ok {
-			return pr.rec
+		live := in.devices[id]
+		if live == nil {
+			return nil
 		}
-		return in.devices[id]
+		c := copyRecord(live)
+		if pr, ok := in.pending[id]; ok {
+			c.Acked, c.Above, c.Received, c.Rejected = pr.rec.Acked, slices.Clone(pr.rec.Above), pr.rec.Received, pr.rec.Rejected
+			for _, g := range live.Gaps {
+				c.Cover(g.From, g.To)
+			}
+		}
+		return c
 	}
 	work := map[string]*store.DeviceRecord{}
 	for id := range in.dirty {
 		if d := rec(id); d != nil && in.Owns(d.Site) {
-			work[id] = copyRecord(d)
+			work[id] = d
 		}
 	}
 	clear(in.dirty)
@@ -238,7 +251,7 @@ func (in *Ingest) prepare(group []decoded, prev *prepared) *prepared {
 			continue
 		}
 		if d := rec(g.device); d != nil {
-			work[g.device] = copyRecord(d)
+			work[g.device] = d
 		}
 	}
 	in.mu.Unlock()

@@ -163,11 +163,21 @@ type slowCommitted struct {
 	ingest.Pipeliner
 	f    *faultyBackend
 	next func() bool // delivers the next batch; false when all are sent
-	mu   sync.Mutex
-	held int // groups prepared while a Committed was held
+	// before, when set, runs at the start of the n-th Committed.
+	before func(n int)
+	mu     sync.Mutex
+	n      int
+	held   int // groups prepared while a Committed was held
 }
 
 func (s *slowCommitted) Committed() {
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	if s.before != nil {
+		s.before(n)
+	}
 	f := s.f
 	f.mu.Lock()
 	from := f.prepared
@@ -219,6 +229,40 @@ func TestPipelineBuildsOnTheGroupCommitting(t *testing.T) {
 	}
 }
 
+// A hello that arrives while a device's last group commits is in the
+// device record the next group writes (the hello marks it to be written):
+// the record in the store ends with the edge's last seq and pending count
+// from the hello, though its received ranges come from the group in
+// flight.
+func TestPipelineKeepsPresenceFromHello(t *testing.T) {
+	for _, be := range pipelineBackends {
+		t.Run(be.name, func(t *testing.T) {
+			inner := be.open(t)
+			f := &faultyBackend{Backend: inner, poke: make(chan struct{}, 1)}
+			var tr *transport
+			runPipeline(t, f, func(p ingest.Pipeliner, next func() bool) ingest.Applier {
+				return &slowCommitted{Pipeliner: p, f: f, next: next, before: func(n int) {
+					// Group n is batch n, round robin: the next to last is
+					// k2's last.
+					if n == pipeDevices*pipePerDevice/10-1 {
+						tr.deliverUp(t, wire.Topic(pipeSite, "k2", wire.LeafUp),
+							wire.Up{Hello: &wire.Hello{Role: "kiosk", LastSeq: 999, Pending: 42, Clock: testClock.Now()}})
+					}
+				}}
+			}, func(t0 *transport) { tr = t0 })
+			recs, err := inner.Devices()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range recs {
+				if d.ID == "k2" && (d.LastSeq != 999 || d.Pending != 42) {
+					t.Fatalf("k2 stored with last seq %d, pending %d; the hello said 999, 42", d.LastSeq, d.Pending)
+				}
+			}
+		})
+	}
+}
+
 var pipelineBackends = []struct {
 	name string
 	open func(t *testing.T) store.Backend
@@ -247,9 +291,12 @@ const pipeSite, pipeDevices, pipePerDevice = "s1", 4, 120
 // devices' events in many small groups, and resends what is not acked
 // until all is. With wrap, the Applier is wrap's, and the batches are
 // sent only as it calls next, one at a time.
-func runPipeline(t *testing.T, f *faultyBackend, wrap func(p ingest.Pipeliner, next func() bool) ingest.Applier) (hub, *state.State, *transport) {
+func runPipeline(t *testing.T, f *faultyBackend, wrap func(p ingest.Pipeliner, next func() bool) ingest.Applier, seeTransport ...func(*transport)) (hub, *state.State, *transport) {
 	t.Helper()
 	tr := newTransport(true, nil)
+	for _, see := range seeTransport {
+		see(tr)
+	}
 	var st *state.State
 	var queue []func()
 	var qmu sync.Mutex
