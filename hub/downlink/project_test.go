@@ -35,13 +35,11 @@ func TestProjectorRunsInTheBatch(t *testing.T) {
 	}
 	var calls []call
 	fail := false
-	st.SetProjector(func(ctx context.Context, tx pgx.Tx, sites []pgstore.SiteChanges) error {
-		for _, sc := range sites {
-			calls = append(calls, call{sc.Site, sc.Changes})
-			for _, c := range sc.Changes {
-				if _, err := tx.Exec(ctx, "INSERT INTO projected VALUES ($1, $2, $3)", sc.Site, c.Entity, c.ID); err != nil {
-					return err
-				}
+	st.SetProjector(func(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
+		calls = append(calls, call{site, changes})
+		for _, c := range changes {
+			if _, err := tx.Exec(ctx, "INSERT INTO projected VALUES ($1, $2, $3)", site, c.Entity, c.ID); err != nil {
+				return err
 			}
 		}
 		if fail {

@@ -35,56 +35,40 @@ import (
 // table's rows in key order so that concurrent commits touching the same
 // entities wait on each other rather than deadlock.
 func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
-	return PutSitesEntities(ctx, tx, []SiteChanges{{Site: site, Changes: changes}})
-}
-
-// SiteChanges are one site's downlink changes.
-type SiteChanges struct {
-	Site    string
-	Changes []wire.Change
-}
-
-// PutSitesEntities is PutEntities for the changes of several sites (a
-// site may come more than once; its later changes win) in one set of
-// statements: a group commit of many sites paid a pipeline, and the
-// planning of each statement, per site.
-func PutSitesEntities(ctx context.Context, tx pgx.Tx, sites []SiteChanges) error {
-	type ekey struct{ entity, site, id string }
+	type ekey struct{ entity, id string }
 	last := map[ekey]wire.Change{}
-	for _, sc := range sites {
-		for _, c := range sc.Changes {
-			if c.Device != "" || c.Role != "" || c.Withheld {
-				continue
-			}
-			switch c.Entity {
-			case wire.EntityReport, wire.EntityActivity, wire.EntityNotice, wire.EntityAlarm:
-			default:
-				continue
-			}
-			if c.IsDelta() {
-				// The downlink log holds snapshots; a delta here is a caller
-				// handing over a live message instead of the log's change.
-				return fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, sc.Site)
-			}
-			last[ekey{c.Entity, sc.Site, c.ID}] = c
+	for _, c := range changes {
+		if c.Device != "" || c.Role != "" || c.Withheld {
+			continue
 		}
+		switch c.Entity {
+		case wire.EntityReport, wire.EntityActivity, wire.EntityNotice, wire.EntityAlarm:
+		default:
+			continue
+		}
+		if c.IsDelta() {
+			// The downlink log holds snapshots; a delta here is a caller
+			// handing over a live message instead of the log's change.
+			return fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, site)
+		}
+		last[ekey{c.Entity, c.ID}] = c
 	}
 	if len(last) == 0 {
 		return nil
 	}
 	keys := slices.SortedFunc(maps.Keys(last), func(a, b ekey) int {
-		return cmp.Or(cmp.Compare(a.entity, b.entity), cmp.Compare(a.site, b.site), cmp.Compare(a.id, b.id))
+		return cmp.Or(cmp.Compare(a.entity, b.entity), cmp.Compare(a.id, b.id))
 	})
 	var p entityRows
+	p.site = site
 	for _, k := range keys {
 		c := last[k]
-		p.site = k.site
 		if err := p.add(c); err != nil {
-			return fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, k.site, err)
+			return fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, site, err)
 		}
 	}
 	if err := p.diffAttendance(ctx, tx); err != nil {
-		return fmt.Errorf("project %d changes: %w", len(keys), err)
+		return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
 	}
 	b := &pgx.Batch{}
 	p.queue(b)
@@ -92,36 +76,36 @@ func PutSitesEntities(ctx context.Context, tx pgx.Tx, sites []SiteChanges) error
 	for i := range b.Len() {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
-			return fmt.Errorf("project %d changes: statement %d: %w", len(keys), i+1, err)
+			return fmt.Errorf("project %d changes of site %s: statement %d: %w", len(keys), site, i+1, err)
 		}
 	}
 	if err := res.Close(); err != nil {
-		return fmt.Errorf("project %d changes: %w", len(keys), err)
+		return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
 	}
 	return nil
 }
 
 // entityRows gathers one call's rows as column arrays, table by table.
 type entityRows struct {
-	site string // of the change being added
+	site string
 
-	deleted map[string]*siteIDs // by table
+	deleted map[string][]string // by table
 
 	rep struct {
-		sites, ids, numbers, statuses, categories, titles, buildings, units, notes, mergedInto []string
-		votes                                                                                  []int64
-		created, closed                                                                        []*time.Time
-		updated                                                                                []time.Time
-		views                                                                                  [][]byte
+		ids, numbers, statuses, categories, titles, buildings, units, notes, mergedInto []string
+		votes                                                                           []int64
+		created, closed                                                                 []*time.Time
+		updated                                                                         []time.Time
+		views                                                                           [][]byte
 	}
 	step struct {
-		sites, reports, events, statuses, replies []string
-		ns                                        []int32
-		at                                        []time.Time
-		counts                                    []int32 // steps per report, for the rows beyond to go
+		reports, events, statuses, replies []string
+		ns                                 []int32
+		at                                 []time.Time
+		counts                             []int32 // steps per report, for the rows beyond to go
 	}
 	act struct {
-		sites, ids, titles, kinds, venues                     []string
+		ids, titles, kinds, venues                            []string
 		starts, ends                                          []*time.Time
 		capacity, seatsLeft, confirmed, waitlisted, attendedN []int64
 		cancelled                                             []bool
@@ -131,35 +115,29 @@ type entityRows struct {
 	// att is every activity's attendance as its view has it, by
 	// activity and resident; diffAttendance turns it into the rows to
 	// delete and to write.
-	att    map[siteID]map[string]attendance
+	att    map[string]map[string]attendance
 	attDel struct {
-		sites, activities, residents []string
+		activities, residents []string
 	}
 	attPut struct {
-		sites, activities, residents, statuses []string
-		attended                               []bool
+		activities, residents, statuses []string
+		attended                        []bool
 	}
 	not struct {
-		sites, ids, titles, categories []string
-		buildings                      [][]string
-		expires                        []*time.Time
-		updated                        []time.Time
-		views                          [][]byte
+		ids, titles, categories []string
+		buildings               [][]string
+		expires                 []*time.Time
+		updated                 []time.Time
+		views                   [][]byte
 	}
 	alm struct {
-		sites, ids, buildings, sources, kinds, severities, places, ackedBy []string
-		active, open, acked                                                []bool
-		first, last                                                        []time.Time
-		cleared, closed                                                    []*time.Time
-		views                                                              [][]byte
+		ids, buildings, sources, kinds, severities, places, ackedBy []string
+		active, open, acked                                         []bool
+		first, last                                                 []time.Time
+		cleared, closed                                             []*time.Time
+		views                                                       [][]byte
 	}
 }
-
-// siteID is an entity of a site.
-type siteID struct{ site, id string }
-
-// siteIDs are entities as two columns.
-type siteIDs struct{ sites, ids []string }
 
 var entityTable = map[string]string{wire.EntityReport: "reports", wire.EntityActivity: "activities",
 	wire.EntityNotice: "notices", wire.EntityAlarm: "alarms"}
@@ -167,14 +145,10 @@ var entityTable = map[string]string{wire.EntityReport: "reports", wire.EntityAct
 func (p *entityRows) add(c wire.Change) error {
 	if c.Deleted {
 		if p.deleted == nil {
-			p.deleted = map[string]*siteIDs{}
+			p.deleted = map[string][]string{}
 		}
 		t := entityTable[c.Entity]
-		if p.deleted[t] == nil {
-			p.deleted[t] = &siteIDs{}
-		}
-		d := p.deleted[t]
-		d.sites, d.ids = append(d.sites, p.site), append(d.ids, c.ID)
+		p.deleted[t] = append(p.deleted[t], c.ID)
 		return nil
 	}
 	switch c.Entity {
@@ -236,7 +210,6 @@ func (p *entityRows) addReport(v *merge.ReportView) error {
 		closed = nil
 	}
 	r := &p.rep
-	r.sites = append(r.sites, p.site)
 	r.ids = append(r.ids, v.ID)
 	r.numbers = append(r.numbers, v.Number)
 	r.statuses = append(r.statuses, v.Status)
@@ -253,7 +226,6 @@ func (p *entityRows) addReport(v *merge.ReportView) error {
 	r.views = append(r.views, view)
 	s := &p.step
 	for n, st := range v.Steps {
-		s.sites = append(s.sites, p.site)
 		s.reports = append(s.reports, v.ID)
 		s.ns = append(s.ns, int32(n))
 		s.events = append(s.events, st.Event)
@@ -271,7 +243,6 @@ func (p *entityRows) addActivity(v *merge.ActivityView) error {
 		return fmt.Errorf("view as JSON: %w", err)
 	}
 	a := &p.act
-	a.sites = append(a.sites, p.site)
 	a.ids = append(a.ids, v.ID)
 	a.titles = append(a.titles, v.Title)
 	a.kinds = append(a.kinds, v.Kind)
@@ -309,9 +280,9 @@ func (p *entityRows) addActivity(v *merge.ActivityView) error {
 		rows[r] = a
 	}
 	if p.att == nil {
-		p.att = map[siteID]map[string]attendance{}
+		p.att = map[string]map[string]attendance{}
 	}
-	p.att[siteID{p.site, v.ID}] = rows
+	p.att[v.ID] = rows
 	return nil
 }
 
@@ -330,46 +301,37 @@ func (p *entityRows) diffAttendance(ctx context.Context, tx pgx.Tx) error {
 	if len(p.att) == 0 {
 		return nil
 	}
-	keys := slices.SortedFunc(maps.Keys(p.att), func(a, b siteID) int {
-		return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(a.id, b.id))
-	})
-	sites, ids := make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		sites[i], ids[i] = k.site, k.id
-	}
+	ids := slices.Sorted(maps.Keys(p.att))
 	// The activities' rows are locked first, in key order: a commit that
 	// moves the same activity at the same time waits here, and what is
 	// read below is what it left.
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM activities a JOIN unnest($1::text[], $2::text[]) AS d(site, id)
-		ON a.site = d.site AND a.id = d.id ORDER BY a.site, a.id FOR UPDATE OF a`, sites, ids); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM activities WHERE site = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
+		p.site, ids); err != nil {
 		return fmt.Errorf("lock activities: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT x.site, x.activity, x.resident, x.status, x.attended
-		FROM activity_attendance x JOIN unnest($1::text[], $2::text[]) AS d(site, activity)
-		ON x.site = d.site AND x.activity = d.activity`, sites, ids)
+	rows, err := tx.Query(ctx, `SELECT activity, resident, status, attended FROM activity_attendance
+		WHERE site = $1 AND activity = ANY($2::text[])`, p.site, ids)
 	if err != nil {
 		return fmt.Errorf("read attendance: %w", err)
 	}
-	have := map[siteID]map[string]attendance{}
-	var site, activity, resident string
+	have := map[string]map[string]attendance{}
+	var activity, resident string
 	var a attendance
-	_, err = pgx.ForEachRow(rows, []any{&site, &activity, &resident, &a.status, &a.attended}, func() error {
-		k := siteID{site, activity}
-		if have[k] == nil {
-			have[k] = map[string]attendance{}
+	_, err = pgx.ForEachRow(rows, []any{&activity, &resident, &a.status, &a.attended}, func() error {
+		if have[activity] == nil {
+			have[activity] = map[string]attendance{}
 		}
-		have[k][resident] = a
+		have[activity][resident] = a
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("read attendance: %w", err)
 	}
-	for _, k := range keys {
-		want, old := p.att[k], have[k]
+	for _, id := range ids {
+		want, old := p.att[id], have[id]
 		for _, r := range slices.Sorted(maps.Keys(old)) {
 			if _, ok := want[r]; !ok {
-				p.attDel.sites = append(p.attDel.sites, k.site)
-				p.attDel.activities = append(p.attDel.activities, k.id)
+				p.attDel.activities = append(p.attDel.activities, id)
 				p.attDel.residents = append(p.attDel.residents, r)
 			}
 		}
@@ -377,8 +339,7 @@ func (p *entityRows) diffAttendance(ctx context.Context, tx pgx.Tx) error {
 			if o, ok := old[r]; ok && o == want[r] {
 				continue
 			}
-			p.attPut.sites = append(p.attPut.sites, k.site)
-			p.attPut.activities = append(p.attPut.activities, k.id)
+			p.attPut.activities = append(p.attPut.activities, id)
 			p.attPut.residents = append(p.attPut.residents, r)
 			p.attPut.statuses = append(p.attPut.statuses, want[r].status)
 			p.attPut.attended = append(p.attPut.attended, want[r].attended)
@@ -393,7 +354,6 @@ func (p *entityRows) addNotice(v *merge.NoticeView) error {
 		return fmt.Errorf("view as JSON: %w", err)
 	}
 	n := &p.not
-	n.sites = append(n.sites, p.site)
 	n.ids = append(n.ids, v.ID)
 	n.titles = append(n.titles, v.Title)
 	n.categories = append(n.categories, v.Category)
@@ -414,7 +374,6 @@ func (p *entityRows) addAlarm(v *merge.AlarmView) error {
 		return fmt.Errorf("view as JSON: %w", err)
 	}
 	a := &p.alm
-	a.sites = append(a.sites, p.site)
 	a.ids = append(a.ids, v.ID)
 	a.buildings = append(a.buildings, v.Building)
 	a.sources = append(a.sources, v.Source)
@@ -446,19 +405,16 @@ func (p *entityRows) queue(b *pgx.Batch) {
 	for _, t := range slices.Sorted(maps.Keys(p.deleted)) {
 		// The children go first, as a cascade would take them: no foreign
 		// key does (its check per row written cost more than the rows).
-		d := p.deleted[t]
 		if child, ok := childTables[t]; ok {
-			b.Queue("DELETE FROM "+child.table+" c USING unnest($1::text[], $2::text[]) AS d(site, id) WHERE c.site = d.site AND c."+
-				child.parent+" = d.id", d.sites, d.ids)
+			b.Queue("DELETE FROM "+child.table+" WHERE site = $1 AND "+child.parent+" = ANY($2::text[])", p.site, p.deleted[t])
 		}
 		// Table names come from entityTable, never from the change.
-		b.Queue("DELETE FROM "+t+" x USING unnest($1::text[], $2::text[]) AS d(site, id) WHERE x.site = d.site AND x.id = d.id",
-			d.sites, d.ids)
+		b.Queue("DELETE FROM "+t+" WHERE site = $1 AND id = ANY($2::text[])", p.site, p.deleted[t])
 	}
 	if r := &p.rep; len(r.ids) > 0 {
 		b.Queue(`INSERT INTO reports (site, id, number, status, category, title, building, unit, votes, note,
 				merged_into, created_at, updated_at, closed_at, view)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::text[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
 				$14::timestamptz[], $15::jsonb[])
 			ON CONFLICT (site, id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status,
@@ -466,25 +422,25 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				unit = EXCLUDED.unit, votes = EXCLUDED.votes, note = EXCLUDED.note,
 				merged_into = EXCLUDED.merged_into, created_at = EXCLUDED.created_at,
 				updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, view = EXCLUDED.view`,
-			r.sites, r.ids, r.numbers, r.statuses, r.categories, r.titles, r.buildings, r.units, r.votes,
+			p.site, r.ids, r.numbers, r.statuses, r.categories, r.titles, r.buildings, r.units, r.votes,
 			r.notes, r.mergedInto, r.created, r.updated, r.closed, r.views)
 		// A timeline only grows, but a report unmerged loses its merge
 		// steps: the rows past the new count go.
-		b.Queue(`DELETE FROM report_steps s USING unnest($1::text[], $2::text[], $3::int[]) AS n(site, report, steps)
-			WHERE s.site = n.site AND s.report = n.report AND s.n >= n.steps`, r.sites, r.ids, p.step.counts)
+		b.Queue(`DELETE FROM report_steps s USING unnest($2::text[], $3::int[]) AS n(report, steps)
+			WHERE s.site = $1 AND s.report = n.report AND s.n >= n.steps`, p.site, r.ids, p.step.counts)
 		s := &p.step
 		b.Queue(`INSERT INTO report_steps (site, report, n, event, at, status, reply)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
+			SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
 			ON CONFLICT (site, report, n) DO UPDATE SET event = EXCLUDED.event, at = EXCLUDED.at,
 				status = EXCLUDED.status, reply = EXCLUDED.reply
 			WHERE (report_steps.event, report_steps.at, report_steps.status, report_steps.reply)
 				IS DISTINCT FROM (EXCLUDED.event, EXCLUDED.at, EXCLUDED.status, EXCLUDED.reply)`,
-			s.sites, s.reports, s.ns, s.events, s.at, s.statuses, s.replies)
+			p.site, s.reports, s.ns, s.events, s.at, s.statuses, s.replies)
 	}
 	if a := &p.act; len(a.ids) > 0 {
 		b.Queue(`INSERT INTO activities (site, id, title, kind, venue, start_at, end_at, capacity, seats_left,
 				confirmed, waitlisted, attended, cancelled, updated_at, view)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
 				$7::timestamptz[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
 				$13::boolean[], $14::timestamptz[], $15::jsonb[])
 			ON CONFLICT (site, id) DO UPDATE SET title = EXCLUDED.title, kind = EXCLUDED.kind,
@@ -492,19 +448,19 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				capacity = EXCLUDED.capacity, seats_left = EXCLUDED.seats_left, confirmed = EXCLUDED.confirmed,
 				waitlisted = EXCLUDED.waitlisted, attended = EXCLUDED.attended, cancelled = EXCLUDED.cancelled,
 				updated_at = EXCLUDED.updated_at, view = EXCLUDED.view`,
-			a.sites, a.ids, a.titles, a.kinds, a.venues, a.starts, a.ends, a.capacity, a.seatsLeft,
+			p.site, a.ids, a.titles, a.kinds, a.venues, a.starts, a.ends, a.capacity, a.seatsLeft,
 			a.confirmed, a.waitlisted, a.attendedN, a.cancelled, a.updated, a.views)
 		if d := &p.attDel; len(d.residents) > 0 {
-			b.Queue(`DELETE FROM activity_attendance x USING unnest($1::text[], $2::text[], $3::text[]) AS d(site, activity, resident)
-				WHERE x.site = d.site AND x.activity = d.activity AND x.resident = d.resident`,
-				d.sites, d.activities, d.residents)
+			b.Queue(`DELETE FROM activity_attendance x USING unnest($2::text[], $3::text[]) AS d(activity, resident)
+				WHERE x.site = $1 AND x.activity = d.activity AND x.resident = d.resident`,
+				p.site, d.activities, d.residents)
 		}
 		if t := &p.attPut; len(t.residents) > 0 {
 			b.Queue(`INSERT INTO activity_attendance (site, activity, resident, status, attended)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
+				SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[])
 				ON CONFLICT (site, activity, resident) DO UPDATE SET status = EXCLUDED.status,
 					attended = EXCLUDED.attended`,
-				t.sites, t.activities, t.residents, t.statuses, t.attended)
+				p.site, t.activities, t.residents, t.statuses, t.attended)
 		}
 	}
 	if n := &p.not; len(n.ids) > 0 {
@@ -514,19 +470,19 @@ func (p *entityRows) queue(b *pgx.Batch) {
 			buildings[i], _ = json.Marshal(bs) // []string always encodes
 		}
 		b.Queue(`INSERT INTO notices (site, id, title, category, buildings, expires_at, updated_at, view)
-			SELECT site, id, title, category, ARRAY(SELECT jsonb_array_elements_text(buildings)), expires_at,
+			SELECT $1, id, title, category, ARRAY(SELECT jsonb_array_elements_text(buildings)), expires_at,
 				updated_at, view
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::timestamptz[],
-				$8::jsonb[]) AS n(site, id, title, category, buildings, expires_at, updated_at, view)
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::timestamptz[],
+				$8::jsonb[]) AS n(id, title, category, buildings, expires_at, updated_at, view)
 			ON CONFLICT (site, id) DO UPDATE SET title = EXCLUDED.title, category = EXCLUDED.category,
 				buildings = EXCLUDED.buildings, expires_at = EXCLUDED.expires_at,
 				updated_at = EXCLUDED.updated_at, view = EXCLUDED.view`,
-			n.sites, n.ids, n.titles, n.categories, buildings, n.expires, n.updated, n.views)
+			p.site, n.ids, n.titles, n.categories, buildings, n.expires, n.updated, n.views)
 	}
 	if a := &p.alm; len(a.ids) > 0 {
 		b.Queue(`INSERT INTO alarms (site, id, building, source, kind, severity, place, acked_by, active, open,
 				acked, first_at, last_at, cleared_at, closed_at, view)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::text[], $9::boolean[], $10::boolean[], $11::boolean[], $12::timestamptz[],
 				$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::jsonb[])
 			ON CONFLICT (site, id) DO UPDATE SET building = EXCLUDED.building, source = EXCLUDED.source,
@@ -534,7 +490,7 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				acked_by = EXCLUDED.acked_by, active = EXCLUDED.active, open = EXCLUDED.open,
 				acked = EXCLUDED.acked, first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at,
 				cleared_at = EXCLUDED.cleared_at, closed_at = EXCLUDED.closed_at, view = EXCLUDED.view`,
-			a.sites, a.ids, a.buildings, a.sources, a.kinds, a.severities, a.places, a.ackedBy, a.active,
+			p.site, a.ids, a.buildings, a.sources, a.kinds, a.severities, a.places, a.ackedBy, a.active,
 			a.open, a.acked, a.first, a.last, a.cleared, a.closed, a.views)
 	}
 }

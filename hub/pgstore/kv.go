@@ -16,31 +16,28 @@ import (
 
 	"linli/hub/store"
 	"linli/shared/event"
+	"linli/shared/wire"
 )
 
 // Projector writes the downlink changes of a batch into queryable tables,
-// inside the batch's own transaction: with exactly the sites and changes
-// downlink.Append was given, in order, so the tables commit with the
-// facts and the log entries they come from, or not at all. An error
-// fails the commit (nothing of the batch is stored, nothing acked).
-type Projector func(ctx context.Context, tx pgx.Tx, sites []SiteChanges) error
+// inside the batch's own transaction: with exactly the site and changes
+// downlink.Append was given, so the tables commit with the facts and the
+// log entries they come from, or not at all. An error fails the commit
+// (nothing of the batch is stored, nothing acked).
+type Projector func(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error
 
 // SetProjector sets the projector every later commit calls (nil: none).
 func (s *Store) SetProjector(p Projector) { s.projector.Store(&p) }
 
-// project hands the projector every site's changes at once: one set of
-// statements for a commit of many sites.
 func (s *Store) project(ctx context.Context, tx pgx.Tx, ps []projection) error {
 	pp := s.projector.Load()
-	if pp == nil || *pp == nil || len(ps) == 0 {
+	if pp == nil || *pp == nil {
 		return nil
 	}
-	sites := make([]SiteChanges, len(ps))
-	for i, p := range ps {
-		sites[i] = SiteChanges{Site: p.site, Changes: p.changes}
-	}
-	if err := (*pp)(ctx, tx, sites); err != nil {
-		return fmt.Errorf("project downlink changes: %w", err)
+	for _, p := range ps {
+		if err := (*pp)(ctx, tx, p.site, p.changes); err != nil {
+			return fmt.Errorf("project downlink changes of %s: %w", p.site, err)
+		}
 	}
 	return nil
 }
