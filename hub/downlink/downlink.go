@@ -71,18 +71,32 @@ type Log struct {
 	mu    sync.Mutex
 	heads map[string]uint64 // site → last seq
 
-	staged *staged
+	// staged are the commits appended to and not yet committed, oldest
+	// first: ingest folds its next group in while one commits, and each
+	// continues the site's sequence of the one before.
+	staged []*staged
+	// recent are the bodies of committed changes, the bases of the
+	// next deltas; bounded by recentMax bytes.
+	recent recentBodies
 
 	sent      *prometheus.CounterVec // changes sent by kind and form
 	sentBytes *prometheus.CounterVec // their payload bytes
 }
 
 type staged struct {
+	batch store.Batch           // the commit these changes go in
 	downs map[string]*wire.Down // site → what the pending commit adds
 	heads map[string]uint64
+	// index: site → entity → the seq of its newest change in this
+	// commit, which the commits staged after it read before the store's
+	// index (this one's batch is not in the store until it commits).
+	index map[string]map[string]uint64
 	// bases: site → entity → the version edges hold before this commit,
 	// which a live change's delta is made from.
 	bases map[string]map[string]base
+	// last: site → entity → its newest change in this commit, the base of
+	// the commits after it.
+	last map[string]map[string]base
 }
 
 // base is an entity's version as the last commit left it.
@@ -259,21 +273,31 @@ func (l *Log) Head(site string) uint64 {
 
 // Append adds changes for site to the pending commit b: each gets the next
 // seq, and the change it supersedes is deleted. Call Commit after b is
-// durable or Abort if it failed.
+// durable or Abort if it failed. Changes for a batch other than the last
+// one appended to start a new commit, which follows the ones staged.
 func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The store's queryable tables (PostgreSQL) take the same changes in
 	// the same transaction.
 	b.Project(site, changes)
-	if l.staged == nil {
-		l.staged = &staged{downs: map[string]*wire.Down{}, heads: map[string]uint64{},
-			bases: map[string]map[string]base{}}
+	var st *staged
+	if n := len(l.staged); n > 0 && l.staged[n-1].batch == b {
+		st = l.staged[n-1]
+	} else {
+		st = &staged{batch: b, downs: map[string]*wire.Down{}, heads: map[string]uint64{}, index: map[string]map[string]uint64{},
+			bases: map[string]map[string]base{}, last: map[string]map[string]base{}}
+		l.staged = append(l.staged, st)
 	}
-	st := l.staged
+	earlier := l.staged[:len(l.staged)-1] // staged before st, oldest first
 	head, ok := st.heads[site]
 	if !ok {
 		head = l.heads[site]
+		for _, e := range earlier {
+			if h, ok := e.heads[site]; ok {
+				head = h
+			}
+		}
 	}
 	d := st.downs[site]
 	if d == nil {
@@ -282,6 +306,8 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	}
 	if st.bases[site] == nil {
 		st.bases[site] = map[string]base{}
+		st.last[site] = map[string]base{}
+		st.index[site] = map[string]uint64{}
 	}
 	for _, c := range changes {
 		head++
@@ -294,9 +320,17 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 			return fmt.Errorf("encode change: %w", err)
 		}
 		ek := entityKey(c.Entity, c.ID, c.Device)
-		old, err := indexed(b, site, ek)
-		if err != nil {
-			return err
+		// The newest change of the entity: this commit's, else a commit
+		// staged before it (its batch is not in the store yet), else the
+		// store's index as of b.
+		old, staged := st.index[site][ek]
+		for i := len(earlier) - 1; !staged && i >= 0; i-- {
+			old, staged = earlier[i].index[site][ek]
+		}
+		if !staged {
+			if old, err = indexed(b, site, ek); err != nil {
+				return err
+			}
 		}
 		if old != 0 {
 			b.Delete(changeKey(site, old))
@@ -306,14 +340,16 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		}
 		bs, ok := st.bases[site][ek]
 		if !ok {
-			// Edges hold the version the last commit left (old is
-			// committed here): the delta of every change of this commit
-			// to the entity starts from it.
-			bs = l.baseOf(site, old)
+			// Edges hold the version the commits before leave (old): the
+			// delta of every change of this commit to the entity starts
+			// from it.
+			bs = l.baseOf(earlier, site, ek, old)
 			st.bases[site][ek] = bs
 		}
 		b.Set(changeKey(site, c.Seq), val)
 		b.Set(indexKey(site, ek), kv.U64(c.Seq))
+		st.index[site][ek] = c.Seq
+		st.last[site][ek] = baseFrom(c)
 		d.Changes = append(d.Changes, l.live(c, bs))
 	}
 	d.Last = head
@@ -322,10 +358,28 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	return nil
 }
 
-// baseOf reads the body of the committed change seq (0: none).
-func (l *Log) baseOf(site string, seq uint64) base {
+// baseFrom is c as the base of a later delta.
+func baseFrom(c wire.Change) base {
+	if c.Deleted || len(c.Body) < minDeltaBody {
+		return base{seq: c.Seq}
+	}
+	return base{seq: c.Seq, hlc: c.HLC, body: c.Body}
+}
+
+// baseOf is the change seq of site's entity ek (0: none): from a commit
+// staged earlier, else from the bodies of recent commits, else read from
+// the store. Called with mu held.
+func (l *Log) baseOf(earlier []*staged, site, ek string, seq uint64) base {
 	if seq == 0 {
 		return base{}
+	}
+	for i := len(earlier) - 1; i >= 0; i-- {
+		if bs, ok := earlier[i].last[site][ek]; ok && bs.seq == seq {
+			return bs
+		}
+	}
+	if bs, ok := l.recent.get(site, ek); ok && bs.seq == seq {
+		return bs
 	}
 	var c wire.Change
 	err := l.db.View(func(v store.View) error {
@@ -335,13 +389,11 @@ func (l *Log) baseOf(site string, seq uint64) base {
 		}
 		return event.UnmarshalOwn(val, &c)
 	})
-	if err != nil || c.Deleted || len(c.Body) < minDeltaBody {
-		if err != nil {
-			l.log.Warn("read change for a delta; sending the entity whole", "site", site, "seq", seq, "err", err)
-		}
+	if err != nil {
+		l.log.Warn("read change for a delta; sending the entity whole", "site", site, "seq", seq, "err", err)
 		return base{seq: seq}
 	}
-	return base{seq: seq, hlc: c.HLC, body: c.Body}
+	return baseFrom(c)
 }
 
 // live is the form of c sent live: a delta from bs when edges hold bs and
@@ -372,18 +424,23 @@ func dropSeq(cs []wire.Change, seq uint64) []wire.Change {
 	return cs
 }
 
-// Commit makes the staged changes live and publishes them to each site's
-// edges.
+// Commit makes the oldest staged commit's changes live and publishes
+// them to each site's edges.
 func (l *Log) Commit() {
 	l.mu.Lock()
-	st := l.staged
-	l.staged = nil
-	if st == nil {
+	if len(l.staged) == 0 {
 		l.mu.Unlock()
 		return
 	}
+	st := l.staged[0]
+	l.staged = l.staged[1:]
 	for site, h := range st.heads {
 		l.heads[site] = h
+	}
+	for site, last := range st.last {
+		for ek, bs := range last {
+			l.recent.put(site, ek, bs)
+		}
 	}
 	l.mu.Unlock()
 	for site, d := range st.downs {
@@ -431,7 +488,9 @@ func (l *Log) publishLive(site string, d *wire.Down) {
 	}
 }
 
-// Abort drops the staged changes (the commit failed).
+// Abort drops the staged changes: the oldest commit failed, and every
+// commit staged after it continues its sequence, so none of them may
+// commit either.
 func (l *Log) Abort() {
 	l.mu.Lock()
 	l.staged = nil
@@ -558,5 +617,6 @@ func (l *Log) LoadSite(site string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.heads[site] = head
+	l.recent.dropSite(site)
 	return nil
 }

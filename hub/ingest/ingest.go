@@ -151,12 +151,18 @@ type Ingest struct {
 	devices map[string]*store.DeviceRecord // by device id
 	// bySite lists each site's device ids: the seat policy asks for a
 	// site's kiosks, for every site, every few seconds.
-	bySite  map[string][]string
-	dirty   map[string]bool // device records to persist at the next commit
+	bySite map[string][]string
+	dirty  map[string]bool // device records to persist at the next commit
+	// pending are the device records of groups prepared and not yet
+	// committed, by device id: the next group builds on them, not on the
+	// live records (pipeline.go).
+	pending map[string]pendingRecord
 	stats   Stats
 	onEvent []func(site string, evs []event.Event)
 
 	subscribed atomic.Bool
+	// lastFailed: the writer's last group failed (pipeline.go).
+	lastFailed atomic.Bool
 
 	// owned are the sites whose messages are taken in and acked; nil
 	// means every site. A message of any other site is neither stored nor
@@ -249,6 +255,7 @@ func New(opts Options) (*Ingest, error) {
 		devices: map[string]*store.DeviceRecord{},
 		bySite:  map[string][]string{},
 		dirty:   map[string]bool{},
+		pending: map[string]pendingRecord{},
 
 		resyncing: map[string]uint64{},
 	}
@@ -396,6 +403,7 @@ func (in *Ingest) reloadSite(site string) error {
 		if d.Site == site {
 			delete(in.devices, id)
 			delete(in.dirty, id)
+			delete(in.pending, id)
 		}
 	}
 	// The site's index is rebuilt with its records: a record seen only in
@@ -869,205 +877,6 @@ func (in *Ingest) ack(site, device string, base, acked uint64, hello bool) {
 	}
 	if err := in.opts.Transport.Publish(wire.Topic(site, device, wire.LeafAck), payload, false); err != nil {
 		in.log.Warn("publish ack", "device", device, "err", err)
-	}
-}
-
-// commitLoop is the single writer: it groups decoded batches into one
-// synced commit, then acks.
-func (in *Ingest) commitLoop() {
-	// The ticker persists presence changes (status, hello) when no events
-	// arrive to carry them.
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var group []decoded
-	for {
-		var d decoded
-		var ok bool
-		select {
-		case d, ok = <-in.decode:
-			if !ok {
-				in.flushDirty()
-				return
-			}
-		case <-tick.C:
-			in.flushDirty()
-			continue
-		}
-		group = append(group[:0], d)
-		n := len(d.events)
-	drain:
-		for n < in.opts.MaxGroup {
-			select {
-			case d, ok := <-in.decode:
-				if !ok {
-					break drain
-				}
-				group = append(group, d)
-				n += len(d.events)
-			default:
-				break drain
-			}
-		}
-		in.commit(group)
-	}
-}
-
-func (in *Ingest) flushDirty() {
-	in.mu.Lock()
-	n := len(in.dirty)
-	in.mu.Unlock()
-	if n > 0 {
-		in.commit(nil)
-	}
-}
-
-func (in *Ingest) commit(group []decoded) {
-	// Batches of a site given up since they were decoded are dropped
-	// unacked: the site's next owner takes them in when the edge resends.
-	kept := group[:0]
-	for _, g := range group {
-		if in.Owns(g.site) {
-			kept = append(kept, g)
-		} else {
-			in.count(func(s *Stats) { s.NotOwned++ })
-		}
-	}
-	group = kept
-	b := in.opts.Store.NewBatch()
-	// Work on copies of the device records: they replace the live ones only
-	// if the commit succeeds.
-	in.mu.Lock()
-	work := map[string]*store.DeviceRecord{}
-	for id := range in.dirty {
-		if d, ok := in.devices[id]; ok && in.Owns(d.Site) {
-			work[id] = copyRecord(d)
-		}
-	}
-	clear(in.dirty)
-	for _, g := range group {
-		if _, ok := work[g.device]; ok {
-			continue
-		}
-		if d := in.device(g.site, g.device); d != nil {
-			work[g.device] = copyRecord(d)
-		}
-	}
-	in.mu.Unlock()
-
-	var fresh, dups, quar uint64
-	// Each site's new events are sized up front: grown by append, the
-	// copies of a 6,000-event group were an eighth of the committer's CPU.
-	perSite := map[string]int{}
-	for _, g := range group {
-		perSite[g.site] += len(g.events)
-	}
-	newBySite := make(map[string][]event.Event, len(perSite))
-	for site, n := range perSite {
-		newBySite[site] = make([]event.Event, 0, n)
-	}
-	for _, g := range group {
-		d := work[g.device]
-		if d == nil {
-			in.count(func(s *Stats) { s.Rejected++ })
-			continue
-		}
-		for i := range g.events {
-			ev := &g.events[i]
-			if d.Holds(ev.Seq) {
-				dups++
-				continue
-			}
-			if reason := g.invalidReason(i); reason != "" {
-				b.Quarantine(g.site, ev, g.encoded[i], reason)
-				d.Rejected++
-				quar++
-			} else {
-				b.PutEvent(g.site, ev, g.encoded[i])
-				newBySite[g.site] = append(newBySite[g.site], *ev)
-				d.Received++
-				fresh++
-			}
-			if g.batch.Priority {
-				d.Cover(ev.Seq, ev.Seq)
-			}
-		}
-		if !g.batch.Priority {
-			d.Cover(g.batch.From, g.batch.To)
-		}
-	}
-	for site, evs := range newBySite {
-		if len(evs) == 0 {
-			delete(newBySite, site) // all duplicates or quarantined
-		}
-	}
-	applied := in.opts.Applier != nil && len(newBySite) > 0
-	if applied {
-		if err := in.opts.Applier.Apply(b, newBySite); err != nil {
-			in.log.Error("merge failed; batch not committed", "err", err)
-			in.opts.Applier.Aborted()
-			b.Discard()
-			in.requeueDirty(work)
-			return
-		}
-	}
-	for _, d := range work {
-		b.PutDevice(d)
-	}
-	start := time.Now()
-	if err := b.Commit(); err != nil {
-		// Nothing is acked; the edges resend after their ack timeout.
-		in.log.Error("commit failed; nothing acked", "err", err)
-		if applied {
-			in.opts.Applier.Aborted()
-		}
-		in.requeueDirty(work)
-		return
-	}
-	took := time.Since(start)
-	if applied {
-		in.opts.Applier.Committed()
-	}
-	in.mu.Lock()
-	for id, d := range work {
-		live := in.devices[id]
-		if live == nil {
-			continue // its site was given up and taken on again: read anew
-		}
-		// Status and hello may have changed presence fields meanwhile; keep
-		// those, take the received ranges from the commit.
-		live.Acked, live.Above, live.Received, live.Rejected = d.Acked, d.Above, d.Received, d.Rejected
-		if live.Lost != d.Lost {
-			// A hello recorded a hole while this commit ran: keep it.
-			for _, g := range live.Gaps {
-				live.Cover(g.From, g.To)
-			}
-			in.dirty[id] = true
-		}
-	}
-	in.stats.Batches += uint64(len(group))
-	in.stats.Events += fresh
-	in.stats.Duplicates += dups
-	in.stats.Quarantined += quar
-	in.stats.Commits++
-	in.stats.CommitNanos += uint64(took)
-	hooks := in.onEvent
-	in.mu.Unlock()
-
-	type span struct {
-		device string
-		base   uint64
-	}
-	acked := map[span]bool{}
-	for _, g := range group {
-		if d := work[g.device]; d != nil && !acked[span{g.device, g.base}] {
-			acked[span{g.device, g.base}] = true
-			in.ack(g.site, g.device, g.base, ackedFrom(d, g.base), false)
-		}
-	}
-	for site, evs := range newBySite {
-		for _, f := range hooks {
-			f(site, evs)
-		}
 	}
 }
 

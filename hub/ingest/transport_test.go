@@ -61,7 +61,17 @@ func (tr *transport) Publish(topic string, payload []byte, _ bool) error {
 	}
 	select {
 	case tr.acks <- a:
-	default: // only the last one is waited for
+	default:
+		// Only the last one is waited for: it takes the place of one
+		// not read yet, which a dropped last ack would leave waiting.
+		select {
+		case <-tr.acks:
+		default:
+		}
+		select {
+		case tr.acks <- a:
+		default:
+		}
 	}
 	return nil
 }

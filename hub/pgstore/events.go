@@ -99,7 +99,7 @@ type deviceKey struct{ site, id string }
 // server in one transaction at Commit.
 type Batch struct {
 	s        *Store
-	events   []row
+	events   rowChunks
 	quar     []row
 	rewrites map[rowKey][]byte // RewriteEvent: the event's new stored form
 	devices  map[deviceKey][]byte
@@ -143,8 +143,39 @@ func (b *Batch) seq(site string, ev *event.Event) (int64, bool) {
 // and seq is kept as it is.
 func (b *Batch) PutEvent(site string, ev *event.Event, encoded []byte) {
 	if seq, ok := b.seq(site, ev); ok {
-		b.events = append(b.events, row{site: site, device: ev.Device, seq: seq, body: encoded})
+		b.events.add(row{site: site, device: ev.Device, seq: seq, body: encoded})
 	}
+}
+
+// rowChunks holds rows in blocks of rowChunk, copied once into one slice
+// at the commit: grown by append a quarter at a time, the copies of a
+// 20,000-event group's rows came to five times the rows, a fifth of the
+// bytes the hub allocated in an ingest.
+type rowChunks struct {
+	chunks [][]row
+	n      int
+}
+
+const rowChunk = 2048
+
+func (c *rowChunks) add(r row) {
+	if k := len(c.chunks); k == 0 || len(c.chunks[k-1]) == cap(c.chunks[k-1]) {
+		c.chunks = append(c.chunks, make([]row, 0, min(rowChunk, max(64, c.n))))
+	}
+	c.chunks[len(c.chunks)-1] = append(c.chunks[len(c.chunks)-1], r)
+	c.n++
+}
+
+// all is every row in the order added.
+func (c *rowChunks) all() []row {
+	if len(c.chunks) == 1 {
+		return c.chunks[0]
+	}
+	out := make([]row, 0, c.n)
+	for _, ch := range c.chunks {
+		out = append(out, ch...)
+	}
+	return out
 }
 
 // Quarantine stores an event that failed validation, with the reason.
@@ -219,7 +250,7 @@ func (b *Batch) Project(site string, changes []wire.Change) {
 
 // Len is the number of writes in the batch.
 func (b *Batch) Len() int {
-	return len(b.events) + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
+	return b.events.n + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
 }
 
 // sites lists, sorted, the sites the batch writes: of its events,
@@ -227,8 +258,10 @@ func (b *Batch) Len() int {
 // and the keyed records keySite names a site for.
 func (b *Batch) sites(keySite func(key []byte) string) []string {
 	set := map[string]bool{}
-	for _, r := range b.events {
-		set[r.site] = true
+	for _, ch := range b.events.chunks {
+		for _, r := range ch {
+			set[r.site] = true
+		}
 	}
 	for _, r := range b.quar {
 		set[r.site] = true
@@ -253,7 +286,7 @@ func (b *Batch) sites(keySite func(key []byte) string) []string {
 
 // Discard abandons the batch.
 func (b *Batch) Discard() {
-	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = nil, nil, nil, nil, nil, nil
+	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = rowChunks{}, nil, nil, nil, nil, nil
 }
 
 // Commit writes the batch in one transaction, durable when it returns nil
@@ -272,7 +305,7 @@ func (b *Batch) Commit() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
-	b.events, b.quar = sortedOnce(b.events), sortedOnce(b.quar)
+	events, quar := sortedOnce(b.events.all()), sortedOnce(b.quar)
 	err := b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		// The fence goes first: a commit of a site this worker no longer
 		// holds fails before it writes anything, and the lease rows it
@@ -280,13 +313,13 @@ func (b *Batch) Commit() error {
 		if err := b.s.fence(ctx, tx, b); err != nil {
 			return err
 		}
-		if err := insertEvents(ctx, tx, b.events); err != nil {
+		if err := insertEvents(ctx, tx, events); err != nil {
 			return err
 		}
 		if err := rewriteEvents(ctx, tx, b.rewrites); err != nil {
 			return err
 		}
-		if err := insertQuarantine(ctx, tx, b.quar); err != nil {
+		if err := insertQuarantine(ctx, tx, quar); err != nil {
 			return err
 		}
 		if err := upsertDevices(ctx, tx, b.devices, b.acked); err != nil {

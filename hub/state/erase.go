@@ -39,7 +39,7 @@ func (s *State) Erase(site, resident string) (Erasure, error) {
 	if !s.owns(site) {
 		return Erasure{}, &NotOwnedError{Site: site}
 	}
-	s.writeMu.Lock()
+	s.lockWrite()
 	defer s.writeMu.Unlock()
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {

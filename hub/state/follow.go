@@ -89,7 +89,7 @@ func (s *State) Follow() error {
 		return fmt.Errorf("follow: %w", err)
 	}
 	now := time.Now()
-	s.writeMu.Lock()
+	s.lockWrite()
 	since := s.follow.since
 	s.writeMu.Unlock()
 	var facts []merge.Fact
@@ -100,7 +100,7 @@ func (s *State) Follow() error {
 			if s.owns(site) {
 				return true, nil // its facts are this worker's own
 			}
-			s.writeMu.Lock()
+			s.lockWrite()
 			done := s.follow.seen[string(key)] == ver
 			s.writeMu.Unlock()
 			if done {
@@ -119,7 +119,7 @@ func (s *State) Follow() error {
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
 	}
-	s.writeMu.Lock()
+	s.lockWrite()
 	defer s.writeMu.Unlock()
 	if s.follow.since != since {
 		return nil // a load started over meanwhile
@@ -154,7 +154,7 @@ func (s *State) LoadSite(site string) error {
 	if err != nil {
 		return fmt.Errorf("load site %s: %w", site, err)
 	}
-	s.writeMu.Lock()
+	s.lockWrite()
 	defer s.writeMu.Unlock()
 	s.foldRead(facts)
 	s.mu.Lock()

@@ -56,7 +56,7 @@ func snapChunkKey(gen uint64, n int) []byte {
 
 // Snapshot writes the merged state as it is now, for the next start.
 func (s *State) Snapshot() error {
-	s.writeMu.Lock()
+	s.lockWrite()
 	if s.opts.Hold > 0 {
 		if err := s.evict(); err != nil {
 			// The snapshot is still worth writing: nothing left memory.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"linli/hub/downlink"
@@ -82,9 +83,22 @@ type State struct {
 	opts Options
 	log  *slog.Logger
 
-	// writeMu is held from Apply to Committed/Aborted and around every
-	// operator write, so the merged state and the store move together.
+	// writeMu is held from Apply to Committed/Aborted (while ingest's
+	// pipeline has groups in flight: from the first Apply to the last
+	// one's end) and around every other write, so the merged state and
+	// the store move together. Other writers take it with lockWrite.
 	writeMu sync.Mutex
+	// writers counts the writers waiting for writeMu other than ingest's
+	// pipeline: while one waits, Overlap lets the pipeline drain.
+	writers atomic.Int32
+	// inflight is the groups applied and not yet committed or aborted;
+	// pipeMu guards it.
+	pipeMu   sync.Mutex
+	inflight int
+	// decideDue is when the first of the pending seat decisions was
+	// staged: the seat policy runs only once the pipeline drains, and
+	// Overlap lets it drain when one has waited decideWait.
+	decideDue time.Time
 
 	mu     sync.RWMutex
 	merged *merge.State
@@ -318,9 +332,20 @@ func readFacts(events store.View, key, val []byte) (facts []merge.Fact, embedded
 }
 
 // Apply folds new edge events into the state inside ingest's commit.
-// It holds the write lock until Committed or Aborted.
+// The write lock is held from the first Apply until the Committed or
+// Aborted that leaves no group in flight: ingest may apply its next group
+// while one commits (Overlap).
 func (s *State) Apply(b store.Batch, bySite map[string][]event.Event) error {
-	s.writeMu.Lock()
+	s.pipeMu.Lock()
+	if s.inflight == 0 {
+		// Only ingest's committer applies, so nothing else changes
+		// inflight from 0 while pipeMu is let go.
+		s.pipeMu.Unlock()
+		s.writeMu.Lock()
+		s.pipeMu.Lock()
+	}
+	s.inflight++
+	s.pipeMu.Unlock()
 	n := 0
 	for _, evs := range bySite {
 		n += len(evs)
@@ -412,6 +437,9 @@ func (s *State) fold(b store.Batch, facts []merge.Fact) error {
 	if s.pendingSites == nil {
 		s.pendingSites = map[string]bool{}
 	}
+	if len(s.pendingSites) == 0 {
+		s.decideDue = time.Now()
+	}
 	for _, r := range refs {
 		if r.Kind == merge.RefActivity && r.Site != "" {
 			s.pendingSites[r.Site] = true
@@ -469,11 +497,16 @@ func (s *State) changesFor(r merge.Ref) []wire.Change {
 	return []wire.Change{c}
 }
 
-// Committed publishes what the commit changed and runs the seat policy for
-// the sites whose activities moved.
+// Committed publishes what the commit changed and, once no group of
+// ingest's is in flight, runs the seat policy for the sites whose
+// activities moved (its decisions are commits of their own, which must
+// not come between a group folded in and its commit).
 func (s *State) Committed() {
-	defer s.writeMu.Unlock()
 	s.opts.Downlink.Commit()
+	if !s.leave() {
+		return
+	}
+	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	sites := slices.Sorted(maps.Keys(s.pendingSites))
 	s.pendingSites = nil
@@ -482,9 +515,10 @@ func (s *State) Committed() {
 }
 
 // Aborted undoes an Apply whose commit failed by rebuilding the state from
-// what is on disk.
+// what is on disk. Every group applied after it is aborted too (ingest
+// fails a group built on a failed one), so the rebuild after the last of
+// them holds none of their facts.
 func (s *State) Aborted() {
-	defer s.writeMu.Unlock()
 	s.opts.Downlink.Abort()
 	s.mu.Lock()
 	s.pendingSites = nil
@@ -492,6 +526,41 @@ func (s *State) Aborted() {
 	if err := s.load(); err != nil {
 		s.log.Error("reload merged state after a failed commit", "err", err)
 	}
+	if s.leave() {
+		s.writeMu.Unlock()
+	}
+}
+
+// leave ends one group in flight; true when it was the last (the caller
+// then lets writeMu go).
+func (s *State) leave() bool {
+	s.pipeMu.Lock()
+	defer s.pipeMu.Unlock()
+	s.inflight--
+	return s.inflight == 0
+}
+
+// decideWait is the longest the seat policy waits for ingest's pipeline
+// to drain while groups keep arriving.
+const decideWait = 100 * time.Millisecond
+
+// Overlap reports whether ingest may fold its next group in while the
+// one before commits: not while another writer waits for the write lock
+// or a seat decision has waited decideWait.
+func (s *State) Overlap() bool {
+	if s.writers.Load() > 0 {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.pendingSites) == 0 || time.Since(s.decideDue) < decideWait
+}
+
+// lockWrite takes writeMu for a writer other than ingest's pipeline.
+func (s *State) lockWrite() {
+	s.writers.Add(1)
+	s.writeMu.Lock()
+	s.writers.Add(-1)
 }
 
 // Run runs the seat policy for every site periodically until ctx ends,
@@ -518,7 +587,7 @@ func (s *State) Run(ctx context.Context) {
 		s.mu.RLock()
 		sites := slices.Sorted(maps.Keys(s.sites))
 		s.mu.RUnlock()
-		s.writeMu.Lock()
+		s.lockWrite()
 		s.decide(sites)
 		s.writeMu.Unlock()
 	}
@@ -630,7 +699,7 @@ func (s *State) Record(bodies ...event.Body) ([]event.Event, error) {
 			return nil, &NotOwnedError{Site: site}
 		}
 	}
-	s.writeMu.Lock()
+	s.lockWrite()
 	defer s.writeMu.Unlock()
 	evs, err := s.record(bodies)
 	if err != nil {
@@ -653,7 +722,7 @@ func (s *State) SendDown(site string, changes []wire.Change) error {
 	if !s.owns(site) {
 		return &NotOwnedError{Site: site}
 	}
-	s.writeMu.Lock()
+	s.lockWrite()
 	defer s.writeMu.Unlock()
 	b := s.opts.Store.NewBatch()
 	if err := s.opts.Downlink.Append(b, site, changes); err != nil {
