@@ -103,6 +103,15 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 				cl.at.Store(&b)
 			}
 		}).
+		// A message no subscription routes (queued for the session's
+		// subscriptions before a restart, or on its way when a filter was
+		// unsubscribed) is acked and dropped; paho leaves it unacked
+		// otherwise, and once the broker's inflight window is full of such
+		// messages nothing more reaches the session. Its sender resends it
+		// after its ack timeout, to whoever serves the site then.
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			opts.Logger.Debug("message on no subscription dropped", "topic", m.Topic())
+		}).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			opts.Logger.Warn("lost external broker; reconnecting", "err", err)
