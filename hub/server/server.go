@@ -998,6 +998,11 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 			Help: "PostgreSQL commits run again on a fresh connection because their outcome was unknown (a dead connection, a restart, a failover, a cancelled wait for the standby); nothing is acked until one goes through."},
 			func() float64 { return float64(h.pg.CommitRetries()) }))
 	}
+	if h.leases != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_sites_served",
+			Help: "Sites this worker serves: their lease held and the site taken on (loaded, subscribed to)."},
+			func() float64 { return float64(len(h.ingest.Sites())) }))
+	}
 	if h.certs != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",
 			Help: "End of the TLS server certificate's validity (Unix time)."},

@@ -92,6 +92,11 @@ func TestWorkersShareSitesAndFailOver(t *testing.T) {
 		}
 		return len(o) == 4 && held["hub-w1"] == 2 && held["hub-w2"] == 2, fmt.Sprintf("leases %v", o)
 	})
+	// Each serves what it holds, once taken on.
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
+		a, b := metricValue(t, w1.URL, "linli_hub_sites_served"), metricValue(t, w2.URL, "linli_hub_sites_served")
+		return a == 2 && b == 2, fmt.Sprintf("sites served %v and %v, want 2 each", a, b)
+	})
 	own := owners()
 
 	// An activity per site, created at its owner; the other worker
