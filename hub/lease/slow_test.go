@@ -160,3 +160,37 @@ func TestLeaseLostDuringLoadIsDropped(t *testing.T) {
 		t.Fatal("hub-a holds site-02 again while hub-z's lease is live")
 	}
 }
+
+// A worker announced (about to join, not yet heartbeating) is listed
+// among the district's workers but not live: no site is assigned to it.
+func TestAnnouncedWorkerGetsNoSitesUntilLive(t *testing.T) {
+	url := database(t)
+	p := pool(t, url)
+	if err := lease.Announce(context.Background(), p, "hub-new", fast.TTL); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := p.QueryRow(context.Background(), `SELECT count(*) FROM hub_workers WHERE id = 'hub-new'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("announced worker listed %d times (%v), want once", n, err)
+	}
+	o := newOwners(t)
+	a, _ := worker(t, pool(t, url), "hub-a", sitesN(6), o, fast)
+	poll.WaitFor(t, "hub-a to serve all 6 sites", func() bool { return o.held()["hub-a"] == 6 })
+	if got := len(a.Held()); got != 6 {
+		t.Fatalf("hub-a holds %d sites, want all 6 (the announced worker is not live)", got)
+	}
+	// Announcing again leaves a live worker's heartbeat as it is.
+	beat := func() (hb time.Time) {
+		if err := p.QueryRow(context.Background(), `SELECT heartbeat FROM hub_workers WHERE id = 'hub-a'`).Scan(&hb); err != nil {
+			t.Fatal(err)
+		}
+		return hb
+	}
+	before := beat()
+	if err := lease.Announce(context.Background(), p, "hub-a", fast.TTL); err != nil {
+		t.Fatal(err)
+	}
+	if after := beat(); after.Before(before) {
+		t.Fatalf("hub-a's heartbeat set back from %v to %v by an announce", before, after)
+	}
+}

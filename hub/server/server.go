@@ -740,6 +740,16 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 		}
 		return f, nil
 	}
+	if h.cfg.Leased() {
+		// Listed before it logs in: another worker's rewrite meanwhile
+		// keeps this one's login.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := lease.Announce(ctx, h.pg.Pool(), login, 0)
+		cancel()
+		if err != nil {
+			return "", "", err
+		}
+	}
 	msync := registry.NewMosquittoSync(h.registry, current, login, pass, reload)
 	if err := msync.Sync(); err != nil {
 		return "", "", config.Errorf("mosquitto-dir", "%v", err)
