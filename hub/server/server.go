@@ -728,6 +728,7 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 	current := func() (registry.MosquittoFiles, error) {
 		f := files
 		if h.cfg.Leased() {
+			f.FromStore = true
 			ids, err := h.workerIDs()
 			if err != nil {
 				return f, err
@@ -756,7 +757,7 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 	}
 	// The worker list changed: the same serialised rewrite.
 	h.rewriteMosquitto = msync.Sync
-	h.registry.OnChange(func(registry.Device) {
+	h.registry.OnChanges(func([]registry.Device) {
 		if err := msync.Sync(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)
 		}
