@@ -410,6 +410,11 @@ func (m *Manager) renewAndBeat(ctx context.Context) {
 		m.log.Warn("lease renewal failed", "worker", m.opts.ID, "err", err)
 		return
 	}
+	m.beat(ctx)
+}
+
+// beat writes the worker's heartbeat.
+func (m *Manager) beat(ctx context.Context) {
 	if _, err := m.opts.Pool.Exec(ctx, `INSERT INTO hub_workers (id, heartbeat) VALUES ($1, now())
 		ON CONFLICT (id) DO UPDATE SET heartbeat = now()`, m.opts.ID); err != nil {
 		m.log.Warn("lease heartbeat failed", "worker", m.opts.ID, "err", err)
@@ -531,6 +536,12 @@ func (m *Manager) balance(ctx context.Context) time.Duration {
 	if err != nil {
 		m.log.Warn("site lease acquisition failed", "worker", m.opts.ID, "err", err)
 		return next
+	}
+	if len(got) > 0 {
+		// A heartbeat after every acquisition too: when the others see
+		// this worker gone, the leases it took last have expired as well,
+		// and they take all its sites in one round.
+		m.beat(ctx)
 	}
 	if len(got) < len(take) {
 		if d, ok := m.nextFree(ctx, take); ok {
