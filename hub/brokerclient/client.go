@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,15 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 				cl.at.Store(&b)
 			}
 		}).
+		// A message no subscription routes (queued for the session's
+		// subscriptions before a restart, or on its way when a filter was
+		// unsubscribed) is acked and dropped; paho leaves it unacked
+		// otherwise, and once the broker's inflight window is full of such
+		// messages nothing more reaches the session. Its sender resends it
+		// after its ack timeout, to whoever serves the site then.
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			opts.Logger.Debug("message on no subscription dropped", "topic", m.Topic())
+		}).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			opts.Logger.Warn("lost external broker; reconnecting", "err", err)
@@ -159,10 +169,50 @@ func (cl *Client) onConnect(c mqtt.Client) {
 func (cl *Client) resubscribe(c mqtt.Client) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	for f, h := range cl.subs {
-		// Not waited on here: this runs on paho's goroutine (paho#474).
-		c.Subscribe(f, 1, h)
+	// A few SUBSCRIBEs for all the filters, not one each: a worker
+	// serving hundreds of sites resubscribes in a few round trips. The
+	// handlers are paho's routes from the first subscription, which a
+	// reconnect keeps. Not waited on here: this runs on paho's goroutine
+	// (paho#474).
+	batch := map[string]byte{}
+	for f := range cl.subs {
+		batch[f] = 1
+		if len(batch) == subscribeBatch {
+			c.SubscribeMultiple(batch, nil)
+			batch = map[string]byte{}
+		}
 	}
+	if len(batch) > 0 {
+		c.SubscribeMultiple(batch, nil)
+	}
+}
+
+// subscribeBatch is the most filters in one SUBSCRIBE.
+const subscribeBatch = 128
+
+// SubscribeMany subscribes to every filter with h, in one SUBSCRIBE per
+// subscribeBatch filters, each waited for.
+func (cl *Client) SubscribeMany(filters []string, h func(topic string, payload []byte)) error {
+	mh := func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) }
+	cl.mu.Lock()
+	for _, f := range filters {
+		cl.subs[f] = mh
+	}
+	cl.mu.Unlock()
+	for chunk := range slices.Chunk(filters, subscribeBatch) {
+		batch := make(map[string]byte, len(chunk))
+		for _, f := range chunk {
+			batch[f] = 1
+		}
+		tok := cl.c.SubscribeMultiple(batch, mh)
+		if !tok.WaitTimeout(10 * time.Second) {
+			return fmt.Errorf("subscribe to %d filters: timed out", len(chunk))
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("subscribe to %d filters: %w", len(chunk), err)
+		}
+	}
+	return nil
 }
 
 // Subscribe calls h for every message on filter, each on its own goroutine;

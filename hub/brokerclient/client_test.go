@@ -197,3 +197,51 @@ func TestFailsOverAlongTheBrokerList(t *testing.T) {
 		t.Fatalf("with the first broker dead, on %q, want %q", c2.Broker(), urlB)
 	}
 }
+
+// A client back on its persistent session after its process died gets
+// what the broker queued for its old subscriptions before it subscribes
+// again, more than the broker's inflight window (256). It must ack and
+// drop those: kept unacked, they fill the window, and nothing more
+// reaches the session, not even what it subscribes to now (a restarted
+// hub worker serving other sites than before, or a site handed over
+// while its messages were on the way).
+func TestUnroutedMessagesDoNotStallTheSession(t *testing.T) {
+	url, _ := testkit.Mosquitto(t) // anonymous logins, each its own client id
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	old, err := brokerclient.Dial(ctx, brokerclient.Options{Broker: url, ClientID: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone inbox
+	if err := old.Subscribe("linli/v1/s1/+/up", gone.handle); err != nil {
+		t.Fatal(err)
+	}
+	old.Close() // the session and its subscription stay on the broker
+	pub, err := brokerclient.Dial(ctx, brokerclient.Options{Broker: url, ClientID: "publisher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	for i := range 400 {
+		if err := pub.Publish("linli/v1/s1/kiosk-1/up", fmt.Appendf(nil, "queued %d", i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	back, err := brokerclient.Dial(ctx, brokerclient.Options{Broker: url, ClientID: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(back.Close)
+	var in inbox
+	if err := back.Subscribe("linli/v1/s2/+/up", in.handle); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 15*time.Second, func() (bool, string) {
+		if err := pub.Publish("linli/v1/s2/kiosk-2/up", []byte("now"), false); err != nil {
+			return false, err.Error()
+		}
+		return in.has("linli/v1/s2/kiosk-2/up", "now"), "a message on the new subscription to arrive"
+	})
+}

@@ -324,28 +324,58 @@ var ErrStaticSites = errors.New("ingest: the sites owned are fixed (Options.Leas
 // the site are read again from the store, since another worker may have
 // taken the site's events in meanwhile, then its messages are taken in
 // and acked, and, while Run runs, its topics subscribed to.
-func (in *Ingest) AddSite(site string) error {
+func (in *Ingest) AddSite(site string) error { return in.AddSites([]string{site}) }
+
+// AddSites is AddSite for many sites at once: one read of the device
+// records, and one SUBSCRIBE for all their topics where the transport
+// can (a MultiSubscriber). On an error none of the sites is taken on.
+func (in *Ingest) AddSites(sites []string) error {
 	if !in.opts.Leased {
 		return ErrStaticSites
 	}
-	if err := event.ValidID(site); err != nil {
-		return fmt.Errorf("ingest: add site: %w", err)
+	for _, site := range sites {
+		if err := event.ValidID(site); err != nil {
+			return fmt.Errorf("ingest: add site: %w", err)
+		}
 	}
 	in.subMu.Lock()
 	defer in.subMu.Unlock()
-	if in.Owns(site) {
+	var add []string
+	for _, site := range sites {
+		if !in.Owns(site) && !slices.Contains(add, site) {
+			add = append(add, site)
+		}
+	}
+	if len(add) == 0 {
 		return nil
 	}
-	if err := in.reloadSite(site); err != nil {
-		return fmt.Errorf("ingest: add site %s: %w", site, err)
+	if err := in.reloadSites(add); err != nil {
+		return fmt.Errorf("ingest: add sites %v: %w", add, err)
 	}
+	// Owned before subscribed, so the first messages are taken in; an
+	// error undoes it: none of the sites is taken in, and their leases
+	// are handed back.
 	in.ownMu.Lock()
-	in.owned[site] = true
+	for _, site := range add {
+		in.owned[site] = true
+	}
 	in.ownMu.Unlock()
 	if !in.running {
 		return nil // Run subscribes
 	}
-	return in.subscribe(in.runCtx, siteFilters(site))
+	var filters []string
+	for _, site := range add {
+		filters = append(filters, siteFilters(site)...)
+	}
+	if err := in.subscribe(in.runCtx, filters); err != nil {
+		in.ownMu.Lock()
+		for _, site := range add {
+			delete(in.owned, site)
+		}
+		in.ownMu.Unlock()
+		return fmt.Errorf("ingest: add sites %v: %w", add, err)
+	}
+	return nil
 }
 
 // RemoveSite gives site up (its lease was lost or handed over): from its
@@ -391,39 +421,61 @@ func (in *Ingest) RemoveSite(site string) error {
 	return nil
 }
 
-// reloadSite replaces the device records of site with the stored ones.
-func (in *Ingest) reloadSite(site string) error {
+// reloadSites replaces the device records of sites with the stored
+// ones, from one read of the store.
+func (in *Ingest) reloadSites(sites []string) error {
 	recs, err := in.opts.Store.Devices()
 	if err != nil {
 		return fmt.Errorf("load devices: %w", err)
 	}
+	want := make(map[string]bool, len(sites))
+	for _, s := range sites {
+		want[s] = true
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for id, d := range in.devices {
-		if d.Site == site {
+		if want[d.Site] {
 			delete(in.devices, id)
 			delete(in.dirty, id)
 			delete(in.pending, id)
 		}
 	}
-	// The site's index is rebuilt with its records: a record seen only in
-	// memory (its commit fenced) is gone, and one another worker stored
-	// meanwhile is new; SiteDevices reads the index.
-	var ids []string
+	// Each site's index is rebuilt with its records: a record seen only
+	// in memory (its commit fenced) is gone, and one another worker
+	// stored meanwhile is new; SiteDevices reads the index.
+	ids := make(map[string][]string, len(sites))
 	for i := range recs {
-		if recs[i].Site != site {
+		if !want[recs[i].Site] {
 			continue
 		}
 		r := recs[i]
 		r.Online = false // until its status says otherwise
 		in.devices[r.ID] = &r
-		ids = append(ids, r.ID)
+		ids[r.Site] = append(ids[r.Site], r.ID)
 	}
-	in.bySite[site] = ids
+	for _, s := range sites {
+		in.bySite[s] = ids[s]
+	}
 	return nil
 }
 
+// MultiSubscriber is implemented by transports that subscribe to many
+// filters in one request (the external broker's client: one SUBSCRIBE
+// and one round trip for a batch of sites taken on).
+type MultiSubscriber interface {
+	SubscribeMany(filters []string, h func(topic string, payload []byte)) error
+}
+
 func (in *Ingest) subscribe(ctx context.Context, filters []string) error {
+	if ms, ok := in.opts.Transport.(MultiSubscriber); ok && len(filters) > 1 {
+		if err := ms.SubscribeMany(filters, func(topic string, payload []byte) {
+			in.receive(ctx, topic, payload)
+		}); err != nil {
+			return fmt.Errorf("subscribe %d filters: %w", len(filters), err)
+		}
+		return nil
+	}
 	for _, f := range filters {
 		if err := in.opts.Transport.Subscribe(f, func(topic string, payload []byte) {
 			in.receive(ctx, topic, payload)

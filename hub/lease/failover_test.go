@@ -47,7 +47,15 @@ func runWorker(ctx context.Context, url, broker, id string, sites []string, timi
 	opts := timing
 	opts.Pool, opts.ID, opts.Logger = pg.Pool(), id, log
 	opts.Sites = func() []string { return sites }
-	opts.Acquired = func(site string, _ int64) error { return in.AddSite(site) }
+	opts.Acquired = func(sites []string) map[string]error {
+		refused := map[string]error{}
+		for _, site := range sites {
+			if err := in.AddSite(site); err != nil {
+				refused[site] = err
+			}
+		}
+		return refused
+	}
 	opts.Lost = func(site string) {
 		if err := in.RemoveSite(site); err != nil {
 			log.Error("give site up", "site", site, "err", err)

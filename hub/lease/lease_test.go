@@ -69,18 +69,22 @@ func newOwners(t *testing.T) *owners {
 	return &owners{t: t, by: map[string]string{}, refuse: map[string]bool{}}
 }
 
-func (o *owners) acquired(worker string) func(string, int64) error {
-	return func(site string, _ int64) error {
+func (o *owners) acquired(worker string) func([]string) map[string]error {
+	return func(sites []string) map[string]error {
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		if w, ok := o.by[site]; ok {
-			o.t.Errorf("%s acquired site %s while %s still holds it", worker, site, w)
+		refused := map[string]error{}
+		for _, site := range sites {
+			if w, ok := o.by[site]; ok {
+				o.t.Errorf("%s acquired site %s while %s still holds it", worker, site, w)
+			}
+			if o.refuse[site] {
+				refused[site] = errors.New("cannot serve it")
+				continue
+			}
+			o.by[site] = worker
 		}
-		if o.refuse[site] {
-			return errors.New("cannot serve it")
-		}
-		o.by[site] = worker
-		return nil
+		return refused
 	}
 }
 

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -42,4 +43,21 @@ func EnrolledSites(pool *pgxpool.Pool, extra []string, log *slog.Logger) func() 
 		last = slices.Compact(sites)
 		return slices.Clone(last)
 	}
+}
+
+// Announce lists a worker about to join among the district's workers
+// before it is live: with a heartbeat already a TTL old, so no site is
+// assigned to it yet, and kept for the hour silent workers are. Every
+// worker writes the logins of the listed workers into the broker's
+// shared files, so one that rewrites them while this one is still
+// logging in keeps its login. A worker already listed is left as it is.
+func Announce(ctx context.Context, pool *pgxpool.Pool, id string, ttl time.Duration) error {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO hub_workers (id, heartbeat) VALUES ($1, now() - $2 * interval '1 millisecond')
+		ON CONFLICT (id) DO NOTHING`, id, ms(ttl)); err != nil {
+		return fmt.Errorf("announce worker %s: %w", id, err)
+	}
+	return nil
 }

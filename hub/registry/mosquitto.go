@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -40,6 +41,12 @@ type MosquittoFiles struct {
 	// and write every linli/ topic. Every worker writes them all, so the
 	// files are the same whichever worker wrote last.
 	Workers []Login
+	// FromStore lists the devices as the store has them rather than as
+	// this registry last read them: workers sharing one store write the
+	// one pair of files, and one whose registry has not yet read what
+	// another just enrolled would otherwise drop those devices' logins,
+	// and a reload then would lock them out.
+	FromStore bool
 }
 
 // Login is a user name and password on the external broker.
@@ -58,7 +65,16 @@ func (r *Registry) WriteMosquitto(f MosquittoFiles, hubUser, hubPassword string)
 		pw.WriteString(b.User + ":" + mosquittoHash(b.Password) + "\n")
 		fmt.Fprintf(&acl, "user %s\ntopic readwrite linli/#\n\n", b.User)
 	}
-	for _, d := range r.List() {
+	devices := r.List()
+	if f.FromStore {
+		stored, err := r.st.Devices()
+		if err != nil {
+			return fmt.Errorf("read the enrolled devices: %w", err)
+		}
+		slices.SortFunc(stored, func(a, b Device) int { return cmp.Compare(a.ID, b.ID) })
+		devices = stored
+	}
+	for _, d := range devices {
 		if !d.Active() || d.Mosquitto == "" {
 			continue // revoked devices lose their login and every topic
 		}

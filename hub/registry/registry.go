@@ -142,6 +142,9 @@ type Registry struct {
 	// OnChange is called after a device is enrolled or revoked (to rewrite
 	// a Mosquitto password file, to disconnect a revoked device).
 	onChange []func(d Device)
+	// onChanges are called once per change, with every device changed:
+	// one for an enrollment or revocation, all of a Refresh's at once.
+	onChanges []func(ds []Device)
 }
 
 // Open loads the registry from st.
@@ -165,6 +168,17 @@ func (r *Registry) stamp() time.Time { return r.now().UTC().Truncate(time.Second
 func (r *Registry) OnChange(f func(d Device)) {
 	r.mu.Lock()
 	r.onChange = append(r.onChange, f)
+	r.mu.Unlock()
+}
+
+// OnChanges registers f to be called once per change with the devices
+// changed: one device for an enrollment or revocation, every device a
+// Refresh found changed in one call. A hook whose work covers all
+// devices at once (rewriting the broker's files) does it once for a
+// Refresh that found thousands enrolled elsewhere, not once each.
+func (r *Registry) OnChanges(f func(ds []Device)) {
+	r.mu.Lock()
+	r.onChanges = append(r.onChanges, f)
 	r.mu.Unlock()
 }
 
@@ -247,10 +261,13 @@ func (r *Registry) Enroll(token string, pub ed25519.PublicKey) (Device, string, 
 	d := &dev
 	r.mu.Lock()
 	r.devices[d.ID] = d
-	hooks := r.onChange
+	hooks, batch := r.onChange, r.onChanges
 	r.mu.Unlock()
 	for _, f := range hooks {
 		f(*d)
+	}
+	for _, f := range batch {
+		f([]Device{*d})
 	}
 	r.log.Info("device enrolled", "device", d.ID, "site", d.Site, "role", d.Role)
 	return *d, password, nil
@@ -295,10 +312,13 @@ func (r *Registry) Revoke(id string) (Device, error) {
 	}
 	r.mu.Lock()
 	r.devices[id] = &c
-	hooks := r.onChange
+	hooks, batch := r.onChange, r.onChanges
 	r.mu.Unlock()
 	for _, f := range hooks {
 		f(c)
+	}
+	for _, f := range batch {
+		f([]Device{c})
 	}
 	r.log.Warn("device revoked", "device", id)
 	return c, nil
@@ -434,11 +454,16 @@ func (r *Registry) Refresh() error {
 		}
 		r.devices[d.ID] = d
 	}
-	hooks := r.onChange
+	hooks, batch := r.onChange, r.onChanges
 	r.mu.Unlock()
 	for _, d := range changed {
 		for _, f := range hooks {
 			f(d)
+		}
+	}
+	if len(changed) > 0 {
+		for _, f := range batch {
+			f(changed)
 		}
 	}
 	return nil

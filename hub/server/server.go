@@ -812,6 +812,7 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 	current := func() (registry.MosquittoFiles, error) {
 		f := files
 		if h.cfg.Leased() {
+			f.FromStore = true
 			ids, err := h.workerIDs()
 			if err != nil {
 				return f, err
@@ -824,13 +825,23 @@ func (h *Hub) mosquittoFiles() (login, pass string, err error) {
 		}
 		return f, nil
 	}
+	if h.cfg.Leased() {
+		// Listed before it logs in: another worker's rewrite meanwhile
+		// keeps this one's login.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := lease.Announce(ctx, h.pg.Pool(), login, 0)
+		cancel()
+		if err != nil {
+			return "", "", err
+		}
+	}
 	msync := registry.NewMosquittoSync(h.registry, current, login, pass, reload)
 	if err := msync.Sync(); err != nil {
 		return "", "", config.Errorf("mosquitto-dir", "%v", err)
 	}
 	// The worker list changed: the same serialised rewrite.
 	h.rewriteMosquitto = msync.Sync
-	h.registry.OnChange(func(registry.Device) {
+	h.registry.OnChanges(func([]registry.Device) {
 		if err := msync.Sync(); err != nil {
 			h.log.Error("rewrite mosquitto files", "err", err)
 		}
@@ -1081,6 +1092,11 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "linli_hub_store_commit_retries_total",
 			Help: "PostgreSQL commits run again on a fresh connection because their outcome was unknown (a dead connection, a restart, a failover, a cancelled wait for the standby); nothing is acked until one goes through."},
 			func() float64 { return float64(h.pg.CommitRetries()) }))
+	}
+	if h.leases != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_sites_served",
+			Help: "Sites this worker serves: their lease held and the site taken on (loaded, subscribed to)."},
+			func() float64 { return float64(len(h.ingest.Sites())) }))
 	}
 	if h.certs != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linli_hub_tls_cert_expiry_timestamp_seconds",

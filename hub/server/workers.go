@@ -40,7 +40,8 @@ func (h *Hub) buildLeases() error {
 	log := h.log.With("component", "lease")
 	h.leases, err = lease.New(lease.Options{Pool: h.pg.Pool(), ID: h.cfg.ID,
 		Sites:    lease.EnrolledSites(h.pg.Pool(), planSites, log),
-		Acquired: func(site string, _ int64) error { return h.takeOn(site) },
+		Load:     h.loadSites,
+		Acquired: h.takeOn,
 		Lost:     h.giveUp,
 		Logger:   log})
 	if err != nil {
@@ -65,25 +66,40 @@ func (h *Hub) owns(site string) bool {
 	return ok
 }
 
-// takeOn makes the worker the site's writer: its merged state and
-// downlink head as the store has them (what its previous owner
-// committed), the devices enrolled meanwhile, then ingest.
-func (h *Hub) takeOn(site string) error {
-	if err := h.state.LoadSite(site); err != nil {
-		return err
+// loadSites reads sites just acquired anew from the store: their merged
+// state and downlink head as their previous owner committed them, and
+// the devices enrolled meanwhile (one registry read for the batch). The
+// lease manager runs it outside its callbacks, so renewals and other
+// sites' hand-overs never wait for it.
+func (h *Hub) loadSites(sites []string) error {
+	for _, site := range sites {
+		if err := h.state.LoadSite(site); err != nil {
+			return err
+		}
+		if err := h.down.LoadSite(site); err != nil {
+			return err
+		}
 	}
-	if err := h.down.LoadSite(site); err != nil {
-		return err
+	return h.registry.Refresh()
+}
+
+// takeOn makes the worker the writer of sites loaded: decisions for
+// them, then ingest (one read of the device records, one subscription
+// request). A site that cannot be taken on is refused: its lease is
+// handed back.
+func (h *Hub) takeOn(sites []string) map[string]error {
+	for _, site := range sites {
+		h.owned.Store(site, true)
 	}
-	if err := h.registry.Refresh(); err != nil {
-		return err
+	if err := h.ingest.AddSites(sites); err != nil {
+		refused := make(map[string]error, len(sites))
+		for _, site := range sites {
+			h.owned.Delete(site)
+			refused[site] = fmt.Errorf("take site %s on: %w", site, err)
+		}
+		return refused
 	}
-	h.owned.Store(site, true)
-	if err := h.ingest.AddSite(site); err != nil {
-		h.owned.Delete(site)
-		return fmt.Errorf("take site %s on: %w", site, err)
-	}
-	h.log.Info("site taken on", "site", site)
+	h.log.Info("sites taken on", "sites", len(sites))
 	return nil
 }
 

@@ -160,6 +160,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		e.res.add(Row{Scenario: sc, Figure: "(c) one hub killed during the load", Value: "not measured: one hub (--fleet-hubs 3 --fleet-store pg runs three workers)", Verdict: Info})
 	} else {
 		killed := hubs[len(hubs)-1]
+		killedID := fleetHubID(len(hubs) - 1)
 		done := make(chan int64, 1)
 		go func() { done <- fl.Pace(ctx, fleetRate, steady) }()
 		select {
@@ -170,6 +171,36 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		killedPeak, _, _ := killed.memory() // reported with the others below
 		killed.Kill()
 		kt := time.Now()
+		// Takeover: every site's live lease another worker's, then every
+		// site served by them (taken on: loaded and subscribed to).
+		moved := make(chan [2]time.Duration, 1)
+		go func() {
+			err := poll(ctx, 5*time.Minute, 20*time.Millisecond, func() (bool, error) {
+				mine, others, err := siteLeases(ctx, fh.store, killedID)
+				return err == nil && mine == 0 && others == sites, nil
+			})
+			if err != nil {
+				moved <- [2]time.Duration{-1, -1}
+				return
+			}
+			leased := time.Since(kt)
+			err = poll(ctx, 5*time.Minute, 20*time.Millisecond, func() (bool, error) {
+				n := 0
+				for _, h := range hubs[:len(hubs)-1] {
+					v, err := metric(ctx, h.url, "linli_hub_sites_served")
+					if err != nil {
+						return false, nil
+					}
+					n += int(v)
+				}
+				return n == sites, nil
+			})
+			if err != nil {
+				moved <- [2]time.Duration{leased, -1}
+				return
+			}
+			moved <- [2]time.Duration{leased, time.Since(kt)}
+		}()
 		// Every edge acked again: all it wrote before the kill is acked.
 		marks := make([]uint64, len(fl.Edges))
 		for i, ed := range fl.Edges {
@@ -187,6 +218,7 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 			return fmt.Errorf("after a worker was killed, not every edge was acked again: %w", err)
 		}
 		reacked = time.Since(kt)
+		takeover := <-moved
 		n := <-done
 		if err := fl.WaitCaughtUp(ctx, 5*time.Minute); err != nil {
 			return fmt.Errorf("after a worker was killed: %w", err)
@@ -194,8 +226,44 @@ func fleetScale(ctx context.Context, e *runEnv) error {
 		lat := fl.Latencies()
 		e.res.add(Row{Scenario: sc, Figure: "(c) one worker SIGKILLed half-way: events written; ack p99; every edge acked for all it wrote before the kill; all caught up",
 			Value: fmt.Sprintf("%s; %s; %.1f s; %.1f s", groupThousands(n), fmtMs(fleet.Percentile(lat, 0.99)), reacked.Seconds(), time.Since(kt).Seconds()), Verdict: Info})
-		hubs = hubs[:len(hubs)-1]
-		killedMem = fmt.Sprintf("; the killed one %s peak", fmtMiB(killedPeak))
+		if takeover[0] < 0 || takeover[1] < 0 {
+			return fmt.Errorf("after a worker was killed, its sites did not all move to the others (leases %v, served %v)", takeover[0], takeover[1])
+		}
+		e.res.add(Row{Scenario: sc, Figure: "(c) the killed worker's sites owned by the others (every site's live lease theirs) / served by them (taken on), after the SIGKILL",
+			Value: fmt.Sprintf("%.1f s / %.1f s", takeover[0].Seconds(), takeover[1].Seconds()), Target: "< 10 s", Verdict: verdict(takeover[1] < 10*time.Second)})
+		killedMem = fmt.Sprintf("; the killed one %s peak before the kill (its figure: since its restart)", fmtMiB(killedPeak))
+
+		// (d) The killed worker started again on the district as it is
+		// now (every edge enrolled, the sites held by the others): the
+		// time until it holds its share of the leases, then until every
+		// edge has an event written then acked.
+		if err := killed.Restart(); err != nil {
+			return fmt.Errorf("start the killed worker again: %w", err)
+		}
+		st := time.Now()
+		share := sites / len(hubs)
+		if err := poll(ctx, 5*time.Minute, 20*time.Millisecond, func() (bool, error) {
+			mine, _, err := siteLeases(ctx, fh.store, killedID)
+			return err == nil && mine >= share, nil
+		}, killed.proc); err != nil {
+			return fmt.Errorf("the restarted worker never held its share of %d sites: %w", share, err)
+		}
+		held := time.Since(st)
+		if err := poll(ctx, 5*time.Minute, 20*time.Millisecond, func() (bool, error) {
+			n, err := metric(ctx, killed.url, "linli_hub_sites_served")
+			return err == nil && int(n) >= share, nil
+		}, killed.proc); err != nil {
+			return fmt.Errorf("the restarted worker never served its share of %d sites: %w", share, err)
+		}
+		serving := time.Since(st)
+		fl.WriteEach(1)
+		if err := fl.WaitCaughtUp(ctx, 5*time.Minute); err != nil {
+			return fmt.Errorf("after the killed worker started again: %w", err)
+		}
+		served := time.Since(st)
+		fl.Latencies()
+		e.res.add(Row{Scenario: sc, Figure: fmt.Sprintf("(d) the killed worker started again: holds its share (%d sites) / serves it (taken on) / every edge acked an event written then", share),
+			Value: fmt.Sprintf("%.1f s / %.1f s / %.1f s", held.Seconds(), serving.Seconds(), served.Seconds()), Verdict: Info})
 	}
 
 	// Memory of each hub; then the store: on Badger each hub's directory
@@ -514,4 +582,20 @@ func storedEvents(ctx context.Context, u, prefix string) (n, evBytes, allBytes i
 	}
 	evBytes, allBytes, err = dbSize(ctx, c)
 	return n, evBytes, allBytes, err
+}
+
+// siteLeases counts the live site leases (by the database's clock) of
+// owner and of every other worker.
+func siteLeases(ctx context.Context, u, owner string) (mine, others int, err error) {
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return 0, 0, fmt.Errorf("connect to the workers' PostgreSQL: %w", err)
+	}
+	defer c.Close(context.Background())
+	err = c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE owner = $1), count(*) FILTER (WHERE owner <> $1)
+		FROM site_leases WHERE expires_at > now()`, owner).Scan(&mine, &others)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count site leases: %w", err)
+	}
+	return mine, others, nil
 }

@@ -92,6 +92,11 @@ func TestWorkersShareSitesAndFailOver(t *testing.T) {
 		}
 		return len(o) == 4 && held["hub-w1"] == 2 && held["hub-w2"] == 2, fmt.Sprintf("leases %v", o)
 	})
+	// Each serves what it holds, once taken on.
+	poll.Eventually(t, 10*time.Second, func() (bool, string) {
+		a, b := metricValue(t, w1.URL, "linli_hub_sites_served"), metricValue(t, w2.URL, "linli_hub_sites_served")
+		return a == 2 && b == 2, fmt.Sprintf("sites served %v and %v, want 2 each", a, b)
+	})
 	own := owners()
 
 	// An activity per site, created at its owner; the other worker
@@ -260,14 +265,91 @@ func doHeader(t *testing.T, h *hubProc, method, path string, body, out any) (int
 // worker to connect.
 func startWorker(t *testing.T, data, url, mqttAddr, mqDir, pidFile string) *hubProc {
 	t.Helper()
+	return startWorkerReloading(t, data, url, mqttAddr, mqDir, "test -s "+pidFile+" && kill -HUP $(cat "+pidFile+")")
+}
+
+// startWorkerReloading is startWorker with reload as its
+// --mosquitto-reload command.
+func startWorkerReloading(t *testing.T, data, url, mqttAddr, mqDir, reload string) *hubProc {
+	t.Helper()
 	hubBin, _ := testkit.Binaries(t)
 	httpAddr := testkit.FreePort(t)
 	h := &hubProc{URL: "http://" + httpAddr, Data: data, MQTT: "tcp://" + mqttAddr}
 	h.Proc = testkit.Start(t, filepath.Base(data), hubBin, []string{"--data", data, "--http", httpAddr,
 		"--broker", h.MQTT, "--id", "hub-" + filepath.Base(data), "--store", url, "--lease", "on", "--district", "d1",
 		"--mosquitto-files", "--mosquitto-dir", mqDir,
-		"--mosquitto-reload", "test -s " + pidFile + " && kill -HUP $(cat " + pidFile + ")", "--log-level", "debug"})
+		"--mosquitto-reload", reload, "--log-level", "debug"})
 	return h
+}
+
+// copyDistrictSecrets gives the worker in data the district's key and
+// broker secret from the first worker's.
+func copyDistrictSecrets(t *testing.T, from, data string) {
+	t.Helper()
+	for _, f := range []string{"hub.key", filepath.Join("mosquitto", "hub.password")} {
+		b, err := os.ReadFile(filepath.Join(from, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := filepath.Join(data, f)
+		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A worker joining writes the broker's files with its own login, but
+// until it is live it was in no other worker's list: a rewrite by
+// another worker in between (an enrollment, another worker joining)
+// dropped its login, and it never logged in. Here the joining worker's
+// own reload never reaches Mosquitto, so it can only get in through the
+// first worker's rewrite: its login must be in it.
+func TestJoiningWorkerKeepsItsLoginThroughAnotherRewrite(t *testing.T) {
+	t.Parallel()
+	url := testkit.StartPostgres(t)
+	dir := t.TempDir()
+	mqDir, pidFile := filepath.Join(dir, "mosquitto"), filepath.Join(dir, "mosquitto.pid")
+	mqttAddr := testkit.FreePort(t)
+
+	w1 := startWorker(t, filepath.Join(dir, "w1"), url, mqttAddr, mqDir, pidFile)
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(mqDir, "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(mqDir, "passwd"), "acl_file "+filepath.Join(mqDir, "acl"), "user root")
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(broker.PID())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
+
+	copyDistrictSecrets(t, w1.Data, filepath.Join(dir, "w2"))
+	w2 := startWorkerReloading(t, filepath.Join(dir, "w2"), url, mqttAddr, mqDir, "true")
+	// An enrollment through w1 makes it rewrite the files (and reload
+	// Mosquitto) once w2 has written its own.
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		pw, _ := readFile(filepath.Join(mqDir, "passwd"))
+		return strings.Contains(string(pw), "hub-w2:"), "w2's own login in the password file"
+	})
+	startEnrolledEdge(t, w1, "kiosk-s1", "s1", "kiosk")
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		pw, _ := readFile(filepath.Join(mqDir, "passwd"))
+		acl, _ := readFile(filepath.Join(mqDir, "acl"))
+		if !strings.Contains(string(pw), "kiosk-s1:") || !strings.Contains(string(acl), "user kiosk-s1") {
+			return false, "w1's rewrite with the device enrolled"
+		}
+		if !strings.Contains(string(pw), "hub-w2:") {
+			t.Fatalf("w1's rewrite dropped the joining worker's login:\n%s", pw)
+		}
+		return true, ""
+	})
+	poll.Eventually(t, 40*time.Second, func() (bool, string) {
+		code, err := testkit.Do(context.Background(), "GET", w2.URL+"/readyz", "", nil, nil)
+		return err == nil && code == 200, fmt.Sprintf("w2 ready: %d %v", code, err)
+	})
 }
 
 // Two workers behind the secure Mosquitto write its one password file and
@@ -296,19 +378,7 @@ func TestWorkersShareOneBrokersFiles(t *testing.T) {
 	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
 
 	// The second worker gets the district's key and broker secret.
-	for _, f := range []string{"hub.key", filepath.Join("mosquitto", "hub.password")} {
-		b, err := os.ReadFile(filepath.Join(w1.Data, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		to := filepath.Join(dir, "w2", f)
-		if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(to, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyDistrictSecrets(t, w1.Data, filepath.Join(dir, "w2"))
 	w2 := startWorker(t, filepath.Join(dir, "w2"), url, mqttAddr, mqDir, pidFile)
 	testkit.WaitHTTP(t, w2.URL+"/healthz", 30*time.Second)
 	for _, h := range []*hubProc{w1, w2} {
