@@ -1119,7 +1119,8 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 // applyMemoryLimit sets the Go heap's soft limit to lim (the memory-limit
 // setting; 0 leaves none), unless GOMEMLIMIT is in env: the runtime has
 // read that already, and an operator who set it meant it. It returns the
-// limit in force.
+// limit in force. It logs at debug level only: it runs before the
+// settings are checked, and a bad setting is answered with one line.
 //
 // Why the hub has one by default: the collector's target is twice the
 // live heap, and the live heap counts the store's memtable arenas (Badger
@@ -1130,7 +1131,7 @@ func (h *Hub) registerMetrics(reg *prometheus.Registry) {
 func applyMemoryLimit(lim int64, env []string, log *slog.Logger) int64 {
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "GOMEMLIMIT="); ok {
-			log.Info("Go heap limit from GOMEMLIMIT; memory-limit left aside", "GOMEMLIMIT", v)
+			log.Debug("Go heap limit from GOMEMLIMIT; memory-limit left aside", "GOMEMLIMIT", v)
 			return debug.SetMemoryLimit(-1)
 		}
 	}
@@ -1139,6 +1140,6 @@ func applyMemoryLimit(lim int64, env []string, log *slog.Logger) int64 {
 		return 0
 	}
 	debug.SetMemoryLimit(lim)
-	log.Info("Go heap soft limit", "memory_limit_mib", lim>>20)
+	log.Debug("Go heap soft limit", "memory_limit_mib", lim>>20)
 	return lim
 }
