@@ -309,22 +309,7 @@ func copyDistrictSecrets(t *testing.T, from, data string) {
 // first worker's rewrite: its login must be in it.
 func TestJoiningWorkerKeepsItsLoginThroughAnotherRewrite(t *testing.T) {
 	t.Parallel()
-	url := testkit.StartPostgres(t)
-	dir := t.TempDir()
-	mqDir, pidFile := filepath.Join(dir, "mosquitto"), filepath.Join(dir, "mosquitto.pid")
-	mqttAddr := testkit.FreePort(t)
-
-	w1 := startWorker(t, filepath.Join(dir, "w1"), url, mqttAddr, mqDir, pidFile)
-	poll.Eventually(t, 20*time.Second, func() (bool, string) {
-		_, err := readFile(filepath.Join(mqDir, "acl"))
-		return err == nil, fmt.Sprint(err)
-	})
-	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
-		"password_file "+filepath.Join(mqDir, "passwd"), "acl_file "+filepath.Join(mqDir, "acl"), "user root")
-	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(broker.PID())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
+	url, dir, mqttAddr, mqDir, _, w1 := firstWorkerBehindMosquitto(t)
 
 	copyDistrictSecrets(t, w1.Data, filepath.Join(dir, "w2"))
 	w2 := startWorkerReloading(t, filepath.Join(dir, "w2"), url, mqttAddr, mqDir, "true")
@@ -360,22 +345,7 @@ func TestJoiningWorkerKeepsItsLoginThroughAnotherRewrite(t *testing.T) {
 // every site and the edges' events still arrive exactly once.
 func TestWorkersShareOneBrokersFiles(t *testing.T) {
 	t.Parallel()
-	url := testkit.StartPostgres(t)
-	dir := t.TempDir()
-	mqDir, pidFile := filepath.Join(dir, "mosquitto"), filepath.Join(dir, "mosquitto.pid")
-	mqttAddr := testkit.FreePort(t)
-
-	w1 := startWorker(t, filepath.Join(dir, "w1"), url, mqttAddr, mqDir, pidFile)
-	poll.Eventually(t, 20*time.Second, func() (bool, string) {
-		_, err := readFile(filepath.Join(mqDir, "acl"))
-		return err == nil, fmt.Sprint(err)
-	})
-	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
-		"password_file "+filepath.Join(mqDir, "passwd"), "acl_file "+filepath.Join(mqDir, "acl"), "user root")
-	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(broker.PID())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
+	url, dir, mqttAddr, mqDir, pidFile, w1 := firstWorkerBehindMosquitto(t)
 
 	// The second worker gets the district's key and broker secret.
 	copyDistrictSecrets(t, w1.Data, filepath.Join(dir, "w2"))
@@ -497,4 +467,29 @@ func TestWorkerCutOffFromPostgresStopsAcking(t *testing.T) {
 	wg.Wait()
 	drained(t, edge, 90*time.Second)
 	verify(t, w2, edge, ledger)
+}
+
+// firstWorkerBehindMosquitto starts a district's first worker on a
+// PostgreSQL of its own, writing the secure Mosquitto's files under
+// dir/mosquitto, then that Mosquitto from the files once the worker wrote
+// them (the pid file tells the worker whom to signal on a rewrite).
+func firstWorkerBehindMosquitto(t *testing.T) (url, dir, mqttAddr, mqDir, pidFile string, w1 *hubProc) {
+	t.Helper()
+	url = testkit.StartPostgres(t)
+	dir = t.TempDir()
+	mqDir, pidFile = filepath.Join(dir, "mosquitto"), filepath.Join(dir, "mosquitto.pid")
+	mqttAddr = testkit.FreePort(t)
+
+	w1 = startWorker(t, filepath.Join(dir, "w1"), url, mqttAddr, mqDir, pidFile)
+	poll.Eventually(t, 20*time.Second, func() (bool, string) {
+		_, err := readFile(filepath.Join(mqDir, "acl"))
+		return err == nil, fmt.Sprint(err)
+	})
+	_, broker := testkit.MosquittoConf(t, mqttAddr, "mosquitto-secure.conf",
+		"password_file "+filepath.Join(mqDir, "passwd"), "acl_file "+filepath.Join(mqDir, "acl"), "user root")
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprint(broker.PID())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitHTTP(t, w1.URL+"/healthz", 30*time.Second)
+	return url, dir, mqttAddr, mqDir, pidFile, w1
 }
