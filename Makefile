@@ -111,6 +111,15 @@ bench-long: deps build
 	$(GO) build -o $(BIN)/ ./shared/bench/cmd/linli-bench
 	$(BIN)/linli-bench --bin $(BIN) --long --out shared/bench/results-long.md $(BENCHFLAGS)
 
+# The district at full size: 5,000 simulated edges over 500 sites through
+# Mosquitto to three hub workers on a PostgreSQL the harness starts
+# (steady load, Mosquitto restart, one worker SIGKILLed, the killed one
+# started again), written to shared/bench/results-district.md.
+.PHONY: bench-district
+bench-district: deps build
+	$(GO) build -o $(BIN)/ ./shared/bench/cmd/linli-bench
+	$(BIN)/linli-bench --bin $(BIN) --only fleet --fleet-hubs 3 --fleet-store pg --long --out shared/bench/results-district.md $(BENCHFLAGS)
+
 # The fault suite in its long form (`make test` runs the short form): the
 # edge SIGKILLed 300 times, 120 power cuts through a FUSE layer, the Nth
 # write/fsync failing for N = 1..12, a full disk, a 1,000,000-event outage,
