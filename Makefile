@@ -84,7 +84,7 @@ check: vet lint
 # could hide a change to the edge or the hub.
 test: deps vet lint
 	$(GO) test -race -count=1 -timeout 9m ./...
-	@./.ci/fuzz 2s
+	@./.ci/fuzz 1s
 
 # A PNG of each main kiosk screen (portrait and landscape) into
 # edge/kiosk/screenshots/ and of the operator dashboard into

@@ -23,6 +23,7 @@ import (
 // at open, which otherwise stayed resident in proportion to the history
 // stored.
 func TestHubGivesBackTablePagesOpenTouched(t *testing.T) {
+	t.Parallel() // its own store and hub; the two write their history side by side
 	dir := t.TempDir()
 	cfg := hubConfig(dir)
 	// The hub's own profile: its tables are not compacted while the test
@@ -49,6 +50,7 @@ func TestHubGivesBackTablePagesOpenTouched(t *testing.T) {
 // through a device's events, a compaction) otherwise left them resident
 // until the hub stopped.
 func TestHubGivesBackTablePagesWorkTouched(t *testing.T) {
+	t.Parallel() // its own store and hub; the two write their history side by side
 	dir := t.TempDir()
 	cfg := hubConfig(dir)
 	cfg.Profile = string(kv.Server)
