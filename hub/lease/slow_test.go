@@ -42,19 +42,7 @@ func TestSlowTakeOnDoesNotLapseHeldLeases(t *testing.T) {
 		return nil
 	}
 	opts.Lost = func(site string) { mu.Lock(); lost = append(lost, site); mu.Unlock() }
-	m, err := lease.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	m := runManager(t, opts)
 	var open sync.Once
 	release := func() { open.Do(func() { close(gate) }) }
 	t.Cleanup(release) // before Run's: a failed test must not leave it blocked
@@ -121,19 +109,7 @@ func TestLeaseLostDuringLoadIsDropped(t *testing.T) {
 		<-gate
 		return nil
 	}
-	m, err := lease.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	m := runManager(t, opts)
 	t.Cleanup(release)
 
 	var batch []string
@@ -193,4 +169,24 @@ func TestAnnouncedWorkerGetsNoSitesUntilLive(t *testing.T) {
 	if after := beat(); after.Before(before) {
 		t.Fatalf("hub-a's heartbeat set back from %v to %v by an announce", before, after)
 	}
+}
+
+// runManager starts a Manager with opts and, when the test ends, cancels
+// its Run and waits for it (a clean handover).
+func runManager(t *testing.T, opts lease.Options) *lease.Manager {
+	t.Helper()
+	m, err := lease.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return m
 }
