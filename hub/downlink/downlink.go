@@ -254,14 +254,43 @@ func indexKey(site, entityKey string) []byte {
 
 func headKey(site string) []byte { return kv.Key(prefixHead, []byte(site)) }
 
-// indexed is the seq of the newest change of an entity as of b (its own
-// writes included), 0 for none.
-func indexed(b store.Batch, site, ek string) (uint64, error) {
-	v, err := b.Get(indexKey(site, ek))
-	if err != nil {
-		return 0, fmt.Errorf("read downlink index: %w", err)
+// storedIndex is the seq of the newest change, as of b, of each entity
+// of changes that no commit staged (st or earlier) changed: read from the
+// store's index in one call, not one read per entity (a round trip each
+// on PostgreSQL, most of a catch-up's time). Entities without a change
+// are left out (0).
+func (l *Log) storedIndex(b store.Batch, st *staged, earlier []*staged, site string, changes []wire.Change) (map[string]uint64, error) {
+	var eks []string
+	var keys [][]byte
+	seen := map[string]bool{}
+	for _, c := range changes {
+		ek := entityKey(c.Entity, c.ID, c.Device)
+		if seen[ek] {
+			continue
+		}
+		seen[ek] = true
+		_, staged := st.index[site][ek]
+		for i := len(earlier) - 1; !staged && i >= 0; i-- {
+			_, staged = earlier[i].index[site][ek]
+		}
+		if !staged {
+			eks, keys = append(eks, ek), append(keys, indexKey(site, ek))
+		}
 	}
-	return kv.ParseU64(v), nil
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	vals, err := b.GetMany(keys)
+	if err != nil {
+		return nil, fmt.Errorf("read downlink index: %w", err)
+	}
+	out := make(map[string]uint64, len(eks))
+	for i, ek := range eks {
+		if s := kv.ParseU64(vals[i]); s != 0 {
+			out[ek] = s
+		}
+	}
+	return out, nil
 }
 
 // Head is the last seq of a site's log.
@@ -309,6 +338,10 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		st.last[site] = map[string]base{}
 		st.index[site] = map[string]uint64{}
 	}
+	stored, err := l.storedIndex(b, st, earlier, site, changes)
+	if err != nil {
+		return err
+	}
 	for _, c := range changes {
 		head++
 		c.Seq = head
@@ -328,9 +361,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 			old, staged = earlier[i].index[site][ek]
 		}
 		if !staged {
-			if old, err = indexed(b, site, ek); err != nil {
-				return err
-			}
+			old = stored[ek]
 		}
 		if old != 0 {
 			b.Delete(changeKey(site, old))

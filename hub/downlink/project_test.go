@@ -35,17 +35,19 @@ func TestProjectorRunsInTheBatch(t *testing.T) {
 	}
 	var calls []call
 	fail := false
-	st.SetProjector(func(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
-		calls = append(calls, call{site, changes})
-		for _, c := range changes {
-			if _, err := tx.Exec(ctx, "INSERT INTO projected VALUES ($1, $2, $3)", site, c.Entity, c.ID); err != nil {
-				return err
+	st.SetProjector(func(site string, changes []wire.Change) (pgstore.ProjectWrite, error) {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			calls = append(calls, call{site, changes})
+			for _, c := range changes {
+				if _, err := tx.Exec(ctx, "INSERT INTO projected VALUES ($1, $2, $3)", site, c.Entity, c.ID); err != nil {
+					return err
+				}
 			}
-		}
-		if fail {
-			return errors.New("projection refused")
-		}
-		return nil
+			if fail {
+				return errors.New("projection refused")
+			}
+			return nil
+		}, nil
 	})
 	pub := &topicPub{msgs: map[string][][]byte{}}
 	l, err := Open(st, pub, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))

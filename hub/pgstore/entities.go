@@ -21,7 +21,20 @@ import (
 // (reports, report_steps, activities, activity_attendance, notices,
 // alarms) inside tx, the transaction that commits the facts the changes
 // come from: the tables then never show a state the facts do not hold,
-// and a rolled-back commit leaves them as they were.
+// and a rolled-back commit leaves them as they were. It is
+// ProjectEntities and its write in one.
+func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
+	w, err := ProjectEntities(site, changes)
+	if err != nil || w == nil {
+		return err
+	}
+	return w(ctx, tx)
+}
+
+// ProjectEntities is the store's projector: it turns a site's downlink
+// changes into the entity tables' rows now (decoding each view, encoding
+// its JSON), while the ingest prepares the batch, and returns the write
+// that sends them inside the commit's transaction.
 //
 // Each change is a whole snapshot of its entity (or its deletion), so a
 // row is replaced, never patched; a later change of an entity in the same
@@ -34,7 +47,7 @@ import (
 // All rows go in a handful of statements sent as one pipeline, each
 // table's rows in key order so that concurrent commits touching the same
 // entities wait on each other rather than deadlock.
-func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
+func ProjectEntities(site string, changes []wire.Change) (ProjectWrite, error) {
 	type ekey struct{ entity, id string }
 	last := map[ekey]wire.Change{}
 	for _, c := range changes {
@@ -49,40 +62,41 @@ func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Cha
 		if c.IsDelta() {
 			// The downlink log holds snapshots; a delta here is a caller
 			// handing over a live message instead of the log's change.
-			return fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, site)
+			return nil, fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, site)
 		}
 		last[ekey{c.Entity, c.ID}] = c
 	}
 	if len(last) == 0 {
-		return nil
+		return nil, nil
 	}
 	keys := slices.SortedFunc(maps.Keys(last), func(a, b ekey) int {
 		return cmp.Or(cmp.Compare(a.entity, b.entity), cmp.Compare(a.id, b.id))
 	})
-	var p entityRows
-	p.site = site
+	p := &entityRows{site: site}
 	for _, k := range keys {
 		c := last[k]
 		if err := p.add(c); err != nil {
-			return fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, site, err)
+			return nil, fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, site, err)
 		}
 	}
-	if err := p.diffAttendance(ctx, tx); err != nil {
-		return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
-	}
-	b := &pgx.Batch{}
-	p.queue(b)
-	res := tx.SendBatch(ctx, b)
-	for i := range b.Len() {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return fmt.Errorf("project %d changes of site %s: statement %d: %w", len(keys), site, i+1, err)
+	return func(ctx context.Context, tx pgx.Tx) error {
+		if err := p.diffAttendance(ctx, tx); err != nil {
+			return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
 		}
-	}
-	if err := res.Close(); err != nil {
-		return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
-	}
-	return nil
+		b := &pgx.Batch{}
+		p.queue(b)
+		res := tx.SendBatch(ctx, b)
+		for i := range b.Len() {
+			if _, err := res.Exec(); err != nil {
+				res.Close()
+				return fmt.Errorf("project %d changes of site %s: statement %d: %w", len(keys), site, i+1, err)
+			}
+		}
+		if err := res.Close(); err != nil {
+			return fmt.Errorf("project %d changes of site %s: %w", len(keys), site, err)
+		}
+		return nil
+	}, nil
 }
 
 // entityRows gathers one call's rows as column arrays, table by table.

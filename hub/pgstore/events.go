@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -115,8 +116,8 @@ type rowKey struct {
 }
 
 type projection struct {
-	site    string
-	changes []wire.Change
+	site  string
+	write ProjectWrite
 }
 
 // NewBatch starts a group commit.
@@ -242,10 +243,58 @@ func (b *Batch) Get(key []byte) ([]byte, error) {
 	return v, nil
 }
 
+// GetMany reads keys as Get does, the committed ones in one statement.
+func (b *Batch) GetMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var ask [][]byte
+	at := map[string][]int{}
+	for i, k := range keys {
+		if v, ok := b.kv[string(k)]; ok {
+			out[i] = v
+			continue
+		}
+		if _, ok := at[string(k)]; !ok {
+			ask = append(ask, k)
+		}
+		at[string(k)] = append(at[string(k)], i)
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+	defer cancel()
+	rows, err := b.s.pool.Query(ctx, "SELECT key, value FROM hub_kv WHERE key = ANY($1::bytea[])", ask)
+	if err != nil {
+		return nil, fmt.Errorf("read %d records: %w", len(ask), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("read %d records: %w", len(ask), err)
+		}
+		for _, i := range at[string(k)] {
+			out[i] = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %d records: %w", len(ask), err)
+	}
+	return out, nil
+}
+
 // Project hands the store's Projector the downlink changes of site, to
 // run inside the batch's transaction at Commit.
 func (b *Batch) Project(site string, changes []wire.Change) {
-	b.projects = append(b.projects, projection{site: site, changes: changes})
+	w, err := b.s.project(site, changes)
+	if err != nil {
+		if b.err == nil {
+			b.err = err
+		}
+		return
+	}
+	// The site is kept without a write too: it is fenced like the rest.
+	b.projects = append(b.projects, projection{site: site, write: w})
 }
 
 // Len is the number of writes in the batch.
@@ -328,7 +377,15 @@ func (b *Batch) Commit() error {
 		if err := writeKV(ctx, tx, b.kv); err != nil {
 			return err
 		}
-		return b.s.project(ctx, tx, b.projects)
+		for _, p := range b.projects {
+			if p.write == nil {
+				continue
+			}
+			if err := p.write(ctx, tx); err != nil {
+				return fmt.Errorf("project downlink changes of %s: %w", p.site, err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -392,11 +449,8 @@ func copyEvents(ctx context.Context, tx pgx.Tx, rows []row) (done bool, err erro
 	if err != nil {
 		return false, fmt.Errorf("store %d events: %w", len(rows), err)
 	}
-	_, err = sp.CopyFrom(ctx, pgx.Identifier{"events"}, []string{"site", "device", "seq", "body"},
-		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-			r := &rows[i]
-			return []any{r.site, r.device, r.seq, r.body}, nil
-		}))
+	_, err = sp.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(copyData(rows)),
+		"COPY events (site, device, seq, body) FROM STDIN WITH (FORMAT binary)")
 	if err == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return false, fmt.Errorf("store %d events: %w", len(rows), err)
@@ -411,6 +465,37 @@ func copyEvents(ctx context.Context, tx pgx.Tx, rows []row) (done bool, err erro
 	}
 	return false, fmt.Errorf("store %d events: %w", len(rows), err)
 }
+
+// copyData is rows in COPY's binary format, written directly: pgx's
+// CopyFrom boxes every value and plans its encoding per value, a tenth of
+// the hub's CPU in a catch-up. The columns are text, text, bigint, bytea,
+// whose binary forms are the UTF-8 bytes, 8 bytes big-endian and the bytes.
+func copyData(rows []row) []byte {
+	n := len(copySignature) + 8 + 2
+	for i := range rows {
+		n += 2 + 4*4 + len(rows[i].site) + len(rows[i].device) + 8 + len(rows[i].body)
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, copySignature...)
+	buf = binary.BigEndian.AppendUint32(buf, 0) // flags
+	buf = binary.BigEndian.AppendUint32(buf, 0) // header extension length
+	for i := range rows {
+		r := &rows[i]
+		buf = binary.BigEndian.AppendUint16(buf, 4)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.site)))
+		buf = append(buf, r.site...)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.device)))
+		buf = append(buf, r.device...)
+		buf = binary.BigEndian.AppendUint32(buf, 8)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(r.seq))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.body)))
+		buf = append(buf, r.body...)
+	}
+	return binary.BigEndian.AppendUint16(buf, 0xffff) // trailer: -1
+}
+
+// copySignature opens COPY's binary format.
+const copySignature = "PGCOPY\n\xff\r\n\x00"
 
 // rewriteEvents stores the rewritten events in place of what is stored,
 // in key order.

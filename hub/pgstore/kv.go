@@ -19,27 +19,32 @@ import (
 	"linli/shared/wire"
 )
 
-// Projector writes the downlink changes of a batch into queryable tables,
-// inside the batch's own transaction: with exactly the site and changes
-// downlink.Append was given, so the tables commit with the facts and the
-// log entries they come from, or not at all. An error fails the commit
+// Projector turns the downlink changes of a batch into writes for
+// queryable tables: called when the batch is filled (off the commit's
+// path), with exactly the site and changes downlink.Append was given; the
+// write it returns (nil: nothing to write) runs inside the batch's own
+// transaction, so the tables commit with the facts and the log entries
+// they come from, or not at all. An error of either fails the commit
 // (nothing of the batch is stored, nothing acked).
-type Projector func(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error
+type Projector func(site string, changes []wire.Change) (ProjectWrite, error)
 
-// SetProjector sets the projector every later commit calls (nil: none).
+// ProjectWrite is a projection's write inside a commit's transaction.
+type ProjectWrite func(ctx context.Context, tx pgx.Tx) error
+
+// SetProjector sets the projector every later batch calls (nil: none).
 func (s *Store) SetProjector(p Projector) { s.projector.Store(&p) }
 
-func (s *Store) project(ctx context.Context, tx pgx.Tx, ps []projection) error {
+// project prepares a batch's projection of site's changes.
+func (s *Store) project(site string, changes []wire.Change) (ProjectWrite, error) {
 	pp := s.projector.Load()
 	if pp == nil || *pp == nil {
-		return nil
+		return nil, nil
 	}
-	for _, p := range ps {
-		if err := (*pp)(ctx, tx, p.site, p.changes); err != nil {
-			return fmt.Errorf("project downlink changes of %s: %w", p.site, err)
-		}
+	w, err := (*pp)(site, changes)
+	if err != nil {
+		return nil, fmt.Errorf("project downlink changes of %s: %w", site, err)
 	}
-	return nil
+	return w, nil
 }
 
 var _ store.Backend = (*Store)(nil)

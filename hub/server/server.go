@@ -320,7 +320,7 @@ func (h *Hub) openStores(ctx context.Context) (err error) {
 		h.undo.push(h.closePostgres)
 		// The merged entities go into plain tables in the transaction of
 		// the facts they come from, for SQL readers (docs/database.md).
-		h.pg.SetProjector(pgstore.PutEntities)
+		h.pg.SetProjector(pgstore.ProjectEntities)
 		h.backend, regStore = h.pg, h.pg.Registry()
 	} else {
 		h.store, err = store.Open(filepath.Join(cfg.Data, "store"), kv.Profile(cfg.Profile), log)

@@ -69,6 +69,10 @@ type Batch interface {
 	// Get reads a key as of the batch, its own writes included; a
 	// missing key is nil.
 	Get(key []byte) ([]byte, error)
+	// GetMany reads keys as Get does, the values in the order of keys
+	// (nil for a missing key): one round trip where the store is across
+	// a network.
+	GetMany(keys [][]byte) ([][]byte, error)
 	// Project hands the store the downlink changes this batch commits
 	// for site, for a store that keeps queryable tables of them in the
 	// same transaction (PostgreSQL); Badger keeps the log only.

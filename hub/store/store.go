@@ -791,6 +791,19 @@ func (b *BadgerBatch) Get(key []byte) ([]byte, error) {
 	return item.ValueCopy(nil)
 }
 
+// GetMany reads keys as Get does.
+func (b *BadgerBatch) GetMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := b.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // Project does nothing: Badger keeps the downlink log only.
 func (b *BadgerBatch) Project(string, []wire.Change) {}
 
