@@ -307,9 +307,6 @@ func (l *Log) Head(site string) uint64 {
 func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// The store's queryable tables (PostgreSQL) take the same changes in
-	// the same transaction.
-	b.Project(site, changes)
 	var st *staged
 	if n := len(l.staged); n > 0 && l.staged[n-1].batch == b {
 		st = l.staged[n-1]
@@ -342,7 +339,8 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range changes {
+	known := make([]bool, len(changes))
+	for i, c := range changes {
 		head++
 		c.Seq = head
 		if c.HLC == 0 {
@@ -363,6 +361,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		if !staged {
 			old = stored[ek]
 		}
+		known[i] = old != 0
 		if old != 0 {
 			b.Delete(changeKey(site, old))
 			// A change superseded within this same commit is dropped from the
@@ -386,6 +385,9 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	d.Last = head
 	st.heads[site] = head
 	b.Set(headKey(site), kv.U64(head))
+	// The store's queryable tables (PostgreSQL) take the same changes in
+	// the same transaction.
+	b.Project(site, changes, known)
 	return nil
 }
 

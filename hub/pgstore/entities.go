@@ -24,7 +24,7 @@ import (
 // and a rolled-back commit leaves them as they were. It is
 // ProjectEntities and its write in one.
 func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
-	w, err := ProjectEntities(site, changes)
+	w, err := ProjectEntities(site, changes, nil)
 	if err != nil || w == nil {
 		return err
 	}
@@ -47,10 +47,13 @@ func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Cha
 // All rows go in a handful of statements sent as one pipeline, each
 // table's rows in key order so that concurrent commits touching the same
 // entities wait on each other rather than deadlock.
-func ProjectEntities(site string, changes []wire.Change) (ProjectWrite, error) {
+func ProjectEntities(site string, changes []wire.Change, known []bool) (ProjectWrite, error) {
 	type ekey struct{ entity, id string }
 	last := map[ekey]wire.Change{}
-	for _, c := range changes {
+	// isNew: the entity had no change before this call, so it has no
+	// rows yet (a report no steps to delete).
+	isNew := map[ekey]bool{}
+	for i, c := range changes {
 		if c.Device != "" || c.Role != "" || c.Withheld {
 			continue
 		}
@@ -64,7 +67,11 @@ func ProjectEntities(site string, changes []wire.Change) (ProjectWrite, error) {
 			// handing over a live message instead of the log's change.
 			return nil, fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, site)
 		}
-		last[ekey{c.Entity, c.ID}] = c
+		k := ekey{c.Entity, c.ID}
+		if _, seen := last[k]; !seen {
+			isNew[k] = known != nil && !known[i]
+		}
+		last[k] = c
 	}
 	if len(last) == 0 {
 		return nil, nil
@@ -75,7 +82,7 @@ func ProjectEntities(site string, changes []wire.Change) (ProjectWrite, error) {
 	p := &entityRows{site: site}
 	for _, k := range keys {
 		c := last[k]
-		if err := p.add(c); err != nil {
+		if err := p.add(c, isNew[k]); err != nil {
 			return nil, fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, site, err)
 		}
 	}
@@ -116,7 +123,10 @@ type entityRows struct {
 		reports, events, statuses, replies []string
 		ns                                 []int32
 		at                                 []time.Time
-		counts                             []int32 // steps per report, for the rows beyond to go
+		// trimmed are the reports that may have rows beyond their steps
+		// (not new), counts their steps: the rows beyond go.
+		trimmed []string
+		counts  []int32
 	}
 	act struct {
 		ids, titles, kinds, venues                            []string
@@ -156,7 +166,7 @@ type entityRows struct {
 var entityTable = map[string]string{wire.EntityReport: "reports", wire.EntityActivity: "activities",
 	wire.EntityNotice: "notices", wire.EntityAlarm: "alarms"}
 
-func (p *entityRows) add(c wire.Change) error {
+func (p *entityRows) add(c wire.Change, isNew bool) error {
 	if c.Deleted {
 		if p.deleted == nil {
 			p.deleted = map[string][]string{}
@@ -171,7 +181,7 @@ func (p *entityRows) add(c wire.Change) error {
 		if err := decodeView(c.Body, &v); err != nil {
 			return err
 		}
-		return p.addReport(&v)
+		return p.addReport(&v, isNew)
 	case wire.EntityActivity:
 		var v merge.ActivityView
 		if err := decodeView(c.Body, &v); err != nil {
@@ -206,7 +216,7 @@ func decodeView(body []byte, v any) error {
 	return nil
 }
 
-func (p *entityRows) addReport(v *merge.ReportView) error {
+func (p *entityRows) addReport(v *merge.ReportView, isNew bool) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -247,7 +257,10 @@ func (p *entityRows) addReport(v *merge.ReportView) error {
 		s.statuses = append(s.statuses, st.Status)
 		s.replies = append(s.replies, st.Reply)
 	}
-	s.counts = append(s.counts, int32(len(v.Steps)))
+	if !isNew {
+		s.trimmed = append(s.trimmed, v.ID)
+		s.counts = append(s.counts, int32(len(v.Steps)))
+	}
 	return nil
 }
 
@@ -440,8 +453,10 @@ func (p *entityRows) queue(b *pgx.Batch) {
 			r.notes, r.mergedInto, r.created, r.updated, r.closed, r.views)
 		// A timeline only grows, but a report unmerged loses its merge
 		// steps: the rows past the new count go.
-		b.Queue(`DELETE FROM report_steps s USING unnest($2::text[], $3::int[]) AS n(report, steps)
-			WHERE s.site = $1 AND s.report = n.report AND s.n >= n.steps`, p.site, r.ids, p.step.counts)
+		if len(p.step.trimmed) > 0 {
+			b.Queue(`DELETE FROM report_steps s USING unnest($2::text[], $3::int[]) AS n(report, steps)
+				WHERE s.site = $1 AND s.report = n.report AND s.n >= n.steps`, p.site, p.step.trimmed, p.step.counts)
+		}
 		s := &p.step
 		b.Queue(`INSERT INTO report_steps (site, report, n, event, at, status, reply)
 			SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
