@@ -104,7 +104,7 @@ var Version = "dev"
 func newSet(c *Config, out io.Writer) *config.Set {
 	s := config.New("linli-hub", out)
 	s.String(&c.Data, "data", "./data/hub", "data directory")
-	s.String(&c.Store, "store", "", "where the hub keeps its state: empty for the Badger store in --data; postgres://USER@HOST:PORT/DB for PostgreSQL (not complete yet: refused at start)")
+	s.String(&c.Store, "store", "", "where the hub keeps its state: empty for the Badger store in --data; postgres://USER@HOST:PORT/DB for PostgreSQL (docs/database.md)")
 	s.String(&c.HTTP, "http", "127.0.0.1:8080", "HTTP listen address (API and dashboard)")
 	s.String(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker listen address")
 	s.String(&c.Broker, "broker", "", "external MQTT broker URL (tcp:// or ssl://), or an ordered comma-separated list (an active/standby pair) the hub fails over along as edges do; when set no embedded broker starts")

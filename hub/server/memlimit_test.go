@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"runtime/debug"
 	"strings"
@@ -121,4 +122,33 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestGCPercentOnPostgres: a hub on PostgreSQL runs its collector at
+// GOGC 400 (its live heap lacks the Badger store's arenas); on Badger,
+// or with GOGC in the environment, the collector is left as it is.
+func TestGCPercentOnPostgres(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	const preset = 150 // stands for what the runtime has (GOGC read at exec)
+	for _, tc := range []struct {
+		name  string
+		store string
+		env   []string
+		want  int
+	}{
+		{"badger", "", nil, preset},
+		{"postgres", "postgres://linli@127.0.0.1/linli", nil, postgresGCPercent},
+		{"GOGC wins", "postgres://linli@127.0.0.1/linli", []string{"GOGC=150"}, preset},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(preset)
+			if got := applyGCPercent(tc.store, tc.env, slog.New(slog.DiscardHandler)); got != tc.want {
+				t.Errorf("applyGCPercent = %d, want %d", got, tc.want)
+			}
+			if got := debug.SetGCPercent(preset); got != tc.want {
+				t.Errorf("GOGC %d in force, want %d", got, tc.want)
+			}
+		})
+	}
 }
