@@ -68,9 +68,18 @@ func (w *commitWatch) commit(ctx context.Context, conn *pgxpool.Conn, tx pgx.Tx)
 // connection died, or the COMMIT was answered with a warning). It retries
 // on a fresh connection, with backoff, while ctx lasts.
 func (s *Store) commitIdempotent(ctx context.Context, f func(context.Context, pgx.Tx) error) error {
+	return s.commitIdempotentAfter(ctx, f, nil)
+}
+
+// commitIdempotentAfter is commitIdempotent whose COMMIT waits for after
+// (nil: none): f's statements run, then after is called, and only if it
+// returns nil is the transaction committed; its error rolls the
+// transaction back and is returned without a retry. after may be called
+// once per attempt.
+func (s *Store) commitIdempotentAfter(ctx context.Context, f func(context.Context, pgx.Tx) error, after func() error) error {
 	delay := retryFirst
 	for attempt := 1; ; attempt++ {
-		retry, err := s.commitOnce(ctx, f)
+		retry, err := s.commitOnce(ctx, f, after)
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("PostgreSQL commit went through after retrying", "attempts", attempt)
@@ -98,7 +107,7 @@ func (s *Store) commitIdempotent(ctx context.Context, f func(context.Context, pg
 func (s *Store) CommitRetries() uint64 { return s.retries.Load() }
 
 // commitOnce is one attempt; retry says whether another may succeed.
-func (s *Store) commitOnce(ctx context.Context, f func(context.Context, pgx.Tx) error) (retry bool, err error) {
+func (s *Store) commitOnce(ctx context.Context, f func(context.Context, pgx.Tx) error, after func() error) (retry bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		// The server is down, restarting or failing over.
@@ -112,6 +121,12 @@ func (s *Store) commitOnce(ctx context.Context, f func(context.Context, pgx.Tx) 
 	if err := f(ctx, tx); err != nil {
 		_ = tx.Rollback(ctx)
 		return retryable(conn, err), err
+	}
+	if after != nil {
+		if err := after(); err != nil {
+			_ = tx.Rollback(ctx)
+			return false, err
+		}
 	}
 	// PostgreSQL disarms statement_timeout before the commit proper, so
 	// the wait for the standby ends only at the client's deadline, which

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -338,13 +339,25 @@ func (b *Batch) Discard() {
 	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = rowChunks{}, nil, nil, nil, nil, nil
 }
 
-// Commit writes the batch in one transaction, durable when it returns nil
-// (with a synchronous standby: on the standby too). Rows go in key order,
-// so concurrent commits that share keys wait on each other instead of
+// Commit writes the batch, durable when it returns nil (with a
+// synchronous standby: on the standby too). Rows go in key order, so
+// concurrent commits that share keys wait on each other instead of
 // deadlocking. The batch is idempotent (stored events are kept, device
 // records replaced by the same), so a commit whose outcome is unknown
 // (its connection died, PostgreSQL restarted or failed over) is run again
 // until it is known or the store's timeout ends.
+//
+// A batch of splitEventsMin events or more is two transactions on two
+// connections, run side by side so that the server works on both at once
+// (a backend is one process: one transaction uses one core): the events
+// and quarantined events in one; device records, keyed records and
+// projected rows in the other, which commits only after the first did.
+// A crash or failure between the two leaves events stored that no device
+// record covers; they are not acked, the edge sends them again, and
+// storing them again keeps the first copy (the same as a resend after a
+// commit whose outcome was unknown). The facts, which name events, are
+// never committed without them. Both transactions fence the batch's
+// sites; a batch that rewrites events (an erasure) stays one transaction.
 func (b *Batch) Commit() error {
 	if b.err != nil {
 		return b.err
@@ -355,40 +368,83 @@ func (b *Batch) Commit() error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
 	events, quar := sortedOnce(b.events.all()), sortedOnce(b.quar)
-	err := b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		// The fence goes first: a commit of a site this worker no longer
-		// holds fails before it writes anything, and the lease rows it
-		// locks keep a takeover waiting until this commit ends.
-		if err := b.s.fence(ctx, tx, b); err != nil {
-			return err
-		}
-		if err := insertEvents(ctx, tx, events); err != nil {
-			return err
-		}
-		if err := rewriteEvents(ctx, tx, b.rewrites); err != nil {
-			return err
-		}
-		if err := insertQuarantine(ctx, tx, quar); err != nil {
-			return err
-		}
-		if err := upsertDevices(ctx, tx, b.devices, b.acked); err != nil {
-			return err
-		}
-		if err := writeKV(ctx, tx, b.kv); err != nil {
-			return err
-		}
-		for _, p := range b.projects {
-			if p.write == nil {
-				continue
+	var err error
+	if len(events) >= splitEventsMin && len(b.rewrites) == 0 {
+		stored := make(chan error, 1)
+		go func() {
+			stored <- b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
+				return b.writeEvents(ctx, tx, events, quar)
+			})
+		}()
+		var once sync.Once
+		var evErr error
+		err = b.s.commitIdempotentAfter(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if err := b.s.fence(ctx, tx, b); err != nil {
+				return err
 			}
-			if err := p.write(ctx, tx); err != nil {
-				return fmt.Errorf("project downlink changes of %s: %w", p.site, err)
+			return b.writeRest(ctx, tx)
+		}, func() error {
+			once.Do(func() { evErr = <-stored })
+			if evErr != nil {
+				return fmt.Errorf("store %d events: %w", len(events), evErr)
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+		once.Do(func() { <-stored }) // the rest failed before waiting: let the events' commit end
+	} else {
+		err = b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if err := b.writeEvents(ctx, tx, events, quar); err != nil {
+				return err
+			}
+			return b.writeRest(ctx, tx)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// splitEventsMin is the fewest events a commit stores in a transaction of
+// their own beside the rest of the batch: for fewer, the second
+// transaction's round trips and fsync cost more than running both at once
+// saves.
+const splitEventsMin = 1000
+
+// writeEvents fences the batch's sites and stores its new and quarantined
+// events (and, in a batch of one transaction, its rewritten ones).
+func (b *Batch) writeEvents(ctx context.Context, tx pgx.Tx, events, quar []row) error {
+	// The fence goes first: a commit of a site this worker no longer
+	// holds fails before it writes anything, and the lease rows it locks
+	// keep a takeover waiting until this commit ends.
+	if err := b.s.fence(ctx, tx, b); err != nil {
+		return err
+	}
+	if err := insertEvents(ctx, tx, events); err != nil {
+		return err
+	}
+	if err := rewriteEvents(ctx, tx, b.rewrites); err != nil {
+		return err
+	}
+	return insertQuarantine(ctx, tx, quar)
+}
+
+// writeRest writes the batch's device records, keyed records and
+// projected rows.
+func (b *Batch) writeRest(ctx context.Context, tx pgx.Tx) error {
+	if err := upsertDevices(ctx, tx, b.devices, b.acked); err != nil {
+		return err
+	}
+	if err := writeKV(ctx, tx, b.kv); err != nil {
+		return err
+	}
+	for _, p := range b.projects {
+		if p.write == nil {
+			continue
+		}
+		if err := p.write(ctx, tx); err != nil {
+			return fmt.Errorf("project downlink changes of %s: %w", p.site, err)
+		}
 	}
 	return nil
 }
