@@ -60,10 +60,9 @@ func TestPostgresStandbyLostMidSync(t *testing.T) {
 		poll.Eventually(t, 30*time.Second, func() (bool, string) {
 			return hubWaitsForStandby(t, p.PrimaryURL(), false) > 0, "no hub commit waits for the standby"
 		})
-		// The hub publishes a commit's acks before it starts the next, so
-		// the acks of the commits before the waiting one are on their way:
-		// the edge's acked seq settles (the same over 300 ms).
-		stalled := settledAcked(t, e)
+		// The acks of the commits before the waiting one are on their
+		// way: the edge's acked seq settles (the same over 300 ms).
+		stalled := poll.Settled(t, 10*time.Second, 300*time.Millisecond, func() uint64 { return e.sync(t).AckedSeq })
 		if hubWaitsForStandby(t, p.PrimaryURL(), true) == 0 {
 			t.Fatal("no waiting commit to cancel")
 		}
@@ -85,28 +84,6 @@ func TestPostgresStandbyLostMidSync(t *testing.T) {
 	storedOnce(t, p.PrimaryURL(), e)
 	storedOnce(t, p.StandbyURL(), e)
 	hubStillRunning(t, h)
-}
-
-// settledAcked returns the edge's acked seq once it has held still for
-// 300 ms, within 10 s.
-func settledAcked(t *testing.T, e *edgeProc) uint64 {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	last, since := e.sync(t).AckedSeq, time.Now()
-	for {
-		select {
-		case <-deadline:
-			t.Fatalf("the edge's acked seq did not hold still for 300 ms within 10 s (last %d)", last)
-		case <-tick.C:
-			if a := e.sync(t).AckedSeq; a != last {
-				last, since = a, time.Now()
-			} else if time.Since(since) >= 300*time.Millisecond {
-				return last
-			}
-		}
-	}
 }
 
 // storedOnce checks that the events table at url holds each of the

@@ -272,12 +272,13 @@ func TestSyncStallsWithoutStandby(t *testing.T) {
 	// Should the test fail while it is stopped, the ingest's waiting
 	// commit must still end for the ingest to stop.
 	t.Cleanup(p.StartStandby)
-	// The one committer publishes a commit's acks before it starts the
-	// next: once a commit waits, the acks of those before it are out.
+	// Once a commit waits, the acks of the commits before it are on
+	// their way (the ack loop publishes them while the next commits):
+	// the acked seq settles.
 	poll.Eventually(t, 30*time.Second, func() (bool, string) {
 		return syncWaiting(t, p.PrimaryURL()), "no hub commit waits for the standby"
 	})
-	stalled := s.acked.Load()
+	stalled := poll.Settled(t, 10*time.Second, 300*time.Millisecond, s.acked.Load)
 	waitFrom := time.Now()
 	if n := cancelSyncWaits(t, p.PrimaryURL()); n == 0 {
 		t.Fatal("no waiting commit to cancel")

@@ -83,3 +83,24 @@ func Until(ctx context.Context, timeout, interval time.Duration, cond func() (bo
 		}
 	}
 }
+
+// Settled polls f every Interval until it returns the same value for
+// still, and returns that value; it fails the test when f has not held
+// still within timeout. It is how a test waits for what is already on its
+// way (acks of commits before a stalled one) to arrive.
+func Settled[T comparable](t testing.TB, timeout, still time.Duration, f func() T) T {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last, since := f(), time.Now()
+	for {
+		time.Sleep(Interval)
+		if v := f(); v != last {
+			last, since = v, time.Now()
+		} else if time.Since(since) >= still {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not still for %v within %v (last %v)", still, timeout, last)
+		}
+	}
+}

@@ -46,3 +46,13 @@ func TestEventuallyReturnsOnceMet(t *testing.T) {
 		t.Errorf("cond called %d times, want 3", n)
 	}
 }
+
+// Settled returns once the value holds still, not before: a value that
+// moves at each of its first five reads is read as 5.
+func TestSettledWaitsForTheValueToHoldStill(t *testing.T) {
+	reads := 0
+	f := func() int { reads++; return min(reads, 5) }
+	if got := Settled(t, 10*time.Second, 100*time.Millisecond, f); got != 5 {
+		t.Fatalf("Settled returned %d, want 5", got)
+	}
+}
