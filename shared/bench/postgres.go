@@ -47,6 +47,7 @@ type storeRun struct {
 	ackP50    time.Duration // fan-in only
 	ackP99    time.Duration
 	committed float64 // hub group commits
+	peak      uint64  // fan-in only: the hub's VmHWM
 }
 
 // postgresScenario is scenario 11: the catch-up and the 1,000-edge fan-in
@@ -181,6 +182,8 @@ func postgresScenario(ctx context.Context, e *runEnv) error {
 	e.res.add(Row{Scenario: sc, Figure: "hub CPU µs per event, Badger / PostgreSQL: catch-up; fan-in (median of runs)",
 		Value:   fmt.Sprintf("%s / %s; %s / %s", runSpread(cuBadger, hubCPUOf), runSpread(cuPGRuns, hubCPUOf), runSpread(fanBadger, hubCPUOf), runSpread(fanPGRuns, hubCPUOf)),
 		Verdict: Info})
+	e.res.add(Row{Scenario: sc, Figure: "hub peak RSS (VmHWM) in the fan-in, MiB, Badger / PostgreSQL (median of runs)",
+		Value: runSpread(fanBadger, peakMiBOf) + " / " + runSpread(fanPGRuns, peakMiBOf), Verdict: Info})
 	e.res.add(Row{Scenario: sc, Figure: "PostgreSQL server CPU µs per event (all its processes): catch-up; fan-in; COPY (median of runs)",
 		Value: fmt.Sprintf("%s; %s; %s", runSpread(cuPGRuns, pgCPUOf), runSpread(fanPGRuns, pgCPUOf), runSpread(append(cuCopyRuns, fanCopyRuns...), pgCPUOf)), Verdict: Info})
 	perM := func(b int64, events int) string { return fmtMiB(uint64(float64(b) * 1e6 / float64(events))) }
@@ -212,9 +215,10 @@ func postgresScenario(ctx context.Context, e *runEnv) error {
 	return nil
 }
 
-func rateOf(r *storeRun) float64   { return r.rate }
-func hubCPUOf(r *storeRun) float64 { return us(r.hubCPU) }
-func pgCPUOf(r *storeRun) float64  { return us(r.pgCPU) }
+func rateOf(r *storeRun) float64    { return r.rate }
+func hubCPUOf(r *storeRun) float64  { return us(r.hubCPU) }
+func pgCPUOf(r *storeRun) float64   { return us(r.pgCPU) }
+func peakMiBOf(r *storeRun) float64 { return float64(r.peak) / (1 << 20) }
 
 // runSpread is the median of f over runs with min and max.
 func runSpread(runs []*storeRun, f func(*storeRun) float64) string {
@@ -459,7 +463,7 @@ func (e *runEnv) faninOn(ctx context.Context, srv *testkit.PostgresServer) (*sto
 	}
 	total := faninEdges * fr.perEdge
 	r := &storeRun{rate: fr.rate, hubCPU: fr.hubCPU, pgCPU: (pg1 - pg0) / time.Duration(total),
-		ackP50: fr.lat.pct(0.5), ackP99: fr.lat.pct(0.99)}
+		ackP50: fr.lat.pct(0.5), ackP99: fr.lat.pct(0.99), peak: fr.peak}
 	if err := storeSize(ctx, r, u, fr.hub.data); err != nil {
 		return nil, err
 	}
