@@ -105,6 +105,15 @@ func Open(ctx context.Context, u string, log *slog.Logger) (*Store, error) {
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "linli-hub"
+	// pgxpool's default is four connections on a machine of up to four
+	// cores. A large group commit holds two (its events beside the rest)
+	// while the ingest prepares the next group with a third; lease
+	// renewals, the following of other workers and the API need theirs,
+	// also while a commit waits for a synchronous standby. A URL's
+	// pool_max_conns wins.
+	if !hasParam(u, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
+	}
 	s := &Store{log: log, timeout: clientTimeout(cfg.ConnConfig.RuntimeParams)}
 	cfg.ConnConfig.OnNotice = s.watch.onNotice
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -117,6 +126,24 @@ func Open(ctx context.Context, u string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// DefaultMaxConns is the most connections a hub's pool opens unless its
+// URL says pool_max_conns.
+const DefaultMaxConns = 10
+
+// hasParam says whether the URL's query (or a key=value connection
+// string) sets name.
+func hasParam(u, name string) bool {
+	if p, err := url.Parse(u); err == nil && p.Scheme != "" {
+		return p.Query().Has(name)
+	}
+	for _, f := range strings.Fields(u) {
+		if k, _, ok := strings.Cut(f, "="); ok && k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes the pool.

@@ -200,3 +200,22 @@ func TestEventGroupsKeepTheFirstCopy(t *testing.T) {
 		t.Fatalf("%d of the 4 commits' records stored", keys)
 	}
 }
+
+// The pool opens up to DefaultMaxConns connections (a large commit holds
+// two beside the ingest's reads, the leases and the API), unless the URL
+// says pool_max_conns.
+func TestPoolSize(t *testing.T) {
+	url := testkit.StartPostgres(t)
+	for _, tc := range []struct {
+		url  string
+		want int32
+	}{
+		{url, pgstore.DefaultMaxConns},
+		{url + "&pool_max_conns=3", 3},
+		{url + "&connect_timeout=10&pool_max_conns=20", 20},
+	} {
+		if got := open(t, tc.url).Pool().Config().MaxConns; got != tc.want {
+			t.Errorf("%s: pool of %d connections, want %d", tc.url, got, tc.want)
+		}
+	}
+}
