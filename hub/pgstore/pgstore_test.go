@@ -219,3 +219,48 @@ func TestPoolSize(t *testing.T) {
 		}
 	}
 }
+
+// The keyed records of one commit take one version, above every mark
+// read before the commit and below every one read after it.
+func TestCommitRecordsShareOneVersion(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t))
+	ctx := context.Background()
+	var marks []uint64
+	for i, keys := range [][]string{{"k/a", "k/b", "k/c"}, {"k/b", "k/d"}} {
+		m, err := st.ReadMark()
+		if err != nil {
+			t.Fatal(err)
+		}
+		marks = append(marks, m)
+		b := st.NewBatch()
+		for _, k := range keys {
+			b.Set([]byte(k), []byte{byte(i)})
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := st.ReadMark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := func(keys ...string) []int64 {
+		t.Helper()
+		rows, err := st.Pool().Query(ctx, "SELECT DISTINCT version FROM hub_kv WHERE key = ANY($1::text[]::bytea[]) ORDER BY 1", keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	first, second := versions("k/a", "k/c"), versions("k/b", "k/d")
+	if len(first) != 1 || len(second) != 1 {
+		t.Fatalf("versions of one commit's records: %v and %v, want one each", first, second)
+	}
+	if !(uint64(first[0]) > marks[0] && uint64(first[0]) < marks[1] && uint64(second[0]) > marks[1] && uint64(second[0]) < after) {
+		t.Fatalf("versions %d and %d against marks %v and %d", first[0], second[0], marks, after)
+	}
+}
