@@ -39,7 +39,7 @@ func startHub(t *testing.T, data, mqttAddr, broker string, extra ...string) *hub
 		h.MQTT = "tcp://" + mqttAddr
 	}
 	h.Proc = testkit.Start(t, "hub", hubBin, append(args, extra...))
-	testkit.WaitHTTP(t, h.URL+"/healthz", 20*time.Second)
+	h.WaitServing(t, h.URL+"/healthz", 20*time.Second)
 	return h
 }
 
@@ -68,7 +68,7 @@ func startEdge(t *testing.T, id, site, role, broker string, extra ...string) *ed
 		"--broker", broker, "--backoff-max", "500ms", "--ack-timeout", "2s", "--keepalive", "2s"}
 	e := &edgeProc{ID: id, URL: "http://" + httpAddr, Data: data}
 	e.Proc = testkit.Start(t, id, edgeBin, append(args, extra...))
-	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
+	e.WaitServing(t, e.URL+"/healthz", 20*time.Second)
 	return e
 }
 
@@ -195,7 +195,7 @@ func startEnrolledEdge(t *testing.T, h *hubProc, id, site, role string, extra ..
 		"--backoff-max", "500ms", "--ack-timeout", "2s", "--keepalive", "2s"}
 	e := &edgeProc{ID: id, URL: "http://" + httpAddr, Data: data}
 	e.Proc = testkit.Start(t, id, edgeBin, append(args, extra...))
-	testkit.WaitHTTP(t, e.URL+"/healthz", 20*time.Second)
+	e.WaitServing(t, e.URL+"/healthz", 20*time.Second)
 	return e
 }
 
