@@ -21,6 +21,7 @@ import (
 // An unacknowledged smoke alarm shows in the hub's metrics with its age,
 // under the names the shipped Prometheus rules escalate on.
 func TestAlarmMetricsFeedTheEscalationRules(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	e := dialEdge(t, h.MQTTAddr(), "s1", "gw-1")
 	raised := time.Now().Add(-90 * time.Second) // the gateway's clock at the raise

@@ -19,6 +19,7 @@ import (
 // for them (by id and in the closed list), and a kiosk's rating and a
 // resident's reopen of one fold as they would have in memory.
 func TestHubServesArchivedReports(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	start := func() (*Hub, *syncBuf) {
 		t.Helper()

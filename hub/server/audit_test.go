@@ -83,6 +83,7 @@ func grepDir(t *testing.T, dir string, secrets ...string) []string {
 // a form) are taken, and neither the audit log read through the API nor
 // any file of the hub's store holds the password or a card.
 func TestNoSecretStoredWhateverTheContentType(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	h, err := Start(context.Background(), hubConfig(dir), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -149,6 +150,7 @@ func TestNoSecretStoredWhateverTheContentType(t *testing.T) {
 // the hub rewrites those entries at start and compacts the store so that
 // the old values are gone from its files, not only from what it reads.
 func TestHubPurgesSecretsAnOlderHubStored(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")
 	db, err := kv.Open(storeDir, kv.Small, slog.New(slog.DiscardHandler))
@@ -205,6 +207,7 @@ func TestHubPurgesSecretsAnOlderHubStored(t *testing.T) {
 // old values are still in the store's tables. The migration flattens the
 // store whatever the rewrite found, so the next start removes them.
 func TestHubPurgesSecretsAfterACrashBeforeThePurge(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	storeDir := filepath.Join(dir, "store")
 	db, err := kv.Open(storeDir, kv.Small, slog.New(slog.DiscardHandler))
@@ -240,6 +243,7 @@ func TestHubPurgesSecretsAfterACrashBeforeThePurge(t *testing.T) {
 // The hub started with a trusted proxy takes the client from
 // X-Forwarded-For for the audit log; without one it keeps the peer.
 func TestHubTrustedProxiesNameTheClient(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		proxies []string
 		want    string

@@ -91,6 +91,7 @@ func metric(t *testing.T, base, name string) (float64, bool) {
 // A hub with --backup-dir writes its first backup at start, checked and
 // whole, and shows it in its metrics; its scheduler stops with the hub.
 func TestHubWritesScheduledBackups(t *testing.T) {
+	t.Parallel()
 	cfg := hubConfig(t.TempDir())
 	cfg.BackupDir, cfg.BackupEvery, cfg.BackupKeep = filepath.Join(cfg.Data, "backups"), time.Hour, 2
 	h, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
@@ -138,6 +139,7 @@ func TestHubWritesScheduledBackups(t *testing.T) {
 // Only the admin takes a backup: it holds the admin token and the
 // signing key, which an account with the admin role does not have.
 func TestBackupNeedsTheAdmin(t *testing.T) {
+	t.Parallel()
 	h, err := Start(context.Background(), hubConfig(t.TempDir()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ func login(t *testing.T, base string, admin map[string]string, name, role, sites
 // a bad parameter is a 400 naming it, and only operators and admins of
 // the site may export.
 func TestExportStreamsTheAskedEvents(t *testing.T) {
+	t.Parallel()
 	h, err := Start(context.Background(), hubConfig(t.TempDir()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,7 @@ func untar(t *testing.T, archive, dir string) {
 // back — events, the merged report, the operator's login, the audit log,
 // the admin token.
 func TestOpensAStoreAnOlderHubWrote(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	untar(t, filepath.Join("testdata", "store-v1.tar.gz"), dir)
 	h, err := Start(context.Background(), hubConfig(dir), slog.New(slog.DiscardHandler))

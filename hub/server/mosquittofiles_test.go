@@ -21,6 +21,7 @@ import (
 // device: a rewrite that read fewer devices must never land after one that
 // read more, or the devices it misses cannot log in until the next change.
 func TestMosquittoFilesFollowConcurrentEnrollments(t *testing.T) {
+	t.Parallel()
 	broker, _ := testkit.Mosquitto(t)
 	dir := t.TempDir()
 	cfg := hubConfig(dir)

@@ -24,6 +24,7 @@ import (
 // backup on demand answers 501 naming PostgreSQL's own tools; readiness
 // writes to the database.
 func TestHubOnPostgres(t *testing.T) {
+	t.Parallel()
 	url := testkit.StartPostgres(t)
 	start := func() *Hub {
 		cfg := hubConfig(t.TempDir())

@@ -28,6 +28,7 @@ func readyz(t *testing.T, base string) (int, []string, []string) {
 }
 
 func TestHubReadyz(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		stop func(h *Hub)
@@ -63,6 +64,7 @@ func TestHubReadyz(t *testing.T) {
 
 // With an external broker the hub is ready only while its session is up.
 func TestHubReadyzExternalBroker(t *testing.T) {
+	t.Parallel()
 	url, mosq := testkit.Mosquitto(t)
 	cfg := Config{Data: t.TempDir(), HTTP: "127.0.0.1:0", Broker: url, ID: "hub",
 		Profile: "small", LogLevel: "info", MaxGroup: 20000, AllowUnenrolled: true, TokenTTL: time.Hour, TLS: "auto"}

@@ -45,6 +45,7 @@ func expiredMetric(t *testing.T, base, kind string) float64 {
 // does not move back, and an edge resending the deleted events gets them
 // acked as duplicates without their being stored again.
 func TestRetentionDeletesOnlyExpiredReadingsAndAccess(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	now := time.Now()
 	day := 24 * time.Hour

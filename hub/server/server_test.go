@@ -124,6 +124,7 @@ func (f *fakeEdge) waitAck(seq uint64, acksAtLeast int64) {
 }
 
 func TestDuplicateAndReorderedBatchesChangeNothing(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	f := dialEdge(t, h.MQTTAddr(), "s1", "kiosk-x")
 	f.publish(wire.Up{Hello: &wire.Hello{Role: "kiosk", LastSeq: 30}})
@@ -174,6 +175,7 @@ func TestDuplicateAndReorderedBatchesChangeNothing(t *testing.T) {
 }
 
 func TestBadMessagesAreRefusedNotStored(t *testing.T) {
+	t.Parallel()
 	h := startHub(t)
 	f := dialEdge(t, h.MQTTAddr(), "s1", "kiosk-y")
 	tests := []struct {

@@ -25,6 +25,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // stops cleanly, and its next start reads it, folding only the facts
 // stored after it: the same reports as before.
 func TestHubStartsFromItsSnapshot(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	start := func() (*Hub, *syncBuf) {
 		t.Helper()

@@ -64,6 +64,7 @@ func copyFile(t *testing.T, from, to string) {
 // and the MQTT listener, present the new certificate; the expiry metric
 // follows.
 func TestTLSCertificateReloadsOnFileChange(t *testing.T) {
+	t.Parallel()
 	oldCert, oldKey, oldSerial := issue(t, time.Now())
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "hub.pem"), filepath.Join(dir, "hub.key")
@@ -110,6 +111,7 @@ func TestTLSCertificateReloadsOnFileChange(t *testing.T) {
 
 // A certificate within 30 days of its end is warned about in the log.
 func TestTLSCertificateExpiryWarning(t *testing.T) {
+	t.Parallel()
 	// Issued two years less 10 days ago: 10 days left.
 	cert, key, _ := issue(t, time.Now().AddDate(-2, 0, 10))
 	var logs testkit.SyncBuffer
@@ -146,6 +148,7 @@ func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) 
 // downlink and its bundle is handed out once started, and finish moves
 // the certificate of both listeners to the new CA without a restart.
 func TestSiteCARotationAPI(t *testing.T) {
+	t.Parallel()
 	cfg := Config{Data: t.TempDir(), HTTP: "127.0.0.1:0", MQTTListen: "127.0.0.1:0", ID: "hub", Sites: []string{"s1"},
 		Profile: "small", LogLevel: "info", MaxGroup: 20000, TokenTTL: time.Hour, TLS: "on", TLSReload: time.Hour}
 	h, err := Start(t.Context(), cfg, slog.New(slog.DiscardHandler))

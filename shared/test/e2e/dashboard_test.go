@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -30,6 +31,41 @@ type dashPage struct {
 func (d *dashPage) click(css string) {
 	d.T.Helper()
 	d.Click(css)
+}
+
+// confirm presses a confirm button twice: the first press arms it (its
+// label asks whether one is sure) and the second, within 5 s, does the
+// action. Both presses go in one script: pressed one at a time through the
+// browser's input, under make test's load they fell more than 5 s apart,
+// or a delivery count redrew the list between them, and the second press
+// only armed the new button again.
+func (d *dashPage) confirm(css string) {
+	d.T.Helper()
+	d.Wait(uiWait, css+" to be clickable", `(() => { const e = document.querySelector(`+js(css)+`); return !!e && !e.disabled && e.getClientRects().length > 0; })()`)
+	armed := browser.Eval[bool](d.Page, `(() => { const e = document.querySelector(`+js(css)+`); e.click(); const armed = e.dataset.armed === '1'; e.click(); return armed; })()`)
+	if !armed {
+		d.T.Fatalf("%s: the first press did not arm the button", css)
+	}
+}
+
+// clickUntil clicks css until done (a JavaScript expression) holds, for
+// an action that may be repeated: a click that lands while the list under
+// it is redrawn (a delivery count changed its height) hits nothing.
+func (d *dashPage) clickUntil(css, done string) {
+	d.T.Helper()
+	deadline := time.Now().Add(uiWait)
+	for {
+		d.click(css)
+		err := poll.Until(context.Background(), 5*time.Second, 100*time.Millisecond, func() (bool, error) {
+			return browser.Eval[bool](d.Page, done), nil
+		}, nil)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.T.Fatalf("clicked %s for %v: %s still false", css, uiWait, done)
+		}
+	}
 }
 
 func (d *dashPage) fill(css, value string) {
@@ -418,15 +454,14 @@ func TestDashboard(t *testing.T) {
 		})
 	}
 	d.Do(chromedp.Evaluate[chromedp.Void](`window.print = () => { window.__printed = true; }`))
-	d.click(`#notice-list [data-print="` + notice + `"]`)
+	d.clickUntil(`#notice-list [data-print="`+notice+`"]`, `window.__printed === true`)
 	d.Wait(uiWait, "the print sheet", `window.__printed === true && document.querySelector('#print-notice .sheet-title').textContent === '电梯维修通知（时间调整）' && document.querySelector('#print-notice .sheet-org').textContent === '向阳社区' && /\d{4}年\d{1,2}月\d{1,2}日/.test(document.querySelector('#print-notice .sheet-date').textContent)`)
 	if a4 := browser.Eval[bool](d.Page, `[...document.styleSheets].some(ss => [...ss.cssRules].some(r => r.cssText.startsWith('@page') && /size: a4/i.test(r.cssText)))`); !a4 {
 		t.Fatalf("no @page rule sizes the printed notice A4: %q", browser.Eval[[]string](d.Page, `[...document.styleSheets].flatMap(ss => [...ss.cssRules].map(r => r.cssText)).filter(c => c.startsWith('@'))`))
 	}
 	d.Do(chromedp.Evaluate[chromedp.Void](`window.dispatchEvent(new Event('afterprint'))`))
 	// Withdrawn (asked twice): gone from both kiosks, kept in the history.
-	d.click(`#notice-list [data-withdraw="` + notice + `"]`)
-	d.click(`#notice-list [data-withdraw="` + notice + `"]`)
+	d.confirm(`#notice-list [data-withdraw="` + notice + `"]`)
 	d.Wait(uiWait, "the notice marked withdrawn", `document.querySelector('#notice-list [data-notice="`+notice+`"]').dataset.state === 'withdrawn' && document.querySelector('#notice-list [data-notice="`+notice+`"] [data-badge]').textContent === '已撤回'`)
 	for _, k := range []*edgeProc{k1, k2} {
 		poll.Eventually(t, 20*time.Second, func() (bool, string) {
@@ -468,8 +503,7 @@ func TestDashboard(t *testing.T) {
 	if c := csv(); !strings.HasPrefix(strings.TrimPrefix(c, "\ufeff"), "活动编号,活动名称,居民,状态,") || !strings.Contains(c, ",是,") || !strings.Contains(c, " +08:00,") {
 		t.Fatalf("the attendance export: %q; want Chinese headers, 是/否 and Shanghai times", c)
 	}
-	d.click(`#activity-list [data-cancel="` + act + `"]`)
-	d.click(`#activity-list [data-cancel="` + act + `"]`)
+	d.confirm(`#activity-list [data-cancel="` + act + `"]`)
 	d.Wait(uiWait, "the activity marked cancelled", `document.querySelector('#activity-list [data-activity="`+act+`"]').dataset.cancelled === '1'`)
 	poll.Eventually(t, 20*time.Second, func() (bool, string) {
 		var list []struct {

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	neturl "net/url"
 	"testing"
 	"time"
 
 	"linli/shared/test/poll"
+	"linli/shared/test/process"
 	"linli/shared/test/testkit"
 )
 
@@ -40,7 +42,8 @@ func TestPostgresFailoverMidSync(t *testing.T) {
 		acked := e.sync(t).AckedSeq
 		p.Promote()
 		if n := seqsUpTo(t, p.StandbyURL(), e.ID, acked); n != acked {
-			t.Fatalf("the new primary holds %d of the %d events the hub acked before the failover", n, acked)
+			t.Fatalf("the new primary holds %d of the %d events the hub acked before the failover\n"+
+				"the count came from: %s\n%s\n%s", n, acked, p.Describe(p.StandbyURL()), answeredBy(e.Proc, e.URL), p.Log())
 		}
 	}, "--store", p.URL())
 	storedOnce(t, p.StandbyURL(), e)
@@ -132,4 +135,16 @@ func hubWaitsForStandby(t *testing.T, url string, cancel bool) int {
 func hubStillRunning(t *testing.T, h *hubProc) {
 	t.Helper()
 	testkit.WaitHTTP(t, h.URL+"/healthz", 10*time.Second)
+}
+
+// answeredBy says whether the process p holds the listener of url, for
+// a failing test's message: acks read from a server that is not the
+// test's own describe another test's edge.
+func answeredBy(p *testkit.Proc, url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return err.Error()
+	}
+	own, err := process.ListensOn(p.PID(), u.Host)
+	return fmt.Sprintf("%s (pid %d) holds the listener on %s: %v (%v)", p.Name, p.PID(), u.Host, own, err)
 }

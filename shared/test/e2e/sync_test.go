@@ -31,7 +31,7 @@ func TestOfflineEdgesDrainExactlyOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, e := range edges {
 		wg.Add(1)
-		go func() { defer wg.Done(); load(context.Background(), t, e, ledger, 5000, 8, false) }()
+		go func() { defer wg.Done(); bulkLoad(t, e, ledger, 5000, 8) }()
 	}
 	wg.Wait()
 	for _, e := range edges {
@@ -78,7 +78,7 @@ func syncInterrupted(t *testing.T, broker func(t *testing.T) (mqttAddr, external
 	const n = 20000
 	e := startEdge(t, "kiosk-1", "s1", "kiosk", edgeBroker, "--batch-events", "100", "--window", "2")
 	ledger := testkit.NewLedger()
-	load(context.Background(), t, e, ledger, n, 16, false)
+	bulkLoad(t, e, ledger, n, 16)
 	h := startHub(t, filepath.Join(t.TempDir(), "hub"), mqttAddr, external, hubArgs...)
 	poll.Eventually(t, 60*time.Second, func() (bool, string) {
 		s := e.sync(t)

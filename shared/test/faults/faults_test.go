@@ -24,7 +24,7 @@ func scale[T any](short, lng T) T {
 }
 
 // result logs one scenario's figures on a line docs/reliability.md's numbers come
-// from: `go test -v ./shared/test/faults | grep RESULT`.
+// from: `go test -v ./shared/test/faults/... | grep RESULT`.
 func result(t *testing.T, scenario string, format string, args ...any) {
 	t.Helper()
 	if strings.HasSuffix(t.Name(), "/postgres") {

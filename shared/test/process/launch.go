@@ -13,19 +13,6 @@ import (
 	"linli/shared/test/poll"
 )
 
-// FreeAddr returns a loopback address whose port was free a moment ago.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	return addr, nil
-}
-
 // Build runs go build in the module root for pkgs (./hub/cmd/linli-hub, …)
 // and puts the binaries into dir.
 func Build(root, dir string, pkgs ...string) error {
@@ -55,7 +42,8 @@ func (p *Proc) alive() error {
 }
 
 // WaitListening waits until something accepts TCP connections on addr,
-// and gives up at once when p (if not nil) ends.
+// and gives up at once when p (if not nil) ends. With p, that something
+// must be p: a listener of another process on the port does not count.
 func WaitListening(ctx context.Context, addr string, timeout time.Duration, p *Proc) error {
 	name, check := "listener", func() error { return nil }
 	if p != nil {
@@ -66,7 +54,17 @@ func WaitListening(ctx context.Context, addr string, timeout time.Duration, p *P
 		if err != nil {
 			return false, fmt.Errorf("not listening on %s: %w", addr, err)
 		}
-		return true, c.Close()
+		if err := c.Close(); err != nil {
+			return false, err
+		}
+		if p == nil {
+			return true, nil
+		}
+		own, err := ListensOn(p.PID(), addr)
+		if err == nil && !own {
+			err = fmt.Errorf("another process listens on %s", addr)
+		}
+		return own, err
 	}, check)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -3,12 +3,9 @@ package testkit
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,34 +15,12 @@ import (
 	"linli/shared/test/process"
 )
 
-// StablePort returns a loopback address free a moment ago whose port lies
-// below the kernel's ephemeral range. A server that is killed and restarted
-// on a FreePort port can find it taken meanwhile by some outgoing
-// connection's source port (or by a client that connected to itself while
-// nothing listened there); ports below the range are never handed out so.
+// StablePort is FreePort: a port reserved for this test process, below
+// the kernel's ephemeral range, that no other test process takes while
+// its server is down for a restart (process.FreeAddr).
 func StablePort(t testing.TB) string {
 	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				lo = n
-			}
-		}
-	}
-	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(lo-10000))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return ""
+	return FreePort(t)
 }
 
 // Hub is a linli-hub process under test.
@@ -85,7 +60,7 @@ func StartHub(t testing.TB, c HubConfig) *Hub {
 }
 
 // WaitUp waits until the hub answers /healthz.
-func (h *Hub) WaitUp(t testing.TB) { t.Helper(); WaitHTTP(t, h.URL+"/healthz", 60*time.Second) }
+func (h *Hub) WaitUp(t testing.TB) { t.Helper(); h.WaitServing(t, h.URL+"/healthz", 60*time.Second) }
 
 // Token is the hub's admin token.
 func (h *Hub) Token(t testing.TB) string {
@@ -162,7 +137,7 @@ func StartEdge(t testing.TB, c EdgeConfig) *Edge {
 }
 
 // WaitUp waits until the edge answers /healthz.
-func (e *Edge) WaitUp(t testing.TB) { t.Helper(); WaitHTTP(t, e.URL+"/healthz", 60*time.Second) }
+func (e *Edge) WaitUp(t testing.TB) { t.Helper(); e.WaitServing(t, e.URL+"/healthz", 60*time.Second) }
 
 // SyncState is the edge's GET /api/v1/sync.
 type SyncState struct {

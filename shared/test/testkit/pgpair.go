@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"linli/shared/test/process"
 )
 
 // StandbyName is the standby's application_name, the one the primary's
@@ -251,7 +253,15 @@ func (p *PostgresPair) start(n *pgNode) {
 		cancel()
 		if err == nil {
 			_ = c.Close(context.Background())
-			return
+			// Only this node's postmaster counts: one that could not
+			// bind its port exits, and whatever answered is another's.
+			var own bool
+			if own, err = process.ListensOn(cmd.Process.Pid, n.addr); err == nil && own {
+				return
+			}
+			if err == nil {
+				err = fmt.Errorf("another process listens on %s", n.addr)
+			}
 		}
 		if time.Now().After(deadline) {
 			p.t.Fatalf("postgres (%s) not accepting connections on %s after 60s: %v\n%s", n.name, n.addr, err, out.String())
@@ -290,6 +300,29 @@ func (p *PostgresPair) stopAll() {
 	if err := os.RemoveAll(p.dir); err != nil {
 		p.t.Errorf("remove %s: %v", p.dir, err)
 	}
+}
+
+// Describe says which server answers at url and what it is: its port,
+// database, whether it is in recovery (a standby) and its system
+// identifier (a standby's is its primary's), for a failing test's
+// message.
+func (p *PostgresPair) Describe(url string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", url, err)
+	}
+	defer c.Close(context.Background())
+	var port int
+	var db string
+	var recovery bool
+	var sysid int64
+	if err := c.QueryRow(ctx, `SELECT inet_server_port(), current_database(), pg_is_in_recovery(),
+		(SELECT system_identifier FROM pg_control_system())`).Scan(&port, &db, &recovery, &sysid); err != nil {
+		return fmt.Sprintf("%s: %v", url, err)
+	}
+	return fmt.Sprintf("port %d, database %s, in recovery %v, system %d (pair: %s)", port, db, recovery, sysid, p)
 }
 
 // String names the pair's servers, for messages.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,8 +42,9 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// FreePort returns a loopback address with a port that was free a moment
-// ago.
+// FreePort returns a loopback address with a port reserved for this test
+// process (process.FreeAddr): free now, and taken by no other test's
+// server while this test's is starting, stopped or restarting.
 func FreePort(t testing.TB) string {
 	t.Helper()
 	addr, err := process.FreeAddr()
@@ -173,6 +175,24 @@ func Do(ctx context.Context, method, url, token string, body, out any) (int, err
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// WaitServing waits until url (http://127.0.0.1:port/…) answers 200 and
+// then fails the test unless p holds the listener on that port: a server
+// that could not bind its port exits, and whatever answered in its place
+// belongs to another test.
+func (p *Proc) WaitServing(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	WaitHTTP(t, url, timeout)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := process.ListensOn(p.PID(), u.Host)
+	if err != nil || !own {
+		t.Fatalf("%s answered, but not from %s (pid %d holds no listener on %s: %v); its log:\n%s",
+			url, p.Name, p.PID(), u.Host, err, p.Tail(2000))
+	}
 }
 
 // WaitHTTP polls url until it answers 200.
