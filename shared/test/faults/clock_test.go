@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -27,7 +28,7 @@ import (
 func TestClockChaos(t *testing.T) {
 	t.Parallel()
 	const id = "kiosk-clock"
-	perPhase := scale(200, 2000)
+	perPhase := faultrun.Scale(200, 2000)
 	mqttAddr := testkit.StablePort(t)
 	data := filepath.Join(t.TempDir(), id)
 	ledger := testkit.NewLedger()
@@ -116,6 +117,6 @@ func TestClockChaos(t *testing.T) {
 	if !flagged {
 		t.Error("the hub did not flag the edge's clock skew")
 	}
-	result(t, "clock chaos", "%d phases (offsets 0, +24h, -24h, -25h, 0, -1h; %d SIGKILLs), %d events: HLC backwards %d times, report filed a day ahead merged with all %d votes cast behind it, hub flagged skew %v; %s",
+	faultrun.Result(t, "clock chaos", "%d phases (offsets 0, +24h, -24h, -25h, 0, -1h; %d SIGKILLs), %d events: HLC backwards %d times, report filed a day ahead merged with all %d votes cast behind it, hub flagged skew %v; %s",
 		len(phases), 4, v.Acked, backwards, votes, flagged, v)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -18,7 +19,7 @@ import (
 // device's seqs must have no gaps (check-ins are never dropped).
 func TestEdgeKillLoop(t *testing.T) {
 	t.Parallel()
-	kills := scale(30, 300)
+	kills := faultrun.Scale(30, 300)
 	r := newRand(t)
 	h := embeddedHub(t)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-kill", Broker: h.MQTT})
@@ -46,7 +47,7 @@ func TestEdgeKillLoop(t *testing.T) {
 	if strings.Contains(e.Log(), "panic:") {
 		t.Fatal("the edge panicked (see its log)")
 	}
-	result(t, "edge kill -9 loop", "%d kills survived in %v, %d writes acked (%d failed while down), slowest restart to healthy %v; %s",
+	faultrun.Result(t, "edge kill -9 loop", "%d kills survived in %v, %d writes acked (%d failed while down), slowest restart to healthy %v; %s",
 		kills, time.Since(start).Round(time.Second), v.Acked, load.Failed(), slowestOpen.Round(time.Millisecond), v)
 }
 
@@ -59,8 +60,8 @@ func TestHubKillLoopDuringDrain(t *testing.T) {
 }
 
 func hubKillLoopDuringDrain(t *testing.T, hubArgs []string) {
-	kills := scale(12, 60)
-	backlog := scale(20_000, 100_000)
+	kills := faultrun.Scale(12, 60)
+	backlog := faultrun.Scale(20_000, 100_000)
 	r := newRand(t)
 	mqttAddr := testkit.StablePort(t)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-hubkill", Broker: "tcp://" + mqttAddr,
@@ -87,7 +88,7 @@ func hubKillLoopDuringDrain(t *testing.T, hubArgs []string) {
 	if v.Present != v.Acked || v.Gaps != 0 {
 		t.Fatalf("%s", v)
 	}
-	result(t, "hub kill -9 loop during drain", "%d hub kills (%d with the edge mid-drain), %d events checked; %s",
+	faultrun.Result(t, "hub kill -9 loop during drain", "%d hub kills (%d with the edge mid-drain), %d events checked; %s",
 		kills, midDrain, v.Acked, v)
 }
 
@@ -99,7 +100,7 @@ func TestEmbeddedBrokerKilledMidStream(t *testing.T) {
 }
 
 func embeddedBrokerKilledMidStream(t *testing.T, hubArgs []string) {
-	kills := scale(3, 10)
+	kills := faultrun.Scale(3, 10)
 	r := newRand(t)
 	h := embeddedHub(t, hubArgs...)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: "kiosk-embk", Broker: h.MQTT})
@@ -116,7 +117,7 @@ func embeddedBrokerKilledMidStream(t *testing.T, hubArgs []string) {
 	load.Stop()
 	e.Drained(t, 2*time.Minute)
 	v := testkit.Verify(t, h, e, ledger)
-	result(t, "embedded broker (hub) kill -9 mid-stream", "%d kills; %s", kills, v)
+	faultrun.Result(t, "embedded broker (hub) kill -9 mid-stream", "%d kills; %s", kills, v)
 }
 
 // Scenario 7b: Mosquitto between edge and hub is SIGKILLed mid-stream and
@@ -128,7 +129,7 @@ func TestMosquittoKilledMidStream(t *testing.T) {
 }
 
 func mosquittoKilledMidStream(t *testing.T, hubArgs []string) {
-	kills := scale(3, 10)
+	kills := faultrun.Scale(3, 10)
 	r := newRand(t)
 	url, mosq := testkit.Mosquitto(t)
 	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), Broker: url, Args: hubArgs})
@@ -145,7 +146,7 @@ func mosquittoKilledMidStream(t *testing.T, hubArgs []string) {
 	load.Stop()
 	e.Drained(t, 2*time.Minute)
 	v := testkit.Verify(t, h, e, ledger)
-	result(t, "Mosquitto kill -9 mid-stream", "%d kills; %s", kills, v)
+	faultrun.Result(t, "Mosquitto kill -9 mid-stream", "%d kills; %s", kills, v)
 }
 
 // waitAckProgress waits until the edge's acked seq moves.

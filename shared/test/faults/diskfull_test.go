@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -244,6 +245,6 @@ func TestDiskFull(t *testing.T) {
 	if d.AckedSeq != s.LastSeq {
 		t.Errorf("hub's high-water mark %d, edge's last seq %d: the holes wedged it", d.AckedSeq, s.LastSeq)
 	}
-	result(t, "disk full (tmpfs)", "%d readings dropped in %d gap events below the telemetry reserve, governance refused with 507 at %s free (reserve 32 MiB), no ENOSPC, resumed after space came back, reopened cleanly; hub high-water mark %d = edge last seq; %s",
+	faultrun.Result(t, "disk full (tmpfs)", "%d readings dropped in %d gap events below the telemetry reserve, governance refused with 507 at %s free (reserve 32 MiB), no ENOSPC, resumed after space came back, reopened cleanly; hub high-water mark %d = edge last seq; %s",
 		int(dropped), len(ranges), testkit.MiB(freeAtBottom), d.AckedSeq, v)
 }

@@ -5,33 +5,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"linli/shared/test/testkit"
 )
-
-// long is set by `make faults`: more kills, cycles and events.
-var long = os.Getenv("LINLI_FAULTS") == "long"
-
-// scale picks the short (go test) or long (make faults) figure.
-func scale[T any](short, lng T) T {
-	if long {
-		return lng
-	}
-	return short
-}
-
-// result logs one scenario's figures on a line docs/reliability.md's numbers come
-// from: `go test -v ./shared/test/faults/... | grep RESULT`.
-func result(t *testing.T, scenario string, format string, args ...any) {
-	t.Helper()
-	if strings.HasSuffix(t.Name(), "/postgres") {
-		scenario += ", hub on PostgreSQL"
-	}
-	t.Logf("RESULT %s (%s): %s", scenario, scale("short", "long"), fmt.Sprintf(format, args...))
-}
 
 // newRand is a seeded source whose seed is logged, so a failing run can be
 // replayed with LINLI_FAULTS_SEED.

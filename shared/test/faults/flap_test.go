@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/netproxy"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
@@ -20,7 +21,7 @@ import (
 // keepalives of every restore.
 func TestFlappingNetwork(t *testing.T) {
 	t.Parallel()
-	flaps := scale(20, 60)
+	flaps := faultrun.Scale(20, 60)
 	// A one-second keepalive: a black hole longer than about two seconds
 	// is noticed by the pings, shorter ones by the resend after restore.
 	const keepalive = time.Second
@@ -75,7 +76,7 @@ func TestFlappingNetwork(t *testing.T) {
 	}
 	slices.Sort(resumes)
 	st := px.Stats()
-	result(t, "flapping network", "%d cuts (%d resets, %d connections reset, %d refused), acks resumed after restore: median %v, max %v (limit 3 keepalives = %v); %s",
+	faultrun.Result(t, "flapping network", "%d cuts (%d resets, %d connections reset, %d refused), acks resumed after restore: median %v, max %v (limit 3 keepalives = %v); %s",
 		flaps, (flaps+1)/2, st.Reset, st.Refused, resumes[len(resumes)/2].Round(time.Millisecond), resumes[len(resumes)-1].Round(time.Millisecond), 3*keepalive, v)
 	if len(slow) > 0 {
 		t.Fatalf("acks resumed later than 3 keepalives (%v) after %d restores: %s", 3*keepalive, len(slow), strings.Join(slow, "; "))

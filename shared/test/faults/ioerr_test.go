@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/lazyfs"
 	"linli/shared/test/netproxy"
 	"linli/shared/test/testkit"
@@ -20,7 +21,7 @@ import (
 // reach the hub exactly once.
 func TestIOErrors(t *testing.T) {
 	t.Parallel()
-	maxN := scale(3, 12)
+	maxN := faultrun.Scale(3, 12)
 	h := embeddedHub(t)
 	ledger := testkit.NewLedger()
 	rounds, failedWrites, acked := 0, 0, 0
@@ -72,7 +73,7 @@ func TestIOErrors(t *testing.T) {
 		}
 	}
 	t.Logf("answers after the fault was armed, per round:\n%s", strings.Join(lines, "\n"))
-	result(t, "I/O errors (Nth write/fsync fails)", "%d rounds (N = 1..%d × write/fsync × transient/persistent × check-ins on the WAL serial/concurrent, reports on the journal serial/concurrent and on the WAL, large reports on the value log), %d writes refused with a 5xx, %d acked events all present after a power cut on top; no panic",
+	faultrun.Result(t, "I/O errors (Nth write/fsync fails)", "%d rounds (N = 1..%d × write/fsync × transient/persistent × check-ins on the WAL serial/concurrent, reports on the journal serial/concurrent and on the WAL, large reports on the value log), %d writes refused with a 5xx, %d acked events all present after a power cut on top; no panic",
 		rounds, maxN, failedWrites, acked)
 }
 

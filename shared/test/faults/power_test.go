@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/lazyfs"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
@@ -187,7 +188,7 @@ func waitHealthy(e *testkit.Edge, timeout time.Duration) error {
 // survives.
 func TestPowerCut(t *testing.T) {
 	t.Parallel()
-	cycles := scale(12, 120)
+	cycles := faultrun.Scale(12, 120)
 	v, d, err := powerCuts(t, cycles, cutLoad)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestPowerCut(t *testing.T) {
 	if !v.OK() || v.Present != v.Acked || d.rewound > 0 {
 		t.Fatalf("after %d power cuts: %s; %d restarts came back with a last seq below an acked one", cycles, v, d.rewound)
 	}
-	result(t, "power cut (lazyfs)", "%d cuts (%d writes, %d fsyncs through the layer; %s written after the last fsync thrown away), %d acked events all present; %s",
+	faultrun.Result(t, "power cut (lazyfs)", "%d cuts (%d writes, %d fsyncs through the layer; %s written after the last fsync thrown away), %d acked events all present; %s",
 		d.cuts, d.writes, d.fsyncs, testkit.MiB(d.lostB), v.Acked, v)
 }
 
@@ -206,7 +207,7 @@ func TestPowerCut(t *testing.T) {
 // group with a kiosk's check-in in it takes Badger's commit).
 func TestPowerCutSlowDisk(t *testing.T) {
 	t.Parallel()
-	cycles := scale(12, 60)
+	cycles := faultrun.Scale(12, 60)
 	v, d, err := powerCuts(t, cycles, cutRun{role: "gateway", kinds: []string{testkit.WriteAccess, testkit.WriteCheckin},
 		fsyncDelay: 3 * time.Millisecond})
 	if err != nil {
@@ -221,7 +222,7 @@ func TestPowerCutSlowDisk(t *testing.T) {
 	if segs, _ := filepath.Glob(filepath.Join(d.dir, "edge", "journal", "*.jnl")); len(segs) == 0 {
 		t.Fatalf("no outbox journal segment in %s: the reports did not go through the journal", d.dir)
 	}
-	result(t, "power cut, slow disk (lazyfs, fsync 3 ms)", "%d cuts (%d fsyncs through the layer; %s thrown away), %d acked events all present; %s",
+	faultrun.Result(t, "power cut, slow disk (lazyfs, fsync 3 ms)", "%d cuts (%d fsyncs through the layer; %s thrown away), %d acked events all present; %s",
 		d.cuts, d.fsyncs, testkit.MiB(d.lostB), v.Acked, v)
 }
 
@@ -233,15 +234,15 @@ func TestPowerCutNegativeControl(t *testing.T) {
 	t.Parallel()
 	run := cutLoad
 	run.env = []string{"LINLI_TEST_UNSAFE_NO_SYNC=1"}
-	v, d, err := powerCuts(t, scale(3, 10), run)
+	v, d, err := powerCuts(t, faultrun.Scale(3, 10), run)
 	switch {
 	case err != nil:
-		result(t, "power cut negative control (SyncWrites off)", "detected: %v (acked before: %d)", err, v.Acked)
+		faultrun.Result(t, "power cut negative control (SyncWrites off)", "detected: %v (acked before: %d)", err, v.Acked)
 	case !v.OK() || d.rewound > 0:
-		result(t, "power cut negative control (SyncWrites off)", "detected loss as expected after %d cuts (%d fsyncs, %s thrown away, %d restarts with the seq cursor rewound): %s",
+		faultrun.Result(t, "power cut negative control (SyncWrites off)", "detected loss as expected after %d cuts (%d fsyncs, %s thrown away, %d restarts with the seq cursor rewound): %s",
 			d.cuts, d.fsyncs, testkit.MiB(d.lostB), d.rewound, v)
 	default:
-		result(t, "power cut negative control (SyncWrites off)", "WARNING: no loss seen after %d cuts (%s thrown away): %s", d.cuts, testkit.MiB(d.lostB), v)
+		faultrun.Result(t, "power cut negative control (SyncWrites off)", "WARNING: no loss seen after %d cuts (%s thrown away): %s", d.cuts, testkit.MiB(d.lostB), v)
 	}
 }
 
@@ -285,7 +286,7 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 			t.Fatalf("round %d: no answer after the fsync was released", round)
 		}
 	}
-	result(t, "no 2xx before fsync", "%d writes (check-ins and reports) held with their fsync, none answered until it returned", len(kinds))
+	faultrun.Result(t, "no 2xx before fsync", "%d writes (check-ins and reports) held with their fsync, none answered until it returned", len(kinds))
 }
 
 // The journal's negative control: only the outbox journal's sync is off
@@ -297,12 +298,12 @@ func TestNoAnswerBeforeFsync(t *testing.T) {
 // random time to land in it.
 func TestPowerCutJournalNegativeControl(t *testing.T) {
 	t.Parallel()
-	v, d, err := powerCuts(t, scale(4, 10), cutRun{role: "gateway", kinds: []string{testkit.WriteAccess},
+	v, d, err := powerCuts(t, faultrun.Scale(4, 10), cutRun{role: "gateway", kinds: []string{testkit.WriteAccess},
 		env: []string{"LINLI_TEST_UNSAFE_NO_JOURNAL_SYNC=1"}, fsyncDelay: 5 * time.Millisecond})
 	if err == nil && v.OK() && d.rewound == 0 {
 		t.Fatalf("no loss seen after %d cuts with the journal's sync off (%s thrown away): %s; the power-cut check would not catch an answer given before the journal is on disk",
 			d.cuts, testkit.MiB(d.lostB), v)
 	}
-	result(t, "power cut negative control (journal sync off)", "detected loss as expected after %d cuts (%d fsyncs, %s thrown away, %d restarts with the seq cursor rewound): %v %s",
+	faultrun.Result(t, "power cut negative control (journal sync off)", "detected loss as expected after %d cuts (%d fsyncs, %s thrown away, %d restarts with the seq cursor rewound): %v %s",
 		d.cuts, d.fsyncs, testkit.MiB(d.lostB), d.rewound, err, v)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/testkit"
 )
 
@@ -37,7 +38,7 @@ func TestSlowDiskGroupsConcurrentWriters(t *testing.T) {
 	if per < writers*5/8 {
 		t.Fatalf("%d writes in %.0f group commits (%.1f per commit): the %d writers did not share the commits", load.OK(), commits, per, writers)
 	}
-	result(t, "slow disk", "%d writers, fsync 10 ms: %.1f writes per group commit", writers, per)
+	faultrun.Result(t, "slow disk", "%d writers, fsync 10 ms: %.1f writes per group commit", writers, per)
 }
 
 // TestSlowDiskOneSyncPerAnswer: on a disk whose fsync takes 50 ms, a lone
@@ -73,5 +74,5 @@ func TestSlowDiskOneSyncPerAnswer(t *testing.T) {
 	if median >= 2*delay*9/10 {
 		t.Fatalf("a lone writer's access event took %v (median of %v) with %v fsyncs: more than one fsync per answer", median, took, delay)
 	}
-	result(t, "slow disk", "fsync %v: a lone writer's access event answered in %v (median of 9; two syncs in a row take ≥ %v)", delay, median, 2*delay)
+	faultrun.Result(t, "slow disk", "fsync %v: a lone writer's access event answered in %v (median of 9; two syncs in a row take ≥ %v)", delay, median, 2*delay)
 }

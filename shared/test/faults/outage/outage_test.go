@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"linli/shared/test/faults/faultrun"
 	"linli/shared/test/poll"
 	"linli/shared/test/testkit"
 )
@@ -23,7 +24,7 @@ import (
 // the catch-up rate.
 func TestLongOutage(t *testing.T) {
 	t.Parallel()
-	n := scale(200_000, 1_000_000)
+	n := faultrun.Scale(200_000, 1_000_000)
 	const id = "gw-outage"
 	mqttAddr := testkit.StablePort(t)
 	e := testkit.StartEdge(t, testkit.EdgeConfig{ID: id, Role: "gateway", Broker: "tcp://" + mqttAddr,
@@ -50,7 +51,7 @@ func TestLongOutage(t *testing.T) {
 	}
 	h := testkit.StartHub(t, testkit.HubConfig{Data: filepath.Join(t.TempDir(), "hub"), MQTTAddr: mqttAddr})
 	t0 := time.Now()
-	e.Drained(t, scale(5*time.Minute, 20*time.Minute))
+	e.Drained(t, faultrun.Scale(5*time.Minute, 20*time.Minute))
 	drainTook := time.Since(t0)
 	rate := float64(n) / drainTook.Seconds()
 	// Disk use falls back once acked events pass retention and are
@@ -70,7 +71,7 @@ func TestLongOutage(t *testing.T) {
 	}
 	stop()
 	anon := peakAnon.Load()
-	result(t, "long outage", "%d events written offline in %v (%.0f/s), drained in %v: catch-up %.0f events/s; edge data dir %s before the drain, %s after; edge peak RSS (VmHWM, store mmaps included) %s while writing, %s by the end of the drain, peak anonymous RSS %s; %s",
+	faultrun.Result(t, "long outage", "%d events written offline in %v (%.0f/s), drained in %v: catch-up %.0f events/s; edge data dir %s before the drain, %s after; edge peak RSS (VmHWM, store mmaps included) %s while writing, %s by the end of the drain, peak anonymous RSS %s; %s",
 		n, fillTook.Round(time.Second), float64(n)/fillTook.Seconds(), drainTook.Round(100*time.Millisecond), rate,
 		testkit.MiB(before), testkit.MiB(after), testkit.MiB(int64(hwmFill)), testkit.MiB(int64(hwm)), testkit.MiB(int64(anon)), v)
 	if anon > 192<<20 {
