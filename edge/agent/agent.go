@@ -76,7 +76,8 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	// The store's profile sizes the heap too; GOMEMLIMIT, when set, wins.
-	if lim := kv.Profile(cfg.Profile).MemoryLimit(); lim > 0 && !hasEnv(env, "GOMEMLIMIT") {
+	_, pinned := config.LookupEnv(env, "GOMEMLIMIT")
+	if lim := kv.Profile(cfg.Profile).MemoryLimit(); lim > 0 && !pinned {
 		debug.SetMemoryLimit(lim)
 	}
 	level, _ := parseLevel(cfg.LogLevel) // validated above
@@ -96,15 +97,6 @@ func Main(ctx context.Context, args, env []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
-}
-
-func hasEnv(env []string, name string) bool {
-	for _, kv := range env {
-		if strings.HasPrefix(kv, name+"=") {
-			return true
-		}
-	}
-	return false
 }
 
 // Agent is a running edge.

@@ -1132,22 +1132,24 @@ const postgresGCPercent = 400
 // the memory limit still bounds the heap. Logged at debug level, like
 // the memory limit, for the same reason.
 func applyGCPercent(storeURL string, env []string, log *slog.Logger) int {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GOGC="); ok {
-			log.Debug("collector's GOGC from the environment", "GOGC", v)
-			cur := debug.SetGCPercent(100)
-			debug.SetGCPercent(cur)
-			return cur
-		}
+	if v, ok := config.LookupEnv(env, "GOGC"); ok {
+		log.Debug("collector's GOGC from the environment", "GOGC", v)
+		return gcPercent()
 	}
 	if storeURL == "" {
-		cur := debug.SetGCPercent(100)
-		debug.SetGCPercent(cur)
-		return cur
+		return gcPercent()
 	}
 	debug.SetGCPercent(postgresGCPercent)
 	log.Debug("collector's GOGC for the PostgreSQL store", "GOGC", postgresGCPercent)
 	return postgresGCPercent
+}
+
+// gcPercent is the collector's GOGC in force (the runtime has no getter:
+// setting returns the old value, which is put back).
+func gcPercent() int {
+	cur := debug.SetGCPercent(100)
+	debug.SetGCPercent(cur)
+	return cur
 }
 
 // applyMemoryLimit sets the Go heap's soft limit to lim (the memory-limit
@@ -1163,11 +1165,9 @@ func applyGCPercent(storeURL string, env []string, log *slog.Logger) int {
 // blocks faster than the collector catches up with; starts against a
 // store just written settled at 174 to 1,165 MiB without a limit.
 func applyMemoryLimit(lim int64, env []string, log *slog.Logger) int64 {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "GOMEMLIMIT="); ok {
-			log.Debug("Go heap limit from GOMEMLIMIT; memory-limit left aside", "GOMEMLIMIT", v)
-			return debug.SetMemoryLimit(-1)
-		}
+	if v, ok := config.LookupEnv(env, "GOMEMLIMIT"); ok {
+		log.Debug("Go heap limit from GOMEMLIMIT; memory-limit left aside", "GOMEMLIMIT", v)
+		return debug.SetMemoryLimit(-1)
 	}
 	if lim <= 0 {
 		debug.SetMemoryLimit(math.MaxInt64) // the runtime's "no limit"

@@ -242,6 +242,17 @@ func (s *Set) Load(args, env []string) error {
 	return nil
 }
 
+// LookupEnv is the value of name in env (KEY=value entries, as
+// os.Environ gives them), and whether it is there.
+func LookupEnv(env []string, name string) (string, bool) {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
 // EnvName is the environment variable of a setting: LINLI_ and the name in
 // upper case with '-' as '_'.
 func EnvName(name string) string {

@@ -174,3 +174,21 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+func TestLookupEnv(t *testing.T) {
+	env := []string{"GOGC=200", "GOMEMLIMIT=", "LINLI_GOGC=1", "PATH=/bin"}
+	for _, tc := range []struct {
+		name, want string
+		ok         bool
+	}{
+		{"GOGC", "200", true},
+		{"GOMEMLIMIT", "", true}, // set, empty
+		{"GOGCX", "", false},
+		{"GOG", "", false},
+		{"HOME", "", false},
+	} {
+		if v, ok := LookupEnv(env, tc.name); v != tc.want || ok != tc.ok {
+			t.Errorf("LookupEnv(%q) = %q, %v; want %q, %v", tc.name, v, ok, tc.want, tc.ok)
+		}
+	}
+}
