@@ -254,43 +254,45 @@ func indexKey(site, entityKey string) []byte {
 
 func headKey(site string) []byte { return kv.Key(prefixHead, []byte(site)) }
 
-// storedIndex is the seq of the newest change, as of b, of each entity
-// of changes that no commit staged (st or earlier) changed: read from the
-// store's index in one call, not one read per entity (a round trip each
-// on PostgreSQL, most of a catch-up's time). Entities without a change
-// are left out (0).
-func (l *Log) storedIndex(b store.Batch, st *staged, earlier []*staged, site string, changes []wire.Change) (map[string]uint64, error) {
+// priorIndex is, for each entity of changes that st does not hold yet,
+// the seq of its newest change before this commit (0: none, left out):
+// from the commits staged earlier, newest first, else from the store's
+// index as of b, read for all of them in one call (one read per entity
+// was a round trip each on PostgreSQL, most of a catch-up's time).
+func (l *Log) priorIndex(b store.Batch, st *staged, earlier []*staged, site string, changes []wire.Change) (map[string]uint64, error) {
+	prior := map[string]uint64{}
 	var eks []string
 	var keys [][]byte
-	seen := map[string]bool{}
 	for _, c := range changes {
 		ek := entityKey(c.Entity, c.ID, c.Device)
-		if seen[ek] {
+		if _, ok := st.index[site][ek]; ok {
 			continue
 		}
-		seen[ek] = true
-		_, staged := st.index[site][ek]
-		for i := len(earlier) - 1; !staged && i >= 0; i-- {
-			_, staged = earlier[i].index[site][ek]
+		if _, ok := prior[ek]; ok {
+			continue
 		}
-		if !staged {
+		prior[ek] = 0
+		found := false
+		for i := len(earlier) - 1; !found && i >= 0; i-- {
+			if seq, ok := earlier[i].index[site][ek]; ok {
+				prior[ek], found = seq, true
+			}
+		}
+		if !found {
 			eks, keys = append(eks, ek), append(keys, indexKey(site, ek))
 		}
 	}
 	if len(keys) == 0 {
-		return nil, nil
+		return prior, nil
 	}
 	vals, err := b.GetMany(keys)
 	if err != nil {
 		return nil, fmt.Errorf("read downlink index: %w", err)
 	}
-	out := make(map[string]uint64, len(eks))
 	for i, ek := range eks {
-		if s := kv.ParseU64(vals[i]); s != 0 {
-			out[ek] = s
-		}
+		prior[ek] = kv.ParseU64(vals[i])
 	}
-	return out, nil
+	return prior, nil
 }
 
 // Head is the last seq of a site's log.
@@ -335,7 +337,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		st.last[site] = map[string]base{}
 		st.index[site] = map[string]uint64{}
 	}
-	stored, err := l.storedIndex(b, st, earlier, site, changes)
+	prior, err := l.priorIndex(b, st, earlier, site, changes)
 	if err != nil {
 		return err
 	}
@@ -351,15 +353,12 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 			return fmt.Errorf("encode change: %w", err)
 		}
 		ek := entityKey(c.Entity, c.ID, c.Device)
-		// The newest change of the entity: this commit's, else a commit
-		// staged before it (its batch is not in the store yet), else the
-		// store's index as of b.
-		old, staged := st.index[site][ek]
-		for i := len(earlier) - 1; !staged && i >= 0; i-- {
-			old, staged = earlier[i].index[site][ek]
-		}
-		if !staged {
-			old = stored[ek]
+		// The newest change of the entity: this commit's, else the one
+		// before this commit (a commit staged earlier, whose batch is not
+		// in the store yet, or the store's index).
+		old, ok := st.index[site][ek]
+		if !ok {
+			old = prior[ek]
 		}
 		known[i] = old != 0
 		if old != 0 {

@@ -332,7 +332,6 @@ func (in *Ingest) prepare(group []decoded, prev *prepared) *prepared {
 	return p
 }
 
-// writeLoop commits the prepared groups in order.
 // ackOf is an ack the writer hands to the ack loop.
 type ackOf struct {
 	site, device string
@@ -354,6 +353,8 @@ func (in *Ingest) ackLoop(acks <-chan ackOf) {
 	}
 }
 
+// writeLoop commits the prepared groups in order and hands their acks
+// to the ack loop.
 func (in *Ingest) writeLoop(handoff <-chan *prepared, acks chan<- ackOf) {
 	prevFailed := false
 	for p := range handoff {

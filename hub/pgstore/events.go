@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -376,21 +375,29 @@ func (b *Batch) Commit() error {
 				return b.writeEvents(ctx, tx, events, quar)
 			})
 		}()
-		var once sync.Once
+		// The events' outcome, received once: the rest's attempts (each
+		// asks before its COMMIT) and the end of Commit run on this
+		// goroutine one after the other.
 		var evErr error
+		received := false
+		eventsStored := func() error {
+			if !received {
+				evErr, received = <-stored, true
+			}
+			return evErr
+		}
 		err = b.s.commitIdempotentAfter(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			if err := b.s.fence(ctx, tx, b); err != nil {
 				return err
 			}
 			return b.writeRest(ctx, tx)
 		}, func() error {
-			once.Do(func() { evErr = <-stored })
-			if evErr != nil {
-				return fmt.Errorf("store %d events: %w", len(events), evErr)
+			if err := eventsStored(); err != nil {
+				return fmt.Errorf("store %d events: %w", len(events), err)
 			}
 			return nil
 		})
-		once.Do(func() { <-stored }) // the rest failed before waiting: let the events' commit end
+		_ = eventsStored() // the rest failed before asking: let the events' commit end
 	} else {
 		err = b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			if err := b.writeEvents(ctx, tx, events, quar); err != nil {
