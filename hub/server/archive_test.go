@@ -31,6 +31,7 @@ func TestHubServesArchivedReports(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitSubscribed(t, h)
 		return h, &logs
 	}
 	get := func(h *Hub, path string, v any) int {

@@ -48,6 +48,7 @@ func TestExportStreamsTheAskedEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitSubscribed(t, h)
 	base, admin := h.HTTPURL(), map[string]string{"Authorization": "Bearer " + h.AdminToken()}
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	type stored struct {

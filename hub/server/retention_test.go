@@ -90,6 +90,7 @@ func TestRetentionDeletesOnlyExpiredReadingsAndAccess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitSubscribed(t, h)
 		return h
 	}
 	alarms := func(h *Hub) int {

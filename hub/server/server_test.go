@@ -31,13 +31,20 @@ func startHub(t *testing.T) *Hub {
 			t.Error(err)
 		}
 	})
-	// Ingest subscribes from its own goroutine; a fake edge publishes once
-	// and never resends (a real edge does), so a batch sent before the
-	// subscription would be lost to the test.
+	waitSubscribed(t, h)
+	return h
+}
+
+// waitSubscribed waits until h's ingest is subscribed. Ingest subscribes
+// from its own goroutine; a fake edge publishes once and never resends (a
+// real edge does), so a hello or batch sent before the subscription would
+// be lost to the test. Every test that starts a hub and dials a fake edge
+// waits here first.
+func waitSubscribed(t *testing.T, h *Hub) {
+	t.Helper()
 	poll.Eventually(t, 10*time.Second, func() (bool, string) {
 		return h.ingest.Subscribed(), "ingest not subscribed"
 	})
-	return h
 }
 
 // fakeEdge is a raw MQTT device that publishes hand-made batches.

@@ -36,6 +36,7 @@ func TestHubStartsFromItsSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitSubscribed(t, h)
 		return h, &logs
 	}
 	reports := func(h *Hub) (out []merge.Report) {
