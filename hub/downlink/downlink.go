@@ -341,8 +341,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	if err != nil {
 		return err
 	}
-	known := make([]bool, len(changes))
-	for i, c := range changes {
+	for _, c := range changes {
 		head++
 		c.Seq = head
 		if c.HLC == 0 {
@@ -360,7 +359,6 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 		if !ok {
 			old = prior[ek]
 		}
-		known[i] = old != 0
 		if old != 0 {
 			b.Delete(changeKey(site, old))
 			// A change superseded within this same commit is dropped from the
@@ -386,7 +384,7 @@ func (l *Log) Append(b store.Batch, site string, changes []wire.Change) error {
 	b.Set(headKey(site), kv.U64(head))
 	// The store's queryable tables (PostgreSQL) take the same changes in
 	// the same transaction.
-	b.Project(site, changes, known)
+	b.Project(site, changes)
 	return nil
 }
 

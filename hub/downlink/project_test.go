@@ -35,7 +35,7 @@ func TestProjectorRunsInTheBatch(t *testing.T) {
 	}
 	var calls []call
 	fail := false
-	st.SetProjector(func(site string, changes []wire.Change, _ []bool) (pgstore.ProjectWrite, error) {
+	st.SetProjector(func(site string, changes []wire.Change) (pgstore.ProjectWrite, error) {
 		return func(ctx context.Context, tx pgx.Tx) error {
 			calls = append(calls, call{site, changes})
 			for _, c := range changes {
@@ -99,57 +99,5 @@ func TestProjectorRunsInTheBatch(t *testing.T) {
 	}
 	if h := again.Head("s1"); h != 2 {
 		t.Fatalf("s1's stored log ends at %d after a failed commit, want 2", h)
-	}
-}
-
-// The projector is told which changes' entities had a change before:
-// stored, in a commit staged before this one, or earlier in the same
-// Append. A new entity has no projected rows yet, so the projector can
-// leave out what only replaces old rows (a report's steps beyond its
-// count).
-func TestProjectorKnowsNewEntities(t *testing.T) {
-	ctx := context.Background()
-	st, err := pgstore.Open(ctx, testkit.StartPostgres(t), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var got [][]bool
-	st.SetProjector(func(_ string, _ []wire.Change, known []bool) (pgstore.ProjectWrite, error) {
-		got = append(got, known)
-		return nil, nil
-	})
-	l, err := Open(st, &topicPub{msgs: map[string][][]byte{}}, hlc.NewClock(nil, 0), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b1 := st.NewBatch()
-	if err := l.Append(b1, "s1", []wire.Change{notice("n1", "一"), notice("n2", "二"), notice("n1", "一二")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b1.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	l.Commit()
-	// b3 is staged while b2 is not committed yet (ingest's pipeline).
-	b2, b3 := st.NewBatch(), st.NewBatch()
-	if err := l.Append(b2, "s1", []wire.Change{notice("n2", "二二"), notice("n3", "三")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Append(b3, "s1", []wire.Change{notice("n3", "三三"), notice("n4", "四")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Append(b3, "s2", []wire.Change{notice("n1", "s2 的一")}); err != nil {
-		t.Fatal(err)
-	}
-	want := [][]bool{{false, false, true}, {true, false}, {true, false}, {false}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("projector told known %v, want %v", got, want)
-	}
-	for _, b := range []interface{ Commit() error }{b2, b3} {
-		if err := b.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		l.Commit()
 	}
 }

@@ -177,3 +177,23 @@ func BenchmarkProjectActivity(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
 }
+
+// BenchmarkReportTimeline runs the shipped Grafana dashboard's report
+// timeline for a site of 10,000 reports over a year: steps per day and
+// kind, from report_steps (a view over the reports' own rows).
+//
+//	go test -run '^$' -bench ReportTimeline ./hub/pgstore/
+func BenchmarkReportTimeline(b *testing.B) {
+	benchReads(b, func(ctx context.Context, st *pgstore.Store) (int, error) {
+		rows, err := st.Pool().Query(ctx, `SELECT date_trunc('day', s.at) AS time, s.event || coalesce(' ' || nullif(s.status, ''), '') AS metric, count(*)
+			FROM report_steps s WHERE s.site IN ('big') AND s.at BETWEEN now() - interval '400 days' AND now() GROUP BY 1, 2`)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		return min(n, 1), rows.Err()
+	}, 1)
+}

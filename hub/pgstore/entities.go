@@ -18,13 +18,13 @@ import (
 )
 
 // PutEntities projects a site's downlink changes into the entity tables
-// (reports, report_steps, activities, activity_attendance, notices,
-// alarms) inside tx, the transaction that commits the facts the changes
+// (reports, activities, activity_attendance, notices, alarms; the view
+// report_steps unfolds the reports' own rows) inside tx, the transaction that commits the facts the changes
 // come from: the tables then never show a state the facts do not hold,
 // and a rolled-back commit leaves them as they were. It is
 // ProjectEntities and its write in one.
 func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
-	w, err := ProjectEntities(site, changes, nil)
+	w, err := ProjectEntities(site, changes)
 	if err != nil || w == nil {
 		return err
 	}
@@ -47,13 +47,10 @@ func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Cha
 // All rows go in a handful of statements sent as one pipeline, each
 // table's rows in key order so that concurrent commits touching the same
 // entities wait on each other rather than deadlock.
-func ProjectEntities(site string, changes []wire.Change, known []bool) (ProjectWrite, error) {
+func ProjectEntities(site string, changes []wire.Change) (ProjectWrite, error) {
 	type ekey struct{ entity, id string }
 	last := map[ekey]wire.Change{}
-	// isNew: the entity had no change before this call, so it has no
-	// rows yet (a report no steps to delete).
-	isNew := map[ekey]bool{}
-	for i, c := range changes {
+	for _, c := range changes {
 		if c.Device != "" || c.Role != "" || c.Withheld {
 			continue
 		}
@@ -67,11 +64,7 @@ func ProjectEntities(site string, changes []wire.Change, known []bool) (ProjectW
 			// handing over a live message instead of the log's change.
 			return nil, fmt.Errorf("project %s %s of site %s: a delta, not the entity", c.Entity, c.ID, site)
 		}
-		k := ekey{c.Entity, c.ID}
-		if _, seen := last[k]; !seen {
-			isNew[k] = known != nil && !known[i]
-		}
-		last[k] = c
+		last[ekey{c.Entity, c.ID}] = c
 	}
 	if len(last) == 0 {
 		return nil, nil
@@ -82,7 +75,7 @@ func ProjectEntities(site string, changes []wire.Change, known []bool) (ProjectW
 	p := &entityRows{site: site}
 	for _, k := range keys {
 		c := last[k]
-		if err := p.add(c, isNew[k]); err != nil {
+		if err := p.add(c); err != nil {
 			return nil, fmt.Errorf("project %s %s of site %s: %w", c.Entity, c.ID, site, err)
 		}
 	}
@@ -118,15 +111,6 @@ type entityRows struct {
 		created, closed                                                                 []*time.Time
 		updated                                                                         []time.Time
 		views                                                                           [][]byte
-	}
-	step struct {
-		reports, events, statuses, replies []string
-		ns                                 []int32
-		at                                 []time.Time
-		// trimmed are the reports that may have rows beyond their steps
-		// (not new), counts their steps: the rows beyond go.
-		trimmed []string
-		counts  []int32
 	}
 	act struct {
 		ids, titles, kinds, venues                            []string
@@ -166,7 +150,7 @@ type entityRows struct {
 var entityTable = map[string]string{wire.EntityReport: "reports", wire.EntityActivity: "activities",
 	wire.EntityNotice: "notices", wire.EntityAlarm: "alarms"}
 
-func (p *entityRows) add(c wire.Change, isNew bool) error {
+func (p *entityRows) add(c wire.Change) error {
 	if c.Deleted {
 		if p.deleted == nil {
 			p.deleted = map[string][]string{}
@@ -181,7 +165,7 @@ func (p *entityRows) add(c wire.Change, isNew bool) error {
 		if err := decodeView(c.Body, &v); err != nil {
 			return err
 		}
-		return p.addReport(&v, isNew)
+		return p.addReport(&v)
 	case wire.EntityActivity:
 		var v merge.ActivityView
 		if err := decodeView(c.Body, &v); err != nil {
@@ -216,7 +200,7 @@ func decodeView(body []byte, v any) error {
 	return nil
 }
 
-func (p *entityRows) addReport(v *merge.ReportView, isNew bool) error {
+func (p *entityRows) addReport(v *merge.ReportView) error {
 	view, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("view as JSON: %w", err)
@@ -248,19 +232,6 @@ func (p *entityRows) addReport(v *merge.ReportView, isNew bool) error {
 	r.updated = append(r.updated, v.Updated.Time())
 	r.closed = append(r.closed, closed)
 	r.views = append(r.views, view)
-	s := &p.step
-	for n, st := range v.Steps {
-		s.reports = append(s.reports, v.ID)
-		s.ns = append(s.ns, int32(n))
-		s.events = append(s.events, st.Event)
-		s.at = append(s.at, st.HLC.Time())
-		s.statuses = append(s.statuses, st.Status)
-		s.replies = append(s.replies, st.Reply)
-	}
-	if !isNew {
-		s.trimmed = append(s.trimmed, v.ID)
-		s.counts = append(s.counts, int32(len(v.Steps)))
-	}
 	return nil
 }
 
@@ -422,7 +393,6 @@ func (p *entityRows) addAlarm(v *merge.AlarmView) error {
 // childTables are the tables whose rows belong to a row of an entity
 // table: the table and its column naming the parent's id.
 var childTables = map[string]struct{ table, parent string }{
-	"reports":    {"report_steps", "report"},
 	"activities": {"activity_attendance", "activity"},
 }
 
@@ -451,20 +421,6 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at, view = EXCLUDED.view`,
 			p.site, r.ids, r.numbers, r.statuses, r.categories, r.titles, r.buildings, r.units, r.votes,
 			r.notes, r.mergedInto, r.created, r.updated, r.closed, r.views)
-		// A timeline only grows, but a report unmerged loses its merge
-		// steps: the rows past the new count go.
-		if len(p.step.trimmed) > 0 {
-			b.Queue(`DELETE FROM report_steps s USING unnest($2::text[], $3::int[]) AS n(report, steps)
-				WHERE s.site = $1 AND s.report = n.report AND s.n >= n.steps`, p.site, p.step.trimmed, p.step.counts)
-		}
-		s := &p.step
-		b.Queue(`INSERT INTO report_steps (site, report, n, event, at, status, reply)
-			SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
-			ON CONFLICT (site, report, n) DO UPDATE SET event = EXCLUDED.event, at = EXCLUDED.at,
-				status = EXCLUDED.status, reply = EXCLUDED.reply
-			WHERE (report_steps.event, report_steps.at, report_steps.status, report_steps.reply)
-				IS DISTINCT FROM (EXCLUDED.event, EXCLUDED.at, EXCLUDED.status, EXCLUDED.reply)`,
-			p.site, s.reports, s.ns, s.events, s.at, s.statuses, s.replies)
 	}
 	if a := &p.act; len(a.ids) > 0 {
 		b.Queue(`INSERT INTO activities (site, id, title, kind, venue, start_at, end_at, capacity, seats_left,

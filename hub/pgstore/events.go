@@ -285,8 +285,8 @@ func (b *Batch) GetMany(keys [][]byte) ([][]byte, error) {
 
 // Project hands the store's Projector the downlink changes of site, to
 // run inside the batch's transaction at Commit.
-func (b *Batch) Project(site string, changes []wire.Change, known []bool) {
-	w, err := b.s.project(site, changes, known)
+func (b *Batch) Project(site string, changes []wire.Change) {
+	w, err := b.s.project(site, changes)
 	if err != nil {
 		if b.err == nil {
 			b.err = err

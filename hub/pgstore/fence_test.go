@@ -80,7 +80,7 @@ func TestFencedCommit(t *testing.T) {
 		{"a fact", func(b store.Batch) { b.Set(factKey("theirs"), []byte{0x80}) }, []string{"theirs"}, false},
 		{"a deleted downlink entry", func(b store.Batch) { b.Delete(logKey("theirs")) }, []string{"theirs"}, false},
 		{"a projected change", func(b store.Batch) {
-			b.Project("theirs", []wire.Change{{Entity: wire.EntityNotice, ID: "n1", Deleted: true}}, nil)
+			b.Project("theirs", []wire.Change{{Entity: wire.EntityNotice, ID: "n1", Deleted: true}})
 		}, []string{"theirs"}, false},
 		{"its own site and another's together", func(b store.Batch) {
 			b.PutEvent("own", ev(), []byte{0xa0})

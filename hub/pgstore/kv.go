@@ -26,9 +26,7 @@ import (
 // transaction, so the tables commit with the facts and the log entries
 // they come from, or not at all. An error of either fails the commit
 // (nothing of the batch is stored, nothing acked).
-// known[i] says whether changes[i]'s entity had a change before (nil:
-// every one may have), as store.Batch.Project has it.
-type Projector func(site string, changes []wire.Change, known []bool) (ProjectWrite, error)
+type Projector func(site string, changes []wire.Change) (ProjectWrite, error)
 
 // ProjectWrite is a projection's write inside a commit's transaction.
 type ProjectWrite func(ctx context.Context, tx pgx.Tx) error
@@ -37,12 +35,12 @@ type ProjectWrite func(ctx context.Context, tx pgx.Tx) error
 func (s *Store) SetProjector(p Projector) { s.projector.Store(&p) }
 
 // project prepares a batch's projection of site's changes.
-func (s *Store) project(site string, changes []wire.Change, known []bool) (ProjectWrite, error) {
+func (s *Store) project(site string, changes []wire.Change) (ProjectWrite, error) {
 	pp := s.projector.Load()
 	if pp == nil || *pp == nil {
 		return nil, nil
 	}
-	w, err := (*pp)(site, changes, known)
+	w, err := (*pp)(site, changes)
 	if err != nil {
 		return nil, fmt.Errorf("project downlink changes of %s: %w", site, err)
 	}

@@ -31,7 +31,7 @@ func TestSplitCommitStoresNoFactWithoutItsEvents(t *testing.T) {
 		}
 		b.PutDevice(&store.DeviceRecord{ID: "gw-1", Site: "s1", Acked: n})
 		b.Set([]byte("k/fact"), []byte("names gw-1's events"))
-		b.Project("s1", []wire.Change{{Entity: wire.EntityNotice, ID: "n1", Deleted: true}}, []bool{true})
+		b.Project("s1", []wire.Change{{Entity: wire.EntityNotice, ID: "n1", Deleted: true}})
 		return b
 	}
 	stored := func() (events, devices, facts int) {
@@ -63,7 +63,7 @@ func TestSplitCommitStoresNoFactWithoutItsEvents(t *testing.T) {
 
 	// The rest fails (its projection): no device record, no fact; the
 	// events are all stored or none.
-	st.SetProjector(func(string, []wire.Change, []bool) (pgstore.ProjectWrite, error) {
+	st.SetProjector(func(string, []wire.Change) (pgstore.ProjectWrite, error) {
 		return func(context.Context, pgx.Tx) error { return errors.New("projection refused") }, nil
 	})
 	if err := batch().Commit(); err == nil {

@@ -76,10 +76,7 @@ type Batch interface {
 	// Project hands the store the downlink changes this batch commits
 	// for site, for a store that keeps queryable tables of them in the
 	// same transaction (PostgreSQL); Badger keeps the log only.
-	// known[i] says whether the entity of changes[i] had a change
-	// before it (stored, staged, or earlier in changes): a new one has
-	// no rows in those tables yet.
-	Project(site string, changes []wire.Change, known []bool)
+	Project(site string, changes []wire.Change)
 	// Len is the number of writes in the batch.
 	Len() int
 	Commit() error

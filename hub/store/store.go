@@ -805,7 +805,7 @@ func (b *BadgerBatch) GetMany(keys [][]byte) ([][]byte, error) {
 }
 
 // Project does nothing: Badger keeps the downlink log only.
-func (b *BadgerBatch) Project(string, []wire.Change, []bool) {}
+func (b *BadgerBatch) Project(string, []wire.Change) {}
 
 // Len is the number of writes in the batch.
 func (b *BadgerBatch) Len() int { return b.n }
