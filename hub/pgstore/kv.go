@@ -239,10 +239,21 @@ func (v *view) Scan(prefix, from []byte, since uint64, fn func(key, val []byte, 
 	}
 }
 
+// factsOnly bounds a read of facts by version to the rows of the partial
+// index on version (migration 13) as constants: a plan made without the
+// parameters' values (a URL's plan_cache_mode) may then use it too.
+const factsOnly = ` AND key >= '` + store.PrefixFact + `'::bytea AND key < '` + factsEnd + `'::bytea`
+
+// factsEnd is store.PrefixEnd(store.PrefixFact).
+const factsEnd = "f0"
+
 func (v *view) page(from, end []byte, since int64) ([]kvRow, error) {
 	var rows pgx.Rows
 	var err error
-	if end == nil {
+	if since > 0 && bytes.HasPrefix(from, []byte(store.PrefixFact)) && end != nil && bytes.Compare(end, []byte(factsEnd)) <= 0 {
+		rows, err = v.tx.Query(v.ctx, `SELECT key, value, version FROM hub_kv
+			WHERE key >= $1 AND key < $2 AND version > $3`+factsOnly+` ORDER BY key LIMIT $4`, from, end, since, scanPage)
+	} else if end == nil {
 		rows, err = v.tx.Query(v.ctx, `SELECT key, value, version FROM hub_kv
 			WHERE key >= $1 AND version > $2 ORDER BY key LIMIT $3`, from, since, scanPage)
 	} else {

@@ -2,9 +2,11 @@ package pgstore
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
+	"linli/hub/store"
 	"linli/shared/event"
 )
 
@@ -33,5 +35,21 @@ func TestEventRowsCopiedOnce(t *testing.T) {
 	rows := uint64(n) * uint64(unsafe.Sizeof(row{}))
 	if got := after.TotalAlloc - before.TotalAlloc; got > 5*rows/2 {
 		t.Fatalf("%d events allocated %d bytes, %.1f times their rows", n, got, float64(got)/float64(rows))
+	}
+}
+
+// The facts' bounds a read by version names are the range of the hub's
+// fact keys, the partial index's predicate (migration 13).
+func TestFactsBoundsAreTheFactKeys(t *testing.T) {
+	if got := string(store.PrefixEnd([]byte(store.PrefixFact))); got != factsEnd {
+		t.Fatalf("the fact keys end at %q, factsEnd is %q", got, factsEnd)
+	}
+	sql, err := migrations.ReadFile("migrations/0013_fact_version_index.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "WHERE key >= '" + store.PrefixFact + "'::bytea AND key < '" + factsEnd + "'::bytea"
+	if !strings.Contains(string(sql), want) {
+		t.Fatalf("migration 13's index is not on the fact keys (%s)", want)
 	}
 }

@@ -36,7 +36,7 @@ import (
 //	                            every fact of older hubs) {site, event}.
 //	h/seq                       the hub's own event counter
 const (
-	prefixFact = "f/"
+	prefixFact = store.PrefixFact
 	keyHubSeq  = "h/seq"
 )
 

@@ -37,6 +37,10 @@ const (
 	// PrefixCache holds derived data (the merged state's snapshot) that
 	// can be rebuilt from the rest; a rewrite of the store drops it.
 	PrefixCache = "cache/"
+	// PrefixFact holds the merged state's facts (hub/state): the only
+	// records read by the version they were written at (View.Scan with a
+	// mark), which PostgreSQL indexes for them alone.
+	PrefixFact = "f/"
 
 	prefixDevice = "d/"
 	prefixEvent  = "e/"
