@@ -134,6 +134,7 @@ func (in *Ingest) commitLoop() {
 				in.flushDirty(send)
 				return
 			}
+			in.queued.Release(d.weight)
 		case <-tick.C:
 			in.flushDirty(send)
 			continue
@@ -147,6 +148,7 @@ func (in *Ingest) commitLoop() {
 				if !ok {
 					break drain
 				}
+				in.queued.Release(d.weight)
 				group = append(group, d)
 				n += len(d.events)
 			default:
@@ -165,6 +167,7 @@ func (in *Ingest) commitLoop() {
 					if !ok {
 						break grow
 					}
+					in.queued.Release(d.weight)
 					group = append(group, d)
 					n += len(d.events)
 				case <-last.done:
