@@ -307,6 +307,11 @@ func (in *Ingest) prepare(group []decoded, prev *prepared) *prepared {
 			delete(newBySite, site) // all duplicates or quarantined
 		}
 	}
+	// The new events are all put: a store that can stores them now,
+	// while the merge runs.
+	if ea, ok := b.(store.EventsAhead); ok {
+		ea.StoreEvents()
+	}
 	p.newBySite = newBySite
 	p.applied = in.opts.Applier != nil && len(newBySite) > 0
 	if p.applied {

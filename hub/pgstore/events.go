@@ -108,6 +108,26 @@ type Batch struct {
 	kv       map[string][]byte // Set (a value) and Delete (nil)
 	projects []projection
 	err      error
+	// early are the events StoreEvents sent ahead, nil before.
+	early *earlyEvents
+}
+
+// earlyEvents are a batch's events stored ahead of its Commit, in a
+// transaction of their own.
+type earlyEvents struct {
+	n     int      // events and quarantined events in it
+	sites []string // their sites, which it fenced
+	done  chan error
+	err   error
+	got   bool
+}
+
+// wait is the transaction's outcome, once it is known.
+func (e *earlyEvents) wait() error {
+	if !e.got {
+		e.err, e.got = <-e.done, true
+	}
+	return e.err
 }
 
 type rowKey struct {
@@ -299,7 +319,11 @@ func (b *Batch) Project(site string, changes []wire.Change) {
 
 // Len is the number of writes in the batch.
 func (b *Batch) Len() int {
-	return b.events.n + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
+	n := b.events.n + len(b.quar) + len(b.devices) + len(b.rewrites) + len(b.kv)
+	if b.early != nil {
+		n += b.early.n
+	}
+	return n
 }
 
 // sites lists, sorted, the sites the batch writes: of its events,
@@ -314,6 +338,11 @@ func (b *Batch) sites(keySite func(key []byte) string) []string {
 	}
 	for _, r := range b.quar {
 		set[r.site] = true
+	}
+	if b.early != nil {
+		for _, s := range b.early.sites {
+			set[s] = true
+		}
 	}
 	for k := range b.rewrites {
 		set[k.site] = true
@@ -333,7 +362,8 @@ func (b *Batch) sites(keySite func(key []byte) string) []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
-// Discard abandons the batch.
+// Discard abandons the batch. Events StoreEvents sent ahead may be
+// stored: nothing acks them, and the edge's resend keeps them once.
 func (b *Batch) Discard() {
 	b.events, b.quar, b.devices, b.rewrites, b.kv, b.projects = rowChunks{}, nil, nil, nil, nil, nil
 }
@@ -359,46 +389,26 @@ func (b *Batch) Discard() {
 // sites; a batch that rewrites events (an erasure) stays one transaction.
 func (b *Batch) Commit() error {
 	if b.err != nil {
+		if b.early != nil {
+			_ = b.early.wait() // let the events' transaction end
+		}
 		return b.err
 	}
-	if b.Len() == 0 && len(b.projects) == 0 {
+	if b.Len() == 0 && len(b.projects) == 0 && b.early == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
 	defer cancel()
 	events, quar := sortedOnce(b.events.all()), sortedOnce(b.quar)
 	var err error
-	if len(events) >= splitEventsMin && len(b.rewrites) == 0 {
-		stored := make(chan error, 1)
-		go func() {
-			stored <- b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
-				return b.writeEvents(ctx, tx, events, quar)
-			})
-		}()
-		// The events' outcome, received once: the rest's attempts (each
-		// asks before its COMMIT) and the end of Commit run on this
-		// goroutine one after the other.
-		var evErr error
-		received := false
-		eventsStored := func() error {
-			if !received {
-				evErr, received = <-stored, true
-			}
-			return evErr
-		}
-		err = b.s.commitIdempotentAfter(ctx, func(ctx context.Context, tx pgx.Tx) error {
-			if err := b.s.fence(ctx, tx, b); err != nil {
-				return err
-			}
-			return b.writeRest(ctx, tx)
-		}, func() error {
-			if err := eventsStored(); err != nil {
-				return fmt.Errorf("store %d events: %w", len(events), err)
-			}
-			return nil
-		})
-		_ = eventsStored() // the rest failed before asking: let the events' commit end
-	} else {
+	switch {
+	case b.early != nil:
+		// The events went ahead (StoreEvents); any put since go with the
+		// rest.
+		err = b.commitAfter(ctx, b.early, events, quar)
+	case len(events) >= splitEventsMin && len(b.rewrites) == 0:
+		err = b.commitAfter(ctx, b.storeAhead(events, quar), nil, nil)
+	default:
 		err = b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
 			if err := b.writeEvents(ctx, tx, events, quar); err != nil {
 				return err
@@ -410,6 +420,76 @@ func (b *Batch) Commit() error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// StoreEvents sends the events and quarantined events put so far ahead
+// of the rest of the batch: they go in a transaction of their own, now,
+// on a connection of their own, while the caller goes on filling the
+// batch (the ingest merges the group meanwhile); Commit commits the rest
+// only after they are stored, as it does a split commit's (see Commit).
+// A batch of fewer than splitEventsMin events waits for Commit. Called
+// once, after the group's events are put; events put later go with the
+// rest.
+func (b *Batch) StoreEvents() {
+	if b.err != nil || b.early != nil || b.events.n < splitEventsMin {
+		return
+	}
+	events, quar := sortedOnce(b.events.all()), sortedOnce(b.quar)
+	b.early = b.storeAhead(events, quar)
+	b.events, b.quar = rowChunks{}, nil
+}
+
+// storeAhead starts the transaction that stores events and quar.
+func (b *Batch) storeAhead(events, quar []row) *earlyEvents {
+	e := &earlyEvents{n: len(events) + len(quar), done: make(chan error, 1)}
+	set := map[string]bool{}
+	for _, rs := range [][]row{events, quar} {
+		for _, r := range rs {
+			set[r.site] = true
+		}
+	}
+	e.sites = slices.Sorted(maps.Keys(set))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+		defer cancel()
+		e.done <- b.s.commitIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			// The fence goes first, as in writeEvents.
+			if err := b.s.fenceSites(ctx, tx, e.sites); err != nil {
+				return err
+			}
+			if err := insertEvents(ctx, tx, events); err != nil {
+				return err
+			}
+			return insertQuarantine(ctx, tx, quar)
+		})
+	}()
+	return e
+}
+
+// commitAfter commits the rest of the batch (with events and quar, put
+// after e started) once e's events are stored: the facts, which name
+// events, never exist without them. A batch that rewrites events waits
+// for them before it starts: a rewrite may replace one of them.
+func (b *Batch) commitAfter(ctx context.Context, e *earlyEvents, events, quar []row) error {
+	stored := func() error {
+		if err := e.wait(); err != nil {
+			return fmt.Errorf("store %d events: %w", e.n, err)
+		}
+		return nil
+	}
+	if len(b.rewrites) > 0 {
+		if err := stored(); err != nil {
+			return err
+		}
+	}
+	err := b.s.commitIdempotentAfter(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if err := b.writeEvents(ctx, tx, events, quar); err != nil {
+			return err
+		}
+		return b.writeRest(ctx, tx)
+	}, stored)
+	_ = e.wait() // the rest failed before asking: let the events' commit end
+	return err
 }
 
 // splitEventsMin is the fewest events a commit stores in a transaction of

@@ -91,8 +91,13 @@ func (s *Store) fence(ctx context.Context, tx pgx.Tx, b *Batch) error {
 	if fc == nil {
 		return nil
 	}
-	sites := b.sites(fc.keySite)
-	if len(sites) == 0 {
+	return s.fenceSites(ctx, tx, b.sites(fc.keySite))
+}
+
+// fenceSites is fence for the sites named.
+func (s *Store) fenceSites(ctx context.Context, tx pgx.Tx, sites []string) error {
+	fc := s.fencing.Load()
+	if fc == nil || len(sites) == 0 {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", FenceIdleTimeout.Milliseconds())); err != nil {

@@ -19,7 +19,17 @@ import (
 // only after the events did. When the events' transaction fails, nothing
 // of the batch is stored; when the rest fails, nothing but (perhaps) the
 // events is, and the same batch again stores everything, each event once.
+// The same holds when the events went ahead (StoreEvents, as the ingest
+// calls it before the merge fills the rest).
 func TestSplitCommitStoresNoFactWithoutItsEvents(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at commit", true: "ahead"}[ahead], func(t *testing.T) {
+			testSplitCommit(t, ahead)
+		})
+	}
+}
+
+func testSplitCommit(t *testing.T, ahead bool) {
 	st := open(t, testkit.StartPostgres(t))
 	ctx := context.Background()
 	const n = 2000
@@ -28,6 +38,9 @@ func TestSplitCommitStoresNoFactWithoutItsEvents(t *testing.T) {
 		for s := uint64(1); s <= n; s++ {
 			ev := event.Event{Device: "gw-1", Seq: s}
 			b.PutEvent("s1", &ev, []byte{byte(s)})
+		}
+		if ahead {
+			b.(store.EventsAhead).StoreEvents()
 		}
 		b.PutDevice(&store.DeviceRecord{ID: "gw-1", Site: "s1", Acked: n})
 		b.Set([]byte("k/fact"), []byte("names gw-1's events"))
@@ -80,5 +93,39 @@ func TestSplitCommitStoresNoFactWithoutItsEvents(t *testing.T) {
 	}
 	if e, d, f := stored(); e != n || d != 1 || f != 1 {
 		t.Fatalf("after the resend: %d events, %d device records, %d facts stored; want %d, 1, 1", e, d, f, n)
+	}
+}
+
+// Events put after the others went ahead, and a rewrite of one that went
+// ahead (an erasure the merge made), are committed with the rest: every
+// event stored once, the rewritten one in its new form.
+func TestEventsAheadThenMore(t *testing.T) {
+	st := open(t, testkit.StartPostgres(t))
+	ctx := context.Background()
+	b := st.NewBatch()
+	for s := uint64(1); s <= 1500; s++ {
+		ev := event.Event{Device: "gw-1", Seq: s}
+		b.PutEvent("s1", &ev, []byte{1})
+	}
+	b.(store.EventsAhead).StoreEvents()
+	for s := uint64(1501); s <= 1600; s++ {
+		ev := event.Event{Device: "gw-1", Seq: s}
+		b.PutEvent("s1", &ev, []byte{2})
+	}
+	erased := event.Event{Device: "gw-1", Seq: 7}
+	b.RewriteEvent("s1", &erased, []byte{9})
+	b.PutDevice(&store.DeviceRecord{ID: "gw-1", Site: "s1", Acked: 1600})
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var n, late int
+	var body []byte
+	err := st.Pool().QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE body = '\x02'),
+		(SELECT body FROM events WHERE seq = 7) FROM events`).Scan(&n, &late, &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1600 || late != 100 || len(body) != 1 || body[0] != 9 {
+		t.Fatalf("%d events stored (%d put after the others went ahead), event 7 %x; want 1600, 100, 09", n, late, body)
 	}
 }

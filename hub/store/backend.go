@@ -83,6 +83,16 @@ type Batch interface {
 	Discard()
 }
 
+// EventsAhead is a Batch that can store its events before its Commit,
+// in a transaction of their own, while the caller goes on filling it
+// (PostgreSQL: the server stores a group's events while the ingest merges
+// it). Commit then commits the rest only after they are stored; events
+// stored ahead of a batch that is discarded or fails stay, unacked, and
+// the edge's resend keeps them once.
+type EventsAhead interface {
+	StoreEvents()
+}
+
 var (
 	_ Backend = (*Store)(nil)
 	_ Batch   = (*BadgerBatch)(nil)
