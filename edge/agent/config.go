@@ -92,7 +92,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.Duration(&c.Retention, "retention", 24*time.Hour, "keep acked events this long before deleting them")
 	s.Int(&c.BatchEvents, "batch-events", 1000, "most events per uplink batch")
 	s.Int(&c.BatchBytes, "batch-bytes", 256<<10, "most bytes per uplink batch")
-	s.Int(&c.Window, "window", 16, "uplink batches in flight")
+	s.Int(&c.Window, "window", uplink.DefaultWindow, "uplink batches in flight")
 	s.Bool(&c.Compress, "compress", true, "zstd-compress uplink batches")
 	s.Duration(&c.KeepAlive, "keepalive", 10*time.Second, "MQTT keepalive")
 	s.Duration(&c.AckTimeout, "ack-timeout", 10*time.Second, "resend when the hub's acks stall this long")

@@ -63,6 +63,14 @@ type Downlink interface {
 	Acks() <-chan wire.DownAck
 }
 
+// DefaultWindow is how many batches an edge keeps in flight: two of the
+// hub's group commits' worth at 1,000 events a batch. The hub grows a
+// group to what has arrived while the one before commits; with 16 in
+// flight a catch-up's groups were 7,000-8,000 events, and a hub on
+// PostgreSQL paid each commit's fixed costs twice as often (measured:
+// catch-up against COPY 42.8-47.0 % with 16, 47.9-52.3 % with 32).
+const DefaultWindow = 32
+
 // Options configure an Uplink.
 type Options struct {
 	// Broker is the hub's broker, tcp://host:port or ssl://host:port, or
@@ -78,7 +86,7 @@ type Options struct {
 
 	BatchEvents int           // most events per batch (default 1000)
 	BatchBytes  int           // most encoded event bytes per batch (default 256 KiB)
-	Window      int           // batches in flight before waiting for acks (default 16)
+	Window      int           // batches in flight before waiting for acks (default DefaultWindow)
 	Compress    bool          // zstd batches
 	AckTimeout  time.Duration // resend from the acked seq when acks stall (default 10s)
 	KeepAlive   time.Duration // MQTT keepalive (default 10s)
@@ -134,7 +142,7 @@ func (o *Options) defaults() {
 		o.BatchBytes = 256 << 10
 	}
 	if o.Window <= 0 {
-		o.Window = 16
+		o.Window = DefaultWindow
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = 10 * time.Second
