@@ -413,7 +413,7 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				merged_into, created_at, updated_at, closed_at, view)
 			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::text[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
-				$14::timestamptz[], $15::jsonb[])
+				$14::timestamptz[], $15::json[])
 			ON CONFLICT (site, id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status,
 				category = EXCLUDED.category, title = EXCLUDED.title, building = EXCLUDED.building,
 				unit = EXCLUDED.unit, votes = EXCLUDED.votes, note = EXCLUDED.note,
@@ -427,7 +427,7 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				confirmed, waitlisted, attended, cancelled, updated_at, view)
 			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
 				$7::timestamptz[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-				$13::boolean[], $14::timestamptz[], $15::jsonb[])
+				$13::boolean[], $14::timestamptz[], $15::json[])
 			ON CONFLICT (site, id) DO UPDATE SET title = EXCLUDED.title, kind = EXCLUDED.kind,
 				venue = EXCLUDED.venue, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
 				capacity = EXCLUDED.capacity, seats_left = EXCLUDED.seats_left, confirmed = EXCLUDED.confirmed,
@@ -458,7 +458,7 @@ func (p *entityRows) queue(b *pgx.Batch) {
 			SELECT $1, id, title, category, ARRAY(SELECT jsonb_array_elements_text(buildings)), expires_at,
 				updated_at, view
 			FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::timestamptz[],
-				$8::jsonb[]) AS n(id, title, category, buildings, expires_at, updated_at, view)
+				$8::json[]) AS n(id, title, category, buildings, expires_at, updated_at, view)
 			ON CONFLICT (site, id) DO UPDATE SET title = EXCLUDED.title, category = EXCLUDED.category,
 				buildings = EXCLUDED.buildings, expires_at = EXCLUDED.expires_at,
 				updated_at = EXCLUDED.updated_at, view = EXCLUDED.view`,
@@ -469,7 +469,7 @@ func (p *entityRows) queue(b *pgx.Batch) {
 				acked, first_at, last_at, cleared_at, closed_at, view)
 			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::text[], $9::boolean[], $10::boolean[], $11::boolean[], $12::timestamptz[],
-				$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::jsonb[])
+				$13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::json[])
 			ON CONFLICT (site, id) DO UPDATE SET building = EXCLUDED.building, source = EXCLUDED.source,
 				kind = EXCLUDED.kind, severity = EXCLUDED.severity, place = EXCLUDED.place,
 				acked_by = EXCLUDED.acked_by, active = EXCLUDED.active, open = EXCLUDED.open,
