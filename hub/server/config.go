@@ -119,7 +119,7 @@ func newSet(c *Config, out io.Writer) *config.Set {
 	s.String(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	s.String(&c.LogFormat, "log-format", "text", "log line format: text (key=value) or json (one object a line, for journald, Loki or ELK)")
 	s.Int(&c.Decoders, "decoders", 0, "batch decode workers (default: one per core)")
-	s.Int(&c.MaxGroup, "max-group", 20000, "most events per group commit")
+	s.Int(&c.MaxGroup, "max-group", 0, "most events per group commit; 0 is the store's: 20,000 on Badger, 40,000 on PostgreSQL (whose commits cost more each)")
 	s.Bool(&c.AllowUnenrolled, "allow-unenrolled", true, "accept devices that never enrolled (unsigned, anonymous) on a loopback broker; enrolled ids always need their credentials and signatures")
 	s.Duration(&c.TokenTTL, "token-ttl", 24*time.Hour, "how long an enrollment token stays valid")
 	s.Bool(&c.Pseudonymize, "pseudonymize", false, "kiosks enrolled from now on record residents by a keyed hash per site instead of their number")
@@ -207,8 +207,8 @@ func (c *Config) Validate() error {
 	if c.Decoders < 0 || c.Decoders > 64 {
 		return config.Errorf("decoders", "must be 0 to 64")
 	}
-	if c.MaxGroup < 1 {
-		return config.Errorf("max-group", "must be at least 1")
+	if c.MaxGroup < 0 {
+		return config.Errorf("max-group", "must be 0 (the store's) or more")
 	}
 	if c.TLS != "auto" && c.TLS != "on" {
 		return config.Errorf("tls", "%q is not auto or on (plain TCP/HTTP is only for loopback)", c.TLS)
@@ -445,3 +445,27 @@ func parseMemoryLimit(s string, p kv.Profile) (int64, error) {
 
 // fmtMiB is a byte count as whole MiB, for settings' help.
 func fmtMiB(b int64) string { return strconv.FormatInt(b>>20, 10) + "MiB" }
+
+// Group commit sizes by store (--max-group 0). A commit on PostgreSQL
+// has fixed costs a Badger commit has not (two transactions and their
+// round trips, the statements of every site, a device record per edge,
+// an ack per edge): groups twice as large, old and new alternated, took
+// the catch-up from 49.7 to 51.2 % of COPY and the fan-in from 49.7 to
+// 52.5 % (medians of 6 pairs), at a fan-in ack latency p50 of 600-770
+// instead of 530-650 ms.
+const (
+	maxGroupBadger   = 20_000
+	maxGroupPostgres = 40_000
+)
+
+// maxGroup is the most events per group commit: the setting, or the
+// store's.
+func (c Config) maxGroup() int {
+	switch {
+	case c.MaxGroup > 0:
+		return c.MaxGroup
+	case c.Store != "":
+		return maxGroupPostgres
+	}
+	return maxGroupBadger
+}

@@ -381,3 +381,43 @@ func TestDistrictSignID(t *testing.T) {
 		})
 	}
 }
+
+// A group commit holds the store's number of events unless max-group says
+// otherwise: 20,000 on Badger, 40,000 on PostgreSQL. A negative one is
+// refused naming the setting.
+func TestMaxGroupSetting(t *testing.T) {
+	const pg = "postgres://linli@127.0.0.1:5432/linli"
+	for _, tc := range []struct {
+		name      string
+		args, env []string
+		want      int // 0: refused
+	}{
+		{"Badger's", nil, nil, 20_000},
+		{"PostgreSQL's", []string{"--store", pg}, nil, 40_000},
+		{"flag", []string{"--store", pg, "--max-group", "5000"}, nil, 5000},
+		{"env", nil, []string{"LINLI_MAX_GROUP=8000"}, 8000},
+		{"negative", []string{"--max-group", "-1"}, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			c.Data, c.HTTP, c.MQTTListen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+			err := c.Validate()
+			if tc.want == 0 {
+				var ce *config.Error
+				if !errors.As(err, &ce) || ce.Setting != "max-group" {
+					t.Fatalf("error %v, want one naming max-group", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.maxGroup(); got != tc.want {
+				t.Fatalf("max group %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

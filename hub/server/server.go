@@ -446,7 +446,7 @@ func (h *Hub) buildServices() (err error) {
 	}
 	h.ingest, err = ingest.New(ingest.Options{Store: h.backend, Transport: tr, Clock: clock, Resync: resync, Horizon: h.horizon,
 		Applier: h.state, Downlink: h.down, Keys: deviceKeys{h.registry}, AllowUnsigned: cfg.AllowUnenrolled, Sign: sign,
-		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.MaxGroup,
+		Logger: log.With("component", "ingest"), Sites: cfg.Sites, Decoders: cfg.Decoders, MaxGroup: cfg.maxGroup(),
 		Leased: cfg.Leased()})
 	if err != nil {
 		return err
