@@ -195,7 +195,7 @@ func catchUp(ctx context.Context, e *runEnv) error {
 		"a \"me too\", a rating) are appended to a gateway's outbox by the harness (edge/outbox, group commits) while no edge runs, "+
 		"taking %v; each run copies that data dir, starts a hub (`linli-hub`, embedded broker, or `--broker` to Mosquitto with "+
 		"`configs/mosquitto.conf` on a free port), then the edge (`linli-edge --role gateway`, default batches of ≤ 1,000 events / 256 KiB, "+
-		"zstd, 16 in flight). Each broker gets %d runs, each a pair with each baseline ((a) just before, (b) just after); the table shows "+
+		"zstd, 64 in flight). Each broker gets %d runs, each a pair with each baseline ((a) just before, (b) just after); the table shows "+
 		"the median pair's figures and ratio and the spread of the ratios; the rows below them are of the median run by its ratio to (a). The figure is events / (time from starting the edge process until its `GET /api/v1/sync` shows every event acked "+
 		"by the hub, i.e. committed on the hub's disk); the hub's record of the device is checked to hold every event exactly once. "+
 		"Baseline (a), measured just before each run: the harness writes the same events (hub keys, hub's `server` store profile, SyncWrites on) "+
