@@ -403,7 +403,6 @@ func TestMaxGroupSetting(t *testing.T) {
 			if err := newSet(&c, io.Discard).Load(tc.args, tc.env); err != nil {
 				t.Fatal(err)
 			}
-			c.Data, c.HTTP, c.MQTTListen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 			err := c.Validate()
 			if tc.want == 0 {
 				var ce *config.Error
