@@ -19,9 +19,10 @@ import (
 
 // PutEntities projects a site's downlink changes into the entity tables
 // (reports, activities, activity_attendance, notices, alarms; the view
-// report_steps unfolds the reports' own rows) inside tx, the transaction that commits the facts the changes
-// come from: the tables then never show a state the facts do not hold,
-// and a rolled-back commit leaves them as they were. It is
+// report_steps unfolds the reports' own rows) inside tx, the transaction
+// that commits the facts the changes come from: the tables then never
+// show a state the facts do not hold, and a rolled-back commit leaves
+// them as they were. It is
 // ProjectEntities and its write in one.
 func PutEntities(ctx context.Context, tx pgx.Tx, site string, changes []wire.Change) error {
 	w, err := ProjectEntities(site, changes)

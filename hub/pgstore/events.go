@@ -386,7 +386,10 @@ func (b *Batch) Discard() {
 // storing them again keeps the first copy (the same as a resend after a
 // commit whose outcome was unknown). The facts, which name events, are
 // never committed without them. Both transactions fence the batch's
-// sites; a batch that rewrites events (an erasure) stays one transaction.
+// sites. StoreEvents starts the events' transaction before Commit. A
+// batch that rewrites events (an erasure) is one transaction, unless its
+// events went ahead: then the rewrites go with the rest, which starts
+// once those events are stored.
 func (b *Batch) Commit() error {
 	if b.err != nil {
 		if b.early != nil {
@@ -457,10 +460,7 @@ func (b *Batch) storeAhead(events, quar []row) *earlyEvents {
 			if err := b.s.fenceSites(ctx, tx, e.sites); err != nil {
 				return err
 			}
-			if err := insertEvents(ctx, tx, events); err != nil {
-				return err
-			}
-			return insertQuarantine(ctx, tx, quar)
+			return insertNew(ctx, tx, events, quar)
 		})
 	}()
 	return e
@@ -498,8 +498,8 @@ func (b *Batch) commitAfter(ctx context.Context, e *earlyEvents, events, quar []
 // saves.
 const splitEventsMin = 1000
 
-// writeEvents fences the batch's sites and stores its new and quarantined
-// events (and, in a batch of one transaction, its rewritten ones).
+// writeEvents fences the batch's sites and stores events and quar and
+// the batch's rewritten events.
 func (b *Batch) writeEvents(ctx context.Context, tx pgx.Tx, events, quar []row) error {
 	// The fence goes first: a commit of a site this worker no longer
 	// holds fails before it writes anything, and the lease rows it locks
@@ -507,10 +507,15 @@ func (b *Batch) writeEvents(ctx context.Context, tx pgx.Tx, events, quar []row) 
 	if err := b.s.fence(ctx, tx, b); err != nil {
 		return err
 	}
-	if err := insertEvents(ctx, tx, events); err != nil {
+	if err := insertNew(ctx, tx, events, quar); err != nil {
 		return err
 	}
-	if err := rewriteEvents(ctx, tx, b.rewrites); err != nil {
+	return rewriteEvents(ctx, tx, b.rewrites)
+}
+
+// insertNew stores new events and quarantined ones.
+func insertNew(ctx context.Context, tx pgx.Tx, events, quar []row) error {
+	if err := insertEvents(ctx, tx, events); err != nil {
 		return err
 	}
 	return insertQuarantine(ctx, tx, quar)

@@ -449,10 +449,11 @@ func fmtMiB(b int64) string { return strconv.FormatInt(b>>20, 10) + "MiB" }
 // Group commit sizes by store (--max-group 0). A commit on PostgreSQL
 // has fixed costs a Badger commit has not (two transactions and their
 // round trips, the statements of every site, a device record per edge,
-// an ack per edge): groups twice as large, old and new alternated, took
-// the catch-up from 49.7 to 51.2 % of COPY and the fan-in from 49.7 to
-// 52.5 % (medians of 6 pairs), at a fan-in ack latency p50 of 600-770
-// instead of 530-650 ms.
+// an ack per edge): groups twice as large, with edges keeping 64 batches
+// in flight instead of 32 (alternated with both at the old defaults),
+// took the catch-up from 49.2 to 50.5 % of COPY (medians of 10 pairs)
+// and the fan-in from 50.2 to 53.7 % (7 pairs), at a fan-in ack latency
+// p50 of 600-770 instead of 530-650 ms.
 const (
 	maxGroupBadger   = 20_000
 	maxGroupPostgres = 40_000
